@@ -1,0 +1,444 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/testnet"
+)
+
+const usage = `usage: lsnode <command> [flags]
+
+commands:
+  run --config FILE                  run one node
+  testnet init --dir DIR [--nodes N] [--domains a.example,b.example] [--users K]
+                                     create a local testnet
+  testnet run --dir DIR [--persist]  run every node of a testnet in this process
+  lookup --config FILE AOR           print AOR's live bindings as JSON (exit 1: not found)
+  publish --config FILE --aor AOR --contact URI --expires S
+                                     publish a binding signed with the node's domain credential
+  remove --config FILE --aor AOR [--contact URI]
+                                     remove one binding (or all) of AOR
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(stderr, "lsnode: "+ee.msg)
+		}
+		return ee.code
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	fmt.Fprintln(stderr, "lsnode: "+oneLine(err))
+	return 2
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fail(2, "")
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stderr)
+	case "testnet":
+		if len(args) < 2 {
+			return fail(2, "testnet: want 'init' or 'run'")
+		}
+		switch args[1] {
+		case "init":
+			return cmdTestnetInit(args[2:], stdout, stderr)
+		case "run":
+			return cmdTestnetRun(ctx, args[2:], stdout, stderr)
+		}
+		return fail(2, "testnet: unknown subcommand %q (want init or run)", args[1])
+	case "lookup":
+		return cmdLookup(ctx, args[1:], stdout, stderr)
+	case "publish":
+		return cmdPublish(ctx, args[1:], stdout, stderr)
+	case "remove":
+		return cmdRemove(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fail(2, "unknown command %q", args[0])
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return fail(2, "")
+		}
+		return fail(2, "%s: %v", fs.Name(), err)
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fail(2, "bad --log-level %q (debug, info, warn, error)", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	cfgPath := fs.String("config", "", "node config file (JSON)")
+	level := fs.String("log-level", "", "log level (default: the config's, or info)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		return fail(2, "run: want --config FILE and no arguments")
+	}
+	cfg, err := node.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	lvl := *level
+	if lvl == "" {
+		lvl = cfg.LogLevel
+	}
+	if lvl == "" {
+		lvl = "info"
+	}
+	log, err := newLogger(stderr, lvl)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(ctx, cfg, node.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return n.Close()
+}
+
+func cmdTestnetInit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("testnet init", stderr)
+	var spec testnet.Spec
+	fs.StringVar(&spec.Dir, "dir", "", "directory to create the testnet in")
+	fs.IntVar(&spec.Nodes, "nodes", 5, "number of nodes")
+	domains := fs.String("domains", "a.example,b.example", "comma-separated SIP domains")
+	fs.IntVar(&spec.PerDomain, "per-domain", 1, "nodes authoritative for each domain")
+	fs.IntVar(&spec.Users, "users", 3, "demo users per domain")
+	fs.StringVar(&spec.Overlay, "overlay", "testnet", "overlay name")
+	fs.IntVar(&spec.BasePort, "base-port", 0, "node i listens on 127.0.0.1:base-port+i (0: free ports)")
+	fs.IntVar(&spec.Replicas, "replicas", 3, "replicas per AOR")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if spec.Dir == "" || fs.NArg() > 0 {
+		return fail(2, "testnet init: want --dir DIR and no arguments")
+	}
+	for _, d := range strings.Split(*domains, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			spec.Domains = append(spec.Domains, d)
+		}
+	}
+	if len(spec.Domains) == 0 {
+		return fail(2, "testnet init: --domains is empty")
+	}
+	m, err := testnet.Init(spec)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "testnet created in %s: %d nodes, %d domains (%s)\n", spec.Dir, len(m.Nodes), len(m.Domains), filepath.Join(spec.Dir, testnet.ManifestFile))
+	return nil
+}
+
+func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("testnet run", stderr)
+	dir := fs.String("dir", "", "testnet directory (from 'lsnode testnet init')")
+	persist := fs.Bool("persist", false, "keep node stores on disk instead of in memory")
+	level := fs.String("log-level", "warn", "log level")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || fs.NArg() > 0 {
+		return fail(2, "testnet run: want --dir DIR and no arguments")
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	nw, err := testnet.Start(ctx, *dir, testnet.RunOptions{Persist: *persist, Logger: log,
+		DisableDHTRefresh: true})
+	if err != nil {
+		return err
+	}
+	m := nw.Manifest
+	fmt.Fprintf(stdout, "testnet ready: %d nodes, %d domains, overlay %q, started in %v\n",
+		len(m.Nodes), len(m.Domains), m.Overlay, time.Since(start).Round(time.Millisecond))
+	var example *testnet.NodeInfo
+	for i := range m.Nodes {
+		if m.Nodes[i].Domain != "" {
+			example = &m.Nodes[i]
+			break
+		}
+	}
+	if example != nil {
+		cfg := filepath.Join(*dir, example.Config)
+		other := filepath.Join(*dir, m.Nodes[len(m.Nodes)-1].Config)
+		aor := "sip:alice@" + example.Domain
+		fmt.Fprintf(stdout, "try, in another shell:\n  lsnode publish --config %s --aor %s --contact sip:alice@127.0.0.1:5070 --expires 3600\n  lsnode lookup --config %s %s\npress Ctrl-C to stop\n", cfg, aor, other, aor)
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping testnet")
+	return nw.Close()
+}
+
+// client connects a light host to the node of cfg (or, failing that, to its
+// bootstrap peers) over the LSP client protocol.
+type client struct {
+	host host.Host
+	lsp  *lsp.Client
+}
+
+func dialNode(ctx context.Context, cfg *node.Config, withCred bool) (*client, error) {
+	key, err := overlay.LoadIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	if err != nil {
+		return nil, err
+	}
+	id, err := overlay.PeerIDOf(key)
+	if err != nil {
+		return nil, err
+	}
+	self := peer.AddrInfo{ID: id}
+	for _, s := range cfg.Overlay.Listen {
+		a, err := ma.NewMultiaddr(strings.Replace(s, "/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1))
+		if err == nil {
+			self.Addrs = append(self.Addrs, a)
+		}
+	}
+	candidates := []peer.AddrInfo{self}
+	boots, err := overlay.ParseAddrInfos(cfg.Overlay.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	candidates = append(candidates, boots...)
+	anchors := make([]string, len(cfg.TrustAnchors))
+	for i, a := range cfg.TrustAnchors {
+		anchors[i] = cfg.Path(a)
+	}
+	pool, err := lsp.LoadTrustAnchors(anchors...)
+	if err != nil {
+		return nil, err
+	}
+	var cred *lsp.Credential
+	if withCred {
+		if cfg.Domain == "" {
+			return nil, fail(2, "node %q has no domain credential: publish needs the config of a domain's node", cfg.Name)
+		}
+		if cred, err = lsp.LoadCredential(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile)); err != nil {
+			return nil, err
+		}
+	}
+	h, err := overlay.NewLightHost()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, ai := range candidates {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := h.Connect(cctx, ai)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ai.ID.ShortString(), err))
+			continue
+		}
+		c, err := lsp.NewClient(lsp.ClientConfig{Host: h, Overlay: cfg.Overlay.Name, Server: ai,
+			Credential: cred, TrustAnchors: pool})
+		if err != nil {
+			h.Close()
+			return nil, err
+		}
+		return &client{host: h, lsp: c}, nil
+	}
+	h.Close()
+	return nil, fmt.Errorf("cannot reach node %s or its bootstrap peers (is it running?): %w", cfg.Name, errors.Join(errs...))
+}
+
+func (c *client) Close() {
+	c.lsp.Close()
+	c.host.Close()
+}
+
+func clientFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *time.Duration) {
+	fs := newFlags(name, stderr)
+	cfg := fs.String("config", "", "config file of the node to ask")
+	timeout := fs.Duration("timeout", 10*time.Second, "overall timeout")
+	return fs, cfg, timeout
+}
+
+func cmdLookup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath, timeout := clientFlags("lookup", stderr)
+	if err := parse(fs, reorder(args)); err != nil {
+		return err
+	}
+	if *cfgPath == "" || fs.NArg() != 1 {
+		return fail(2, "lookup: want --config FILE and one AOR")
+	}
+	aor, err := lsp.Canonical(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	cfg, err := node.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := dialNode(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	bs, err := c.lsp.Lookup(ctx, aor)
+	if err != nil {
+		return err
+	}
+	if len(bs) == 0 {
+		return fail(1, "%s: not found", aor)
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{"aor": aor, "bindings": bs})
+}
+
+func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath, timeout := clientFlags("publish", stderr)
+	aor := fs.String("aor", "", "address of record")
+	contact := fs.String("contact", "", "contact URI")
+	expires := fs.Int("expires", 3600, "lifetime in seconds")
+	q := fs.Float64("q", 0, "q value 0..1 (0: unspecified)")
+	instance := fs.String("instance", "", "RFC 5626 +sip.instance")
+	regID := fs.Uint("reg-id", 0, "RFC 5626 reg-id")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" || *aor == "" || *contact == "" || fs.NArg() > 0 {
+		return fail(2, "publish: want --config FILE --aor AOR --contact URI [--expires S]")
+	}
+	if *expires <= 0 {
+		return fail(2, "publish: --expires must be positive (use 'lsnode remove' to remove)")
+	}
+	if *regID > 1<<31 {
+		return fail(2, "publish: --reg-id out of range")
+	}
+	canon, err := lsp.Canonical(*aor)
+	if err != nil {
+		return err
+	}
+	cfg, err := node.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := dialNode(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	b := lsp.Binding{Contact: *contact, Expires: time.Now().Add(time.Duration(*expires) * time.Second),
+		Q: *q, Instance: *instance, RegID: uint32(*regID)}
+	if err := c.lsp.Publish(ctx, canon, b); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "published %s -> %s (expires in %ds)\n", canon, *contact, *expires)
+	return nil
+}
+
+func cmdRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath, timeout := clientFlags("remove", stderr)
+	aor := fs.String("aor", "", "address of record")
+	contact := fs.String("contact", "", "contact URI or instance to remove (default: all)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" || *aor == "" || fs.NArg() > 0 {
+		return fail(2, "remove: want --config FILE --aor AOR [--contact URI]")
+	}
+	canon, err := lsp.Canonical(*aor)
+	if err != nil {
+		return err
+	}
+	cfg, err := node.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := dialNode(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var ids []string
+	if *contact != "" {
+		ids = []string{*contact}
+	}
+	if err := c.lsp.Remove(ctx, canon, ids...); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %s\n", canon)
+	return nil
+}
+
+// reorder moves flags before positional arguments, so "lookup AOR --config F"
+// works as well as "lookup --config F AOR".
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+var _ = os.Stderr

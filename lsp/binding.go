@@ -1,0 +1,105 @@
+package lsp
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Binding is one AOR→Contact binding (RFC 3261 §10).
+type Binding struct {
+	// Contact URI the AOR is reachable at.
+	Contact string `json:"contact"`
+	// Expires is the absolute expiry; the binding is never returned after it.
+	Expires time.Time `json:"expires"`
+	// Q is the contact's preference, 0..1 (0: unspecified).
+	Q float64 `json:"q,omitempty"`
+	// Instance is the RFC 5626 +sip.instance value; RegID its reg-id.
+	Instance string `json:"instance,omitempty"`
+	RegID    uint32 `json:"reg_id,omitempty"`
+	// Path is the RFC 3327 Path header set, first hop first.
+	Path []string `json:"path,omitempty"`
+	// CallID and CSeq of the REGISTER that created the binding.
+	CallID string `json:"call_id,omitempty"`
+	CSeq   uint32 `json:"cseq,omitempty"`
+	// Received is the source address (RFC 3581) the REGISTER came from.
+	Received string `json:"received,omitempty"`
+	// Timestamp is the registrar's write time; Publish sets it when zero.
+	Timestamp time.Time `json:"timestamp"`
+	// Signer is the subject of the certificate that signed the binding, set
+	// on bindings returned by Lookup.
+	Signer string `json:"signer,omitempty"`
+}
+
+// ID is the binding's identity within its AOR: the instance (and reg-id) if
+// present (RFC 5626), else the Contact URI.
+func (b Binding) ID() string {
+	if b.Instance != "" {
+		if b.RegID != 0 {
+			return b.Instance + ";reg-id=" + strconv.FormatUint(uint64(b.RegID), 10)
+		}
+		return b.Instance
+	}
+	return b.Contact
+}
+
+// Field limits of a binding on the wire.
+const (
+	maxURILength   = 1024
+	maxPathEntries = 8
+	maxShortField  = 256
+)
+
+func (b Binding) validate() error {
+	switch {
+	case b.Contact == "":
+		return fmt.Errorf("%w: empty contact", ErrInvalid)
+	case len(b.Contact) > maxURILength:
+		return fmt.Errorf("%w: contact longer than %d", ErrTooLarge, maxURILength)
+	case len(b.Path) > maxPathEntries:
+		return fmt.Errorf("%w: more than %d Path entries", ErrTooLarge, maxPathEntries)
+	case len(b.Instance) > maxShortField || len(b.CallID) > maxShortField || len(b.Received) > maxShortField:
+		return fmt.Errorf("%w: instance, call-id or received longer than %d", ErrTooLarge, maxShortField)
+	case b.Q < 0 || b.Q > 1 || math.IsNaN(b.Q):
+		return fmt.Errorf("%w: q %v outside 0..1", ErrInvalid, b.Q)
+	}
+	for _, p := range b.Path {
+		if p == "" || len(p) > maxURILength {
+			return fmt.Errorf("%w: bad Path entry", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// entry is a binding as stored and sent: the AOR it belongs to, the binding,
+// whether it is a tombstone, and the proof that a domain signed it.
+type entry struct {
+	AOR     string
+	B       Binding
+	Removed bool
+
+	CertFP [32]byte   // SHA-256 of the signing leaf certificate (DER)
+	Sig    []byte     // signature over the batch's Merkle root
+	Proof  [][32]byte // Merkle inclusion path, leaf level first
+	Index  uint64     // leaf index in the batch
+
+	raw  []byte   // signed content as received or sealed
+	leaf [32]byte // hash of raw
+}
+
+// newer reports whether e supersedes o: last writer wins by (timestamp,
+// CSeq), ties broken by the signed content's hash so every replica agrees.
+func (e *entry) newer(o *entry) bool {
+	if !e.B.Timestamp.Equal(o.B.Timestamp) {
+		return e.B.Timestamp.After(o.B.Timestamp)
+	}
+	if e.B.CSeq != o.B.CSeq {
+		return e.B.CSeq > o.B.CSeq
+	}
+	return bytes.Compare(e.leaf[:], o.leaf[:]) > 0
+}
+
+// live reports whether e is a binding to return at time now.
+func (e *entry) live(now time.Time) bool { return !e.Removed && e.B.Expires.After(now) }

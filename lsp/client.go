@@ -1,0 +1,151 @@
+package lsp
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// ClientConfig configures a remote location-service client.
+type ClientConfig struct {
+	// Host is the client's own libp2p host (see overlay.NewLightHost). Required.
+	Host host.Host
+	// Overlay is the overlay's name (sets the protocol ID). Required.
+	Overlay string
+	// Server is the lsnode to talk to; its addresses must be in Host's
+	// peerstore or given here.
+	Server peer.AddrInfo
+	// Credential signs writes locally; nil: lookups only.
+	Credential *Credential
+	// TrustAnchors verify every binding read. Required.
+	TrustAnchors *x509.CertPool
+	// MaxClockSkew, MaxTTL, MaxMessage, RequestTimeout: as in Config.
+	MaxClockSkew   time.Duration
+	MaxTTL         time.Duration
+	MaxMessage     int
+	RequestTimeout time.Duration
+}
+
+// Client is the registrar/proxy side of the draft's split: it signs writes
+// with its own domain credential and verifies reads itself, while a remote
+// lsnode does the replication.
+type Client struct {
+	cfg      ClientConfig
+	rpc      *rpc
+	proto    protocol.ID
+	verifier *Verifier
+	clk      clock
+}
+
+// NewClient returns a client of cfg.Server.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Host == nil || cfg.Overlay == "" || cfg.Server.ID == "" || cfg.TrustAnchors == nil {
+		return nil, fmt.Errorf("lsp: client config needs host, overlay, server and trust anchors")
+	}
+	if cfg.MaxClockSkew <= 0 {
+		cfg.MaxClockSkew = 30 * time.Second
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = 7 * 24 * time.Hour
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = DefaultMaxMessage
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if len(cfg.Server.Addrs) > 0 {
+		cfg.Host.Peerstore().AddAddrs(cfg.Server.ID, cfg.Server.Addrs, time.Hour)
+	}
+	return &Client{
+		cfg:      cfg,
+		rpc:      newRPC(cfg.Host, cfg.MaxMessage, cfg.RequestTimeout),
+		proto:    protocol.ID(overlay.ProtocolPrefix(cfg.Overlay) + "/client/1.0.0"),
+		verifier: NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
+	}, nil
+}
+
+// Close releases the client's pooled streams (not its host).
+func (c *Client) Close() error {
+	c.rpc.close()
+	return nil
+}
+
+// Publish implements LocationService.
+func (c *Client) Publish(ctx context.Context, aor string, bindings ...Binding) error {
+	es, err := prepare(c.cfg.Credential, &c.clk, aor, bindings)
+	if err != nil {
+		return err
+	}
+	return c.putEntries(ctx, es)
+}
+
+func (c *Client) putEntries(ctx context.Context, es []*entry) error {
+	_, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgPut, Entries: es,
+		Certs: flatten(chainsOf(c.cfg.Credential))})
+	return err
+}
+
+// Lookup implements LocationService.
+func (c *Client) Lookup(ctx context.Context, aor string) ([]Binding, error) {
+	_, merged, err := c.get(ctx, aor)
+	if err != nil {
+		return nil, err
+	}
+	return liveBindings(merged, func(e *entry) string {
+		ch, _ := c.verifier.chainFor(e.CertFP, nil) // verified (and cached) by get
+		return subjectName(ch)
+	}, time.Now()), nil
+}
+
+// get fetches and verifies the merged entries of aor.
+func (c *Client) get(ctx context.Context, aor string) (string, map[string]*entry, error) {
+	canon, err := Canonical(aor)
+	if err != nil {
+		return "", nil, err
+	}
+	reply, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgGet, AORs: []string{canon}})
+	if err != nil {
+		return "", nil, err
+	}
+	merged := map[string]*entry{}
+	var ok []*entry
+	for _, e := range reply.Entries {
+		if e.AOR != canon {
+			continue
+		}
+		if _, err := c.verifier.verify(e, reply.Certs); err != nil {
+			continue // a reader discards what fails verification
+		}
+		ok = append(ok, e)
+	}
+	merge(merged, ok)
+	return canon, merged, nil
+}
+
+// Remove implements LocationService.
+func (c *Client) Remove(ctx context.Context, aor string, ids ...string) error {
+	if c.cfg.Credential == nil {
+		return ErrNoCredential
+	}
+	canon, merged, err := c.get(ctx, aor)
+	if err != nil {
+		return err
+	}
+	current := make([]*entry, 0, len(merged))
+	for _, e := range merged {
+		current = append(current, e)
+	}
+	es, err := tombstones(c.cfg.Credential, &c.clk, canon, current, ids)
+	if err != nil || len(es) == 0 {
+		return err
+	}
+	return c.putEntries(ctx, es)
+}

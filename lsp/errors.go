@@ -1,0 +1,70 @@
+package lsp
+
+import "errors"
+
+var (
+	// ErrBadAOR: the AOR is not a URI lsp can key.
+	ErrBadAOR = errors.New("lsp: bad AOR")
+	// ErrInvalid: a binding or request is semantically invalid (expired,
+	// timestamp in the future beyond the skew bound, field out of range).
+	ErrInvalid = errors.New("lsp: invalid binding")
+	// ErrMalformed: bytes on the wire do not decode.
+	ErrMalformed = errors.New("lsp: malformed message")
+	// ErrTooLarge: a message or field exceeds its limit.
+	ErrTooLarge = errors.New("lsp: too large")
+	// ErrForbidden: a signature, certificate or authority check failed.
+	ErrForbidden = errors.New("lsp: forbidden")
+	// ErrNoCredential: this node holds no domain credential, so it cannot write.
+	ErrNoCredential = errors.New("lsp: no domain credential")
+	// ErrUnavailable: not enough replicas answered (write or read quorum).
+	ErrUnavailable = errors.New("lsp: replicas unavailable")
+	// ErrRemote: the remote side failed for a reason of its own.
+	ErrRemote = errors.New("lsp: remote error")
+	// ErrClosed: the service is closed.
+	ErrClosed = errors.New("lsp: closed")
+)
+
+// Status codes carried in error replies (HTTP/SIP-like).
+const (
+	statusOK          = 0
+	statusMalformed   = 400
+	statusForbidden   = 403
+	statusTooLarge    = 413
+	statusInvalid     = 422
+	statusInternal    = 500
+	statusUnavailable = 503
+)
+
+func statusOf(err error) uint64 {
+	switch {
+	case err == nil:
+		return statusOK
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrBadAOR):
+		return statusMalformed
+	case errors.Is(err, ErrForbidden):
+		return statusForbidden
+	case errors.Is(err, ErrTooLarge):
+		return statusTooLarge
+	case errors.Is(err, ErrInvalid):
+		return statusInvalid
+	case errors.Is(err, ErrUnavailable):
+		return statusUnavailable
+	}
+	return statusInternal
+}
+
+func errOfStatus(code uint64) error {
+	switch code {
+	case statusMalformed:
+		return ErrMalformed
+	case statusForbidden:
+		return ErrForbidden
+	case statusTooLarge:
+		return ErrTooLarge
+	case statusInvalid:
+		return ErrInvalid
+	case statusUnavailable:
+		return ErrUnavailable
+	}
+	return ErrRemote
+}

@@ -1,0 +1,179 @@
+package lsp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// streamIdle is how long a server keeps an idle request stream open.
+const streamIdle = 2 * time.Minute
+
+// rpc sends request frames over pooled streams: a stream carries one request
+// at a time and goes back to the pool after its reply, so requests to a peer
+// reuse streams instead of negotiating a new one each time.
+type rpc struct {
+	host    host.Host
+	maxMsg  int
+	timeout time.Duration
+
+	mu   sync.Mutex
+	idle map[poolKey][]*pooled
+}
+
+type poolKey struct {
+	p     peer.ID
+	proto protocol.ID
+}
+
+type pooled struct {
+	s network.Stream
+	r *bufio.Reader
+}
+
+const maxIdlePerPeer = 8
+
+func newRPC(h host.Host, maxMsg int, timeout time.Duration) *rpc {
+	return &rpc{host: h, maxMsg: maxMsg, timeout: timeout, idle: map[poolKey][]*pooled{}}
+}
+
+// errDial marks a failure to reach the peer at all.
+var errDial = errors.New("lsp: cannot reach peer")
+
+// call sends req to p and returns the decoded reply. A reply carrying an
+// error status is returned as an error wrapping the matching sentinel.
+func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *message) (*message, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	b := req.encode()
+	if len(b) > c.maxMsg {
+		return nil, fmt.Errorf("%w: request of %d bytes", ErrTooLarge, len(b))
+	}
+	for attempt := 0; ; attempt++ {
+		ps, reused, err := c.get(ctx, p, proto)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %v", errDial, p, err)
+		}
+		reply, err := c.roundTrip(ctx, ps, b)
+		if err != nil {
+			ps.s.Reset()
+			if reused && attempt == 0 && ctx.Err() == nil {
+				continue // the pooled stream went stale: once more on a fresh one
+			}
+			return nil, fmt.Errorf("lsp: %s: %w", p, err)
+		}
+		c.put(poolKey{p, proto}, ps)
+		if reply.Type != msgReply {
+			return nil, fmt.Errorf("%w: reply of type %d", ErrMalformed, reply.Type)
+		}
+		if reply.Status != statusOK {
+			return reply, fmt.Errorf("%w: %s: %s", errOfStatus(reply.Status), p, reply.Error)
+		}
+		return reply, nil
+	}
+}
+
+func (c *rpc) roundTrip(ctx context.Context, ps *pooled, req []byte) (*message, error) {
+	dl, _ := ctx.Deadline()
+	_ = ps.s.SetDeadline(dl)
+	if err := overlay.WriteFrame(ps.s, req); err != nil {
+		return nil, err
+	}
+	b, err := overlay.ReadFrame(ps.r, c.maxMsg)
+	if err != nil {
+		return nil, err
+	}
+	_ = ps.s.SetDeadline(time.Time{})
+	return decodeMessage(b)
+}
+
+func (c *rpc) get(ctx context.Context, p peer.ID, proto protocol.ID) (*pooled, bool, error) {
+	k := poolKey{p, proto}
+	c.mu.Lock()
+	if l := c.idle[k]; len(l) > 0 {
+		ps := l[len(l)-1]
+		c.idle[k] = l[:len(l)-1]
+		c.mu.Unlock()
+		return ps, true, nil
+	}
+	c.mu.Unlock()
+	s, err := c.host.NewStream(ctx, p, proto)
+	if err != nil {
+		return nil, false, err
+	}
+	return &pooled{s: s, r: bufio.NewReader(s)}, false, nil
+}
+
+func (c *rpc) put(k poolKey, ps *pooled) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.idle[k]) >= maxIdlePerPeer {
+		ps.s.Close()
+		return
+	}
+	c.idle[k] = append(c.idle[k], ps)
+}
+
+// close resets every pooled stream.
+func (c *rpc) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, l := range c.idle {
+		for _, ps := range l {
+			ps.s.Reset()
+		}
+		delete(c.idle, k)
+	}
+}
+
+// serve runs a request loop on one stream: each request frame gets exactly
+// one reply frame; a frame that does not decode gets an error reply and ends
+// the stream.
+func serve(ctx context.Context, s network.Stream, maxMsg int, handle func(context.Context, peer.ID, *message) *message) {
+	defer s.Close()
+	r := bufio.NewReader(s)
+	from := s.Conn().RemotePeer()
+	for ctx.Err() == nil {
+		_ = s.SetReadDeadline(time.Now().Add(streamIdle))
+		b, err := overlay.ReadFrame(r, maxMsg)
+		if err != nil {
+			if errors.Is(err, overlay.ErrFrameTooLarge) {
+				_ = overlay.WriteFrame(s, errorReply(fmt.Errorf("%w: %v", ErrTooLarge, err)).encode())
+			}
+			return
+		}
+		req, err := decodeMessage(b)
+		var reply *message
+		if err != nil {
+			reply = errorReply(err)
+		} else {
+			reply = handle(ctx, from, req)
+		}
+		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if err := overlay.WriteFrame(s, reply.encode()); err != nil {
+			s.Reset()
+			return
+		}
+	}
+}
+
+func errorReply(err error) *message {
+	text := err.Error()
+	if len(text) > maxErrorText {
+		text = text[:maxErrorText]
+	}
+	return &message{Type: msgReply, Status: statusOf(err), Error: text}
+}

@@ -1,0 +1,699 @@
+package lsp
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// Config configures a node's location service. Zero values take the defaults
+// given per field.
+type Config struct {
+	// Overlay the service places and finds replicas in. Required.
+	Overlay *overlay.Overlay
+	// Credential signs this node's writes; nil for an overlay-only node.
+	Credential *Credential
+	// TrustAnchors verify every write's certificate chain. Required.
+	TrustAnchors *x509.CertPool
+	// Replicas (R) per AOR. Default 3.
+	Replicas int
+	// WriteQuorum (W) acknowledgements a write waits for. Default R/2+1.
+	// Reads ask R−W+1 replicas' answers, so reads see every acknowledged write.
+	WriteQuorum int
+	// MaxClockSkew: how far in the future a timestamp may lie. Default 30s.
+	MaxClockSkew time.Duration
+	// MaxTTL bounds expiry beyond a binding's timestamp. Default 7 days.
+	MaxTTL time.Duration
+	// MaxMessage bounds one protocol message. Default 1 MiB.
+	MaxMessage int
+	// RequestTimeout bounds one request to one replica. Default 5s.
+	RequestTimeout time.Duration
+	// RebalanceDelay: how long after a membership change records are pushed
+	// to their new closest peers. Default 1s.
+	RebalanceDelay time.Duration
+	// RebalanceInterval: periodic re-placement check. Default 1 min.
+	RebalanceInterval time.Duration
+	// GCInterval: how often expired entries are dropped. Default 1 min.
+	GCInterval time.Duration
+	// Logger; default slog.Default(). Tagged with component=lsp.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Overlay == nil {
+		return errors.New("lsp: config: no overlay")
+	}
+	if c.TrustAnchors == nil {
+		return errors.New("lsp: config: no trust anchors")
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 3
+	}
+	if c.WriteQuorum <= 0 {
+		c.WriteQuorum = c.Replicas/2 + 1
+	}
+	if c.WriteQuorum > c.Replicas {
+		return fmt.Errorf("lsp: config: write quorum %d above replicas %d", c.WriteQuorum, c.Replicas)
+	}
+	if c.MaxClockSkew <= 0 {
+		c.MaxClockSkew = 30 * time.Second
+	}
+	if c.MaxTTL <= 0 {
+		c.MaxTTL = 7 * 24 * time.Hour
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.RebalanceDelay <= 0 {
+		c.RebalanceDelay = time.Second
+	}
+	if c.RebalanceInterval <= 0 {
+		c.RebalanceInterval = time.Minute
+	}
+	if c.GCInterval <= 0 {
+		c.GCInterval = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Logger = c.Logger.With("component", "lsp")
+	return nil
+}
+
+// Service is a node's location service: replica store, coordinator of
+// writes and reads, and server of both LSP stream protocols.
+type Service struct {
+	cfg      Config
+	ov       *overlay.Overlay
+	self     peer.ID
+	store    *store
+	verifier *Verifier
+	rpc      *rpc
+	clk      clock
+
+	storeProto, clientProto protocol.ID
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New starts the location service on cfg.Overlay: it loads the persisted
+// replica store, registers the protocol handlers and starts the rebalancer.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:         cfg,
+		ov:          cfg.Overlay,
+		self:        cfg.Overlay.ID(),
+		store:       newStore(cfg.Overlay.Datastore()),
+		verifier:    NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
+		rpc:         newRPC(cfg.Overlay.Host(), cfg.MaxMessage, cfg.RequestTimeout),
+		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),
+		clientProto: cfg.Overlay.Protocol("client", "1.0.0"),
+	}
+	n, err := s.store.load(ctx, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("lsp: load store: %w", err)
+	}
+	if n > 0 {
+		cfg.Logger.Info("replica store loaded", "records", n)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	h := cfg.Overlay.Host()
+	h.SetStreamHandler(s.storeProto, func(st network.Stream) {
+		s.handleStream(st, s.handleReplica)
+	})
+	h.SetStreamHandler(s.clientProto, func(st network.Stream) {
+		s.handleStream(st, s.handleClient)
+	})
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.maintain() }()
+	return s, nil
+}
+
+// Close stops the handlers and every goroutine of the service; it does not
+// close the overlay.
+func (s *Service) Close() error {
+	s.once.Do(func() {
+		h := s.ov.Host()
+		h.RemoveStreamHandler(s.storeProto)
+		h.RemoveStreamHandler(s.clientProto)
+		s.cancel()
+		s.rpc.close()
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// Stats reports the replica store's size.
+func (s *Service) Stats() (records, entries int) { return s.store.size() }
+
+func (s *Service) handleStream(st network.Stream, h func(context.Context, peer.ID, *message) *message) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	if s.ctx.Err() != nil {
+		st.Reset()
+		return
+	}
+	serve(s.ctx, st, s.cfg.MaxMessage, h)
+}
+
+// --- public API ---
+
+// Publish implements LocationService.
+func (s *Service) Publish(ctx context.Context, aor string, bindings ...Binding) error {
+	es, err := prepare(s.cfg.Credential, &s.clk, aor, bindings)
+	if err != nil {
+		return err
+	}
+	return s.put(ctx, es, chainsOf(s.cfg.Credential))
+}
+
+// Lookup implements LocationService.
+func (s *Service) Lookup(ctx context.Context, aor string) ([]Binding, error) {
+	canon, err := Canonical(aor)
+	if err != nil {
+		return nil, err
+	}
+	merged, chains, err := s.fetch(ctx, canon)
+	if err != nil {
+		return nil, err
+	}
+	return liveBindings(merged, func(e *entry) string {
+		c, _ := s.verifier.chainFor(e.CertFP, chains[e.CertFP])
+		return subjectName(c)
+	}, time.Now()), nil
+}
+
+// Remove implements LocationService.
+func (s *Service) Remove(ctx context.Context, aor string, ids ...string) error {
+	if s.cfg.Credential == nil {
+		return ErrNoCredential
+	}
+	canon, err := Canonical(aor)
+	if err != nil {
+		return err
+	}
+	merged, _, err := s.fetch(ctx, canon)
+	if err != nil {
+		return err
+	}
+	current := make([]*entry, 0, len(merged))
+	for _, e := range merged {
+		current = append(current, e)
+	}
+	es, err := tombstones(s.cfg.Credential, &s.clk, canon, current, ids)
+	if err != nil || len(es) == 0 {
+		return err
+	}
+	return s.put(ctx, es, chainsOf(s.cfg.Credential))
+}
+
+// --- coordinator ---
+
+// quorum returns the effective replica count and write quorum given how many
+// live members the overlay has.
+func (s *Service) quorum() (r, w int) {
+	r = min(s.cfg.Replicas, len(s.ov.Members()))
+	return r, max(1, min(s.cfg.WriteQuorum, r))
+}
+
+func (s *Service) closest(aor string) []peer.ID {
+	r, _ := s.quorum()
+	return s.ov.Closest(Key(aor), r)
+}
+
+type storeResult struct {
+	p    peer.ID
+	aors []string
+	err  error
+}
+
+// put stores entries on the replicas of their AORs and returns after W acks
+// per AOR. Stores still in flight finish in the background.
+func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]byte) error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	byAOR := map[string][]*entry{}
+	for _, e := range es {
+		byAOR[e.AOR] = append(byAOR[e.AOR], e)
+	}
+	_, w := s.quorum()
+	acks := map[string]int{}
+	tried := map[string]map[peer.ID]bool{}
+	results := make(chan storeResult, 16)
+	inflight := 0
+	send := func(targets map[peer.ID][]string) {
+		for p, aors := range targets {
+			var batch []*entry
+			for _, a := range aors {
+				batch = append(batch, byAOR[a]...)
+				if tried[a] == nil {
+					tried[a] = map[peer.ID]bool{}
+				}
+				tried[a][p] = true
+			}
+			inflight++
+			s.wg.Add(1)
+			go func(p peer.ID, aors []string, batch []*entry) {
+				defer s.wg.Done()
+				cctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+				defer cancel()
+				results <- storeResult{p: p, aors: aors, err: s.storeTo(cctx, p, batch, chains)}
+			}(p, aors, batch)
+		}
+	}
+	plan := map[peer.ID][]string{}
+	for aor := range byAOR {
+		for _, p := range s.closest(aor) {
+			plan[p] = append(plan[p], aor)
+		}
+	}
+	send(plan)
+	var lastErr error
+	fellBack := false
+	for {
+		done := true
+		for aor := range byAOR {
+			if acks[aor] < w {
+				done = false
+			}
+		}
+		if done {
+			// Let the remaining stores finish without us.
+			go drain(results, inflight)
+			return nil
+		}
+		if inflight == 0 {
+			if fellBack {
+				break
+			}
+			fellBack = true
+			extra := map[peer.ID][]string{}
+			for aor := range byAOR {
+				if acks[aor] >= w {
+					continue
+				}
+				ps, err := s.ov.ClosestIterative(ctx, Key(aor), s.cfg.Replicas*2)
+				if err != nil {
+					lastErr = err
+					continue
+				}
+				need := w - acks[aor]
+				for _, p := range ps {
+					if need > 0 && !tried[aor][p] {
+						extra[p] = append(extra[p], aor)
+						need--
+					}
+				}
+			}
+			if len(extra) == 0 {
+				break
+			}
+			send(extra)
+			continue
+		}
+		select {
+		case r := <-results:
+			inflight--
+			if r.err != nil {
+				lastErr = r.err
+				if errors.Is(r.err, ErrForbidden) || errors.Is(r.err, ErrInvalid) || errors.Is(r.err, ErrMalformed) || errors.Is(r.err, ErrTooLarge) {
+					go drain(results, inflight)
+					return r.err // the write itself is refused: no other replica will take it
+				}
+				continue
+			}
+			for _, a := range r.aors {
+				acks[a]++
+			}
+		case <-ctx.Done():
+			go drain(results, inflight)
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("%w: write quorum %d not reached: %v", ErrUnavailable, w, lastErr)
+}
+
+func drain(ch <-chan storeResult, n int) {
+	for ; n > 0; n-- {
+		<-ch
+	}
+}
+
+// storeTo stores entries on p (locally when p is this node), in messages
+// that fit the size limit.
+func (s *Service) storeTo(ctx context.Context, p peer.ID, es []*entry, chains map[[32]byte][][]byte) error {
+	if p == s.self {
+		_, err := s.applyVerified(ctx, es, flatten(chains))
+		return err
+	}
+	for len(es) > 0 {
+		n := min(len(es), 512)
+		batch := es[:n]
+		es = es[n:]
+		need := map[[32]byte][][]byte{}
+		for _, e := range batch {
+			need[e.CertFP] = chains[e.CertFP]
+		}
+		_, err := s.rpc.call(ctx, p, s.storeProto, &message{Type: msgStore, Entries: batch, Certs: flatten(need)})
+		if err != nil {
+			if errors.Is(err, errDial) {
+				s.ov.Suspect(p)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// applyVerified verifies every entry (all or nothing) and merges them into
+// the local store.
+func (s *Service) applyVerified(ctx context.Context, es []*entry, certs [][]byte) (int, error) {
+	chains := map[[32]byte][][]byte{}
+	for _, e := range es {
+		c, err := s.verifier.verify(e, certs)
+		if err != nil {
+			return 0, err
+		}
+		chains[e.CertFP] = c.ders
+	}
+	return s.store.apply(ctx, es, chains, s.closest)
+}
+
+type fetchResult struct {
+	p      peer.ID
+	es     []*entry
+	chains map[[32]byte][][]byte
+	err    error
+}
+
+// fetch reads aor from R−W+1 replicas in parallel (falling back to an
+// iterative lookup when too few answer), verifies and merges the answers and
+// repairs replicas that answered with less than the merge.
+func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map[[32]byte][][]byte, error) {
+	if s.ctx.Err() != nil {
+		return nil, nil, ErrClosed
+	}
+	r, w := s.quorum()
+	need := max(1, r-w+1)
+	results := make(chan fetchResult, r+4)
+	tried := map[peer.ID]bool{}
+	inflight := 0
+	ask := func(ps []peer.ID) {
+		for _, p := range ps {
+			if tried[p] {
+				continue
+			}
+			tried[p] = true
+			inflight++
+			if p == s.self {
+				chains := map[[32]byte][][]byte{}
+				results <- fetchResult{p: p, es: s.store.get(aor, time.Now(), chains), chains: chains}
+				continue
+			}
+			s.wg.Add(1)
+			go func(p peer.ID) {
+				defer s.wg.Done()
+				cctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+				defer cancel()
+				results <- s.fetchFrom(cctx, p, aor)
+			}(p)
+		}
+	}
+	ask(s.ov.Closest(Key(aor), r))
+	merged := map[string]*entry{}
+	chains := map[[32]byte][][]byte{}
+	var answers []fetchResult
+	var lastErr error
+	fellBack := false
+	for len(answers) < need {
+		if inflight == 0 {
+			if fellBack {
+				break
+			}
+			fellBack = true
+			ps, err := s.ov.ClosestIterative(ctx, Key(aor), s.cfg.Replicas*2)
+			if err != nil {
+				lastErr = err
+				break
+			}
+			ask(ps)
+			if inflight == 0 {
+				break
+			}
+		}
+		select {
+		case res := <-results:
+			inflight--
+			if res.err != nil {
+				lastErr = res.err
+				continue
+			}
+			answers = append(answers, res)
+			merge(merged, res.es)
+			for fp, c := range res.chains {
+				chains[fp] = c
+			}
+		case <-ctx.Done():
+			go drainFetch(results, inflight)
+			return nil, nil, ctx.Err()
+		}
+	}
+	go drainFetch(results, inflight)
+	if len(answers) == 0 {
+		return nil, nil, fmt.Errorf("%w: no replica of %q answered: %v", ErrUnavailable, aor, lastErr)
+	}
+	s.repair(answers, merged, chains)
+	return merged, chains, nil
+}
+
+func drainFetch(ch <-chan fetchResult, n int) {
+	for ; n > 0; n-- {
+		<-ch
+	}
+}
+
+// fetchFrom asks p for aor and keeps only the entries that verify.
+func (s *Service) fetchFrom(ctx context.Context, p peer.ID, aor string) fetchResult {
+	reply, err := s.rpc.call(ctx, p, s.storeProto, &message{Type: msgFetch, AORs: []string{aor}})
+	if err != nil {
+		if errors.Is(err, errDial) {
+			s.ov.Suspect(p)
+		}
+		return fetchResult{p: p, err: err}
+	}
+	res := fetchResult{p: p, chains: map[[32]byte][][]byte{}}
+	for _, e := range reply.Entries {
+		if e.AOR != aor {
+			continue
+		}
+		c, err := s.verifier.verify(e, reply.Certs)
+		if err != nil {
+			s.cfg.Logger.Warn("replica answered with an entry that fails verification", "peer", p, "aor", aor, "err", err)
+			continue
+		}
+		res.es = append(res.es, e)
+		res.chains[e.CertFP] = c.ders
+	}
+	return res
+}
+
+// repair pushes the merged winners to replicas whose answer lacked them.
+func (s *Service) repair(answers []fetchResult, merged map[string]*entry, chains map[[32]byte][][]byte) {
+	now := time.Now()
+	for _, a := range answers {
+		have := map[[32]byte]bool{}
+		for _, e := range a.es {
+			have[e.leaf] = true
+		}
+		var missing []*entry
+		for _, e := range merged {
+			if !have[e.leaf] && e.B.Expires.After(now) {
+				missing = append(missing, e)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		s.wg.Add(1)
+		go func(p peer.ID) {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+			defer cancel()
+			if err := s.storeTo(ctx, p, missing, chains); err != nil {
+				s.cfg.Logger.Debug("read repair failed", "peer", p, "err", err)
+			}
+		}(a.p)
+	}
+}
+
+// --- protocol handlers ---
+
+func (s *Service) handleReplica(ctx context.Context, from peer.ID, m *message) *message {
+	switch m.Type {
+	case msgStore:
+		n, err := s.applyVerified(ctx, m.Entries, m.Certs)
+		if err != nil {
+			s.cfg.Logger.Info("store refused", "from", from, "err", err)
+			return errorReply(err)
+		}
+		return &message{Type: msgReply, Count: uint64(n)}
+	case msgFetch:
+		reply := &message{Type: msgReply}
+		chains := map[[32]byte][][]byte{}
+		now := time.Now()
+		for _, aor := range m.AORs {
+			canon, err := Canonical(aor)
+			if err != nil || canon != aor {
+				return errorReply(fmt.Errorf("%w: AOR %q is not canonical", ErrMalformed, aor))
+			}
+			reply.Entries = append(reply.Entries, s.store.get(aor, now, chains)...)
+		}
+		reply.Certs = flatten(chains)
+		return reply
+	}
+	return errorReply(fmt.Errorf("%w: message type %d on the replica protocol", ErrMalformed, m.Type))
+}
+
+func (s *Service) handleClient(ctx context.Context, from peer.ID, m *message) *message {
+	switch m.Type {
+	case msgPut:
+		if len(m.Entries) == 0 {
+			return errorReply(fmt.Errorf("%w: PUT without entries", ErrMalformed))
+		}
+		chains := map[[32]byte][][]byte{}
+		for _, e := range m.Entries {
+			c, err := s.verifier.verify(e, m.Certs)
+			if err != nil {
+				return errorReply(err)
+			}
+			chains[e.CertFP] = c.ders
+		}
+		if err := s.put(ctx, m.Entries, chains); err != nil {
+			return errorReply(err)
+		}
+		return &message{Type: msgReply, Count: uint64(len(m.Entries))}
+	case msgGet:
+		reply := &message{Type: msgReply}
+		chains := map[[32]byte][][]byte{}
+		for _, aor := range m.AORs {
+			canon, err := Canonical(aor)
+			if err != nil {
+				return errorReply(err)
+			}
+			merged, cs, err := s.fetch(ctx, canon)
+			if err != nil {
+				return errorReply(err)
+			}
+			for _, e := range merged {
+				reply.Entries = append(reply.Entries, e)
+				chains[e.CertFP] = cs[e.CertFP]
+			}
+		}
+		reply.Certs = flatten(chains)
+		return reply
+	}
+	return errorReply(fmt.Errorf("%w: message type %d on the client protocol", ErrMalformed, m.Type))
+}
+
+// --- maintenance: re-replication and GC ---
+
+func (s *Service) maintain() {
+	changes, unsub := s.ov.Changes()
+	defer unsub()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	tick := time.NewTicker(s.cfg.RebalanceInterval)
+	defer tick.Stop()
+	gc := time.NewTicker(s.cfg.GCInterval)
+	defer gc.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			debounce.Stop()
+			return
+		case <-changes:
+			debounce.Reset(s.cfg.RebalanceDelay)
+		case <-debounce.C:
+			s.rebalance(s.ctx)
+		case <-tick.C:
+			s.rebalance(s.ctx)
+		case <-gc.C:
+			if n, err := s.store.gc(s.ctx, time.Now()); err != nil {
+				s.cfg.Logger.Warn("gc", "err", err)
+			} else if n > 0 {
+				s.cfg.Logger.Debug("gc dropped expired entries", "n", n)
+			}
+		}
+	}
+}
+
+// rebalance pushes records to peers that joined their closest set since they
+// were placed (a join, or a replica that left or crashed being replaced).
+func (s *Service) rebalance(ctx context.Context) {
+	work := s.store.replan(s.self, time.Now(), s.closest)
+	if len(work) == 0 {
+		return
+	}
+	perPeer := map[peer.ID][]*entry{}
+	for _, w := range work {
+		for _, p := range w.targets {
+			perPeer[p] = append(perPeer[p], w.entries...)
+		}
+	}
+	failed := map[peer.ID]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for p, es := range perPeer {
+		chains := map[[32]byte][][]byte{}
+		for _, e := range es {
+			if _, ok := chains[e.CertFP]; !ok {
+				chains[e.CertFP] = s.store.chain(e.CertFP)
+			}
+		}
+		wg.Add(1)
+		go func(p peer.ID, es []*entry) {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 4*s.cfg.RequestTimeout)
+			defer cancel()
+			if err := s.storeTo(cctx, p, es, chains); err != nil {
+				mu.Lock()
+				failed[p] = true
+				mu.Unlock()
+				s.cfg.Logger.Debug("re-replication failed", "peer", p, "err", err)
+			}
+		}(p, es)
+	}
+	wg.Wait()
+	pushed := 0
+	for _, w := range work {
+		set := make([]peer.ID, 0, len(w.set))
+		for _, p := range w.set {
+			if !failed[p] {
+				set = append(set, p)
+			}
+		}
+		s.store.setPlaced(w.aor, set)
+		pushed += len(w.targets)
+	}
+	s.cfg.Logger.Debug("rebalanced", "records", len(work), "pushes", pushed, "failed", len(failed))
+}

@@ -1,0 +1,350 @@
+package lsp
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+)
+
+// rootContext is prepended to a Merkle root before signing (domain separation).
+const rootContext = "lsnode lsp/v1 batch root\x00"
+
+// Credential is a domain's signing credential: a certificate chain (leaf
+// first) whose leaf's SANs name the domains it may write, and its private key
+// (Ed25519 preferred; ECDSA accepted).
+type Credential struct {
+	Chain [][]byte
+	Leaf  *x509.Certificate
+	key   crypto.Signer
+	fp    [32]byte
+}
+
+// NewCredential builds a Credential from a DER chain (leaf first) and the
+// leaf's private key.
+func NewCredential(chain [][]byte, key crypto.Signer) (*Credential, error) {
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("lsp: credential: empty certificate chain")
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("lsp: credential: %w", err)
+	}
+	switch k := key.(type) {
+	case ed25519.PrivateKey:
+		pub, ok := leaf.PublicKey.(ed25519.PublicKey)
+		if !ok || !pub.Equal(k.Public()) {
+			return nil, fmt.Errorf("lsp: credential: key does not match certificate")
+		}
+	case *ecdsa.PrivateKey:
+		pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+		if !ok || !pub.Equal(k.Public()) {
+			return nil, fmt.Errorf("lsp: credential: key does not match certificate")
+		}
+	default:
+		return nil, fmt.Errorf("lsp: credential: unsupported key type %T (want Ed25519 or ECDSA)", key)
+	}
+	return &Credential{Chain: chain, Leaf: leaf, key: key, fp: sha256.Sum256(chain[0])}, nil
+}
+
+// LoadCredential reads a PEM certificate chain and PEM private key.
+func LoadCredential(certFile, keyFile string) (*Credential, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("lsp: credential %s: %w", certFile, err)
+	}
+	signer, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("lsp: credential %s: key cannot sign", keyFile)
+	}
+	return NewCredential(pair.Certificate, signer)
+}
+
+// LoadTrustAnchors reads PEM CA certificates into a pool.
+func LoadTrustAnchors(files ...string) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("lsp: trust anchors: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("lsp: trust anchors: no certificate in %s", f)
+		}
+	}
+	return pool, nil
+}
+
+// ParsePEMKey parses a PKCS#8 PEM private key.
+func ParsePEMKey(b []byte) (crypto.Signer, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("lsp: no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("lsp: private key: %w", err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("lsp: private key of type %T cannot sign", k)
+	}
+	return s, nil
+}
+
+// Authorizes reports whether the credential's certificate may write aor
+// (canonical): a DNS SAN covering its domain, or a URI SAN equal to the AOR.
+func (c *Credential) Authorizes(aor string) bool { return authorizes(c.Leaf, aor) }
+
+// Domains lists the DNS names the credential covers.
+func (c *Credential) Domains() []string { return slices.Clone(c.Leaf.DNSNames) }
+
+func authorizes(leaf *x509.Certificate, aor string) bool {
+	if d := Domain(aor); d != "" && len(leaf.DNSNames) > 0 && leaf.VerifyHostname(d) == nil {
+		return true
+	}
+	for _, u := range leaf.URIs {
+		if u.String() == aor {
+			return true
+		}
+	}
+	return false
+}
+
+// sign seals the entries, builds a Merkle tree over them and sets each
+// entry's proof and the root's signature.
+func (c *Credential) sign(es []*entry) error {
+	leaves := make([][32]byte, len(es))
+	for i, e := range es {
+		e.seal()
+		leaves[i] = e.leaf
+	}
+	root, proofs := merkle(leaves)
+	sig, err := c.signRoot(root)
+	if err != nil {
+		return fmt.Errorf("lsp: sign: %w", err)
+	}
+	for i, e := range es {
+		e.CertFP, e.Sig, e.Proof, e.Index = c.fp, sig, proofs[i], uint64(i)
+	}
+	return nil
+}
+
+func (c *Credential) signRoot(root [32]byte) ([]byte, error) {
+	msg := append([]byte(rootContext), root[:]...)
+	switch k := c.key.(type) {
+	case ed25519.PrivateKey:
+		return ed25519.Sign(k, msg), nil
+	default:
+		d := sha256.Sum256(msg)
+		return k.Sign(rand.Reader, d[:], crypto.SHA256)
+	}
+}
+
+func verifyRoot(pub any, root [32]byte, sig []byte) bool {
+	msg := append([]byte(rootContext), root[:]...)
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return ed25519.Verify(k, msg, sig)
+	case *ecdsa.PublicKey:
+		d := sha256.Sum256(msg)
+		return ecdsa.VerifyASN1(k, d[:], sig)
+	}
+	return false
+}
+
+// merkle returns the root over leaves and each leaf's inclusion path. A level
+// with an odd count pairs its last node with itself.
+func merkle(leaves [][32]byte) ([32]byte, [][][32]byte) {
+	proofs := make([][][32]byte, len(leaves))
+	level := leaves
+	idx := make([]int, len(leaves)) // position of each leaf's ancestor in level
+	for i := range idx {
+		idx[i] = i
+	}
+	for len(level) > 1 {
+		next := make([][32]byte, (len(level)+1)/2)
+		for i := range next {
+			l := level[2*i]
+			r := l
+			if 2*i+1 < len(level) {
+				r = level[2*i+1]
+			}
+			next[i] = nodeHash(l, r)
+		}
+		for leaf, pos := range idx {
+			sib := pos ^ 1
+			if sib >= len(level) {
+				sib = pos
+			}
+			proofs[leaf] = append(proofs[leaf], level[sib])
+			idx[leaf] = pos / 2
+		}
+		level = next
+	}
+	return level[0], proofs
+}
+
+func nodeHash(l, r [32]byte) [32]byte {
+	var buf [65]byte
+	buf[0] = 1
+	copy(buf[1:], l[:])
+	copy(buf[33:], r[:])
+	return sha256.Sum256(buf[:])
+}
+
+// rootOf walks e's inclusion path from its leaf to the root.
+func rootOf(e *entry) [32]byte {
+	h := e.leaf
+	for i, sib := range e.Proof {
+		if e.Index>>uint(i)&1 == 0 {
+			h = nodeHash(h, sib)
+		} else {
+			h = nodeHash(sib, h)
+		}
+	}
+	return h
+}
+
+// Verifier checks entries against an overlay's trust anchors, caching
+// verified certificate chains and signed roots. Safe for concurrent use.
+type Verifier struct {
+	roots   *x509.CertPool
+	skew    time.Duration
+	maxTTL  time.Duration
+	now     func() time.Time
+	maxSize int
+
+	mu     sync.Mutex
+	chains map[[32]byte]*chain
+	sigs   map[[32]byte]struct{} // H(fp, root, sig) of verified roots
+}
+
+type chain struct {
+	leaf     *x509.Certificate
+	ders     [][]byte
+	notAfter time.Time
+}
+
+// NewVerifier returns a verifier for the given trust anchors. skew bounds how
+// far in the future a timestamp may lie; maxTTL how far expiry may lie beyond
+// the timestamp.
+func NewVerifier(roots *x509.CertPool, skew, maxTTL time.Duration) *Verifier {
+	return &Verifier{roots: roots, skew: skew, maxTTL: maxTTL, now: time.Now, maxSize: 4096,
+		chains: map[[32]byte]*chain{}, sigs: map[[32]byte]struct{}{}}
+}
+
+// chainFor returns the verified chain of fingerprint fp, verifying it from
+// certs (DER certificates: leaves and intermediates) on a cache miss.
+func (v *Verifier) chainFor(fp [32]byte, certs [][]byte) (*chain, error) {
+	now := v.now()
+	v.mu.Lock()
+	c := v.chains[fp]
+	v.mu.Unlock()
+	if c != nil && now.Before(c.notAfter) {
+		return c, nil
+	}
+	var leaf *x509.Certificate
+	inter := x509.NewCertPool()
+	var interDER [][]byte
+	for _, der := range certs {
+		if sha256.Sum256(der) == fp {
+			var err error
+			if leaf, err = x509.ParseCertificate(der); err != nil {
+				return nil, fmt.Errorf("%w: signing certificate: %v", ErrForbidden, err)
+			}
+			continue
+		}
+		if ic, err := x509.ParseCertificate(der); err == nil && ic.IsCA {
+			inter.AddCert(ic)
+			interDER = append(interDER, der)
+		}
+	}
+	if leaf == nil {
+		return nil, fmt.Errorf("%w: signing certificate %x not supplied", ErrForbidden, fp[:6])
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter,
+		CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate %q: %v", ErrForbidden, leaf.Subject.CommonName, err)
+	}
+	c = &chain{leaf: leaf, ders: [][]byte{leaf.Raw}, notAfter: leaf.NotAfter}
+	for _, cert := range chains[0][1:] {
+		if cert.NotAfter.Before(c.notAfter) {
+			c.notAfter = cert.NotAfter
+		}
+		if slices.ContainsFunc(interDER, func(d []byte) bool { return string(d) == string(cert.Raw) }) {
+			c.ders = append(c.ders, cert.Raw)
+		}
+	}
+	v.mu.Lock()
+	if len(v.chains) >= v.maxSize {
+		clear(v.chains)
+	}
+	v.chains[fp] = c
+	v.mu.Unlock()
+	return c, nil
+}
+
+// verify checks one decoded entry: field validity, clock bounds, the signing
+// chain, the certificate's authority over the AOR and the root signature.
+// It returns the verified chain.
+func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
+	canon, err := Canonical(e.AOR)
+	if err != nil {
+		return nil, err
+	}
+	if canon != e.AOR {
+		return nil, fmt.Errorf("%w: AOR %q is not canonical", ErrInvalid, e.AOR)
+	}
+	if err := e.B.validate(); err != nil {
+		return nil, err
+	}
+	now := v.now()
+	if e.B.Timestamp.After(now.Add(v.skew)) {
+		return nil, fmt.Errorf("%w: timestamp %s is more than %v ahead", ErrInvalid, e.B.Timestamp.UTC().Format(time.RFC3339), v.skew)
+	}
+	if e.B.Expires.After(e.B.Timestamp.Add(v.maxTTL)) {
+		return nil, fmt.Errorf("%w: expiry more than %v after timestamp", ErrInvalid, v.maxTTL)
+	}
+	c, err := v.chainFor(e.CertFP, certs)
+	if err != nil {
+		return nil, err
+	}
+	if !authorizes(c.leaf, e.AOR) {
+		return nil, fmt.Errorf("%w: certificate %q does not cover %q", ErrForbidden, c.leaf.Subject.CommonName, e.AOR)
+	}
+	root := rootOf(e)
+	h := sha256.New()
+	h.Write(e.CertFP[:])
+	h.Write(root[:])
+	h.Write(e.Sig)
+	var key [32]byte
+	h.Sum(key[:0])
+	v.mu.Lock()
+	_, ok := v.sigs[key]
+	v.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	if !verifyRoot(c.leaf.PublicKey, root, e.Sig) {
+		return nil, fmt.Errorf("%w: bad signature on %q", ErrForbidden, e.AOR)
+	}
+	v.mu.Lock()
+	if len(v.sigs) >= 64*v.maxSize {
+		clear(v.sigs)
+	}
+	v.sigs[key] = struct{}{}
+	v.mu.Unlock()
+	return c, nil
+}

@@ -1,0 +1,290 @@
+package lsp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// Datastore key prefixes of the replica store.
+const (
+	dsRecords = "/lsp/rec/"
+	dsCerts   = "/lsp/cert/"
+)
+
+// store is a node's replica store: the verified entries of the AORs it holds,
+// indexed in memory and written through to the datastore.
+type store struct {
+	ds ds.Datastore
+
+	mu    sync.RWMutex
+	recs  map[string]*record
+	certs map[[32]byte][][]byte // verified chains by leaf fingerprint
+}
+
+type record struct {
+	entries map[string]*entry // by binding identity
+	placed  []peer.ID         // closest set the record was last placed on
+}
+
+func newStore(d ds.Datastore) *store {
+	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}}
+}
+
+// load reads the persisted records, dropping expired entries.
+func (s *store) load(ctx context.Context, now time.Time) (int, error) {
+	res, err := s.ds.Query(ctx, query.Query{Prefix: dsCerts})
+	if err != nil {
+		return 0, err
+	}
+	for r := range res.Next() {
+		if r.Error != nil {
+			res.Close()
+			return 0, r.Error
+		}
+		fp, err := hex.DecodeString(strings.TrimPrefix(r.Key, dsCerts))
+		if err != nil || len(fp) != 32 {
+			continue
+		}
+		if ders, err := splitFrames(r.Value); err == nil {
+			s.certs[[32]byte(fp)] = ders
+		}
+	}
+	res.Close()
+	res, err = s.ds.Query(ctx, query.Query{Prefix: dsRecords})
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	n := 0
+	for r := range res.Next() {
+		if r.Error != nil {
+			return n, r.Error
+		}
+		raws, err := splitFrames(r.Value)
+		if err != nil {
+			continue
+		}
+		for _, raw := range raws {
+			e, err := decodeEntry(raw)
+			if err != nil || !e.B.Expires.After(now) {
+				continue
+			}
+			rec := s.recs[e.AOR]
+			if rec == nil {
+				rec = &record{entries: map[string]*entry{}}
+				s.recs[e.AOR] = rec
+				n++
+			}
+			rec.entries[e.B.ID()] = e
+		}
+	}
+	return n, nil
+}
+
+// apply merges verified entries (with their chains) and returns how many
+// changed the store. placement computes the closest set of a new record.
+func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
+	changed := map[string]*record{}
+	s.mu.Lock()
+	for fp, c := range chains {
+		if _, ok := s.certs[fp]; !ok {
+			s.certs[fp] = c
+			if err := s.ds.Put(ctx, certKey(fp), joinFrames(c)); err != nil {
+				s.mu.Unlock()
+				return 0, fmt.Errorf("lsp: store certificate: %w", err)
+			}
+		}
+	}
+	n := 0
+	for _, e := range es {
+		rec := s.recs[e.AOR]
+		if rec == nil {
+			rec = &record{entries: map[string]*entry{}}
+			if placement != nil {
+				rec.placed = placement(e.AOR)
+			}
+			s.recs[e.AOR] = rec
+		}
+		id := e.B.ID()
+		if old := rec.entries[id]; old != nil && !e.newer(old) {
+			continue
+		}
+		rec.entries[id] = e
+		changed[e.AOR] = rec
+		n++
+	}
+	var err error
+	for aor, rec := range changed {
+		if err = s.ds.Put(ctx, recordKey(aor), rec.encode()); err != nil {
+			break
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return n, fmt.Errorf("lsp: persist record: %w", err)
+	}
+	return n, nil
+}
+
+// get returns the entries (tombstones included, expired excluded) of aor and
+// the chains they need.
+func (s *store) get(aor string, now time.Time, chains map[[32]byte][][]byte) []*entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rec := s.recs[aor]
+	if rec == nil {
+		return nil
+	}
+	out := make([]*entry, 0, len(rec.entries))
+	for _, e := range rec.entries {
+		if e.B.Expires.After(now) {
+			out = append(out, e)
+			if _, ok := chains[e.CertFP]; !ok {
+				chains[e.CertFP] = s.certs[e.CertFP]
+			}
+		}
+	}
+	return out
+}
+
+// gc drops expired entries (tombstones included) and empty records.
+func (s *store) gc(ctx context.Context, now time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped := 0
+	for aor, rec := range s.recs {
+		n := len(rec.entries)
+		for id, e := range rec.entries {
+			if !e.B.Expires.After(now) {
+				delete(rec.entries, id)
+			}
+		}
+		if len(rec.entries) == n {
+			continue
+		}
+		dropped += n - len(rec.entries)
+		var err error
+		if len(rec.entries) == 0 {
+			delete(s.recs, aor)
+			err = s.ds.Delete(ctx, recordKey(aor))
+		} else {
+			err = s.ds.Put(ctx, recordKey(aor), rec.encode())
+		}
+		if err != nil {
+			return dropped, fmt.Errorf("lsp: gc: %w", err)
+		}
+	}
+	return dropped, nil
+}
+
+// placementWork is what the rebalancer must push: entries per new replica.
+type placementWork struct {
+	aor     string
+	entries []*entry
+	targets []peer.ID
+	set     []peer.ID
+}
+
+// replan lists records whose closest set gained peers since they were placed.
+func (s *store) replan(self peer.ID, now time.Time, closest func(aor string) []peer.ID) []placementWork {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []placementWork
+	for aor, rec := range s.recs {
+		set := closest(aor)
+		var targets []peer.ID
+		for _, p := range set {
+			if p != self && !containsPeer(rec.placed, p) {
+				targets = append(targets, p)
+			}
+		}
+		if len(targets) == 0 && len(set) == len(rec.placed) {
+			continue
+		}
+		w := placementWork{aor: aor, targets: targets, set: set}
+		for _, e := range rec.entries {
+			if e.B.Expires.After(now) {
+				w.entries = append(w.entries, e)
+			}
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// setPlaced records the closest set a record now lives on.
+func (s *store) setPlaced(aor string, set []peer.ID) {
+	s.mu.Lock()
+	if rec := s.recs[aor]; rec != nil {
+		rec.placed = set
+	}
+	s.mu.Unlock()
+}
+
+func (s *store) chain(fp [32]byte) [][]byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.certs[fp]
+}
+
+func (s *store) size() (records, entries int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.recs {
+		entries += len(r.entries)
+	}
+	return len(s.recs), entries
+}
+
+func (r *record) encode() []byte {
+	var raws [][]byte
+	for _, e := range r.entries {
+		raws = append(raws, e.encode())
+	}
+	return joinFrames(raws)
+}
+
+func recordKey(aor string) ds.Key { return ds.NewKey(dsRecords + hex.EncodeToString([]byte(aor))) }
+func certKey(fp [32]byte) ds.Key  { return ds.NewKey(dsCerts + hex.EncodeToString(fp[:])) }
+
+func joinFrames(parts [][]byte) []byte {
+	var buf bytes.Buffer
+	for _, p := range parts {
+		_ = overlay.WriteFrame(&buf, p)
+	}
+	return buf.Bytes()
+}
+
+func splitFrames(b []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, fmt.Errorf("%w: stored frame", ErrMalformed)
+		}
+		out = append(out, b[k:k+int(n)])
+		b = b[k+int(n):]
+	}
+	return out, nil
+}
+
+func containsPeer(ps []peer.ID, p peer.ID) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,377 @@
+package lsp
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Wire format. Messages use the protobuf encoding (decoded by hand, unknown
+// fields skipped) inside varint-length-prefixed frames.
+//
+//	message  {1: version=1, 2: type, 3: status, 4: error, 5: repeated cert DER,
+//	          6: repeated entry, 7: repeated aor, 8: count}
+//	entry    {1: signed content (bytes), 2: cert fingerprint, 3: signature,
+//	          4: repeated merkle sibling, 5: leaf index}
+//	content  {1: aor, 2: contact, 3: expires unix ms, 4: q×1000, 5: instance,
+//	          6: reg-id, 7: repeated path, 8: call-id, 9: cseq, 10: received,
+//	          11: timestamp unix ns, 12: removed}
+//
+// The signed content is re-encoded deterministically by the signer, and its
+// SHA-256 (with a leaf prefix) is the Merkle leaf.
+const wireVersion = 1
+
+type msgType uint64
+
+const (
+	msgStore msgType = iota + 1 // replica: store entries
+	msgFetch                    // replica: entries of AORs
+	msgPut                      // client: publish entries (node replicates)
+	msgGet                      // client: merged read of AORs
+	msgReply
+)
+
+// Limits applied while decoding, before anything is allocated for a field.
+const (
+	DefaultMaxMessage = 1 << 20
+	maxEntries        = 4096
+	maxCerts          = 16
+	maxCertSize       = 8 << 10
+	maxSigSize        = 256
+	maxProofDepth     = 32
+	maxAORs           = 1024
+	maxErrorText      = 1024
+)
+
+type message struct {
+	Type    msgType
+	Status  uint64
+	Error   string
+	Certs   [][]byte
+	Entries []*entry
+	AORs    []string
+	Count   uint64
+}
+
+func (m *message) encode() []byte {
+	var b []byte
+	b = appendUint(b, 1, wireVersion)
+	b = appendUint(b, 2, uint64(m.Type))
+	if m.Status != 0 {
+		b = appendUint(b, 3, m.Status)
+	}
+	if m.Error != "" {
+		b = appendString(b, 4, m.Error)
+	}
+	for _, c := range m.Certs {
+		b = appendBytes(b, 5, c)
+	}
+	for _, e := range m.Entries {
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.encode())
+	}
+	for _, a := range m.AORs {
+		b = appendString(b, 7, a)
+	}
+	if m.Count != 0 {
+		b = appendUint(b, 8, m.Count)
+	}
+	return b
+}
+
+func decodeMessage(b []byte) (*message, error) {
+	m := &message{}
+	version := uint64(0)
+	err := walk(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
+		switch num {
+		case 1:
+			version = u
+		case 2:
+			m.Type = msgType(u)
+		case 3:
+			m.Status = u
+		case 4:
+			if len(v) > maxErrorText {
+				v = v[:maxErrorText]
+			}
+			m.Error = string(v)
+		case 5:
+			if len(m.Certs) >= maxCerts || len(v) > maxCertSize {
+				return fmt.Errorf("%w: certificates", ErrTooLarge)
+			}
+			m.Certs = append(m.Certs, v)
+		case 6:
+			if len(m.Entries) >= maxEntries {
+				return fmt.Errorf("%w: more than %d entries", ErrTooLarge, maxEntries)
+			}
+			e, err := decodeEntry(v)
+			if err != nil {
+				return err
+			}
+			m.Entries = append(m.Entries, e)
+		case 7:
+			if len(m.AORs) >= maxAORs || len(v) > 2*MaxAORLength {
+				return fmt.Errorf("%w: AOR list", ErrTooLarge)
+			}
+			m.AORs = append(m.AORs, string(v))
+		case 8:
+			m.Count = u
+		}
+		return nil
+	}, map[protowire.Number]protowire.Type{1: protowire.VarintType, 2: protowire.VarintType,
+		3: protowire.VarintType, 4: protowire.BytesType, 5: protowire.BytesType,
+		6: protowire.BytesType, 7: protowire.BytesType, 8: protowire.VarintType})
+	if err != nil {
+		return nil, err
+	}
+	if version != wireVersion {
+		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, version)
+	}
+	if m.Type < msgStore || m.Type > msgReply {
+		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, m.Type)
+	}
+	return m, nil
+}
+
+// content encodes the signed fields of e deterministically.
+func (e *entry) content() []byte {
+	b := make([]byte, 0, 128+len(e.AOR)+len(e.B.Contact))
+	b = appendString(b, 1, e.AOR)
+	b = appendString(b, 2, e.B.Contact)
+	b = appendUint(b, 3, uint64(e.B.Expires.UnixMilli()))
+	if q := uint64(math.Round(e.B.Q * 1000)); q != 0 {
+		b = appendUint(b, 4, q)
+	}
+	if e.B.Instance != "" {
+		b = appendString(b, 5, e.B.Instance)
+	}
+	if e.B.RegID != 0 {
+		b = appendUint(b, 6, uint64(e.B.RegID))
+	}
+	for _, p := range e.B.Path {
+		b = appendString(b, 7, p)
+	}
+	if e.B.CallID != "" {
+		b = appendString(b, 8, e.B.CallID)
+	}
+	if e.B.CSeq != 0 {
+		b = appendUint(b, 9, uint64(e.B.CSeq))
+	}
+	if e.B.Received != "" {
+		b = appendString(b, 10, e.B.Received)
+	}
+	b = appendUint(b, 11, uint64(e.B.Timestamp.UnixNano()))
+	if e.Removed {
+		b = appendUint(b, 12, 1)
+	}
+	return b
+}
+
+func leafHash(content []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write(content)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// seal fixes the signed content of a new entry and its leaf hash.
+func (e *entry) seal() {
+	e.raw = e.content()
+	e.leaf = leafHash(e.raw)
+}
+
+func (e *entry) encode() []byte {
+	if e.raw == nil {
+		e.seal()
+	}
+	c := e.raw
+	b := make([]byte, 0, len(c)+len(e.Sig)+33*len(e.Proof)+48)
+	b = appendBytes(b, 1, c)
+	b = appendBytes(b, 2, e.CertFP[:])
+	b = appendBytes(b, 3, e.Sig)
+	for i := range e.Proof {
+		b = appendBytes(b, 4, e.Proof[i][:])
+	}
+	if e.Index != 0 {
+		b = appendUint(b, 5, e.Index)
+	}
+	return b
+}
+
+func decodeEntry(b []byte) (*entry, error) {
+	e := &entry{}
+	var content []byte
+	haveFP := false
+	err := walk(b, func(num protowire.Number, _ protowire.Type, v []byte, u uint64) error {
+		switch num {
+		case 1:
+			content = v
+		case 2:
+			if len(v) != 32 {
+				return fmt.Errorf("%w: certificate fingerprint of %d bytes", ErrMalformed, len(v))
+			}
+			copy(e.CertFP[:], v)
+			haveFP = true
+		case 3:
+			if len(v) > maxSigSize {
+				return fmt.Errorf("%w: signature", ErrTooLarge)
+			}
+			e.Sig = v
+		case 4:
+			if len(v) != 32 || len(e.Proof) >= maxProofDepth {
+				return fmt.Errorf("%w: merkle path", ErrMalformed)
+			}
+			e.Proof = append(e.Proof, [32]byte(v))
+		case 5:
+			e.Index = u
+		}
+		return nil
+	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.BytesType,
+		3: protowire.BytesType, 4: protowire.BytesType, 5: protowire.VarintType})
+	if err != nil {
+		return nil, err
+	}
+	if content == nil || !haveFP || len(e.Sig) == 0 {
+		return nil, fmt.Errorf("%w: entry lacks content, fingerprint or signature", ErrMalformed)
+	}
+	if e.Index >= 1<<len(e.Proof) {
+		return nil, fmt.Errorf("%w: leaf index %d beyond a path of %d", ErrMalformed, e.Index, len(e.Proof))
+	}
+	if err := e.decodeContent(content); err != nil {
+		return nil, err
+	}
+	e.raw = content
+	e.leaf = leafHash(content)
+	return e, nil
+}
+
+func (e *entry) decodeContent(b []byte) error {
+	var expires, ts, q uint64
+	var haveAOR, haveExp, haveTS bool
+	err := walk(b, func(num protowire.Number, _ protowire.Type, v []byte, u uint64) error {
+		s := func(max int) (string, error) {
+			if len(v) > max {
+				return "", fmt.Errorf("%w: field %d longer than %d", ErrTooLarge, num, max)
+			}
+			return string(v), nil
+		}
+		var err error
+		switch num {
+		case 1:
+			e.AOR, err = s(MaxAORLength)
+			haveAOR = true
+		case 2:
+			e.B.Contact, err = s(maxURILength)
+		case 3:
+			expires, haveExp = u, true
+		case 4:
+			q = u
+		case 5:
+			e.B.Instance, err = s(maxShortField)
+		case 6:
+			if u > math.MaxUint32 {
+				return fmt.Errorf("%w: reg-id", ErrMalformed)
+			}
+			e.B.RegID = uint32(u)
+		case 7:
+			if len(e.B.Path) >= maxPathEntries {
+				return fmt.Errorf("%w: Path", ErrTooLarge)
+			}
+			var p string
+			p, err = s(maxURILength)
+			e.B.Path = append(e.B.Path, p)
+		case 8:
+			e.B.CallID, err = s(maxShortField)
+		case 9:
+			if u > math.MaxUint32 {
+				return fmt.Errorf("%w: cseq", ErrMalformed)
+			}
+			e.B.CSeq = uint32(u)
+		case 10:
+			e.B.Received, err = s(maxShortField)
+		case 11:
+			ts, haveTS = u, true
+		case 12:
+			e.Removed = u != 0
+		}
+		return err
+	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.BytesType,
+		3: protowire.VarintType, 4: protowire.VarintType, 5: protowire.BytesType,
+		6: protowire.VarintType, 7: protowire.BytesType, 8: protowire.BytesType,
+		9: protowire.VarintType, 10: protowire.BytesType, 11: protowire.VarintType,
+		12: protowire.VarintType})
+	if err != nil {
+		return err
+	}
+	if !haveAOR || !haveExp || !haveTS {
+		return fmt.Errorf("%w: binding lacks aor, expires or timestamp", ErrMalformed)
+	}
+	if q > 1000 || expires > math.MaxInt64/2 || ts > math.MaxInt64 {
+		return fmt.Errorf("%w: q, expires or timestamp out of range", ErrMalformed)
+	}
+	e.B.Q = float64(q) / 1000
+	e.B.Expires = time.UnixMilli(int64(expires))
+	e.B.Timestamp = time.Unix(0, int64(ts))
+	return nil
+}
+
+// walk iterates the fields of a protobuf message, checking each known field
+// has its expected wire type and skipping unknown ones. v is the value of a
+// bytes field (aliasing b), u of a varint field.
+func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error, known map[protowire.Number]protowire.Type) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: bad tag", ErrMalformed)
+		}
+		b = b[n:]
+		want, ok := known[num]
+		if !ok {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return fmt.Errorf("%w: bad field %d", ErrMalformed, num)
+			}
+			b = b[n:]
+			continue
+		}
+		if typ != want {
+			return fmt.Errorf("%w: field %d has wire type %d", ErrMalformed, num, typ)
+		}
+		var v []byte
+		var u uint64
+		switch typ {
+		case protowire.VarintType:
+			u, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: truncated field %d", ErrMalformed, num)
+		}
+		b = b[n:]
+		if err := fn(num, typ, v, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func appendUint(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}

@@ -1,0 +1,140 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ErrConfig is returned for an unreadable or invalid node config.
+var ErrConfig = errors.New("node: config")
+
+// Duration is a time.Duration written as a Go duration string in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes d as "1.5s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "1.5s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"1s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is one node's configuration file. Relative paths are relative to
+// the file's directory.
+type Config struct {
+	// Name labels the node in logs.
+	Name string `json:"name"`
+	// Domain the node is authoritative for; empty for an overlay-only node.
+	Domain string `json:"domain,omitempty"`
+	// Credential: the domain certificate chain and key (PEM); required with Domain.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// TrustAnchors: PEM files of the CAs the overlay trusts. Required.
+	TrustAnchors []string `json:"trust_anchors"`
+
+	Overlay OverlayConfig `json:"overlay"`
+	LSP     LSPConfig     `json:"lsp"`
+
+	// Service addresses (host:port); empty until their roles exist.
+	SIP  string `json:"sip,omitempty"`
+	TURN string `json:"turn,omitempty"`
+	HTTP string `json:"http,omitempty"`
+
+	// LogLevel: debug, info, warn, error. Default info.
+	LogLevel string `json:"log_level,omitempty"`
+
+	dir string
+}
+
+// OverlayConfig is the overlay section.
+type OverlayConfig struct {
+	Name           string   `json:"name"`
+	Listen         []string `json:"listen"`
+	Bootstrap      []string `json:"bootstrap,omitempty"`
+	IdentityKey    string   `json:"identity_key"`
+	DataDir        string   `json:"data_dir,omitempty"`
+	GossipInterval Duration `json:"gossip_interval,omitempty"`
+	FailAfter      Duration `json:"fail_after,omitempty"`
+}
+
+// LSPConfig is the location-service section.
+type LSPConfig struct {
+	Replicas          int      `json:"replicas,omitempty"`
+	WriteQuorum       int      `json:"write_quorum,omitempty"`
+	MaxClockSkew      Duration `json:"max_clock_skew,omitempty"`
+	MaxTTL            Duration `json:"max_ttl,omitempty"`
+	RequestTimeout    Duration `json:"request_timeout,omitempty"`
+	RebalanceDelay    Duration `json:"rebalance_delay,omitempty"`
+	RebalanceInterval Duration `json:"rebalance_interval,omitempty"`
+}
+
+// LoadConfig reads and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	c.dir = abs
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Validate checks the fields a node cannot start without.
+func (c *Config) Validate() error {
+	switch {
+	case c.Overlay.Name == "":
+		return fmt.Errorf("%w: overlay.name is empty", ErrConfig)
+	case c.Overlay.IdentityKey == "":
+		return fmt.Errorf("%w: overlay.identity_key is empty", ErrConfig)
+	case len(c.TrustAnchors) == 0:
+		return fmt.Errorf("%w: trust_anchors is empty", ErrConfig)
+	case c.Domain != "" && (c.CertFile == "" || c.KeyFile == ""):
+		return fmt.Errorf("%w: domain %q needs cert_file and key_file", ErrConfig, c.Domain)
+	}
+	return nil
+}
+
+// Path resolves p relative to the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// SetDir sets the directory relative paths resolve against.
+func (c *Config) SetDir(dir string) { c.dir = dir }
+
+// Save writes c as indented JSON.
+func (c *Config) Save(path string) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}

@@ -1,0 +1,145 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/overlay"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// Options adjust how a node starts, beyond its config file.
+type Options struct {
+	// InMemory keeps the datastore in memory whatever data_dir says.
+	InMemory bool
+	// JoinTimeout bounds the bootstrap. Default 10s.
+	JoinTimeout time.Duration
+	// DisableDHTRefresh turns kad-dht's periodic refresh off (big testnets).
+	DisableDHTRefresh bool
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is a running lsnode.
+type Node struct {
+	cfg     *Config
+	log     *slog.Logger
+	overlay *overlay.Overlay
+	lsp     *lsp.Service
+}
+
+// New starts a node from cfg: identity, overlay (joined through its
+// bootstrap peers) and location service. A failed start cleans up after
+// itself.
+func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.JoinTimeout <= 0 {
+		opts.JoinTimeout = 10 * time.Second
+	}
+	log := opts.Logger.With("node", cfg.Name)
+	n = &Node{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			n.Close()
+			n = nil
+		}
+	}()
+	key, err := overlay.LoadOrCreateIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	if err != nil {
+		return nil, err
+	}
+	anchors := make([]string, len(cfg.TrustAnchors))
+	for i, a := range cfg.TrustAnchors {
+		anchors[i] = cfg.Path(a)
+	}
+	pool, err := lsp.LoadTrustAnchors(anchors...)
+	if err != nil {
+		return nil, err
+	}
+	var cred *lsp.Credential
+	if cfg.Domain != "" {
+		if cred, err = lsp.LoadCredential(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile)); err != nil {
+			return nil, err
+		}
+		if !cred.Authorizes("sip:x@" + cfg.Domain) {
+			return nil, fmt.Errorf("%w: certificate %s does not cover domain %q", ErrConfig, cfg.CertFile, cfg.Domain)
+		}
+	}
+	dataDir := cfg.Path(cfg.Overlay.DataDir)
+	if opts.InMemory {
+		dataDir = ""
+	}
+	n.overlay, err = overlay.New(ctx, overlay.Config{
+		Name:              cfg.Overlay.Name,
+		Identity:          key,
+		ListenAddrs:       cfg.Overlay.Listen,
+		Bootstrap:         cfg.Overlay.Bootstrap,
+		DataDir:           dataDir,
+		GossipInterval:    time.Duration(cfg.Overlay.GossipInterval),
+		FailAfter:         time.Duration(cfg.Overlay.FailAfter),
+		DisableDHTRefresh: opts.DisableDHTRefresh,
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.lsp, err = lsp.New(ctx, lsp.Config{
+		Overlay:           n.overlay,
+		Credential:        cred,
+		TrustAnchors:      pool,
+		Replicas:          cfg.LSP.Replicas,
+		WriteQuorum:       cfg.LSP.WriteQuorum,
+		MaxClockSkew:      time.Duration(cfg.LSP.MaxClockSkew),
+		MaxTTL:            time.Duration(cfg.LSP.MaxTTL),
+		RequestTimeout:    time.Duration(cfg.LSP.RequestTimeout),
+		RebalanceDelay:    time.Duration(cfg.LSP.RebalanceDelay),
+		RebalanceInterval: time.Duration(cfg.LSP.RebalanceInterval),
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	jctx, cancel := context.WithTimeout(ctx, opts.JoinTimeout)
+	defer cancel()
+	if err := n.overlay.Join(jctx); err != nil {
+		if !errors.Is(err, overlay.ErrBootstrap) {
+			return nil, err
+		}
+		log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
+	}
+	log.Info("node up", "peer", n.overlay.ID(), "addrs", n.overlay.Addrs(), "domain", cfg.Domain)
+	return n, nil
+}
+
+// Config returns the node's config.
+func (n *Node) Config() *Config { return n.cfg }
+
+// Overlay returns the node's overlay membership.
+func (n *Node) Overlay() *overlay.Overlay { return n.overlay }
+
+// Location returns the node's in-process location service.
+func (n *Node) Location() *lsp.Service { return n.lsp }
+
+// Close stops the roles in reverse order of start.
+func (n *Node) Close() error {
+	var errs []error
+	if n.lsp != nil {
+		errs = append(errs, n.lsp.Close())
+	}
+	if n.overlay != nil {
+		errs = append(errs, n.overlay.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,117 @@
+package overlay
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Config configures one overlay membership. The zero value of every field but
+// Name and Identity has a documented default.
+type Config struct {
+	// Name of the overlay; sets the protocol prefix /lsp/<Name>, so overlays with
+	// different names never mix. Lowercase letters, digits, '.', '-', '_'.
+	Name string
+	// Identity is the node's libp2p key (see LoadOrCreateIdentity).
+	Identity crypto.PrivKey
+	// ListenAddrs are multiaddrs to listen on. Default /ip4/127.0.0.1/tcp/0.
+	ListenAddrs []string
+	// Bootstrap are multiaddrs with /p2p/<id> of peers to join through.
+	Bootstrap []string
+	// DataDir holds the embedded leveldb datastore. Empty: an in-memory store.
+	DataDir string
+	// MaxConns is the connection-manager high water mark. Default 192.
+	MaxConns int
+	// MaxFDs bounds the file descriptors the resource manager lets this host
+	// use. Default 1024, so 100+ hosts fit one process.
+	MaxFDs int
+	// GossipInterval is the membership gossip period. Default 1s.
+	GossipInterval time.Duration
+	// FailAfter declares a member dead when its heartbeat has not advanced for
+	// this long. Default 10 × GossipInterval.
+	FailAfter time.Duration
+	// DisableDHTRefresh turns kad-dht's background routing-table refresh off
+	// (tests and large in-process testnets).
+	DisableDHTRefresh bool
+	// Logger; default slog.Default(). Tagged with component=overlay.
+	Logger *slog.Logger
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+type resolved struct {
+	Config
+	listen    []ma.Multiaddr
+	bootstrap []peer.AddrInfo
+}
+
+func (c Config) resolve() (*resolved, error) {
+	if !nameRE.MatchString(c.Name) {
+		return nil, fmt.Errorf("%w: overlay name %q: want 1-63 of [a-z0-9._-]", ErrConfig, c.Name)
+	}
+	if c.Identity == nil {
+		return nil, fmt.Errorf("%w: no identity key", ErrConfig)
+	}
+	r := &resolved{Config: c}
+	if len(r.ListenAddrs) == 0 {
+		r.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	for _, s := range r.ListenAddrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: listen address %q: %v", ErrConfig, s, err)
+		}
+		r.listen = append(r.listen, a)
+	}
+	infos, err := ParseAddrInfos(r.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	r.bootstrap = infos
+	if r.MaxConns <= 0 {
+		r.MaxConns = 192
+	}
+	if r.MaxFDs <= 0 {
+		r.MaxFDs = 1024
+	}
+	if r.GossipInterval <= 0 {
+		r.GossipInterval = time.Second
+	}
+	if r.FailAfter <= 0 {
+		r.FailAfter = 10 * r.GossipInterval
+	}
+	if r.FailAfter < 2*r.GossipInterval {
+		return nil, fmt.Errorf("%w: FailAfter %v must be at least twice GossipInterval %v", ErrConfig, r.FailAfter, r.GossipInterval)
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	r.Logger = r.Logger.With("component", "overlay", "overlay", r.Name)
+	return r, nil
+}
+
+// ParseAddrInfos parses multiaddrs that end in /p2p/<peer-id>, merging
+// addresses of the same peer.
+func ParseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
+	var mas []ma.Multiaddr
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bootstrap address %q: %v", ErrConfig, s, err)
+		}
+		mas = append(mas, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bootstrap addresses: %v", ErrConfig, err)
+	}
+	return infos, nil
+}
+
+// ProtocolPrefix returns the protocol prefix of an overlay name.
+func ProtocolPrefix(name string) string { return "/lsp/" + name }

@@ -1,0 +1,12 @@
+// Package overlay is lsnode's Kademlia overlay: a libp2p host running kad-dht in
+// server mode under a per-overlay protocol prefix (/lsp/<name>), a persistent
+// identity, bootstrap from multiaddrs, an embedded datastore (leveldb on disk, or
+// in memory), resource limits sized for many nodes per process, and replica
+// placement: the R peers closest to a key under Kademlia's XOR metric.
+//
+// Replica placement is one-hop (Gupta, Liskov, Rodrigues 2004): every node keeps
+// a membership view refreshed by push-pull gossip, so the R closest peers to a
+// key are computed locally without an iterative lookup. kad-dht's iterative
+// GetClosestPeers is the fallback when that view may be wrong. The overlay knows
+// nothing about SIP or bindings: keys are opaque strings.
+package overlay

@@ -1,0 +1,30 @@
+package overlay
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+)
+
+// NewLightHost returns a client-only libp2p host with an ephemeral identity
+// and no listener: enough to talk the client protocol to an lsnode without
+// joining the overlay. Close it when done.
+func NewLightHost() (host.Host, error) {
+	h, err := libp2p.New(
+		libp2p.NoListenAddrs,
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("lsnode-client"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: client host: %w", err)
+	}
+	return h, nil
+}

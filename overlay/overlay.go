@@ -1,0 +1,309 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	leveldb "github.com/ipfs/go-ds-leveldb"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// ValueNamespace is the kad-dht value namespace the overlay accepts, so kad-dht's
+// own PutValue/GetValue can be measured beside lsp on the same hosts. Values
+// are opaque, at most MaxValueSize bytes; lsp does not use them.
+const (
+	ValueNamespace = "v"
+	MaxValueSize   = 4096
+)
+
+// Overlay is one node's membership in a named overlay.
+type Overlay struct {
+	cfg     *resolved
+	host    host.Host
+	dht     *dht.IpfsDHT
+	store   ds.Batching
+	members *members
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New starts a libp2p host and kad-dht for cfg. It does not contact any peer:
+// call Join. On error, everything started is closed again.
+func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	o = &Overlay{cfg: r}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			o.Close()
+			o = nil
+		}
+	}()
+	if r.DataDir == "" {
+		o.store = dssync.MutexWrap(ds.NewMapDatastore())
+	} else {
+		if err = os.MkdirAll(r.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("overlay: data dir: %w", err)
+		}
+		o.store, err = leveldb.NewDatastore(filepath.Join(r.DataDir, "store"), nil)
+		if err != nil {
+			return nil, fmt.Errorf("overlay: open datastore in %s: %w", r.DataDir, err)
+		}
+	}
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(256<<20, r.MaxFDs)))
+	if err != nil {
+		return nil, fmt.Errorf("overlay: resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(r.MaxConns*3/4, r.MaxConns, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("overlay: connection manager: %w", err)
+	}
+	o.host, err = libp2p.New(
+		libp2p.Identity(r.Identity),
+		libp2p.ListenAddrs(r.listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("lsnode"),
+	)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("overlay: libp2p host: %w", err)
+	}
+	opts := []dht.Option{
+		dht.Mode(dht.ModeServer),
+		dht.ProtocolPrefix(protocol.ID(ProtocolPrefix(r.Name))),
+		dht.Datastore(o.store),
+		dht.DisableProviders(),
+		dht.Validator(record.NamespacedValidator{ValueNamespace: opaqueValidator{}}),
+		dht.BootstrapPeers(r.bootstrap...),
+	}
+	if r.DisableDHTRefresh {
+		opts = append(opts, dht.DisableAutoRefresh())
+	}
+	o.dht, err = dht.New(o.host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: kad-dht: %w", err)
+	}
+	o.members = newMembers(o)
+	o.host.SetStreamHandler(o.membersProtocol(), o.members.handle)
+	o.wg.Add(1)
+	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
+	r.Logger.Debug("overlay started", "peer", o.host.ID(), "addrs", o.host.Addrs())
+	return o, nil
+}
+
+// Join connects to the bootstrap peers, pulls their membership view and
+// bootstraps kad-dht. It returns ErrBootstrap if bootstrap peers were
+// configured and none answered; the node keeps retrying them in the background.
+func (o *Overlay) Join(ctx context.Context) error {
+	if len(o.cfg.bootstrap) == 0 {
+		return nil
+	}
+	var (
+		mu   sync.Mutex
+		ok   int
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, ai := range o.cfg.bootstrap {
+		if ai.ID == o.host.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func(ai peer.AddrInfo) {
+			defer wg.Done()
+			err := o.host.Connect(ctx, ai)
+			if err == nil {
+				err = o.members.exchange(ctx, ai.ID)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ai.ID, err))
+				return
+			}
+			ok++
+		}(ai)
+	}
+	wg.Wait()
+	if ok == 0 && len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrBootstrap, errors.Join(errs...))
+	}
+	return o.dht.Bootstrap(ctx)
+}
+
+// Host returns the libp2p host.
+func (o *Overlay) Host() host.Host { return o.host }
+
+// DHT returns the kad-dht instance.
+func (o *Overlay) DHT() *dht.IpfsDHT { return o.dht }
+
+// Datastore returns the node's embedded datastore (shared with kad-dht; use a
+// key prefix of your own).
+func (o *Overlay) Datastore() ds.Batching { return o.store }
+
+// ID returns this node's peer ID.
+func (o *Overlay) ID() peer.ID { return o.host.ID() }
+
+// Name returns the overlay's name.
+func (o *Overlay) Name() string { return o.cfg.Name }
+
+// Protocol returns the protocol ID /lsp/<name>/<sub>/<version>.
+func (o *Overlay) Protocol(sub, version string) protocol.ID {
+	return protocol.ID(ProtocolPrefix(o.cfg.Name) + "/" + sub + "/" + version)
+}
+
+// Addrs returns this node's full multiaddrs (with /p2p/<id>).
+func (o *Overlay) Addrs() []string {
+	var out []string
+	for _, a := range o.host.Addrs() {
+		out = append(out, a.Encapsulate(ma.StringCast("/p2p/"+o.host.ID().String())).String())
+	}
+	return out
+}
+
+// Closest returns up to n live members closest to key under Kademlia's XOR
+// metric (the key is hashed as kad-dht hashes keys), nearest first. The result
+// may include this node. It needs no network round trip.
+func (o *Overlay) Closest(key string, n int) []peer.ID {
+	return o.members.closest(kb.ConvertKey(key), n)
+}
+
+// ClosestIterative runs kad-dht's iterative lookup for key and returns up to n
+// peers nearest first, this node included when it is closer than the ones
+// found. Use it when Closest's view may be stale.
+func (o *Overlay) ClosestIterative(ctx context.Context, key string, n int) ([]peer.ID, error) {
+	ps, err := o.dht.GetClosestPeers(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: closest peers: %w", err)
+	}
+	ps = append(ps, o.host.ID())
+	ps = kb.SortClosestPeers(ps, kb.ConvertKey(key))
+	if len(ps) > n {
+		ps = ps[:n]
+	}
+	return ps, nil
+}
+
+// Alive reports whether p is a live member in this node's view.
+func (o *Overlay) Alive(p peer.ID) bool { return o.members.alive(p) }
+
+// Members returns the live members, this node included.
+func (o *Overlay) Members() []peer.ID { return o.members.list() }
+
+// Suspect marks p as unreachable from here for FailAfter: it is left out of
+// Closest until its heartbeat is seen again after that.
+func (o *Overlay) Suspect(p peer.ID) { o.members.suspect(p) }
+
+// Changes returns a channel that receives a value (coalesced) whenever the set
+// of live members changes. Each call returns a new subscription; cancel it
+// with the returned function.
+func (o *Overlay) Changes() (<-chan struct{}, func()) { return o.members.subscribe() }
+
+// Size estimates the number of nodes in the overlay: the live membership
+// view, or — when the view is smaller — an estimate from the density of the
+// kad-dht routing table around this node.
+func (o *Overlay) Size() int {
+	n := len(o.members.list())
+	if e := o.routingTableEstimate(); e > n {
+		return e
+	}
+	return n
+}
+
+// routingTableEstimate: in a network of N nodes with uniformly random IDs, the
+// i-th closest peer to a point lies at normalised XOR distance ≈ i/(N+1).
+func (o *Overlay) routingTableEstimate() int {
+	self := kb.ConvertPeerID(o.host.ID())
+	near := o.dht.RoutingTable().NearestPeers(self, 8)
+	if len(near) == 0 {
+		return 0
+	}
+	var sum float64
+	for i, p := range near {
+		d := normDistance(self, kb.ConvertPeerID(p))
+		if d <= 0 {
+			continue
+		}
+		sum += float64(i+1)/d - 1
+	}
+	return int(math.Round(sum/float64(len(near)))) + 1
+}
+
+func normDistance(a, b kb.ID) float64 {
+	var d float64
+	for i := 0; i < 8 && i < len(a); i++ {
+		d = d*256 + float64(a[i]^b[i])
+	}
+	return d / math.Pow(256, 8)
+}
+
+// Close leaves the overlay (announcing it to a few members), stops every
+// goroutine and closes the host, the DHT and the datastore.
+func (o *Overlay) Close() error {
+	var errs []error
+	o.once.Do(func() {
+		if o.members != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			o.members.leave(ctx)
+			cancel()
+		}
+		o.cancel()
+		if o.dht != nil {
+			errs = append(errs, o.dht.Close())
+		}
+		if o.host != nil {
+			errs = append(errs, o.host.Close())
+		}
+		o.wg.Wait()
+		if o.store != nil {
+			errs = append(errs, o.store.Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// opaqueValidator accepts any value up to MaxValueSize; on ties it keeps the first.
+type opaqueValidator struct{}
+
+func (opaqueValidator) Validate(_ string, v []byte) error {
+	if len(v) > MaxValueSize {
+		return fmt.Errorf("overlay: value of %d bytes exceeds %d", len(v), MaxValueSize)
+	}
+	return nil
+}
+
+func (opaqueValidator) Select(string, [][]byte) (int, error) { return 0, nil }

@@ -1,0 +1,6 @@
+// Package testnet builds and runs a local multi-node, multi-domain lsnode
+// network for tests, benchmarks and demos: a CA, one credential per domain,
+// demo users, one config file per node and a manifest (testnet.json) that
+// scripts and later tools rely on. Its nodes start through package node,
+// the same code path as a real node.
+package testnet

@@ -1,0 +1,236 @@
+package testnet
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// Spec describes a testnet to create.
+type Spec struct {
+	// Dir to create the testnet in; must not hold a testnet already.
+	Dir string
+	// Nodes in all. Default 5.
+	Nodes int
+	// Domains served by the testnet. Default a.example, b.example.
+	Domains []string
+	// PerDomain nodes are authoritative for each domain. Default 1.
+	PerDomain int
+	// Users per domain. Default 3.
+	Users int
+	// Overlay name. Default "testnet".
+	Overlay string
+	// BasePort: node i listens on 127.0.0.1:BasePort+i. 0: free ports.
+	BasePort int
+	// Replicas per AOR. Default 3.
+	Replicas int
+	// GossipInterval and FailAfter of the overlay. Defaults 500ms and 5s.
+	GossipInterval time.Duration
+	FailAfter      time.Duration
+}
+
+var demoUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"}
+
+// ErrExists is returned by Init when the directory already holds a testnet.
+var ErrExists = errors.New("testnet: directory already holds a testnet")
+
+// Init creates a testnet in spec.Dir and returns its manifest.
+func Init(spec Spec) (*Manifest, error) {
+	if err := spec.defaults(); err != nil {
+		return nil, err
+	}
+	dir := spec.Dir
+	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
+		return nil, fmt.Errorf("%w: %s (remove it or pick another --dir)", ErrExists, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	ca, err := NewCA("lsnode testnet CA", 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if err := WriteCertPEM(filepath.Join(dir, "ca.pem"), ca.Cert.Raw); err != nil {
+		return nil, err
+	}
+	m := &Manifest{Overlay: spec.Overlay, CA: "ca.pem"}
+	for _, d := range spec.Domains {
+		ddir := filepath.Join(dir, "domains", d)
+		if err := os.MkdirAll(ddir, 0o700); err != nil {
+			return nil, err
+		}
+		der, key, err := ca.Issue([]string{d}, 365*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		if err := WriteCertPEM(filepath.Join(ddir, "cert.pem"), der); err != nil {
+			return nil, err
+		}
+		if err := WriteKeyPEM(filepath.Join(ddir, "key.pem"), key); err != nil {
+			return nil, err
+		}
+		di := DomainInfo{Name: d, Cert: filepath.Join("domains", d, "cert.pem"), Key: filepath.Join("domains", d, "key.pem")}
+		for i := 0; i < spec.Users; i++ {
+			name := fmt.Sprintf("user%d", i+1)
+			if i < len(demoUsers) {
+				name = demoUsers[i]
+			}
+			di.Users = append(di.Users, User{AOR: "sip:" + name + "@" + d, Username: name, Password: password()})
+		}
+		m.Domains = append(m.Domains, di)
+	}
+	ports, err := spec.ports()
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < spec.Nodes; i++ {
+		name := fmt.Sprintf("node%d", i)
+		ndir := filepath.Join(dir, "nodes", name)
+		if err := os.MkdirAll(ndir, 0o700); err != nil {
+			return nil, err
+		}
+		key, err := overlay.GenerateIdentity()
+		if err != nil {
+			return nil, err
+		}
+		if err := overlay.SaveIdentity(filepath.Join(ndir, "identity.key"), key); err != nil {
+			return nil, err
+		}
+		id, err := overlay.PeerIDOf(key)
+		if err != nil {
+			return nil, err
+		}
+		ni := NodeInfo{Name: name, Config: filepath.Join("nodes", name, "config.json"), PeerID: id.String(),
+			Multiaddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[i], id)}}
+		if i < len(spec.Domains)*spec.PerDomain {
+			ni.Domain = spec.Domains[i%len(spec.Domains)]
+		}
+		m.Nodes = append(m.Nodes, ni)
+	}
+	for i, ni := range m.Nodes {
+		cfg := node.Config{
+			Name:         ni.Name,
+			Domain:       ni.Domain,
+			TrustAnchors: []string{"../../ca.pem"},
+			Overlay: node.OverlayConfig{
+				Name:           spec.Overlay,
+				Listen:         []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[i])},
+				IdentityKey:    "identity.key",
+				DataDir:        "data",
+				GossipInterval: node.Duration(spec.GossipInterval),
+				FailAfter:      node.Duration(spec.FailAfter),
+			},
+			LSP: node.LSPConfig{Replicas: spec.Replicas},
+		}
+		for j := 0; j < min(3, len(m.Nodes)); j++ {
+			if j != i {
+				cfg.Overlay.Bootstrap = append(cfg.Overlay.Bootstrap, m.Nodes[j].Multiaddrs...)
+			}
+		}
+		if ni.Domain != "" {
+			cfg.CertFile = filepath.Join("..", "..", "domains", ni.Domain, "cert.pem")
+			cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
+		}
+		if err := cfg.Save(filepath.Join(dir, ni.Config)); err != nil {
+			return nil, err
+		}
+	}
+	return m, m.save(dir)
+}
+
+func (s *Spec) defaults() error {
+	if s.Dir == "" {
+		return fmt.Errorf("testnet: no directory given")
+	}
+	if s.Nodes == 0 {
+		s.Nodes = 5
+	}
+	if len(s.Domains) == 0 {
+		s.Domains = []string{"a.example", "b.example"}
+	}
+	if s.PerDomain == 0 {
+		s.PerDomain = 1
+	}
+	if s.Users == 0 {
+		s.Users = 3
+	}
+	if s.Overlay == "" {
+		s.Overlay = "testnet"
+	}
+	if s.Replicas == 0 {
+		s.Replicas = 3
+	}
+	if s.GossipInterval == 0 {
+		s.GossipInterval = 500 * time.Millisecond
+	}
+	if s.FailAfter == 0 {
+		s.FailAfter = 10 * s.GossipInterval
+	}
+	switch {
+	case s.Nodes < 1 || s.Nodes > 1000:
+		return fmt.Errorf("testnet: --nodes %d: want 1..1000", s.Nodes)
+	case s.PerDomain < 0 || s.Users < 0 || s.Users > 10000:
+		return fmt.Errorf("testnet: bad per-domain or users count")
+	case len(s.Domains)*s.PerDomain > s.Nodes:
+		return fmt.Errorf("testnet: %d domains × %d nodes each need at least %d nodes, have %d",
+			len(s.Domains), s.PerDomain, len(s.Domains)*s.PerDomain, s.Nodes)
+	case s.BasePort < 0 || s.BasePort+s.Nodes > 65535:
+		return fmt.Errorf("testnet: --base-port %d out of range", s.BasePort)
+	}
+	seen := map[string]bool{}
+	for i, d := range s.Domains {
+		d = strings.ToLower(strings.TrimSpace(d))
+		canon, err := lsp.Canonical("sip:x@" + d)
+		if err != nil || lsp.Domain(canon) != d {
+			return fmt.Errorf("testnet: %q is not a domain name", d)
+		}
+		if seen[d] {
+			return fmt.Errorf("testnet: domain %q given twice", d)
+		}
+		seen[d] = true
+		s.Domains[i] = d
+	}
+	return nil
+}
+
+func (s *Spec) ports() ([]int, error) {
+	out := make([]int, s.Nodes)
+	if s.BasePort > 0 {
+		for i := range out {
+			out[i] = s.BasePort + i
+		}
+		return out, nil
+	}
+	// Hold every probe open until all are chosen, so no port is chosen twice.
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for i := range out {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("testnet: pick a free port: %w", err)
+		}
+		ls = append(ls, l)
+		out[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return out, nil
+}
+
+func password() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}

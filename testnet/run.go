@@ -1,0 +1,194 @@
+package testnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lsnode/lsnode/node"
+)
+
+// RunOptions adjust how Start runs a testnet.
+type RunOptions struct {
+	// Persist keeps each node's datastore on disk (nodes/<name>/data);
+	// otherwise stores are in memory.
+	Persist bool
+	// ReadyTimeout bounds waiting for every node to see every other. Default
+	// 30s plus 200ms per node.
+	ReadyTimeout time.Duration
+	// DisableDHTRefresh turns kad-dht's periodic refresh off.
+	DisableDHTRefresh bool
+	// Parallel node starts. Default 8.
+	Parallel int
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Tweak, when set, edits each node's config before it starts (tests).
+	Tweak func(*node.Config)
+}
+
+// Network is a running in-process testnet.
+type Network struct {
+	Dir      string
+	Manifest *Manifest
+	opts     RunOptions
+
+	mu      sync.Mutex
+	nodes   []*node.Node
+	configs []*node.Config
+}
+
+// Start runs every node of the testnet in dir in this process and returns
+// once each node's membership view holds all nodes.
+func Start(ctx context.Context, dir string, opts RunOptions) (*Network, error) {
+	m, err := LoadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 8
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 30*time.Second + time.Duration(len(m.Nodes))*200*time.Millisecond
+	}
+	n := &Network{Dir: dir, Manifest: m, opts: opts, nodes: make([]*node.Node, len(m.Nodes)),
+		configs: make([]*node.Config, len(m.Nodes))}
+	for i, ni := range m.Nodes {
+		cfg, err := node.LoadConfig(filepath.Join(dir, ni.Config))
+		if err != nil {
+			return nil, err
+		}
+		if opts.Tweak != nil {
+			opts.Tweak(cfg)
+		}
+		n.configs[i] = cfg
+	}
+	// Bootstrap nodes first, then the rest a few at a time.
+	boot := min(3, len(m.Nodes))
+	for i := 0; i < boot; i++ {
+		if err := n.StartNode(ctx, i); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	sem := make(chan struct{}, opts.Parallel)
+	var wg sync.WaitGroup
+	errs := make([]error, len(m.Nodes))
+	for i := boot; i < len(m.Nodes); i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = n.StartNode(ctx, i)
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.WaitConverged(ctx, opts.ReadyTimeout); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// StartNode starts (or restarts) node i.
+func (n *Network) StartNode(ctx context.Context, i int) error {
+	nd, err := node.New(ctx, n.configs[i], node.Options{
+		InMemory:          !n.opts.Persist,
+		DisableDHTRefresh: n.opts.DisableDHTRefresh,
+		Logger:            n.opts.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("testnet: start %s: %w", n.Manifest.Nodes[i].Name, err)
+	}
+	n.mu.Lock()
+	n.nodes[i] = nd
+	n.mu.Unlock()
+	return nil
+}
+
+// StopNode stops node i (its on-disk store, if any, stays).
+func (n *Network) StopNode(i int) error {
+	n.mu.Lock()
+	nd := n.nodes[i]
+	n.nodes[i] = nil
+	n.mu.Unlock()
+	if nd == nil {
+		return nil
+	}
+	return nd.Close()
+}
+
+// Node returns node i, or nil while it is stopped.
+func (n *Network) Node(i int) *node.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.nodes[i]
+}
+
+// Running returns the indexes of the running nodes.
+func (n *Network) Running() []int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []int
+	for i, nd := range n.nodes {
+		if nd != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// WaitConverged waits until every running node's live membership equals
+// the set of running nodes.
+func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		running := n.Running()
+		want := len(running)
+		lag := ""
+		for _, i := range running {
+			nd := n.Node(i)
+			if nd == nil {
+				continue
+			}
+			if got := len(nd.Overlay().Members()); got != want {
+				lag = fmt.Sprintf("%s sees %d of %d nodes", n.Manifest.Nodes[i].Name, got, want)
+				break
+			}
+		}
+		if lag == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testnet: membership did not converge in %v: %s", timeout, lag)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops every node.
+func (n *Network) Close() error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(n.nodes))
+	for i := range n.nodes {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); errs[i] = n.StopNode(i) }(i)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
