@@ -97,7 +97,7 @@ func canonicalUserHost(scheme, rest string) (string, error) {
 	if user == "" {
 		return "", fmt.Errorf("empty user part")
 	}
-	user, err := unescapeUnreserved(user)
+	user, err := unescapeUnreserved(strings.ToLower(user))
 	if err != nil {
 		return "", err
 	}
@@ -105,7 +105,7 @@ func canonicalUserHost(scheme, rest string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.ToLower(user) + "@" + host, nil
+	return user + "@" + host, nil
 }
 
 // canonicalHost lowercases a hostname or IP literal and drops the port.
@@ -176,7 +176,10 @@ func unescapeUnreserved(s string) (string, error) {
 			return "", fmt.Errorf("bad percent escape")
 		}
 		c := unhex(s[i+1])<<4 | unhex(s[i+2])
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+		if c >= 'A' && c <= 'Z' {
+			c |= 0x20 // lowercased like the rest of the user part
+		}
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
 			b.WriteByte(c)
 		} else {
 			b.WriteString(strings.ToUpper(s[i : i+3]))

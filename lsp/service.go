@@ -110,6 +110,9 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	mu      sync.Mutex
+	serving map[network.Stream]struct{} // reset on Close
 }
 
 // New starts the location service on cfg.Overlay: it loads the persisted
@@ -127,6 +130,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		rpc:         newRPC(cfg.Overlay.Host(), cfg.MaxMessage, cfg.RequestTimeout),
 		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),
 		clientProto: cfg.Overlay.Protocol("client", "1.0.0"),
+		serving:     map[network.Stream]struct{}{},
 	}
 	n, err := s.store.load(ctx, time.Now())
 	if err != nil {
@@ -156,22 +160,48 @@ func (s *Service) Close() error {
 		h.RemoveStreamHandler(s.storeProto)
 		h.RemoveStreamHandler(s.clientProto)
 		s.cancel()
+		s.mu.Lock()
+		for st := range s.serving {
+			st.Reset()
+		}
+		s.mu.Unlock()
 		s.rpc.close()
 		s.wg.Wait()
 	})
 	return nil
 }
 
+// Holds reports how many live bindings of aor (canonical) this node's
+// replica store holds, without asking any other node.
+func (s *Service) Holds(aor string) int {
+	n := 0
+	for _, e := range s.store.get(aor, time.Now(), map[[32]byte][][]byte{}) {
+		if !e.Removed {
+			n++
+		}
+	}
+	return n
+}
+
 // Stats reports the replica store's size.
 func (s *Service) Stats() (records, entries int) { return s.store.size() }
 
 func (s *Service) handleStream(st network.Stream, h func(context.Context, peer.ID, *message) *message) {
-	s.wg.Add(1)
-	defer s.wg.Done()
+	s.mu.Lock()
 	if s.ctx.Err() != nil {
+		s.mu.Unlock()
 		st.Reset()
 		return
 	}
+	s.wg.Add(1)
+	s.serving[st] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.serving, st)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
 	serve(s.ctx, st, s.cfg.MaxMessage, h)
 }
 

@@ -1,0 +1,286 @@
+package lsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+type cluster struct {
+	ca   *testCA
+	svcs []*Service
+	ovs  []*overlay.Overlay
+}
+
+// newCluster starts n overlay nodes with a location service each; node i
+// holds creds[i] (nil: overlay-only).
+func newCluster(t *testing.T, n int, creds []*Credential, ca *testCA) *cluster {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := &cluster{ca: ca}
+	var boot []string
+	for i := 0; i < n; i++ {
+		key, err := overlay.GenerateIdentity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ov, err := overlay.New(ctx, overlay.Config{Name: "lsp-test", Identity: key, Bootstrap: boot,
+			GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cred *Credential
+		if i < len(creds) {
+			cred = creds[i]
+		}
+		svc, err := New(ctx, Config{Overlay: ov, Credential: cred, TrustAnchors: ca.pool, Logger: log,
+			RebalanceDelay: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ov.Join(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			boot = ov.Addrs()
+		}
+		c.svcs, c.ovs = append(c.svcs, svc), append(c.ovs, ov)
+	}
+	t.Cleanup(func() {
+		for i := range c.svcs {
+			c.svcs[i].Close()
+			c.ovs[i].Close()
+		}
+	})
+	waitFor(t, 20*time.Second, "membership converges", func() bool {
+		for _, ov := range c.ovs {
+			if len(ov.Members()) != n {
+				return false
+			}
+		}
+		return true
+	})
+	return c
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// raw sends one message over the store protocol from node `from` to peer p.
+func (c *cluster) raw(from int, p peer.ID, m *message) (*message, error) {
+	s := c.svcs[from]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.rpc.call(ctx, p, s.storeProto, m)
+}
+
+func TestPublishLookupRemove(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 6, []*Credential{biloxi}, ca)
+	ctx := context.Background()
+	aor := "sip:Bob@Biloxi.example"
+	if err := c.svcs[0].Publish(ctx, aor, binding("sip:bob@192.0.2.1", time.Hour), binding("sip:bob@192.0.2.2", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range c.svcs {
+		bs, err := s.Lookup(ctx, aor)
+		if err != nil || len(bs) != 2 || bs[0].Signer != "biloxi.example" {
+			t.Fatalf("node %d: lookup = %+v, %v", i, bs, err)
+		}
+	}
+	if err := c.svcs[0].Remove(ctx, aor, "sip:bob@192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range c.svcs {
+		bs, err := s.Lookup(ctx, aor)
+		if err != nil || len(bs) != 1 || bs[0].Contact != "sip:bob@192.0.2.2" {
+			t.Fatalf("node %d after remove: %+v, %v", i, bs, err)
+		}
+	}
+	if err := c.svcs[3].Publish(ctx, aor, binding("sip:x@y", time.Hour)); !errors.Is(err, ErrNoCredential) {
+		t.Fatalf("overlay-only node published: %v", err)
+	}
+}
+
+// TestForgedWritesRefused sends forged and broken STOREs straight to every
+// replica of an AOR: each must answer with an error naming the problem and
+// keep what it had.
+func TestForgedWritesRefused(t *testing.T) {
+	ca := newTestCA(t)
+	rogueCA := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	atlanta := ca.issue(t, []string{"atlanta.example"}, nil, false)
+	rogue := rogueCA.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 5, []*Credential{biloxi, atlanta}, ca)
+	ctx := context.Background()
+	aor := "sip:bob@biloxi.example"
+	if err := c.svcs[0].Publish(ctx, aor, binding("sip:bob@192.0.2.1", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	replicas := c.ovs[1].Closest(Key(aor), 3)
+
+	good := signed(t, biloxi, aor, binding("sip:mallory@203.0.113.9", time.Hour))[0]
+	badSig := *good
+	badSig.Sig = append([]byte{}, good.Sig...)
+	badSig.Sig[5] ^= 0x40
+	cross := &entry{AOR: aor, B: binding("sip:mallory@203.0.113.9", time.Hour)}
+	cross.B.Timestamp = time.Now()
+	if err := atlanta.sign([]*entry{cross}); err != nil {
+		t.Fatal(err)
+	}
+	untrusted := signed(t, rogue, aor, binding("sip:mallory@203.0.113.9", time.Hour))[0]
+	valid := signed(t, biloxi, aor, binding("sip:bob@192.0.2.50", time.Hour))[0]
+	store := (&message{Type: msgStore, Entries: []*entry{good}, Certs: biloxi.Chain}).encode()
+
+	cases := []struct {
+		name string
+		msg  *message
+		raw  []byte
+		want error
+	}{
+		{"bad signature", &message{Type: msgStore, Entries: []*entry{&badSig}, Certs: biloxi.Chain}, nil, ErrForbidden},
+		{"certificate for another domain", &message{Type: msgStore, Entries: []*entry{cross}, Certs: atlanta.Chain}, nil, ErrForbidden},
+		{"untrusted CA", &message{Type: msgStore, Entries: []*entry{untrusted}, Certs: rogue.Chain}, nil, ErrForbidden},
+		{"one forged entry spoils the batch", &message{Type: msgStore, Entries: []*entry{valid, &badSig}, Certs: biloxi.Chain}, nil, ErrForbidden},
+		{"truncated", nil, store[:len(store)-7], ErrMalformed},
+		{"oversized", nil, make([]byte, DefaultMaxMessage+1), ErrTooLarge},
+	}
+	for _, tc := range cases {
+		for _, p := range replicas {
+			from := 1
+			if c.ovs[1].ID() == p {
+				from = 2
+			}
+			var err error
+			if tc.msg != nil {
+				_, err = c.raw(from, p, tc.msg)
+			} else {
+				err = c.sendRaw(from, p, tc.raw)
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s to %s: got %v, want %v", tc.name, p.ShortString(), err, tc.want)
+			}
+		}
+	}
+	// Every replica still holds exactly the authentic binding.
+	for _, p := range replicas {
+		for i, ov := range c.ovs {
+			if ov.ID() != p {
+				continue
+			}
+			chains := map[[32]byte][][]byte{}
+			es := c.svcs[i].store.get(aor, time.Now(), chains)
+			if len(es) != 1 || es[0].B.Contact != "sip:bob@192.0.2.1" {
+				t.Fatalf("replica %d changed: %+v", i, es)
+			}
+		}
+	}
+	bs, err := c.svcs[4].Lookup(ctx, aor)
+	if err != nil || len(bs) != 1 || bs[0].Contact != "sip:bob@192.0.2.1" {
+		t.Fatalf("lookup after forgeries: %+v, %v", bs, err)
+	}
+}
+
+// sendRaw writes one frame of raw bytes and decodes the error reply.
+func (c *cluster) sendRaw(from int, p peer.ID, b []byte) error {
+	s := c.svcs[from]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := s.ov.Host().NewStream(ctx, p, s.storeProto)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(5 * time.Second))
+	// Write concurrently: a server that refuses a frame by its length
+	// replies without reading the rest.
+	go func() { _ = overlay.WriteFrame(st, b) }()
+	reply, err := overlay.ReadFrame(bufioReader(st), DefaultMaxMessage)
+	if err != nil {
+		return fmt.Errorf("no reply: %w", err)
+	}
+	m, err := decodeMessage(reply)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s", errOfStatus(m.Status), m.Error)
+}
+
+// TestReaderDiscardsForgedEntries: a replica that answers a FETCH with a
+// forged entry (simulated by planting it in its store) does not get it past
+// the reader's verification.
+func TestReaderDiscardsForgedEntries(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	ctx := context.Background()
+	aor := "sip:bob@biloxi.example"
+	if err := c.svcs[0].Publish(ctx, aor, binding("sip:bob@192.0.2.1", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	forged := signed(t, biloxi, aor, binding("sip:mallory@203.0.113.9", time.Hour))[0]
+	forged.B.Contact = "sip:mallory@203.0.113.10" // content changed after signing
+	forged.seal()
+	for _, s := range c.svcs {
+		s.store.mu.Lock()
+		if rec := s.store.recs[aor]; rec != nil {
+			rec.entries[forged.B.ID()] = forged
+		}
+		s.store.mu.Unlock()
+	}
+	for i, s := range c.svcs {
+		bs, err := s.Lookup(ctx, aor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			if b.Contact == "sip:mallory@203.0.113.10" && !s.isReplicaOf(aor) {
+				t.Fatalf("node %d returned a forged binding", i)
+			}
+		}
+	}
+}
+
+func (s *Service) isReplicaOf(aor string) bool {
+	for _, p := range s.closest(aor) {
+		if p == s.self {
+			return true
+		}
+	}
+	return false
+}
+
+func TestUnavailableWithoutQuorum(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	// Crash three nodes: their hosts vanish without a leave announcement, so
+	// node 0 still counts them as replicas.
+	for i := 1; i < 4; i++ {
+		c.ovs[i].Host().Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := c.svcs[0].Publish(ctx, "sip:bob@biloxi.example", binding("sip:bob@h", time.Hour))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write with W unreachable replicas: got %v, want ErrUnavailable", err)
+	}
+}
