@@ -1,11 +1,9 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -13,7 +11,7 @@ import (
 	"github.com/lsnode/lsnode/overlay"
 )
 
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
 
 // Options adjust how a node starts, beyond its config file.
 type Options struct {

@@ -96,6 +96,10 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
+		// Overlay nodes are DHT servers on addresses they were told to use.
+		// Forcing reachability also replaces AutoNAT's background prober,
+		// whose event subscription can deadlock host Close under load.
+		libp2p.ForceReachabilityPublic(),
 		libp2p.UserAgent("lsnode"),
 	)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -68,7 +67,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdRun(ctx, args[1:], stderr)
 	case "testnet":
 		if len(args) < 2 {
-			return fail(2, "testnet: want 'init' or 'run'")
+			return fail(2, "testnet: want 'init' or 'run' (see 'lsnode help')")
 		}
 		switch args[1] {
 		case "init":
@@ -87,22 +86,31 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fail(2, "unknown command %q", args[0])
+	return fail(2, "unknown command %q (see 'lsnode help')", args[0])
 }
 
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+// flagSet is a FlagSet that reports errors as one line and prints its
+// defaults only when asked (-h).
+type flagSet struct {
+	*flag.FlagSet
+	stderr io.Writer
+}
+
+func newFlags(name string, stderr io.Writer) *flagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+	fs.SetOutput(io.Discard)
+	return &flagSet{FlagSet: fs, stderr: stderr}
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
+func parse(fs *flagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(fs.stderr)
+			fmt.Fprintf(fs.stderr, "usage of lsnode %s:\n", fs.Name())
+			fs.PrintDefaults()
 			return fail(2, "")
 		}
-		return fail(2, "%s: %v", fs.Name(), err)
+		return fail(2, "%s: %v (see 'lsnode %s -h')", fs.Name(), err, fs.Name())
 	}
 	return nil
 }
@@ -300,7 +308,7 @@ func (c *client) Close() {
 	c.host.Close()
 }
 
-func clientFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *time.Duration) {
+func clientFlags(name string, stderr io.Writer) (*flagSet, *string, *time.Duration) {
 	fs := newFlags(name, stderr)
 	cfg := fs.String("config", "", "config file of the node to ask")
 	timeout := fs.Duration("timeout", 10*time.Second, "overall timeout")
@@ -440,5 +448,3 @@ func reorder(args []string) []string {
 	}
 	return append(flags, pos...)
 }
-
-var _ = os.Stderr

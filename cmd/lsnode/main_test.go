@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lsnode/lsnode/testnet"
+)
+
+func lsnode(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tn")
+	if code, out, errs := lsnode(t, "testnet", "init", "--dir", dir, "--nodes", "5", "--domains", "a.example,b.example"); code != 0 || !strings.Contains(out, "5 nodes") {
+		t.Fatalf("init: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := lsnode(t, "testnet", "init", "--dir", dir); code == 0 || !strings.Contains(errs, "already holds a testnet") {
+		t.Fatalf("second init over the same dir: %d %q", code, errs)
+	}
+	m, err := testnet.LoadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Domains) != 2 || len(m.Domains[0].Users) == 0 || m.Domains[0].Users[0].Password == "" || m.Nodes[0].PeerID == "" || len(m.Nodes[0].Multiaddrs) == 0 {
+		t.Fatalf("manifest incomplete: %+v", m)
+	}
+	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	cfgA := filepath.Join(dir, m.Nodes[0].Config) // a.example
+	cfgB := filepath.Join(dir, m.Nodes[1].Config) // b.example
+	cfgO := filepath.Join(dir, m.Nodes[4].Config) // overlay-only
+
+	if code, out, errs := lsnode(t, "publish", "--config", cfgA, "--aor", "sip:Alice@a.example", "--contact", "sip:alice@127.0.0.1:5070", "--expires", "60"); code != 0 {
+		t.Fatalf("publish: %d %q %q", code, out, errs)
+	}
+	code, out, errs := lsnode(t, "lookup", "--config", cfgO, "sip:alice@a.example")
+	if code != 0 {
+		t.Fatalf("lookup: %d %q", code, errs)
+	}
+	var res struct {
+		AOR      string `json:"aor"`
+		Bindings []struct {
+			Contact string `json:"contact"`
+			Signer  string `json:"signer"`
+		} `json:"bindings"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.AOR != "sip:alice@a.example" || len(res.Bindings) != 1 ||
+		res.Bindings[0].Contact != "sip:alice@127.0.0.1:5070" || res.Bindings[0].Signer != "a.example" {
+		t.Fatalf("lookup output %q: %v", out, err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"not found", []string{"lookup", "--config", cfgB, "sip:nobody@a.example"}, 1, "not found"},
+		{"wrong domain credential", []string{"publish", "--config", cfgB, "--aor", "sip:alice@a.example", "--contact", "sip:x@y"}, 2, "forbidden"},
+		{"overlay-only node cannot publish", []string{"publish", "--config", cfgO, "--aor", "sip:alice@a.example", "--contact", "sip:x@y"}, 2, "no domain credential"},
+		{"bad AOR", []string{"lookup", "--config", cfgA, "alice"}, 2, "bad AOR"},
+		{"unreadable config", []string{"lookup", "--config", "/nonexistent.json", "sip:a@b.c"}, 2, "no such file"},
+		{"bad flag", []string{"lookup", "--bogus"}, 2, "flag provided but not defined"},
+		{"missing AOR", []string{"lookup", "--config", cfgA}, 2, "want --config FILE and one AOR"},
+		{"negative expires", []string{"publish", "--config", cfgA, "--aor", "sip:a@a.example", "--contact", "sip:x@y", "--expires", "-1"}, 2, "positive"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"no command", nil, 2, "usage"},
+	} {
+		code, _, errs := lsnode(t, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d mentioning %q", tc.name, code, errs, tc.code, tc.msg)
+		}
+		if tc.args != nil && strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("%s: want one error line, got %q", tc.name, errs)
+		}
+	}
+	if code, _, errs := lsnode(t, "remove", "--config", cfgA, "--aor", "sip:alice@a.example"); code != 0 {
+		t.Fatalf("remove: %d %q", code, errs)
+	}
+	if code, _, _ := lsnode(t, "lookup", "--config", cfgB, "sip:alice@a.example"); code != 1 {
+		t.Fatalf("lookup after remove: exit %d, want 1", code)
+	}
+}

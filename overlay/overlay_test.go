@@ -1,0 +1,187 @@
+package overlay
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startN(t *testing.T, n int, name string) []*Overlay {
+	t.Helper()
+	var out []*Overlay
+	var boot []string
+	for i := 0; i < n; i++ {
+		key, err := GenerateIdentity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := New(context.Background(), Config{Name: name, Identity: key, Bootstrap: boot,
+			GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { o.Close() })
+		if err := o.Join(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			boot = o.Addrs()
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func waitMembers(t *testing.T, os []*Overlay, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ok := true
+		for _, o := range os {
+			if len(o.Members()) != want {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, o := range os {
+				t.Logf("%s sees %d", o.ID().ShortString(), len(o.Members()))
+			}
+			t.Fatalf("membership did not converge to %d", want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestMembershipAndPlacement(t *testing.T) {
+	os := startN(t, 12, "ov-test")
+	waitMembers(t, os, 12)
+	// Every node computes the same R closest peers for a key, and they are
+	// the true closest by XOR distance.
+	var all []peer.ID
+	for _, o := range os {
+		all = append(all, o.ID())
+	}
+	for _, key := range []string{"lsp/v1/sip:bob@biloxi.example", "k1", "k2", "another key"} {
+		want := kb.SortClosestPeers(append([]peer.ID{}, all...), kb.ConvertKey(key))[:3]
+		for _, o := range os {
+			got := o.Closest(key, 3)
+			if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+				t.Fatalf("%s: Closest(%q) = %v, want %v", o.ID().ShortString(), key, got, want)
+			}
+		}
+		it, err := os[5].ClosestIterative(context.Background(), key, 3)
+		if err != nil || len(it) != 3 || it[0] != want[0] {
+			t.Fatalf("ClosestIterative(%q) = %v, %v; want %v first", key, it, err, want[0])
+		}
+	}
+	if s := os[3].Size(); s < 12 || s > 40 {
+		t.Fatalf("size estimate %d for 12 nodes", s)
+	}
+	// A graceful leave reaches everyone well before the failure timeout.
+	gone := os[7].ID()
+	os[7].Close()
+	live := append(append([]*Overlay{}, os[:7]...), os[8:]...)
+	waitMembers(t, live, 11)
+	for _, o := range live {
+		if o.Alive(gone) {
+			t.Fatal("left node still alive")
+		}
+	}
+}
+
+func TestCrashDetected(t *testing.T) {
+	os := startN(t, 4, "ov-crash")
+	waitMembers(t, os, 4)
+	os[3].host.Close() // no leave announcement
+	start := time.Now()
+	waitMembers(t, os[:3], 3)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("crash detected after %v", d)
+	}
+}
+
+func TestOverlaysDoNotMix(t *testing.T) {
+	a := startN(t, 2, "overlay-a")
+	key, _ := GenerateIdentity()
+	b, err := New(context.Background(), Config{Name: "overlay-b", Identity: key, Bootstrap: a[0].Addrs(),
+		GossipInterval: 100 * time.Millisecond, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := b.Join(ctx); err == nil {
+		t.Fatal("joined an overlay of another name")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(a[0].Members()) != 2 || len(b.Members()) != 1 {
+		t.Fatalf("members leaked across overlays: %d, %d", len(a[0].Members()), len(b.Members()))
+	}
+}
+
+func TestIdentityPersists(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "id", "key")
+	k1, err := LoadOrCreateIdentity(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := LoadOrCreateIdentity(p)
+	if err != nil || !k1.Equals(k2) {
+		t.Fatalf("identity not persisted: %v", err)
+	}
+	if err := os.WriteFile(p, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateIdentity(p); err == nil {
+		t.Fatal("garbage key accepted")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	key, _ := GenerateIdentity()
+	for _, c := range []Config{
+		{Name: "", Identity: key},
+		{Name: "Bad Name", Identity: key},
+		{Name: "ok"},
+		{Name: "ok", Identity: key, ListenAddrs: []string{"not-a-multiaddr"}},
+		{Name: "ok", Identity: key, Bootstrap: []string{"/ip4/127.0.0.1/tcp/1"}},
+		{Name: "ok", Identity: key, GossipInterval: time.Second, FailAfter: time.Second},
+	} {
+		if o, err := New(context.Background(), c); err == nil {
+			o.Close()
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+}
+
+func FuzzDecodeGossip(f *testing.F) {
+	key, _ := GenerateIdentity()
+	id, _ := PeerIDOf(key)
+	f.Add(appendMember(nil, id, heartbeat{1, 2}, nil, false))
+	f.Add(appendMember(appendMember(nil, id, heartbeat{3, 4}, nil, true), id, heartbeat{5, 6}, nil, false))
+	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		es, err := decodeGossip(b)
+		if err != nil {
+			return
+		}
+		for _, e := range es {
+			if e.id == "" || len(e.addrs) > 16 {
+				t.Fatalf("decoded an invalid member %+v", e)
+			}
+		}
+	})
+}
