@@ -43,12 +43,12 @@ func TestCanonicalRejects(t *testing.T) {
 
 func TestDomain(t *testing.T) {
 	for aor, want := range map[string]string{
-		"sip:bob@biloxi.example":              "biloxi.example",
-		"sip:bob@[2001:db8::1]":               "2001:db8::1",
-		"tel:+12015550123":                    "",
-		"tel:7042;phone-context=example.com":  "example.com",
-		"tel:7042;phone-context=+1201":        "",
-		"xmpp:juliet@capulet.example":         "capulet.example",
+		"sip:bob@biloxi.example":             "biloxi.example",
+		"sip:bob@[2001:db8::1]":              "2001:db8::1",
+		"tel:+12015550123":                   "",
+		"tel:7042;phone-context=example.com": "example.com",
+		"tel:7042;phone-context=+1201":       "",
+		"xmpp:juliet@capulet.example":        "capulet.example",
 	} {
 		if got := Domain(aor); got != want {
 			t.Errorf("Domain(%q) = %q, want %q", aor, got, want)

@@ -11,8 +11,6 @@ import (
 	"github.com/lsnode/lsnode/overlay"
 )
 
-
-
 // Options adjust how a node starts, beyond its config file.
 type Options struct {
 	// InMemory keeps the datastore in memory whatever data_dir says.
