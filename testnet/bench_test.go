@@ -1,0 +1,210 @@
+package testnet_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/routing"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/testnet"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+type stats struct {
+	name     string
+	lat      []time.Duration
+	errs     int
+	opsPerS  float64
+	parallel int
+}
+
+func (s *stats) p(q float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	l := slices.Clone(s.lat)
+	slices.Sort(l)
+	return l[min(len(l)-1, int(q*float64(len(l))))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+
+func (s *stats) String() string {
+	return fmt.Sprintf("%-22s p50 %-9s p99 %-9s %7.0f ops/s (%d workers)  errors %d/%d",
+		s.name, ms(s.p(0.5)), ms(s.p(0.99)), s.opsPerS, s.parallel, s.errs, len(s.lat)+s.errs)
+}
+
+// measure runs op n times: first one at a time for latency, then with
+// `parallel` workers for throughput (latencies of both runs are kept).
+func measure(name string, n, parallel int, op func(i int) error) *stats {
+	s := &stats{name: name, parallel: parallel}
+	var mu sync.Mutex
+	record := func(d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			s.errs++
+			return
+		}
+		s.lat = append(s.lat, d)
+	}
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		err := op(i)
+		record(time.Since(t0), err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < parallel; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t0 := time.Now()
+				err := op(i)
+				record(time.Since(t0), err)
+			}
+		}()
+	}
+	for i := n; i < 2*n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	s.opsPerS = float64(n) / time.Since(start).Seconds()
+	return s
+}
+
+// BenchmarkOverlay100 starts an in-process testnet (LSNODE_BENCH_NODES, 100)
+// and measures, on the same hosts in the same run, lsp Publish/Lookup against
+// kad-dht's PutValue/GetValue (LSNODE_BENCH_OPS operations each, sequential
+// then with 8 workers), RSS per node and start time. It ends with a one-line
+// summary. Timings are reported, never asserted.
+func BenchmarkOverlay100(b *testing.B) {
+	nodes := envInt("LSNODE_BENCH_NODES", 100)
+	ops := envInt("LSNODE_BENCH_OPS", 500)
+	const parallel = 8
+	for it := 0; it < b.N; it++ {
+		runtime.GC()
+		rss0 := rssBytes()
+		dir := b.TempDir()
+		t0 := time.Now()
+		if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: nodes, PerDomain: 5, Overlay: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		initDur := time.Since(t0)
+		nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(), Tweak: fastGossip})
+		if err != nil {
+			b.Fatal(err)
+		}
+		startDur := time.Since(t0)
+		time.Sleep(3 * time.Second) // let kad-dht's initial routing-table refresh settle
+		runtime.GC()
+		rssPerNode := float64(rssBytes()-rss0) / float64(nodes) / (1 << 20)
+
+		ctx := context.Background()
+		publishers := append(domainNodes(nw, "a.example"), domainNodes(nw, "b.example")...)
+		rng := rand.New(rand.NewPCG(1, 2))
+		var rmu sync.Mutex
+		pick := func(from []int) int {
+			rmu.Lock()
+			defer rmu.Unlock()
+			if from == nil {
+				return rng.IntN(nodes)
+			}
+			return from[rng.IntN(len(from))]
+		}
+		aorOf := func(i int) (string, int) {
+			w := publishers[i%len(publishers)]
+			return fmt.Sprintf("sip:bench%d@%s", i, nw.Manifest.Nodes[w].Domain), w
+		}
+		total := 2 * ops
+		value := make([]byte, 300) // about the size of one signed binding
+		lspPub := measure("lsp Publish", ops, parallel, func(i int) error {
+			aor, w := aorOf(i)
+			return nw.Node(w).Location().Publish(ctx, aor, lsp.Binding{
+				Contact: fmt.Sprintf("sip:bench%d@192.0.2.1:5060", i), Expires: time.Now().Add(time.Hour)})
+		})
+		kadPut := measure("kad-dht PutValue", ops, parallel, func(i int) error {
+			_, w := aorOf(i)
+			return nw.Node(w).Overlay().DHT().PutValue(ctx, fmt.Sprintf("/%s/bench%d", overlay.ValueNamespace, i), value)
+		})
+		lspGet := measure("lsp Lookup", ops, parallel, func(i int) error {
+			aor, _ := aorOf(rng2(i, total))
+			bs, err := nw.Node(pick(nil)).Location().Lookup(ctx, aor)
+			if err == nil && len(bs) != 1 {
+				err = fmt.Errorf("%s: %d bindings", aor, len(bs))
+			}
+			return err
+		})
+		kadGet := measure("kad-dht GetValue", ops, parallel, func(i int) error {
+			_, err := nw.Node(pick(nil)).Overlay().DHT().GetValue(ctx, fmt.Sprintf("/%s/bench%d", overlay.ValueNamespace, rng2(i, total)))
+			return err
+		})
+		kadGetQ2 := measure("kad-dht GetValue Q2", ops, parallel, func(i int) error {
+			_, err := nw.Node(pick(nil)).Overlay().DHT().GetValue(ctx, fmt.Sprintf("/%s/bench%d", overlay.ValueNamespace, rng2(i, total)),
+				[]routing.Option{dht.Quorum(2)}...)
+			return err
+		})
+		runtime.GC()
+		rssAfter := float64(rssBytes()-rss0) / float64(nodes) / (1 << 20)
+		closeStart := time.Now()
+		nw.Close()
+		closeDur := time.Since(closeStart)
+
+		b.Logf("%d nodes in one process (2 domains, R=3 W=2), %d ops per measure:", nodes, total)
+		for _, s := range []*stats{lspPub, kadPut, lspGet, kadGet, kadGetQ2} {
+			b.Log(s.String())
+		}
+		ratio := func(a, b time.Duration) float64 { return float64(b) / float64(max(a, 1)) }
+		b.ReportMetric(float64(lspPub.p(0.5))/1e6, "pub-p50-ms")
+		b.ReportMetric(float64(lspGet.p(0.5))/1e6, "lookup-p50-ms")
+		b.ReportMetric(rssPerNode, "MB-RSS/node")
+		fmt.Printf("\nlsnode bench: %d nodes start %.1fs (init %.1fs, stop %.1fs), RSS %.1f MB/node (%.1f after load) | "+
+			"publish p50 %s p99 %s %.0f/s vs PutValue p50 %s p99 %s %.0f/s (%.1fx p50, %.1fx p99) | "+
+			"lookup p50 %s p99 %s %.0f/s vs GetValue p50 %s p99 %s %.0f/s (%.1fx p50, %.1fx p99; vs Quorum(2) p50 %s: %.1fx) | errors %d\n",
+			nodes, startDur.Seconds(), initDur.Seconds(), closeDur.Seconds(), rssPerNode, rssAfter,
+			ms(lspPub.p(.5)), ms(lspPub.p(.99)), lspPub.opsPerS, ms(kadPut.p(.5)), ms(kadPut.p(.99)), kadPut.opsPerS,
+			ratio(lspPub.p(.5), kadPut.p(.5)), ratio(lspPub.p(.99), kadPut.p(.99)),
+			ms(lspGet.p(.5)), ms(lspGet.p(.99)), lspGet.opsPerS, ms(kadGet.p(.5)), ms(kadGet.p(.99)), kadGet.opsPerS,
+			ratio(lspGet.p(.5), kadGet.p(.5)), ratio(lspGet.p(.99), kadGet.p(.99)), ms(kadGetQ2.p(.5)), ratio(lspGet.p(.5), kadGetQ2.p(.5)),
+			lspPub.errs+lspGet.errs+kadPut.errs+kadGet.errs+kadGetQ2.errs)
+	}
+}
+
+// rng2 maps operation i onto the keys written (deterministic spread).
+func rng2(i, n int) int { return (i * 7919) % n }
