@@ -33,7 +33,8 @@ type Config struct {
 	// GossipInterval is the membership gossip period. Default 1s.
 	GossipInterval time.Duration
 	// FailAfter declares a member dead when its heartbeat has not advanced for
-	// this long. Default 10 × GossipInterval.
+	// this long. Default 10 × GossipInterval; never less than 3·log2(N)
+	// gossip rounds for a view of N members.
 	FailAfter time.Duration
 	// DisableDHTRefresh turns kad-dht's background routing-table refresh off
 	// (tests and large in-process testnets).

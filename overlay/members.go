@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -333,7 +334,7 @@ func (m *members) merge(b []byte) error {
 // refreshLocked recomputes liveness, purges long-dead members and notifies
 // subscribers when the live set changed.
 func (m *members) refreshLocked(now time.Time) {
-	fail := m.o.cfg.FailAfter
+	fail := m.failAfterLocked()
 	changed := false
 	for id, mb := range m.byID {
 		live := !mb.left && now.Sub(mb.updated) < fail && now.After(mb.suspect)
@@ -362,11 +363,19 @@ func (m *members) refreshLocked(now time.Time) {
 	}
 }
 
+// failAfterLocked is the failure timeout: the configured one, but at least
+// 3·log2(N) gossip rounds, since a heartbeat needs about log2(N) rounds to
+// reach everyone and a timeout near that makes live members flap.
+func (m *members) failAfterLocked() time.Duration {
+	rounds := 3 * bits.Len(uint(len(m.byID)+1))
+	return max(m.o.cfg.FailAfter, time.Duration(rounds)*m.o.cfg.GossipInterval)
+}
+
 func (m *members) suspect(p peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if mb := m.byID[p]; mb != nil {
-		mb.suspect = time.Now().Add(m.o.cfg.FailAfter)
+		mb.suspect = time.Now().Add(m.failAfterLocked())
 		m.refreshLocked(time.Now())
 	}
 }

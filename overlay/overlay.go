@@ -76,9 +76,7 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 			return nil, fmt.Errorf("overlay: open datastore in %s: %w", r.DataDir, err)
 		}
 	}
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(256<<20, r.MaxFDs)))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitsFor(r.MaxConns, r.MaxFDs)))
 	if err != nil {
 		return nil, fmt.Errorf("overlay: resource manager: %w", err)
 	}
@@ -127,6 +125,21 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
 	r.Logger.Debug("overlay started", "peer", o.host.ID(), "addrs", o.host.Addrs())
 	return o, nil
+}
+
+// limitsFor sizes the resource manager for an overlay member: the defaults
+// scaled to 256 MiB and maxFDs descriptors, with connection limits raised so
+// a node can hold a connection to each of maxConns members in either
+// direction (the memory-scaled defaults allow 80 inbound, too few for a
+// bootstrap node of a 100-node overlay).
+func limitsFor(maxConns, maxFDs int) rcmgr.ConcreteLimitConfig {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	conns := rcmgr.LimitVal(2 * maxConns)
+	scope := rcmgr.ResourceLimits{Conns: conns, ConnsInbound: conns, ConnsOutbound: conns,
+		FD: rcmgr.LimitVal(max(maxFDs, 2*maxConns+64))}
+	partial := rcmgr.PartialLimitConfig{System: scope, Transient: scope}
+	return partial.Build(limits.Scale(256<<20, maxFDs))
 }
 
 // Join connects to the bootstrap peers, pulls their membership view and
