@@ -4,23 +4,15 @@ BIN      := bin/lsnode
 TESTNET  ?= .testnet
 NODES    ?= 5
 DOMAINS  ?= a.example,b.example
-# Packages with concurrency run under the race detector.
-RACE_PKGS := ./overlay/... ./lsp/... ./node/... ./cmd/...
 
-.PHONY: build test test-race test-integration run bench lint fuzz clean
+.PHONY: build test run bench lint fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/lsnode
 
-test: lint test-race test-integration
-
-test-race:
-	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
-
-# The multi-node testnet tests (20+ nodes, churn) run without -race: under
-# the race detector two cores cannot keep two dozen libp2p hosts responsive.
-test-integration:
-	$(GO) test -count=1 -timeout 15m ./testnet/...
+# Everything under the race detector, the 24-node testnet tests included.
+test: lint
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 run: build
 	@test -f $(TESTNET)/testnet.json || $(BIN) testnet init --dir $(TESTNET) --nodes $(NODES) --domains $(DOMAINS)
