@@ -149,3 +149,12 @@ func (c *Client) Remove(ctx context.Context, aor string, ids ...string) error {
 	}
 	return c.putEntries(ctx, es)
 }
+
+// OverlaySize asks the server for its estimate of the overlay's size.
+func (c *Client) OverlaySize(ctx context.Context) (int, error) {
+	reply, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgInfo})
+	if err != nil {
+		return 0, err
+	}
+	return int(reply.Count), nil
+}

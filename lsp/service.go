@@ -456,8 +456,7 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 			tried[p] = true
 			inflight++
 			if p == s.self {
-				chains := map[[32]byte][][]byte{}
-				results <- fetchResult{p: p, es: s.store.get(aor, time.Now(), chains), chains: chains}
+				results <- s.fetchLocal(aor)
 				continue
 			}
 			s.wg.Add(1)
@@ -520,6 +519,24 @@ func drainFetch(ch <-chan fetchResult, n int) {
 	for ; n > 0; n-- {
 		<-ch
 	}
+}
+
+// fetchLocal reads aor from this node's own store, verifying entries like a
+// remote answer (cheap: chains and roots are cached), so a corrupted or
+// tampered local store cannot hand out what a signature does not cover.
+func (s *Service) fetchLocal(aor string) fetchResult {
+	held := map[[32]byte][][]byte{}
+	res := fetchResult{p: s.self, chains: map[[32]byte][][]byte{}}
+	for _, e := range s.store.get(aor, time.Now(), held) {
+		c, err := s.verifier.verify(e, held[e.CertFP])
+		if err != nil {
+			s.cfg.Logger.Warn("local store holds an entry that fails verification", "aor", aor, "err", err)
+			continue
+		}
+		res.es = append(res.es, e)
+		res.chains[e.CertFP] = c.ders
+	}
+	return res
 }
 
 // fetchFrom asks p for aor and keeps only the entries that verify.
@@ -641,6 +658,8 @@ func (s *Service) handleClient(ctx context.Context, from peer.ID, m *message) *m
 		}
 		reply.Certs = flatten(chains)
 		return reply
+	case msgInfo:
+		return &message{Type: msgReply, Count: uint64(s.ov.Size())}
 	}
 	return errorReply(fmt.Errorf("%w: message type %d on the client protocol", ErrMalformed, m.Type))
 }

@@ -250,15 +250,15 @@ func (o *Overlay) Suspect(p peer.ID) { o.members.suspect(p) }
 // with the returned function.
 func (o *Overlay) Changes() (<-chan struct{}, func()) { return o.members.subscribe() }
 
-// Size estimates the number of nodes in the overlay: the live membership
-// view, or — when the view is smaller — an estimate from the density of the
-// kad-dht routing table around this node.
+// Size estimates the number of nodes in the overlay: the size of the live
+// membership view, which gossip keeps complete; before the view holds anyone
+// else (just joined), an estimate from the density of the kad-dht routing
+// table around this node.
 func (o *Overlay) Size() int {
-	n := len(o.members.list())
-	if e := o.routingTableEstimate(); e > n {
-		return e
+	if n := len(o.members.list()); n > 1 {
+		return n
 	}
-	return n
+	return max(1, o.routingTableEstimate())
 }
 
 // routingTableEstimate: in a network of N nodes with uniformly random IDs, the

@@ -86,8 +86,11 @@ func TestMembershipAndPlacement(t *testing.T) {
 			t.Fatalf("ClosestIterative(%q) = %v, %v; want %v first", key, it, err, want[0])
 		}
 	}
-	if s := os[3].Size(); s < 12 || s > 40 {
+	if s := os[3].Size(); s != 12 {
 		t.Fatalf("size estimate %d for 12 nodes", s)
+	}
+	if e := os[3].routingTableEstimate(); e < 4 || e > 48 {
+		t.Fatalf("routing-table density estimate %d for 12 nodes", e)
 	}
 	// A graceful leave reaches everyone well before the failure timeout.
 	gone := os[7].ID()

@@ -72,7 +72,14 @@ func Start(ctx context.Context, dir string, opts RunOptions) (*Network, error) {
 	// Bootstrap nodes first, then the rest a few at a time.
 	boot := min(3, len(m.Nodes))
 	for i := 0; i < boot; i++ {
-		if err := n.StartNode(ctx, i); err != nil {
+		// A first-wave node joins through the nodes started before it only:
+		// the others are not up yet (its config keeps them for restarts).
+		first := *n.configs[i]
+		first.Overlay.Bootstrap = nil
+		for j := 0; j < i; j++ {
+			first.Overlay.Bootstrap = append(first.Overlay.Bootstrap, m.Nodes[j].Multiaddrs...)
+		}
+		if err := n.start(ctx, i, &first); err != nil {
 			n.Close()
 			return nil, err
 		}
@@ -102,8 +109,10 @@ func Start(ctx context.Context, dir string, opts RunOptions) (*Network, error) {
 }
 
 // StartNode starts (or restarts) node i.
-func (n *Network) StartNode(ctx context.Context, i int) error {
-	nd, err := node.New(ctx, n.configs[i], node.Options{
+func (n *Network) StartNode(ctx context.Context, i int) error { return n.start(ctx, i, n.configs[i]) }
+
+func (n *Network) start(ctx context.Context, i int, cfg *node.Config) error {
+	nd, err := node.New(ctx, cfg, node.Options{
 		InMemory:          !n.opts.Persist,
 		DisableDHTRefresh: n.opts.DisableDHTRefresh,
 		Logger:            n.opts.Logger,

@@ -34,6 +34,7 @@ commands:
                                      publish a binding signed with the node's domain credential
   remove --config FILE --aor AOR [--contact URI]
                                      remove one binding (or all) of AOR
+  status --config FILE               the node's peer ID and its estimate of the overlay's size
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -82,6 +83,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPublish(ctx, args[1:], stdout, stderr)
 	case "remove":
 		return cmdRemove(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -235,8 +238,9 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 // client connects a light host to the node of cfg (or, failing that, to its
 // bootstrap peers) over the LSP client protocol.
 type client struct {
-	host host.Host
-	lsp  *lsp.Client
+	host   host.Host
+	lsp    *lsp.Client
+	server peer.ID
 }
 
 func dialNode(ctx context.Context, cfg *node.Config, withCred bool) (*client, error) {
@@ -297,7 +301,7 @@ func dialNode(ctx context.Context, cfg *node.Config, withCred bool) (*client, er
 			h.Close()
 			return nil, err
 		}
-		return &client{host: h, lsp: c}, nil
+		return &client{host: h, lsp: c, server: ai.ID}, nil
 	}
 	h.Close()
 	return nil, fmt.Errorf("cannot reach node %s or its bootstrap peers (is it running?): %w", cfg.Name, errors.Join(errs...))
@@ -447,4 +451,33 @@ func reorder(args []string) []string {
 		pos = append(pos, a)
 	}
 	return append(flags, pos...)
+}
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath, timeout := clientFlags("status", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		return fail(2, "status: want --config FILE")
+	}
+	cfg, err := node.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := dialNode(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	size, err := c.lsp.OverlaySize(ctx)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{"node": cfg.Name, "overlay": cfg.Overlay.Name,
+		"answered_by": c.server.String(), "size_estimate": size})
 }

@@ -87,6 +87,13 @@ func TestCLI(t *testing.T) {
 			t.Errorf("%s: want one error line, got %q", tc.name, errs)
 		}
 	}
+	code, out, errs = lsnode(t, "status", "--config", cfgO)
+	var st struct {
+		Size int `json:"size_estimate"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Size != 5 {
+		t.Fatalf("status: exit %d %q %q, want size_estimate 5", code, out, errs)
+	}
 	if code, _, errs := lsnode(t, "remove", "--config", cfgA, "--aor", "sip:alice@a.example"); code != 0 {
 		t.Fatalf("remove: %d %q", code, errs)
 	}
