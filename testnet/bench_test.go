@@ -45,46 +45,50 @@ func rssBytes() int64 {
 
 type stats struct {
 	name     string
-	lat      []time.Duration
+	seq, par []time.Duration // latencies: one at a time, and with workers
 	errs     int
 	opsPerS  float64
 	parallel int
 }
 
-func (s *stats) p(q float64) time.Duration {
-	if len(s.lat) == 0 {
+func pct(l []time.Duration, q float64) time.Duration {
+	if len(l) == 0 {
 		return 0
 	}
-	l := slices.Clone(s.lat)
+	l = slices.Clone(l)
 	slices.Sort(l)
 	return l[min(len(l)-1, int(q*float64(len(l))))]
 }
 
+// p is the latency percentile of operations run one at a time.
+func (s *stats) p(q float64) time.Duration { return pct(s.seq, q) }
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
 
 func (s *stats) String() string {
-	return fmt.Sprintf("%-22s p50 %-9s p99 %-9s %7.0f ops/s (%d workers)  errors %d/%d",
-		s.name, ms(s.p(0.5)), ms(s.p(0.99)), s.opsPerS, s.parallel, s.errs, len(s.lat)+s.errs)
+	return fmt.Sprintf("%-20s alone p50 %-8s p99 %-8s | %d workers p50 %-8s p99 %-8s %6.0f ops/s | errors %d/%d",
+		s.name, ms(s.p(0.5)), ms(s.p(0.99)), s.parallel, ms(pct(s.par, 0.5)), ms(pct(s.par, 0.99)), s.opsPerS,
+		s.errs, len(s.seq)+len(s.par)+s.errs)
 }
 
-// measure runs op n times: first one at a time for latency, then with
-// `parallel` workers for throughput (latencies of both runs are kept).
+// measure runs op n times one at a time (latency), then n times with
+// `parallel` workers (throughput, and latency under load).
 func measure(name string, n, parallel int, op func(i int) error) *stats {
 	s := &stats{name: name, parallel: parallel}
 	var mu sync.Mutex
-	record := func(d time.Duration, err error) {
+	record := func(l *[]time.Duration, d time.Duration, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
 			s.errs++
 			return
 		}
-		s.lat = append(s.lat, d)
+		*l = append(*l, d)
 	}
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
 		err := op(i)
-		record(time.Since(t0), err)
+		record(&s.seq, time.Since(t0), err)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -96,7 +100,7 @@ func measure(name string, n, parallel int, op func(i int) error) *stats {
 			for i := range next {
 				t0 := time.Now()
 				err := op(i)
-				record(time.Since(t0), err)
+				record(&s.par, time.Since(t0), err)
 			}
 		}()
 	}
@@ -194,6 +198,7 @@ func BenchmarkOverlay100(b *testing.B) {
 		b.ReportMetric(float64(lspPub.p(0.5))/1e6, "pub-p50-ms")
 		b.ReportMetric(float64(lspGet.p(0.5))/1e6, "lookup-p50-ms")
 		b.ReportMetric(rssPerNode, "MB-RSS/node")
+		// Latency figures are one operation at a time; ops/s with 8 workers.
 		fmt.Printf("\nlsnode bench: %d nodes start %.1fs (init %.1fs, stop %.1fs), RSS %.1f MB/node (%.1f after load) | "+
 			"publish p50 %s p99 %s %.0f/s vs PutValue p50 %s p99 %s %.0f/s (%.1fx p50, %.1fx p99) | "+
 			"lookup p50 %s p99 %s %.0f/s vs GetValue p50 %s p99 %s %.0f/s (%.1fx p50, %.1fx p99; vs Quorum(2) p50 %s: %.1fx) | errors %d\n",
