@@ -45,10 +45,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		opts.JoinTimeout = 10 * time.Second
 	}
 	log := opts.Logger.With("node", cfg.Name)
-	n = &Node{cfg: cfg, log: log}
+	nd := &Node{cfg: cfg, log: log}
+	n = nd
 	defer func() {
 		if err != nil {
-			n.Close()
+			nd.Close() // n itself is already nil here: "return nil, err" set it
 			n = nil
 		}
 	}()

@@ -57,11 +57,12 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if err != nil {
 		return nil, err
 	}
-	o = &Overlay{cfg: r}
+	ov := &Overlay{cfg: r}
+	o = ov
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
-			o.Close()
+			ov.Close() // o itself is already nil here: "return nil, err" set it
 			o = nil
 		}
 	}()

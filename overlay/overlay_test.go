@@ -162,6 +162,9 @@ func TestConfigErrors(t *testing.T) {
 		{Name: "ok", Identity: key, ListenAddrs: []string{"not-a-multiaddr"}},
 		{Name: "ok", Identity: key, Bootstrap: []string{"/ip4/127.0.0.1/tcp/1"}},
 		{Name: "ok", Identity: key, GossipInterval: time.Second, FailAfter: time.Second},
+		// Fails after the host is up: the constructor must clean up.
+		{Name: "ok", Identity: key, DataDir: "/proc/no-such-dir"},
+		{Name: "ok", Identity: key, ListenAddrs: []string{"/ip4/192.0.2.1/tcp/1"}},
 	} {
 		if o, err := New(context.Background(), c); err == nil {
 			o.Close()
