@@ -62,16 +62,18 @@ type members struct {
 	subs   map[*chan struct{}]struct{}
 	rng    *rand.Rand
 	closed bool
+	dials  chan peer.ID // newly seen members to connect to
 }
 
 func newMembers(o *Overlay) *members {
 	m := &members{
-		o:    o,
-		self: o.host.ID(),
-		byID: map[peer.ID]*member{},
-		hb:   heartbeat{inc: uint64(time.Now().UnixNano())},
-		subs: map[*chan struct{}]struct{}{},
-		rng:  rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		o:     o,
+		self:  o.host.ID(),
+		byID:  map[peer.ID]*member{},
+		hb:    heartbeat{inc: uint64(time.Now().UnixNano())},
+		subs:  map[*chan struct{}]struct{}{},
+		rng:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		dials: make(chan peer.ID, 1024),
 	}
 	m.live = []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
 	return m
@@ -99,6 +101,42 @@ func (m *members) run(ctx context.Context) {
 			m.o.cfg.Logger.Debug("gossip exchange failed", "peer", target, "err", err)
 		}
 		cancel()
+	}
+}
+
+// warm connects to members as they are discovered, a few at a time, while
+// the host holds fewer connections than the connection manager's low water
+// mark: replicas are then reached without a dial on the request path.
+func (m *members) warm(ctx context.Context) {
+	const parallel = 4
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	low := m.o.cfg.MaxConns * 3 / 4
+	net := m.o.host.Network()
+	for {
+		var p peer.ID
+		select {
+		case <-ctx.Done():
+			return
+		case p = <-m.dials:
+		}
+		if len(net.Peers()) >= low || net.Connectedness(p) == network.Connected {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case sem <- struct{}{}:
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, m.o.cfg.FailAfter)
+			defer cancel()
+			_ = m.o.host.Connect(dctx, peer.AddrInfo{ID: p})
+		}()
 	}
 }
 
@@ -315,6 +353,10 @@ func (m *members) merge(b []byte) error {
 			}
 			mb = &member{id: e.id, kid: kb.ConvertPeerID(e.id)}
 			m.byID[e.id] = mb
+			select {
+			case m.dials <- e.id:
+			default: // queue full: the member is reached on first use instead
+			}
 		} else if !e.hb.newer(mb.hb) {
 			continue
 		}

@@ -122,8 +122,9 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	}
 	o.members = newMembers(o)
 	o.host.SetStreamHandler(o.membersProtocol(), o.members.handle)
-	o.wg.Add(1)
+	o.wg.Add(2)
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
+	go func() { defer o.wg.Done(); o.members.warm(o.ctx) }()
 	r.Logger.Debug("overlay started", "peer", o.host.ID(), "addrs", o.host.Addrs())
 	return o, nil
 }
