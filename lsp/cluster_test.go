@@ -24,52 +24,63 @@ type cluster struct {
 // holds creds[i] (nil: overlay-only).
 func newCluster(t *testing.T, n int, creds []*Credential, ca *testCA) *cluster {
 	t.Helper()
-	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &cluster{ca: ca}
-	var boot []string
-	for i := 0; i < n; i++ {
-		key, err := overlay.GenerateIdentity()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ov, err := overlay.New(ctx, overlay.Config{Name: "lsp-test", Identity: key, Bootstrap: boot,
-			GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cred *Credential
-		if i < len(creds) {
-			cred = creds[i]
-		}
-		svc, err := New(ctx, Config{Overlay: ov, Credential: cred, TrustAnchors: ca.pool, Logger: log,
-			RebalanceDelay: 200 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ov.Join(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			boot = ov.Addrs()
-		}
-		c.svcs, c.ovs = append(c.svcs, svc), append(c.ovs, ov)
-	}
 	t.Cleanup(func() {
 		for i := range c.svcs {
 			c.svcs[i].Close()
 			c.ovs[i].Close()
 		}
 	})
+	for i := 0; i < n; i++ {
+		var cred *Credential
+		if i < len(creds) {
+			cred = creds[i]
+		}
+		c.add(t, cred)
+	}
+	c.converge(t)
+	return c
+}
+
+// add starts one more node, joined through node 0.
+func (c *cluster) add(t *testing.T, cred *Credential) {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	key, err := overlay.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot []string
+	if len(c.ovs) > 0 {
+		boot = c.ovs[0].Addrs()
+	}
+	ov, err := overlay.New(ctx, overlay.Config{Name: "lsp-test", Identity: key, Bootstrap: boot,
+		GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(ctx, Config{Overlay: ov, Credential: cred, TrustAnchors: c.ca.pool, Logger: log,
+		RebalanceDelay: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ov.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.svcs, c.ovs = append(c.svcs, svc), append(c.ovs, ov)
+}
+
+func (c *cluster) converge(t *testing.T) {
+	t.Helper()
 	waitFor(t, 20*time.Second, "membership converges", func() bool {
 		for _, ov := range c.ovs {
-			if len(ov.Members()) != n {
+			if len(ov.Members()) != len(c.ovs) {
 				return false
 			}
 		}
 		return true
 	})
-	return c
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -272,4 +283,51 @@ func TestUnavailableWithoutQuorum(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("write with W unreachable replicas: got %v, want ErrUnavailable", err)
 	}
+}
+
+// TestRereplicationOnJoin: nodes that join and become one of an AOR's R
+// closest peers receive its bindings from the replicas that hold them.
+func TestRereplicationOnJoin(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	ctx := context.Background()
+	var aors []string
+	for i := 0; i < 60; i++ {
+		aor := fmt.Sprintf("sip:user%d@biloxi.example", i)
+		if err := c.svcs[0].Publish(ctx, aor, binding(fmt.Sprintf("sip:u%d@192.0.2.1", i), time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		aors = append(aors, aor)
+	}
+	for i := 0; i < 6; i++ {
+		c.add(t, nil)
+	}
+	c.converge(t)
+	byID := map[peer.ID]*Service{}
+	for i, ov := range c.ovs {
+		byID[ov.ID()] = c.svcs[i]
+	}
+	moved := 0
+	for _, aor := range aors {
+		for _, p := range c.ovs[0].Closest(Key(aor), 3) {
+			if byID[p] != c.svcs[0] && byID[p] != c.svcs[1] && byID[p] != c.svcs[2] && byID[p] != c.svcs[3] {
+				moved++
+			}
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no AOR gained a new replica: the test would prove nothing")
+	}
+	waitFor(t, 20*time.Second, "every AOR sits on each of its R closest nodes", func() bool {
+		for _, aor := range aors {
+			for _, p := range c.ovs[0].Closest(Key(aor), 3) {
+				if byID[p].Holds(aor) == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("%d replica placements moved to joining nodes", moved)
 }
