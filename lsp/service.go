@@ -183,9 +183,6 @@ func (s *Service) Holds(aor string) int {
 	return n
 }
 
-// Stats reports the replica store's size.
-func (s *Service) Stats() (records, entries int) { return s.store.size() }
-
 func (s *Service) handleStream(st network.Stream, h func(context.Context, peer.ID, *message) *message) {
 	s.mu.Lock()
 	if s.ctx.Err() != nil {

@@ -8,8 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -83,23 +81,6 @@ func LoadTrustAnchors(files ...string) (*x509.CertPool, error) {
 		}
 	}
 	return pool, nil
-}
-
-// ParsePEMKey parses a PKCS#8 PEM private key.
-func ParsePEMKey(b []byte) (crypto.Signer, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, errors.New("lsp: no PEM block")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("lsp: private key: %w", err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("lsp: private key of type %T cannot sign", k)
-	}
-	return s, nil
 }
 
 // Authorizes reports whether the credential's certificate may write aor

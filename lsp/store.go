@@ -239,15 +239,6 @@ func (s *store) chain(fp [32]byte) [][]byte {
 	return s.certs[fp]
 }
 
-func (s *store) size() (records, entries int) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, r := range s.recs {
-		entries += len(r.entries)
-	}
-	return len(s.recs), entries
-}
-
 func (r *record) encode() []byte {
 	var raws [][]byte
 	for _, e := range r.entries {
