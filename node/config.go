@@ -2,12 +2,15 @@ package node
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/lsnode/lsnode/lsp"
 )
 
 // ErrConfig is returned for an unreadable or invalid node config.
@@ -138,4 +141,29 @@ func (c *Config) Save(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// LoadTrustAnchors reads the config's trust anchors into a pool.
+func (c *Config) LoadTrustAnchors() (*x509.CertPool, error) {
+	files := make([]string, len(c.TrustAnchors))
+	for i, a := range c.TrustAnchors {
+		files[i] = c.Path(a)
+	}
+	return lsp.LoadTrustAnchors(files...)
+}
+
+// LoadCredential reads the domain credential; nil without a domain. The
+// certificate must cover the configured domain.
+func (c *Config) LoadCredential() (*lsp.Credential, error) {
+	if c.Domain == "" {
+		return nil, nil
+	}
+	cred, err := lsp.LoadCredential(c.Path(c.CertFile), c.Path(c.KeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if !cred.Authorizes("sip:x@" + c.Domain) {
+		return nil, fmt.Errorf("%w: certificate %s does not cover domain %q", ErrConfig, c.CertFile, c.Domain)
+	}
+	return cred, nil
 }

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -57,22 +56,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	anchors := make([]string, len(cfg.TrustAnchors))
-	for i, a := range cfg.TrustAnchors {
-		anchors[i] = cfg.Path(a)
-	}
-	pool, err := lsp.LoadTrustAnchors(anchors...)
+	pool, err := cfg.LoadTrustAnchors()
 	if err != nil {
 		return nil, err
 	}
-	var cred *lsp.Credential
-	if cfg.Domain != "" {
-		if cred, err = lsp.LoadCredential(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile)); err != nil {
-			return nil, err
-		}
-		if !cred.Authorizes("sip:x@" + cfg.Domain) {
-			return nil, fmt.Errorf("%w: certificate %s does not cover domain %q", ErrConfig, cfg.CertFile, cfg.Domain)
-		}
+	cred, err := cfg.LoadCredential()
+	if err != nil {
+		return nil, err
 	}
 	dataDir := cfg.Path(cfg.Overlay.DataDir)
 	if opts.InMemory {

@@ -265,11 +265,7 @@ func dialNode(ctx context.Context, cfg *node.Config, withCred bool) (*client, er
 		return nil, err
 	}
 	candidates = append(candidates, boots...)
-	anchors := make([]string, len(cfg.TrustAnchors))
-	for i, a := range cfg.TrustAnchors {
-		anchors[i] = cfg.Path(a)
-	}
-	pool, err := lsp.LoadTrustAnchors(anchors...)
+	pool, err := cfg.LoadTrustAnchors()
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +274,7 @@ func dialNode(ctx context.Context, cfg *node.Config, withCred bool) (*client, er
 		if cfg.Domain == "" {
 			return nil, fail(2, "node %q has no domain credential: publish needs the config of a domain's node", cfg.Name)
 		}
-		if cred, err = lsp.LoadCredential(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile)); err != nil {
+		if cred, err = cfg.LoadCredential(); err != nil {
 			return nil, err
 		}
 	}
@@ -312,6 +308,22 @@ func (c *client) Close() {
 	c.host.Close()
 }
 
+// connect loads the config at cfgPath and dials its node; call the returned
+// function when done.
+func connect(ctx context.Context, cfgPath string, timeout time.Duration, withCred bool) (context.Context, *node.Config, *client, func(), error) {
+	cfg, err := node.LoadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	c, err := dialNode(ctx, cfg, withCred)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, nil, err
+	}
+	return ctx, cfg, c, func() { c.Close(); cancel() }, nil
+}
+
 func clientFlags(name string, stderr io.Writer) (*flagSet, *string, *time.Duration) {
 	fs := newFlags(name, stderr)
 	cfg := fs.String("config", "", "config file of the node to ask")
@@ -331,17 +343,11 @@ func cmdLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg, err := node.LoadConfig(*cfgPath)
+	ctx, _, c, done, err := connect(ctx, *cfgPath, *timeout, false)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, err := dialNode(ctx, cfg, false)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer done()
 	bs, err := c.lsp.Lookup(ctx, aor)
 	if err != nil {
 		return err
@@ -378,17 +384,11 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	cfg, err := node.LoadConfig(*cfgPath)
+	ctx, _, c, done, err := connect(ctx, *cfgPath, *timeout, true)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, err := dialNode(ctx, cfg, true)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer done()
 	b := lsp.Binding{Contact: *contact, Expires: time.Now().Add(time.Duration(*expires) * time.Second),
 		Q: *q, Instance: *instance, RegID: uint32(*regID)}
 	if err := c.lsp.Publish(ctx, canon, b); err != nil {
@@ -412,17 +412,11 @@ func cmdRemove(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg, err := node.LoadConfig(*cfgPath)
+	ctx, _, c, done, err := connect(ctx, *cfgPath, *timeout, true)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, err := dialNode(ctx, cfg, true)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer done()
 	var ids []string
 	if *contact != "" {
 		ids = []string{*contact}
@@ -461,17 +455,11 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *cfgPath == "" || fs.NArg() > 0 {
 		return fail(2, "status: want --config FILE")
 	}
-	cfg, err := node.LoadConfig(*cfgPath)
+	ctx, cfg, c, done, err := connect(ctx, *cfgPath, *timeout, false)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, err := dialNode(ctx, cfg, false)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer done()
 	size, err := c.lsp.OverlaySize(ctx)
 	if err != nil {
 		return err
