@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -228,7 +229,8 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 		cfg := filepath.Join(*dir, example.Config)
 		other := filepath.Join(*dir, m.Nodes[len(m.Nodes)-1].Config)
 		aor := "sip:alice@" + example.Domain
-		fmt.Fprintf(stdout, "try, in another shell:\n  lsnode publish --config %s --aor %s --contact sip:alice@127.0.0.1:5070 --expires 3600\n  lsnode lookup --config %s %s\npress Ctrl-C to stop\n", cfg, aor, other, aor)
+		self := os.Args[0]
+		fmt.Fprintf(stdout, "try, in another shell:\n  %s publish --config %s --aor %s --contact sip:alice@127.0.0.1:5070 --expires 3600\n  %s lookup --config %s %s\npress Ctrl-C to stop\n", self, cfg, aor, self, other, aor)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping testnet")
