@@ -1,0 +1,90 @@
+package registrar
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// maxLocalBindings bounds the bindings one AOR may hold in the local store.
+const maxLocalBindings = 64
+
+// localStore is the embedded binding store of "local" mode: bindings live in
+// this process only and are not published to the overlay.
+type localStore struct {
+	mu   sync.Mutex
+	aors map[string]map[string]lsp.Binding
+}
+
+func newLocalStore() *localStore { return &localStore{aors: map[string]map[string]lsp.Binding{}} }
+
+func (s *localStore) Publish(_ context.Context, aor string, bs ...lsp.Binding) error {
+	canon, err := lsp.Canonical(aor)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(canon, time.Now())
+	m := s.aors[canon]
+	if m == nil {
+		m = map[string]lsp.Binding{}
+		s.aors[canon] = m
+	}
+	for _, b := range bs {
+		if _, ok := m[b.ID()]; !ok && len(m) >= maxLocalBindings {
+			return fmt.Errorf("%w: more than %d bindings for %s", lsp.ErrInvalid, maxLocalBindings, canon)
+		}
+		if b.Timestamp.IsZero() {
+			b.Timestamp = time.Now()
+		}
+		m[b.ID()] = b
+	}
+	return nil
+}
+
+func (s *localStore) Lookup(_ context.Context, aor string) ([]lsp.Binding, error) {
+	canon, err := lsp.Canonical(aor)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(canon, time.Now())
+	out := []lsp.Binding{}
+	for _, b := range s.aors[canon] {
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (s *localStore) Remove(_ context.Context, aor string, ids ...string) error {
+	canon, err := lsp.Canonical(aor)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(ids) == 0 {
+		delete(s.aors, canon)
+		return nil
+	}
+	for _, id := range ids {
+		delete(s.aors[canon], id)
+	}
+	return nil
+}
+
+func (s *localStore) expireLocked(canon string, now time.Time) {
+	for id, b := range s.aors[canon] {
+		if !b.Expires.After(now) {
+			delete(s.aors[canon], id)
+		}
+	}
+	if len(s.aors[canon]) == 0 {
+		delete(s.aors, canon)
+	}
+}

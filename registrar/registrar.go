@@ -1,0 +1,427 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// Mode selects where bindings live.
+type Mode string
+
+const (
+	// Stateless publishes into the overlay only (the draft's stateless registrar).
+	Stateless Mode = "stateless"
+	// Local keeps bindings in this process only.
+	Local Mode = "local"
+)
+
+// Config configures a registrar. Zero values take the defaults per field.
+type Config struct {
+	// Domain the registrar is authoritative for. Required.
+	Domain string
+	// Mode: Stateless (default) or Local.
+	Mode Mode
+	// Location is the location service (Stateless mode). Required there.
+	Location lsp.LocationService
+	// Users with their HA1 hashes; nil disables authentication.
+	Users *UsersFile
+	// NonceSecret keys the stateless nonces; front-ends of one domain share
+	// it. Required with Users.
+	NonceSecret []byte
+	// NonceTTL: how long a nonce is accepted. Default 5 min.
+	NonceTTL time.Duration
+	// MinExpires (423 below it), MaxExpires (cap) and DefaultExpires.
+	// Defaults 60s, 7200s, 3600s.
+	MinExpires, MaxExpires, DefaultExpires time.Duration
+	// RetryAfter is sent with 503 when the location service fails. Default 5s.
+	RetryAfter time.Duration
+	// Timeout bounds the location-service calls of one REGISTER. Default 5s.
+	Timeout time.Duration
+	// Logger; default slog.Default(). Tagged component=registrar.
+	Logger *slog.Logger
+}
+
+// Registrar answers REGISTER requests.
+type Registrar struct {
+	cfg    Config
+	loc    lsp.LocationService
+	users  map[string]*UserHash
+	nonces *nonces
+}
+
+// New validates cfg and returns a registrar.
+func New(cfg Config) (*Registrar, error) {
+	canon, err := lsp.Canonical("sip:x@" + cfg.Domain)
+	if err != nil || lsp.Domain(canon) != cfg.Domain {
+		return nil, fmt.Errorf("%w: domain %q", ErrConfig, cfg.Domain)
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = Stateless
+	}
+	r := &Registrar{cfg: cfg}
+	switch cfg.Mode {
+	case Stateless:
+		if cfg.Location == nil {
+			return nil, fmt.Errorf("%w: stateless mode needs a location service", ErrConfig)
+		}
+		r.loc = cfg.Location
+	case Local:
+		r.loc = newLocalStore()
+	default:
+		return nil, fmt.Errorf("%w: mode %q (want stateless or local)", ErrConfig, cfg.Mode)
+	}
+	if cfg.NonceTTL <= 0 {
+		cfg.NonceTTL = 5 * time.Minute
+	}
+	if cfg.MinExpires <= 0 {
+		cfg.MinExpires = 60 * time.Second
+	}
+	if cfg.MaxExpires <= 0 {
+		cfg.MaxExpires = 7200 * time.Second
+	}
+	if cfg.DefaultExpires <= 0 {
+		cfg.DefaultExpires = 3600 * time.Second
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.MinExpires > cfg.MaxExpires {
+		return nil, fmt.Errorf("%w: min expires above max expires", ErrConfig)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Logger = cfg.Logger.With("component", "registrar", "domain", cfg.Domain)
+	if cfg.Users != nil {
+		if len(cfg.NonceSecret) < 16 {
+			return nil, fmt.Errorf("%w: nonce secret shorter than 16 bytes", ErrConfig)
+		}
+		r.users = map[string]*UserHash{}
+		for i := range cfg.Users.Users {
+			u := &cfg.Users.Users[i]
+			r.users[u.Username] = u
+		}
+		r.nonces = &nonces{secret: cfg.NonceSecret, realm: cfg.Users.Realm, ttl: cfg.NonceTTL, now: time.Now}
+	}
+	r.cfg = cfg
+	return r, nil
+}
+
+// status builds a response with a reason phrase.
+func status(req *sip.Request, code int, reason string) *sip.Response {
+	return sip.NewResponseFromRequest(req, code, reason, nil)
+}
+
+// Handle answers one REGISTER (RFC 3261 §10.3). source is the transport
+// address it came from ("ip:port"). It never panics on bad input: malformed
+// requests get 400 with a reason.
+func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string) *sip.Response {
+	if req.Method != sip.REGISTER {
+		res := status(req, 405, "Method Not Allowed")
+		res.AppendHeader(sip.NewHeader("Allow", "REGISTER"))
+		return res
+	}
+	to, from, callID, cseq := req.To(), req.From(), req.CallID(), req.CSeq()
+	if to == nil || from == nil || callID == nil || cseq == nil || req.Via() == nil {
+		return status(req, 400, "Missing To, From, Call-ID, CSeq or Via")
+	}
+	if cseq.MethodName != sip.REGISTER {
+		return status(req, 400, "CSeq method is not REGISTER")
+	}
+	// Step 1: the Request-URI names the domain whose bindings are asked for.
+	if !strings.EqualFold(strings.TrimSuffix(req.Recipient.Host, "."), r.cfg.Domain) {
+		return status(req, 404, "Domain not served here")
+	}
+	// Step 2: extensions.
+	if unsupported := r.unsupported(req); len(unsupported) > 0 {
+		res := status(req, 420, "Bad Extension")
+		res.AppendHeader(sip.NewHeader("Unsupported", strings.Join(unsupported, ", ")))
+		return res
+	}
+	// Step 5 first: the AOR must belong to our domain.
+	aor, err := lsp.Canonical(to.Address.String())
+	if err != nil || to.Address.Wildcard {
+		return status(req, 400, "Bad To URI")
+	}
+	if lsp.Domain(aor) != r.cfg.Domain {
+		return status(req, 403, "Not authoritative for "+lsp.Domain(aor))
+	}
+	// Steps 3–4: authentication and authorisation.
+	if r.users != nil {
+		if res := r.authenticate(req, aor); res != nil {
+			return res
+		}
+	}
+	contacts, wildcard, res := r.parseContacts(req)
+	if res != nil {
+		return res
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	current, err := r.loc.Lookup(ctx, aor)
+	if err != nil {
+		return r.failed(req, "lookup", err)
+	}
+	if wildcard {
+		// RFC 3261 §10.3 step 6: remove all, unless a binding comes from the
+		// same Call-ID with a CSeq at least as high.
+		for _, b := range current {
+			if b.CallID == callID.Value() && b.CSeq >= cseq.SeqNo {
+				return status(req, 500, "Request out of order")
+			}
+		}
+		if len(current) > 0 {
+			if err := r.loc.Remove(ctx, aor); err != nil {
+				return r.failed(req, "remove", err)
+			}
+		}
+		return r.ok(req, nil)
+	}
+	if len(contacts) == 0 { // a query
+		return r.ok(req, current)
+	}
+	byID := map[string]lsp.Binding{}
+	for _, b := range current {
+		byID[b.ID()] = b
+	}
+	now := time.Now()
+	var publish []lsp.Binding
+	var remove []string
+	path := headerValues(req, "Path")
+	for _, c := range contacts {
+		b := c.binding
+		if old, ok := byID[b.ID()]; ok && old.CallID == callID.Value() && old.CSeq >= cseq.SeqNo {
+			return status(req, 500, "Request out of order")
+		}
+		if c.expires == 0 {
+			remove = append(remove, b.ID())
+			delete(byID, b.ID())
+			continue
+		}
+		b.Expires = now.Add(c.expires)
+		b.CallID, b.CSeq, b.Path = callID.Value(), cseq.SeqNo, path
+		b.Received = source
+		publish = append(publish, b)
+		byID[b.ID()] = b
+	}
+	if len(publish) > 0 {
+		if err := r.loc.Publish(ctx, aor, publish...); err != nil {
+			return r.failed(req, "publish", err)
+		}
+	}
+	if len(remove) > 0 {
+		if err := r.loc.Remove(ctx, aor, remove...); err != nil {
+			return r.failed(req, "remove", err)
+		}
+	}
+	final := make([]lsp.Binding, 0, len(byID))
+	for _, b := range byID {
+		final = append(final, b)
+	}
+	return r.ok(req, final)
+}
+
+// supported extensions (Require option tags).
+var supported = []string{"path", "outbound", "gruu"}
+
+func (r *Registrar) unsupported(req *sip.Request) []string {
+	var out []string
+	for _, v := range headerValues(req, "Require") {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.ToLower(strings.TrimSpace(tag))
+			if tag != "" && !slices.Contains(supported, tag) {
+				out = append(out, tag)
+			}
+		}
+	}
+	return out
+}
+
+// failed maps a location-service failure to a SIP response: the UA never
+// gets a 200 for a binding that was not stored.
+func (r *Registrar) failed(req *sip.Request, op string, err error) *sip.Response {
+	r.cfg.Logger.Warn("location service failed", "op", op, "err", err)
+	switch {
+	case errors.Is(err, lsp.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, lsp.ErrClosed):
+		res := status(req, 503, "Location service unavailable")
+		res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds()))))
+		return res
+	case errors.Is(err, lsp.ErrInvalid), errors.Is(err, lsp.ErrTooLarge), errors.Is(err, lsp.ErrBadAOR):
+		return status(req, 400, "Binding refused: "+firstLine(err))
+	}
+	return status(req, 500, "Location service error")
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return s
+}
+
+type contact struct {
+	binding lsp.Binding
+	expires time.Duration
+}
+
+// parseContacts reads the Contact list with each contact's expiry (its
+// expires param, else the Expires header, else the default).
+func (r *Registrar) parseContacts(req *sip.Request) ([]contact, bool, *sip.Response) {
+	hdrExpires := r.cfg.DefaultExpires
+	haveHdr := false
+	if h := req.GetHeader("Expires"); h != nil {
+		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+		if err != nil {
+			return nil, false, status(req, 400, "Bad Expires")
+		}
+		hdrExpires, haveHdr = time.Duration(n)*time.Second, true
+	}
+	var out []contact
+	wildcard := false
+	hs := req.GetHeaders("Contact")
+	for _, h := range hs {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return nil, false, status(req, 400, "Bad Contact")
+		}
+		if c.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := hdrExpires
+		if v, ok := c.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err != nil {
+				return nil, false, status(req, 400, "Bad Contact expires")
+			}
+			exp = time.Duration(n) * time.Second
+		}
+		if exp != 0 && exp < r.cfg.MinExpires {
+			res := status(req, 423, "Interval Too Brief")
+			res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires.Seconds()))))
+			return nil, false, res
+		}
+		exp = min(exp, r.cfg.MaxExpires)
+		b := lsp.Binding{Contact: c.Address.String()}
+		if v, ok := c.Params.Get("q"); ok {
+			q, err := strconv.ParseFloat(v, 64)
+			if err != nil || q < 0 || q > 1 || math.IsNaN(q) {
+				return nil, false, status(req, 400, "Bad Contact q")
+			}
+			b.Q = q
+		}
+		if v, ok := c.Params.Get("+sip.instance"); ok {
+			b.Instance = strings.Trim(v, `"`)
+		}
+		if v, ok := c.Params.Get("reg-id"); ok {
+			id, err := strconv.ParseUint(v, 10, 31)
+			if err != nil || id == 0 {
+				return nil, false, status(req, 400, "Bad reg-id")
+			}
+			b.RegID = uint32(id)
+		}
+		if s := b.Contact; len(s) > 1024 || strings.ContainsAny(s, "\r\n") {
+			return nil, false, status(req, 400, "Bad Contact URI")
+		}
+		out = append(out, contact{binding: b, expires: exp})
+	}
+	if wildcard && (len(hs) != 1 || !haveHdr || hdrExpires != 0) {
+		return nil, false, status(req, 400, "Contact * needs Expires: 0 and no other Contact")
+	}
+	return out, wildcard, nil
+}
+
+// ok builds the 200 listing every current binding with its remaining expiry.
+func (r *Registrar) ok(req *sip.Request, bs []lsp.Binding) *sip.Response {
+	res := status(req, 200, "OK")
+	now := time.Now()
+	slices.SortFunc(bs, func(a, b lsp.Binding) int { return strings.Compare(a.ID(), b.ID()) })
+	for _, b := range bs {
+		left := int(math.Ceil(b.Expires.Sub(now).Seconds()))
+		if left <= 0 {
+			continue
+		}
+		var v strings.Builder
+		v.WriteString("<" + b.Contact + ">;expires=" + strconv.Itoa(left))
+		if b.Q > 0 {
+			v.WriteString(";q=" + strconv.FormatFloat(b.Q, 'f', -1, 64))
+		}
+		if b.Instance != "" {
+			v.WriteString(`;+sip.instance="` + b.Instance + `"`)
+		}
+		if b.RegID != 0 {
+			v.WriteString(";reg-id=" + strconv.FormatUint(uint64(b.RegID), 10))
+		}
+		res.AppendHeader(sip.NewHeader("Contact", v.String()))
+	}
+	for _, p := range headerValues(req, "Path") {
+		res.AppendHeader(sip.NewHeader("Path", p))
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
+	return res
+}
+
+// authenticate returns nil when the request carries valid credentials of a
+// user allowed to register aor, else the 401/403 to send.
+func (r *Registrar) authenticate(req *sip.Request, aor string) *sip.Response {
+	challenge := func(stale bool) *sip.Response {
+		res := status(req, 401, "Unauthorized")
+		for _, c := range r.nonces.challenges(stale) {
+			res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+		}
+		return res
+	}
+	h := req.GetHeader("Authorization")
+	if h == nil {
+		return challenge(false)
+	}
+	creds, err := digest.ParseCredentials(h.Value())
+	if err != nil {
+		return status(req, 400, "Bad Authorization header")
+	}
+	if creds.Realm != r.cfg.Users.Realm {
+		return challenge(false)
+	}
+	authentic, fresh := r.nonces.check(creds.Nonce)
+	if !authentic {
+		return challenge(false)
+	}
+	u := r.users[creds.Username]
+	if u == nil || !verifyDigest(creds, u, string(req.Method)) {
+		return challenge(false)
+	}
+	if !fresh {
+		return challenge(true)
+	}
+	if u.AOR != aor {
+		return status(req, 403, "Not allowed to register "+aor)
+	}
+	return nil
+}
+
+func headerValues(req *sip.Request, name string) []string {
+	var out []string
+	for _, h := range req.GetHeaders(name) {
+		out = append(out, h.Value())
+	}
+	return out
+}

@@ -1,0 +1,257 @@
+package registrar
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestRegistrar(t testing.TB, auth bool, loc lsp.LocationService) *Registrar {
+	t.Helper()
+	cfg := Config{Domain: "a.example", Mode: Local, Logger: quiet()}
+	if loc != nil {
+		cfg.Mode, cfg.Location = Stateless, loc
+	}
+	if auth {
+		cfg.Users = &UsersFile{Realm: "a.example", Users: []UserHash{
+			NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a"),
+			NewUserHash("bob", "sip:bob@a.example", "a.example", "secret-b"),
+		}}
+		cfg.NonceSecret = []byte("0123456789abcdef0123")
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+var seq = 0
+
+// register builds a REGISTER for aor with extra header lines.
+func register(t testing.TB, aor, callID string, cseq int, headers ...string) *sip.Request {
+	t.Helper()
+	seq++
+	raw := "REGISTER sip:a.example SIP/2.0\r\n" +
+		fmt.Sprintf("Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK%d;rport\r\n", seq) +
+		"Max-Forwards: 70\r\nTo: <" + aor + ">\r\nFrom: <" + aor + ">;tag=x\r\n" +
+		"Call-ID: " + callID + "\r\n" + fmt.Sprintf("CSeq: %d REGISTER\r\n", cseq)
+	for _, h := range headers {
+		raw += h + "\r\n"
+	}
+	raw += "Content-Length: 0\r\n\r\n"
+	m, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, raw)
+	}
+	return m.(*sip.Request)
+}
+
+func do(r *Registrar, req *sip.Request) *sip.Response {
+	return r.Handle(context.Background(), req, "198.51.100.7:40000")
+}
+
+// authorize answers the challenge of res for req with algorithm alg.
+func authorize(t testing.TB, req *sip.Request, res *sip.Response, alg, user, pass string) *sip.Request {
+	t.Helper()
+	for _, h := range res.GetHeaders("WWW-Authenticate") {
+		chal, err := digest.ParseChallenge(h.Value())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chal.Algorithm != alg {
+			continue
+		}
+		cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:a.example",
+			Username: user, Password: pass, Count: 1, Cnonce: "0a4f113b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := req.Clone()
+		out.RemoveHeader("Authorization")
+		out.AppendHeader(sip.NewHeader("Authorization", cred.String()))
+		return out
+	}
+	t.Fatalf("no %s challenge in %s", alg, res)
+	return nil
+}
+
+func contacts(res *sip.Response) []string {
+	var out []string
+	for _, h := range res.GetHeaders("Contact") {
+		out = append(out, h.Value())
+	}
+	return out
+}
+
+func want(t testing.TB, res *sip.Response, code int) {
+	t.Helper()
+	if res.StatusCode != code {
+		t.Fatalf("got %d %s, want %d\n%s", res.StatusCode, res.Reason, code, res)
+	}
+}
+
+func TestDigest(t *testing.T) {
+	r := newTestRegistrar(t, true, nil)
+	req := register(t, "sip:alice@a.example", "c1", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	res := do(r, req)
+	want(t, res, 401)
+	if n := len(res.GetHeaders("WWW-Authenticate")); n != 2 {
+		t.Fatalf("%d challenges, want SHA-256 and MD5", n)
+	}
+	for _, alg := range []string{"MD5", "SHA-256"} {
+		areq := register(t, "sip:alice@a.example", "c-"+alg, 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+		want(t, do(r, authorize(t, areq, do(r, areq), alg, "alice", "secret-a")), 200)
+	}
+	want(t, do(r, authorize(t, req, res, "MD5", "alice", "wrong")), 401)
+	want(t, do(r, authorize(t, req, res, "SHA-256", "mallory", "secret-a")), 401)
+	// bob's valid credentials do not register alice.
+	want(t, do(r, authorize(t, req, res, "MD5", "bob", "secret-b")), 403)
+	// An expired nonce gets a fresh challenge with stale=true.
+	r.nonces.now = func() time.Time { return time.Now().Add(time.Hour) }
+	res2 := do(r, authorize(t, req, res, "MD5", "alice", "secret-a"))
+	want(t, res2, 401)
+	if !strings.Contains(res2.GetHeader("WWW-Authenticate").Value(), "stale=true") {
+		t.Fatalf("no stale=true: %s", res2)
+	}
+	// A forged nonce is not accepted.
+	r.nonces.now = time.Now
+	forged := strings.Replace(authorize(t, req, res, "MD5", "alice", "secret-a").GetHeader("Authorization").Value(), "nonce=\"", "nonce=\"AAAA", 1)
+	req3 := req.Clone()
+	req3.AppendHeader(sip.NewHeader("Authorization", forged))
+	want(t, do(r, req3), 401)
+}
+
+func TestRegisterSemantics(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	alice := "sip:alice@a.example"
+	res := do(r, register(t, alice, "c1", 1,
+		"Contact: <sip:alice@192.0.2.1:5060>;q=0.8, <sip:alice@192.0.2.2:5060>;expires=120", "Expires: 600",
+		"Path: <sip:edge.a.example;lr>"))
+	want(t, res, 200)
+	cs := contacts(res)
+	if len(cs) != 2 || !strings.Contains(strings.Join(cs, " "), "expires=120") || !strings.Contains(strings.Join(cs, " "), "q=0.8") {
+		t.Fatalf("200 lists %v", cs)
+	}
+	if res.GetHeader("Path") == nil {
+		t.Fatal("Path not echoed")
+	}
+	bs, _ := r.loc.Lookup(context.Background(), alice)
+	if len(bs) != 2 || bs[0].Received != "198.51.100.7:40000" || len(bs[0].Path) != 1 {
+		t.Fatalf("stored %+v", bs)
+	}
+	// Query: no Contact lists the bindings.
+	want(t, do(r, register(t, alice, "c9", 1)), 200)
+	if n := len(contacts(do(r, register(t, alice, "c9", 2)))); n != 2 {
+		t.Fatalf("query lists %d", n)
+	}
+	// Older CSeq on the same Call-ID does not overwrite.
+	want(t, do(r, register(t, alice, "c1", 1, "Contact: <sip:alice@192.0.2.1:5060>", "Expires: 3000")), 500)
+	// 423 below Min-Expires.
+	res = do(r, register(t, alice, "c1", 5, "Contact: <sip:alice@192.0.2.3>", "Expires: 30"))
+	want(t, res, 423)
+	if res.GetHeader("Min-Expires") == nil {
+		t.Fatal("423 without Min-Expires")
+	}
+	// Removal of one contact with expires=0.
+	res = do(r, register(t, alice, "c1", 6, "Contact: <sip:alice@192.0.2.2:5060>;expires=0"))
+	want(t, res, 200)
+	if cs := contacts(res); len(cs) != 1 || !strings.Contains(cs[0], "192.0.2.1") {
+		t.Fatalf("after removal: %v", cs)
+	}
+	// * needs Expires: 0 and no other contact.
+	want(t, do(r, register(t, alice, "c1", 7, "Contact: *")), 400)
+	want(t, do(r, register(t, alice, "c1", 8, "Contact: *", "Expires: 0")), 200)
+	if bs, _ := r.loc.Lookup(context.Background(), alice); len(bs) != 0 {
+		t.Fatalf("after *: %+v", bs)
+	}
+}
+
+func TestInstanceReplacesOwnBinding(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	alice := "sip:alice@a.example"
+	inst := `+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=1`
+	want(t, do(r, register(t, alice, "p1", 1, "Contact: <sip:alice@192.0.2.1:5060>;"+inst, "Expires: 600")), 200)
+	want(t, do(r, register(t, alice, "d2", 1, "Contact: <sip:alice@192.0.2.50:5060>", "Expires: 600")), 200)
+	// The phone moves to a new address: its binding is replaced, the desk phone stays.
+	res := do(r, register(t, alice, "p1b", 1, "Contact: <sip:alice@192.0.2.77:5070>;"+inst, "Expires: 600"))
+	want(t, res, 200)
+	all := strings.Join(contacts(res), " ")
+	if len(contacts(res)) != 2 || !strings.Contains(all, "192.0.2.77") || strings.Contains(all, "192.0.2.1:") || !strings.Contains(all, "192.0.2.50") {
+		t.Fatalf("bindings %v", contacts(res))
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	req := register(t, "sip:alice@a.example", "c", 1, "Contact: <sip:a@192.0.2.1>")
+	req.Recipient.Host = "b.example"
+	want(t, do(r, req), 404)
+	want(t, do(r, register(t, "sip:alice@b.example", "c", 1, "Contact: <sip:a@192.0.2.1>")), 403)
+	res := do(r, register(t, "sip:alice@a.example", "c", 1, "Contact: <sip:a@192.0.2.1>", "Require: foo"))
+	want(t, res, 420)
+	if res.GetHeader("Unsupported").Value() != "foo" {
+		t.Fatal("420 without Unsupported")
+	}
+	want(t, do(r, register(t, "sip:alice@a.example", "c", 1, "Contact: <sip:a@192.0.2.1>", "Expires: soon")), 400)
+	want(t, do(r, register(t, "sip:alice@a.example", "c", 1, "Contact: <sip:a@192.0.2.1>;q=7")), 400)
+	want(t, do(r, register(t, "sip:alice@a.example", "c", 1, "Contact: <sip:a@192.0.2.1>;reg-id=x")), 400)
+}
+
+// failing injects a location-service fault.
+type failing struct{ err error }
+
+func (f failing) Publish(context.Context, string, ...lsp.Binding) error { return f.err }
+func (f failing) Lookup(context.Context, string) ([]lsp.Binding, error) { return nil, nil }
+func (f failing) Remove(context.Context, string, ...string) error      { return f.err }
+
+func TestOverlayFailureIsVisible(t *testing.T) {
+	r := newTestRegistrar(t, false, failing{fmt.Errorf("%w: write quorum 2 not reached", lsp.ErrUnavailable)})
+	res := do(r, register(t, "sip:alice@a.example", "c", 1, "Contact: <sip:a@192.0.2.1>"))
+	want(t, res, 503)
+	if res.GetHeader("Retry-After") == nil {
+		t.Fatal("503 without Retry-After")
+	}
+}
+
+func FuzzRegister(f *testing.F) {
+	base := "REGISTER sip:a.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\nTo: <sip:alice@a.example>\r\nFrom: <sip:alice@a.example>;tag=1\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+	for _, extra := range []string{
+		"Contact: <sip:a@192.0.2.1>;expires=60\r\n",
+		"Contact: *\r\nExpires: 0\r\n",
+		"Contact: <sip:a@h>;+sip.instance=\"<urn:x>\";reg-id=1;q=0.5\r\nPath: <sip:p;lr>\r\n",
+		"Contact: <sip:a@h>\r\nAuthorization: Digest username=\"alice\", realm=\"a.example\", nonce=\"x\", uri=\"sip:a.example\", response=\"0\"\r\n",
+		"Require: path, foo\r\nExpires: 99999999999\r\n",
+	} {
+		f.Add([]byte(base + extra + "Content-Length: 0\r\n\r\n"))
+	}
+	r := newTestRegistrar(f, true, nil)
+	open := newTestRegistrar(f, false, nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := sip.ParseMessage(b)
+		if err != nil {
+			return
+		}
+		req, ok := m.(*sip.Request)
+		if !ok {
+			return
+		}
+		for _, reg := range []*Registrar{r, open} {
+			res := do(reg, req)
+			if res == nil || res.StatusCode < 200 || res.StatusCode > 699 {
+				t.Fatalf("bad response %v", res)
+			}
+		}
+	})
+}

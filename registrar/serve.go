@@ -1,0 +1,109 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// socketBuffer is the UDP receive/send buffer: with default buffers SIP
+// throughput under load collapses (FIELD-NOTES).
+const socketBuffer = 4 << 20
+
+// Server serves a Registrar over UDP and TCP on one address.
+type Server struct {
+	ua     *sipgo.UserAgent
+	udp    *net.UDPConn
+	tcp    net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// Listen binds UDP and TCP on addr (host:port; port 0 picks one free for
+// both) and serves r until Close.
+func Listen(r *Registrar, addr string, log *slog.Logger) (s *Server, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	udp, tcp, err := bindBoth(addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = udp.SetReadBuffer(socketBuffer)
+	_ = udp.SetWriteBuffer(socketBuffer)
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("lsnode"))
+	if err != nil {
+		udp.Close()
+		tcp.Close()
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log.With("component", "sip")))
+	if err != nil {
+		ua.Close()
+		udp.Close()
+		tcp.Close()
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s = &Server{ua: ua, udp: udp, tcp: tcp, cancel: cancel}
+	handle := func(req *sip.Request, tx sip.ServerTransaction) {
+		if err := tx.Respond(r.Handle(ctx, req, req.Source())); err != nil {
+			log.Debug("respond", "err", err)
+		}
+	}
+	srv.OnRegister(handle)
+	srv.OnNoRoute(handle) // 405 with Allow: REGISTER
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); _ = srv.ServeUDP(udp) }()
+	go func() { defer s.wg.Done(); _ = srv.ServeTCP(tcp) }()
+	return s, nil
+}
+
+// bindBoth binds UDP and TCP on the same port.
+func bindBoth(addr string) (*net.UDPConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: SIP address %q: %v", ErrConfig, addr, err)
+	}
+	for attempt := 0; attempt < 20; attempt++ {
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, port))
+		if err != nil {
+			return nil, nil, fmt.Errorf("registrar: listen tcp %s: %w", addr, err)
+		}
+		p := tcp.Addr().(*net.TCPAddr).Port
+		ua, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, fmt.Sprint(p)))
+		if err == nil {
+			var udp *net.UDPConn
+			if udp, err = net.ListenUDP("udp", ua); err == nil {
+				return udp, tcp, nil
+			}
+		}
+		tcp.Close()
+		if port != "0" {
+			return nil, nil, fmt.Errorf("registrar: listen udp %s: %w", addr, err)
+		}
+	}
+	return nil, nil, errors.New("registrar: no port free for both UDP and TCP")
+}
+
+// Addr returns the bound address (host:port, the same for UDP and TCP).
+func (s *Server) Addr() string { return s.tcp.Addr().String() }
+
+// Close stops serving and waits for the serving goroutines.
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		s.cancel()
+		s.udp.Close()
+		s.tcp.Close()
+		s.ua.Close()
+		s.wg.Wait()
+	})
+	return nil
+}
