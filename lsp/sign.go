@@ -2,6 +2,7 @@ package lsp
 
 import (
 	"crypto"
+	"crypto/hmac"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -86,6 +87,19 @@ func LoadTrustAnchors(files ...string) (*x509.CertPool, error) {
 // Authorizes reports whether the credential's certificate may write aor
 // (canonical): a DNS SAN covering its domain, or a URI SAN equal to the AOR.
 func (c *Credential) Authorizes(aor string) bool { return authorizes(c.Leaf, aor) }
+
+// DeriveSecret returns a 32-byte secret derived from the credential's private
+// key and label: services of one domain (e.g. two registrar front-ends
+// sharing digest nonces) agree on it without configuring another secret.
+func (c *Credential) DeriveSecret(label string) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(c.key)
+	if err != nil {
+		return nil, fmt.Errorf("lsp: derive secret: %w", err)
+	}
+	m := hmac.New(sha256.New, der)
+	m.Write([]byte("lsnode derived secret\x00" + label))
+	return m.Sum(nil), nil
+}
 
 // Domains lists the DNS names the credential covers.
 func (c *Credential) Domains() []string { return slices.Clone(c.Leaf.DNSNames) }

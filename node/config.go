@@ -52,7 +52,10 @@ type Config struct {
 	Overlay OverlayConfig `json:"overlay"`
 	LSP     LSPConfig     `json:"lsp"`
 
-	// Service addresses (host:port); empty until their roles exist.
+	Registrar RegistrarConfig `json:"registrar,omitempty"`
+
+	// Service addresses (host:port); empty when the role is off. SIP runs
+	// the registrar (UDP and TCP) on a node with a domain.
 	SIP  string `json:"sip,omitempty"`
 	TURN string `json:"turn,omitempty"`
 	HTTP string `json:"http,omitempty"`
@@ -72,6 +75,18 @@ type OverlayConfig struct {
 	DataDir        string   `json:"data_dir,omitempty"`
 	GossipInterval Duration `json:"gossip_interval,omitempty"`
 	FailAfter      Duration `json:"fail_after,omitempty"`
+}
+
+// RegistrarConfig is the registrar section (used when SIP is set).
+type RegistrarConfig struct {
+	// Mode: "stateless" (default: overlay only) or "local".
+	Mode string `json:"mode,omitempty"`
+	// UsersFile holds HA1 credentials; empty disables digest authentication.
+	UsersFile string `json:"users_file,omitempty"`
+	// DigestAlgorithms offered, most preferred first. Default SHA-256, MD5.
+	DigestAlgorithms []string `json:"digest_algorithms,omitempty"`
+	MinExpires       Duration `json:"min_expires,omitempty"`
+	MaxExpires       Duration `json:"max_expires,omitempty"`
 }
 
 // LSPConfig is the location-service section.
@@ -119,6 +134,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: trust_anchors is empty", ErrConfig)
 	case c.Domain != "" && (c.CertFile == "" || c.KeyFile == ""):
 		return fmt.Errorf("%w: domain %q needs cert_file and key_file", ErrConfig, c.Domain)
+	case c.SIP != "" && c.Domain == "":
+		return fmt.Errorf("%w: sip %q needs a domain to register for", ErrConfig, c.SIP)
 	}
 	return nil
 }

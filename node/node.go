@@ -8,6 +8,7 @@ import (
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/registrar"
 )
 
 // Options adjust how a node starts, beyond its config file.
@@ -24,10 +25,11 @@ type Options struct {
 
 // Node is a running lsnode.
 type Node struct {
-	cfg     *Config
-	log     *slog.Logger
-	overlay *overlay.Overlay
-	lsp     *lsp.Service
+	cfg       *Config
+	log       *slog.Logger
+	overlay   *overlay.Overlay
+	lsp       *lsp.Service
+	registrar *registrar.Server
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -106,7 +108,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		}
 		log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
 	}
-	log.Info("node up", "peer", n.overlay.ID(), "addrs", n.overlay.Addrs(), "domain", cfg.Domain)
+	if cfg.SIP != "" {
+		if nd.registrar, err = startRegistrar(cfg, cred, nd.lsp, log); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("node up", "peer", n.overlay.ID(), "addrs", n.overlay.Addrs(), "domain", cfg.Domain, "sip", cfg.SIP)
 	return n, nil
 }
 
@@ -119,9 +126,42 @@ func (n *Node) Overlay() *overlay.Overlay { return n.overlay }
 // Location returns the node's in-process location service.
 func (n *Node) Location() *lsp.Service { return n.lsp }
 
+func startRegistrar(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, error) {
+	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
+		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
+		Logger: log}
+	if cfg.Registrar.UsersFile != "" {
+		users, err := registrar.LoadUsers(cfg.Path(cfg.Registrar.UsersFile))
+		if err != nil {
+			return nil, err
+		}
+		if rc.NonceSecret, err = cred.DeriveSecret("registrar nonces " + cfg.Domain); err != nil {
+			return nil, err
+		}
+		rc.Users = users
+		rc.Algorithms = cfg.Registrar.DigestAlgorithms
+	}
+	r, err := registrar.New(rc)
+	if err != nil {
+		return nil, err
+	}
+	return registrar.Listen(r, cfg.SIP, log)
+}
+
+// SIPAddr returns the registrar's bound address, or "" without one.
+func (n *Node) SIPAddr() string {
+	if n.registrar == nil {
+		return ""
+	}
+	return n.registrar.Addr()
+}
+
 // Close stops the roles in reverse order of start.
 func (n *Node) Close() error {
 	var errs []error
+	if n.registrar != nil {
+		errs = append(errs, n.registrar.Close())
+	}
 	if n.lsp != nil {
 		errs = append(errs, n.lsp.Close())
 	}

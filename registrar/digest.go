@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +23,7 @@ type nonces struct {
 	realm  string
 	ttl    time.Duration
 	now    func() time.Time
+	algs   []string // offered, most preferred first
 }
 
 func (n *nonces) issue() string {
@@ -50,12 +50,12 @@ func (n *nonces) check(nonce string) (bool, bool) {
 	return true, age >= -time.Minute && age <= n.ttl
 }
 
-// challenges returns WWW-Authenticate values: SHA-256 first (RFC 8760 §2.4:
-// in order of preference), then MD5.
+// challenges returns one WWW-Authenticate value per offered algorithm, in
+// order of preference (RFC 8760 §2.4).
 func (n *nonces) challenges(stale bool) []string {
 	nonce := n.issue()
 	var out []string
-	for _, alg := range []string{"SHA-256", "MD5"} {
+	for _, alg := range n.algs {
 		c := digest.Challenge{Realm: n.realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
 		out = append(out, c.String())
 	}
@@ -87,5 +87,3 @@ func verifyDigest(c *digest.Credentials, u *UserHash, method string) bool {
 	}
 	return subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c.Response))) == 1
 }
-
-var _ = strconv.Itoa

@@ -40,6 +40,10 @@ type Config struct {
 	// NonceSecret keys the stateless nonces; front-ends of one domain share
 	// it. Required with Users.
 	NonceSecret []byte
+	// Algorithms offered in challenges, most preferred first (RFC 8760 §2.4:
+	// a UAC uses the topmost one it supports). Default SHA-256, MD5; put MD5
+	// first for UAs that only read the first challenge.
+	Algorithms []string
 	// NonceTTL: how long a nonce is accepted. Default 5 min.
 	NonceTTL time.Duration
 	// MinExpires (423 below it), MaxExpires (cap) and DefaultExpires.
@@ -116,7 +120,15 @@ func New(cfg Config) (*Registrar, error) {
 			u := &cfg.Users.Users[i]
 			r.users[u.Username] = u
 		}
-		r.nonces = &nonces{secret: cfg.NonceSecret, realm: cfg.Users.Realm, ttl: cfg.NonceTTL, now: time.Now}
+		if len(cfg.Algorithms) == 0 {
+			cfg.Algorithms = []string{"SHA-256", "MD5"}
+		}
+		for _, a := range cfg.Algorithms {
+			if a != "SHA-256" && a != "MD5" {
+				return nil, fmt.Errorf("%w: digest algorithm %q (want SHA-256 or MD5)", ErrConfig, a)
+			}
+		}
+		r.nonces = &nonces{secret: cfg.NonceSecret, realm: cfg.Users.Realm, ttl: cfg.NonceTTL, now: time.Now, algs: cfg.Algorithms}
 	}
 	r.cfg = cfg
 	return r, nil

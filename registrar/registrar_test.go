@@ -214,7 +214,7 @@ type failing struct{ err error }
 
 func (f failing) Publish(context.Context, string, ...lsp.Binding) error { return f.err }
 func (f failing) Lookup(context.Context, string) ([]lsp.Binding, error) { return nil, nil }
-func (f failing) Remove(context.Context, string, ...string) error      { return f.err }
+func (f failing) Remove(context.Context, string, ...string) error       { return f.err }
 
 func TestOverlayFailureIsVisible(t *testing.T) {
 	r := newTestRegistrar(t, false, failing{fmt.Errorf("%w: write quorum 2 not reached", lsp.ErrUnavailable)})

@@ -14,6 +14,7 @@ import (
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/registrar"
 )
 
 // Spec describes a testnet to create.
@@ -30,7 +31,8 @@ type Spec struct {
 	Users int
 	// Overlay name. Default "testnet".
 	Overlay string
-	// BasePort: node i listens on 127.0.0.1:BasePort+i. 0: free ports.
+	// BasePort: node i listens on 127.0.0.1:BasePort+i, and domain node i's
+	// SIP on BasePort+Nodes+i. 0: free ports.
 	BasePort int
 	// Replicas per AOR. Default 3.
 	Replicas int
@@ -80,19 +82,27 @@ func Init(spec Spec) (*Manifest, error) {
 			return nil, err
 		}
 		di := DomainInfo{Name: d, Cert: filepath.Join("domains", d, "cert.pem"), Key: filepath.Join("domains", d, "key.pem")}
+		uf := registrar.UsersFile{Realm: d}
 		for i := 0; i < spec.Users; i++ {
 			name := fmt.Sprintf("user%d", i+1)
 			if i < len(demoUsers) {
 				name = demoUsers[i]
 			}
-			di.Users = append(di.Users, User{AOR: "sip:" + name + "@" + d, Username: name, Password: password()})
+			u := User{AOR: "sip:" + name + "@" + d, Username: name, Password: password()}
+			di.Users = append(di.Users, u)
+			uf.Users = append(uf.Users, registrar.NewUserHash(u.Username, u.AOR, d, u.Password))
+		}
+		if err := uf.Save(filepath.Join(ddir, "users.json")); err != nil {
+			return nil, err
 		}
 		m.Domains = append(m.Domains, di)
 	}
-	ports, err := spec.ports()
+	domainNodes := len(spec.Domains) * spec.PerDomain
+	ports, err := spec.ports(spec.Nodes + domainNodes)
 	if err != nil {
 		return nil, err
 	}
+	sipPorts := ports[spec.Nodes:]
 	for i := 0; i < spec.Nodes; i++ {
 		name := fmt.Sprintf("node%d", i)
 		ndir := filepath.Join(dir, "nodes", name)
@@ -112,8 +122,9 @@ func Init(spec Spec) (*Manifest, error) {
 		}
 		ni := NodeInfo{Name: name, Config: filepath.Join("nodes", name, "config.json"), PeerID: id.String(),
 			Multiaddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[i], id)}}
-		if i < len(spec.Domains)*spec.PerDomain {
+		if i < domainNodes {
 			ni.Domain = spec.Domains[i%len(spec.Domains)]
+			ni.SIP = fmt.Sprintf("127.0.0.1:%d", sipPorts[i])
 		}
 		m.Nodes = append(m.Nodes, ni)
 	}
@@ -140,6 +151,8 @@ func Init(spec Spec) (*Manifest, error) {
 		if ni.Domain != "" {
 			cfg.CertFile = filepath.Join("..", "..", "domains", ni.Domain, "cert.pem")
 			cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
+			cfg.SIP = ni.SIP
+			cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
 		}
 		if err := cfg.Save(filepath.Join(dir, ni.Config)); err != nil {
 			return nil, err
@@ -184,7 +197,7 @@ func (s *Spec) defaults() error {
 	case len(s.Domains)*s.PerDomain > s.Nodes:
 		return fmt.Errorf("testnet: %d domains × %d nodes each need at least %d nodes, have %d",
 			len(s.Domains), s.PerDomain, len(s.Domains)*s.PerDomain, s.Nodes)
-	case s.BasePort < 0 || s.BasePort+s.Nodes > 65535:
+	case s.BasePort < 0 || s.BasePort+2*s.Nodes > 65535:
 		return fmt.Errorf("testnet: --base-port %d out of range", s.BasePort)
 	}
 	seen := map[string]bool{}
@@ -203,8 +216,10 @@ func (s *Spec) defaults() error {
 	return nil
 }
 
-func (s *Spec) ports() ([]int, error) {
-	out := make([]int, s.Nodes)
+// ports picks n ports: BasePort+i when set, else free ones (a port is only
+// taken when it is free for both TCP and UDP, as SIP needs both).
+func (s *Spec) ports(n int) ([]int, error) {
+	out := make([]int, n)
 	if s.BasePort > 0 {
 		for i := range out {
 			out[i] = s.BasePort + i
@@ -218,13 +233,26 @@ func (s *Spec) ports() ([]int, error) {
 			l.Close()
 		}
 	}()
-	for i := range out {
+	var us []net.PacketConn
+	defer func() {
+		for _, u := range us {
+			u.Close()
+		}
+	}()
+	for i := 0; i < len(out); {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("testnet: pick a free port: %w", err)
 		}
 		ls = append(ls, l)
-		out[i] = l.Addr().(*net.TCPAddr).Port
+		p := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // UDP side taken: try another
+		}
+		us = append(us, u)
+		out[i] = p
+		i++
 	}
 	return out, nil
 }
