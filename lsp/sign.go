@@ -2,9 +2,9 @@ package lsp
 
 import (
 	"crypto"
-	"crypto/hmac"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
