@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -87,4 +88,36 @@ func (s *localStore) expireLocked(canon string, now time.Time) {
 	if len(s.aors[canon]) == 0 {
 		delete(s.aors, canon)
 	}
+}
+
+// hybrid writes to the overlay and mirrors to the embedded store; reads come
+// from the overlay and fall back to the mirror while the overlay is
+// unavailable, so this front-end can still answer for what it registered.
+type hybrid struct {
+	overlay lsp.LocationService
+	local   *localStore
+	log     func(msg string, args ...any)
+}
+
+func (h *hybrid) Publish(ctx context.Context, aor string, bs ...lsp.Binding) error {
+	if err := h.overlay.Publish(ctx, aor, bs...); err != nil {
+		return err
+	}
+	return h.local.Publish(ctx, aor, bs...)
+}
+
+func (h *hybrid) Remove(ctx context.Context, aor string, ids ...string) error {
+	if err := h.overlay.Remove(ctx, aor, ids...); err != nil {
+		return err
+	}
+	return h.local.Remove(ctx, aor, ids...)
+}
+
+func (h *hybrid) Lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
+	bs, err := h.overlay.Lookup(ctx, aor)
+	if err == nil || !errors.Is(err, lsp.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+		return bs, err
+	}
+	h.log("overlay unavailable, answering from the local mirror", "aor", aor, "err", err)
+	return h.local.Lookup(ctx, aor)
 }

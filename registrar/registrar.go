@@ -25,15 +25,18 @@ const (
 	Stateless Mode = "stateless"
 	// Local keeps bindings in this process only.
 	Local Mode = "local"
+	// Hybrid publishes into the overlay and mirrors in this process; reads
+	// fall back to the mirror while the overlay is unavailable.
+	Hybrid Mode = "hybrid"
 )
 
 // Config configures a registrar. Zero values take the defaults per field.
 type Config struct {
 	// Domain the registrar is authoritative for. Required.
 	Domain string
-	// Mode: Stateless (default) or Local.
+	// Mode: Stateless (default), Local or Hybrid.
 	Mode Mode
-	// Location is the location service (Stateless mode). Required there.
+	// Location is the location service (Stateless and Hybrid modes).
 	Location lsp.LocationService
 	// Users with their HA1 hashes; nil disables authentication.
 	Users *UsersFile
@@ -83,8 +86,17 @@ func New(cfg Config) (*Registrar, error) {
 		r.loc = cfg.Location
 	case Local:
 		r.loc = newLocalStore()
+	case Hybrid:
+		if cfg.Location == nil {
+			return nil, fmt.Errorf("%w: hybrid mode needs a location service", ErrConfig)
+		}
+		log := cfg.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		r.loc = &hybrid{overlay: cfg.Location, local: newLocalStore(), log: log.Warn}
 	default:
-		return nil, fmt.Errorf("%w: mode %q (want stateless or local)", ErrConfig, cfg.Mode)
+		return nil, fmt.Errorf("%w: mode %q (want stateless, local or hybrid)", ErrConfig, cfg.Mode)
 	}
 	if cfg.NonceTTL <= 0 {
 		cfg.NonceTTL = 5 * time.Minute
@@ -222,14 +234,12 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 		}
 		if c.expires == 0 {
 			remove = append(remove, b.ID())
-			delete(byID, b.ID())
 			continue
 		}
 		b.Expires = now.Add(c.expires)
 		b.CallID, b.CSeq, b.Path = callID.Value(), cseq.SeqNo, path
 		b.Received = source
 		publish = append(publish, b)
-		byID[b.ID()] = b
 	}
 	if len(publish) > 0 {
 		if err := r.loc.Publish(ctx, aor, publish...); err != nil {
@@ -241,9 +251,12 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 			return r.failed(req, "remove", err)
 		}
 	}
-	final := make([]lsp.Binding, 0, len(byID))
-	for _, b := range byID {
-		final = append(final, b)
+	// Answer from the location service, not from memory: the list then
+	// includes what other front-ends wrote meanwhile (a quorum read sees
+	// every acknowledged write, ours included).
+	final, err := r.loc.Lookup(ctx, aor)
+	if err != nil {
+		return r.failed(req, "lookup", err)
 	}
 	return r.ok(req, final)
 }

@@ -255,3 +255,38 @@ func FuzzRegister(f *testing.F) {
 		}
 	})
 }
+
+// switchable is a location service whose reads can be made to fail.
+type switchable struct {
+	*localStore
+	down bool
+}
+
+func (s *switchable) Lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
+	if s.down {
+		return nil, fmt.Errorf("%w: no replica answered", lsp.ErrUnavailable)
+	}
+	return s.localStore.Lookup(ctx, aor)
+}
+
+func TestHybridFallsBackToMirror(t *testing.T) {
+	ov := &switchable{localStore: newLocalStore()}
+	r, err := New(Config{Domain: "a.example", Mode: Hybrid, Location: ov, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := "sip:alice@a.example"
+	want(t, do(r, register(t, alice, "h1", 1, "Contact: <sip:alice@192.0.2.1>", "Expires: 600")), 200)
+	if bs, _ := ov.localStore.Lookup(context.Background(), alice); len(bs) != 1 {
+		t.Fatal("hybrid did not publish to the overlay")
+	}
+	ov.down = true
+	res := do(r, register(t, alice, "h2", 1))
+	want(t, res, 200)
+	if cs := contacts(res); len(cs) != 1 || !strings.Contains(cs[0], "192.0.2.1") {
+		t.Fatalf("query with the overlay down: %v", cs)
+	}
+	// Writes still need the overlay: a write it cannot take is a 5xx.
+	r2, _ := New(Config{Domain: "a.example", Mode: Hybrid, Location: failing{fmt.Errorf("%w", lsp.ErrUnavailable)}, Logger: quiet()})
+	want(t, do(r2, register(t, alice, "h3", 1, "Contact: <sip:alice@192.0.2.2>")), 503)
+}
