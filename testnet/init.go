@@ -153,6 +153,9 @@ func Init(spec Spec) (*Manifest, error) {
 			cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
 			cfg.SIP = ni.SIP
 			cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
+			// The testnet's tools (sipp 3.6) answer only the first challenge
+			// and know MD5 only; production keeps SHA-256 first.
+			cfg.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"}
 		}
 		if err := cfg.Save(filepath.Join(dir, ni.Config)); err != nil {
 			return nil, err

@@ -1,0 +1,214 @@
+package testnet_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/registrar"
+	"github.com/lsnode/lsnode/testnet"
+)
+
+const benchPassword = "benchpass"
+
+// sippLoad runs a sipp load scenario at rate calls/s for dur and reports
+// whether every call succeeded.
+func sippLoad(b *testing.B, target, scenario, csv string, rate int, dur time.Duration) bool {
+	b.Helper()
+	calls := int(float64(rate) * dur.Seconds())
+	ctx, cancel := context.WithTimeout(context.Background(), dur+40*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sipp", target, "-sf", scenario, "-inf", csv, "-r", fmt.Sprint(rate), "-m", fmt.Sprint(calls),
+		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPortB(b)), "-auth_uri", "a.example", "-buff_size", "4194304",
+		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30))
+	cmd.Dir = b.TempDir()
+	err := cmd.Run()
+	return err == nil
+}
+
+func freeUDPPortB(b *testing.B) int {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// maxRate probes rising rates for 5 s each, then confirms the best over
+// `hold` with zero failed calls (stepping down if the long run fails).
+func maxRate(b *testing.B, target, scenario, csv string, hold time.Duration) int {
+	rates := []int{250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000}
+	best := -1
+	for i, r := range rates {
+		if !sippLoad(b, target, scenario, csv, r, 5*time.Second) {
+			break
+		}
+		best = i
+	}
+	for ; best >= 0; best-- {
+		if sippLoad(b, target, scenario, csv, rates[best], hold) {
+			return rates[best]
+		}
+	}
+	return 0
+}
+
+type kamailio struct{ cmd *exec.Cmd }
+
+func startKamailio(b *testing.B, addr string, auth bool) *kamailio {
+	b.Helper()
+	cfg, _ := filepath.Abs("testdata/kamailio/registrar.cfg")
+	dir := b.TempDir()
+	args := []string{"-f", cfg, "-l", "udp:" + addr, "-A", `PASSWORD="` + benchPassword + `"`, "-DD", "-E",
+		"-m", "512", "-M", "64", "-w", dir}
+	if auth {
+		args = append(args, "-A", "WITH_AUTH")
+	}
+	cmd := exec.Command("kamailio", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	return &kamailio{cmd: cmd}
+}
+
+func (k *kamailio) stop() {
+	_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { k.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// visibleLatency sends REGISTERs for new AORs to a registrar over UDP and
+// measures until a node of another domain returns the binding.
+func visibleLatency(b *testing.B, nw *testnet.Network, sipAddr string, readerIdx, n int) *stats {
+	s := &stats{name: "REGISTER→visible"}
+	conn, err := net.Dial("udp", sipAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	reader := nw.Node(readerIdx).Location()
+	buf := make([]byte, 65535)
+	for i := 0; i < n; i++ {
+		aor := fmt.Sprintf("sip:vis%d-%d@a.example", i, time.Now().UnixNano())
+		contact := fmt.Sprintf("sip:vis%d@%s", i, local)
+		msg := "REGISTER sip:a.example SIP/2.0\r\n" +
+			fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKvis%d%d;rport\r\n", local, i, time.Now().UnixNano()) +
+			"Max-Forwards: 70\r\nTo: <" + aor + ">\r\nFrom: <" + aor + ">;tag=v\r\n" +
+			fmt.Sprintf("Call-ID: vis-%d-%d\r\nCSeq: 1 REGISTER\r\n", i, time.Now().UnixNano()) +
+			"Contact: <" + contact + ">\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+		t0 := time.Now()
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			b.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		nr, err := conn.Read(buf)
+		if err != nil || !strings.HasPrefix(string(buf[:nr]), "SIP/2.0 200") {
+			s.errs++
+			continue
+		}
+		for {
+			bs, err := reader.Lookup(context.Background(), aor)
+			if err == nil && len(bs) == 1 {
+				break
+			}
+			if time.Since(t0) > 5*time.Second {
+				s.errs++
+				break
+			}
+		}
+		s.seq = append(s.seq, time.Since(t0))
+	}
+	return s
+}
+
+// BenchmarkRegister measures sustained sipp REGISTER throughput (≥20 s, 0
+// failed calls; LSNODE_BENCH_HOLD overrides) against one stateless
+// registrar of a 10-node testnet (R=3) and against Kamailio (in-memory
+// usrloc) on the same machine in the same run, digest off and on; and the
+// REGISTER→visible-from-another-domain latency.
+func BenchmarkRegister(b *testing.B) {
+	for _, tool := range []string{"sipp", "kamailio"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Fatalf("%s not installed (Debian: sip-tester, kamailio)", tool)
+		}
+	}
+	hold := time.Duration(envInt("LSNODE_BENCH_HOLD", 20)) * time.Second
+	dir := b.TempDir()
+	if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: 10, PerDomain: 2, Overlay: "bench-reg"}); err != nil {
+		b.Fatal(err)
+	}
+	// Bench users: 10000 per realm, one password (Kamailio gets the same).
+	uf := registrar.UsersFile{Realm: "a.example"}
+	var csv strings.Builder
+	csv.WriteString("SEQUENTIAL\n")
+	for i := 0; i < 10000; i++ {
+		u := fmt.Sprintf("bench%d", i)
+		uf.Users = append(uf.Users, registrar.NewUserHash(u, "sip:"+u+"@a.example", "a.example", benchPassword))
+		fmt.Fprintf(&csv, "%s;a.example;[authentication username=%s password=%s]\n", u, u, benchPassword)
+	}
+	usersPath := filepath.Join(dir, "bench-users.json")
+	csvPath := filepath.Join(dir, "bench-users.csv")
+	if err := uf.Save(usersPath); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(), Tweak: func(c *node.Config) {
+		fastGossip(c)
+		c.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"} // sipp speaks MD5 only
+		switch c.Name {
+		case "node0":
+			c.Registrar.UsersFile = usersPath
+		case "node2":
+			c.Registrar.UsersFile = "" // digest off
+		}
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nw.Close()
+	authAddr, openAddr := nw.Node(0).SIPAddr(), nw.Node(2).SIPAddr()
+	noauth, _ := filepath.Abs("testdata/sipp/load_register.xml")
+	withauth, _ := filepath.Abs("testdata/sipp/load_register_auth.xml")
+
+	vis := visibleLatency(b, nw, openAddr, 1, 300)
+	ours := map[bool]int{false: maxRate(b, openAddr, noauth, csvPath, hold), true: maxRate(b, authAddr, withauth, csvPath, hold)}
+	kam := map[bool]int{}
+	for _, auth := range []bool{false, true} {
+		addr := fmt.Sprintf("127.0.0.1:%d", freeUDPPortB(b))
+		k := startKamailio(b, addr, auth)
+		scen := noauth
+		if auth {
+			scen = withauth
+		}
+		kam[auth] = maxRate(b, addr, scen, csvPath, hold)
+		k.stop()
+	}
+	ratio := func(a, k int) float64 { return float64(a) / float64(max(k, 1)) }
+	b.ReportMetric(float64(ours[false]), "lsnode-reg/s")
+	b.ReportMetric(float64(kam[false]), "kamailio-reg/s")
+	fmt.Printf("\nlsnode register bench: sustained %v with 0 failed calls, 10-node testnet R=3 | "+
+		"digest off: lsnode %d/s vs Kamailio %d/s (%.2fx) | digest on: lsnode %d/s vs Kamailio %d/s (%.2fx) | "+
+		"REGISTER->visible from b.example p50 %s p99 %s (%d errors of %d)\n",
+		hold, ours[false], kam[false], ratio(ours[false], kam[false]), ours[true], kam[true], ratio(ours[true], kam[true]),
+		ms(vis.p(0.5)), ms(vis.p(0.99)), vis.errs, len(vis.seq)+vis.errs)
+}
