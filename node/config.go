@@ -56,9 +56,11 @@ type Config struct {
 
 	// Service addresses (host:port); empty when the role is off. SIP runs
 	// the registrar (UDP and TCP) on a node with a domain.
-	SIP  string `json:"sip,omitempty"`
-	TURN string `json:"turn,omitempty"`
-	HTTP string `json:"http,omitempty"`
+	SIP string `json:"sip,omitempty"`
+	// SIPTLS serves SIP over TLS with the domain certificate (needs SIP).
+	SIPTLS string `json:"sip_tls,omitempty"`
+	TURN   string `json:"turn,omitempty"`
+	HTTP   string `json:"http,omitempty"`
 
 	// LogLevel: debug, info, warn, error. Default info.
 	LogLevel string `json:"log_level,omitempty"`
@@ -134,6 +136,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: trust_anchors is empty", ErrConfig)
 	case c.Domain != "" && (c.CertFile == "" || c.KeyFile == ""):
 		return fmt.Errorf("%w: domain %q needs cert_file and key_file", ErrConfig, c.Domain)
+	case c.SIPTLS != "" && c.SIP == "":
+		return fmt.Errorf("%w: sip_tls needs sip", ErrConfig)
 	case c.SIP != "" && c.Domain == "":
 		return fmt.Errorf("%w: sip %q needs a domain to register for", ErrConfig, c.SIP)
 	}

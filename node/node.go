@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -145,7 +147,23 @@ func startRegistrar(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, 
 	if err != nil {
 		return nil, err
 	}
-	return registrar.Listen(r, cfg.SIP, log)
+	var tlsCfg *registrar.TLS
+	if cfg.SIPTLS != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("%w: sip_tls certificate: %v", ErrConfig, err)
+		}
+		tlsCfg = &registrar.TLS{Addr: cfg.SIPTLS, Config: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
+	}
+	return registrar.Listen(r, cfg.SIP, tlsCfg, log)
+}
+
+// SIPTLSAddr returns the registrar's TLS address, or "" without TLS.
+func (n *Node) SIPTLSAddr() string {
+	if n.registrar == nil {
+		return ""
+	}
+	return n.registrar.TLSAddr()
 }
 
 // SIPAddr returns the registrar's bound address, or "" without one.

@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,14 +22,21 @@ type Server struct {
 	ua     *sipgo.UserAgent
 	udp    *net.UDPConn
 	tcp    net.Listener
+	tls    net.Listener // nil without TLS
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
 }
 
+// TLS, when given to Listen, also serves SIP over TLS (RFC 3261 §26.3.1).
+type TLS struct {
+	Addr   string      // host:port
+	Config *tls.Config // with the domain certificate
+}
+
 // Listen binds UDP and TCP on addr (host:port; port 0 picks one free for
-// both) and serves r until Close.
-func Listen(r *Registrar, addr string, log *slog.Logger) (s *Server, err error) {
+// both), and TLS when tlsCfg is not nil, and serves r until Close.
+func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger) (s *Server, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -51,8 +59,17 @@ func Listen(r *Registrar, addr string, log *slog.Logger) (s *Server, err error) 
 		tcp.Close()
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
+	var tlsLn net.Listener
+	if tlsCfg != nil {
+		if tlsLn, err = tls.Listen("tcp", tlsCfg.Addr, tlsCfg.Config); err != nil {
+			ua.Close()
+			udp.Close()
+			tcp.Close()
+			return nil, fmt.Errorf("registrar: listen tls %s: %w", tlsCfg.Addr, err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s = &Server{ua: ua, udp: udp, tcp: tcp, cancel: cancel}
+	s = &Server{ua: ua, udp: udp, tcp: tcp, tls: tlsLn, cancel: cancel}
 	handle := func(req *sip.Request, tx sip.ServerTransaction) {
 		if err := tx.Respond(r.Handle(ctx, req, req.Source())); err != nil {
 			log.Debug("respond", "err", err)
@@ -63,6 +80,10 @@ func Listen(r *Registrar, addr string, log *slog.Logger) (s *Server, err error) 
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = srv.ServeUDP(udp) }()
 	go func() { defer s.wg.Done(); _ = srv.ServeTCP(tcp) }()
+	if tlsLn != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); _ = srv.ServeTLS(tlsLn) }()
+	}
 	return s, nil
 }
 
@@ -96,12 +117,23 @@ func bindBoth(addr string) (*net.UDPConn, net.Listener, error) {
 // Addr returns the bound address (host:port, the same for UDP and TCP).
 func (s *Server) Addr() string { return s.tcp.Addr().String() }
 
+// TLSAddr returns the TLS address, or "" without TLS.
+func (s *Server) TLSAddr() string {
+	if s.tls == nil {
+		return ""
+	}
+	return s.tls.Addr().String()
+}
+
 // Close stops serving and waits for the serving goroutines.
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.udp.Close()
 		s.tcp.Close()
+		if s.tls != nil {
+			s.tls.Close()
+		}
 		s.ua.Close()
 		s.wg.Wait()
 	})

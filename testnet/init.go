@@ -31,8 +31,9 @@ type Spec struct {
 	Users int
 	// Overlay name. Default "testnet".
 	Overlay string
-	// BasePort: node i listens on 127.0.0.1:BasePort+i, and domain node i's
-	// SIP on BasePort+Nodes+i. 0: free ports.
+	// BasePort: node i listens on 127.0.0.1:BasePort+i, domain node i's SIP
+	// on BasePort+Nodes+i and its SIP over TLS on BasePort+Nodes+D+i (D
+	// domain nodes). 0: free ports.
 	BasePort int
 	// Replicas per AOR. Default 3.
 	Replicas int
@@ -98,11 +99,11 @@ func Init(spec Spec) (*Manifest, error) {
 		m.Domains = append(m.Domains, di)
 	}
 	domainNodes := len(spec.Domains) * spec.PerDomain
-	ports, err := spec.ports(spec.Nodes + domainNodes)
+	ports, err := spec.ports(spec.Nodes + 2*domainNodes)
 	if err != nil {
 		return nil, err
 	}
-	sipPorts := ports[spec.Nodes:]
+	sipPorts, tlsPorts := ports[spec.Nodes:spec.Nodes+domainNodes], ports[spec.Nodes+domainNodes:]
 	for i := 0; i < spec.Nodes; i++ {
 		name := fmt.Sprintf("node%d", i)
 		ndir := filepath.Join(dir, "nodes", name)
@@ -125,6 +126,7 @@ func Init(spec Spec) (*Manifest, error) {
 		if i < domainNodes {
 			ni.Domain = spec.Domains[i%len(spec.Domains)]
 			ni.SIP = fmt.Sprintf("127.0.0.1:%d", sipPorts[i])
+			ni.SIPTLS = fmt.Sprintf("127.0.0.1:%d", tlsPorts[i])
 		}
 		m.Nodes = append(m.Nodes, ni)
 	}
@@ -151,7 +153,7 @@ func Init(spec Spec) (*Manifest, error) {
 		if ni.Domain != "" {
 			cfg.CertFile = filepath.Join("..", "..", "domains", ni.Domain, "cert.pem")
 			cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
-			cfg.SIP = ni.SIP
+			cfg.SIP, cfg.SIPTLS = ni.SIP, ni.SIPTLS
 			cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
 			// The testnet's tools (sipp 3.6) answer only the first challenge
 			// and know MD5 only; production keeps SHA-256 first.
@@ -200,7 +202,7 @@ func (s *Spec) defaults() error {
 	case len(s.Domains)*s.PerDomain > s.Nodes:
 		return fmt.Errorf("testnet: %d domains × %d nodes each need at least %d nodes, have %d",
 			len(s.Domains), s.PerDomain, len(s.Domains)*s.PerDomain, s.Nodes)
-	case s.BasePort < 0 || s.BasePort+2*s.Nodes > 65535:
+	case s.BasePort < 0 || s.BasePort+3*s.Nodes > 65535:
 		return fmt.Errorf("testnet: --base-port %d out of range", s.BasePort)
 	}
 	seen := map[string]bool{}

@@ -42,6 +42,7 @@ type NodeInfo struct {
 	PeerID     string   `json:"peer_id"`
 	Multiaddrs []string `json:"multiaddrs"`
 	SIP        string   `json:"sip"`
+	SIPTLS     string   `json:"sip_tls,omitempty"`
 	TURN       string   `json:"turn"`
 	HTTP       string   `json:"http"`
 }
