@@ -88,6 +88,7 @@ func (c *Client) Publish(ctx context.Context, aor string, bindings ...Binding) e
 }
 
 func (c *Client) putEntries(ctx context.Context, es []*entry) error {
+	c.verifier.signedHere(es)
 	_, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgPut, Entries: es,
 		Certs: flatten(chainsOf(c.cfg.Credential))})
 	return err

@@ -210,6 +210,7 @@ func (s *Service) Publish(ctx context.Context, aor string, bindings ...Binding) 
 	if err != nil {
 		return err
 	}
+	s.verifier.signedHere(es)
 	return s.put(ctx, es, chainsOf(s.cfg.Credential))
 }
 
@@ -250,6 +251,7 @@ func (s *Service) Remove(ctx context.Context, aor string, ids ...string) error {
 	if err != nil || len(es) == 0 {
 		return err
 	}
+	s.verifier.signedHere(es)
 	return s.put(ctx, es, chainsOf(s.cfg.Credential))
 }
 

@@ -320,12 +320,7 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 		return nil, fmt.Errorf("%w: certificate %q does not cover %q", ErrForbidden, c.leaf.Subject.CommonName, e.AOR)
 	}
 	root := rootOf(e)
-	h := sha256.New()
-	h.Write(e.CertFP[:])
-	h.Write(root[:])
-	h.Write(e.Sig)
-	var key [32]byte
-	h.Sum(key[:0])
+	key := sigKey(e.CertFP, root, e.Sig)
 	v.mu.Lock()
 	_, ok := v.sigs[key]
 	v.mu.Unlock()
@@ -335,11 +330,34 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 	if !verifyRoot(c.leaf.PublicKey, root, e.Sig) {
 		return nil, fmt.Errorf("%w: bad signature on %q", ErrForbidden, e.AOR)
 	}
+	v.remember(key)
+	return c, nil
+}
+
+func sigKey(fp, root [32]byte, sig []byte) [32]byte {
+	h := sha256.New()
+	h.Write(fp[:])
+	h.Write(root[:])
+	h.Write(sig)
+	var key [32]byte
+	h.Sum(key[:0])
+	return key
+}
+
+func (v *Verifier) remember(key [32]byte) {
 	v.mu.Lock()
 	if len(v.sigs) >= 64*v.maxSize {
 		clear(v.sigs)
 	}
 	v.sigs[key] = struct{}{}
 	v.mu.Unlock()
-	return c, nil
+}
+
+// signedHere records that this process signed the batch of es, so reading
+// its own writes back costs no signature verification. Chains and every
+// other check still run on each read.
+func (v *Verifier) signedHere(es []*entry) {
+	if len(es) > 0 {
+		v.remember(sigKey(es[0].CertFP, rootOf(es[0]), es[0].Sig))
+	}
 }

@@ -138,3 +138,24 @@ func TestMergeLastWriterWins(t *testing.T) {
 		t.Fatal("expired binding reported live")
 	}
 }
+
+// TestSignedHereTrustsOnlyWhatWasSigned: remembering our own batches skips
+// re-verifying them, but a copy altered after signing is still refused.
+func TestSignedHereTrustsOnlyWhatWasSigned(t *testing.T) {
+	ca := newTestCA(t)
+	cred := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	v := NewVerifier(ca.pool, 30*time.Second, 24*time.Hour)
+	es := signed(t, cred, "sip:bob@biloxi.example", binding("sip:bob@h1", time.Hour), binding("sip:bob@h2", time.Hour))
+	v.signedHere(es)
+	for _, e := range es {
+		if _, err := v.verify(e, cred.Chain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	altered := *es[1]
+	altered.B.Contact = "sip:mallory@evil"
+	altered.seal()
+	if _, err := v.verify(&altered, cred.Chain); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("altered entry: %v", err)
+	}
+}
