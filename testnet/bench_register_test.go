@@ -27,20 +27,11 @@ func sippLoad(b *testing.B, target, scenario, csv string, rate int, dur time.Dur
 	ctx, cancel := context.WithTimeout(context.Background(), dur+40*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sipp", target, "-sf", scenario, "-inf", csv, "-r", fmt.Sprint(rate), "-m", fmt.Sprint(calls),
-		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPortB(b)), "-auth_uri", "a.example", "-buff_size", "4194304",
+		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(b)), "-auth_uri", "a.example", "-buff_size", "4194304",
 		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30))
 	cmd.Dir = b.TempDir()
 	err := cmd.Run()
 	return err == nil
-}
-
-func freeUDPPortB(b *testing.B) int {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // maxRate probes rising rates for 5 s each, then confirms the best over
@@ -194,7 +185,7 @@ func BenchmarkRegister(b *testing.B) {
 	ours := map[bool]int{false: maxRate(b, openAddr, noauth, csvPath, hold), true: maxRate(b, authAddr, withauth, csvPath, hold)}
 	kam := map[bool]int{}
 	for _, auth := range []bool{false, true} {
-		addr := fmt.Sprintf("127.0.0.1:%d", freeUDPPortB(b))
+		addr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
 		k := startKamailio(b, addr, auth)
 		scen := noauth
 		if auth {

@@ -31,7 +31,7 @@ type sippRun struct {
 }
 
 // freeUDPPort returns a port free on 127.0.0.1 for sipp's own socket.
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
