@@ -37,7 +37,7 @@ func sippLoad(b *testing.B, target, scenario, csv string, rate int, dur time.Dur
 // maxRate probes rising rates for 5 s each, then confirms the best over
 // `hold` with zero failed calls (stepping down if the long run fails).
 func maxRate(b *testing.B, target, scenario, csv string, hold time.Duration) int {
-	rates := []int{250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000}
+	rates := []int{250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 16000}
 	best := -1
 	for i, r := range rates {
 		if !sippLoad(b, target, scenario, csv, r, 5*time.Second) {
@@ -177,6 +177,7 @@ func BenchmarkRegister(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nw.Close()
+	waitDHTRefresh(nw, 10)
 	authAddr, openAddr := nw.Node(0).SIPAddr(), nw.Node(2).SIPAddr()
 	noauth, _ := filepath.Abs("testdata/sipp/load_register.xml")
 	withauth, _ := filepath.Abs("testdata/sipp/load_register_auth.xml")

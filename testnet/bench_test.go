@@ -139,22 +139,8 @@ func BenchmarkOverlay100(b *testing.B) {
 			b.Fatal(err)
 		}
 		startDur := time.Since(t0)
-		// Measure in steady state: wait until every node's kad-dht has
-		// refreshed its routing table (its start-up refresh would otherwise
-		// land inside the measurements, to kad-dht's disadvantage).
 		refreshStart := time.Now()
-		var rwg sync.WaitGroup
-		for i := 0; i < nodes; i++ {
-			rwg.Add(1)
-			go func(i int) {
-				defer rwg.Done()
-				select {
-				case <-nw.Node(i).Overlay().DHT().RefreshRoutingTable():
-				case <-time.After(2 * time.Minute):
-				}
-			}(i)
-		}
-		rwg.Wait()
+		waitDHTRefresh(nw, nodes)
 		refreshDur := time.Since(refreshStart)
 		time.Sleep(time.Second)
 		runtime.GC()
@@ -229,6 +215,24 @@ func BenchmarkOverlay100(b *testing.B) {
 			ratio(lspGet.p(.5), kadGet.p(.5)), ratio(lspGet.p(.99), kadGet.p(.99)), ms(kadGetQ2.p(.5)), ratio(lspGet.p(.5), kadGetQ2.p(.5)),
 			lspPub.errs+lspGet.errs+kadPut.errs+kadGet.errs+kadGetQ2.errs)
 	}
+}
+
+// waitDHTRefresh waits until every node's kad-dht has refreshed its routing
+// table, so measurements run in steady state (the start-up refresh of many
+// hosts would otherwise land inside them).
+func waitDHTRefresh(nw *testnet.Network, nodes int) {
+	var wg sync.WaitGroup
+	for i := 0; i < nodes; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			select {
+			case <-nw.Node(i).Overlay().DHT().RefreshRoutingTable():
+			case <-time.After(2 * time.Minute):
+			}
+		}(i)
+	}
+	wg.Wait()
 }
 
 // rng2 maps operation i onto the keys written (deterministic spread).
