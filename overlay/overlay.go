@@ -140,7 +140,17 @@ func limitsFor(maxConns, maxFDs int) rcmgr.ConcreteLimitConfig {
 	conns := rcmgr.LimitVal(2 * maxConns)
 	scope := rcmgr.ResourceLimits{Conns: conns, ConnsInbound: conns, ConnsOutbound: conns,
 		FD: rcmgr.LimitVal(max(maxFDs, 2*maxConns+64))}
-	partial := rcmgr.PartialLimitConfig{System: scope, Transient: scope}
+	// Streams: a replica serves many concurrent requests per peer on the
+	// overlay's own protocols, which fall under the default protocol and
+	// peer scopes; their defaults reset streams under REGISTER load
+	// (StreamResourceLimitExceeded). Per-peer request rate limits belong
+	// to the protocols themselves.
+	streams := rcmgr.ResourceLimits{Streams: 1024, StreamsInbound: 1024, StreamsOutbound: 1024}
+	system := scope
+	system.Streams, system.StreamsInbound, system.StreamsOutbound = 16384, 16384, 16384
+	partial := rcmgr.PartialLimitConfig{System: system, Transient: scope,
+		ProtocolDefault:     rcmgr.ResourceLimits{Streams: 8192, StreamsInbound: 8192, StreamsOutbound: 8192},
+		ProtocolPeerDefault: streams, PeerDefault: streams}
 	return partial.Build(limits.Scale(256<<20, maxFDs))
 }
 
