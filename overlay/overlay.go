@@ -145,12 +145,20 @@ func limitsFor(maxConns, maxFDs int) rcmgr.ConcreteLimitConfig {
 	// peer scopes; their defaults reset streams under REGISTER load
 	// (StreamResourceLimitExceeded). Per-peer request rate limits belong
 	// to the protocols themselves.
-	streams := rcmgr.ResourceLimits{Streams: 1024, StreamsInbound: 1024, StreamsOutbound: 1024}
+	// Memory grows with them: yamux reserves each stream's receive window
+	// from the resource manager and, when a reservation fails, tears down
+	// the whole connection. These are caps, not allocations.
+	const mib = 1 << 20
+	streams := rcmgr.ResourceLimits{Streams: 1024, StreamsInbound: 1024, StreamsOutbound: 1024, Memory: 256 * mib}
 	system := scope
 	system.Streams, system.StreamsInbound, system.StreamsOutbound = 16384, 16384, 16384
-	partial := rcmgr.PartialLimitConfig{System: system, Transient: scope,
-		ProtocolDefault:     rcmgr.ResourceLimits{Streams: 8192, StreamsInbound: 8192, StreamsOutbound: 8192},
-		ProtocolPeerDefault: streams, PeerDefault: streams}
+	system.Memory = 2048 * mib
+	transient := scope
+	transient.Memory = 256 * mib
+	partial := rcmgr.PartialLimitConfig{System: system, Transient: transient,
+		ProtocolDefault:     rcmgr.ResourceLimits{Streams: 8192, StreamsInbound: 8192, StreamsOutbound: 8192, Memory: 1024 * mib},
+		ProtocolPeerDefault: streams, PeerDefault: streams,
+		Conn: rcmgr.ResourceLimits{Memory: 256 * mib}}
 	return partial.Build(limits.Scale(256<<20, maxFDs))
 }
 

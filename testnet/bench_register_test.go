@@ -3,6 +3,7 @@ package testnet_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -28,9 +29,13 @@ func sippLoad(b *testing.B, target, scenario, csv string, rate int, dur time.Dur
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sipp", target, "-sf", scenario, "-inf", csv, "-r", fmt.Sprint(rate), "-m", fmt.Sprint(calls),
 		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(b)), "-auth_uri", "a.example", "-buff_size", "4194304",
-		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30))
+		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30), "-trace_err", "-error_file", "errors.log")
 	cmd.Dir = b.TempDir()
-	err := cmd.Run()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		errs, _ := os.ReadFile(filepath.Join(cmd.Dir, "errors.log"))
+		b.Logf("sipp at %d/s for %v against %s failed: %v\n%s\nwhy: %s", rate, dur, target, err, tail(out), failureKinds(errs))
+	}
 	return err == nil
 }
 
@@ -163,7 +168,16 @@ func BenchmarkRegister(b *testing.B) {
 	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(), Tweak: func(c *node.Config) {
+	log := quiet()
+	if path := os.Getenv("LSNODE_BENCH_LOG"); path != "" { // warnings of every node, for diagnosis
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: log, Tweak: func(c *node.Config) {
 		fastGossip(c)
 		c.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"} // sipp speaks MD5 only
 		switch c.Name {
@@ -186,6 +200,9 @@ func BenchmarkRegister(b *testing.B) {
 	ours := map[bool]int{false: maxRate(b, openAddr, noauth, csvPath, hold), true: maxRate(b, authAddr, withauth, csvPath, hold)}
 	kam := map[bool]int{}
 	for _, auth := range []bool{false, true} {
+		if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") != "" {
+			break
+		}
 		addr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
 		k := startKamailio(b, addr, auth)
 		scen := noauth
@@ -203,4 +220,23 @@ func BenchmarkRegister(b *testing.B) {
 		"REGISTER->visible from b.example p50 %s p99 %s (%d errors of %d)\n",
 		hold, ours[false], kam[false], ratio(ours[false], kam[false]), ours[true], kam[true], ratio(ours[true], kam[true]),
 		ms(vis.p(0.5)), ms(vis.p(0.99)), vis.errs, len(vis.seq)+vis.errs)
+}
+
+// failureKinds summarises a sipp error file: unexpected responses by status
+// line, and other events by their first words.
+func failureKinds(errs []byte) string {
+	counts := map[string]int{}
+	for _, line := range strings.Split(string(errs), "\n") {
+		switch {
+		case strings.Contains(line, "Dead call"):
+			continue // late answers to calls already counted
+		case strings.Contains(line, "Aborting call"), strings.Contains(line, "timeout"), strings.Contains(line, "Timeout"):
+			if i := strings.Index(line, "received '"); i >= 0 {
+				counts[strings.SplitN(line[i+10:], "\r", 2)[0]]++
+			} else {
+				counts[line[min(len(line), strings.LastIndex(line, ": ")+2):]]++
+			}
+		}
+	}
+	return fmt.Sprint(counts)
 }
