@@ -65,6 +65,9 @@ func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *messa
 	for attempt := 0; ; attempt++ {
 		ps, reused, err := c.get(ctx, p, proto)
 		if err != nil {
+			if ctx.Err() != nil { // slow, not unreachable: our deadline ran out
+				return nil, fmt.Errorf("lsp: %s: open stream: %w", p, ctx.Err())
+			}
 			return nil, fmt.Errorf("%w %s: %v", errDial, p, err)
 		}
 		reply, err := c.roundTrip(ctx, ps, b)

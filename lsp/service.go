@@ -318,7 +318,10 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 	}
 	send(plan)
 	var lastErr error
-	fellBack := false
+	// The iterative fallback is for replicas that cannot be reached (left,
+	// crashed, stale view). It is not for slow ones: under overload a DHT
+	// walk per request only adds load.
+	fellBack, unreachable := false, false
 	for {
 		done := true
 		for aor := range byAOR {
@@ -332,7 +335,7 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 			return nil
 		}
 		if inflight == 0 {
-			if fellBack {
+			if fellBack || !unreachable {
 				break
 			}
 			fellBack = true
@@ -365,6 +368,7 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 			inflight--
 			if r.err != nil {
 				lastErr = r.err
+				unreachable = unreachable || errors.Is(r.err, errDial)
 				if errors.Is(r.err, ErrForbidden) || errors.Is(r.err, ErrInvalid) || errors.Is(r.err, ErrMalformed) || errors.Is(r.err, ErrTooLarge) {
 					go drain(results, inflight)
 					return r.err // the write itself is refused: no other replica will take it
@@ -472,10 +476,10 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 	chains := map[[32]byte][][]byte{}
 	var answers []fetchResult
 	var lastErr error
-	fellBack := false
+	fellBack, unreachable := false, false // see put
 	for len(answers) < need {
 		if inflight == 0 {
-			if fellBack {
+			if fellBack || !unreachable {
 				break
 			}
 			fellBack = true
@@ -494,6 +498,7 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 			inflight--
 			if res.err != nil {
 				lastErr = res.err
+				unreachable = unreachable || errors.Is(res.err, errDial)
 				continue
 			}
 			answers = append(answers, res)
