@@ -77,24 +77,23 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = Stateless
 	}
-	r := &Registrar{cfg: cfg}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Logger = cfg.Logger.With("component", "registrar", "domain", cfg.Domain)
+	r := &Registrar{}
+	if cfg.Mode == Stateless || cfg.Mode == Hybrid {
+		if cfg.Location == nil {
+			return nil, fmt.Errorf("%w: %s mode needs a location service", ErrConfig, cfg.Mode)
+		}
+	}
 	switch cfg.Mode {
 	case Stateless:
-		if cfg.Location == nil {
-			return nil, fmt.Errorf("%w: stateless mode needs a location service", ErrConfig)
-		}
 		r.loc = cfg.Location
 	case Local:
 		r.loc = newLocalStore()
 	case Hybrid:
-		if cfg.Location == nil {
-			return nil, fmt.Errorf("%w: hybrid mode needs a location service", ErrConfig)
-		}
-		log := cfg.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		r.loc = &hybrid{overlay: cfg.Location, local: newLocalStore(), log: log.Warn}
+		r.loc = &hybrid{overlay: cfg.Location, local: newLocalStore(), log: cfg.Logger.Warn}
 	default:
 		return nil, fmt.Errorf("%w: mode %q (want stateless, local or hybrid)", ErrConfig, cfg.Mode)
 	}
@@ -119,10 +118,6 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("%w: min expires above max expires", ErrConfig)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	cfg.Logger = cfg.Logger.With("component", "registrar", "domain", cfg.Domain)
 	if cfg.Users != nil {
 		if len(cfg.NonceSecret) < 16 {
 			return nil, fmt.Errorf("%w: nonce secret shorter than 16 bytes", ErrConfig)
