@@ -50,6 +50,15 @@ func (c *clock) next(min time.Time) time.Time {
 
 // prepare builds signed entries for aor from bindings.
 func prepare(cred *Credential, clk *clock, aor string, bs []Binding) ([]*entry, error) {
+	es, err := build(cred, clk, aor, bs)
+	if err != nil {
+		return nil, err
+	}
+	return es, cred.sign(es)
+}
+
+// build checks bindings and turns them into unsigned entries of aor.
+func build(cred *Credential, clk *clock, aor string, bs []Binding) ([]*entry, error) {
 	if cred == nil {
 		return nil, ErrNoCredential
 	}
@@ -85,7 +94,7 @@ func prepare(cred *Credential, clk *clock, aor string, bs []Binding) ([]*entry, 
 		}
 		es[i] = &entry{AOR: canon, B: b}
 	}
-	return es, cred.sign(es)
+	return es, nil
 }
 
 // tombstones builds signed removals of the current entries matching ids.

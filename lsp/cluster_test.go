@@ -171,6 +171,9 @@ func TestForgedWritesRefused(t *testing.T) {
 		{"certificate for another domain", &message{Type: msgStore, Entries: []*entry{cross}, Certs: atlanta.Chain}, nil, ErrForbidden},
 		{"untrusted CA", &message{Type: msgStore, Entries: []*entry{untrusted}, Certs: rogue.Chain}, nil, ErrForbidden},
 		{"one forged entry spoils the batch", &message{Type: msgStore, Entries: []*entry{valid, &badSig}, Certs: biloxi.Chain}, nil, ErrForbidden},
+		{"bad signature in a REGISTER", &message{Type: msgRegister, Entries: []*entry{valid, &badSig}, Certs: biloxi.Chain}, nil, ErrForbidden},
+		{"REGISTER for another domain", &message{Type: msgRegister, Entries: []*entry{cross}, Certs: atlanta.Chain}, nil, ErrForbidden},
+		{"empty REGISTER", &message{Type: msgRegister}, nil, ErrMalformed},
 		{"truncated", nil, store[:len(store)-7], ErrMalformed},
 		{"oversized", nil, make([]byte, DefaultMaxMessage+1), ErrTooLarge},
 	}

@@ -20,6 +20,9 @@ var (
 	ErrUnavailable = errors.New("lsp: replicas unavailable")
 	// ErrRemote: the remote side failed for a reason of its own.
 	ErrRemote = errors.New("lsp: remote error")
+	// ErrOutOfOrder: a replica holds the same binding from the same Call-ID
+	// with an equal or higher CSeq (RFC 3261 §10.3 step 7).
+	ErrOutOfOrder = errors.New("lsp: request out of order")
 	// ErrClosed: the service is closed.
 	ErrClosed = errors.New("lsp: closed")
 )
@@ -30,6 +33,7 @@ const (
 	statusMalformed   = 400
 	statusForbidden   = 403
 	statusTooLarge    = 413
+	statusConflict    = 409
 	statusInvalid     = 422
 	statusInternal    = 500
 	statusUnavailable = 503
@@ -47,6 +51,8 @@ func statusOf(err error) uint64 {
 		return statusTooLarge
 	case errors.Is(err, ErrInvalid):
 		return statusInvalid
+	case errors.Is(err, ErrOutOfOrder):
+		return statusConflict
 	case errors.Is(err, ErrUnavailable):
 		return statusUnavailable
 	}
@@ -63,6 +69,8 @@ func errOfStatus(code uint64) error {
 		return ErrTooLarge
 	case statusInvalid:
 		return ErrInvalid
+	case statusConflict:
+		return ErrOutOfOrder
 	case statusUnavailable:
 		return ErrUnavailable
 	}

@@ -113,6 +113,9 @@ type Service struct {
 
 	mu      sync.Mutex
 	serving map[network.Stream]struct{} // reset on Close
+
+	regq     chan *regReq  // registrations waiting for a batch
+	regSlots chan struct{} // batches in flight
 }
 
 // New starts the location service on cfg.Overlay: it loads the persisted
@@ -131,6 +134,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),
 		clientProto: cfg.Overlay.Protocol("client", "1.0.0"),
 		serving:     map[network.Stream]struct{}{},
+		regq:        make(chan *regReq, regQueue),
+		regSlots:    make(chan struct{}, regPipeline),
 	}
 	n, err := s.store.load(ctx, time.Now())
 	if err != nil {
@@ -149,6 +154,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	})
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.maintain() }()
+	if cfg.Credential != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.batchLoop() }()
+	}
 	return s, nil
 }
 
@@ -608,6 +617,8 @@ func (s *Service) handleReplica(ctx context.Context, from peer.ID, m *message) *
 			return errorReply(err)
 		}
 		return &message{Type: msgReply, Count: uint64(n)}
+	case msgRegister:
+		return s.handleRegister(ctx, m)
 	case msgFetch:
 		reply := &message{Type: msgReply}
 		chains := map[[32]byte][][]byte{}

@@ -96,13 +96,49 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 // apply merges verified entries (with their chains) and returns how many
 // changed the store. placement computes the closest set of a new record.
 func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
-	changed := map[string]*record{}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applyLocked(ctx, es, chains, placement)
+}
+
+// applyIf is apply with RFC 3261 §10.3 step 7 checked per AOR at the replica:
+// an AOR is refused, and none of its entries applied, when its record holds
+// the same binding from the same Call-ID with an equal or higher CSeq. An
+// identical entry is no conflict, so a retried request is idempotent. It
+// returns the refused AORs.
+func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (map[string]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	refused := map[string]bool{}
+	for _, e := range es {
+		rec := s.recs[e.AOR]
+		if rec == nil || refused[e.AOR] {
+			continue
+		}
+		old := rec.entries[e.B.ID()]
+		if old != nil && old.leaf != e.leaf && old.B.CallID == e.B.CallID && old.B.CSeq >= e.B.CSeq {
+			refused[e.AOR] = true
+		}
+	}
+	if len(refused) > 0 {
+		kept := make([]*entry, 0, len(es))
+		for _, e := range es {
+			if !refused[e.AOR] {
+				kept = append(kept, e)
+			}
+		}
+		es = kept
+	}
+	_, err := s.applyLocked(ctx, es, chains, placement)
+	return refused, err
+}
+
+func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
+	changed := map[string]*record{}
 	for fp, c := range chains {
 		if _, ok := s.certs[fp]; !ok {
 			s.certs[fp] = c
 			if err := s.ds.Put(ctx, certKey(fp), joinFrames(c)); err != nil {
-				s.mu.Unlock()
 				return 0, fmt.Errorf("lsp: store certificate: %w", err)
 			}
 		}
@@ -125,15 +161,10 @@ func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]
 		changed[e.AOR] = rec
 		n++
 	}
-	var err error
 	for aor, rec := range changed {
-		if err = s.ds.Put(ctx, recordKey(aor), rec.encode()); err != nil {
-			break
+		if err := s.ds.Put(ctx, recordKey(aor), rec.encode()); err != nil {
+			return n, fmt.Errorf("lsp: persist record: %w", err)
 		}
-	}
-	s.mu.Unlock()
-	if err != nil {
-		return n, fmt.Errorf("lsp: persist record: %w", err)
 	}
 	return n, nil
 }

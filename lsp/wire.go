@@ -14,8 +14,10 @@ import (
 //
 //	message  {1: version=1, 2: type, 3: status, 4: error, 5: repeated cert DER,
 //	          6: repeated entry, 7: repeated aor, 8: count}
-//	types    1 STORE, 2 FETCH (replica protocol); 3 PUT, 4 GET, 6 INFO (client
-//	         protocol); 5 REPLY (status, error text, entries, certs, count)
+//	types    1 STORE, 2 FETCH, 7 REGISTER (replica protocol); 3 PUT, 4 GET,
+//	         6 INFO (client protocol); 5 REPLY (status, error text, entries,
+//	         certs, count; to a REGISTER: the records of the accepted AORs
+//	         and, as aors, the AORs refused as out of order)
 //	entry    {1: signed content (bytes), 2: cert fingerprint, 3: signature,
 //	          4: repeated merkle sibling, 5: leaf index}
 //	content  {1: aor, 2: contact, 3: expires unix ms, 4: q×1000, 5: instance,
@@ -34,7 +36,8 @@ const (
 	msgPut                      // client: publish entries (node replicates)
 	msgGet                      // client: merged read of AORs
 	msgReply
-	msgInfo // client: overlay size estimate (reply Count)
+	msgInfo     // client: overlay size estimate (reply Count)
+	msgRegister // replica: conditional store; reply carries the AORs' records
 )
 
 // Limits applied while decoding, before anything is allocated for a field.
@@ -133,7 +136,7 @@ func decodeMessage(b []byte) (*message, error) {
 	if version != wireVersion {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, version)
 	}
-	if m.Type < msgStore || m.Type > msgInfo {
+	if m.Type < msgStore || m.Type > msgRegister {
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, m.Type)
 	}
 	return m, nil

@@ -29,6 +29,10 @@ func (s *localStore) Publish(_ context.Context, aor string, bs ...lsp.Binding) e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.publishLocked(canon, bs)
+}
+
+func (s *localStore) publishLocked(canon string, bs []lsp.Binding) error {
 	s.expireLocked(canon, time.Now())
 	m := s.aors[canon]
 	if m == nil {
@@ -45,6 +49,31 @@ func (s *localStore) Publish(_ context.Context, aor string, bs ...lsp.Binding) e
 		m[b.ID()] = b
 	}
 	return nil
+}
+
+// Register implements lsp.Registry: the Call-ID/CSeq check and the write
+// under one lock.
+func (s *localStore) Register(ctx context.Context, aor string, bs ...lsp.Binding) ([]lsp.Binding, error) {
+	canon, err := lsp.Canonical(aor)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(canon, time.Now())
+	for _, b := range bs {
+		if old, ok := s.aors[canon][b.ID()]; ok && old.CallID == b.CallID && old.CSeq >= b.CSeq {
+			return nil, lsp.ErrOutOfOrder
+		}
+	}
+	if err := s.publishLocked(canon, bs); err != nil {
+		return nil, err
+	}
+	out := []lsp.Binding{}
+	for _, b := range s.aors[canon] {
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 func (s *localStore) Lookup(_ context.Context, aor string) ([]lsp.Binding, error) {
@@ -120,4 +149,22 @@ func (h *hybrid) Lookup(ctx context.Context, aor string) ([]lsp.Binding, error) 
 	}
 	h.log("overlay unavailable, answering from the local mirror", "aor", aor, "err", err)
 	return h.local.Lookup(ctx, aor)
+}
+
+// hybridRegistry is hybrid over a location service with one-round-trip
+// registration.
+type hybridRegistry struct {
+	*hybrid
+	reg lsp.Registry
+}
+
+func (h *hybridRegistry) Register(ctx context.Context, aor string, bs ...lsp.Binding) ([]lsp.Binding, error) {
+	final, err := h.reg.Register(ctx, aor, bs...)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.local.Publish(ctx, aor, bs...); err != nil {
+		h.log("local mirror refused a binding", "aor", aor, "err", err)
+	}
+	return final, nil
 }

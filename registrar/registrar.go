@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -56,6 +57,10 @@ type Config struct {
 	RetryAfter time.Duration
 	// Timeout bounds the location-service calls of one REGISTER. Default 5s.
 	Timeout time.Duration
+	// MaxInFlight bounds the REGISTERs waiting on the location service;
+	// beyond it a REGISTER gets 503 with Retry-After at once, so overload
+	// sheds instead of piling up timeouts. Default 2048.
+	MaxInFlight int
 	// Logger; default slog.Default(). Tagged component=registrar.
 	Logger *slog.Logger
 }
@@ -66,6 +71,8 @@ type Registrar struct {
 	loc    lsp.LocationService
 	users  map[string]*UserHash
 	nonces *nonces
+
+	inflight atomic.Int64 // REGISTERs waiting on the location service
 }
 
 // New validates cfg and returns a registrar.
@@ -93,7 +100,11 @@ func New(cfg Config) (*Registrar, error) {
 	case Local:
 		r.loc = newLocalStore()
 	case Hybrid:
-		r.loc = &hybrid{overlay: cfg.Location, local: newLocalStore(), log: cfg.Logger.Warn}
+		h := &hybrid{overlay: cfg.Location, local: newLocalStore(), log: cfg.Logger.Warn}
+		r.loc = h
+		if reg, ok := cfg.Location.(lsp.Registry); ok {
+			r.loc = &hybridRegistry{hybrid: h, reg: reg}
+		}
 	default:
 		return nil, fmt.Errorf("%w: mode %q (want stateless, local or hybrid)", ErrConfig, cfg.Mode)
 	}
@@ -114,6 +125,9 @@ func New(cfg Config) (*Registrar, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 2048
 	}
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("%w: min expires above max expires", ErrConfig)
@@ -192,6 +206,29 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
+	if n := r.inflight.Add(1); n > int64(r.cfg.MaxInFlight) {
+		r.inflight.Add(-1)
+		return r.unavailable(req, "Overloaded")
+	}
+	defer r.inflight.Add(-1)
+	now := time.Now()
+	path := headerValues(req, "Path")
+	if reg, ok := r.loc.(lsp.Registry); ok && !wildcard && len(contacts) > 0 && !slices.ContainsFunc(contacts, func(c contact) bool { return c.expires == 0 }) {
+		// The common case in one round trip: the replicas apply the
+		// Call-ID/CSeq rule and answer with the AOR's merged bindings.
+		publish := make([]lsp.Binding, len(contacts))
+		for i, c := range contacts {
+			publish[i] = r.binding(c, now, callID.Value(), cseq.SeqNo, path, source)
+		}
+		final, err := reg.Register(ctx, aor, publish...)
+		if errors.Is(err, lsp.ErrOutOfOrder) {
+			return status(req, 500, "Request out of order")
+		}
+		if err != nil {
+			return r.failed(req, "register", err)
+		}
+		return r.ok(req, final)
+	}
 	current, err := r.loc.Lookup(ctx, aor)
 	if err != nil {
 		return r.failed(req, "lookup", err)
@@ -218,23 +255,18 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	for _, b := range current {
 		byID[b.ID()] = b
 	}
-	now := time.Now()
 	var publish []lsp.Binding
 	var remove []string
-	path := headerValues(req, "Path")
 	for _, c := range contacts {
-		b := c.binding
-		if old, ok := byID[b.ID()]; ok && old.CallID == callID.Value() && old.CSeq >= cseq.SeqNo {
+		id := c.binding.ID()
+		if old, ok := byID[id]; ok && old.CallID == callID.Value() && old.CSeq >= cseq.SeqNo {
 			return status(req, 500, "Request out of order")
 		}
 		if c.expires == 0 {
-			remove = append(remove, b.ID())
+			remove = append(remove, id)
 			continue
 		}
-		b.Expires = now.Add(c.expires)
-		b.CallID, b.CSeq, b.Path = callID.Value(), cseq.SeqNo, path
-		b.Received = source
-		publish = append(publish, b)
+		publish = append(publish, r.binding(c, now, callID.Value(), cseq.SeqNo, path, source))
 	}
 	if len(publish) > 0 {
 		if err := r.loc.Publish(ctx, aor, publish...); err != nil {
@@ -254,6 +286,15 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 		return r.failed(req, "lookup", err)
 	}
 	return r.ok(req, final)
+}
+
+// binding completes a parsed contact into the binding to store.
+func (r *Registrar) binding(c contact, now time.Time, callID string, cseq uint32, path []string, source string) lsp.Binding {
+	b := c.binding
+	b.Expires = now.Add(c.expires)
+	b.CallID, b.CSeq, b.Path = callID, cseq, path
+	b.Received = source
+	return b
 }
 
 // supported extensions (Require option tags).
@@ -278,13 +319,18 @@ func (r *Registrar) failed(req *sip.Request, op string, err error) *sip.Response
 	r.cfg.Logger.Warn("location service failed", "op", op, "err", err)
 	switch {
 	case errors.Is(err, lsp.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, lsp.ErrClosed):
-		res := status(req, 503, "Location service unavailable")
-		res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds()))))
-		return res
+		return r.unavailable(req, "Location service unavailable")
 	case errors.Is(err, lsp.ErrInvalid), errors.Is(err, lsp.ErrTooLarge), errors.Is(err, lsp.ErrBadAOR):
 		return status(req, 400, "Binding refused: "+firstLine(err))
 	}
 	return status(req, 500, "Location service error")
+}
+
+// unavailable is 503 with Retry-After (RFC 3261 §21.5.4).
+func (r *Registrar) unavailable(req *sip.Request, reason string) *sip.Response {
+	res := status(req, 503, reason)
+	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds()))))
+	return res
 }
 
 func firstLine(err error) string {

@@ -1,0 +1,166 @@
+package lsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func reg(contact string, callID string, cseq uint32) Binding {
+	b := binding(contact, time.Hour)
+	b.CallID, b.CSeq = callID, cseq
+	return b
+}
+
+// TestRegister: two front-ends of one domain register two devices of one AOR;
+// each answer lists what the quorum holds, the other front-end's write
+// included, and an older CSeq of the same Call-ID is refused everywhere.
+func TestRegister(t *testing.T) {
+	ca := newTestCA(t)
+	fe1 := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	fe2 := ca.issue(t, []string{"biloxi.example"}, nil, true)
+	c := newCluster(t, 6, []*Credential{fe1, fe2}, ca)
+	ctx := context.Background()
+	aor := "sip:bob@biloxi.example"
+
+	bs, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.1", "call-a", 1))
+	if err != nil || len(bs) != 1 || bs[0].Contact != "sip:bob@192.0.2.1" || bs[0].Signer != "biloxi.example" {
+		t.Fatalf("first register: %+v, %v", bs, err)
+	}
+	bs, err = c.svcs[1].Register(ctx, aor, reg("sip:bob@192.0.2.2", "call-b", 7))
+	if err != nil || len(bs) != 2 {
+		t.Fatalf("second front-end's register must list both devices: %+v, %v", bs, err)
+	}
+	// A delayed request of call-a (same CSeq, new content) loses.
+	late := reg("sip:bob@192.0.2.1", "call-a", 1)
+	late.Expires = time.Now().Add(10 * time.Minute)
+	if _, err := c.svcs[1].Register(ctx, aor, late); !errors.Is(err, ErrOutOfOrder) {
+		t.Fatalf("older CSeq: got %v, want ErrOutOfOrder", err)
+	}
+	for i := range c.svcs {
+		bs, err := c.svcs[i].Lookup(ctx, aor)
+		if err != nil || len(bs) != 2 {
+			t.Fatalf("node %d: %+v, %v", i, bs, err)
+		}
+		for _, b := range bs {
+			if b.Contact == "sip:bob@192.0.2.1" && time.Until(b.Expires) < 50*time.Minute {
+				t.Fatalf("node %d: the refused refresh changed the binding: %v", i, b.Expires)
+			}
+		}
+	}
+	// The next CSeq refreshes; a new Call-ID (a rebooted UA) may start low.
+	if bs, err = c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.1", "call-a", 2)); err != nil || len(bs) != 2 {
+		t.Fatalf("refresh: %+v, %v", bs, err)
+	}
+	if bs, err = c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.2", "call-c", 1)); err != nil || len(bs) != 2 {
+		t.Fatalf("new Call-ID: %+v, %v", bs, err)
+	}
+	if _, err := c.svcs[3].Register(ctx, aor, reg("sip:x@y", "c", 1)); !errors.Is(err, ErrNoCredential) {
+		t.Fatalf("overlay-only node registered: %v", err)
+	}
+}
+
+// TestRegisterIdempotent: the same REGISTER message delivered twice (a retry
+// after a lost reply) is accepted both times and changes nothing the second.
+func TestRegisterIdempotent(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	aor := "sip:bob@biloxi.example"
+	m := &message{Type: msgRegister, Entries: signed(t, biloxi, aor, reg("sip:bob@192.0.2.1", "c", 3)), Certs: biloxi.Chain}
+	p := c.ovs[0].Closest(Key(aor), 3)[0]
+	from := 1
+	if c.ovs[1].ID() == p {
+		from = 2
+	}
+	for i := 0; i < 2; i++ {
+		reply, err := c.raw(from, p, m)
+		if err != nil || len(reply.AORs) != 0 || len(reply.Entries) != 1 {
+			t.Fatalf("delivery %d: %+v, %v", i, reply, err)
+		}
+	}
+}
+
+// TestRegisterConcurrent drives many registrations at once, so they are
+// coalesced into batches, and checks every AOR got exactly its own binding.
+func TestRegisterConcurrent(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 8, []*Credential{biloxi}, ca)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			aor := fmt.Sprintf("sip:u%d@biloxi.example", i)
+			contact := fmt.Sprintf("sip:u%d@192.0.2.%d", i, i%250+1)
+			bs, err := c.svcs[0].Register(ctx, aor, reg(contact, "c", 1))
+			if err == nil && !hasContact(bs, contact) {
+				err = fmt.Errorf("%s: answer %+v", aor, bs)
+			}
+			errs <- err
+		}()
+		if i%20 == 0 { // a second device of the same AOR at the same moment
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				aor := fmt.Sprintf("sip:u%d@biloxi.example", i)
+				bs, err := c.svcs[0].Register(ctx, aor, reg("sip:second@192.0.2.254", "d", 1))
+				if err == nil && !hasContact(bs, "sip:second@192.0.2.254") {
+					err = fmt.Errorf("%s second device: answer %+v", aor, bs)
+				}
+				errs <- err
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i += 5 {
+		aor := fmt.Sprintf("sip:u%d@biloxi.example", i)
+		bs, err := c.svcs[7].Lookup(ctx, aor)
+		want := 1
+		if i%20 == 0 {
+			want = 2
+		}
+		if err != nil || len(bs) != want || !hasContact(bs, fmt.Sprintf("sip:u%d@192.0.2.%d", i, i%250+1)) {
+			t.Fatalf("%s from node 7: %+v, %v", aor, bs, err)
+		}
+	}
+}
+
+// TestRegisterUnavailable: with W replicas crashed the registration fails
+// with ErrUnavailable instead of claiming success.
+func TestRegisterUnavailable(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	for i := 1; i < 4; i++ {
+		c.ovs[i].Host().Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.svcs[0].Register(ctx, "sip:bob@biloxi.example", reg("sip:bob@h", "c", 1)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+}
+
+func hasContact(bs []Binding, contact string) bool {
+	for _, b := range bs {
+		if b.Contact == contact {
+			return true
+		}
+	}
+	return false
+}
