@@ -5,7 +5,7 @@
 // wins, tombstones for removals), the replica store, and both faces of the
 // protocol as libp2p stream protocols:
 //
-//	/lsp/<overlay>/store/1.0.0   replica ↔ replica (STORE, FETCH)
+//	/lsp/<overlay>/store/1.0.0   replica ↔ replica (STORE, FETCH, REGISTER)
 //	/lsp/<overlay>/client/1.0.0  registrar/proxy ↔ location service (PUT, GET)
 //
 // Every write is signed with the domain's credential: an X.509 certificate
@@ -15,5 +15,9 @@
 // and cache verified roots and certificate chains by fingerprint.
 //
 // The registrar/proxy-facing API is LocationService, implemented in-process by
-// Service and remotely by Client.
+// Service and remotely by Client. Service also implements Registry: a
+// registrar's write in one round trip (REGISTER: replicas apply the RFC 3261
+// Call-ID/CSeq rule themselves and answer with the AOR's record), with
+// concurrent registrations coalesced into one signed batch and one message
+// per replica.
 package lsp

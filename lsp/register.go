@@ -25,12 +25,14 @@ var _ Registry = (*Service)(nil)
 // Registrations are coalesced: one goroutine signs everything queued under
 // one Merkle root and sends each replica one REGISTER message for all the
 // AORs it holds. Batches form by themselves under load, while up to
-// regPipeline earlier batches are in flight; a lone request goes at once.
+// regPipeline earlier batches are in flight (waiting up to regLinger to
+// fill); a lone request goes at once.
 const (
-	regQueue        = 4096 // queued registrations; beyond, Register sheds (ErrUnavailable)
-	regPipeline     = 8    // batches in flight at once
-	regBatchAORs    = 64   // AORs per batch (a reply carries each one's record)
-	regBatchEntries = 512  // entries per batch
+	regQueue        = 4096             // queued registrations; beyond, Register sheds (ErrUnavailable)
+	regPipeline     = 8                // batches in flight at once
+	regBatchAORs    = 64               // AORs per batch (a reply carries each one's record)
+	regBatchEntries = 512              // entries per batch
+	regLinger       = time.Millisecond // how long a batch waits to fill while another is in flight
 )
 
 type regReq struct {
@@ -113,7 +115,27 @@ func (s *Service) batchLoop() {
 				break drain
 			}
 		}
+		if len(batch) < regBatchAORs && len(s.regSlots) > 1 {
+			// Under load (another batch in flight) wait a moment for more:
+			// every batch costs each replica a signature verification.
+			linger := time.NewTimer(regLinger)
+		wait:
+			for len(batch) < regBatchAORs && len(next) < regBatchAORs {
+				select {
+				case r := <-s.regq:
+					fill(r)
+				case <-linger.C:
+					break wait
+				case <-s.ctx.Done():
+					linger.Stop()
+					return
+				}
+			}
+			linger.Stop()
+		}
 		carry = next
+		s.regBatches.Add(1)
+		s.regRequests.Add(int64(len(batch)))
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -373,4 +395,10 @@ func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 	}
 	reply.Certs = flatten(held)
 	return reply
+}
+
+// RegisterStats reports how many registrations Register has sent and in how
+// many batches.
+func (s *Service) RegisterStats() (registrations, batches int64) {
+	return s.regRequests.Load(), s.regBatches.Load()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -116,6 +117,8 @@ type Service struct {
 
 	regq     chan *regReq  // registrations waiting for a batch
 	regSlots chan struct{} // batches in flight
+
+	regBatches, regRequests atomic.Int64
 }
 
 // New starts the location service on cfg.Overlay: it loads the persisted

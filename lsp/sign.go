@@ -229,6 +229,34 @@ type chain struct {
 	leaf     *x509.Certificate
 	ders     [][]byte
 	notAfter time.Time
+
+	mu      sync.Mutex
+	domains map[string]bool // domains the leaf's DNS SANs were found to cover
+}
+
+// maxCachedDomains bounds a chain's domain cache (a wildcard SAN covers any
+// number of names).
+const maxCachedDomains = 1024
+
+// authorizes is authorizes(c.leaf, aor) with DNS matches cached per domain.
+func (c *chain) authorizes(aor string) bool {
+	d := Domain(aor)
+	c.mu.Lock()
+	ok := c.domains[d]
+	c.mu.Unlock()
+	if ok {
+		return true
+	}
+	if d != "" && len(c.leaf.DNSNames) > 0 && c.leaf.VerifyHostname(d) == nil {
+		c.mu.Lock()
+		if c.domains == nil || len(c.domains) >= maxCachedDomains {
+			c.domains = map[string]bool{}
+		}
+		c.domains[d] = true
+		c.mu.Unlock()
+		return true
+	}
+	return authorizes(c.leaf, aor)
 }
 
 // NewVerifier returns a verifier for the given trust anchors. skew bounds how
@@ -316,7 +344,7 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !authorizes(c.leaf, e.AOR) {
+	if !c.authorizes(e.AOR) {
 		return nil, fmt.Errorf("%w: certificate %q does not cover %q", ErrForbidden, c.leaf.Subject.CommonName, e.AOR)
 	}
 	root := rootOf(e)
