@@ -87,6 +87,7 @@ type entry struct {
 
 	raw  []byte   // signed content as received or sealed
 	leaf [32]byte // hash of raw
+	wire []byte   // encoded entry, once signed or decoded
 }
 
 // newer reports whether e supersedes o: last writer wins by (timestamp,

@@ -152,6 +152,7 @@ func TestForgedWritesRefused(t *testing.T) {
 	badSig := *good
 	badSig.Sig = append([]byte{}, good.Sig...)
 	badSig.Sig[5] ^= 0x40
+	badSig.wire = nil // re-encode with the altered signature
 	cross := &entry{AOR: aor, B: binding("sip:mallory@203.0.113.9", time.Hour)}
 	cross.B.Timestamp = time.Now()
 	if err := atlanta.sign([]*entry{cross}); err != nil {

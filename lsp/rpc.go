@@ -3,6 +3,7 @@ package lsp
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -41,7 +42,7 @@ type pooled struct {
 	r *bufio.Reader
 }
 
-const maxIdlePerPeer = 8
+const maxIdlePerPeer = 32
 
 func newRPC(h host.Host, maxMsg int, timeout time.Duration) *rpc {
 	return &rpc{host: h, maxMsg: maxMsg, timeout: timeout, idle: map[poolKey][]*pooled{}}
@@ -58,9 +59,9 @@ func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *messa
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	b := req.encode()
-	if len(b) > c.maxMsg {
-		return nil, fmt.Errorf("%w: request of %d bytes", ErrTooLarge, len(b))
+	b := req.frame()
+	if n, _ := binary.Uvarint(b); n > uint64(c.maxMsg) {
+		return nil, fmt.Errorf("%w: request of %d bytes", ErrTooLarge, n)
 	}
 	for attempt := 0; ; attempt++ {
 		ps, reused, err := c.get(ctx, p, proto)
@@ -92,7 +93,7 @@ func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *messa
 func (c *rpc) roundTrip(ctx context.Context, ps *pooled, req []byte) (*message, error) {
 	dl, _ := ctx.Deadline()
 	_ = ps.s.SetDeadline(dl)
-	if err := overlay.WriteFrame(ps.s, req); err != nil {
+	if _, err := ps.s.Write(req); err != nil {
 		return nil, err
 	}
 	b, err := overlay.ReadFrame(ps.r, c.maxMsg)
@@ -166,7 +167,7 @@ func serve(ctx context.Context, s network.Stream, maxMsg int, handle func(contex
 			reply = handle(ctx, from, req)
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if err := overlay.WriteFrame(s, reply.encode()); err != nil {
+		if _, err := s.Write(reply.frame()); err != nil {
 			s.Reset()
 			return
 		}

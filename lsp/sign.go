@@ -131,6 +131,8 @@ func (c *Credential) sign(es []*entry) error {
 	}
 	for i, e := range es {
 		e.CertFP, e.Sig, e.Proof, e.Index = c.fp, sig, proofs[i], uint64(i)
+		e.wire = nil
+		e.wire = e.encode()
 	}
 	return nil
 }

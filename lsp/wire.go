@@ -1,7 +1,9 @@
 package lsp
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
@@ -63,7 +65,38 @@ type message struct {
 }
 
 func (m *message) encode() []byte {
-	var b []byte
+	b, start := m.appendFrame()
+	return b[start:]
+}
+
+// frame is encode with the varint length prefix of a stream frame, built in
+// one buffer.
+func (m *message) frame() []byte {
+	b, _ := m.appendFrame()
+	n := len(b) - binary.MaxVarintLen64
+	var pre [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(pre[:], uint64(n))
+	start := binary.MaxVarintLen64 - k
+	copy(b[start:], pre[:k])
+	return b[start:]
+}
+
+// appendFrame encodes m after binary.MaxVarintLen64 reserved bytes, into a
+// buffer sized once. It returns the buffer and where the message starts.
+func (m *message) appendFrame() ([]byte, int) {
+	entries := make([][]byte, len(m.Entries))
+	size := 4*binary.MaxVarintLen64 + len(m.Error) + binary.MaxVarintLen64
+	for i, e := range m.Entries {
+		entries[i] = e.encode()
+		size += len(entries[i]) + 1 + binary.MaxVarintLen64
+	}
+	for _, c := range m.Certs {
+		size += len(c) + 1 + binary.MaxVarintLen64
+	}
+	for _, a := range m.AORs {
+		size += len(a) + 1 + binary.MaxVarintLen64
+	}
+	b := make([]byte, binary.MaxVarintLen64, binary.MaxVarintLen64+size)
 	b = appendUint(b, 1, wireVersion)
 	b = appendUint(b, 2, uint64(m.Type))
 	if m.Status != 0 {
@@ -75,9 +108,8 @@ func (m *message) encode() []byte {
 	for _, c := range m.Certs {
 		b = appendBytes(b, 5, c)
 	}
-	for _, e := range m.Entries {
-		b = protowire.AppendTag(b, 6, protowire.BytesType)
-		b = protowire.AppendBytes(b, e.encode())
+	for _, raw := range entries {
+		b = appendBytes(b, 6, raw)
 	}
 	for _, a := range m.AORs {
 		b = appendString(b, 7, a)
@@ -85,7 +117,7 @@ func (m *message) encode() []byte {
 	if m.Count != 0 {
 		b = appendUint(b, 8, m.Count)
 	}
-	return b
+	return b, binary.MaxVarintLen64
 }
 
 func decodeMessage(b []byte) (*message, error) {
@@ -189,9 +221,15 @@ func leafHash(content []byte) [32]byte {
 func (e *entry) seal() {
 	e.raw = e.content()
 	e.leaf = leafHash(e.raw)
+	e.wire = nil
 }
 
+// encode returns the entry's wire form: cached for signed and decoded
+// entries (they are immutable), built otherwise.
 func (e *entry) encode() []byte {
+	if e.wire != nil {
+		return e.wire
+	}
 	if e.raw == nil {
 		e.seal()
 	}
@@ -209,8 +247,11 @@ func (e *entry) encode() []byte {
 	return b
 }
 
+// decodeEntry decodes one entry from a copy of b, so a stored entry keeps
+// its own bytes and not the whole message it came in.
 func decodeEntry(b []byte) (*entry, error) {
-	e := &entry{}
+	b = bytes.Clone(b)
+	e := &entry{wire: b}
 	var content []byte
 	haveFP := false
 	err := walk(b, func(num protowire.Number, _ protowire.Type, v []byte, u uint64) error {

@@ -449,15 +449,16 @@ func (m *members) closest(key kb.ID, n int) []peer.ID {
 	m.mu.Unlock()
 	type cand struct {
 		id peer.ID
-		d  kb.ID
+		d  [32]byte
 	}
 	best := make([]cand, 0, n+1)
+	var d [32]byte
 	for _, lm := range live {
-		d := kb.ID(xor(lm.kid, key))
-		if len(best) == n && bytes.Compare(d, best[n-1].d) >= 0 {
+		xorInto(&d, lm.kid, key)
+		if len(best) == n && bytes.Compare(d[:], best[n-1].d[:]) >= 0 {
 			continue
 		}
-		i, _ := slices.BinarySearchFunc(best, d, func(c cand, t kb.ID) int { return bytes.Compare(c.d, t) })
+		i, _ := slices.BinarySearchFunc(best, d, func(c cand, t [32]byte) int { return bytes.Compare(c.d[:], t[:]) })
 		best = slices.Insert(best, i, cand{lm.id, d})
 		if len(best) > n {
 			best = best[:n]
@@ -470,12 +471,13 @@ func (m *members) closest(key kb.ID, n int) []peer.ID {
 	return out
 }
 
-func xor(a, b []byte) []byte {
-	out := make([]byte, len(a))
-	for i := range a {
-		out[i] = a[i] ^ b[i]
+// xorInto sets d to the XOR distance of two kad IDs (SHA-256 sized; a
+// shorter ID is zero-padded).
+func xorInto(d *[32]byte, a, b []byte) {
+	*d = [32]byte{}
+	for i := range min(len(a), len(b), 32) {
+		d[i] = a[i] ^ b[i]
 	}
-	return out
 }
 
 func (m *members) subscribe() (<-chan struct{}, func()) {
