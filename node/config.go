@@ -53,6 +53,7 @@ type Config struct {
 	LSP     LSPConfig     `json:"lsp"`
 
 	Registrar RegistrarConfig `json:"registrar,omitempty"`
+	Proxy     ProxyConfig     `json:"proxy,omitempty"`
 
 	// Service addresses (host:port); empty when the role is off. SIP runs
 	// the registrar (UDP and TCP) on a node with a domain.
@@ -89,6 +90,26 @@ type RegistrarConfig struct {
 	DigestAlgorithms []string `json:"digest_algorithms,omitempty"`
 	MinExpires       Duration `json:"min_expires,omitempty"`
 	MaxExpires       Duration `json:"max_expires,omitempty"`
+}
+
+// ProxyConfig is the proxy section (used when SIP is set): the proxy
+// serves every method but REGISTER on the registrar's sockets.
+type ProxyConfig struct {
+	// Mode: "proxy" (default), "redirect" (302 with the Contacts) or "off".
+	Mode string `json:"mode,omitempty"`
+	// RecordRoute keeps the proxy on the path of the dialogs it routes.
+	RecordRoute bool `json:"record_route,omitempty"`
+	// StaticPeers: next-hop SIP URIs per foreign domain, tried in order when
+	// the overlay has no binding (a federation's redirect server is followed).
+	StaticPeers map[string][]string `json:"static_peers,omitempty"`
+	// DNSServer (host:port) for RFC 3263 routing; "" uses /etc/resolv.conf,
+	// "off" disables DNS routing.
+	DNSServer string `json:"dns_server,omitempty"`
+	// CacheTTL / NegativeTTL of the lookup cache. Defaults 30s / 5s.
+	CacheTTL    Duration `json:"cache_ttl,omitempty"`
+	NegativeTTL Duration `json:"negative_ttl,omitempty"`
+	// InviteTimeout is Timer C. Default 180s.
+	InviteTimeout Duration `json:"invite_timeout,omitempty"`
 }
 
 // LSPConfig is the location-service section.

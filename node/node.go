@@ -10,6 +10,7 @@ import (
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/proxy"
 	"github.com/lsnode/lsnode/registrar"
 )
 
@@ -32,6 +33,7 @@ type Node struct {
 	overlay   *overlay.Overlay
 	lsp       *lsp.Service
 	registrar *registrar.Server
+	proxy     *proxy.Proxy
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -111,7 +113,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
 	}
 	if cfg.SIP != "" {
-		if nd.registrar, err = startRegistrar(cfg, cred, nd.lsp, log); err != nil {
+		if nd.registrar, nd.proxy, err = startSIP(cfg, cred, nd.lsp, log); err != nil {
 			return nil, err
 		}
 	}
@@ -128,35 +130,66 @@ func (n *Node) Overlay() *overlay.Overlay { return n.overlay }
 // Location returns the node's in-process location service.
 func (n *Node) Location() *lsp.Service { return n.lsp }
 
-func startRegistrar(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, error) {
+// startSIP starts the registrar and, unless the config turns it off, the
+// proxy on the same sockets.
+func startSIP(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, *proxy.Proxy, error) {
 	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
 		Logger: log}
 	if cfg.Registrar.UsersFile != "" {
 		users, err := registrar.LoadUsers(cfg.Path(cfg.Registrar.UsersFile))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if rc.NonceSecret, err = cred.DeriveSecret("registrar nonces " + cfg.Domain); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rc.Users = users
 		rc.Algorithms = cfg.Registrar.DigestAlgorithms
 	}
 	r, err := registrar.New(rc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var tlsCfg *registrar.TLS
 	if cfg.SIPTLS != "" {
 		pair, err := tls.LoadX509KeyPair(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile))
 		if err != nil {
-			return nil, fmt.Errorf("%w: sip_tls certificate: %v", ErrConfig, err)
+			return nil, nil, fmt.Errorf("%w: sip_tls certificate: %v", ErrConfig, err)
 		}
 		tlsCfg = &registrar.TLS{Addr: cfg.SIPTLS, Config: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
 	}
-	return registrar.Listen(r, cfg.SIP, tlsCfg, log)
+	pc := cfg.Proxy
+	if pc.Mode == "off" {
+		s, err := registrar.Listen(r, cfg.SIP, tlsCfg, log)
+		return s, nil, err
+	}
+	var dns *proxy.Resolver
+	if pc.DNSServer != "off" {
+		if dns, err = proxy.NewResolver(pc.DNSServer, 0); err != nil {
+			if pc.DNSServer != "" {
+				return nil, nil, err
+			}
+			log.Warn("proxy: no DNS server, RFC 3263 routing off", "err", err)
+		}
+	}
+	px, err := proxy.New(proxy.Config{Domain: cfg.Domain, Location: r.Location(), KnownUser: r.KnownUser(),
+		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
+		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
+		InviteTimeout: time.Duration(pc.InviteTimeout), Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := registrar.Listen(r, cfg.SIP, tlsCfg, log, px.Attach)
+	if err != nil {
+		px.Close()
+		return nil, nil, err
+	}
+	return s, px, nil
 }
+
+// Proxy returns the node's SIP proxy, or nil without one.
+func (n *Node) Proxy() *proxy.Proxy { return n.proxy }
 
 // SIPTLSAddr returns the registrar's TLS address, or "" without TLS.
 func (n *Node) SIPTLSAddr() string {
@@ -179,6 +212,9 @@ func (n *Node) Close() error {
 	var errs []error
 	if n.registrar != nil {
 		errs = append(errs, n.registrar.Close())
+	}
+	if n.proxy != nil {
+		errs = append(errs, n.proxy.Close())
 	}
 	if n.lsp != nil {
 		errs = append(errs, n.lsp.Close())

@@ -155,6 +155,23 @@ func New(cfg Config) (*Registrar, error) {
 	return r, nil
 }
 
+// Location is where the registrar keeps bindings: the location service,
+// or its own store in local mode (what a proxy beside it must look up).
+func (r *Registrar) Location() lsp.LocationService { return r.loc }
+
+// KnownUser reports whether aor belongs to a user of the users file; nil
+// when authentication is off (every user is possible).
+func (r *Registrar) KnownUser() func(aor string) bool {
+	if r.users == nil {
+		return nil
+	}
+	aors := map[string]bool{}
+	for _, u := range r.users {
+		aors[u.AOR] = true
+	}
+	return func(aor string) bool { return aors[aor] }
+}
+
 // status builds a response with a reason phrase.
 func status(req *sip.Request, code int, reason string) *sip.Response {
 	return sip.NewResponseFromRequest(req, code, reason, nil)

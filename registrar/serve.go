@@ -34,9 +34,15 @@ type TLS struct {
 	Config *tls.Config // with the domain certificate
 }
 
+// Attacher adds handlers for other methods to a listener's SIP server (the
+// node's proxy shares the registrar's sockets). addr is the bound UDP/TCP
+// address.
+type Attacher func(ua *sipgo.UserAgent, srv *sipgo.Server, addr string) error
+
 // Listen binds UDP and TCP on addr (host:port; port 0 picks one free for
-// both), and TLS when tlsCfg is not nil, and serves r until Close.
-func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger) (s *Server, err error) {
+// both), and TLS when tlsCfg is not nil, and serves r until Close. attach
+// run after the registrar's handlers are in place.
+func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger, attach ...Attacher) (s *Server, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -77,6 +83,18 @@ func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger) (s *Server
 	}
 	srv.OnRegister(handle)
 	srv.OnNoRoute(handle) // 405 with Allow: REGISTER
+	for _, a := range attach {
+		if err := a(ua, srv, tcp.Addr().String()); err != nil {
+			cancel()
+			ua.Close()
+			udp.Close()
+			tcp.Close()
+			if tlsLn != nil {
+				tlsLn.Close()
+			}
+			return nil, err
+		}
+	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = srv.ServeUDP(udp) }()
 	go func() { defer s.wg.Done(); _ = srv.ServeTCP(tcp) }()

@@ -1,0 +1,461 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// asIs is a client option that leaves a request exactly as prepared.
+func asIs(*sipgo.Client, *sip.Request) error { return nil }
+
+// handle is the entry point of every request but ACK and CANCEL.
+func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
+	p.stats.requests.Add(1)
+	if code, reason := p.validate(req); code != 0 {
+		p.respond(tx, req, code, reason)
+		return
+	}
+	if req.Method == sip.INVITE {
+		// RFC 3261 §16.2: stop the caller's retransmissions at once.
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
+	}
+	p.markReceived(req)
+	d := p.decide(p.ctx, req)
+	if d.code != 0 {
+		var hdrs []sip.Header
+		if d.code == 302 {
+			p.stats.redirected.Add(1)
+			hdrs = contactHeaders(d.contacts)
+		}
+		p.respond(tx, req, d.code, d.reason, hdrs...)
+		return
+	}
+	p.forward(req, tx, d.groups, d.failover)
+}
+
+// handleAck forwards an ACK that belongs to no transaction here (the ACK
+// of a 2xx, end to end) statelessly; the ACK of a non-2xx is absorbed by
+// the transaction layer.
+func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
+	p.stats.requests.Add(1)
+	if code, _ := p.validate(req); code != 0 {
+		return // nobody answers an ACK
+	}
+	d := p.decide(p.ctx, req)
+	if len(d.groups) == 0 || len(d.groups[0]) == 0 {
+		return
+	}
+	out := p.prepare(req, d.groups[0][0])
+	if err := p.client.WriteRequest(out, asIs); err != nil {
+		p.log.Debug("forward ACK", "err", err)
+		return
+	}
+	p.count(d.groups[0][0])
+}
+
+// handleCancel answers a CANCEL that matched no pending INVITE (the
+// transaction layer handles the ones that do).
+func (p *Proxy) handleCancel(req *sip.Request, tx sip.ServerTransaction) {
+	p.stats.requests.Add(1)
+	p.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+}
+
+// markReceived records where the request came from in its top Via (RFC
+// 3261 §18.2.1, RFC 3581), so responses find their way back through NAT.
+func (p *Proxy) markReceived(req *sip.Request) {
+	via := req.Via()
+	host, port, err := net.SplitHostPort(req.Source())
+	if via == nil || err != nil {
+		return
+	}
+	if via.Host != host {
+		via.Params.Add("received", host)
+	}
+	if v, ok := via.Params.Get("rport"); ok && v == "" {
+		via.Params.Add("rport", port)
+		via.Params.Add("received", host)
+	}
+}
+
+func (p *Proxy) count(t target) {
+	p.stats.forwarded.Add(1)
+	switch t.how {
+	case viaOverlay:
+		p.stats.direct.Add(1)
+	case viaStatic:
+		p.stats.static.Add(1)
+	case viaDNS:
+		p.stats.dns.Add(1)
+	}
+}
+
+// prepare builds the copy of req sent to t (RFC 3261 §16.6).
+func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
+	out := req.Clone()
+	out.Recipient = *t.uri.Clone()
+	for i := len(t.route) - 1; i >= 0; i-- {
+		out.PrependHeader(sip.NewHeader("Route", t.route[i]))
+	}
+	if mf := out.MaxForwards(); mf != nil {
+		mf.Dec()
+	} else {
+		mf := sip.MaxForwardsHeader(70)
+		out.AppendHeader(&mf)
+	}
+	if p.cfg.RecordRoute && req.Method != sip.ACK && !req.To().Params.Has("tag") {
+		out.PrependHeader(sip.NewHeader("Record-Route",
+			"<sip:"+p.self.String()+";transport="+strings.ToLower(t.tr)+";lr>"))
+	}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
+		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}
+	branch := strings.TrimPrefix(sip.GenerateBranchN(12), sip.RFC3261BranchMagicCookie+".")
+	via.Params.Add("branch", sip.RFC3261BranchMagicCookie+loopKey(req)+"."+branch)
+	out.PrependHeader(via)
+	out.SetTransport(t.tr)
+	out.SetDestination(t.dest)
+	out.Laddr = sip.Addr{}
+	if t.tr == "UDP" {
+		out.Laddr = p.laddr // from the listening socket, so replies come back to it
+	}
+	return out
+}
+
+// branch is one forwarded copy of a request.
+type branch struct {
+	t           target
+	out         *sip.Request
+	tx          sip.ClientTransaction
+	provisional bool // a 1xx arrived: CANCEL may be sent
+	cancel      bool // CANCEL wanted (sent once provisional)
+	cancelled   bool
+	final       bool
+}
+
+type branchEvent struct {
+	b   *branch
+	res *sip.Response // nil: the transaction ended without a final response
+	err error
+}
+
+// forward forks req to the target groups in turn and relays the responses
+// (RFC 3261 §16.7): provisional ones at once, every 2xx, and otherwise the
+// best final response once all branches are done.
+func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]target, failover bool) {
+	cancelled := make(chan struct{})
+	tx.OnCancel(func(*sip.Request) {
+		select {
+		case <-cancelled:
+		default:
+			close(cancelled)
+		}
+	})
+	var best *sip.Response
+	for _, g := range groups {
+		res, done := p.fork(req, tx, g, cancelled)
+		if done {
+			return
+		}
+		best = better(best, res)
+		if best != nil && best.StatusCode >= 600 {
+			break
+		}
+		if failover && res != nil && res.StatusCode != 503 && res.StatusCode != 408 {
+			break // the server answered: no failover to the next one
+		}
+		select {
+		case <-cancelled:
+			return // the transaction layer answered 487
+		default:
+		}
+	}
+	if best == nil {
+		p.respond(tx, req, 408, "Request Timeout")
+		return
+	}
+	if best.StatusCode == 503 {
+		// §16.7 step 6: a 503 from downstream is not ours to pass on.
+		p.respond(tx, req, 500, "Next hop unavailable")
+		return
+	}
+	p.relay(tx, best)
+}
+
+// fork sends req to every target of a group at once and waits for them. It
+// returns done when a 2xx was relayed (or the caller is gone), else the best
+// final response of the group (nil if none answered).
+func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target, cancelled <-chan struct{}) (*sip.Response, bool) {
+	events := make(chan branchEvent, 4*len(group))
+	var branches []*branch
+	var best *sip.Response
+	for _, t := range group {
+		b := &branch{t: t, out: p.prepare(req, t)}
+		ctx, cancel := context.WithCancel(p.ctx)
+		ctx, timerB := context.WithTimeout(ctx, sip.Timer_B+time.Second) // guards a branch that never finishes
+		var err error
+		b.tx, err = p.client.TransactionRequest(ctx, b.out, asIs)
+		if err != nil {
+			timerB()
+			cancel()
+			p.log.Debug("branch failed", "dest", t.dest, "err", err)
+			best = better(best, sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+			p.cache.drop(req)
+			continue
+		}
+		p.count(t)
+		branches = append(branches, b)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer cancel()
+			defer timerB()
+			defer b.tx.Terminate()
+			for {
+				select {
+				case res := <-b.tx.Responses():
+					select {
+					case events <- branchEvent{b: b, res: res}:
+					case <-ctx.Done():
+						return
+					}
+					if res.StatusCode >= 200 {
+						return
+					}
+				case <-b.tx.Done():
+					select {
+					case events <- branchEvent{b: b, err: b.tx.Err()}:
+					case <-ctx.Done():
+					}
+					return
+				case <-ctx.Done():
+					select {
+					case events <- branchEvent{b: b, err: ctx.Err()}:
+					case <-p.ctx.Done():
+					}
+					return
+				}
+			}
+		}()
+	}
+	pending := len(branches)
+	if pending == 0 {
+		return best, false
+	}
+	var timerC <-chan time.Time
+	if req.Method == sip.INVITE {
+		t := time.NewTimer(p.cfg.InviteTimeout)
+		defer t.Stop()
+		timerC = t.C
+	}
+	got2xx := false
+	cancelAll := func() {
+		for _, b := range branches {
+			if !b.final {
+				b.cancel = true
+				p.sendCancel(b)
+			}
+		}
+	}
+	for pending > 0 {
+		select {
+		case ev := <-events:
+			b := ev.b
+			if b.final {
+				continue
+			}
+			if ev.res == nil {
+				b.final = true
+				pending--
+				code, reason := 408, "Request Timeout"
+				if ev.err != nil && !strings.Contains(ev.err.Error(), "timeout") && !strings.Contains(ev.err.Error(), "deadline") {
+					code, reason = 503, "Service Unavailable" // transport error
+				}
+				p.cache.drop(req)
+				best = better(best, sip.NewResponseFromRequest(req, code, reason, nil))
+				continue
+			}
+			res := ev.res
+			if res.StatusCode < 200 {
+				b.provisional = true
+				if b.cancel {
+					p.sendCancel(b)
+				}
+				if res.StatusCode > 100 && !got2xx {
+					p.relay(tx, res)
+				}
+				continue
+			}
+			b.final = true
+			pending--
+			if res.StatusCode < 300 {
+				// Every 2xx goes upstream; the first one ends the others.
+				p.relay(tx, res)
+				if !got2xx {
+					got2xx = true
+					cancelAll()
+				}
+				continue
+			}
+			if res.StatusCode >= 600 {
+				cancelAll()
+			}
+			if res.IsRedirection() && b.t.how == viaStatic {
+				// A federation's redirect server: follow its Contacts.
+				if r, done := p.recurse(req, tx, res, cancelled); done {
+					cancelAll()
+					return nil, true
+				} else if r != nil {
+					res = r
+				}
+			}
+			best = better(best, res)
+		case <-cancelled:
+			cancelled = nil
+			cancelAll()
+		case <-timerC:
+			timerC = nil
+			cancelAll()
+		case <-p.ctx.Done():
+			return nil, true
+		}
+	}
+	return best, got2xx
+}
+
+// recurse forwards req to the Contacts of a 3xx (one level, RFC 3261
+// §16.7 step 4).
+func (p *Proxy) recurse(req *sip.Request, tx sip.ServerTransaction, res *sip.Response, cancelled <-chan struct{}) (*sip.Response, bool) {
+	var group []target
+	for _, h := range res.GetHeaders("Contact") {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok {
+			continue
+		}
+		t, err := uriTarget(c.Address, c.Address, viaRedirect)
+		if err == nil && !p.isSelf(&c.Address) {
+			group = append(group, t)
+		}
+	}
+	if len(group) == 0 {
+		return nil, false
+	}
+	return p.fork(req, tx, group, cancelled)
+}
+
+// sendCancel sends CANCEL for an INVITE branch that has had a provisional
+// response (RFC 3261 §9.1: not before).
+func (p *Proxy) sendCancel(b *branch) {
+	if b.cancelled || !b.provisional || b.final || b.out.Method != sip.INVITE {
+		return
+	}
+	b.cancelled = true
+	out := b.out
+	c := sip.NewRequest(sip.CANCEL, *out.Recipient.Clone())
+	c.AppendHeader(out.Via().Clone())
+	for _, h := range out.GetHeaders("Route") {
+		c.AppendHeader(sip.NewHeader("Route", h.Value()))
+	}
+	for _, name := range []string{"From", "To", "Call-ID"} {
+		if h := out.GetHeader(name); h != nil {
+			c.AppendHeader(sip.NewHeader(name, h.Value()))
+		}
+	}
+	c.AppendHeader(&sip.CSeqHeader{SeqNo: out.CSeq().SeqNo, MethodName: sip.CANCEL})
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	c.SetBody(nil)
+	c.SetTransport(out.Transport())
+	c.SetDestination(out.Destination())
+	c.Laddr = out.Laddr
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(p.ctx, sip.Timer_F)
+		defer cancel()
+		tx, err := p.client.TransactionRequest(ctx, c, asIs)
+		if err != nil {
+			p.log.Debug("CANCEL", "err", err)
+			return
+		}
+		defer tx.Terminate()
+		select {
+		case <-tx.Responses():
+		case <-tx.Done():
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// relay passes a downstream response upstream without our Via.
+func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response) {
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	// Parsed off the wire, the response's destination is our own socket:
+	// send by the remaining Via (received/rport were set on arrival).
+	out.SetDestination("")
+	if err := tx.Respond(out); err != nil {
+		p.log.Debug("relay response", "code", res.StatusCode, "err", err)
+	}
+}
+
+// better picks the response to send upstream when no 2xx came (RFC 3261
+// §16.7 step 6): a 6xx, else the lowest class, preferring 401/407 and
+// specific codes over 408/503 of a branch that never answered.
+func better(a, b *sip.Response) *sip.Response {
+	if a == nil {
+		return b
+	}
+	if b == nil {
+		return a
+	}
+	if (a.StatusCode >= 600) != (b.StatusCode >= 600) {
+		if a.StatusCode >= 600 {
+			return a
+		}
+		return b
+	}
+	ca, cb := a.StatusCode/100, b.StatusCode/100
+	if ca != cb {
+		if ca < cb {
+			return a
+		}
+		return b
+	}
+	rank := func(r *sip.Response) int {
+		switch r.StatusCode {
+		case 401, 407:
+			return 0
+		case 408, 503:
+			return 2
+		}
+		return 1
+	}
+	if rank(b) < rank(a) {
+		return b
+	}
+	return a
+}
+
+// contactHeaders lists bindings as Contact headers of a 3xx.
+func contactHeaders(bs []lsp.Binding) []sip.Header {
+	var out []sip.Header
+	now := time.Now()
+	for _, b := range bs {
+		v := "<" + strings.Trim(b.Contact, "<>") + ">"
+		if b.Q > 0 {
+			v += ";q=" + strconv.FormatFloat(b.Q, 'f', -1, 64)
+		}
+		if left := int(b.Expires.Sub(now).Seconds()); left > 0 {
+			v += ";expires=" + strconv.Itoa(left)
+		}
+		out = append(out, sip.NewHeader("Contact", v))
+	}
+	return out
+}

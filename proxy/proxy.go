@@ -1,0 +1,205 @@
+// Package proxy is lsnode's SIP peer proxy and redirect server (RFC 3261
+// §16, draft-johnston-sipping-p2p-ipcom §3): it looks the Request-URI's AOR
+// up in the overlay and sends the request straight to the callee's Contact,
+// so the callee domain's own proxy is not on the path. AORs the overlay does
+// not know go to configured static peers, then to RFC 3263 DNS targets.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// ErrConfig is returned for an invalid proxy configuration.
+var ErrConfig = errors.New("proxy: config")
+
+// Mode selects proxying or redirecting.
+type Mode string
+
+const (
+	// Proxying forwards requests (transaction-stateful, forking).
+	Proxying Mode = "proxy"
+	// Redirecting answers 302 with the target's Contacts.
+	Redirecting Mode = "redirect"
+)
+
+// Config configures a proxy. Zero values take the defaults per field.
+type Config struct {
+	// Domain this node serves (its registrar's); "" for none.
+	Domain string
+	// Location answers AOR lookups (the overlay, or the registrar's store).
+	Location lsp.LocationService
+	// KnownUser, when set, tells a user of Domain without bindings (480)
+	// from one that does not exist (404).
+	KnownUser func(aor string) bool
+	// Mode: Proxying (default) or Redirecting.
+	Mode Mode
+	// RecordRoute keeps this proxy on the dialog's path.
+	RecordRoute bool
+	// Static lists next hops (SIP URIs such as "sip:10.0.0.2:5060") per
+	// foreign domain, tried in order when the overlay has no binding. A
+	// peer answering 3xx (a federation's redirect server) is followed.
+	Static map[string][]string
+	// DNS resolves foreign domains (RFC 3263) when neither the overlay nor
+	// a static peer knows them; nil disables DNS routing.
+	DNS *Resolver
+	// CacheTTL bounds how long a lookup is reused (and never beyond the
+	// binding's expiry); NegativeTTL how long "no binding" is. Defaults
+	// 30s and 5s; a negative value disables that cache.
+	CacheTTL, NegativeTTL time.Duration
+	// LookupTimeout bounds one overlay lookup. Default 3s.
+	LookupTimeout time.Duration
+	// InviteTimeout is Timer C: how long an INVITE branch may stay without a
+	// final response. Default 180s.
+	InviteTimeout time.Duration
+	// Logger; default slog.Default(). Tagged component=proxy.
+	Logger *slog.Logger
+}
+
+// Proxy routes SIP requests. Attach it to a listener with Attach.
+type Proxy struct {
+	cfg    Config
+	cache  *cache
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// Set by Attach.
+	client *sipgo.Client
+	self   hostPort // our UDP/TCP address
+	laddr  sip.Addr
+
+	stats counters
+}
+
+type hostPort struct {
+	host string
+	port int
+}
+
+func (h hostPort) String() string { return net.JoinHostPort(h.host, strconv.Itoa(h.port)) }
+
+// New validates cfg and returns a proxy.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Location == nil {
+		return nil, fmt.Errorf("%w: no location service", ErrConfig)
+	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = Proxying
+	case Proxying, Redirecting:
+	default:
+		return nil, fmt.Errorf("%w: mode %q (want proxy or redirect)", ErrConfig, cfg.Mode)
+	}
+	for d, hops := range cfg.Static {
+		if len(hops) == 0 {
+			return nil, fmt.Errorf("%w: static peers of %q: empty list", ErrConfig, d)
+		}
+		for _, h := range hops {
+			var u sip.Uri
+			if err := sip.ParseUri(h, &u); err != nil || u.Host == "" {
+				return nil, fmt.Errorf("%w: static peer %q of %q is not a SIP URI", ErrConfig, h, d)
+			}
+		}
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = 30 * time.Second
+	}
+	if cfg.NegativeTTL == 0 {
+		cfg.NegativeTTL = 5 * time.Second
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = 3 * time.Second
+	}
+	if cfg.InviteTimeout <= 0 {
+		cfg.InviteTimeout = 180 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached)}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// Attach serves the proxy on a SIP listener: every method but REGISTER
+// (which stays with the registrar). addr is the listener's UDP/TCP address.
+func (p *Proxy) Attach(ua *sipgo.UserAgent, srv *sipgo.Server, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("proxy: listener address %q: %w", addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("proxy: listener address %q: %w", addr, err)
+	}
+	p.self = hostPort{host, n}
+	p.laddr = sip.Addr{IP: net.ParseIP(host), Port: n, Hostname: host}
+	if p.client, err = sipgo.NewClient(ua, sipgo.WithClientAddr(addr), sipgo.WithClientLogger(p.log)); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.BYE, sip.OPTIONS, sip.INFO, sip.UPDATE, sip.MESSAGE,
+		sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.PRACK, sip.PUBLISH} {
+		srv.OnRequest(m, p.handle)
+	}
+	srv.OnAck(p.handleAck)
+	srv.OnCancel(p.handleCancel)
+	srv.OnNoRoute(p.handle)
+	return nil
+}
+
+// Close ends every forwarding goroutine (pending branches are cancelled).
+func (p *Proxy) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return nil
+}
+
+// Stats is a snapshot of the proxy's counters.
+type Stats struct {
+	Requests    int64 // requests received (ACK and CANCEL included)
+	Forwarded   int64 // requests sent on (one per branch)
+	Direct      int64 // requests sent straight to a Contact found in the overlay
+	Redirected  int64 // 3xx answers in redirect mode
+	Static, DNS int64 // requests sent to a static peer / to a DNS target
+	CacheHits   int64 // lookups answered from the cache
+	Lookups     int64 // lookups that went to the location service
+	Local       int64 // final responses generated here (4xx/5xx, 302)
+}
+
+type counters struct {
+	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local atomic.Int64
+}
+
+// Stats returns the counters.
+func (p *Proxy) Stats() Stats {
+	c := &p.stats
+	return Stats{Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
+		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load()}
+}
+
+// respond sends a locally generated final response.
+func (p *Proxy) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	p.stats.local.Add(1)
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		p.log.Debug("respond", "code", code, "err", err)
+	}
+}

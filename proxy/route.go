@@ -1,0 +1,335 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// How a target was found; counted in Stats.
+type via int
+
+const (
+	viaURI      via = iota // the Request-URI or a Route names the next hop
+	viaOverlay             // a binding in the location service
+	viaStatic              // a configured static peer
+	viaDNS                 // RFC 3263
+	viaRedirect            // a Contact of a 3xx we recursed on
+)
+
+// target is one branch: the Request-URI to send and where to send it.
+type target struct {
+	uri   sip.Uri  // new Request-URI
+	route []string // Route header values to prepend (RFC 3327 Path)
+	dest  string   // host:port the request goes to
+	tr    string   // transport: UDP, TCP, TLS
+	q     float64
+	how   via
+}
+
+// decision is what to do with a request: answer it here, or forward to
+// groups of targets (each group in parallel, groups in turn).
+type decision struct {
+	code     int
+	reason   string
+	contacts []lsp.Binding // for a 302
+	groups   [][]target
+	// failover: the groups are alternative servers (static peers, DNS
+	// targets): the next is tried only when one fails (503 or no answer).
+	failover bool
+}
+
+func answer(code int, reason string) decision { return decision{code: code, reason: reason} }
+
+// validate applies RFC 3261 §16.3 to a request: it returns a non-zero code
+// when the request must be answered here.
+func (p *Proxy) validate(req *sip.Request) (int, string) {
+	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+		return 400, "Missing To, From, Call-ID, CSeq or Via"
+	}
+	if req.CSeq().MethodName != req.Method {
+		return 400, "CSeq method does not match"
+	}
+	if req.Recipient.Host == "" || req.Recipient.Wildcard {
+		return 400, "Bad Request-URI"
+	}
+	if s := strings.ToLower(req.Recipient.Scheme); s != "sip" && s != "sips" {
+		return 416, "Unsupported URI Scheme"
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return 483, "Too Many Hops"
+	}
+	if h := req.GetHeader("Proxy-Require"); h != nil && strings.TrimSpace(h.Value()) != "" {
+		return 420, "Bad Extension"
+	}
+	if p.looped(req) {
+		return 482, "Loop Detected"
+	}
+	return 0, ""
+}
+
+// loopKey hashes what RFC 3261 §16.6 item 8 says a spiral changes and a
+// loop does not; it goes into our Via branch so a request coming back
+// unchanged is recognised (§16.3 item 4).
+func loopKey(req *sip.Request) string {
+	h := sha256.New()
+	h.Write([]byte(req.Recipient.String()))
+	for _, name := range []string{"To", "From", "Call-ID", "Proxy-Require", "Proxy-Authorization", "Route"} {
+		for _, v := range req.GetHeaders(name) {
+			h.Write([]byte{0})
+			h.Write([]byte(v.Value()))
+		}
+	}
+	if c := req.CSeq(); c != nil {
+		h.Write([]byte(strconv.FormatUint(uint64(c.SeqNo), 10)))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// looped reports whether one of the request's Vias is ours with the same
+// loop key: the request came back unchanged.
+func (p *Proxy) looped(req *sip.Request) bool {
+	key := ""
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok || v.Port != p.self.port || v.Host != p.self.host {
+			continue
+		}
+		b, _ := v.Params.Get("branch")
+		b = strings.TrimPrefix(b, sip.RFC3261BranchMagicCookie)
+		if i := strings.IndexByte(b, '.'); i > 0 {
+			if key == "" {
+				key = loopKey(req)
+			}
+			if b[:i] == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isSelf reports whether u names this proxy: its address, or its domain
+// without a user part.
+func (p *Proxy) isSelf(u *sip.Uri) bool {
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	if strings.EqualFold(u.Host, p.self.host) && port == p.self.port {
+		return true
+	}
+	return u.User == "" && p.cfg.Domain != "" && strings.EqualFold(u.Host, p.cfg.Domain)
+}
+
+// decide routes an initial or in-dialog request (RFC 3261 §16.4–16.5).
+func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
+	// §16.4: a Route naming us is ours to remove.
+	if r := req.Route(); r != nil && p.isSelf(&r.Address) {
+		req.RemoveHeader("Route")
+	}
+	// A remaining Route decides the next hop (loose routing).
+	if r := req.Route(); r != nil {
+		t, err := uriTarget(r.Address, req.Recipient, viaURI)
+		if err != nil {
+			return answer(400, "Bad Route")
+		}
+		return decision{groups: [][]target{{t}}}
+	}
+	if p.isSelf(&req.Recipient) {
+		if req.Method == sip.OPTIONS {
+			return answer(200, "OK")
+		}
+		return answer(404, "Not Found")
+	}
+	// In-dialog, or a Request-URI that already is a contact address: the
+	// URI is the next hop.
+	if req.To().Params.Has("tag") || net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) != nil {
+		t, err := uriTarget(req.Recipient, req.Recipient, viaURI)
+		if err != nil {
+			return answer(400, "Bad Request-URI")
+		}
+		return decision{groups: [][]target{{t}}}
+	}
+	aor, err := lsp.Canonical(aorOf(req.Recipient))
+	if err != nil {
+		return answer(404, "Not Found")
+	}
+	bs, err := p.lookup(ctx, aor)
+	if err != nil {
+		p.log.Warn("location lookup failed", "aor", aor, "err", err)
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, lsp.ErrUnavailable) {
+			return answer(503, "Location service unavailable")
+		}
+		return answer(500, "Location service error")
+	}
+	domain := lsp.Domain(aor)
+	if len(bs) > 0 {
+		if p.cfg.Mode == Redirecting {
+			return decision{code: 302, reason: "Moved Temporarily", contacts: bs}
+		}
+		return decision{groups: bindingGroups(bs, req.Recipient)}
+	}
+	if strings.EqualFold(domain, p.cfg.Domain) {
+		if p.cfg.KnownUser != nil && !p.cfg.KnownUser(aor) {
+			return answer(404, "Not Found")
+		}
+		return answer(480, "Temporarily Unavailable")
+	}
+	if hops := p.cfg.Static[strings.ToLower(domain)]; len(hops) > 0 {
+		var group []target
+		for _, h := range hops {
+			var u sip.Uri
+			if err := sip.ParseUri(h, &u); err != nil {
+				continue
+			}
+			t, err := uriTarget(u, req.Recipient, viaStatic)
+			if err == nil {
+				group = append(group, t)
+			}
+		}
+		// Static peers are alternatives, tried one after the other.
+		groups := make([][]target, len(group))
+		for i := range group {
+			groups[i] = group[i : i+1]
+		}
+		return decision{groups: groups, failover: true}
+	}
+	if p.cfg.DNS != nil {
+		ts, err := p.cfg.DNS.Targets(ctx, req.Recipient)
+		if err != nil || len(ts) == 0 {
+			p.log.Debug("no DNS target", "domain", domain, "err", err)
+			return answer(404, "Not Found")
+		}
+		groups := make([][]target, len(ts))
+		for i, t := range ts {
+			groups[i] = []target{{uri: req.Recipient, dest: t.Addr, tr: t.Transport, how: viaDNS}}
+		}
+		return decision{groups: groups, failover: true}
+	}
+	return answer(404, "Not Found")
+}
+
+// aorOf strips a Request-URI to its AOR (scheme, user, host).
+func aorOf(u sip.Uri) string {
+	scheme := strings.ToLower(u.Scheme)
+	if scheme == "" {
+		scheme = "sip"
+	}
+	if u.User == "" {
+		return scheme + ":" + u.Host
+	}
+	return scheme + ":" + u.User + "@" + u.Host
+}
+
+// bindingGroups turns bindings into target groups by q, highest first
+// (RFC 3261 §16.6: equal q in parallel, lower q after higher q failed).
+// A binding without q counts as 1.0.
+func bindingGroups(bs []lsp.Binding, ruri sip.Uri) [][]target {
+	var ts []target
+	for _, b := range bs {
+		var u sip.Uri
+		if err := sip.ParseUri(strings.Trim(b.Contact, "<>"), &u); err != nil {
+			continue
+		}
+		next := u
+		var route []string
+		if len(b.Path) > 0 {
+			// RFC 3327: the request follows the Path to the registrar's
+			// edge proxy before the Contact.
+			var pu sip.Uri
+			if _, err := sip.ParseAddressValue(b.Path[0], &pu, nil); err == nil {
+				next, route = pu, slices.Clone(b.Path)
+			}
+		}
+		t, err := uriTarget(next, u, viaOverlay)
+		if err != nil {
+			continue
+		}
+		t.route = route
+		if len(route) == 0 && behindNAT(u.Host, b.Received) {
+			// RFC 3581: a NATed UA is reached at the address its REGISTER
+			// came from, not the private one in its Contact.
+			t.dest = b.Received
+		}
+		t.q = b.Q
+		if t.q == 0 {
+			t.q = 1
+		}
+		ts = append(ts, t)
+	}
+	slices.SortStableFunc(ts, func(a, b target) int {
+		switch {
+		case a.q > b.q:
+			return -1
+		case a.q < b.q:
+			return 1
+		}
+		return 0
+	})
+	var groups [][]target
+	for i := 0; i < len(ts); {
+		j := i + 1
+		for j < len(ts) && ts[j].q == ts[i].q {
+			j++
+		}
+		groups = append(groups, ts[i:j])
+		i = j
+	}
+	return groups
+}
+
+// uriTarget sends ruri to the address next names (its maddr or host, port
+// and transport; no DNS: the proxy's SRV work is in Resolver).
+func uriTarget(next, ruri sip.Uri, how via) (target, error) {
+	host := next.Host
+	if m, ok := next.UriParams.Get("maddr"); ok && m != "" {
+		host = m
+	}
+	if host == "" {
+		return target{}, errors.New("no host")
+	}
+	tr := "UDP"
+	if v, ok := next.UriParams.Get("transport"); ok && v != "" {
+		tr = strings.ToUpper(v)
+	}
+	if strings.EqualFold(next.Scheme, "sips") {
+		tr = "TLS"
+	}
+	port := next.Port
+	if port == 0 {
+		port = 5060
+		if tr == "TLS" {
+			port = 5061
+		}
+	}
+	return target{uri: ruri, dest: net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)), tr: tr, how: how}, nil
+}
+
+// behindNAT reports whether a Contact host is a private address while the
+// REGISTER came from another one (received is "ip:port").
+func behindNAT(contactHost, received string) bool {
+	h, _, err := net.SplitHostPort(received)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(strings.Trim(contactHost, "[]"))
+	if ip == nil || !(ip.IsPrivate() || inCGNAT(ip)) {
+		return false
+	}
+	return !ip.Equal(net.ParseIP(h))
+}
+
+func inCGNAT(ip net.IP) bool {
+	v4 := ip.To4()
+	return v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64
+}
