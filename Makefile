@@ -32,6 +32,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) ./lsp/
 	$(GO) test -run '^$$' -fuzz FuzzCanonical -fuzztime $(FUZZTIME) ./lsp/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeGossip -fuzztime $(FUZZTIME) ./overlay/
+	$(GO) test -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME) ./registrar/
+	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME) ./proxy/
 
 clean:
 	rm -rf bin $(TESTNET)

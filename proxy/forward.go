@@ -68,6 +68,27 @@ func (p *Proxy) handleCancel(req *sip.Request, tx sip.ServerTransaction) {
 	p.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 }
 
+// handleStray passes on a 2xx to an INVITE that arrives after its client
+// transaction ended (the callee retransmits it until the ACK comes; RFC
+// 6026 §7.2: a proxy forwards every 2xx), if it carries our Via on top.
+// Anything else that matches no transaction is dropped.
+func (p *Proxy) handleStray(res *sip.Response) {
+	via, cseq := res.Via(), res.CSeq()
+	if via == nil || cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() ||
+		via.Host != p.self.host || via.Port != p.self.port {
+		return
+	}
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	if out.Via() == nil {
+		return
+	}
+	out.SetDestination("")
+	if err := p.srv.WriteResponse(out); err != nil {
+		p.log.Debug("forward 2xx retransmission", "err", err)
+	}
+}
+
 // markReceived records where the request came from in its top Via (RFC
 // 3261 §18.2.1, RFC 3581), so responses find their way back through NAT.
 func (p *Proxy) markReceived(req *sip.Request) {

@@ -20,6 +20,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/registrar"
 )
 
 // ErrConfig is returned for an invalid proxy configuration.
@@ -79,6 +80,7 @@ type Proxy struct {
 
 	// Set by Attach.
 	client *sipgo.Client
+	srv    *sipgo.Server
 	self   hostPort // our UDP/TCP address
 	laddr  sip.Addr
 
@@ -135,9 +137,10 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// Attach serves the proxy on a SIP listener: every method but REGISTER
-// (which stays with the registrar). addr is the listener's UDP/TCP address.
-func (p *Proxy) Attach(ua *sipgo.UserAgent, srv *sipgo.Server, addr string) error {
+// Attach serves the proxy on a registrar's listener: every method but
+// REGISTER (which stays with the registrar).
+func (p *Proxy) Attach(l *registrar.Listener) error {
+	ua, srv, addr := l.UA, l.Server, l.Addr
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("proxy: listener address %q: %w", addr, err)
@@ -155,6 +158,8 @@ func (p *Proxy) Attach(ua *sipgo.UserAgent, srv *sipgo.Server, addr string) erro
 		sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.PRACK, sip.PUBLISH} {
 		srv.OnRequest(m, p.handle)
 	}
+	p.srv = srv
+	l.OnUnhandledResponse(p.handleStray)
 	srv.OnAck(p.handleAck)
 	srv.OnCancel(p.handleCancel)
 	srv.OnNoRoute(p.handle)

@@ -59,11 +59,11 @@ func (p *Proxy) validate(req *sip.Request) (int, string) {
 	if req.CSeq().MethodName != req.Method {
 		return 400, "CSeq method does not match"
 	}
-	if req.Recipient.Host == "" || req.Recipient.Wildcard {
-		return 400, "Bad Request-URI"
-	}
 	if s := strings.ToLower(req.Recipient.Scheme); s != "sip" && s != "sips" {
 		return 416, "Unsupported URI Scheme"
+	}
+	if req.Recipient.Host == "" || req.Recipient.Wildcard {
+		return 400, "Bad Request-URI"
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return 483, "Too Many Hops"

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -34,10 +35,20 @@ type TLS struct {
 	Config *tls.Config // with the domain certificate
 }
 
-// Attacher adds handlers for other methods to a listener's SIP server (the
-// node's proxy shares the registrar's sockets). addr is the bound UDP/TCP
-// address.
-type Attacher func(ua *sipgo.UserAgent, srv *sipgo.Server, addr string) error
+// Listener is the SIP stack of a registrar's sockets, handed to Attachers.
+type Listener struct {
+	UA     *sipgo.UserAgent
+	Server *sipgo.Server
+	Addr   string // bound address, the same for UDP and TCP
+	// OnUnhandledResponse sets who gets the responses that match no client
+	// transaction (a 2xx retransmission a proxy passes on); by default they
+	// are dropped.
+	OnUnhandledResponse func(func(*sip.Response))
+}
+
+// Attacher adds handlers for other methods to a listener (the node's proxy
+// shares the registrar's sockets).
+type Attacher func(l *Listener) error
 
 // Listen binds UDP and TCP on addr (host:port; port 0 picks one free for
 // both), and TLS when tlsCfg is not nil, and serves r until Close. attach
@@ -52,7 +63,13 @@ func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger, attach ...
 	}
 	_ = udp.SetReadBuffer(socketBuffer)
 	_ = udp.SetWriteBuffer(socketBuffer)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("lsnode"))
+	var unhandled atomic.Pointer[func(*sip.Response)]
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("lsnode"), sipgo.WithUserAgentTransactionLayerOptions(
+		sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
+			if h := unhandled.Load(); h != nil {
+				(*h)(r)
+			}
+		})))
 	if err != nil {
 		udp.Close()
 		tcp.Close()
@@ -83,8 +100,10 @@ func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger, attach ...
 	}
 	srv.OnRegister(handle)
 	srv.OnNoRoute(handle) // 405 with Allow: REGISTER
+	l := &Listener{UA: ua, Server: srv, Addr: tcp.Addr().String(),
+		OnUnhandledResponse: func(f func(*sip.Response)) { unhandled.Store(&f) }}
 	for _, a := range attach {
-		if err := a(ua, srv, tcp.Addr().String()); err != nil {
+		if err := a(l); err != nil {
 			cancel()
 			ua.Close()
 			udp.Close()

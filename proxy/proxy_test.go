@@ -1,0 +1,314 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/registrar"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// memLocation is a location service held in memory: the bindings are the
+// test's input, the overlay is not what these tests are about.
+type memLocation struct {
+	mu  sync.Mutex
+	aor map[string][]lsp.Binding
+	n   int // lookups
+}
+
+func (m *memLocation) Publish(_ context.Context, aor string, bs ...lsp.Binding) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := lsp.Canonical(aor)
+	if err != nil {
+		return err
+	}
+	m.aor[c] = append(m.aor[c], bs...)
+	return nil
+}
+
+func (m *memLocation) Lookup(_ context.Context, aor string) ([]lsp.Binding, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n++
+	c, err := lsp.Canonical(aor)
+	if err != nil {
+		return nil, err
+	}
+	return append([]lsp.Binding{}, m.aor[c]...), nil
+}
+
+func (m *memLocation) Remove(_ context.Context, aor string, _ ...string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, _ := lsp.Canonical(aor)
+	delete(m.aor, c)
+	return nil
+}
+
+type testProxy struct {
+	p    *Proxy
+	addr string
+	loc  *memLocation
+}
+
+// startProxy runs a proxy for a.example on a registrar listener on loopback.
+func startProxy(t *testing.T, mode Mode, mutate func(*Config)) *testProxy {
+	t.Helper()
+	loc := &memLocation{aor: map[string][]lsp.Binding{}}
+	cfg := Config{Domain: "a.example", Location: loc, Mode: mode, Logger: quiet(),
+		KnownUser: func(aor string) bool { return aor == "sip:alice@a.example" }}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := registrar.New(registrar.Config{Domain: "a.example", Mode: registrar.Local, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registrar.Listen(r, "127.0.0.1:0", nil, quiet(), p.Attach)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(); p.Close() })
+	return &testProxy{p: p, addr: srv.Addr(), loc: loc}
+}
+
+// ua is a raw UDP SIP endpoint for tests.
+type ua struct {
+	t    *testing.T
+	conn *net.UDPConn
+}
+
+func newUA(t *testing.T) *ua {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &ua{t: t, conn: c}
+}
+
+func (u *ua) addr() string { return u.conn.LocalAddr().String() }
+
+// request builds a request from u with extra headers; "" values skip a default.
+func (u *ua) request(method, ruri string, headers ...string) string {
+	msg := fmt.Sprintf("%s %s SIP/2.0\r\n", method, ruri)
+	has := func(name string) bool {
+		for _, h := range headers {
+			if strings.HasPrefix(strings.ToLower(h), strings.ToLower(name)+":") {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("Via") {
+		msg += fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bK%d\r\n", u.addr(), time.Now().UnixNano())
+	}
+	defaults := []string{"Max-Forwards: 70", "From: <sip:carol@c.example>;tag=1", "To: <" + ruri + ">",
+		"Call-ID: " + fmt.Sprint(time.Now().UnixNano()), "CSeq: 1 " + method}
+	for _, d := range defaults {
+		if !has(strings.SplitN(d, ":", 2)[0]) {
+			msg += d + "\r\n"
+		}
+	}
+	for _, h := range headers {
+		msg += h + "\r\n"
+	}
+	return msg + "Content-Length: 0\r\n\r\n"
+}
+
+func (u *ua) send(to, msg string) {
+	u.t.Helper()
+	ra, _ := net.ResolveUDPAddr("udp", to)
+	if _, err := u.conn.WriteToUDP([]byte(msg), ra); err != nil {
+		u.t.Fatal(err)
+	}
+}
+
+// recv returns the next message that is not a 100 Trying.
+func (u *ua) recv(timeout time.Duration) sip.Message {
+	u.t.Helper()
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(timeout)
+	for {
+		_ = u.conn.SetReadDeadline(deadline)
+		n, _, err := u.conn.ReadFromUDP(buf)
+		if err != nil {
+			u.t.Fatalf("no message within %v: %v", timeout, err)
+		}
+		m, err := sip.ParseMessage(buf[:n])
+		if err != nil {
+			u.t.Fatalf("unparsable message: %v\n%s", err, buf[:n])
+		}
+		if r, ok := m.(*sip.Response); ok && r.StatusCode == 100 {
+			continue
+		}
+		return m
+	}
+}
+
+func (u *ua) status(timeout time.Duration) *sip.Response {
+	u.t.Helper()
+	m := u.recv(timeout)
+	r, ok := m.(*sip.Response)
+	if !ok {
+		u.t.Fatalf("want a response, got %v", m)
+	}
+	return r
+}
+
+func TestLocalAnswers(t *testing.T) {
+	tp := startProxy(t, Proxying, nil)
+	u := newUA(t)
+	self := "sip:" + tp.addr
+	cases := []struct {
+		name string
+		msg  string
+		want int
+	}{
+		{"Max-Forwards 0", u.request("OPTIONS", "sip:alice@a.example", "Max-Forwards: 0"), 483},
+		{"no Call-ID", strings.Replace(u.request("MESSAGE", "sip:alice@a.example"), "Call-ID:", "X-Call-ID:", 1), 400},
+		{"CSeq method mismatch", u.request("MESSAGE", "sip:alice@a.example", "CSeq: 1 INVITE"), 400},
+		{"tel URI", u.request("MESSAGE", "tel:+15551234"), 416},
+		{"Proxy-Require", u.request("MESSAGE", "sip:alice@a.example", "Proxy-Require: foo"), 420},
+		{"known user, no binding", u.request("MESSAGE", "sip:alice@a.example"), 480},
+		{"no such user", u.request("MESSAGE", "sip:nobody@a.example"), 404},
+		{"foreign domain, no route", u.request("MESSAGE", "sip:dave@d.example"), 404},
+		{"OPTIONS to the proxy", u.request("OPTIONS", self), 200},
+		{"INVITE to the proxy itself", u.request("INVITE", self), 404},
+		{"CANCEL of nothing", u.request("CANCEL", "sip:alice@a.example"), 481},
+	}
+	for _, c := range cases {
+		u.send(tp.addr, c.msg)
+		if r := u.status(3 * time.Second); r.StatusCode != c.want {
+			t.Errorf("%s: got %d %s, want %d", c.name, r.StatusCode, r.Reason, c.want)
+		}
+	}
+	// A request that comes back with our own Via and unchanged is a loop.
+	raw := u.request("MESSAGE", "sip:dave@d.example")
+	req, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Our Via second: the request went through us, then another hop.
+	loopMsg := strings.Replace(raw, "Max-Forwards:", "Via: SIP/2.0/UDP "+tp.addr+";branch=z9hG4bK"+loopKey(req.(*sip.Request))+".abc\r\nMax-Forwards:", 1)
+	u.send(tp.addr, loopMsg)
+	if r := u.status(3 * time.Second); r.StatusCode != 482 {
+		t.Errorf("loop: got %d, want 482", r.StatusCode)
+	}
+	if st := tp.p.Stats(); st.Local < int64(len(cases)) || st.Forwarded != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestForwardAndCache: a MESSAGE for a bound AOR reaches the Contact with
+// a decremented Max-Forwards and our Via on top; the response comes back
+// without it; the second request is answered from the lookup cache.
+func TestForwardAndCache(t *testing.T) {
+	tp := startProxy(t, Proxying, nil)
+	callee, caller := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	for i := 0; i < 2; i++ {
+		caller.send(tp.addr, caller.request("MESSAGE", "sip:bob@b.example", "Max-Forwards: 10"))
+		req, ok := callee.recv(3 * time.Second).(*sip.Request)
+		if !ok {
+			t.Fatal("callee got no request")
+		}
+		if req.Recipient.String() != "sip:bob@"+callee.addr() || req.MaxForwards().Val() != 9 {
+			t.Fatalf("forwarded %s with Max-Forwards %d", req.Recipient.String(), req.MaxForwards().Val())
+		}
+		vias := req.GetHeaders("Via")
+		if len(vias) != 2 || !strings.Contains(vias[0].Value(), tp.addr) {
+			t.Fatalf("Vias %v", vias)
+		}
+		res := sip.NewResponseFromRequest(req, 202, "Accepted", nil)
+		callee.send(tp.addr, res.String())
+		got := caller.status(3 * time.Second)
+		if got.StatusCode != 202 || len(got.GetHeaders("Via")) != 1 {
+			t.Fatalf("caller got %d with Vias %v", got.StatusCode, got.GetHeaders("Via"))
+		}
+	}
+	if st := tp.p.Stats(); st.Lookups != 1 || st.CacheHits != 1 || st.Direct != 2 {
+		t.Fatalf("stats %+v, want one lookup and one cache hit", st)
+	}
+}
+
+// TestRedirect: redirect mode answers 302 listing the live Contacts.
+func TestRedirect(t *testing.T) {
+	tp := startProxy(t, Redirecting, nil)
+	u := newUA(t)
+	exp := time.Now().Add(time.Hour)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@192.0.2.1:5060", Expires: exp, Q: 0.5},
+		lsp.Binding{Contact: "sip:bob@192.0.2.2:5060", Expires: exp})
+	u.send(tp.addr, u.request("INVITE", "sip:bob@b.example"))
+	r := u.status(3 * time.Second)
+	if r.StatusCode != 302 {
+		t.Fatalf("got %d", r.StatusCode)
+	}
+	var got []string
+	for _, h := range r.GetHeaders("Contact") {
+		got = append(got, h.Value())
+	}
+	if len(got) != 2 || !strings.Contains(strings.Join(got, ","), "192.0.2.1:5060>;q=0.5;expires=") {
+		t.Fatalf("Contacts %v", got)
+	}
+	// The ACK for the 302 is absorbed by the transaction layer.
+	u.send(tp.addr, u.request("INVITE", "sip:nobody@b.example"))
+	if r := u.status(3 * time.Second); r.StatusCode != 404 {
+		t.Fatalf("unknown AOR in redirect mode: %d", r.StatusCode)
+	}
+}
+
+// TestForkFirst2xxWins forks to two contacts; the first 200 goes upstream
+// and the other branch is CANCELled after its 180.
+func TestForkFirst2xxWins(t *testing.T) {
+	tp := startProxy(t, Proxying, nil)
+	caller, d1, d2 := newUA(t), newUA(t), newUA(t)
+	exp := time.Now().Add(time.Hour)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + d1.addr(), Expires: exp}, lsp.Binding{Contact: "sip:bob@" + d2.addr(), Expires: exp})
+	caller.send(tp.addr, caller.request("INVITE", "sip:bob@b.example"))
+	inv1 := d1.recv(3 * time.Second).(*sip.Request)
+	inv2 := d2.recv(3 * time.Second).(*sip.Request)
+	ring := sip.NewResponseFromRequest(inv2, 180, "Ringing", nil)
+	ring.To().Params.Add("tag", "d2")
+	d2.send(tp.addr, ring.String())
+	if r := caller.status(3 * time.Second); r.StatusCode != 180 {
+		t.Fatalf("caller got %d, want the 180", r.StatusCode)
+	}
+	ok := sip.NewResponseFromRequest(inv1, 200, "OK", nil)
+	ok.To().Params.Add("tag", "d1")
+	d1.send(tp.addr, ok.String())
+	if r := caller.status(3 * time.Second); r.StatusCode != 200 || !strings.Contains(r.To().Value(), "d1") {
+		t.Fatalf("caller got %d %s, want d1's 200", r.StatusCode, r.To().Value())
+	}
+	cancel, isReq := d2.recv(3 * time.Second).(*sip.Request)
+	if !isReq || cancel.Method != sip.CANCEL || cancel.Via().Value() != inv2.Via().Value() {
+		t.Fatalf("d2 got %v, want a CANCEL with the INVITE's Via", cancel)
+	}
+	d2.send(tp.addr, sip.NewResponseFromRequest(cancel, 200, "OK", nil).String())
+	term := sip.NewResponseFromRequest(inv2, 487, "Request Terminated", nil)
+	term.To().Params.Add("tag", "d2")
+	d2.send(tp.addr, term.String())
+	if ack, ok := d2.recv(3 * time.Second).(*sip.Request); !ok || ack.Method != sip.ACK {
+		t.Fatalf("d2 got %v, want the ACK of its 487", ack)
+	}
+}
