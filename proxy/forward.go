@@ -179,7 +179,10 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]t
 		}
 	})
 	var best *sip.Response
-	for _, g := range groups {
+	for i, g := range groups {
+		if i > 0 && failover {
+			p.stats.failovers.Add(1)
+		}
 		res, done := p.fork(req, tx, g, cancelled)
 		if done {
 			return

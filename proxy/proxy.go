@@ -183,10 +183,11 @@ type Stats struct {
 	CacheHits   int64 // lookups answered from the cache
 	Lookups     int64 // lookups that went to the location service
 	Local       int64 // final responses generated here (4xx/5xx, 302)
+	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers atomic.Int64
 }
 
 // Stats returns the counters.
@@ -194,7 +195,7 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load()}
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load()}
 }
 
 // respond sends a locally generated final response.

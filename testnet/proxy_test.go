@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/testnet"
@@ -146,4 +149,86 @@ func TestProxyBypass(t *testing.T) {
 		t.Errorf("a.example proxy: %+v, want the INVITE sent straight to the Contact after an overlay lookup", st)
 	}
 	t.Logf("a.example proxy: %+v", st)
+}
+
+// dnsServer serves a zone on loopback UDP for RFC 3263 tests.
+func dnsServer(t *testing.T, records ...string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rrs []dns.RR
+	for _, r := range records {
+		rr, err := dns.NewRR(r)
+		if err != nil {
+			t.Fatalf("record %q: %v", r, err)
+		}
+		rrs = append(rrs, rr)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Authoritative = true
+		found := false
+		for _, rr := range rrs {
+			if strings.EqualFold(rr.Header().Name, q.Question[0].Name) {
+				found = true
+				if rr.Header().Rrtype == q.Question[0].Qtype {
+					m.Answer = append(m.Answer, rr)
+				}
+			}
+		}
+		if !found {
+			m.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// TestProxyDNSFailover: an AOR the overlay does not know is routed by RFC
+// 3263 (NAPTR → SRV → A) from a DNS server on loopback; the first SRV
+// target refuses the TCP connection and the proxy fails over to the
+// second, a sipp UAS over TCP, where the call completes.
+func TestProxyDNSFailover(t *testing.T) {
+	uasPort := freeTCPPort(t)
+	deadPort := freeTCPPort(t)
+	addr := dnsServer(t,
+		`c.example. 60 IN NAPTR 10 10 "s" "SIP+D2T" "" _sip._tcp.c.example.`,
+		fmt.Sprintf("_sip._tcp.c.example. 60 IN SRV 10 0 %d dead.c.example.", deadPort),
+		fmt.Sprintf("_sip._tcp.c.example. 60 IN SRV 20 0 %d live.c.example.", uasPort),
+		"dead.c.example. 60 IN A 127.0.0.1",
+		"live.c.example. 60 IN A 127.0.0.1")
+	_, nw := startCallNet(t, func(c *node.Config) {
+		if c.Domain == "a.example" {
+			c.Proxy.DNSServer = addr
+		}
+	})
+	aNode := domainNodes(nw, "a.example")[0]
+	uas := startSipp(t, "uas-tcp", "uas.xml", uasPort, "-t", "t1", "-m", "1", "-timeout", "40s")
+	time.Sleep(300 * time.Millisecond) // sipp binds its socket
+	uac := startSipp(t, "uac", "uac.xml", freeUDPPort(t), nw.Node(aNode).SIPAddr(),
+		"-s", "carol", "-key", "domain", "c.example", "-m", "1", "-timeout", "30s")
+	if err := uac.wait(45 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := uas.wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := nw.Node(aNode).Proxy().Stats(); st.DNS < 1 || st.Failovers != 1 || st.Direct != 0 {
+		t.Fatalf("a.example proxy %+v: want the INVITE routed by DNS after one failover", st)
+	}
+}
+
+func freeTCPPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
