@@ -23,7 +23,7 @@ const benchPassword = "benchpass"
 
 // sippLoad runs a sipp load scenario at rate calls/s for dur and reports
 // whether every call succeeded.
-func sippLoad(b *testing.B, target, scenario, csv string, port, rate int, dur time.Duration) bool {
+func sippLoad(b *testing.B, target, scenario, csv string, port, rate int, dur time.Duration, extra ...string) bool {
 	b.Helper()
 	calls := int(float64(rate) * dur.Seconds())
 	ctx, cancel := context.WithTimeout(context.Background(), dur+40*time.Second)
@@ -31,6 +31,7 @@ func sippLoad(b *testing.B, target, scenario, csv string, port, rate int, dur ti
 	cmd := exec.CommandContext(ctx, "sipp", target, "-sf", scenario, "-inf", csv, "-r", fmt.Sprint(rate), "-m", fmt.Sprint(calls),
 		"-i", "127.0.0.1", "-p", fmt.Sprint(port), "-auth_uri", "a.example", "-buff_size", "4194304",
 		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30), "-trace_err", "-error_file", "errors.log")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Dir = b.TempDir()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -42,7 +43,7 @@ func sippLoad(b *testing.B, target, scenario, csv string, port, rate int, dur ti
 
 // maxRate probes rising rates for 5 s each, then confirms the best over
 // `hold` with zero failed calls (stepping down if the long run fails).
-func maxRate(b *testing.B, target, scenario, csv string, port int, hold time.Duration) int {
+func maxRate(b *testing.B, target, scenario, csv string, port int, hold time.Duration, extra ...string) int {
 	rates := []int{250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 16000}
 	if v := os.Getenv("LSNODE_BENCH_RATES"); v != "" { // e.g. "3000" or "2000,4000": probe only these
 		rates = nil
@@ -54,13 +55,13 @@ func maxRate(b *testing.B, target, scenario, csv string, port int, hold time.Dur
 	}
 	best := -1
 	for i, r := range rates {
-		if !sippLoad(b, target, scenario, csv, port, r, 5*time.Second) {
+		if !sippLoad(b, target, scenario, csv, port, r, 5*time.Second, extra...) {
 			break
 		}
 		best = i
 	}
 	for ; best >= 0; best-- {
-		if sippLoad(b, target, scenario, csv, port, rates[best], hold) {
+		if sippLoad(b, target, scenario, csv, port, rates[best], hold, extra...) {
 			return rates[best]
 		}
 	}
@@ -70,8 +71,12 @@ func maxRate(b *testing.B, target, scenario, csv string, port int, hold time.Dur
 type kamailio struct{ cmd *exec.Cmd }
 
 func startKamailio(b *testing.B, addr string, auth bool) *kamailio {
+	return startKamailioWith(b, "registrar.cfg", addr, auth)
+}
+
+func startKamailioWith(b *testing.B, cfgName, addr string, auth bool) *kamailio {
 	b.Helper()
-	cfg, _ := filepath.Abs("testdata/kamailio/registrar.cfg")
+	cfg, _ := filepath.Abs(filepath.Join("testdata/kamailio", cfgName))
 	dir := b.TempDir()
 	args := []string{"-f", cfg, "-l", "udp:" + addr, "-A", `PASSWORD="` + benchPassword + `"`, "-DD", "-E",
 		"-m", "512", "-M", "64", "-w", dir}

@@ -1,0 +1,145 @@
+package testnet_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/testnet"
+)
+
+// registerRaw sends one REGISTER without credentials over UDP and waits for
+// a 200 (Kamailio's usrloc in the call bench).
+func registerRaw(b *testing.B, registrar, aor, contact string) {
+	b.Helper()
+	conn, err := net.Dial("udp", registrar)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	msg := "REGISTER sip:" + strings.SplitN(aor, "@", 2)[1] + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bKreg" + fmt.Sprint(time.Now().UnixNano()) + "\r\n" +
+		"Max-Forwards: 70\r\nTo: <" + aor + ">\r\nFrom: <" + aor + ">;tag=r\r\n" +
+		"Call-ID: reg" + fmt.Sprint(time.Now().UnixNano()) + "\r\nCSeq: 1 REGISTER\r\n" +
+		"Contact: <" + contact + ">\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+		b.Fatalf("REGISTER at %s: %v %q", registrar, err, buf[:n])
+	}
+}
+
+// startUAS runs a sipp UAS answering every call until the bench ends.
+func startUAS(b *testing.B, port int) func() {
+	b.Helper()
+	scen, _ := filepath.Abs("testdata/sipp/uas_load.xml")
+	cmd := exec.Command("sipp", "-sf", scen, "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-nostdin",
+		"-buff_size", "4194304")
+	cmd.Dir = b.TempDir()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	return func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+}
+
+// BenchmarkCall measures sipp call rate (INVITE/100/200/ACK/BYE/200,
+// sustained LSNODE_BENCH_HOLD seconds with 0 failed calls) through an
+// a.example proxy that finds the callee (a b.example AOR) in the overlay,
+// with the lookup cache on (cached) and off (cold: an overlay lookup per
+// INVITE), against Kamailio routing the same scenario with
+// lookup("location") on its in-memory usrloc, in the same run; and the
+// latency an overlay lookup adds to a call.
+func BenchmarkCall(b *testing.B) {
+	for _, tool := range []string{"sipp", "kamailio"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Fatalf("%s not installed (Debian: sip-tester, kamailio)", tool)
+		}
+	}
+	hold := time.Duration(envInt("LSNODE_BENCH_HOLD", 20)) * time.Second
+	dir := b.TempDir()
+	if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: 10, PerDomain: 2, Overlay: "bench-call"}); err != nil {
+		b.Fatal(err)
+	}
+	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(), Tweak: func(c *node.Config) {
+		fastGossip(c)
+		c.Proxy.DNSServer = "off"
+		if c.Name == "node2" {
+			c.Proxy.CacheTTL = node.Duration(-1) // every INVITE looks up the overlay
+			c.Proxy.NegativeTTL = node.Duration(-1)
+		}
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nw.Close()
+	waitDHTRefresh(nw, 10)
+	cached, cold := nw.Node(0), nw.Node(2)
+	if cached.Config().Domain != "a.example" || cold.Config().Domain != "a.example" {
+		b.Fatalf("nodes 0 and 2 must be a.example front-ends")
+	}
+	bNode := nw.Node(domainNodes(nw, "b.example")[0])
+
+	uasPort := freeUDPPort(b)
+	defer startUAS(b, uasPort)()
+	aor, contact := "sip:bob@b.example", fmt.Sprintf("sip:bob@127.0.0.1:%d", uasPort)
+	if err := bNode.Location().Publish(context.Background(), aor, lsp.Binding{Contact: contact, Expires: time.Now().Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	// What an overlay lookup adds to a call: the proxy's own lookup, timed.
+	look := &stats{name: "lookup"}
+	for i := 0; i < 300; i++ {
+		t0 := time.Now()
+		bs, err := cold.Location().Lookup(context.Background(), aor)
+		if err != nil || len(bs) != 1 {
+			look.errs++
+			continue
+		}
+		look.seq = append(look.seq, time.Since(t0))
+	}
+	uac, _ := filepath.Abs("testdata/sipp/uac.xml")
+	csv := filepath.Join(dir, "empty.csv")
+	if err := os.WriteFile(csv, []byte("SEQUENTIAL\nx;\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	port := freeUDPPort(b)
+	args := []string{"-s", "bob", "-key", "domain", "b.example"}
+	rCached := maxRate(b, cached.SIPAddr(), uac, csv, port, hold, args...)
+	rCold := maxRate(b, cold.SIPAddr(), uac, csv, port, hold, args...)
+	stCached, stCold := cached.Proxy().Stats(), cold.Proxy().Stats()
+	rKam := 0
+	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
+		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
+		k := startKamailioWith(b, "proxy.cfg", kaddr, false)
+		registerRaw(b, kaddr, aor, contact)
+		rKam = maxRate(b, kaddr, uac, csv, port, hold, args...)
+		k.stop()
+	}
+	ratio := func(a, k int) float64 { return float64(a) / float64(max(k, 1)) }
+	b.ReportMetric(float64(rCached), "lsnode-cached-calls/s")
+	b.ReportMetric(float64(rCold), "lsnode-cold-calls/s")
+	b.ReportMetric(float64(rKam), "kamailio-calls/s")
+	fmt.Printf("\nlsnode call bench: sustained %v with 0 failed calls through an a.example proxy, callee in b.example, 10-node testnet | "+
+		"cached lookup: %d/s (%.2fx Kamailio) | cold lookup per INVITE: %d/s (%.2fx) | Kamailio lookup(location)+t_relay: %d/s | "+
+		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d\n",
+		hold, rCached, ratio(rCached, rKam), rCold, ratio(rCold, rKam), rKam,
+		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups)
+}
