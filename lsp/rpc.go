@@ -28,9 +28,16 @@ type rpc struct {
 	maxMsg  int
 	timeout time.Duration
 
-	mu   sync.Mutex
-	idle map[poolKey][]*pooled
+	mu       sync.Mutex
+	idle     map[poolKey][]*pooled
+	inflight map[peer.ID]chan struct{} // bounds requests in flight per peer
 }
+
+// maxInflightPerPeer bounds the requests in flight to one peer. Beyond it a
+// request waits (within its deadline): back-pressure instead of streams
+// piling up until the resource manager refuses them or yamux tears the
+// connection down.
+const maxInflightPerPeer = 256
 
 type poolKey struct {
 	p     peer.ID
@@ -45,7 +52,7 @@ type pooled struct {
 const maxIdlePerPeer = 32
 
 func newRPC(h host.Host, maxMsg int, timeout time.Duration) *rpc {
-	return &rpc{host: h, maxMsg: maxMsg, timeout: timeout, idle: map[poolKey][]*pooled{}}
+	return &rpc{host: h, maxMsg: maxMsg, timeout: timeout, idle: map[poolKey][]*pooled{}, inflight: map[peer.ID]chan struct{}{}}
 }
 
 // errDial marks a failure to reach the peer at all.
@@ -63,11 +70,30 @@ func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *messa
 	if n, _ := binary.Uvarint(b); n > uint64(c.maxMsg) {
 		return nil, fmt.Errorf("%w: request of %d bytes", ErrTooLarge, n)
 	}
+	c.mu.Lock()
+	sem := c.inflight[p]
+	if sem == nil {
+		sem = make(chan struct{}, maxInflightPerPeer)
+		c.inflight[p] = sem
+	}
+	c.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		defer func() { <-sem }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("lsp: %s: %d requests in flight: %w", p, maxInflightPerPeer, ctx.Err())
+	}
 	for attempt := 0; ; attempt++ {
 		ps, reused, err := c.get(ctx, p, proto)
 		if err != nil {
 			if ctx.Err() != nil { // slow, not unreachable: our deadline ran out
 				return nil, fmt.Errorf("lsp: %s: open stream: %w", p, ctx.Err())
+			}
+			if c.host.Network().Connectedness(p) == network.Connected {
+				// Connected, so reachable: a refused stream (resource limits
+				// under load) must not get the peer suspected and its records
+				// looked for on peers that do not hold them.
+				return nil, fmt.Errorf("lsp: %s: open stream: %v", p, err)
 			}
 			return nil, fmt.Errorf("%w %s: %v", errDial, p, err)
 		}

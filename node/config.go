@@ -110,6 +110,10 @@ type ProxyConfig struct {
 	NegativeTTL Duration `json:"negative_ttl,omitempty"`
 	// InviteTimeout is Timer C. Default 180s.
 	InviteTimeout Duration `json:"invite_timeout,omitempty"`
+	// TrustedNetworks (CIDRs) may relay anywhere; others only call this
+	// domain's users or authenticate (407) as a user of the users file.
+	// Absent: loopback only; [] trusts nobody.
+	TrustedNetworks []string `json:"trusted_networks,omitempty"`
 }
 
 // LSPConfig is the location-service section.

@@ -3,10 +3,14 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
@@ -113,7 +117,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
 	}
 	if cfg.SIP != "" {
-		if nd.registrar, nd.proxy, err = startSIP(cfg, cred, nd.lsp, log); err != nil {
+		if nd.registrar, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, log); err != nil {
 			return nil, err
 		}
 	}
@@ -132,7 +136,7 @@ func (n *Node) Location() *lsp.Service { return n.lsp }
 
 // startSIP starts the registrar and, unless the config turns it off, the
 // proxy on the same sockets.
-func startSIP(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, *proxy.Proxy, error) {
+func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, *proxy.Proxy, error) {
 	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
 		Logger: log}
@@ -151,13 +155,9 @@ func startSIP(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, log *s
 	if err != nil {
 		return nil, nil, err
 	}
-	var tlsCfg *registrar.TLS
-	if cfg.SIPTLS != "" {
-		pair, err := tls.LoadX509KeyPair(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile))
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: sip_tls certificate: %v", ErrConfig, err)
-		}
-		tlsCfg = &registrar.TLS{Addr: cfg.SIPTLS, Config: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
+	tlsCfg, err := sipTLS(cfg, anchors)
+	if err != nil {
+		return nil, nil, err
 	}
 	pc := cfg.Proxy
 	if pc.Mode == "off" {
@@ -173,7 +173,23 @@ func startSIP(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, log *s
 			log.Warn("proxy: no DNS server, RFC 3263 routing off", "err", err)
 		}
 	}
+	var trusted []*net.IPNet
+	if pc.TrustedNetworks != nil {
+		trusted = []*net.IPNet{}
+		for _, c := range pc.TrustedNetworks {
+			_, n, err := net.ParseCIDR(c)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: proxy trusted_networks: %q is not a CIDR", ErrConfig, c)
+			}
+			trusted = append(trusted, n)
+		}
+	}
+	var authorize func(*sip.Request) *sip.Response
+	if rc.Users != nil {
+		authorize = r.AuthorizeProxy
+	}
 	px, err := proxy.New(proxy.Config{Domain: cfg.Domain, Location: r.Location(), KnownUser: r.KnownUser(),
+		TrustedNetworks: trusted, Authorize: authorize,
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
 		InviteTimeout: time.Duration(pc.InviteTimeout), Logger: log})
@@ -186,6 +202,40 @@ func startSIP(cfg *Config, cred *lsp.Credential, loc lsp.LocationService, log *s
 		return nil, nil, err
 	}
 	return s, px, nil
+}
+
+// sipTLS builds the SIP TLS configs of a node with a domain certificate:
+// the server asks for a client certificate and refuses one that does not
+// chain to the trust anchors (a UA may still connect without one); the
+// client side (peering) presents the domain certificate and accepts only
+// peers whose certificate chains to the anchors.
+func sipTLS(cfg *Config, anchors *x509.CertPool) (*registrar.TLS, error) {
+	if cfg.CertFile == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: SIP TLS certificate: %v", ErrConfig, err)
+	}
+	server := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: anchors}
+	client := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		// Peers are dialled by address, so the name check of the default
+		// verification cannot apply; the chain check below replaces it.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("peer sent no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			return err
+		}}
+	return &registrar.TLS{Addr: cfg.SIPTLS, Config: server, Client: client}, nil
 }
 
 // Proxy returns the node's SIP proxy, or nil without one.

@@ -153,7 +153,11 @@ func limitsFor(maxConns, maxFDs int) rcmgr.ConcreteLimitConfig {
 	system := scope
 	system.Streams, system.StreamsInbound, system.StreamsOutbound = 16384, 16384, 16384
 	system.Memory = 2048 * mib
+	// New streams count as transient until their protocol is negotiated:
+	// a burst of requests opens many at once ("cannot reserve outbound
+	// stream" under call load with the default).
 	transient := scope
+	transient.Streams, transient.StreamsInbound, transient.StreamsOutbound = 4096, 4096, 4096
 	transient.Memory = 256 * mib
 	partial := rcmgr.PartialLimitConfig{System: system, Transient: transient,
 		ProtocolDefault:     rcmgr.ResourceLimits{Streams: 8192, StreamsInbound: 8192, StreamsOutbound: 8192, Memory: 1024 * mib},

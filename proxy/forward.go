@@ -23,6 +23,20 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.respond(tx, req, code, reason)
 		return
 	}
+	if !p.relayAllowed(req) {
+		if p.cfg.Authorize == nil || req.To().Params.Has("tag") {
+			p.stats.refused.Add(1)
+			p.respond(tx, req, 403, "Relaying denied")
+			return
+		}
+		if res := p.cfg.Authorize(req); res != nil {
+			p.stats.refused.Add(1)
+			p.stats.local.Add(1)
+			_ = tx.Respond(res)
+			return
+		}
+		req.RemoveHeader("Proxy-Authorization") // RFC 3261 §22.3: consumed here
+	}
 	if req.Method == sip.INVITE {
 		// RFC 3261 §16.2: stop the caller's retransmissions at once.
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
@@ -46,8 +60,14 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 // the transaction layer.
 func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	p.stats.requests.Add(1)
-	if code, _ := p.validate(req); code != 0 {
+	if code, _ := p.validate(req); code != 0 || !p.relayAllowed(req) {
 		return // nobody answers an ACK
+	}
+	if req.Route() == nil && net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) == nil {
+		// The ACK of a 2xx goes to the callee's Contact; one addressed to
+		// an AOR is the ACK of a non-2xx whose transaction is gone: it
+		// stops here (RFC 3261 §17.2.1), it is not routed by DNS.
+		return
 	}
 	d := p.decide(p.ctx, req)
 	if len(d.groups) == 0 || len(d.groups[0]) == 0 {

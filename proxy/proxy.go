@@ -65,6 +65,15 @@ type Config struct {
 	// InviteTimeout is Timer C: how long an INVITE branch may stay without a
 	// final response. Default 180s.
 	InviteTimeout time.Duration
+	// TrustedNetworks may send requests anywhere (co-located servers and
+	// UAs). Others may only call users of Domain, continue dialogs this
+	// proxy record-routed, or send as a user who passes Authorize. Nil means
+	// loopback only; an empty list trusts nobody.
+	TrustedNetworks []*net.IPNet
+	// Authorize checks a request from an untrusted source for credentials
+	// of the user in its From: nil to relay it, else the 407/403 to send.
+	// Nil refuses such requests with 403.
+	Authorize func(*sip.Request) *sip.Response
 	// Logger; default slog.Default(). Tagged component=proxy.
 	Logger *slog.Logger
 }
@@ -132,6 +141,10 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.TrustedNetworks == nil {
+		cfg.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
+			{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
+	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached)}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
@@ -184,10 +197,11 @@ type Stats struct {
 	Lookups     int64 // lookups that went to the location service
 	Local       int64 // final responses generated here (4xx/5xx, 302)
 	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
+	Refused     int64 // requests refused by the relay policy (403/407)
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused atomic.Int64
 }
 
 // Stats returns the counters.
@@ -195,7 +209,7 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load()}
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load()}
 }
 
 // respond sends a locally generated final response.

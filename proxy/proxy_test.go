@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/registrar"
@@ -310,5 +311,59 @@ func TestForkFirst2xxWins(t *testing.T) {
 	d2.send(tp.addr, term.String())
 	if ack, ok := d2.recv(3 * time.Second).(*sip.Request); !ok || ack.Method != sip.ACK {
 		t.Fatalf("d2 got %v, want the ACK of its 487", ack)
+	}
+}
+
+// TestRelayPolicy: from an untrusted network the proxy is no open relay.
+// Calls to its own users pass; anything else needs Proxy-Authorization of
+// the user in From (407 first), and a dialog it did not record-route is
+// refused.
+func TestRelayPolicy(t *testing.T) {
+	reg, err := registrar.New(registrar.Config{Domain: "a.example", Mode: registrar.Local, Logger: quiet(),
+		Users: &registrar.UsersFile{Realm: "a.example", Users: []registrar.UserHash{
+			registrar.NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a")}},
+		NonceSecret: []byte("0123456789abcdef0123"), Algorithms: []string{"MD5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.TrustedNetworks = []*net.IPNet{} // loopback is not trusted here
+		c.Authorize = reg.AuthorizeProxy
+	})
+	u := newUA(t)
+	asAlice := "From: <sip:alice@a.example>;tag=7"
+	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", asAlice))
+	chal := u.status(3 * time.Second)
+	if chal.StatusCode != 407 || chal.GetHeader("Proxy-Authenticate") == nil {
+		t.Fatalf("relay without credentials: %d, want 407 with a challenge", chal.StatusCode)
+	}
+	c, err := digest.ParseChallenge(chal.GetHeader("Proxy-Authenticate").Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := digest.Digest(c, digest.Options{Method: "MESSAGE", URI: "sip:dave@d.example",
+		Username: "alice", Password: "secret-a", Count: 1, Cnonce: "0a4f113b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz := "Proxy-Authorization: " + cred.String()
+	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", asAlice, authz))
+	if r := u.status(3 * time.Second); r.StatusCode != 404 {
+		t.Fatalf("authenticated relay: %d, want it routed (404: no route to d.example)", r.StatusCode)
+	}
+	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", "From: <sip:mallory@c.example>;tag=8", authz))
+	if r := u.status(3 * time.Second); r.StatusCode != 403 && r.StatusCode != 407 {
+		t.Fatalf("alice's credentials in mallory's request: %d, want 403/407", r.StatusCode)
+	}
+	u.send(tp.addr, u.request("MESSAGE", "sip:alice@a.example"))
+	if r := u.status(3 * time.Second); r.StatusCode != 480 {
+		t.Fatalf("call to our own user: %d, want it routed (480: not registered)", r.StatusCode)
+	}
+	u.send(tp.addr, u.request("BYE", "sip:dave@192.0.2.8", "To: <sip:dave@d.example>;tag=x"))
+	if r := u.status(3 * time.Second); r.StatusCode != 403 {
+		t.Fatalf("foreign in-dialog request without our Route: %d, want 403", r.StatusCode)
+	}
+	if st := tp.p.Stats(); st.Refused != 3 || st.Forwarded != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -118,6 +118,27 @@ func (p *Proxy) looped(req *sip.Request) bool {
 	return false
 }
 
+// relayAllowed reports whether req may go where it is going without
+// credentials: from a trusted network, inside a dialog this proxy
+// record-routed, or an initial request to a user of our domain. The
+// proxy is no open relay.
+func (p *Proxy) relayAllowed(req *sip.Request) bool {
+	if host, _, err := net.SplitHostPort(req.Source()); err == nil {
+		if ip := net.ParseIP(host); ip != nil {
+			for _, n := range p.cfg.TrustedNetworks {
+				if n.Contains(ip) {
+					return true
+				}
+			}
+		}
+	}
+	if r := req.Route(); r != nil && p.isSelf(&r.Address) {
+		return true
+	}
+	return !req.To().Params.Has("tag") && p.cfg.Domain != "" &&
+		strings.EqualFold(strings.TrimSuffix(req.Recipient.Host, "."), p.cfg.Domain) && req.Recipient.User != ""
+}
+
 // isSelf reports whether u names this proxy: its address, or its domain
 // without a user part.
 func (p *Proxy) isSelf(u *sip.Uri) bool {
@@ -151,9 +172,10 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 		}
 		return answer(404, "Not Found")
 	}
-	// In-dialog, or a Request-URI that already is a contact address: the
-	// URI is the next hop.
-	if req.To().Params.Has("tag") || net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) != nil {
+	// A Request-URI that is an address (a Contact: in-dialog requests,
+	// 2xx ACKs) is the next hop. Any other goes by location, in-dialog or
+	// not: a UA may address a BYE to the AOR when it has no Contact.
+	if net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) != nil {
 		t, err := uriTarget(req.Recipient, req.Recipient, viaURI)
 		if err != nil {
 			return answer(400, "Bad Request-URI")

@@ -463,17 +463,46 @@ func (r *Registrar) ok(req *sip.Request, bs []lsp.Binding) *sip.Response {
 	return res
 }
 
+// authKind names the headers of UAS (401) or proxy (407) authentication.
+type authKind struct {
+	code                   int
+	reason, challenge, ask string
+}
+
+func uasAuth() authKind { return authKind{401, "Unauthorized", "WWW-Authenticate", "Authorization"} }
+func proxyAuth() authKind {
+	return authKind{407, "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"}
+}
+
 // authenticate returns nil when the request carries valid credentials of a
 // user allowed to register aor, else the 401/403 to send.
 func (r *Registrar) authenticate(req *sip.Request, aor string) *sip.Response {
+	return r.authenticateAs(req, aor, uasAuth())
+}
+
+// AuthorizeProxy returns nil when req carries valid Proxy-Authorization of
+// the user whose AOR is in its From (RFC 3261 §22.3), else the 407 or 403
+// to send; 403 when this registrar has no users.
+func (r *Registrar) AuthorizeProxy(req *sip.Request) *sip.Response {
+	if r.users == nil || req.From() == nil {
+		return status(req, 403, "Relaying denied")
+	}
+	aor, err := lsp.Canonical(req.From().Address.String())
+	if err != nil {
+		return status(req, 403, "Relaying denied")
+	}
+	return r.authenticateAs(req, aor, proxyAuth())
+}
+
+func (r *Registrar) authenticateAs(req *sip.Request, aor string, k authKind) *sip.Response {
 	challenge := func(stale bool) *sip.Response {
-		res := status(req, 401, "Unauthorized")
+		res := status(req, k.code, k.reason)
 		for _, c := range r.nonces.challenges(stale) {
-			res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+			res.AppendHeader(sip.NewHeader(k.challenge, c))
 		}
 		return res
 	}
-	h := req.GetHeader("Authorization")
+	h := req.GetHeader(k.ask)
 	if h == nil {
 		return challenge(false)
 	}
@@ -496,6 +525,9 @@ func (r *Registrar) authenticate(req *sip.Request, aor string) *sip.Response {
 		return challenge(true)
 	}
 	if u.AOR != aor {
+		if k.code == 407 {
+			return status(req, 403, "Not allowed to send as "+aor)
+		}
 		return status(req, 403, "Not allowed to register "+aor)
 	}
 	return nil

@@ -31,8 +31,11 @@ type Server struct {
 
 // TLS, when given to Listen, also serves SIP over TLS (RFC 3261 §26.3.1).
 type TLS struct {
-	Addr   string      // host:port
-	Config *tls.Config // with the domain certificate
+	Addr   string      // host:port; "" serves no TLS (Client still applies)
+	Config *tls.Config // server side, with the domain certificate
+	// Client is used for TLS connections the listener's stack opens (the
+	// proxy's peering: client certificate and the peers it trusts).
+	Client *tls.Config
 }
 
 // Listener is the SIP stack of a registrar's sockets, handed to Attachers.
@@ -64,12 +67,16 @@ func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger, attach ...
 	_ = udp.SetReadBuffer(socketBuffer)
 	_ = udp.SetWriteBuffer(socketBuffer)
 	var unhandled atomic.Pointer[func(*sip.Response)]
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("lsnode"), sipgo.WithUserAgentTransactionLayerOptions(
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("lsnode")}
+	if tlsCfg != nil && tlsCfg.Client != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(tlsCfg.Client))
+	}
+	ua, err := sipgo.NewUA(append(uaOpts, sipgo.WithUserAgentTransactionLayerOptions(
 		sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
 			if h := unhandled.Load(); h != nil {
 				(*h)(r)
 			}
-		})))
+		})))...)
 	if err != nil {
 		udp.Close()
 		tcp.Close()
@@ -83,7 +90,7 @@ func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger, attach ...
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
 	var tlsLn net.Listener
-	if tlsCfg != nil {
+	if tlsCfg != nil && tlsCfg.Addr != "" {
 		if tlsLn, err = tls.Listen("tcp", tlsCfg.Addr, tlsCfg.Config); err != nil {
 			ua.Close()
 			udp.Close()

@@ -3,6 +3,7 @@ package testnet_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -79,7 +80,16 @@ func BenchmarkCall(b *testing.B) {
 	if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: 10, PerDomain: 2, Overlay: "bench-call"}); err != nil {
 		b.Fatal(err)
 	}
-	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(), Tweak: func(c *node.Config) {
+	log := quiet()
+	if path := os.Getenv("LSNODE_BENCH_LOG"); path != "" { // warnings of every node, for diagnosis
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: log, Tweak: func(c *node.Config) {
 		fastGossip(c)
 		c.Proxy.DNSServer = "off"
 		if c.Name == "node2" {

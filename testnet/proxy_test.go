@@ -3,13 +3,21 @@ package testnet_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,7 +49,8 @@ func startSipp(t *testing.T, name, scenario string, port int, args ...string) *s
 	}
 	dir := t.TempDir()
 	all := append([]string{"-sf", scen, "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-nostdin",
-		"-trace_err", "-error_file", filepath.Join(dir, "errors.log")}, args...)
+		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log")}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, "sipp", all...)
@@ -67,7 +76,11 @@ func (p *sippProc) wait(timeout time.Duration) error {
 		p.done <- err // for the cleanup
 		if err != nil {
 			errs, _ := os.ReadFile(filepath.Join(p.dir, "errors.log"))
-			return fmt.Errorf("sipp %s: %v\n%s\n%s", p.name, err, tail(p.out.Bytes()), errs)
+			msgs, _ := os.ReadFile(filepath.Join(p.dir, "messages.log"))
+			if len(msgs) > 6000 {
+				msgs = msgs[len(msgs)-6000:]
+			}
+			return fmt.Errorf("sipp %s: %v\n%s\n%s\nlast messages:\n%s", p.name, err, tail(p.out.Bytes()), errs, msgs)
 		}
 		return nil
 	case <-time.After(timeout):
@@ -75,7 +88,7 @@ func (p *sippProc) wait(timeout time.Duration) error {
 	}
 }
 
-func startCallNet(t *testing.T, tweak func(c *node.Config)) (*testnet.Manifest, *testnet.Network) {
+func startCallNet(t *testing.T, tweak func(m *testnet.Manifest, c *node.Config)) (*testnet.Manifest, *testnet.Network) {
 	t.Helper()
 	spec := testnet.Spec{Dir: t.TempDir(), Nodes: 6, PerDomain: 2}
 	m, err := testnet.Init(spec)
@@ -92,7 +105,7 @@ func startCallNet(t *testing.T, tweak func(c *node.Config)) (*testnet.Manifest, 
 			c.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"}
 			c.Proxy.DNSServer = "off"
 			if tweak != nil {
-				tweak(c)
+				tweak(m, c)
 			}
 		}})
 	if err != nil {
@@ -202,7 +215,7 @@ func TestProxyDNSFailover(t *testing.T) {
 		fmt.Sprintf("_sip._tcp.c.example. 60 IN SRV 20 0 %d live.c.example.", uasPort),
 		"dead.c.example. 60 IN A 127.0.0.1",
 		"live.c.example. 60 IN A 127.0.0.1")
-	_, nw := startCallNet(t, func(c *node.Config) {
+	_, nw := startCallNet(t, func(_ *testnet.Manifest, c *node.Config) {
 		if c.Domain == "a.example" {
 			c.Proxy.DNSServer = addr
 		}
@@ -231,4 +244,216 @@ func freeTCPPort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestProxyTLSPeering: b.example keeps its registrations to itself (local
+// mode), so a.example reaches bob through its static peer, b.example's
+// proxy, over mutually authenticated TLS; the call completes. A client
+// certificate from another CA is refused at b.example's TLS port, and a
+// peer whose server certificate a.example does not trust gets no request.
+func TestProxyTLSPeering(t *testing.T) {
+	rogue := rogueTLSServer(t)
+	var bFront string
+	m, nw := startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
+		for _, n := range m.Nodes {
+			if n.Domain == "b.example" && bFront == "" {
+				bFront = n.Name
+			}
+		}
+		switch c.Domain {
+		case "b.example":
+			c.Registrar.Mode = "local"
+			// sipp's UAS answers every request of a call to the address
+			// its INVITE came from (b.example), not by Via: b.example stays
+			// on the dialog's path so the BYE's 200 finds its transaction.
+			c.Proxy.RecordRoute = true
+		case "a.example":
+			var tlsAddr string
+			for _, n := range m.Nodes {
+				if n.Name == bFront {
+					tlsAddr = n.SIPTLS
+				}
+			}
+			c.Proxy.StaticPeers = map[string][]string{
+				"b.example": {"sips:" + tlsAddr},
+				"c.example": {"sips:" + rogue.addr},
+			}
+		}
+	})
+	var bIdx int
+	for i, n := range m.Nodes {
+		if n.Name == bFront {
+			bIdx = i
+		}
+	}
+	aIdx := domainNodes(nw, "a.example")[0]
+	bob := domainUser(m, "b.example", 0)
+	user := strings.TrimPrefix(strings.Split(bob.AOR, "@")[0], "sip:")
+	uasPort := freeUDPPort(t)
+	uas := startSipp(t, "uas", "uas.xml", uasPort, "-m", "1", "-timeout", "40s")
+	if err := (sippRun{registrar: nw.Node(bIdx).SIPAddr(), user: user, authUser: bob.Username, pass: bob.Password,
+		domain: "b.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort), expires: 600, final: 200}).run(t); err != nil {
+		t.Fatal(err)
+	}
+	uac := startSipp(t, "uac", "uac.xml", freeUDPPort(t), nw.Node(aIdx).SIPAddr(),
+		"-s", user, "-key", "domain", "b.example", "-m", "1", "-timeout", "30s")
+	if err := uac.wait(45 * time.Second); err != nil {
+		t.Fatal(err, "\ncallee:", uas.wait(time.Second))
+	}
+	if err := uas.wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := nw.Node(aIdx).Proxy().Stats(); st.Static < 1 {
+		t.Fatalf("a.example proxy %+v: want the INVITE sent to the static TLS peer", st)
+	}
+	if st := nw.Node(bIdx).Proxy().Stats(); st.Direct < 1 {
+		t.Fatalf("b.example proxy %+v: want it to route the INVITE to bob", st)
+	}
+
+	// An OPTIONS over TLS is answered for a UA without a client certificate,
+	// never for one presenting a certificate of an untrusted CA.
+	probe := func(cert *tls.Certificate) error {
+		// GetClientCertificate sends the certificate even though the server
+		// does not list its CA (with Certificates, Go would send none).
+		conn, err := tls.Dial("tcp", m.Nodes[bIdx].SIPTLS, &tls.Config{InsecureSkipVerify: true,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				if cert == nil {
+					return &tls.Certificate{}, nil
+				}
+				return cert, nil
+			}})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		local := conn.LocalAddr().String()
+		msg := "OPTIONS sip:b.example SIP/2.0\r\nVia: SIP/2.0/TLS " + local + ";branch=z9hG4bKopt1\r\n" +
+			"Max-Forwards: 70\r\nTo: <sip:b.example>\r\nFrom: <sip:probe@" + local + ">;tag=1\r\n" +
+			"Call-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			return err
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 2048)
+		n, err := conn.Read(buf)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+			return fmt.Errorf("answer %q", buf[:min(n, 40)])
+		}
+		return nil
+	}
+	if err := probe(nil); err != nil {
+		t.Fatalf("OPTIONS over TLS without a client certificate: %v", err)
+	}
+	if err := probe(&rogue.cert); err == nil {
+		t.Fatal("a client with an untrusted certificate got a SIP answer")
+	}
+
+	// A peer with an untrusted server certificate gets nothing: 500.
+	u := newRawUA(t)
+	u.send(nw.Node(aIdx).SIPAddr(), u.invite("sip:carol@c.example"))
+	if code := u.final(t, 10*time.Second); code != 500 {
+		t.Fatalf("call to an untrusted peer: %d, want 500", code)
+	}
+	if n := rogue.requests.Load(); n != 0 {
+		t.Fatalf("the untrusted peer received %d SIP messages", n)
+	}
+}
+
+// rogueServer is a TLS listener with a certificate of a CA nobody trusts.
+type rogueServer struct {
+	addr     string
+	cert     tls.Certificate
+	requests atomic.Int64
+}
+
+func rogueTLSServer(t *testing.T) *rogueServer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "rogue"},
+		DNSNames: []string{"b.example", "c.example"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rogueServer{cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{r.cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	r.addr = ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if n, _ := c.Read(make([]byte, 4096)); n > 0 {
+					r.requests.Add(1)
+				}
+			}()
+		}
+	}()
+	return r
+}
+
+// rawUA sends hand-written SIP over UDP.
+type rawUA struct {
+	t    *testing.T
+	conn *net.UDPConn
+}
+
+func newRawUA(t *testing.T) *rawUA {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawUA{t: t, conn: c}
+}
+
+func (u *rawUA) invite(ruri string) string {
+	local := u.conn.LocalAddr().String()
+	id := time.Now().UnixNano()
+	return fmt.Sprintf("INVITE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%d\r\nMax-Forwards: 70\r\n"+
+		"To: <%s>\r\nFrom: <sip:caller@%s>;tag=%d\r\nCall-ID: %d\r\nCSeq: 1 INVITE\r\n"+
+		"Contact: <sip:caller@%s>\r\nContent-Length: 0\r\n\r\n", ruri, local, id, ruri, local, id, id, local)
+}
+
+func (u *rawUA) send(to, msg string) {
+	ra, err := net.ResolveUDPAddr("udp", to)
+	if err == nil {
+		_, err = u.conn.WriteToUDP([]byte(msg), ra)
+	}
+	if err != nil {
+		u.t.Fatal(err)
+	}
+}
+
+// final returns the status code of the first final response.
+func (u *rawUA) final(t *testing.T, timeout time.Duration) int {
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(timeout)
+	for {
+		_ = u.conn.SetReadDeadline(deadline)
+		n, _, err := u.conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no final response: %v", err)
+		}
+		var code int
+		if _, err := fmt.Sscanf(string(buf[:n]), "SIP/2.0 %d", &code); err == nil && code >= 200 {
+			return code
+		}
+	}
 }
