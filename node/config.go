@@ -110,6 +110,9 @@ type ProxyConfig struct {
 	NegativeTTL Duration `json:"negative_ttl,omitempty"`
 	// InviteTimeout is Timer C. Default 180s.
 	InviteTimeout Duration `json:"invite_timeout,omitempty"`
+	// KeepaliveInterval: OPTIONS to each static peer (one that did not
+	// answer is tried last). Default 30s; negative disables.
+	KeepaliveInterval Duration `json:"keepalive_interval,omitempty"`
 	// TrustedNetworks (CIDRs) may relay anywhere; others only call this
 	// domain's users or authenticate (407) as a user of the users file.
 	// Absent: loopback only; [] trusts nobody.

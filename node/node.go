@@ -192,7 +192,7 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		TrustedNetworks: trusted, Authorize: authorize,
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
-		InviteTimeout: time.Duration(pc.InviteTimeout), Logger: log})
+		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval), Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

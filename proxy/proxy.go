@@ -65,6 +65,10 @@ type Config struct {
 	// InviteTimeout is Timer C: how long an INVITE branch may stay without a
 	// final response. Default 180s.
 	InviteTimeout time.Duration
+	// KeepaliveInterval: how often static peers get an OPTIONS (a peer
+	// that did not answer the last one is tried after the others).
+	// Default 30s; negative disables. KeepaliveTimeout bounds one: 5s.
+	KeepaliveInterval, KeepaliveTimeout time.Duration
 	// TrustedNetworks may send requests anywhere (co-located servers and
 	// UAs). Others may only call users of Domain, continue dialogs this
 	// proxy record-routed, or send as a user who passes Authorize. Nil means
@@ -94,6 +98,9 @@ type Proxy struct {
 	laddr  sip.Addr
 
 	stats counters
+
+	peersMu sync.Mutex
+	peerUp  map[string]bool // static peer URI → answered its last keepalive
 }
 
 type hostPort struct {
@@ -141,11 +148,17 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.KeepaliveInterval == 0 {
+		cfg.KeepaliveInterval = 30 * time.Second
+	}
+	if cfg.KeepaliveTimeout <= 0 {
+		cfg.KeepaliveTimeout = 5 * time.Second
+	}
 	if cfg.TrustedNetworks == nil {
 		cfg.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
 			{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached)}
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }
@@ -176,6 +189,10 @@ func (p *Proxy) Attach(l *registrar.Listener) error {
 	srv.OnAck(p.handleAck)
 	srv.OnCancel(p.handleCancel)
 	srv.OnNoRoute(p.handle)
+	if len(p.cfg.Static) > 0 && p.cfg.KeepaliveInterval > 0 {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.keepalive() }()
+	}
 	return nil
 }
 

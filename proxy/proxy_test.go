@@ -367,3 +367,58 @@ func TestRelayPolicy(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestStaticPeerKeepalive: static peers get OPTIONS; one that does not
+// answer is marked down and tried after the one that does, even though it
+// is listed first.
+func TestStaticPeerKeepalive(t *testing.T) {
+	silent, live := newUA(t), newUA(t)
+	got := make(chan string, 16)
+	go func() { // live answers everything with 200 and reports the methods
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := live.conn.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			m, err := sip.ParseMessage(buf[:n])
+			req, ok := m.(*sip.Request)
+			if err != nil || !ok {
+				continue
+			}
+			select {
+			case got <- string(req.Method):
+			default:
+			}
+			_, _ = live.conn.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), from)
+		}
+	}()
+	silentURI, liveURI := "sip:"+silent.addr(), "sip:"+live.addr()
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.Static = map[string][]string{"d.example": {silentURI, liveURI}}
+		c.KeepaliveInterval, c.KeepaliveTimeout = 200*time.Millisecond, 300*time.Millisecond
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sUp, sKnown := tp.p.PeerUp(silentURI)
+		lUp, lKnown := tp.p.PeerUp(liveURI)
+		if sKnown && lKnown && !sUp && lUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keepalive state: silent %v/%v live %v/%v", sUp, sKnown, lUp, lKnown)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := <-got; m != "OPTIONS" {
+		t.Fatalf("live peer first got %s, want OPTIONS", m)
+	}
+	u := newUA(t)
+	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example"))
+	if r := u.status(3 * time.Second); r.StatusCode != 200 {
+		t.Fatalf("MESSAGE through the live peer: %d", r.StatusCode)
+	}
+	if st := tp.p.Stats(); st.Static != 1 || st.Failovers != 0 {
+		t.Fatalf("stats %+v: want one request to the live peer and no failover", st)
+	}
+}

@@ -208,22 +208,25 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 		return answer(480, "Temporarily Unavailable")
 	}
 	if hops := p.cfg.Static[strings.ToLower(domain)]; len(hops) > 0 {
-		var group []target
+		// Static peers are alternatives, tried one after the other; those
+		// that missed their last keepalive go last.
+		var up, down [][]target
 		for _, h := range hops {
 			var u sip.Uri
 			if err := sip.ParseUri(h, &u); err != nil {
 				continue
 			}
 			t, err := uriTarget(u, req.Recipient, viaStatic)
-			if err == nil {
-				group = append(group, t)
+			if err != nil {
+				continue
+			}
+			if p.peerDown(h) {
+				down = append(down, []target{t})
+			} else {
+				up = append(up, []target{t})
 			}
 		}
-		// Static peers are alternatives, tried one after the other.
-		groups := make([][]target, len(group))
-		for i := range group {
-			groups[i] = group[i : i+1]
-		}
+		groups := append(up, down...)
 		return decision{groups: groups, failover: true}
 	}
 	if p.cfg.DNS != nil {
