@@ -152,8 +152,13 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 		out.AppendHeader(&mf)
 	}
 	if p.cfg.RecordRoute && req.Method != sip.ACK && !req.To().Params.Has("tag") {
-		out.PrependHeader(sip.NewHeader("Record-Route",
-			"<sip:"+p.self.String()+";transport="+strings.ToLower(t.tr)+";lr>"))
+		// One entry per side, each reachable over that side's transport;
+		// two when they differ (RFC 5658 double record-routing).
+		in := strings.ToUpper(req.Transport())
+		if in != t.tr {
+			out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(in)))
+		}
+		out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(t.tr)))
 	}
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
 		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}
@@ -167,6 +172,14 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 		out.Laddr = p.laddr // from the listening socket, so replies come back to it
 	}
 	return out
+}
+
+// recordRoute is our Record-Route value for a transport.
+func (p *Proxy) recordRoute(tr string) string {
+	if tr == "TLS" && p.tlsSelf.port != 0 {
+		return "<sip:" + p.tlsSelf.String() + ";transport=tls;lr>"
+	}
+	return "<sip:" + p.self.String() + ";transport=" + strings.ToLower(tr) + ";lr>"
 }
 
 // branch is one forwarded copy of a request.

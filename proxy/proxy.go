@@ -92,10 +92,11 @@ type Proxy struct {
 	wg     sync.WaitGroup
 
 	// Set by Attach.
-	client *sipgo.Client
-	srv    *sipgo.Server
-	self   hostPort // our UDP/TCP address
-	laddr  sip.Addr
+	client  *sipgo.Client
+	srv     *sipgo.Server
+	self    hostPort // our UDP/TCP address
+	tlsSelf hostPort // our TLS address; zero without TLS
+	laddr   sip.Addr
 
 	stats counters
 
@@ -176,6 +177,12 @@ func (p *Proxy) Attach(l *registrar.Listener) error {
 		return fmt.Errorf("proxy: listener address %q: %w", addr, err)
 	}
 	p.self = hostPort{host, n}
+	if l.TLSAddr != "" {
+		th, tp, err := net.SplitHostPort(l.TLSAddr)
+		if tn, err2 := strconv.Atoi(tp); err == nil && err2 == nil {
+			p.tlsSelf = hostPort{th, tn}
+		}
+	}
 	p.laddr = sip.Addr{IP: net.ParseIP(host), Port: n, Hostname: host}
 	if p.client, err = sipgo.NewClient(ua, sipgo.WithClientAddr(addr), sipgo.WithClientLogger(p.log)); err != nil {
 		return fmt.Errorf("proxy: %w", err)

@@ -149,13 +149,17 @@ func (p *Proxy) isSelf(u *sip.Uri) bool {
 	if strings.EqualFold(u.Host, p.self.host) && port == p.self.port {
 		return true
 	}
+	if p.tlsSelf.port != 0 && strings.EqualFold(u.Host, p.tlsSelf.host) && (u.Port == p.tlsSelf.port || u.Port == 0 && p.tlsSelf.port == 5061) {
+		return true
+	}
 	return u.User == "" && p.cfg.Domain != "" && strings.EqualFold(u.Host, p.cfg.Domain)
 }
 
 // decide routes an initial or in-dialog request (RFC 3261 §16.4–16.5).
 func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
-	// §16.4: a Route naming us is ours to remove.
-	if r := req.Route(); r != nil && p.isSelf(&r.Address) {
+	// §16.4: Routes naming us are ours to remove (two when we
+	// record-routed twice across transports, RFC 5658).
+	for r := req.Route(); r != nil && p.isSelf(&r.Address); r = req.Route() {
 		req.RemoveHeader("Route")
 	}
 	// A remaining Route decides the next hop (loose routing).

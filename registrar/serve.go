@@ -43,6 +43,8 @@ type Listener struct {
 	UA     *sipgo.UserAgent
 	Server *sipgo.Server
 	Addr   string // bound address, the same for UDP and TCP
+	// TLSAddr is the SIP over TLS address, "" without TLS.
+	TLSAddr string
 	// OnUnhandledResponse sets who gets the responses that match no client
 	// transaction (a 2xx retransmission a proxy passes on); by default they
 	// are dropped.
@@ -108,6 +110,12 @@ func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger, attach ...
 	srv.OnRegister(handle)
 	srv.OnNoRoute(handle) // 405 with Allow: REGISTER
 	l := &Listener{UA: ua, Server: srv, Addr: tcp.Addr().String(),
+		TLSAddr: func() string {
+			if tlsLn == nil {
+				return ""
+			}
+			return tlsLn.Addr().String()
+		}(),
 		OnUnhandledResponse: func(f func(*sip.Response)) { unhandled.Store(&f) }}
 	for _, a := range attach {
 		if err := a(l); err != nil {

@@ -268,6 +268,10 @@ func TestProxyTLSPeering(t *testing.T) {
 			// on the dialog's path so the BYE's 200 finds its transaction.
 			c.Proxy.RecordRoute = true
 		case "a.example":
+			// Both proxies record-route: a.example's UDP (caller) and TLS
+			// (peer) sides differ, so it records both (RFC 5658), and the
+			// BYE goes caller → a.example → TLS → b.example → bob.
+			c.Proxy.RecordRoute = true
 			var tlsAddr string
 			for _, n := range m.Nodes {
 				if n.Name == bFront {
@@ -306,8 +310,8 @@ func TestProxyTLSPeering(t *testing.T) {
 	if st := nw.Node(aIdx).Proxy().Stats(); st.Static < 1 {
 		t.Fatalf("a.example proxy %+v: want the INVITE sent to the static TLS peer", st)
 	}
-	if st := nw.Node(bIdx).Proxy().Stats(); st.Direct < 1 {
-		t.Fatalf("b.example proxy %+v: want it to route the INVITE to bob", st)
+	if st := nw.Node(bIdx).Proxy().Stats(); st.Direct < 1 || st.Requests < 3 {
+		t.Fatalf("b.example proxy %+v: want it to route the INVITE to bob and stay on the dialog's path", st)
 	}
 
 	// An OPTIONS over TLS is answered for a UA without a client certificate,
