@@ -90,9 +90,28 @@ type entry struct {
 	wire []byte   // encoded entry, once signed or decoded
 }
 
-// newer reports whether e supersedes o: last writer wins by (timestamp,
-// CSeq), ties broken by the signed content's hash so every replica agrees.
+// newer reports whether e supersedes o (two entries of one binding).
+// Within one registration Call-ID, RFC 3261 §10.3 step 7 orders them: the
+// higher CSeq wins, a removal beats its binding, and of two writes of the
+// same CSeq the first stays (the later one is a replay or arrived out of
+// order). Otherwise the last writer wins by timestamp. Ties are broken by
+// the signed content's hash so every replica agrees.
+//
+// Without the Call-ID rule a REGISTER refused as out of order by the
+// replicas that already held the newer CSeq could still land on one that
+// had not received it yet, and win every merge with its later timestamp.
 func (e *entry) newer(o *entry) bool {
+	if e.B.CallID != "" && e.B.CallID == o.B.CallID {
+		if e.B.CSeq != o.B.CSeq {
+			return e.B.CSeq > o.B.CSeq
+		}
+		if e.Removed != o.Removed {
+			return e.Removed
+		}
+		if !e.Removed && !e.B.Timestamp.Equal(o.B.Timestamp) {
+			return e.B.Timestamp.Before(o.B.Timestamp)
+		}
+	}
 	if !e.B.Timestamp.Equal(o.B.Timestamp) {
 		return e.B.Timestamp.After(o.B.Timestamp)
 	}

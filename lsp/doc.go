@@ -1,7 +1,8 @@
 // Package lsp is the Location Service Protocol of draft-johnston-sipping-p2p-ipcom:
 // canonical AOR keys (RFC 3261 §10.3), signed AOR→Contact bindings (RFC 3261
 // §10, RFC 5626 instance/reg-id, RFC 3327 Path, RFC 3581 received), their
-// versioned length-limited wire format, merge rules (per-binding last writer
+// versioned length-limited wire format, merge rules (per-binding CSeq order
+// within a registration Call-ID, otherwise last writer
 // wins, tombstones for removals), the replica store, and both faces of the
 // protocol as libp2p stream protocols:
 //
