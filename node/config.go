@@ -54,6 +54,7 @@ type Config struct {
 
 	Registrar RegistrarConfig `json:"registrar,omitempty"`
 	Proxy     ProxyConfig     `json:"proxy,omitempty"`
+	Relay     RelayConfig     `json:"relay,omitempty"`
 
 	// Service addresses (host:port); empty when the role is off. SIP runs
 	// the registrar (UDP and TCP) on a node with a domain.
@@ -119,6 +120,25 @@ type ProxyConfig struct {
 	TrustedNetworks []string `json:"trusted_networks,omitempty"`
 }
 
+// RelayConfig is the relay section (used when TURN is set; needs a domain,
+// whose credential keys the TURN REST secret, so every relay of a domain
+// accepts the credentials any of its nodes hands out).
+type RelayConfig struct {
+	// Realm of the TURN credentials. Default: the domain.
+	Realm string `json:"realm,omitempty"`
+	// RelayIP relayed addresses are allocated on. Default: TURN's host.
+	RelayIP string `json:"relay_ip,omitempty"`
+	// Allow: peer networks (CIDRs) the relay may reach although the default
+	// policy denies them (loopback, private, link-local, CGNAT, multicast).
+	Allow []string `json:"allow,omitempty"`
+	// MaxAllocations in total (default 1000) and per user (default 10).
+	MaxAllocations int `json:"max_allocations,omitempty"`
+	MaxPerUser     int `json:"max_per_user,omitempty"`
+	// CredentialTTL of the ephemeral credentials the HTTP endpoint hands
+	// out. Default 12h.
+	CredentialTTL Duration `json:"credential_ttl,omitempty"`
+}
+
 // LSPConfig is the location-service section.
 type LSPConfig struct {
 	Replicas          int      `json:"replicas,omitempty"`
@@ -168,6 +188,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: sip_tls needs sip", ErrConfig)
 	case c.SIP != "" && c.Domain == "":
 		return fmt.Errorf("%w: sip %q needs a domain to register for", ErrConfig, c.SIP)
+	case c.TURN != "" && c.Domain == "":
+		return fmt.Errorf("%w: turn %q needs a domain (its credential keys the TURN secret)", ErrConfig, c.TURN)
+	case c.HTTP != "" && (c.TURN == "" || c.SIP == "" || c.Registrar.UsersFile == ""):
+		return fmt.Errorf("%w: http (TURN credentials for SIP users) needs turn, sip and registrar.users_file", ErrConfig)
 	}
 	return nil
 }

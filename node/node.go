@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -16,6 +19,7 @@ import (
 	"github.com/lsnode/lsnode/overlay"
 	"github.com/lsnode/lsnode/proxy"
 	"github.com/lsnode/lsnode/registrar"
+	"github.com/lsnode/lsnode/relay"
 )
 
 // Options adjust how a node starts, beyond its config file.
@@ -37,7 +41,11 @@ type Node struct {
 	overlay   *overlay.Overlay
 	lsp       *lsp.Service
 	registrar *registrar.Server
+	reg       *registrar.Registrar
 	proxy     *proxy.Proxy
+	relay     *relay.Server
+	http      *http.Server
+	httpLn    net.Listener
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -117,7 +125,17 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
 	}
 	if cfg.SIP != "" {
-		if nd.registrar, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, log); err != nil {
+		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TURN != "" {
+		if nd.relay, err = startRelay(cfg, cred, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HTTP != "" {
+		if err := nd.startHTTP(cfg, log); err != nil {
 			return nil, err
 		}
 	}
@@ -136,39 +154,39 @@ func (n *Node) Location() *lsp.Service { return n.lsp }
 
 // startSIP starts the registrar and, unless the config turns it off, the
 // proxy on the same sockets.
-func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, *proxy.Proxy, error) {
+func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
 	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
 		Logger: log}
 	if cfg.Registrar.UsersFile != "" {
 		users, err := registrar.LoadUsers(cfg.Path(cfg.Registrar.UsersFile))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if rc.NonceSecret, err = cred.DeriveSecret("registrar nonces " + cfg.Domain); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		rc.Users = users
 		rc.Algorithms = cfg.Registrar.DigestAlgorithms
 	}
 	r, err := registrar.New(rc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	tlsCfg, err := sipTLS(cfg, anchors)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pc := cfg.Proxy
 	if pc.Mode == "off" {
 		s, err := registrar.Listen(r, cfg.SIP, tlsCfg, log)
-		return s, nil, err
+		return s, r, nil, err
 	}
 	var dns *proxy.Resolver
 	if pc.DNSServer != "off" {
 		if dns, err = proxy.NewResolver(pc.DNSServer, 0); err != nil {
 			if pc.DNSServer != "" {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			log.Warn("proxy: no DNS server, RFC 3263 routing off", "err", err)
 		}
@@ -179,7 +197,7 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		for _, c := range pc.TrustedNetworks {
 			_, n, err := net.ParseCIDR(c)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%w: proxy trusted_networks: %q is not a CIDR", ErrConfig, c)
+				return nil, nil, nil, fmt.Errorf("%w: proxy trusted_networks: %q is not a CIDR", ErrConfig, c)
 			}
 			trusted = append(trusted, n)
 		}
@@ -194,14 +212,14 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
 		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval), Logger: log})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	s, err := registrar.Listen(r, cfg.SIP, tlsCfg, log, px.Attach)
 	if err != nil {
 		px.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return s, px, nil
+	return s, r, px, nil
 }
 
 // sipTLS builds the SIP TLS configs of a node with a domain certificate:
@@ -238,6 +256,79 @@ func sipTLS(cfg *Config, anchors *x509.CertPool) (*registrar.TLS, error) {
 	return &registrar.TLS{Addr: cfg.SIPTLS, Config: server, Client: client}, nil
 }
 
+// startRelay starts the TURN server; its REST secret is derived from the
+// domain credential.
+func startRelay(cfg *Config, cred *lsp.Credential, log *slog.Logger) (*relay.Server, error) {
+	rc := cfg.Relay
+	secret, err := cred.DeriveSecret("turn rest " + cfg.Domain)
+	if err != nil {
+		return nil, err
+	}
+	var allow []*net.IPNet
+	for _, c := range rc.Allow {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: relay allow: %q is not a CIDR", ErrConfig, c)
+		}
+		allow = append(allow, n)
+	}
+	realm := rc.Realm
+	if realm == "" {
+		realm = cfg.Domain
+	}
+	return relay.New(relay.Config{Addr: cfg.TURN, RelayIP: rc.RelayIP, Realm: realm, Secret: secret, Allow: allow,
+		MaxAllocations: rc.MaxAllocations, MaxPerUser: rc.MaxPerUser, Logger: log})
+}
+
+// startHTTP serves GET /turn/credentials: ephemeral TURN credentials for a
+// SIP user who authenticates with digest against the registrar's users.
+func (n *Node) startHTTP(cfg *Config, log *slog.Logger) error {
+	if n.reg == nil || n.relay == nil {
+		return fmt.Errorf("%w: http needs the registrar and the relay", ErrConfig)
+	}
+	ttl := time.Duration(cfg.Relay.CredentialTTL)
+	if ttl <= 0 {
+		ttl = 12 * time.Hour
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("node: listen http %s: %w", cfg.HTTP, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /turn/credentials", func(w http.ResponseWriter, r *http.Request) {
+		aor, challenges := n.reg.CheckDigest(r.Method, r.Header.Get("Authorization"))
+		if aor == "" {
+			for _, c := range challenges {
+				w.Header().Add("WWW-Authenticate", c)
+			}
+			http.Error(w, "digest authentication with a SIP user's credentials required", http.StatusUnauthorized)
+			return
+		}
+		user, pass := n.relay.Credentials(strings.TrimPrefix(aor, "sip:"), ttl)
+		host, port, _ := net.SplitHostPort(n.relay.Addr())
+		addr := net.JoinHostPort(host, port)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]any{"username": user, "password": pass, "ttl": int(ttl.Seconds()),
+			"uris": []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}})
+	})
+	n.httpLn = ln
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { _ = n.http.Serve(ln) }()
+	return nil
+}
+
+// Relay returns the node's TURN server, or nil without one.
+func (n *Node) Relay() *relay.Server { return n.relay }
+
+// HTTPAddr returns the bound HTTP address, or "" without one.
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
 // Proxy returns the node's SIP proxy, or nil without one.
 func (n *Node) Proxy() *proxy.Proxy { return n.proxy }
 
@@ -265,6 +356,12 @@ func (n *Node) Close() error {
 	}
 	if n.proxy != nil {
 		errs = append(errs, n.proxy.Close())
+	}
+	if n.http != nil {
+		errs = append(errs, n.http.Close())
+	}
+	if n.relay != nil {
+		errs = append(errs, n.relay.Close())
 	}
 	if n.lsp != nil {
 		errs = append(errs, n.lsp.Close())

@@ -494,6 +494,32 @@ func (r *Registrar) AuthorizeProxy(req *sip.Request) *sip.Response {
 	return r.authenticateAs(req, aor, proxyAuth())
 }
 
+// CheckDigest verifies a digest Authorization value (RFC 7616/8760, as
+// for SIP) of a request with method against the users file, for other
+// services of the node (the relay's credential endpoint). It returns the
+// user's AOR, or the WWW-Authenticate challenges to send.
+func (r *Registrar) CheckDigest(method, authorization string) (aor string, challenges []string) {
+	if r.users == nil {
+		return "", nil
+	}
+	if authorization == "" {
+		return "", r.nonces.challenges(false)
+	}
+	creds, err := digest.ParseCredentials(authorization)
+	if err != nil || creds.Realm != r.cfg.Users.Realm {
+		return "", r.nonces.challenges(false)
+	}
+	authentic, fresh := r.nonces.check(creds.Nonce)
+	u := r.users[creds.Username]
+	if !authentic || u == nil || !verifyDigest(creds, u, method) {
+		return "", r.nonces.challenges(false)
+	}
+	if !fresh {
+		return "", r.nonces.challenges(true)
+	}
+	return u.AOR, nil
+}
+
 func (r *Registrar) authenticateAs(req *sip.Request, aor string, k authKind) *sip.Response {
 	challenge := func(stale bool) *sip.Response {
 		res := status(req, k.code, k.reason)

@@ -99,11 +99,12 @@ func Init(spec Spec) (*Manifest, error) {
 		m.Domains = append(m.Domains, di)
 	}
 	domainNodes := len(spec.Domains) * spec.PerDomain
-	ports, err := spec.ports(spec.Nodes + 2*domainNodes)
+	ports, err := spec.ports(spec.Nodes + 4*domainNodes)
 	if err != nil {
 		return nil, err
 	}
-	sipPorts, tlsPorts := ports[spec.Nodes:spec.Nodes+domainNodes], ports[spec.Nodes+domainNodes:]
+	sipPorts, tlsPorts := ports[spec.Nodes:spec.Nodes+domainNodes], ports[spec.Nodes+domainNodes:spec.Nodes+2*domainNodes]
+	turnPorts, httpPorts := ports[spec.Nodes+2*domainNodes:spec.Nodes+3*domainNodes], ports[spec.Nodes+3*domainNodes:]
 	for i := 0; i < spec.Nodes; i++ {
 		name := fmt.Sprintf("node%d", i)
 		ndir := filepath.Join(dir, "nodes", name)
@@ -127,6 +128,8 @@ func Init(spec Spec) (*Manifest, error) {
 			ni.Domain = spec.Domains[i%len(spec.Domains)]
 			ni.SIP = fmt.Sprintf("127.0.0.1:%d", sipPorts[i])
 			ni.SIPTLS = fmt.Sprintf("127.0.0.1:%d", tlsPorts[i])
+			ni.TURN = fmt.Sprintf("127.0.0.1:%d", turnPorts[i])
+			ni.HTTP = fmt.Sprintf("127.0.0.1:%d", httpPorts[i])
 		}
 		m.Nodes = append(m.Nodes, ni)
 	}
@@ -158,6 +161,10 @@ func Init(spec Spec) (*Manifest, error) {
 			// The testnet's tools (sipp 3.6) answer only the first challenge
 			// and know MD5 only; production keeps SHA-256 first.
 			cfg.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"}
+			cfg.TURN, cfg.HTTP = ni.TURN, ni.HTTP
+			// Every testnet peer is on loopback, which the relay's default
+			// policy denies: allowed here, explicitly.
+			cfg.Relay.Allow = []string{"127.0.0.0/8"}
 		}
 		if err := cfg.Save(filepath.Join(dir, ni.Config)); err != nil {
 			return nil, err

@@ -1,0 +1,272 @@
+// Package relay is lsnode's NAT-traversal side: a TURN server (RFC 8656, on
+// pion/turn) with TURN REST ephemeral credentials and a peer policy that
+// is safe by default. It runs beside the SIP roles of a node.
+package relay
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/turn/v3"
+)
+
+// ErrConfig is returned for an invalid relay configuration.
+var ErrConfig = errors.New("relay: config")
+
+// Config configures a TURN server. Zero values take the defaults per field.
+type Config struct {
+	// Addr (host:port) for the UDP and TCP listeners. Required.
+	Addr string
+	// RelayIP is the address relayed transports are allocated on and
+	// announced with; default Addr's host (which must then be an IP).
+	RelayIP string
+	// Realm of the long-term credentials. Required.
+	Realm string
+	// Secret signs TURN REST credentials: username "expiry:user",
+	// password base64(HMAC-SHA1(secret, username)). At least 16 bytes.
+	Secret []byte
+	// Allow lists peer networks relaying may reach although the default
+	// policy denies them (loopback, RFC 1918, link-local, CGNAT, multicast,
+	// unspecified, ULA, cloud metadata): the testnet allows loopback.
+	Allow []*net.IPNet
+	// MaxAllocations bounds live allocations in total (default 1000) and
+	// per user (default 10).
+	MaxAllocations, MaxPerUser int
+	// Logger; default slog.Default(). Tagged component=relay.
+	Logger *slog.Logger
+}
+
+// Server is a running TURN server.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	turn   *turn.Server
+	udp    net.PacketConn
+	tcp    net.Listener
+	allocs atomic.Int64
+
+	// Per-user quota. pion does not tell an allocation's user to the
+	// address generator, so a user's allocations are counted as the client
+	// transport addresses that authenticated as the user within one
+	// allocation lifetime (a live allocation refreshes, so re-authenticates,
+	// well within it).
+	mu      sync.Mutex
+	clients map[string]*client // "udp/ip:port" → user and last authentication
+	perUser map[string]int
+
+	denied atomic.Int64
+}
+
+// New validates cfg and starts serving TURN on UDP and TCP.
+func New(cfg Config) (*Server, error) {
+	if cfg.Realm == "" {
+		return nil, fmt.Errorf("%w: no realm", ErrConfig)
+	}
+	if len(cfg.Secret) < 16 {
+		return nil, fmt.Errorf("%w: secret shorter than 16 bytes", ErrConfig)
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: address %q: %v", ErrConfig, cfg.Addr, err)
+	}
+	if cfg.RelayIP == "" {
+		cfg.RelayIP = host
+	}
+	relayIP := net.ParseIP(cfg.RelayIP)
+	if relayIP == nil || relayIP.IsUnspecified() {
+		return nil, fmt.Errorf("%w: relay address %q must be a specific IP", ErrConfig, cfg.RelayIP)
+	}
+	if cfg.MaxAllocations <= 0 {
+		cfg.MaxAllocations = 1000
+	}
+	if cfg.MaxPerUser <= 0 {
+		cfg.MaxPerUser = 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), perUser: map[string]int{}, clients: map[string]*client{}}
+	if s.udp, err = net.ListenPacket("udp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("relay: listen udp %s: %w", cfg.Addr, err)
+	}
+	if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err != nil {
+		s.udp.Close()
+		return nil, fmt.Errorf("relay: listen tcp %s: %w", cfg.Addr, err)
+	}
+	gen := &quotaGenerator{s: s, inner: &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: relayIP.String()}}
+	quiet := logging.NewDefaultLoggerFactory()
+	quiet.DefaultLogLevel = logging.LogLevelDisabled
+	s.turn, err = turn.NewServer(turn.ServerConfig{
+		Realm:         cfg.Realm,
+		AuthHandler:   s.auth,
+		LoggerFactory: quiet,
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: gen,
+			PermissionHandler: s.permit}},
+		ListenerConfigs: []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: gen,
+			PermissionHandler: s.permit}},
+	})
+	if err != nil {
+		s.udp.Close()
+		s.tcp.Close()
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return s, nil
+}
+
+// Addr returns the bound address (the same for UDP and TCP).
+func (s *Server) Addr() string { return s.udp.LocalAddr().String() }
+
+// Close stops the server and releases every allocation.
+func (s *Server) Close() error { return s.turn.Close() }
+
+// Credentials issues TURN REST credentials for user, valid for ttl.
+func (s *Server) Credentials(user string, ttl time.Duration) (username, password string) {
+	username = strconv.FormatInt(time.Now().Add(ttl).Unix(), 10) + ":" + user
+	return username, restPassword(s.cfg.Secret, username)
+}
+
+func restPassword(secret []byte, username string) string {
+	m := hmac.New(sha1.New, secret)
+	m.Write([]byte(username))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// auth checks a TURN REST username: not expired, and the key derived
+// from our secret.
+func (s *Server) auth(username, realm string, src net.Addr) ([]byte, bool) {
+	expiry, user, ok := strings.Cut(username, ":")
+	if !ok || user == "" {
+		return nil, false
+	}
+	t, err := strconv.ParseInt(expiry, 10, 64)
+	if err != nil || time.Unix(t, 0).Before(time.Now()) {
+		return nil, false
+	}
+	if !s.admit(src.Network()+"/"+src.String(), user, time.Now()) {
+		s.log.Info("allocation quota reached", "user", user, "max", s.cfg.MaxPerUser)
+		return nil, false
+	}
+	return turn.GenerateAuthKey(username, realm, restPassword(s.cfg.Secret, username)), true
+}
+
+type client struct {
+	user string
+	last time.Time
+}
+
+// clientLifetime: how long a client address counts for its user after it
+// last authenticated (TURN's default allocation lifetime).
+const clientLifetime = 10 * time.Minute
+
+// admit records that the client at key authenticated as user, unless that
+// would give user more than MaxPerUser client addresses.
+func (s *Server) admit(key, user string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.clients[key]; c != nil && c.user == user {
+		c.last = now
+		return true
+	}
+	for k, c := range s.clients { // prune what aged out (bounded by the quota)
+		if now.Sub(c.last) > clientLifetime {
+			delete(s.clients, k)
+			s.perUser[c.user]--
+			if s.perUser[c.user] <= 0 {
+				delete(s.perUser, c.user)
+			}
+		}
+	}
+	if s.perUser[user] >= s.cfg.MaxPerUser || len(s.clients) >= 4*s.cfg.MaxAllocations {
+		return false
+	}
+	if old := s.clients[key]; old != nil { // the address changed user
+		s.perUser[old.user]--
+	}
+	s.clients[key] = &client{user: user, last: now}
+	s.perUser[user]++
+	return true
+}
+
+// permit is the peer policy: addresses a relay must not reach unless the
+// config allows them (an open relay into the operator's own networks).
+func (s *Server) permit(_ net.Addr, peer net.IP) bool {
+	for _, n := range s.cfg.Allow {
+		if n.Contains(peer) {
+			return true
+		}
+	}
+	if Restricted(peer) {
+		s.denied.Add(1)
+		return false
+	}
+	return true
+}
+
+// Denied counts permissions refused by the peer policy.
+func (s *Server) Denied() int64 { return s.denied.Load() }
+
+// Allocations counts live allocations.
+func (s *Server) Allocations() int64 { return s.allocs.Load() }
+
+// Restricted reports whether the default policy denies relaying to ip:
+// loopback, private (RFC 1918, ULA), link-local (cloud metadata
+// 169.254.169.254 included), CGNAT (100.64/10), multicast, unspecified and
+// broadcast addresses.
+func Restricted(ip net.IP) bool {
+	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast() {
+		return true
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4[0] == 100 && v4[1]&0xc0 == 64 || v4.Equal(net.IPv4bcast) || v4[0] == 0
+	}
+	return false
+}
+
+// quotaGenerator allocates relayed addresses up to MaxAllocations live ones.
+type quotaGenerator struct {
+	s     *Server
+	inner turn.RelayAddressGenerator
+}
+
+func (g *quotaGenerator) Validate() error { return g.inner.Validate() }
+
+func (g *quotaGenerator) AllocatePacketConn(network string, port int) (net.PacketConn, net.Addr, error) {
+	if g.s.allocs.Add(1) > int64(g.s.cfg.MaxAllocations) {
+		g.s.allocs.Add(-1)
+		return nil, nil, errors.New("relay: allocation quota reached")
+	}
+	c, a, err := g.inner.AllocatePacketConn(network, port)
+	if err != nil {
+		g.s.allocs.Add(-1)
+		return nil, nil, err
+	}
+	return &countedConn{PacketConn: c, s: g.s}, a, nil
+}
+
+func (g *quotaGenerator) AllocateConn(network string, port int) (net.Conn, net.Addr, error) {
+	return nil, nil, errors.New("relay: TCP relaying (RFC 6062) is not supported")
+}
+
+// countedConn gives its allocation back to the quota when closed.
+type countedConn struct {
+	net.PacketConn
+	s    *Server
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.s.allocs.Add(-1) })
+	return c.PacketConn.Close()
+}
