@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeGossip -fuzztime $(FUZZTIME) ./overlay/
 	$(GO) test -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME) ./registrar/
 	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzRewriteSDP -fuzztime $(FUZZTIME) ./relay/
 
 clean:
 	rm -rf bin $(TESTNET)

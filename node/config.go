@@ -111,6 +111,10 @@ type ProxyConfig struct {
 	NegativeTTL Duration `json:"negative_ttl,omitempty"`
 	// InviteTimeout is Timer C. Default 180s.
 	InviteTimeout Duration `json:"invite_timeout,omitempty"`
+	// Media: "off" (default), "always" or "auto" (a private address in the
+	// offer or Contact) anchors calls' media on the node's RTP relay
+	// (relay.media_ip), rewriting the SDP of offer and answer.
+	Media string `json:"media,omitempty"`
 	// KeepaliveInterval: OPTIONS to each static peer (one that did not
 	// answer is tried last). Default 30s; negative disables.
 	KeepaliveInterval Duration `json:"keepalive_interval,omitempty"`
@@ -137,6 +141,10 @@ type RelayConfig struct {
 	// CredentialTTL of the ephemeral credentials the HTTP endpoint hands
 	// out. Default 12h.
 	CredentialTTL Duration `json:"credential_ttl,omitempty"`
+	// MediaIP runs the RTP relay the proxy anchors calls on (proxy.media);
+	// MediaPorts is its range, "40000-40999" by default.
+	MediaIP    string `json:"media_ip,omitempty"`
+	MediaPorts string `json:"media_ports,omitempty"`
 }
 
 // LSPConfig is the location-service section.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ type Node struct {
 	reg       *registrar.Registrar
 	proxy     *proxy.Proxy
 	relay     *relay.Server
+	media     *relay.Media
 	http      *http.Server
 	httpLn    net.Listener
 }
@@ -124,8 +126,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		}
 		log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
 	}
+	if cfg.Relay.MediaIP != "" {
+		if nd.media, err = startMedia(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.SIP != "" {
-		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, log); err != nil {
+		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, nd.media, log); err != nil {
 			return nil, err
 		}
 	}
@@ -154,7 +161,7 @@ func (n *Node) Location() *lsp.Service { return n.lsp }
 
 // startSIP starts the registrar and, unless the config turns it off, the
 // proxy on the same sockets.
-func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
+func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, media *relay.Media, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
 	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
 		Logger: log}
@@ -210,7 +217,8 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		TrustedNetworks: trusted, Authorize: authorize,
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
-		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval), Logger: log})
+		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval),
+		Media: media, MediaPolicy: pc.Media, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -279,6 +287,24 @@ func startRelay(cfg *Config, cred *lsp.Credential, log *slog.Logger) (*relay.Ser
 	return relay.New(relay.Config{Addr: cfg.TURN, RelayIP: rc.RelayIP, Realm: realm, Secret: secret, Allow: allow,
 		MaxAllocations: rc.MaxAllocations, MaxPerUser: rc.MaxPerUser, Logger: log})
 }
+
+// startMedia starts the RTP relay.
+func startMedia(cfg *Config, log *slog.Logger) (*relay.Media, error) {
+	mc := relay.MediaConfig{IP: cfg.Relay.MediaIP, Logger: log}
+	if r := cfg.Relay.MediaPorts; r != "" {
+		lo, hi, ok := strings.Cut(r, "-")
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%w: relay media_ports %q (want LOW-HIGH)", ErrConfig, r)
+		}
+		mc.MinPort, mc.MaxPort = a, b
+	}
+	return relay.NewMedia(mc)
+}
+
+// Media returns the node's RTP relay, or nil without one.
+func (n *Node) Media() *relay.Media { return n.media }
 
 // startHTTP serves GET /turn/credentials: ephemeral TURN credentials for a
 // SIP user who authenticates with digest against the registrar's users.
@@ -362,6 +388,9 @@ func (n *Node) Close() error {
 	}
 	if n.relay != nil {
 		errs = append(errs, n.relay.Close())
+	}
+	if n.media != nil {
+		errs = append(errs, n.media.Close())
 	}
 	if n.lsp != nil {
 		errs = append(errs, n.lsp.Close())

@@ -42,6 +42,9 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	}
 	p.markReceived(req)
+	if req.Method == sip.BYE {
+		p.unanchor(req.CallID().Value()) // the call is over whatever the BYE's answer
+	}
 	d := p.decide(p.ctx, req)
 	if d.code != 0 {
 		var hdrs []sip.Header
@@ -52,6 +55,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.respond(tx, req, d.code, d.reason, hdrs...)
 		return
 	}
+	p.anchorOffer(req)
 	p.forward(req, tx, d.groups, d.failover)
 }
 
@@ -104,6 +108,7 @@ func (p *Proxy) handleStray(res *sip.Response) {
 		return
 	}
 	out.SetDestination("")
+	p.anchorAnswer(out)
 	if err := p.srv.WriteResponse(out); err != nil {
 		p.log.Debug("forward 2xx retransmission", "err", err)
 	}
@@ -229,9 +234,13 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]t
 		}
 		select {
 		case <-cancelled:
+			p.unanchor(req.CallID().Value())
 			return // the transaction layer answered 487
 		default:
 		}
+	}
+	if req.Method == sip.INVITE {
+		p.unanchor(req.CallID().Value()) // no 2xx: no media
 	}
 	if best == nil {
 		p.respond(tx, req, 408, "Request Timeout")
@@ -454,6 +463,7 @@ func (p *Proxy) sendCancel(b *branch) {
 func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response) {
 	out := res.Clone()
 	out.RemoveHeader("Via")
+	p.anchorAnswer(out)
 	// Parsed off the wire, the response's destination is our own socket:
 	// send by the remaining Via (received/rport were set on arrival).
 	out.SetDestination("")

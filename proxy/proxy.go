@@ -21,6 +21,7 @@ import (
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/registrar"
+	"github.com/lsnode/lsnode/relay"
 )
 
 // ErrConfig is returned for an invalid proxy configuration.
@@ -69,6 +70,13 @@ type Config struct {
 	// that did not answer the last one is tried after the others).
 	// Default 30s; negative disables. KeepaliveTimeout bounds one: 5s.
 	KeepaliveInterval, KeepaliveTimeout time.Duration
+	// Media, with MediaPolicy "always" or "auto", anchors calls on an RTP
+	// relay (SPEERMINT's integrated model): the proxy rewrites the SDP of
+	// the offer and the answer so both parties send media to the relay.
+	// "auto" does it when the offer's or the Contact's address is private.
+	// Default "off".
+	Media       *relay.Media
+	MediaPolicy string
 	// TrustedNetworks may send requests anywhere (co-located servers and
 	// UAs). Others may only call users of Domain, continue dialogs this
 	// proxy record-routed, or send as a user who passes Authorize. Nil means
@@ -149,6 +157,16 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	switch cfg.MediaPolicy {
+	case "", "off":
+		cfg.MediaPolicy = "off"
+	case "always", "auto":
+		if cfg.Media == nil {
+			return nil, fmt.Errorf("%w: media policy %q needs a media relay", ErrConfig, cfg.MediaPolicy)
+		}
+	default:
+		return nil, fmt.Errorf("%w: media policy %q (want off, always or auto)", ErrConfig, cfg.MediaPolicy)
+	}
 	if cfg.KeepaliveInterval == 0 {
 		cfg.KeepaliveInterval = 30 * time.Second
 	}
@@ -222,10 +240,11 @@ type Stats struct {
 	Local       int64 // final responses generated here (4xx/5xx, 302)
 	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
 	Refused     int64 // requests refused by the relay policy (403/407)
+	Anchored    int64 // calls whose media was anchored on the relay
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused, anchored atomic.Int64
 }
 
 // Stats returns the counters.
@@ -233,7 +252,7 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load()}
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Anchored: c.anchored.Load()}
 }
 
 // respond sends a locally generated final response.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/registrar"
+	"github.com/lsnode/lsnode/relay"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -420,5 +421,102 @@ func TestStaticPeerKeepalive(t *testing.T) {
 	}
 	if st := tp.p.Stats(); st.Static != 1 || st.Failovers != 0 {
 		t.Fatalf("stats %+v: want one request to the live peer and no failover", st)
+	}
+}
+
+func sdpBody(rtpPort int) string {
+	return fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n", rtpPort)
+}
+
+// withSDP puts an SDP body into a request built by ua.request.
+func withSDP(msg string, rtpPort int) string {
+	body := sdpBody(rtpPort)
+	return strings.Replace(msg, "Content-Length: 0\r\n\r\n",
+		fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+}
+
+func mediaPort(t *testing.T, body []byte) int {
+	t.Helper()
+	for _, l := range strings.Split(string(body), "\r\n") {
+		if strings.HasPrefix(l, "m=audio ") {
+			var p int
+			fmt.Sscanf(l, "m=audio %d", &p)
+			return p
+		}
+	}
+	t.Fatalf("no m=audio in %q", body)
+	return 0
+}
+
+// TestMediaAnchored: with media policy "always" both SDPs point at the
+// relay; RTP from each party reaches the other only through it (from the
+// relay's address), a stranger's packets are dropped, and the session is
+// gone after BYE.
+func TestMediaAnchored(t *testing.T) {
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41000, MaxPort: 41099, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	tp := startProxy(t, Proxying, func(c *Config) { c.Media, c.MediaPolicy = media, "always" })
+	caller, callee := newUA(t), newUA(t)
+	rtpA, rtpB := newUA(t), newUA(t) // each party's RTP socket
+	portOf := func(u *ua) int { return u.conn.LocalAddr().(*net.UDPAddr).Port }
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+
+	caller.send(tp.addr, withSDP(caller.request("INVITE", "sip:bob@b.example"), portOf(rtpA)))
+	inv := callee.recv(3 * time.Second).(*sip.Request)
+	toRelayB := mediaPort(t, inv.Body())
+	if toRelayB == portOf(rtpA) || !strings.Contains(string(inv.Body()), "c=IN IP4 127.0.0.1") {
+		t.Fatalf("offer not anchored:\n%s", inv.Body())
+	}
+	ok := sip.NewResponseFromRequest(inv, 200, "OK", []byte(sdpBody(portOf(rtpB))))
+	ok.To().Params.Add("tag", "b")
+	ok.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	callee.send(tp.addr, ok.String())
+	ans := caller.status(3 * time.Second)
+	toRelayA := mediaPort(t, ans.Body())
+	if ans.StatusCode != 200 || toRelayA == portOf(rtpB) {
+		t.Fatalf("answer not anchored: %d\n%s", ans.StatusCode, ans.Body())
+	}
+
+	relayA := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: toRelayA}
+	relayB := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: toRelayB}
+	expect := func(to *ua, from *net.UDPAddr, payload string) {
+		t.Helper()
+		buf := make([]byte, 1500)
+		_ = to.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, src, err := to.conn.ReadFromUDP(buf)
+		if err != nil || string(buf[:n]) != payload || src.Port != from.Port {
+			t.Fatalf("want %q from the relay's %v, got %q from %v (%v)", payload, from, buf[:n], src, err)
+		}
+	}
+	_, _ = rtpA.conn.WriteToUDP([]byte("rtp a->b"), relayA)
+	expect(rtpB, relayB, "rtp a->b")
+	_, _ = rtpB.conn.WriteToUDP([]byte("rtp b->a"), relayB)
+	expect(rtpA, relayA, "rtp b->a")
+	stranger := newUA(t)
+	_, _ = stranger.conn.WriteToUDP([]byte("injected"), relayA)
+	_, _ = rtpA.conn.WriteToUDP([]byte("rtp a->b 2"), relayA)
+	expect(rtpB, relayB, "rtp a->b 2") // the injected packet never arrived first
+	if media.Dropped() < 1 {
+		t.Fatalf("stranger's packet not dropped (dropped %d)", media.Dropped())
+	}
+
+	bye := caller.request("BYE", "sip:bob@"+callee.addr(), "To: <sip:bob@b.example>;tag=b", "Call-ID: "+inv.CallID().Value(), "CSeq: 2 BYE")
+	caller.send(tp.addr, bye)
+	if r, ok := callee.recv(3 * time.Second).(*sip.Request); !ok || r.Method != sip.BYE {
+		t.Fatal("BYE not forwarded")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for media.Sessions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d media sessions after BYE", media.Sessions())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := tp.p.Stats(); st.Anchored != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }

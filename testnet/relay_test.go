@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/icholy/digest"
+
+	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/testnet"
 )
 
 // TestRelayCredentials: a SIP user fetches ephemeral TURN credentials from
@@ -85,5 +91,74 @@ func TestRelayCredentials(t *testing.T) {
 	uc.Stdout, uc.Stderr = &out, &out
 	if err := uc.Run(); err != nil || !strings.Contains(out.String(), "tot_send_msgs=10, tot_recv_msgs=10") {
 		t.Fatalf("turnutils_uclient with the fetched credentials: %v\n%s", err, out.String())
+	}
+}
+
+// startSippText is startSipp with a scenario given as text (a variant of
+// one in testdata/sipp).
+func startSippText(t *testing.T, name, scenario string, port int, args ...string) *sippProc {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name+".xml")
+	if err := os.WriteFile(path, []byte(scenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("testdata/sipp")
+	rel, err := filepath.Rel(abs, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startSipp(t, name, rel, port, args...)
+}
+
+// TestProxyAnchorsMedia: with proxy.media "always" a sipp call through
+// a.example's proxy has both SDPs pointing at a.example's RTP relay (sipp
+// checks the m= port of the offer it receives and of the answer), and the
+// relay session is gone after the BYE.
+func TestProxyAnchorsMedia(t *testing.T) {
+	base := 44000 + 2*(os.Getpid()%400)
+	m, nw := startCallNet(t, func(_ *testnet.Manifest, c *node.Config) {
+		if c.Domain == "a.example" {
+			c.Relay.MediaIP, c.Relay.MediaPorts = "127.0.0.1", fmt.Sprintf("%d-%d", base, base+99)
+			c.Proxy.Media = "always"
+			base += 100
+		}
+	})
+	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
+	bob := domainUser(m, "b.example", 0)
+	user := strings.TrimPrefix(strings.Split(bob.AOR, "@")[0], "sip:")
+	relayPorts := `m=audio 4[4-5][0-9][0-9][0-9] `
+	check := func(scenario, recv string) string {
+		b, err := os.ReadFile(filepath.Join("testdata/sipp", scenario))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if !strings.Contains(s, recv) {
+			t.Fatalf("%s has no %s", scenario, recv)
+		}
+		open := strings.TrimSuffix(recv, "/>") + ">"
+		s = strings.Replace(s, recv, open+`
+    <action><ereg regexp="`+relayPorts+`" search_in="body" check_it="true" assign_to="relayed"/></action>
+  </recv>`, 1)
+		return strings.Replace(s, "</scenario>", `  <Reference variables="relayed"/>
+</scenario>`, 1)
+	}
+	uasPort := freeUDPPort(t)
+	uas := startSippText(t, "uas-media", check("uas.xml", `<recv request="INVITE" crlf="true"/>`), uasPort, "-m", "1", "-timeout", "40s")
+	if err := (sippRun{registrar: nw.Node(bIdx).SIPAddr(), user: user, authUser: bob.Username, pass: bob.Password,
+		domain: "b.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort), expires: 600, final: 200}).run(t); err != nil {
+		t.Fatal(err)
+	}
+	uac := startSippText(t, "uac-media", check("uac.xml", `<recv response="200" rtd="true" rrs="true" timeout="10000"/>`),
+		freeUDPPort(t), nw.Node(aIdx).SIPAddr(), "-s", user, "-key", "domain", "b.example", "-m", "1", "-timeout", "30s")
+	if err := uac.wait(45 * time.Second); err != nil {
+		t.Fatal(err, "\ncallee:", uas.wait(time.Second))
+	}
+	if err := uas.wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	media := nw.Node(aIdx).Media()
+	if st := nw.Node(aIdx).Proxy().Stats(); st.Anchored != 1 || media.Sessions() != 0 {
+		t.Fatalf("anchored %d calls, %d sessions left after BYE", st.Anchored, media.Sessions())
 	}
 }

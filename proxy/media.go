@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"net"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/relay"
+)
+
+// hasSDP reports whether a message carries an SDP body.
+func hasSDP(m interface {
+	ContentType() *sip.ContentTypeHeader
+	Body() []byte
+}) bool {
+	ct := m.ContentType()
+	return ct != nil && strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") && len(m.Body()) > 0
+}
+
+// anchorOffer rewrites an initial INVITE's SDP offer to the relay when the
+// media policy says so. The callee is told to send to leg 1; what the
+// caller wants comes from its SDP.
+func (p *Proxy) anchorOffer(req *sip.Request) {
+	if p.cfg.MediaPolicy == "off" || req.Method != sip.INVITE || req.To().Params.Has("tag") || !hasSDP(req) {
+		return
+	}
+	if p.cfg.MediaPolicy == "auto" && !p.privateParty(req) {
+		return
+	}
+	id := req.CallID().Value()
+	s, err := p.cfg.Media.Session(id)
+	if err != nil {
+		p.log.Warn("media relay: no session", "call", id, "err", err)
+		return
+	}
+	body, ip, port, err := relay.RewriteSDP(req.Body(), s.IP(), s.Port(1))
+	if err != nil {
+		p.cfg.Media.End(id)
+		p.log.Debug("media relay: offer not rewritten", "call", id, "err", err)
+		return
+	}
+	s.SetParty(0, ip, port)
+	req.SetBody(body)
+	p.stats.anchored.Add(1)
+}
+
+// privateParty: the offer's connection address or the caller's Contact is
+// a private (NAT'd) address.
+func (p *Proxy) privateParty(req *sip.Request) bool {
+	if _, ip, _, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0); err == nil && behindNATIP(ip) {
+		return true
+	}
+	if c := req.Contact(); c != nil {
+		if ip := net.ParseIP(strings.Trim(c.Address.Host, "[]")); ip != nil && behindNATIP(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func behindNATIP(ip net.IP) bool { return ip.IsPrivate() || inCGNAT(ip) }
+
+// anchorAnswer rewrites an SDP answer (in a 18x or 2xx to an anchored
+// INVITE) so the caller sends to leg 0, and records where the callee wants
+// media.
+func (p *Proxy) anchorAnswer(res *sip.Response) {
+	if p.cfg.MediaPolicy == "off" || !hasSDP(res) || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE {
+		return
+	}
+	id := res.CallID().Value()
+	if !p.anchored(id) {
+		return
+	}
+	s, err := p.cfg.Media.Session(id)
+	if err != nil {
+		return
+	}
+	body, ip, port, err := relay.RewriteSDP(res.Body(), s.IP(), s.Port(0))
+	if err != nil {
+		return
+	}
+	s.SetParty(1, ip, port)
+	res.SetBody(body)
+}
+
+// anchored reports whether the call has a relay session.
+func (p *Proxy) anchored(callID string) bool {
+	return p.cfg.Media != nil && p.cfg.Media.Has(callID)
+}
+
+// unanchor ends a call's relay session (BYE, CANCEL, failed INVITE).
+func (p *Proxy) unanchor(callID string) {
+	if p.cfg.Media != nil {
+		p.cfg.Media.End(callID)
+	}
+}

@@ -1,0 +1,89 @@
+package relay
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRewriteSDP(t *testing.T) {
+	in := "v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n" +
+		"m=audio 5004 RTP/AVP 0 8\r\na=rtcp:5005\r\nm=video 5006 RTP/AVP 96\r\nc=IN IP4 192.0.2.6\r\n"
+	out, ip, port, err := RewriteSDP([]byte(in), "198.51.100.1", 40000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ip.Equal(net.ParseIP("192.0.2.5")) || port != 5004 {
+		t.Fatalf("original %v:%d", ip, port)
+	}
+	want := "v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\n" +
+		"m=audio 40000 RTP/AVP 0 8\r\na=rtcp:40001\r\nm=video 0 RTP/AVP 96\r\nc=IN IP4 192.0.2.6\r\n"
+	if string(out) != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+	// A media-level address wins over the session's.
+	in2 := "v=0\nc=IN IP4 192.0.2.5\nm=audio 7000 RTP/AVP 0\nc=IN IP4 10.0.0.9\n"
+	if _, ip, port, err := RewriteSDP([]byte(in2), "2001:db8::1", 40002); err != nil || !ip.Equal(net.ParseIP("10.0.0.9")) || port != 7000 {
+		t.Fatalf("media-level address: %v:%d %v", ip, port, err)
+	}
+	for _, bad := range []string{"", "v=0\r\nm=video 1 RTP/AVP 96\r\n", "m=audio x RTP/AVP 0\r\n", "c=IN IP4 host.example\r\nm=audio 1 RTP/AVP 0\r\n",
+		"m=audio 1 RTP/AVP 0\r\n"} {
+		if _, _, _, err := RewriteSDP([]byte(bad), "192.0.2.1", 40000); err == nil {
+			t.Errorf("%q rewritten without error", bad)
+		}
+	}
+}
+
+// FuzzRewriteSDP: any body either fails with an error or yields an SDP
+// whose audio stream points at the relay.
+func FuzzRewriteSDP(f *testing.F) {
+	f.Add([]byte("v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 5004 RTP/AVP 0\r\na=rtcp:5005\r\n"))
+	f.Add([]byte("v=0\nm=audio 7000 RTP/AVP 0\nc=IN IP6 2001:db8::2\nm=video 1 RTP/AVP 96\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, ip, port, err := RewriteSDP(b, "198.51.100.1", 40000)
+		if err != nil {
+			return
+		}
+		if ip == nil || port < 0 || port > 65535 || !strings.Contains(string(out), "m=audio 40000 ") ||
+			!strings.Contains(string(out), "c=IN IP4 198.51.100.1") {
+			t.Fatalf("bad rewrite %v:%d\n%q", ip, port, out)
+		}
+	})
+}
+
+// TestMediaSessions: sessions take port pairs, end on End and when idle,
+// and their ports are used again.
+func TestMediaSessions(t *testing.T) {
+	m, err := NewMedia(MediaConfig{IP: "127.0.0.1", MinPort: 42000, MaxPort: 42007, Idle: 200 * time.Millisecond, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a, err := m.Session("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Session("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Session("c"); err == nil {
+		t.Fatal("a third session in a range of four port pairs (two per session)")
+	}
+	if a.Port(0)%2 != 0 || a.Port(0) == b.Port(0) {
+		t.Fatalf("ports %d %d", a.Port(0), b.Port(0))
+	}
+	m.End("a")
+	if _, err := m.Session("c"); err != nil {
+		t.Fatalf("ports of an ended session not reused: %v", err)
+	}
+	for i := 0; i < 50 && m.Sessions() > 0; i++ {
+		sleepMS(20)
+	}
+	if n := m.Sessions(); n != 0 {
+		t.Fatalf("%d idle sessions not reaped", n)
+	}
+}
+
+func sleepMS(n int) { <-time.After(time.Duration(n) * time.Millisecond) }
