@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -158,4 +159,21 @@ func (c *Client) OverlaySize(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return int(reply.Count), nil
+}
+
+// Relays asks the server which relays the overlay announces: TURN URIs by
+// peer ID.
+func (c *Client) Relays(ctx context.Context) (map[string][]string, error) {
+	reply, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgRelays})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, e := range reply.AORs {
+		id, uri, ok := strings.Cut(e, " ")
+		if ok {
+			out[id] = append(out[id], uri)
+		}
+	}
+	return out, nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -678,6 +680,17 @@ func (s *Service) handleClient(ctx context.Context, from peer.ID, m *message) *m
 		return reply
 	case msgInfo:
 		return &message{Type: msgReply, Count: uint64(s.ov.Size())}
+	case msgRelays:
+		reply := &message{Type: msgReply}
+		for id, svcs := range s.ov.Services() {
+			for _, sv := range svcs {
+				if (strings.HasPrefix(sv, "turn:") || strings.HasPrefix(sv, "turns:")) && len(reply.AORs) < maxAORs {
+					reply.AORs = append(reply.AORs, id.String()+" "+sv)
+				}
+			}
+		}
+		slices.Sort(reply.AORs)
+		return reply
 	}
 	return errorReply(fmt.Errorf("%w: message type %d on the client protocol", ErrMalformed, m.Type))
 }

@@ -17,7 +17,7 @@ import (
 //	message  {1: version=1, 2: type, 3: status, 4: error, 5: repeated cert DER,
 //	          6: repeated entry, 7: repeated aor, 8: count}
 //	types    1 STORE, 2 FETCH, 7 REGISTER (replica protocol); 3 PUT, 4 GET,
-//	         6 INFO (client protocol); 5 REPLY (status, error text, entries,
+//	         6 INFO, 8 RELAYS (client protocol); 5 REPLY (status, error text, entries,
 //	         certs, count; to a REGISTER: the records of the accepted AORs
 //	         and, as aors, the AORs refused as out of order)
 //	entry    {1: signed content (bytes), 2: cert fingerprint, 3: signature,
@@ -40,6 +40,7 @@ const (
 	msgReply
 	msgInfo     // client: overlay size estimate (reply Count)
 	msgRegister // replica: conditional store; reply carries the AORs' records
+	msgRelays   // client: relays announced in the overlay (reply aors: "peer-id service")
 )
 
 // Limits applied while decoding, before anything is allocated for a field.
@@ -168,7 +169,7 @@ func decodeMessage(b []byte) (*message, error) {
 	if version != wireVersion {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, version)
 	}
-	if m.Type < msgStore || m.Type > msgRegister {
+	if m.Type < msgStore || m.Type > msgRelays {
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, m.Type)
 	}
 	return m, nil

@@ -140,6 +140,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		if nd.relay, err = startRelay(cfg, cred, log); err != nil {
 			return nil, err
 		}
+		addr := nd.relay.Addr()
+		nd.overlay.Announce("turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
 	}
 	if cfg.HTTP != "" {
 		if err := nd.startHTTP(cfg, log); err != nil {

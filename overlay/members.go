@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -35,14 +36,15 @@ func (h heartbeat) newer(o heartbeat) bool {
 }
 
 type member struct {
-	id      peer.ID
-	kid     kb.ID
-	addrs   []ma.Multiaddr
-	hb      heartbeat
-	left    bool
-	updated time.Time // when hb last advanced
-	suspect time.Time // excluded from the live set until then
-	live    bool      // last computed liveness
+	id       peer.ID
+	kid      kb.ID
+	addrs    []ma.Multiaddr
+	services []string // announced services (TURN URIs, ...)
+	hb       heartbeat
+	left     bool
+	updated  time.Time // when hb last advanced
+	suspect  time.Time // excluded from the live set until then
+	live     bool      // last computed liveness
 }
 
 type liveMember struct {
@@ -55,14 +57,15 @@ type members struct {
 	o    *Overlay
 	self peer.ID
 
-	mu     sync.Mutex
-	byID   map[peer.ID]*member
-	hb     heartbeat
-	live   []liveMember // snapshot, replaced on change
-	subs   map[*chan struct{}]struct{}
-	rng    *rand.Rand
-	closed bool
-	dials  chan peer.ID // newly seen members to connect to
+	mu       sync.Mutex
+	byID     map[peer.ID]*member
+	hb       heartbeat
+	services []string     // this node's announced services
+	live     []liveMember // snapshot, replaced on change
+	subs     map[*chan struct{}]struct{}
+	rng      *rand.Rand
+	closed   bool
+	dials    chan peer.ID // newly seen members to connect to
 }
 
 func newMembers(o *Overlay) *members {
@@ -202,20 +205,21 @@ func (m *members) handle(s network.Stream) {
 }
 
 // Wire format (protobuf encoding): repeated field 1 = member
-// {1: peer id bytes, 2: incarnation, 3: counter, 4: repeated multiaddr bytes, 5: left}.
+// {1: peer id bytes, 2: incarnation, 3: counter, 4: repeated multiaddr bytes, 5: left,
+// 6: repeated service (RFC 6940's TURN-SERVICE idea: "turn:host:port?transport=udp")}.
 func (m *members) encode() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []byte
 	selfAddrs := m.o.host.Addrs()
-	out = appendMember(out, m.self, m.hb, selfAddrs, false)
+	out = appendMember(out, m.self, m.hb, selfAddrs, false, m.services)
 	for _, mb := range m.byID {
-		out = appendMember(out, mb.id, mb.hb, mb.addrs, mb.left)
+		out = appendMember(out, mb.id, mb.hb, mb.addrs, mb.left, mb.services)
 	}
 	return out
 }
 
-func appendMember(out []byte, id peer.ID, hb heartbeat, addrs []ma.Multiaddr, left bool) []byte {
+func appendMember(out []byte, id peer.ID, hb heartbeat, addrs []ma.Multiaddr, left bool, services []string) []byte {
 	var b []byte
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	b = protowire.AppendBytes(b, []byte(id))
@@ -231,16 +235,27 @@ func appendMember(out []byte, id peer.ID, hb heartbeat, addrs []ma.Multiaddr, le
 		b = protowire.AppendTag(b, 5, protowire.VarintType)
 		b = protowire.AppendVarint(b, 1)
 	}
+	for _, sv := range services {
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendBytes(b, []byte(sv))
+	}
 	out = protowire.AppendTag(out, 1, protowire.BytesType)
 	return protowire.AppendBytes(out, b)
 }
 
 type gossipEntry struct {
-	id    peer.ID
-	hb    heartbeat
-	addrs []ma.Multiaddr
-	left  bool
+	id       peer.ID
+	hb       heartbeat
+	addrs    []ma.Multiaddr
+	left     bool
+	services []string
 }
+
+// Bounds of announced services, per member.
+const (
+	maxServices     = 8
+	maxServiceBytes = 256
+)
 
 var errBadGossip = errors.New("overlay: malformed membership message")
 
@@ -316,6 +331,15 @@ func decodeGossipEntry(b []byte) (gossipEntry, error) {
 				e.addrs = append(e.addrs, a)
 			}
 			b = b[n:]
+		case num == 6 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return e, errBadGossip
+			}
+			if len(v) <= maxServiceBytes && len(e.services) < maxServices && utf8.Valid(v) {
+				e.services = append(e.services, string(v))
+			}
+			b = b[n:]
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -361,6 +385,7 @@ func (m *members) merge(b []byte) error {
 			continue
 		}
 		mb.hb, mb.left, mb.updated = e.hb, e.left, now
+		mb.services = e.services
 		if len(e.addrs) > 0 {
 			mb.addrs = e.addrs
 			ps.AddAddrs(e.id, e.addrs, time.Hour)
@@ -506,7 +531,7 @@ func (m *members) leave(ctx context.Context) {
 	if len(targets) > 4 {
 		targets = targets[:4]
 	}
-	msg := appendMember(nil, m.self, m.hb, nil, true)
+	msg := appendMember(nil, m.self, m.hb, nil, true, nil)
 	m.closed = true
 	m.mu.Unlock()
 	var wg sync.WaitGroup

@@ -270,6 +270,40 @@ func (o *Overlay) Members() []peer.ID { return o.members.list() }
 // Closest until its heartbeat is seen again after that.
 func (o *Overlay) Suspect(p peer.ID) { o.members.suspect(p) }
 
+// Announce sets the services this node advertises in its membership
+// gossip (RFC 6940's TURN-SERVICE idea: "turn:host:port?transport=udp").
+// At most 8, each at most 256 bytes; the rest is dropped.
+func (o *Overlay) Announce(services ...string) {
+	var keep []string
+	for _, s := range services {
+		if len(s) <= maxServiceBytes && len(keep) < maxServices {
+			keep = append(keep, s)
+		}
+	}
+	o.members.mu.Lock()
+	o.members.services = keep
+	o.members.mu.Unlock()
+}
+
+// Services returns the services announced by live members (this node
+// included), by peer. Announcements are as trustworthy as the gossip that
+// carries them: use them to find candidates, not to trust them.
+func (o *Overlay) Services() map[peer.ID][]string {
+	m := o.members
+	out := map[peer.ID][]string{}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.services) > 0 {
+		out[m.self] = slices.Clone(m.services)
+	}
+	for id, mb := range m.byID {
+		if mb.live && !mb.left && len(mb.services) > 0 {
+			out[id] = slices.Clone(mb.services)
+		}
+	}
+	return out
+}
+
 // Changes returns a channel that receives a value (coalesced) whenever the set
 // of live members changes. Each call returns a new subscription; cancel it
 // with the returned function.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,20 @@ func TestMembershipAndPlacement(t *testing.T) {
 	if e := os[3].routingTableEstimate(); e < 4 || e > 48 {
 		t.Fatalf("routing-table density estimate %d for 12 nodes", e)
 	}
+	// Announced services spread with the gossip.
+	turnURI := "turn:127.0.0.1:3478?transport=udp"
+	os[2].Announce(turnURI, strings.Repeat("x", maxServiceBytes+1))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := os[9].Services()[os[2].ID()]
+		if len(got) == 1 && got[0] == turnURI {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 9 sees node 2's services as %v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// A graceful leave reaches everyone well before the failure timeout.
 	gone := os[7].ID()
 	os[7].Close()
@@ -176,8 +191,9 @@ func TestConfigErrors(t *testing.T) {
 func FuzzDecodeGossip(f *testing.F) {
 	key, _ := GenerateIdentity()
 	id, _ := PeerIDOf(key)
-	f.Add(appendMember(nil, id, heartbeat{1, 2}, nil, false))
-	f.Add(appendMember(appendMember(nil, id, heartbeat{3, 4}, nil, true), id, heartbeat{5, 6}, nil, false))
+	f.Add(appendMember(nil, id, heartbeat{1, 2}, nil, false, nil))
+	f.Add(appendMember(appendMember(nil, id, heartbeat{3, 4}, nil, true, nil), id, heartbeat{5, 6}, nil, false,
+		[]string{"turn:127.0.0.1:3478?transport=udp"}))
 	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		es, err := decodeGossip(b)
@@ -185,7 +201,7 @@ func FuzzDecodeGossip(f *testing.F) {
 			return
 		}
 		for _, e := range es {
-			if e.id == "" || len(e.addrs) > 16 {
+			if e.id == "" || len(e.addrs) > 16 || len(e.services) > maxServices {
 				t.Fatalf("decoded an invalid member %+v", e)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ commands:
   remove --config FILE --aor AOR [--contact URI]
                                      remove one binding (or all) of AOR
   status --config FILE               the node's peer ID and its estimate of the overlay's size
+  relays --config FILE               relays the overlay announces, with their TURN URIs (JSON)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -86,6 +88,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdRemove(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, args[1:], stdout, stderr)
+	case "relays":
+		return cmdRelays(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -470,4 +474,35 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	enc.SetIndent("", "  ")
 	return enc.Encode(map[string]any{"node": cfg.Name, "overlay": cfg.Overlay.Name,
 		"answered_by": c.server.String(), "size_estimate": size})
+}
+
+func cmdRelays(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath, timeout := clientFlags("relays", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		return fail(2, "relays: want --config FILE")
+	}
+	ctx, _, c, done, err := connect(ctx, *cfgPath, *timeout, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	relays, err := c.lsp.Relays(ctx)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		Peer string   `json:"peer"`
+		URIs []string `json:"uris"`
+	}
+	out := []entry{}
+	for id, uris := range relays {
+		out = append(out, entry{id, uris})
+	}
+	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.Peer, b.Peer) })
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lsnode/lsnode/testnet"
 )
@@ -93,6 +94,24 @@ func TestCLI(t *testing.T) {
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Size != 5 {
 		t.Fatalf("status: exit %d %q %q, want size_estimate 5", code, out, errs)
+	}
+	// The two domain nodes run relays and announce them; an overlay-only
+	// node lists both (gossip may take a round or two).
+	var relays []struct {
+		Peer string   `json:"peer"`
+		URIs []string `json:"uris"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, out, errs = lsnode(t, "relays", "--config", cfgO)
+		if code != 0 || json.Unmarshal([]byte(out), &relays) != nil {
+			t.Fatalf("relays: exit %d %q %q", code, out, errs)
+		}
+		if len(relays) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(relays) != 2 || len(relays[0].URIs) != 2 || !strings.HasPrefix(relays[0].URIs[0], "turn:127.0.0.1:") {
+		t.Fatalf("relays: %+v, want the two domain nodes' TURN URIs", relays)
 	}
 	if code, _, errs := lsnode(t, "remove", "--config", cfgA, "--aor", "sip:alice@a.example"); code != 0 {
 		t.Fatalf("remove: %d %q", code, errs)
