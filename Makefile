@@ -18,12 +18,12 @@ run: build
 	@test -f $(TESTNET)/testnet.json || $(BIN) testnet init --dir $(TESTNET) --nodes $(NODES) --domains $(DOMAINS)
 	$(BIN) testnet run --dir $(TESTNET)
 
-# Four benchmarks, each ending with a one-line summary: the 100-node overlay
+# Five benchmarks, each ending with a one-line summary: the 100-node overlay
 # against kad-dht, sipp REGISTER and call load against lsnode and Kamailio,
-# and TURN relaying against coturn.
+# TURN relaying against coturn, and the RTP relay.
 bench: build
 	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall' -benchtime 1x -timeout 40m ./testnet/
-	$(GO) test -run '^$$' -bench BenchmarkTURN -benchtime 1x -timeout 10m ./relay/
+	$(GO) test -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
