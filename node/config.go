@@ -132,6 +132,8 @@ type RelayConfig struct {
 	Realm string `json:"realm,omitempty"`
 	// RelayIP relayed addresses are allocated on. Default: TURN's host.
 	RelayIP string `json:"relay_ip,omitempty"`
+	// TLS (host:port) also serves TURN over TLS with the domain certificate.
+	TLS string `json:"tls,omitempty"`
 	// Allow: peer networks (CIDRs) the relay may reach although the default
 	// policy denies them (loopback, private, link-local, CGNAT, multicast).
 	Allow []string `json:"allow,omitempty"`

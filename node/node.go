@@ -141,7 +141,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 			return nil, err
 		}
 		addr := nd.relay.Addr()
-		nd.overlay.Announce("turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
+		uris := []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}
+		if t := nd.relay.TLSAddr(); t != "" {
+			uris = append(uris, "turns:"+t+"?transport=tcp")
+		}
+		nd.overlay.Announce(uris...)
 	}
 	if cfg.HTTP != "" {
 		if err := nd.startHTTP(cfg, log); err != nil {
@@ -286,8 +290,16 @@ func startRelay(cfg *Config, cred *lsp.Credential, log *slog.Logger) (*relay.Ser
 	if realm == "" {
 		realm = cfg.Domain
 	}
-	return relay.New(relay.Config{Addr: cfg.TURN, RelayIP: rc.RelayIP, Realm: realm, Secret: secret, Allow: allow,
-		MaxAllocations: rc.MaxAllocations, MaxPerUser: rc.MaxPerUser, Logger: log})
+	var tlsCfg *tls.Config
+	if rc.TLS != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("%w: relay TLS certificate: %v", ErrConfig, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+	return relay.New(relay.Config{Addr: cfg.TURN, TLSAddr: rc.TLS, TLS: tlsCfg, RelayIP: rc.RelayIP, Realm: realm, Secret: secret,
+		Allow: allow, MaxAllocations: rc.MaxAllocations, MaxPerUser: rc.MaxPerUser, Logger: log})
 }
 
 // startMedia starts the RTP relay.

@@ -6,6 +6,7 @@ package relay
 import (
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ type Config struct {
 	// RelayIP is the address relayed transports are allocated on and
 	// announced with; default Addr's host (which must then be an IP).
 	RelayIP string
+	// TLSAddr, with TLS, also serves TURN over TLS (RFC 8656 §3.1).
+	TLSAddr string
+	TLS     *tls.Config
 	// Realm of the long-term credentials. Required.
 	Realm string
 	// Secret signs TURN REST credentials: username "expiry:user",
@@ -54,6 +58,7 @@ type Server struct {
 	turn   *turn.Server
 	udp    net.PacketConn
 	tcp    net.Listener
+	tls    net.Listener // nil without TLS
 	allocs atomic.Int64
 
 	// Per-user quota. pion does not tell an allocation's user to the
@@ -105,7 +110,23 @@ func New(cfg Config) (*Server, error) {
 		s.udp.Close()
 		return nil, fmt.Errorf("relay: listen tcp %s: %w", cfg.Addr, err)
 	}
+	if cfg.TLSAddr != "" {
+		if cfg.TLS == nil {
+			s.udp.Close()
+			s.tcp.Close()
+			return nil, fmt.Errorf("%w: TURN over TLS without a certificate", ErrConfig)
+		}
+		if s.tls, err = tls.Listen("tcp", cfg.TLSAddr, cfg.TLS); err != nil {
+			s.udp.Close()
+			s.tcp.Close()
+			return nil, fmt.Errorf("relay: listen tls %s: %w", cfg.TLSAddr, err)
+		}
+	}
 	gen := &quotaGenerator{s: s, inner: &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: relayIP.String()}}
+	listeners := []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: gen, PermissionHandler: s.permit}}
+	if s.tls != nil {
+		listeners = append(listeners, turn.ListenerConfig{Listener: s.tls, RelayAddressGenerator: gen, PermissionHandler: s.permit})
+	}
 	quiet := logging.NewDefaultLoggerFactory()
 	quiet.DefaultLogLevel = logging.LogLevelDisabled
 	s.turn, err = turn.NewServer(turn.ServerConfig{
@@ -114,12 +135,14 @@ func New(cfg Config) (*Server, error) {
 		LoggerFactory: quiet,
 		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: gen,
 			PermissionHandler: s.permit}},
-		ListenerConfigs: []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: gen,
-			PermissionHandler: s.permit}},
+		ListenerConfigs: listeners,
 	})
 	if err != nil {
 		s.udp.Close()
 		s.tcp.Close()
+		if s.tls != nil {
+			s.tls.Close()
+		}
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return s, nil
@@ -127,6 +150,14 @@ func New(cfg Config) (*Server, error) {
 
 // Addr returns the bound address (the same for UDP and TCP).
 func (s *Server) Addr() string { return s.udp.LocalAddr().String() }
+
+// TLSAddr returns the TURN-over-TLS address, or "" without TLS.
+func (s *Server) TLSAddr() string {
+	if s.tls == nil {
+		return ""
+	}
+	return s.tls.Addr().String()
+}
 
 // Close stops the server and releases every allocation.
 func (s *Server) Close() error { return s.turn.Close() }

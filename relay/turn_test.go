@@ -3,12 +3,20 @@ package relay
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -163,5 +171,34 @@ func TestTURNQuota(t *testing.T) {
 	bobUser, bobPass := s.Credentials("bob", time.Hour)
 	if r := uclient(t, s, bobUser, bobPass, pp, 1, 5, 160); r.err != nil || r.received != 5 {
 		t.Fatalf("another user: %v, %d received\n%s", r.err, r.received, r.out)
+	}
+}
+
+// TestTURNOverTLS: coturn's client allocates over TLS (-S) and relays.
+func TestTURNOverTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relay.a.example"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startTURN(t, loopback(), func(c *Config) {
+		c.TLSAddr = "127.0.0.1:0"
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	})
+	pp := peer(t)
+	user, pass := s.Credentials("alice", time.Hour)
+	_, port, _ := net.SplitHostPort(s.TLSAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "turnutils_uclient", "-S", "-t", "-u", user, "-w", pass, "-e", "127.0.0.1",
+		"-r", strconv.Itoa(pp), "-p", port, "-n", "10", "-l", "160", "-c", "-z", "5", "127.0.0.1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "tot_send_msgs=10, tot_recv_msgs=10") {
+		t.Fatalf("uclient over TLS: %v\n%s", err, out)
 	}
 }
