@@ -520,3 +520,36 @@ func TestMediaAnchored(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestMediaAuto: policy "auto" anchors an offer from a private address and
+// leaves a public one alone.
+func TestMediaAuto(t *testing.T) {
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41100, MaxPort: 41199, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	tp := startProxy(t, Proxying, func(c *Config) { c.Media, c.MediaPolicy = media, "auto" })
+	caller, callee := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	for _, c := range []struct {
+		addr     string
+		anchored bool
+	}{{"192.0.2.10", false}, {"10.0.0.5", true}} {
+		msg := strings.ReplaceAll(withSDP(caller.request("INVITE", "sip:bob@b.example"), 5004), "IN IP4 127.0.0.1", "IN IP4 "+c.addr)
+		caller.send(tp.addr, msg)
+		inv := callee.recv(3 * time.Second).(*sip.Request)
+		got := !strings.Contains(string(inv.Body()), "m=audio 5004 ")
+		if got != c.anchored {
+			t.Errorf("offer from %s: anchored %v, want %v\n%s", c.addr, got, c.anchored, inv.Body())
+		}
+		callee.send(tp.addr, sip.NewResponseFromRequest(inv, 486, "Busy Here", nil).String())
+		if r := caller.status(3 * time.Second); r.StatusCode != 486 {
+			t.Fatalf("caller got %d", r.StatusCode)
+		}
+	}
+	if n := media.Sessions(); n != 0 {
+		t.Fatalf("%d sessions left after failed calls", n)
+	}
+}
