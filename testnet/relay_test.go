@@ -144,13 +144,24 @@ func TestProxyAnchorsMedia(t *testing.T) {
 </scenario>`, 1)
 	}
 	uasPort := freeUDPPort(t)
-	uas := startSippText(t, "uas-media", check("uas.xml", `<recv request="INVITE" crlf="true"/>`), uasPort, "-m", "1", "-timeout", "40s")
+	uas := startSippText(t, "uas-media", check("uas.xml", `<recv request="INVITE" crlf="true"/>`), uasPort, "-m", "1", "-timeout", "40s",
+		"-rtp_echo", "-mp", fmt.Sprint(freeUDPPort(t)))
 	if err := (sippRun{registrar: nw.Node(bIdx).SIPAddr(), user: user, authUser: bob.Username, pass: bob.Password,
 		domain: "b.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort), expires: 600, final: 200}).run(t); err != nil {
 		t.Fatal(err)
 	}
-	uac := startSippText(t, "uac-media", check("uac.xml", `<recv response="200" rtd="true" rrs="true" timeout="10000"/>`),
-		freeUDPPort(t), nw.Node(aIdx).SIPAddr(), "-s", user, "-key", "domain", "b.example", "-m", "1", "-timeout", "30s")
+	// The caller streams one second of PCMU (50 packets) after its ACK; the
+	// callee (sipp -rtp_echo) sends every packet back: both directions
+	// cross the relay.
+	wav := filepath.Join(t.TempDir(), "silence.wav")
+	if err := os.WriteFile(wav, pcmuWAV(8000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	uacScen := strings.Replace(check("uac.xml", `<recv response="200" rtd="true" rrs="true" timeout="10000"/>`),
+		`<pause milliseconds="200"/>`, `<nop><action><exec rtp_stream="`+wav+`,1,0"/></action></nop>
+  <pause milliseconds="1500"/>`, 1)
+	uac := startSippText(t, "uac-media", uacScen, freeUDPPort(t), nw.Node(aIdx).SIPAddr(),
+		"-s", user, "-key", "domain", "b.example", "-m", "1", "-timeout", "30s", "-mp", fmt.Sprint(freeUDPPort(t)))
 	if err := uac.wait(45 * time.Second); err != nil {
 		t.Fatal(err, "\ncallee:", uas.wait(time.Second))
 	}
@@ -161,4 +172,35 @@ func TestProxyAnchorsMedia(t *testing.T) {
 	if st := nw.Node(aIdx).Proxy().Stats(); st.Anchored != 1 || media.Sessions() != 0 {
 		t.Fatalf("anchored %d calls, %d sessions left after BYE", st.Anchored, media.Sessions())
 	}
+	// 50 packets out and their echoes back, all through the relay (some
+	// echoes may still be in flight when the caller hangs up).
+	if f := media.Forwarded(); f < 80 {
+		t.Fatalf("relay forwarded %d RTP packets, want the caller's 50 and most echoes", f)
+	}
+	t.Logf("relay forwarded %d packets, dropped %d", media.Forwarded(), media.Dropped())
+}
+
+// pcmuWAV is n samples of PCMU silence in a WAV file (sipp rtp_stream).
+func pcmuWAV(n int) []byte {
+	var b bytes.Buffer
+	le := func(v uint32, size int) {
+		for i := 0; i < size; i++ {
+			b.WriteByte(byte(v >> (8 * i)))
+		}
+	}
+	b.WriteString("RIFF")
+	le(uint32(38+n), 4)
+	b.WriteString("WAVEfmt ")
+	le(18, 4)   // fmt chunk size
+	le(7, 2)    // WAVE_FORMAT_MULAW
+	le(1, 2)    // mono
+	le(8000, 4) // sample rate
+	le(8000, 4) // byte rate
+	le(1, 2)    // block align
+	le(8, 2)    // bits per sample
+	le(0, 2)    // extension size
+	b.WriteString("data")
+	le(uint32(n), 4)
+	b.Write(bytes.Repeat([]byte{0xff}, n))
+	return b.Bytes()
 }
