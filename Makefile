@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME) ./registrar/
 	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzRewriteSDP -fuzztime $(FUZZTIME) ./relay/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeControl -fuzztime $(FUZZTIME) ./relay/
 
 clean:
 	rm -rf bin $(TESTNET)

@@ -37,17 +37,18 @@ type Options struct {
 
 // Node is a running lsnode.
 type Node struct {
-	cfg       *Config
-	log       *slog.Logger
-	overlay   *overlay.Overlay
-	lsp       *lsp.Service
-	registrar *registrar.Server
-	reg       *registrar.Registrar
-	proxy     *proxy.Proxy
-	relay     *relay.Server
-	media     *relay.Media
-	http      *http.Server
-	httpLn    net.Listener
+	cfg         *Config
+	log         *slog.Logger
+	overlay     *overlay.Overlay
+	lsp         *lsp.Service
+	registrar   *registrar.Server
+	reg         *registrar.Registrar
+	proxy       *proxy.Proxy
+	relay       *relay.Server
+	media       *relay.Media
+	stopControl func() // media relay control protocol
+	http        *http.Server
+	httpLn      net.Listener
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -126,13 +127,21 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		}
 		log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
 	}
+	var services []string
+	var anchor relay.Anchor // the proxy's media relay: ours, else one the overlay announces
+	mediaProto := nd.overlay.Protocol("media", "1.0.0")
 	if cfg.Relay.MediaIP != "" {
 		if nd.media, err = startMedia(cfg, log); err != nil {
 			return nil, err
 		}
+		anchor = nd.media
+		nd.stopControl = relay.ServeControl(nd.overlay, mediaProto, nd.media)
+		services = append(services, relay.MediaService)
+	} else if m := cfg.Proxy.Media; m == "always" || m == "auto" {
+		anchor = relay.NewRemote(nd.overlay, mediaProto)
 	}
 	if cfg.SIP != "" {
-		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, nd.media, log); err != nil {
+		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, anchor, log); err != nil {
 			return nil, err
 		}
 	}
@@ -141,12 +150,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 			return nil, err
 		}
 		addr := nd.relay.Addr()
-		uris := []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}
+		services = append(services, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
 		if t := nd.relay.TLSAddr(); t != "" {
-			uris = append(uris, "turns:"+t+"?transport=tcp")
+			services = append(services, "turns:"+t+"?transport=tcp")
 		}
-		nd.overlay.Announce(uris...)
 	}
+	nd.overlay.Announce(services...)
 	if cfg.HTTP != "" {
 		if err := nd.startHTTP(cfg, log); err != nil {
 			return nil, err
@@ -167,7 +176,7 @@ func (n *Node) Location() *lsp.Service { return n.lsp }
 
 // startSIP starts the registrar and, unless the config turns it off, the
 // proxy on the same sockets.
-func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, media *relay.Media, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
+func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, media relay.Anchor, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
 	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
 		Logger: log}
@@ -402,6 +411,9 @@ func (n *Node) Close() error {
 	}
 	if n.relay != nil {
 		errs = append(errs, n.relay.Close())
+	}
+	if n.stopControl != nil {
+		n.stopControl()
 	}
 	if n.media != nil {
 		errs = append(errs, n.media.Close())

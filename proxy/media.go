@@ -29,30 +29,38 @@ func (p *Proxy) anchorOffer(req *sip.Request) {
 		return
 	}
 	id := req.CallID().Value()
-	s, err := p.cfg.Media.Session(id)
+	_, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0)
+	if err != nil {
+		p.log.Debug("media relay: offer not anchored", "call", id, "err", err)
+		return
+	}
+	rip, rport, err := p.cfg.Media.Offer(p.ctx, id, ip, port)
 	if err != nil {
 		p.log.Warn("media relay: no session", "call", id, "err", err)
 		return
 	}
-	body, ip, port, err := relay.RewriteSDP(req.Body(), s.IP(), s.Port(1))
+	body, _, _, err := relay.RewriteSDP(req.Body(), rip, rport)
 	if err != nil {
 		p.cfg.Media.End(id)
-		p.log.Debug("media relay: offer not rewritten", "call", id, "err", err)
 		return
 	}
-	s.SetParty(0, ip, port)
 	req.SetBody(body)
 	p.stats.anchored.Add(1)
 }
 
-// privateParty: the offer's connection address or the caller's Contact is
-// a private (NAT'd) address.
+// privateParty: the offer's connection address, the caller's Contact or
+// its Via is a private (NAT'd) address.
 func (p *Proxy) privateParty(req *sip.Request) bool {
 	if _, ip, _, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0); err == nil && behindNATIP(ip) {
 		return true
 	}
 	if c := req.Contact(); c != nil {
 		if ip := net.ParseIP(strings.Trim(c.Address.Host, "[]")); ip != nil && behindNATIP(ip) {
+			return true
+		}
+	}
+	if v := req.Via(); v != nil {
+		if ip := net.ParseIP(strings.Trim(v.Host, "[]")); ip != nil && behindNATIP(ip) {
 			return true
 		}
 	}
@@ -72,16 +80,18 @@ func (p *Proxy) anchorAnswer(res *sip.Response) {
 	if !p.anchored(id) {
 		return
 	}
-	s, err := p.cfg.Media.Session(id)
+	_, ip, port, err := relay.RewriteSDP(res.Body(), "127.0.0.1", 0)
 	if err != nil {
 		return
 	}
-	body, ip, port, err := relay.RewriteSDP(res.Body(), s.IP(), s.Port(0))
+	rip, rport, err := p.cfg.Media.Answer(p.ctx, id, ip, port)
 	if err != nil {
+		p.log.Warn("media relay: answer not anchored", "call", id, "err", err)
 		return
 	}
-	s.SetParty(1, ip, port)
-	res.SetBody(body)
+	if body, _, _, err := relay.RewriteSDP(res.Body(), rip, rport); err == nil {
+		res.SetBody(body)
+	}
 }
 
 // anchored reports whether the call has a relay session.

@@ -71,11 +71,12 @@ type Config struct {
 	// Default 30s; negative disables. KeepaliveTimeout bounds one: 5s.
 	KeepaliveInterval, KeepaliveTimeout time.Duration
 	// Media, with MediaPolicy "always" or "auto", anchors calls on an RTP
-	// relay (SPEERMINT's integrated model): the proxy rewrites the SDP of
-	// the offer and the answer so both parties send media to the relay.
-	// "auto" does it when the offer's or the Contact's address is private.
-	// Default "off".
-	Media       *relay.Media
+	// relay (SPEERMINT's integrated model; the node's own, or one the
+	// overlay announces): the proxy rewrites the SDP of the offer and the
+	// answer so both parties send media to the relay, and record-routes the
+	// call to see its BYE. "auto" does it when the offer's or the Contact's
+	// address is private. Default "off".
+	Media       relay.Anchor
 	MediaPolicy string
 	// TrustedNetworks may send requests anywhere (co-located servers and
 	// UAs). Others may only call users of Domain, continue dialogs this

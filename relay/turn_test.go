@@ -41,8 +41,8 @@ func startTURN(t *testing.T, allow []*net.IPNet, mutate func(*Config)) *Server {
 	return s
 }
 
-// peer runs coturn's turnutils_peer, a UDP echo server, on a free port.
-func peer(t *testing.T) int {
+// echoPeer runs coturn's turnutils_peer, a UDP echo server, on a free port.
+func echoPeer(t *testing.T) int {
 	t.Helper()
 	need(t, "turnutils_peer")
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -108,7 +108,7 @@ func uclient(t *testing.T, s *Server, user, pass string, peerPort, clients, n, s
 
 func TestTURNWithCoturnClient(t *testing.T) {
 	s := startTURN(t, loopback(), nil)
-	pp := peer(t)
+	pp := echoPeer(t)
 	user, pass := s.Credentials("alice", time.Hour)
 	r := uclient(t, s, user, pass, pp, 2, 20, 160)
 	if r.err != nil || r.sent != 40 || r.received != r.sent || r.lost != 0 {
@@ -135,7 +135,7 @@ func TestTURNWithCoturnClient(t *testing.T) {
 // TestTURNPeerPolicy: by default a permission to a loopback peer is refused
 // (and counted); the testnet's explicit allowance admits it.
 func TestTURNPeerPolicy(t *testing.T) {
-	pp := peer(t)
+	pp := echoPeer(t)
 	s := startTURN(t, nil, nil)
 	user, pass := s.Credentials("alice", time.Hour)
 	r := uclient(t, s, user, pass, pp, 1, 5, 160)
@@ -159,7 +159,7 @@ func TestTURNPeerPolicy(t *testing.T) {
 // while they live (two uclient clients hold four); one more is refused,
 // another user is not.
 func TestTURNQuota(t *testing.T) {
-	pp := peer(t)
+	pp := echoPeer(t)
 	s := startTURN(t, loopback(), func(c *Config) { c.MaxPerUser = 4 })
 	user, pass := s.Credentials("alice", time.Hour)
 	if r := uclient(t, s, user, pass, pp, 2, 5, 160); r.err != nil || r.received != 10 {
@@ -191,7 +191,7 @@ func TestTURNOverTLS(t *testing.T) {
 		c.TLSAddr = "127.0.0.1:0"
 		c.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
 	})
-	pp := peer(t)
+	pp := echoPeer(t)
 	user, pass := s.Credentials("alice", time.Hour)
 	_, port, _ := net.SplitHostPort(s.TLSAddr())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -18,6 +18,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/relay"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -112,18 +113,50 @@ func startSippText(t *testing.T, name, scenario string, port int, args ...string
 
 // TestProxyAnchorsMedia: with proxy.media "always" a sipp call through
 // a.example's proxy has both SDPs pointing at a.example's RTP relay (sipp
-// checks the m= port of the offer it receives and of the answer), and the
-// relay session is gone after the BYE.
-func TestProxyAnchorsMedia(t *testing.T) {
+// checks the m= port of the offer it receives and of the answer), RTP
+// crosses it both ways, and the relay session is gone after the BYE.
+func TestProxyAnchorsMedia(t *testing.T) { anchoredCall(t, false) }
+
+// TestProxyUsesOverlayRelay: the same call when a.example's node has no
+// media relay: its proxy anchors the call on the one an overlay-only node
+// announces, over the overlay's media control protocol.
+func TestProxyUsesOverlayRelay(t *testing.T) { anchoredCall(t, true) }
+
+func anchoredCall(t *testing.T, remote bool) {
 	base := 44000 + 2*(os.Getpid()%400)
+	relayNode := ""
 	m, nw := startCallNet(t, func(_ *testnet.Manifest, c *node.Config) {
-		if c.Domain == "a.example" {
+		local := c.Domain == "a.example" && !remote
+		if remote && c.Domain == "" && relayNode == "" {
+			local, relayNode = true, c.Name
+		}
+		if local {
 			c.Relay.MediaIP, c.Relay.MediaPorts = "127.0.0.1", fmt.Sprintf("%d-%d", base, base+99)
-			c.Proxy.Media = "always"
 			base += 100
+		}
+		if c.Domain == "a.example" {
+			c.Proxy.Media = "always"
 		}
 	})
 	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
+	mIdx := aIdx
+	if remote {
+		for i, n := range m.Nodes {
+			if n.Name == relayNode {
+				mIdx = i
+			}
+		}
+		waitFor(t, 10*time.Second, "the relay's announcement", func() error {
+			for _, svcs := range nw.Node(aIdx).Overlay().Services() {
+				for _, s := range svcs {
+					if s == relay.MediaService {
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("not announced")
+		})
+	}
 	bob := domainUser(m, "b.example", 0)
 	user := strings.TrimPrefix(strings.Split(bob.AOR, "@")[0], "sip:")
 	relayPorts := `m=audio 4[4-5][0-9][0-9][0-9] `
@@ -168,7 +201,7 @@ func TestProxyAnchorsMedia(t *testing.T) {
 	if err := uas.wait(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	media := nw.Node(aIdx).Media()
+	media := nw.Node(mIdx).Media()
 	if st := nw.Node(aIdx).Proxy().Stats(); st.Anchored != 1 || media.Sessions() != 0 {
 		t.Fatalf("anchored %d calls, %d sessions left after BYE", st.Anchored, media.Sessions())
 	}

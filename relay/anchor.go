@@ -1,0 +1,345 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// Anchor is what a proxy needs from a media relay, in this process or on
+// another node of the overlay.
+type Anchor interface {
+	// Offer records where the caller receives media (from its SDP) and
+	// returns where the callee must send: the relay's address for the offer.
+	Offer(ctx context.Context, callID string, ip net.IP, port int) (string, int, error)
+	// Answer records where the callee receives media and returns where the
+	// caller must send: the relay's address for the answer.
+	Answer(ctx context.Context, callID string, ip net.IP, port int) (string, int, error)
+	// Has reports whether the call is anchored here.
+	Has(callID string) bool
+	// End releases the call's session.
+	End(callID string)
+}
+
+var _ Anchor = (*Media)(nil)
+
+// Offer implements Anchor.
+func (m *Media) Offer(_ context.Context, callID string, ip net.IP, port int) (string, int, error) {
+	s, err := m.Session(callID)
+	if err != nil {
+		return "", 0, err
+	}
+	s.SetParty(0, ip, port)
+	return s.IP(), s.Port(1), nil
+}
+
+// Answer implements Anchor.
+func (m *Media) Answer(_ context.Context, callID string, ip net.IP, port int) (string, int, error) {
+	m.mu.Lock()
+	s := m.byID[callID]
+	m.mu.Unlock()
+	if s == nil {
+		return "", 0, fmt.Errorf("relay: no media session for %q", callID)
+	}
+	s.SetParty(1, ip, port)
+	return s.IP(), s.Port(0), nil
+}
+
+// MediaService is what a node with a media relay announces in the overlay.
+const MediaService = "rtp-relay"
+
+// Control protocol: one request and one reply per stream, varint-framed
+// protobuf: request {1: op (1 offer, 2 answer, 3 end), 2: call-id, 3: ip,
+// 4: port}; reply {1: ip, 2: port, 3: error}.
+const (
+	opOffer = iota + 1
+	opAnswer
+	opEnd
+	maxControlFrame = 1024
+)
+
+// ServeControl lets overlay members anchor calls on m over proto; it
+// returns a function that stops serving. A member may only end or answer
+// sessions it offered.
+func ServeControl(ov *overlay.Overlay, proto protocol.ID, m *Media) func() {
+	var mu sync.Mutex
+	owner := map[string]peer.ID{}
+	ov.Host().SetStreamHandler(proto, func(s network.Stream) {
+		defer s.Close()
+		_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+		b, err := overlay.ReadFrame(bufio.NewReader(s), maxControlFrame)
+		if err != nil {
+			s.Reset()
+			return
+		}
+		from := s.Conn().RemotePeer()
+		op, callID, ip, port, err := decodeControl(b)
+		reply := func(ip string, port int, err error) {
+			var out []byte
+			if err != nil {
+				out = protowire.AppendTag(out, 3, protowire.BytesType)
+				out = protowire.AppendString(out, err.Error())
+			} else {
+				out = protowire.AppendTag(out, 1, protowire.BytesType)
+				out = protowire.AppendString(out, ip)
+				out = protowire.AppendTag(out, 2, protowire.VarintType)
+				out = protowire.AppendVarint(out, uint64(port))
+			}
+			_ = overlay.WriteFrame(s, out)
+		}
+		if err != nil {
+			reply("", 0, err)
+			return
+		}
+		mu.Lock()
+		o, known := owner[callID]
+		if op == opOffer && !known {
+			owner[callID] = from
+			if len(owner) > 4*m.cfg.MaxSessions {
+				clear(owner) // bounded; stale entries only cost the ownership check
+				owner[callID] = from
+			}
+		}
+		mu.Unlock()
+		if known && o != from {
+			reply("", 0, errors.New("relay: session belongs to another peer"))
+			return
+		}
+		switch op {
+		case opOffer:
+			reply(m.Offer(context.Background(), callID, ip, port))
+		case opAnswer:
+			reply(m.Answer(context.Background(), callID, ip, port))
+		case opEnd:
+			m.End(callID)
+			mu.Lock()
+			delete(owner, callID)
+			mu.Unlock()
+			reply("", 0, nil)
+		}
+	})
+	return func() { ov.Host().RemoveStreamHandler(proto) }
+}
+
+func decodeControl(b []byte) (op int, callID string, ip net.IP, port int, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, "", nil, 0, errors.New("relay: malformed control request")
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0, "", nil, 0, errors.New("relay: malformed control request")
+			}
+			b = b[n:]
+			switch num {
+			case 1:
+				op = int(v)
+			case 4:
+				port = int(v)
+			}
+		case typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return 0, "", nil, 0, errors.New("relay: malformed control request")
+			}
+			b = b[n:]
+			switch num {
+			case 2:
+				callID = string(v)
+			case 3:
+				ip = net.ParseIP(string(v))
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return 0, "", nil, 0, errors.New("relay: malformed control request")
+			}
+			b = b[n:]
+		}
+	}
+	switch {
+	case op < opOffer || op > opEnd:
+		return 0, "", nil, 0, fmt.Errorf("relay: control op %d", op)
+	case callID == "" || len(callID) > 256:
+		return 0, "", nil, 0, errors.New("relay: control request without a call id")
+	case op != opEnd && (ip == nil || port <= 0 || port > 65535):
+		return 0, "", nil, 0, errors.New("relay: control request without a media address")
+	}
+	return op, callID, ip, port, nil
+}
+
+// maxRemoteCalls bounds the calls a Remote remembers.
+const maxRemoteCalls = 100000
+
+// Remote anchors calls on media relays other overlay members announce
+// (the proxy's choice when its node has no relay of its own).
+type Remote struct {
+	ov    *overlay.Overlay
+	proto protocol.ID
+
+	mu    sync.Mutex
+	calls map[string]peer.ID // anchored call → relay node
+}
+
+// NewRemote returns an Anchor over proto on ov's members.
+func NewRemote(ov *overlay.Overlay, proto protocol.ID) *Remote {
+	return &Remote{ov: ov, proto: proto, calls: map[string]peer.ID{}}
+}
+
+// ErrNoRelay: no member of the overlay announces a media relay.
+var ErrNoRelay = errors.New("relay: no media relay in the overlay")
+
+func (r *Remote) pick() (peer.ID, error) {
+	var cands []peer.ID
+	for id, svcs := range r.ov.Services() {
+		for _, s := range svcs {
+			if isMedia(s) {
+				cands = append(cands, id)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return "", ErrNoRelay
+	}
+	return cands[rand.IntN(len(cands))], nil
+}
+
+func (r *Remote) call(ctx context.Context, p peer.ID, op int, callID string, ip net.IP, port int) (string, int, error) {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(op))
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, callID)
+	if ip != nil {
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendString(b, ip.String())
+		b = protowire.AppendTag(b, 4, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(port))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	s, err := r.ov.Host().NewStream(ctx, p, r.proto)
+	if err != nil {
+		return "", 0, fmt.Errorf("relay: %s: %w", p, err)
+	}
+	defer s.Close()
+	dl, _ := ctx.Deadline()
+	_ = s.SetDeadline(dl)
+	if err := overlay.WriteFrame(s, b); err != nil {
+		s.Reset()
+		return "", 0, err
+	}
+	reply, err := overlay.ReadFrame(bufio.NewReader(s), maxControlFrame)
+	if err != nil {
+		s.Reset()
+		return "", 0, err
+	}
+	var rip, rerr string
+	var rport int
+	for len(reply) > 0 {
+		num, typ, n := protowire.ConsumeTag(reply)
+		if n < 0 {
+			return "", 0, errors.New("relay: malformed control reply")
+		}
+		reply = reply[n:]
+		if typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(reply)
+			if n < 0 {
+				return "", 0, errors.New("relay: malformed control reply")
+			}
+			reply = reply[n:]
+			if num == 2 {
+				rport = int(v)
+			}
+			continue
+		}
+		v, n := protowire.ConsumeBytes(reply)
+		if n < 0 {
+			return "", 0, errors.New("relay: malformed control reply")
+		}
+		reply = reply[n:]
+		switch num {
+		case 1:
+			rip = string(v)
+		case 3:
+			rerr = string(v)
+		}
+	}
+	if rerr != "" {
+		return "", 0, errors.New(rerr)
+	}
+	if op != opEnd && (net.ParseIP(rip) == nil || rport <= 0 || rport > 65535) {
+		return "", 0, errors.New("relay: control reply without an address")
+	}
+	return rip, rport, nil
+}
+
+// Offer implements Anchor on a relay picked among those announced.
+func (r *Remote) Offer(ctx context.Context, callID string, ip net.IP, port int) (string, int, error) {
+	p, err := r.pick()
+	if err != nil {
+		return "", 0, err
+	}
+	rip, rport, err := r.call(ctx, p, opOffer, callID, ip, port)
+	if err != nil {
+		return "", 0, err
+	}
+	r.mu.Lock()
+	if len(r.calls) >= maxRemoteCalls {
+		clear(r.calls) // bounded: the relays reap what is forgotten here when it goes idle
+	}
+	r.calls[callID] = p
+	r.mu.Unlock()
+	return rip, rport, nil
+}
+
+// Answer implements Anchor on the relay the call was offered to.
+func (r *Remote) Answer(ctx context.Context, callID string, ip net.IP, port int) (string, int, error) {
+	r.mu.Lock()
+	p, ok := r.calls[callID]
+	r.mu.Unlock()
+	if !ok {
+		return "", 0, fmt.Errorf("relay: call %q not anchored", callID)
+	}
+	return r.call(ctx, p, opAnswer, callID, ip, port)
+}
+
+// Has implements Anchor.
+func (r *Remote) Has(callID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.calls[callID]
+	return ok
+}
+
+// End implements Anchor (best effort: an unreachable relay reaps the
+// session when it goes idle).
+func (r *Remote) End(callID string) {
+	r.mu.Lock()
+	p, ok := r.calls[callID]
+	delete(r.calls, callID)
+	r.mu.Unlock()
+	if ok {
+		_, _, _ = r.call(context.Background(), p, opEnd, callID, nil, 0)
+	}
+}
+
+// isMedia reports whether a service string announces a media relay.
+func isMedia(s string) bool { return strings.EqualFold(s, MediaService) }
