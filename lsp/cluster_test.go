@@ -335,3 +335,31 @@ func TestRereplicationOnJoin(t *testing.T) {
 	})
 	t.Logf("%d replica placements moved to joining nodes", moved)
 }
+
+// TestPeerRateLimit: a peer sending faster than the per-peer limit gets
+// ErrRateLimited (without being suspected) and is served again once its
+// bucket refills; other peers are not affected.
+func TestPeerRateLimit(t *testing.T) {
+	ca := newTestCA(t)
+	c := newCluster(t, 3, nil, ca)
+	c.svcs[0].limit = newLimiter(5, 5)
+	fetch := &message{Type: msgFetch, AORs: []string{"sip:bob@biloxi.example"}}
+	limited := 0
+	for i := 0; i < 20; i++ {
+		if _, err := c.raw(1, c.ovs[0].ID(), fetch); errors.Is(err, ErrUnavailable) {
+			limited++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limited < 10 {
+		t.Fatalf("%d of 20 rapid requests limited, want at least 10 (burst 5)", limited)
+	}
+	if _, err := c.raw(2, c.ovs[0].ID(), fetch); err != nil {
+		t.Fatalf("another peer was limited too: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := c.raw(1, c.ovs[0].ID(), fetch); err != nil {
+		t.Fatalf("after the bucket refilled: %v", err)
+	}
+}

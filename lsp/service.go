@@ -48,6 +48,11 @@ type Config struct {
 	RebalanceInterval time.Duration
 	// GCInterval: how often expired entries are dropped. Default 1 min.
 	GCInterval time.Duration
+	// PeerRate and PeerBurst bound the requests one remote peer may send
+	// on the LSP protocols (a token bucket per peer); beyond them it gets
+	// ErrRateLimited. Defaults 20000/s and 20000.
+	PeerRate  float64
+	PeerBurst int
 	// Logger; default slog.Default(). Tagged with component=lsp.
 	Logger *slog.Logger
 }
@@ -89,6 +94,12 @@ func (c *Config) setDefaults() error {
 	if c.GCInterval <= 0 {
 		c.GCInterval = time.Minute
 	}
+	if c.PeerRate <= 0 {
+		c.PeerRate = 20000
+	}
+	if c.PeerBurst <= 0 {
+		c.PeerBurst = 20000
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -121,6 +132,8 @@ type Service struct {
 	regSlots chan struct{} // batches in flight
 
 	regBatches, regRequests atomic.Int64
+
+	limit *limiter // per remote peer, on both protocols
 }
 
 // New starts the location service on cfg.Overlay: it loads the persisted
@@ -140,6 +153,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		clientProto: cfg.Overlay.Protocol("client", "1.0.0"),
 		serving:     map[network.Stream]struct{}{},
 		regq:        make(chan *regReq, regQueue),
+		limit:       newLimiter(cfg.PeerRate, cfg.PeerBurst),
 		regSlots:    make(chan struct{}, regPipeline),
 	}
 	n, err := s.store.load(ctx, time.Now())
@@ -213,7 +227,12 @@ func (s *Service) handleStream(st network.Stream, h func(context.Context, peer.I
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	serve(s.ctx, st, s.cfg.MaxMessage, h)
+	serve(s.ctx, st, s.cfg.MaxMessage, func(ctx context.Context, from peer.ID, m *message) *message {
+		if !s.limit.allow(from) {
+			return errorReply(ErrRateLimited)
+		}
+		return h(ctx, from, m)
+	})
 }
 
 // --- public API ---

@@ -158,6 +158,10 @@ type LSPConfig struct {
 	RequestTimeout    Duration `json:"request_timeout,omitempty"`
 	RebalanceDelay    Duration `json:"rebalance_delay,omitempty"`
 	RebalanceInterval Duration `json:"rebalance_interval,omitempty"`
+	// PeerRate / PeerBurst: requests per second one peer may send this
+	// node's LSP protocols. Defaults 20000 / 20000.
+	PeerRate  float64 `json:"peer_rate,omitempty"`
+	PeerBurst int     `json:"peer_burst,omitempty"`
 }
 
 // LoadConfig reads and validates a config file.
