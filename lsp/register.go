@@ -161,6 +161,7 @@ type regReply struct {
 	p       peer.ID
 	aors    []string
 	refused map[string]bool
+	quota   map[string]bool
 	byAOR   map[string][]*entry
 	chains  map[[32]byte][][]byte
 	err     error
@@ -291,6 +292,10 @@ func (s *Service) runBatch(batch []*regReq) {
 				answer(aor, a, regOutcome{err: fmt.Errorf("%w: replica %s holds a newer CSeq of this Call-ID", ErrOutOfOrder, rep.p)})
 				open--
 				continue
+			case rep.quota[aor]:
+				answer(aor, a, regOutcome{err: fmt.Errorf("%w: too many bindings for %s (replica %s's record quota)", ErrTooLarge, aor, rep.p)})
+				open--
+				continue
 			}
 			a.acks++
 			merge(a.merged, rep.byAOR[aor])
@@ -340,12 +345,15 @@ func (s *Service) registerTo(ctx context.Context, p peer.ID, es []*entry, chains
 	for _, e := range es {
 		sent[e.AOR] = true
 	}
-	rep := regReply{p: p, refused: map[string]bool{}, byAOR: map[string][]*entry{}, chains: map[[32]byte][][]byte{}}
+	rep := regReply{p: p, refused: map[string]bool{}, quota: map[string]bool{}, byAOR: map[string][]*entry{}, chains: map[[32]byte][][]byte{}}
 	for _, aor := range reply.AORs {
 		rep.refused[aor] = true
 	}
+	for _, aor := range reply.Quota {
+		rep.quota[aor] = true
+	}
 	for _, e := range reply.Entries {
-		if !sent[e.AOR] || rep.refused[e.AOR] {
+		if !sent[e.AOR] || rep.refused[e.AOR] || rep.quota[e.AOR] {
 			continue
 		}
 		c, err := s.verifier.verify(e, reply.Certs)
@@ -374,7 +382,7 @@ func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 		}
 		chains[e.CertFP] = c.ders
 	}
-	refused, err := s.store.applyIf(ctx, m.Entries, chains, s.closest)
+	refused, over, err := s.store.applyIf(ctx, m.Entries, chains, s.closest)
 	if err != nil {
 		return errorReply(err)
 	}
@@ -389,6 +397,10 @@ func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 		seen[e.AOR] = true
 		if refused[e.AOR] {
 			reply.AORs = append(reply.AORs, e.AOR)
+			continue
+		}
+		if over[e.AOR] {
+			reply.Quota = append(reply.Quota, e.AOR)
 			continue
 		}
 		reply.Entries = append(reply.Entries, s.store.get(e.AOR, now, held)...)

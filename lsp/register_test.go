@@ -164,3 +164,38 @@ func hasContact(bs []Binding, contact string) bool {
 	}
 	return false
 }
+
+// TestRecordQuota: replicas refuse a write that would give an AOR more
+// bindings than their quota, by Publish and by Register; refreshing an
+// existing binding still works, and the record keeps what it had.
+func TestRecordQuota(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	for _, s := range c.svcs {
+		s.store.mu.Lock()
+		s.store.maxEntries = 3
+		s.store.mu.Unlock()
+	}
+	ctx := context.Background()
+	aor := "sip:bob@biloxi.example"
+	if err := c.svcs[0].Publish(ctx, aor, binding("sip:bob@192.0.2.1", time.Hour), binding("sip:bob@192.0.2.2", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.3", "c", 1)); err != nil {
+		t.Fatalf("third binding: %v", err)
+	}
+	if err := c.svcs[0].Publish(ctx, aor, binding("sip:bob@192.0.2.4", time.Hour)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("fourth binding by Publish: %v, want ErrTooLarge", err)
+	}
+	if _, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.5", "d", 1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("fourth binding by Register: %v, want ErrTooLarge", err)
+	}
+	if _, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.3", "c", 2)); err != nil {
+		t.Fatalf("refresh within the quota: %v", err)
+	}
+	bs, err := c.svcs[3].Lookup(ctx, aor)
+	if err != nil || len(bs) != 3 {
+		t.Fatalf("lookup after refusals: %d bindings, %v", len(bs), err)
+	}
+}

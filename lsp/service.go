@@ -48,6 +48,10 @@ type Config struct {
 	RebalanceInterval time.Duration
 	// GCInterval: how often expired entries are dropped. Default 1 min.
 	GCInterval time.Duration
+	// MaxBindings and MaxRecordBytes are the record quota of one AOR on a
+	// replica (RELOAD's max-count and max-size): entries (tombstones
+	// included) and encoded bytes. Defaults 64 and 256 KiB.
+	MaxBindings, MaxRecordBytes int
 	// PeerRate and PeerBurst bound the requests one remote peer may send
 	// on the LSP protocols (a token bucket per peer); beyond them it gets
 	// ErrRateLimited. Defaults 20000/s and 20000.
@@ -93,6 +97,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.GCInterval <= 0 {
 		c.GCInterval = time.Minute
+	}
+	if c.MaxBindings <= 0 {
+		c.MaxBindings = 64
+	}
+	if c.MaxRecordBytes <= 0 {
+		c.MaxRecordBytes = 256 << 10
 	}
 	if c.PeerRate <= 0 {
 		c.PeerRate = 20000
@@ -146,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg:         cfg,
 		ov:          cfg.Overlay,
 		self:        cfg.Overlay.ID(),
-		store:       newStore(cfg.Overlay.Datastore()),
+		store:       newStore(cfg.Overlay.Datastore(), cfg.MaxBindings, cfg.MaxRecordBytes),
 		verifier:    NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
 		rpc:         newRPC(cfg.Overlay.Host(), cfg.MaxMessage, cfg.RequestTimeout),
 		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),

@@ -28,6 +28,10 @@ const (
 type store struct {
 	ds ds.Datastore
 
+	// Record quota (RELOAD's max-count / max-size): a write that would
+	// give an AOR more entries or encoded bytes than this is refused.
+	maxEntries, maxBytes int
+
 	mu    sync.RWMutex
 	recs  map[string]*record
 	certs map[[32]byte][][]byte // verified chains by leaf fingerprint
@@ -38,8 +42,50 @@ type record struct {
 	placed  []peer.ID         // closest set the record was last placed on
 }
 
-func newStore(d ds.Datastore) *store {
-	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}}
+func newStore(d ds.Datastore, maxEntries, maxBytes int) *store {
+	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}, maxEntries: maxEntries, maxBytes: maxBytes}
+}
+
+// overQuota lists the AORs of es whose records would exceed the quota
+// with es applied (s.mu held).
+func (s *store) overQuota(es []*entry) map[string]bool {
+	type size struct {
+		n, bytes int
+		ids      map[string]bool
+	}
+	sizes := map[string]*size{}
+	for _, e := range es {
+		z := sizes[e.AOR]
+		if z == nil {
+			z = &size{ids: map[string]bool{}}
+			if rec := s.recs[e.AOR]; rec != nil {
+				for id, old := range rec.entries {
+					z.ids[id] = true
+					z.bytes += len(old.encode())
+				}
+				z.n = len(rec.entries)
+			}
+			sizes[e.AOR] = z
+		}
+		id := e.B.ID()
+		if rec := s.recs[e.AOR]; rec != nil && rec.entries[id] != nil {
+			z.bytes -= len(rec.entries[id].encode())
+		} else if !z.ids[id] {
+			z.n++
+		}
+		z.ids[id] = true
+		z.bytes += len(e.encode())
+	}
+	var over map[string]bool
+	for aor, z := range sizes {
+		if z.n > s.maxEntries || z.bytes > s.maxBytes {
+			if over == nil {
+				over = map[string]bool{}
+			}
+			over[aor] = true
+		}
+	}
+	return over
 }
 
 // load reads the persisted records, dropping expired entries.
@@ -98,6 +144,11 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if over := s.overQuota(es); len(over) > 0 {
+		for aor := range over {
+			return 0, fmt.Errorf("%w: record of %q over its quota (%d bindings, %d bytes)", ErrTooLarge, aor, s.maxEntries, s.maxBytes)
+		}
+	}
 	return s.applyLocked(ctx, es, chains, placement)
 }
 
@@ -105,10 +156,11 @@ func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]
 // an AOR is refused, and none of its entries applied, when its record holds
 // the same binding from the same Call-ID with an equal or higher CSeq. An
 // identical entry is no conflict, so a retried request is idempotent. It
-// returns the refused AORs.
-func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (map[string]bool, error) {
+// returns the refused AORs and those over their record quota.
+func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (map[string]bool, map[string]bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	over := s.overQuota(es)
 	refused := map[string]bool{}
 	for _, e := range es {
 		rec := s.recs[e.AOR]
@@ -120,17 +172,17 @@ func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][]
 			refused[e.AOR] = true
 		}
 	}
-	if len(refused) > 0 {
+	if len(refused) > 0 || len(over) > 0 {
 		kept := make([]*entry, 0, len(es))
 		for _, e := range es {
-			if !refused[e.AOR] {
+			if !refused[e.AOR] && !over[e.AOR] {
 				kept = append(kept, e)
 			}
 		}
 		es = kept
 	}
 	_, err := s.applyLocked(ctx, es, chains, placement)
-	return refused, err
+	return refused, over, err
 }
 
 func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {

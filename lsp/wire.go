@@ -15,7 +15,8 @@ import (
 // fields skipped) inside varint-length-prefixed frames.
 //
 //	message  {1: version=1, 2: type, 3: status, 4: error, 5: repeated cert DER,
-//	          6: repeated entry, 7: repeated aor, 8: count}
+//	          6: repeated entry, 7: repeated aor, 8: count, 9: repeated aor
+//	          over its record quota (reply to REGISTER)}
 //	types    1 STORE, 2 FETCH, 7 REGISTER (replica protocol); 3 PUT, 4 GET,
 //	         6 INFO, 8 RELAYS (client protocol); 5 REPLY (status, error text, entries,
 //	         certs, count; to a REGISTER: the records of the accepted AORs
@@ -63,6 +64,7 @@ type message struct {
 	Entries []*entry
 	AORs    []string
 	Count   uint64
+	Quota   []string // in a reply to REGISTER: AORs refused by the record quota
 }
 
 func (m *message) encode() []byte {
@@ -97,6 +99,9 @@ func (m *message) appendFrame() ([]byte, int) {
 	for _, a := range m.AORs {
 		size += len(a) + 1 + binary.MaxVarintLen64
 	}
+	for _, a := range m.Quota {
+		size += len(a) + 1 + binary.MaxVarintLen64
+	}
 	b := make([]byte, binary.MaxVarintLen64, binary.MaxVarintLen64+size)
 	b = appendUint(b, 1, wireVersion)
 	b = appendUint(b, 2, uint64(m.Type))
@@ -117,6 +122,9 @@ func (m *message) appendFrame() ([]byte, int) {
 	}
 	if m.Count != 0 {
 		b = appendUint(b, 8, m.Count)
+	}
+	for _, a := range m.Quota {
+		b = appendString(b, 9, a)
 	}
 	return b, binary.MaxVarintLen64
 }
@@ -158,11 +166,16 @@ func decodeMessage(b []byte) (*message, error) {
 			m.AORs = append(m.AORs, string(v))
 		case 8:
 			m.Count = u
+		case 9:
+			if len(m.Quota) >= maxAORs || len(v) > 2*MaxAORLength {
+				return fmt.Errorf("%w: quota list", ErrTooLarge)
+			}
+			m.Quota = append(m.Quota, string(v))
 		}
 		return nil
 	}, map[protowire.Number]protowire.Type{1: protowire.VarintType, 2: protowire.VarintType,
 		3: protowire.VarintType, 4: protowire.BytesType, 5: protowire.BytesType,
-		6: protowire.BytesType, 7: protowire.BytesType, 8: protowire.VarintType})
+		6: protowire.BytesType, 7: protowire.BytesType, 8: protowire.VarintType, 9: protowire.BytesType})
 	if err != nil {
 		return nil, err
 	}

@@ -158,6 +158,10 @@ type LSPConfig struct {
 	RequestTimeout    Duration `json:"request_timeout,omitempty"`
 	RebalanceDelay    Duration `json:"rebalance_delay,omitempty"`
 	RebalanceInterval Duration `json:"rebalance_interval,omitempty"`
+	// MaxBindings / MaxRecordBytes: the record quota of one AOR on this
+	// replica (RELOAD max-count / max-size). Defaults 64 / 256 KiB.
+	MaxBindings    int `json:"max_bindings,omitempty"`
+	MaxRecordBytes int `json:"max_record_bytes,omitempty"`
 	// PeerRate / PeerBurst: requests per second one peer may send this
 	// node's LSP protocols. Defaults 20000 / 20000.
 	PeerRate  float64 `json:"peer_rate,omitempty"`

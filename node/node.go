@@ -114,6 +114,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		RequestTimeout:    time.Duration(cfg.LSP.RequestTimeout),
 		RebalanceDelay:    time.Duration(cfg.LSP.RebalanceDelay),
 		RebalanceInterval: time.Duration(cfg.LSP.RebalanceInterval),
+		MaxBindings:       cfg.LSP.MaxBindings,
+		MaxRecordBytes:    cfg.LSP.MaxRecordBytes,
 		PeerRate:          cfg.LSP.PeerRate,
 		PeerBurst:         cfg.LSP.PeerBurst,
 		Logger:            log,
