@@ -199,6 +199,7 @@ func BenchmarkRegister(b *testing.B) {
 			c.Registrar.UsersFile = usersPath
 		case "node2":
 			c.Registrar.UsersFile = "" // digest off
+			c.HTTP = ""                // (TURN credentials need the users file)
 		}
 	}})
 	if err != nil {
