@@ -38,6 +38,9 @@ commands:
                                      remove one binding (or all) of AOR
   status --config FILE               the node's peer ID and its estimate of the overlay's size
   relays --config FILE               relays the overlay announces, with their TURN URIs (JSON)
+  chaos --dir DIR [--duration 30s] [--kill-every 2s] [--down 1s]
+                                     run a testnet as processes, kill -9 and restart nodes
+                                     while publishing; report lost bindings (exit 1 if any)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -90,6 +93,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdStatus(ctx, args[1:], stdout, stderr)
 	case "relays":
 		return cmdRelays(ctx, args[1:], stdout, stderr)
+	case "chaos":
+		return cmdChaos(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

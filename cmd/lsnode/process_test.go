@@ -179,3 +179,21 @@ func TestNodeProcessesSurviveKill9(t *testing.T) {
 		t.Fatal("node did not stop within 10s of SIGTERM")
 	}
 }
+
+// TestChaos runs `lsnode chaos` on a 6-process testnet: nodes are killed
+// -9 and restarted while bindings are published; none may be lost.
+func TestChaos(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tn")
+	if code, _, errs := lsnode(t, "testnet", "init", "--dir", dir, "--nodes", "6", "--domains", "a.example,b.example"); code != 0 {
+		t.Fatalf("init: %d %q", code, errs)
+	}
+	code, out, errs := lsnode(t, "chaos", "--dir", dir, "--duration", "8s", "--kill-every", "1500ms", "--down", "500ms")
+	var rep chaosReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("chaos: exit %d, %v\n%s\n%s", code, err, out, errs)
+	}
+	if rep.Kills < 4 || rep.Published < 20 || rep.Lost != 0 || rep.Wrong != 0 || rep.Lookups != rep.Published {
+		t.Fatalf("chaos report %+v", rep)
+	}
+	t.Logf("chaos: %+v", rep)
+}
