@@ -520,7 +520,12 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 	var answers []fetchResult
 	var lastErr error
 	fellBack, unreachable := false, false // see put
-	for len(answers) < need {
+	// An empty answer is only trusted from every replica asked: a write
+	// acknowledged while some replicas were down may sit on one replica
+	// and a substitute until re-replication, and the two fastest answers
+	// could both be from replicas that missed it (lsnode chaos found 1 such
+	// "not found" in 290 under kill -9).
+	for len(answers) < need || len(merged) == 0 && inflight > 0 {
 		if inflight == 0 {
 			if fellBack || !unreachable {
 				break

@@ -25,6 +25,7 @@ type chaosReport struct {
 	Lookups       int     `json:"lookups"`
 	Lost          int     `json:"lost"`        // acknowledged bindings not found at the end
 	Unavailable   int     `json:"unavailable"` // lookups that failed (counted as lost too)
+	Late          int     `json:"late"`        // missing at first, found within --grace`
 	Wrong         int     `json:"wrong"`       // found with another contact
 	Seconds       float64 `json:"seconds"`
 }
@@ -40,6 +41,7 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	every := fs.Duration("kill-every", 2*time.Second, "one kill -9 per interval")
 	down := fs.Duration("down", time.Second, "how long a killed node stays down")
 	settle := fs.Duration("settle", 5*time.Second, "after the last restart, time for re-replication before reading")
+	grace := fs.Duration("grace", 15*time.Second, "how long a binding missing at first is looked for again before it counts as lost")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -178,18 +180,35 @@ loop:
 		return err
 	}
 	defer done()
+	missing := map[string]string{}
 	for aor, contact := range acked {
 		rep.Lookups++
 		bs, err := rc.lsp.Lookup(rctx, aor)
 		switch {
-		case err != nil:
-			rep.Unavailable++
-			rep.Lost++
-		case len(bs) == 0:
-			rep.Lost++
+		case err != nil || len(bs) == 0:
+			missing[aor] = contact
 		case len(bs) != 1 || bs[0].Contact != contact:
 			rep.Wrong++
 		}
+	}
+	// What is missing may still be on its way to its replicas (a write
+	// acknowledged by substitutes while a replica was down): look again
+	// for a while; only what never shows up is lost.
+	for deadline := time.Now().Add(*grace); len(missing) > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		for aor, contact := range missing {
+			if bs, err := rc.lsp.Lookup(rctx, aor); err == nil && len(bs) == 1 && bs[0].Contact == contact {
+				delete(missing, aor)
+				rep.Late++
+			}
+		}
+	}
+	for aor := range missing {
+		rep.Lost++
+		if _, err := rc.lsp.Lookup(rctx, aor); err != nil {
+			rep.Unavailable++
+		}
+		fmt.Fprintf(stderr, "lost: %s\n", aor)
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	enc := json.NewEncoder(stdout)
