@@ -211,7 +211,15 @@ func (s *Service) runBatch(batch []*regReq) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				rep := s.registerTo(ctx, p, es, chains)
+				// Its own deadline: a store still in flight when every AOR
+				// of the batch is answered completes (the third replica
+				// gets the write), it is not cancelled with the batch.
+				sctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+				defer cancel()
+				rep := s.registerTo(sctx, p, es, chains)
+				if retryable(rep.err) && s.ctx.Err() == nil {
+					s.hints.add(p, es, chains, time.Now())
+				}
 				rep.aors = aors
 				replies <- rep
 			}()

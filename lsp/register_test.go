@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
 )
 
 func reg(contact string, callID string, cseq uint32) Binding {
@@ -197,5 +199,50 @@ func TestRecordQuota(t *testing.T) {
 	bs, err := c.svcs[3].Lookup(ctx, aor)
 	if err != nil || len(bs) != 3 {
 		t.Fatalf("lookup after refusals: %d bindings, %v", len(bs), err)
+	}
+}
+
+// TestHintedHandoff: a replica that is unreachable when a write is
+// acknowledged by the others receives it once it is reachable again.
+func TestHintedHandoff(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	aor := "sip:bob@biloxi.example"
+	reps := c.ovs[0].Closest(Key(aor), 3)
+	var victim int = -1
+	for i, ov := range c.ovs {
+		if i != 0 && ov.ID() == reps[len(reps)-1] {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		victim = func() int {
+			for i, ov := range c.ovs {
+				if i != 0 && (ov.ID() == reps[0] || ov.ID() == reps[1]) {
+					return i
+				}
+			}
+			return -1
+		}()
+	}
+	// The victim refuses the LSP store protocol for a while (as if its
+	// process hung); the others acknowledge the write.
+	h := c.ovs[victim].Host()
+	h.RemoveStreamHandler(c.svcs[victim].storeProto)
+	ctx := context.Background()
+	if _, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.1", "c", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.svcs[victim].Holds(aor); n != 0 {
+		t.Fatalf("victim holds %d before it is back", n)
+	}
+	h.SetStreamHandler(c.svcs[victim].storeProto, func(st network.Stream) { c.svcs[victim].handleStream(st, c.svcs[victim].handleReplica) })
+	deadline := time.Now().Add(10 * time.Second)
+	for c.svcs[victim].Holds(aor) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never received the acknowledged write (hints %d)", c.svcs[0].hints.len())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

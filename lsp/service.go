@@ -144,6 +144,7 @@ type Service struct {
 	regBatches, regRequests atomic.Int64
 
 	limit *limiter // per remote peer, on both protocols
+	hints hints    // failed stores to retry
 }
 
 // New starts the location service on cfg.Overlay: it loads the persisted
@@ -349,7 +350,11 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 				defer s.wg.Done()
 				cctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
 				defer cancel()
-				results <- storeResult{p: p, aors: aors, err: s.storeTo(cctx, p, batch, chains)}
+				err := s.storeTo(cctx, p, batch, chains)
+				if retryable(err) && s.ctx.Err() == nil {
+					s.hints.add(p, batch, chains, time.Now())
+				}
+				results <- storeResult{p: p, aors: aors, err: err}
 			}(p, aors, batch)
 		}
 	}
@@ -740,6 +745,8 @@ func (s *Service) maintain() {
 	defer tick.Stop()
 	gc := time.NewTicker(s.cfg.GCInterval)
 	defer gc.Stop()
+	handoff := time.NewTicker(max(s.cfg.RebalanceDelay, time.Second))
+	defer handoff.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -751,6 +758,10 @@ func (s *Service) maintain() {
 			s.rebalance(s.ctx)
 		case <-tick.C:
 			s.rebalance(s.ctx)
+		case <-handoff.C:
+			if s.hints.len() > 0 {
+				s.retryHints(s.ctx)
+			}
 		case <-gc.C:
 			if n, err := s.store.gc(s.ctx, time.Now()); err != nil {
 				s.cfg.Logger.Warn("gc", "err", err)
