@@ -382,13 +382,9 @@ func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 	if len(m.Entries) == 0 {
 		return errorReply(fmt.Errorf("%w: REGISTER without entries", ErrMalformed))
 	}
-	chains := map[[32]byte][][]byte{}
-	for _, e := range m.Entries {
-		c, err := s.verifier.verify(e, m.Certs)
-		if err != nil {
-			return errorReply(err)
-		}
-		chains[e.CertFP] = c.ders
+	chains, err := s.verifyAll(m.Entries, m.Certs)
+	if err != nil {
+		return errorReply(err)
 	}
 	refused, over, err := s.store.applyIf(ctx, m.Entries, chains, s.closest)
 	if err != nil {

@@ -469,15 +469,25 @@ func (s *Service) storeTo(ctx context.Context, p peer.ID, es []*entry, chains ma
 // applyVerified verifies every entry (all or nothing) and merges them into
 // the local store.
 func (s *Service) applyVerified(ctx context.Context, es []*entry, certs [][]byte) (int, error) {
+	chains, err := s.verifyAll(es, certs)
+	if err != nil {
+		return 0, err
+	}
+	return s.store.apply(ctx, es, chains, s.closest)
+}
+
+// verifyAll verifies every entry (all or nothing) and returns the verified
+// chains by fingerprint.
+func (s *Service) verifyAll(es []*entry, certs [][]byte) (map[[32]byte][][]byte, error) {
 	chains := map[[32]byte][][]byte{}
 	for _, e := range es {
 		c, err := s.verifier.verify(e, certs)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		chains[e.CertFP] = c.ders
 	}
-	return s.store.apply(ctx, es, chains, s.closest)
+	return chains, nil
 }
 
 type fetchResult struct {
@@ -686,13 +696,9 @@ func (s *Service) handleClient(ctx context.Context, from peer.ID, m *message) *m
 		if len(m.Entries) == 0 {
 			return errorReply(fmt.Errorf("%w: PUT without entries", ErrMalformed))
 		}
-		chains := map[[32]byte][][]byte{}
-		for _, e := range m.Entries {
-			c, err := s.verifier.verify(e, m.Certs)
-			if err != nil {
-				return errorReply(err)
-			}
-			chains[e.CertFP] = c.ders
+		chains, err := s.verifyAll(m.Entries, m.Certs)
+		if err != nil {
+			return errorReply(err)
 		}
 		if err := s.put(ctx, m.Entries, chains); err != nil {
 			return errorReply(err)

@@ -502,53 +502,63 @@ func (r *Registrar) CheckDigest(method, authorization string) (aor string, chall
 	if r.users == nil {
 		return "", nil
 	}
+	u, verdict := r.checkDigest(method, authorization)
+	switch verdict {
+	case digestOK:
+		return u.AOR, nil
+	case digestStale:
+		return "", r.nonces.challenges(true)
+	}
+	return "", r.nonces.challenges(false)
+}
+
+// Outcomes of checking a digest Authorization value.
+const (
+	digestOK        = iota
+	digestChallenge // absent, unknown realm or user, bad nonce or response
+	digestStale     // valid but with an expired nonce (RFC 7616 stale=true)
+	digestMalformed // does not parse
+)
+
+// checkDigest verifies an Authorization value of a request with method
+// against the users file and the stateless nonces.
+func (r *Registrar) checkDigest(method, authorization string) (*UserHash, int) {
 	if authorization == "" {
-		return "", r.nonces.challenges(false)
+		return nil, digestChallenge
 	}
 	creds, err := digest.ParseCredentials(authorization)
-	if err != nil || creds.Realm != r.cfg.Users.Realm {
-		return "", r.nonces.challenges(false)
+	if err != nil {
+		return nil, digestMalformed
+	}
+	if creds.Realm != r.cfg.Users.Realm {
+		return nil, digestChallenge
 	}
 	authentic, fresh := r.nonces.check(creds.Nonce)
 	u := r.users[creds.Username]
 	if !authentic || u == nil || !verifyDigest(creds, u, method) {
-		return "", r.nonces.challenges(false)
+		return nil, digestChallenge
 	}
 	if !fresh {
-		return "", r.nonces.challenges(true)
+		return nil, digestStale
 	}
-	return u.AOR, nil
+	return u, digestOK
 }
 
 func (r *Registrar) authenticateAs(req *sip.Request, aor string, k authKind) *sip.Response {
-	challenge := func(stale bool) *sip.Response {
+	authz := ""
+	if h := req.GetHeader(k.ask); h != nil {
+		authz = h.Value()
+	}
+	u, verdict := r.checkDigest(string(req.Method), authz)
+	switch verdict {
+	case digestMalformed:
+		return status(req, 400, "Bad Authorization header")
+	case digestChallenge, digestStale:
 		res := status(req, k.code, k.reason)
-		for _, c := range r.nonces.challenges(stale) {
+		for _, c := range r.nonces.challenges(verdict == digestStale) {
 			res.AppendHeader(sip.NewHeader(k.challenge, c))
 		}
 		return res
-	}
-	h := req.GetHeader(k.ask)
-	if h == nil {
-		return challenge(false)
-	}
-	creds, err := digest.ParseCredentials(h.Value())
-	if err != nil {
-		return status(req, 400, "Bad Authorization header")
-	}
-	if creds.Realm != r.cfg.Users.Realm {
-		return challenge(false)
-	}
-	authentic, fresh := r.nonces.check(creds.Nonce)
-	if !authentic {
-		return challenge(false)
-	}
-	u := r.users[creds.Username]
-	if u == nil || !verifyDigest(creds, u, string(req.Method)) {
-		return challenge(false)
-	}
-	if !fresh {
-		return challenge(true)
 	}
 	if u.AOR != aor {
 		if k.code == 407 {

@@ -3,7 +3,6 @@ package testnet_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -80,15 +79,7 @@ func BenchmarkCall(b *testing.B) {
 	if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: 10, PerDomain: 2, Overlay: "bench-call"}); err != nil {
 		b.Fatal(err)
 	}
-	log := quiet()
-	if path := os.Getenv("LSNODE_BENCH_LOG"); path != "" { // warnings of every node, for diagnosis
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	log := benchLogger(b)
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: log, Tweak: func(c *node.Config) {
 		fastGossip(c)
 		c.Proxy.DNSServer = "off"

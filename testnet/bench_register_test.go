@@ -182,15 +182,7 @@ func BenchmarkRegister(b *testing.B) {
 	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	log := quiet()
-	if path := os.Getenv("LSNODE_BENCH_LOG"); path != "" { // warnings of every node, for diagnosis
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	log := benchLogger(b)
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: log, Tweak: func(c *node.Config) {
 		fastGossip(c)
 		c.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"} // sipp speaks MD5 only
@@ -263,4 +255,19 @@ func failureKinds(errs []byte) string {
 		}
 	}
 	return fmt.Sprint(counts)
+}
+
+// benchLogger discards node logs unless LSNODE_BENCH_LOG names a file for
+// every node's warnings (for diagnosis).
+func benchLogger(b *testing.B) *slog.Logger {
+	path := os.Getenv("LSNODE_BENCH_LOG")
+	if path == "" {
+		return quiet()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
