@@ -230,3 +230,20 @@ func TestHintedHandoff(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRegisterUnavailable: with W replicas crashed the registration fails
+// with ErrUnavailable instead of claiming success. (Its own cluster: a
+// failed write leaves the crashed peers suspected, which changes quorum.)
+func TestRegisterUnavailable(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	for i := 1; i < 4; i++ {
+		c.ovs[i].Host().Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.svcs[0].Register(ctx, "sip:bob@biloxi.example", reg("sip:bob@h", "c", 1)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+}
