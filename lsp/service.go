@@ -179,7 +179,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	h.SetStreamHandler(s.storeProto, func(st network.Stream) {
 		s.handleStream(st, s.handleReplica)
 	})
-	h.SetStreamHandler(s.clientProto, func(st network.Stream) {
+	cfg.Overlay.HandleClients(s.clientProto, func(st network.Stream) {
 		s.handleStream(st, s.handleClient)
 	})
 	s.wg.Add(1)

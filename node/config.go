@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // ErrConfig is returned for an unreadable or invalid node config.
@@ -79,6 +80,15 @@ type OverlayConfig struct {
 	DataDir        string   `json:"data_dir,omitempty"`
 	GossipInterval Duration `json:"gossip_interval,omitempty"`
 	FailAfter      Duration `json:"fail_after,omitempty"`
+	// A federation overlay (set MemberCA): only nodes holding a member
+	// certificate from the federation CA for their identity and this
+	// overlay (lsnode ca sign) may join, store or route. PSKFile adds a
+	// libp2p private-network key (TCP only); CRLFile is the CA's
+	// revocation list, read at start.
+	MemberCA   []string `json:"member_ca,omitempty"`
+	MemberCert string   `json:"member_cert,omitempty"`
+	PSKFile    string   `json:"psk_file,omitempty"`
+	CRLFile    string   `json:"crl_file,omitempty"`
 }
 
 // RegistrarConfig is the registrar section (used when SIP is set).
@@ -202,6 +212,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: trust_anchors is empty", ErrConfig)
 	case c.Domain != "" && (c.CertFile == "" || c.KeyFile == ""):
 		return fmt.Errorf("%w: domain %q needs cert_file and key_file", ErrConfig, c.Domain)
+	case len(c.Overlay.MemberCA) == 0 && (c.Overlay.MemberCert != "" || c.Overlay.PSKFile != "" || c.Overlay.CRLFile != ""):
+		return fmt.Errorf("%w: overlay.member_cert, psk_file and crl_file make a federation overlay, which needs overlay.member_ca", ErrConfig)
 	case c.SIPTLS != "" && c.SIP == "":
 		return fmt.Errorf("%w: sip_tls needs sip", ErrConfig)
 	case c.SIP != "" && c.Domain == "":
@@ -241,6 +253,20 @@ func (c *Config) LoadTrustAnchors() (*x509.CertPool, error) {
 		files[i] = c.Path(a)
 	}
 	return lsp.LoadTrustAnchors(files...)
+}
+
+// LoadFederation reads the overlay's federation files; nil for an open
+// overlay.
+func (c *Config) LoadFederation() (*overlay.Federation, error) {
+	o := c.Overlay
+	if len(o.MemberCA) == 0 {
+		return nil, nil
+	}
+	cas := make([]string, len(o.MemberCA))
+	for i, f := range o.MemberCA {
+		cas[i] = c.Path(f)
+	}
+	return overlay.LoadFederation(c.Path(o.PSKFile), cas, c.Path(o.MemberCert), c.Path(o.CRLFile))
 }
 
 // LoadCredential reads the domain credential; nil without a domain. The

@@ -85,6 +85,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	fed, err := cfg.LoadFederation()
+	if err != nil {
+		return nil, err
+	}
 	dataDir := cfg.Path(cfg.Overlay.DataDir)
 	if opts.InMemory {
 		dataDir = ""
@@ -98,6 +102,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		GossipInterval:    time.Duration(cfg.Overlay.GossipInterval),
 		FailAfter:         time.Duration(cfg.Overlay.FailAfter),
 		DisableDHTRefresh: opts.DisableDHTRefresh,
+		Federation:        fed,
 		Logger:            log,
 	})
 	if err != nil {

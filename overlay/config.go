@@ -39,6 +39,9 @@ type Config struct {
 	// DisableDHTRefresh turns kad-dht's background routing-table refresh off
 	// (tests and large in-process testnets).
 	DisableDHTRefresh bool
+	// Federation closes the overlay to holders of member certificates (and of
+	// its private-network key, if it has one). Nil: an open overlay.
+	Federation *Federation
 	// Logger; default slog.Default(). Tagged with component=overlay.
 	Logger *slog.Logger
 }

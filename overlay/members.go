@@ -138,7 +138,9 @@ func (m *members) warm(ctx context.Context) {
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, m.o.cfg.FailAfter)
 			defer cancel()
-			_ = m.o.host.Connect(dctx, peer.AddrInfo{ID: p})
+			if m.o.host.Connect(dctx, peer.AddrInfo{ID: p}) == nil && m.o.admit != nil {
+				_ = m.o.admit.admit(dctx, p) // a non-member leaves the view now, not on first use
+			}
 		}()
 	}
 }
@@ -168,7 +170,7 @@ func (m *members) pickLocked() peer.ID {
 
 // exchange pushes our view to p and merges p's view.
 func (m *members) exchange(ctx context.Context, p peer.ID) error {
-	s, err := m.o.host.NewStream(ctx, p, m.o.membersProtocol())
+	s, err := m.o.routed.NewStream(ctx, p, m.o.membersProtocol())
 	if err != nil {
 		return err
 	}
@@ -367,7 +369,7 @@ func (m *members) merge(b []byte) error {
 		return ErrClosed
 	}
 	for _, e := range entries {
-		if e.id == m.self {
+		if e.id == m.self || (m.o.admit != nil && m.o.admit.refusedNow(e.id)) {
 			continue
 		}
 		mb := m.byID[e.id]
@@ -422,6 +424,10 @@ func (m *members) refreshLocked(now time.Time) {
 		}
 	}
 	m.live = live
+	m.notifyLocked()
+}
+
+func (m *members) notifyLocked() {
 	for ch := range m.subs {
 		select {
 		case *ch <- struct{}{}:
@@ -444,6 +450,17 @@ func (m *members) suspect(p peer.ID) {
 	if mb := m.byID[p]; mb != nil {
 		mb.suspect = time.Now().Add(m.failAfterLocked())
 		m.refreshLocked(time.Now())
+	}
+}
+
+// forget drops p from the view (a peer the federation refused).
+func (m *members) forget(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.byID[p]; ok {
+		delete(m.byID, p)
+		m.live = slices.DeleteFunc(slices.Clone(m.live), func(lm liveMember) bool { return lm.id == p })
+		m.notifyLocked()
 	}
 }
 
@@ -539,7 +556,7 @@ func (m *members) leave(ctx context.Context) {
 		wg.Add(1)
 		go func(p peer.ID) {
 			defer wg.Done()
-			s, err := m.o.host.NewStream(ctx, p, m.o.membersProtocol())
+			s, err := m.o.routed.NewStream(ctx, p, m.o.membersProtocol())
 			if err != nil {
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -27,6 +30,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // ValueNamespace is the kad-dht value namespace the overlay accepts, so kad-dht's
@@ -40,7 +44,9 @@ const (
 // Overlay is one node's membership in a named overlay.
 type Overlay struct {
 	cfg     *resolved
-	host    host.Host
+	host    host.Host // the libp2p host
+	routed  host.Host // what the overlay protocols see: host, gated in a federation
+	admit   *admission
 	dht     *dht.IpfsDHT
 	store   ds.Batching
 	members *members
@@ -78,6 +84,14 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 			return nil, fmt.Errorf("overlay: open datastore in %s: %w", r.DataDir, err)
 		}
 	}
+	if f := r.Federation; f != nil {
+		// Fail fast on our own membership: a node whose certificate the
+		// federation would refuse should say so, not wander unadmitted.
+		id, _ := peer.IDFromPrivateKey(r.Identity)
+		if _, err = f.Verify(f.Chain, id, r.Name, time.Now()); err != nil {
+			return nil, fmt.Errorf("this node's own member certificate: %w", err)
+		}
+	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitsFor(r.MaxConns, r.MaxFDs)))
 	if err != nil {
 		return nil, fmt.Errorf("overlay: resource manager: %w", err)
@@ -86,7 +100,11 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("overlay: connection manager: %w", err)
 	}
-	o.host, err = libp2p.New(
+	var private []libp2p.Option
+	if r.Federation != nil && r.Federation.PSK != nil {
+		private = append(private, libp2p.PrivateNetwork(r.Federation.PSK))
+	}
+	o.host, err = libp2p.New(append(private,
 		libp2p.Identity(r.Identity),
 		libp2p.ListenAddrs(r.listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -101,10 +119,19 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 		// whose event subscription can deadlock host Close under load.
 		libp2p.ForceReachabilityPublic(),
 		libp2p.UserAgent("lsnode"),
-	)
+	)...)
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("overlay: libp2p host: %w", err)
+	}
+	o.routed = o.host
+	if r.Federation != nil {
+		o.admit = newAdmission(o, r.Federation)
+		o.host.SetStreamHandler(o.admit.proto, o.admit.handle)
+		o.routed = gatedHost{Host: o.host, a: o.admit}
+		o.host.Network().Notify(&network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
+			o.admit.disconnected(c.RemotePeer())
+		}})
 	}
 	opts := []dht.Option{
 		dht.Mode(dht.ModeServer),
@@ -117,12 +144,15 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if r.DisableDHTRefresh {
 		opts = append(opts, dht.DisableAutoRefresh())
 	}
-	o.dht, err = dht.New(o.host, opts...)
+	if o.admit != nil {
+		opts = append(opts, dht.RoutingTableFilter(func(_ interface{}, p peer.ID) bool { return !o.admit.refusedNow(p) }))
+	}
+	o.dht, err = dht.New(o.routed, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: kad-dht: %w", err)
 	}
 	o.members = newMembers(o)
-	o.host.SetStreamHandler(o.membersProtocol(), o.members.handle)
+	o.routed.SetStreamHandler(o.membersProtocol(), o.members.handle)
 	o.wg.Add(2)
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
 	go func() { defer o.wg.Done(); o.members.warm(o.ctx) }()
@@ -187,9 +217,16 @@ func (o *Overlay) Join(ctx context.Context) error {
 		wg.Add(1)
 		go func(ai peer.AddrInfo) {
 			defer wg.Done()
-			err := o.host.Connect(ctx, ai)
+			// A handshake that cannot succeed (another private-network
+			// key) may stall rather than fail: bound it.
+			cctx, cancel := context.WithTimeout(ctx, joinDialTimeout)
+			err := o.host.Connect(cctx, ai)
+			cancel()
 			if err == nil {
 				err = o.members.exchange(ctx, ai.ID)
+			}
+			if err != nil {
+				err = o.explainJoin(ai, err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -202,13 +239,92 @@ func (o *Overlay) Join(ctx context.Context) error {
 	}
 	wg.Wait()
 	if ok == 0 && len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrBootstrap, errors.Join(errs...))
+		all := errors.Join(errs...)
+		if errors.Is(all, ErrMembership) {
+			// Refused, not unreachable: retrying will not help.
+			return all
+		}
+		return fmt.Errorf("%w: %w", ErrBootstrap, all)
 	}
 	return o.dht.Bootstrap(ctx)
 }
 
-// Host returns the libp2p host.
-func (o *Overlay) Host() host.Host { return o.host }
+// explainJoin turns a failed join through p into an error that says what
+// the operator can do about it.
+func (o *Overlay) explainJoin(ai peer.AddrInfo, err error) error {
+	p := ai.ID
+	if errors.Is(err, ErrMembership) {
+		return err
+	}
+	admit := o.Protocol("admit", "1.0.0")
+	if o.admit == nil {
+		if ps, _ := o.host.Peerstore().SupportsProtocols(p, admit); len(ps) > 0 {
+			return fmt.Errorf("%w: %s is a member of federation overlay %q, which admits only nodes with a member certificate (overlay.member_cert; lsnode ca sign): %v", ErrMembership, p, o.cfg.Name, err)
+		}
+	}
+	// The TCP connection opened but the handshake failed: the two sides do
+	// not share a private-network key (retrying will not help).
+	if !strings.Contains(err.Error(), "failed to negotiate security protocol") && !tcpReachable(o.ctx, ai) {
+		return err
+	}
+	if f := o.cfg.Federation; f != nil && f.PSK != nil {
+		return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's, or the peer has none: %v", ErrMembership, p, PSKFingerprint(f.PSK), err)
+	}
+	return fmt.Errorf("%w: handshake with %s failed: if overlay %q is a private network, its members need its key (overlay.psk_file): %v", ErrMembership, p, o.cfg.Name, err)
+}
+
+// HandleClients serves a client-facing protocol (lsp's client face: tools
+// and registrars that are not overlay members). An open overlay serves
+// anyone who connects; a federation overlay serves its admitted members and
+// connections from loopback (the operator's own tools on this machine),
+// which with a private-network key must hold the key too.
+func (o *Overlay) HandleClients(pid protocol.ID, h network.StreamHandler) {
+	if o.admit == nil {
+		o.host.SetStreamHandler(pid, h)
+		return
+	}
+	gated := o.admit.wrap(h)
+	o.host.SetStreamHandler(pid, func(s network.Stream) {
+		if ip, err := manet.ToIP(s.Conn().RemoteMultiaddr()); err == nil && ip.IsLoopback() {
+			h(s)
+			return
+		}
+		gated(s)
+	})
+}
+
+// PrivateNetwork returns the overlay's private-network key, nil if none:
+// a client host must use it to connect.
+func (o *Overlay) PrivateNetwork() pnet.PSK {
+	if o.cfg.Federation == nil {
+		return nil
+	}
+	return o.cfg.Federation.PSK
+}
+
+// joinDialTimeout bounds one bootstrap connection attempt.
+const joinDialTimeout = 3 * time.Second
+
+// tcpReachable reports whether a plain TCP connection to one of ai's
+// addresses opens: then a failed libp2p connection failed in its handshake.
+func tcpReachable(ctx context.Context, ai peer.AddrInfo) bool {
+	for _, a := range ai.Addrs {
+		var d manet.Dialer
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := d.DialContext(dctx, a)
+		cancel()
+		if err == nil {
+			c.Close()
+			return true
+		}
+	}
+	return false
+}
+
+// Host returns the libp2p host the overlay's protocols use. In a federation
+// overlay its stream handlers serve, and its streams open to, admitted
+// members only.
+func (o *Overlay) Host() host.Host { return o.routed }
 
 // DHT returns the kad-dht instance.
 func (o *Overlay) DHT() *dht.IpfsDHT { return o.dht }

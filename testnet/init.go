@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/overlay"
@@ -37,12 +39,19 @@ type Spec struct {
 	BasePort int
 	// Replicas per AOR. Default 3.
 	Replicas int
+	// Federation makes the overlay a federation overlay: a CA in
+	// federation/ (lsnode ca), a private-network key, and a member
+	// certificate for every node.
+	Federation bool
 	// GossipInterval and FailAfter of the overlay. Defaults 500ms and 5s.
 	GossipInterval time.Duration
 	FailAfter      time.Duration
 }
 
 var demoUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"}
+
+// FederationDir holds a federation testnet's CA (lsnode ca).
+const FederationDir = "federation"
 
 // ErrExists is returned by Init when the directory already holds a testnet.
 var ErrExists = errors.New("testnet: directory already holds a testnet")
@@ -67,6 +76,12 @@ func Init(spec Spec) (*Manifest, error) {
 		return nil, err
 	}
 	m := &Manifest{Overlay: spec.Overlay, CA: "ca.pem"}
+	if spec.Federation {
+		if err := overlay.InitCA(filepath.Join(dir, FederationDir), spec.Overlay+" federation CA", 365*24*time.Hour); err != nil {
+			return nil, err
+		}
+		m.Federation = FederationDir
+	}
 	for _, d := range spec.Domains {
 		ddir := filepath.Join(dir, "domains", d)
 		if err := os.MkdirAll(ddir, 0o700); err != nil {
@@ -151,6 +166,21 @@ func Init(spec Spec) (*Manifest, error) {
 		for j := 0; j < min(3, len(m.Nodes)); j++ {
 			if j != i {
 				cfg.Overlay.Bootstrap = append(cfg.Overlay.Bootstrap, m.Nodes[j].Multiaddrs...)
+			}
+		}
+		if spec.Federation {
+			fed := filepath.Join("..", "..", FederationDir)
+			cfg.Overlay.MemberCA = []string{filepath.Join(fed, overlay.CACertFile)}
+			cfg.Overlay.PSKFile = filepath.Join(fed, overlay.PSKFile)
+			cfg.Overlay.CRLFile = filepath.Join(fed, overlay.CRLFile)
+			cfg.Overlay.MemberCert = "member.pem"
+			id, err := peer.Decode(ni.PeerID)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := overlay.SignMember(filepath.Join(dir, FederationDir), id, spec.Overlay, 365*24*time.Hour,
+				filepath.Join(dir, "nodes", ni.Name, "member.pem")); err != nil {
+				return nil, err
 			}
 		}
 		if ni.Domain != "" {

@@ -15,6 +15,8 @@ const ManifestFile = "testnet.json"
 type Manifest struct {
 	Overlay string       `json:"overlay"`
 	CA      string       `json:"ca"`
+	// Federation is the federation CA's directory; empty for an open overlay.
+	Federation string `json:"federation,omitempty"`
 	Domains []DomainInfo `json:"domains"`
 	Nodes   []NodeInfo   `json:"nodes"`
 }

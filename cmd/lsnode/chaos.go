@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -211,9 +210,7 @@ loop:
 		fmt.Fprintf(stderr, "lost: %s\n", aor)
 	}
 	rep.Seconds = time.Since(t0).Seconds()
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(rep); err != nil {
+	if err := printJSON(stdout, rep); err != nil {
 		return err
 	}
 	if rep.Lost > 0 || rep.Wrong > 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/lsnode/lsnode/lsp"
@@ -27,8 +27,10 @@ import (
 const usage = `usage: lsnode <command> [flags]
 
 commands:
-  run --config FILE                  run one node
-  testnet init --dir DIR [--nodes N] [--domains a.example,b.example] [--users K]
+  run --config FILE [--config FILE2 ...]
+                                     run a node (several: one per overlay, e.g. a public
+                                     and a federation overlay, each with its own store)
+  testnet init --dir DIR [--nodes N] [--domains a.example,b.example] [--users K] [--federation]
                                      create a local testnet
   testnet run --dir DIR [--persist]  run every node of a testnet in this process
   lookup --config FILE AOR           print AOR's live bindings as JSON (exit 1: not found)
@@ -38,6 +40,11 @@ commands:
                                      remove one binding (or all) of AOR
   status --config FILE               the node's peer ID and its estimate of the overlay's size
   relays --config FILE               relays the overlay announces, with their TURN URIs (JSON)
+  id --config FILE                   the node's peer ID (creates its identity key if missing)
+  ca init --dir DIR                  create a federation CA: ca.pem, ca.key, swarm.key, crl.pem
+  ca sign --dir DIR (--peer ID --overlay NAME --out FILE | --config FILE)
+                                     enrol a node: sign its member certificate
+  ca revoke --dir DIR --cert FILE    add a member certificate to the CA's revocation list
   chaos --dir DIR [--duration 30s] [--kill-every 2s] [--down 1s]
                                      run a testnet as processes, kill -9 and restart nodes
                                      while publishing; report lost bindings (exit 1 if any)
@@ -95,6 +102,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdRelays(ctx, args[1:], stdout, stderr)
 	case "chaos":
 		return cmdChaos(ctx, args[1:], stdout, stderr)
+	case "ca":
+		return cmdCA(args[1:], stdout, stderr)
+	case "id":
+		return cmdID(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -138,21 +149,35 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
-	cfgPath := fs.String("config", "", "node config file (JSON)")
-	level := fs.String("log-level", "", "log level (default: the config's, or info)")
+	var paths stringList
+	fs.Var(&paths, "config", "node config file (JSON); repeat to run one node per overlay")
+	level := fs.String("log-level", "", "log level (default: the first config's, or info)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *cfgPath == "" || fs.NArg() > 0 {
+	if len(paths) == 0 || fs.NArg() > 0 {
 		return fail(2, "run: want --config FILE and no arguments")
 	}
-	cfg, err := node.LoadConfig(*cfgPath)
-	if err != nil {
-		return err
+	var cfgs []*node.Config
+	dirs := map[string]string{}
+	for _, p := range paths {
+		cfg, err := node.LoadConfig(p)
+		if err != nil {
+			return err
+		}
+		// Each overlay keeps its own store: two nodes on one data dir
+		// would mix them (and leveldb would refuse the second).
+		if d := cfg.Path(cfg.Overlay.DataDir); d != "" {
+			if other, ok := dirs[d]; ok {
+				return fail(2, "run: %s and %s share data_dir %s; every overlay needs its own store", other, p, d)
+			}
+			dirs[d] = p
+		}
+		cfgs = append(cfgs, cfg)
 	}
 	lvl := *level
 	if lvl == "" {
-		lvl = cfg.LogLevel
+		lvl = cfgs[0].LogLevel
 	}
 	if lvl == "" {
 		lvl = "info"
@@ -161,14 +186,32 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.New(ctx, cfg, node.Options{Logger: log})
-	if err != nil {
-		return err
+	var nodes []*node.Node
+	closeAll := func() error {
+		var errs []error
+		for _, n := range nodes {
+			errs = append(errs, n.Close())
+		}
+		return errors.Join(errs...)
+	}
+	for _, cfg := range cfgs {
+		n, err := node.New(ctx, cfg, node.Options{Logger: log})
+		if err != nil {
+			_ = closeAll()
+			return err
+		}
+		nodes = append(nodes, n)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
-	return n.Close()
+	return closeAll()
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 func cmdTestnetInit(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("testnet init", stderr)
@@ -181,6 +224,7 @@ func cmdTestnetInit(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&spec.Overlay, "overlay", "testnet", "overlay name")
 	fs.IntVar(&spec.BasePort, "base-port", 0, "node i listens on 127.0.0.1:base-port+i (0: free ports)")
 	fs.IntVar(&spec.Replicas, "replicas", 3, "replicas per AOR")
+	fs.BoolVar(&spec.Federation, "federation", false, "a federation overlay: CA, private-network key and member certificates")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -289,7 +333,15 @@ func dialNode(ctx context.Context, cfg *node.Config, withCred bool) (*client, er
 			return nil, err
 		}
 	}
-	h, err := overlay.NewLightHost()
+	fed, err := cfg.LoadFederation()
+	if err != nil {
+		return nil, err
+	}
+	var psk pnet.PSK
+	if fed != nil {
+		psk = fed.PSK
+	}
+	h, err := overlay.NewLightHost(psk)
 	if err != nil {
 		return nil, err
 	}
@@ -366,9 +418,7 @@ func cmdLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(bs) == 0 {
 		return fail(1, "%s: not found", aor)
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"aor": aor, "bindings": bs})
+	return printJSON(stdout, map[string]any{"aor": aor, "bindings": bs})
 }
 
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -475,9 +525,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"node": cfg.Name, "overlay": cfg.Overlay.Name,
+	return printJSON(stdout, map[string]any{"node": cfg.Name, "overlay": cfg.Overlay.Name,
 		"answered_by": c.server.String(), "size_estimate": size})
 }
 
@@ -507,7 +555,5 @@ func cmdRelays(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		out = append(out, entry{id, uris})
 	}
 	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.Peer, b.Peer) })
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return printJSON(stdout, out)
 }

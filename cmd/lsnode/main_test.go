@@ -120,3 +120,52 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("lookup after remove: exit %d, want 1", code)
 	}
 }
+
+// TestFederationCLI: a federation testnet from 'testnet init --federation'
+// serves the CLI tools (same machine); 'ca sign' enrols a node by peer ID;
+// a node whose certificate 'ca revoke' put on the CRL no longer starts.
+func TestFederationCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fed")
+	if code, out, errs := lsnode(t, "testnet", "init", "--dir", dir, "--nodes", "4", "--federation", "--overlay", "fed"); code != 0 {
+		t.Fatalf("init: %d %q %q", code, out, errs)
+	}
+	m, err := testnet.LoadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	cfgA := filepath.Join(dir, m.Nodes[0].Config)
+	cfg3 := filepath.Join(dir, m.Nodes[3].Config)
+	if code, out, errs := lsnode(t, "publish", "--config", cfgA, "--aor", "sip:alice@a.example", "--contact", "sip:alice@127.0.0.1:5070", "--expires", "60"); code != 0 {
+		t.Fatalf("publish: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := lsnode(t, "lookup", "--config", cfg3, "sip:alice@a.example"); code != 0 || !strings.Contains(out, "127.0.0.1:5070") {
+		t.Fatalf("lookup: %d %q %q", code, out, errs)
+	}
+	code, id, errs := lsnode(t, "id", "--config", cfg3)
+	if code != 0 || strings.TrimSpace(id) != m.Nodes[3].PeerID {
+		t.Fatalf("id: %d %q %q, want %s", code, id, errs, m.Nodes[3].PeerID)
+	}
+	ca := filepath.Join(dir, testnet.FederationDir)
+	again := filepath.Join(t.TempDir(), "member.pem")
+	if code, out, errs := lsnode(t, "ca", "sign", "--dir", ca, "--peer", strings.TrimSpace(id), "--overlay", "fed", "--out", again); code != 0 || !strings.Contains(out, `"serial"`) {
+		t.Fatalf("ca sign: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := lsnode(t, "ca", "sign", "--dir", ca, "--peer", "not-a-peer", "--overlay", "fed", "--out", again); code != 2 || !strings.Contains(errs, "--peer") {
+		t.Fatalf("ca sign with a bad peer ID: %d %q", code, errs)
+	}
+	member3 := filepath.Join(filepath.Dir(cfg3), "member.pem")
+	if code, out, errs := lsnode(t, "ca", "revoke", "--dir", ca, "--cert", member3); code != 0 || !strings.Contains(out, "revoked serial") {
+		t.Fatalf("ca revoke: %d %q %q", code, out, errs)
+	}
+	if err := nw.StopNode(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.StartNode(context.Background(), 3); err == nil || !strings.Contains(err.Error(), "is revoked") {
+		t.Fatalf("restart with a revoked certificate: %v", err)
+	}
+}

@@ -1,0 +1,322 @@
+package overlay
+
+import (
+	"bufio"
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+)
+
+// ErrMembership is returned when a federation overlay's membership
+// requirements are not met: this node's own member certificate is missing,
+// expired, revoked or for another key or overlay, or a peer refused it.
+var ErrMembership = errors.New("overlay: federation membership")
+
+// Federation closes an overlay to its members (RELOAD-style enrollment,
+// RFC 6940 §11): every node that stores or routes holds a member
+// certificate, issued by the federation CA for its libp2p identity and this
+// overlay's name. Peers exchange certificates before any overlay protocol
+// (membership gossip, kad-dht, lsp, media) serves them; a peer without a
+// valid one is refused and disconnected. An optional libp2p private-network
+// key (PSK) also keeps non-members from completing a connection at all.
+type Federation struct {
+	// PSK is the libp2p private-network key (32 bytes); nil: none. TCP only.
+	PSK pnet.PSK
+	// CAs issue member certificates.
+	CAs *x509.CertPool
+	// Chain is this node's member certificate first, then any intermediates (DER).
+	Chain [][]byte
+	// Revoked holds the serial numbers (decimal) the federation CA revoked.
+	Revoked map[string]bool
+}
+
+// memberScheme is the URI SAN that names the overlay a member certificate is
+// for: "lsnode:member:<overlay>".
+const memberScheme = "lsnode"
+
+// MemberURI returns the SAN a member certificate of overlay name carries.
+func MemberURI(name string) string { return memberScheme + ":member:" + name }
+
+// Ed25519Of returns the Ed25519 public key a peer ID embeds (lsnode
+// identities are Ed25519, whose peer IDs inline the key).
+func Ed25519Of(id peer.ID) (ed25519.PublicKey, error) {
+	pk, err := id.ExtractPublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer %s: no inline public key: %v", ErrMembership, id, err)
+	}
+	raw, err := pk.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: peer %s: member certificates need an Ed25519 identity", ErrMembership, id)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// IssueMember signs a member certificate of overlay name for peer id,
+// valid from now for validity.
+func IssueMember(ca *x509.Certificate, caKey crypto.Signer, id peer.ID, name string, validity time.Duration) ([]byte, error) {
+	pub, err := Ed25519Of(id)
+	if err != nil {
+		return nil, err
+	}
+	if !nameRE.MatchString(name) {
+		return nil, fmt.Errorf("%w: overlay name %q", ErrConfig, name)
+	}
+	u, _ := url.Parse(MemberURI(name))
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(),
+		Subject:      pkix.Name{CommonName: id.String(), OrganizationalUnit: []string{name}},
+		URIs:         []*url.URL{u},
+		NotBefore:    time.Now().Add(-5 * time.Minute),
+		NotAfter:     time.Now().Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: issue member certificate: %w", err)
+	}
+	return der, nil
+}
+
+// NewCA creates a self-signed Ed25519 certificate authority valid for
+// validity (a federation CA, or a testnet's).
+func NewCA(name, org string, validity time.Duration) (*x509.Certificate, ed25519.PrivateKey, error) {
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          randomSerial(),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{org}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(validity),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("overlay: CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
+}
+
+// CreateCRL signs a revocation list of serials, numbered number, valid for
+// validity.
+func CreateCRL(ca *x509.Certificate, caKey crypto.Signer, number int64, serials []*big.Int, validity time.Duration) ([]byte, error) {
+	now := time.Now()
+	var entries []x509.RevocationListEntry
+	for _, s := range serials {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now})
+	}
+	return x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(validity),
+		RevokedCertificateEntries: entries,
+	}, ca, caKey)
+}
+
+// NewPSK returns a new private-network key in the go-libp2p v1 file format.
+func NewPSK() []byte {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	return []byte("/key/swarm/psk/1.0.0/\n/base16/\n" + hex.EncodeToString(k) + "\n")
+}
+
+// PSKFingerprint names a private-network key without revealing it.
+func PSKFingerprint(psk pnet.PSK) string {
+	h := sha256.Sum256(psk)
+	return hex.EncodeToString(h[:6])
+}
+
+func randomSerial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	return n
+}
+
+// LoadFederation reads a federation's files: the private-network key (""
+// for none), the CA certificates, this node's member certificate chain and
+// the CA's revocation list ("" for none; its signature must verify against
+// one of the CAs).
+func LoadFederation(pskFile string, caFiles []string, certFile, crlFile string) (*Federation, error) {
+	f := &Federation{CAs: x509.NewCertPool(), Revoked: map[string]bool{}}
+	if pskFile != "" {
+		b, err := os.ReadFile(pskFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: private-network key: %v", ErrConfig, err)
+		}
+		if f.PSK, err = pnet.DecodeV1PSK(bytes.NewReader(b)); err != nil {
+			return nil, fmt.Errorf("%w: private-network key %s: %v", ErrConfig, pskFile, err)
+		}
+	}
+	if len(caFiles) == 0 {
+		return nil, fmt.Errorf("%w: a federation overlay needs its CA certificate (member_ca)", ErrConfig)
+	}
+	var cas []*x509.Certificate
+	for _, p := range caFiles {
+		certs, err := readCerts(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range certs {
+			f.CAs.AddCert(c)
+			cas = append(cas, c)
+		}
+	}
+	if certFile == "" {
+		return nil, fmt.Errorf("%w: this node has no member certificate (overlay.member_cert is empty; have the federation CA sign this node's peer ID: lsnode ca sign)", ErrMembership)
+	}
+	certs, err := readCerts(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMembership, err)
+	}
+	for _, c := range certs {
+		f.Chain = append(f.Chain, c.Raw)
+	}
+	if crlFile != "" {
+		b, err := os.ReadFile(crlFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: revocation list: %v", ErrConfig, err)
+		}
+		if blk, _ := pem.Decode(b); blk != nil {
+			b = blk.Bytes
+		}
+		crl, err := x509.ParseRevocationList(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: revocation list %s: %v", ErrConfig, crlFile, err)
+		}
+		signed := false
+		for _, ca := range cas {
+			if crl.CheckSignatureFrom(ca) == nil {
+				signed = true
+			}
+		}
+		if !signed {
+			return nil, fmt.Errorf("%w: revocation list %s is not signed by the federation CA", ErrConfig, crlFile)
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			f.Revoked[e.SerialNumber.String()] = true
+		}
+	}
+	return f, nil
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrConfig, path)
+	}
+	return out, nil
+}
+
+// Verify checks that chain is a member certificate of overlay name for peer
+// id, valid at now, issued by the federation CA and not revoked. It returns
+// the leaf.
+func (f *Federation) Verify(chain [][]byte, id peer.ID, name string, now time.Time) (*x509.Certificate, error) {
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("%w: no member certificate", ErrMembership)
+	}
+	certs := make([]*x509.Certificate, len(chain))
+	for i, der := range chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: member certificate: %v", ErrMembership, err)
+		}
+		certs[i] = c
+	}
+	leaf := certs[0]
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: f.CAs, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("%w: member certificate of %s: %v", ErrMembership, id, err)
+	}
+	for _, c := range certs {
+		if f.Revoked[c.SerialNumber.String()] {
+			return nil, fmt.Errorf("%w: member certificate of %s (serial %s) is revoked", ErrMembership, id, c.SerialNumber)
+		}
+	}
+	if !slices.ContainsFunc(leaf.URIs, func(u *url.URL) bool { return u.String() == MemberURI(name) }) {
+		return nil, fmt.Errorf("%w: certificate of %s is not a member certificate of overlay %q", ErrMembership, id, name)
+	}
+	want, err := Ed25519Of(id)
+	if err != nil {
+		return nil, err
+	}
+	if got, ok := leaf.PublicKey.(ed25519.PublicKey); !ok || !got.Equal(want) {
+		return nil, fmt.Errorf("%w: member certificate is for another key than peer %s", ErrMembership, id)
+	}
+	return leaf, nil
+}
+
+// Wire form of a chain: up to maxChain certificates, each varint-framed.
+const (
+	maxChain      = 4
+	maxChainBytes = 32 << 10
+)
+
+func encodeChain(chain [][]byte) []byte {
+	var b bytes.Buffer
+	for _, c := range chain {
+		_ = WriteFrame(&b, c)
+	}
+	return b.Bytes()
+}
+
+func decodeChain(b []byte) ([][]byte, error) {
+	r := bufio.NewReader(bytes.NewReader(b))
+	var out [][]byte
+	for {
+		if _, err := r.Peek(1); err != nil {
+			return out, nil
+		}
+		if len(out) == maxChain {
+			return nil, fmt.Errorf("%w: more than %d certificates", ErrMembership, maxChain)
+		}
+		c, err := ReadFrame(r, maxChainBytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate chain: %v", ErrMembership, err)
+		}
+		out = append(out, c)
+	}
+}

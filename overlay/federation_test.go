@@ -1,0 +1,193 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+)
+
+type testFed struct {
+	name string
+	ca   *x509.Certificate
+	key  ed25519.PrivateKey
+	psk  pnet.PSK
+}
+
+func newTestFed(t *testing.T, name string, withPSK bool) *testFed {
+	t.Helper()
+	ca, key, err := NewCA(name+" CA", "lsnode test federation", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &testFed{name: name, ca: ca, key: key}
+	if withPSK {
+		if f.psk, err = pnet.DecodeV1PSK(bytes.NewReader(NewPSK())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// member returns an identity and a Federation holding a member certificate
+// for it, issued by ca (the federation's own CA unless given) for overlay
+// name, valid for validity.
+func (f *testFed) member(t *testing.T, ca *testFed, name string, validity time.Duration) (crypto.PrivKey, *Federation) {
+	t.Helper()
+	if ca == nil {
+		ca = f
+	}
+	key, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	der, err := IssueMember(ca.ca, ca.key, id, name, validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.ca)
+	return key, &Federation{PSK: f.psk, CAs: pool, Chain: [][]byte{der}, Revoked: map[string]bool{}}
+}
+
+func startFed(t *testing.T, key crypto.PrivKey, name string, fed *Federation, boot []string) (*Overlay, error) {
+	t.Helper()
+	o, err := New(context.Background(), Config{Name: name, Identity: key, Bootstrap: boot, Federation: fed,
+		GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: quiet()})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { o.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return o, o.Join(ctx)
+}
+
+// TestFederationAdmission: members with the key and a certificate form the
+// overlay; a node with the wrong key, none, no certificate, a certificate
+// from another CA, for another overlay, expired or revoked does not get in,
+// and says why.
+func TestFederationAdmission(t *testing.T) {
+	for _, withPSK := range []bool{true, false} {
+		name := "fed-cert"
+		if withPSK {
+			name = "fed-psk"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newTestFed(t, name, withPSK)
+			var members []*Overlay
+			var boot []string
+			// The revoked member's certificate is on the CRL the members
+			// hold; its own copy does not know yet.
+			revokeMe, revokedFed := f.member(t, nil, name, time.Hour)
+			leaf, _ := x509.ParseCertificate(revokedFed.Chain[0])
+			for i := 0; i < 3; i++ {
+				key, fed := f.member(t, nil, name, time.Hour)
+				fed.Revoked[leaf.SerialNumber.String()] = true
+				o, err := startFed(t, key, name, fed, boot)
+				if err != nil {
+					t.Fatal(err)
+				}
+				boot = o.Addrs()[:1]
+				members = append(members, o)
+			}
+			waitMembers(t, members, 3)
+
+			other := newTestFed(t, name, false)
+			type outsider struct {
+				what    string
+				start   func() (*Overlay, error)
+				atStart string // error at New (fail fast)
+				atJoin  string // error at Join
+			}
+			plainKey, _ := GenerateIdentity()
+			cases := []outsider{
+				{what: "no federation config", start: func() (*Overlay, error) { return startFed(t, plainKey, name, nil, boot) },
+					atJoin: map[bool]string{true: "its members need its key", false: "admits only nodes with a member certificate"}[withPSK]},
+				{what: "certificate from another CA", start: func() (*Overlay, error) {
+					k, fed := f.member(t, other, name, time.Hour)
+					fed.CAs.AddCert(f.ca) // it trusts the federation, which does not trust its CA
+					return startFed(t, k, name, fed, boot)
+				}, atJoin: "refused this node"},
+				{what: "revoked certificate", start: func() (*Overlay, error) { return startFed(t, revokeMe, name, revokedFed, boot) },
+					atJoin: "is revoked"},
+				{what: "expired certificate", start: func() (*Overlay, error) {
+					k, fed := f.member(t, nil, name, -time.Minute)
+					return startFed(t, k, name, fed, boot)
+				}, atStart: "expired"},
+				{what: "certificate for another overlay", start: func() (*Overlay, error) {
+					k, fed := f.member(t, nil, "elsewhere", time.Hour)
+					return startFed(t, k, name, fed, boot)
+				}, atStart: "not a member certificate of overlay"},
+				{what: "certificate of another key", start: func() (*Overlay, error) {
+					_, fed := f.member(t, nil, name, time.Hour)
+					k, _ := GenerateIdentity()
+					return startFed(t, k, name, fed, boot)
+				}, atStart: "another key"},
+				{what: "no certificate", start: func() (*Overlay, error) {
+					k, fed := f.member(t, nil, name, time.Hour)
+					fed.Chain = nil
+					return startFed(t, k, name, fed, boot)
+				}, atStart: "no member certificate"},
+			}
+			if withPSK {
+				cases = append(cases, outsider{what: "wrong private-network key", start: func() (*Overlay, error) {
+					k, fed := f.member(t, nil, name, time.Hour)
+					fed.PSK, _ = pnet.DecodeV1PSK(bytes.NewReader(NewPSK()))
+					return startFed(t, k, name, fed, boot)
+				}, atJoin: "is not the overlay's"})
+			}
+			for _, c := range cases {
+				o, err := c.start()
+				t.Logf("%s: %v", c.what, err)
+				switch {
+				case c.atStart != "":
+					if o != nil || err == nil || !strings.Contains(err.Error(), c.atStart) || !errors.Is(err, ErrMembership) {
+						t.Errorf("%s: New = %v, want an ErrMembership error containing %q", c.what, err, c.atStart)
+					}
+					continue
+				case o == nil:
+					t.Errorf("%s: New failed: %v", c.what, err)
+					continue
+				case err == nil || !strings.Contains(err.Error(), c.atJoin):
+					t.Errorf("%s: Join = %v, want an error containing %q", c.what, err, c.atJoin)
+				}
+				// Whatever it tried, the members neither list nor serve it.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				boot := members[len(members)-1]
+				_ = o.members.exchange(ctx, boot.ID())
+				s, serr := o.host.NewStream(ctx, boot.ID(), boot.membersProtocol())
+				if serr == nil {
+					_ = WriteFrame(s, o.members.encode())
+					_, serr = s.Read(make([]byte, 1))
+				}
+				cancel()
+				t.Logf("%s: stream: %v", c.what, serr)
+				if serr == nil {
+					t.Errorf("%s: a member served its gossip stream", c.what)
+				}
+				for _, m := range members {
+					for _, id := range m.Members() {
+						if id == o.ID() {
+							t.Errorf("%s: member %s lists the outsider", c.what, m.ID().ShortString())
+						}
+					}
+				}
+				if len(o.Members()) != 1 {
+					t.Errorf("%s: outsider sees %d members", c.what, len(o.Members()))
+				}
+			}
+			// The members still see exactly each other.
+			waitMembers(t, members, 3)
+		})
+	}
+}
