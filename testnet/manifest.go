@@ -13,12 +13,12 @@ const ManifestFile = "testnet.json"
 // Manifest is testnet.json: the contract scripts and later tools rely on.
 // Paths are relative to the testnet directory.
 type Manifest struct {
-	Overlay string       `json:"overlay"`
-	CA      string       `json:"ca"`
+	Overlay string `json:"overlay"`
+	CA      string `json:"ca"`
 	// Federation is the federation CA's directory; empty for an open overlay.
-	Federation string `json:"federation,omitempty"`
-	Domains []DomainInfo `json:"domains"`
-	Nodes   []NodeInfo   `json:"nodes"`
+	Federation string       `json:"federation,omitempty"`
+	Domains    []DomainInfo `json:"domains"`
+	Nodes      []NodeInfo   `json:"nodes"`
 }
 
 // DomainInfo is one SIP domain of the testnet.
