@@ -18,13 +18,19 @@ type cluster struct {
 	ca   *testCA
 	svcs []*Service
 	ovs  []*overlay.Overlay
+	// tweak, if set, adjusts node i's config before it starts.
+	tweak func(i int, cfg *Config)
 }
 
 // newCluster starts n overlay nodes with a location service each; node i
 // holds creds[i] (nil: overlay-only).
 func newCluster(t *testing.T, n int, creds []*Credential, ca *testCA) *cluster {
+	return newClusterWith(t, n, creds, ca, nil)
+}
+
+func newClusterWith(t *testing.T, n int, creds []*Credential, ca *testCA, tweak func(i int, cfg *Config)) *cluster {
 	t.Helper()
-	c := &cluster{ca: ca}
+	c := &cluster{ca: ca, tweak: tweak}
 	t.Cleanup(func() {
 		for i := range c.svcs {
 			c.svcs[i].Close()
@@ -60,8 +66,12 @@ func (c *cluster) add(t *testing.T, cred *Credential) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(ctx, Config{Overlay: ov, Credential: cred, TrustAnchors: c.ca.pool, Logger: log,
-		RebalanceDelay: 200 * time.Millisecond})
+	cfg := Config{Overlay: ov, Credential: cred, TrustAnchors: c.ca.pool, Logger: log,
+		RebalanceDelay: 200 * time.Millisecond}
+	if c.tweak != nil {
+		c.tweak(len(c.svcs), &cfg)
+	}
+	svc, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,10 @@ var (
 	ErrTooLarge = errors.New("lsp: too large")
 	// ErrForbidden: a signature, certificate or authority check failed.
 	ErrForbidden = errors.New("lsp: forbidden")
+	// errForged marks an ErrForbidden that no honest node produces: a
+	// signature that does not verify, or an entry its certificate does not
+	// cover. A replica that serves one is distrusted.
+	errForged = errors.New("forged")
 	// ErrNoCredential: this node holds no domain credential, so it cannot write.
 	ErrNoCredential = errors.New("lsp: no domain credential")
 	// ErrUnavailable: not enough replicas answered (write or read quorum).

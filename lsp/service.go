@@ -59,6 +59,10 @@ type Config struct {
 	PeerBurst int
 	// Logger; default slog.Default(). Tagged with component=lsp.
 	Logger *slog.Logger
+
+	// fault, in tests, makes this replica misbehave: a non-nil reply
+	// replaces the honest one.
+	fault func(from peer.ID, m *message) *message
 }
 
 func (c *Config) setDefaults() error {
@@ -144,7 +148,9 @@ type Service struct {
 	regBatches, regRequests atomic.Int64
 
 	limit *limiter // per remote peer, on both protocols
-	hints hints    // failed stores to retry
+	// distrust: replicas caught serving forgeries, skipped for a while
+	distrust distrustSet
+	hints    hints // failed stores to retry
 }
 
 // New starts the location service on cfg.Overlay: it loads the persisted
@@ -308,9 +314,22 @@ func (s *Service) quorum() (r, w int) {
 	return r, max(1, min(s.cfg.WriteQuorum, r))
 }
 
+// closest returns the R replicas of aor: the closest live members, less
+// the ones this node distrusts (which the next closest replace).
 func (s *Service) closest(aor string) []peer.ID {
 	r, _ := s.quorum()
-	return s.ov.Closest(Key(aor), r)
+	return s.trusted(s.ov.Closest(Key(aor), r+s.distrust.count()), r)
+}
+
+// trusted keeps the first n of ps that this node does not distrust.
+func (s *Service) trusted(ps []peer.ID, n int) []peer.ID {
+	out := ps[:0:0]
+	for _, p := range ps {
+		if len(out) < n && !s.distrust.has(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 type storeResult struct {
@@ -495,11 +514,20 @@ type fetchResult struct {
 	es     []*entry
 	chains map[[32]byte][][]byte
 	err    error
+	forged error // the first entry that failed verification as a forgery
 }
 
-// fetch reads aor from R−W+1 replicas in parallel (falling back to an
-// iterative lookup when too few answer), verifies and merges the answers and
-// repairs replicas that answered with less than the merge.
+// Reads wait for every replica asked, but once R−W+1 answers are in, a
+// straggler gets at most twice the time those took (and at least
+// minStraggle): a liar that answers fast with stale data is outvoted by the
+// honest replica's newer entries, and a slow or silent one costs little.
+const minStraggle = 50 * time.Millisecond
+
+// fetch asks aor's R replicas in parallel and needs R−W+1 answers (falling
+// back to an iterative lookup when too few answer); it waits for the rest
+// within a straggler bound (minStraggle), verifies and merges every answer,
+// distrusts a replica that served a forgery, and repairs replicas that
+// answered with less than the merge.
 func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map[[32]byte][][]byte, error) {
 	if s.ctx.Err() != nil {
 		return nil, nil, ErrClosed
@@ -529,7 +557,9 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 			}(p)
 		}
 	}
-	ask(s.ov.Closest(Key(aor), r))
+	ask(s.closest(aor))
+	start := time.Now()
+	var straggle <-chan time.Time
 	merged := map[string]*entry{}
 	chains := map[[32]byte][][]byte{}
 	var answers []fetchResult
@@ -540,9 +570,10 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 	// and a substitute until re-replication, and the two fastest answers
 	// could both be from replicas that missed it (lsnode chaos found 1 such
 	// "not found" in 290 under kill -9).
-	for len(answers) < need || len(merged) == 0 && inflight > 0 {
+wait:
+	for {
 		if inflight == 0 {
-			if fellBack || !unreachable {
+			if len(answers) >= need || fellBack || !unreachable {
 				break
 			}
 			fellBack = true
@@ -551,14 +582,22 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 				lastErr = err
 				break
 			}
-			ask(ps)
+			ask(s.trusted(ps, len(ps)))
 			if inflight == 0 {
 				break
 			}
 		}
+		if straggle == nil && len(answers) >= need && len(merged) > 0 {
+			t := time.NewTimer(min(max(minStraggle, 2*time.Since(start)), s.cfg.RequestTimeout))
+			defer t.Stop()
+			straggle = t.C
+		}
 		select {
 		case res := <-results:
 			inflight--
+			if res.forged != nil {
+				s.distrust.add(res.p, res.forged, s.cfg.Logger)
+			}
 			if res.err != nil {
 				lastErr = res.err
 				unreachable = unreachable || errors.Is(res.err, errDial)
@@ -569,6 +608,8 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 			for fp, c := range res.chains {
 				chains[fp] = c
 			}
+		case <-straggle:
+			break wait
 		case <-ctx.Done():
 			go drainFetch(results, inflight)
 			return nil, nil, ctx.Err()
@@ -622,7 +663,10 @@ func (s *Service) fetchFrom(ctx context.Context, p peer.ID, aor string) fetchRes
 		}
 		c, err := s.verifier.verify(e, reply.Certs)
 		if err != nil {
-			s.cfg.Logger.Warn("replica answered with an entry that fails verification", "peer", p, "aor", aor, "err", err)
+			if errors.Is(err, errForged) && res.forged == nil {
+				res.forged = err
+			}
+			s.cfg.Logger.Debug("replica answered with an entry that fails verification", "peer", p, "aor", aor, "err", err)
 			continue
 		}
 		res.es = append(res.es, e)
@@ -663,6 +707,11 @@ func (s *Service) repair(answers []fetchResult, merged map[string]*entry, chains
 // --- protocol handlers ---
 
 func (s *Service) handleReplica(ctx context.Context, from peer.ID, m *message) *message {
+	if s.cfg.fault != nil {
+		if r := s.cfg.fault(from, m); r != nil {
+			return r
+		}
+	}
 	switch m.Type {
 	case msgStore:
 		n, err := s.applyVerified(ctx, m.Entries, m.Certs)

@@ -347,7 +347,7 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 		return nil, err
 	}
 	if !c.authorizes(e.AOR) {
-		return nil, fmt.Errorf("%w: certificate %q does not cover %q", ErrForbidden, c.leaf.Subject.CommonName, e.AOR)
+		return nil, fmt.Errorf("%w: %w: certificate %q does not cover %q", ErrForbidden, errForged, c.leaf.Subject.CommonName, e.AOR)
 	}
 	root := rootOf(e)
 	key := sigKey(e.CertFP, root, e.Sig)
@@ -358,7 +358,7 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 		return c, nil
 	}
 	if !verifyRoot(c.leaf.PublicKey, root, e.Sig) {
-		return nil, fmt.Errorf("%w: bad signature on %q", ErrForbidden, e.AOR)
+		return nil, fmt.Errorf("%w: %w: bad signature on %q", ErrForbidden, errForged, e.AOR)
 	}
 	v.remember(key)
 	return c, nil

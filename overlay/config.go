@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -115,6 +116,11 @@ func ParseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
 		return nil, fmt.Errorf("%w: bootstrap addresses: %v", ErrConfig, err)
 	}
 	return infos, nil
+}
+
+// ProtocolID returns /lsp/<name>/<sub>/<version>.
+func ProtocolID(name, sub, version string) protocol.ID {
+	return protocol.ID(ProtocolPrefix(name) + "/" + sub + "/" + version)
 }
 
 // ProtocolPrefix returns the protocol prefix of an overlay name.

@@ -42,9 +42,16 @@ type member struct {
 	services []string // announced services (TURN URIs, ...)
 	hb       heartbeat
 	left     bool
+	raw      []byte    // the member's signed entry, forwarded verbatim
 	updated  time.Time // when hb last advanced
 	suspect  time.Time // excluded from the live set until then
 	live     bool      // last computed liveness
+	// seen: this node has connected to the member at least once. Only
+	// seen members hold replicas: an identity that gossip names but that
+	// no one can reach (a Sybil's invention) never places data.
+	seen    bool
+	dialAt  time.Time // next attempt to reach an unseen member
+	backoff time.Duration
 }
 
 type liveMember struct {
@@ -60,23 +67,29 @@ type members struct {
 	mu       sync.Mutex
 	byID     map[peer.ID]*member
 	hb       heartbeat
-	services []string     // this node's announced services
-	live     []liveMember // snapshot, replaced on change
-	subs     map[*chan struct{}]struct{}
-	rng      *rand.Rand
-	closed   bool
-	dials    chan peer.ID // newly seen members to connect to
+	services []string // this node's announced services
+	selfRaw  []byte   // this node's signed entry for selfHB
+	selfHB   heartbeat
+	// sigPrefix separates member signatures by overlay name.
+	sigPrefix  []byte
+	badEntries int          // entries dropped for a bad signature
+	live       []liveMember // snapshot, replaced on change
+	subs       map[*chan struct{}]struct{}
+	rng        *rand.Rand
+	closed     bool
+	dials      chan peer.ID // newly seen members to connect to
 }
 
 func newMembers(o *Overlay) *members {
 	m := &members{
-		o:     o,
-		self:  o.host.ID(),
-		byID:  map[peer.ID]*member{},
-		hb:    heartbeat{inc: uint64(time.Now().UnixNano())},
-		subs:  map[*chan struct{}]struct{}{},
-		rng:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		dials: make(chan peer.ID, 1024),
+		o:         o,
+		self:      o.host.ID(),
+		byID:      map[peer.ID]*member{},
+		hb:        heartbeat{inc: uint64(time.Now().UnixNano())},
+		subs:      map[*chan struct{}]struct{}{},
+		rng:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		dials:     make(chan peer.ID, 1024),
+		sigPrefix: []byte("lsnode/members/" + o.cfg.Name + "\x00"),
 	}
 	m.live = []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
 	return m
@@ -124,7 +137,13 @@ func (m *members) warm(ctx context.Context) {
 			return
 		case p = <-m.dials:
 		}
-		if len(net.Peers()) >= low || net.Connectedness(p) == network.Connected {
+		if net.Connectedness(p) == network.Connected {
+			m.markSeen(p)
+			continue
+		}
+		// Above the low water mark only members never reached are dialled
+		// (once, to see that they exist); the connection manager trims.
+		if len(net.Peers()) >= low && m.isSeen(p) {
 			continue
 		}
 		select {
@@ -138,9 +157,13 @@ func (m *members) warm(ctx context.Context) {
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, m.o.cfg.FailAfter)
 			defer cancel()
-			if m.o.host.Connect(dctx, peer.AddrInfo{ID: p}) == nil && m.o.admit != nil {
-				_ = m.o.admit.admit(dctx, p) // a non-member leaves the view now, not on first use
+			if m.o.host.Connect(dctx, peer.AddrInfo{ID: p}) != nil {
+				return
 			}
+			if m.o.admit != nil && m.o.admit.admit(dctx, p) != nil {
+				return // a non-member leaves the view now, not on first use
+			}
+			m.markSeen(p)
 		}()
 	}
 }
@@ -187,7 +210,7 @@ func (m *members) exchange(ctx context.Context, p peer.ID) error {
 		s.Reset()
 		return err
 	}
-	return m.merge(b)
+	return m.merge(b, p)
 }
 
 func (m *members) handle(s network.Stream) {
@@ -198,7 +221,7 @@ func (m *members) handle(s network.Stream) {
 		s.Reset()
 		return
 	}
-	if err := m.merge(b); err != nil {
+	if err := m.merge(b, s.Conn().RemotePeer()); err != nil {
 		m.o.cfg.Logger.Debug("bad gossip", "peer", s.Conn().RemotePeer(), "err", err)
 		s.Reset()
 		return
@@ -212,16 +235,60 @@ func (m *members) handle(s network.Stream) {
 func (m *members) encode() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []byte
-	selfAddrs := m.o.host.Addrs()
-	out = appendMember(out, m.self, m.hb, selfAddrs, false, m.services)
+	out := appendRaw(nil, m.selfEntryLocked(false))
 	for _, mb := range m.byID {
-		out = appendMember(out, mb.id, mb.hb, mb.addrs, mb.left, mb.services)
+		out = appendRaw(out, mb.raw)
 	}
 	return out
 }
 
-func appendMember(out []byte, id peer.ID, hb heartbeat, addrs []ma.Multiaddr, left bool, services []string) []byte {
+// selfEntryLocked returns this node's signed entry for the current
+// heartbeat, signing it once per heartbeat.
+func (m *members) selfEntryLocked(left bool) []byte {
+	if m.selfRaw != nil && m.selfHB == m.hb && !left {
+		return m.selfRaw
+	}
+	raw := m.signEntry(memberBody(m.self, m.hb, m.o.host.Addrs(), left, m.services))
+	if !left {
+		m.selfRaw, m.selfHB = raw, m.hb
+	}
+	return raw
+}
+
+func appendRaw(out, raw []byte) []byte {
+	out = protowire.AppendTag(out, 1, protowire.BytesType)
+	return protowire.AppendBytes(out, raw)
+}
+
+// Member entries are signed by the member's own identity key (field 7, last,
+// over the bytes before it and the overlay name), so no one can announce a
+// heartbeat, a departure, addresses or services for another node: a forged
+// "left" or a heartbeat pushed out of reach would otherwise evict honest
+// members from every view.
+func (m *members) signEntry(body []byte) []byte {
+	sig, err := m.o.cfg.Identity.Sign(m.signed(body))
+	if err != nil {
+		panic(fmt.Sprintf("overlay: sign member entry: %v", err)) // an Ed25519 key does not fail
+	}
+	body = protowire.AppendTag(body, 7, protowire.BytesType)
+	return protowire.AppendBytes(body, sig)
+}
+
+func (m *members) signed(body []byte) []byte {
+	msg := make([]byte, 0, len(m.sigPrefix)+len(body))
+	return append(append(msg, m.sigPrefix...), body...)
+}
+
+func (m *members) verifyEntry(e *gossipEntry) bool {
+	pk, err := e.id.ExtractPublicKey()
+	if err != nil || len(e.sig) == 0 {
+		return false
+	}
+	ok, err := pk.Verify(m.signed(e.body), e.sig)
+	return err == nil && ok
+}
+
+func memberBody(id peer.ID, hb heartbeat, addrs []ma.Multiaddr, left bool, services []string) []byte {
 	var b []byte
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	b = protowire.AppendBytes(b, []byte(id))
@@ -241,8 +308,7 @@ func appendMember(out []byte, id peer.ID, hb heartbeat, addrs []ma.Multiaddr, le
 		b = protowire.AppendTag(b, 6, protowire.BytesType)
 		b = protowire.AppendBytes(b, []byte(sv))
 	}
-	out = protowire.AppendTag(out, 1, protowire.BytesType)
-	return protowire.AppendBytes(out, b)
+	return b
 }
 
 type gossipEntry struct {
@@ -251,6 +317,9 @@ type gossipEntry struct {
 	addrs    []ma.Multiaddr
 	left     bool
 	services []string
+	raw      []byte // the whole entry
+	body     []byte // the signed part (fields 1-6)
+	sig      []byte
 }
 
 // Bounds of announced services, per member.
@@ -292,8 +361,13 @@ func decodeGossip(b []byte) ([]gossipEntry, error) {
 }
 
 func decodeGossipEntry(b []byte) (gossipEntry, error) {
-	var e gossipEntry
+	e := gossipEntry{raw: b, body: b}
+	all := b
 	for len(b) > 0 {
+		if e.sig != nil {
+			return e, fmt.Errorf("%w: fields after the signature", errBadGossip)
+		}
+		start := len(all) - len(b)
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return e, errBadGossip
@@ -342,6 +416,12 @@ func decodeGossipEntry(b []byte) (gossipEntry, error) {
 				e.services = append(e.services, string(v))
 			}
 			b = b[n:]
+		case num == 7 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 || len(v) == 0 {
+				return e, errBadGossip
+			}
+			e.body, e.sig, b = all[:start], v, b[n:]
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -356,7 +436,12 @@ func decodeGossipEntry(b []byte) (gossipEntry, error) {
 	return e, nil
 }
 
-func (m *members) merge(b []byte) error {
+// merge folds a gossip message received from peer from into the view. An
+// entry is taken only when it is newer than what the view holds and, unless
+// from sent its own entry over its authenticated stream, when its signature
+// verifies. Third-party heartbeats of a member refreshed recently are
+// skipped unverified: liveness needs one per FailAfter, not one per round.
+func (m *members) merge(b []byte, from peer.ID) error {
 	entries, err := decodeGossip(b)
 	if err != nil {
 		return err
@@ -368,25 +453,35 @@ func (m *members) merge(b []byte) error {
 	if m.closed {
 		return ErrClosed
 	}
-	for _, e := range entries {
+	fresh := m.failAfterLocked() / 3
+	for i := range entries {
+		e := &entries[i]
 		if e.id == m.self || (m.o.admit != nil && m.o.admit.refusedNow(e.id)) {
 			continue
 		}
 		mb := m.byID[e.id]
+		if mb != nil && !e.hb.newer(mb.hb) {
+			continue
+		}
+		if e.id != from {
+			if mb != nil && !e.left && !mb.left && now.Sub(mb.updated) < fresh {
+				continue
+			}
+			if !m.verifyEntry(e) {
+				m.badEntries++
+				continue
+			}
+		}
 		if mb == nil {
 			if e.left {
 				continue
 			}
 			mb = &member{id: e.id, kid: kb.ConvertPeerID(e.id)}
 			m.byID[e.id] = mb
-			select {
-			case m.dials <- e.id:
-			default: // queue full: the member is reached on first use instead
-			}
-		} else if !e.hb.newer(mb.hb) {
-			continue
+			m.queueDialLocked(mb, now)
 		}
 		mb.hb, mb.left, mb.updated = e.hb, e.left, now
+		mb.raw = e.raw
 		mb.services = e.services
 		if len(e.addrs) > 0 {
 			mb.addrs = e.addrs
@@ -396,8 +491,49 @@ func (m *members) merge(b []byte) error {
 			mb.suspect = time.Time{}
 		}
 	}
+	if from != "" {
+		m.markSeenLocked(from)
+	}
 	m.refreshLocked(now)
 	return nil
+}
+
+// queueDialLocked asks warm to reach an unseen member, backing off while it
+// cannot be reached.
+func (m *members) queueDialLocked(mb *member, now time.Time) {
+	if mb.seen || now.Before(mb.dialAt) {
+		return
+	}
+	mb.backoff = min(max(2*mb.backoff, m.o.cfg.GossipInterval), time.Minute)
+	mb.dialAt = now.Add(mb.backoff)
+	select {
+	case m.dials <- mb.id:
+	default: // queue full: retried after the backoff
+	}
+}
+
+func (m *members) isSeen(p peer.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb := m.byID[p]
+	return mb != nil && mb.seen
+}
+
+// markSeen records that p was reached directly.
+func (m *members) markSeen(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.markSeenLocked(p) {
+		m.refreshLocked(time.Now())
+	}
+}
+
+func (m *members) markSeenLocked(p peer.ID) bool {
+	if mb := m.byID[p]; mb != nil && !mb.seen {
+		mb.seen = true
+		return true
+	}
+	return false
 }
 
 // refreshLocked recomputes liveness, purges long-dead members and notifies
@@ -406,9 +542,12 @@ func (m *members) refreshLocked(now time.Time) {
 	fail := m.failAfterLocked()
 	changed := false
 	for id, mb := range m.byID {
-		live := !mb.left && now.Sub(mb.updated) < fail && now.After(mb.suspect)
+		live := mb.seen && !mb.left && now.Sub(mb.updated) < fail && now.After(mb.suspect)
 		if live != mb.live {
 			mb.live, changed = live, true
+		}
+		if !mb.seen && !mb.left {
+			m.queueDialLocked(mb, now)
 		}
 		if !live && now.Sub(mb.updated) > 10*fail {
 			delete(m.byID, id)
@@ -548,7 +687,7 @@ func (m *members) leave(ctx context.Context) {
 	if len(targets) > 4 {
 		targets = targets[:4]
 	}
-	msg := appendMember(nil, m.self, m.hb, nil, true, nil)
+	msg := appendRaw(nil, m.selfEntryLocked(true))
 	m.closed = true
 	m.mu.Unlock()
 	var wg sync.WaitGroup

@@ -152,6 +152,11 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 		return nil, fmt.Errorf("overlay: kad-dht: %w", err)
 	}
 	o.members = newMembers(o)
+	o.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if o.admit == nil || o.admit.admitted(c.RemotePeer()) {
+			o.members.markSeen(c.RemotePeer())
+		}
+	}})
 	o.routed.SetStreamHandler(o.membersProtocol(), o.members.handle)
 	o.wg.Add(2)
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
@@ -341,7 +346,7 @@ func (o *Overlay) Name() string { return o.cfg.Name }
 
 // Protocol returns the protocol ID /lsp/<name>/<sub>/<version>.
 func (o *Overlay) Protocol(sub, version string) protocol.ID {
-	return protocol.ID(ProtocolPrefix(o.cfg.Name) + "/" + sub + "/" + version)
+	return ProtocolID(o.cfg.Name, sub, version)
 }
 
 // Addrs returns this node's full multiaddrs (with /p2p/<id>).

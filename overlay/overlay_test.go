@@ -191,9 +191,10 @@ func TestConfigErrors(t *testing.T) {
 func FuzzDecodeGossip(f *testing.F) {
 	key, _ := GenerateIdentity()
 	id, _ := PeerIDOf(key)
-	f.Add(appendMember(nil, id, heartbeat{1, 2}, nil, false, nil))
-	f.Add(appendMember(appendMember(nil, id, heartbeat{3, 4}, nil, true, nil), id, heartbeat{5, 6}, nil, false,
-		[]string{"turn:127.0.0.1:3478?transport=udp"}))
+	m := &members{o: &Overlay{cfg: &resolved{Config: Config{Name: "fuzz", Identity: key}}}, sigPrefix: []byte("lsnode/members/fuzz\x00")}
+	f.Add(appendRaw(nil, m.signEntry(memberBody(id, heartbeat{1, 2}, nil, false, nil))))
+	f.Add(appendRaw(appendRaw(nil, m.signEntry(memberBody(id, heartbeat{3, 4}, nil, true, nil))),
+		m.signEntry(memberBody(id, heartbeat{5, 6}, nil, false, []string{"turn:127.0.0.1:3478?transport=udp"}))))
 	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		es, err := decodeGossip(b)
@@ -203,6 +204,11 @@ func FuzzDecodeGossip(f *testing.F) {
 		for _, e := range es {
 			if e.id == "" || len(e.addrs) > 16 || len(e.services) > maxServices {
 				t.Fatalf("decoded an invalid member %+v", e)
+			}
+			// Verification never panics, and holds only for what the
+			// member's own key signed.
+			if m.verifyEntry(&e) && e.id != id {
+				t.Fatalf("entry of %s verified with a foreign signature", e.id)
 			}
 		}
 	})

@@ -1,0 +1,370 @@
+package lsp
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-msgio"
+	ma "github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// liar is a malicious replica (a fault injected into an otherwise real
+// node): it acknowledges every store but drops it (dropAll) or keeps only
+// the first write of each AOR, so it serves outdated records; every answer
+// it gives carries a forgery (a genuine entry with another contact, and an
+// entry signed under a CA the overlay does not trust).
+type liar struct {
+	svc     atomic.Pointer[Service]
+	rogue   *Credential
+	dropAll bool
+	mu      sync.Mutex
+	seen    map[string]bool
+	forged  atomic.Int64
+}
+
+func (l *liar) fault(_ peer.ID, m *message) *message {
+	s := l.svc.Load()
+	if s == nil {
+		return nil
+	}
+	switch m.Type {
+	case msgStore:
+		if !l.dropAll {
+			l.mu.Lock()
+			var first []*entry
+			for _, e := range m.Entries {
+				if !l.seen[e.AOR] {
+					first = append(first, e)
+				}
+			}
+			for _, e := range first {
+				l.seen[e.AOR] = true
+			}
+			l.mu.Unlock()
+			if len(first) > 0 {
+				_, _ = s.applyVerified(context.Background(), first, m.Certs)
+			}
+		}
+		return &message{Type: msgReply, Count: uint64(len(m.Entries))}
+	case msgFetch:
+		chains := map[[32]byte][][]byte{}
+		var es []*entry
+		for _, aor := range m.AORs {
+			got := s.store.get(aor, time.Now(), chains)
+			es = append(es, got...)
+			if len(got) > 0 {
+				// A genuine entry's signature on other content.
+				f := *got[0]
+				f.B.Contact = "sip:mallory@203.0.113.66"
+				f.B.Timestamp = f.B.Timestamp.Add(time.Second)
+				f.seal()
+				es = append(es, &f)
+			}
+			var clk clock
+			if rogue, err := prepare(l.rogue, &clk, aor, []Binding{{Contact: "sip:mallory@203.0.113.67", Expires: time.Now().Add(time.Hour)}}); err == nil {
+				es = append(es, rogue...)
+			}
+		}
+		l.forged.Add(1)
+		return &message{Type: msgReply, Entries: es, Certs: append(flatten(chains), l.rogue.Chain...)}
+	}
+	return nil
+}
+
+// gossipLies sends honest members membership gossip that declares every
+// honest member gone (with a signature it cannot make) and announces
+// sybils: identities with valid signatures and addresses where nothing
+// listens.
+func gossipLies(ctx context.Context, from *overlay.Overlay, honest []peer.ID, sybils []crypto.PrivKey, name string) {
+	ctr := uint64(0)
+	body := func(id peer.ID, inc, ctr uint64, left bool) []byte {
+		var b []byte
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, []byte(id))
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, inc)
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, ctr)
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendBytes(b, ma.StringCast("/ip4/127.0.0.1/tcp/1").Bytes())
+		if left {
+			b = protowire.AppendTag(b, 5, protowire.VarintType)
+			b = protowire.AppendVarint(b, 1)
+		}
+		return b
+	}
+	withSig := func(out, b, sig []byte) []byte {
+		b = protowire.AppendTag(b, 7, protowire.BytesType)
+		b = protowire.AppendBytes(b, sig)
+		out = protowire.AppendTag(out, 1, protowire.BytesType)
+		return protowire.AppendBytes(out, b)
+	}
+	proto := from.Protocol("members", "1.0.0")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		ctr++
+		var msg []byte
+		junk := make([]byte, 64)
+		for _, id := range honest {
+			_, _ = rand.Read(junk)
+			msg = withSig(msg, body(id, 1<<62, ctr, true), junk)
+		}
+		for _, k := range sybils {
+			id, _ := peer.IDFromPrivateKey(k)
+			b := body(id, 1, ctr, false)
+			sig, _ := k.Sign(append([]byte("lsnode/members/"+name+"\x00"), b...))
+			msg = withSig(msg, b, sig)
+		}
+		target := honest[mrand.IntN(len(honest))]
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		if s, err := from.Host().NewStream(sctx, target, proto); err == nil {
+			_ = s.SetDeadline(time.Now().Add(time.Second))
+			if overlay.WriteFrame(s, msg) == nil {
+				_, _ = overlay.ReadFrame(bufio.NewReader(s), 8<<20)
+			}
+			s.Close()
+		}
+		cancel()
+	}
+}
+
+// kadLies answers every kad-dht query with the sybils as the closest peers.
+func kadLies(ov *overlay.Overlay, sybils []peer.AddrInfo) {
+	ov.Host().SetStreamHandler(ov.Protocol("kad", "1.0.0"), func(s network.Stream) {
+		defer s.Close()
+		r := msgio.NewVarintReaderSize(s, 1<<20)
+		w := msgio.NewVarintWriter(s)
+		for {
+			b, err := r.ReadMsg()
+			if err != nil {
+				return
+			}
+			var req dhtpb.Message
+			if proto.Unmarshal(b, &req) != nil {
+				return
+			}
+			resp := &dhtpb.Message{Type: req.Type, Key: req.Key, CloserPeers: dhtpb.RawPeerInfosToPBPeers(sybils)}
+			out, _ := proto.Marshal(resp)
+			if w.WriteMsg(out) != nil {
+				return
+			}
+		}
+	})
+}
+
+// TestMaliciousNodes: 30 nodes, 6 of them (20%) malicious: they acknowledge
+// stores and drop them (or keep only the first write, serving outdated
+// records), attach forged entries to every answer, gossip forged
+// departures of every honest member and 20 sybil identities, and answer
+// kad-dht queries with the sybils. Every lookup of 500 AORs (a third
+// updated, a third removed since the first write) returns exactly the
+// live, authentic bindings.
+//
+// R=7 is the replica count that guarantees every replica set an honest
+// member when 6 of 30 nodes lie; the defences make one honest replica
+// enough: replicas verify, readers verify and merge every replica's answer
+// (a removal or newer binding outvotes a stale one), signed membership
+// gossip, sybils that no one reached never hold replicas, and liars that
+// serve a forgery are dropped from the reader's replica sets.
+func TestMaliciousNodes(t *testing.T) {
+	const nodes, bad, naor, replicas = 30, 6, 500, 7
+	ca := newTestCA(t)
+	cred := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	rogue := newTestCA(t).issue(t, []string{"biloxi.example"}, nil, false)
+	// Node 0 bootstraps, nodes 1-2 write (honest); the liars are drawn at
+	// random from the rest.
+	perm := mrand.Perm(nodes - 3)
+	liars := map[int]*liar{}
+	for _, i := range perm[:bad] {
+		liars[i+3] = &liar{rogue: rogue, dropAll: len(liars)%2 == 0, seen: map[string]bool{}}
+	}
+	creds := []*Credential{nil, cred, cred}
+	c := newClusterWith(t, nodes, creds, ca, func(i int, cfg *Config) {
+		cfg.Replicas = replicas
+		cfg.RequestTimeout = 2 * time.Second
+		if l := liars[i]; l != nil {
+			cfg.fault = l.fault
+		}
+	})
+	var honest []peer.ID
+	for i, ov := range c.ovs {
+		if l := liars[i]; l != nil {
+			l.svc.Store(c.svcs[i])
+		} else {
+			honest = append(honest, ov.ID())
+		}
+	}
+	var sybilKeys []crypto.PrivKey
+	var sybilInfos []peer.AddrInfo
+	for i := 0; i < 20; i++ {
+		k, _ := overlay.GenerateIdentity()
+		id, _ := peer.IDFromPrivateKey(k)
+		sybilKeys = append(sybilKeys, k)
+		sybilInfos = append(sybilInfos, peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")}})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for i := range liars {
+		kadLies(c.ovs[i], sybilInfos)
+		wg.Add(1)
+		go func(ov *overlay.Overlay) { defer wg.Done(); gossipLies(ctx, ov, honest, sybilKeys, "lsp-test") }(c.ovs[i])
+	}
+	time.Sleep(time.Second) // let the lies spread
+
+	// Write: every AOR gets contact A; then a third move to B (A removed),
+	// a third are removed altogether.
+	want := map[string]string{}
+	aor := func(i int) string { return fmt.Sprintf("sip:user%d@biloxi.example", i) }
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer wcancel()
+	var werr atomic.Value
+	var wwg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i := 0; i < naor; i++ {
+		a, b := fmt.Sprintf("sip:u%d@192.0.2.1", i), fmt.Sprintf("sip:u%d@192.0.2.2", i)
+		switch i % 3 {
+		case 0:
+			want[aor(i)] = a
+		case 1:
+			want[aor(i)] = b
+		}
+		wwg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wwg.Done()
+			defer func() { <-sem }()
+			w := c.svcs[1+i%2]
+			if err := w.Publish(wctx, aor(i), binding(a, time.Hour)); err != nil {
+				werr.Store(err)
+				return
+			}
+			var err error
+			switch i % 3 {
+			case 1:
+				if err = w.Remove(wctx, aor(i), a); err == nil {
+					err = w.Publish(wctx, aor(i), binding(b, time.Hour))
+				}
+			case 2:
+				err = w.Remove(wctx, aor(i))
+			}
+			if err != nil {
+				werr.Store(err)
+			}
+		}(i)
+	}
+	wwg.Wait()
+	if err, _ := werr.Load().(error); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // stores beyond the write quorum land
+
+	// Read every AOR from a random honest node.
+	var honestIdx []int
+	for i := range c.svcs {
+		if liars[i] == nil {
+			honestIdx = append(honestIdx, i)
+		}
+	}
+	var tried, correct atomic.Int64
+	var mu sync.Mutex
+	var wrong []string
+	start := time.Now()
+	for i := 0; i < naor; i++ {
+		wwg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wwg.Done()
+			defer func() { <-sem }()
+			r := c.svcs[honestIdx[mrand.IntN(len(honestIdx))]]
+			bs, err := r.Lookup(wctx, aor(i))
+			tried.Add(1)
+			ok := err == nil
+			if w, live := want[aor(i)]; ok && live {
+				ok = len(bs) == 1 && bs[0].Contact == w
+			} else if ok {
+				ok = len(bs) == 0
+			}
+			if ok {
+				correct.Add(1)
+				return
+			}
+			mu.Lock()
+			wrong = append(wrong, fmt.Sprintf("%s: got %v (err %v), want %q", aor(i), bs, err, want[aor(i)]))
+			mu.Unlock()
+		}(i)
+	}
+	wwg.Wait()
+	elapsed := time.Since(start)
+	var answered int64
+	for _, l := range liars {
+		answered += l.forged.Load()
+	}
+	distrusted := map[peer.ID]bool{}
+	for _, i := range honestIdx {
+		for _, p := range c.svcs[i].Distrusted() {
+			distrusted[p] = true
+		}
+	}
+	var sybilsPlaced int
+	for _, i := range honestIdx {
+		for _, p := range c.ovs[i].Members() {
+			for _, s := range sybilInfos {
+				if p == s.ID {
+					sybilsPlaced++
+				}
+			}
+		}
+	}
+	t.Logf("malicious: %d of %d nodes, R=%d; lookups tried %d, correct %d (%.1f%%) in %v; liars answered %d fetches; honest nodes distrust %d peers (all liars: %v); sybils in honest live views: %d",
+		bad, nodes, replicas, tried.Load(), correct.Load(), 100*float64(correct.Load())/float64(tried.Load()), elapsed.Round(time.Millisecond),
+		answered, len(distrusted), allLiars(distrusted, c, liars), sybilsPlaced)
+	for _, w := range wrong[:min(len(wrong), 10)] {
+		t.Error(w)
+	}
+	if correct.Load() != naor {
+		t.Fatalf("%d of %d lookups wrong", naor-correct.Load(), naor)
+	}
+	if sybilsPlaced != 0 {
+		t.Errorf("sybils reached %d honest live views", sybilsPlaced)
+	}
+	for _, i := range honestIdx {
+		if n := len(c.ovs[i].Members()); n != nodes {
+			t.Errorf("honest node %d sees %d live members, want %d (forged departures?)", i, n, nodes)
+		}
+	}
+}
+
+func allLiars(ps map[peer.ID]bool, c *cluster, liars map[int]*liar) bool {
+	for p := range ps {
+		found := false
+		for i := range liars {
+			if c.ovs[i].ID() == p {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
