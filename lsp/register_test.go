@@ -247,3 +247,53 @@ func TestRegisterUnavailable(t *testing.T) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
 }
+
+// TestDomainQuota: a signing domain holds at most its quota of bindings on
+// a replica, over all its AORs; other domains are not affected, and
+// updates within the quota still pass.
+func TestDomainQuota(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	atlanta := ca.issue(t, []string{"atlanta.example"}, nil, false)
+	// 3 nodes, R=3: every replica holds every AOR.
+	c := newClusterWith(t, 3, []*Credential{biloxi, atlanta}, ca, func(_ int, cfg *Config) { cfg.MaxDomainBindings = 5 })
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := c.svcs[0].Publish(ctx, fmt.Sprintf("sip:u%d@biloxi.example", i), binding(fmt.Sprintf("sip:u%d@192.0.2.1", i), time.Hour)); err != nil {
+			t.Fatalf("binding %d: %v", i, err)
+		}
+	}
+	// A write returns after W acknowledgements: let the third land, or a
+	// replica still short of the quota could take the next one.
+	usage := func(i int) int {
+		s := c.svcs[i].store
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if u := s.signers["biloxi.example"]; u != nil {
+			return u.n
+		}
+		return 0
+	}
+	waitFor(t, 5*time.Second, "every replica holds the 5 bindings", func() bool { return usage(0) == 5 && usage(1) == 5 && usage(2) == 5 })
+	if err := c.svcs[0].Publish(ctx, "sip:u5@biloxi.example", binding("sip:u5@192.0.2.1", time.Hour)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("sixth biloxi binding: %v, want ErrTooLarge", err)
+	}
+	if _, err := c.svcs[0].Register(ctx, "sip:u6@biloxi.example", reg("sip:u6@192.0.2.1", "x", 1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("sixth biloxi binding by Register: %v, want ErrTooLarge", err)
+	}
+	// A refresh replaces a binding: no growth, accepted.
+	if err := c.svcs[0].Publish(ctx, "sip:u0@biloxi.example", binding("sip:u0@192.0.2.1", 2*time.Hour)); err != nil {
+		t.Fatalf("refresh within the quota: %v", err)
+	}
+	if err := c.svcs[1].Publish(ctx, "sip:alice@atlanta.example", binding("sip:alice@192.0.2.9", time.Hour)); err != nil {
+		t.Fatalf("another domain: %v", err)
+	}
+	if bs, err := c.svcs[2].Lookup(ctx, "sip:u5@biloxi.example"); err != nil || len(bs) != 0 {
+		t.Fatalf("refused AOR stored anyway: %v, %v", bs, err)
+	}
+	for i := range c.svcs {
+		if n := usage(i); n != 5 {
+			t.Errorf("replica %d counts %d biloxi bindings, want 5", i, n)
+		}
+	}
+}

@@ -52,6 +52,11 @@ type Config struct {
 	// replica (RELOAD's max-count and max-size): entries (tombstones
 	// included) and encoded bytes. Defaults 64 and 256 KiB.
 	MaxBindings, MaxRecordBytes int
+	// MaxDomainBindings and MaxDomainBytes are the quota of one signing
+	// domain on a replica, over all its AORs (RELOAD's per-user quota: a
+	// domain cannot fill a replica with bindings of made-up users).
+	// Defaults 1,000,000 and 512 MiB.
+	MaxDomainBindings, MaxDomainBytes int
 	// PeerRate and PeerBurst bound the requests one remote peer may send
 	// on the LSP protocols (a token bucket per peer); beyond them it gets
 	// ErrRateLimited. Defaults 20000/s and 20000.
@@ -108,6 +113,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxRecordBytes <= 0 {
 		c.MaxRecordBytes = 256 << 10
 	}
+	if c.MaxDomainBindings <= 0 {
+		c.MaxDomainBindings = 1_000_000
+	}
+	if c.MaxDomainBytes <= 0 {
+		c.MaxDomainBytes = 512 << 20
+	}
 	if c.PeerRate <= 0 {
 		c.PeerRate = 20000
 	}
@@ -160,10 +171,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:         cfg,
-		ov:          cfg.Overlay,
-		self:        cfg.Overlay.ID(),
-		store:       newStore(cfg.Overlay.Datastore(), cfg.MaxBindings, cfg.MaxRecordBytes),
+		cfg:  cfg,
+		ov:   cfg.Overlay,
+		self: cfg.Overlay.ID(),
+		store: newStore(cfg.Overlay.Datastore(), quota{RecordEntries: cfg.MaxBindings, RecordBytes: cfg.MaxRecordBytes,
+			SignerEntries: cfg.MaxDomainBindings, SignerBytes: cfg.MaxDomainBytes}),
 		verifier:    NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
 		rpc:         newRPC(cfg.Overlay.Host(), cfg.MaxMessage, cfg.RequestTimeout),
 		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),

@@ -31,10 +31,31 @@ type store struct {
 	// Record quota (RELOAD's max-count / max-size): a write that would
 	// give an AOR more entries or encoded bytes than this is refused.
 	maxEntries, maxBytes int
+	// Signer quota: what one signing domain may hold on this replica,
+	// over all its AORs (entries and encoded bytes).
+	signerEntries, signerBytes int
 
-	mu    sync.RWMutex
-	recs  map[string]*record
-	certs map[[32]byte][][]byte // verified chains by leaf fingerprint
+	mu      sync.RWMutex
+	recs    map[string]*record
+	certs   map[[32]byte][][]byte // verified chains by leaf fingerprint
+	signers map[string]*usage     // by the AORs' domain (only its signers write it)
+}
+
+type usage struct{ n, bytes int }
+
+// account adds (or, with sign −1, removes) an entry to its domain's usage.
+func (s *store) account(e *entry, sign int) {
+	d := Domain(e.AOR)
+	u := s.signers[d]
+	if u == nil {
+		u = &usage{}
+		s.signers[d] = u
+	}
+	u.n += sign
+	u.bytes += sign * len(e.encode())
+	if u.n <= 0 {
+		delete(s.signers, d)
+	}
 }
 
 type record struct {
@@ -42,8 +63,15 @@ type record struct {
 	placed  []peer.ID         // closest set the record was last placed on
 }
 
-func newStore(d ds.Datastore, maxEntries, maxBytes int) *store {
-	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}, maxEntries: maxEntries, maxBytes: maxBytes}
+func newStore(d ds.Datastore, q quota) *store {
+	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}, signers: map[string]*usage{},
+		maxEntries: q.RecordEntries, maxBytes: q.RecordBytes, signerEntries: q.SignerEntries, signerBytes: q.SignerBytes}
+}
+
+// quota bounds what a replica stores: per AOR record and per signing domain.
+type quota struct {
+	RecordEntries, RecordBytes int
+	SignerEntries, SignerBytes int
 }
 
 // overQuota lists the AORs of es whose records would exceed the quota
@@ -77,12 +105,43 @@ func (s *store) overQuota(es []*entry) map[string]bool {
 		z.bytes += len(e.encode())
 	}
 	var over map[string]bool
+	mark := func(aor string) {
+		if over == nil {
+			over = map[string]bool{}
+		}
+		over[aor] = true
+	}
+	deltas := map[string]*usage{}
 	for aor, z := range sizes {
 		if z.n > s.maxEntries || z.bytes > s.maxBytes {
-			if over == nil {
-				over = map[string]bool{}
+			mark(aor)
+			continue
+		}
+		d := Domain(aor)
+		du := deltas[d]
+		if du == nil {
+			du = &usage{}
+			deltas[d] = du
+		}
+		du.n, du.bytes = du.n+z.n, du.bytes+z.bytes
+		if rec := s.recs[aor]; rec != nil {
+			du.n -= len(rec.entries)
+			for _, old := range rec.entries {
+				du.bytes -= len(old.encode())
 			}
-			over[aor] = true
+		}
+	}
+	for d, du := range deltas {
+		cur := s.signers[d]
+		if cur == nil {
+			cur = &usage{}
+		}
+		if (du.n > 0 && cur.n+du.n > s.signerEntries) || (du.bytes > 0 && cur.bytes+du.bytes > s.signerBytes) {
+			for aor := range sizes {
+				if Domain(aor) == d {
+					mark(aor)
+				}
+			}
 		}
 	}
 	return over
@@ -133,7 +192,11 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 				s.recs[e.AOR] = rec
 				n++
 			}
+			if old := rec.entries[e.B.ID()]; old != nil {
+				s.account(old, -1)
+			}
 			rec.entries[e.B.ID()] = e
+			s.account(e, 1)
 		}
 	}
 	return n, nil
@@ -146,7 +209,8 @@ func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]
 	defer s.mu.Unlock()
 	if over := s.overQuota(es); len(over) > 0 {
 		for aor := range over {
-			return 0, fmt.Errorf("%w: record of %q over its quota (%d bindings, %d bytes)", ErrTooLarge, aor, s.maxEntries, s.maxBytes)
+			return 0, fmt.Errorf("%w: %q: over the quota of its record (%d bindings, %d bytes) or of its domain on this replica (%d bindings, %d bytes)",
+				ErrTooLarge, aor, s.maxEntries, s.maxBytes, s.signerEntries, s.signerBytes)
 		}
 	}
 	return s.applyLocked(ctx, es, chains, placement)
@@ -206,9 +270,14 @@ func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byt
 			s.recs[e.AOR] = rec
 		}
 		id := e.B.ID()
-		if old := rec.entries[id]; old != nil && !e.newer(old) {
+		old := rec.entries[id]
+		if old != nil && !e.newer(old) {
 			continue
 		}
+		if old != nil {
+			s.account(old, -1)
+		}
+		s.account(e, 1)
 		rec.entries[id] = e
 		changed[e.AOR] = rec
 		n++
@@ -252,6 +321,7 @@ func (s *store) gc(ctx context.Context, now time.Time) (int, error) {
 		for id, e := range rec.entries {
 			if !e.B.Expires.After(now) {
 				delete(rec.entries, id)
+				s.account(e, -1)
 			}
 		}
 		if len(rec.entries) == n {

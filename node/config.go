@@ -172,6 +172,10 @@ type LSPConfig struct {
 	// replica (RELOAD max-count / max-size). Defaults 64 / 256 KiB.
 	MaxBindings    int `json:"max_bindings,omitempty"`
 	MaxRecordBytes int `json:"max_record_bytes,omitempty"`
+	// MaxDomainBindings / MaxDomainBytes: what one signing domain may hold
+	// on this replica over all its AORs. Defaults 1,000,000 / 512 MiB.
+	MaxDomainBindings int `json:"max_domain_bindings,omitempty"`
+	MaxDomainBytes    int `json:"max_domain_bytes,omitempty"`
 	// PeerRate / PeerBurst: requests per second one peer may send this
 	// node's LSP protocols. Defaults 20000 / 20000.
 	PeerRate  float64 `json:"peer_rate,omitempty"`

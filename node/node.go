@@ -121,6 +121,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		RebalanceInterval: time.Duration(cfg.LSP.RebalanceInterval),
 		MaxBindings:       cfg.LSP.MaxBindings,
 		MaxRecordBytes:    cfg.LSP.MaxRecordBytes,
+		MaxDomainBindings: cfg.LSP.MaxDomainBindings,
+		MaxDomainBytes:    cfg.LSP.MaxDomainBytes,
 		PeerRate:          cfg.LSP.PeerRate,
 		PeerBurst:         cfg.LSP.PeerBurst,
 		Logger:            log,

@@ -191,3 +191,39 @@ func TestFederationAdmission(t *testing.T) {
 		})
 	}
 }
+
+// FuzzAdmission: whatever a peer sends as its certificate chain, decoding
+// and verifying it neither panics nor admits it.
+func FuzzAdmission(f *testing.F) {
+	ca, key, err := NewCA("fuzz CA", "fuzz", time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	id, _ := GenerateIdentity()
+	pid, _ := peer.IDFromPrivateKey(id)
+	der, err := IssueMember(ca, key, pid, "fuzz", time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(encodeChain([][]byte{der}))
+	f.Add(encodeChain([][]byte{der, ca.Raw}))
+	f.Add([]byte{0x05, 1, 2, 3})
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	fed := &Federation{CAs: pool, Revoked: map[string]bool{}}
+	other, _ := GenerateIdentity()
+	otherID, _ := peer.IDFromPrivateKey(other)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		chain, err := decodeChain(b)
+		if err != nil {
+			return
+		}
+		if len(chain) > maxChain {
+			t.Fatalf("%d certificates decoded", len(chain))
+		}
+		// The chain is pid's: it must never pass for another peer.
+		if _, err := fed.Verify(chain, otherID, "fuzz", time.Now()); err == nil {
+			t.Fatal("a chain verified for a peer it was not issued to")
+		}
+	})
+}

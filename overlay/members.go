@@ -504,7 +504,7 @@ func (m *members) queueDialLocked(mb *member, now time.Time) {
 	if mb.seen || now.Before(mb.dialAt) {
 		return
 	}
-	mb.backoff = min(max(2*mb.backoff, m.o.cfg.GossipInterval), time.Minute)
+	mb.backoff = min(max(2*mb.backoff, m.o.cfg.GossipInterval), 10*m.o.cfg.GossipInterval)
 	mb.dialAt = now.Add(mb.backoff)
 	select {
 	case m.dials <- mb.id:

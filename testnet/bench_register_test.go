@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/lsnode/lsnode/node"
-	"github.com/lsnode/lsnode/registrar"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -166,22 +165,7 @@ func BenchmarkRegister(b *testing.B) {
 		b.Fatal(err)
 	}
 	// Bench users: 10000 per realm, one password (Kamailio gets the same).
-	uf := registrar.UsersFile{Realm: "a.example"}
-	var csv strings.Builder
-	csv.WriteString("SEQUENTIAL\n")
-	for i := 0; i < 10000; i++ {
-		u := fmt.Sprintf("bench%d", i)
-		uf.Users = append(uf.Users, registrar.NewUserHash(u, "sip:"+u+"@a.example", "a.example", benchPassword))
-		fmt.Fprintf(&csv, "%s;a.example;[authentication username=%s password=%s]\n", u, u, benchPassword)
-	}
-	usersPath := filepath.Join(dir, "bench-users.json")
-	csvPath := filepath.Join(dir, "bench-users.csv")
-	if err := uf.Save(usersPath); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	usersPath, csvPath := benchUsers(b, dir, 10000)
 	log := benchLogger(b)
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: log, Tweak: func(c *node.Config) {
 		fastGossip(c)

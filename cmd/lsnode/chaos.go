@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 type chaosReport struct {
 	Nodes         int     `json:"nodes"`
 	Kills         int     `json:"kills"`
+	Killed        int     `json:"killed_distinct"` // distinct nodes killed at least once
 	Published     int     `json:"published"`      // acknowledged by a write quorum
 	PublishFailed int     `json:"publish_failed"` // not acknowledged (retried later: not counted as lost)
 	Lookups       int     `json:"lookups"`
@@ -26,6 +29,10 @@ type chaosReport struct {
 	Unavailable   int     `json:"unavailable"` // lookups that failed (counted as lost too)
 	Late          int     `json:"late"`        // missing at first, found within --grace`
 	Wrong         int     `json:"wrong"`       // found with another contact
+	// Lookups of acknowledged bindings made while nodes were being killed,
+	// and how many of them failed or did not find the binding.
+	LookupsDuring int `json:"lookups_during"`
+	FailedDuring  int `json:"lookups_during_failed"`
 	Seconds       float64 `json:"seconds"`
 }
 
@@ -41,11 +48,12 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	down := fs.Duration("down", time.Second, "how long a killed node stays down")
 	settle := fs.Duration("settle", 5*time.Second, "after the last restart, time for re-replication before reading")
 	grace := fs.Duration("grace", 15*time.Second, "how long a binding missing at first is looked for again before it counts as lost")
+	fraction := fs.Float64("kill-fraction", 1.0/3, "share of the nodes that are killed (each in turn, again and again)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dir == "" || fs.NArg() > 0 || *dur <= 0 || *every <= 0 {
-		return fail(2, "chaos: want --dir DIR and positive --duration, --kill-every")
+	if *dir == "" || fs.NArg() > 0 || *dur <= 0 || *every <= 0 || *fraction <= 0 || *fraction > 1 {
+		return fail(2, "chaos: want --dir DIR, positive --duration and --kill-every, --kill-fraction in (0,1]")
 	}
 	m, err := testnet.LoadManifest(*dir)
 	if err != nil {
@@ -101,7 +109,9 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	rep := chaosReport{Nodes: len(m.Nodes)}
 	domain := m.Nodes[pub].Domain
+	var mu sync.Mutex
 	acked := map[string]string{} // AOR → contact
+	var ackedList []string
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pubDone := make(chan error, 1)
@@ -125,12 +135,61 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				rep.PublishFailed++
 				continue
 			}
+			mu.Lock()
 			acked[aor] = contact
+			ackedList = append(ackedList, aor)
+			mu.Unlock()
 			time.Sleep(20 * time.Millisecond)
 		}
 		pubDone <- nil
 	}()
-	// The schedule: kill -9 a random victim, bring it back after --down.
+	// Meanwhile, the reader's node looks acknowledged bindings up.
+	readDone := make(chan error, 1)
+	go func() {
+		_, _, c, done, err := connect(cctx, cfgOf(reader), *dur+time.Minute, false)
+		if err != nil {
+			readDone <- err
+			return
+		}
+		defer done()
+		for cctx.Err() == nil {
+			mu.Lock()
+			var aor, contact string
+			if n := len(ackedList); n > 0 {
+				aor = ackedList[rand.IntN(n)]
+				contact = acked[aor]
+			}
+			mu.Unlock()
+			if aor == "" {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			lctx, lcancel := context.WithTimeout(cctx, 5*time.Second)
+			bs, err := c.lsp.Lookup(lctx, aor)
+			lcancel()
+			if cctx.Err() != nil {
+				break
+			}
+			rep.LookupsDuring++
+			if err != nil || len(bs) != 1 || bs[0].Contact != contact {
+				rep.FailedDuring++
+				fmt.Fprintf(stderr, "lookup during chaos: %s: %v %v\n", aor, bs, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		readDone <- nil
+	}()
+	// The schedule: kill -9 the next of the victims (a random --kill-fraction
+	// of the nodes, the publisher's and the reader's spared), bring it back
+	// after --down.
+	var victims []int
+	for _, i := range rand.Perm(len(m.Nodes)) {
+		if i != pub && i != reader {
+			victims = append(victims, i)
+		}
+	}
+	victims = victims[:max(1, min(len(victims), int(math.Ceil(*fraction*float64(len(m.Nodes))))))]
+	killed := map[int]bool{}
 	end := time.After(*dur)
 	tick := time.NewTicker(*every)
 	defer tick.Stop()
@@ -142,16 +201,11 @@ loop:
 		case <-end:
 			break loop
 		case <-tick.C:
-			var victims []int
-			for i := range m.Nodes {
-				if i != pub && i != reader {
-					victims = append(victims, i)
-				}
-			}
-			v := victims[rand.IntN(len(victims))]
+			v := victims[rep.Kills%len(victims)]
 			_ = procs[v].Process.Signal(syscall.SIGKILL)
 			_ = procs[v].Wait()
 			rep.Kills++
+			killed[v] = true
 			time.Sleep(*down)
 			if err := start(v); err != nil {
 				return err
@@ -162,6 +216,10 @@ loop:
 	if err := <-pubDone; err != nil {
 		return err
 	}
+	if err := <-readDone; err != nil {
+		return err
+	}
+	rep.Killed = len(killed)
 	rep.Published = len(acked)
 	// Everyone back; give re-replication its moment, then read it all.
 	if err := waitMembers(ctx, cfgOf(reader), len(m.Nodes), 30*time.Second); err != nil {
@@ -213,8 +271,9 @@ loop:
 	if err := printJSON(stdout, rep); err != nil {
 		return err
 	}
-	if rep.Lost > 0 || rep.Wrong > 0 {
-		return fail(1, "chaos: %d of %d acknowledged bindings lost, %d wrong", rep.Lost, rep.Published, rep.Wrong)
+	if rep.Lost > 0 || rep.Wrong > 0 || rep.FailedDuring > 0 {
+		return fail(1, "chaos: %d of %d acknowledged bindings lost, %d wrong, %d of %d lookups during the kills failed",
+			rep.Lost, rep.Published, rep.Wrong, rep.FailedDuring, rep.LookupsDuring)
 	}
 	return nil
 }

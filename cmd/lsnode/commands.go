@@ -45,7 +45,7 @@ commands:
   ca sign --dir DIR (--peer ID --overlay NAME --out FILE | --config FILE)
                                      enrol a node: sign its member certificate
   ca revoke --dir DIR --cert FILE    add a member certificate to the CA's revocation list
-  chaos --dir DIR [--duration 30s] [--kill-every 2s] [--down 1s]
+  chaos --dir DIR [--duration 30s] [--kill-every 2s] [--down 1s] [--kill-fraction 0.33]
                                      run a testnet as processes, kill -9 and restart nodes
                                      while publishing; report lost bindings (exit 1 if any)
 `
