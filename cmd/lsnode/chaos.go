@@ -19,20 +19,20 @@ import (
 
 // chaosReport is what `lsnode chaos` prints (JSON).
 type chaosReport struct {
-	Nodes         int     `json:"nodes"`
-	Kills         int     `json:"kills"`
-	Killed        int     `json:"killed_distinct"` // distinct nodes killed at least once
-	Published     int     `json:"published"`      // acknowledged by a write quorum
-	PublishFailed int     `json:"publish_failed"` // not acknowledged (retried later: not counted as lost)
-	Lookups       int     `json:"lookups"`
-	Lost          int     `json:"lost"`        // acknowledged bindings not found at the end
-	Unavailable   int     `json:"unavailable"` // lookups that failed (counted as lost too)
-	Late          int     `json:"late"`        // missing at first, found within --grace`
-	Wrong         int     `json:"wrong"`       // found with another contact
+	Nodes         int `json:"nodes"`
+	Kills         int `json:"kills"`
+	Killed        int `json:"killed_distinct"` // distinct nodes killed at least once
+	Published     int `json:"published"`       // acknowledged by a write quorum
+	PublishFailed int `json:"publish_failed"`  // not acknowledged (retried later: not counted as lost)
+	Lookups       int `json:"lookups"`
+	Lost          int `json:"lost"`        // acknowledged bindings not found at the end
+	Unavailable   int `json:"unavailable"` // lookups that failed (counted as lost too)
+	Late          int `json:"late"`        // missing at first, found within --grace`
+	Wrong         int `json:"wrong"`       // found with another contact
 	// Lookups of acknowledged bindings made while nodes were being killed,
 	// and how many of them failed or did not find the binding.
-	LookupsDuring int `json:"lookups_during"`
-	FailedDuring  int `json:"lookups_during_failed"`
+	LookupsDuring int     `json:"lookups_during"`
+	FailedDuring  int     `json:"lookups_during_failed"`
 	Seconds       float64 `json:"seconds"`
 }
 
