@@ -85,10 +85,14 @@ type OverlayConfig struct {
 	// overlay (lsnode ca sign) may join, store or route. PSKFile adds a
 	// libp2p private-network key (TCP only); CRLFile is the CA's
 	// revocation list, read at start.
-	MemberCA   []string `json:"member_ca,omitempty"`
-	MemberCert string   `json:"member_cert,omitempty"`
-	PSKFile    string   `json:"psk_file,omitempty"`
-	CRLFile    string   `json:"crl_file,omitempty"`
+	// MaxPerSubnet: at most this many members per IPv4 /24 or IPv6 /48
+	// hold replicas in this node's view (a Sybil diversity limit for open
+	// overlays; kad-dht's routing table gets its own). 0: no limit.
+	MaxPerSubnet int      `json:"max_per_subnet,omitempty"`
+	MemberCA     []string `json:"member_ca,omitempty"`
+	MemberCert   string   `json:"member_cert,omitempty"`
+	PSKFile      string   `json:"psk_file,omitempty"`
+	CRLFile      string   `json:"crl_file,omitempty"`
 }
 
 // RegistrarConfig is the registrar section (used when SIP is set).

@@ -103,6 +103,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		FailAfter:         time.Duration(cfg.Overlay.FailAfter),
 		DisableDHTRefresh: opts.DisableDHTRefresh,
 		Federation:        fed,
+		MaxPerSubnet:      cfg.Overlay.MaxPerSubnet,
 		Logger:            log,
 	})
 	if err != nil {

@@ -37,6 +37,10 @@ type Config struct {
 	// this long. Default 10 × GossipInterval; never less than 3·log2(N)
 	// gossip rounds for a view of N members.
 	FailAfter time.Duration
+	// MaxPerSubnet: at most this many members per IPv4 /24 or IPv6 /48 (of
+	// the address this node reached them at) hold replicas in its view; a
+	// routing-table diversity limit for open overlays. 0: no limit.
+	MaxPerSubnet int
 	// DisableDHTRefresh turns kad-dht's background routing-table refresh off
 	// (tests and large in-process testnets).
 	DisableDHTRefresh bool

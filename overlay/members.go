@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -50,6 +52,7 @@ type member struct {
 	// seen members hold replicas: an identity that gossip names but that
 	// no one can reach (a Sybil's invention) never places data.
 	seen    bool
+	subnet  string    // of the address it was reached at (MaxPerSubnet)
 	dialAt  time.Time // next attempt to reach an unseen member
 	backoff time.Duration
 }
@@ -531,9 +534,62 @@ func (m *members) markSeen(p peer.ID) {
 func (m *members) markSeenLocked(p peer.ID) bool {
 	if mb := m.byID[p]; mb != nil && !mb.seen {
 		mb.seen = true
+		for _, c := range m.o.host.Network().ConnsToPeer(p) {
+			if ip, err := manet.ToIP(c.RemoteMultiaddr()); err == nil {
+				mb.subnet = subnetOf(ip)
+				break
+			}
+		}
 		return true
 	}
 	return false
+}
+
+// subnetOf names an address's IPv4 /24 or IPv6 /48.
+func subnetOf(ip net.IP) string {
+	if v4 := ip.To4(); v4 != nil {
+		return v4.Mask(net.CIDRMask(24, 32)).String()
+	}
+	return ip.Mask(net.CIDRMask(48, 128)).String()
+}
+
+// capSubnets applies MaxPerSubnet to the candidate live set: per subnet,
+// the members with the lowest peer IDs (this node first in its own), so
+// nodes that see the same members keep the same ones. A Sybil attacker
+// must then hold addresses in many subnets, not many keys.
+func (m *members) capSubnets(live map[peer.ID]bool) {
+	limit := m.o.cfg.MaxPerSubnet
+	if limit <= 0 {
+		return
+	}
+	bySubnet := map[string][]peer.ID{}
+	for id := range live {
+		if mb := m.byID[id]; mb != nil {
+			bySubnet[mb.subnet] = append(bySubnet[mb.subnet], id)
+		}
+	}
+	for sn, ids := range bySubnet {
+		keep := limit
+		if sn != "" && sn == m.selfSubnet() {
+			keep-- // this node takes one place in its own subnet
+		}
+		if len(ids) <= keep {
+			continue
+		}
+		slices.Sort(ids)
+		for _, id := range ids[max(keep, 0):] {
+			delete(live, id)
+		}
+	}
+}
+
+func (m *members) selfSubnet() string {
+	for _, a := range m.o.host.Addrs() {
+		if ip, err := manet.ToIP(a); err == nil {
+			return subnetOf(ip)
+		}
+	}
+	return ""
 }
 
 // refreshLocked recomputes liveness, purges long-dead members and notifies
@@ -541,28 +597,34 @@ func (m *members) markSeenLocked(p peer.ID) bool {
 func (m *members) refreshLocked(now time.Time) {
 	fail := m.failAfterLocked()
 	changed := false
+	live := map[peer.ID]bool{}
 	for id, mb := range m.byID {
-		live := mb.seen && !mb.left && now.Sub(mb.updated) < fail && now.After(mb.suspect)
-		if live != mb.live {
-			mb.live, changed = live, true
+		if mb.seen && !mb.left && now.Sub(mb.updated) < fail && now.After(mb.suspect) {
+			live[id] = true
 		}
 		if !mb.seen && !mb.left {
 			m.queueDialLocked(mb, now)
 		}
-		if !live && now.Sub(mb.updated) > 10*fail {
+	}
+	m.capSubnets(live)
+	for id, mb := range m.byID {
+		if live[id] != mb.live {
+			mb.live, changed = live[id], true
+		}
+		if !mb.live && now.Sub(mb.updated) > 10*fail {
 			delete(m.byID, id)
 		}
 	}
 	if !changed {
 		return
 	}
-	live := []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
+	view := []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
 	for _, mb := range m.byID {
 		if mb.live {
-			live = append(live, liveMember{id: mb.id, kid: mb.kid})
+			view = append(view, liveMember{id: mb.id, kid: mb.kid})
 		}
 	}
-	m.live = live
+	m.live = view
 	m.notifyLocked()
 }
 

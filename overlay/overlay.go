@@ -144,6 +144,11 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if r.DisableDHTRefresh {
 		opts = append(opts, dht.DisableAutoRefresh())
 	}
+	if r.MaxPerSubnet > 0 {
+		// kad-dht's own diversity filter on its routing table (groups by
+		// IPv4 /16 or IPv6 ASN): per bucket and for the whole table.
+		opts = append(opts, dht.RoutingTablePeerDiversityFilter(dht.NewRTPeerDiversityFilter(o.host, r.MaxPerSubnet, 4*r.MaxPerSubnet)))
+	}
 	if o.admit != nil {
 		opts = append(opts, dht.RoutingTableFilter(func(_ interface{}, p peer.ID) bool { return !o.admit.refusedNow(p) }))
 	}

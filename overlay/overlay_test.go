@@ -2,10 +2,12 @@ package overlay
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +218,52 @@ func FuzzDecodeGossip(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSubnetDiversity: with MaxPerSubnet 2, five nodes in one /24 (a Sybil
+// attacker's addresses) take only two places in an honest node's view;
+// nodes in other subnets all count.
+func TestSubnetDiversity(t *testing.T) {
+	start := func(ip string, boot []string) *Overlay {
+		key, _ := GenerateIdentity()
+		o, err := New(context.Background(), Config{Name: "ov-div", Identity: key, Bootstrap: boot,
+			ListenAddrs: []string{"/ip4/" + ip + "/tcp/0"}, MaxPerSubnet: 2,
+			GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { o.Close() })
+		if err := o.Join(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	var honest []*Overlay
+	var boot []string
+	for _, ip := range []string{"127.0.1.1", "127.0.2.1", "127.0.3.1"} {
+		o := start(ip, boot)
+		boot = o.Addrs()
+		honest = append(honest, o)
+	}
+	var sybils []*Overlay
+	for i := 1; i <= 5; i++ {
+		sybils = append(sybils, start(fmt.Sprintf("127.0.9.%d", i), boot))
+	}
+	// Each honest node: 3 honest + 2 of the 5 in 127.0.9.0/24.
+	waitMembers(t, honest, 5)
+	time.Sleep(time.Second) // and it stays so
+	waitMembers(t, honest, 5)
+	// Every honest node keeps the same two (lowest peer IDs).
+	var ids []peer.ID
+	for _, s := range sybils {
+		ids = append(ids, s.ID())
+	}
+	slices.Sort(ids)
+	for _, o := range honest {
+		for _, p := range o.Members() {
+			if slices.Contains(ids[2:], p) {
+				t.Errorf("%s placed %s, beyond its subnet's two", o.ID().ShortString(), p.ShortString())
+			}
+		}
+	}
 }

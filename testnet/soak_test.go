@@ -99,6 +99,10 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 	}
 	res := soakResult{rate: rate, dur: dur, before: sample(0)}
 	scenario, _ := filepath.Abs("testdata/sipp/load_register.xml")
+	// Warm-up: every user registered once (10000 at rate) and sipgo's
+	// completed transactions at their steady count (kept for Timer J, 32 s).
+	warm := max(dur/10, 10000*time.Second/time.Duration(rate), 35*time.Second)
+	profiled := false
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -117,6 +121,10 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 				mu.Lock()
 				res.samples = append(res.samples, s)
 				mu.Unlock()
+				if s.at >= warm && !profiled {
+					profiled = true
+					writeHeapProfile(".warm")
+				}
 			}
 		}
 	}()
@@ -139,9 +147,6 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 		r, b := nw.Node(i).Location().RegisterStats()
 		res.registrations, res.batches = res.registrations+r, res.batches+b
 	}
-	// Warm-up: every user registered once (10000 at rate) and sipgo's
-	// completed transactions at their steady count (kept for Timer J, 32 s).
-	warm := max(dur/10, 10000*time.Second/time.Duration(rate), 35*time.Second)
 	for _, s := range res.samples {
 		if s.at >= warm {
 			res.start = s
@@ -153,13 +158,21 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 	}
 	time.Sleep(3 * time.Second) // in-flight work drains, idle connections stay
 	res.after = sample(time.Since(t0))
-	if p := os.Getenv("LSNODE_SOAK_HEAPPROFILE"); p != "" {
-		if f, err := os.Create(p); err == nil {
-			_ = pprof.WriteHeapProfile(f)
-			f.Close()
-		}
-	}
+	writeHeapProfile(".end")
 	return res
+}
+
+// writeHeapProfile writes a heap profile to $LSNODE_SOAK_HEAPPROFILE+suffix
+// when that is set (to compare the warm-up with the end of a soak).
+func writeHeapProfile(suffix string) {
+	p := os.Getenv("LSNODE_SOAK_HEAPPROFILE")
+	if p == "" {
+		return
+	}
+	if f, err := os.Create(p + suffix); err == nil {
+		_ = pprof.WriteHeapProfile(f)
+		f.Close()
+	}
 }
 
 // TestSoak: a short soak in CI (LSNODE_SOAK_SECONDS, 70; LSNODE_SOAK_RATE,
