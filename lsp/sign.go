@@ -224,8 +224,16 @@ type Verifier struct {
 
 	mu     sync.Mutex
 	chains map[[32]byte]*chain
-	sigs   map[[32]byte]struct{} // H(fp, root, sig) of verified roots
+	// H(fp, root, sig) of verified roots, in two generations of at most
+	// sigGeneration: when the current one fills, it becomes the old one
+	// (recent roots stay cached, memory stays bounded).
+	sigs, oldSigs map[[32]byte]struct{}
 }
+
+// sigGeneration bounds one generation of the verified-root cache (two
+// generations ≈ 8 MB): a replica's reads hit roots written in the last
+// minutes, not older ones.
+const sigGeneration = 1 << 15
 
 type chain struct {
 	leaf     *x509.Certificate
@@ -353,6 +361,9 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 	key := sigKey(e.CertFP, root, e.Sig)
 	v.mu.Lock()
 	_, ok := v.sigs[key]
+	if !ok {
+		_, ok = v.oldSigs[key]
+	}
 	v.mu.Unlock()
 	if ok {
 		return c, nil
@@ -376,8 +387,8 @@ func sigKey(fp, root [32]byte, sig []byte) [32]byte {
 
 func (v *Verifier) remember(key [32]byte) {
 	v.mu.Lock()
-	if len(v.sigs) >= 64*v.maxSize {
-		clear(v.sigs)
+	if len(v.sigs) >= sigGeneration {
+		v.oldSigs, v.sigs = v.sigs, make(map[[32]byte]struct{}, sigGeneration)
 	}
 	v.sigs[key] = struct{}{}
 	v.mu.Unlock()
