@@ -227,11 +227,7 @@ func (o *Overlay) Join(ctx context.Context) error {
 		wg.Add(1)
 		go func(ai peer.AddrInfo) {
 			defer wg.Done()
-			// A handshake that cannot succeed (another private-network
-			// key) may stall rather than fail: bound it.
-			cctx, cancel := context.WithTimeout(ctx, joinDialTimeout)
-			err := o.host.Connect(cctx, ai)
-			cancel()
+			err := o.host.Connect(ctx, ai)
 			if err == nil {
 				err = o.members.exchange(ctx, ai.ID)
 			}
@@ -274,8 +270,15 @@ func (o *Overlay) explainJoin(ai peer.AddrInfo, err error) error {
 	}
 	// The TCP connection opened but the handshake failed: the two sides do
 	// not share a private-network key (retrying will not help).
-	if !strings.Contains(err.Error(), "failed to negotiate security protocol") && !tcpReachable(o.ctx, ai) {
-		return err
+	// A handshake with another private-network key fails ("failed to
+	// negotiate security protocol") or stalls until the join's deadline;
+	// a connection that got as far as identify is something else (load).
+	msg := err.Error()
+	if !strings.Contains(msg, "failed to negotiate security protocol") {
+		if strings.Contains(msg, "identify") || o.host.Network().Connectedness(p) == network.Connected ||
+			!strings.Contains(msg, "failed to dial") || !tcpReachable(o.ctx, ai) {
+			return err
+		}
 	}
 	if f := o.cfg.Federation; f != nil && f.PSK != nil {
 		return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's, or the peer has none: %v", ErrMembership, p, PSKFingerprint(f.PSK), err)
@@ -311,9 +314,6 @@ func (o *Overlay) PrivateNetwork() pnet.PSK {
 	}
 	return o.cfg.Federation.PSK
 }
-
-// joinDialTimeout bounds one bootstrap connection attempt.
-const joinDialTimeout = 3 * time.Second
 
 // tcpReachable reports whether a plain TCP connection to one of ai's
 // addresses opens: then a failed libp2p connection failed in its handshake.
