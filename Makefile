@@ -10,9 +10,10 @@ DOMAINS  ?= a.example,b.example
 build:
 	$(GO) build -o $(BIN) ./cmd/lsnode
 
-# Everything under the race detector, the 24-node testnet tests included.
+# Everything under the race detector, the 24-node testnet tests included; one
+# package at a time (the chaos and soak tests load both cores on their own).
 test: lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 20m ./...
 
 run: build
 	@test -f $(TESTNET)/testnet.json || $(BIN) testnet init --dir $(TESTNET) --nodes $(NODES) --domains $(DOMAINS)

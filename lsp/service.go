@@ -537,7 +537,8 @@ const minStraggle = 50 * time.Millisecond
 
 // fetch asks aor's R replicas in parallel and needs R−W+1 answers (falling
 // back to an iterative lookup when too few answer); it waits for the rest
-// within a straggler bound (minStraggle), verifies and merges every answer,
+// within a straggler bound (minStraggle), asks the next R members before it
+// answers "nothing", verifies and merges every answer,
 // distrusts a replica that served a forgery, and repairs replicas that
 // answered with less than the merge.
 func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map[[32]byte][][]byte, error) {
@@ -582,9 +583,20 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 	// and a substitute until re-replication, and the two fastest answers
 	// could both be from replicas that missed it (lsnode chaos found 1 such
 	// "not found" in 290 under kill -9).
+	widened := false
 wait:
 	for {
 		if inflight == 0 {
+			// Nothing found: under churn a write may sit on substitutes
+			// (the next closest) that this node's view does not count
+			// among the R, so ask the next R members before saying "none".
+			if len(merged) == 0 && !widened {
+				widened = true
+				ask(s.trusted(s.ov.Closest(Key(aor), 2*r+s.distrust.count()), 2*r))
+				if inflight > 0 {
+					continue
+				}
+			}
 			if len(answers) >= need || fellBack || !unreachable {
 				break
 			}

@@ -84,6 +84,10 @@ func (p *sippProc) wait(timeout time.Duration) error {
 		}
 		return nil
 	case <-time.After(timeout):
+		// Stop it before reading its output (sipp still writes to it).
+		_ = p.cmd.Process.Kill()
+		err := <-p.done
+		p.done <- err // for the cleanup
 		return fmt.Errorf("sipp %s still running after %v\n%s", p.name, timeout, tail(p.out.Bytes()))
 	}
 }
