@@ -276,10 +276,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 			continue
 		}
 		p.count(t)
-		branches = append(branches, b)
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
+		started := p.spawn(func() {
 			defer cancel()
 			defer timerB()
 			defer b.tx.Terminate()
@@ -308,7 +305,14 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 					return
 				}
 			}
-		}()
+		})
+		if !started { // closing
+			timerB()
+			cancel()
+			b.tx.Terminate()
+			continue
+		}
+		branches = append(branches, b)
 	}
 	pending := len(branches)
 	if pending == 0 {
@@ -440,9 +444,7 @@ func (p *Proxy) sendCancel(b *branch) {
 	c.SetTransport(out.Transport())
 	c.SetDestination(out.Destination())
 	c.Laddr = out.Laddr
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
+	p.spawn(func() {
 		ctx, cancel := context.WithTimeout(p.ctx, sip.Timer_F)
 		defer cancel()
 		tx, err := p.client.TransactionRequest(ctx, c, asIs)
@@ -456,7 +458,7 @@ func (p *Proxy) sendCancel(b *branch) {
 		case <-tx.Done():
 		case <-ctx.Done():
 		}
-	}()
+	})
 }
 
 // relay passes a downstream response upstream without our Via.

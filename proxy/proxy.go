@@ -99,6 +99,8 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	runMu  sync.Mutex // guards closed and wg.Add against Close
+	closed bool
 
 	// Set by Attach.
 	client  *sipgo.Client
@@ -216,17 +218,36 @@ func (p *Proxy) Attach(l *registrar.Listener) error {
 	srv.OnCancel(p.handleCancel)
 	srv.OnNoRoute(p.handle)
 	if len(p.cfg.Static) > 0 && p.cfg.KeepaliveInterval > 0 {
-		p.wg.Add(1)
-		go func() { defer p.wg.Done(); p.keepalive() }()
+		p.spawn(p.keepalive)
 	}
 	return nil
 }
 
 // Close ends every forwarding goroutine (pending branches are cancelled).
+// Requests still arriving on the shared sockets start nothing new.
 func (p *Proxy) Close() error {
+	p.runMu.Lock()
+	p.closed = true
+	p.runMu.Unlock()
 	p.cancel()
 	p.wg.Wait()
 	return nil
+}
+
+// spawn runs fn on a goroutine Close waits for; once Close has begun it
+// runs nothing and returns false (a WaitGroup may not grow during Wait).
+func (p *Proxy) spawn(fn func()) bool {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // Stats is a snapshot of the proxy's counters.
