@@ -85,6 +85,9 @@ type OverlayConfig struct {
 	// overlay (lsnode ca sign) may join, store or route. PSKFile adds a
 	// libp2p private-network key (TCP only); CRLFile is the CA's
 	// revocation list, read at start.
+	// MaxConnsPerIP: concurrent libp2p connections from one IPv4 address
+	// (IPv6 /56). Default 64; libp2p's own 8 is too few behind a NAT.
+	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`
 	// MaxPerSubnet: at most this many members per IPv4 /24 or IPv6 /48
 	// hold replicas in this node's view (a Sybil diversity limit for open
 	// overlays; kad-dht's routing table gets its own). 0: no limit.

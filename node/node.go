@@ -104,6 +104,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		DisableDHTRefresh: opts.DisableDHTRefresh,
 		Federation:        fed,
 		MaxPerSubnet:      cfg.Overlay.MaxPerSubnet,
+		MaxConnsPerIP:     cfg.Overlay.MaxConnsPerIP,
 		Logger:            log,
 	})
 	if err != nil {

@@ -37,6 +37,11 @@ type Config struct {
 	// this long. Default 10 × GossipInterval; never less than 3·log2(N)
 	// gossip rounds for a view of N members.
 	FailAfter time.Duration
+	// MaxConnsPerIP bounds concurrent connections from one IPv4 address (or
+	// IPv6 /56; 8× that per /48). libp2p's default is 8, too few for the
+	// members and clients behind one NAT. Loopback is never limited.
+	// Default 64.
+	MaxConnsPerIP int
 	// MaxPerSubnet: at most this many members per IPv4 /24 or IPv6 /48 (of
 	// the address this node reached them at) hold replicas in its view; a
 	// routing-table diversity limit for open overlays. 0: no limit.
@@ -87,6 +92,9 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if r.MaxFDs <= 0 {
 		r.MaxFDs = 1024
+	}
+	if r.MaxConnsPerIP <= 0 {
+		r.MaxConnsPerIP = 64
 	}
 	if r.GossipInterval <= 0 {
 		r.GossipInterval = time.Second

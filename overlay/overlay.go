@@ -92,7 +92,10 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 			return nil, fmt.Errorf("this node's own member certificate: %w", err)
 		}
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitsFor(r.MaxConns, r.MaxFDs)))
+	n := r.MaxConnsPerIP
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitsFor(r.MaxConns, r.MaxFDs)),
+		rcmgr.WithLimitPerSubnet([]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: n}},
+			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: n}, {PrefixLength: 48, ConnCount: 8 * n}}))
 	if err != nil {
 		return nil, fmt.Errorf("overlay: resource manager: %w", err)
 	}
