@@ -85,6 +85,9 @@ type OverlayConfig struct {
 	// overlay (lsnode ca sign) may join, store or route. PSKFile adds a
 	// libp2p private-network key (TCP only); CRLFile is the CA's
 	// revocation list, read at start.
+	// Client: this node cannot be reached from the overlay (behind NAT); it
+	// joins as a client: never a replica, reads and writes through members.
+	Client bool `json:"client,omitempty"`
 	// MaxConnsPerIP: concurrent libp2p connections from one IPv4 address
 	// (IPv6 /56). Default 64; libp2p's own 8 is too few behind a NAT.
 	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`

@@ -105,6 +105,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		Federation:        fed,
 		MaxPerSubnet:      cfg.Overlay.MaxPerSubnet,
 		MaxConnsPerIP:     cfg.Overlay.MaxConnsPerIP,
+		Client:            cfg.Overlay.Client,
 		Logger:            log,
 	})
 	if err != nil {

@@ -37,6 +37,11 @@ type Config struct {
 	// this long. Default 10 × GossipInterval; never less than 3·log2(N)
 	// gossip rounds for a view of N members.
 	FailAfter time.Duration
+	// Client joins without serving: for a node others cannot reach (behind
+	// a NAT). It runs kad-dht in client mode and never enters anyone's
+	// membership view, so no one places a replica on it; it reads and
+	// writes through the members it connects to.
+	Client bool
 	// MaxConnsPerIP bounds concurrent connections from one IPv4 address (or
 	// IPv6 /56; 8× that per /48). libp2p's default is 8, too few for the
 	// members and clients behind one NAT. Loopback is never limited.

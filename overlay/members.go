@@ -94,7 +94,7 @@ func newMembers(o *Overlay) *members {
 		dials:     make(chan peer.ID, 1024),
 		sigPrefix: []byte("lsnode/members/" + o.cfg.Name + "\x00"),
 	}
-	m.live = []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
+	m.live = m.selfView()
 	return m
 }
 
@@ -235,10 +235,22 @@ func (m *members) handle(s network.Stream) {
 // Wire format (protobuf encoding): repeated field 1 = member
 // {1: peer id bytes, 2: incarnation, 3: counter, 4: repeated multiaddr bytes, 5: left,
 // 6: repeated service (RFC 6940's TURN-SERVICE idea: "turn:host:port?transport=udp")}.
+// selfView is the live view before anyone else is in it: this node, unless
+// it is a client (never a replica).
+func (m *members) selfView() []liveMember {
+	if m.o.cfg.Client {
+		return nil
+	}
+	return []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
+}
+
 func (m *members) encode() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := appendRaw(nil, m.selfEntryLocked(false))
+	var out []byte
+	if !m.o.cfg.Client { // a client does not announce itself
+		out = appendRaw(out, m.selfEntryLocked(false))
+	}
 	for _, mb := range m.byID {
 		out = appendRaw(out, mb.raw)
 	}
@@ -618,7 +630,7 @@ func (m *members) refreshLocked(now time.Time) {
 	if !changed {
 		return
 	}
-	view := []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
+	view := m.selfView()
 	for _, mb := range m.byID {
 		if mb.live {
 			view = append(view, liveMember{id: mb.id, kid: mb.kid})
@@ -737,6 +749,12 @@ func (m *members) subscribe() (<-chan struct{}, func()) {
 
 // leave announces departure to a few live members.
 func (m *members) leave(ctx context.Context) {
+	if m.o.cfg.Client {
+		m.mu.Lock()
+		m.closed = true
+		m.mu.Unlock()
+		return
+	}
 	m.mu.Lock()
 	m.hb.ctr++
 	var targets []peer.ID

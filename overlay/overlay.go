@@ -136,8 +136,12 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 			o.admit.disconnected(c.RemotePeer())
 		}})
 	}
+	mode := dht.ModeServer
+	if r.Client {
+		mode = dht.ModeClient
+	}
 	opts := []dht.Option{
-		dht.Mode(dht.ModeServer),
+		dht.Mode(mode),
 		dht.ProtocolPrefix(protocol.ID(ProtocolPrefix(r.Name))),
 		dht.Datastore(o.store),
 		dht.DisableProviders(),
@@ -392,7 +396,8 @@ func (o *Overlay) ClosestIterative(ctx context.Context, key string, n int) ([]pe
 // Alive reports whether p is a live member in this node's view.
 func (o *Overlay) Alive(p peer.ID) bool { return o.members.alive(p) }
 
-// Members returns the live members, this node included.
+// Members returns the live members, this node included unless it is a
+// client.
 func (o *Overlay) Members() []peer.ID { return o.members.list() }
 
 // Suspect marks p as unreachable from here for FailAfter: it is left out of

@@ -270,3 +270,37 @@ func TestSubnetDiversity(t *testing.T) {
 		}
 	}
 }
+
+// TestClientMode: a client node (behind NAT: nobody can dial it) joins,
+// sees the members and places keys on them, but no member lists it and it
+// never places a key on itself.
+func TestClientMode(t *testing.T) {
+	servers := startN(t, 4, "ov-client")
+	key, _ := GenerateIdentity()
+	c, err := New(context.Background(), Config{Name: "ov-client", Identity: key, Client: true,
+		Bootstrap: servers[0].Addrs(), GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Join(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, append([]*Overlay{c}, servers...), 4)
+	for _, s := range servers {
+		if slices.Contains(s.Members(), c.ID()) {
+			t.Fatalf("server %s lists the client", s.ID().ShortString())
+		}
+	}
+	for i := 0; i < 50; i++ {
+		if slices.Contains(c.Closest(fmt.Sprint("key", i), 3), c.ID()) {
+			t.Fatal("the client placed a key on itself")
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // gossip rounds: still nobody lists it
+	for _, s := range servers {
+		if slices.Contains(s.Members(), c.ID()) {
+			t.Fatalf("server %s lists the client", s.ID().ShortString())
+		}
+	}
+}

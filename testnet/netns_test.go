@@ -47,18 +47,20 @@ func TestNetnsBed(t *testing.T) {
 	built := time.Since(t0)
 	pub := bed.Public()
 
-	// A 4-node testnet, node i on public host i.
+	// A 5-node testnet: node i on public host i, and node 4 behind NAT 0,
+	// where nobody can dial it: it joins as a client.
 	dir := t.TempDir()
-	m, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: len(pub), Overlay: "bed"})
+	m, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: len(pub) + 1, Overlay: "bed"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	hosts := append(append([]testnet.Host{}, pub...), bed.Behind(0)[0])
 	// Every 127.0.0.1 overlay address becomes its host's address.
 	addrOf := map[string]string{}
 	for i, n := range m.Nodes {
 		for _, a := range n.Multiaddrs {
 			port := strings.Split(a, "/")[4]
-			addrOf["/ip4/127.0.0.1/tcp/"+port] = "/ip4/" + pub[i].IP + "/tcp/" + port
+			addrOf["/ip4/127.0.0.1/tcp/"+port] = "/ip4/" + hosts[i].IP + "/tcp/" + port
 		}
 	}
 	rewrite := func(s string) string {
@@ -83,12 +85,13 @@ func TestNetnsBed(t *testing.T) {
 		for k := range c.Overlay.Bootstrap {
 			c.Overlay.Bootstrap[k] = rewrite(c.Overlay.Bootstrap[k])
 		}
+		c.Overlay.Client = i == len(pub)
 		c.Overlay.GossipInterval = node.Duration(200 * time.Millisecond)
 		c.Overlay.FailAfter = node.Duration(2 * time.Second)
 		if err := c.Save(cfgs[i]); err != nil {
 			t.Fatal(err)
 		}
-		cmd := bed.Command(ctx, pub[i], exe, "run", "--config", cfgs[i], "--log-level", "warn")
+		cmd := bed.Command(ctx, hosts[i], exe, "run", "--config", cfgs[i], "--log-level", "warn")
 		cmd.Stderr = os.Stderr
 		if err := bed.Start(cmd); err != nil {
 			t.Fatal(err)
@@ -98,19 +101,29 @@ func TestNetnsBed(t *testing.T) {
 		out, err := bed.Command(ctx, h, exe, args...).CombinedOutput()
 		return string(out), err
 	}
-	// Converged: node 0 counts all four.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		out, err := run(pub[0], "status", "--config", cfgs[0])
-		if err == nil && strings.Contains(out, fmt.Sprintf(`"size_estimate": %d`, len(pub))) {
-			break
+	// Converged: node 0 and the NAT'd client count the four public nodes
+	// (the client is not a member).
+	waitSize := func(h testnet.Host, cfg string) {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, err := run(h, "status", "--config", cfg)
+			if err == nil && strings.Contains(out, fmt.Sprintf(`"size_estimate": %d`, len(pub))) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: overlay did not converge: %v\n%s", h.Name, err, out)
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("overlay did not converge: %v\n%s", err, out)
-		}
-		time.Sleep(300 * time.Millisecond)
 	}
+	waitSize(pub[0], cfgs[0])
 	started := time.Since(t0)
+	waitSize(hosts[len(pub)], cfgs[len(pub)])
+	joined := time.Since(t0)
+	time.Sleep(time.Second) // gossip rounds: the client must stay out of the members' views
+	if out, err := run(pub[0], "status", "--config", cfgs[0]); err != nil || !strings.Contains(out, fmt.Sprintf(`"size_estimate": %d`, len(pub))) {
+		t.Fatalf("a member counts the NAT'd client: %v\n%s", err, out)
+	}
 
 	// The hosts behind NAT cannot be reached from outside.
 	natted := bed.Behind(0)[0]
@@ -122,6 +135,11 @@ func TestNetnsBed(t *testing.T) {
 	if out, err := run(natted, "publish", "--config", cfgs[0], "--aor", "sip:alice@a.example",
 		"--contact", "sip:alice@"+natted.IP+":5060", "--expires", "600"); err != nil {
 		t.Fatalf("publish from behind NAT: %v\n%s", err, out)
+	}
+	// The NAT'd client node reads it through the overlay (its own lsp
+	// service, outbound to the replicas).
+	if out, err := run(hosts[len(pub)], "lookup", "--config", cfgs[len(pub)], "sip:alice@a.example"); err != nil || !strings.Contains(out, natted.IP+":5060") {
+		t.Fatalf("lookup by the NAT'd client node: %v\n%s", err, out)
 	}
 	other := bed.Behind(1)[0]
 	lt := time.Now()
@@ -151,9 +169,9 @@ func TestNetnsBed(t *testing.T) {
 			t.Errorf("concurrent lookups from behind one NAT: %v", err)
 		}
 	}
-	t.Logf("testbed: %d public hosts, %d NATs (%d hosts behind them): namespaces and links in %v, overlay converged %v after start; "+
+	t.Logf("testbed: %d public hosts, %d NATs (%d hosts behind them): namespaces and links in %v, overlay converged %v after start, NAT'd client node joined %v after start; "+
 		"lookup from behind NAT (CLI process, dial through the NAT included) %v",
-		len(pub), len(bed.Routers), len(bed.Hosts)-len(pub), built.Round(time.Millisecond), started.Round(time.Millisecond), lookup.Round(time.Millisecond))
+		len(pub), len(bed.Routers), len(bed.Hosts)-len(pub), built.Round(time.Millisecond), started.Round(time.Millisecond), joined.Round(time.Millisecond), lookup.Round(time.Millisecond))
 
 	// Close: nothing left behind.
 	closed = true
