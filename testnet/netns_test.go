@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -46,83 +45,30 @@ func TestNetnsBed(t *testing.T) {
 	}()
 	built := time.Since(t0)
 	pub := bed.Public()
-
-	// A 5-node testnet: node i on public host i, and node 4 behind NAT 0,
-	// where nobody can dial it: it joins as a client.
-	dir := t.TempDir()
-	m, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: len(pub) + 1, Overlay: "bed"})
+	// Nodes 0-3 on the public hosts, nodes 4 and 5 behind NAT 0 and NAT 1
+	// as clients.
+	nw, err := testnet.StartBedNet(ctx, bed, t.TempDir(), exe,
+		testnet.Spec{Overlay: "bed", GossipInterval: 200 * time.Millisecond, FailAfter: 2 * time.Second}, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts := append(append([]testnet.Host{}, pub...), bed.Behind(0)[0])
-	// Every 127.0.0.1 overlay address becomes its host's address.
-	addrOf := map[string]string{}
-	for i, n := range m.Nodes {
-		for _, a := range n.Multiaddrs {
-			port := strings.Split(a, "/")[4]
-			addrOf["/ip4/127.0.0.1/tcp/"+port] = "/ip4/" + hosts[i].IP + "/tcp/" + port
-		}
+	cfgs, hosts := nw.Configs, nw.Hosts
+	run := func(h testnet.Host, args ...string) (string, error) { return nw.Run(ctx, h, args...) }
+	// Converged: node 0 and the NAT'd client nodes count the four public
+	// nodes (clients are not members).
+	if err := nw.WaitSize(ctx, 0, len(pub), 60*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	rewrite := func(s string) string {
-		for from, to := range addrOf {
-			if strings.HasPrefix(s, from+"/") || s == from {
-				return to + strings.TrimPrefix(s, from)
-			}
-		}
-		return s
-	}
-	cfgs := make([]string, len(m.Nodes))
-	for i, n := range m.Nodes {
-		cfgs[i] = filepath.Join(dir, n.Config)
-		c, err := node.LoadConfig(cfgs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDir(filepath.Dir(cfgs[i]))
-		for k := range c.Overlay.Listen {
-			c.Overlay.Listen[k] = rewrite(c.Overlay.Listen[k])
-		}
-		for k := range c.Overlay.Bootstrap {
-			c.Overlay.Bootstrap[k] = rewrite(c.Overlay.Bootstrap[k])
-		}
-		c.Overlay.Client = i == len(pub)
-		c.Overlay.GossipInterval = node.Duration(200 * time.Millisecond)
-		c.Overlay.FailAfter = node.Duration(2 * time.Second)
-		if err := c.Save(cfgs[i]); err != nil {
-			t.Fatal(err)
-		}
-		cmd := bed.Command(ctx, hosts[i], exe, "run", "--config", cfgs[i], "--log-level", "warn")
-		cmd.Stderr = os.Stderr
-		if err := bed.Start(cmd); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := func(h testnet.Host, args ...string) (string, error) {
-		out, err := bed.Command(ctx, h, exe, args...).CombinedOutput()
-		return string(out), err
-	}
-	// Converged: node 0 and the NAT'd client count the four public nodes
-	// (the client is not a member).
-	waitSize := func(h testnet.Host, cfg string) {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			out, err := run(h, "status", "--config", cfg)
-			if err == nil && strings.Contains(out, fmt.Sprintf(`"size_estimate": %d`, len(pub))) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: overlay did not converge: %v\n%s", h.Name, err, out)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-	}
-	waitSize(pub[0], cfgs[0])
 	started := time.Since(t0)
-	waitSize(hosts[len(pub)], cfgs[len(pub)])
+	for i := len(pub); i < len(hosts); i++ {
+		if err := nw.WaitSize(ctx, i, len(pub), 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	joined := time.Since(t0)
-	time.Sleep(time.Second) // gossip rounds: the client must stay out of the members' views
+	time.Sleep(time.Second) // gossip rounds: the clients must stay out of the members' views
 	if out, err := run(pub[0], "status", "--config", cfgs[0]); err != nil || !strings.Contains(out, fmt.Sprintf(`"size_estimate": %d`, len(pub))) {
-		t.Fatalf("a member counts the NAT'd client: %v\n%s", err, out)
+		t.Fatalf("a member counts a NAT'd client: %v\n%s", err, out)
 	}
 
 	// The hosts behind NAT cannot be reached from outside.

@@ -40,6 +40,9 @@ commands:
                                      remove one binding (or all) of AOR
   status --config FILE               the node's peer ID and its estimate of the overlay's size
   relays --config FILE               relays the overlay announces, with their TURN URIs (JSON)
+  testbed --dir DIR [--public 4] [--nats 1,1]
+                                     a network-namespace testbed (root): nodes as processes on
+                                     public hosts and behind NAT routers, until Ctrl-C
   id --config FILE                   the node's peer ID (creates its identity key if missing)
   ca init --dir DIR                  create a federation CA: ca.pem, ca.key, swarm.key, crl.pem
   ca sign --dir DIR (--peer ID --overlay NAME --out FILE | --config FILE)
@@ -104,6 +107,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdChaos(ctx, args[1:], stdout, stderr)
 	case "ca":
 		return cmdCA(args[1:], stdout, stderr)
+	case "testbed":
+		return cmdTestbed(ctx, args[1:], stdout, stderr)
 	case "id":
 		return cmdID(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -1,0 +1,109 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lsnode/lsnode/node"
+)
+
+// BedNet is a testnet whose nodes run as `lsnode run` processes on a
+// namespace testbed: node i on public host i, then one node behind each NAT
+// (on the first host behind it) joined as a client.
+type BedNet struct {
+	Bed      *Bed
+	Dir      string
+	Manifest *Manifest
+	Hosts    []Host   // the host of each node
+	Configs  []string // each node's config file
+	exe      string
+}
+
+// StartBedNet creates a testnet in dir for bed (spec's Dir and Nodes are
+// set here) and starts its nodes with exe (an lsnode binary); their logs go
+// to logs. Close the bed to stop them.
+func StartBedNet(ctx context.Context, bed *Bed, dir, exe string, spec Spec, logs io.Writer) (*BedNet, error) {
+	hosts := bed.Public()
+	for j := range bed.Routers {
+		if behind := bed.Behind(j); len(behind) > 0 {
+			hosts = append(hosts, behind[0])
+		}
+	}
+	spec.Dir, spec.Nodes = dir, len(hosts)
+	m, err := Init(spec)
+	if err != nil {
+		return nil, err
+	}
+	n := &BedNet{Bed: bed, Dir: dir, Manifest: m, Hosts: hosts, exe: exe}
+	// Every 127.0.0.1 overlay address becomes its host's address.
+	addrOf := map[string]string{}
+	for i, ni := range m.Nodes {
+		for _, a := range ni.Multiaddrs {
+			port := strings.Split(a, "/")[4]
+			addrOf["/ip4/127.0.0.1/tcp/"+port] = "/ip4/" + hosts[i].IP + "/tcp/" + port
+		}
+	}
+	rewrite := func(s string) string {
+		for from, to := range addrOf {
+			if strings.HasPrefix(s, from+"/") || s == from {
+				return to + strings.TrimPrefix(s, from)
+			}
+		}
+		return s
+	}
+	for i, ni := range m.Nodes {
+		path := filepath.Join(dir, ni.Config)
+		c, err := node.LoadConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		c.SetDir(filepath.Dir(path))
+		for k := range c.Overlay.Listen {
+			c.Overlay.Listen[k] = rewrite(c.Overlay.Listen[k])
+		}
+		for k := range c.Overlay.Bootstrap {
+			c.Overlay.Bootstrap[k] = rewrite(c.Overlay.Bootstrap[k])
+		}
+		c.Overlay.Client = hosts[i].NAT >= 0
+		if err := c.Save(path); err != nil {
+			return nil, err
+		}
+		n.Configs = append(n.Configs, path)
+		cmd := bed.Command(ctx, hosts[i], exe, "run", "--config", path, "--log-level", "warn")
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := bed.Start(cmd); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// Run runs `lsnode args...` on host h and returns its combined output.
+func (n *BedNet) Run(ctx context.Context, h Host, args ...string) (string, error) {
+	out, err := n.Bed.Command(ctx, h, n.exe, args...).CombinedOutput()
+	return string(out), err
+}
+
+// WaitSize waits until node i counts size members (`lsnode status`).
+func (n *BedNet) WaitSize(ctx context.Context, i, size int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	want := fmt.Sprintf(`"size_estimate": %d`, size)
+	for {
+		out, err := n.Run(ctx, n.Hosts[i], "status", "--config", n.Configs[i])
+		if err == nil && strings.Contains(out, want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testnet: node %d on %s does not count %d members: %v %s", i, n.Hosts[i].Name, size, err, out)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
