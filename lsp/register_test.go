@@ -171,6 +171,19 @@ func TestRecordQuota(t *testing.T) {
 	if _, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.3", "c", 1)); err != nil {
 		t.Fatalf("third binding: %v", err)
 	}
+	// A write returns after W acknowledgements: let every replica hold the
+	// three, or one still short of the quota could take the next write
+	// that the others refuse (quotas are per replica).
+	waitFor(t, 5*time.Second, "every replica holds the 3 bindings", func() bool {
+		for _, p := range c.ovs[0].Closest(Key(aor), 3) {
+			for i, ov := range c.ovs {
+				if ov.ID() == p && len(c.svcs[i].store.get(aor, time.Now(), map[[32]byte][][]byte{})) != 3 {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	if err := c.svcs[0].Publish(ctx, aor, binding("sip:bob@192.0.2.4", time.Hour)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("fourth binding by Publish: %v, want ErrTooLarge", err)
 	}

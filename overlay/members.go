@@ -546,15 +546,32 @@ func (m *members) markSeen(p peer.ID) {
 func (m *members) markSeenLocked(p peer.ID) bool {
 	if mb := m.byID[p]; mb != nil && !mb.seen {
 		mb.seen = true
-		for _, c := range m.o.host.Network().ConnsToPeer(p) {
-			if ip, err := manet.ToIP(c.RemoteMultiaddr()); err == nil {
-				mb.subnet = subnetOf(ip)
-				break
-			}
-		}
+		m.subnetLocked(mb)
 		return true
 	}
 	return false
+}
+
+// subnetLocked returns the subnet of the address mb was reached at,
+// learning it from a current connection; until one is known, that of the
+// first address it announced (a member never escapes the cap by having
+// none).
+func (m *members) subnetLocked(mb *member) string {
+	if mb.subnet != "" {
+		return mb.subnet
+	}
+	for _, c := range m.o.host.Network().ConnsToPeer(mb.id) {
+		if ip, err := manet.ToIP(c.RemoteMultiaddr()); err == nil {
+			mb.subnet = subnetOf(ip)
+			return mb.subnet
+		}
+	}
+	for _, a := range mb.addrs {
+		if ip, err := manet.ToIP(a); err == nil {
+			return subnetOf(ip)
+		}
+	}
+	return ""
 }
 
 // subnetOf names an address's IPv4 /24 or IPv6 /48.
@@ -577,7 +594,8 @@ func (m *members) capSubnets(live map[peer.ID]bool) {
 	bySubnet := map[string][]peer.ID{}
 	for id := range live {
 		if mb := m.byID[id]; mb != nil {
-			bySubnet[mb.subnet] = append(bySubnet[mb.subnet], id)
+			sn := m.subnetLocked(mb)
+			bySubnet[sn] = append(bySubnet[sn], id)
 		}
 	}
 	for sn, ids := range bySubnet {
