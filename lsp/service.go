@@ -333,8 +333,12 @@ func (s *Service) closest(aor string) []peer.ID {
 	return s.trusted(s.ov.Closest(Key(aor), r+s.distrust.count()), r)
 }
 
-// trusted keeps the first n of ps that this node does not distrust.
+// trusted keeps the first n of ps that this node does not distrust (ps
+// itself, on the hot path, when it distrusts no one).
 func (s *Service) trusted(ps []peer.ID, n int) []peer.ID {
+	if s.distrust.count() == 0 {
+		return ps[:min(n, len(ps))]
+	}
 	out := ps[:0:0]
 	for _, p := range ps {
 		if len(out) < n && !s.distrust.has(p) {

@@ -10,6 +10,8 @@ import (
 	"math/big"
 	"os"
 	"time"
+
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // CA is a test certificate authority.
@@ -20,26 +22,9 @@ type CA struct {
 
 // NewCA creates a self-signed Ed25519 CA valid for validity.
 func NewCA(name string, validity time.Duration) (*CA, error) {
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	cert, key, err := overlay.NewCA(name, "lsnode testnet", validity)
 	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"lsnode testnet"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(validity),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
-	if err != nil {
-		return nil, fmt.Errorf("testnet: CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("testnet: %w", err)
 	}
 	return &CA{Cert: cert, Key: key}, nil
 }

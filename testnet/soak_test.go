@@ -49,16 +49,15 @@ type soakSample struct {
 }
 
 type soakResult struct {
-	rate              int
-	dur               time.Duration
-	ok                bool
-	failed            string // sipp's failure summary
-	samples           []soakSample
-	before, after     soakSample // before the load, and after it stopped
-	start, end        soakSample // after the warm-up, and the load's last sample
-	registrations     int64
-	batches           int64
-	goroutinesSettled int
+	rate          int
+	dur           time.Duration
+	ok            bool
+	failed        string // sipp's failure summary
+	samples       []soakSample
+	before, after soakSample // before the load, and after it stopped
+	start, end    soakSample // after the warm-up, and the load's last sample
+	registrations int64
+	batches       int64
 }
 
 func (r soakResult) String() string {

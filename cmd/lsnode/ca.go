@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -67,17 +66,11 @@ func cmdCASign(args []string, stdout, stderr io.Writer) error {
 	}
 	var id peer.ID
 	if *cfgPath != "" {
-		cfg, err := node.LoadConfig(*cfgPath)
+		cfg, pid, err := configPeerID(*cfgPath)
 		if err != nil {
 			return err
 		}
-		key, err := overlay.LoadOrCreateIdentity(cfg.Path(cfg.Overlay.IdentityKey))
-		if err != nil {
-			return err
-		}
-		if id, err = overlay.PeerIDOf(key); err != nil {
-			return err
-		}
+		id = pid
 		if *ov == "" {
 			*ov = cfg.Overlay.Name
 		}
@@ -130,15 +123,7 @@ func cmdID(args []string, stdout, stderr io.Writer) error {
 	if *cfgPath == "" || fs.NArg() > 0 {
 		return fail(2, "id: want --config FILE")
 	}
-	cfg, err := node.LoadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	key, err := overlay.LoadOrCreateIdentity(cfg.Path(cfg.Overlay.IdentityKey))
-	if err != nil {
-		return err
-	}
-	id, err := overlay.PeerIDOf(key)
+	_, id, err := configPeerID(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -146,8 +131,17 @@ func cmdID(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// configPeerID loads a node config and the peer ID of its identity key,
+// creating the key if it does not exist yet.
+func configPeerID(path string) (*node.Config, peer.ID, error) {
+	cfg, err := node.LoadConfig(path)
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := overlay.LoadOrCreateIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := overlay.PeerIDOf(key)
+	return cfg, id, err
 }
