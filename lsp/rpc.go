@@ -140,7 +140,10 @@ func (c *rpc) get(ctx context.Context, p peer.ID, proto protocol.ID) (*pooled, b
 		return ps, true, nil
 	}
 	c.mu.Unlock()
-	s, err := c.host.NewStream(ctx, p, proto)
+	// A NAT'd peer may be reachable only through a circuit relay until
+	// hole punching upgrades the connection: requests are small enough
+	// for a relay's limited connection.
+	s, err := c.host.NewStream(network.WithAllowLimitedConn(ctx, "lsp"), p, proto)
 	if err != nil {
 		return nil, false, err
 	}

@@ -88,6 +88,15 @@ type OverlayConfig struct {
 	// Client: this node cannot be reached from the overlay (behind NAT); it
 	// joins as a client: never a replica, reads and writes through members.
 	Client bool `json:"client,omitempty"`
+	// Reachability: "public" (default; "private" with client), "private"
+	// (behind NAT: reserve a circuit relay on a relay_service member,
+	// announce the relayed addresses, hole-punch to direct connections) or
+	// "auto" (AutoNAT decides, about 20 s after start; a member once found
+	// public).
+	Reachability string `json:"reachability,omitempty"`
+	// RelayService: this (public) member serves NAT'd nodes: circuit
+	// relay v2 reservations and AutoNAT dial-backs.
+	RelayService bool `json:"relay_service,omitempty"`
 	// MaxConnsPerIP: concurrent libp2p connections from one IPv4 address
 	// (IPv6 /56). Default 64; libp2p's own 8 is too few behind a NAT.
 	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`

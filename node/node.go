@@ -106,6 +106,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		MaxPerSubnet:      cfg.Overlay.MaxPerSubnet,
 		MaxConnsPerIP:     cfg.Overlay.MaxConnsPerIP,
 		Client:            cfg.Overlay.Client,
+		Reachability:      cfg.Overlay.Reachability,
+		RelayService:      cfg.Overlay.RelayService,
 		Logger:            log,
 	})
 	if err != nil {

@@ -42,6 +42,23 @@ type Config struct {
 	// membership view, so no one places a replica on it; it reads and
 	// writes through the members it connects to.
 	Client bool
+	// Reachability says how others reach this node:
+	//   - "public" (the default, unless Client): on the addresses it
+	//     listens on; a member that serves replicas.
+	//   - "private" (the default with Client): behind a NAT. A client
+	//     that reserves a circuit relay (v2) on members with RelayService,
+	//     announces the relayed addresses (identify, kad-dht FIND_PEER)
+	//     and upgrades relayed connections to direct ones by hole punching
+	//     (DCUtR) where the NATs allow.
+	//   - "auto": AutoNAT decides from members' dial-backs (members with
+	//     RelayService run the AutoNAT service): private, as above, until
+	//     one reaches it; then a member. AutoNAT needs about 20 s.
+	Reachability string
+	// RelayService: serve NAT'd peers with a circuit relay (v2, bounded:
+	// RelayReservations, 2 min and 1 MiB per relayed connection, enough
+	// for hole punching and a few requests) and AutoNAT dial-backs. The
+	// member announces it in gossip, where private nodes find relays.
+	RelayService bool
 	// MaxConnsPerIP bounds concurrent connections from one IPv4 address (or
 	// IPv6 /56; 8× that per /48). libp2p's default is 8, too few for the
 	// members and clients behind one NAT. Loopback is never limited.
@@ -60,6 +77,13 @@ type Config struct {
 	// Logger; default slog.Default(). Tagged with component=overlay.
 	Logger *slog.Logger
 }
+
+// Reachability values.
+const (
+	ReachPublic  = "public"
+	ReachPrivate = "private"
+	ReachAuto    = "auto"
+)
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
@@ -92,6 +116,19 @@ func (c Config) resolve() (*resolved, error) {
 		return nil, err
 	}
 	r.bootstrap = infos
+	switch r.Reachability {
+	case "":
+		r.Reachability = ReachPublic
+		if r.Client {
+			r.Reachability = ReachPrivate
+		}
+	case ReachPublic, ReachPrivate, ReachAuto:
+		if r.Client && r.Reachability == ReachPublic {
+			return nil, fmt.Errorf("%w: a client node cannot have reachability public", ErrConfig)
+		}
+	default:
+		return nil, fmt.Errorf("%w: reachability %q: want public, private or auto", ErrConfig, r.Reachability)
+	}
 	if r.MaxConns <= 0 {
 		r.MaxConns = 192
 	}

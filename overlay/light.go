@@ -13,7 +13,8 @@ import (
 
 // NewLightHost returns a client-only libp2p host with an ephemeral identity
 // and no listener: enough to talk the client protocol to an lsnode without
-// joining the overlay. psk is the overlay's private-network key (nil: none).
+// joining the overlay; it can dial a NAT'd node through a circuit relay
+// address. psk is the overlay's private-network key (nil: none).
 // Close it when done.
 func NewLightHost(psk pnet.PSK) (host.Host, error) {
 	var opts []libp2p.Option
@@ -25,7 +26,7 @@ func NewLightHost(psk pnet.PSK) (host.Host, error) {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.DisableRelay(),
+		libp2p.EnableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("lsnode-client"),
 	)...)

@@ -71,6 +71,7 @@ type members struct {
 	byID     map[peer.ID]*member
 	hb       heartbeat
 	services []string // this node's announced services
+	base     []string // services the overlay itself announces (relay)
 	selfRaw  []byte   // this node's signed entry for selfHB
 	selfHB   heartbeat
 	// sigPrefix separates member signatures by overlay name.
@@ -81,6 +82,8 @@ type members struct {
 	rng        *rand.Rand
 	closed     bool
 	dials      chan peer.ID // newly seen members to connect to
+	// selfServing: this node is in its own view (see Overlay.serving).
+	selfServing bool
 }
 
 func newMembers(o *Overlay) *members {
@@ -94,6 +97,7 @@ func newMembers(o *Overlay) *members {
 		dials:     make(chan peer.ID, 1024),
 		sigPrefix: []byte("lsnode/members/" + o.cfg.Name + "\x00"),
 	}
+	m.selfServing = o.serving()
 	m.live = m.selfView()
 	return m
 }
@@ -238,7 +242,7 @@ func (m *members) handle(s network.Stream) {
 // selfView is the live view before anyone else is in it: this node, unless
 // it is a client (never a replica).
 func (m *members) selfView() []liveMember {
-	if m.o.cfg.Client {
+	if !m.o.serving() {
 		return nil
 	}
 	return []liveMember{{id: m.self, kid: kb.ConvertPeerID(m.self)}}
@@ -248,7 +252,7 @@ func (m *members) encode() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []byte
-	if !m.o.cfg.Client { // a client does not announce itself
+	if m.o.serving() { // a client does not announce itself
 		out = appendRaw(out, m.selfEntryLocked(false))
 	}
 	for _, mb := range m.byID {
@@ -624,6 +628,13 @@ func (m *members) selfSubnet() string {
 
 // refreshLocked recomputes liveness, purges long-dead members and notifies
 // subscribers when the live set changed.
+// refresh recomputes the live view now.
+func (m *members) refresh() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refreshLocked(time.Now())
+}
+
 func (m *members) refreshLocked(now time.Time) {
 	fail := m.failAfterLocked()
 	changed := false
@@ -644,6 +655,9 @@ func (m *members) refreshLocked(now time.Time) {
 		if !mb.live && now.Sub(mb.updated) > 10*fail {
 			delete(m.byID, id)
 		}
+	}
+	if serving := m.o.serving(); serving != m.selfServing {
+		m.selfServing, changed = serving, true
 	}
 	if !changed {
 		return
@@ -767,7 +781,7 @@ func (m *members) subscribe() (<-chan struct{}, func()) {
 
 // leave announces departure to a few live members.
 func (m *members) leave(ctx context.Context) {
-	if m.o.cfg.Client {
+	if !m.o.serving() {
 		m.mu.Lock()
 		m.closed = true
 		m.mu.Unlock()

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
@@ -19,6 +21,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,6 +32,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -50,6 +54,7 @@ type Overlay struct {
 	dht     *dht.IpfsDHT
 	store   ds.Batching
 	members *members
+	reach   atomic.Int32 // network.Reachability, from AutoNAT or forced
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,7 +100,8 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	n := r.MaxConnsPerIP
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitsFor(r.MaxConns, r.MaxFDs)),
 		rcmgr.WithLimitPerSubnet([]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: n}},
-			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: n}, {PrefixLength: 48, ConnCount: 8 * n}}))
+			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: n}, {PrefixLength: 48, ConnCount: 8 * n}}),
+		rcmgr.WithConnRateLimiters(connRateLimiter(n)))
 	if err != nil {
 		return nil, fmt.Errorf("overlay: resource manager: %w", err)
 	}
@@ -103,11 +109,11 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("overlay: connection manager: %w", err)
 	}
-	var private []libp2p.Option
+	hostOpts := o.natOptions()
 	if r.Federation != nil && r.Federation.PSK != nil {
-		private = append(private, libp2p.PrivateNetwork(r.Federation.PSK))
+		hostOpts = append(hostOpts, libp2p.PrivateNetwork(r.Federation.PSK))
 	}
-	o.host, err = libp2p.New(append(private,
+	o.host, err = libp2p.New(append(hostOpts,
 		libp2p.Identity(r.Identity),
 		libp2p.ListenAddrs(r.listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -115,12 +121,7 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
-		// Overlay nodes are DHT servers on addresses they were told to use.
-		// Forcing reachability also replaces AutoNAT's background prober,
-		// whose event subscription can deadlock host Close under load.
-		libp2p.ForceReachabilityPublic(),
 		libp2p.UserAgent("lsnode"),
 	)...)
 	if err != nil {
@@ -137,8 +138,11 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 		}})
 	}
 	mode := dht.ModeServer
-	if r.Client {
+	switch r.Reachability {
+	case ReachPrivate:
 		mode = dht.ModeClient
+	case ReachAuto:
+		mode = dht.ModeAuto
 	}
 	opts := []dht.Option{
 		dht.Mode(mode),
@@ -163,18 +167,48 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("overlay: kad-dht: %w", err)
 	}
+	reach, err := o.host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	if err != nil {
+		return nil, fmt.Errorf("overlay: reachability events: %w", err)
+	}
 	o.members = newMembers(o)
+	if r.RelayService {
+		o.members.base = []string{relayService}
+		o.members.services = o.members.base
+	}
 	o.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 		if o.admit == nil || o.admit.admitted(c.RemotePeer()) {
 			o.members.markSeen(c.RemotePeer())
 		}
 	}})
 	o.routed.SetStreamHandler(o.membersProtocol(), o.members.handle)
-	o.wg.Add(2)
+	o.wg.Add(3)
+	go func() { defer o.wg.Done(); o.watchReachability(reach) }()
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
 	go func() { defer o.wg.Done(); o.members.warm(o.ctx) }()
 	r.Logger.Debug("overlay started", "peer", o.host.ID(), "addrs", o.host.Addrs())
 	return o, nil
+}
+
+// connRateLimiter bounds how fast one address opens connections: libp2p's
+// default (a burst of 16, then one every 5 s per IPv4 address) refuses the
+// nodes and tools behind one NAT, who all share its address. Scaled with
+// the per-address connection bound n: a burst of 2n, then n/8 per second
+// (8/s for the default 64); loopback is unlimited.
+func connRateLimiter(n int) *rate.Limiter {
+	per := rate.Limit{RPS: max(1, float64(n)/8), Burst: 2 * n}
+	wide := rate.Limit{RPS: 8 * per.RPS, Burst: 8 * per.Burst}
+	return &rate.Limiter{
+		NetworkPrefixLimits: []rate.PrefixLimit{
+			{Prefix: netip.MustParsePrefix("127.0.0.0/8")},
+			{Prefix: netip.MustParsePrefix("::1/128")},
+		},
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: []rate.SubnetLimit{{PrefixLength: 32, Limit: per}},
+			IPv6SubnetLimits: []rate.SubnetLimit{{PrefixLength: 56, Limit: per}, {PrefixLength: 48, Limit: wide}},
+			GracePeriod:      time.Minute,
+		},
+	}
 }
 
 // limitsFor sizes the resource manager for an overlay member: the defaults
@@ -408,9 +442,9 @@ func (o *Overlay) Suspect(p peer.ID) { o.members.suspect(p) }
 // gossip (RFC 6940's TURN-SERVICE idea: "turn:host:port?transport=udp").
 // At most 8, each at most 256 bytes; the rest is dropped.
 func (o *Overlay) Announce(services ...string) {
-	var keep []string
+	keep := slices.Clone(o.members.base)
 	for _, s := range services {
-		if len(s) <= maxServiceBytes && len(keep) < maxServices {
+		if len(s) <= maxServiceBytes && len(keep) < maxServices && s != relayService {
 			keep = append(keep, s)
 		}
 	}

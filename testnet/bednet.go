@@ -4,23 +4,30 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lsnode/lsnode/node"
 )
 
 // BedNet is a testnet whose nodes run as `lsnode run` processes on a
-// namespace testbed: node i on public host i, then one node behind each NAT
-// (on the first host behind it) joined as a client.
+// namespace testbed: node i on public host i (a member and a relay), then
+// one node behind each NAT (on the first host behind it), whose AutoNAT
+// finds it private.
 type BedNet struct {
 	Bed      *Bed
 	Dir      string
 	Manifest *Manifest
 	Hosts    []Host   // the host of each node
 	Configs  []string // each node's config file
-	exe      string
+	// Addrs are each node's overlay multiaddrs on its host, with /p2p/ID.
+	Addrs   [][]string
+	cmds    []*exec.Cmd
+	started []time.Time
+	exe     string
 }
 
 // StartBedNet creates a testnet in dir for bed (spec's Dir and Nodes are
@@ -68,18 +75,43 @@ func StartBedNet(ctx context.Context, bed *Bed, dir, exe string, spec Spec, logs
 		for k := range c.Overlay.Bootstrap {
 			c.Overlay.Bootstrap[k] = rewrite(c.Overlay.Bootstrap[k])
 		}
-		c.Overlay.Client = hosts[i].NAT >= 0
+		// Behind a NAT, AutoNAT finds the node private: it reserves a
+		// relay on the public members, which serve as relays.
+		if hosts[i].NAT >= 0 {
+			c.Overlay.Reachability = "auto"
+		} else {
+			c.Overlay.RelayService = true
+		}
 		if err := c.Save(path); err != nil {
 			return nil, err
 		}
 		n.Configs = append(n.Configs, path)
+		var addrs []string
+		for _, a := range ni.Multiaddrs {
+			addrs = append(addrs, rewrite(a))
+		}
+		n.Addrs = append(n.Addrs, addrs)
 		cmd := bed.Command(ctx, hosts[i], exe, "run", "--config", path, "--log-level", "warn")
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := bed.Start(cmd); err != nil {
 			return nil, err
 		}
+		n.cmds, n.started = append(n.cmds, cmd), append(n.started, time.Now())
 	}
 	return n, nil
+}
+
+// Started returns when node i's process was started.
+func (n *BedNet) Started(i int) time.Time { return n.started[i] }
+
+// Kill stops node i at once (SIGKILL to its process group), as a crash
+// or a pulled cable would.
+func (n *BedNet) Kill(i int) error {
+	c := n.cmds[i]
+	if c.Process == nil {
+		return fmt.Errorf("testnet: node %d not started", i)
+	}
+	return syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 }
 
 // Run runs `lsnode args...` on host h and returns its combined output.

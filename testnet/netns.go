@@ -14,11 +14,19 @@ import (
 )
 
 // BedSpec describes a network-namespace testbed: hosts on one shared
-// "internet" segment (10.77.0.0/24, a bridge in its own namespace), and
-// private networks behind NAT routers (192.168.N.0/24, masquerading to the
-// internet segment with nftables). Linux only; needs root, iproute2 and nft.
+// "internet" segment (a bridge in its own namespace, with no link out of
+// the testbed), and private networks behind NAT routers (192.168.N.0/24,
+// masquerading to the internet segment with nftables, and dropping what
+// arrives from it unasked, as a home router does). Linux only; needs root,
+// iproute2 and nft.
+//
+// The internet segment is 192.0.0.128/25: part of 192.0.0.0/24, which
+// IANA reserves for protocol assignments and nobody routes, but outside
+// the 192.0.0.0/26 that libp2p counts as unroutable. libp2p's NAT
+// machinery (AutoNAT, observed addresses, hole punching) acts on public
+// addresses only, so the testbed's internet must look public to it.
 type BedSpec struct {
-	// Public hosts on the internet segment: 10.77.0.10, .11, ...
+	// Public hosts on the internet segment: 192.0.0.130, .131, ...
 	Public int
 	// NATs lists, per NAT router, how many hosts sit behind it.
 	NATs []int
@@ -44,6 +52,33 @@ type Bed struct {
 	procs []*exec.Cmd
 }
 
+// internet is the testbed's internet segment, a /25 (see BedSpec).
+const internet = "192.0.0"
+
+// natRules make a NAT router: masquerade out of wan; from wan, only
+// replies to what went out (conntrack), nothing unasked, to the router or
+// through it. Dropped, not refused: a refusal would end a hole punch's
+// early SYN that a home router silently drops.
+const natRules = `table ip nat {
+ chain post {
+  type nat hook postrouting priority 100;
+  oifname "wan" masquerade
+ }
+}
+table ip filter {
+ chain forward_wan {
+  type filter hook forward priority 0; policy accept;
+  iifname "wan" ct state established,related accept
+  iifname "wan" drop
+ }
+ chain input_wan {
+  type filter hook input priority 0; policy accept;
+  iifname "wan" ct state established,related accept
+  iifname "wan" drop
+ }
+}
+`
+
 // bedPrefix names a testbed's namespaces after this process, so a sweep can
 // tell a dead run's leftovers from a live one's.
 const bedPrefix = "lsnbed-"
@@ -59,14 +94,20 @@ func NewBed(ctx context.Context, spec BedSpec) (b *Bed, err error) {
 			return nil, fmt.Errorf("testnet: a namespace testbed needs %s (Debian: iproute2, nftables)", tool)
 		}
 	}
-	if spec.Public < 1 || spec.Public > 180 || len(spec.NATs) > 50 {
-		return nil, fmt.Errorf("testnet: testbed wants 1-180 public hosts and at most 50 NATs")
+	if spec.Public < 1 || spec.Public > 70 || len(spec.NATs) > 50 {
+		return nil, fmt.Errorf("testnet: testbed wants 1-70 public hosts and at most 50 NATs")
+	}
+	for _, n := range spec.NATs {
+		if n < 0 || n > 200 {
+			return nil, fmt.Errorf("testnet: at most 200 hosts behind a NAT")
+		}
 	}
 	SweepBeds(ctx)
-	b = &Bed{prefix: fmt.Sprintf("%s%d-", bedPrefix, os.Getpid())}
+	bed := &Bed{prefix: fmt.Sprintf("%s%d-", bedPrefix, os.Getpid())}
+	b = bed
 	defer func() {
 		if err != nil {
-			b.Close()
+			bed.Close() // b itself is already nil here: "return nil, err" set it
 			b = nil
 		}
 	}()
@@ -87,29 +128,29 @@ func NewBed(ctx context.Context, spec BedSpec) (b *Bed, err error) {
 			fmt.Sprintf("ip -n %s link set %s up", ns, dev))
 	}
 	for i := 0; i < spec.Public; i++ {
-		h := Host{Name: fmt.Sprintf("h%d", i), NS: b.prefix + fmt.Sprintf("h%d", i), IP: fmt.Sprintf("10.77.0.%d", 10+i), NAT: -1}
+		h := Host{Name: fmt.Sprintf("h%d", i), NS: b.prefix + fmt.Sprintf("h%d", i), IP: fmt.Sprintf("%s.%d", internet, 130+i), NAT: -1}
 		if err := b.addNS(ctx, h.NS); err != nil {
 			return nil, err
 		}
-		if err := attach(h.NS, "eth0", h.IP+"/24"); err != nil {
+		if err := attach(h.NS, "eth0", h.IP+"/25"); err != nil {
 			return nil, err
 		}
 		b.Hosts = append(b.Hosts, h)
 	}
 	for j, n := range spec.NATs {
-		r := Host{Name: fmt.Sprintf("nat%d", j), NS: b.prefix + fmt.Sprintf("nat%d", j), IP: fmt.Sprintf("10.77.0.%d", 200+j), NAT: j}
+		r := Host{Name: fmt.Sprintf("nat%d", j), NS: b.prefix + fmt.Sprintf("nat%d", j), IP: fmt.Sprintf("%s.%d", internet, 200+j), NAT: j}
 		lan := fmt.Sprintf("192.168.%d", j+1)
 		if err := b.addNS(ctx, r.NS); err != nil {
 			return nil, err
 		}
-		if err := attach(r.NS, "wan", r.IP+"/24"); err != nil {
+		if err := attach(r.NS, "wan", r.IP+"/25"); err != nil {
 			return nil, err
 		}
 		if err := b.sh(ctx, r.NS, "ip link add lan type bridge", "ip addr add "+lan+".1/24 dev lan", "ip link set lan up",
 			"sysctl -qw net.ipv4.ip_forward=1"); err != nil {
 			return nil, err
 		}
-		if err := b.nft(ctx, r.NS, "table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname \"wan\" masquerade\n }\n}\n"); err != nil {
+		if err := b.nft(ctx, r.NS, natRules); err != nil {
 			return nil, err
 		}
 		b.Routers = append(b.Routers, r)

@@ -1,0 +1,336 @@
+package testnet_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// TestMain runs this test binary as the NAT'd peer of TestNetnsBed when
+// the test starts it inside a testbed namespace (LSNODE_BED_PEER set).
+func TestMain(m *testing.M) {
+	if os.Getenv("LSNODE_BED_PEER") != "" {
+		if err := bedPeer(); err != nil {
+			report(map[string]any{"event": "error", "error": err.Error()})
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// peerEvent is one line the NAT'd peer reports to the test.
+type peerEvent struct {
+	Event   string    `json:"event"`
+	Error   string    `json:"error,omitempty"`
+	Ms      float64   `json:"ms,omitempty"`
+	Relays  []string  `json:"relays,omitempty"`
+	Addr    string    `json:"addr,omitempty"`
+	Lookups []float64 `json:"lookups_ms,omitempty"`
+}
+
+func report(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Println(string(b))
+}
+
+// bedPeer is a NAT'd overlay node (reachability private, hole punching)
+// behind the other NAT from the target, a NAT'd lsnode:
+//  1. it joins the overlay and finds the target's relayed addresses
+//     (kad-dht FIND_PEER);
+//  2. a plain client (no hole punching) looks AOR up through the target
+//     over the relay: the relayed latency;
+//  3. a second NAT'd node connects through the relay only, and DCUtR must
+//     upgrade that to a direct connection through both NATs: the
+//     hole-punched latency;
+//  4. when the test has killed one of the target's relays (stdin "killed
+//     ID"), the target must hold a reservation elsewhere and be reachable
+//     through it.
+func bedPeer() error {
+	env := func(k string) string { return os.Getenv("LSNODE_BED_" + k) }
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	cfg, err := node.LoadConfig(env("CONFIG"))
+	if err != nil {
+		return err
+	}
+	pool, err := cfg.LoadTrustAnchors()
+	if err != nil {
+		return err
+	}
+	target, err := peer.Decode(env("TARGET"))
+	if err != nil {
+		return err
+	}
+	aor, want := env("AOR"), env("WANT")
+	key, err := overlay.GenerateIdentity()
+	if err != nil {
+		return err
+	}
+	gossip, _ := time.ParseDuration(env("GOSSIP"))
+	ov, err := overlay.New(ctx, overlay.Config{Name: cfg.Overlay.Name, Identity: key, Reachability: overlay.ReachPrivate,
+		ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip})
+	if err != nil {
+		return err
+	}
+	defer ov.Close()
+	if err := ov.Join(ctx); err != nil {
+		return err
+	}
+	report(peerEvent{Event: "joined", Ms: msf(time.Since(t0))})
+
+	// 1. The target's relayed addresses, as kad-dht finds them.
+	var relayed []ma.Multiaddr
+	for len(relayed) == 0 {
+		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+		ai, err := ov.DHT().FindPeer(fctx, target)
+		fcancel()
+		if err == nil {
+			relayed = circuitAddrs(ai.Addrs)
+		}
+		if len(relayed) == 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("the target announced no relayed address: %v (last FIND_PEER: %v)", ctx.Err(), err)
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	report(peerEvent{Event: "found", Ms: msf(time.Since(t0)), Relays: relaysOf(relayed)})
+
+	// 2. Through the relay, from a plain client.
+	lookups := func(c *lsp.Client, n int) ([]float64, error) {
+		var out []float64
+		for i := 0; i < n; i++ {
+			st := time.Now()
+			bs, err := c.Lookup(ctx, aor)
+			if err != nil {
+				return nil, err
+			}
+			if len(bs) == 0 || !strings.Contains(bs[0].Contact, want) {
+				return nil, fmt.Errorf("lookup of %s through the target: %v, want %s", aor, bs, want)
+			}
+			out = append(out, msf(time.Since(st)))
+		}
+		return out, nil
+	}
+	viaRelay := func(addrs []ma.Multiaddr, n int) ([]float64, error) {
+		lh, err := overlay.NewLightHost(nil)
+		if err != nil {
+			return nil, err
+		}
+		defer lh.Close()
+		if err := lh.Connect(ctx, peer.AddrInfo{ID: target, Addrs: addrs}); err != nil {
+			return nil, fmt.Errorf("connect through the relay: %w", err)
+		}
+		if conns := lh.Network().ConnsToPeer(target); len(conns) == 0 || !conns[0].Stat().Limited {
+			return nil, fmt.Errorf("the connection through the relay is not a relayed one: %v", conns)
+		}
+		c, err := lsp.NewClient(lsp.ClientConfig{Host: lh, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		return lookups(c, n)
+	}
+	rl, err := viaRelay(relayed, 20)
+	if err != nil {
+		return err
+	}
+	report(peerEvent{Event: "relayed", Lookups: rl})
+
+	// 3. A second NAT'd node, which has not touched the target (the
+	// first one's FIND_PEER connected to it, through the relay, and hole
+	// punching has likely been and gone): it connects through the relay
+	// only, and hole punching must give it a direct connection.
+	key2, err := overlay.GenerateIdentity()
+	if err != nil {
+		return err
+	}
+	ov2, err := overlay.New(ctx, overlay.Config{Name: cfg.Overlay.Name, Identity: key2, Reachability: overlay.ReachPrivate,
+		ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip})
+	if err != nil {
+		return err
+	}
+	defer ov2.Close()
+	if err := ov2.Join(ctx); err != nil {
+		return err
+	}
+	h := ov2.Host()
+	// Hole punching starts once the members have told it its public
+	// (NAT) address.
+	for i := 0; i < 300 && len(publicAddrs(h)) == 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(publicAddrs(h)) == 0 {
+		return errors.New("the second NAT'd node learnt no public address of its own from the members")
+	}
+	st := time.Now()
+	if err := h.Connect(ctx, peer.AddrInfo{ID: target, Addrs: relayed}); err != nil {
+		return fmt.Errorf("connect through the relay: %w", err)
+	}
+	if conns := h.Network().ConnsToPeer(target); len(conns) != 1 || !conns[0].Stat().Limited {
+		return fmt.Errorf("the first connection to the target is not only a relayed one: %v", conns)
+	}
+	var direct network.Conn
+	for direct == nil {
+		for _, c := range h.Network().ConnsToPeer(target) {
+			if !c.Stat().Limited && !isCircuit(c.RemoteMultiaddr()) {
+				direct = c
+			}
+		}
+		if direct == nil {
+			select {
+			case <-ctx.Done():
+				return errors.New("no direct connection to the target: hole punching did not succeed")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	report(peerEvent{Event: "direct", Ms: msf(time.Since(st)), Addr: direct.RemoteMultiaddr().String()})
+	c, err := lsp.NewClient(lsp.ClientConfig{Host: h, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
+	if err != nil {
+		return err
+	}
+	dl, err := lookups(c, 20)
+	c.Close()
+	if err != nil {
+		return err
+	}
+	for _, conn := range h.Network().ConnsToPeer(target) {
+		if conn.Stat().Limited {
+			continue
+		}
+		if isCircuit(conn.RemoteMultiaddr()) {
+			return fmt.Errorf("lookups went over %s", conn.RemoteMultiaddr())
+		}
+	}
+	report(peerEvent{Event: "punched", Lookups: dl})
+
+	// 4. The test kills a relay; the target re-reserves elsewhere, and
+	// identify pushes its new addresses over the direct connection.
+	in := bufio.NewScanner(os.Stdin)
+	if !in.Scan() {
+		return errors.New("stdin closed before a relay was killed")
+	}
+	killed := strings.TrimPrefix(in.Text(), "killed ")
+	st = time.Now()
+	for {
+		addrs := circuitAddrs(h.Peerstore().Addrs(target))
+		rs := relaysOf(addrs)
+		if len(rs) > 0 && !slices.Contains(rs, killed) {
+			var fresh []ma.Multiaddr
+			for _, a := range addrs {
+				if !strings.Contains(a.String(), killed) {
+					fresh = append(fresh, a)
+				}
+			}
+			if _, err := viaRelay(fresh, 1); err == nil {
+				report(peerEvent{Event: "rereserved", Ms: msf(time.Since(st)), Relays: rs})
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the target did not re-reserve after relay %s died: relays %v", killed, rs)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// publicAddrs: the host's public, direct addresses (its NAT's, as the
+// members observed them).
+func publicAddrs(h interface{ Addrs() []ma.Multiaddr }) []ma.Multiaddr {
+	all := h.Addrs()
+	if a, ok := h.(interface{ AllAddrs() []ma.Multiaddr }); ok {
+		all = a.AllAddrs()
+	}
+	var out []ma.Multiaddr
+	for _, a := range all {
+		if manet.IsPublicAddr(a) && !isCircuit(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+func circuitAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, a := range addrs {
+		if isCircuit(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// relaysOf returns the relays' peer IDs of circuit addresses
+// (/.../p2p/RELAY/p2p-circuit).
+func relaysOf(addrs []ma.Multiaddr) []string {
+	var out []string
+	for _, a := range addrs {
+		if id, err := a.ValueForProtocol(ma.P_P2P); err == nil && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// startBedPeer runs bedPeer in h's namespace and returns its events.
+type bedPeerProc struct {
+	events chan peerEvent
+	stdin  interface{ Write([]byte) (int, error) }
+}
+
+func (p *bedPeerProc) next(t *testing.T, event string, timeout time.Duration) peerEvent {
+	t.Helper()
+	select {
+	case e, ok := <-p.events:
+		if !ok {
+			t.Fatalf("the NAT'd peer exited before %q", event)
+		}
+		if e.Event == "error" {
+			t.Fatalf("the NAT'd peer: %s", e.Error)
+		}
+		if e.Event != event {
+			t.Fatalf("the NAT'd peer reported %q, want %q", e.Event, event)
+		}
+		return e
+	case <-time.After(timeout):
+		t.Fatalf("the NAT'd peer did not report %q in %v", event, timeout)
+	}
+	return peerEvent{}
+}
+
+func pctl(v []float64, p float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
