@@ -147,6 +147,12 @@ type ProxyConfig struct {
 	// KeepaliveInterval: OPTIONS to each static peer (one that did not
 	// answer is tried last). Default 30s; negative disables.
 	KeepaliveInterval Duration `json:"keepalive_interval,omitempty"`
+	// NATKeepalive: a UA that registers from behind a NAT (private Contact,
+	// other source) gets an OPTIONS this often over its flow, which keeps
+	// the NAT's mapping open; calls to it go down that flow, from any proxy
+	// of the overlay (its binding's Path names this node). Default 20s;
+	// negative disables the OPTIONS (the flows stay).
+	NATKeepalive Duration `json:"nat_keepalive,omitempty"`
 	// TrustedNetworks (CIDRs) may relay anywhere; others only call this
 	// domain's users or authenticate (407) as a user of the users file.
 	// Absent: loopback only; [] trusts nobody.

@@ -244,7 +244,12 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 	if rc.Users != nil {
 		authorize = r.AuthorizeProxy
 	}
+	flowSecret, err := cred.DeriveSecret("proxy flow tokens " + cfg.Domain)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	px, err := proxy.New(proxy.Config{Domain: cfg.Domain, Location: r.Location(), KnownUser: r.KnownUser(),
+		FlowSecret: flowSecret, NATKeepalive: time.Duration(pc.NATKeepalive),
 		TrustedNetworks: trusted, Authorize: authorize,
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
@@ -253,6 +258,7 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	r.SetEdge(px.Edge)
 	s, err := registrar.Listen(r, cfg.SIP, tlsCfg, log, px.Attach)
 	if err != nil {
 		px.Close()

@@ -67,7 +67,7 @@ func (o *Overlay) natOptions() []libp2p.Option {
 func (o *Overlay) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
 	ch := make(chan peer.AddrInfo, max(num, 0))
 	defer close(ch)
-	m := o.members
+	m := o.relayView.Load() // autorelay starts with the host, before the view
 	if m == nil || num <= 0 {
 		return ch
 	}

@@ -55,6 +55,8 @@ type Overlay struct {
 	store   ds.Batching
 	members *members
 	reach   atomic.Int32 // network.Reachability, from AutoNAT or forced
+	// relayView is members once made, for autorelay's peer source.
+	relayView atomic.Pointer[members]
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -176,6 +178,7 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 		o.members.base = []string{relayService}
 		o.members.services = o.members.base
 	}
+	o.relayView.Store(o.members)
 	o.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 		if o.admit == nil || o.admit.admitted(c.RemotePeer()) {
 			o.members.markSeen(c.RemotePeer())
@@ -316,8 +319,11 @@ func (o *Overlay) explainJoin(ai peer.AddrInfo, err error) error {
 	// a connection that got as far as identify is something else (load).
 	msg := err.Error()
 	if !strings.Contains(msg, "failed to negotiate security protocol") {
+		// A refused TCP connect is a peer not (yet) listening, even if a
+		// probe a moment later gets through (nodes starting together).
 		if strings.Contains(msg, "identify") || o.host.Network().Connectedness(p) == network.Connected ||
-			!strings.Contains(msg, "failed to dial") || !tcpReachable(o.ctx, ai) {
+			!strings.Contains(msg, "failed to dial") || strings.Contains(msg, "connect: connection refused") ||
+			!tcpReachable(o.ctx, ai) {
 			return err
 		}
 	}

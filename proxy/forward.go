@@ -156,7 +156,11 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 		mf := sip.MaxForwardsHeader(70)
 		out.AppendHeader(&mf)
 	}
-	if (p.cfg.RecordRoute || req.Method == sip.INVITE && p.anchored(req.CallID().Value())) && req.Method != sip.ACK && !req.To().Params.Has("tag") {
+	if rr := p.flowRecordRoutes(req, t); len(rr) > 0 {
+		for i := len(rr) - 1; i >= 0; i-- {
+			out.PrependHeader(sip.NewHeader("Record-Route", rr[i]))
+		}
+	} else if (p.cfg.RecordRoute || req.Method == sip.INVITE && p.anchored(req.CallID().Value())) && req.Method != sip.ACK && !req.To().Params.Has("tag") {
 		// One entry per side, each reachable over that side's transport;
 		// two when they differ (RFC 5658 double record-routing).
 		in := strings.ToUpper(req.Transport())

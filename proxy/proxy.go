@@ -87,6 +87,14 @@ type Config struct {
 	// of the user in its From: nil to relay it, else the 407/403 to send.
 	// Nil refuses such requests with 403.
 	Authorize func(*sip.Request) *sip.Response
+	// FlowSecret keys the flow tokens this proxy puts in the Path of NAT'd
+	// registrations (see Edge); nil: no flows. Keep it across restarts so
+	// the Paths stored in the overlay stay valid.
+	FlowSecret []byte
+	// NATKeepalive: how often each NAT'd registration's flow gets an
+	// OPTIONS (Kamailio's nathelper does the same), well under common
+	// UDP NAT timeouts (30 s and up). Default 20s; negative disables.
+	NATKeepalive time.Duration
 	// Logger; default slog.Default(). Tagged component=proxy.
 	Logger *slog.Logger
 }
@@ -113,6 +121,8 @@ type Proxy struct {
 
 	peersMu sync.Mutex
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
+
+	flows flows // NAT flows kept alive (flow.go)
 }
 
 type hostPort struct {
@@ -173,6 +183,9 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.KeepaliveInterval == 0 {
 		cfg.KeepaliveInterval = 30 * time.Second
 	}
+	if cfg.NATKeepalive == 0 {
+		cfg.NATKeepalive = 20 * time.Second
+	}
 	if cfg.KeepaliveTimeout <= 0 {
 		cfg.KeepaliveTimeout = 5 * time.Second
 	}
@@ -180,7 +193,8 @@ func New(cfg Config) (*Proxy, error) {
 		cfg.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
 			{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}}
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{},
+		flows: flows{m: map[string]flow{}}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }
@@ -219,6 +233,9 @@ func (p *Proxy) Attach(l *registrar.Listener) error {
 	srv.OnNoRoute(p.handle)
 	if len(p.cfg.Static) > 0 && p.cfg.KeepaliveInterval > 0 {
 		p.spawn(p.keepalive)
+	}
+	if p.cfg.NATKeepalive > 0 && len(p.cfg.FlowSecret) > 0 {
+		p.spawn(p.natKeepalive)
 	}
 	return nil
 }
@@ -263,10 +280,14 @@ type Stats struct {
 	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
 	Refused     int64 // requests refused by the relay policy (403/407)
 	Anchored    int64 // calls whose media was anchored on the relay
+	// NATPings: OPTIONS sent down NAT flows; NATPingsAnswered: those
+	// answered. Flowed: requests sent down a NAT flow.
+	NATPings, NATPingsAnswered, Flowed int64
 }
 
 type counters struct {
 	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused, anchored atomic.Int64
+	natPings, natPingsAnswered, flowed                                                                            atomic.Int64
 }
 
 // Stats returns the counters.
@@ -274,7 +295,8 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Anchored: c.anchored.Load()}
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Anchored: c.anchored.Load(),
+		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
 }
 
 // respond sends a locally generated final response.

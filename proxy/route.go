@@ -34,6 +34,7 @@ type target struct {
 	tr    string   // transport: UDP, TCP, TLS
 	q     float64
 	how   via
+	flow  bool // dest is a NAT flow this proxy keeps (flow.go)
 }
 
 // decision is what to do with a request: answer it here, or forward to
@@ -159,8 +160,26 @@ func (p *Proxy) isSelf(u *sip.Uri) bool {
 func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 	// §16.4: Routes naming us are ours to remove (two when we
 	// record-routed twice across transports, RFC 5658).
+	var flowTo *target
 	for r := req.Route(); r != nil && p.isSelf(&r.Address); r = req.Route() {
+		if r.Address.User != "" {
+			// RFC 5626 §5.3: our flow token: the request goes down
+			// the flow, unless it came up that flow (a dialog's
+			// request from the NAT'd party); a token we did not make
+			// gets 403.
+			dest, tr, ok := p.flowTarget(&r.Address)
+			if !ok {
+				return answer(403, "Invalid flow token")
+			}
+			if dest != req.Source() {
+				flowTo = &target{uri: req.Recipient, dest: dest, tr: tr, how: viaURI, flow: true}
+			}
+		}
 		req.RemoveHeader("Route")
+	}
+	if flowTo != nil && req.Route() == nil {
+		p.stats.flowed.Add(1)
+		return decision{groups: [][]target{{*flowTo}}}
 	}
 	// A remaining Route decides the next hop (loose routing).
 	if r := req.Route(); r != nil {
@@ -203,7 +222,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 		if p.cfg.Mode == Redirecting {
 			return decision{code: 302, reason: "Moved Temporarily", contacts: bs}
 		}
-		return decision{groups: bindingGroups(bs, req.Recipient)}
+		return decision{groups: p.bindingGroups(bs, req.Recipient)}
 	}
 	if strings.EqualFold(domain, p.cfg.Domain) {
 		if p.cfg.KnownUser != nil && !p.cfg.KnownUser(aor) {
@@ -263,7 +282,7 @@ func aorOf(u sip.Uri) string {
 // bindingGroups turns bindings into target groups by q, highest first
 // (RFC 3261 §16.6: equal q in parallel, lower q after higher q failed).
 // A binding without q counts as 1.0.
-func bindingGroups(bs []lsp.Binding, ruri sip.Uri) [][]target {
+func (p *Proxy) bindingGroups(bs []lsp.Binding, ruri sip.Uri) [][]target {
 	var ts []target
 	for _, b := range bs {
 		var u sip.Uri
@@ -285,6 +304,16 @@ func bindingGroups(bs []lsp.Binding, ruri sip.Uri) [][]target {
 			continue
 		}
 		t.route = route
+		if len(route) > 0 {
+			// Our own flow first in the Path: straight down it.
+			var pu sip.Uri
+			if _, err := sip.ParseAddressValue(route[0], &pu, nil); err == nil {
+				if dest, tr, ok := p.flowTarget(&pu); ok {
+					t.dest, t.tr, t.route, t.flow = dest, tr, route[1:], true
+					p.stats.flowed.Add(1)
+				}
+			}
+		}
 		if len(route) == 0 && behindNAT(u.Host, b.Received) {
 			// RFC 3581: a NATed UA is reached at the address its REGISTER
 			// came from, not the private one in its Contact.

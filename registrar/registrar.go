@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,13 @@ type Config struct {
 	// beyond it a REGISTER gets 503 with Retry-After at once, so overload
 	// sheds instead of piling up timeouts. Default 2048.
 	MaxInFlight int
+	// Edge, when set, is called for each binding of a REGISTER that came
+	// through a NAT (a private Contact address, another source, no Path
+	// from an edge proxy before us) with the source, the transport and the
+	// binding's expiry (zero when the binding is removed). What it returns
+	// goes first in the binding's Path: the proxy on this listener, as the
+	// edge of the flow (RFC 5626; see proxy.Edge). "" adds nothing.
+	Edge func(source, transport string, until time.Time) string
 	// Logger; default slog.Default(). Tagged component=registrar.
 	Logger *slog.Logger
 }
@@ -235,7 +243,7 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 		// Call-ID/CSeq rule and answer with the AOR's merged bindings.
 		publish := make([]lsp.Binding, len(contacts))
 		for i, c := range contacts {
-			publish[i] = r.binding(c, now, callID.Value(), cseq.SeqNo, path, source)
+			publish[i] = r.binding(c, now, callID.Value(), cseq.SeqNo, path, source, req.Transport())
 		}
 		final, err := reg.Register(ctx, aor, publish...)
 		if errors.Is(err, lsp.ErrOutOfOrder) {
@@ -281,9 +289,12 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 		}
 		if c.expires == 0 {
 			remove = append(remove, id)
+			if r.cfg.Edge != nil && len(path) == 0 && natted(c.binding.Contact, source) {
+				r.cfg.Edge(source, req.Transport(), time.Time{})
+			}
 			continue
 		}
-		publish = append(publish, r.binding(c, now, callID.Value(), cseq.SeqNo, path, source))
+		publish = append(publish, r.binding(c, now, callID.Value(), cseq.SeqNo, path, source, req.Transport()))
 	}
 	if len(publish) > 0 {
 		if err := r.loc.Publish(ctx, aor, publish...); err != nil {
@@ -306,12 +317,41 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 }
 
 // binding completes a parsed contact into the binding to store.
-func (r *Registrar) binding(c contact, now time.Time, callID string, cseq uint32, path []string, source string) lsp.Binding {
+func (r *Registrar) binding(c contact, now time.Time, callID string, cseq uint32, path []string, source, transport string) lsp.Binding {
 	b := c.binding
 	b.Expires = now.Add(c.expires)
 	b.CallID, b.CSeq, b.Path = callID, cseq, path
 	b.Received = source
+	if r.cfg.Edge != nil && len(path) == 0 && natted(b.Contact, source) {
+		if pv := r.cfg.Edge(source, transport, b.Expires); pv != "" {
+			b.Path = []string{pv}
+		}
+	}
 	return b
+}
+
+// SetEdge sets Config.Edge (the proxy sharing the listener is made after
+// the registrar). Call it before serving.
+func (r *Registrar) SetEdge(edge func(source, transport string, until time.Time) string) {
+	r.cfg.Edge = edge
+}
+
+// natted reports whether a Contact names a private (RFC 1918, RFC 6598
+// shared, IPv6 ULA) address other than the source's: its UA is behind a
+// NAT from the registrar.
+func natted(contactURI, source string) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(strings.Trim(contactURI, "<>"), &u); err != nil {
+		return false
+	}
+	ip := net.ParseIP(strings.Trim(u.Host, "[]"))
+	src, _, err := net.SplitHostPort(source)
+	if ip == nil || err != nil {
+		return false
+	}
+	v4 := ip.To4()
+	shared := v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64
+	return (ip.IsPrivate() || shared) && !ip.Equal(net.ParseIP(src))
 }
 
 // supported extensions (Require option tags).

@@ -290,3 +290,62 @@ func TestHybridFallsBackToMirror(t *testing.T) {
 	r2, _ := New(Config{Domain: "a.example", Mode: Hybrid, Location: failing{fmt.Errorf("%w", lsp.ErrUnavailable)}, Logger: quiet()})
 	want(t, do(r2, register(t, alice, "h3", 1, "Contact: <sip:alice@192.0.2.2>")), 503)
 }
+
+// TestNATEdge: a binding registered from behind a NAT (private Contact,
+// another source, no Path) gets the edge's Path first and the edge hears
+// of the flow with the binding's expiry; a public Contact, one behind an
+// edge proxy's Path, and a removal get no Path (a removal ends the flow).
+func TestNATEdge(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	type call struct {
+		source, tr string
+		until      time.Time
+	}
+	var calls []call
+	r.SetEdge(func(source, tr string, until time.Time) string {
+		calls = append(calls, call{source, tr, until})
+		return "<sip:flow@192.0.2.1:5060;lr;ob>"
+	})
+	alice, bob, carol := "sip:alice@a.example", "sip:bob@a.example", "sip:carol@a.example"
+	want(t, do(r, register(t, alice, "n1", 1, "Contact: <sip:alice@192.168.1.11:5060>", "Expires: 600")), 200)
+	bs, _ := r.loc.Lookup(context.Background(), alice)
+	if len(bs) != 1 || len(bs[0].Path) != 1 || bs[0].Path[0] != "<sip:flow@192.0.2.1:5060;lr;ob>" {
+		t.Fatalf("NAT'd binding stored %+v", bs)
+	}
+	if len(calls) != 1 || calls[0].source != "198.51.100.7:40000" || calls[0].tr != "UDP" || time.Until(calls[0].until) < 590*time.Second {
+		t.Fatalf("edge calls %+v", calls)
+	}
+	want(t, do(r, register(t, bob, "n2", 1, "Contact: <sip:bob@203.0.113.5:5060>", "Expires: 600")), 200)
+	want(t, do(r, register(t, carol, "n3", 1, "Contact: <sip:carol@10.0.0.5:5060>", "Expires: 600", "Path: <sip:edge.a.example;lr>")), 200)
+	for _, aor := range []string{bob, carol} {
+		bs, _ := r.loc.Lookup(context.Background(), aor)
+		if len(bs) != 1 || len(bs[0].Path) > 1 || len(bs[0].Path) == 1 && strings.Contains(bs[0].Path[0], "flow@") {
+			t.Fatalf("%s stored %+v", aor, bs)
+		}
+	}
+	if len(calls) != 1 {
+		t.Fatalf("edge called for a public or pathed Contact: %+v", calls)
+	}
+	want(t, do(r, register(t, alice, "n1", 2, "Contact: <sip:alice@192.168.1.11:5060>;expires=0")), 200)
+	if len(calls) != 2 || !calls[1].until.IsZero() {
+		t.Fatalf("removal: edge calls %+v", calls)
+	}
+	for _, c := range []struct {
+		contact, source string
+		want            bool
+	}{
+		{"<sip:a@192.168.1.2:5060>", "198.51.100.7:1", true},
+		{"sip:a@10.1.2.3", "198.51.100.7:1", true},
+		{"sip:a@100.64.1.1", "198.51.100.7:1", true},
+		{"sip:a@[fd00::1]:5060", "[2001:db8::1]:1", true},
+		{"sip:a@192.168.1.2", "192.168.1.2:5060", false},
+		{"sip:a@198.51.100.8", "198.51.100.7:1", false},
+		{"sip:a@host.example", "198.51.100.7:1", false},
+		{"not a uri", "198.51.100.7:1", false},
+		{"sip:a@192.168.1.2", "garbage", false},
+	} {
+		if got := natted(c.contact, c.source); got != c.want {
+			t.Errorf("natted(%q, %q) = %v", c.contact, c.source, got)
+		}
+	}
+}

@@ -32,8 +32,9 @@ type BedNet struct {
 
 // StartBedNet creates a testnet in dir for bed (spec's Dir and Nodes are
 // set here) and starts its nodes with exe (an lsnode binary); their logs go
-// to logs. Close the bed to stop them.
-func StartBedNet(ctx context.Context, bed *Bed, dir, exe string, spec Spec, logs io.Writer) (*BedNet, error) {
+// to logs. edit, when set, may change node i's config before it starts.
+// Close the bed to stop them.
+func StartBedNet(ctx context.Context, bed *Bed, dir, exe string, spec Spec, logs io.Writer, edit func(i int, c *node.Config)) (*BedNet, error) {
 	hosts := bed.Public()
 	for j := range bed.Routers {
 		if behind := bed.Behind(j); len(behind) > 0 {
@@ -74,6 +75,25 @@ func StartBedNet(ctx context.Context, bed *Bed, dir, exe string, spec Spec, logs
 		}
 		for k := range c.Overlay.Bootstrap {
 			c.Overlay.Bootstrap[k] = rewrite(c.Overlay.Bootstrap[k])
+		}
+		// SIP, TURN and HTTP listen on the host's address; a domain's
+		// node anchors the media of NAT'd parties on its RTP relay.
+		onHost := func(a string) string {
+			if strings.HasPrefix(a, "127.0.0.1:") {
+				return hosts[i].IP + strings.TrimPrefix(a, "127.0.0.1")
+			}
+			return a
+		}
+		c.SIP, c.SIPTLS, c.TURN, c.HTTP = onHost(c.SIP), onHost(c.SIPTLS), onHost(c.TURN), onHost(c.HTTP)
+		m.Nodes[i].SIP, m.Nodes[i].SIPTLS, m.Nodes[i].TURN, m.Nodes[i].HTTP = c.SIP, c.SIPTLS, c.TURN, c.HTTP
+		if c.Domain != "" && c.SIP != "" {
+			c.Relay.MediaIP = hosts[i].IP
+			if c.Proxy.Media == "" {
+				c.Proxy.Media = "auto"
+			}
+		}
+		if edit != nil {
+			edit(i, c)
 		}
 		// Behind a NAT, AutoNAT finds the node private: it reserves a
 		// relay on the public members, which serve as relays.

@@ -3,10 +3,13 @@ package testnet_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +28,13 @@ import (
 // TestMain runs this test binary as the NAT'd peer of TestNetnsBed when
 // the test starts it inside a testbed namespace (LSNODE_BED_PEER set).
 func TestMain(m *testing.M) {
+	if os.Getenv("LSNODE_BED_RTP") != "" {
+		if err := rtpPeer(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "rtp peer:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("LSNODE_BED_PEER") != "" {
 		if err := bedPeer(); err != nil {
 			report(map[string]any{"event": "error", "error": err.Error()})
@@ -109,7 +119,7 @@ func bedPeer() error {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("the target announced no relayed address: %v (last FIND_PEER: %v)", ctx.Err(), err)
-			case <-time.After(time.Second):
+			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}
@@ -271,6 +281,69 @@ func publicAddrs(h interface{ Addrs() []ma.Multiaddr }) []ma.Multiaddr {
 	return out
 }
 
+// rtpResult is what an RTP peer of TestNetnsBed's call saw.
+type rtpResult struct {
+	Sent     int      `json:"sent"`
+	Received int      `json:"received"`
+	From     []string `json:"from"` // source addresses of what it received
+}
+
+// rtpPeer is a call party's media (args: local port, out file, remote IP,
+// remote port; started by sipp on the call's answer): 100 RTP packets of
+// PCMU every 20 ms from the local port to the remote address, counting
+// what comes back until 1 s after the last; the result goes to the out
+// file as JSON.
+func rtpPeer(args []string) error {
+	if len(args) != 4 {
+		return fmt.Errorf("want LOCAL-PORT OUT-FILE REMOTE-IP REMOTE-PORT, got %q", args)
+	}
+	local, out := args[0], args[1]
+	remote, err := net.ResolveUDPAddr("udp4", net.JoinHostPort(args[2], args[3]))
+	if err != nil {
+		return err
+	}
+	c, err := net.ListenPacket("udp4", ":"+local)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var res rtpResult
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n >= 12 && buf[0]>>6 == 2 {
+				res.Received++
+				if a := from.String(); !slices.Contains(res.From, a) {
+					res.From = append(res.From, a)
+				}
+			}
+		}
+	}()
+	pkt := make([]byte, 12+160)
+	pkt[0], pkt[1] = 0x80, 0 // RTP v2, PCMU
+	ssrc := uint32(time.Now().UnixNano())
+	for i := 0; i < 100; i++ {
+		binary.BigEndian.PutUint16(pkt[2:], uint16(i))
+		binary.BigEndian.PutUint32(pkt[4:], uint32(i*160))
+		binary.BigEndian.PutUint32(pkt[8:], ssrc)
+		if _, err := c.WriteTo(pkt, remote); err == nil {
+			res.Sent++
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	c.Close()
+	<-done
+	b, _ := json.Marshal(res)
+	return os.WriteFile(out, b, 0o644)
+}
+
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func isCircuit(a ma.Multiaddr) bool {
@@ -302,8 +375,10 @@ func relaysOf(addrs []ma.Multiaddr) []string {
 
 // startBedPeer runs bedPeer in h's namespace and returns its events.
 type bedPeerProc struct {
-	events chan peerEvent
-	stdin  interface{ Write([]byte) (int, error) }
+	events  chan peerEvent
+	stdin   interface{ Write([]byte) (int, error) }
+	cmd     *exec.Cmd
+	started time.Time
 }
 
 func (p *bedPeerProc) next(t *testing.T, event string, timeout time.Duration) peerEvent {

@@ -30,6 +30,10 @@ type BedSpec struct {
 	Public int
 	// NATs lists, per NAT router, how many hosts sit behind it.
 	NATs []int
+	// UDPTimeout, when set, is how long the NAT routers keep an idle UDP
+	// mapping (conntrack; Linux's default is 30 s, 120 s once both ways
+	// have seen traffic), whole seconds.
+	UDPTimeout time.Duration
 }
 
 // Host is one host of a testbed: a network namespace.
@@ -149,6 +153,11 @@ func NewBed(ctx context.Context, spec BedSpec) (b *Bed, err error) {
 		if err := b.sh(ctx, r.NS, "ip link add lan type bridge", "ip addr add "+lan+".1/24 dev lan", "ip link set lan up",
 			"sysctl -qw net.ipv4.ip_forward=1"); err != nil {
 			return nil, err
+		}
+		if sec := int(spec.UDPTimeout.Seconds()); sec > 0 {
+			if err := b.sh(ctx, r.NS, fmt.Sprintf("sysctl -qw net.netfilter.nf_conntrack_udp_timeout=%d net.netfilter.nf_conntrack_udp_timeout_stream=%d", sec, sec)); err != nil {
+				return nil, err
+			}
 		}
 		if err := b.nft(ctx, r.NS, natRules); err != nil {
 			return nil, err

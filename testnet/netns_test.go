@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -44,7 +46,7 @@ func TestNetnsBed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	bed, err := testnet.NewBed(ctx, testnet.BedSpec{Public: 6, NATs: []int{2, 10}})
+	bed, err := testnet.NewBed(ctx, testnet.BedSpec{Public: 6, NATs: []int{2, 10}, UDPTimeout: natUDPTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,11 @@ func TestNetnsBed(t *testing.T) {
 	pub := bed.Public()
 	// Nodes 0-5 on the public hosts, nodes 6 and 7 behind NAT 0 and NAT 1.
 	nw, err := testnet.StartBedNet(ctx, bed, t.TempDir(), exe,
-		testnet.Spec{Overlay: "bed", GossipInterval: 200 * time.Millisecond, FailAfter: 2 * time.Second}, os.Stderr)
+		testnet.Spec{Overlay: "bed", GossipInterval: 200 * time.Millisecond, FailAfter: 2 * time.Second}, os.Stderr,
+		func(_ int, c *node.Config) {
+			// Keepalives well inside the NATs' short UDP timeout.
+			c.Proxy.NATKeepalive = node.Duration(natUDPTimeout / 4)
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +131,9 @@ func TestNetnsBed(t *testing.T) {
 			t.Errorf("concurrent lookups from behind one NAT: %v", err)
 		}
 	}
-	natLookups(t, ctx, nw, bed.Behind(1)[1], natted.IP+":5060")
+	peer := startNATPeer(t, ctx, nw, bed.Behind(1)[1], natted.IP+":5060")
+	natCall(t, ctx, nw)
+	natLookups(t, ctx, nw, peer)
 
 	t.Logf("testbed: %d public hosts, %d NATs (%d hosts behind them): namespaces and links in %v, overlay converged %v after start, NAT'd client node joined %v after start; "+
 		"lookup from behind NAT (CLI process, dial through the NAT included) %v",
@@ -154,9 +162,10 @@ func haveTools(tools ...string) bool {
 	return true
 }
 
-// natLookups runs the NAT'd peer (bedPeer) on h, behind the other NAT from
-// the NAT'd lsnode behind NAT 0, and checks and logs what it reports.
-func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, h testnet.Host, want string) {
+// startNATPeer starts the NAT'd peer (bedPeer) on h, behind the other NAT
+// from the NAT'd lsnode behind NAT 0; it polls for that node's relayed
+// addresses from the start, so "found" dates its reservation.
+func startNATPeer(t *testing.T, ctx context.Context, nw *testnet.BedNet, h testnet.Host, want string) *bedPeerProc {
 	pub := len(nw.Bed.Public())
 	target := nw.Manifest.Nodes[pub] // the NAT'd lsnode behind NAT 0
 	var boots []string
@@ -180,7 +189,7 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, h testnet
 	if err := nw.Bed.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
-	p := &bedPeerProc{events: make(chan peerEvent, 16), stdin: stdin}
+	p := &bedPeerProc{events: make(chan peerEvent, 16), stdin: stdin, cmd: cmd, started: started}
 	go func() {
 		defer close(p.events)
 		sc := bufio.NewScanner(stdout)
@@ -191,9 +200,17 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, h testnet
 			}
 		}
 	}()
-	p.next(t, "joined", time.Minute)
+	return p
+}
+
+// natLookups checks and logs what the NAT'd peer reports.
+func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPeerProc) {
+	pub := len(nw.Bed.Public())
+	cmd, started := p.cmd, p.started
+	joined := p.next(t, "joined", time.Minute)
 	found := p.next(t, "found", 3*time.Minute)
-	sinceStart := time.Since(nw.Started(pub))
+	// When the NAT'd lsnode had reserved relays (within the peer's poll).
+	sinceStart := started.Add(time.Duration(found.Ms * float64(time.Millisecond))).Sub(nw.Started(pub))
 	// AutoNAT has found the NAT'd lsnode private (it reserved relays):
 	// still no member.
 	if err := nw.WaitSize(ctx, 0, pub, time.Second); err != nil {
@@ -220,7 +237,7 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, h testnet
 	if err := nw.Kill(victim); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(stdin, "killed %s\n", nw.Manifest.Nodes[victim].PeerID)
+	fmt.Fprintf(p.stdin, "killed %s\n", nw.Manifest.Nodes[victim].PeerID)
 	re := p.next(t, "rereserved", 3*time.Minute)
 	if slices.Contains(re.Relays, nw.Manifest.Nodes[victim].PeerID) {
 		t.Fatalf("still announces the killed relay: %v", re.Relays)
@@ -228,9 +245,129 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, h testnet
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("NAT'd peer: %v", err)
 	}
-	t.Logf("NAT'd lsnode (AutoNAT auto): relayed address found %v after its start (peer's FIND_PEER polls every 1 s; peer started %v after it); relays %v",
-		sinceStart.Round(100*time.Millisecond), started.Sub(nw.Started(pub)).Round(100*time.Millisecond), found.Relays)
+	t.Logf("NAT'd lsnode (AutoNAT auto): relayed addresses found %v after its start (FIND_PEER every 250 ms from a peer that started %v after it and joined in %.0f ms); relays %v",
+		sinceStart.Round(100*time.Millisecond), started.Sub(nw.Started(pub)).Round(100*time.Millisecond), joined.Ms, found.Relays)
 	t.Logf("lookup through the NAT'd lsnode from behind the other NAT: relayed p50 %.2f ms p99 %.2f ms (n=%d); hole-punched p50 %.2f ms p99 %.2f ms (n=%d); direct connection %.0f ms after the relayed one (%s)",
 		pctl(relayed.Lookups, 0.5), pctl(relayed.Lookups, 0.99), len(relayed.Lookups), pctl(punched.Lookups, 0.5), pctl(punched.Lookups, 0.99), len(punched.Lookups), direct.Ms, direct.Addr)
 	t.Logf("relay %d killed: re-reserved and reachable through %v in %.0f ms", victim, re.Relays, re.Ms)
+}
+
+// natUDPTimeout: the testbed's NATs forget an idle UDP mapping after 4 s.
+const natUDPTimeout = 4 * time.Second
+
+// natCall: a sipp UA behind NAT 0 registers with a.example's node (its
+// Contact private); after twice the NATs' UDP timeout of idleness (the
+// proxy's keepalives must hold its mapping) a sipp UA behind NAT 1 calls
+// it through b.example's node, authenticated as a b.example user. The
+// INVITE finds the binding in the overlay and follows its Path to
+// a.example's node, which sends it down the registered flow; RTP then
+// flows both ways through the media relay, between parties that cannot
+// reach each other.
+func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
+	m := nw.Manifest
+	var aIdx, bIdx = -1, -1
+	for i, n := range m.Nodes[:len(nw.Bed.Public())] {
+		switch {
+		case n.Domain == "a.example" && aIdx < 0:
+			aIdx = i
+		case n.Domain == "b.example" && bIdx < 0:
+			bIdx = i
+		}
+	}
+	if aIdx < 0 || bIdx < 0 {
+		t.Fatalf("no public a.example and b.example nodes: %+v", m.Nodes)
+	}
+	callee, caller := domainUser(m, "a.example", 1), domainUser(m, "b.example", 0)
+	calleeUser := strings.TrimPrefix(strings.Split(callee.AOR, "@")[0], "sip:")
+	callerUser := strings.TrimPrefix(strings.Split(caller.AOR, "@")[0], "sip:")
+	calleeHost, callerHost := nw.Bed.Behind(0)[1], nw.Bed.Behind(1)[3]
+	dir := t.TempDir()
+	rtpOut := func(who string) string { return filepath.Join(dir, "rtp-"+who+".json") }
+	for _, f := range []struct{ name, who string }{
+		{"nat-callee.xml", ""}, {"nat-callee-ooc.xml", "callee"}, {"nat-caller.xml", "caller"}} {
+		b, err := os.ReadFile(filepath.Join("testdata/sipp", f.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := map[string]int{"callee": 30000, "caller": 30002}[f.who]
+		s := strings.ReplaceAll(string(b), "RTP_PORT", fmt.Sprint(port))
+		s = strings.ReplaceAll(s, "RTP_CMD", fmt.Sprintf("env LSNODE_BED_RTP=1 %s %d %s", os.Args[0], port, rtpOut(f.who)))
+		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sipp := func(ctx context.Context, h testnet.Host, args ...string) *exec.Cmd {
+		cmd := nw.Bed.Command(ctx, h, "sipp", append(args, "-i", h.IP, "-p", "5060", "-m", "1", "-nostdin",
+			"-trace_err", "-error_file", filepath.Join(dir, h.Name+"-errors.log"))...)
+		cmd.Dir = dir
+		return cmd
+	}
+	reg := sipp(ctx, calleeHost, m.Nodes[aIdx].SIP, "-sf", "nat-callee.xml", "-oocsf", "nat-callee-ooc.xml",
+		"-au", callee.Username, "-ap", callee.Password, "-key", "user", calleeUser, "-key", "domain", "a.example")
+	var regOut strings.Builder
+	reg.Stdout, reg.Stderr = &regOut, &regOut
+	if err := nw.Bed.Start(reg); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			errs, _ := os.ReadFile(filepath.Join(dir, calleeHost.Name+"-errors.log"))
+			t.Logf("callee sipp:\n%s\nerrors:\n%s", tail([]byte(regOut.String())), tail(errs))
+		}
+	}()
+	// Registered: any node finds the binding, with its Path.
+	var binding string
+	waitFor(t, 15*time.Second, "the NAT'd UA's binding", func() error {
+		out, err := nw.Run(ctx, nw.Hosts[2], "lookup", "--config", nw.Configs[2], callee.AOR)
+		if err != nil || !strings.Contains(out, calleeHost.IP) {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		binding = out
+		return nil
+	})
+	if !strings.Contains(binding, nw.Bed.Routers[0].IP) || !strings.Contains(binding, `"path"`) {
+		t.Fatalf("the binding of a NAT'd UA has no received address of its NAT or no Path:\n%s", binding)
+	}
+	idle := 2 * natUDPTimeout
+	time.Sleep(idle)
+	st := time.Now()
+	// sipp's own -timeout does not end a call stuck waiting for an answer.
+	callCtx, cancelCall := context.WithTimeout(ctx, time.Minute)
+	defer cancelCall()
+	call := sipp(callCtx, callerHost, m.Nodes[bIdx].SIP, "-sf", "nat-caller.xml", "-s", calleeUser,
+		"-key", "cdomain", "a.example", "-key", "caller", callerUser, "-key", "mydomain", "b.example",
+		"-au", caller.Username, "-ap", caller.Password, "-timeout", "40s")
+	if out, err := call.CombinedOutput(); err != nil {
+		errs, _ := os.ReadFile(filepath.Join(dir, callerHost.Name+"-errors.log"))
+		cerrs, _ := os.ReadFile(filepath.Join(dir, calleeHost.Name+"-errors.log"))
+		t.Fatalf("call from behind NAT 1 to the UA behind NAT 0: %v\n%s\ncaller errors:\n%s\ncallee errors:\n%s\ncallee:\n%s",
+			err, tail(out), tail(errs), tail(cerrs), tail([]byte(regOut.String())))
+	}
+	callTime := time.Since(st)
+	// Both parties' RTP went through a relay on a public host.
+	public := map[string]bool{}
+	for _, h := range nw.Bed.Public() {
+		public[h.IP] = true
+	}
+	var res [2]rtpResult
+	for i, who := range []string{"callee", "caller"} {
+		waitFor(t, 10*time.Second, who+"'s RTP result", func() error {
+			b, err := os.ReadFile(rtpOut(who))
+			if err != nil {
+				return err
+			}
+			return json.Unmarshal(b, &res[i])
+		})
+		r := res[i]
+		if r.Received < 50 {
+			t.Fatalf("%s received %d of the other party's 100 RTP packets (sent %d): %+v", who, r.Received, r.Sent, r)
+		}
+		for _, from := range r.From {
+			if host, _, _ := net.SplitHostPort(from); !public[host] {
+				t.Fatalf("%s received RTP from %s, not from a relay on a public host", who, from)
+			}
+		}
+	}
+	t.Logf("NAT'd call: registered behind NAT 0, idle %v (NAT UDP timeout %v, keepalive every %v), call through b.example's node and the flow took %v (sipp run); RTP received callee %d/100 from %v, caller %d/100 from %v",
+		idle, natUDPTimeout, natUDPTimeout/4, callTime.Round(time.Millisecond), res[0].Received, res[0].From, res[1].Received, res[1].From)
 }

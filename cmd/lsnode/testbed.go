@@ -13,14 +13,14 @@ import (
 )
 
 // cmdTestbed builds a network-namespace testbed, runs a testnet's nodes on
-// it as processes (public hosts as members, one client node behind each
+// it as processes (public hosts as members and relays, one node behind each
 // NAT), prints where everything is and runs until interrupted; then it
 // removes every namespace and process it made.
 func cmdTestbed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("testbed", stderr)
 	dir := fs.String("dir", "", "directory for the testnet's files (created)")
 	public := fs.Int("public", 4, "public hosts (one member node each)")
-	nats := fs.String("nats", "1,1", "hosts behind each NAT router, comma-separated (the first of each runs a client node)")
+	nats := fs.String("nats", "1,1", "hosts behind each NAT router, comma-separated (the first of each runs a node, private by AutoNAT)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func cmdTestbed(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer bed.Close()
-	nw, err := testnet.StartBedNet(ctx, bed, *dir, exe, testnet.Spec{Overlay: "testbed"}, stderr)
+	nw, err := testnet.StartBedNet(ctx, bed, *dir, exe, testnet.Spec{Overlay: "testbed"}, stderr, nil)
 	if err != nil {
 		return err
 	}
