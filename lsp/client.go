@@ -161,6 +161,33 @@ func (c *Client) OverlaySize(ctx context.Context) (int, error) {
 	return int(reply.Count), nil
 }
 
+// NodeInfo is what a node tells about itself (Client.Info).
+type NodeInfo struct {
+	Size         int      // its estimate of the overlay's size
+	Reachability string   // "public", "private" or "unknown" ("" from older nodes)
+	Relayed      []string // its circuit relay addresses (reservations)
+}
+
+// Info asks the server for its overlay size estimate, its reachability
+// and its relayed addresses.
+func (c *Client) Info(ctx context.Context) (NodeInfo, error) {
+	reply, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgInfo})
+	if err != nil {
+		return NodeInfo{}, err
+	}
+	info := NodeInfo{Size: int(reply.Count)}
+	for _, kv := range reply.AORs {
+		k, v, _ := strings.Cut(kv, " ")
+		switch k {
+		case "reachability":
+			info.Reachability = v
+		case "relayed":
+			info.Relayed = append(info.Relayed, v)
+		}
+	}
+	return info, nil
+}
+
 // Relays asks the server which relays the overlay announces: TURN URIs by
 // peer ID.
 func (c *Client) Relays(ctx context.Context) (map[string][]string, error) {

@@ -801,7 +801,16 @@ func (s *Service) handleClient(ctx context.Context, from peer.ID, m *message) *m
 		reply.Certs = flatten(chains)
 		return reply
 	case msgInfo:
-		return &message{Type: msgReply, Count: uint64(s.ov.Size())}
+		// The size in Count; "key value" facts about this node in AORs
+		// (older clients read only Count).
+		reply := &message{Type: msgReply, Count: uint64(s.ov.Size()),
+			AORs: []string{"reachability " + strings.ToLower(s.ov.Reachability().String())}}
+		for _, a := range s.ov.RelayedAddrs() {
+			if len(reply.AORs) < maxAORs {
+				reply.AORs = append(reply.AORs, "relayed "+a.String())
+			}
+		}
+		return reply
 	case msgRelays:
 		reply := &message{Type: msgReply}
 		for id, svcs := range s.ov.Services() {

@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -164,6 +165,12 @@ func (m *members) warm(ctx context.Context) {
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, m.o.cfg.FailAfter)
 			defer cancel()
+			if !m.isSeen(p) {
+				// Never reached: our own backoff (queueDialLocked)
+				// spaces the attempts, not the swarm's 5 s after a
+				// refused dial (a member still starting up).
+				m.o.clearDialBackoff(p)
+			}
 			if m.o.host.Connect(dctx, peer.AddrInfo{ID: p}) != nil {
 				return
 			}
@@ -172,6 +179,13 @@ func (m *members) warm(ctx context.Context) {
 			}
 			m.markSeen(p)
 		}()
+	}
+}
+
+// clearDialBackoff drops the swarm's dial backoff for p.
+func (o *Overlay) clearDialBackoff(p peer.ID) {
+	if b, ok := o.host.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+		b.Backoff().Clear(p)
 	}
 }
 
@@ -189,6 +203,12 @@ func (m *members) pickLocked() peer.ID {
 		ai := boots[m.rng.IntN(len(boots))]
 		if ai.ID != m.self {
 			m.o.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+			if len(cands) == 0 {
+				// Alone: retry a bootstrap peer every round, not after
+				// the swarm's 5 s backoff from a refused dial (nodes
+				// started together, the bootstrap peer a moment later).
+				m.o.clearDialBackoff(ai.ID)
+			}
 			return ai.ID
 		}
 	}

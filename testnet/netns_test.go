@@ -211,8 +211,16 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPee
 	found := p.next(t, "found", 3*time.Minute)
 	// When the NAT'd lsnode had reserved relays (within the peer's poll).
 	sinceStart := started.Add(time.Duration(found.Ms * float64(time.Millisecond))).Sub(nw.Started(pub))
-	// AutoNAT has found the NAT'd lsnode private (it reserved relays):
-	// still no member.
+	// AutoNAT has found the NAT'd lsnode private, it says so with its
+	// relayed addresses, and it is still no member.
+	out, err := nw.Run(ctx, nw.Hosts[pub], "status", "--config", nw.Configs[pub])
+	if err != nil || !strings.Contains(out, `"reachability": "private"`) || !strings.Contains(out, "/p2p-circuit") ||
+		!strings.Contains(out, `"answered_by": "`+nw.Manifest.Nodes[pub].PeerID) {
+		t.Fatalf("status of the NAT'd lsnode: %v\n%s", err, out)
+	}
+	if out, err := nw.Run(ctx, nw.Hosts[0], "status", "--config", nw.Configs[0]); err != nil || !strings.Contains(out, `"reachability": "public"`) {
+		t.Fatalf("status of a public member: %v\n%s", err, out)
+	}
 	if err := nw.WaitSize(ctx, 0, pub, time.Second); err != nil {
 		t.Fatalf("after AutoNAT: %v", err)
 	}

@@ -533,12 +533,16 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer done()
-	size, err := c.lsp.OverlaySize(ctx)
+	info, err := c.lsp.Info(ctx)
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, map[string]any{"node": cfg.Name, "overlay": cfg.Overlay.Name,
-		"answered_by": c.server.String(), "size_estimate": size})
+	out := map[string]any{"node": cfg.Name, "overlay": cfg.Overlay.Name,
+		"answered_by": c.server.String(), "size_estimate": info.Size, "reachability": info.Reachability}
+	if len(info.Relayed) > 0 {
+		out["relayed_addrs"] = info.Relayed
+	}
+	return printJSON(stdout, out)
 }
 
 func cmdRelays(ctx context.Context, args []string, stdout, stderr io.Writer) error {
