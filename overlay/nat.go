@@ -44,7 +44,9 @@ func (o *Overlay) natOptions() []libp2p.Option {
 			libp2p.EnableAutoRelayWithPeerSource(o.relayCandidates,
 				autorelay.WithMinCandidates(1),
 				autorelay.WithBootDelay(5*step),
-				autorelay.WithMinInterval(5*step),
+				// The peer source is the local membership view: cheap
+				// to ask again, and empty for the first gossip round.
+				autorelay.WithMinInterval(step),
 				autorelay.WithBackoff(30*step)))
 		if r.Reachability == ReachPrivate {
 			opts = append(opts, libp2p.ForceReachabilityPrivate())

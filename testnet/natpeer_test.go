@@ -160,7 +160,7 @@ func bedPeer() error {
 		defer c.Close()
 		return lookups(c, n)
 	}
-	rl, err := viaRelay(relayed, 20)
+	rl, err := viaRelay(relayed, 200)
 	if err != nil {
 		return err
 	}
@@ -174,6 +174,7 @@ func bedPeer() error {
 	if err != nil {
 		return err
 	}
+	st2 := time.Now()
 	ov2, err := overlay.New(ctx, overlay.Config{Name: cfg.Overlay.Name, Identity: key2, Reachability: overlay.ReachPrivate,
 		ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip})
 	if err != nil {
@@ -184,6 +185,16 @@ func bedPeer() error {
 		return err
 	}
 	h := ov2.Host()
+	// Reachability private (no AutoNAT): how soon it holds a relay
+	// reservation of its own.
+	for len(ov2.RelayedAddrs()) == 0 {
+		select {
+		case <-ctx.Done():
+			return errors.New("the second NAT'd node (reachability private) reserved no relay")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	report(peerEvent{Event: "reserved", Ms: msf(time.Since(st2))})
 	// Hole punching starts once the members have told it its public
 	// (NAT) address.
 	for i := 0; i < 300 && len(publicAddrs(h)) == 0; i++ {
@@ -219,7 +230,7 @@ func bedPeer() error {
 	if err != nil {
 		return err
 	}
-	dl, err := lookups(c, 20)
+	dl, err := lookups(c, 200)
 	c.Close()
 	if err != nil {
 		return err

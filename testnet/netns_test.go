@@ -225,6 +225,7 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPee
 		t.Fatalf("after AutoNAT: %v", err)
 	}
 	relayed := p.next(t, "relayed", time.Minute)
+	reserved := p.next(t, "reserved", time.Minute)
 	direct := p.next(t, "direct", time.Minute)
 	// The direct connection goes to NAT 0's address: through both NATs.
 	if !strings.Contains(direct.Addr, "/ip4/"+nw.Bed.Routers[0].IP+"/") {
@@ -257,6 +258,7 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPee
 		sinceStart.Round(100*time.Millisecond), started.Sub(nw.Started(pub)).Round(100*time.Millisecond), joined.Ms, found.Relays)
 	t.Logf("lookup through the NAT'd lsnode from behind the other NAT: relayed p50 %.2f ms p99 %.2f ms (n=%d); hole-punched p50 %.2f ms p99 %.2f ms (n=%d); direct connection %.0f ms after the relayed one (%s)",
 		pctl(relayed.Lookups, 0.5), pctl(relayed.Lookups, 0.99), len(relayed.Lookups), pctl(punched.Lookups, 0.5), pctl(punched.Lookups, 0.99), len(punched.Lookups), direct.Ms, direct.Addr)
+	t.Logf("a node with reachability private (no AutoNAT) held a relay reservation %.0f ms after its start", reserved.Ms)
 	t.Logf("relay %d killed: re-reserved and reachable through %v in %.0f ms", victim, re.Relays, re.Ms)
 }
 
