@@ -5,10 +5,20 @@ TESTNET  ?= .testnet
 NODES    ?= 5
 DOMAINS  ?= a.example,b.example
 
-.PHONY: build test run bench soak chaos lint fuzz clean
+PREFIX   ?= /usr/local
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: build install test run bench soak chaos lint fuzz clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/lsnode
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/lsnode
+
+# The binary, and the systemd unit (packaging/lsnode.service: runs
+# 'lsnode run --config /etc/lsnode/node.json' as user lsnode, state in
+# /var/lib/lsnode). DESTDIR for staging a package.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lsnode
+	install -D -m 0644 packaging/lsnode.service $(DESTDIR)/etc/systemd/system/lsnode.service
 
 # Everything under the race detector, the 24-node testnet tests included; one
 # package at a time (the chaos and soak tests load both cores on their own).
@@ -52,6 +62,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzAdmission -fuzztime $(FUZZTIME) ./overlay/
 	$(GO) test -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME) ./registrar/
 	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzFlowToken -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzRewriteSDP -fuzztime $(FUZZTIME) ./relay/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeControl -fuzztime $(FUZZTIME) ./relay/
 

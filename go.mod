@@ -16,6 +16,8 @@ require (
 	github.com/multiformats/go-multiaddr v0.16.1
 	github.com/pion/logging v0.2.4
 	github.com/pion/turn/v3 v3.0.3
+	github.com/prometheus/client_golang v1.24.1
+	github.com/prometheus/client_model v0.6.2
 	google.golang.org/protobuf v1.36.11
 )
 
@@ -95,8 +97,6 @@ require (
 	github.com/pion/turn/v4 v4.0.2 // indirect
 	github.com/pion/webrtc/v4 v4.1.2 // indirect
 	github.com/polydawn/refmt v0.90.0 // indirect
-	github.com/prometheus/client_golang v1.24.1 // indirect
-	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.70.1 // indirect
 	github.com/prometheus/procfs v0.21.1 // indirect
 	github.com/quic-go/qpack v0.6.0 // indirect

@@ -47,7 +47,8 @@ type regOutcome struct {
 }
 
 // Register implements Registry.
-func (s *Service) Register(ctx context.Context, aor string, bindings ...Binding) ([]Binding, error) {
+func (s *Service) Register(ctx context.Context, aor string, bindings ...Binding) (_ []Binding, err error) {
+	defer s.observe("register", time.Now(), &err)
 	es, err := build(s.cfg.Credential, &s.clk, aor, bindings)
 	if err != nil {
 		return nil, err

@@ -64,6 +64,9 @@ type Config struct {
 	PeerBurst int
 	// Logger; default slog.Default(). Tagged with component=lsp.
 	Logger *slog.Logger
+	// Observe, when set, is told of every Publish, Lookup, Remove and
+	// Register: the operation's name, how long it took and its error.
+	Observe func(op string, d time.Duration, err error)
 
 	// fault, in tests, makes this replica misbehave: a non-nil reply
 	// replaces the honest one.
@@ -266,8 +269,28 @@ func (s *Service) handleStream(st network.Stream, h func(context.Context, peer.I
 
 // --- public API ---
 
+// observe reports an operation to Config.Observe.
+func (s *Service) observe(op string, start time.Time, err *error) {
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(op, time.Since(start), *err)
+	}
+}
+
+// StoreStats returns what this replica holds: AORs, entries (tombstones
+// included) and their encoded bytes.
+func (s *Service) StoreStats() (records, entries int, bytes int64) {
+	s.store.mu.RLock()
+	defer s.store.mu.RUnlock()
+	for _, u := range s.store.signers {
+		entries += u.n
+		bytes += int64(u.bytes)
+	}
+	return len(s.store.recs), entries, bytes
+}
+
 // Publish implements LocationService.
-func (s *Service) Publish(ctx context.Context, aor string, bindings ...Binding) error {
+func (s *Service) Publish(ctx context.Context, aor string, bindings ...Binding) (err error) {
+	defer s.observe("publish", time.Now(), &err)
 	es, err := prepare(s.cfg.Credential, &s.clk, aor, bindings)
 	if err != nil {
 		return err
@@ -277,7 +300,8 @@ func (s *Service) Publish(ctx context.Context, aor string, bindings ...Binding) 
 }
 
 // Lookup implements LocationService.
-func (s *Service) Lookup(ctx context.Context, aor string) ([]Binding, error) {
+func (s *Service) Lookup(ctx context.Context, aor string) (_ []Binding, err error) {
+	defer s.observe("lookup", time.Now(), &err)
 	canon, err := Canonical(aor)
 	if err != nil {
 		return nil, err
@@ -293,7 +317,8 @@ func (s *Service) Lookup(ctx context.Context, aor string) ([]Binding, error) {
 }
 
 // Remove implements LocationService.
-func (s *Service) Remove(ctx context.Context, aor string, ids ...string) error {
+func (s *Service) Remove(ctx context.Context, aor string, ids ...string) (err error) {
+	defer s.observe("remove", time.Now(), &err)
 	if s.cfg.Credential == nil {
 		return ErrNoCredential
 	}

@@ -64,6 +64,11 @@ type Config struct {
 	SIPTLS string `json:"sip_tls,omitempty"`
 	TURN   string `json:"turn,omitempty"`
 	HTTP   string `json:"http,omitempty"`
+	// Admin (host:port) serves /metrics (Prometheus), /healthz and /readyz;
+	// AdminPprof adds /debug/pprof/. Keep it on loopback or a management
+	// network: it has no authentication.
+	Admin      string `json:"admin,omitempty"`
+	AdminPprof bool   `json:"admin_pprof,omitempty"`
 
 	// LogLevel: debug, info, warn, error. Default info.
 	LogLevel string `json:"log_level,omitempty"`

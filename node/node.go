@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/metrics"
 	"github.com/lsnode/lsnode/overlay"
 	"github.com/lsnode/lsnode/proxy"
 	"github.com/lsnode/lsnode/registrar"
@@ -49,6 +51,12 @@ type Node struct {
 	stopControl func() // media relay control protocol
 	http        *http.Server
 	httpLn      net.Listener
+	metrics     *metrics.Metrics
+	// metricsReady is metrics once made: the location service observes
+	// from its own goroutines before then.
+	metricsReady atomic.Pointer[metrics.Metrics]
+	admin        *http.Server
+	adminLn      net.Listener
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -131,6 +139,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		PeerRate:          cfg.LSP.PeerRate,
 		PeerBurst:         cfg.LSP.PeerBurst,
 		Logger:            log,
+		Observe:           func(op string, d time.Duration, err error) { nd.observe(op, d, err) },
 	})
 	if err != nil {
 		return nil, err
@@ -177,9 +186,26 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 			return nil, err
 		}
 	}
+	nd.metrics = nd.newMetrics()
+	nd.metricsReady.Store(nd.metrics)
+	if cfg.Admin != "" {
+		if err := nd.startAdmin(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	log.Info("node up", "peer", n.overlay.ID(), "addrs", n.overlay.Addrs(), "domain", cfg.Domain, "sip", cfg.SIP)
 	return n, nil
 }
+
+// observe feeds the metrics' latency histograms (set once the node is up).
+func (n *Node) observe(op string, d time.Duration, err error) {
+	if m := n.metricsReady.Load(); m != nil {
+		m.Observe(op, d, err)
+	}
+}
+
+// Metrics returns the node's metrics registry.
+func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 
 // Config returns the node's config.
 func (n *Node) Config() *Config { return n.cfg }
@@ -430,6 +456,9 @@ func (n *Node) Close() error {
 	}
 	if n.http != nil {
 		errs = append(errs, n.http.Close())
+	}
+	if n.admin != nil {
+		errs = append(errs, n.admin.Close())
 	}
 	if n.relay != nil {
 		errs = append(errs, n.relay.Close())

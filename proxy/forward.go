@@ -32,6 +32,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		if res := p.cfg.Authorize(req); res != nil {
 			p.stats.refused.Add(1)
 			p.stats.local.Add(1)
+			p.responses.Add(string(req.Method), res.StatusCode)
 			_ = tx.Respond(res)
 			return
 		}
@@ -473,6 +474,11 @@ func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response) {
 	// Parsed off the wire, the response's destination is our own socket:
 	// send by the remaining Via (received/rport were set on arrival).
 	out.SetDestination("")
+	if res.StatusCode >= 200 {
+		if cs := res.CSeq(); cs != nil {
+			p.responses.Add(string(cs.MethodName), res.StatusCode)
+		}
+	}
 	if err := tx.Respond(out); err != nil {
 		p.log.Debug("relay response", "code", res.StatusCode, "err", err)
 	}

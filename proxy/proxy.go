@@ -123,6 +123,8 @@ type Proxy struct {
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
 
 	flows flows // NAT flows kept alive (flow.go)
+
+	responses registrar.StatusCounts // final responses sent upstream
 }
 
 type hostPort struct {
@@ -290,6 +292,10 @@ type counters struct {
 	natPings, natPingsAnswered, flowed                                                                            atomic.Int64
 }
 
+// Responses counts the final responses the proxy sent upstream, by the
+// request's method and the status code.
+func (p *Proxy) Responses() *registrar.StatusCounts { return &p.responses }
+
 // Stats returns the counters.
 func (p *Proxy) Stats() Stats {
 	c := &p.stats
@@ -302,6 +308,7 @@ func (p *Proxy) Stats() Stats {
 // respond sends a locally generated final response.
 func (p *Proxy) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
 	p.stats.local.Add(1)
+	p.responses.Add(string(req.Method), code)
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)

@@ -80,7 +80,8 @@ type Registrar struct {
 	users  map[string]*UserHash
 	nonces *nonces
 
-	inflight atomic.Int64 // REGISTERs waiting on the location service
+	responses StatusCounts // final responses sent, by method and code
+	inflight  atomic.Int64 // REGISTERs waiting on the location service
 }
 
 // New validates cfg and returns a registrar.
@@ -329,6 +330,9 @@ func (r *Registrar) binding(c contact, now time.Time, callID string, cseq uint32
 	}
 	return b
 }
+
+// Responses counts the registrar's final responses by method and code.
+func (r *Registrar) Responses() *StatusCounts { return &r.responses }
 
 // SetEdge sets Config.Edge (the proxy sharing the listener is made after
 // the registrar). Call it before serving.

@@ -103,7 +103,9 @@ func Listen(r *Registrar, addr string, tlsCfg *TLS, log *slog.Logger, attach ...
 	ctx, cancel := context.WithCancel(context.Background())
 	s = &Server{ua: ua, udp: udp, tcp: tcp, tls: tlsLn, cancel: cancel}
 	handle := func(req *sip.Request, tx sip.ServerTransaction) {
-		if err := tx.Respond(r.Handle(ctx, req, req.Source())); err != nil {
+		res := r.Handle(ctx, req, req.Source())
+		r.responses.Add(string(req.Method), res.StatusCode)
+		if err := tx.Respond(res); err != nil {
 			log.Debug("respond", "err", err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -39,12 +40,14 @@ commands:
                                      publish a binding signed with the node's domain credential
   remove --config FILE --aor AOR [--contact URI]
                                      remove one binding (or all) of AOR
-  status --config FILE               the node's peer ID and its estimate of the overlay's size
+  status --config FILE               the answering node's peer ID, its overlay size estimate,
+                                     reachability and relayed addresses
   relays --config FILE               relays the overlay announces, with their TURN URIs (JSON)
   testbed --dir DIR [--public 4] [--nats 1,1]
                                      a network-namespace testbed (root): nodes as processes on
                                      public hosts and behind NAT routers, until Ctrl-C
   id --config FILE                   the node's peer ID (creates its identity key if missing)
+  version                            lsnode's version, commit and Go version
   ca init --dir DIR                  create a federation CA: ca.pem, ca.key, swarm.key, crl.pem
   ca sign --dir DIR (--peer ID --overlay NAME --out FILE | --config FILE)
                                      enrol a node: sign its member certificate
@@ -118,11 +121,37 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdTestbed(ctx, args[1:], stdout, stderr)
 	case "id":
 		return cmdID(args[1:], stdout, stderr)
+	case "version", "--version":
+		return cmdVersion(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	return fail(2, "unknown command %q (see 'lsnode help')", args[0])
+}
+
+// cmdVersion prints the build's module version, VCS revision and time
+// (and whether the tree was modified), and the Go version.
+func cmdVersion(stdout io.Writer) error {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return fail(1, "version: no build information in this binary")
+	}
+	v := map[string]string{"version": bi.Main.Version, "go": bi.GoVersion}
+	if version != "" {
+		v["version"] = version
+	}
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			v["commit"] = st.Value
+		case "vcs.time":
+			v["commit_time"] = st.Value
+		case "vcs.modified":
+			v["modified"] = st.Value
+		}
+	}
+	return printJSON(stdout, v)
 }
 
 // flagSet is a FlagSet that reports errors as one line and prints its

@@ -10,6 +10,10 @@ import (
 	"syscall"
 )
 
+// version is set at link time by 'make build' (git describe); empty in a
+// plain 'go build', where the module's build information is used.
+var version string
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

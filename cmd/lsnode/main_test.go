@@ -146,6 +146,9 @@ func TestFederationCLI(t *testing.T) {
 	if code, out, errs := lsnode(t, "lookup", "--config", cfg3, "sip:alice@a.example"); code != 0 || !strings.Contains(out, "127.0.0.1:5070") {
 		t.Fatalf("lookup: %d %q %q", code, out, errs)
 	}
+	if code, out, errs := lsnode(t, "version"); code != 0 || !strings.Contains(out, `"go": "go1.`) || !strings.Contains(out, `"version"`) {
+		t.Fatalf("version: %d %q %q", code, out, errs)
+	}
 	code, id, errs := lsnode(t, "id", "--config", cfg3)
 	if code != 0 || strings.TrimSpace(id) != m.Nodes[3].PeerID {
 		t.Fatalf("id: %d %q %q, want %s", code, id, errs, m.Nodes[3].PeerID)

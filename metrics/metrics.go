@@ -1,0 +1,176 @@
+// Package metrics exposes one node's state as Prometheus metrics (namespace
+// lsnode; subsystems registrar, proxy, lsp, overlay, relay) on a registry of
+// its own, so many nodes can share a process. Most metrics are read from the
+// components' own counters when scraped; lookup and publish latencies are
+// histograms fed by the location service.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "lsnode"
+
+// Sources are the components a node runs; nil fields are left out.
+type Sources struct {
+	// Overlay: live members (this node included when it serves), kad-dht
+	// routing-table size, open connections, 1 if publicly reachable,
+	// relayed addresses.
+	Members, RoutingTable, Connections, Public, Relayed func() int
+	// Store: records (AORs), entries and encoded bytes this replica holds.
+	Store func() (records, entries int, bytes int64)
+	// Registrar and proxy: final responses sent, by method and status.
+	RegistrarResponses, ProxyResponses func() map[MethodCode]int64
+	// Proxy counters (proxy.Stats) and NAT flows kept alive.
+	Proxy func() ProxyStats
+	// Relay: TURN allocations now, refused peers, media sessions now,
+	// media packets forwarded and dropped.
+	Allocations, Denied, MediaSessions, MediaForwarded, MediaDropped func() int64
+}
+
+// MethodCode keys a response count.
+type MethodCode struct {
+	Method string
+	Code   int
+}
+
+// ProxyStats are the proxy's counters the metrics export.
+type ProxyStats struct {
+	Requests, Forwarded, Direct, CacheHits, Lookups, Anchored, NATPings, Flowed int64
+	Flows                                                                       int
+}
+
+// Metrics is a node's registry.
+type Metrics struct {
+	reg     *prometheus.Registry
+	latency *prometheus.HistogramVec
+}
+
+// New registers the metrics of src.
+func New(src Sources) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "lsp", Name: "operation_duration_seconds",
+		Help:    "Location service operations (lookup, publish, remove) by outcome.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+	}, []string{"op", "result"})
+	m.reg.MustRegister(m.latency, collector{src})
+	return m
+}
+
+// Observe records one location-service operation (lsp.Config.Observe).
+func (m *Metrics) Observe(op string, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.latency.WithLabelValues(op, result).Observe(d.Seconds())
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is the node's registry (tests gather from it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+type collector struct{ src Sources }
+
+func desc(sub, name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, sub, name), help, labels, nil)
+}
+
+var (
+	dMembers     = desc("overlay", "members", "Live members in this node's membership view.")
+	dRT          = desc("overlay", "routing_table_peers", "Peers in the kad-dht routing table.")
+	dConns       = desc("overlay", "connections", "Open libp2p connections.")
+	dPublic      = desc("overlay", "reachable_public", "1 when the node is publicly reachable (a member), 0 behind NAT.")
+	dRelayed     = desc("overlay", "relayed_addresses", "Circuit relay addresses this node announces.")
+	dRecords     = desc("lsp", "stored_records", "AORs this replica holds.")
+	dEntries     = desc("lsp", "stored_entries", "Binding entries (tombstones included) this replica holds.")
+	dBytes       = desc("lsp", "stored_bytes", "Encoded bytes of the entries this replica holds.")
+	dRegRes      = desc("registrar", "requests_total", "Requests answered by the registrar, by method and final status.", "method", "code")
+	dProxyRes    = desc("proxy", "requests_total", "Requests the proxy answered upstream, by method and final status.", "method", "code")
+	dForwarded   = desc("proxy", "forwarded_total", "Requests sent on (one per branch).")
+	dDirect      = desc("proxy", "direct_total", "Requests sent straight to a Contact found in the overlay.")
+	dReceived    = desc("proxy", "received_total", "Requests received (ACK and CANCEL included).")
+	dCacheHits   = desc("proxy", "lookup_cache_hits_total", "Lookups answered from the proxy's cache.")
+	dLookups     = desc("proxy", "lookups_total", "Lookups the proxy asked the location service.")
+	dAnchored    = desc("proxy", "anchored_calls_total", "Calls whose media was anchored on an RTP relay.")
+	dNATPings    = desc("proxy", "nat_keepalives_total", "OPTIONS sent down NAT flows.")
+	dFlowed      = desc("proxy", "flow_requests_total", "Requests sent down a NAT flow.")
+	dFlows       = desc("proxy", "nat_flows", "NAT flows kept alive.")
+	dAllocs      = desc("relay", "allocations", "TURN allocations now.")
+	dDenied      = desc("relay", "denied_peers_total", "TURN permissions refused by the peer policy.")
+	dSessions    = desc("relay", "media_sessions", "RTP relay sessions now.")
+	dMediaFwd    = desc("relay", "media_forwarded_packets_total", "RTP/RTCP packets the media relay forwarded.")
+	dMediaDrop   = desc("relay", "media_dropped_packets_total", "Packets the media relay dropped (unknown source or full).")
+	allDescs     = []*prometheus.Desc{dMembers, dRT, dConns, dPublic, dRelayed, dRecords, dEntries, dBytes, dRegRes, dProxyRes, dForwarded, dDirect, dReceived, dCacheHits, dLookups, dAnchored, dNATPings, dFlowed, dFlows, dAllocs, dDenied, dSessions, dMediaFwd, dMediaDrop}
+	gauge, count = prometheus.GaugeValue, prometheus.CounterValue
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src
+	put := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)
+	}
+	for _, g := range []struct {
+		d *prometheus.Desc
+		f func() int
+	}{{dMembers, s.Members}, {dRT, s.RoutingTable}, {dConns, s.Connections}, {dPublic, s.Public}, {dRelayed, s.Relayed}} {
+		if g.f != nil {
+			put(g.d, gauge, float64(g.f()))
+		}
+	}
+	if s.Store != nil {
+		r, e, b := s.Store()
+		put(dRecords, gauge, float64(r))
+		put(dEntries, gauge, float64(e))
+		put(dBytes, gauge, float64(b))
+	}
+	for _, rc := range []struct {
+		d *prometheus.Desc
+		f func() map[MethodCode]int64
+	}{{dRegRes, s.RegistrarResponses}, {dProxyRes, s.ProxyResponses}} {
+		if rc.f == nil {
+			continue
+		}
+		for k, v := range rc.f() {
+			put(rc.d, count, float64(v), k.Method, strconv.Itoa(k.Code))
+		}
+	}
+	if s.Proxy != nil {
+		p := s.Proxy()
+		put(dReceived, count, float64(p.Requests))
+		put(dForwarded, count, float64(p.Forwarded))
+		put(dDirect, count, float64(p.Direct))
+		put(dCacheHits, count, float64(p.CacheHits))
+		put(dLookups, count, float64(p.Lookups))
+		put(dAnchored, count, float64(p.Anchored))
+		put(dNATPings, count, float64(p.NATPings))
+		put(dFlowed, count, float64(p.Flowed))
+		put(dFlows, gauge, float64(p.Flows))
+	}
+	for _, g := range []struct {
+		d *prometheus.Desc
+		t prometheus.ValueType
+		f func() int64
+	}{{dAllocs, gauge, s.Allocations}, {dDenied, count, s.Denied}, {dSessions, gauge, s.MediaSessions},
+		{dMediaFwd, count, s.MediaForwarded}, {dMediaDrop, count, s.MediaDropped}} {
+		if g.f != nil {
+			put(g.d, g.t, float64(g.f()))
+		}
+	}
+}
