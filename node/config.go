@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -72,6 +71,9 @@ type Config struct {
 
 	// LogLevel: debug, info, warn, error. Default info.
 	LogLevel string `json:"log_level,omitempty"`
+	// LogFormat: "text" (default, key=value) or "json" (one object per
+	// line, for log shippers).
+	LogFormat string `json:"log_format,omitempty"`
 
 	dir string
 }
@@ -212,28 +214,9 @@ type LSPConfig struct {
 	PeerBurst int     `json:"peer_burst,omitempty"`
 }
 
-// LoadConfig reads and validates a config file.
-func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
-	}
-	abs, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	c.dir = abs
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &c, nil
-}
+// LoadConfig reads and validates a config file, YAML or JSON (YAML is a
+// superset), without overrides.
+func LoadConfig(path string) (*Config, error) { return LoadConfigWith(path, nil) }
 
 // Validate checks the fields a node cannot start without.
 func (c *Config) Validate() error {
@@ -248,6 +231,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: domain %q needs cert_file and key_file", ErrConfig, c.Domain)
 	case len(c.Overlay.MemberCA) == 0 && (c.Overlay.MemberCert != "" || c.Overlay.PSKFile != "" || c.Overlay.CRLFile != ""):
 		return fmt.Errorf("%w: overlay.member_cert, psk_file and crl_file make a federation overlay, which needs overlay.member_ca", ErrConfig)
+	case c.LogFormat != "" && c.LogFormat != "text" && c.LogFormat != "json":
+		return fmt.Errorf("%w: log_format %q: want text or json", ErrConfig, c.LogFormat)
 	case c.SIPTLS != "" && c.SIP == "":
 		return fmt.Errorf("%w: sip_tls needs sip", ErrConfig)
 	case c.SIP != "" && c.Domain == "":

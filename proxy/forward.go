@@ -80,7 +80,7 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	}
 	out := p.prepare(req, d.groups[0][0])
 	if err := p.client.WriteRequest(out, asIs); err != nil {
-		p.log.Debug("forward ACK", "err", err)
+		p.log.Debug("forward ACK", "call", callID(req), "err", err)
 		return
 	}
 	p.count(d.groups[0][0])
@@ -111,7 +111,7 @@ func (p *Proxy) handleStray(res *sip.Response) {
 	out.SetDestination("")
 	p.anchorAnswer(out)
 	if err := p.srv.WriteResponse(out); err != nil {
-		p.log.Debug("forward 2xx retransmission", "err", err)
+		p.log.Debug("forward 2xx retransmission", "call", callID(res), "err", err)
 	}
 }
 
@@ -275,7 +275,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 		if err != nil {
 			timerB()
 			cancel()
-			p.log.Debug("branch failed", "dest", t.dest, "err", err)
+			p.log.Debug("branch failed", "call", callID(req), "dest", t.dest, "err", err)
 			best = better(best, sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
 			p.cache.drop(req)
 			continue
@@ -480,7 +480,7 @@ func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response) {
 		}
 	}
 	if err := tx.Respond(out); err != nil {
-		p.log.Debug("relay response", "code", res.StatusCode, "err", err)
+		p.log.Debug("relay response", "call", callID(res), "code", res.StatusCode, "err", err)
 	}
 }
 

@@ -292,6 +292,14 @@ type counters struct {
 	natPings, natPingsAnswered, flowed                                                                            atomic.Int64
 }
 
+// callID is a message's Call-ID for log correlation ("" without one).
+func callID(m interface{ CallID() *sip.CallIDHeader }) string {
+	if c := m.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
+
 // Responses counts the final responses the proxy sent upstream, by the
 // request's method and the status code.
 func (p *Proxy) Responses() *registrar.StatusCounts { return &p.responses }
@@ -314,6 +322,6 @@ func (p *Proxy) respond(tx sip.ServerTransaction, req *sip.Request, code int, re
 		res.AppendHeader(h)
 	}
 	if err := tx.Respond(res); err != nil {
-		p.log.Debug("respond", "code", code, "err", err)
+		p.log.Debug("respond", "call", callID(req), "code", code, "err", err)
 	}
 }

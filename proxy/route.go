@@ -211,7 +211,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 	}
 	bs, err := p.lookup(ctx, aor)
 	if err != nil {
-		p.log.Warn("location lookup failed", "aor", aor, "err", err)
+		p.log.Warn("location lookup failed", "call", callID(req), "aor", aor, "err", err)
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, lsp.ErrUnavailable) {
 			return answer(503, "Location service unavailable")
 		}

@@ -377,7 +377,11 @@ func (r *Registrar) unsupported(req *sip.Request) []string {
 // failed maps a location-service failure to a SIP response: the UA never
 // gets a 200 for a binding that was not stored.
 func (r *Registrar) failed(req *sip.Request, op string, err error) *sip.Response {
-	r.cfg.Logger.Warn("location service failed", "op", op, "err", err)
+	call := ""
+	if c := req.CallID(); c != nil {
+		call = c.Value()
+	}
+	r.cfg.Logger.Warn("location service failed", "call", call, "op", op, "err", err)
 	switch {
 	case errors.Is(err, lsp.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, lsp.ErrClosed):
 		return r.unavailable(req, "Location service unavailable")

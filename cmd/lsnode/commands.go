@@ -48,6 +48,7 @@ commands:
                                      public hosts and behind NAT routers, until Ctrl-C
   id --config FILE                   the node's peer ID (creates its identity key if missing)
   version                            lsnode's version, commit and Go version
+  config check FILE... [--set k=v]   check config files (YAML or JSON): every error with its line
   ca init --dir DIR                  create a federation CA: ca.pem, ca.key, swarm.key, crl.pem
   ca sign --dir DIR (--peer ID --overlay NAME --out FILE | --config FILE)
                                      enrol a node: sign its member certificate
@@ -121,6 +122,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdTestbed(ctx, args[1:], stdout, stderr)
 	case "id":
 		return cmdID(args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			return fail(2, "config: want 'config check FILE' (see 'lsnode help')")
+		}
+		return cmdConfigCheck(args[2:], stdout, stderr)
 	case "version", "--version":
 		return cmdVersion(stdout)
 	case "help", "-h", "--help":
@@ -128,6 +134,35 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	return fail(2, "unknown command %q (see 'lsnode help')", args[0])
+}
+
+// cmdConfigCheck loads config files as 'run' would (LSNODE_* variables and
+// --set overrides applied) and reports every problem with its line.
+func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("config check", stderr)
+	var sets stringList
+	fs.Var(&sets, "set", "override a config key, key=value; repeatable")
+	if err := parse(fs, reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fail(2, "config check: want one or more config files")
+	}
+	overrides := append(node.EnvOverrides(os.Environ()), sets...)
+	bad := 0
+	for _, p := range fs.Args() {
+		cfg, err := node.LoadConfigWith(p, overrides)
+		if err != nil {
+			bad++
+			fmt.Fprintln(stdout, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (node %q, overlay %q)\n", p, cfg.Name, cfg.Overlay.Name)
+	}
+	if bad > 0 {
+		return fail(1, "config check: %d of %d files have errors", bad, fs.NArg())
+	}
+	return nil
 }
 
 // cmdVersion prints the build's module version, VCS revision and time
@@ -181,28 +216,44 @@ func parse(fs *flagSet, args []string) error {
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	return newLoggerFormat(w, level, "text")
+}
+
+// newLoggerFormat is newLogger with format "text" or "json".
+func newLoggerFormat(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fail(2, "bad --log-level %q (debug, info, warn, error)", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fail(2, "bad --log-format %q (text, json)", format)
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	var paths stringList
-	fs.Var(&paths, "config", "node config file (JSON); repeat to run one node per overlay")
+	fs.Var(&paths, "config", "node config file (YAML or JSON); repeat to run one node per overlay")
+	var sets stringList
+	fs.Var(&sets, "set", "override a config key, key=value (overlay.gossip_interval=1s); repeatable; after LSNODE_* variables")
 	level := fs.String("log-level", "", "log level (default: the first config's, or info)")
+	format := fs.String("log-format", "", "log format, text or json (default: the first config's, or text)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if len(paths) == 0 || fs.NArg() > 0 {
 		return fail(2, "run: want --config FILE and no arguments")
 	}
+	overrides := append(node.EnvOverrides(os.Environ()), sets...)
 	var cfgs []*node.Config
 	dirs := map[string]string{}
 	for _, p := range paths {
-		cfg, err := node.LoadConfig(p)
+		cfg, err := node.LoadConfigWith(p, overrides)
 		if err != nil {
 			return err
 		}
@@ -223,7 +274,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if lvl == "" {
 		lvl = "info"
 	}
-	log, err := newLogger(stderr, lvl)
+	fmtName := *format
+	if fmtName == "" {
+		fmtName = cfgs[0].LogFormat
+	}
+	log, err := newLoggerFormat(stderr, lvl, fmtName)
 	if err != nil {
 		return err
 	}

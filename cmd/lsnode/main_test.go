@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,6 +146,16 @@ func TestFederationCLI(t *testing.T) {
 	}
 	if code, out, errs := lsnode(t, "lookup", "--config", cfg3, "sip:alice@a.example"); code != 0 || !strings.Contains(out, "127.0.0.1:5070") {
 		t.Fatalf("lookup: %d %q %q", code, out, errs)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("overlay:\n  name: x\n  identity_key: k\n  gossip_interval: soon\ntrust_anchors: [ca.pem]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := lsnode(t, "config", "check", bad); code != 1 || !strings.Contains(out, "line 4: overlay.gossip_interval") {
+		t.Fatalf("config check of a bad file: %d %q", code, out)
+	}
+	if code, out, errs := lsnode(t, "config", "check", cfg3, "--set", "proxy.media=auto"); code != 0 || !strings.Contains(out, ": ok") {
+		t.Fatalf("config check of a good file: %d %q %q", code, out, errs)
 	}
 	if code, out, errs := lsnode(t, "version"); code != 0 || !strings.Contains(out, `"go": "go1.`) || !strings.Contains(out, `"version"`) {
 		t.Fatalf("version: %d %q %q", code, out, errs)
