@@ -68,6 +68,11 @@ type Config struct {
 	// network: it has no authentication.
 	Admin      string `json:"admin,omitempty"`
 	AdminPprof bool   `json:"admin_pprof,omitempty"`
+	// API (host:port) serves the HTTP API (docs/openapi.yaml): publish,
+	// look up and remove bindings, for other SIP servers. Every request
+	// needs a bearer token from APITokensFile (one per line).
+	API           string `json:"api,omitempty"`
+	APITokensFile string `json:"api_tokens_file,omitempty"`
 
 	// LogLevel: debug, info, warn, error. Default info.
 	LogLevel string `json:"log_level,omitempty"`
@@ -231,6 +236,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: domain %q needs cert_file and key_file", ErrConfig, c.Domain)
 	case len(c.Overlay.MemberCA) == 0 && (c.Overlay.MemberCert != "" || c.Overlay.PSKFile != "" || c.Overlay.CRLFile != ""):
 		return fmt.Errorf("%w: overlay.member_cert, psk_file and crl_file make a federation overlay, which needs overlay.member_ca", ErrConfig)
+	case c.API != "" && c.APITokensFile == "":
+		return fmt.Errorf("%w: api needs api_tokens_file (bearer tokens, one per line)", ErrConfig)
 	case c.LogFormat != "" && c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("%w: log_format %q: want text or json", ErrConfig, c.LogFormat)
 	case c.SIPTLS != "" && c.SIP == "":

@@ -57,6 +57,8 @@ type Node struct {
 	metricsReady atomic.Pointer[metrics.Metrics]
 	admin        *http.Server
 	adminLn      net.Listener
+	api          *http.Server
+	apiLn        net.Listener
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -190,6 +192,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	nd.metricsReady.Store(nd.metrics)
 	if cfg.Admin != "" {
 		if err := nd.startAdmin(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.API != "" {
+		if err := nd.startAPI(cfg, log); err != nil {
 			return nil, err
 		}
 	}
@@ -459,6 +466,9 @@ func (n *Node) Close() error {
 	}
 	if n.admin != nil {
 		errs = append(errs, n.admin.Close())
+	}
+	if n.api != nil {
+		errs = append(errs, n.api.Close())
 	}
 	if n.relay != nil {
 		errs = append(errs, n.relay.Close())

@@ -3,6 +3,7 @@ package testnet_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,16 +21,17 @@ import (
 // moves the INVITE and BYE counts, the proxy's lookups and the location
 // service's lookup histogram.
 func TestMetrics(t *testing.T) {
-	m, nw := startCallNet(t, func(_ *testnet.Manifest, c *node.Config) {
-		if c.Domain != "" {
-			c.Admin = "127.0.0.1:0"
+	admin := reservePort(t)
+	m, nw := startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
+		if c.Name == firstOf(m, "a.example") {
+			c.Admin = admin()
 		}
 	})
 	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
-	admin := "http://" + nw.Node(aIdx).AdminAddr()
+	adminURL := "http://" + nw.Node(aIdx).AdminAddr()
 	get := func(path string) (int, string) {
 		t.Helper()
-		res, err := http.Get(admin + path)
+		res, err := http.Get(adminURL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,4 +157,32 @@ func TestMetrics(t *testing.T) {
 	t.Logf("after one call: INVITE 200 %v, lookups %v, lsp lookups observed %v",
 		value(after, "lsnode_proxy_requests_total", "method", "INVITE", "code", "200"),
 		value(after, "lsnode_proxy_lookups_total"), value(after, "lsnode_lsp_operation_duration_seconds", "op", "lookup", "result", "ok"))
+}
+
+// reservePort holds a loopback TCP port while a testnet is initialised (so
+// Init, which picks free ports, cannot pick it) and returns a function
+// that releases it and returns "127.0.0.1:port" for a node's config. A
+// listener on port 0 instead could take a port Init reserved for a node
+// not started yet (seen in CI).
+func reservePort(t *testing.T) func() string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return func() string {
+		l.Close()
+		return l.Addr().String()
+	}
+}
+
+// firstOf names the manifest's first node of domain.
+func firstOf(m *testnet.Manifest, domain string) string {
+	for _, n := range m.Nodes {
+		if n.Domain == domain {
+			return n.Name
+		}
+	}
+	return ""
 }

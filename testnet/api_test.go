@@ -1,0 +1,136 @@
+package testnet_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/testnet"
+)
+
+// TestHTTPAPI: another SIP server's registrar (as Kamailio's http_client
+// would) publishes a binding through a.example's HTTP API; b.example's
+// proxy then finds it in the overlay and routes a sipp call to it. The
+// API refuses a missing or wrong token (401), another domain's AOR (403)
+// and bad bodies (400); a removal empties the AOR (404). The paths and
+// methods are the ones docs/openapi.yaml documents.
+func TestHTTPAPI(t *testing.T) {
+	token := "api-token-for-the-test-0123456789"
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("# test\n"+token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := reservePort(t)
+	_, nw := startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
+		if c.Name == firstOf(m, "a.example") {
+			c.API, c.APITokensFile = api(), tokens
+		}
+	})
+	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
+	base := "http://" + nw.Node(aIdx).APIAddr() + "/v1/aors/"
+	do := func(method, aor, tok, body string, query ...string) (int, string) {
+		t.Helper()
+		u := base + url.PathEscape(aor) + "/bindings"
+		if len(query) > 0 {
+			u += "?" + query[0]
+		}
+		req, err := http.NewRequest(method, u, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	carol := "sip:carol@a.example"
+	uasPort := freeUDPPort(t)
+	contact := fmt.Sprintf("sip:carol@127.0.0.1:%d", uasPort)
+	pub := fmt.Sprintf(`{"contact": %q, "expires": 600, "q": 0.5}`, contact)
+	for _, c := range []struct {
+		tok, aor, body string
+		want           int
+	}{
+		{"", carol, pub, 401},
+		{"wrong-token-wrong-token", carol, pub, 401},
+		{token, "sip:dave@b.example", pub, 403},
+		{token, "not an aor", pub, 400},
+		{token, carol, `{"contact": "sip:x@127.0.0.1", "expires": 0}`, 400},
+		{token, carol, `{"contact": "sip:x@127.0.0.1", "expires": 60, "colour": "red"}`, 400},
+		{token, carol, `{"contact": `, 400},
+		{token, carol, `{"expires": 60}`, 400},
+	} {
+		if code, body := do("POST", c.aor, c.tok, c.body); code != c.want || !strings.Contains(body, `"error"`) {
+			t.Errorf("POST %s (token %q) %s: %d %s, want %d", c.aor, c.tok, c.body, code, body, c.want)
+		}
+	}
+	if code, body := do("GET", carol, token, ""); code != 404 {
+		t.Fatalf("GET before publishing: %d %s", code, body)
+	}
+	st := time.Now()
+	if code, body := do("POST", carol, token, pub); code != 201 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	published := time.Since(st)
+	code, body := do("GET", carol, token, "")
+	var got struct {
+		AOR      string
+		Bindings []struct{ Contact, Signer string }
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &got) != nil || len(got.Bindings) != 1 || got.Bindings[0].Contact != contact {
+		t.Fatalf("GET: %d %s", code, body)
+	}
+	// b.example's proxy routes a call to the published contact.
+	uas := startSipp(t, "uas", "uas.xml", uasPort, "-m", "1", "-timeout", "30s")
+	uac := startSipp(t, "uac", "uac.xml", freeUDPPort(t), nw.Node(bIdx).SIPAddr(), "-s", "carol", "-key", "domain", "a.example",
+		"-m", "1", "-timeout", "30s")
+	if err := uac.wait(40 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := uas.wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := nw.Node(bIdx).Proxy().Stats(); st.Direct < 1 {
+		t.Fatalf("b.example's proxy sent nothing straight to the contact: %+v", st)
+	}
+	if code, body := do("DELETE", carol, token, "", "contact="+url.QueryEscape(contact)); code != 204 {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	if code, body := do("GET", carol, token, ""); code != 404 {
+		t.Fatalf("GET after DELETE: %d %s", code, body)
+	}
+	// The documented API is the served one.
+	b, err := os.ReadFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ops := doc.Paths["/v1/aors/{aor}/bindings"]
+	for _, method := range []string{"get", "post", "delete"} {
+		if ops[method] == nil {
+			t.Errorf("docs/openapi.yaml has no %s /v1/aors/{aor}/bindings", method)
+		}
+	}
+	t.Logf("HTTP API publish %v; the call through b.example's proxy reached the published contact", published.Round(time.Microsecond))
+}
