@@ -1,14 +1,18 @@
 package testnet_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,4 +137,90 @@ func TestHTTPAPI(t *testing.T) {
 		}
 	}
 	t.Logf("HTTP API publish %v; the call through b.example's proxy reached the published contact", published.Round(time.Microsecond))
+}
+
+// TestKamailioHTTPAPI: Kamailio, as another SIP server's registrar with
+// its own location table, publishes each REGISTER's binding into the
+// overlay through a.example's HTTP API with its http_client module
+// (testdata/kamailio/http-registrar.cfg); b.example's lsnode proxy then
+// finds the binding in the overlay and routes a sipp call to the UA.
+func TestKamailioHTTPAPI(t *testing.T) {
+	for _, tool := range []string{"kamailio", "sipp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed (Debian: kamailio, kamailio-utils-modules, sip-tester; .ci/run installs them)", tool)
+		}
+	}
+	token := "kamailio-token-0123456789abcdef"
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := reservePort(t)
+	_, nw := startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
+		if c.Name == firstOf(m, "a.example") {
+			c.API, c.APITokensFile = api(), tokens
+		}
+	})
+	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
+	kamAddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
+	cfg, _ := filepath.Abs("testdata/kamailio/http-registrar.cfg")
+	var kamLog bytes.Buffer
+	kam := exec.Command("kamailio", "-f", cfg, "-l", "udp:"+kamAddr, "-DD", "-E", "-m", "64", "-M", "16", "-w", t.TempDir(),
+		"-A", `API="http://`+nw.Node(aIdx).APIAddr()+`"`, "-A", `TOKEN="`+token+`"`)
+	kam.Stdout, kam.Stderr = &kamLog, &kamLog
+	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := kam.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-kam.Process.Pid, syscall.SIGKILL)
+		_ = kam.Wait()
+	})
+	// carol's UA registers with Kamailio (no digest in this config).
+	uasPort := freeUDPPort(t)
+	contact := fmt.Sprintf("sip:carol@127.0.0.1:%d", uasPort)
+	reg := startSippText(t, "register-kamailio", `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="register">
+  <send retrans="500">
+    <![CDATA[
+
+      REGISTER sip:a.example SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:carol@a.example>;tag=[call_number]
+      To: <sip:carol@a.example>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <`+contact+`>
+      Expires: 600
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+`, freeUDPPort(t), kamAddr, "-m", "1", "-timeout", "20s")
+	// Kamailio needs a moment to come up: sipp retransmits meanwhile.
+	if err := reg.wait(30 * time.Second); err != nil {
+		t.Fatalf("REGISTER to Kamailio: %v\nkamailio:\n%s", err, tail(kamLog.Bytes()))
+	}
+	st := time.Now()
+	waitFor(t, 10*time.Second, "the binding Kamailio published", func() error {
+		bs, err := nw.Node(bIdx).Location().Lookup(context.Background(), "sip:carol@a.example")
+		if err != nil || len(bs) == 0 || bs[0].Contact != contact {
+			return fmt.Errorf("%v %v\nkamailio:\n%s", bs, err, tail(kamLog.Bytes()))
+		}
+		return nil
+	})
+	visible := time.Since(st)
+	uas := startSipp(t, "uas", "uas.xml", uasPort, "-m", "1", "-timeout", "30s")
+	uac := startSipp(t, "uac", "uac.xml", freeUDPPort(t), nw.Node(bIdx).SIPAddr(), "-s", "carol", "-key", "domain", "a.example",
+		"-m", "1", "-timeout", "30s")
+	if err := uac.wait(40 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := uas.wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Kamailio's REGISTER 200 → binding visible from b.example's node within %v; the call through b.example's proxy reached the UA", visible.Round(time.Millisecond))
 }
