@@ -61,6 +61,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeGossip -fuzztime $(FUZZTIME) ./overlay/
 	$(GO) test -run '^$$' -fuzz FuzzAdmission -fuzztime $(FUZZTIME) ./overlay/
 	$(GO) test -run '^$$' -fuzz FuzzConfig -fuzztime $(FUZZTIME) ./node/
+	$(GO) test -run '^$$' -fuzz FuzzAPIBinding -fuzztime $(FUZZTIME) ./node/
 	$(GO) test -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME) ./registrar/
 	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzFlowToken -fuzztime $(FUZZTIME) ./proxy/

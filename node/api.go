@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -173,26 +174,11 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in apiBinding
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		apiError(w, http.StatusBadRequest, "body: "+err.Error())
+	b, err := decodeAPIBinding(http.MaxBytesReader(w, r.Body, maxAPIBody), time.Now())
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	switch {
-	case in.Contact == "":
-		apiError(w, http.StatusBadRequest, "contact is required")
-		return
-	case in.Expires <= 0 || in.Expires > 7*24*3600:
-		apiError(w, http.StatusBadRequest, "expires: seconds, 1 to 604800 (DELETE removes a binding)")
-		return
-	case in.Q < 0 || in.Q > 1:
-		apiError(w, http.StatusBadRequest, "q: 0 to 1")
-		return
-	}
-	b := lsp.Binding{Contact: in.Contact, Expires: time.Now().Add(time.Duration(in.Expires) * time.Second), Q: in.Q,
-		Instance: in.Instance, RegID: in.RegID, Path: in.Path, Received: in.Received, CallID: in.CallID, CSeq: in.CSeq}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	if err := n.lsp.Publish(ctx, aor, b); err != nil {
@@ -200,6 +186,30 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	apiJSON(w, http.StatusCreated, map[string]any{"aor": aor, "binding": b})
+}
+
+// decodeAPIBinding reads a publish request's body (one JSON object, no
+// unknown fields) into the binding to publish, expiring from now.
+func decodeAPIBinding(body io.Reader, now time.Time) (lsp.Binding, error) {
+	var in apiBinding
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return lsp.Binding{}, fmt.Errorf("body: %w", err)
+	}
+	if dec.More() {
+		return lsp.Binding{}, errors.New("body: one JSON object only")
+	}
+	switch {
+	case strings.TrimSpace(in.Contact) == "":
+		return lsp.Binding{}, errors.New("contact is required")
+	case in.Expires <= 0 || in.Expires > 7*24*3600:
+		return lsp.Binding{}, errors.New("expires: seconds, 1 to 604800 (DELETE removes a binding)")
+	case !(in.Q >= 0 && in.Q <= 1):
+		return lsp.Binding{}, errors.New("q: 0 to 1")
+	}
+	return lsp.Binding{Contact: in.Contact, Expires: now.Add(time.Duration(in.Expires) * time.Second), Q: in.Q,
+		Instance: in.Instance, RegID: in.RegID, Path: in.Path, Received: in.Received, CallID: in.CallID, CSeq: in.CSeq}, nil
 }
 
 func (n *Node) apiRemove(w http.ResponseWriter, r *http.Request) {
