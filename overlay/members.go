@@ -584,11 +584,28 @@ func (m *members) subnetLocked(mb *member) string {
 	if mb.subnet != "" {
 		return mb.subnet
 	}
+	// The address it was reached at. A connection from an address it
+	// does not announce (a dial that could not reuse its listen port
+	// goes out from the host's default address) counts, but is not
+	// cached: a later connection may come from what it announced. It
+	// is still where the member really is, so announcing addresses in
+	// another subnet escapes nothing.
+	first := ""
 	for _, c := range m.o.host.Network().ConnsToPeer(mb.id) {
-		if ip, err := manet.ToIP(c.RemoteMultiaddr()); err == nil {
+		ip, err := manet.ToIP(c.RemoteMultiaddr())
+		if err != nil {
+			continue
+		}
+		if announces(mb, ip) {
 			mb.subnet = subnetOf(ip)
 			return mb.subnet
 		}
+		if first == "" {
+			first = subnetOf(ip)
+		}
+	}
+	if first != "" {
+		return first
 	}
 	for _, a := range mb.addrs {
 		if ip, err := manet.ToIP(a); err == nil {
@@ -610,6 +627,16 @@ func subnetOf(ip net.IP) string {
 // the members with the lowest peer IDs (this node first in its own), so
 // nodes that see the same members keep the same ones. A Sybil attacker
 // must then hold addresses in many subnets, not many keys.
+// announces reports whether ip is one of mb's announced addresses.
+func announces(mb *member, ip net.IP) bool {
+	for _, a := range mb.addrs {
+		if aip, err := manet.ToIP(a); err == nil && aip.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *members) capSubnets(live map[peer.ID]bool) {
 	limit := m.o.cfg.MaxPerSubnet
 	if limit <= 0 {

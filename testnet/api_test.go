@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -164,7 +165,7 @@ func TestKamailioHTTPAPI(t *testing.T) {
 	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
 	kamAddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	cfg, _ := filepath.Abs("testdata/kamailio/http-registrar.cfg")
-	var kamLog bytes.Buffer
+	var kamLog lockedBuffer // written by exec's copying goroutine
 	kam := exec.Command("kamailio", "-f", cfg, "-l", "udp:"+kamAddr, "-DD", "-E", "-m", "64", "-M", "16", "-w", t.TempDir(),
 		"-A", `API="http://`+nw.Node(aIdx).APIAddr()+`"`, "-A", `TOKEN="`+token+`"`)
 	kam.Stdout, kam.Stderr = &kamLog, &kamLog
@@ -223,4 +224,24 @@ func TestKamailioHTTPAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Kamailio's REGISTER 200 → binding visible from b.example's node within %v; the call through b.example's proxy reached the UA", visible.Round(time.Millisecond))
+}
+
+// lockedBuffer is a bytes.Buffer a process's output may be copied into
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// Bytes returns a copy of what was written so far.
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }

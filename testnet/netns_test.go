@@ -314,7 +314,7 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 	}
 	reg := sipp(ctx, calleeHost, m.Nodes[aIdx].SIP, "-sf", "nat-callee.xml", "-oocsf", "nat-callee-ooc.xml",
 		"-au", callee.Username, "-ap", callee.Password, "-key", "user", calleeUser, "-key", "domain", "a.example")
-	var regOut strings.Builder
+	var regOut lockedBuffer
 	reg.Stdout, reg.Stderr = &regOut, &regOut
 	if err := nw.Bed.Start(reg); err != nil {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 	defer func() {
 		if t.Failed() {
 			errs, _ := os.ReadFile(filepath.Join(dir, calleeHost.Name+"-errors.log"))
-			t.Logf("callee sipp:\n%s\nerrors:\n%s", tail([]byte(regOut.String())), tail(errs))
+			t.Logf("callee sipp:\n%s\nerrors:\n%s", tail(regOut.Bytes()), tail(errs))
 		}
 	}()
 	// Registered: any node finds the binding, with its Path.
@@ -351,7 +351,7 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 		errs, _ := os.ReadFile(filepath.Join(dir, callerHost.Name+"-errors.log"))
 		cerrs, _ := os.ReadFile(filepath.Join(dir, calleeHost.Name+"-errors.log"))
 		t.Fatalf("call from behind NAT 1 to the UA behind NAT 0: %v\n%s\ncaller errors:\n%s\ncallee errors:\n%s\ncallee:\n%s",
-			err, tail(out), tail(errs), tail(cerrs), tail([]byte(regOut.String())))
+			err, tail(out), tail(errs), tail(cerrs), tail(regOut.Bytes()))
 	}
 	callTime := time.Since(st)
 	// Both parties' RTP went through a relay on a public host.
