@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/registrar"
 )
 
 // NAT flows (RFC 5626 §5, this proxy as the edge proxy of a registrar that
@@ -94,7 +96,7 @@ func (p *Proxy) flowRecordRoutes(req *sip.Request, t target) []string {
 	if t.flow {
 		rr = append(rr, p.flowURI(t.dest, t.tr))
 	}
-	if c := req.Contact(); c != nil && behindNAT(c.Address.Host, req.Source()) {
+	if c := req.Contact(); c != nil && registrar.BehindNAT(c.Address.Host, req.Source()) {
 		rr = append(rr, p.flowURI(req.Source(), strings.ToUpper(req.Transport())))
 	}
 	return rr

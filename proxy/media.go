@@ -6,6 +6,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/lsnode/lsnode/registrar"
 	"github.com/lsnode/lsnode/relay"
 )
 
@@ -51,23 +52,21 @@ func (p *Proxy) anchorOffer(req *sip.Request) {
 // privateParty: the offer's connection address, the caller's Contact or
 // its Via is a private (NAT'd) address.
 func (p *Proxy) privateParty(req *sip.Request) bool {
-	if _, ip, _, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0); err == nil && behindNATIP(ip) {
+	if _, ip, _, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0); err == nil && registrar.PrivateAddr(ip) {
 		return true
 	}
 	if c := req.Contact(); c != nil {
-		if ip := net.ParseIP(strings.Trim(c.Address.Host, "[]")); ip != nil && behindNATIP(ip) {
+		if ip := net.ParseIP(strings.Trim(c.Address.Host, "[]")); ip != nil && registrar.PrivateAddr(ip) {
 			return true
 		}
 	}
 	if v := req.Via(); v != nil {
-		if ip := net.ParseIP(strings.Trim(v.Host, "[]")); ip != nil && behindNATIP(ip) {
+		if ip := net.ParseIP(strings.Trim(v.Host, "[]")); ip != nil && registrar.PrivateAddr(ip) {
 			return true
 		}
 	}
 	return false
 }
-
-func behindNATIP(ip net.IP) bool { return ip.IsPrivate() || inCGNAT(ip) }
 
 // anchorAnswer rewrites an SDP answer (in a 18x or 2xx to an anchored
 // INVITE) so the caller sends to leg 0, and records where the callee wants

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/registrar"
 )
 
 // How a target was found; counted in Stats.
@@ -314,7 +315,7 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, ruri sip.Uri) [][]target {
 				}
 			}
 		}
-		if len(route) == 0 && behindNAT(u.Host, b.Received) {
+		if len(route) == 0 && registrar.BehindNAT(u.Host, b.Received) {
 			// RFC 3581: a NATed UA is reached at the address its REGISTER
 			// came from, not the private one in its Contact.
 			t.dest = b.Received
@@ -371,23 +372,4 @@ func uriTarget(next, ruri sip.Uri, how via) (target, error) {
 		}
 	}
 	return target{uri: ruri, dest: net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)), tr: tr, how: how}, nil
-}
-
-// behindNAT reports whether a Contact host is a private address while the
-// REGISTER came from another one (received is "ip:port").
-func behindNAT(contactHost, received string) bool {
-	h, _, err := net.SplitHostPort(received)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(strings.Trim(contactHost, "[]"))
-	if ip == nil || !(ip.IsPrivate() || inCGNAT(ip)) {
-		return false
-	}
-	return !ip.Equal(net.ParseIP(h))
-}
-
-func inCGNAT(ip net.IP) bool {
-	v4 := ip.To4()
-	return v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64
 }

@@ -340,22 +340,31 @@ func (r *Registrar) SetEdge(edge func(source, transport string, until time.Time)
 	r.cfg.Edge = edge
 }
 
-// natted reports whether a Contact names a private (RFC 1918, RFC 6598
-// shared, IPv6 ULA) address other than the source's: its UA is behind a
-// NAT from the registrar.
+// natted reports whether a Contact URI's host is behind a NAT from
+// source (see BehindNAT).
 func natted(contactURI, source string) bool {
 	var u sip.Uri
 	if err := sip.ParseUri(strings.Trim(contactURI, "<>"), &u); err != nil {
 		return false
 	}
-	ip := net.ParseIP(strings.Trim(u.Host, "[]"))
+	return BehindNAT(u.Host, source)
+}
+
+// BehindNAT reports whether a Contact host is a private address other than
+// the source ("ip:port") its request came from: its UA is behind a NAT.
+func BehindNAT(contactHost, source string) bool {
 	src, _, err := net.SplitHostPort(source)
-	if ip == nil || err != nil {
+	ip := net.ParseIP(strings.Trim(contactHost, "[]"))
+	if err != nil || ip == nil || !PrivateAddr(ip) {
 		return false
 	}
+	return !ip.Equal(net.ParseIP(src))
+}
+
+// PrivateAddr: RFC 1918, IPv6 ULA or RFC 6598 shared (carrier NAT) space.
+func PrivateAddr(ip net.IP) bool {
 	v4 := ip.To4()
-	shared := v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64
-	return (ip.IsPrivate() || shared) && !ip.Equal(net.ParseIP(src))
+	return ip.IsPrivate() || v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64
 }
 
 // supported extensions (Require option tags).
