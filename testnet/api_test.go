@@ -31,17 +31,7 @@ import (
 // methods are the ones docs/openapi.yaml documents.
 func TestHTTPAPI(t *testing.T) {
 	token := "api-token-for-the-test-0123456789"
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("# test\n"+token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	api := reservePort(t)
-	_, nw := startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
-		if c.Name == firstOf(m, "a.example") {
-			c.API, c.APITokensFile = api(), tokens
-		}
-	})
-	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
+	nw, aIdx, bIdx := startAPINet(t, token)
 	base := "http://" + nw.Node(aIdx).APIAddr() + "/v1/aors/"
 	do := func(method, aor, tok, body string, query ...string) (int, string) {
 		t.Helper()
@@ -152,17 +142,7 @@ func TestKamailioHTTPAPI(t *testing.T) {
 		}
 	}
 	token := "kamailio-token-0123456789abcdef"
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	api := reservePort(t)
-	_, nw := startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
-		if c.Name == firstOf(m, "a.example") {
-			c.API, c.APITokensFile = api(), tokens
-		}
-	})
-	aIdx, bIdx := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
+	nw, aIdx, bIdx := startAPINet(t, token)
 	kamAddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	cfg, _ := filepath.Abs("testdata/kamailio/http-registrar.cfg")
 	var kamLog lockedBuffer // written by exec's copying goroutine
@@ -224,6 +204,23 @@ func TestKamailioHTTPAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Kamailio's REGISTER 200 → binding visible from b.example's node within %v; the call through b.example's proxy reached the UA", visible.Round(time.Millisecond))
+}
+
+// startAPINet starts a call testnet whose first a.example node serves the
+// HTTP API with token; it returns the first a.example and b.example nodes.
+func startAPINet(t *testing.T, token string) (nw *testnet.Network, aIdx, bIdx int) {
+	t.Helper()
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("# test\n"+token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := reservePort(t)
+	_, nw = startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
+		if c.Name == firstOf(m, "a.example") {
+			c.API, c.APITokensFile = api(), tokens
+		}
+	})
+	return nw, domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
 }
 
 // lockedBuffer is a bytes.Buffer a process's output may be copied into

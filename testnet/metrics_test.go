@@ -64,15 +64,7 @@ func TestMetrics(t *testing.T) {
 		if len(problems) > 0 {
 			t.Fatalf("promlint: %+v", problems)
 		}
-		mfs, err := nw.Node(aIdx).Metrics().Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]*dto.MetricFamily{}
-		for _, mf := range mfs {
-			out[mf.GetName()] = mf
-		}
-		return out
+		return gather(t, nw.Node(aIdx))
 	}
 	value := func(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
 		mf := mfs[name]
@@ -142,14 +134,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// b.example's registrar counted the REGISTERs (401 then 200).
-	bm, err := nw.Node(bIdx).Metrics().Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bfs := map[string]*dto.MetricFamily{}
-	for _, mf := range bm {
-		bfs[mf.GetName()] = mf
-	}
+	bfs := gather(t, nw.Node(bIdx))
 	if value(bfs, "lsnode_registrar_requests_total", "method", "REGISTER", "code", "200") < 1 ||
 		value(bfs, "lsnode_registrar_requests_total", "method", "REGISTER", "code", "401") < 1 {
 		t.Fatalf("registrar counts: %v", bfs["lsnode_registrar_requests_total"])
@@ -157,6 +142,20 @@ func TestMetrics(t *testing.T) {
 	t.Logf("after one call: INVITE 200 %v, lookups %v, lsp lookups observed %v",
 		value(after, "lsnode_proxy_requests_total", "method", "INVITE", "code", "200"),
 		value(after, "lsnode_proxy_lookups_total"), value(after, "lsnode_lsp_operation_duration_seconds", "op", "lookup", "result", "ok"))
+}
+
+// gather returns a node's metric families by name.
+func gather(t *testing.T, n *node.Node) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs, err := n.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+	}
+	return out
 }
 
 // reservePort holds a loopback TCP port while a testnet is initialised (so

@@ -90,20 +90,29 @@ func bedPeer() error {
 		return err
 	}
 	aor, want := env("AOR"), env("WANT")
-	key, err := overlay.GenerateIdentity()
-	if err != nil {
-		return err
-	}
 	gossip, _ := time.ParseDuration(env("GOSSIP"))
-	ov, err := overlay.New(ctx, overlay.Config{Name: cfg.Overlay.Name, Identity: key, Reachability: overlay.ReachPrivate,
-		ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip})
+	// joinPrivate starts a node with reachability private and joins.
+	joinPrivate := func() (*overlay.Overlay, error) {
+		key, err := overlay.GenerateIdentity()
+		if err != nil {
+			return nil, err
+		}
+		ov, err := overlay.New(ctx, overlay.Config{Name: cfg.Overlay.Name, Identity: key, Reachability: overlay.ReachPrivate,
+			ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip})
+		if err != nil {
+			return nil, err
+		}
+		if err := ov.Join(ctx); err != nil {
+			ov.Close()
+			return nil, err
+		}
+		return ov, nil
+	}
+	ov, err := joinPrivate()
 	if err != nil {
 		return err
 	}
 	defer ov.Close()
-	if err := ov.Join(ctx); err != nil {
-		return err
-	}
 	report(peerEvent{Event: "joined", Ms: msf(time.Since(t0))})
 
 	// 1. The target's relayed addresses, as kad-dht finds them.
@@ -170,20 +179,12 @@ func bedPeer() error {
 	// first one's FIND_PEER connected to it, through the relay, and hole
 	// punching has likely been and gone): it connects through the relay
 	// only, and hole punching must give it a direct connection.
-	key2, err := overlay.GenerateIdentity()
-	if err != nil {
-		return err
-	}
 	st2 := time.Now()
-	ov2, err := overlay.New(ctx, overlay.Config{Name: cfg.Overlay.Name, Identity: key2, Reachability: overlay.ReachPrivate,
-		ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip})
+	ov2, err := joinPrivate()
 	if err != nil {
 		return err
 	}
 	defer ov2.Close()
-	if err := ov2.Join(ctx); err != nil {
-		return err
-	}
 	h := ov2.Host()
 	// Reachability private (no AutoNAT): how soon it holds a relay
 	// reservation of its own.
