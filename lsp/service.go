@@ -288,6 +288,57 @@ func (s *Service) StoreStats() (records, entries int, bytes int64) {
 	return len(s.store.recs), entries, bytes
 }
 
+// DomainCount is what a replica holds of one domain: AORs with a live
+// binding and live bindings.
+type DomainCount struct {
+	Domain   string `json:"domain"`
+	AORs     int    `json:"aors"`
+	Bindings int    `json:"bindings"`
+}
+
+// Domains returns what this replica holds per domain, most bindings first,
+// at most n domains (n ≤ 0: all). It reads the whole store: for a
+// dashboard, not a hot path.
+func (s *Service) Domains(n int) []DomainCount {
+	now := time.Now()
+	by := map[string]*DomainCount{}
+	s.store.mu.RLock()
+	for aor, rec := range s.store.recs {
+		live := 0
+		for _, e := range rec.entries {
+			if e.live(now) {
+				live++
+			}
+		}
+		if live == 0 {
+			continue
+		}
+		d := Domain(aor)
+		c := by[d]
+		if c == nil {
+			c = &DomainCount{Domain: d}
+			by[d] = c
+		}
+		c.AORs++
+		c.Bindings += live
+	}
+	s.store.mu.RUnlock()
+	out := make([]DomainCount, 0, len(by))
+	for _, c := range by {
+		out = append(out, *c)
+	}
+	slices.SortFunc(out, func(a, b DomainCount) int {
+		if a.Bindings != b.Bindings {
+			return b.Bindings - a.Bindings
+		}
+		return strings.Compare(a.Domain, b.Domain)
+	})
+	if n > 0 && len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
 // Publish implements LocationService.
 func (s *Service) Publish(ctx context.Context, aor string, bindings ...Binding) (err error) {
 	defer s.observe("publish", time.Now(), &err)
@@ -310,10 +361,15 @@ func (s *Service) Lookup(ctx context.Context, aor string) (_ []Binding, err erro
 	if err != nil {
 		return nil, err
 	}
+	return s.live(merged, chains), nil
+}
+
+// live returns the live bindings of a fetch's merge, each with its signer.
+func (s *Service) live(merged map[string]*entry, chains map[[32]byte][][]byte) []Binding {
 	return liveBindings(merged, func(e *entry) string {
 		c, _ := s.verifier.chainFor(e.CertFP, chains[e.CertFP])
 		return subjectName(c)
-	}, time.Now()), nil
+	}, time.Now())
 }
 
 // Remove implements LocationService.
@@ -556,6 +612,7 @@ type fetchResult struct {
 	chains map[[32]byte][][]byte
 	err    error
 	forged error // the first entry that failed verification as a forgery
+	took   time.Duration
 }
 
 // Reads wait for every replica asked, but once R−W+1 answers are in, a
@@ -571,23 +628,33 @@ const minStraggle = 50 * time.Millisecond
 // distrusts a replica that served a forgery, and repairs replicas that
 // answered with less than the merge.
 func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map[[32]byte][][]byte, error) {
+	return s.fetchTraced(ctx, aor, nil)
+}
+
+// fetchTraced is fetch recording what it does in tr (nil: nothing).
+func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer) (map[string]*entry, map[[32]byte][][]byte, error) {
 	if s.ctx.Err() != nil {
 		return nil, nil, ErrClosed
 	}
 	r, w := s.quorum()
 	need := max(1, r-w+1)
+	tr.quorum(r, need)
 	results := make(chan fetchResult, r+4)
 	tried := map[peer.ID]bool{}
 	inflight := 0
-	ask := func(ps []peer.ID) {
+	ask := func(ps []peer.ID, round string) {
 		for _, p := range ps {
 			if tried[p] {
 				continue
 			}
 			tried[p] = true
 			inflight++
+			tr.asked(p, s.self, round)
 			if p == s.self {
-				results <- s.fetchLocal(aor)
+				start := time.Now()
+				res := s.fetchLocal(aor)
+				res.took = time.Since(start)
+				results <- res
 				continue
 			}
 			s.wg.Add(1)
@@ -595,11 +662,22 @@ func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map
 				defer s.wg.Done()
 				cctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
 				defer cancel()
-				results <- s.fetchFrom(cctx, p, aor)
+				start := time.Now()
+				res := s.fetchFrom(cctx, p, aor)
+				res.took = time.Since(start)
+				results <- res
 			}(p)
 		}
 	}
-	ask(s.closest(aor))
+	if tr.iterative() {
+		ps, err := s.iterative(ctx, aor, r, tr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ask(s.trusted(ps, r), "iterative")
+	} else {
+		ask(s.closest(aor), "closest")
+	}
 	start := time.Now()
 	var straggle <-chan time.Time
 	merged := map[string]*entry{}
@@ -621,7 +699,7 @@ wait:
 			// among the R, so ask the next R members before saying "none".
 			if len(merged) == 0 && !widened {
 				widened = true
-				ask(s.trusted(s.ov.Closest(Key(aor), 2*r+s.distrust.count()), 2*r))
+				ask(s.trusted(s.ov.Closest(Key(aor), 2*r+s.distrust.count()), 2*r), "widened")
 				if inflight > 0 {
 					continue
 				}
@@ -630,12 +708,12 @@ wait:
 				break
 			}
 			fellBack = true
-			ps, err := s.ov.ClosestIterative(ctx, Key(aor), s.cfg.Replicas*2)
+			ps, err := s.iterative(ctx, aor, s.cfg.Replicas*2, tr)
 			if err != nil {
 				lastErr = err
 				break
 			}
-			ask(s.trusted(ps, len(ps)))
+			ask(s.trusted(ps, len(ps)), "iterative")
 			if inflight == 0 {
 				break
 			}
@@ -648,6 +726,7 @@ wait:
 		select {
 		case res := <-results:
 			inflight--
+			tr.answered(res)
 			if res.forged != nil {
 				s.distrust.add(res.p, res.forged, s.cfg.Logger)
 			}
@@ -672,8 +751,19 @@ wait:
 	if len(answers) == 0 {
 		return nil, nil, fmt.Errorf("%w: no replica of %q answered: %v", ErrUnavailable, aor, lastErr)
 	}
-	s.repair(answers, merged, chains)
+	s.repair(answers, merged, chains, tr)
 	return merged, chains, nil
+}
+
+// iterative finds the n peers closest to aor's key with kad-dht's
+// iterative lookup, recording its route in tr.
+func (s *Service) iterative(ctx context.Context, aor string, n int, tr *tracer) ([]peer.ID, error) {
+	if tr == nil {
+		return s.ov.ClosestIterative(ctx, Key(aor), n)
+	}
+	ps, qs, hops, err := s.ov.ClosestTraced(ctx, Key(aor), n)
+	tr.route(qs, hops)
+	return ps, err
 }
 
 func drainFetch(ch <-chan fetchResult, n int) {
@@ -729,7 +819,7 @@ func (s *Service) fetchFrom(ctx context.Context, p peer.ID, aor string) fetchRes
 }
 
 // repair pushes the merged winners to replicas whose answer lacked them.
-func (s *Service) repair(answers []fetchResult, merged map[string]*entry, chains map[[32]byte][][]byte) {
+func (s *Service) repair(answers []fetchResult, merged map[string]*entry, chains map[[32]byte][][]byte, tr *tracer) {
 	now := time.Now()
 	for _, a := range answers {
 		have := map[[32]byte]bool{}
@@ -745,6 +835,7 @@ func (s *Service) repair(answers []fetchResult, merged map[string]*entry, chains
 		if len(missing) == 0 {
 			continue
 		}
+		tr.repaired(a.p)
 		s.wg.Add(1)
 		go func(p peer.ID) {
 			defer s.wg.Done()

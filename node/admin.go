@@ -63,8 +63,8 @@ func countsOf(each func(func(string, int, int64))) map[metrics.MethodCode]int64 
 
 // startAdmin serves /metrics (Prometheus), /healthz (the process answers),
 // /readyz (joined: the view holds another member, or the node is alone by
-// configuration; SIP listening when configured) and, with admin_pprof,
-// /debug/pprof/.
+// configuration; SIP listening when configured), the dashboard
+// (/dashboard/) and, with admin_pprof, /debug/pprof/.
 func (n *Node) startAdmin(cfg *Config, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.Admin)
 	if err != nil {
@@ -82,6 +82,7 @@ func (n *Node) startAdmin(cfg *Config, log *slog.Logger) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	n.mountDashboard(mux)
 	if cfg.AdminPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

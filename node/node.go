@@ -59,6 +59,7 @@ type Node struct {
 	adminLn      net.Listener
 	api          *http.Server
 	apiLn        net.Listener
+	started      time.Time
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -75,7 +76,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		opts.JoinTimeout = 10 * time.Second
 	}
 	log := opts.Logger.With("node", cfg.Name)
-	nd := &Node{cfg: cfg, log: log}
+	nd := &Node{cfg: cfg, log: log, started: time.Now()}
 	n = nd
 	defer func() {
 		if err != nil {

@@ -32,7 +32,13 @@ func startNet(t *testing.T, spec testnet.Spec, opts testnet.RunOptions) *testnet
 	}
 	opts.Logger = quiet()
 	opts.DisableDHTRefresh = true
-	opts.Tweak = fastGossip
+	tweak := opts.Tweak
+	opts.Tweak = func(c *node.Config) {
+		fastGossip(c)
+		if tweak != nil {
+			tweak(c)
+		}
+	}
 	nw, err := testnet.Start(context.Background(), spec.Dir, opts)
 	if err != nil {
 		t.Fatal(err)
