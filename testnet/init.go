@@ -34,8 +34,9 @@ type Spec struct {
 	// Overlay name. Default "testnet".
 	Overlay string
 	// BasePort: node i listens on 127.0.0.1:BasePort+i, domain node i's SIP
-	// on BasePort+Nodes+i and its SIP over TLS on BasePort+Nodes+D+i (D
-	// domain nodes). 0: free ports.
+	// on BasePort+Nodes+i, its SIP over TLS on BasePort+Nodes+D+i (D
+	// domain nodes), then its TURN, HTTP and admin (metrics, dashboard)
+	// ports likewise. 0: free ports.
 	BasePort int
 	// Replicas per AOR. Default 3.
 	Replicas int
@@ -114,12 +115,12 @@ func Init(spec Spec) (*Manifest, error) {
 		m.Domains = append(m.Domains, di)
 	}
 	domainNodes := len(spec.Domains) * spec.PerDomain
-	ports, err := spec.ports(spec.Nodes + 4*domainNodes)
+	ports, err := spec.ports(spec.Nodes + 5*domainNodes)
 	if err != nil {
 		return nil, err
 	}
-	sipPorts, tlsPorts := ports[spec.Nodes:spec.Nodes+domainNodes], ports[spec.Nodes+domainNodes:spec.Nodes+2*domainNodes]
-	turnPorts, httpPorts := ports[spec.Nodes+2*domainNodes:spec.Nodes+3*domainNodes], ports[spec.Nodes+3*domainNodes:]
+	role := func(k int) []int { return ports[spec.Nodes+k*domainNodes : spec.Nodes+(k+1)*domainNodes] }
+	sipPorts, tlsPorts, turnPorts, httpPorts, adminPorts := role(0), role(1), role(2), role(3), role(4)
 	for i := 0; i < spec.Nodes; i++ {
 		name := fmt.Sprintf("node%d", i)
 		ndir := filepath.Join(dir, "nodes", name)
@@ -145,6 +146,7 @@ func Init(spec Spec) (*Manifest, error) {
 			ni.SIPTLS = fmt.Sprintf("127.0.0.1:%d", tlsPorts[i])
 			ni.TURN = fmt.Sprintf("127.0.0.1:%d", turnPorts[i])
 			ni.HTTP = fmt.Sprintf("127.0.0.1:%d", httpPorts[i])
+			ni.Admin = fmt.Sprintf("127.0.0.1:%d", adminPorts[i])
 		}
 		m.Nodes = append(m.Nodes, ni)
 	}
@@ -191,7 +193,7 @@ func Init(spec Spec) (*Manifest, error) {
 			// The testnet's tools (sipp 3.6) answer only the first challenge
 			// and know MD5 only; production keeps SHA-256 first.
 			cfg.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"}
-			cfg.TURN, cfg.HTTP = ni.TURN, ni.HTTP
+			cfg.TURN, cfg.HTTP, cfg.Admin = ni.TURN, ni.HTTP, ni.Admin
 			// Every testnet peer is on loopback, which the relay's default
 			// policy denies: allowed here, explicitly.
 			cfg.Relay.Allow = []string{"127.0.0.0/8"}
@@ -239,7 +241,7 @@ func (s *Spec) defaults() error {
 	case len(s.Domains)*s.PerDomain > s.Nodes:
 		return fmt.Errorf("testnet: %d domains × %d nodes each need at least %d nodes, have %d",
 			len(s.Domains), s.PerDomain, len(s.Domains)*s.PerDomain, s.Nodes)
-	case s.BasePort < 0 || s.BasePort+3*s.Nodes > 65535:
+	case s.BasePort < 0 || s.BasePort+s.Nodes+5*len(s.Domains)*s.PerDomain > 65535:
 		return fmt.Errorf("testnet: --base-port %d out of range", s.BasePort)
 	}
 	seen := map[string]bool{}

@@ -47,6 +47,8 @@ type NodeInfo struct {
 	SIPTLS     string   `json:"sip_tls,omitempty"`
 	TURN       string   `json:"turn"`
 	HTTP       string   `json:"http"`
+	// Admin serves /metrics, /healthz, /readyz and the dashboard.
+	Admin string `json:"admin,omitempty"`
 }
 
 // LoadManifest reads DIR/testnet.json.

@@ -379,6 +379,9 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 		other := filepath.Join(*dir, m.Nodes[len(m.Nodes)-1].Config)
 		aor := "sip:alice@" + example.Domain
 		self := os.Args[0]
+		if example.Admin != "" {
+			fmt.Fprintf(stdout, "dashboard of %s: http://%s/dashboard/\n", example.Name, example.Admin)
+		}
 		fmt.Fprintf(stdout, "try, in another shell:\n  %s publish --config %s --aor %s --contact sip:alice@127.0.0.1:5070 --expires 3600\n  %s lookup --config %s %s\npress Ctrl-C to stop\n", self, cfg, aor, self, other, aor)
 	}
 	<-ctx.Done()
