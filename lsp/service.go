@@ -165,7 +165,18 @@ type Service struct {
 	// distrust: replicas caught serving forgeries, skipped for a while
 	distrust distrustSet
 	hints    hints // failed stores to retry
+	// domains caches Domains' scan of the store for domainsTTL.
+	domains atomic.Pointer[domainsScan]
 }
+
+type domainsScan struct {
+	at  time.Time
+	all []DomainCount
+}
+
+// domainsTTL: Domains scans the store (under its read lock) at most this
+// often, however many dashboards ask.
+const domainsTTL = 5 * time.Second
 
 // New starts the location service on cfg.Overlay: it loads the persisted
 // replica store, registers the protocol handlers and starts the rebalancer.
@@ -297,10 +308,57 @@ type DomainCount struct {
 }
 
 // Domains returns what this replica holds per domain, most bindings first,
-// at most n domains (n ≤ 0: all). It reads the whole store: for a
-// dashboard, not a hot path.
+// at most n domains (n ≤ 0: all). It reads the whole store, at most once
+// per domainsTTL (the result may be that old): for a dashboard, not a hot
+// path.
 func (s *Service) Domains(n int) []DomainCount {
 	now := time.Now()
+	sc := s.domains.Load()
+	if sc == nil || now.Sub(sc.at) >= domainsTTL {
+		sc = &domainsScan{at: now, all: s.scanDomains(now)}
+		s.domains.Store(sc)
+	}
+	out := sc.all
+	if n > 0 && len(out) > n {
+		out = out[:n]
+	}
+	return slices.Clone(out)
+}
+
+// DomainUsage is what one domain's signers hold on this replica (the
+// signer quota's accounting): entries, tombstones included, and bytes.
+type DomainUsage struct {
+	Domain  string
+	Entries int
+	Bytes   int64
+}
+
+// DomainUsage returns the n domains holding the most entries on this
+// replica (n ≤ 0: all), and the sum over the others. Cheap: the store
+// keeps these counts as it goes.
+func (s *Service) DomainUsage(n int) (top []DomainUsage, rest DomainUsage) {
+	s.store.mu.RLock()
+	for d, u := range s.store.signers {
+		top = append(top, DomainUsage{Domain: d, Entries: u.n, Bytes: int64(u.bytes)})
+	}
+	s.store.mu.RUnlock()
+	slices.SortFunc(top, func(a, b DomainUsage) int {
+		if a.Entries != b.Entries {
+			return b.Entries - a.Entries
+		}
+		return strings.Compare(a.Domain, b.Domain)
+	})
+	if n > 0 && len(top) > n {
+		for _, u := range top[n:] {
+			rest.Entries += u.Entries
+			rest.Bytes += u.Bytes
+		}
+		top = top[:n]
+	}
+	return top, rest
+}
+
+func (s *Service) scanDomains(now time.Time) []DomainCount {
 	by := map[string]*DomainCount{}
 	s.store.mu.RLock()
 	for aor, rec := range s.store.recs {
@@ -333,9 +391,6 @@ func (s *Service) Domains(n int) []DomainCount {
 		}
 		return strings.Compare(a.Domain, b.Domain)
 	})
-	if n > 0 && len(out) > n {
-		out = out[:n]
-	}
 	return out
 }
 

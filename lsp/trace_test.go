@@ -56,6 +56,9 @@ func TestTrace(t *testing.T) {
 			if d := c.svcs[i].Domains(0); len(d) != 1 || d[0] != (DomainCount{Domain: "biloxi.example", AORs: 1, Bindings: 2}) {
 				t.Fatalf("domains of the replica holding 2 bindings: %+v", d)
 			}
+			if top, rest := c.svcs[i].DomainUsage(1); len(top) != 1 || top[0].Domain != "biloxi.example" || top[0].Entries != 2 || top[0].Bytes <= 0 || rest.Entries != 0 {
+				t.Fatalf("domain usage of the replica holding 2 bindings: %+v %+v", top, rest)
+			}
 		}
 	}
 	if d := c.svcs[reader].Domains(0); len(d) != 0 {

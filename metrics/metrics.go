@@ -24,6 +24,9 @@ type Sources struct {
 	Members, RoutingTable, Connections, Public, Relayed func() int
 	// Store: records (AORs), entries and encoded bytes this replica holds.
 	Store func() (records, entries int, bytes int64)
+	// Domains: entries and bytes this replica holds for the domains
+	// holding the most (at most MaxDomainLabels), and for all the others.
+	Domains func() (top []DomainStored, rest DomainStored)
 	// Registrar and proxy: final responses sent, by method and status.
 	RegistrarResponses, ProxyResponses func() map[MethodCode]int64
 	// Proxy counters (proxy.Stats) and NAT flows kept alive.
@@ -31,6 +34,23 @@ type Sources struct {
 	// Relay: TURN allocations now, refused peers, media sessions now,
 	// media packets forwarded and dropped.
 	Allocations, Denied, MediaSessions, MediaForwarded, MediaDropped func() int64
+}
+
+// MaxDomainLabels bounds the domain label's values: the domains holding
+// the most entries get their own series, the rest are summed under
+// OtherDomains. Domain names come from the overlay, so unbounded labels
+// would let any signer grow every member's scrape.
+const MaxDomainLabels = 20
+
+// OtherDomains labels the sum over the domains past MaxDomainLabels (no
+// host name has an underscore).
+const OtherDomains = "_other"
+
+// DomainStored is what a replica holds for one domain.
+type DomainStored struct {
+	Domain  string
+	Entries int
+	Bytes   int64
 }
 
 // MethodCode keys a response count.
@@ -95,6 +115,8 @@ var (
 	dRecords     = desc("lsp", "stored_records", "AORs this replica holds.")
 	dEntries     = desc("lsp", "stored_entries", "Binding entries (tombstones included) this replica holds.")
 	dBytes       = desc("lsp", "stored_bytes", "Encoded bytes of the entries this replica holds.")
+	dDomEntries  = desc("lsp", "domain_stored_entries", "Binding entries (tombstones included) this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
+	dDomBytes    = desc("lsp", "domain_stored_bytes", "Encoded bytes of the entries this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
 	dRegRes      = desc("registrar", "requests_total", "Requests answered by the registrar, by method and final status.", "method", "code")
 	dProxyRes    = desc("proxy", "requests_total", "Requests the proxy answered upstream, by method and final status.", "method", "code")
 	dForwarded   = desc("proxy", "forwarded_total", "Requests sent on (one per branch).")
@@ -111,7 +133,7 @@ var (
 	dSessions    = desc("relay", "media_sessions", "RTP relay sessions now.")
 	dMediaFwd    = desc("relay", "media_forwarded_packets_total", "RTP/RTCP packets the media relay forwarded.")
 	dMediaDrop   = desc("relay", "media_dropped_packets_total", "Packets the media relay dropped (unknown source or full).")
-	allDescs     = []*prometheus.Desc{dMembers, dRT, dConns, dPublic, dRelayed, dRecords, dEntries, dBytes, dRegRes, dProxyRes, dForwarded, dDirect, dReceived, dCacheHits, dLookups, dAnchored, dNATPings, dFlowed, dFlows, dAllocs, dDenied, dSessions, dMediaFwd, dMediaDrop}
+	allDescs     = []*prometheus.Desc{dMembers, dRT, dConns, dPublic, dRelayed, dRecords, dEntries, dBytes, dDomEntries, dDomBytes, dRegRes, dProxyRes, dForwarded, dDirect, dReceived, dCacheHits, dLookups, dAnchored, dNATPings, dFlowed, dFlows, dAllocs, dDenied, dSessions, dMediaFwd, dMediaDrop}
 	gauge, count = prometheus.GaugeValue, prometheus.CounterValue
 )
 
@@ -139,6 +161,24 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		put(dRecords, gauge, float64(r))
 		put(dEntries, gauge, float64(e))
 		put(dBytes, gauge, float64(b))
+	}
+	if s.Domains != nil {
+		top, rest := s.Domains()
+		if len(top) > MaxDomainLabels { // the source's bound, enforced here too
+			for _, d := range top[MaxDomainLabels:] {
+				rest.Entries += d.Entries
+				rest.Bytes += d.Bytes
+			}
+			top = top[:MaxDomainLabels]
+		}
+		for _, d := range top {
+			put(dDomEntries, gauge, float64(d.Entries), d.Domain)
+			put(dDomBytes, gauge, float64(d.Bytes), d.Domain)
+		}
+		if rest.Entries > 0 {
+			put(dDomEntries, gauge, float64(rest.Entries), OtherDomains)
+			put(dDomBytes, gauge, float64(rest.Bytes), OtherDomains)
+		}
 	}
 	for _, rc := range []struct {
 		d *prometheus.Desc

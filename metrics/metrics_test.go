@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -20,6 +21,14 @@ func TestMetricsLint(t *testing.T) {
 	m := New(Sources{
 		Members: n(7), RoutingTable: n(20), Connections: n(9), Public: n(1), Relayed: n(0),
 		Store: func() (int, int, int64) { return 3, 5, 900 },
+		Domains: func() ([]DomainStored, DomainStored) {
+			// A source that ignores the bound: 25 domains, 5 past it.
+			var top []DomainStored
+			for i := range 25 {
+				top = append(top, DomainStored{Domain: fmt.Sprintf("d%02d.example", i), Entries: 100 - i, Bytes: 1000})
+			}
+			return top, DomainStored{Entries: 2, Bytes: 50}
+		},
 		RegistrarResponses: func() map[MethodCode]int64 {
 			return map[MethodCode]int64{{"REGISTER", 200}: 10, {"REGISTER", 401}: 10}
 		},
@@ -41,6 +50,10 @@ func TestMetricsLint(t *testing.T) {
 		`lsnode_proxy_requests_total{code="200",method="INVITE"} 4`,
 		`lsnode_overlay_members 7`,
 		`lsnode_lsp_stored_bytes 900`,
+		`lsnode_lsp_domain_stored_entries{domain="d00.example"} 100`,
+		`lsnode_lsp_domain_stored_entries{domain="d19.example"} 81`,
+		`lsnode_lsp_domain_stored_entries{domain="_other"} 392`, // 80+79+78+77+76 + 2
+		`lsnode_lsp_domain_stored_bytes{domain="_other"} 5050`,
 		`lsnode_proxy_nat_flows 2`,
 		`lsnode_relay_media_forwarded_packets_total 100`,
 		`lsnode_lsp_operation_duration_seconds_count{op="publish",result="error"} 1`,
@@ -49,6 +62,9 @@ func TestMetricsLint(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("no %s in\n%s", want, page)
 		}
+	}
+	if strings.Contains(page, `domain="d20.example"`) || strings.Count(page, "lsnode_lsp_domain_stored_entries{") != MaxDomainLabels+1 {
+		t.Errorf("domain labels not bounded to %d + %s", MaxDomainLabels, OtherDomains)
 	}
 	// Only the overlay: no registrar, proxy or relay metrics.
 	only := New(Sources{Members: n(1)})

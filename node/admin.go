@@ -33,6 +33,13 @@ func (n *Node) newMetrics() *metrics.Metrics {
 		},
 		Relayed: func() int { return len(n.overlay.RelayedAddrs()) },
 		Store:   func() (int, int, int64) { return n.lsp.StoreStats() },
+		Domains: func() (top []metrics.DomainStored, rest metrics.DomainStored) {
+			t, r := n.lsp.DomainUsage(metrics.MaxDomainLabels)
+			for _, u := range t {
+				top = append(top, metrics.DomainStored{Domain: u.Domain, Entries: u.Entries, Bytes: u.Bytes})
+			}
+			return top, metrics.DomainStored{Entries: r.Entries, Bytes: r.Bytes}
+		},
 	}
 	if n.reg != nil {
 		src.RegistrarResponses = func() map[metrics.MethodCode]int64 { return countsOf(n.reg.Responses().Each) }

@@ -28,10 +28,12 @@ import (
 // maxAPIBody bounds a request body.
 const maxAPIBody = 64 << 10
 
-// apiBinding is a binding to publish: expires in seconds from now.
+// apiBinding is a binding to publish: expires in seconds from now; 0
+// removes the binding of that contact (REGISTER's Expires: 0, for HTTP
+// clients that only GET and POST, like Kamailio 5.6's http_client).
 type apiBinding struct {
 	Contact  string   `json:"contact"`
-	Expires  int      `json:"expires"`
+	Expires  *int     `json:"expires"`
 	Q        float64  `json:"q,omitempty"`
 	Instance string   `json:"instance,omitempty"`
 	RegID    uint32   `json:"reg_id,omitempty"`
@@ -174,13 +176,21 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	b, err := decodeAPIBinding(http.MaxBytesReader(w, r.Body, maxAPIBody), time.Now())
+	b, remove, err := decodeAPIBinding(http.MaxBytesReader(w, r.Body, maxAPIBody), time.Now())
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	if remove {
+		if err := n.lsp.Remove(ctx, aor, b.Contact); err != nil {
+			apiFailed(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	if err := n.lsp.Publish(ctx, aor, b); err != nil {
 		apiFailed(w, err)
 		return
@@ -189,27 +199,33 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeAPIBinding reads a publish request's body (one JSON object, no
-// unknown fields) into the binding to publish, expiring from now.
-func decodeAPIBinding(body io.Reader, now time.Time) (lsp.Binding, error) {
+// unknown fields) into the binding to publish, expiring from now, or, with
+// "expires": 0, into a removal of its contact (remove set; only Contact
+// is meaningful).
+func decodeAPIBinding(body io.Reader, now time.Time) (b lsp.Binding, remove bool, err error) {
 	var in apiBinding
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return lsp.Binding{}, fmt.Errorf("body: %w", err)
+		return lsp.Binding{}, false, fmt.Errorf("body: %w", err)
 	}
 	if dec.More() {
-		return lsp.Binding{}, errors.New("body: one JSON object only")
+		return lsp.Binding{}, false, errors.New("body: one JSON object only")
 	}
 	switch {
 	case strings.TrimSpace(in.Contact) == "":
-		return lsp.Binding{}, errors.New("contact is required")
-	case in.Expires <= 0 || in.Expires > 7*24*3600:
-		return lsp.Binding{}, errors.New("expires: seconds, 1 to 604800 (DELETE removes a binding)")
+		return lsp.Binding{}, false, errors.New("contact is required")
+	case in.Expires == nil:
+		return lsp.Binding{}, false, errors.New("expires is required: seconds, 1 to 604800, or 0 to remove the contact's binding")
+	case *in.Expires == 0:
+		return lsp.Binding{Contact: in.Contact}, true, nil
+	case *in.Expires < 0 || *in.Expires > 7*24*3600:
+		return lsp.Binding{}, false, errors.New("expires: seconds, 1 to 604800, or 0 to remove the contact's binding")
 	case !(in.Q >= 0 && in.Q <= 1):
-		return lsp.Binding{}, errors.New("q: 0 to 1")
+		return lsp.Binding{}, false, errors.New("q: 0 to 1")
 	}
-	return lsp.Binding{Contact: in.Contact, Expires: now.Add(time.Duration(in.Expires) * time.Second), Q: in.Q,
-		Instance: in.Instance, RegID: in.RegID, Path: in.Path, Received: in.Received, CallID: in.CallID, CSeq: in.CSeq}, nil
+	return lsp.Binding{Contact: in.Contact, Expires: now.Add(time.Duration(*in.Expires) * time.Second), Q: in.Q,
+		Instance: in.Instance, RegID: in.RegID, Path: in.Path, Received: in.Received, CallID: in.CallID, CSeq: in.CSeq}, false, nil
 }
 
 func (n *Node) apiRemove(w http.ResponseWriter, r *http.Request) {

@@ -27,7 +27,8 @@ import (
 // would) publishes a binding through a.example's HTTP API; b.example's
 // proxy then finds it in the overlay and routes a sipp call to it. The
 // API refuses a missing or wrong token (401), another domain's AOR (403)
-// and bad bodies (400); a removal empties the AOR (404). The paths and
+// and bad bodies (400); a removal (DELETE, or POST with "expires": 0)
+// empties the AOR (404). The paths and
 // methods are the ones docs/openapi.yaml documents.
 func TestHTTPAPI(t *testing.T) {
 	token := "api-token-for-the-test-0123456789"
@@ -66,7 +67,9 @@ func TestHTTPAPI(t *testing.T) {
 		{"wrong-token-wrong-token", carol, pub, 401},
 		{token, "sip:dave@b.example", pub, 403},
 		{token, "not an aor", pub, 400},
-		{token, carol, `{"contact": "sip:x@127.0.0.1", "expires": 0}`, 400},
+		{token, carol, `{"contact": "sip:x@127.0.0.1"}`, 400},
+		{token, carol, `{"contact": "sip:x@127.0.0.1", "expires": -1}`, 400},
+		{token, carol, `{"contact": "", "expires": 0}`, 400},
 		{token, carol, `{"contact": "sip:x@127.0.0.1", "expires": 60, "colour": "red"}`, 400},
 		{token, carol, `{"contact": `, 400},
 		{token, carol, `{"expires": 60}`, 400},
@@ -110,6 +113,17 @@ func TestHTTPAPI(t *testing.T) {
 	if code, body := do("GET", carol, token, ""); code != 404 {
 		t.Fatalf("GET after DELETE: %d %s", code, body)
 	}
+	// The same removal by POST with "expires": 0, for HTTP clients that
+	// only GET and POST (Kamailio 5.6's http_client).
+	if code, body := do("POST", carol, token, pub); code != 201 {
+		t.Fatalf("republish: %d %s", code, body)
+	}
+	if code, body := do("POST", carol, token, fmt.Sprintf(`{"contact": %q, "expires": 0}`, contact)); code != 204 {
+		t.Fatalf("POST expires 0: %d %s", code, body)
+	}
+	if code, body := do("GET", carol, token, ""); code != 404 {
+		t.Fatalf("GET after POST expires 0: %d %s", code, body)
+	}
 	// The documented API is the served one.
 	b, err := os.ReadFile("../docs/openapi.yaml")
 	if err != nil {
@@ -134,7 +148,8 @@ func TestHTTPAPI(t *testing.T) {
 // its own location table, publishes each REGISTER's binding into the
 // overlay through a.example's HTTP API with its http_client module
 // (testdata/kamailio/http-registrar.cfg); b.example's lsnode proxy then
-// finds the binding in the overlay and routes a sipp call to the UA.
+// finds the binding in the overlay and routes a sipp call to the UA. The
+// UA's unregistration (Expires: 0) removes the binding from the overlay.
 func TestKamailioHTTPAPI(t *testing.T) {
 	for _, tool := range []string{"kamailio", "sipp"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -160,7 +175,9 @@ func TestKamailioHTTPAPI(t *testing.T) {
 	// carol's UA registers with Kamailio (no digest in this config).
 	uasPort := freeUDPPort(t)
 	contact := fmt.Sprintf("sip:carol@127.0.0.1:%d", uasPort)
-	reg := startSippText(t, "register-kamailio", `<?xml version="1.0" encoding="ISO-8859-1" ?>
+	register := func(expires int) {
+		t.Helper()
+		reg := startSippText(t, fmt.Sprintf("register-kamailio-%d", expires), `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="register">
   <send retrans="500">
     <![CDATA[
@@ -172,7 +189,7 @@ func TestKamailioHTTPAPI(t *testing.T) {
       Call-ID: [call_id]
       CSeq: 1 REGISTER
       Contact: <`+contact+`>
-      Expires: 600
+      Expires: `+fmt.Sprint(expires)+`
       Max-Forwards: 70
       Content-Length: 0
 
@@ -181,10 +198,12 @@ func TestKamailioHTTPAPI(t *testing.T) {
   <recv response="200"/>
 </scenario>
 `, freeUDPPort(t), kamAddr, "-m", "1", "-timeout", "20s")
-	// Kamailio needs a moment to come up: sipp retransmits meanwhile.
-	if err := reg.wait(30 * time.Second); err != nil {
-		t.Fatalf("REGISTER to Kamailio: %v\nkamailio:\n%s", err, tail(kamLog.Bytes()))
+		// Kamailio needs a moment to come up: sipp retransmits meanwhile.
+		if err := reg.wait(30 * time.Second); err != nil {
+			t.Fatalf("REGISTER (Expires %d) to Kamailio: %v\nkamailio:\n%s", expires, err, tail(kamLog.Bytes()))
+		}
 	}
+	register(600)
 	st := time.Now()
 	waitFor(t, 10*time.Second, "the binding Kamailio published", func() error {
 		bs, err := nw.Node(bIdx).Location().Lookup(context.Background(), "sip:carol@a.example")
@@ -203,7 +222,16 @@ func TestKamailioHTTPAPI(t *testing.T) {
 	if err := uas.wait(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("Kamailio's REGISTER 200 → binding visible from b.example's node within %v; the call through b.example's proxy reached the UA", visible.Round(time.Millisecond))
+	// carol unregisters: Kamailio removes the binding from the overlay too.
+	register(0)
+	waitFor(t, 10*time.Second, "the binding Kamailio removed to go", func() error {
+		bs, err := nw.Node(bIdx).Location().Lookup(context.Background(), "sip:carol@a.example")
+		if err != nil || len(bs) != 0 {
+			return fmt.Errorf("%v %v\nkamailio:\n%s", bs, err, tail(kamLog.Bytes()))
+		}
+		return nil
+	})
+	t.Logf("Kamailio's REGISTER 200 → binding visible from b.example's node within %v; the call through b.example's proxy reached the UA; its removal left the overlay", visible.Round(time.Millisecond))
 }
 
 // startAPINet starts a call testnet whose first a.example node serves the

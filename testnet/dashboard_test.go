@@ -92,8 +92,9 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	// The state every node reports: registrations per domain over all
-	// replicas are the published bindings times R.
-	waitFor(t, 10*time.Second, "every replica holds its bindings", func() error {
+	// replicas are the published bindings times R (a node rescans its
+	// store at most every 5 s).
+	waitFor(t, 15*time.Second, "every replica holds its bindings", func() error {
 		held := 0
 		for i := range nodes {
 			var st struct {
