@@ -29,11 +29,12 @@ run: build
 	@test -f $(TESTNET)/testnet.json || $(BIN) testnet init --dir $(TESTNET) --nodes $(NODES) --domains $(DOMAINS)
 	$(BIN) testnet run --dir $(TESTNET)
 
-# Five benchmarks, each ending with a one-line summary: the 100-node overlay
+# Six benchmarks, each ending with a one-line summary: the 100-node overlay
 # against kad-dht, sipp REGISTER and call load against lsnode and Kamailio,
-# TURN relaying against coturn, and the RTP relay.
+# the dashboard's traced lookups against plain ones, TURN relaying against
+# coturn, and the RTP relay.
 bench: build
-	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall' -benchtime 1x -timeout 40m ./testnet/
+	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard' -benchtime 1x -timeout 40m ./testnet/
 	$(GO) test -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
 
 # The reported soak: REGISTER at 80% of the measured sustained maximum
