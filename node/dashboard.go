@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -100,20 +99,20 @@ func (n *Node) mountDashboard(mux *http.ServeMux) {
 	mux.Handle("GET /dashboard/", secured(static))
 	mux.Handle("GET /{$}", http.RedirectHandler("/dashboard/", http.StatusFound))
 	mux.Handle("GET /dashboard/api/state", secured(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, n.dashState())
+		apiJSON(w, http.StatusOK, n.dashState())
 	})))
 	sem := make(chan struct{}, dashLookups)
 	mux.Handle("GET /dashboard/api/lookup", secured(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		aor := strings.TrimSpace(r.URL.Query().Get("aor"))
 		if aor == "" {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "aor is required"})
+			apiError(w, http.StatusBadRequest, "aor is required")
 			return
 		}
 		select {
 		case sem <- struct{}{}:
 			defer func() { <-sem }()
 		default:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many lookups running; try again"})
+			apiError(w, http.StatusServiceUnavailable, "too many lookups running; try again")
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), dashLookupTimeout)
@@ -124,10 +123,10 @@ func (n *Node) mountDashboard(mux *http.ServeMux) {
 			if errors.Is(err, lsp.ErrBadAOR) {
 				code = http.StatusBadRequest
 			}
-			writeJSON(w, code, map[string]string{"error": err.Error()})
+			apiError(w, code, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, tr)
+		apiJSON(w, http.StatusOK, tr)
 	})))
 }
 
@@ -142,12 +141,6 @@ func secured(h http.Handler) http.Handler {
 		hd.Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
 	})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // dashState reads the node's state for the dashboard.
