@@ -40,8 +40,9 @@ type Trace struct {
 type TraceReply struct {
 	Peer peer.ID `json:"peer"`
 	// Round: "closest" (the R closest in the view), "widened" (the next R,
-	// asked when none held anything), "iterative" (found by the kad-dht
-	// lookup).
+	// asked when none held anything), "suspected" (members this node
+	// suspects, asked when still none held anything), "iterative" (found
+	// by the kad-dht lookup).
 	Round string `json:"round"`
 	// Hops to reach it: 0 for this node, 1 for a peer in the view,
 	// more for one found through the iterative route.

@@ -143,3 +143,56 @@ func TestTrace(t *testing.T) {
 		t.Fatal("trace of a malformed AOR succeeded")
 	}
 }
+
+// TestLookupAsksSuspects: a reader that suspects every replica of an AOR
+// (a dial to each failed a moment ago; they have come back since) finds
+// nothing among the members it does not suspect, so it asks the suspects
+// before answering "none", and finds the binding there.
+func TestLookupAsksSuspects(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 7, []*Credential{biloxi}, ca)
+	ctx := context.Background()
+	aor := "sip:carol@biloxi.example"
+	if err := c.svcs[0].Publish(ctx, aor, binding("sip:carol@192.0.2.3", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	replicas := c.svcs[0].closest(aor)
+	reader := -1
+	for i, o := range c.ovs {
+		if !slices.Contains(replicas, o.ID()) {
+			reader = i
+			break
+		}
+	}
+	waitFor(t, 5*time.Second, "every replica holds the binding", func() bool {
+		for i, o := range c.ovs {
+			if slices.Contains(replicas, o.ID()) && c.svcs[i].Holds(aor) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range replicas {
+		c.ovs[reader].Suspect(p)
+	}
+	if got := c.svcs[reader].closest(aor); slices.ContainsFunc(got, func(p peer.ID) bool { return slices.Contains(replicas, p) }) {
+		t.Fatalf("suspected replicas still among the closest: %v", got)
+	}
+	tr, err := c.svcs[reader].Trace(ctx, aor, false)
+	if err != nil || tr.Err != "" || len(tr.Bindings) != 1 {
+		t.Fatalf("lookup with every replica suspected: %v %+v", err, tr)
+	}
+	asked := 0
+	for _, a := range tr.Asked {
+		if a.Round == "suspected" {
+			asked++
+			if a.Status == "answered" && len(a.Live) != 1 {
+				t.Fatalf("suspected replica answered %+v", a)
+			}
+		}
+	}
+	if asked != len(replicas) {
+		t.Fatalf("%d suspects asked, want %d: %+v", asked, len(replicas), tr.Asked)
+	}
+}

@@ -777,10 +777,33 @@ func (m *members) list() []peer.ID {
 	return out
 }
 
+// suspected returns the n members nearest key that this node suspects but
+// whose heartbeats are still current: left out of closest only because a
+// dial from here failed a moment ago (a node restarted since is among
+// them).
+func (m *members) suspected(key kb.ID, n int) []peer.ID {
+	now := time.Now()
+	m.mu.Lock()
+	fail := m.failAfterLocked()
+	var cands []liveMember
+	for _, mb := range m.byID {
+		if mb.seen && !mb.left && now.Sub(mb.updated) < fail && !now.After(mb.suspect) {
+			cands = append(cands, liveMember{id: mb.id, kid: mb.kid})
+		}
+	}
+	m.mu.Unlock()
+	return nearest(cands, key, n)
+}
+
 func (m *members) closest(key kb.ID, n int) []peer.ID {
 	m.mu.Lock()
 	live := m.live
 	m.mu.Unlock()
+	return nearest(live, key, n)
+}
+
+// nearest returns the ids of the n members of live nearest key.
+func nearest(live []liveMember, key kb.ID, n int) []peer.ID {
 	type cand struct {
 		id peer.ID
 		d  [32]byte

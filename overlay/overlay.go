@@ -417,6 +417,14 @@ func (o *Overlay) Closest(key string, n int) []peer.ID {
 	return o.members.closest(kb.ConvertKey(key), n)
 }
 
+// Suspected returns up to n members nearest key (nearest first) that
+// Closest leaves out only because this node suspects them (Suspect) while
+// their heartbeats are still current: worth asking when the others had
+// nothing, since a restarted member comes back before its suspicion ends.
+func (o *Overlay) Suspected(key string, n int) []peer.ID {
+	return o.members.suspected(kb.ConvertKey(key), n)
+}
+
 // ClosestIterative runs kad-dht's iterative lookup for key and returns up to n
 // peers nearest first, this node included when it is closer than the ones
 // found. Use it when Closest's view may be stale.
