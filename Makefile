@@ -68,6 +68,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFlowToken -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzRewriteSDP -fuzztime $(FUZZTIME) ./relay/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeControl -fuzztime $(FUZZTIME) ./relay/
+	$(GO) test -run '^$$' -fuzz FuzzMediaEndpoint -fuzztime $(FUZZTIME) ./relay/
 
 clean:
 	rm -rf bin $(TESTNET) .chaos

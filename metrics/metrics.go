@@ -61,8 +61,8 @@ type MethodCode struct {
 
 // ProxyStats are the proxy's counters the metrics export.
 type ProxyStats struct {
-	Requests, Forwarded, Direct, CacheHits, Lookups, Anchored, NATPings, Flowed int64
-	Flows                                                                       int
+	Requests, Forwarded, Direct, CacheHits, Lookups, Anchored, Relayed, NATPings, Flowed int64
+	Flows                                                                                int
 }
 
 // Metrics is a node's registry.
@@ -107,34 +107,35 @@ func desc(sub, name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	dMembers     = desc("overlay", "members", "Live members in this node's membership view.")
-	dRT          = desc("overlay", "routing_table_peers", "Peers in the kad-dht routing table.")
-	dConns       = desc("overlay", "connections", "Open libp2p connections.")
-	dPublic      = desc("overlay", "reachable_public", "1 when the node is publicly reachable (a member), 0 behind NAT.")
-	dRelayed     = desc("overlay", "relayed_addresses", "Circuit relay addresses this node announces.")
-	dRecords     = desc("lsp", "stored_records", "AORs this replica holds.")
-	dEntries     = desc("lsp", "stored_entries", "Binding entries (tombstones included) this replica holds.")
-	dBytes       = desc("lsp", "stored_bytes", "Encoded bytes of the entries this replica holds.")
-	dDomEntries  = desc("lsp", "domain_stored_entries", "Binding entries (tombstones included) this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
-	dDomBytes    = desc("lsp", "domain_stored_bytes", "Encoded bytes of the entries this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
-	dRegRes      = desc("registrar", "requests_total", "Requests answered by the registrar, by method and final status.", "method", "code")
-	dProxyRes    = desc("proxy", "requests_total", "Requests the proxy answered upstream, by method and final status.", "method", "code")
-	dForwarded   = desc("proxy", "forwarded_total", "Requests sent on (one per branch).")
-	dDirect      = desc("proxy", "direct_total", "Requests sent straight to a Contact found in the overlay.")
-	dReceived    = desc("proxy", "received_total", "Requests received (ACK and CANCEL included).")
-	dCacheHits   = desc("proxy", "lookup_cache_hits_total", "Lookups answered from the proxy's cache.")
-	dLookups     = desc("proxy", "lookups_total", "Lookups the proxy asked the location service.")
-	dAnchored    = desc("proxy", "anchored_calls_total", "Calls whose media was anchored on an RTP relay.")
-	dNATPings    = desc("proxy", "nat_keepalives_total", "OPTIONS sent down NAT flows.")
-	dFlowed      = desc("proxy", "flow_requests_total", "Requests sent down a NAT flow.")
-	dFlows       = desc("proxy", "nat_flows", "NAT flows kept alive.")
-	dAllocs      = desc("relay", "allocations", "TURN allocations now.")
-	dDenied      = desc("relay", "denied_peers_total", "TURN permissions refused by the peer policy.")
-	dSessions    = desc("relay", "media_sessions", "RTP relay sessions now.")
-	dMediaFwd    = desc("relay", "media_forwarded_packets_total", "RTP/RTCP packets the media relay forwarded.")
-	dMediaDrop   = desc("relay", "media_dropped_packets_total", "Packets the media relay dropped (unknown source or full).")
-	allDescs     = []*prometheus.Desc{dMembers, dRT, dConns, dPublic, dRelayed, dRecords, dEntries, dBytes, dDomEntries, dDomBytes, dRegRes, dProxyRes, dForwarded, dDirect, dReceived, dCacheHits, dLookups, dAnchored, dNATPings, dFlowed, dFlows, dAllocs, dDenied, dSessions, dMediaFwd, dMediaDrop}
-	gauge, count = prometheus.GaugeValue, prometheus.CounterValue
+	dMembers       = desc("overlay", "members", "Live members in this node's membership view.")
+	dRT            = desc("overlay", "routing_table_peers", "Peers in the kad-dht routing table.")
+	dConns         = desc("overlay", "connections", "Open libp2p connections.")
+	dPublic        = desc("overlay", "reachable_public", "1 when the node is publicly reachable (a member), 0 behind NAT.")
+	dRelayed       = desc("overlay", "relayed_addresses", "Circuit relay addresses this node announces.")
+	dRecords       = desc("lsp", "stored_records", "AORs this replica holds.")
+	dEntries       = desc("lsp", "stored_entries", "Binding entries (tombstones included) this replica holds.")
+	dBytes         = desc("lsp", "stored_bytes", "Encoded bytes of the entries this replica holds.")
+	dDomEntries    = desc("lsp", "domain_stored_entries", "Binding entries (tombstones included) this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
+	dDomBytes      = desc("lsp", "domain_stored_bytes", "Encoded bytes of the entries this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
+	dRegRes        = desc("registrar", "requests_total", "Requests answered by the registrar, by method and final status.", "method", "code")
+	dProxyRes      = desc("proxy", "requests_total", "Requests the proxy answered upstream, by method and final status.", "method", "code")
+	dForwarded     = desc("proxy", "forwarded_total", "Requests sent on (one per branch).")
+	dDirect        = desc("proxy", "direct_total", "Requests sent straight to a Contact found in the overlay.")
+	dReceived      = desc("proxy", "received_total", "Requests received (ACK and CANCEL included).")
+	dCacheHits     = desc("proxy", "lookup_cache_hits_total", "Lookups answered from the proxy's cache.")
+	dLookups       = desc("proxy", "lookups_total", "Lookups the proxy asked the location service.")
+	dAnchored      = desc("proxy", "anchored_calls_total", "Calls whose media was anchored on an RTP relay.")
+	dRelayedOffers = desc("proxy", "relayed_offers_total", "Offers not anchored again (media auto): their media already goes to an overlay relay.")
+	dNATPings      = desc("proxy", "nat_keepalives_total", "OPTIONS sent down NAT flows.")
+	dFlowed        = desc("proxy", "flow_requests_total", "Requests sent down a NAT flow.")
+	dFlows         = desc("proxy", "nat_flows", "NAT flows kept alive.")
+	dAllocs        = desc("relay", "allocations", "TURN allocations now.")
+	dDenied        = desc("relay", "denied_peers_total", "TURN permissions refused by the peer policy.")
+	dSessions      = desc("relay", "media_sessions", "RTP relay sessions now.")
+	dMediaFwd      = desc("relay", "media_forwarded_packets_total", "RTP/RTCP packets the media relay forwarded.")
+	dMediaDrop     = desc("relay", "media_dropped_packets_total", "Packets the media relay dropped (unknown source or full).")
+	allDescs       = []*prometheus.Desc{dMembers, dRT, dConns, dPublic, dRelayed, dRecords, dEntries, dBytes, dDomEntries, dDomBytes, dRegRes, dProxyRes, dForwarded, dDirect, dReceived, dCacheHits, dLookups, dAnchored, dRelayedOffers, dNATPings, dFlowed, dFlows, dAllocs, dDenied, dSessions, dMediaFwd, dMediaDrop}
+	gauge, count   = prometheus.GaugeValue, prometheus.CounterValue
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -199,6 +200,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		put(dCacheHits, count, float64(p.CacheHits))
 		put(dLookups, count, float64(p.Lookups))
 		put(dAnchored, count, float64(p.Anchored))
+		put(dRelayedOffers, count, float64(p.Relayed))
 		put(dNATPings, count, float64(p.NATPings))
 		put(dFlowed, count, float64(p.Flowed))
 		put(dFlows, gauge, float64(p.Flows))

@@ -49,7 +49,7 @@ func (n *Node) newMetrics() *metrics.Metrics {
 		src.Proxy = func() metrics.ProxyStats {
 			s := n.proxy.Stats()
 			return metrics.ProxyStats{Requests: s.Requests, Forwarded: s.Forwarded, Direct: s.Direct, CacheHits: s.CacheHits,
-				Lookups: s.Lookups, Anchored: s.Anchored, NATPings: s.NATPings, Flowed: s.Flowed, Flows: n.proxy.Flows()}
+				Lookups: s.Lookups, Anchored: s.Anchored, Relayed: s.Relayed, NATPings: s.NATPings, Flowed: s.Flowed, Flows: n.proxy.Flows()}
 		}
 	}
 	if n.relay != nil {

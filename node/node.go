@@ -164,12 +164,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		}
 		anchor = nd.media
 		nd.stopControl = relay.ServeControl(nd.overlay, mediaProto, nd.media)
-		services = append(services, relay.MediaService)
+		services = append(services, relay.MediaService, nd.media.Endpoint())
 	} else if m := cfg.Proxy.Media; m == "always" || m == "auto" {
 		anchor = relay.NewRemote(nd.overlay, mediaProto)
 	}
 	if cfg.SIP != "" {
-		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, anchor, log); err != nil {
+		atRelay := func(ip net.IP, port int) bool { return relay.AtRelay(nd.overlay.Services(), ip, port) }
+		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, anchor, atRelay, log); err != nil {
 			return nil, err
 		}
 	}
@@ -226,7 +227,8 @@ func (n *Node) Location() *lsp.Service { return n.lsp }
 
 // startSIP starts the registrar and, unless the config turns it off, the
 // proxy on the same sockets.
-func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, media relay.Anchor, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
+func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, media relay.Anchor,
+	atRelay func(net.IP, int) bool, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
 	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
 		Logger: log}
@@ -288,7 +290,7 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
 		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval),
-		Media: media, MediaPolicy: pc.Media, Logger: log})
+		Media: media, MediaPolicy: pc.Media, AtRelay: atRelay, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"strings"
 
@@ -26,10 +27,17 @@ func (p *Proxy) anchorOffer(req *sip.Request) {
 	if p.cfg.MediaPolicy == "off" || req.Method != sip.INVITE || req.To().Params.Has("tag") || !hasSDP(req) {
 		return
 	}
-	if p.cfg.MediaPolicy == "auto" && !p.privateParty(req) {
-		return
-	}
 	id := req.CallID().Value()
+	if p.cfg.MediaPolicy == "auto" {
+		if !p.privateParty(req) {
+			return
+		}
+		if _, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0); err == nil && p.cfg.AtRelay != nil && p.cfg.AtRelay(ip, port) {
+			p.stats.relayed.Add(1)
+			p.log.Debug("media relay: offer already at an overlay relay", "call", id, "addr", net.JoinHostPort(ip.String(), fmt.Sprint(port)))
+			return
+		}
+	}
 	_, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0)
 	if err != nil {
 		p.log.Debug("media relay: offer not anchored", "call", id, "err", err)

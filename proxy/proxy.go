@@ -78,6 +78,13 @@ type Config struct {
 	// address is private. Default "off".
 	Media       relay.Anchor
 	MediaPolicy string
+	// AtRelay reports whether an address is on a media relay of the
+	// overlay (relay.AtRelay over the announced endpoints). With "auto", an
+	// offer whose media already goes to one is not anchored again: one
+	// relay, latching both parties (RFC 4961), serves a call between two
+	// NAT'd UAs. "always" anchors on this proxy's relay regardless. Nil:
+	// none is known.
+	AtRelay func(ip net.IP, port int) bool
 	// TrustedNetworks may send requests anywhere (co-located servers and
 	// UAs). Others may only call users of Domain, continue dialogs this
 	// proxy record-routed, or send as a user who passes Authorize. Nil means
@@ -282,14 +289,15 @@ type Stats struct {
 	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
 	Refused     int64 // requests refused by the relay policy (403/407)
 	Anchored    int64 // calls whose media was anchored on the relay
+	Relayed     int64 // offers left as they were ("auto"): their media already goes to an overlay relay
 	// NATPings: OPTIONS sent down NAT flows; NATPingsAnswered: those
 	// answered. Flowed: requests sent down a NAT flow.
 	NATPings, NATPingsAnswered, Flowed int64
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused, anchored atomic.Int64
-	natPings, natPingsAnswered, flowed                                                                            atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused, anchored, relayed atomic.Int64
+	natPings, natPingsAnswered, flowed                                                                                     atomic.Int64
 }
 
 // callID is a message's Call-ID for log correlation ("" without one).
@@ -309,7 +317,7 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Anchored: c.anchored.Load(),
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
 		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
 }
 

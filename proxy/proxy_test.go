@@ -13,6 +13,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/registrar"
@@ -429,8 +430,11 @@ func sdpBody(rtpPort int) string {
 }
 
 // withSDP puts an SDP body into a request built by ua.request.
-func withSDP(msg string, rtpPort int) string {
-	body := sdpBody(rtpPort)
+func withSDP(msg string, rtpPort int) string { return withSDPAt(msg, "127.0.0.1", rtpPort) }
+
+// withSDPAt is withSDP with the media at addr.
+func withSDPAt(msg, addr string, rtpPort int) string {
+	body := strings.ReplaceAll(sdpBody(rtpPort), "IN IP4 127.0.0.1", "IN IP4 "+addr)
 	return strings.Replace(msg, "Content-Length: 0\r\n\r\n",
 		fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
 }
@@ -522,34 +526,60 @@ func TestMediaAnchored(t *testing.T) {
 }
 
 // TestMediaAuto: policy "auto" anchors an offer from a private address and
-// leaves a public one alone.
+// leaves a public one alone, and an offer a NAT'd caller's proxy already
+// anchored on an overlay relay too (one relay serves the call).
 func TestMediaAuto(t *testing.T) {
 	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41100, MaxPort: 41199, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer media.Close()
-	tp := startProxy(t, Proxying, func(c *Config) { c.Media, c.MediaPolicy = media, "auto" })
+	announced := map[peer.ID][]string{"relay-b": {relay.MediaService, relay.MediaEndpoint(net.ParseIP("192.0.2.50"), 40000, 40999)}}
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.Media, c.MediaPolicy = media, "auto"
+		c.AtRelay = func(ip net.IP, port int) bool { return relay.AtRelay(announced, ip, port) }
+	})
 	caller, callee := newUA(t), newUA(t)
 	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
 		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	natted := "Contact: <sip:carol@10.0.0.5:5060>"
 	for _, c := range []struct {
 		addr     string
+		port     int
+		contact  string
 		anchored bool
-	}{{"192.0.2.10", false}, {"10.0.0.5", true}} {
-		msg := strings.ReplaceAll(withSDP(caller.request("INVITE", "sip:bob@b.example"), 5004), "IN IP4 127.0.0.1", "IN IP4 "+c.addr)
-		caller.send(tp.addr, msg)
-		inv := callee.recv(3 * time.Second).(*sip.Request)
-		got := !strings.Contains(string(inv.Body()), "m=audio 5004 ")
-		if got != c.anchored {
-			t.Errorf("offer from %s: anchored %v, want %v\n%s", c.addr, got, c.anchored, inv.Body())
+	}{
+		{"192.0.2.10", 5004, "", false},
+		{"10.0.0.5", 5004, "", true},
+		{"192.0.2.50", 40010, natted, false}, // NAT'd caller, media already at relay b
+		{"192.0.2.50", 5004, natted, true},   // the relay's host, not its media ports
+	} {
+		callID := fmt.Sprintf("auto-%s-%d", c.addr, c.port)
+		hdrs := []string{"Call-ID: " + callID}
+		if c.contact != "" {
+			hdrs = append(hdrs, c.contact)
 		}
-		callee.send(tp.addr, sip.NewResponseFromRequest(inv, 486, "Busy Here", nil).String())
+		msg := withSDPAt(caller.request("INVITE", "sip:bob@b.example", hdrs...), c.addr, c.port)
+		caller.send(tp.addr, msg)
+		var inv *sip.Request
+		for inv == nil || inv.CallID().Value() != callID { // skip an earlier call's retransmission
+			inv = callee.recv(3 * time.Second).(*sip.Request)
+		}
+		got := !strings.Contains(string(inv.Body()), fmt.Sprintf("m=audio %d ", c.port))
+		if got != c.anchored {
+			t.Errorf("offer from %s:%d: anchored %v, want %v\n%s", c.addr, c.port, got, c.anchored, inv.Body())
+		}
+		busy := sip.NewResponseFromRequest(inv, 486, "Busy Here", nil)
+		busy.To().Params.Add("tag", "busy")
+		callee.send(tp.addr, busy.String())
 		if r := caller.status(3 * time.Second); r.StatusCode != 486 {
 			t.Fatalf("caller got %d", r.StatusCode)
 		}
 	}
 	if n := media.Sessions(); n != 0 {
 		t.Fatalf("%d sessions left after failed calls", n)
+	}
+	if st := tp.p.Stats(); st.Anchored != 2 || st.Relayed != 1 {
+		t.Fatalf("stats: %d anchored, %d relayed; want 2, 1", st.Anchored, st.Relayed)
 	}
 }

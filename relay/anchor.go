@@ -61,6 +61,48 @@ func (m *Media) Answer(_ context.Context, callID string, ip net.IP, port int) (s
 // MediaService is what a node with a media relay announces in the overlay.
 const MediaService = "rtp-relay"
 
+// MediaEndpoint is what a media relay announces besides MediaService: the
+// address and port range its sessions use, "rtp-relay:IP:LOW-HIGH" (IPv6
+// in brackets). A proxy seeing an offer already at one does not anchor it
+// again (AtRelay).
+func MediaEndpoint(ip net.IP, lo, hi int) string {
+	return fmt.Sprintf("%s:%s", MediaService, net.JoinHostPort(ip.String(), fmt.Sprintf("%d-%d", lo, hi)))
+}
+
+// ParseMediaEndpoint reads a MediaEndpoint; ok is false for any other
+// service string.
+func ParseMediaEndpoint(s string) (ip net.IP, lo, hi int, ok bool) {
+	rest, found := strings.CutPrefix(s, MediaService+":")
+	if !found {
+		return nil, 0, 0, false
+	}
+	host, ports, err := net.SplitHostPort(rest)
+	if err != nil {
+		return nil, 0, 0, false
+	}
+	if ip = net.ParseIP(host); ip == nil {
+		return nil, 0, 0, false
+	}
+	if _, err := fmt.Sscanf(ports, "%d-%d", &lo, &hi); err != nil || lo < 1 || hi > 65535 || lo > hi ||
+		ports != fmt.Sprintf("%d-%d", lo, hi) {
+		return nil, 0, 0, false
+	}
+	return ip, lo, hi, true
+}
+
+// AtRelay reports whether ip:port lies in a media relay endpoint that one
+// of services (an overlay's announced services by member) announces.
+func AtRelay(services map[peer.ID][]string, ip net.IP, port int) bool {
+	for _, svcs := range services {
+		for _, s := range svcs {
+			if rip, lo, hi, ok := ParseMediaEndpoint(s); ok && rip.Equal(ip) && port >= lo && port <= hi {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Control protocol: one request and one reply per stream, varint-framed
 // protobuf: request {1: op (1 offer, 2 answer, 3 end), 2: call-id, 3: ip,
 // 4: port}; reply {1: ip, 2: port, 3: error}.

@@ -216,6 +216,9 @@ func (s *Session) pump(i, c int) {
 // wherever its media comes (its NAT's public address).
 func behindNAT(ip net.IP) bool { return ip.IsPrivate() || Restricted(ip) && !ip.IsLoopback() }
 
+// Endpoint is what the relay announces in the overlay (MediaEndpoint).
+func (m *Media) Endpoint() string { return MediaEndpoint(m.ip, m.cfg.MinPort, m.cfg.MaxPort) }
+
 // Has reports whether a session of id exists.
 func (m *Media) Has(id string) bool {
 	m.mu.Lock()

@@ -354,7 +354,7 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 			err, tail(out), tail(errs), tail(cerrs), tail(regOut.Bytes()))
 	}
 	callTime := time.Since(st)
-	// Both parties' RTP went through a relay on a public host.
+	// Both parties' RTP went through a relay on a public host, the same one.
 	public := map[string]bool{}
 	for _, h := range nw.Bed.Public() {
 		public[h.IP] = true
@@ -377,6 +377,20 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 				t.Fatalf("%s received RTP from %s, not from a relay on a public host", who, from)
 			}
 		}
+	}
+	// One relay carries the call: b.example's proxy anchored the NAT'd
+	// caller's offer on its relay, and a.example's node, seeing the offer
+	// already at an overlay relay, did not anchor it again (the relay
+	// latches the NAT'd callee from its first packet).
+	relays := map[string]bool{}
+	for _, r := range res {
+		for _, from := range r.From {
+			host, _, _ := net.SplitHostPort(from)
+			relays[host] = true
+		}
+	}
+	if len(relays) != 1 {
+		t.Fatalf("the call's media went through %d relays (%v), want one", len(relays), relays)
 	}
 	t.Logf("NAT'd call: registered behind NAT 0, idle %v (NAT UDP timeout %v, keepalive every %v), call through b.example's node and the flow took %v (sipp run); RTP received callee %d/100 from %v, caller %d/100 from %v",
 		idle, natUDPTimeout, natUDPTimeout/4, callTime.Round(time.Millisecond), res[0].Received, res[0].From, res[1].Received, res[1].From)

@@ -76,7 +76,8 @@ function renderState(s) {
     relay.push(["media sessions", s.relay.media_sessions], ["media packets forwarded", s.relay.media_forwarded],
       ["media packets dropped", s.relay.media_dropped]);
   }
-  if (s.proxy) relay.push(["calls anchored", s.proxy.Anchored], ["NAT flows used", s.proxy.Flowed]);
+  if (s.proxy) relay.push(["calls anchored", s.proxy.Anchored], ["offers already at an overlay relay", s.proxy.Relayed],
+    ["NAT flows used", s.proxy.Flowed]);
   table("relay", ["", ""], relay);
   document.getElementById("members-note").textContent =
     `${s.members.length} of ${s.members_total}, nearest to this node first (bits of ID shared)`;
