@@ -31,6 +31,10 @@ type Sources struct {
 	RegistrarResponses, ProxyResponses func() map[MethodCode]int64
 	// Proxy counters (proxy.Stats) and NAT flows kept alive.
 	Proxy func() ProxyStats
+	// Certificates: when the domain credential's certificate (it signs
+	// every binding this node writes) and the federation member
+	// certificate expire; zero times are left out.
+	DomainCertExpiry, MemberCertExpiry time.Time
 	// Relay: TURN allocations now, refused peers, media sessions now,
 	// media packets forwarded and dropped.
 	Allocations, Denied, MediaSessions, MediaForwarded, MediaDropped func() int64
@@ -117,6 +121,8 @@ var (
 	dBytes         = desc("lsp", "stored_bytes", "Encoded bytes of the entries this replica holds.")
 	dDomEntries    = desc("lsp", "domain_stored_entries", "Binding entries (tombstones included) this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
 	dDomBytes      = desc("lsp", "domain_stored_bytes", "Encoded bytes of the entries this replica holds, by the AOR's domain (the 20 largest; the rest summed as _other).", "domain")
+	dDomainCert    = desc("lsp", "domain_certificate_expiry_timestamp_seconds", "When the domain certificate that signs this node's writes expires (Unix time).")
+	dMemberCert    = desc("overlay", "member_certificate_expiry_timestamp_seconds", "When this node's federation member certificate expires (Unix time).")
 	dRegRes        = desc("registrar", "requests_total", "Requests answered by the registrar, by method and final status.", "method", "code")
 	dProxyRes      = desc("proxy", "requests_total", "Requests the proxy answered upstream, by method and final status.", "method", "code")
 	dForwarded     = desc("proxy", "forwarded_total", "Requests sent on (one per branch).")
@@ -134,7 +140,7 @@ var (
 	dSessions      = desc("relay", "media_sessions", "RTP relay sessions now.")
 	dMediaFwd      = desc("relay", "media_forwarded_packets_total", "RTP/RTCP packets the media relay forwarded.")
 	dMediaDrop     = desc("relay", "media_dropped_packets_total", "Packets the media relay dropped (unknown source or full).")
-	allDescs       = []*prometheus.Desc{dMembers, dRT, dConns, dPublic, dRelayed, dRecords, dEntries, dBytes, dDomEntries, dDomBytes, dRegRes, dProxyRes, dForwarded, dDirect, dReceived, dCacheHits, dLookups, dAnchored, dRelayedOffers, dNATPings, dFlowed, dFlows, dAllocs, dDenied, dSessions, dMediaFwd, dMediaDrop}
+	allDescs       = []*prometheus.Desc{dMembers, dRT, dConns, dPublic, dRelayed, dRecords, dEntries, dBytes, dDomEntries, dDomBytes, dDomainCert, dMemberCert, dRegRes, dProxyRes, dForwarded, dDirect, dReceived, dCacheHits, dLookups, dAnchored, dRelayedOffers, dNATPings, dFlowed, dFlows, dAllocs, dDenied, dSessions, dMediaFwd, dMediaDrop}
 	gauge, count   = prometheus.GaugeValue, prometheus.CounterValue
 )
 
@@ -179,6 +185,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if rest.Entries > 0 {
 			put(dDomEntries, gauge, float64(rest.Entries), OtherDomains)
 			put(dDomBytes, gauge, float64(rest.Bytes), OtherDomains)
+		}
+	}
+	for _, c := range []struct {
+		d *prometheus.Desc
+		t time.Time
+	}{{dDomainCert, s.DomainCertExpiry}, {dMemberCert, s.MemberCertExpiry}} {
+		if !c.t.IsZero() {
+			put(c.d, gauge, float64(c.t.Unix()))
 		}
 	}
 	for _, rc := range []struct {

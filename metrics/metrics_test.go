@@ -20,7 +20,8 @@ func TestMetricsLint(t *testing.T) {
 	n64 := func(v int64) func() int64 { return func() int64 { return v } }
 	m := New(Sources{
 		Members: n(7), RoutingTable: n(20), Connections: n(9), Public: n(1), Relayed: n(0),
-		Store: func() (int, int, int64) { return 3, 5, 900 },
+		Store:            func() (int, int, int64) { return 3, 5, 900 },
+		DomainCertExpiry: time.Unix(1_900_000_000, 0),
 		Domains: func() ([]DomainStored, DomainStored) {
 			// A source that ignores the bound: 25 domains, 5 past it.
 			var top []DomainStored
@@ -50,6 +51,7 @@ func TestMetricsLint(t *testing.T) {
 		`lsnode_proxy_requests_total{code="200",method="INVITE"} 4`,
 		`lsnode_overlay_members 7`,
 		`lsnode_lsp_stored_bytes 900`,
+		`lsnode_lsp_domain_certificate_expiry_timestamp_seconds 1.9e+09`,
 		`lsnode_lsp_domain_stored_entries{domain="d00.example"} 100`,
 		`lsnode_lsp_domain_stored_entries{domain="d19.example"} 81`,
 		`lsnode_lsp_domain_stored_entries{domain="_other"} 392`, // 80+79+78+77+76 + 2
@@ -62,6 +64,9 @@ func TestMetricsLint(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("no %s in\n%s", want, page)
 		}
+	}
+	if strings.Contains(page, "member_certificate") {
+		t.Error("a member certificate expiry without a member certificate")
 	}
 	if strings.Contains(page, `domain="d20.example"`) || strings.Count(page, "lsnode_lsp_domain_stored_entries{") != MaxDomainLabels+1 {
 		t.Errorf("domain labels not bounded to %d + %s", MaxDomainLabels, OtherDomains)

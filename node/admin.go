@@ -41,6 +41,14 @@ func (n *Node) newMetrics() *metrics.Metrics {
 			return top, metrics.DomainStored{Entries: r.Entries, Bytes: r.Bytes}
 		},
 	}
+	for _, c := range n.certs {
+		switch c.Role {
+		case "domain":
+			src.DomainCertExpiry = c.NotAfter
+		case "member":
+			src.MemberCertExpiry = c.NotAfter
+		}
+	}
 	if n.reg != nil {
 		src.RegistrarResponses = func() map[metrics.MethodCode]int64 { return countsOf(n.reg.Responses().Each) }
 	}

@@ -45,6 +45,7 @@ type dashState struct {
 	Reachability string            `json:"reachability"`
 	Relayed      []string          `json:"relayed,omitempty"`
 	Client       bool              `json:"client,omitempty"`
+	Certificates []certInfo        `json:"certificates,omitempty"`
 	SizeEstimate int               `json:"size_estimate"`
 	MembersTotal int               `json:"members_total"`
 	Members      []dashMember      `json:"members"`
@@ -153,7 +154,7 @@ func (n *Node) dashState() dashState {
 		Node: n.cfg.Name, ID: self, Overlay: n.cfg.Overlay.Name, Domain: n.cfg.Domain,
 		Uptime: time.Since(n.started).Seconds(), Addrs: ov.Addrs(), Client: n.cfg.Overlay.Client,
 		Reachability: strings.ToLower(strings.TrimPrefix(ov.Reachability().String(), "Reachability")),
-		SizeEstimate: ov.Size(), Connections: len(h.Network().Conns()),
+		SizeEstimate: ov.Size(), Connections: len(h.Network().Conns()), Certificates: n.certs,
 	}
 	for _, a := range ov.RelayedAddrs() {
 		st.Relayed = append(st.Relayed, a.String())

@@ -60,6 +60,14 @@ type Node struct {
 	api          *http.Server
 	apiLn        net.Listener
 	started      time.Time
+	certs        []certInfo // the domain and member certificates, when held
+}
+
+// certInfo is a certificate this node holds, for metrics and the dashboard.
+type certInfo struct {
+	Role     string    `json:"role"` // "domain" (signs writes) or "member" (federation)
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // New starts a node from cfg: identity, overlay (joined through its
@@ -99,6 +107,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	fed, err := cfg.LoadFederation()
 	if err != nil {
 		return nil, err
+	}
+	if cred != nil {
+		nd.certs = append(nd.certs, certInfo{Role: "domain", Subject: cred.Leaf.Subject.String(), NotAfter: cred.Leaf.NotAfter})
+	}
+	if fed != nil && len(fed.Chain) > 0 {
+		if c, err := x509.ParseCertificate(fed.Chain[0]); err == nil {
+			nd.certs = append(nd.certs, certInfo{Role: "member", Subject: c.Subject.String(), NotAfter: c.NotAfter})
+		}
 	}
 	dataDir := cfg.Path(cfg.Overlay.DataDir)
 	if opts.InMemory {

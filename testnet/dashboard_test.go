@@ -166,6 +166,9 @@ func TestDashboard(t *testing.T) {
 	if len(replicas) != 3 || live < 2 {
 		t.Fatalf("replicas drawn %d, %d returned the binding: %v", len(replicas), live, replicas)
 	}
+	if !strings.Contains(dom, `data-cert="domain"`) {
+		t.Fatalf("no domain certificate card on a domain node's dashboard")
+	}
 	if !strings.Contains(dom, contact) || !strings.Contains(dom, `class="peer self"`) {
 		t.Fatalf("result table lacks %s or the picture lacks this node", contact)
 	}

@@ -49,6 +49,14 @@ func TestFederation(t *testing.T) {
 			t.Fatalf("open node %d: %+v, %v", i, bs, err)
 		}
 	}
+	// Each member exports its member certificate's expiry (lsnode ca sign
+	// issues them for a year here).
+	for i := range fed.Manifest.Nodes {
+		mf := gather(t, fed.Node(i))["lsnode_overlay_member_certificate_expiry_timestamp_seconds"]
+		if mf == nil || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetGauge().GetValue() < float64(time.Now().Add(300*24*time.Hour).Unix()) {
+			t.Fatalf("federation node %d: member certificate expiry %v", i, mf)
+		}
+	}
 	// a.example's member cannot write b.example.
 	bob := "sip:bob@b.example"
 	if err := aNode.Publish(ctx, bob, lsp.Binding{Contact: "sip:mallory@203.0.113.9", Expires: time.Now().Add(time.Hour), Q: 1}); !errors.Is(err, lsp.ErrForbidden) {

@@ -99,6 +99,14 @@ func TestMetrics(t *testing.T) {
 	if value(before, "lsnode_overlay_members") < 2 {
 		t.Fatalf("members gauge %v", value(before, "lsnode_overlay_members"))
 	}
+	// The domain certificate's expiry is there (the testnet's CA issues
+	// them for a year); no member certificate in an open overlay.
+	if exp := value(before, "lsnode_lsp_domain_certificate_expiry_timestamp_seconds"); exp < float64(time.Now().Add(300*24*time.Hour).Unix()) {
+		t.Fatalf("domain certificate expiry %v", exp)
+	}
+	if before["lsnode_overlay_member_certificate_expiry_timestamp_seconds"] != nil {
+		t.Fatal("member certificate expiry in an open overlay")
+	}
 	// A call: bob@b.example registers, a caller sends through a.example's
 	// proxy (it looks bob up in the overlay).
 	bob := domainUser(m, "b.example", 0)

@@ -63,6 +63,16 @@ function renderState(s) {
     cards.push(card("TURN allocations", s.relay.allocations));
     cards.push(card("media sessions", s.relay.media_sessions));
   }
+  // Certificates: days left, flagged under 14 (the domain one signs every
+  // write; the member one admits the node to a federation overlay).
+  for (const c of s.certificates || []) {
+    const days = Math.floor((new Date(c.not_after) - Date.now()) / 86400e3);
+    const k = card(`${c.role} certificate: days left`, days);
+    k.title = `${c.subject}, valid until ${c.not_after}`;
+    if (days < 14) k.classList.add("warn");
+    k.dataset.cert = c.role;
+    cards.push(k);
+  }
   document.getElementById("cards").replaceChildren(...cards);
   renderBuckets(s.buckets || []);
   table("domains", ["domain", "AORs", "bindings"], (s.domains || []).map(d => [d.domain, d.aors, d.bindings]));
