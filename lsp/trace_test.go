@@ -45,6 +45,16 @@ func TestTrace(t *testing.T) {
 			break
 		}
 	}
+	// Publish returns once W=2 replicas hold the binding: wait for the
+	// third (a CI run traced before it had it).
+	waitFor(t, 5*time.Second, "every replica holds the binding", func() bool {
+		for i, o := range c.ovs {
+			if slices.Contains(replicas, o.ID()) && c.svcs[i].Holds(aor) != 1 {
+				return false
+			}
+		}
+		return true
+	})
 	// One replica alone gets a second binding.
 	extra := signed(t, biloxi, aor, binding("sip:bob@192.0.2.9", time.Hour))
 	if err := c.svcs[0].storeTo(ctx, replicas[0], extra, chainsOf(biloxi)); err != nil {
