@@ -705,20 +705,21 @@ func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer) (map[
 			tried[p] = true
 			inflight++
 			tr.asked(p, s.self, round)
-			if p == s.self {
-				start := time.Now()
-				res := s.fetchLocal(aor)
-				res.took = time.Since(start)
-				results <- res
-				continue
-			}
+			// Every answer, this node's own included, is sent from a
+			// goroutine: a round may ask more peers than results buffers
+			// (the iterative one asks 2R), and this loop is its reader.
 			s.wg.Add(1)
 			go func(p peer.ID) {
 				defer s.wg.Done()
-				cctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
-				defer cancel()
 				start := time.Now()
-				res := s.fetchFrom(cctx, p, aor)
+				var res fetchResult
+				if p == s.self {
+					res = s.fetchLocal(aor)
+				} else {
+					cctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+					res = s.fetchFrom(cctx, p, aor)
+					cancel()
+				}
 				res.took = time.Since(start)
 				results <- res
 			}(p)
