@@ -30,31 +30,10 @@ func TestTrace(t *testing.T) {
 	})
 	ctx := context.Background()
 	aor := "sip:bob@biloxi.example"
-	if err := c.svcs[0].Publish(ctx, aor, binding("sip:bob@192.0.2.1", time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	replicas := c.svcs[0].closest(aor)
+	replicas, reader := c.publishEverywhere(t, aor, "sip:bob@192.0.2.1")
 	if len(replicas) != 3 {
 		t.Fatalf("replicas %v", replicas)
 	}
-	// A reader that is not a replica, so every answer crosses the network.
-	reader := -1
-	for i, o := range c.ovs {
-		if !slices.Contains(replicas, o.ID()) {
-			reader = i
-			break
-		}
-	}
-	// Publish returns once W=2 replicas hold the binding: wait for the
-	// third (a CI run traced before it had it).
-	waitFor(t, 5*time.Second, "every replica holds the binding", func() bool {
-		for i, o := range c.ovs {
-			if slices.Contains(replicas, o.ID()) && c.svcs[i].Holds(aor) != 1 {
-				return false
-			}
-		}
-		return true
-	})
 	// One replica alone gets a second binding.
 	extra := signed(t, biloxi, aor, binding("sip:bob@192.0.2.9", time.Hour))
 	if err := c.svcs[0].storeTo(ctx, replicas[0], extra, chainsOf(biloxi)); err != nil {
@@ -164,25 +143,7 @@ func TestLookupAsksSuspects(t *testing.T) {
 	c := newCluster(t, 7, []*Credential{biloxi}, ca)
 	ctx := context.Background()
 	aor := "sip:carol@biloxi.example"
-	if err := c.svcs[0].Publish(ctx, aor, binding("sip:carol@192.0.2.3", time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	replicas := c.svcs[0].closest(aor)
-	reader := -1
-	for i, o := range c.ovs {
-		if !slices.Contains(replicas, o.ID()) {
-			reader = i
-			break
-		}
-	}
-	waitFor(t, 5*time.Second, "every replica holds the binding", func() bool {
-		for i, o := range c.ovs {
-			if slices.Contains(replicas, o.ID()) && c.svcs[i].Holds(aor) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	replicas, reader := c.publishEverywhere(t, aor, "sip:carol@192.0.2.3")
 	for _, p := range replicas {
 		c.ovs[reader].Suspect(p)
 	}
@@ -205,4 +166,32 @@ func TestLookupAsksSuspects(t *testing.T) {
 	if asked != len(replicas) {
 		t.Fatalf("%d suspects asked, want %d: %+v", asked, len(replicas), tr.Asked)
 	}
+}
+
+// publishEverywhere publishes contact for aor from node 0 and waits until
+// every replica holds it (Publish returns once W=2 do; a CI run traced
+// before the third had it). It returns the replicas and a node that is
+// none of them, so every answer it reads crosses the network.
+func (c *cluster) publishEverywhere(t *testing.T, aor, contact string) (replicas []peer.ID, reader int) {
+	t.Helper()
+	if err := c.svcs[0].Publish(context.Background(), aor, binding(contact, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	replicas = c.svcs[0].closest(aor)
+	reader = -1
+	for i, o := range c.ovs {
+		if !slices.Contains(replicas, o.ID()) {
+			reader = i
+			break
+		}
+	}
+	waitFor(t, 5*time.Second, "every replica holds the binding", func() bool {
+		for i, o := range c.ovs {
+			if slices.Contains(replicas, o.ID()) && c.svcs[i].Holds(aor) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	return replicas, reader
 }

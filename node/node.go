@@ -185,7 +185,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		anchor = relay.NewRemote(nd.overlay, mediaProto)
 	}
 	if cfg.SIP != "" {
-		atRelay := func(ip net.IP, port int) bool { return relay.AtRelay(nd.overlay.Services(), ip, port) }
+		atRelay := func(ip net.IP, port int) bool {
+			return nd.overlay.AnyService(func(s string) bool { return relay.InEndpoint(s, ip, port) })
+		}
 		if nd.registrar, nd.reg, nd.proxy, err = startSIP(cfg, cred, pool, nd.lsp, anchor, atRelay, log); err != nil {
 			return nil, err
 		}

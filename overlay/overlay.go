@@ -486,6 +486,24 @@ func (o *Overlay) Services() map[peer.ID][]string {
 	return out
 }
 
+// AnyService reports whether a live member (this node included) announces
+// a service match accepts: Services without the copy, for per-request
+// checks.
+func (o *Overlay) AnyService(match func(string) bool) bool {
+	m := o.members
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.ContainsFunc(m.services, match) {
+		return true
+	}
+	for _, mb := range m.byID {
+		if mb.live && !mb.left && slices.ContainsFunc(mb.services, match) {
+			return true
+		}
+	}
+	return false
+}
+
 // Changes returns a channel that receives a value (coalesced) whenever the set
 // of live members changes. Each call returns a new subscription; cancel it
 // with the returned function.

@@ -112,6 +112,10 @@ func TestMembershipAndPlacement(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	is := func(want string) func(string) bool { return func(s string) bool { return s == want } }
+	if !os[9].AnyService(is(turnURI)) || !os[2].AnyService(is(turnURI)) || os[9].AnyService(is("turn:192.0.2.1:3478")) {
+		t.Fatal("AnyService disagrees with the announced services")
+	}
 	// A graceful leave reaches everyone well before the failure timeout.
 	gone := os[7].ID()
 	os[7].Close()

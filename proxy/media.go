@@ -28,20 +28,20 @@ func (p *Proxy) anchorOffer(req *sip.Request) {
 		return
 	}
 	id := req.CallID().Value()
+	_, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0) // where the caller wants media
+	if err != nil {
+		p.log.Debug("media relay: offer not anchored", "call", id, "err", err)
+		return
+	}
 	if p.cfg.MediaPolicy == "auto" {
-		if !p.privateParty(req) {
+		if !p.privateParty(req, ip) {
 			return
 		}
-		if _, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0); err == nil && p.cfg.AtRelay != nil && p.cfg.AtRelay(ip, port) {
+		if p.cfg.AtRelay != nil && p.cfg.AtRelay(ip, port) {
 			p.stats.relayed.Add(1)
 			p.log.Debug("media relay: offer already at an overlay relay", "call", id, "addr", net.JoinHostPort(ip.String(), fmt.Sprint(port)))
 			return
 		}
-	}
-	_, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0)
-	if err != nil {
-		p.log.Debug("media relay: offer not anchored", "call", id, "err", err)
-		return
 	}
 	rip, rport, err := p.cfg.Media.Offer(p.ctx, id, ip, port)
 	if err != nil {
@@ -57,10 +57,10 @@ func (p *Proxy) anchorOffer(req *sip.Request) {
 	p.stats.anchored.Add(1)
 }
 
-// privateParty: the offer's connection address, the caller's Contact or
-// its Via is a private (NAT'd) address.
-func (p *Proxy) privateParty(req *sip.Request) bool {
-	if _, ip, _, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0); err == nil && registrar.PrivateAddr(ip) {
+// privateParty: the offer's connection address (media), the caller's
+// Contact or its Via is a private (NAT'd) address.
+func (p *Proxy) privateParty(req *sip.Request, media net.IP) bool {
+	if registrar.PrivateAddr(media) {
 		return true
 	}
 	if c := req.Contact(); c != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -94,13 +95,17 @@ func ParseMediaEndpoint(s string) (ip net.IP, lo, hi int, ok bool) {
 // of services (an overlay's announced services by member) announces.
 func AtRelay(services map[peer.ID][]string, ip net.IP, port int) bool {
 	for _, svcs := range services {
-		for _, s := range svcs {
-			if rip, lo, hi, ok := ParseMediaEndpoint(s); ok && rip.Equal(ip) && port >= lo && port <= hi {
-				return true
-			}
+		if slices.ContainsFunc(svcs, func(s string) bool { return InEndpoint(s, ip, port) }) {
+			return true
 		}
 	}
 	return false
+}
+
+// InEndpoint reports whether service s is a MediaEndpoint holding ip:port.
+func InEndpoint(s string, ip net.IP, port int) bool {
+	rip, lo, hi, ok := ParseMediaEndpoint(s)
+	return ok && rip.Equal(ip) && port >= lo && port <= hi
 }
 
 // Control protocol: one request and one reply per stream, varint-framed

@@ -20,8 +20,11 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkDashboard -benchtime 1x ./testnet/
 func BenchmarkDashboard(b *testing.B) {
-	nw := startBenchNet(b)
+	nw := startNet(b, testnet.Spec{Nodes: 12, PerDomain: 2}, testnet.RunOptions{})
 	ctx := context.Background()
+	if err := nw.WaitConverged(ctx, 20*time.Second); err != nil {
+		b.Fatal(err)
+	}
 	src := nw.Node(domainNodes(nw, "b.example")[0])
 	aor := "sip:alice@b.example"
 	if err := src.Location().Publish(ctx, aor, lsp.Binding{Contact: "sip:alice@192.0.2.7", Expires: time.Now().Add(time.Hour)}); err != nil {
@@ -72,21 +75,4 @@ func BenchmarkDashboard(b *testing.B) {
 	}
 	fmt.Printf("dashboard (12 nodes, loopback): lookup %v, traced %v (%.2fx), over HTTP %v, iterative %v, state %v\n",
 		per["lookup"], per["trace"], float64(per["trace"])/float64(per["lookup"]), per["http-trace"], per["iterative"], per["state"])
-}
-
-func startBenchNet(b *testing.B) *testnet.Network {
-	b.Helper()
-	spec := testnet.Spec{Dir: b.TempDir(), Nodes: 12, PerDomain: 2}
-	if _, err := testnet.Init(spec); err != nil {
-		b.Fatal(err)
-	}
-	nw, err := testnet.Start(context.Background(), spec.Dir, testnet.RunOptions{Logger: quiet(), DisableDHTRefresh: true, Tweak: fastGossip})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { nw.Close() })
-	if err := nw.WaitConverged(context.Background(), 20*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	return nw
 }

@@ -24,7 +24,7 @@ func fastGossip(c *node.Config) {
 	c.LSP.RebalanceInterval = node.Duration(5 * time.Second)
 }
 
-func startNet(t *testing.T, spec testnet.Spec, opts testnet.RunOptions) *testnet.Network {
+func startNet(t testing.TB, spec testnet.Spec, opts testnet.RunOptions) *testnet.Network {
 	t.Helper()
 	spec.Dir = t.TempDir()
 	if _, err := testnet.Init(spec); err != nil {
