@@ -8,16 +8,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// distrustFor: how long a replica caught serving a forgery is left out of
-// this node's replica sets.
+// distrustFor: how long a replica caught lying (serving a forgery, or
+// refusing a valid write without proof) is left out of this node's replica
+// sets.
 const (
 	distrustFor = 10 * time.Minute
 	maxDistrust = 4096
 )
 
-// distrustSet holds the peers this node caught lying (a forged entry in an
-// answer: no honest replica stores one, since replicas verify before
-// storing). Reads and writes skip them; the next closest members take
+// distrustSet holds the peers this node caught lying: a forged entry in an
+// answer (no honest replica stores one, since replicas verify before
+// storing), or a valid write refused without proof (see vote.go). Reads and writes skip them; the next closest members take
 // their place.
 type distrustSet struct {
 	mu    sync.Mutex
@@ -43,7 +44,7 @@ func (d *distrustSet) add(p peer.ID, why error, log *slog.Logger) {
 		}
 	}
 	if _, ok := d.until[p]; !ok {
-		log.Warn("replica served a forged entry; distrusting it", "peer", p, "for", distrustFor, "err", why)
+		log.Warn("replica caught lying; distrusting it", "peer", p, "for", distrustFor, "err", why)
 	}
 	d.until[p] = now.Add(distrustFor)
 	d.n = len(d.until)

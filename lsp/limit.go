@@ -1,6 +1,7 @@
 package lsp
 
 import (
+	"container/list"
 	"fmt"
 	"sync"
 	"time"
@@ -13,44 +14,115 @@ var ErrRateLimited = fmt.Errorf("%w: rate limited", ErrUnavailable)
 
 // limiter is a token bucket per remote peer on the LSP protocols, so one
 // peer cannot take a replica's whole capacity.
+//
+// Its table is bounded (max buckets) without ever resetting a bucket that
+// still counts: at the bound a new peer's bucket replaces the least
+// recently used bucket that has refilled completely (forgetting it loses
+// nothing: a new bucket starts full), and while none has, new peers share
+// one overflow bucket. So creating peer IDs cannot reset an attacker's own
+// drained bucket, only drain the shared one.
 type limiter struct {
 	rate, burst float64
 	now         func() time.Time
+	max         int // buckets kept
 
-	mu      sync.Mutex
-	buckets map[peer.ID]*bucket
+	mu       sync.Mutex
+	buckets  map[peer.ID]*list.Element // of *bucket
+	lru      list.List                 // front: most recently used
+	overflow bucket
 }
 
 type bucket struct {
+	p      peer.ID
 	tokens float64
 	last   time.Time
 }
 
-// maxBuckets bounds the limiter's memory; beyond it buckets start full.
+// maxBuckets bounds the limiter's table.
 const maxBuckets = 10000
 
+// maxGetAORs bounds the AORs of one client GET or PUT: the work one
+// request may cause (each AOR a read or write of R replicas).
+const maxGetAORs = 64
+
+// evictScan bounds how many of the least recently used buckets one new
+// peer looks at for a full one.
+const evictScan = 16
+
 func newLimiter(rate float64, burst int) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), now: time.Now, buckets: map[peer.ID]*bucket{}}
+	l := &limiter{rate: rate, burst: float64(burst), now: time.Now, max: maxBuckets, buckets: map[peer.ID]*list.Element{}}
+	l.overflow.tokens = l.burst
+	return l
 }
 
 // allow takes one token from p's bucket.
-func (l *limiter) allow(p peer.ID) bool {
+func (l *limiter) allow(p peer.ID) bool { return l.allowN(p, 1) }
+
+// allowN takes n tokens from p's bucket, or none if it holds fewer.
+func (l *limiter) allowN(p peer.ID, n int) bool {
+	if n <= 0 {
+		return true
+	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[p]
-	if b == nil {
-		if len(l.buckets) >= maxBuckets {
-			clear(l.buckets)
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[p] = b
-	}
+	b := l.bucket(p, now)
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
-	if b.tokens < 1 {
+	if b.tokens < float64(n) {
 		return false
 	}
-	b.tokens--
+	b.tokens -= float64(n)
 	return true
+}
+
+// charge takes n tokens from p's bucket even if that leaves it in debt
+// (down to −burst): work already done, paid for by p's next requests.
+func (l *limiter) charge(p peer.ID, n int) {
+	if n <= 0 {
+		return
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(p, now)
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	b.tokens = max(-l.burst, b.tokens-float64(n))
+}
+
+// bucket returns p's bucket, making one (l.mu held).
+func (l *limiter) bucket(p peer.ID, now time.Time) *bucket {
+	if el := l.buckets[p]; el != nil {
+		l.lru.MoveToFront(el)
+		return el.Value.(*bucket)
+	}
+	if len(l.buckets) >= l.max {
+		el := l.lru.Back()
+		for i := 0; i < evictScan && el != nil; i++ {
+			b := el.Value.(*bucket)
+			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+				l.lru.Remove(el)
+				delete(l.buckets, b.p)
+				break
+			}
+			el = el.Prev()
+		}
+		if len(l.buckets) >= l.max {
+			if l.overflow.last.IsZero() {
+				l.overflow.last = now
+			}
+			return &l.overflow
+		}
+	}
+	b := &bucket{p: p, tokens: l.burst, last: now}
+	l.buckets[p] = l.lru.PushFront(b)
+	return b
+}
+
+// size is how many buckets the table holds.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
 }

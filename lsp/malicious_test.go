@@ -380,3 +380,178 @@ func allLiars(ps map[peer.ID]bool, c *cluster, liars map[int]*liar) bool {
 	}
 	return true
 }
+
+// refuser is a malicious replica that refuses every write it is sent, in
+// one of several ways no honest replica would: a 403, 413 or 422 style
+// error, or "out of order" with no proof or a forged one. It answers
+// fetches honestly (it holds nothing).
+type refuser struct {
+	mode    int
+	refused atomic.Int64
+}
+
+func (r *refuser) fault(_ peer.ID, m *message) *message {
+	if m.Type != msgStore && m.Type != msgRegister {
+		return nil
+	}
+	r.refused.Add(1)
+	aors := func() []string {
+		seen := map[string]bool{}
+		var out []string
+		for _, e := range m.Entries {
+			if !seen[e.AOR] {
+				seen[e.AOR] = true
+				out = append(out, e.AOR)
+			}
+		}
+		return out
+	}
+	// forged: the written entries, claimed newer (a higher CSeq) without
+	// a signature that covers the change.
+	forged := func() []*entry {
+		var out []*entry
+		for _, e := range m.Entries {
+			f := *e
+			f.B.CSeq++
+			f.seal()
+			f.wire = nil
+			out = append(out, &f)
+		}
+		return out
+	}
+	switch r.mode % 4 {
+	case 0:
+		return errorReply(fmt.Errorf("%w: your certificate is no good here", ErrForbidden))
+	case 1:
+		if m.Type == msgRegister {
+			return &message{Type: msgReply, Quota: aors()}
+		}
+		return errorReply(fmt.Errorf("%w: over the quota", ErrTooLarge))
+	case 2:
+		return errorReply(fmt.Errorf("%w: timestamp too far ahead", ErrInvalid))
+	default:
+		if m.Type == msgRegister {
+			return &message{Type: msgReply, AORs: aors(), Entries: forged(), Certs: m.Certs}
+		}
+		reply := errorReply(fmt.Errorf("%w: a newer entry exists", ErrOutOfOrder))
+		if r.mode%8 == 7 {
+			reply.Entries, reply.Certs = forged(), m.Certs
+		}
+		return reply
+	}
+}
+
+// TestWriteRefusalLiars: 20 nodes, 4 of them (20%) refuse every write
+// without proof (403, 413, 422, out of order with no or forged proof);
+// R=3, so some replica sets hold two liars. Every Publish and Register by
+// an honest node is acknowledged, lookups from honest nodes return the
+// bindings, and the writers distrust only liars.
+func TestWriteRefusalLiars(t *testing.T) {
+	const nodes, bad, naor = 20, 4, 200
+	ca := newTestCA(t)
+	cred := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	perm := mrand.Perm(nodes - 3)
+	liars := map[int]*refuser{}
+	for k, i := range perm[:bad] {
+		liars[i+3] = &refuser{mode: k + 4*mrand.IntN(2)}
+	}
+	c := newClusterWith(t, nodes, []*Credential{nil, cred, cred}, ca, func(i int, cfg *Config) {
+		if l := liars[i]; l != nil {
+			cfg.fault = l.fault
+		}
+	})
+	isLiar := map[peer.ID]bool{}
+	var honestIdx []int
+	for i, ov := range c.ovs {
+		if liars[i] != nil {
+			isLiar[ov.ID()] = true
+		} else {
+			honestIdx = append(honestIdx, i)
+		}
+	}
+	aor := func(i int) string { return fmt.Sprintf("sip:user%d@biloxi.example", i) }
+	// The test proves something only if some replica set holds two liars
+	// (with the old coordinator one liar alone failed the write).
+	two := 0
+	for i := 0; i < naor; i++ {
+		n := 0
+		for _, p := range c.ovs[0].Closest(Key(aor(i)), 3) {
+			if isLiar[p] {
+				n++
+			}
+		}
+		if n >= 2 {
+			two++
+		}
+	}
+	if two == 0 {
+		t.Fatal("no replica set holds two liars: the test would prove nothing")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i := 0; i < naor; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			w := c.svcs[1+i%2]
+			err := w.Publish(ctx, aor(i), binding(fmt.Sprintf("sip:u%d@192.0.2.1", i), time.Hour))
+			if err == nil {
+				_, err = w.Register(ctx, aor(i), reg(fmt.Sprintf("sip:u%d@192.0.2.2", i), fmt.Sprintf("call-%d", i), 1))
+			}
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, fmt.Sprintf("%s: %v", aor(i), err))
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	for _, f := range failed[:min(len(failed), 10)] {
+		t.Error(f)
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d AORs' honest writes failed (%d replica sets with two liars)", len(failed), naor, two)
+	}
+	var wrong atomic.Int64
+	for i := 0; i < naor; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			bs, err := c.svcs[honestIdx[mrand.IntN(len(honestIdx))]].Lookup(ctx, aor(i))
+			if err != nil || len(bs) != 2 || !hasContact(bs, fmt.Sprintf("sip:u%d@192.0.2.1", i)) || !hasContact(bs, fmt.Sprintf("sip:u%d@192.0.2.2", i)) {
+				wrong.Add(1)
+				t.Errorf("%s: lookup = %+v, %v", aor(i), bs, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if wrong.Load() > 0 {
+		t.Fatalf("%d of %d lookups wrong", wrong.Load(), naor)
+	}
+	var refusals int64
+	for _, l := range liars {
+		refusals += l.refused.Load()
+	}
+	distrusted := 0
+	for _, i := range []int{1, 2} {
+		for _, p := range c.svcs[i].Distrusted() {
+			if !isLiar[p] {
+				t.Errorf("writer %d distrusts honest peer %s", i, p)
+			}
+			distrusted++
+		}
+	}
+	if refusals == 0 {
+		t.Fatal("no liar was asked to store anything")
+	}
+	t.Logf("%d liars of %d nodes, R=3: %d replica sets with two liars; %d refusals; writers distrust %d liars", bad, nodes, two, refusals, distrusted)
+}

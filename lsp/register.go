@@ -148,14 +148,10 @@ func (s *Service) batchLoop() {
 
 // regState is the coordinator's view of one AOR of a batch.
 type regState struct {
-	es          []*entry
-	tried       map[peer.ID]bool
-	acks        int
-	merged      map[string]*entry
-	chains      map[[32]byte][][]byte
-	done        bool
-	unreachable bool
-	err         error
+	es     []*entry
+	votes  *tally
+	merged map[string]*entry
+	chains map[[32]byte][][]byte
 }
 
 type regReply struct {
@@ -163,13 +159,38 @@ type regReply struct {
 	aors    []string
 	refused map[string]bool
 	quota   map[string]bool
-	byAOR   map[string][]*entry
+	byAOR   map[string][]*entry // verified records of the accepted AORs
 	chains  map[[32]byte][][]byte
+	proof   []*entry // unverified: the entries sent with refusals
+	certs   [][]byte // the reply's certificates, for proof
 	err     error
+	remote  bool // err came from p
+}
+
+// about returns p's answer for aor, for the vote.
+func (rep regReply) about(aor string) answer {
+	switch {
+	case rep.err != nil:
+		return answer{claim: rep.err, remote: rep.remote}
+	case rep.refused[aor]:
+		return answer{claim: fmt.Errorf("%w: replica %s holds a newer CSeq of this Call-ID", ErrOutOfOrder, rep.p),
+			remote: true, certs: rep.certs}.with(rep.proof, aor)
+	case rep.quota[aor]:
+		return answer{claim: fmt.Errorf("%w: too many bindings for %s (replica %s's quota)", ErrTooLarge, aor, rep.p),
+			remote: true, certs: rep.certs}.with(rep.proof, aor)
+	}
+	return answer{}
+}
+
+// with returns a with proof's entries of aor as its proof.
+func (a answer) with(proof []*entry, aor string) answer {
+	a.proof = proof
+	return a.about(aor)
 }
 
 // runBatch signs a batch, writes it to every AOR's replicas and answers each
-// request once its AOR has W acknowledgements (or is refused, or failed).
+// request once its AOR has W acknowledgements (or is refused, or failed),
+// counted by vote (see put).
 func (s *Service) runBatch(batch []*regReq) {
 	var all []*entry
 	for _, r := range batch {
@@ -183,13 +204,13 @@ func (s *Service) runBatch(batch []*regReq) {
 	}
 	s.verifier.signedHere(all)
 	chains := chainsOf(s.cfg.Credential)
+	r, w := s.quorum()
 	st := map[string]*regState{}
-	for _, r := range batch {
-		st[r.aor] = &regState{es: r.es, tried: map[peer.ID]bool{}, merged: map[string]*entry{}, chains: map[[32]byte][][]byte{}}
+	for _, req := range batch {
+		st[req.aor] = &regState{es: req.es, votes: newTally(r, w), merged: map[string]*entry{}, chains: map[[32]byte][][]byte{}}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	_, w := s.quorum()
 	replies := make(chan regReply, 16)
 	inflight := 0
 	send := func(targets map[string][]peer.ID) {
@@ -197,8 +218,8 @@ func (s *Service) runBatch(batch []*regReq) {
 		for aor, ps := range targets {
 			a := st[aor]
 			for _, p := range ps {
-				if !a.tried[p] {
-					a.tried[p] = true
+				if !a.votes.tried[p] {
+					a.votes.sent(p)
 					plan[p] = append(plan[p], aor)
 				}
 			}
@@ -231,15 +252,22 @@ func (s *Service) runBatch(batch []*regReq) {
 		targets[aor] = s.closest(aor)
 	}
 	send(targets)
-	answer := func(aor string, a *regState, o regOutcome) {
-		a.done = true
+	open := len(st)
+	answer := func(aor string, a *regState) {
+		o := regOutcome{err: a.votes.err}
+		if o.err == nil {
+			o.bs = liveBindings(a.merged, func(e *entry) string {
+				c, _ := s.verifier.chainFor(e.CertFP, a.chains[e.CertFP])
+				return subjectName(c)
+			}, time.Now())
+		}
 		for _, r := range batch {
 			if r.aor == aor {
 				r.out <- o
 			}
 		}
+		open--
 	}
-	open := len(st)
 	fellBack := false
 	for open > 0 {
 		if inflight == 0 {
@@ -249,12 +277,12 @@ func (s *Service) runBatch(batch []*regReq) {
 			if !fellBack {
 				fellBack = true
 				for aor, a := range st {
-					if a.done || !a.unreachable {
+					if a.votes.done || !a.votes.unreachable {
 						continue
 					}
 					ps, err := s.ov.ClosestIterative(ctx, Key(aor), s.cfg.Replicas*2)
 					if err != nil {
-						a.err = err
+						a.votes.failure = err
 						continue
 					}
 					extra[aor] = ps
@@ -263,8 +291,9 @@ func (s *Service) runBatch(batch []*regReq) {
 			}
 			if inflight == 0 {
 				for aor, a := range st {
-					if !a.done {
-						answer(aor, a, regOutcome{err: fmt.Errorf("%w: write quorum %d not reached: %v", ErrUnavailable, w, a.err)})
+					if !a.votes.done {
+						a.votes.fail()
+						answer(aor, a)
 					}
 				}
 				return
@@ -276,49 +305,39 @@ func (s *Service) runBatch(batch []*regReq) {
 			inflight--
 		case <-ctx.Done():
 			for aor, a := range st {
-				if !a.done {
-					answer(aor, a, regOutcome{err: fmt.Errorf("%w: write quorum %d not reached: %v", ErrUnavailable, w, ctx.Err())})
+				if !a.votes.done {
+					a.votes.failure = ctx.Err()
+					a.votes.fail()
+					answer(aor, a)
 				}
 			}
 			go drainReplies(replies, inflight)
 			return
 		}
+		extra := map[string][]peer.ID{}
 		for _, aor := range rep.aors {
 			a := st[aor]
-			if a.done {
+			// Answers after the outcome still count: a liar among them
+			// is distrusted.
+			decided := a.votes.done
+			v, sub, ok := s.vote(a.votes, rep.p, aor, a.es, rep.about(aor))
+			if ok {
+				extra[aor] = append(extra[aor], sub)
+			}
+			if decided {
 				continue
 			}
-			switch {
-			case rep.err != nil:
-				a.err = rep.err
-				a.unreachable = a.unreachable || errors.Is(rep.err, errDial)
-				if errors.Is(rep.err, ErrForbidden) || errors.Is(rep.err, ErrInvalid) || errors.Is(rep.err, ErrTooLarge) {
-					answer(aor, a, regOutcome{err: rep.err}) // no other replica will take it
-					open--
+			if v == voteAck {
+				merge(a.merged, rep.byAOR[aor])
+				for fp, c := range rep.chains {
+					a.chains[fp] = c
 				}
-				continue
-			case rep.refused[aor]:
-				answer(aor, a, regOutcome{err: fmt.Errorf("%w: replica %s holds a newer CSeq of this Call-ID", ErrOutOfOrder, rep.p)})
-				open--
-				continue
-			case rep.quota[aor]:
-				answer(aor, a, regOutcome{err: fmt.Errorf("%w: too many bindings for %s (replica %s's record quota)", ErrTooLarge, aor, rep.p)})
-				open--
-				continue
 			}
-			a.acks++
-			merge(a.merged, rep.byAOR[aor])
-			for fp, c := range rep.chains {
-				a.chains[fp] = c
-			}
-			if a.acks >= w {
-				answer(aor, a, regOutcome{bs: liveBindings(a.merged, func(e *entry) string {
-					c, _ := s.verifier.chainFor(e.CertFP, a.chains[e.CertFP])
-					return subjectName(c)
-				}, time.Now())})
-				open--
+			if a.votes.done {
+				answer(aor, a)
 			}
 		}
+		send(extra)
 	}
 	// Every AOR is answered; the stores still in flight finish without us.
 	go drainReplies(replies, inflight)
@@ -331,14 +350,15 @@ func drainReplies(ch <-chan regReply, n int) {
 }
 
 // registerTo sends p one REGISTER for es (answered in process when p is this
-// node) and returns the verified records of the accepted AORs.
+// node) and returns the verified records of the accepted AORs, and the
+// proof sent with the refused ones.
 func (s *Service) registerTo(ctx context.Context, p peer.ID, es []*entry, chains map[[32]byte][][]byte) regReply {
 	req := &message{Type: msgRegister, Entries: es, Certs: flatten(chains)}
 	var reply *message
 	if p == s.self {
 		reply = s.handleReplica(ctx, p, req)
 		if reply.Status != statusOK {
-			return regReply{p: p, err: fmt.Errorf("%w: %s", errOfStatus(reply.Status), reply.Error)}
+			return regReply{p: p, err: fmt.Errorf("%w: %s", errOfStatus(reply.Status), reply.Error), remote: true}
 		}
 	} else {
 		var err error
@@ -347,14 +367,15 @@ func (s *Service) registerTo(ctx context.Context, p peer.ID, es []*entry, chains
 			if errors.Is(err, errDial) {
 				s.ov.Suspect(p)
 			}
-			return regReply{p: p, err: err}
+			return regReply{p: p, err: err, remote: reply != nil}
 		}
 	}
 	sent := map[string]bool{}
 	for _, e := range es {
 		sent[e.AOR] = true
 	}
-	rep := regReply{p: p, refused: map[string]bool{}, quota: map[string]bool{}, byAOR: map[string][]*entry{}, chains: map[[32]byte][][]byte{}}
+	rep := regReply{p: p, refused: map[string]bool{}, quota: map[string]bool{}, byAOR: map[string][]*entry{},
+		chains: map[[32]byte][][]byte{}, certs: reply.Certs}
 	for _, aor := range reply.AORs {
 		rep.refused[aor] = true
 	}
@@ -362,7 +383,11 @@ func (s *Service) registerTo(ctx context.Context, p peer.ID, es []*entry, chains
 		rep.quota[aor] = true
 	}
 	for _, e := range reply.Entries {
-		if !sent[e.AOR] || rep.refused[e.AOR] || rep.quota[e.AOR] {
+		if !sent[e.AOR] {
+			continue
+		}
+		if rep.refused[e.AOR] || rep.quota[e.AOR] {
+			rep.proof = append(rep.proof, e) // the vote verifies what it needs
 			continue
 		}
 		c, err := s.verifier.verify(e, reply.Certs)
@@ -378,7 +403,9 @@ func (s *Service) registerTo(ctx context.Context, p peer.ID, es []*entry, chains
 
 // handleRegister is the replica side of REGISTER: verify everything, apply
 // AOR by AOR under the Call-ID/CSeq rule and answer with the accepted AORs'
-// records (tombstones included, so the coordinator merges correctly).
+// records (tombstones included, so the coordinator merges correctly) and
+// the refused AORs' proof: the entries that beat the write, or the record
+// over its quota.
 func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 	if len(m.Entries) == 0 {
 		return errorReply(fmt.Errorf("%w: REGISTER without entries", ErrMalformed))
@@ -387,12 +414,15 @@ func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 	if err != nil {
 		return errorReply(err)
 	}
-	refused, over, err := s.store.applyIf(ctx, m.Entries, chains, s.closest)
+	held := map[[32]byte][][]byte{}
+	refused, over, proof, err := s.store.applyIf(ctx, m.Entries, chains, s.closest)
 	if err != nil {
 		return errorReply(err)
 	}
+	for fp, c := range chains {
+		held[fp] = c
+	}
 	reply := &message{Type: msgReply}
-	held := map[[32]byte][][]byte{}
 	now := time.Now()
 	seen := map[string]bool{}
 	for _, e := range m.Entries {
@@ -402,10 +432,12 @@ func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 		seen[e.AOR] = true
 		if refused[e.AOR] {
 			reply.AORs = append(reply.AORs, e.AOR)
+			reply.Entries = append(reply.Entries, proof[e.AOR]...)
 			continue
 		}
 		if over[e.AOR] {
 			reply.Quota = append(reply.Quota, e.AOR)
+			reply.Entries = append(reply.Entries, proof[e.AOR]...)
 			continue
 		}
 		reply.Entries = append(reply.Entries, s.store.get(e.AOR, now, held)...)

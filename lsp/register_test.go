@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func reg(contact string, callID string, cseq uint32) Binding {
@@ -308,5 +309,83 @@ func TestDomainQuota(t *testing.T) {
 		if n := usage(i); n != 5 {
 			t.Errorf("replica %d counts %d biloxi bindings, want 5", i, n)
 		}
+	}
+}
+
+// TestOutOfOrderProof: a genuine out-of-order REGISTER (the replicas hold
+// a higher CSeq of the Call-ID) fails with ErrOutOfOrder; the refusing
+// replica sends the newer signed entry, which verifies and beats the
+// write; no honest replica is distrusted for it.
+func TestOutOfOrderProof(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newCluster(t, 4, []*Credential{biloxi}, ca)
+	ctx := context.Background()
+	aor := "sip:bob@biloxi.example"
+	if _, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.1", "call-a", 2)); err != nil {
+		t.Fatal(err)
+	}
+	replicas := c.ovs[0].Closest(Key(aor), 3)
+	svcOf := func(p peer.ID) *Service {
+		for i, ov := range c.ovs {
+			if ov.ID() == p {
+				return c.svcs[i]
+			}
+		}
+		t.Fatalf("no node %s", p)
+		return nil
+	}
+	waitFor(t, 5*time.Second, "every replica holds CSeq 2", func() bool {
+		for _, p := range replicas {
+			if svcOf(p).Holds(aor) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	_, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.1", "call-a", 1))
+	if !errors.Is(err, ErrOutOfOrder) {
+		t.Fatalf("older CSeq: got %v, want ErrOutOfOrder", err)
+	}
+	if d := c.svcs[0].Distrusted(); len(d) != 0 {
+		t.Fatalf("honest replicas distrusted for a proven refusal: %v", d)
+	}
+	// The proof, as a replica sends it.
+	stale := signed(t, biloxi, aor, reg("sip:bob@192.0.2.1", "call-a", 1))
+	for _, p := range replicas {
+		from := 0
+		if c.ovs[0].ID() == p {
+			from = 1
+		}
+		reply, err := c.raw(from, p, &message{Type: msgRegister, Entries: stale, Certs: biloxi.Chain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reply.AORs) != 1 || reply.AORs[0] != aor || len(reply.Entries) != 1 {
+			t.Fatalf("replica %s: refused %v with proof %d entries", p.ShortString(), reply.AORs, len(reply.Entries))
+		}
+		o := reply.Entries[0]
+		if _, err := c.svcs[from].verifier.verify(o, reply.Certs); err != nil {
+			t.Fatalf("proof fails verification: %v", err)
+		}
+		if o.B.CallID != "call-a" || o.B.CSeq != 2 || !beats(o, stale[0]) {
+			t.Fatalf("proof %+v does not beat the write", o.B)
+		}
+		v, err := c.svcs[from].judge(aor, stale, regReply{p: p, refused: map[string]bool{aor: true}, proof: reply.Entries, certs: reply.Certs}.about(aor))
+		if v != voteFinal || !errors.Is(err, ErrOutOfOrder) {
+			t.Fatalf("judged %v, %v; want a proven out-of-order", v, err)
+		}
+		// Tampered proof is a lie.
+		f := *o
+		f.B.CSeq = 3
+		f.seal()
+		f.wire = nil
+		if v, _ := c.svcs[from].judge(aor, stale, regReply{p: p, refused: map[string]bool{aor: true}, proof: []*entry{&f}, certs: reply.Certs}.about(aor)); v != voteLie {
+			t.Fatalf("tampered proof judged %v, want a lie", v)
+		}
+	}
+	bs, err := c.svcs[3].Lookup(ctx, aor)
+	if err != nil || len(bs) != 1 || bs[0].CSeq != 2 {
+		t.Fatalf("lookup: %+v, %v", bs, err)
 	}
 }

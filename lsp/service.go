@@ -189,7 +189,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		ov:   cfg.Overlay,
 		self: cfg.Overlay.ID(),
 		store: newStore(cfg.Overlay.Datastore(), quota{RecordEntries: cfg.MaxBindings, RecordBytes: cfg.MaxRecordBytes,
-			SignerEntries: cfg.MaxDomainBindings, SignerBytes: cfg.MaxDomainBytes}),
+			SignerEntries: cfg.MaxDomainBindings, SignerBytes: cfg.MaxDomainBytes, Retain: cfg.MaxTTL}),
 		verifier:    NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
 		rpc:         newRPC(cfg.Overlay.Host(), cfg.MaxMessage, cfg.RequestTimeout),
 		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),
@@ -487,11 +487,13 @@ func (s *Service) trusted(ps []peer.ID, n int) []peer.ID {
 type storeResult struct {
 	p    peer.ID
 	aors []string
-	err  error
+	ans  answer
 }
 
 // put stores entries on the replicas of their AORs and returns after W acks
-// per AOR. Stores still in flight finish in the background.
+// per AOR, counted by vote: a replica's refusal is one vote, a lie (a
+// refusal without proof) gets it distrusted and the next closest member
+// takes its place. Stores still in flight finish in the background.
 func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]byte) error {
 	if s.ctx.Err() != nil {
 		return ErrClosed
@@ -500,9 +502,11 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 	for _, e := range es {
 		byAOR[e.AOR] = append(byAOR[e.AOR], e)
 	}
-	_, w := s.quorum()
-	acks := map[string]int{}
-	tried := map[string]map[peer.ID]bool{}
+	r, w := s.quorum()
+	votes := map[string]*tally{}
+	for aor := range byAOR {
+		votes[aor] = newTally(r, w)
+	}
 	results := make(chan storeResult, 16)
 	inflight := 0
 	send := func(targets map[peer.ID][]string) {
@@ -510,10 +514,7 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 			var batch []*entry
 			for _, a := range aors {
 				batch = append(batch, byAOR[a]...)
-				if tried[a] == nil {
-					tried[a] = map[peer.ID]bool{}
-				}
-				tried[a][p] = true
+				votes[a].sent(p)
 			}
 			inflight++
 			s.wg.Add(1)
@@ -521,11 +522,11 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 				defer s.wg.Done()
 				cctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
 				defer cancel()
-				err := s.storeTo(cctx, p, batch, chains)
-				if retryable(err) && s.ctx.Err() == nil {
+				ans := s.storeAnswer(cctx, p, batch, chains)
+				if retryable(ans.claim) && s.ctx.Err() == nil {
 					s.hints.add(p, batch, chains, time.Now())
 				}
-				results <- storeResult{p: p, aors: aors, err: err}
+				results <- storeResult{p: p, aors: aors, ans: ans}
 			}(p, aors, batch)
 		}
 	}
@@ -536,17 +537,18 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 		}
 	}
 	send(plan)
-	var lastErr error
 	// The iterative fallback is for replicas that cannot be reached (left,
 	// crashed, stale view). It is not for slow ones: under overload a DHT
 	// walk per request only adds load.
-	fellBack, unreachable := false, false
+	fellBack := false
 	for {
 		done := true
-		for aor := range byAOR {
-			if acks[aor] < w {
-				done = false
+		for _, t := range votes {
+			if t.done && t.err != nil {
+				go drain(results, inflight)
+				return t.err
 			}
+			done = done && t.done
 		}
 		if done {
 			// Let the remaining stores finish without us.
@@ -554,55 +556,52 @@ func (s *Service) put(ctx context.Context, es []*entry, chains map[[32]byte][][]
 			return nil
 		}
 		if inflight == 0 {
-			if fellBack || !unreachable {
-				break
-			}
-			fellBack = true
 			extra := map[peer.ID][]string{}
-			for aor := range byAOR {
-				if acks[aor] >= w {
-					continue
-				}
-				ps, err := s.ov.ClosestIterative(ctx, Key(aor), s.cfg.Replicas*2)
-				if err != nil {
-					lastErr = err
-					continue
-				}
-				need := w - acks[aor]
-				for _, p := range ps {
-					if need > 0 && !tried[aor][p] {
-						extra[p] = append(extra[p], aor)
-						need--
+			if !fellBack {
+				fellBack = true
+				for aor, t := range votes {
+					if t.done || !t.unreachable {
+						continue
+					}
+					ps, err := s.ov.ClosestIterative(ctx, Key(aor), s.cfg.Replicas*2)
+					if err != nil {
+						t.failure = err
+						continue
+					}
+					need := w - t.acks
+					for _, p := range ps {
+						if need > 0 && !t.tried[p] {
+							extra[p] = append(extra[p], aor)
+							need--
+						}
 					}
 				}
 			}
 			if len(extra) == 0 {
-				break
+				for _, t := range votes {
+					if !t.done {
+						return t.fail()
+					}
+				}
 			}
 			send(extra)
 			continue
 		}
 		select {
-		case r := <-results:
+		case res := <-results:
 			inflight--
-			if r.err != nil {
-				lastErr = r.err
-				unreachable = unreachable || errors.Is(r.err, errDial)
-				if errors.Is(r.err, ErrForbidden) || errors.Is(r.err, ErrInvalid) || errors.Is(r.err, ErrMalformed) || errors.Is(r.err, ErrTooLarge) {
-					go drain(results, inflight)
-					return r.err // the write itself is refused: no other replica will take it
+			extra := map[peer.ID][]string{}
+			for _, a := range res.aors {
+				if _, sub, ok := s.vote(votes[a], res.p, a, byAOR[a], res.ans.about(a)); ok {
+					extra[sub] = append(extra[sub], a)
 				}
-				continue
 			}
-			for _, a := range r.aors {
-				acks[a]++
-			}
+			send(extra)
 		case <-ctx.Done():
 			go drain(results, inflight)
 			return ctx.Err()
 		}
 	}
-	return fmt.Errorf("%w: write quorum %d not reached: %v", ErrUnavailable, w, lastErr)
 }
 
 func drain(ch <-chan storeResult, n int) {
@@ -614,9 +613,19 @@ func drain(ch <-chan storeResult, n int) {
 // storeTo stores entries on p (locally when p is this node), in messages
 // that fit the size limit.
 func (s *Service) storeTo(ctx context.Context, p peer.ID, es []*entry, chains map[[32]byte][][]byte) error {
+	return s.storeAnswer(ctx, p, es, chains).claim
+}
+
+// storeAnswer is storeTo returning p's answer: its refusal and the proof it
+// sent with it.
+func (s *Service) storeAnswer(ctx context.Context, p peer.ID, es []*entry, chains map[[32]byte][][]byte) answer {
 	if p == s.self {
-		_, err := s.applyVerified(ctx, es, flatten(chains))
-		return err
+		reply := s.handleStore(ctx, p, &message{Type: msgStore, Entries: es, Certs: flatten(chains)})
+		if reply.Status != statusOK {
+			return answer{claim: fmt.Errorf("%w: %s", errOfStatus(reply.Status), reply.Error), remote: true,
+				proof: reply.Entries, certs: reply.Certs}
+		}
+		return answer{}
 	}
 	for len(es) > 0 {
 		n := min(len(es), 512)
@@ -626,15 +635,52 @@ func (s *Service) storeTo(ctx context.Context, p peer.ID, es []*entry, chains ma
 		for _, e := range batch {
 			need[e.CertFP] = chains[e.CertFP]
 		}
-		_, err := s.rpc.call(ctx, p, s.storeProto, &message{Type: msgStore, Entries: batch, Certs: flatten(need)})
+		reply, err := s.rpc.call(ctx, p, s.storeProto, &message{Type: msgStore, Entries: batch, Certs: flatten(need)})
 		if err != nil {
 			if errors.Is(err, errDial) {
 				s.ov.Suspect(p)
 			}
-			return err
+			a := answer{claim: err}
+			if reply != nil {
+				a.remote, a.proof, a.certs = true, reply.Entries, reply.Certs
+			}
+			return a
 		}
 	}
-	return nil
+	return answer{}
+}
+
+// about returns the answer as it concerns aor: the proof entries of aor.
+func (a answer) about(aor string) answer {
+	out := a
+	out.proof = nil
+	for _, e := range a.proof {
+		if e.AOR == aor {
+			out.proof = append(out.proof, e)
+		}
+	}
+	return out
+}
+
+// handleStore is the replica side of STORE: verify everything, merge it
+// all or nothing. A write over the record quota is answered with the
+// record (the proof the writer checks).
+func (s *Service) handleStore(ctx context.Context, from peer.ID, m *message) *message {
+	n, err := s.applyVerified(ctx, m.Entries, m.Certs)
+	if err != nil {
+		s.cfg.Logger.Info("store refused", "from", from, "err", err)
+		reply := errorReply(err)
+		var qe *quotaError
+		if errors.As(err, &qe) && len(qe.proof) > 0 {
+			chains := map[[32]byte][][]byte{}
+			for _, e := range qe.proof {
+				chains[e.CertFP] = s.store.chain(e.CertFP)
+			}
+			reply.Entries, reply.Certs = qe.proof, flatten(chains)
+		}
+		return reply
+	}
+	return &message{Type: msgReply, Count: uint64(n)}
 }
 
 // applyVerified verifies every entry (all or nothing) and merges them into
@@ -683,11 +729,18 @@ const minStraggle = 50 * time.Millisecond
 // distrusts a replica that served a forgery, and repairs replicas that
 // answered with less than the merge.
 func (s *Service) fetch(ctx context.Context, aor string) (map[string]*entry, map[[32]byte][][]byte, error) {
-	return s.fetchTraced(ctx, aor, nil)
+	return s.fetchTraced(ctx, aor, nil, nil)
 }
 
-// fetchTraced is fetch recording what it does in tr (nil: nothing).
-func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer) (map[string]*entry, map[[32]byte][][]byte, error) {
+// fetchTraced is fetch recording what it does in tr (nil: nothing) and
+// counting in rounds (nil: not counted) the rounds it took: each round of
+// replicas asked and each iterative lookup is one.
+func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer, rounds *int) (map[string]*entry, map[[32]byte][][]byte, error) {
+	round := func() {
+		if rounds != nil {
+			*rounds++
+		}
+	}
 	if s.ctx.Err() != nil {
 		return nil, nil, ErrClosed
 	}
@@ -697,14 +750,19 @@ func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer) (map[
 	results := make(chan fetchResult, r+4)
 	tried := map[peer.ID]bool{}
 	inflight := 0
-	ask := func(ps []peer.ID, round string) {
+	ask := func(ps []peer.ID, name string) {
+		counted := false
 		for _, p := range ps {
 			if tried[p] {
 				continue
 			}
+			if !counted {
+				counted = true
+				round()
+			}
 			tried[p] = true
 			inflight++
-			tr.asked(p, s.self, round)
+			tr.asked(p, s.self, name)
 			// Every answer, this node's own included, is sent from a
 			// goroutine: a round may ask more peers than results buffers
 			// (the iterative one asks 2R), and this loop is its reader.
@@ -726,6 +784,7 @@ func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer) (map[
 		}
 	}
 	if tr.iterative() {
+		round()
 		ps, err := s.iterative(ctx, aor, r, tr)
 		if err != nil {
 			return nil, nil, err
@@ -777,6 +836,7 @@ wait:
 				break
 			}
 			fellBack = true
+			round()
 			ps, err := s.iterative(ctx, aor, s.cfg.Replicas*2, tr)
 			if err != nil {
 				lastErr = err
@@ -927,12 +987,7 @@ func (s *Service) handleReplica(ctx context.Context, from peer.ID, m *message) *
 	}
 	switch m.Type {
 	case msgStore:
-		n, err := s.applyVerified(ctx, m.Entries, m.Certs)
-		if err != nil {
-			s.cfg.Logger.Info("store refused", "from", from, "err", err)
-			return errorReply(err)
-		}
-		return &message{Type: msgReply, Count: uint64(n)}
+		return s.handleStore(ctx, from, m)
 	case msgRegister:
 		return s.handleRegister(ctx, m)
 	case msgFetch:
@@ -958,6 +1013,18 @@ func (s *Service) handleClient(ctx context.Context, from peer.ID, m *message) *m
 		if len(m.Entries) == 0 {
 			return errorReply(fmt.Errorf("%w: PUT without entries", ErrMalformed))
 		}
+		// A PUT is written to R replicas per AOR: one token per AOR (the
+		// request's own paid for the first).
+		aors := map[string]bool{}
+		for _, e := range m.Entries {
+			aors[e.AOR] = true
+		}
+		if len(aors) > maxGetAORs {
+			return errorReply(fmt.Errorf("%w: %d AORs in one PUT (at most %d)", ErrTooLarge, len(aors), maxGetAORs))
+		}
+		if !s.limit.allowN(from, len(aors)-1) {
+			return errorReply(ErrRateLimited)
+		}
 		chains, err := s.verifyAll(m.Entries, m.Certs)
 		if err != nil {
 			return errorReply(err)
@@ -967,14 +1034,26 @@ func (s *Service) handleClient(ctx context.Context, from peer.ID, m *message) *m
 		}
 		return &message{Type: msgReply, Count: uint64(len(m.Entries))}
 	case msgGet:
+		// Each AOR is a read of R replicas, maybe more rounds: it is
+		// charged to the peer as it is done, one token per round (the
+		// request's own token paid for the first AOR's first round), and
+		// a GET holds at most maxGetAORs.
+		if len(m.AORs) > maxGetAORs {
+			return errorReply(fmt.Errorf("%w: %d AORs in one GET (at most %d)", ErrTooLarge, len(m.AORs), maxGetAORs))
+		}
 		reply := &message{Type: msgReply}
 		chains := map[[32]byte][][]byte{}
-		for _, aor := range m.AORs {
+		for i, aor := range m.AORs {
 			canon, err := Canonical(aor)
 			if err != nil {
 				return errorReply(err)
 			}
-			merged, cs, err := s.fetch(ctx, canon)
+			if i > 0 && !s.limit.allowN(from, 1) {
+				return errorReply(ErrRateLimited)
+			}
+			rounds := 0
+			merged, cs, err := s.fetchTraced(ctx, canon, nil, &rounds)
+			s.limit.charge(from, rounds-1)
 			if err != nil {
 				return errorReply(err)
 			}

@@ -34,6 +34,10 @@ type store struct {
 	// Signer quota: what one signing domain may hold on this replica,
 	// over all its AORs (entries and encoded bytes).
 	signerEntries, signerBytes int
+	// retain: how long after its timestamp an entry that expired is kept
+	// as a ghost (the longest any signed version of a binding may live:
+	// MaxTTL), so an older version replayed after it expired stays dead.
+	retain time.Duration
 
 	mu      sync.RWMutex
 	recs    map[string]*record
@@ -61,25 +65,76 @@ func (s *store) account(e *entry, sign int) {
 type record struct {
 	entries map[string]*entry // by binding identity
 	placed  []peer.ID         // closest set the record was last placed on
+	// ghosts are expired entries (tombstones and bindings) kept until no
+	// older version of their binding can be valid (timestamp + retain):
+	// a write that does not beat its ghost is dropped, so a replayed older
+	// version cannot come back to life. Never returned; counted in their
+	// domain's usage, not in the record quota; at most maxEntries per
+	// record, beyond which the oldest go and raise floor.
+	ghosts map[string]*entry
+	// floor: the newest timestamp of a ghost dropped for room (zero:
+	// none). An entry of a binding the record has no trace of, no newer
+	// than floor, is dropped as a possible replay, until floor + retain.
+	floor time.Time
+}
+
+func (r *record) empty() bool {
+	return len(r.entries) == 0 && len(r.ghosts) == 0 && r.floor.IsZero()
 }
 
 func newStore(d ds.Datastore, q quota) *store {
 	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}, signers: map[string]*usage{},
-		maxEntries: q.RecordEntries, maxBytes: q.RecordBytes, signerEntries: q.SignerEntries, signerBytes: q.SignerBytes}
+		maxEntries: q.RecordEntries, maxBytes: q.RecordBytes, signerEntries: q.SignerEntries, signerBytes: q.SignerBytes,
+		retain: q.Retain}
 }
 
 // quota bounds what a replica stores: per AOR record and per signing domain.
+// Retain is how long an expired entry is kept as a ghost after its
+// timestamp (MaxTTL).
 type quota struct {
 	RecordEntries, RecordBytes int
 	SignerEntries, SignerBytes int
+	Retain                     time.Duration
+}
+
+// quotaError is a write refused by the record or domain quota; proof holds
+// the records of the AORs over their record quota (every entry, so the
+// writer can count them itself). A domain's usage cannot be proven.
+type quotaError struct {
+	err   error
+	proof []*entry
+}
+
+func (q *quotaError) Error() string { return q.err.Error() }
+func (q *quotaError) Unwrap() error { return q.err }
+
+// recordOf returns every entry of aor's record, expired ones not yet
+// collected included (what the record quota counts), adding their chains
+// to chains (s.mu held).
+func (s *store) recordOf(aor string, chains map[[32]byte][][]byte) []*entry {
+	rec := s.recs[aor]
+	if rec == nil {
+		return nil
+	}
+	out := make([]*entry, 0, len(rec.entries))
+	for _, e := range rec.entries {
+		out = append(out, e)
+		if c := s.certs[e.CertFP]; c != nil {
+			chains[e.CertFP] = c
+		}
+	}
+	return out
 }
 
 // overQuota lists the AORs of es whose records would exceed the quota
-// with es applied (s.mu held).
-func (s *store) overQuota(es []*entry) map[string]bool {
+// with es applied, and among them those over their record's own quota
+// (s.mu held).
+func (s *store) overQuota(es []*entry) (over, records map[string]bool) {
 	type size struct {
 		n, bytes int
 		ids      map[string]bool
+		// ghosts the write replaces (their usage goes)
+		ghostN, ghostBytes int
 	}
 	sizes := map[string]*size{}
 	for _, e := range es {
@@ -100,11 +155,14 @@ func (s *store) overQuota(es []*entry) map[string]bool {
 			z.bytes -= len(rec.entries[id].encode())
 		} else if !z.ids[id] {
 			z.n++
+			if g := rec.ghost(id); g != nil {
+				z.ghostN++
+				z.ghostBytes += len(g.encode())
+			}
 		}
 		z.ids[id] = true
 		z.bytes += len(e.encode())
 	}
-	var over map[string]bool
 	mark := func(aor string) {
 		if over == nil {
 			over = map[string]bool{}
@@ -115,6 +173,10 @@ func (s *store) overQuota(es []*entry) map[string]bool {
 	for aor, z := range sizes {
 		if z.n > s.maxEntries || z.bytes > s.maxBytes {
 			mark(aor)
+			if records == nil {
+				records = map[string]bool{}
+			}
+			records[aor] = true
 			continue
 		}
 		d := Domain(aor)
@@ -123,7 +185,7 @@ func (s *store) overQuota(es []*entry) map[string]bool {
 			du = &usage{}
 			deltas[d] = du
 		}
-		du.n, du.bytes = du.n+z.n, du.bytes+z.bytes
+		du.n, du.bytes = du.n+z.n-z.ghostN, du.bytes+z.bytes-z.ghostBytes
 		if rec := s.recs[aor]; rec != nil {
 			du.n -= len(rec.entries)
 			for _, old := range rec.entries {
@@ -144,7 +206,15 @@ func (s *store) overQuota(es []*entry) map[string]bool {
 			}
 		}
 	}
-	return over
+	return over, records
+}
+
+// ghost returns r's ghost of binding id (r may be nil).
+func (r *record) ghost(id string) *entry {
+	if r == nil {
+		return nil
+	}
+	return r.ghosts[id]
 }
 
 // load reads the persisted records, dropping expired entries.
@@ -183,7 +253,8 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 		}
 		for _, raw := range raws {
 			e, err := decodeEntry(raw)
-			if err != nil || !e.B.Expires.After(now) {
+			expired := err == nil && !e.B.Expires.After(now)
+			if err != nil || (expired && !now.Before(e.B.Timestamp.Add(s.retain))) {
 				continue
 			}
 			rec := s.recs[e.AOR]
@@ -192,11 +263,27 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 				s.recs[e.AOR] = rec
 				n++
 			}
-			if old := rec.entries[e.B.ID()]; old != nil {
+			id := e.B.ID()
+			if old := rec.entries[id]; old != nil {
+				if !e.newer(old) {
+					continue
+				}
 				s.account(old, -1)
+				delete(rec.entries, id)
 			}
-			rec.entries[e.B.ID()] = e
+			if g := rec.ghost(id); g != nil {
+				if !e.newer(g) {
+					continue
+				}
+				s.account(g, -1)
+				delete(rec.ghosts, id)
+			}
 			s.account(e, 1)
+			if expired {
+				s.addGhost(rec, e)
+			} else {
+				rec.entries[id] = e
+			}
 		}
 	}
 	return n, nil
@@ -207,11 +294,18 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if over := s.overQuota(es); len(over) > 0 {
+	if over, records := s.overQuota(es); len(over) > 0 {
+		qe := &quotaError{}
 		for aor := range over {
-			return 0, fmt.Errorf("%w: %q: over the quota of its record (%d bindings, %d bytes) or of its domain on this replica (%d bindings, %d bytes)",
-				ErrTooLarge, aor, s.maxEntries, s.maxBytes, s.signerEntries, s.signerBytes)
+			if qe.err == nil {
+				qe.err = fmt.Errorf("%w: %q: over the quota of its record (%d bindings, %d bytes) or of its domain on this replica (%d bindings, %d bytes)",
+					ErrTooLarge, aor, s.maxEntries, s.maxBytes, s.signerEntries, s.signerBytes)
+			}
+			if records[aor] {
+				qe.proof = append(qe.proof, s.recordOf(aor, chains)...)
+			}
 		}
+		return 0, qe
 	}
 	return s.applyLocked(ctx, es, chains, placement)
 }
@@ -220,21 +314,33 @@ func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]
 // an AOR is refused, and none of its entries applied, when its record holds
 // the same binding from the same Call-ID with an equal or higher CSeq. An
 // identical entry is no conflict, so a retried request is idempotent. It
-// returns the refused AORs and those over their record quota.
-func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (map[string]bool, map[string]bool, error) {
+// returns the refused AORs and those over their quota, and the proof of
+// each refusal by AOR: the live entries that beat the write, or the whole
+// record over its record quota (none for a domain over its quota); proof's
+// chains are added to chains.
+func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (refused, over map[string]bool, proof map[string][]*entry, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	over := s.overQuota(es)
-	refused := map[string]bool{}
+	over, records := s.overQuota(es)
+	refused = map[string]bool{}
+	proof = map[string][]*entry{}
+	now := time.Now()
 	for _, e := range es {
 		rec := s.recs[e.AOR]
-		if rec == nil || refused[e.AOR] {
+		if rec == nil || over[e.AOR] {
 			continue
 		}
 		old := rec.entries[e.B.ID()]
-		if old != nil && old.leaf != e.leaf && old.B.CallID == e.B.CallID && old.B.CSeq >= e.B.CSeq {
+		if old != nil && old.B.Expires.After(now) && beats(old, e) {
 			refused[e.AOR] = true
+			proof[e.AOR] = append(proof[e.AOR], old)
+			if c := s.certs[old.CertFP]; c != nil {
+				chains[old.CertFP] = c
+			}
 		}
+	}
+	for aor := range records {
+		proof[aor] = s.recordOf(aor, chains)
 	}
 	if len(refused) > 0 || len(over) > 0 {
 		kept := make([]*entry, 0, len(es))
@@ -245,8 +351,8 @@ func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][]
 		}
 		es = kept
 	}
-	_, err := s.applyLocked(ctx, es, chains, placement)
-	return refused, over, err
+	_, err = s.applyLocked(ctx, es, chains, placement)
+	return refused, over, proof, err
 }
 
 func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
@@ -273,6 +379,19 @@ func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byt
 		old := rec.entries[id]
 		if old != nil && !e.newer(old) {
 			continue
+		}
+		if old == nil {
+			// A binding that expired here: only a newer version revives
+			// it (and what the record lost track of must beat floor).
+			if g := rec.ghost(id); g != nil {
+				if !e.newer(g) {
+					continue
+				}
+				s.account(g, -1)
+				delete(rec.ghosts, id)
+			} else if !rec.floor.IsZero() && !e.B.Timestamp.After(rec.floor) {
+				continue
+			}
 		}
 		if old != nil {
 			s.account(old, -1)
@@ -311,25 +430,39 @@ func (s *store) get(aor string, now time.Time, chains map[[32]byte][][]byte) []*
 	return out
 }
 
-// gc drops expired entries (tombstones included) and empty records.
+// gc turns expired entries (tombstones included) into ghosts, drops the
+// ghosts (and floors) past their retention, and drops empty records. It
+// returns how many entries expired or were dropped.
 func (s *store) gc(ctx context.Context, now time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dropped := 0
 	for aor, rec := range s.recs {
-		n := len(rec.entries)
+		changed := 0
 		for id, e := range rec.entries {
 			if !e.B.Expires.After(now) {
 				delete(rec.entries, id)
-				s.account(e, -1)
+				s.addGhost(rec, e)
+				changed++
 			}
 		}
-		if len(rec.entries) == n {
+		for id, g := range rec.ghosts {
+			if !now.Before(g.B.Timestamp.Add(s.retain)) {
+				delete(rec.ghosts, id)
+				s.account(g, -1)
+				changed++
+			}
+		}
+		if !rec.floor.IsZero() && !now.Before(rec.floor.Add(s.retain)) {
+			rec.floor = time.Time{}
+			changed++
+		}
+		if changed == 0 {
 			continue
 		}
-		dropped += n - len(rec.entries)
+		dropped += changed
 		var err error
-		if len(rec.entries) == 0 {
+		if rec.empty() {
 			delete(s.recs, aor)
 			err = s.ds.Delete(ctx, recordKey(aor))
 		} else {
@@ -340,6 +473,29 @@ func (s *store) gc(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	return dropped, nil
+}
+
+// addGhost keeps e, an expired entry already accounted for, as a ghost of
+// rec; beyond maxEntries ghosts the oldest goes and raises the floor (s.mu
+// held).
+func (s *store) addGhost(rec *record, e *entry) {
+	if rec.ghosts == nil {
+		rec.ghosts = map[string]*entry{}
+	}
+	rec.ghosts[e.B.ID()] = e
+	for len(rec.ghosts) > max(1, s.maxEntries) {
+		var oldest *entry
+		for _, g := range rec.ghosts {
+			if oldest == nil || g.B.Timestamp.Before(oldest.B.Timestamp) {
+				oldest = g
+			}
+		}
+		delete(rec.ghosts, oldest.B.ID())
+		s.account(oldest, -1)
+		if oldest.B.Timestamp.After(rec.floor) {
+			rec.floor = oldest.B.Timestamp
+		}
+	}
 }
 
 // placementWork is what the rebalancer must push: entries per new replica.
@@ -356,6 +512,9 @@ func (s *store) replan(self peer.ID, now time.Time, closest func(aor string) []p
 	defer s.mu.RUnlock()
 	var out []placementWork
 	for aor, rec := range s.recs {
+		if len(rec.entries) == 0 {
+			continue // ghosts only: nothing to place
+		}
 		set := closest(aor)
 		var targets []peer.ID
 		for _, p := range set {
@@ -392,10 +551,15 @@ func (s *store) chain(fp [32]byte) [][]byte {
 	return s.certs[fp]
 }
 
+// encode persists the entries and ghosts (load tells them apart by
+// expiry); floor is not persisted.
 func (r *record) encode() []byte {
 	var raws [][]byte
 	for _, e := range r.entries {
 		raws = append(raws, e.encode())
+	}
+	for _, g := range r.ghosts {
+		raws = append(raws, g.encode())
 	}
 	return joinFrames(raws)
 }

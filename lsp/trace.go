@@ -79,7 +79,7 @@ func (s *Service) Trace(ctx context.Context, aor string, iterative bool) (*Trace
 	tr := &tracer{start: time.Now(), key: key, at: map[peer.ID]int{}, t: &Trace{
 		AOR: canon, Key: hex.EncodeToString(key), Self: s.self, Iterative: iterative, Asked: []TraceReply{}, Bindings: []Binding{},
 	}}
-	merged, chains, err := s.fetchTraced(ctx, canon, tr)
+	merged, chains, err := s.fetchTraced(ctx, canon, tr, nil)
 	if err != nil {
 		tr.t.Err = err.Error()
 	} else {

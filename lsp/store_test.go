@@ -1,0 +1,178 @@
+package lsp
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+)
+
+// TestRemovedBindingStaysRemoved: v1 of a binding (long expiry), v2
+// (newer, short expiry), then a removal; once GC has run past v2's expiry,
+// v1's signed entry replayed straight to every replica (as a member could)
+// is dropped: no replica holds it live and lookups do not return it.
+func TestRemovedBindingStaysRemoved(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newClusterWith(t, 4, []*Credential{biloxi}, ca, func(_ int, cfg *Config) { cfg.GCInterval = 50 * time.Millisecond })
+	ctx := context.Background()
+	aor := "sip:bob@biloxi.example"
+	const contact = "sip:bob@192.0.2.1"
+	v1 := signed(t, biloxi, aor, binding(contact, time.Hour))
+	if err := c.svcs[0].put(ctx, v1, chainsOf(biloxi)); err != nil {
+		t.Fatal(err)
+	}
+	b2 := binding(contact, 1500*time.Millisecond)
+	b2.Timestamp = v1[0].B.Timestamp.Add(time.Millisecond)
+	v2 := signed(t, biloxi, aor, b2)
+	if err := c.svcs[0].put(ctx, v2, chainsOf(biloxi)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.svcs[0].Remove(ctx, aor); err != nil {
+		t.Fatal(err)
+	}
+	replicas := c.ovs[0].Closest(Key(aor), 3)
+	svcOf := func(i int) *Service { return c.svcs[i] }
+	var idx []int
+	for i, ov := range c.ovs {
+		for _, p := range replicas {
+			if ov.ID() == p {
+				idx = append(idx, i)
+			}
+		}
+	}
+	// GC past v2's expiry: the tombstone expired on every replica.
+	waitFor(t, 10*time.Second, "every replica's tombstone expired and was collected", func() bool {
+		for _, i := range idx {
+			s := svcOf(i).store
+			s.mu.RLock()
+			rec := s.recs[aor]
+			ok := rec != nil && len(rec.entries) == 0 && rec.ghosts[contact] != nil && rec.ghosts[contact].Removed
+			if rec == nil {
+				ok = time.Now().After(v2[0].B.Expires) // collected outright (the defect)
+			}
+			s.mu.RUnlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	for _, i := range idx {
+		from := (i + 1) % len(c.svcs)
+		reply, err := c.raw(from, c.ovs[i].ID(), &message{Type: msgStore, Entries: v1, Certs: biloxi.Chain})
+		if err != nil {
+			t.Fatalf("replay to replica %d: %v", i, err)
+		}
+		if reply.Count != 0 {
+			t.Errorf("replica %d took the replayed v1 (%d changed)", i, reply.Count)
+		}
+		if n := svcOf(i).Holds(aor); n != 0 {
+			t.Errorf("replica %d holds %d live bindings after the replay", i, n)
+		}
+	}
+	for i, s := range c.svcs {
+		bs, err := s.Lookup(ctx, aor)
+		if err != nil || len(bs) != 0 {
+			t.Fatalf("node %d: lookup after the replay = %+v, %v", i, bs, err)
+		}
+	}
+}
+
+// TestStoreGhostsBounded: expired entries stay as ghosts until their
+// timestamp + retain, at most the record quota of them per record (the
+// oldest give way to the floor), counted in the domain's usage until
+// dropped; older versions do not come back, newer ones do.
+func TestStoreGhostsBounded(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	ctx := context.Background()
+	const retain = time.Hour
+	s := newStore(dssync.MutexWrap(ds.NewMapDatastore()), quota{RecordEntries: 3, RecordBytes: 1 << 20,
+		SignerEntries: 100, SignerBytes: 1 << 20, Retain: retain})
+	aor := "sip:bob@biloxi.example"
+	now := time.Now()
+	// Five bindings, each in a long-lived version (olds) replaced by a
+	// newer short-lived one.
+	var olds []*entry
+	for i := 0; i < 5; i++ {
+		b := binding(fmt.Sprintf("sip:bob@192.0.2.%d", i), 2*time.Minute)
+		b.Timestamp = now.Add(time.Duration(i) * time.Second)
+		olds = append(olds, signed(t, biloxi, aor, b)[0])
+	}
+	apply := func(es []*entry) {
+		t.Helper()
+		if _, err := s.apply(ctx, es, chainsOf(biloxi), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	usage := func() int {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if u := s.signers["biloxi.example"]; u != nil {
+			return u.n
+		}
+		return 0
+	}
+	for i := 0; i < 5; i++ {
+		if i == 3 {
+			// The record quota counts live entries only: make room.
+			if _, err := s.gc(ctx, now.Add(90*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		apply([]*entry{olds[i]})
+		b := olds[i].B
+		b.Timestamp = b.Timestamp.Add(time.Millisecond)
+		b.Expires = now.Add(time.Minute)
+		apply(signed(t, biloxi, aor, b))
+	}
+	if _, err := s.gc(ctx, now.Add(90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	rec := s.recs[aor]
+	ghosts, entries, floor := len(rec.ghosts), len(rec.entries), rec.floor
+	s.mu.RUnlock()
+	if entries != 0 || ghosts != 3 || floor.IsZero() {
+		t.Fatalf("after gc: %d entries, %d ghosts (want 0, 3), floor %v", entries, ghosts, floor)
+	}
+	if u := usage(); u != 3 {
+		t.Fatalf("domain usage %d, want the 3 ghosts", u)
+	}
+	// Every older version (long-lived) replayed: none comes back, whether
+	// its binding has a ghost or gave way to the floor.
+	for _, o := range olds {
+		apply([]*entry{o})
+	}
+	if got := s.get(aor, now.Add(90*time.Second), map[[32]byte][][]byte{}); len(got) != 0 {
+		t.Fatalf("replayed old versions came back: %d", len(got))
+	}
+	// A newer version does.
+	b := olds[0].B
+	b.Timestamp = now.Add(10 * time.Second)
+	b.Expires = now.Add(time.Hour)
+	apply(signed(t, biloxi, aor, b))
+	if got := s.get(aor, now.Add(90*time.Second), map[[32]byte][][]byte{}); len(got) != 1 {
+		t.Fatalf("a newer version: %d live, want 1", len(got))
+	}
+	if u := usage(); u != 4 {
+		t.Fatalf("domain usage %d, want 4 (3 ghosts, 1 entry)", u)
+	}
+	// Past retention everything goes, the record too.
+	if _, err := s.gc(ctx, now.Add(retain+time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	_, kept := s.recs[aor]
+	s.mu.RUnlock()
+	if kept || usage() != 0 {
+		t.Fatalf("after retention: record kept %v, usage %d", kept, usage())
+	}
+	if has, _ := s.ds.Has(ctx, recordKey(aor)); has {
+		t.Fatal("record still persisted")
+	}
+}
