@@ -68,9 +68,21 @@ type Config struct {
 	// the address this node reached them at) hold replicas in its view; a
 	// routing-table diversity limit for open overlays. 0: no limit.
 	MaxPerSubnet int
+	// MaxUnconfirmed bounds the members this node holds that it learnt
+	// from gossip (a third party's word) but has not reached itself:
+	// at most this many in total, and a quarter of that per IPv4 /24 or
+	// IPv6 /48 of the peers that told it. Such a member is not live, holds
+	// no replica and is not gossiped on until this node connects to it;
+	// one never reached is dropped after 2 × FailAfter. Default 1024.
+	MaxUnconfirmed int
 	// DisableDHTRefresh turns kad-dht's background routing-table refresh off
 	// (tests and large in-process testnets).
 	DisableDHTRefresh bool
+	// BenchmarkValues turns on kad-dht's value store in ValueNamespace
+	// (opaque values up to MaxValueSize, unsigned, from anyone), so a
+	// benchmark can measure kad-dht's own PutValue/GetValue beside lsp.
+	// Benchmarks only: off, a node stores no kad-dht value at all.
+	BenchmarkValues bool
 	// Federation closes the overlay to holders of member certificates (and of
 	// its private-network key, if it has one). Nil: an open overlay.
 	Federation *Federation
@@ -137,6 +149,9 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if r.MaxConnsPerIP <= 0 {
 		r.MaxConnsPerIP = 64
+	}
+	if r.MaxUnconfirmed <= 0 {
+		r.MaxUnconfirmed = 1024
 	}
 	if r.GossipInterval <= 0 {
 		r.GossipInterval = time.Second

@@ -56,6 +56,10 @@ type member struct {
 	subnet  string    // of the address it was reached at (MaxPerSubnet)
 	dialAt  time.Time // next attempt to reach an unseen member
 	backoff time.Duration
+	// Unconfirmed (not seen) members, learnt from a third party: the
+	// subnet of the peer that told us (MaxUnconfirmed), and when.
+	via   string
+	added time.Time
 }
 
 type liveMember struct {
@@ -77,12 +81,14 @@ type members struct {
 	selfHB   heartbeat
 	// sigPrefix separates member signatures by overlay name.
 	sigPrefix  []byte
-	badEntries int          // entries dropped for a bad signature
-	live       []liveMember // snapshot, replaced on change
-	subs       map[*chan struct{}]struct{}
-	rng        *rand.Rand
-	closed     bool
-	dials      chan peer.ID // newly seen members to connect to
+	badEntries int // entries dropped for a bad signature
+	// overUnconfirmed counts unconfirmed entries not taken (MaxUnconfirmed).
+	overUnconfirmed int
+	live            []liveMember // snapshot, replaced on change
+	subs            map[*chan struct{}]struct{}
+	rng             *rand.Rand
+	closed          bool
+	dials           chan peer.ID // newly seen members to connect to
 	// selfServing: this node is in its own view (see Overlay.serving).
 	selfServing bool
 }
@@ -276,7 +282,12 @@ func (m *members) encode() []byte {
 		out = appendRaw(out, m.selfEntryLocked(false))
 	}
 	for _, mb := range m.byID {
-		out = appendRaw(out, mb.raw)
+		// Only members this node reached itself: a third party's
+		// word is not passed on (one self-signed identity per key
+		// costs an attacker nothing; it must not spread through us).
+		if mb.seen {
+			out = appendRaw(out, mb.raw)
+		}
 	}
 	return out
 }
@@ -493,6 +504,14 @@ func (m *members) merge(b []byte, from peer.ID) error {
 		return ErrClosed
 	}
 	fresh := m.failAfterLocked() / 3
+	// Room for unconfirmed members (counted on the first new one).
+	var (
+		unconf  map[string]int
+		total   int
+		via     string
+		limit   = m.o.cfg.MaxUnconfirmed
+		perSnet = max(1, limit/4)
+	)
 	for i := range entries {
 		e := &entries[i]
 		if e.id == m.self || (m.o.admit != nil && m.o.admit.refusedNow(e.id)) {
@@ -516,6 +535,24 @@ func (m *members) merge(b []byte, from peer.ID) error {
 				continue
 			}
 			mb = &member{id: e.id, kid: kb.ConvertPeerID(e.id)}
+			if e.id != from {
+				if unconf == nil {
+					unconf, via = map[string]int{}, m.peerSubnet(from)
+					for _, x := range m.byID {
+						if !x.seen {
+							unconf[x.via]++
+							total++
+						}
+					}
+				}
+				if total >= limit || unconf[via] >= perSnet {
+					m.overUnconfirmed++
+					continue
+				}
+				unconf[via]++
+				total++
+				mb.via, mb.added = via, now
+			}
 			m.byID[e.id] = mb
 			m.queueDialLocked(mb, now)
 		}
@@ -549,6 +586,16 @@ func (m *members) queueDialLocked(mb *member, now time.Time) {
 	case m.dials <- mb.id:
 	default: // queue full: retried after the backoff
 	}
+}
+
+// peerSubnet names the subnet of the address p is connected from.
+func (m *members) peerSubnet(p peer.ID) string {
+	for _, c := range m.o.host.Network().ConnsToPeer(p) {
+		if ip, err := manet.ToIP(c.RemoteMultiaddr()); err == nil {
+			return subnetOf(ip)
+		}
+	}
+	return ""
 }
 
 func (m *members) isSeen(p peer.ID) bool {
@@ -699,8 +746,8 @@ func (m *members) refreshLocked(now time.Time) {
 		if live[id] != mb.live {
 			mb.live, changed = live[id], true
 		}
-		if !mb.live && now.Sub(mb.updated) > 10*fail {
-			delete(m.byID, id)
+		if !mb.live && now.Sub(mb.updated) > 10*fail || !mb.seen && !mb.added.IsZero() && now.Sub(mb.added) > 2*fail {
+			delete(m.byID, id) // long dead, or never reached: room for others
 		}
 	}
 	if serving := m.o.serving(); serving != m.selfServing {

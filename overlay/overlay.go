@@ -37,9 +37,10 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
-// ValueNamespace is the kad-dht value namespace the overlay accepts, so kad-dht's
-// own PutValue/GetValue can be measured beside lsp on the same hosts. Values
-// are opaque, at most MaxValueSize bytes; lsp does not use them.
+// ValueNamespace is the kad-dht value namespace the overlay accepts with
+// Config.BenchmarkValues (and only then), so kad-dht's own PutValue/GetValue
+// can be measured beside lsp on the same hosts. Values are opaque, at most
+// MaxValueSize bytes; lsp does not use them.
 const (
 	ValueNamespace = "v"
 	MaxValueSize   = 4096
@@ -151,8 +152,14 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 		dht.ProtocolPrefix(protocol.ID(ProtocolPrefix(r.Name))),
 		dht.Datastore(o.store),
 		dht.DisableProviders(),
-		dht.Validator(record.NamespacedValidator{ValueNamespace: opaqueValidator{}}),
 		dht.BootstrapPeers(r.bootstrap...),
+	}
+	if r.BenchmarkValues {
+		opts = append(opts, dht.Validator(record.NamespacedValidator{ValueNamespace: opaqueValidator{}}))
+	} else {
+		// No value store: PUT_VALUE and GET_VALUE are not served, and
+		// no namespace validates (pk and ipns included).
+		opts = append(opts, dht.DisableValues(), dht.Validator(record.NamespacedValidator{}))
 	}
 	if r.DisableDHTRefresh {
 		opts = append(opts, dht.DisableAutoRefresh())

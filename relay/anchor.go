@@ -37,26 +37,16 @@ type Anchor interface {
 
 var _ Anchor = (*Media)(nil)
 
-// Offer implements Anchor.
+// Offer implements Anchor for this node's proxy: a NAT'd caller's private
+// address is latched, never sent to; another address the peer policy
+// refuses is an error (ErrTarget) and opens no session.
 func (m *Media) Offer(_ context.Context, callID string, ip net.IP, port int) (string, int, error) {
-	s, err := m.Session(callID)
-	if err != nil {
-		return "", 0, err
-	}
-	s.SetParty(0, ip, port)
-	return s.IP(), s.Port(1), nil
+	return m.offer(sessionKey{id: callID}, ip, port, false)
 }
 
-// Answer implements Anchor.
+// Answer implements Anchor for this node's proxy.
 func (m *Media) Answer(_ context.Context, callID string, ip net.IP, port int) (string, int, error) {
-	m.mu.Lock()
-	s := m.byID[callID]
-	m.mu.Unlock()
-	if s == nil {
-		return "", 0, fmt.Errorf("relay: no media session for %q", callID)
-	}
-	s.SetParty(1, ip, port)
-	return s.IP(), s.Port(0), nil
+	return m.answer(sessionKey{id: callID}, ip, port, false)
 }
 
 // MediaService is what a node with a media relay announces in the overlay.
@@ -119,11 +109,12 @@ const (
 )
 
 // ServeControl lets overlay members anchor calls on m over proto; it
-// returns a function that stops serving. A member may only end or answer
-// sessions it offered.
+// returns a function that stops serving. Each member owns the sessions it
+// opens (by call ID, apart from everyone else's): it may only answer,
+// update or end those, holds at most MaxPerPeer, and its media addresses
+// must pass the peer policy (Restricted, Allow) outright: a refused one
+// gets an error reply and opens nothing.
 func ServeControl(ov *overlay.Overlay, proto protocol.ID, m *Media) func() {
-	var mu sync.Mutex
-	owner := map[string]peer.ID{}
 	ov.Host().SetStreamHandler(proto, func(s network.Stream) {
 		defer s.Close()
 		_ = s.SetDeadline(time.Now().Add(5 * time.Second))
@@ -151,30 +142,25 @@ func ServeControl(ov *overlay.Overlay, proto protocol.ID, m *Media) func() {
 			reply("", 0, err)
 			return
 		}
-		mu.Lock()
-		o, known := owner[callID]
-		if op == opOffer && !known {
-			owner[callID] = from
-			if len(owner) > 4*m.cfg.MaxSessions {
-				clear(owner) // bounded; stale entries only cost the ownership check
-				owner[callID] = from
-			}
-		}
-		mu.Unlock()
-		if known && o != from {
-			reply("", 0, errors.New("relay: session belongs to another peer"))
-			return
-		}
+		k := sessionKey{owner: from.String(), id: callID}
 		switch op {
 		case opOffer:
-			reply(m.Offer(context.Background(), callID, ip, port))
+			rip, rport, err := m.offer(k, ip, port, true)
+			if err != nil {
+				m.log.Info("media offer refused", "peer", from, "call", callID, "err", err)
+			}
+			reply(rip, rport, err)
 		case opAnswer:
-			reply(m.Answer(context.Background(), callID, ip, port))
+			rip, rport, err := m.answer(k, ip, port, true)
+			if err != nil {
+				m.log.Info("media answer refused", "peer", from, "call", callID, "err", err)
+			}
+			reply(rip, rport, err)
 		case opEnd:
-			m.End(callID)
-			mu.Lock()
-			delete(owner, callID)
-			mu.Unlock()
+			if !m.end(k) {
+				reply("", 0, fmt.Errorf("%w for %q", ErrNoSession, callID))
+				return
+			}
 			reply("", 0, nil)
 		}
 	})
@@ -330,6 +316,11 @@ func (r *Remote) call(ctx context.Context, p peer.ID, op int, callID string, ip 
 		}
 	}
 	if rerr != "" {
+		for _, e := range []error{ErrTarget, ErrQuota, ErrNoPorts, ErrNoSession} {
+			if rest, ok := strings.CutPrefix(rerr, e.Error()); ok {
+				return "", 0, fmt.Errorf("%w%s", e, rest)
+			}
+		}
 		return "", 0, errors.New(rerr)
 	}
 	if op != opEnd && (net.ParseIP(rip) == nil || rport <= 0 || rport > 65535) {

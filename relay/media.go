@@ -17,8 +17,18 @@ type MediaConfig struct {
 	// MinPort..MaxPort is the port range (pairs: even RTP, odd RTCP).
 	// Default 40000-40999.
 	MinPort, MaxPort int
-	// MaxSessions bounds concurrent sessions. Default 1000.
+	// MaxSessions bounds concurrent sessions. Default, and at most, what
+	// the port range holds: two port pairs a session (250 for the default
+	// range).
 	MaxSessions int
+	// MaxPerPeer bounds the sessions one overlay member holds through the
+	// control protocol (ServeControl). Default a quarter of MaxSessions,
+	// at least 1.
+	MaxPerPeer int
+	// Allow lists networks media may be sent to, and latched from,
+	// although the peer policy denies them (Restricted): the same list as
+	// the TURN server's Config.Allow (the testnet allows loopback).
+	Allow []*net.IPNet
 	// Idle ends a session with no packets for this long. Default 60s.
 	Idle time.Duration
 	// Logger; default slog.Default().
@@ -27,16 +37,23 @@ type MediaConfig struct {
 
 // Media relays RTP/RTCP between the two parties of calls whose SDP a proxy
 // rewrote to point at it (SPEERMINT's integrated model).
+//
+// Every session has an owner: this node's proxy (Offer, Answer, End) or
+// the overlay member that opened it over the control protocol. Sessions
+// are kept by owner and call ID, so an owner reaches only its own: no one
+// ends or redirects another's call. Media goes only where the peer policy
+// lets the TURN server relay (Restricted, Allow).
 type Media struct {
-	cfg  MediaConfig
-	ip   net.IP
-	log  *slog.Logger
-	mu   sync.Mutex
-	byID map[string]*Session
-	next int // next port to try
-	wg   sync.WaitGroup
-	done chan struct{}
-	once sync.Once
+	cfg      MediaConfig
+	ip       net.IP
+	log      *slog.Logger
+	mu       sync.Mutex
+	byID     map[sessionKey]*Session
+	perOwner map[string]int // sessions by remote owner
+	next     int            // next port to try
+	wg       sync.WaitGroup
+	done     chan struct{}
+	once     sync.Once
 
 	forwarded atomic.Int64
 	dropped   atomic.Int64
@@ -55,8 +72,15 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 		return nil, fmt.Errorf("%w: media port range %d-%d", ErrConfig, cfg.MinPort, cfg.MaxPort)
 	}
 	cfg.MinPort += cfg.MinPort % 2
-	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = 1000
+	capacity := (cfg.MaxPort - cfg.MinPort + 1) / 4 // two even/odd pairs a session
+	if capacity < 1 {
+		return nil, fmt.Errorf("%w: media port range %d-%d holds no session (four ports each)", ErrConfig, cfg.MinPort, cfg.MaxPort)
+	}
+	if cfg.MaxSessions <= 0 || cfg.MaxSessions > capacity {
+		cfg.MaxSessions = capacity
+	}
+	if cfg.MaxPerPeer <= 0 {
+		cfg.MaxPerPeer = max(1, cfg.MaxSessions/4)
 	}
 	if cfg.Idle <= 0 {
 		cfg.Idle = 60 * time.Second
@@ -64,17 +88,21 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Media{cfg: cfg, ip: ip, log: cfg.Logger.With("component", "media"), byID: map[string]*Session{},
-		next: cfg.MinPort, done: make(chan struct{})}
+	m := &Media{cfg: cfg, ip: ip, log: cfg.Logger.With("component", "media"), byID: map[sessionKey]*Session{},
+		perOwner: map[string]int{}, next: cfg.MinPort, done: make(chan struct{})}
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.reap() }()
 	return m, nil
 }
 
+// sessionKey: a session's owner ("" for this node's proxy, else the
+// overlay member's peer ID) and call ID.
+type sessionKey struct{ owner, id string }
+
 // Session is one call's relay: leg 0 faces the caller, leg 1 the callee.
 type Session struct {
 	m    *Media
-	id   string
+	key  sessionKey
 	legs [2]*leg
 	last atomic.Int64 // unix ns of the last packet
 	once sync.Once
@@ -92,20 +120,35 @@ type leg struct {
 // Addr returns the RTP address (ip, port) a leg listens on.
 func (l *leg) port() int { return l.conns[0].LocalAddr().(*net.UDPAddr).Port }
 
-// ErrNoPorts: the port range or the session quota is exhausted.
-var ErrNoPorts = errors.New("relay: no media ports free")
+// Errors of the media relay.
+var (
+	// ErrNoPorts: the sessions hold the whole port range (or MaxSessions).
+	ErrNoPorts = errors.New("relay: media port range exhausted")
+	// ErrQuota: an overlay member holds MaxPerPeer sessions.
+	ErrQuota = errors.New("relay: media session quota of this peer reached")
+	// ErrTarget: the peer policy refuses a party's media address.
+	ErrTarget = errors.New("relay: media address refused by the peer policy")
+	// ErrNoSession: no session of this owner for the call.
+	ErrNoSession = errors.New("relay: no media session")
+)
 
-// Session returns the session of id, creating it (both legs bound) if new.
-func (m *Media) Session(id string) (*Session, error) {
+// Session returns this node's (the local proxy's) session of id, creating
+// it (both legs bound) if new.
+func (m *Media) Session(id string) (*Session, error) { return m.open(sessionKey{id: id}) }
+
+func (m *Media) open(k sessionKey) (*Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s := m.byID[id]; s != nil {
+	if s := m.byID[k]; s != nil {
 		return s, nil
 	}
 	if len(m.byID) >= m.cfg.MaxSessions {
-		return nil, ErrNoPorts
+		return nil, fmt.Errorf("%w: %d sessions hold ports %d-%d", ErrNoPorts, len(m.byID), m.cfg.MinPort, m.cfg.MaxPort)
 	}
-	s := &Session{m: m, id: id}
+	if k.owner != "" && m.perOwner[k.owner] >= m.cfg.MaxPerPeer {
+		return nil, fmt.Errorf("%w (%d sessions)", ErrQuota, m.cfg.MaxPerPeer)
+	}
+	s := &Session{m: m, key: k}
 	for i := range s.legs {
 		l, err := m.bindLocked()
 		if err != nil {
@@ -117,7 +160,10 @@ func (m *Media) Session(id string) (*Session, error) {
 		s.legs[i] = l
 	}
 	s.last.Store(time.Now().UnixNano())
-	m.byID[id] = s
+	m.byID[k] = s
+	if k.owner != "" {
+		m.perOwner[k.owner]++
+	}
 	for i := range s.legs {
 		for c := range s.legs[i].conns {
 			m.wg.Add(1)
@@ -149,7 +195,7 @@ func (m *Media) bindLocked() (*leg, error) {
 		setBuffers(rtcp)
 		return &leg{conns: [2]*net.UDPConn{rtp, rtcp}}, nil
 	}
-	return nil, ErrNoPorts
+	return nil, fmt.Errorf("%w: no free port pair in %d-%d", ErrNoPorts, m.cfg.MinPort, m.cfg.MaxPort)
 }
 
 func (l *leg) close() {
@@ -166,15 +212,47 @@ func (s *Session) IP() string { return s.m.ip.String() }
 
 // SetParty records where party i receives RTP according to its SDP (RTCP
 // one port above). Until a packet from the party latches its real address
-// (symmetric RTP, RFC 4961), media for it goes there.
-func (s *Session) SetParty(i int, ip net.IP, port int) {
+// (symmetric RTP, RFC 4961), media for it goes there, if the peer policy
+// allows; a NAT'd party's private address gets nothing until it latches.
+// An address the policy refuses otherwise is an error, and changes nothing.
+func (s *Session) SetParty(i int, ip net.IP, port int) error {
+	send, err := s.m.target(ip, false)
+	if err != nil {
+		return err
+	}
+	s.setParty(i, ip, port, send)
+	return nil
+}
+
+func (s *Session) setParty(i int, ip net.IP, port int, send bool) {
 	l := s.legs[i]
 	l.want.Store(&ip)
 	for c := 0; c < 2; c++ {
 		if !l.latch[c].Load() {
-			l.peer[c].Store(&net.UDPAddr{IP: ip, Port: port + c})
+			if send {
+				l.peer[c].Store(&net.UDPAddr{IP: ip, Port: port + c})
+			} else {
+				l.peer[c].Store(nil)
+			}
 		}
 	}
+}
+
+// permitted: the peer policy lets media go to ip (the TURN server's).
+func (m *Media) permitted(ip net.IP) bool { return permitted(m.cfg.Allow, ip) }
+
+// target decides what the relay does with a party's SDP address: send to
+// it (send), or, for a NAT'd party's private address when not strict,
+// only to where the party's packets come from once they latch. strict
+// (sessions of overlay members) refuses every address the policy does.
+func (m *Media) target(ip net.IP, strict bool) (send bool, err error) {
+	switch {
+	case m.permitted(ip):
+		return true, nil
+	case !strict && behindNAT(ip):
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: %s", ErrTarget, ip)
 }
 
 // pump forwards what party i sends on socket c to the other party, from the
@@ -190,9 +268,9 @@ func (s *Session) pump(i, c int) {
 			return
 		}
 		if !in.latch[c].Load() {
-			if want := in.want.Load(); want == nil || !src.IP.Equal(*want) && !behindNAT(*want) {
+			if want := in.want.Load(); want == nil || !src.IP.Equal(*want) && !behindNAT(*want) || !s.m.permitted(src.IP) {
 				s.m.dropped.Add(1)
-				continue // not the party the SDP named
+				continue // not the party the SDP named, or where the policy sends nothing
 			}
 			in.peer[c].Store(src)
 			in.latch[c].Store(true)
@@ -212,30 +290,78 @@ func (s *Session) pump(i, c int) {
 	}
 }
 
-// behindNAT: a party whose SDP names a private address is latched from
-// wherever its media comes (its NAT's public address).
-func behindNAT(ip net.IP) bool { return ip.IsPrivate() || Restricted(ip) && !ip.IsLoopback() }
+// behindNAT: a party whose SDP names a private (RFC 1918, ULA) or CGNAT
+// address is latched from wherever its media comes (its NAT's public
+// address), where the policy allows.
+func behindNAT(ip net.IP) bool {
+	if v4 := ip.To4(); v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64 {
+		return true
+	}
+	return ip.IsPrivate()
+}
 
 // Endpoint is what the relay announces in the overlay (MediaEndpoint).
 func (m *Media) Endpoint() string { return MediaEndpoint(m.ip, m.cfg.MinPort, m.cfg.MaxPort) }
 
-// Has reports whether a session of id exists.
+// Has reports whether this node's proxy has a session of id.
 func (m *Media) Has(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.byID[id] != nil
+	return m.byID[sessionKey{id: id}] != nil
 }
 
-// End closes the session of id (BYE, CANCEL, failure); its ports are free
-// for reuse. Ending an unknown session does nothing.
-func (m *Media) End(id string) {
+// End closes this node's proxy's session of id (BYE, CANCEL, failure); its
+// ports are free for reuse. Ending an unknown session does nothing.
+func (m *Media) End(id string) { m.end(sessionKey{id: id}) }
+
+// end closes the session of k and reports whether there was one.
+func (m *Media) end(k sessionKey) bool {
 	m.mu.Lock()
-	s := m.byID[id]
-	delete(m.byID, id)
+	s := m.byID[k]
+	if s != nil {
+		delete(m.byID, k)
+		if k.owner != "" {
+			if m.perOwner[k.owner]--; m.perOwner[k.owner] <= 0 {
+				delete(m.perOwner, k.owner)
+			}
+		}
+	}
 	m.mu.Unlock()
 	if s != nil {
 		s.close()
 	}
+	return s != nil
+}
+
+// offer opens (or updates) k's session with the caller's media address;
+// a refused address opens nothing.
+func (m *Media) offer(k sessionKey, ip net.IP, port int, strict bool) (string, int, error) {
+	send, err := m.target(ip, strict)
+	if err != nil {
+		return "", 0, err
+	}
+	s, err := m.open(k)
+	if err != nil {
+		return "", 0, err
+	}
+	s.setParty(0, ip, port, send)
+	return s.IP(), s.Port(1), nil
+}
+
+// answer records the callee's media address in k's session.
+func (m *Media) answer(k sessionKey, ip net.IP, port int, strict bool) (string, int, error) {
+	m.mu.Lock()
+	s := m.byID[k]
+	m.mu.Unlock()
+	if s == nil {
+		return "", 0, fmt.Errorf("%w for %q", ErrNoSession, k.id)
+	}
+	send, err := m.target(ip, strict)
+	if err != nil {
+		return "", 0, err
+	}
+	s.setParty(1, ip, port, send)
+	return s.IP(), s.Port(0), nil
 }
 
 func (s *Session) close() {
@@ -265,17 +391,17 @@ func (m *Media) reap() {
 		case <-m.done:
 			return
 		case now := <-t.C:
-			var idle []string
+			var idle []sessionKey
 			m.mu.Lock()
-			for id, s := range m.byID {
+			for k, s := range m.byID {
 				if now.Sub(time.Unix(0, s.last.Load())) > m.cfg.Idle {
-					idle = append(idle, id)
+					idle = append(idle, k)
 				}
 			}
 			m.mu.Unlock()
-			for _, id := range idle {
-				m.log.Debug("media session idle", "id", id)
-				m.End(id)
+			for _, k := range idle {
+				m.log.Debug("media session idle", "id", k.id, "owner", k.owner)
+				m.end(k)
 			}
 		}
 	}
@@ -287,7 +413,8 @@ func (m *Media) Close() error {
 		close(m.done)
 		m.mu.Lock()
 		ss := m.byID
-		m.byID = map[string]*Session{}
+		m.byID = map[sessionKey]*Session{}
+		clear(m.perOwner)
 		m.mu.Unlock()
 		for _, s := range ss {
 			s.close()

@@ -13,7 +13,7 @@ import (
 // the same round trip direct, and the forwarding rate of a one-way burst
 // (160-byte packets, sent as fast as one socket can for 2 s) with its loss.
 func BenchmarkMediaRelay(b *testing.B) {
-	m, err := NewMedia(MediaConfig{IP: "127.0.0.1", MinPort: 43000, MaxPort: 43099, Logger: quiet()})
+	m, err := NewMedia(MediaConfig{IP: "127.0.0.1", MinPort: 43000, MaxPort: 43099, Allow: loopback(), Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,8 +29,12 @@ func BenchmarkMediaRelay(b *testing.B) {
 	setBuffers(a)
 	setBuffers(c)
 	ap, cp := a.LocalAddr().(*net.UDPAddr), c.LocalAddr().(*net.UDPAddr)
-	s.SetParty(0, ap.IP, ap.Port)
-	s.SetParty(1, cp.IP, cp.Port)
+	if err := s.SetParty(0, ap.IP, ap.Port); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.SetParty(1, cp.IP, cp.Port); err != nil {
+		b.Fatal(err)
+	}
 	toRelayA := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port(0)} // where A sends
 	toRelayC := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port(1)} // where C sends
 	// C echoes everything back to whoever sent it.

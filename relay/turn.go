@@ -65,12 +65,18 @@ type Server struct {
 	// address generator, so a user's allocations are counted as the client
 	// transport addresses that authenticated as the user within one
 	// allocation lifetime (a live allocation refreshes, so re-authenticates,
-	// well within it).
+	// well within it). pion asks the auth handler for the key before it
+	// checks MESSAGE-INTEGRITY: only a request whose integrity verifies
+	// (checked here on the request pion is handling, see capture) is
+	// charged, so wrong passwords from any number of ports lock no one out.
 	mu      sync.Mutex
 	clients map[string]*client // "udp/ip:port" → user and last authentication
 	perUser map[string]int
 
-	denied atomic.Int64
+	capture capture
+
+	denied       atomic.Int64
+	badIntegrity atomic.Int64
 }
 
 // New validates cfg and starts serving TURN on UDP and TCP.
@@ -101,7 +107,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), perUser: map[string]int{}, clients: map[string]*client{}}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), perUser: map[string]int{}, clients: map[string]*client{},
+		capture: capture{conns: map[string][]*frameConn{}}}
 	if s.udp, err = net.ListenPacket("udp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("relay: listen udp %s: %w", cfg.Addr, err)
 	}
@@ -123,9 +130,11 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	gen := &quotaGenerator{s: s, inner: &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: relayIP.String()}}
-	listeners := []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: gen, PermissionHandler: s.permit}}
+	listeners := []turn.ListenerConfig{{Listener: &captureListener{Listener: s.tcp, c: &s.capture}, RelayAddressGenerator: gen,
+		PermissionHandler: s.permit}}
 	if s.tls != nil {
-		listeners = append(listeners, turn.ListenerConfig{Listener: s.tls, RelayAddressGenerator: gen, PermissionHandler: s.permit})
+		listeners = append(listeners, turn.ListenerConfig{Listener: &captureListener{Listener: s.tls, c: &s.capture},
+			RelayAddressGenerator: gen, PermissionHandler: s.permit})
 	}
 	quiet := logging.NewDefaultLoggerFactory()
 	quiet.DefaultLogLevel = logging.LogLevelDisabled
@@ -133,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 		Realm:         cfg.Realm,
 		AuthHandler:   s.auth,
 		LoggerFactory: quiet,
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: gen,
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: &capturePacketConn{PacketConn: s.udp, c: &s.capture}, RelayAddressGenerator: gen,
 			PermissionHandler: s.permit}},
 		ListenerConfigs: listeners,
 	})
@@ -175,7 +184,9 @@ func restPassword(secret []byte, username string) string {
 }
 
 // auth checks a TURN REST username: not expired, and the key derived
-// from our secret.
+// from our secret. The user's quota is charged only when the request's
+// MESSAGE-INTEGRITY verifies with that key: a request that fails it gets
+// the key back, and pion refuses it (400) without anything charged.
 func (s *Server) auth(username, realm string, src net.Addr) ([]byte, bool) {
 	expiry, user, ok := strings.Cut(username, ":")
 	if !ok || user == "" {
@@ -185,11 +196,19 @@ func (s *Server) auth(username, realm string, src net.Addr) ([]byte, bool) {
 	if err != nil || time.Unix(t, 0).Before(time.Now()) {
 		return nil, false
 	}
+	key := turn.GenerateAuthKey(username, realm, restPassword(s.cfg.Secret, username))
+	switch s.capture.verify(src, key) {
+	case integrityBad:
+		s.badIntegrity.Add(1)
+		return key, true // pion's own check refuses it
+	case integrityUnknown:
+		return nil, false // not the request pion is handling: charge nothing, grant nothing
+	}
 	if !s.admit(src.Network()+"/"+src.String(), user, time.Now()) {
 		s.log.Info("allocation quota reached", "user", user, "max", s.cfg.MaxPerUser)
 		return nil, false
 	}
-	return turn.GenerateAuthKey(username, realm, restPassword(s.cfg.Secret, username)), true
+	return key, true
 }
 
 type client struct {
@@ -233,16 +252,35 @@ func (s *Server) admit(key, user string, now time.Time) bool {
 // permit is the peer policy: addresses a relay must not reach unless the
 // config allows them (an open relay into the operator's own networks).
 func (s *Server) permit(_ net.Addr, peer net.IP) bool {
-	for _, n := range s.cfg.Allow {
-		if n.Contains(peer) {
-			return true
-		}
-	}
-	if Restricted(peer) {
+	if !permitted(s.cfg.Allow, peer) {
 		s.denied.Add(1)
 		return false
 	}
 	return true
+}
+
+// permitted is the peer policy of TURN and media alike: ip is not
+// Restricted, or allow holds it.
+func permitted(allow []*net.IPNet, ip net.IP) bool {
+	for _, n := range allow {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return !Restricted(ip)
+}
+
+// ParseNetworks reads an Allow list of CIDRs (config files).
+func ParseNetworks(cidrs []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, c := range cidrs {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: allow: %q is not a CIDR", ErrConfig, c)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Denied counts permissions refused by the peer policy.
@@ -317,3 +355,7 @@ func (c *countedConn) Close() error {
 	c.once.Do(func() { c.s.allocs.Add(-1) })
 	return c.PacketConn.Close()
 }
+
+// BadIntegrity counts requests whose MESSAGE-INTEGRITY failed (nothing
+// charged for them).
+func (s *Server) BadIntegrity() int64 { return s.badIntegrity.Load() }

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/overlay"
 	"github.com/lsnode/lsnode/testnet"
 )
@@ -134,7 +135,8 @@ func BenchmarkOverlay100(b *testing.B) {
 			b.Fatal(err)
 		}
 		initDur := time.Since(t0)
-		nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(), Tweak: fastGossip})
+		nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(),
+			Tweak: func(c *node.Config) { fastGossip(c); c.Overlay.BenchmarkValues = true }})
 		if err != nil {
 			b.Fatal(err)
 		}
