@@ -120,6 +120,10 @@ type OverlayConfig struct {
 	MemberCert   string   `json:"member_cert,omitempty"`
 	PSKFile      string   `json:"psk_file,omitempty"`
 	CRLFile      string   `json:"crl_file,omitempty"`
+
+	// BenchmarkValues: kad-dht's value store, for benchmarks only (set
+	// in code, never from a config file); see overlay.Config.
+	BenchmarkValues bool `json:"-"`
 }
 
 // RegistrarConfig is the registrar section (used when SIP is set).
@@ -128,10 +132,19 @@ type RegistrarConfig struct {
 	Mode string `json:"mode,omitempty"`
 	// UsersFile holds HA1 credentials; empty disables digest authentication.
 	UsersFile string `json:"users_file,omitempty"`
-	// DigestAlgorithms offered, most preferred first. Default SHA-256, MD5.
+	// DigestAlgorithms offered, most preferred first. Default SHA-256, MD5
+	// (one nonce: a UA answers the first it supports).
 	DigestAlgorithms []string `json:"digest_algorithms,omitempty"`
-	MinExpires       Duration `json:"min_expires,omitempty"`
-	MaxExpires       Duration `json:"max_expires,omitempty"`
+	// DigestMD5Agents: User-Agent substrings of UAs that fail on a
+	// challenge they cannot answer even beside one they can; they are
+	// offered MD5 alone. Absent: ["baresip"]; [] for none.
+	DigestMD5Agents []string `json:"digest_md5_agents,omitempty"`
+	// Open: without users_file the registrar accepts REGISTER from anyone
+	// for any user of the domain; a node refuses to start so unless Open
+	// is set (labs, or a front-end behind an authenticating proxy).
+	Open       bool     `json:"open,omitempty"`
+	MinExpires Duration `json:"min_expires,omitempty"`
+	MaxExpires Duration `json:"max_expires,omitempty"`
 }
 
 // ProxyConfig is the proxy section (used when SIP is set): the proxy
@@ -169,6 +182,10 @@ type ProxyConfig struct {
 	// domain's users or authenticate (407) as a user of the users file.
 	// Absent: loopback only; [] trusts nobody.
 	TrustedNetworks []string `json:"trusted_networks,omitempty"`
+	// TransitPeers: domains whose TLS peers (client certificate) may send
+	// requests from users of any domain. Other TLS peers with a client
+	// certificate may only send from users of their own domain (403).
+	TransitPeers []string `json:"transit_peers,omitempty"`
 }
 
 // RelayConfig is the relay section (used when TURN is set; needs a domain,
@@ -246,6 +263,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: sip %q needs a domain to register for", ErrConfig, c.SIP)
 	case c.TURN != "" && c.Domain == "":
 		return fmt.Errorf("%w: turn %q needs a domain (its credential keys the TURN secret)", ErrConfig, c.TURN)
+	case c.SIP != "" && c.Registrar.UsersFile == "" && !c.Registrar.Open:
+		return fmt.Errorf("%w: sip without registrar.users_file would register anyone as any user of %q: set registrar.users_file, or registrar.open: true to accept that", ErrConfig, c.Domain)
+	case c.SIP == "" && c.Registrar.Open:
+		return fmt.Errorf("%w: registrar.open needs sip", ErrConfig)
 	case c.HTTP != "" && (c.TURN == "" || c.SIP == "" || c.Registrar.UsersFile == ""):
 		return fmt.Errorf("%w: http (TURN credentials for SIP users) needs turn, sip and registrar.users_file", ErrConfig)
 	}

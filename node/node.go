@@ -131,6 +131,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		DisableDHTRefresh: opts.DisableDHTRefresh,
 		Federation:        fed,
 		MaxPerSubnet:      cfg.Overlay.MaxPerSubnet,
+		BenchmarkValues:   cfg.Overlay.BenchmarkValues,
 		MaxConnsPerIP:     cfg.Overlay.MaxConnsPerIP,
 		Client:            cfg.Overlay.Client,
 		Reachability:      cfg.Overlay.Reachability,
@@ -260,6 +261,9 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		}
 		rc.Users = users
 		rc.Algorithms = cfg.Registrar.DigestAlgorithms
+		rc.MD5Agents = cfg.Registrar.DigestMD5Agents
+	} else {
+		log.Warn("registrar: no users_file: REGISTER from anyone is accepted (registrar.open)", "domain", cfg.Domain)
 	}
 	r, err := registrar.New(rc)
 	if err != nil {
@@ -295,8 +299,10 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		}
 	}
 	var authorize func(*sip.Request) *sip.Response
+	realm := cfg.Domain
 	if rc.Users != nil {
 		authorize = r.AuthorizeProxy
+		realm = rc.Users.Realm
 	}
 	flowSecret, err := cred.DeriveSecret("proxy flow tokens " + cfg.Domain)
 	if err != nil {
@@ -304,7 +310,7 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 	}
 	px, err := proxy.New(proxy.Config{Domain: cfg.Domain, Location: r.Location(), KnownUser: r.KnownUser(),
 		FlowSecret: flowSecret, NATKeepalive: time.Duration(pc.NATKeepalive),
-		TrustedNetworks: trusted, Authorize: authorize,
+		TrustedNetworks: trusted, Authorize: authorize, TransitPeers: pc.TransitPeers, Realm: realm,
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
 		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval),
@@ -389,7 +395,11 @@ func startRelay(cfg *Config, cred *lsp.Credential, log *slog.Logger) (*relay.Ser
 
 // startMedia starts the RTP relay.
 func startMedia(cfg *Config, log *slog.Logger) (*relay.Media, error) {
-	mc := relay.MediaConfig{IP: cfg.Relay.MediaIP, Logger: log}
+	allow, err := relay.ParseNetworks(cfg.Relay.Allow)
+	if err != nil {
+		return nil, err
+	}
+	mc := relay.MediaConfig{IP: cfg.Relay.MediaIP, Allow: allow, Logger: log}
 	if r := cfg.Relay.MediaPorts; r != "" {
 		lo, hi, ok := strings.Cut(r, "-")
 		a, err1 := strconv.Atoi(lo)
@@ -421,7 +431,7 @@ func (n *Node) startHTTP(cfg *Config, log *slog.Logger) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /turn/credentials", func(w http.ResponseWriter, r *http.Request) {
-		aor, challenges := n.reg.CheckDigest(r.Method, r.Header.Get("Authorization"))
+		aor, challenges := n.reg.CheckDigest(r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"))
 		if aor == "" {
 			for _, c := range challenges {
 				w.Header().Add("WWW-Authenticate", c)

@@ -99,6 +99,12 @@ func (p *Proxy) flowRecordRoutes(req *sip.Request, t target) []string {
 	if c := req.Contact(); c != nil && registrar.BehindNAT(c.Address.Host, req.Source()) {
 		rr = append(rr, p.flowURI(req.Source(), strings.ToUpper(req.Transport())))
 	}
+	// The dialog's token too: a request that comes up the flow goes on
+	// to the other party (rrtoken.go).
+	tok := ";" + rrParam + "=" + p.rrToken(callID(req)) + ">"
+	for i := range rr {
+		rr[i] = strings.TrimSuffix(rr[i], ">") + tok
+	}
 	return rr
 }
 

@@ -60,18 +60,18 @@ func TestFlowEdge(t *testing.T) {
 		r.SetSource("192.0.2.99:5060")
 		return r
 	}
-	d := p.decide(t.Context(), req(path))
+	d := p.decide(t.Context(), req(path), nil)
 	if d.code != 0 || len(d.groups) != 1 || d.groups[0][0].dest != "198.51.100.7:40123" || !d.groups[0][0].flow {
 		t.Fatalf("request with our flow token: %+v", d)
 	}
 	forged := "<sip:" + other.flowToken("203.0.113.9:5060", "UDP") + "@192.0.2.1:5060;lr>"
-	if d := p.decide(t.Context(), req(forged)); d.code != 403 {
+	if d := p.decide(t.Context(), req(forged), nil); d.code != 403 {
 		t.Fatalf("request with a forged flow token: %+v", d)
 	}
 	// A request that came up the flow is not sent back down it.
 	r := req(path)
 	r.SetSource("198.51.100.7:40123")
-	if d := p.decide(t.Context(), r); len(d.groups) > 0 && d.groups[0][0].flow {
+	if d := p.decide(t.Context(), r, nil); len(d.groups) > 0 && d.groups[0][0].flow {
 		t.Fatalf("request from the flow sent back down it: %+v", d)
 	}
 	p.Edge("198.51.100.7:40123", "udp", time.Time{})

@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
 )
@@ -20,33 +22,42 @@ func asIs(*sipgo.Client, *sip.Request) error { return nil }
 func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 	p.stats.requests.Add(1)
 	if code, reason := p.validate(req); code != 0 {
-		p.respond(tx, req, code, reason)
+		var hdrs []sip.Header
+		if code == 420 {
+			// RFC 3261 §8.2.2.3: name what we do not support.
+			hdrs = append(hdrs, sip.NewHeader("Unsupported", strings.Join(proxyRequire(req), ", ")))
+		}
+		p.respond(tx, req, code, reason, hdrs...)
 		return
 	}
-	if !p.relayAllowed(req) {
-		if p.cfg.Authorize == nil || req.To().Params.Has("tag") {
-			p.stats.refused.Add(1)
-			p.respond(tx, req, 403, "Relaying denied")
-			return
-		}
-		if res := p.cfg.Authorize(req); res != nil {
-			p.stats.refused.Add(1)
-			p.stats.local.Add(1)
-			p.responses.Add(string(req.Method), res.StatusCode)
-			_ = tx.Respond(res)
-			return
-		}
-		req.RemoveHeader("Proxy-Authorization") // RFC 3261 §22.3: consumed here
+	if res := p.peerPolicy(req); res != nil {
+		p.stats.refused.Add(1)
+		p.stats.local.Add(1)
+		p.responses.Add(string(req.Method), res.StatusCode)
+		_ = tx.Respond(res)
+		return
 	}
+	gate := p.gate(req)
+	d := p.decide(p.ctx, req, gate)
+	if d.deny == nil && d.code == 0 && !d.open {
+		d.deny = gate()
+	}
+	if d.deny != nil {
+		p.stats.refused.Add(1)
+		p.stats.local.Add(1)
+		p.responses.Add(string(req.Method), d.deny.StatusCode)
+		_ = tx.Respond(d.deny)
+		return
+	}
+	p.consumeCredentials(req)
 	if req.Method == sip.INVITE {
 		// RFC 3261 §16.2: stop the caller's retransmissions at once.
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	}
 	p.markReceived(req)
-	if req.Method == sip.BYE {
+	if req.Method == sip.BYE && d.code == 0 {
 		p.unanchor(req.CallID().Value()) // the call is over whatever the BYE's answer
 	}
-	d := p.decide(p.ctx, req)
 	if d.code != 0 {
 		var hdrs []sip.Header
 		if d.code == 302 {
@@ -60,12 +71,75 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 	p.forward(req, tx, d.groups, d.failover)
 }
 
+// gate is the relay policy for a request whose next hop is not open (see
+// decision.open): a trusted sender goes on; an in-dialog request this
+// proxy did not record-route gets 403; an initial one goes on only for a
+// user who passes Authorize (407 until then). It returns the response to
+// send, or nil; the verdict is computed once per request.
+func (p *Proxy) gate(req *sip.Request) func() *sip.Response {
+	var done bool
+	var res *sip.Response
+	return func() *sip.Response {
+		if done {
+			return res
+		}
+		done = true
+		switch {
+		case p.trusted(req):
+		case p.cfg.Authorize == nil || req.To().Params.Has("tag"):
+			res = sip.NewResponseFromRequest(req, 403, "Relaying denied", nil)
+		default:
+			res = p.cfg.Authorize(req)
+		}
+		return res
+	}
+}
+
+// peerPolicy: a request that came over TLS from a peer with a client
+// certificate may only be sent for users of the peer's domains (its From),
+// unless the peer is a configured transit peer; nil when it may go on.
+func (p *Proxy) peerPolicy(req *sip.Request) *sip.Response {
+	ds := p.tlsPeerDomains(req)
+	if len(ds) == 0 {
+		return nil
+	}
+	from := strings.ToLower(strings.TrimSuffix(req.From().Address.Host, "."))
+	for _, d := range ds {
+		if d == from || slices.Contains(p.cfg.TransitPeers, d) {
+			return nil
+		}
+	}
+	return sip.NewResponseFromRequest(req, 403, "From domain is not the TLS peer's", nil)
+}
+
+// consumeCredentials removes the Proxy-Authorization values of our realm
+// (RFC 3261 §22.3: a proxy consumes its own credentials; they are for
+// nobody downstream), whether or not the policy needed them.
+func (p *Proxy) consumeCredentials(req *sip.Request) {
+	hs := req.GetHeaders("Proxy-Authorization")
+	if len(hs) == 0 {
+		return
+	}
+	var keep []string
+	for _, h := range hs {
+		c, err := digest.ParseCredentials(h.Value())
+		if err == nil && c.Realm != "" && c.Realm != p.cfg.Realm {
+			keep = append(keep, h.Value())
+		}
+	}
+	for req.RemoveHeader("Proxy-Authorization") {
+	}
+	for _, v := range keep {
+		req.AppendHeader(sip.NewHeader("Proxy-Authorization", v))
+	}
+}
+
 // handleAck forwards an ACK that belongs to no transaction here (the ACK
 // of a 2xx, end to end) statelessly; the ACK of a non-2xx is absorbed by
 // the transaction layer.
 func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	p.stats.requests.Add(1)
-	if code, _ := p.validate(req); code != 0 || !p.relayAllowed(req) {
+	if code, _ := p.validate(req); code != 0 {
 		return // nobody answers an ACK
 	}
 	if req.Route() == nil && net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) == nil {
@@ -74,8 +148,8 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 		// stops here (RFC 3261 §17.2.1), it is not routed by DNS.
 		return
 	}
-	d := p.decide(p.ctx, req)
-	if len(d.groups) == 0 || len(d.groups[0]) == 0 {
+	d := p.decide(p.ctx, req, nil)
+	if len(d.groups) == 0 || len(d.groups[0]) == 0 || !d.open && !p.trusted(req) {
 		return
 	}
 	out := p.prepare(req, d.groups[0][0])
@@ -166,9 +240,9 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 		// two when they differ (RFC 5658 double record-routing).
 		in := strings.ToUpper(req.Transport())
 		if in != t.tr {
-			out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(in)))
+			out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(in, callID(req))))
 		}
-		out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(t.tr)))
+		out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(t.tr, callID(req))))
 	}
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
 		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}
@@ -184,12 +258,14 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 	return out
 }
 
-// recordRoute is our Record-Route value for a transport.
-func (p *Proxy) recordRoute(tr string) string {
+// recordRoute is our Record-Route value for a transport, with the token
+// that lets the dialog's later requests through (rrtoken.go).
+func (p *Proxy) recordRoute(tr, callID string) string {
+	tok := ";" + rrParam + "=" + p.rrToken(callID)
 	if tr == "TLS" && p.tlsSelf.port != 0 {
-		return "<sip:" + p.tlsSelf.String() + ";transport=tls;lr>"
+		return "<sip:" + p.tlsSelf.String() + ";transport=tls;lr" + tok + ">"
 	}
-	return "<sip:" + p.self.String() + ";transport=" + strings.ToLower(tr) + ";lr>"
+	return "<sip:" + p.self.String() + ";transport=" + strings.ToLower(tr) + ";lr" + tok + ">"
 }
 
 // branch is one forwarded copy of a request.
@@ -271,7 +347,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 		ctx, cancel := context.WithCancel(p.ctx)
 		ctx, timerB := context.WithTimeout(ctx, sip.Timer_B+time.Second) // guards a branch that never finishes
 		var err error
-		b.tx, err = p.client.TransactionRequest(ctx, b.out, asIs)
+		b.tx, err = p.transaction(ctx, b.out, t)
 		if err != nil {
 			timerB()
 			cancel()
@@ -324,10 +400,12 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 		return best, false
 	}
 	var timerC <-chan time.Time
+	resetC := func() {}
 	if req.Method == sip.INVITE {
 		t := time.NewTimer(p.cfg.InviteTimeout)
 		defer t.Stop()
 		timerC = t.C
+		resetC = func() { t.Reset(p.cfg.InviteTimeout) }
 	}
 	got2xx := false
 	cancelAll := func() {
@@ -358,6 +436,11 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 			}
 			res := ev.res
 			if res.StatusCode < 200 {
+				if res.StatusCode > 100 && timerC != nil {
+					// RFC 3261 §16.7 step 2: a provisional answer
+					// restarts Timer C.
+					resetC()
+				}
 				b.provisional = true
 				if b.cancel {
 					p.sendCancel(b)
@@ -414,6 +497,7 @@ func (p *Proxy) recurse(req *sip.Request, tx sip.ServerTransaction, res *sip.Res
 			continue
 		}
 		t, err := uriTarget(c.Address, c.Address, viaRedirect)
+		t.peer = nameOf(c.Address.Host)
 		if err == nil && !p.isSelf(&c.Address) {
 			group = append(group, t)
 		}

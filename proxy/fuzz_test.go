@@ -49,7 +49,7 @@ func FuzzRoute(f *testing.F) {
 			}
 			return
 		}
-		d := p.decide(context.Background(), req)
+		d := p.decide(context.Background(), req, nil)
 		if d.code != 0 {
 			return
 		}

@@ -7,11 +7,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,10 +88,21 @@ type Config struct {
 	// none is known.
 	AtRelay func(ip net.IP, port int) bool
 	// TrustedNetworks may send requests anywhere (co-located servers and
-	// UAs). Others may only call users of Domain, continue dialogs this
-	// proxy record-routed, or send as a user who passes Authorize. Nil means
+	// UAs). Others may only reach bindings of Domain's users, continue
+	// dialogs this proxy record-routed (a Route carrying a token minted for
+	// the dialog's Call-ID), or send as a user who passes Authorize; the
+	// policy is decided on the next hop actually chosen. Nil means
 	// loopback only; an empty list trusts nobody.
 	TrustedNetworks []*net.IPNet
+	// TransitPeers are TLS peer domains that may send requests from users
+	// of any domain; any other peer presenting a client certificate may
+	// send only from users of the domains its certificate names (RFC 5922
+	// identity; 403 otherwise).
+	TransitPeers []string
+	// Realm of the digest credentials Authorize checks; Proxy-Authorization
+	// values of this realm are consumed here, never forwarded. Default
+	// Domain.
+	Realm string
 	// Authorize checks a request from an untrusted source for credentials
 	// of the user in its From: nil to relay it, else the 407/403 to send.
 	// Nil refuses such requests with 403.
@@ -119,6 +132,8 @@ type Proxy struct {
 
 	// Set by Attach.
 	client  *sipgo.Client
+	txl     *sip.TransactionLayer
+	tpl     *sip.TransportLayer
 	srv     *sipgo.Server
 	self    hostPort // our UDP/TCP address
 	tlsSelf hostPort // our TLS address; zero without TLS
@@ -130,6 +145,8 @@ type Proxy struct {
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
 
 	flows flows // NAT flows kept alive (flow.go)
+
+	rrKey []byte // keys the Record-Route tokens (rrtoken.go)
 
 	responses registrar.StatusCounts // final responses sent upstream
 }
@@ -163,6 +180,12 @@ func New(cfg Config) (*Proxy, error) {
 				return nil, fmt.Errorf("%w: static peer %q of %q is not a SIP URI", ErrConfig, h, d)
 			}
 		}
+	}
+	for i, d := range cfg.TransitPeers {
+		cfg.TransitPeers[i] = strings.ToLower(d)
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = cfg.Domain
 	}
 	if cfg.CacheTTL == 0 {
 		cfg.CacheTTL = 30 * time.Second
@@ -203,7 +226,15 @@ func New(cfg Config) (*Proxy, error) {
 			{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{},
-		flows: flows{m: map[string]flow{}}}
+		flows: flows{m: map[string]flow{}}, rrKey: cfg.FlowSecret}
+	if len(p.rrKey) == 0 {
+		// No domain key to derive from: dialogs record-routed by this
+		// process do not outlive it.
+		p.rrKey = make([]byte, 32)
+		if _, err := rand.Read(p.rrKey); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }
@@ -236,6 +267,7 @@ func (p *Proxy) Attach(l *registrar.Listener) error {
 		srv.OnRequest(m, p.handle)
 	}
 	p.srv = srv
+	p.txl, p.tpl = ua.TransactionLayer(), ua.TransportLayer()
 	l.OnUnhandledResponse(p.handleStray)
 	srv.OnAck(p.handleAck)
 	srv.OnCancel(p.handleCancel)

@@ -334,7 +334,7 @@ func TestRelayPolicy(t *testing.T) {
 	})
 	u := newUA(t)
 	asAlice := "From: <sip:alice@a.example>;tag=7"
-	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", asAlice))
+	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", asAlice, "Call-ID: relay-1", "CSeq: 1 MESSAGE"))
 	chal := u.status(3 * time.Second)
 	if chal.StatusCode != 407 || chal.GetHeader("Proxy-Authenticate") == nil {
 		t.Fatalf("relay without credentials: %d, want 407 with a challenge", chal.StatusCode)
@@ -349,11 +349,13 @@ func TestRelayPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	authz := "Proxy-Authorization: " + cred.String()
-	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", asAlice, authz))
+	// The retry of the challenged request (same Call-ID, CSeq + 1: the
+	// nonce is minted for it).
+	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", asAlice, authz, "Call-ID: relay-1", "CSeq: 2 MESSAGE"))
 	if r := u.status(3 * time.Second); r.StatusCode != 404 {
 		t.Fatalf("authenticated relay: %d, want it routed (404: no route to d.example)", r.StatusCode)
 	}
-	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", "From: <sip:mallory@c.example>;tag=8", authz))
+	u.send(tp.addr, u.request("MESSAGE", "sip:dave@d.example", "From: <sip:mallory@c.example>;tag=8", authz, "Call-ID: relay-1", "CSeq: 2 MESSAGE"))
 	if r := u.status(3 * time.Second); r.StatusCode != 403 && r.StatusCode != 407 {
 		t.Fatalf("alice's credentials in mallory's request: %d, want 403/407", r.StatusCode)
 	}
@@ -457,7 +459,7 @@ func mediaPort(t *testing.T, body []byte) int {
 // relay's address), a stranger's packets are dropped, and the session is
 // gone after BYE.
 func TestMediaAnchored(t *testing.T) {
-	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41000, MaxPort: 41099, Logger: quiet()})
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41000, MaxPort: 41099, Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,9 @@ type target struct {
 	q     float64
 	how   via
 	flow  bool // dest is a NAT flow this proxy keeps (flow.go)
+	// peer: the domain a TLS connection to dest must present a
+	// certificate of (RFC 5922); "" checks the chain only.
+	peer string
 }
 
 // decision is what to do with a request: answer it here, or forward to
@@ -48,6 +51,16 @@ type decision struct {
 	// failover: the groups are alternative servers (static peers, DNS
 	// targets): the next is tried only when one fails (503 or no answer).
 	failover bool
+	// open: the next hop may be used by any sender (the relay policy is
+	// decided on it, not on what the request claims): bindings of this
+	// domain's users (their Paths were minted by our registrar), a NAT flow
+	// this proxy keeps, or a dialog this proxy record-routed (a Route with
+	// a token minted for this Call-ID). Anything else (a pre-loaded Route,
+	// an address in the Request-URI, a foreign domain, a static peer, DNS)
+	// needs a trusted sender or an authenticated user.
+	open bool
+	// deny: the relay policy refused the request (gate's answer).
+	deny *sip.Response
 }
 
 func answer(code int, reason string) decision { return decision{code: code, reason: reason} }
@@ -70,13 +83,27 @@ func (p *Proxy) validate(req *sip.Request) (int, string) {
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return 483, "Too Many Hops"
 	}
-	if h := req.GetHeader("Proxy-Require"); h != nil && strings.TrimSpace(h.Value()) != "" {
-		return 420, "Bad Extension"
+	if len(proxyRequire(req)) > 0 {
+		return 420, "Bad Extension" // we support no proxy extension
 	}
 	if p.looped(req) {
 		return 482, "Loop Detected"
 	}
 	return 0, ""
+}
+
+// proxyRequire lists the option tags of the request's Proxy-Require
+// headers.
+func proxyRequire(req *sip.Request) []string {
+	var tags []string
+	for _, h := range req.GetHeaders("Proxy-Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return tags
 }
 
 // loopKey hashes what RFC 3261 §16.6 item 8 says a spiral changes and a
@@ -120,25 +147,23 @@ func (p *Proxy) looped(req *sip.Request) bool {
 	return false
 }
 
-// relayAllowed reports whether req may go where it is going without
-// credentials: from a trusted network, inside a dialog this proxy
-// record-routed, or an initial request to a user of our domain. The
-// proxy is no open relay.
-func (p *Proxy) relayAllowed(req *sip.Request) bool {
-	if host, _, err := net.SplitHostPort(req.Source()); err == nil {
-		if ip := net.ParseIP(host); ip != nil {
-			for _, n := range p.cfg.TrustedNetworks {
-				if n.Contains(ip) {
-					return true
-				}
-			}
+// trusted reports whether req came from a trusted network: such senders
+// may send anywhere (co-located servers and UAs).
+func (p *Proxy) trusted(req *sip.Request) bool {
+	host, _, err := net.SplitHostPort(req.Source())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	for _, n := range p.cfg.TrustedNetworks {
+		if n.Contains(ip) {
+			return true
 		}
 	}
-	if r := req.Route(); r != nil && p.isSelf(&r.Address) {
-		return true
-	}
-	return !req.To().Params.Has("tag") && p.cfg.Domain != "" &&
-		strings.EqualFold(strings.TrimSuffix(req.Recipient.Host, "."), p.cfg.Domain) && req.Recipient.User != ""
+	return false
 }
 
 // isSelf reports whether u names this proxy: its address, or its domain
@@ -158,11 +183,21 @@ func (p *Proxy) isSelf(u *sip.Uri) bool {
 }
 
 // decide routes an initial or in-dialog request (RFC 3261 §16.4–16.5).
-func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
+// gate, when not nil, is the relay policy for a request whose next hop is
+// not open (nil: go on, else the response to send); decide calls it before
+// it spends a lookup or DNS work on a foreign destination.
+func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.Response) decision {
 	// §16.4: Routes naming us are ours to remove (two when we
 	// record-routed twice across transports, RFC 5658).
 	var flowTo *target
+	minted := false // a Route this proxy record-routed into this dialog
 	for r := req.Route(); r != nil && p.isSelf(&r.Address); r = req.Route() {
+		if tok, ok := r.Address.UriParams.Get(rrParam); ok {
+			if !p.rrTokenValid(tok, callID(req)) {
+				return answer(403, "Invalid Record-Route token")
+			}
+			minted = true
+		}
 		if r.Address.User != "" {
 			// RFC 5626 §5.3: our flow token: the request goes down
 			// the flow, unless it came up that flow (a dialog's
@@ -180,7 +215,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 	}
 	if flowTo != nil && req.Route() == nil {
 		p.stats.flowed.Add(1)
-		return decision{groups: [][]target{{*flowTo}}}
+		return decision{groups: [][]target{{*flowTo}}, open: true}
 	}
 	// A remaining Route decides the next hop (loose routing).
 	if r := req.Route(); r != nil {
@@ -188,7 +223,8 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 		if err != nil {
 			return answer(400, "Bad Route")
 		}
-		return decision{groups: [][]target{{t}}}
+		t.peer = nameOf(r.Address.Host)
+		return decision{groups: [][]target{{t}}, open: minted}
 	}
 	if p.isSelf(&req.Recipient) {
 		if req.Method == sip.OPTIONS {
@@ -204,11 +240,20 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 		if err != nil {
 			return answer(400, "Bad Request-URI")
 		}
-		return decision{groups: [][]target{{t}}}
+		return decision{groups: [][]target{{t}}, open: minted}
 	}
 	aor, err := lsp.Canonical(aorOf(req.Recipient))
 	if err != nil {
 		return answer(404, "Not Found")
+	}
+	domain := lsp.Domain(aor)
+	own := p.cfg.Domain != "" && strings.EqualFold(domain, p.cfg.Domain)
+	if !own && !minted && gate != nil {
+		// A foreign destination: only for trusted or authenticated
+		// senders, decided before any lookup or DNS work is spent on it.
+		if res := gate(); res != nil {
+			return decision{deny: res}
+		}
 	}
 	bs, err := p.lookup(ctx, aor)
 	if err != nil {
@@ -218,14 +263,13 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 		}
 		return answer(500, "Location service error")
 	}
-	domain := lsp.Domain(aor)
 	if len(bs) > 0 {
 		if p.cfg.Mode == Redirecting {
 			return decision{code: 302, reason: "Moved Temporarily", contacts: bs}
 		}
-		return decision{groups: p.bindingGroups(bs, req.Recipient)}
+		return decision{groups: p.bindingGroups(bs, domain, req.Recipient), open: own || minted}
 	}
-	if strings.EqualFold(domain, p.cfg.Domain) {
+	if own {
 		if p.cfg.KnownUser != nil && !p.cfg.KnownUser(aor) {
 			return answer(404, "Not Found")
 		}
@@ -244,6 +288,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 			if err != nil {
 				continue
 			}
+			t.peer = strings.ToLower(domain) // the peer stands for the domain
 			if p.peerDown(h) {
 				down = append(down, []target{t})
 			} else {
@@ -261,7 +306,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request) decision {
 		}
 		groups := make([][]target, len(ts))
 		for i, t := range ts {
-			groups[i] = []target{{uri: req.Recipient, dest: t.Addr, tr: t.Transport, how: viaDNS}}
+			groups[i] = []target{{uri: req.Recipient, dest: t.Addr, tr: t.Transport, how: viaDNS, peer: strings.ToLower(domain)}}
 		}
 		return decision{groups: groups, failover: true}
 	}
@@ -283,7 +328,10 @@ func aorOf(u sip.Uri) string {
 // bindingGroups turns bindings into target groups by q, highest first
 // (RFC 3261 §16.6: equal q in parallel, lower q after higher q failed).
 // A binding without q counts as 1.0.
-func (p *Proxy) bindingGroups(bs []lsp.Binding, ruri sip.Uri) [][]target {
+// A TLS connection to the first hop of a binding's Path (the edge proxy of
+// the AOR's registrar) must be one of domain; to a Contact, one of the
+// Contact's host when it is a name.
+func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][]target {
 	var ts []target
 	for _, b := range bs {
 		var u sip.Uri
@@ -305,12 +353,14 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, ruri sip.Uri) [][]target {
 			continue
 		}
 		t.route = route
+		t.peer = nameOf(next.Host)
 		if len(route) > 0 {
+			t.peer = strings.ToLower(domain)
 			// Our own flow first in the Path: straight down it.
 			var pu sip.Uri
 			if _, err := sip.ParseAddressValue(route[0], &pu, nil); err == nil {
 				if dest, tr, ok := p.flowTarget(&pu); ok {
-					t.dest, t.tr, t.route, t.flow = dest, tr, route[1:], true
+					t.dest, t.tr, t.route, t.flow, t.peer = dest, tr, route[1:], true, ""
 					p.stats.flowed.Add(1)
 				}
 			}

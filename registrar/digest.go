@@ -9,53 +9,193 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 )
 
-// Nonces are stateless: base64(issued-unix-ms ‖ HMAC(secret, issued-unix-ms
-// ‖ realm)), so a front-end keeps no nonce memory and front-ends sharing the
-// secret accept each other's nonces.
+// Digest nonces (RFC 3261 §22, RFC 7616/8760) that no replay can use.
+//
+// A nonce is minted for one request and is good for its retry only:
+//
+//	base64url(issued-ms(8) ‖ cseq(4) ‖ algs(1) ‖ HMAC(secret, those ‖ realm ‖ H(request)))[:16]
+//
+// H(request) covers what the credentials are to authorise: method,
+// Call-ID, From, To and Request-URI, and for REGISTER every Contact and
+// the Expires header. cseq is the challenged request's CSeq; the
+// credentials are accepted only on the request with CSeq one higher (RFC
+// 3261 §8.1.3.5: the retry increments it). algs is the set of algorithms
+// the challenge offered: an answer with another one is refused.
+//
+// So a captured Authorization replayed with anything changed (another
+// Call-ID, Contact, Expires, CSeq) fails the HMAC, on every front-end of the
+// domain (they share the secret), and gets a new challenge. Replayed
+// unchanged to another front-end it does what the original did, and the
+// location service's Call-ID/CSeq rule (RFC 3261 §10.3 step 7) refuses it
+// as out of order once the original is stored. Each front-end also
+// remembers the nonces it accepted until they expire (used), so even an
+// unchanged replay to the same front-end gets a new challenge. A UA that
+// reuses a nonce for its next request (nc=2) gets 401 with stale=true and
+// retries with a fresh one without asking its user.
 type nonces struct {
 	secret []byte
 	realm  string
 	ttl    time.Duration
 	now    func() time.Time
 	algs   []string // offered, most preferred first
+	// md5Agents: User-Agent substrings (lower case) of UAs that fail on a
+	// challenge they cannot answer (baresip's libre gives up on a SHA-256
+	// one even beside MD5): they get one MD5 challenge.
+	md5Agents []string
+	used      *usedNonces
 }
 
-func (n *nonces) issue() string {
-	var ts [8]byte
-	binary.BigEndian.PutUint64(ts[:], uint64(n.now().UnixMilli()))
-	return base64.RawURLEncoding.EncodeToString(append(ts[:], n.mac(ts[:])...))
+const nonceLen = 8 + 4 + 1 + 16
+
+// Algorithm bits of a nonce.
+const (
+	algMD5 byte = 1 << iota
+	algSHA256
+)
+
+func algBit(alg string) byte {
+	switch strings.ToUpper(alg) {
+	case "", "MD5":
+		return algMD5
+	case "SHA-256":
+		return algSHA256
+	}
+	return 0
 }
 
-func (n *nonces) mac(ts []byte) []byte {
+// requestHash is H(request) of a SIP request (see nonces).
+func requestHash(req *sip.Request) []byte {
+	h := sha256.New()
+	put := func(s string) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	put(string(req.Method))
+	put(req.Recipient.String())
+	for _, name := range []string{"Call-ID", "From", "To"} {
+		if v := req.GetHeader(name); v != nil {
+			put(v.Value())
+		}
+	}
+	if req.Method == sip.REGISTER {
+		for _, c := range req.GetHeaders("Contact") {
+			put(c.Value())
+		}
+		if e := req.GetHeader("Expires"); e != nil {
+			put("e" + strings.TrimSpace(e.Value()))
+		}
+	}
+	return h.Sum(nil)
+}
+
+// digestRequest is what a nonce is bound to: the request's hash and the
+// CSeq of the challenged request (the retry must carry cseq+1).
+type digestRequest struct {
+	hash []byte
+	cseq uint32
+	// anyCSeq: no CSeq (HTTP): the nonce is bound to method and URI only.
+	anyCSeq bool
+	// agent is the User-Agent header (challenge choice).
+	agent string
+}
+
+func sipRequest(req *sip.Request) digestRequest {
+	d := digestRequest{hash: requestHash(req)}
+	if c := req.CSeq(); c != nil {
+		d.cseq = c.SeqNo
+	}
+	if ua := req.GetHeader("User-Agent"); ua != nil {
+		d.agent = ua.Value()
+	}
+	return d
+}
+
+func (n *nonces) issue(r digestRequest, algs byte) string {
+	b := make([]byte, 13, nonceLen)
+	binary.BigEndian.PutUint64(b[:8], uint64(n.now().UnixMilli()))
+	binary.BigEndian.PutUint32(b[8:12], r.cseq)
+	b[12] = algs
+	return base64.RawURLEncoding.EncodeToString(append(b, n.mac(b, r.hash)...))
+}
+
+func (n *nonces) mac(head, reqHash []byte) []byte {
 	m := hmac.New(sha256.New, n.secret)
-	m.Write(ts)
+	m.Write(head)
 	m.Write([]byte(n.realm))
+	m.Write([]byte{0})
+	m.Write(reqHash)
 	return m.Sum(nil)[:16]
 }
 
-// check returns (authentic, fresh).
-func (n *nonces) check(nonce string) (bool, bool) {
+// Verdicts of checking a nonce.
+const (
+	nonceOK     = iota
+	nonceForged // not ours at all (or not for this request): challenge
+	nonceStale  // ours, but expired, used, or for another request: stale
+)
+
+// check judges a nonce answered with alg for request r. A nonce that is
+// ours but was minted for another request is stale (the UA holds a good
+// password and should retry with a new nonce), not forged.
+func (n *nonces) check(nonce, alg string, r digestRequest) (verdict int, issued time.Time) {
 	b, err := base64.RawURLEncoding.DecodeString(nonce)
-	if err != nil || len(b) != 24 || !hmac.Equal(b[8:], n.mac(b[:8])) {
-		return false, false
+	if err != nil || len(b) != nonceLen {
+		return nonceForged, time.Time{}
 	}
-	issued := time.UnixMilli(int64(binary.BigEndian.Uint64(b[:8])))
+	head := b[:13]
+	issued = time.UnixMilli(int64(binary.BigEndian.Uint64(head[:8])))
+	if !hmac.Equal(b[13:], n.mac(head, r.hash)) {
+		return nonceStale, issued
+	}
+	if bit := algBit(alg); bit == 0 || head[12]&bit == 0 {
+		return nonceForged, issued // an algorithm the challenge did not offer
+	}
+	if !r.anyCSeq && binary.BigEndian.Uint32(head[8:12])+1 != r.cseq {
+		return nonceStale, issued
+	}
 	age := n.now().Sub(issued)
-	return true, age >= -time.Minute && age <= n.ttl
+	if age < -time.Minute || age > n.ttl {
+		return nonceStale, issued
+	}
+	return nonceOK, issued
 }
 
-// challenges returns one WWW-Authenticate value per offered algorithm, in
-// order of preference (RFC 8760 §2.4).
-func (n *nonces) challenges(stale bool) []string {
-	nonce := n.issue()
-	var out []string
-	for _, alg := range n.algs {
+// offer returns the algorithms to offer r: all configured ones, or MD5
+// alone for a UA that cannot skip a challenge it does not support.
+func (n *nonces) offer(r digestRequest) []string {
+	if r.agent != "" && slices.Contains(n.algs, "MD5") {
+		ua := strings.ToLower(r.agent)
+		for _, a := range n.md5Agents {
+			if a != "" && strings.Contains(ua, a) {
+				return []string{"MD5"}
+			}
+		}
+	}
+	return n.algs
+}
+
+// challenges returns one challenge per offered algorithm, in order of
+// preference (RFC 8760 §2.4), sharing one nonce minted for r.
+func (n *nonces) challenges(r digestRequest, stale bool) []string {
+	algs := n.offer(r)
+	var bits byte
+	for _, a := range algs {
+		bits |= algBit(a)
+	}
+	nonce := n.issue(r, bits)
+	out := make([]string, 0, len(algs))
+	for _, alg := range algs {
 		c := digest.Challenge{Realm: n.realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
 		out = append(out, c.String())
 	}
@@ -86,4 +226,71 @@ func verifyDigest(c *digest.Credentials, u *UserHash, method string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c.Response))) == 1
+}
+
+// usedNonces remembers the nonces this front-end accepted, by the time
+// they were issued, in buckets of ttl/8. It is bounded: when full, the
+// oldest bucket is dropped and every nonce issued before the next one
+// becomes stale (the window in which a nonce is accepted shrinks under
+// load; a replay is never let through).
+type usedNonces struct {
+	mu      sync.Mutex
+	width   time.Duration
+	max     int
+	n       int
+	floor   time.Time // nonces issued before are stale
+	buckets map[int64]map[[16]byte]struct{}
+}
+
+func newUsedNonces(ttl time.Duration, limit int) *usedNonces {
+	return &usedNonces{width: max(ttl/8, time.Second), max: limit, buckets: map[int64]map[[16]byte]struct{}{}}
+}
+
+// use records a nonce issued at issued; false when it was used before or
+// has fallen below the floor.
+func (u *usedNonces) use(nonce string, issued, now time.Time, ttl time.Duration) bool {
+	b, err := base64.RawURLEncoding.DecodeString(nonce)
+	if err != nil || len(b) != nonceLen {
+		return false
+	}
+	key := [16]byte(b[13:])
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if issued.Before(u.floor) {
+		return false
+	}
+	// Forget buckets whose nonces have all expired.
+	oldest := now.Add(-ttl-time.Minute).UnixNano() / int64(u.width)
+	for k, m := range u.buckets {
+		if k < oldest {
+			u.n -= len(m)
+			delete(u.buckets, k)
+		}
+	}
+	k := issued.UnixNano() / int64(u.width)
+	m := u.buckets[k]
+	if _, seen := m[key]; seen {
+		return false
+	}
+	for u.n >= u.max && len(u.buckets) > 0 {
+		first, found := int64(0), false
+		for b := range u.buckets {
+			if !found || b < first {
+				first, found = b, true
+			}
+		}
+		u.n -= len(u.buckets[first])
+		delete(u.buckets, first)
+		u.floor = time.Unix(0, (first+1)*int64(u.width))
+		if k <= first {
+			return false
+		}
+	}
+	if m == nil {
+		m = map[[16]byte]struct{}{}
+		u.buckets[k] = m
+	}
+	m[key] = struct{}{}
+	u.n++
+	return true
 }

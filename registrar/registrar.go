@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"crypto/sha256"
+
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
@@ -49,8 +51,18 @@ type Config struct {
 	// a UAC uses the topmost one it supports). Default SHA-256, MD5; put MD5
 	// first for UAs that only read the first challenge.
 	Algorithms []string
+	// MD5Agents: User-Agent substrings (case-insensitive) of UAs that fail
+	// on any challenge they cannot answer, even beside one they can
+	// (baresip 1.0: "Function not implemented" on SHA-256): they are
+	// offered MD5 alone, when MD5 is among Algorithms. Nil: "baresip";
+	// empty: none.
+	MD5Agents []string
 	// NonceTTL: how long a nonce is accepted. Default 5 min.
 	NonceTTL time.Duration
+	// MaxUsedNonces bounds the accepted nonces a front-end remembers to
+	// refuse their replay (about 60 bytes each). Beyond it the oldest are
+	// forgotten and nonces that old become stale. Default 1,048,576.
+	MaxUsedNonces int
 	// MinExpires (423 below it), MaxExpires (cap) and DefaultExpires.
 	// Defaults 60s, 7200s, 3600s.
 	MinExpires, MaxExpires, DefaultExpires time.Duration
@@ -158,7 +170,18 @@ func New(cfg Config) (*Registrar, error) {
 				return nil, fmt.Errorf("%w: digest algorithm %q (want SHA-256 or MD5)", ErrConfig, a)
 			}
 		}
-		r.nonces = &nonces{secret: cfg.NonceSecret, realm: cfg.Users.Realm, ttl: cfg.NonceTTL, now: time.Now, algs: cfg.Algorithms}
+		if cfg.MD5Agents == nil {
+			cfg.MD5Agents = []string{"baresip"}
+		}
+		var agents []string
+		for _, a := range cfg.MD5Agents {
+			agents = append(agents, strings.ToLower(a))
+		}
+		if cfg.MaxUsedNonces <= 0 {
+			cfg.MaxUsedNonces = 1 << 20
+		}
+		r.nonces = &nonces{secret: cfg.NonceSecret, realm: cfg.Users.Realm, ttl: cfg.NonceTTL, now: time.Now,
+			algs: cfg.Algorithms, md5Agents: agents, used: newUsedNonces(cfg.NonceTTL, cfg.MaxUsedNonces)}
 	}
 	r.cfg = cfg
 	return r, nil
@@ -226,7 +249,7 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 			return res
 		}
 	}
-	contacts, wildcard, res := r.parseContacts(req)
+	contacts, wildcard, res := r.parseContacts(req, source)
 	if res != nil {
 		return res
 	}
@@ -418,6 +441,44 @@ func firstLine(err error) string {
 	return s
 }
 
+// deltaSeconds parses an Expires value (RFC 3261 §20.19): a value above
+// 2^32-1 is taken as 2^32-1.
+func deltaSeconds(v string) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" || len(v) > 64 || strings.Trim(v, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		n = math.MaxUint32
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// contactAllowed: a Contact may not name this machine or the link
+// (loopback, unspecified, link-local: cloud metadata services live at
+// 169.254.169.254) unless the REGISTER came from loopback itself;
+// otherwise any caller could make the proxy send requests to services on
+// the node's own host. Private addresses stay allowed (UAs behind NAT).
+func contactAllowed(u *sip.Uri, source string) bool {
+	ip := net.ParseIP(strings.Trim(u.Host, "[]"))
+	if m, ok := u.UriParams.Get("maddr"); ok {
+		ip = net.ParseIP(strings.Trim(m, "[]"))
+		if ip == nil {
+			return false
+		}
+	}
+	if ip == nil {
+		return !strings.EqualFold(strings.TrimSuffix(u.Host, "."), "localhost")
+	}
+	if !ip.IsLoopback() && !ip.IsUnspecified() && !ip.IsLinkLocalUnicast() && !ip.IsMulticast() {
+		return true
+	}
+	src, _, err := net.SplitHostPort(source)
+	from := net.ParseIP(src)
+	return err == nil && from != nil && from.IsLoopback()
+}
+
 type contact struct {
 	binding lsp.Binding
 	expires time.Duration
@@ -425,15 +486,15 @@ type contact struct {
 
 // parseContacts reads the Contact list with each contact's expiry (its
 // expires param, else the Expires header, else the default).
-func (r *Registrar) parseContacts(req *sip.Request) ([]contact, bool, *sip.Response) {
+func (r *Registrar) parseContacts(req *sip.Request, source string) ([]contact, bool, *sip.Response) {
 	hdrExpires := r.cfg.DefaultExpires
 	haveHdr := false
 	if h := req.GetHeader("Expires"); h != nil {
-		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
-		if err != nil {
+		d, ok := deltaSeconds(h.Value())
+		if !ok {
 			return nil, false, status(req, 400, "Bad Expires")
 		}
-		hdrExpires, haveHdr = time.Duration(n)*time.Second, true
+		hdrExpires, haveHdr = d, true
 	}
 	var out []contact
 	wildcard := false
@@ -449,11 +510,14 @@ func (r *Registrar) parseContacts(req *sip.Request) ([]contact, bool, *sip.Respo
 		}
 		exp := hdrExpires
 		if v, ok := c.Params.Get("expires"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-			if err != nil {
+			d, ok := deltaSeconds(v)
+			if !ok {
 				return nil, false, status(req, 400, "Bad Contact expires")
 			}
-			exp = time.Duration(n) * time.Second
+			exp = d
+		}
+		if !contactAllowed(&c.Address, source) {
+			return nil, false, status(req, 403, "Contact address not allowed")
 		}
 		if exp != 0 && exp < r.cfg.MinExpires {
 			res := status(req, 423, "Interval Too Brief")
@@ -552,34 +616,39 @@ func (r *Registrar) AuthorizeProxy(req *sip.Request) *sip.Response {
 }
 
 // CheckDigest verifies a digest Authorization value (RFC 7616/8760, as
-// for SIP) of a request with method against the users file, for other
-// services of the node (the relay's credential endpoint). It returns the
-// user's AOR, or the WWW-Authenticate challenges to send.
-func (r *Registrar) CheckDigest(method, authorization string) (aor string, challenges []string) {
+// for SIP) of an HTTP request with method and request URI against the
+// users file, for other services of the node (the relay's credential
+// endpoint). It returns the user's AOR, or the WWW-Authenticate challenges
+// to send. The nonce is bound to method and URI, and a nonce is accepted
+// once per node.
+func (r *Registrar) CheckDigest(method, uri, authorization string) (aor string, challenges []string) {
 	if r.users == nil {
 		return "", nil
 	}
-	u, verdict := r.checkDigest(method, authorization)
+	h := sha256.Sum256([]byte(method + " " + uri))
+	dr := digestRequest{hash: h[:], anyCSeq: true}
+	u, verdict := r.checkDigest(method, authorization, func(c string) bool { return c == uri }, dr)
 	switch verdict {
 	case digestOK:
 		return u.AOR, nil
 	case digestStale:
-		return "", r.nonces.challenges(true)
+		return "", r.nonces.challenges(dr, true)
 	}
-	return "", r.nonces.challenges(false)
+	return "", r.nonces.challenges(dr, false)
 }
 
 // Outcomes of checking a digest Authorization value.
 const (
 	digestOK        = iota
-	digestChallenge // absent, unknown realm or user, bad nonce or response
-	digestStale     // valid but with an expired nonce (RFC 7616 stale=true)
+	digestChallenge // absent, unknown realm or user, bad nonce, response, algorithm or uri
+	digestStale     // valid but with a nonce expired, used, or minted for another request (RFC 7616 stale=true)
 	digestMalformed // does not parse
 )
 
 // checkDigest verifies an Authorization value of a request with method
-// against the users file and the stateless nonces.
-func (r *Registrar) checkDigest(method, authorization string) (*UserHash, int) {
+// against the users file and the nonces minted for dr; uriOK judges the
+// credentials' uri (it must name the request's Request-URI).
+func (r *Registrar) checkDigest(method, authorization string, uriOK func(string) bool, dr digestRequest) (*UserHash, int) {
 	if authorization == "" {
 		return nil, digestChallenge
 	}
@@ -587,18 +656,38 @@ func (r *Registrar) checkDigest(method, authorization string) (*UserHash, int) {
 	if err != nil {
 		return nil, digestMalformed
 	}
-	if creds.Realm != r.cfg.Users.Realm {
+	if creds.Realm != r.cfg.Users.Realm || !slices.Contains(r.cfg.Algorithms, algName(creds.Algorithm)) || !uriOK(creds.URI) {
 		return nil, digestChallenge
 	}
-	authentic, fresh := r.nonces.check(creds.Nonce)
+	verdict, issued := r.nonces.check(creds.Nonce, creds.Algorithm, dr)
 	u := r.users[creds.Username]
-	if !authentic || u == nil || !verifyDigest(creds, u, method) {
+	if verdict == nonceForged || u == nil || !verifyDigest(creds, u, method) {
 		return nil, digestChallenge
 	}
-	if !fresh {
+	if verdict == nonceStale || !r.nonces.used.use(creds.Nonce, issued, r.nonces.now(), r.nonces.ttl) {
 		return nil, digestStale
 	}
 	return u, digestOK
+}
+
+// algName is a credentials' algorithm as configured (absent means MD5).
+func algName(a string) string {
+	if a == "" {
+		return "MD5"
+	}
+	return strings.ToUpper(a)
+}
+
+// uriNames reports whether a digest uri names the Request-URI ruri
+// (scheme, user, host and port; RFC 3261 §22.4 wants the same URI, and
+// the nonce already binds the exact Request-URI).
+func uriNames(uri string, ruri sip.Uri) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, ruri.Scheme) && u.User == ruri.User &&
+		strings.EqualFold(strings.TrimSuffix(u.Host, "."), strings.TrimSuffix(ruri.Host, ".")) && u.Port == ruri.Port
 }
 
 func (r *Registrar) authenticateAs(req *sip.Request, aor string, k authKind) *sip.Response {
@@ -606,13 +695,14 @@ func (r *Registrar) authenticateAs(req *sip.Request, aor string, k authKind) *si
 	if h := req.GetHeader(k.ask); h != nil {
 		authz = h.Value()
 	}
-	u, verdict := r.checkDigest(string(req.Method), authz)
+	dr := sipRequest(req)
+	u, verdict := r.checkDigest(string(req.Method), authz, func(uri string) bool { return uriNames(uri, req.Recipient) }, dr)
 	switch verdict {
 	case digestMalformed:
 		return status(req, 400, "Bad Authorization header")
 	case digestChallenge, digestStale:
 		res := status(req, k.code, k.reason)
-		for _, c := range r.nonces.challenges(verdict == digestStale) {
+		for _, c := range r.nonces.challenges(dr, verdict == digestStale) {
 			res.AppendHeader(sip.NewHeader(k.challenge, c))
 		}
 		return res

@@ -62,8 +62,14 @@ func do(r *Registrar, req *sip.Request) *sip.Response {
 	return r.Handle(context.Background(), req, "198.51.100.7:40000")
 }
 
-// authorize answers the challenge of res for req with algorithm alg.
+// authorize answers the challenge of res for req with algorithm alg: the
+// retry (RFC 3261 §8.1.3.5) with the CSeq one higher.
 func authorize(t testing.TB, req *sip.Request, res *sip.Response, alg, user, pass string) *sip.Request {
+	t.Helper()
+	return authorizeURI(t, req, res, alg, user, pass, "sip:a.example")
+}
+
+func authorizeURI(t testing.TB, req *sip.Request, res *sip.Response, alg, user, pass, uri string) *sip.Request {
 	t.Helper()
 	for _, h := range res.GetHeaders("WWW-Authenticate") {
 		chal, err := digest.ParseChallenge(h.Value())
@@ -73,18 +79,28 @@ func authorize(t testing.TB, req *sip.Request, res *sip.Response, alg, user, pas
 		if chal.Algorithm != alg {
 			continue
 		}
-		cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:a.example",
-			Username: user, Password: pass, Count: 1, Cnonce: "0a4f113b"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := req.Clone()
-		out.RemoveHeader("Authorization")
-		out.AppendHeader(sip.NewHeader("Authorization", cred.String()))
-		return out
+		return withCredentials(t, req, chal, alg, user, pass, uri)
 	}
 	t.Fatalf("no %s challenge in %s", alg, res)
 	return nil
+}
+
+// withCredentials is req's retry answering chal as alg (which may differ
+// from what chal offered: an attacker's answer).
+func withCredentials(t testing.TB, req *sip.Request, chal *digest.Challenge, alg, user, pass, uri string) *sip.Request {
+	t.Helper()
+	c := *chal
+	c.Algorithm = alg
+	cred, err := digest.Digest(&c, digest.Options{Method: "REGISTER", URI: uri,
+		Username: user, Password: pass, Count: 1, Cnonce: "0a4f113b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := req.Clone()
+	out.RemoveHeader("Authorization")
+	out.AppendHeader(sip.NewHeader("Authorization", cred.String()))
+	out.CSeq().SeqNo++
+	return out
 }
 
 func contacts(res *sip.Response) []string {

@@ -174,8 +174,8 @@ func BenchmarkRegister(b *testing.B) {
 		case "node0":
 			c.Registrar.UsersFile = usersPath
 		case "node2":
-			c.Registrar.UsersFile = "" // digest off
-			c.HTTP = ""                // (TURN credentials need the users file)
+			c.Registrar.UsersFile, c.Registrar.Open = "", true // digest off
+			c.HTTP = ""                                        // (TURN credentials need the users file)
 		}
 	}})
 	if err != nil {

@@ -190,9 +190,6 @@ func Init(spec Spec) (*Manifest, error) {
 			cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
 			cfg.SIP, cfg.SIPTLS = ni.SIP, ni.SIPTLS
 			cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
-			// The testnet's tools (sipp 3.6) answer only the first challenge
-			// and know MD5 only; production keeps SHA-256 first.
-			cfg.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"}
 			cfg.TURN, cfg.HTTP, cfg.Admin = ni.TURN, ni.HTTP, ni.Admin
 			// Every testnet peer is on loopback, which the relay's default
 			// policy denies: allowed here, explicitly.

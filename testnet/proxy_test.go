@@ -106,7 +106,6 @@ func startCallNet(t *testing.T, tweak func(m *testnet.Manifest, c *node.Config))
 	nw, err := testnet.Start(context.Background(), spec.Dir, testnet.RunOptions{Logger: log, DisableDHTRefresh: true,
 		Tweak: func(c *node.Config) {
 			fastGossip(c)
-			c.Registrar.DigestAlgorithms = []string{"MD5", "SHA-256"}
 			c.Proxy.DNSServer = "off"
 			if tweak != nil {
 				tweak(m, c)

@@ -84,7 +84,7 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 	_, csvPath := benchUsers(tb, dir, 10000)
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(), DisableDHTRefresh: true, Tweak: func(c *node.Config) {
 		fastGossip(c)
-		c.Registrar.UsersFile, c.HTTP = "", "" // digest off (and so no TURN credential endpoint)
+		c.Registrar.UsersFile, c.HTTP, c.Registrar.Open = "", "", true // digest off (and so no TURN credential endpoint)
 	}})
 	if err != nil {
 		tb.Fatal(err)

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/registrar"
+	"github.com/lsnode/lsnode/relay"
+)
+
+// victim is a UDP socket on another loopback address: what an attacker
+// wants the proxy to send to. It counts every datagram it gets.
+func victim(t *testing.T) (*net.UDPConn, string) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 77)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, c.LocalAddr().String()
+}
+
+// silent reports whether c got nothing within d.
+func silent(c *net.UDPConn, d time.Duration) (bool, string) {
+	buf := make([]byte, 65535)
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	n, _, err := c.ReadFromUDP(buf)
+	if err != nil {
+		return true, ""
+	}
+	return false, string(buf[:min(n, 200)])
+}
+
+// TestOpenRelay is the abuse suite of the SIP edge: requests from a sender
+// outside trusted_networks, without credentials, that try to make the
+// proxy carry them to a target that is not one of its domain's users. Each
+// is answered with the right code and the target gets no packet. Calls to
+// the domain's own users and dialogs the proxy record-routed still pass.
+func TestOpenRelay(t *testing.T) {
+	reg, err := registrar.New(registrar.Config{Domain: "a.example", Mode: registrar.Local, Logger: quiet(),
+		Users: &registrar.UsersFile{Realm: "a.example", Users: []registrar.UserHash{
+			registrar.NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a")}},
+		NonceSecret: []byte("0123456789abcdef0123")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41200, MaxPort: 41299, Logger: quiet(),
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	_, other, _ := net.ParseCIDR("10.255.0.0/16")
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.TrustedNetworks = []*net.IPNet{other} // the senders below are untrusted
+		c.Authorize = reg.AuthorizeProxy
+		c.Media, c.MediaPolicy = media, "always"
+		c.RecordRoute = true
+	})
+	vc, target := victim(t)
+	alice := newUA(t) // a registered user of a.example
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
+		lsp.Binding{Contact: "sip:alice@" + alice.addr(), Expires: time.Now().Add(time.Hour)})
+	u := newUA(t) // the attacker
+	self := tp.addr
+	// A Via naming the target's host: the answer goes to the packet's
+	// source address (with the Via's port, RFC 3263 §5), never the target.
+	_, uport, _ := net.SplitHostPort(u.addr())
+	spoofVia := "Via: SIP/2.0/UDP 127.0.0.77:" + uport + ";branch=z9hG4bKspoof1"
+
+	cases := []struct {
+		name string
+		msg  string
+		want int // 0: no answer expected (ACK)
+	}{
+		{"Route naming this proxy's address", u.request("MESSAGE", "sip:x@"+target, "Route: <sip:"+self+";lr>"), 407},
+		{"Route naming this proxy's domain", u.request("MESSAGE", "sip:x@"+target, "Route: <sip:a.example;lr>"), 407},
+		{"local user, then a foreign Route", u.request("MESSAGE", "sip:alice@a.example", "Route: <sip:"+target+";lr>"), 407},
+		{"our Route, then a foreign one", u.request("MESSAGE", "sip:alice@a.example", "Route: <sip:"+self+";lr>, <sip:"+target+";lr>"), 407},
+		{"address in the Request-URI", u.request("OPTIONS", "sip:x@"+target), 407},
+		{"SUBSCRIBE with Route games", u.request("SUBSCRIBE", "sip:x@"+target, "Route: <sip:"+self+";lr>", "Event: presence"), 407},
+		{"INVITE to an external number", u.request("INVITE", "sip:+442071234567@pstn.example", "Contact: <sip:u@127.0.0.1>"), 407},
+		{"INVITE to an external number, our Route", u.request("INVITE", "sip:+442071234567@"+target, "Route: <sip:"+self+";lr>", "Contact: <sip:u@127.0.0.1>"), 407},
+		{"in-dialog, our Route without a token", u.request("BYE", "sip:x@"+target, "To: <sip:x@b.example>;tag=t", "Route: <sip:"+self+";lr>"), 403},
+		{"in-dialog, forged token", u.request("BYE", "sip:x@"+target, "To: <sip:x@b.example>;tag=t", "Route: <sip:"+self+";lr;lsrr=AAAAAAAAAAAAAAAAAAAAAA>"), 403},
+		{"in-dialog, address only", u.request("INFO", "sip:x@"+target, "To: <sip:x@b.example>;tag=t"), 403},
+		{"ACK with our Route", u.request("ACK", "sip:x@"+target, "To: <sip:x@b.example>;tag=t", "Route: <sip:"+self+";lr>"), 0},
+		{"ACK to an address", u.request("ACK", "sip:x@"+target, "To: <sip:x@b.example>;tag=t"), 0},
+		{"Max-Forwards 0", u.request("MESSAGE", "sip:alice@a.example", "Max-Forwards: 0"), 483},
+		{"spoofed Via", u.request("MESSAGE", "sip:x@"+target, spoofVia), 407},
+		{"Proxy-Require", u.request("MESSAGE", "sip:x@"+target, "Proxy-Require: evil"), 420},
+		{"huge header", u.request("MESSAGE", "sip:x@"+target, "X-Pad: "+strings.Repeat("a", 20000)), 407},
+	}
+	for _, c := range cases {
+		t.Log(c.name)
+		u.send(self, c.msg)
+		if c.want != 0 {
+			r := u.statusOf(callIDOf(t, c.msg), 3*time.Second)
+			if r.StatusCode != c.want {
+				t.Errorf("%s: %d %s, want %d", c.name, r.StatusCode, r.Reason, c.want)
+			}
+			if c.want == 420 && (r.GetHeader("Unsupported") == nil || r.GetHeader("Unsupported").Value() != "evil") {
+				t.Errorf("%s: 420 without Unsupported: evil", c.name)
+			}
+		}
+		if ok, got := silent(vc, 150*time.Millisecond); !ok {
+			t.Fatalf("%s: the target got a packet:\n%s", c.name, got)
+		}
+	}
+	if ok, got := silent(alice.conn, 10*time.Millisecond); !ok {
+		t.Fatalf("alice got a request that should have been refused:\n%s", got)
+	}
+
+	// A call to our own user passes without credentials; the proxy
+	// record-routes it with a token bound to the Call-ID.
+	inv := u.request("INVITE", "sip:alice@a.example", "Call-ID: call-ok", "Contact: <sip:attacker@"+u.addr()+">") // no SDP
+	u.send(self, inv)
+	got, ok := alice.recv(3 * time.Second).(*sip.Request)
+	if !ok || got.Method != sip.INVITE {
+		t.Fatalf("alice did not get the INVITE: %v", got)
+	}
+	rr := got.GetHeader("Record-Route")
+	if rr == nil || !strings.Contains(rr.Value(), rrParam+"=") {
+		t.Fatalf("no Record-Route with a token: %v", rr)
+	}
+	var rrURI sip.Uri
+	if _, err := sip.ParseAddressValue(rr.Value(), &rrURI, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The dialog's own token lets its BYE through to the peer...
+	u.send(self, u.request("BYE", "sip:alice@"+alice.addr(), "To: <sip:alice@a.example>;tag=a", "Call-ID: call-ok", "CSeq: 2 BYE",
+		"Route: "+rr.Value()))
+	if r, ok := alice.recv(3 * time.Second).(*sip.Request); !ok || r.Method != sip.BYE {
+		t.Fatal("in-dialog BYE with the minted Route not forwarded")
+	}
+	// ...but is worth nothing in another dialog: the token is bound to the
+	// Call-ID, so the target stays dark.
+	u.send(self, u.request("MESSAGE", "sip:x@"+target, "To: <sip:x@b.example>;tag=t", "Call-ID: call-other", "Route: "+rr.Value()))
+	if r := u.statusOf("call-other", 3*time.Second); r.StatusCode != 403 {
+		t.Fatalf("token of another dialog: %d, want 403", r.StatusCode)
+	}
+	if ok, got := silent(vc, 150*time.Millisecond); !ok {
+		t.Fatalf("a token of another Call-ID reached the target:\n%s", got)
+	}
+}
+
+func callIDOf(t *testing.T, msg string) string {
+	t.Helper()
+	m, err := sip.ParseMessage([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.CallID().Value()
+}
+
+// statusOf returns the next response of the call callID, skipping others
+// (an unacknowledged 407 to an INVITE is retransmitted).
+func (u *ua) statusOf(callID string, timeout time.Duration) *sip.Response {
+	u.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := u.status(time.Until(deadline))
+		if r.CallID() != nil && r.CallID().Value() == callID {
+			return r
+		}
+	}
+}
+
+// TestForeignByeKeepsMedia: a BYE from an untrusted sender that knows an
+// anchored call's Call-ID but has no Route this proxy minted for it does not
+// end the call's media session.
+func TestForeignByeKeepsMedia(t *testing.T) {
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41300, MaxPort: 41399, Logger: quiet(),
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	_, other, _ := net.ParseCIDR("10.255.0.0/16")
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.TrustedNetworks = []*net.IPNet{other}
+		c.Media, c.MediaPolicy = media, "always"
+	})
+	caller, callee, rtp := newUA(t), newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
+		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	caller.send(tp.addr, withSDP(caller.request("INVITE", "sip:alice@a.example", "Call-ID: anchored-1"), rtp.conn.LocalAddr().(*net.UDPAddr).Port))
+	if inv, ok := callee.recv(3 * time.Second).(*sip.Request); !ok || inv.Method != sip.INVITE {
+		t.Fatal("INVITE not forwarded")
+	}
+	if media.Sessions() != 1 {
+		t.Fatalf("%d media sessions, want the call's", media.Sessions())
+	}
+	mallory := newUA(t)
+	mallory.send(tp.addr, mallory.request("BYE", "sip:alice@"+callee.addr(), "To: <sip:alice@a.example>;tag=a", "Call-ID: anchored-1", "CSeq: 9 BYE"))
+	if r := mallory.status(3 * time.Second); r.StatusCode != 403 {
+		t.Fatalf("foreign BYE: %d, want 403", r.StatusCode)
+	}
+	if media.Sessions() != 1 {
+		t.Fatal("a foreign BYE ended the call's media")
+	}
+}

@@ -1,0 +1,234 @@
+package registrar
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// frontEnds returns n stateless registrars of a.example sharing one
+// location service and the nonce secret, as a domain's front-ends do.
+func frontEnds(t *testing.T, n int, loc lsp.LocationService, algs ...string) []*Registrar {
+	t.Helper()
+	var out []*Registrar
+	for range n {
+		r, err := New(Config{Domain: "a.example", Mode: Stateless, Location: loc, Logger: quiet(), Algorithms: algs,
+			Users: &UsersFile{Realm: "a.example", Users: []UserHash{
+				NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a")}},
+			NonceSecret: []byte("0123456789abcdef0123")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func challengeOf(t *testing.T, res *sip.Response, alg string) *digest.Challenge {
+	t.Helper()
+	for _, h := range res.GetHeaders("WWW-Authenticate") {
+		c, err := digest.ParseChallenge(h.Value())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Algorithm == alg {
+			return c
+		}
+	}
+	t.Fatalf("no %s challenge in\n%s", alg, res)
+	return nil
+}
+
+// TestDigestReplay: a captured REGISTER with valid credentials, replayed
+// to the same or another front-end of the domain, unchanged or with
+// another Contact, Call-ID, CSeq or Expires, registers nothing.
+func TestDigestReplay(t *testing.T) {
+	loc := newLocalStore()
+	fe := frontEnds(t, 2, loc)
+	alice := "sip:alice@a.example"
+	first := register(t, alice, "call-1", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	ok := authorize(t, first, do(fe[0], first), "SHA-256", "alice", "secret-a")
+	want(t, do(fe[0], ok), 200)
+
+	lookup := func() []string {
+		bs, err := loc.Lookup(context.Background(), alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, b := range bs {
+			out = append(out, b.Contact)
+		}
+		return out
+	}
+	authz := ok.GetHeader("Authorization").Value()
+	forge := func(callID string, cseq int, headers ...string) *sip.Request {
+		r := register(t, alice, callID, cseq, headers...)
+		r.AppendHeader(sip.NewHeader("Authorization", authz))
+		return r
+	}
+	evil := "Contact: <sip:mallory@203.0.113.66:5060>"
+	for _, tc := range []struct {
+		name string
+		fe   int
+		req  *sip.Request
+		code int
+	}{
+		{"unchanged, same front-end", 0, ok.Clone(), 401},
+		{"unchanged, other front-end", 1, ok.Clone(), 500}, // out of order: the original is stored
+		{"other contact, same", 0, forge("call-1", 2, evil, "Expires: 600"), 401},
+		{"other contact, other", 1, forge("call-1", 2, evil, "Expires: 600"), 401},
+		{"other Call-ID", 1, forge("call-2", 2, evil, "Expires: 600"), 401},
+		{"higher CSeq", 1, forge("call-1", 9, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600"), 401},
+		{"removal (Expires: 0)", 1, forge("call-1", 2, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 0"), 401},
+		{"longer expiry", 1, forge("call-1", 2, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 7200"), 401},
+		{"another contact beside", 1, forge("call-1", 2, "Contact: <sip:alice@192.0.2.9:5060>", evil, "Expires: 600"), 401},
+		{"unchanged to front-end 1 again", 1, ok.Clone(), 401},
+	} {
+		res := do(fe[tc.fe], tc.req)
+		if res.StatusCode != tc.code {
+			t.Errorf("%s: %d %s, want %d", tc.name, res.StatusCode, res.Reason, tc.code)
+		}
+	}
+	if got := lookup(); len(got) != 1 || got[0] != "sip:alice@192.0.2.9:5060" {
+		t.Fatalf("bindings after the replays: %v", got)
+	}
+
+	// A UA that reuses its nonce for the next request (nc=2) is told
+	// stale=true and gets a fresh nonce; with it the refresh registers.
+	chal := challengeOf(t, do(fe[0], first), "SHA-256")
+	reuse := register(t, alice, "call-1", 5, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:a.example", Username: "alice", Password: "secret-a", Count: 2, Cnonce: "ab"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reuse.AppendHeader(sip.NewHeader("Authorization", cred.String()))
+	res := do(fe[1], reuse)
+	want(t, res, 401)
+	if !strings.Contains(res.GetHeader("WWW-Authenticate").Value(), "stale=true") {
+		t.Fatalf("a nonce of another request: no stale=true\n%s", res)
+	}
+	want(t, do(fe[1], authorize(t, reuse, res, "SHA-256", "alice", "secret-a")), 200)
+}
+
+// TestDigestChecks: the uri must name the Request-URI, and the answer must
+// use an algorithm the challenge offered.
+func TestDigestChecks(t *testing.T) {
+	alice := "sip:alice@a.example"
+	req := register(t, alice, "u1", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	r := frontEnds(t, 1, newLocalStore())[0]
+	res := do(r, req)
+	for _, uri := range []string{"sip:b.example", "sip:evil@a.example", "sip:a.example:5099", "tel:+1555"} {
+		want(t, do(r, authorizeURI(t, req, res, "SHA-256", "alice", "secret-a", uri)), 401)
+	}
+	want(t, do(r, authorizeURI(t, req, res, "SHA-256", "alice", "secret-a", "SIP:A.EXAMPLE")), 200)
+
+	// Only SHA-256 offered: an MD5 answer to its nonce is refused.
+	sha := frontEnds(t, 1, newLocalStore(), "SHA-256")[0]
+	req2 := register(t, alice, "u2", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	res = do(sha, req2)
+	if n := len(res.GetHeaders("WWW-Authenticate")); n != 1 {
+		t.Fatalf("%d challenges, want SHA-256 alone", n)
+	}
+	chal := challengeOf(t, res, "SHA-256")
+	want(t, do(sha, withCredentials(t, req2, chal, "MD5", "alice", "secret-a", "sip:a.example")), 401)
+	want(t, do(sha, withCredentials(t, req2, chal, "SHA-256", "alice", "secret-a", "sip:a.example")), 200)
+
+	// Both offered in one 401: one nonce, either answer works (sipp
+	// answers the first challenge with MD5).
+	both := frontEnds(t, 1, newLocalStore())[0]
+	req3 := register(t, alice, "u3", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	res = do(both, req3)
+	hs := res.GetHeaders("WWW-Authenticate")
+	if len(hs) != 2 || !strings.Contains(hs[0].Value(), "SHA-256") {
+		t.Fatalf("want SHA-256 then MD5:\n%s", res)
+	}
+	want(t, do(both, withCredentials(t, req3, challengeOf(t, res, "SHA-256"), "MD5", "alice", "secret-a", "sip:a.example")), 200)
+}
+
+// TestDigestMD5Agents: baresip (which gives up on any challenge it cannot
+// answer) is offered MD5 alone; other UAs SHA-256 first.
+func TestDigestMD5Agents(t *testing.T) {
+	r := frontEnds(t, 1, newLocalStore())[0]
+	ua := func(agent string) []string {
+		req := register(t, "sip:alice@a.example", "ua-"+agent, 1, "Contact: <sip:alice@192.0.2.9:5060>", "User-Agent: "+agent)
+		var algs []string
+		for _, h := range do(r, req).GetHeaders("WWW-Authenticate") {
+			c, err := digest.ParseChallenge(h.Value())
+			if err != nil {
+				t.Fatal(err)
+			}
+			algs = append(algs, c.Algorithm)
+		}
+		return algs
+	}
+	if got := ua("baresip v1.0.0 (x86_64/linux)"); len(got) != 1 || got[0] != "MD5" {
+		t.Fatalf("baresip offered %v", got)
+	}
+	if got := ua("Linphone/3.12.0 (belle-sip/1.6.3)"); len(got) != 2 || got[0] != "SHA-256" {
+		t.Fatalf("linphone offered %v", got)
+	}
+}
+
+// TestUsedNoncesBound: a full cache forgets its oldest nonces by making
+// them stale; no nonce is accepted twice.
+func TestUsedNoncesBound(t *testing.T) {
+	n := &nonces{secret: []byte("0123456789abcdef"), realm: "r", ttl: 8 * time.Second, now: time.Now, algs: []string{"MD5"}}
+	u := newUsedNonces(n.ttl, 4)
+	base := time.Now()
+	var issued []string
+	var at []time.Time
+	for i := range 12 {
+		n.now = func() time.Time { return base.Add(time.Duration(i) * 500 * time.Millisecond) }
+		issued = append(issued, n.issue(digestRequest{cseq: uint32(i)}, algMD5))
+		at = append(at, n.now())
+	}
+	now := base.Add(6 * time.Second)
+	accepted := 0
+	for i, nonce := range issued {
+		if u.use(nonce, at[i], now, n.ttl) {
+			accepted++
+		}
+		if u.use(nonce, at[i], now, n.ttl) {
+			t.Fatalf("nonce %d accepted twice", i)
+		}
+	}
+	if u.n > 4 {
+		t.Fatalf("%d nonces remembered, bound 4", u.n)
+	}
+	for i, nonce := range issued {
+		if u.use(nonce, at[i], now, n.ttl) {
+			t.Fatalf("nonce %d accepted again after the cache filled", i)
+		}
+	}
+	if accepted == 0 {
+		t.Fatal("nothing accepted")
+	}
+}
+
+// TestContactAndExpires: Contacts naming the node's own host or the link
+// are refused from remote senders; an Expires beyond 2^32-1 is the maximum.
+func TestContactAndExpires(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	alice := "sip:alice@a.example"
+	for _, c := range []string{"<sip:x@127.0.0.1:22>", "<sip:x@[::1]:5060>", "<sip:x@169.254.169.254>", "<sip:x@0.0.0.0>",
+		"<sip:x@localhost:5060>", "<sip:x@192.0.2.1;maddr=127.0.0.1>"} {
+		want(t, do(r, register(t, alice, "c-"+c, 1, "Contact: "+c)), 403)
+	}
+	want(t, r.Handle(context.Background(), register(t, alice, "lo", 1, "Contact: <sip:x@127.0.0.1:5070>"), "127.0.0.1:5070"), 200)
+	want(t, do(r, register(t, alice, "private", 1, "Contact: <sip:x@10.1.2.3:5060>")), 200)
+	for _, e := range []string{"4294967296", "99999999999999999999999"} {
+		res := do(r, register(t, alice, "e"+e, 1, "Contact: <sip:a@192.0.2.1>", "Expires: "+e))
+		want(t, res, 200)
+		if !strings.Contains(strings.Join(contacts(res), " "), "expires=7200") {
+			t.Fatalf("Expires %s: %v, want the maximum 7200", e, contacts(res))
+		}
+	}
+	want(t, do(r, register(t, alice, "neg", 1, "Contact: <sip:a@192.0.2.1>", "Expires: -1")), 400)
+}
