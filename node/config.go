@@ -137,7 +137,8 @@ type RegistrarConfig struct {
 	DigestAlgorithms []string `json:"digest_algorithms,omitempty"`
 	// DigestMD5Agents: User-Agent substrings of UAs that fail on a
 	// challenge they cannot answer even beside one they can; they are
-	// offered MD5 alone. Absent: ["baresip"]; [] for none.
+	// offered MD5 alone ("-": requests without User-Agent). Absent or
+	// empty: ["baresip", "sipp", "-"].
 	DigestMD5Agents []string `json:"digest_md5_agents,omitempty"`
 	// Open: without users_file the registrar accepts REGISTER from anyone
 	// for any user of the domain; a node refuses to start so unless Open
@@ -199,7 +200,8 @@ type RelayConfig struct {
 	// TLS (host:port) also serves TURN over TLS with the domain certificate.
 	TLS string `json:"tls,omitempty"`
 	// Allow: peer networks (CIDRs) the relay may reach although the default
-	// policy denies them (loopback, private, link-local, CGNAT, multicast).
+	// policy denies them (loopback, private, link-local, CGNAT, multicast):
+	// TURN peers and RTP relay media targets alike.
 	Allow []string `json:"allow,omitempty"`
 	// MaxAllocations in total (default 1000) and per user (default 10).
 	MaxAllocations int `json:"max_allocations,omitempty"`
@@ -265,8 +267,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: turn %q needs a domain (its credential keys the TURN secret)", ErrConfig, c.TURN)
 	case c.SIP != "" && c.Registrar.UsersFile == "" && !c.Registrar.Open:
 		return fmt.Errorf("%w: sip without registrar.users_file would register anyone as any user of %q: set registrar.users_file, or registrar.open: true to accept that", ErrConfig, c.Domain)
-	case c.SIP == "" && c.Registrar.Open:
-		return fmt.Errorf("%w: registrar.open needs sip", ErrConfig)
 	case c.HTTP != "" && (c.TURN == "" || c.SIP == "" || c.Registrar.UsersFile == ""):
 		return fmt.Errorf("%w: http (TURN credentials for SIP users) needs turn, sip and registrar.users_file", ErrConfig)
 	}

@@ -206,3 +206,58 @@ func TestForeignByeKeepsMedia(t *testing.T) {
 		t.Fatal("a foreign BYE ended the call's media")
 	}
 }
+
+// TestProxyAuthorizationConsumed: credentials of our realm never travel
+// downstream, whether or not the policy needed them; another realm's do.
+func TestProxyAuthorizationConsumed(t *testing.T) {
+	tp := startProxy(t, Proxying, nil)
+	alice, u := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
+		lsp.Binding{Contact: "sip:alice@" + alice.addr(), Expires: time.Now().Add(time.Hour)})
+	ours := `Proxy-Authorization: Digest username="carol", realm="a.example", nonce="n", uri="sip:alice@a.example", response="0"`
+	theirs := `Proxy-Authorization: Digest username="carol", realm="c.example", nonce="n", uri="sip:alice@a.example", response="0"`
+	u.send(tp.addr, u.request("MESSAGE", "sip:alice@a.example", ours, theirs))
+	got, ok := alice.recv(3 * time.Second).(*sip.Request)
+	if !ok {
+		t.Fatal("MESSAGE not forwarded")
+	}
+	hs := got.GetHeaders("Proxy-Authorization")
+	if len(hs) != 1 || !strings.Contains(hs[0].Value(), `realm="c.example"`) {
+		t.Fatalf("forwarded Proxy-Authorization: %v, want c.example's alone", hs)
+	}
+}
+
+// TestTimerCRestarts: a provisional response restarts Timer C (RFC 3261
+// §16.7 step 2): a callee that keeps ringing past Timer C is not cancelled.
+func TestTimerCRestarts(t *testing.T) {
+	tp := startProxy(t, Proxying, func(c *Config) { c.InviteTimeout = 600 * time.Millisecond })
+	caller, callee := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
+		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	caller.send(tp.addr, caller.request("INVITE", "sip:alice@a.example", "Contact: <sip:c@"+caller.addr()+">"))
+	inv, ok := callee.recv(3 * time.Second).(*sip.Request)
+	if !ok || inv.Method != sip.INVITE {
+		t.Fatal("INVITE not forwarded")
+	}
+	ring := sip.NewResponseFromRequest(inv, 180, "Ringing", nil)
+	ring.To().Params.Add("tag", "c")
+	// Ring for three times Timer C, every half of it.
+	for range 6 {
+		callee.send(tp.addr, ring.String())
+		if ok, got := silent(callee.conn, 300*time.Millisecond); !ok && strings.HasPrefix(got, "CANCEL") {
+			t.Fatalf("branch cancelled while ringing:\n%s", got)
+		}
+	}
+	okRes := sip.NewResponseFromRequest(inv, 200, "OK", nil)
+	okRes.To().Params.Add("tag", "c")
+	callee.send(tp.addr, okRes.String())
+	for {
+		r := caller.status(3 * time.Second)
+		if r.StatusCode >= 200 {
+			if r.StatusCode != 200 {
+				t.Fatalf("caller got %d, want the 200", r.StatusCode)
+			}
+			return
+		}
+	}
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,9 +21,6 @@ func FuzzRoute(f *testing.F) {
 		"BYE sip:192.0.2.7:5062;transport=tcp SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK3\r\nRoute: <sip:192.0.2.9;lr>\r\nTo: <sip:bob@b.example>;tag=9\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: z\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
 		"OPTIONS sips:carol@c.example;maddr=10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK4\r\nTo: <sips:carol@c.example>\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: w\r\nCSeq: 1 OPTIONS\r\nProxy-Require: x\r\nContent-Length: 0\r\n\r\n",
 	}
-	for _, s := range seeds {
-		f.Add([]byte(s))
-	}
 	loc := &memLocation{aor: map[string][]lsp.Binding{}}
 	exp := time.Now().Add(24 * time.Hour)
 	_ = loc.Publish(context.Background(), "sip:bob@b.example",
@@ -34,6 +32,12 @@ func FuzzRoute(f *testing.F) {
 		f.Fatal(err)
 	}
 	p.self = hostPort{"127.0.0.1", 5060}
+	seeds = append(seeds,
+		"MESSAGE sip:x@192.0.2.77:5099 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK5\r\nRoute: <sip:127.0.0.1:5060;lr;lsrr="+p.rrToken("q")+">\r\nTo: <sip:x@b.example>;tag=9\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: q\r\nCSeq: 2 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+		"MESSAGE sip:alice@a.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK6\r\nRoute: <sip:a.example;lr>, <sip:192.0.2.77:5099;lr>\r\nTo: <sip:alice@a.example>\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: r\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n")
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := sip.ParseMessage(b)
 		if err != nil {
@@ -49,9 +53,24 @@ func FuzzRoute(f *testing.F) {
 			}
 			return
 		}
+		minted := false // a Route carries a token: the policy then trusts the dialog
+		for _, h := range req.GetHeaders("Route") {
+			minted = minted || strings.Contains(h.Value(), rrParam+"=")
+		}
 		d := p.decide(context.Background(), req, nil)
 		if d.code != 0 {
 			return
+		}
+		if d.open && !minted {
+			// Open to any sender: only bindings of our own users or a
+			// flow of ours (the relay policy rests on this).
+			for _, g := range d.groups {
+				for _, tg := range g {
+					if tg.how != viaOverlay && !tg.flow {
+						t.Fatalf("open decision to %+v", tg)
+					}
+				}
+			}
 		}
 		for _, g := range d.groups {
 			for _, tg := range g {

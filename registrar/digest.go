@@ -49,7 +49,8 @@ type nonces struct {
 	algs   []string // offered, most preferred first
 	// md5Agents: User-Agent substrings (lower case) of UAs that fail on a
 	// challenge they cannot answer (baresip's libre gives up on a SHA-256
-	// one even beside MD5): they get one MD5 challenge.
+	// one even beside MD5; sipp 3.6 on a first one that is not MD5): they
+	// get one MD5 challenge. noAgent matches requests without User-Agent.
 	md5Agents []string
 	used      *usedNonces
 }
@@ -171,15 +172,21 @@ func (n *nonces) check(nonce, alg string, r digestRequest) (verdict int, issued 
 	return nonceOK, issued
 }
 
+// noAgent in md5Agents matches a request without a User-Agent header
+// (test tools such as sipp scenarios; every softphone and desk phone
+// sends one).
+const noAgent = "-"
+
 // offer returns the algorithms to offer r: all configured ones, or MD5
 // alone for a UA that cannot skip a challenge it does not support.
 func (n *nonces) offer(r digestRequest) []string {
-	if r.agent != "" && slices.Contains(n.algs, "MD5") {
-		ua := strings.ToLower(r.agent)
-		for _, a := range n.md5Agents {
-			if a != "" && strings.Contains(ua, a) {
-				return []string{"MD5"}
-			}
+	if !slices.Contains(n.algs, "MD5") || r.anyCSeq {
+		return n.algs
+	}
+	ua := strings.ToLower(strings.TrimSpace(r.agent))
+	for _, a := range n.md5Agents {
+		if a == noAgent && ua == "" || a != "" && a != noAgent && strings.Contains(ua, a) {
+			return []string{"MD5"}
 		}
 	}
 	return n.algs

@@ -140,10 +140,9 @@ func TestDigestChecks(t *testing.T) {
 	want(t, do(sha, withCredentials(t, req2, chal, "MD5", "alice", "secret-a", "sip:a.example")), 401)
 	want(t, do(sha, withCredentials(t, req2, chal, "SHA-256", "alice", "secret-a", "sip:a.example")), 200)
 
-	// Both offered in one 401: one nonce, either answer works (sipp
-	// answers the first challenge with MD5).
+	// Both offered in one 401: one nonce, either answer works.
 	both := frontEnds(t, 1, newLocalStore())[0]
-	req3 := register(t, alice, "u3", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	req3 := register(t, alice, "u3", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600", "User-Agent: Linphone/5.1.65")
 	res = do(both, req3)
 	hs := res.GetHeaders("WWW-Authenticate")
 	if len(hs) != 2 || !strings.Contains(hs[0].Value(), "SHA-256") {
@@ -173,6 +172,15 @@ func TestDigestMD5Agents(t *testing.T) {
 	}
 	if got := ua("Linphone/3.12.0 (belle-sip/1.6.3)"); len(got) != 2 || got[0] != "SHA-256" {
 		t.Fatalf("linphone offered %v", got)
+	}
+	if got := ua("sipp/3.6"); len(got) != 1 || got[0] != "MD5" {
+		t.Fatalf("sipp offered %v", got)
+	}
+	// Without a User-Agent header (sipp's scenarios send none): MD5 alone.
+	req := register(t, "sip:alice@a.example", "ua-none", 1, "Contact: <sip:alice@192.0.2.9:5060>")
+	req.RemoveHeader("User-Agent")
+	if hs := do(r, req).GetHeaders("WWW-Authenticate"); len(hs) != 1 || !strings.Contains(hs[0].Value(), "MD5") {
+		t.Fatalf("no User-Agent: %v", hs)
 	}
 }
 

@@ -52,10 +52,11 @@ type Config struct {
 	// first for UAs that only read the first challenge.
 	Algorithms []string
 	// MD5Agents: User-Agent substrings (case-insensitive) of UAs that fail
-	// on any challenge they cannot answer, even beside one they can
-	// (baresip 1.0: "Function not implemented" on SHA-256): they are
-	// offered MD5 alone, when MD5 is among Algorithms. Nil: "baresip";
-	// empty: none.
+	// on a challenge they cannot answer, even beside one they can (baresip
+	// 1.0: "Function not implemented" on SHA-256; sipp 3.6: "authentication
+	// must use MD5" when the first is SHA-256): they are offered MD5 alone,
+	// when MD5 is among Algorithms. "-" matches a request without a
+	// User-Agent header. Nil: "baresip", "sipp", "-"; empty: none.
 	MD5Agents []string
 	// NonceTTL: how long a nonce is accepted. Default 5 min.
 	NonceTTL time.Duration
@@ -171,7 +172,7 @@ func New(cfg Config) (*Registrar, error) {
 			}
 		}
 		if cfg.MD5Agents == nil {
-			cfg.MD5Agents = []string{"baresip"}
+			cfg.MD5Agents = []string{"baresip", "sipp", noAgent}
 		}
 		var agents []string
 		for _, a := range cfg.MD5Agents {

@@ -47,10 +47,14 @@ func register(t testing.TB, aor, callID string, cseq int, headers ...string) *si
 		fmt.Sprintf("Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK%d;rport\r\n", seq) +
 		"Max-Forwards: 70\r\nTo: <" + aor + ">\r\nFrom: <" + aor + ">;tag=x\r\n" +
 		"Call-ID: " + callID + "\r\n" + fmt.Sprintf("CSeq: %d REGISTER\r\n", cseq)
+	ua := "User-Agent: lsnode-test/1.0\r\n" // a UA that is offered every algorithm
 	for _, h := range headers {
 		raw += h + "\r\n"
+		if strings.HasPrefix(h, "User-Agent:") {
+			ua = ""
+		}
 	}
-	raw += "Content-Length: 0\r\n\r\n"
+	raw += ua + "Content-Length: 0\r\n\r\n"
 	m, err := sip.ParseMessage([]byte(raw))
 	if err != nil {
 		t.Fatalf("parse: %v\n%s", err, raw)

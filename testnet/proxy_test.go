@@ -284,6 +284,9 @@ func TestProxyTLSPeering(t *testing.T) {
 			c.Proxy.StaticPeers = map[string][]string{
 				"b.example": {"sips:" + tlsAddr},
 				"c.example": {"sips:" + rogue.addr},
+				// b.example's node, whose anchored certificate names
+				// b.example only, is no server of d.example (RFC 5922).
+				"d.example": {"sips:" + tlsAddr},
 			}
 		}
 	})
@@ -366,6 +369,60 @@ func TestProxyTLSPeering(t *testing.T) {
 	}
 	if n := rogue.requests.Load(); n != 0 {
 		t.Fatalf("the untrusted peer received %d SIP messages", n)
+	}
+
+	// A peer whose certificate chains to the anchors but names another
+	// domain gets nothing either (client side of RFC 5922).
+	before := nw.Node(bIdx).Proxy().Stats().Requests
+	u.send(nw.Node(aIdx).SIPAddr(), u.invite("sip:dave@d.example"))
+	if code := u.final(t, 10*time.Second); code != 500 {
+		t.Fatalf("call to d.example through b.example's node: %d, want 500", code)
+	}
+	if after := nw.Node(bIdx).Proxy().Stats().Requests; after != before {
+		t.Fatalf("b.example's node got %d requests meant for d.example", after-before)
+	}
+
+	// Server side: a TLS client with a.example's certificate may send only
+	// from a.example's users.
+	ac := nw.Node(aIdx).Config()
+	aCert, err := tls.LoadX509KeyPair(ac.Path(ac.CertFile), ac.Path(ac.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for from, want := range map[string]string{"sip:mallory@c.example": "403", "sip:alice@a.example": "404"} {
+		if got := tlsMessage(t, m.Nodes[bIdx].SIPTLS, &aCert, from, "sip:nobody@b.example"); got != want {
+			t.Fatalf("MESSAGE from %s over TLS as a.example: %s, want %s", from, got, want)
+		}
+	}
+}
+
+// tlsMessage sends a MESSAGE over TLS with a client certificate and
+// returns the final status code.
+func tlsMessage(t *testing.T, addr string, cert *tls.Certificate, from, to string) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	msg := "MESSAGE " + to + " SIP/2.0\r\nVia: SIP/2.0/TLS " + local + ";branch=z9hG4bKmsg" + fmt.Sprint(time.Now().UnixNano()) + "\r\n" +
+		"Max-Forwards: 70\r\nTo: <" + to + ">\r\nFrom: <" + from + ">;tag=1\r\n" +
+		"Call-ID: msg" + fmt.Sprint(time.Now().UnixNano()) + "\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no answer over TLS: %v", err)
+		}
+		if line, _, _ := strings.Cut(string(buf[:n]), "\r\n"); strings.HasPrefix(line, "SIP/2.0 ") && !strings.HasPrefix(line, "SIP/2.0 1") {
+			return strings.Fields(line)[1]
+		}
 	}
 }
 
