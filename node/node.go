@@ -248,7 +248,20 @@ func (n *Node) Location() *lsp.Service { return n.lsp }
 // proxy on the same sockets.
 func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, media relay.Anchor,
 	atRelay func(net.IP, int) bool, log *slog.Logger) (*registrar.Server, *registrar.Registrar, *proxy.Proxy, error) {
-	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc,
+	// One list of trusted senders for both SIP roles: they may relay (the
+	// proxy) and put Paths and any Contact in a REGISTER (the registrar).
+	var trusted []*net.IPNet
+	if cfg.Proxy.TrustedNetworks != nil {
+		trusted = []*net.IPNet{}
+		for _, c := range cfg.Proxy.TrustedNetworks {
+			_, n, err := net.ParseCIDR(c)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("%w: proxy trusted_networks: %q is not a CIDR", ErrConfig, c)
+			}
+			trusted = append(trusted, n)
+		}
+	}
+	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc, TrustedNetworks: trusted,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
 		Logger: log}
 	if cfg.Registrar.UsersFile != "" {
@@ -285,17 +298,6 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 				return nil, nil, nil, err
 			}
 			log.Warn("proxy: no DNS server, RFC 3263 routing off", "err", err)
-		}
-	}
-	var trusted []*net.IPNet
-	if pc.TrustedNetworks != nil {
-		trusted = []*net.IPNet{}
-		for _, c := range pc.TrustedNetworks {
-			_, n, err := net.ParseCIDR(c)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("%w: proxy trusted_networks: %q is not a CIDR", ErrConfig, c)
-			}
-			trusted = append(trusted, n)
 		}
 	}
 	var authorize func(*sip.Request) *sip.Response

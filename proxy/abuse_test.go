@@ -65,8 +65,17 @@ func TestOpenRelay(t *testing.T) {
 	})
 	vc, target := victim(t)
 	alice := newUA(t) // a registered user of a.example
+	// (registered from this host: its received address is loopback)
 	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
-		lsp.Binding{Contact: "sip:alice@" + alice.addr(), Expires: time.Now().Add(time.Hour)})
+		lsp.Binding{Contact: "sip:alice@" + alice.addr(), Expires: time.Now().Add(time.Hour), Received: alice.addr()})
+	// Bindings naming this host that did not come from it (through a
+	// Path, a name, a replica's word): never a destination for outsiders.
+	local := newUA(t)
+	_, lport, _ := net.SplitHostPort(local.addr())
+	_ = tp.loc.Publish(context.Background(), "sip:bob@a.example",
+		lsp.Binding{Contact: "sip:bob@" + target, Expires: time.Now().Add(time.Hour), Received: "203.0.113.5:5060"})
+	_ = tp.loc.Publish(context.Background(), "sip:carol@a.example",
+		lsp.Binding{Contact: "sip:carol@localhost:" + lport, Expires: time.Now().Add(time.Hour), Received: "203.0.113.5:5060"})
 	u := newUA(t) // the attacker
 	self := tp.addr
 	// A Via naming the target's host: the answer goes to the packet's
@@ -96,6 +105,8 @@ func TestOpenRelay(t *testing.T) {
 		{"spoofed Via", u.request("MESSAGE", "sip:x@"+target, spoofVia), 407},
 		{"Proxy-Require", u.request("MESSAGE", "sip:x@"+target, "Proxy-Require: evil"), 420},
 		{"huge header", u.request("MESSAGE", "sip:x@"+target, "X-Pad: "+strings.Repeat("a", 20000)), 407},
+		{"our user bound to this host", u.request("MESSAGE", "sip:bob@a.example"), 403},
+		{"our user bound to a name of this host", u.request("MESSAGE", "sip:carol@a.example"), 403},
 	}
 	for _, c := range cases {
 		t.Log(c.name)
@@ -116,37 +127,62 @@ func TestOpenRelay(t *testing.T) {
 	if ok, got := silent(alice.conn, 10*time.Millisecond); !ok {
 		t.Fatalf("alice got a request that should have been refused:\n%s", got)
 	}
+	if ok, got := silent(local.conn, 10*time.Millisecond); !ok {
+		t.Fatalf("a service on this host got:\n%s", got)
+	}
 
 	// A call to our own user passes without credentials; the proxy
-	// record-routes it with a token bound to the Call-ID.
+	// record-routes it, and its 200 carries the caller's route set with a
+	// token for the callee's hops (its Contact) alone.
 	inv := u.request("INVITE", "sip:alice@a.example", "Call-ID: call-ok", "Contact: <sip:attacker@"+u.addr()+">") // no SDP
 	u.send(self, inv)
 	got, ok := alice.recv(3 * time.Second).(*sip.Request)
 	if !ok || got.Method != sip.INVITE {
 		t.Fatalf("alice did not get the INVITE: %v", got)
 	}
-	rr := got.GetHeader("Record-Route")
-	if rr == nil || !strings.Contains(rr.Value(), rrParam+"=") {
+	if rr := got.GetHeader("Record-Route"); rr == nil || !strings.Contains(rr.Value(), rrParam+"=") {
 		t.Fatalf("no Record-Route with a token: %v", rr)
 	}
-	var rrURI sip.Uri
-	if _, err := sip.ParseAddressValue(rr.Value(), &rrURI, nil); err != nil {
-		t.Fatal(err)
+	ok200 := sip.NewResponseFromRequest(got, 200, "OK", nil)
+	ok200.To().Params.Add("tag", "a")
+	ok200.AppendHeader(sip.NewHeader("Contact", "<sip:alice@"+alice.addr()+">"))
+	alice.send(self, ok200.String())
+	res := u.statusOf("call-ok", 3*time.Second)
+	rr := res.GetHeader("Record-Route")
+	if res.StatusCode != 200 || rr == nil || !strings.Contains(rr.Value(), rrParam+"=") {
+		t.Fatalf("caller got %d with Record-Route %v", res.StatusCode, rr)
 	}
-	// The dialog's own token lets its BYE through to the peer...
+	// The dialog's token lets its BYE through to the callee...
 	u.send(self, u.request("BYE", "sip:alice@"+alice.addr(), "To: <sip:alice@a.example>;tag=a", "Call-ID: call-ok", "CSeq: 2 BYE",
 		"Route: "+rr.Value()))
 	if r, ok := alice.recv(3 * time.Second).(*sip.Request); !ok || r.Method != sip.BYE {
 		t.Fatal("in-dialog BYE with the minted Route not forwarded")
 	}
-	// ...but is worth nothing in another dialog: the token is bound to the
-	// Call-ID, so the target stays dark.
-	u.send(self, u.request("MESSAGE", "sip:x@"+target, "To: <sip:x@b.example>;tag=t", "Call-ID: call-other", "Route: "+rr.Value()))
-	if r := u.statusOf("call-other", 3*time.Second); r.StatusCode != 403 {
-		t.Fatalf("token of another dialog: %d, want 403", r.StatusCode)
+	// ...but nowhere else: not to another host in the same dialog, not in
+	// another dialog, and not as a new request.
+	for _, c := range []struct{ name, msg string }{
+		{"same dialog, another host", u.request("MESSAGE", "sip:x@"+target, "To: <sip:x@b.example>;tag=a", "Call-ID: call-ok", "CSeq: 3 MESSAGE", "Route: "+rr.Value())},
+		{"another dialog", u.request("MESSAGE", "sip:alice@"+alice.addr(), "To: <sip:x@b.example>;tag=t", "Call-ID: call-other", "Route: "+rr.Value())},
+		{"a new request", u.request("INVITE", "sip:+882123456@"+target, "Call-ID: call-ok", "CSeq: 4 INVITE", "Route: "+rr.Value())},
+	} {
+		u.send(self, c.msg)
+		want := 403
+		if strings.HasPrefix(c.msg, "INVITE") {
+			want = 407
+		}
+		r := u.statusOf(callIDOf(t, c.msg), 3*time.Second)
+		for r.StatusCode == 200 { // the 200 of the INVITE, retransmitted until ACKed
+			r = u.statusOf(callIDOf(t, c.msg), 3*time.Second)
+		}
+		if r.StatusCode != want {
+			t.Fatalf("token used for %s: %d, want %d", c.name, r.StatusCode, want)
+		}
+		if ok, got := silent(vc, 150*time.Millisecond); !ok {
+			t.Fatalf("token used for %s reached the target:\n%s", c.name, got)
+		}
 	}
-	if ok, got := silent(vc, 150*time.Millisecond); !ok {
-		t.Fatalf("a token of another Call-ID reached the target:\n%s", got)
+	if ok, got := silent(alice.conn, 10*time.Millisecond); !ok && !strings.HasPrefix(got, "SIP/2.0 200") && !strings.Contains(got, "BYE") {
+		t.Fatalf("alice got:\n%s", got)
 	}
 }
 
@@ -189,7 +225,7 @@ func TestForeignByeKeepsMedia(t *testing.T) {
 	})
 	caller, callee, rtp := newUA(t), newUA(t), newUA(t)
 	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
-		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Expires: time.Now().Add(time.Hour), Received: callee.addr()})
 	caller.send(tp.addr, withSDP(caller.request("INVITE", "sip:alice@a.example", "Call-ID: anchored-1"), rtp.conn.LocalAddr().(*net.UDPAddr).Port))
 	if inv, ok := callee.recv(3 * time.Second).(*sip.Request); !ok || inv.Method != sip.INVITE {
 		t.Fatal("INVITE not forwarded")
@@ -204,6 +240,37 @@ func TestForeignByeKeepsMedia(t *testing.T) {
 	}
 	if media.Sessions() != 1 {
 		t.Fatal("a foreign BYE ended the call's media")
+	}
+	// Addressed to the AOR (open: our user), with the Call-ID and either
+	// tag: forwarded to alice, but without our Route it ends no media.
+	for _, tags := range [][2]string{{"x", "a"}, {"a", "x"}} {
+		mallory.send(tp.addr, mallory.request("BYE", "sip:alice@a.example", "From: <sip:m@c.example>;tag="+tags[0],
+			"To: <sip:alice@a.example>;tag="+tags[1], "Call-ID: anchored-1", "CSeq: 10 BYE"))
+		if r, ok := callee.recv(3 * time.Second).(*sip.Request); !ok || r.Method != sip.BYE {
+			t.Fatal("BYE to our user not forwarded")
+		}
+	}
+	if media.Sessions() != 1 {
+		t.Fatal("a BYE to the AOR with the call's Call-ID ended its media")
+	}
+	// A second INVITE with the Call-ID (another From tag) does not take
+	// the session over, and its failure does not end it.
+	mallory.send(tp.addr, withSDP(mallory.request("INVITE", "sip:alice@a.example", "Call-ID: anchored-1", "CSeq: 11 INVITE"), 9))
+	inv2, ok := callee.recv(3 * time.Second).(*sip.Request)
+	if !ok || inv2.Method != sip.INVITE {
+		t.Fatal("second INVITE not forwarded")
+	}
+	busy := sip.NewResponseFromRequest(inv2, 486, "Busy Here", nil)
+	busy.To().Params.Add("tag", "z")
+	callee.send(tp.addr, busy.String())
+	if r := mallory.statusOf("anchored-1", 3*time.Second); r.StatusCode != 486 {
+		t.Fatalf("second INVITE: %d", r.StatusCode)
+	}
+	if media.Sessions() != 2 && media.Sessions() != 1 {
+		t.Fatalf("%d media sessions", media.Sessions())
+	}
+	if !tp.p.anchored("anchored-1|1") {
+		t.Fatal("the first call's media session is gone")
 	}
 }
 

@@ -101,7 +101,7 @@ func (p *Proxy) flowRecordRoutes(req *sip.Request, t target) []string {
 	}
 	// The dialog's token too: a request that comes up the flow goes on
 	// to the other party (rrtoken.go).
-	tok := ";" + rrParam + "=" + p.rrToken(callID(req)) + ">"
+	tok := ";" + rrParam + "=" + p.callerToken(req) + ">"
 	for i := range rr {
 		rr[i] = strings.TrimSuffix(rr[i], ">") + tok
 	}

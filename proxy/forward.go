@@ -55,8 +55,10 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	}
 	p.markReceived(req)
-	if req.Method == sip.BYE && d.code == 0 {
-		p.unanchor(req.CallID().Value()) // the call is over whatever the BYE's answer
+	if req.Method == sip.BYE && d.code == 0 && (d.minted || p.trusted(req)) {
+		// The call is over whatever the BYE's answer; anchored calls are
+		// record-routed, so a BYE of one carries our token.
+		p.unanchor(dialogMediaKeys(req)...)
 	}
 	if d.code != 0 {
 		var hdrs []sip.Header
@@ -67,8 +69,8 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.respond(tx, req, d.code, d.reason, hdrs...)
 		return
 	}
-	p.anchorOffer(req)
-	p.forward(req, tx, d.groups, d.failover)
+	ownsMedia := p.anchorOffer(req)
+	p.forward(req, tx, d.groups, d.failover, ownsMedia)
 }
 
 // gate is the relay policy for a request whose next hop is not open (see
@@ -99,7 +101,10 @@ func (p *Proxy) gate(req *sip.Request) func() *sip.Response {
 // certificate may only be sent for users of the peer's domains (its From),
 // unless the peer is a configured transit peer; nil when it may go on.
 func (p *Proxy) peerPolicy(req *sip.Request) *sip.Response {
-	ds := p.tlsPeerDomains(req)
+	ds, ok := p.tlsPeerDomains(req)
+	if !ok {
+		return sip.NewResponseFromRequest(req, 403, "TLS connection gone", nil)
+	}
 	if len(ds) == 0 {
 		return nil
 	}
@@ -148,12 +153,28 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 		// stops here (RFC 3261 §17.2.1), it is not routed by DNS.
 		return
 	}
-	d := p.decide(p.ctx, req, nil)
-	if len(d.groups) == 0 || len(d.groups[0]) == 0 || !d.open && !p.trusted(req) {
+	if p.peerPolicy(req) != nil {
+		return
+	}
+	// Nobody answers an ACK: an untrusted one bound for a foreign
+	// destination is dropped before any lookup or DNS work.
+	deny := func() *sip.Response {
+		if p.trusted(req) {
+			return nil
+		}
+		return sip.NewResponseFromRequest(req, 403, "Relaying denied", nil)
+	}
+	d := p.decide(p.ctx, req, deny)
+	if d.deny != nil || len(d.groups) == 0 || len(d.groups[0]) == 0 || !d.open && !p.trusted(req) {
 		return
 	}
 	out := p.prepare(req, d.groups[0][0])
-	if err := p.client.WriteRequest(out, asIs); err != nil {
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	if !p.destAllowed(ctx, req, d.groups[0][0]) {
+		return
+	}
+	if err := p.writeStateless(ctx, out, d.groups[0][0]); err != nil {
 		p.log.Debug("forward ACK", "call", callID(req), "err", err)
 		return
 	}
@@ -174,8 +195,11 @@ func (p *Proxy) handleCancel(req *sip.Request, tx sip.ServerTransaction) {
 func (p *Proxy) handleStray(res *sip.Response) {
 	via, cseq := res.Via(), res.CSeq()
 	if via == nil || cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() ||
-		via.Host != p.self.host || via.Port != p.self.port {
+		via.Host != p.self.host || via.Port != p.self.port || res.CallID() == nil || res.From() == nil || res.To() == nil {
 		return
+	}
+	if b, _ := via.Params.Get("branch"); !p.ourBranch(b) {
+		return // a Via naming us that we did not write
 	}
 	out := res.Clone()
 	out.RemoveHeader("Via")
@@ -183,6 +207,7 @@ func (p *Proxy) handleStray(res *sip.Response) {
 		return
 	}
 	out.SetDestination("")
+	p.retoken(out, nil)
 	p.anchorAnswer(out)
 	if err := p.srv.WriteResponse(out); err != nil {
 		p.log.Debug("forward 2xx retransmission", "call", callID(res), "err", err)
@@ -235,19 +260,19 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 		for i := len(rr) - 1; i >= 0; i-- {
 			out.PrependHeader(sip.NewHeader("Record-Route", rr[i]))
 		}
-	} else if (p.cfg.RecordRoute || req.Method == sip.INVITE && p.anchored(req.CallID().Value())) && req.Method != sip.ACK && !req.To().Params.Has("tag") {
+	} else if (p.cfg.RecordRoute || req.Method == sip.INVITE && p.anchored(mediaKey(req))) && req.Method != sip.ACK && !req.To().Params.Has("tag") {
 		// One entry per side, each reachable over that side's transport;
 		// two when they differ (RFC 5658 double record-routing).
 		in := strings.ToUpper(req.Transport())
 		if in != t.tr {
-			out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(in, callID(req))))
+			out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(in, p.callerToken(req))))
 		}
-		out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(t.tr, callID(req))))
+		out.PrependHeader(sip.NewHeader("Record-Route", p.recordRoute(t.tr, p.callerToken(req))))
 	}
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
 		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}
 	branch := strings.TrimPrefix(sip.GenerateBranchN(12), sip.RFC3261BranchMagicCookie+".")
-	via.Params.Add("branch", sip.RFC3261BranchMagicCookie+loopKey(req)+"."+branch)
+	via.Params.Add("branch", sip.RFC3261BranchMagicCookie+loopKey(req)+"."+branch+p.branchMAC(branch))
 	out.PrependHeader(via)
 	out.SetTransport(t.tr)
 	out.SetDestination(t.dest)
@@ -258,10 +283,21 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 	return out
 }
 
+// callerToken is the Record-Route token a dialog-forming request carries
+// downstream: the caller's side (its Contact, and the address the request
+// came from) are the hops the callee's requests may go to (rrtoken.go).
+func (p *Proxy) callerToken(req *sip.Request) string {
+	hops := []string{contactHop(req), req.Source()}
+	if p.trusted(req) { // a caller on this host may be reached there
+		hops = append(hops, localHop(hops[0]), localHop(hops[1]))
+	}
+	return p.rrToken(callID(req), hops...)
+}
+
 // recordRoute is our Record-Route value for a transport, with the token
 // that lets the dialog's later requests through (rrtoken.go).
-func (p *Proxy) recordRoute(tr, callID string) string {
-	tok := ";" + rrParam + "=" + p.rrToken(callID)
+func (p *Proxy) recordRoute(tr, token string) string {
+	tok := ";" + rrParam + "=" + token
 	if tr == "TLS" && p.tlsSelf.port != 0 {
 		return "<sip:" + p.tlsSelf.String() + ";transport=tls;lr" + tok + ">"
 	}
@@ -288,7 +324,14 @@ type branchEvent struct {
 // forward forks req to the target groups in turn and relays the responses
 // (RFC 3261 §16.7): provisional ones at once, every 2xx, and otherwise the
 // best final response once all branches are done.
-func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]target, failover bool) {
+// ownsMedia: req made the call's relay session, which ends with it
+// when no 2xx comes.
+func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]target, failover, ownsMedia bool) {
+	unanchor := func() {
+		if ownsMedia {
+			p.unanchor(mediaKey(req))
+		}
+	}
 	cancelled := make(chan struct{})
 	tx.OnCancel(func(*sip.Request) {
 		select {
@@ -315,13 +358,13 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]t
 		}
 		select {
 		case <-cancelled:
-			p.unanchor(req.CallID().Value())
+			unanchor()
 			return // the transaction layer answered 487
 		default:
 		}
 	}
 	if req.Method == sip.INVITE {
-		p.unanchor(req.CallID().Value()) // no 2xx: no media
+		unanchor() // no 2xx: no media
 	}
 	if best == nil {
 		p.respond(tx, req, 408, "Request Timeout")
@@ -332,7 +375,7 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]t
 		p.respond(tx, req, 500, "Next hop unavailable")
 		return
 	}
-	p.relay(tx, best)
+	p.relay(tx, best, nil)
 }
 
 // fork sends req to every target of a group at once and waits for them. It
@@ -342,11 +385,32 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 	events := make(chan branchEvent, 4*len(group))
 	var branches []*branch
 	var best *sip.Response
+	var cancels []context.CancelFunc
+	defer func() { // a branch given up on (below) ends with the fork
+		for _, c := range cancels {
+			c()
+		}
+	}()
 	for _, t := range group {
+		// Answers made here for a branch (refused, no answer) are made
+		// from b.out, as if downstream sent them: relay strips our Via.
 		b := &branch{t: t, out: p.prepare(req, t)}
 		ctx, cancel := context.WithCancel(p.ctx)
-		ctx, timerB := context.WithTimeout(ctx, sip.Timer_B+time.Second) // guards a branch that never finishes
+		cancels = append(cancels, cancel)
+		timerB := func() {}
+		if req.Method != sip.INVITE {
+			// Guards a branch that never finishes; an INVITE branch
+			// that rings is Timer C's to end, however long it rings.
+			ctx, timerB = context.WithTimeout(ctx, sip.Timer_B+time.Second)
+		}
 		var err error
+		if !p.destAllowed(ctx, req, t) {
+			timerB()
+			p.stats.refused.Add(1)
+			p.log.Warn("branch refused: destination on this host or link", "call", callID(req), "dest", t.dest)
+			best = better(best, sip.NewResponseFromRequest(b.out, 403, "Destination not allowed", nil))
+			continue
+		}
 		b.tx, err = p.transaction(ctx, b.out, t)
 		if err != nil {
 			timerB()
@@ -399,7 +463,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 	if pending == 0 {
 		return best, false
 	}
-	var timerC <-chan time.Time
+	var timerC, giveUp <-chan time.Time
 	resetC := func() {}
 	if req.Method == sip.INVITE {
 		t := time.NewTimer(p.cfg.InviteTimeout)
@@ -431,7 +495,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 					code, reason = 503, "Service Unavailable" // transport error
 				}
 				p.cache.drop(req)
-				best = better(best, sip.NewResponseFromRequest(req, code, reason, nil))
+				best = better(best, sip.NewResponseFromRequest(b.out, code, reason, nil))
 				continue
 			}
 			res := ev.res
@@ -446,7 +510,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 					p.sendCancel(b)
 				}
 				if res.StatusCode > 100 && !got2xx {
-					p.relay(tx, res)
+					p.relay(tx, res, &b.t)
 				}
 				continue
 			}
@@ -454,7 +518,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 			pending--
 			if res.StatusCode < 300 {
 				// Every 2xx goes upstream; the first one ends the others.
-				p.relay(tx, res)
+				p.relay(tx, res, &b.t)
 				if !got2xx {
 					got2xx = true
 					cancelAll()
@@ -480,6 +544,17 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 		case <-timerC:
 			timerC = nil
 			cancelAll()
+			// RFC 3261 §16.7 step 2 and §9.1: a branch that answers no
+			// CANCEL within 64·T1 is given up as 408.
+			giveUp = time.After(sip.Timer_B)
+		case <-giveUp:
+			for _, b := range branches {
+				if !b.final {
+					b.final = true
+					pending--
+					best = better(best, sip.NewResponseFromRequest(b.out, 408, "Request Timeout", nil))
+				}
+			}
 		case <-p.ctx.Done():
 			return nil, true
 		}
@@ -551,9 +626,14 @@ func (p *Proxy) sendCancel(b *branch) {
 }
 
 // relay passes a downstream response upstream without our Via.
-func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response) {
+// t is where the request went: with the response's Contact, the hops the
+// caller's requests in the dialog may go to (rrtoken.go).
+func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response, t *target) {
 	out := res.Clone()
 	out.RemoveHeader("Via")
+	if res.StatusCode > 100 && res.StatusCode < 300 {
+		p.retoken(out, t)
+	}
 	p.anchorAnswer(out)
 	// Parsed off the wire, the response's destination is our own socket:
 	// send by the remaining Via (received/rport were set on arrival).

@@ -33,7 +33,7 @@ func FuzzRoute(f *testing.F) {
 	}
 	p.self = hostPort{"127.0.0.1", 5060}
 	seeds = append(seeds,
-		"MESSAGE sip:x@192.0.2.77:5099 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK5\r\nRoute: <sip:127.0.0.1:5060;lr;lsrr="+p.rrToken("q")+">\r\nTo: <sip:x@b.example>;tag=9\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: q\r\nCSeq: 2 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+		"MESSAGE sip:x@192.0.2.77:5099 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK5\r\nRoute: <sip:127.0.0.1:5060;lr;lsrr="+p.rrToken("q", "192.0.2.77:5099")+">\r\nTo: <sip:x@b.example>;tag=9\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: q\r\nCSeq: 2 MESSAGE\r\nContent-Length: 0\r\n\r\n",
 		"MESSAGE sip:alice@a.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK6\r\nRoute: <sip:a.example;lr>, <sip:192.0.2.77:5099;lr>\r\nTo: <sip:alice@a.example>\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: r\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n")
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -21,40 +21,45 @@ func hasSDP(m interface {
 }
 
 // anchorOffer rewrites an initial INVITE's SDP offer to the relay when the
-// media policy says so. The callee is told to send to leg 1; what the
+// media policy says so, and reports whether it made a session (only then
+// may the INVITE's failure end it). The callee is told to send to leg 1; what the
 // caller wants comes from its SDP.
-func (p *Proxy) anchorOffer(req *sip.Request) {
+func (p *Proxy) anchorOffer(req *sip.Request) bool {
 	if p.cfg.MediaPolicy == "off" || req.Method != sip.INVITE || req.To().Params.Has("tag") || !hasSDP(req) {
-		return
+		return false
 	}
-	id := req.CallID().Value()
+	id := mediaKey(req)
+	if id == "" || p.anchored(id) {
+		return false // no From tag, or a session of this call exists: not ours to change
+	}
 	_, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0) // where the caller wants media
 	if err != nil {
 		p.log.Debug("media relay: offer not anchored", "call", id, "err", err)
-		return
+		return false
 	}
 	if p.cfg.MediaPolicy == "auto" {
 		if !p.privateParty(req, ip) {
-			return
+			return false
 		}
 		if p.cfg.AtRelay != nil && p.cfg.AtRelay(ip, port) {
 			p.stats.relayed.Add(1)
 			p.log.Debug("media relay: offer already at an overlay relay", "call", id, "addr", net.JoinHostPort(ip.String(), fmt.Sprint(port)))
-			return
+			return false
 		}
 	}
 	rip, rport, err := p.cfg.Media.Offer(p.ctx, id, ip, port)
 	if err != nil {
 		p.log.Warn("media relay: no session", "call", id, "err", err)
-		return
+		return false
 	}
 	body, _, _, err := relay.RewriteSDP(req.Body(), rip, rport)
 	if err != nil {
 		p.cfg.Media.End(id)
-		return
+		return false
 	}
 	req.SetBody(body)
 	p.stats.anchored.Add(1)
+	return true
 }
 
 // privateParty: the offer's connection address (media), the caller's
@@ -83,8 +88,8 @@ func (p *Proxy) anchorAnswer(res *sip.Response) {
 	if p.cfg.MediaPolicy == "off" || !hasSDP(res) || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE {
 		return
 	}
-	id := res.CallID().Value()
-	if !p.anchored(id) {
+	id := mediaKey(res)
+	if id == "" || !p.anchored(id) {
 		return
 	}
 	_, ip, port, err := relay.RewriteSDP(res.Body(), "127.0.0.1", 0)
@@ -101,14 +106,53 @@ func (p *Proxy) anchorAnswer(res *sip.Response) {
 	}
 }
 
-// anchored reports whether the call has a relay session.
-func (p *Proxy) anchored(callID string) bool {
-	return p.cfg.Media != nil && p.cfg.Media.Has(callID)
+// mediaKey names a call's relay session: its Call-ID and the caller's From
+// tag (what a response to the INVITE carries too), so knowing a Call-ID is
+// not enough to touch a session. "" for a message without either.
+func mediaKey(m interface {
+	CallID() *sip.CallIDHeader
+	From() *sip.FromHeader
+}) string {
+	c, f := m.CallID(), m.From()
+	if c == nil || f == nil {
+		return ""
+	}
+	tag, _ := f.Params.Get("tag")
+	if tag == "" {
+		return ""
+	}
+	return c.Value() + "|" + tag
+}
+
+// dialogMediaKeys are the keys an in-dialog request's session may have:
+// sent by the caller (its From tag) or by the callee (its To tag is the
+// caller's).
+func dialogMediaKeys(req *sip.Request) []string {
+	var keys []string
+	if k := mediaKey(req); k != "" {
+		keys = append(keys, k)
+	}
+	if c, to := req.CallID(), req.To(); c != nil && to != nil {
+		if tag, _ := to.Params.Get("tag"); tag != "" {
+			keys = append(keys, c.Value()+"|"+tag)
+		}
+	}
+	return keys
+}
+
+// anchored reports whether the call (a mediaKey) has a relay session.
+func (p *Proxy) anchored(key string) bool {
+	return key != "" && p.cfg.Media != nil && p.cfg.Media.Has(key)
 }
 
 // unanchor ends a call's relay session (BYE, CANCEL, failed INVITE).
-func (p *Proxy) unanchor(callID string) {
-	if p.cfg.Media != nil {
-		p.cfg.Media.End(callID)
+func (p *Proxy) unanchor(keys ...string) {
+	if p.cfg.Media == nil {
+		return
+	}
+	for _, k := range keys {
+		if k != "" {
+			p.cfg.Media.End(k)
+		}
 	}
 }

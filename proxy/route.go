@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -36,6 +37,10 @@ type target struct {
 	q     float64
 	how   via
 	flow  bool // dest is a NAT flow this proxy keeps (flow.go)
+	// local: dest may be on this host: a binding registered from this
+	// host (its received address is loopback), or a hop of a dialog whose
+	// party there was one (its token says so).
+	local bool
 	// peer: the domain a TLS connection to dest must present a
 	// certificate of (RFC 5922); "" checks the chain only.
 	peer string
@@ -53,12 +58,16 @@ type decision struct {
 	failover bool
 	// open: the next hop may be used by any sender (the relay policy is
 	// decided on it, not on what the request claims): bindings of this
-	// domain's users (their Paths were minted by our registrar), a NAT flow
-	// this proxy keeps, or a dialog this proxy record-routed (a Route with
-	// a token minted for this Call-ID). Anything else (a pre-loaded Route,
-	// an address in the Request-URI, a foreign domain, a static peer, DNS)
-	// needs a trusted sender or an authenticated user.
+	// domain's users, a NAT flow this proxy keeps, or, inside a dialog
+	// this proxy record-routed, one of the dialog's hops (a Route whose
+	// token this proxy minted for the Call-ID and that hop). Anything else
+	// (a pre-loaded Route, an address in the Request-URI, a foreign
+	// domain, a static peer, DNS) needs a trusted sender or an
+	// authenticated user.
 	open bool
+	// minted: open because of a dialog's token (an in-dialog request of a
+	// dialog this proxy record-routed, going to one of its hops).
+	minted bool
 	// deny: the relay policy refused the request (gate's answer).
 	deny *sip.Response
 }
@@ -190,13 +199,10 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 	// §16.4: Routes naming us are ours to remove (two when we
 	// record-routed twice across transports, RFC 5658).
 	var flowTo *target
-	minted := false // a Route this proxy record-routed into this dialog
+	var token string // of a Route this proxy record-routed into a dialog
 	for r := req.Route(); r != nil && p.isSelf(&r.Address); r = req.Route() {
-		if tok, ok := r.Address.UriParams.Get(rrParam); ok {
-			if !p.rrTokenValid(tok, callID(req)) {
-				return answer(403, "Invalid Record-Route token")
-			}
-			minted = true
+		if tok, ok := r.Address.UriParams.Get(rrParam); ok && req.To().Params.Has("tag") {
+			token = tok // trusted only inside a dialog, for the hops it names
 		}
 		if r.Address.User != "" {
 			// RFC 5626 §5.3: our flow token: the request goes down
@@ -224,7 +230,9 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 			return answer(400, "Bad Route")
 		}
 		t.peer = nameOf(r.Address.Host)
-		return decision{groups: [][]target{{t}}, open: minted}
+		minted := p.rrTokenAllows(token, callID(req), t.dest)
+		t.local = p.rrTokenAllows(token, callID(req), localHop(t.dest))
+		return decision{groups: [][]target{{t}}, open: minted, minted: minted}
 	}
 	if p.isSelf(&req.Recipient) {
 		if req.Method == sip.OPTIONS {
@@ -240,7 +248,9 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		if err != nil {
 			return answer(400, "Bad Request-URI")
 		}
-		return decision{groups: [][]target{{t}}, open: minted}
+		minted := p.rrTokenAllows(token, callID(req), t.dest)
+		t.local = p.rrTokenAllows(token, callID(req), localHop(t.dest))
+		return decision{groups: [][]target{{t}}, open: minted, minted: minted}
 	}
 	aor, err := lsp.Canonical(aorOf(req.Recipient))
 	if err != nil {
@@ -248,7 +258,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 	}
 	domain := lsp.Domain(aor)
 	own := p.cfg.Domain != "" && strings.EqualFold(domain, p.cfg.Domain)
-	if !own && !minted && gate != nil {
+	if !own && gate != nil {
 		// A foreign destination: only for trusted or authenticated
 		// senders, decided before any lookup or DNS work is spent on it.
 		if res := gate(); res != nil {
@@ -267,7 +277,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		if p.cfg.Mode == Redirecting {
 			return decision{code: 302, reason: "Moved Temporarily", contacts: bs}
 		}
-		return decision{groups: p.bindingGroups(bs, domain, req.Recipient), open: own || minted}
+		return decision{groups: p.bindingGroups(bs, domain, req.Recipient), open: own}
 	}
 	if own {
 		if p.cfg.KnownUser != nil && !p.cfg.KnownUser(aor) {
@@ -370,6 +380,11 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 			// came from, not the private one in its Contact.
 			t.dest = b.Received
 		}
+		if h, _, err := net.SplitHostPort(b.Received); err == nil {
+			if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+				t.local = true
+			}
+		}
 		t.q = b.Q
 		if t.q == 0 {
 			t.q = 1
@@ -422,4 +437,41 @@ func uriTarget(next, ruri sip.Uri, how via) (target, error) {
 		}
 	}
 	return target{uri: ruri, dest: net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)), tr: tr, how: how}, nil
+}
+
+// internalIP: an address on this host or its link (loopback, unspecified,
+// link-local, multicast): where the node's own services and cloud
+// metadata endpoints are.
+func internalIP(ip net.IP) bool {
+	return ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast()
+}
+
+// destAllowed is the last check before a request leaves: a destination on
+// this host or link, named or resolved, is only for trusted senders, NAT
+// flows this proxy keeps and bindings registered from this host. Whatever
+// named it (a Contact, a Path, a Route, DNS, an authenticated user's
+// Request-URI), requests never reach the node's own services otherwise.
+func (p *Proxy) destAllowed(ctx context.Context, req *sip.Request, t target) bool {
+	if t.flow || t.local || p.trusted(req) {
+		return true
+	}
+	host, _, err := net.SplitHostPort(t.dest)
+	if err != nil {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return !internalIP(ip)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return true // it will not be reached either
+	}
+	for _, a := range ips {
+		if internalIP(a.IP) {
+			return false
+		}
+	}
+	return true
 }

@@ -104,19 +104,38 @@ func (p *Proxy) transaction(ctx context.Context, out *sip.Request, t target) (si
 }
 
 // tlsPeerDomains returns the domains of the client certificate of the TLS
-// connection req came on, nil when it came on no TLS connection with one.
-func (p *Proxy) tlsPeerDomains(req *sip.Request) []string {
+// connection req came on: nil when it came on no TLS connection or one
+// without a client certificate; ok false when the connection is gone (the
+// request is then refused: no identity, no benefit of the doubt).
+func (p *Proxy) tlsPeerDomains(req *sip.Request) (domains []string, ok bool) {
 	if p.tpl == nil || !strings.EqualFold(req.Transport(), "TLS") {
-		return nil
+		return nil, true
 	}
 	conn, err := p.tpl.GetConnection("tls", req.Source())
 	if err != nil || conn == nil {
-		return nil
+		return nil, false
 	}
 	if c := peerCert(conn); c != nil {
-		return CertDomains(c)
+		return CertDomains(c), true
 	}
-	return nil
+	return nil, true
+}
+
+// writeStateless sends out (an ACK) to t without a transaction; on a TLS
+// connection only to a peer of t.peer, as transaction does.
+func (p *Proxy) writeStateless(ctx context.Context, out *sip.Request, t target) error {
+	if t.tr != "TLS" || t.peer == "" || p.tpl == nil {
+		return p.client.WriteRequest(out, asIs)
+	}
+	conn, err := p.tpl.ClientRequestConnection(ctx, out)
+	if err != nil {
+		return err
+	}
+	defer conn.TryClose() // as sipgo's own WriteRequest does
+	if c := peerCert(conn); c == nil || !certNames(c, t.peer) {
+		return fmt.Errorf("%w: %s is not %s", ErrPeerIdentity, t.dest, t.peer)
+	}
+	return conn.WriteMsg(out)
 }
 
 // nameOf is the domain a TLS connection to host must be for: host itself

@@ -1,6 +1,8 @@
 package registrar
 
 import (
+	"net"
+
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha256"
@@ -25,8 +27,8 @@ import (
 //	base64url(issued-ms(8) ‖ cseq(4) ‖ algs(1) ‖ HMAC(secret, those ‖ realm ‖ H(request)))[:16]
 //
 // H(request) covers what the credentials are to authorise: method,
-// Call-ID, From, To and Request-URI, and for REGISTER every Contact and
-// the Expires header. cseq is the challenged request's CSeq; the
+// Call-ID, From, To, Request-URI, every Contact, Path and Route, the
+// Expires header, the body, and the IP address the request came from. cseq is the challenged request's CSeq; the
 // credentials are accepted only on the request with CSeq one higher (RFC
 // 3261 §8.1.3.5: the retry increments it). algs is the set of algorithms
 // the challenge offered: an answer with another one is refused.
@@ -73,8 +75,9 @@ func algBit(alg string) byte {
 	return 0
 }
 
-// requestHash is H(request) of a SIP request (see nonces).
-func requestHash(req *sip.Request) []byte {
+// requestHash is H(request) of a SIP request (see nonces), received from
+// source ("ip:port"; its IP is bound: a retry comes from the UA's address).
+func requestHash(req *sip.Request, source string) []byte {
 	h := sha256.New()
 	put := func(s string) {
 		var n [4]byte
@@ -89,14 +92,18 @@ func requestHash(req *sip.Request) []byte {
 			put(v.Value())
 		}
 	}
-	if req.Method == sip.REGISTER {
-		for _, c := range req.GetHeaders("Contact") {
-			put(c.Value())
-		}
-		if e := req.GetHeader("Expires"); e != nil {
-			put("e" + strings.TrimSpace(e.Value()))
+	if ip, _, err := net.SplitHostPort(source); err == nil {
+		put("s" + ip)
+	}
+	for _, name := range []string{"Contact", "Path", "Route"} {
+		for _, v := range req.GetHeaders(name) {
+			put(name + ":" + v.Value())
 		}
 	}
+	if e := req.GetHeader("Expires"); e != nil {
+		put("e" + strings.TrimSpace(e.Value()))
+	}
+	put(string(req.Body()))
 	return h.Sum(nil)
 }
 
@@ -111,8 +118,8 @@ type digestRequest struct {
 	agent string
 }
 
-func sipRequest(req *sip.Request) digestRequest {
-	d := digestRequest{hash: requestHash(req)}
+func sipRequest(req *sip.Request, source string) digestRequest {
+	d := digestRequest{hash: requestHash(req, source)}
 	if c := req.CSeq(); c != nil {
 		d.cseq = c.SeqNo
 	}
@@ -279,19 +286,21 @@ func (u *usedNonces) use(nonce string, issued, now time.Time, ttl time.Duration)
 	if _, seen := m[key]; seen {
 		return false
 	}
-	for u.n >= u.max && len(u.buckets) > 0 {
+	for u.n >= u.max {
+		// Forget the oldest bucket older than this nonce's; when there is
+		// none, refuse this nonce alone (stale: the UA gets a new one).
 		first, found := int64(0), false
 		for b := range u.buckets {
-			if !found || b < first {
+			if b < k && (!found || b < first) {
 				first, found = b, true
 			}
+		}
+		if !found {
+			return false
 		}
 		u.n -= len(u.buckets[first])
 		delete(u.buckets, first)
 		u.floor = time.Unix(0, (first+1)*int64(u.width))
-		if k <= first {
-			return false
-		}
 	}
 	if m == nil {
 		m = map[[16]byte]struct{}{}

@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,18 @@ func TestDigestReplay(t *testing.T) {
 		if res.StatusCode != tc.code {
 			t.Errorf("%s: %d %s, want %d", tc.name, res.StatusCode, res.Reason, tc.code)
 		}
+	}
+	// From the attacker's own address (it would become the binding's
+	// received address and NAT flow); with a Path of its own, which an
+	// untrusted sender's REGISTER never stores.
+	fresh := register(t, alice, "call-9", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	okFresh := authorize(t, fresh, do(fe[1], fresh), "SHA-256", "alice", "secret-a")
+	want(t, fe[0].Handle(context.Background(), okFresh.Clone(), "203.0.113.66:5060"), 401)
+	withPath := okFresh.Clone()
+	withPath.AppendHeader(sip.NewHeader("Path", "<sip:203.0.113.66;lr>"))
+	want(t, do(fe[0], withPath), 200) // what alice asked for, without the Path
+	if bs, _ := loc.Lookup(context.Background(), alice); len(bs) != 1 || len(bs[0].Path) != 0 {
+		t.Fatalf("a Path from an untrusted sender was stored: %+v", bs)
 	}
 	if got := lookup(); len(got) != 1 || got[0] != "sip:alice@192.0.2.9:5060" {
 		t.Fatalf("bindings after the replays: %v", got)
@@ -226,9 +239,13 @@ func TestContactAndExpires(t *testing.T) {
 	r := newTestRegistrar(t, false, nil)
 	alice := "sip:alice@a.example"
 	for _, c := range []string{"<sip:x@127.0.0.1:22>", "<sip:x@[::1]:5060>", "<sip:x@169.254.169.254>", "<sip:x@0.0.0.0>",
-		"<sip:x@localhost:5060>", "<sip:x@192.0.2.1;maddr=127.0.0.1>"} {
+		"<sip:x@localhost:5060>", "<sip:x@192.0.2.1;maddr=192.0.2.1>", "<sip:x@a.example>", "<sip:x@224.0.0.1>"} {
 		want(t, do(r, register(t, alice, "c-"+c, 1, "Contact: "+c)), 403)
 	}
+	// Another public address than the sender's: refused (a registered
+	// user would aim every call to its AOR at a victim).
+	want(t, r.Handle(context.Background(), register(t, alice, "victim", 1, "Contact: <sip:x@203.0.113.9:5060>"), "198.51.100.7:5060"), 403)
+	want(t, r.Handle(context.Background(), register(t, alice, "own", 1, "Contact: <sip:x@198.51.100.7:5062>"), "198.51.100.7:5060"), 200)
 	want(t, r.Handle(context.Background(), register(t, alice, "lo", 1, "Contact: <sip:x@127.0.0.1:5070>"), "127.0.0.1:5070"), 200)
 	want(t, do(r, register(t, alice, "private", 1, "Contact: <sip:x@10.1.2.3:5060>")), 200)
 	for _, e := range []string{"4294967296", "99999999999999999999999"} {
@@ -239,4 +256,33 @@ func TestContactAndExpires(t *testing.T) {
 		}
 	}
 	want(t, do(r, register(t, alice, "neg", 1, "Contact: <sip:a@192.0.2.1>", "Expires: -1")), 400)
+}
+
+// BenchmarkDigestRegister: one authenticated registration as a UA does it
+// (REGISTER → 401 → REGISTER with credentials → 200), in-process with a
+// local store: what nonce binding, the used-nonce cache and verification
+// cost per registration. SHA-256 and MD5.
+func BenchmarkDigestRegister(b *testing.B) {
+	for _, alg := range []string{"SHA-256", "MD5"} {
+		b.Run(alg, func(b *testing.B) {
+			r, err := New(Config{Domain: "a.example", Mode: Local, Logger: quiet(),
+				Users: &UsersFile{Realm: "a.example", Users: []UserHash{
+					NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a")}},
+				NonceSecret: []byte("0123456789abcdef0123")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				req := register(b, "sip:alice@a.example", fmt.Sprintf("bench-%d", i), 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+				res := do(r, req)
+				if res.StatusCode != 401 {
+					b.Fatal(res.StatusCode)
+				}
+				if ok := do(r, authorize(b, req, res, alg, "alice", "secret-a")); ok.StatusCode != 200 {
+					b.Fatal(ok.StatusCode)
+				}
+			}
+		})
+	}
 }

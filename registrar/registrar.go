@@ -75,6 +75,12 @@ type Config struct {
 	// beyond it a REGISTER gets 503 with Retry-After at once, so overload
 	// sheds instead of piling up timeouts. Default 2048.
 	MaxInFlight int
+	// TrustedNetworks: senders whose Path headers are kept (edge proxies in
+	// front of the registrar) and whose Contacts may name any address.
+	// Others' Paths are dropped, and their Contacts may not name this host,
+	// the link, a maddr, the domain, or another public address than their
+	// own. Nil: loopback; an empty list trusts nobody.
+	TrustedNetworks []*net.IPNet
 	// Edge, when set, is called for each binding of a REGISTER that came
 	// through a NAT (a private Contact address, another source, no Path
 	// from an edge proxy before us) with the source, the transport and the
@@ -151,6 +157,10 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 2048
 	}
+	if cfg.TrustedNetworks == nil {
+		cfg.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
+			{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
+	}
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("%w: min expires above max expires", ErrConfig)
 	}
@@ -226,6 +236,14 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	if cseq.MethodName != sip.REGISTER {
 		return status(req, 400, "CSeq method is not REGISTER")
 	}
+	trusted := r.trusted(source)
+	if !trusted {
+		// RFC 3327: a Path is added by proxies in front of the registrar;
+		// one from an untrusted sender would route its AOR's calls
+		// anywhere (our own host included). Not stored, not echoed.
+		for req.RemoveHeader("Path") {
+		}
+	}
 	// Step 1: the Request-URI names the domain whose bindings are asked for.
 	if !strings.EqualFold(strings.TrimSuffix(req.Recipient.Host, "."), r.cfg.Domain) {
 		return status(req, 404, "Domain not served here")
@@ -246,11 +264,11 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	}
 	// Steps 3–4: authentication and authorisation.
 	if r.users != nil {
-		if res := r.authenticate(req, aor); res != nil {
+		if res := r.authenticateAs(req, aor, source, uasAuth()); res != nil {
 			return res
 		}
 	}
-	contacts, wildcard, res := r.parseContacts(req, source)
+	contacts, wildcard, res := r.parseContacts(req, source, trusted)
 	if res != nil {
 		return res
 	}
@@ -456,28 +474,46 @@ func deltaSeconds(v string) (time.Duration, bool) {
 	return time.Duration(n) * time.Second, true
 }
 
-// contactAllowed: a Contact may not name this machine or the link
-// (loopback, unspecified, link-local: cloud metadata services live at
-// 169.254.169.254) unless the REGISTER came from loopback itself;
-// otherwise any caller could make the proxy send requests to services on
-// the node's own host. Private addresses stay allowed (UAs behind NAT).
-func contactAllowed(u *sip.Uri, source string) bool {
-	ip := net.ParseIP(strings.Trim(u.Host, "[]"))
-	if m, ok := u.UriParams.Get("maddr"); ok {
-		ip = net.ParseIP(strings.Trim(m, "[]"))
-		if ip == nil {
-			return false
-		}
+// contactAllowed: what an untrusted sender may register as a Contact. Not
+// this machine or the link (loopback, unspecified, link-local: cloud
+// metadata services live at 169.254.169.254; "localhost"), not a maddr,
+// not this domain itself (requests would come straight back), and no
+// public address other than the one the REGISTER came from (64 Contacts
+// at a victim's ports would make every call to the AOR a flood of
+// INVITEs to it). Private addresses stay allowed: UAs behind NAT. A name
+// other than the domain is allowed (and resolved when used).
+func contactAllowed(u *sip.Uri, source, domain string) bool {
+	if _, ok := u.UriParams.Get("maddr"); ok {
+		return false
 	}
+	host := strings.ToLower(strings.TrimSuffix(u.Host, "."))
+	ip := net.ParseIP(strings.Trim(host, "[]"))
 	if ip == nil {
-		return !strings.EqualFold(strings.TrimSuffix(u.Host, "."), "localhost")
+		return host != "localhost" && host != domain
 	}
-	if !ip.IsLoopback() && !ip.IsUnspecified() && !ip.IsLinkLocalUnicast() && !ip.IsMulticast() {
+	if ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() {
+		return false
+	}
+	if PrivateAddr(ip) {
 		return true
 	}
 	src, _, err := net.SplitHostPort(source)
-	from := net.ParseIP(src)
-	return err == nil && from != nil && from.IsLoopback()
+	return err == nil && ip.Equal(net.ParseIP(src))
+}
+
+// trusted reports whether source ("ip:port") is in TrustedNetworks.
+func (r *Registrar) trusted(source string) bool {
+	host, _, err := net.SplitHostPort(source)
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil {
+		return false
+	}
+	for _, n := range r.cfg.TrustedNetworks {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 type contact struct {
@@ -487,7 +523,7 @@ type contact struct {
 
 // parseContacts reads the Contact list with each contact's expiry (its
 // expires param, else the Expires header, else the default).
-func (r *Registrar) parseContacts(req *sip.Request, source string) ([]contact, bool, *sip.Response) {
+func (r *Registrar) parseContacts(req *sip.Request, source string, trusted bool) ([]contact, bool, *sip.Response) {
 	hdrExpires := r.cfg.DefaultExpires
 	haveHdr := false
 	if h := req.GetHeader("Expires"); h != nil {
@@ -517,7 +553,7 @@ func (r *Registrar) parseContacts(req *sip.Request, source string) ([]contact, b
 			}
 			exp = d
 		}
-		if !contactAllowed(&c.Address, source) {
+		if !trusted && !contactAllowed(&c.Address, source, r.cfg.Domain) {
 			return nil, false, status(req, 403, "Contact address not allowed")
 		}
 		if exp != 0 && exp < r.cfg.MinExpires {
@@ -596,12 +632,6 @@ func proxyAuth() authKind {
 	return authKind{407, "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"}
 }
 
-// authenticate returns nil when the request carries valid credentials of a
-// user allowed to register aor, else the 401/403 to send.
-func (r *Registrar) authenticate(req *sip.Request, aor string) *sip.Response {
-	return r.authenticateAs(req, aor, uasAuth())
-}
-
 // AuthorizeProxy returns nil when req carries valid Proxy-Authorization of
 // the user whose AOR is in its From (RFC 3261 §22.3), else the 407 or 403
 // to send; 403 when this registrar has no users.
@@ -613,7 +643,7 @@ func (r *Registrar) AuthorizeProxy(req *sip.Request) *sip.Response {
 	if err != nil {
 		return status(req, 403, "Relaying denied")
 	}
-	return r.authenticateAs(req, aor, proxyAuth())
+	return r.authenticateAs(req, aor, req.Source(), proxyAuth())
 }
 
 // CheckDigest verifies a digest Authorization value (RFC 7616/8760, as
@@ -691,12 +721,15 @@ func uriNames(uri string, ruri sip.Uri) bool {
 		strings.EqualFold(strings.TrimSuffix(u.Host, "."), strings.TrimSuffix(ruri.Host, ".")) && u.Port == ruri.Port
 }
 
-func (r *Registrar) authenticateAs(req *sip.Request, aor string, k authKind) *sip.Response {
+// authenticateAs returns nil when req, received from source, carries valid
+// credentials (k: Authorization or Proxy-Authorization) of the user of
+// aor, else the 401/407/403 to send.
+func (r *Registrar) authenticateAs(req *sip.Request, aor, source string, k authKind) *sip.Response {
 	authz := ""
 	if h := req.GetHeader(k.ask); h != nil {
 		authz = h.Value()
 	}
-	dr := sipRequest(req)
+	dr := sipRequest(req, source)
 	u, verdict := r.checkDigest(string(req.Method), authz, func(uri string) bool { return uriNames(uri, req.Recipient) }, dr)
 	switch verdict {
 	case digestMalformed:

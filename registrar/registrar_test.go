@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -62,8 +63,16 @@ func register(t testing.TB, aor, callID string, cseq int, headers ...string) *si
 	return m.(*sip.Request)
 }
 
+// do hands req to r as sent from its first Contact's address when that is
+// a public one (a UA registers itself), else from 198.51.100.7.
 func do(r *Registrar, req *sip.Request) *sip.Response {
-	return r.Handle(context.Background(), req, "198.51.100.7:40000")
+	source := "198.51.100.7:40000"
+	if c := req.Contact(); c != nil {
+		if ip := net.ParseIP(c.Address.Host); ip != nil && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsUnspecified() && !ip.IsLinkLocalUnicast() {
+			source = net.JoinHostPort(ip.String(), "40000")
+		}
+	}
+	return r.Handle(context.Background(), req, source)
 }
 
 // authorize answers the challenge of res for req with algorithm alg: the
@@ -156,9 +165,10 @@ func TestDigest(t *testing.T) {
 func TestRegisterSemantics(t *testing.T) {
 	r := newTestRegistrar(t, false, nil)
 	alice := "sip:alice@a.example"
-	res := do(r, register(t, alice, "c1", 1,
+	// Through an edge proxy on a trusted network (its Path is kept).
+	res := r.Handle(context.Background(), register(t, alice, "c1", 1,
 		"Contact: <sip:alice@192.0.2.1:5060>;q=0.8, <sip:alice@192.0.2.2:5060>;expires=120", "Expires: 600",
-		"Path: <sip:edge.a.example;lr>"))
+		"Path: <sip:edge.a.example;lr>"), "127.0.0.1:5070")
 	want(t, res, 200)
 	cs := contacts(res)
 	if len(cs) != 2 || !strings.Contains(strings.Join(cs, " "), "expires=120") || !strings.Contains(strings.Join(cs, " "), "q=0.8") {
@@ -168,7 +178,7 @@ func TestRegisterSemantics(t *testing.T) {
 		t.Fatal("Path not echoed")
 	}
 	bs, _ := r.loc.Lookup(context.Background(), alice)
-	if len(bs) != 2 || bs[0].Received != "198.51.100.7:40000" || len(bs[0].Path) != 1 {
+	if len(bs) != 2 || bs[0].Received != "127.0.0.1:5070" || len(bs[0].Path) != 1 {
 		t.Fatalf("stored %+v", bs)
 	}
 	// Query: no Contact lists the bindings.
@@ -336,7 +346,9 @@ func TestNATEdge(t *testing.T) {
 		t.Fatalf("edge calls %+v", calls)
 	}
 	want(t, do(r, register(t, bob, "n2", 1, "Contact: <sip:bob@203.0.113.5:5060>", "Expires: 600")), 200)
-	want(t, do(r, register(t, carol, "n3", 1, "Contact: <sip:carol@10.0.0.5:5060>", "Expires: 600", "Path: <sip:edge.a.example;lr>")), 200)
+	// Through a trusted edge proxy that added its Path: no flow of ours.
+	want(t, r.Handle(context.Background(), register(t, carol, "n3", 1, "Contact: <sip:carol@10.0.0.5:5060>", "Expires: 600",
+		"Path: <sip:edge.a.example;lr>"), "127.0.0.1:5070"), 200)
 	for _, aor := range []string{bob, carol} {
 		bs, _ := r.loc.Lookup(context.Background(), aor)
 		if len(bs) != 1 || len(bs[0].Path) > 1 || len(bs[0].Path) == 1 && strings.Contains(bs[0].Path[0], "flow@") {

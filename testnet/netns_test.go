@@ -313,7 +313,7 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 		return cmd
 	}
 	reg := sipp(ctx, calleeHost, m.Nodes[aIdx].SIP, "-sf", "nat-callee.xml", "-oocsf", "nat-callee-ooc.xml",
-		"-au", callee.Username, "-ap", callee.Password, "-key", "user", calleeUser, "-key", "domain", "a.example")
+		"-au", callee.Username, "-ap", callee.Password, "-auth_uri", "a.example", "-key", "user", calleeUser, "-key", "domain", "a.example")
 	var regOut lockedBuffer
 	reg.Stdout, reg.Stderr = &regOut, &regOut
 	if err := nw.Bed.Start(reg); err != nil {
@@ -346,7 +346,7 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 	defer cancelCall()
 	call := sipp(callCtx, callerHost, m.Nodes[bIdx].SIP, "-sf", "nat-caller.xml", "-s", calleeUser,
 		"-key", "cdomain", "a.example", "-key", "caller", callerUser, "-key", "mydomain", "b.example",
-		"-au", caller.Username, "-ap", caller.Password, "-timeout", "40s")
+		"-au", caller.Username, "-ap", caller.Password, "-auth_uri", calleeUser+"@a.example", "-timeout", "40s")
 	if out, err := call.CombinedOutput(); err != nil {
 		errs, _ := os.ReadFile(filepath.Join(dir, callerHost.Name+"-errors.log"))
 		cerrs, _ := os.ReadFile(filepath.Join(dir, calleeHost.Name+"-errors.log"))
