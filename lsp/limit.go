@@ -63,12 +63,9 @@ func (l *limiter) allowN(p peer.ID, n int) bool {
 	if n <= 0 {
 		return true
 	}
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.bucket(p, now)
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
+	b := l.refilled(p)
 	if b.tokens < float64(n) {
 		return false
 	}
@@ -82,13 +79,20 @@ func (l *limiter) charge(p peer.ID, n int) {
 	if n <= 0 {
 		return
 	}
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.refilled(p)
+	b.tokens = max(-l.burst, b.tokens-float64(n))
+}
+
+// refilled is p's bucket with the tokens earned since its last use; l.mu
+// is held.
+func (l *limiter) refilled(p peer.ID) *bucket {
+	now := l.now()
 	b := l.bucket(p, now)
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
-	b.tokens = max(-l.burst, b.tokens-float64(n))
+	return b
 }
 
 // bucket returns p's bucket, making one (l.mu held).

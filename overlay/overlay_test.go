@@ -18,31 +18,7 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startN(t *testing.T, n int, name string) []*Overlay {
-	t.Helper()
-	var out []*Overlay
-	var boot []string
-	for i := 0; i < n; i++ {
-		key, err := GenerateIdentity()
-		if err != nil {
-			t.Fatal(err)
-		}
-		o, err := New(context.Background(), Config{Name: name, Identity: key, Bootstrap: boot,
-			GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { o.Close() })
-		if err := o.Join(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			boot = o.Addrs()
-		}
-		out = append(out, o)
-	}
-	return out
-}
+func startN(t *testing.T, n int, name string) []*Overlay { return startWith(t, n, name, nil) }
 
 func waitMembers(t *testing.T, os []*Overlay, want int) {
 	t.Helper()

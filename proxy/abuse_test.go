@@ -26,6 +26,19 @@ func victim(t *testing.T) (*net.UDPConn, string) {
 	return c, c.LocalAddr().String()
 }
 
+// loopbackMedia is an RTP relay on 127.0.0.1 ports lo–hi that may send to
+// loopback (where the tests' parties are).
+func loopbackMedia(t *testing.T, lo, hi int) *relay.Media {
+	t.Helper()
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: lo, MaxPort: hi, Logger: quiet(),
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { media.Close() })
+	return media
+}
+
 // silent reports whether c got nothing within d.
 func silent(c *net.UDPConn, d time.Duration) (bool, string) {
 	buf := make([]byte, 65535)
@@ -50,12 +63,7 @@ func TestOpenRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41200, MaxPort: 41299, Logger: quiet(),
-		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer media.Close()
+	media := loopbackMedia(t, 41200, 41299)
 	_, other, _ := net.ParseCIDR("10.255.0.0/16")
 	tp := startProxy(t, Proxying, func(c *Config) {
 		c.TrustedNetworks = []*net.IPNet{other} // the senders below are untrusted
@@ -212,12 +220,7 @@ func (u *ua) statusOf(callID string, timeout time.Duration) *sip.Response {
 // anchored call's Call-ID but has no Route this proxy minted for it does not
 // end the call's media session.
 func TestForeignByeKeepsMedia(t *testing.T) {
-	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41300, MaxPort: 41399, Logger: quiet(),
-		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer media.Close()
+	media := loopbackMedia(t, 41300, 41399)
 	_, other, _ := net.ParseCIDR("10.255.0.0/16")
 	tp := startProxy(t, Proxying, func(c *Config) {
 		c.TrustedNetworks = []*net.IPNet{other}
