@@ -222,8 +222,7 @@ func New(cfg Config) (*Proxy, error) {
 		cfg.KeepaliveTimeout = 5 * time.Second
 	}
 	if cfg.TrustedNetworks == nil {
-		cfg.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
-			{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
+		cfg.TrustedNetworks = registrar.Loopback()
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{},
 		flows: flows{m: map[string]flow{}}, rrKey: cfg.FlowSecret}

@@ -159,20 +159,7 @@ func (p *Proxy) looped(req *sip.Request) bool {
 // trusted reports whether req came from a trusted network: such senders
 // may send anywhere (co-located servers and UAs).
 func (p *Proxy) trusted(req *sip.Request) bool {
-	host, _, err := net.SplitHostPort(req.Source())
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return false
-	}
-	for _, n := range p.cfg.TrustedNetworks {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return registrar.InNetworks(req.Source(), p.cfg.TrustedNetworks)
 }
 
 // isSelf reports whether u names this proxy: its address, or its domain
@@ -439,13 +426,6 @@ func uriTarget(next, ruri sip.Uri, how via) (target, error) {
 	return target{uri: ruri, dest: net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)), tr: tr, how: how}, nil
 }
 
-// internalIP: an address on this host or its link (loopback, unspecified,
-// link-local, multicast): where the node's own services and cloud
-// metadata endpoints are.
-func internalIP(ip net.IP) bool {
-	return ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast()
-}
-
 // destAllowed is the last check before a request leaves: a destination on
 // this host or link, named or resolved, is only for trusted senders, NAT
 // flows this proxy keeps and bindings registered from this host. Whatever
@@ -460,7 +440,7 @@ func (p *Proxy) destAllowed(ctx context.Context, req *sip.Request, t target) boo
 		return false
 	}
 	if ip := net.ParseIP(host); ip != nil {
-		return !internalIP(ip)
+		return !registrar.HostOrLink(ip)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -469,7 +449,7 @@ func (p *Proxy) destAllowed(ctx context.Context, req *sip.Request, t target) boo
 		return true // it will not be reached either
 	}
 	for _, a := range ips {
-		if internalIP(a.IP) {
+		if registrar.HostOrLink(a.IP) {
 			return false
 		}
 	}

@@ -158,8 +158,7 @@ func New(cfg Config) (*Registrar, error) {
 		cfg.MaxInFlight = 2048
 	}
 	if cfg.TrustedNetworks == nil {
-		cfg.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
-			{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
+		cfg.TrustedNetworks = Loopback()
 	}
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("%w: min expires above max expires", ErrConfig)
@@ -491,7 +490,7 @@ func contactAllowed(u *sip.Uri, source, domain string) bool {
 	if ip == nil {
 		return host != "localhost" && host != domain
 	}
-	if ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() {
+	if HostOrLink(ip) {
 		return false
 	}
 	if PrivateAddr(ip) {
@@ -502,18 +501,34 @@ func contactAllowed(u *sip.Uri, source, domain string) bool {
 }
 
 // trusted reports whether source ("ip:port") is in TrustedNetworks.
-func (r *Registrar) trusted(source string) bool {
+func (r *Registrar) trusted(source string) bool { return InNetworks(source, r.cfg.TrustedNetworks) }
+
+// InNetworks reports whether source ("ip:port") is in one of nets.
+func InNetworks(source string, nets []*net.IPNet) bool {
 	host, _, err := net.SplitHostPort(source)
 	ip := net.ParseIP(host)
 	if err != nil || ip == nil {
 		return false
 	}
-	for _, n := range r.cfg.TrustedNetworks {
+	for _, n := range nets {
 		if n.Contains(ip) {
 			return true
 		}
 	}
 	return false
+}
+
+// HostOrLink: an address on this host or its link (loopback, unspecified,
+// link-local, multicast), where the node's own services and cloud metadata
+// endpoints are.
+func HostOrLink(ip net.IP) bool {
+	return ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast()
+}
+
+// Loopback is the default trusted network list: this host.
+func Loopback() []*net.IPNet {
+	return []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
+		{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
 }
 
 type contact struct {
