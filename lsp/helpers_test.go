@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 )
@@ -95,3 +96,19 @@ func binding(contact string, ttl time.Duration) Binding {
 }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// inParallel runs fn(0) … fn(n-1), at most width at once, and waits.
+func inParallel(n, width int, fn func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, width)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}

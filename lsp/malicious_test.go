@@ -289,31 +289,24 @@ func TestMaliciousNodes(t *testing.T) {
 	var mu sync.Mutex
 	var wrong []string
 	start := time.Now()
-	for i := 0; i < naor; i++ {
-		wwg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wwg.Done()
-			defer func() { <-sem }()
-			r := c.svcs[honestIdx[mrand.IntN(len(honestIdx))]]
-			bs, err := r.Lookup(wctx, aor(i))
-			tried.Add(1)
-			ok := err == nil
-			if w, live := want[aor(i)]; ok && live {
-				ok = len(bs) == 1 && bs[0].Contact == w
-			} else if ok {
-				ok = len(bs) == 0
-			}
-			if ok {
-				correct.Add(1)
-				return
-			}
-			mu.Lock()
-			wrong = append(wrong, fmt.Sprintf("%s: got %v (err %v), want %q", aor(i), bs, err, want[aor(i)]))
-			mu.Unlock()
-		}(i)
-	}
-	wwg.Wait()
+	inParallel(naor, 16, func(i int) {
+		r := c.svcs[honestIdx[mrand.IntN(len(honestIdx))]]
+		bs, err := r.Lookup(wctx, aor(i))
+		tried.Add(1)
+		ok := err == nil
+		if w, live := want[aor(i)]; ok && live {
+			ok = len(bs) == 1 && bs[0].Contact == w
+		} else if ok {
+			ok = len(bs) == 0
+		}
+		if ok {
+			correct.Add(1)
+			return
+		}
+		mu.Lock()
+		wrong = append(wrong, fmt.Sprintf("%s: got %v (err %v), want %q", aor(i), bs, err, want[aor(i)]))
+		mu.Unlock()
+	})
 	elapsed := time.Since(start)
 	var answered int64
 	for _, l := range liars {
@@ -499,27 +492,18 @@ func TestWriteRefusalLiars(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	var failed []string
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i := 0; i < naor; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			w := c.svcs[1+i%2]
-			err := w.Publish(ctx, aor(i), binding(fmt.Sprintf("sip:u%d@192.0.2.1", i), time.Hour))
-			if err == nil {
-				_, err = w.Register(ctx, aor(i), reg(fmt.Sprintf("sip:u%d@192.0.2.2", i), fmt.Sprintf("call-%d", i), 1))
-			}
-			if err != nil {
-				mu.Lock()
-				failed = append(failed, fmt.Sprintf("%s: %v", aor(i), err))
-				mu.Unlock()
-			}
-		}(i)
-	}
-	wg.Wait()
+	inParallel(naor, 16, func(i int) {
+		w := c.svcs[1+i%2]
+		err := w.Publish(ctx, aor(i), binding(fmt.Sprintf("sip:u%d@192.0.2.1", i), time.Hour))
+		if err == nil {
+			_, err = w.Register(ctx, aor(i), reg(fmt.Sprintf("sip:u%d@192.0.2.2", i), fmt.Sprintf("call-%d", i), 1))
+		}
+		if err != nil {
+			mu.Lock()
+			failed = append(failed, fmt.Sprintf("%s: %v", aor(i), err))
+			mu.Unlock()
+		}
+	})
 	for _, f := range failed[:min(len(failed), 10)] {
 		t.Error(f)
 	}
@@ -527,20 +511,13 @@ func TestWriteRefusalLiars(t *testing.T) {
 		t.Fatalf("%d of %d AORs' honest writes failed (20 of them with two liars in their replica set)", len(failed), naor)
 	}
 	var wrong atomic.Int64
-	for i := 0; i < naor; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			bs, err := c.svcs[honestIdx[mrand.IntN(len(honestIdx))]].Lookup(ctx, aor(i))
-			if err != nil || len(bs) != 2 || !hasContact(bs, fmt.Sprintf("sip:u%d@192.0.2.1", i)) || !hasContact(bs, fmt.Sprintf("sip:u%d@192.0.2.2", i)) {
-				wrong.Add(1)
-				t.Errorf("%s: lookup = %+v, %v", aor(i), bs, err)
-			}
-		}(i)
-	}
-	wg.Wait()
+	inParallel(naor, 16, func(i int) {
+		bs, err := c.svcs[honestIdx[mrand.IntN(len(honestIdx))]].Lookup(ctx, aor(i))
+		if err != nil || len(bs) != 2 || !hasContact(bs, fmt.Sprintf("sip:u%d@192.0.2.1", i)) || !hasContact(bs, fmt.Sprintf("sip:u%d@192.0.2.2", i)) {
+			wrong.Add(1)
+			t.Errorf("%s: lookup = %+v, %v", aor(i), bs, err)
+		}
+	})
 	if wrong.Load() > 0 {
 		t.Fatalf("%d of %d lookups wrong", wrong.Load(), naor)
 	}
