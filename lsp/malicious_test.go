@@ -380,11 +380,12 @@ func allLiars(ps map[peer.ID]bool, c *cluster, liars map[int]*liar) bool {
 // fetches honestly (it holds nothing).
 type refuser struct {
 	mode    int
+	on      atomic.Bool // lying (a node is made a liar after the cluster is up)
 	refused atomic.Int64
 }
 
 func (r *refuser) fault(_ peer.ID, m *message) *message {
-	if m.Type != msgStore && m.Type != msgRegister {
+	if !r.on.Load() || m.Type != msgStore && m.Type != msgRegister {
 		return nil
 	}
 	r.refused.Add(1)
@@ -443,16 +444,60 @@ func TestWriteRefusalLiars(t *testing.T) {
 	const nodes, bad, naor = 20, 4, 200
 	ca := newTestCA(t)
 	cred := ca.issue(t, []string{"biloxi.example"}, nil, false)
-	perm := mrand.Perm(nodes - 3)
-	liars := map[int]*refuser{}
-	for k, i := range perm[:bad] {
-		liars[i+3] = &refuser{mode: k + 4*mrand.IntN(2)}
+	// Every node but the bootstrap and the two writers can be made a
+	// liar; which ones is decided once the cluster is up.
+	faults := map[int]*refuser{}
+	for i := 3; i < nodes; i++ {
+		faults[i] = &refuser{}
 	}
 	c := newClusterWith(t, nodes, []*Credential{nil, cred, cred}, ca, func(i int, cfg *Config) {
-		if l := liars[i]; l != nil {
-			cfg.fault = l.fault
+		if f := faults[i]; f != nil {
+			cfg.fault = f.fault
 		}
 	})
+	// Replica placement is read from node 0's view: wait until it holds
+	// every member (a loaded machine converges later).
+	deadline := time.Now().Add(30 * time.Second)
+	for len(c.ovs[0].Closest(Key("sip:probe@biloxi.example"), nodes)) < nodes {
+		if time.Now().After(deadline) {
+			t.Fatalf("node 0 sees %d of %d members", len(c.ovs[0].Closest(Key("sip:probe@biloxi.example"), nodes)), nodes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The test proves something only if replica sets hold two liars (with
+	// the old coordinator one liar alone failed the write). Whether any set
+	// can depends on where the liars' IDs fall (XOR neighbours), so two of
+	// them are taken from one replica set, the others at random.
+	idx := map[peer.ID]int{}
+	for i, ov := range c.ovs {
+		idx[ov.ID()] = i
+	}
+	liars := map[int]*refuser{}
+	for k := 0; len(liars) < 2; k++ {
+		if k == 10000 {
+			t.Fatal("no replica set holds two nodes that may lie")
+		}
+		var pair []int
+		for _, p := range c.ovs[0].Closest(Key(fmt.Sprintf("sip:seed%d@biloxi.example", k)), 3) {
+			if i := idx[p]; faults[i] != nil {
+				pair = append(pair, i)
+			}
+		}
+		if len(pair) >= 2 {
+			liars[pair[0]], liars[pair[1]] = faults[pair[0]], faults[pair[1]]
+		}
+	}
+	for _, i := range mrand.Perm(nodes) {
+		if f := faults[i]; f != nil && len(liars) < bad {
+			liars[i] = f
+		}
+	}
+	k := 0
+	for _, l := range liars { // each kind of lie (mode % 4) once
+		l.mode = k + 4*mrand.IntN(2)
+		l.on.Store(true)
+		k++
+	}
 	isLiar := map[peer.ID]bool{}
 	var honestIdx []int
 	for i, ov := range c.ovs {
@@ -462,9 +507,6 @@ func TestWriteRefusalLiars(t *testing.T) {
 			honestIdx = append(honestIdx, i)
 		}
 	}
-	// The test proves something only if replica sets hold two liars (with
-	// the old coordinator one liar alone failed the write): the AORs are
-	// chosen so that at least 20 of them do, the rest at random.
 	liarsIn := func(a string) int {
 		n := 0
 		for _, p := range c.ovs[0].Closest(Key(a), 3) {
@@ -481,7 +523,13 @@ func TestWriteRefusalLiars(t *testing.T) {
 		}
 	}
 	if len(names) < 20 {
-		t.Fatalf("only %d AORs whose replica set holds two liars", len(names))
+		seen := 0
+		for _, p := range c.ovs[0].Closest(Key("sip:probe@biloxi.example"), nodes) {
+			if isLiar[p] {
+				seen++
+			}
+		}
+		t.Fatalf("only %d AORs whose replica set holds two liars (node 0's view holds %d of the %d liars; %d liars configured)", len(names), seen, len(isLiar), len(liars))
 	}
 	for i := len(names); i < naor; i++ {
 		names = append(names, fmt.Sprintf("sip:user%d@biloxi.example", i))
