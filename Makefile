@@ -54,6 +54,7 @@ chaos: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/archtest
 
 FUZZTIME ?= 30s
 fuzz:

@@ -4,34 +4,61 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"strings"
 	"time"
-
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/lsnode/lsnode/overlay"
 )
 
-// ClientConfig configures a remote location-service client.
+// ClientConfig configures a remote location-service client. Zero values
+// take the defaults given per field; negative ones are refused (ErrConfig).
 type ClientConfig struct {
-	// Host is the client's own libp2p host (see overlay.NewLightHost). Required.
-	Host host.Host
+	// Streams opens the client's streams: an *overlay.Dialer (see Dial),
+	// or a member's *overlay.Overlay. Required.
+	Streams overlay.Streams
 	// Overlay is the overlay's name (sets the protocol ID). Required.
 	Overlay string
-	// Server is the lsnode to talk to; its addresses must be in Host's
-	// peerstore or given here.
-	Server peer.AddrInfo
+	// Server is the lsnode to talk to. Its addresses, if given, are handed
+	// to Streams when it keeps addresses (overlay.Dialer does); else
+	// Streams must already know how to reach it.
+	Server overlay.AddrInfo
 	// Credential signs writes locally; nil: lookups only.
 	Credential *Credential
 	// TrustAnchors verify every binding read. Required.
 	TrustAnchors *x509.CertPool
-	// MaxClockSkew, MaxTTL, MaxMessage, RequestTimeout: as in Config.
+	// MaxClockSkew, MaxTTL, MaxMessage: as in Config. RequestTimeout
+	// bounds one request to the server; default 10s.
 	MaxClockSkew   time.Duration
 	MaxTTL         time.Duration
 	MaxMessage     int
 	RequestTimeout time.Duration
+}
+
+// withDefaults validates c, then returns it with every zero field set to
+// its default. Errors wrap ErrConfig.
+func (c ClientConfig) withDefaults() (ClientConfig, error) {
+	switch {
+	case c.Streams == nil:
+		return c, fmt.Errorf("%w: client: no streams", ErrConfig)
+	case c.Overlay == "":
+		return c, fmt.Errorf("%w: client: no overlay name", ErrConfig)
+	case c.Server.ID == "":
+		return c, fmt.Errorf("%w: client: no server", ErrConfig)
+	case c.TrustAnchors == nil:
+		return c, fmt.Errorf("%w: client: no trust anchors", ErrConfig)
+	}
+	if err := nonNegative([]named{
+		{"max clock skew", float64(c.MaxClockSkew)}, {"max TTL", float64(c.MaxTTL)},
+		{"max message", float64(c.MaxMessage)}, {"request timeout", float64(c.RequestTimeout)},
+	}); err != nil {
+		return c, err
+	}
+	def(&c.MaxClockSkew, 30*time.Second)
+	def(&c.MaxTTL, 7*24*time.Hour)
+	def(&c.MaxMessage, DefaultMaxMessage)
+	def(&c.RequestTimeout, 10*time.Second)
+	return c, nil
 }
 
 // Client is the registrar/proxy side of the draft's split: it signs writes
@@ -40,44 +67,45 @@ type ClientConfig struct {
 type Client struct {
 	cfg      ClientConfig
 	rpc      *rpc
-	proto    protocol.ID
+	proto    overlay.Protocol
 	verifier *Verifier
 	clk      clock
+	owned    io.Closer // the dialer Dial made for this client; nil: none
 }
+
+// addrBook is what a Streams that keeps addresses offers (overlay.Dialer).
+type addrBook interface{ AddAddrs(overlay.AddrInfo) }
 
 // NewClient returns a client of cfg.Server.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if cfg.Host == nil || cfg.Overlay == "" || cfg.Server.ID == "" || cfg.TrustAnchors == nil {
-		return nil, fmt.Errorf("lsp: client config needs host, overlay, server and trust anchors")
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.MaxClockSkew <= 0 {
-		cfg.MaxClockSkew = 30 * time.Second
-	}
-	if cfg.MaxTTL <= 0 {
-		cfg.MaxTTL = 7 * 24 * time.Hour
-	}
-	if cfg.MaxMessage <= 0 {
-		cfg.MaxMessage = DefaultMaxMessage
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
-	if len(cfg.Server.Addrs) > 0 {
-		cfg.Host.Peerstore().AddAddrs(cfg.Server.ID, cfg.Server.Addrs, time.Hour)
+	if ab, ok := cfg.Streams.(addrBook); ok && len(cfg.Server.Addrs) > 0 {
+		ab.AddAddrs(cfg.Server)
 	}
 	return &Client{
 		cfg:      cfg,
-		rpc:      newRPC(cfg.Host, cfg.MaxMessage, cfg.RequestTimeout),
-		proto:    protocol.ID(overlay.ProtocolPrefix(cfg.Overlay) + "/client/1.0.0"),
+		rpc:      newRPC(cfg.Streams, cfg.MaxMessage, cfg.RequestTimeout),
+		proto:    overlay.Protocol(overlay.ProtocolPrefix(cfg.Overlay) + "/client/1.0.0"),
 		verifier: NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
 	}, nil
 }
 
-// Close releases the client's pooled streams (not its host).
+// Close releases the client's pooled streams, and the dialer if Dial made
+// it (a Streams given in ClientConfig is the caller's to close).
 func (c *Client) Close() error {
 	c.rpc.close()
+	if c.owned != nil {
+		return c.owned.Close()
+	}
 	return nil
 }
+
+// Server returns the node this client talks to (with Dial: the candidate
+// that answered).
+func (c *Client) Server() overlay.AddrInfo { return c.cfg.Server }
 
 // Publish implements LocationService.
 func (c *Client) Publish(ctx context.Context, aor string, bindings ...Binding) error {

@@ -24,11 +24,11 @@ type cluster struct {
 
 // newCluster starts n overlay nodes with a location service each; node i
 // holds creds[i] (nil: overlay-only).
-func newCluster(t *testing.T, n int, creds []*Credential, ca *testCA) *cluster {
+func newCluster(t testing.TB, n int, creds []*Credential, ca *testCA) *cluster {
 	return newClusterWith(t, n, creds, ca, nil)
 }
 
-func newClusterWith(t *testing.T, n int, creds []*Credential, ca *testCA, tweak func(i int, cfg *Config)) *cluster {
+func newClusterWith(t testing.TB, n int, creds []*Credential, ca *testCA, tweak func(i int, cfg *Config)) *cluster {
 	t.Helper()
 	c := &cluster{ca: ca, tweak: tweak}
 	t.Cleanup(func() {
@@ -49,7 +49,7 @@ func newClusterWith(t *testing.T, n int, creds []*Credential, ca *testCA, tweak 
 }
 
 // add starts one more node, joined through node 0.
-func (c *cluster) add(t *testing.T, cred *Credential) {
+func (c *cluster) add(t testing.TB, cred *Credential) {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -81,7 +81,7 @@ func (c *cluster) add(t *testing.T, cred *Credential) {
 	c.svcs, c.ovs = append(c.svcs, svc), append(c.ovs, ov)
 }
 
-func (c *cluster) converge(t *testing.T) {
+func (c *cluster) converge(t testing.TB) {
 	t.Helper()
 	waitFor(t, 20*time.Second, "membership converges", func() bool {
 		for _, ov := range c.ovs {
@@ -93,7 +93,7 @@ func (c *cluster) converge(t *testing.T) {
 	})
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // distrustFor: how long a replica caught lying (serving a forgery, or
@@ -22,15 +22,15 @@ const (
 // their place.
 type distrustSet struct {
 	mu    sync.Mutex
-	until map[peer.ID]time.Time
+	until map[overlay.PeerID]time.Time
 	n     int // entries, for a lock-free-ish count on the hot path
 }
 
-func (d *distrustSet) add(p peer.ID, why error, log *slog.Logger) {
+func (d *distrustSet) add(p overlay.PeerID, why error, log *slog.Logger) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.until == nil {
-		d.until = map[peer.ID]time.Time{}
+		d.until = map[overlay.PeerID]time.Time{}
 	}
 	now := time.Now()
 	if len(d.until) >= maxDistrust {
@@ -50,7 +50,7 @@ func (d *distrustSet) add(p peer.ID, why error, log *slog.Logger) {
 	d.n = len(d.until)
 }
 
-func (d *distrustSet) has(p peer.ID) bool {
+func (d *distrustSet) has(p overlay.PeerID) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t, ok := d.until[p]
@@ -71,12 +71,12 @@ func (d *distrustSet) count() int {
 }
 
 // Distrusted returns the peers this node currently distrusts.
-func (s *Service) Distrusted() []peer.ID {
+func (s *Service) Distrusted() []overlay.PeerID {
 	d := &s.distrust
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
-	var out []peer.ID
+	var out []overlay.PeerID
 	for p, t := range d.until {
 		if now.Before(t) {
 			out = append(out, p)

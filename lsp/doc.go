@@ -1,13 +1,18 @@
 // Package lsp is the Location Service Protocol of draft-johnston-sipping-p2p-ipcom:
-// canonical AOR keys (RFC 3261 §10.3), signed AOR→Contact bindings (RFC 3261
-// §10, RFC 5626 instance/reg-id, RFC 3327 Path, RFC 3581 received), their
-// versioned length-limited wire format, merge rules (per-binding CSeq order
-// within a registration Call-ID, otherwise last writer
-// wins, tombstones for removals), the replica store, and both faces of the
-// protocol as libp2p stream protocols:
+// its one job is to keep AOR→Contact bindings in the overlay, signed by the
+// AOR's domain, and hand them back verified.
+//
+// That is: canonical AOR keys (RFC 3261 §10.3), signed AOR→Contact bindings
+// (RFC 3261 §10, RFC 5626 instance/reg-id, RFC 3327 Path, RFC 3581
+// received), their versioned length-limited wire format, merge rules
+// (per-binding CSeq order within a registration Call-ID, otherwise last
+// writer wins, tombstones for removals), one quorum-write path and merged
+// reads over R replicas, the replica store, and both faces of the protocol
+// as stream protocols on the overlay (lsp speaks the overlay's stream
+// vocabulary and never imports libp2p itself):
 //
 //	/lsp/<overlay>/store/1.0.0   replica ↔ replica (STORE, FETCH, REGISTER)
-//	/lsp/<overlay>/client/1.0.0  registrar/proxy ↔ location service (PUT, GET)
+//	/lsp/<overlay>/client/1.0.0  registrar/proxy ↔ location service (PUT, GET, INFO, RELAYS)
 //
 // Every write is signed with the domain's credential: an X.509 certificate
 // whose SAN covers the AOR's domain and chains to the overlay's trust anchors.
@@ -16,9 +21,38 @@
 // and cache verified roots and certificate chains by fingerprint.
 //
 // The registrar/proxy-facing API is LocationService, implemented in-process by
-// Service and remotely by Client. Service also implements Registry: a
-// registrar's write in one round trip (REGISTER: replicas apply the RFC 3261
-// Call-ID/CSeq rule themselves and answer with the AOR's record), with
-// concurrent registrations coalesced into one signed batch and one message
-// per replica.
+// Service and remotely by Client (NewClient over streams the caller has, or
+// Dial). Service also implements Registry: a registrar's write in one round
+// trip (REGISTER: replicas apply the RFC 3261 Call-ID/CSeq rule themselves
+// and answer with the AOR's record), with concurrent registrations coalesced
+// into one signed batch and one message per replica.
+//
+// Files:
+//
+//	doc.go       this overview
+//	errors.go    sentinel errors (ErrConfig, ErrForbidden, …) and their wire status codes
+//	api.go       LocationService; building, signing and merging entries
+//	aor.go       canonical AORs and keys
+//	binding.go   Binding and the stored entry, merge order
+//	wire.go      the message and entry wire format
+//	sign.go      Credential (Merkle-batch signing), Verifier (chains, cached roots)
+//	config.go    Config and its defaults
+//	service.go   Service: New, Close, goroutine lifetime, replica placement, calls to replicas
+//	write.go     writes: Publish, Remove, and writeQuorum, the one write coordinator
+//	vote.go      how the coordinator counts each replica's answer (no single-replica veto)
+//	register.go  Register: coalescing registrations into signed REGISTER batches
+//	read.go      reads: Lookup and the quorum read (fetch), read repair
+//	trace.go     Trace: a lookup recorded step by step for the dashboard
+//	replica.go   the replica side: stream handlers, STORE/REGISTER/FETCH on the store
+//	server.go    the client protocol's server side (PUT, GET, INFO, RELAYS)
+//	store.go     the replica store: records, quotas, ghosts, persistence, placement
+//	maintain.go  maintenance: re-replication, GC (one goroutine)
+//	hints.go     hinted handoff: failed stores retried once the replica is back
+//	distrust.go  replicas caught lying, skipped for a while
+//	limit.go     per-peer token buckets on both protocols
+//	stats.go     what the replica holds, for dashboards and metrics
+//	metrics.go   its Prometheus collectors: the store, per-domain usage, operation latency
+//	rpc.go       request/reply over pooled overlay streams
+//	client.go    Client and ClientConfig
+//	dial.go      Dial: a Client over a dialer of its own
 package lsp

@@ -29,6 +29,9 @@ var (
 	ErrOutOfOrder = errors.New("lsp: request out of order")
 	// ErrClosed: the service is closed.
 	ErrClosed = errors.New("lsp: closed")
+	// ErrConfig: a Config, ClientConfig or DialConfig is missing a
+	// required field or holds an impossible value.
+	ErrConfig = errors.New("lsp: bad config")
 )
 
 // Status codes carried in error replies (HTTP/SIP-like).

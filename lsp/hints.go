@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // Hinted handoff: a store that failed on a replica (down, overloaded) is
@@ -19,7 +19,7 @@ const (
 )
 
 type hint struct {
-	p      peer.ID
+	p      overlay.PeerID
 	es     []*entry
 	chains map[[32]byte][][]byte
 	until  time.Time
@@ -38,7 +38,7 @@ func retryable(err error) bool {
 		!errors.Is(err, ErrClosed)
 }
 
-func (h *hints) add(p peer.ID, es []*entry, chains map[[32]byte][][]byte, now time.Time) {
+func (h *hints) add(p overlay.PeerID, es []*entry, chains map[[32]byte][][]byte, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.list) >= maxHints {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // ErrRateLimited: a peer sent requests faster than the per-peer limit.
@@ -27,13 +27,13 @@ type limiter struct {
 	max         int // buckets kept
 
 	mu       sync.Mutex
-	buckets  map[peer.ID]*list.Element // of *bucket
-	lru      list.List                 // front: most recently used
+	buckets  map[overlay.PeerID]*list.Element // of *bucket
+	lru      list.List                        // front: most recently used
 	overflow bucket
 }
 
 type bucket struct {
-	p      peer.ID
+	p      overlay.PeerID
 	tokens float64
 	last   time.Time
 }
@@ -50,16 +50,16 @@ const maxGetAORs = 64
 const evictScan = 16
 
 func newLimiter(rate float64, burst int) *limiter {
-	l := &limiter{rate: rate, burst: float64(burst), now: time.Now, max: maxBuckets, buckets: map[peer.ID]*list.Element{}}
+	l := &limiter{rate: rate, burst: float64(burst), now: time.Now, max: maxBuckets, buckets: map[overlay.PeerID]*list.Element{}}
 	l.overflow.tokens = l.burst
 	return l
 }
 
 // allow takes one token from p's bucket.
-func (l *limiter) allow(p peer.ID) bool { return l.allowN(p, 1) }
+func (l *limiter) allow(p overlay.PeerID) bool { return l.allowN(p, 1) }
 
 // allowN takes n tokens from p's bucket, or none if it holds fewer.
-func (l *limiter) allowN(p peer.ID, n int) bool {
+func (l *limiter) allowN(p overlay.PeerID, n int) bool {
 	if n <= 0 {
 		return true
 	}
@@ -75,7 +75,7 @@ func (l *limiter) allowN(p peer.ID, n int) bool {
 
 // charge takes n tokens from p's bucket even if that leaves it in debt
 // (down to −burst): work already done, paid for by p's next requests.
-func (l *limiter) charge(p peer.ID, n int) {
+func (l *limiter) charge(p overlay.PeerID, n int) {
 	if n <= 0 {
 		return
 	}
@@ -87,7 +87,7 @@ func (l *limiter) charge(p peer.ID, n int) {
 
 // refilled is p's bucket with the tokens earned since its last use; l.mu
 // is held.
-func (l *limiter) refilled(p peer.ID) *bucket {
+func (l *limiter) refilled(p overlay.PeerID) *bucket {
 	now := l.now()
 	b := l.bucket(p, now)
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
@@ -96,7 +96,7 @@ func (l *limiter) refilled(p peer.ID) *bucket {
 }
 
 // bucket returns p's bucket, making one (l.mu held).
-func (l *limiter) bucket(p peer.ID, now time.Time) *bucket {
+func (l *limiter) bucket(p overlay.PeerID, now time.Time) *bucket {
 	if el := l.buckets[p]; el != nil {
 		l.lru.MoveToFront(el)
 		return el.Value.(*bucket)

@@ -371,7 +371,7 @@ func TestOutOfOrderProof(t *testing.T) {
 		if o.B.CallID != "call-a" || o.B.CSeq != 2 || !beats(o, stale[0]) {
 			t.Fatalf("proof %+v does not beat the write", o.B)
 		}
-		v, err := c.svcs[from].judge(aor, stale, regReply{p: p, refused: map[string]bool{aor: true}, proof: reply.Entries, certs: reply.Certs}.about(aor))
+		v, err := c.svcs[from].judge(aor, stale, writeReply{p: p, refused: map[string]bool{aor: true}, proof: reply.Entries, certs: reply.Certs}.about(aor))
 		if v != voteFinal || !errors.Is(err, ErrOutOfOrder) {
 			t.Fatalf("judged %v, %v; want a proven out-of-order", v, err)
 		}
@@ -380,7 +380,7 @@ func TestOutOfOrderProof(t *testing.T) {
 		f.B.CSeq = 3
 		f.seal()
 		f.wire = nil
-		if v, _ := c.svcs[from].judge(aor, stale, regReply{p: p, refused: map[string]bool{aor: true}, proof: []*entry{&f}, certs: reply.Certs}.about(aor)); v != voteLie {
+		if v, _ := c.svcs[from].judge(aor, stale, writeReply{p: p, refused: map[string]bool{aor: true}, proof: []*entry{&f}, certs: reply.Certs}.about(aor)); v != voteLie {
 			t.Fatalf("tampered proof judged %v, want a lie", v)
 		}
 	}

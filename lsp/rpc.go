@@ -9,11 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-
 	"github.com/lsnode/lsnode/overlay"
 )
 
@@ -24,13 +19,15 @@ const streamIdle = 2 * time.Minute
 // at a time and goes back to the pool after its reply, so requests to a peer
 // reuse streams instead of negotiating a new one each time.
 type rpc struct {
-	host    host.Host
+	streams overlay.Streams
 	maxMsg  int
 	timeout time.Duration
 
 	mu       sync.Mutex
 	idle     map[poolKey][]*pooled
-	inflight map[peer.ID]chan struct{} // bounds requests in flight per peer
+	busy     map[*pooled]struct{} // carrying a request: reset by close
+	closed   bool
+	inflight map[overlay.PeerID]chan struct{} // bounds requests in flight per peer
 }
 
 // maxInflightPerPeer bounds the requests in flight to one peer. Beyond it a
@@ -40,19 +37,20 @@ type rpc struct {
 const maxInflightPerPeer = 256
 
 type poolKey struct {
-	p     peer.ID
-	proto protocol.ID
+	p     overlay.PeerID
+	proto overlay.Protocol
 }
 
 type pooled struct {
-	s network.Stream
+	s overlay.Stream
 	r *bufio.Reader
 }
 
 const maxIdlePerPeer = 32
 
-func newRPC(h host.Host, maxMsg int, timeout time.Duration) *rpc {
-	return &rpc{host: h, maxMsg: maxMsg, timeout: timeout, idle: map[poolKey][]*pooled{}, inflight: map[peer.ID]chan struct{}{}}
+func newRPC(streams overlay.Streams, maxMsg int, timeout time.Duration) *rpc {
+	return &rpc{streams: streams, maxMsg: maxMsg, timeout: timeout, idle: map[poolKey][]*pooled{},
+		busy: map[*pooled]struct{}{}, inflight: map[overlay.PeerID]chan struct{}{}}
 }
 
 // errDial marks a failure to reach the peer at all.
@@ -60,7 +58,7 @@ var errDial = errors.New("lsp: cannot reach peer")
 
 // call sends req to p and returns the decoded reply. A reply carrying an
 // error status is returned as an error wrapping the matching sentinel.
-func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *message) (*message, error) {
+func (c *rpc) call(ctx context.Context, p overlay.PeerID, proto overlay.Protocol, req *message) (*message, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -86,10 +84,13 @@ func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *messa
 	for attempt := 0; ; attempt++ {
 		ps, reused, err := c.get(ctx, p, proto)
 		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				return nil, err
+			}
 			if ctx.Err() != nil { // slow, not unreachable: our deadline ran out
 				return nil, fmt.Errorf("lsp: %s: open stream: %w", p, ctx.Err())
 			}
-			if c.host.Network().Connectedness(p) == network.Connected {
+			if c.streams.Connected(p) {
 				// Connected, so reachable: a refused stream (resource limits
 				// under load) must not get the peer suspected and its records
 				// looked for on peers that do not hold them.
@@ -99,7 +100,7 @@ func (c *rpc) call(ctx context.Context, p peer.ID, proto protocol.ID, req *messa
 		}
 		reply, err := c.roundTrip(ctx, ps, b)
 		if err != nil {
-			ps.s.Reset()
+			c.drop(ps)
 			if reused && attempt == 0 && ctx.Err() == nil {
 				continue // the pooled stream went stale: once more on a fresh one
 			}
@@ -130,52 +131,87 @@ func (c *rpc) roundTrip(ctx context.Context, ps *pooled, req []byte) (*message, 
 	return decodeMessage(b)
 }
 
-func (c *rpc) get(ctx context.Context, p peer.ID, proto protocol.ID) (*pooled, bool, error) {
+// get returns a stream to p for one request, pooled (reused) or new, and
+// counts it busy until put or drop.
+func (c *rpc) get(ctx context.Context, p overlay.PeerID, proto overlay.Protocol) (*pooled, bool, error) {
 	k := poolKey{p, proto}
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, false, ErrClosed
+	}
 	if l := c.idle[k]; len(l) > 0 {
 		ps := l[len(l)-1]
 		c.idle[k] = l[:len(l)-1]
+		c.busy[ps] = struct{}{}
 		c.mu.Unlock()
 		return ps, true, nil
 	}
 	c.mu.Unlock()
 	// A NAT'd peer may be reachable only through a circuit relay until
 	// hole punching upgrades the connection: requests are small enough
-	// for a relay's limited connection.
-	s, err := c.host.NewStream(network.WithAllowLimitedConn(ctx, "lsp"), p, proto)
+	// for a relay's limited connection, which the overlay's streams use.
+	s, err := c.streams.NewStream(ctx, p, proto)
 	if err != nil {
 		return nil, false, err
 	}
-	return &pooled{s: s, r: bufio.NewReader(s)}, false, nil
+	ps := &pooled{s: s, r: bufio.NewReader(s)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		s.Reset()
+		return nil, false, ErrClosed
+	}
+	c.busy[ps] = struct{}{}
+	return ps, false, nil
 }
 
+// put returns a stream that carried its request to the pool.
 func (c *rpc) put(k poolKey, ps *pooled) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.idle[k]) >= maxIdlePerPeer {
+	delete(c.busy, ps)
+	switch {
+	case c.closed:
+		ps.s.Reset()
+	case len(c.idle[k]) >= maxIdlePerPeer:
 		ps.s.Close()
-		return
+	default:
+		c.idle[k] = append(c.idle[k], ps)
 	}
-	c.idle[k] = append(c.idle[k], ps)
 }
 
-// close resets every pooled stream.
+// drop resets a stream that failed.
+func (c *rpc) drop(ps *pooled) {
+	c.mu.Lock()
+	delete(c.busy, ps)
+	c.mu.Unlock()
+	ps.s.Reset()
+}
+
+// close resets every stream, pooled or carrying a request (whose call
+// fails at once instead of running out its deadline); later calls get
+// ErrClosed.
 func (c *rpc) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for k, l := range c.idle {
 		for _, ps := range l {
 			ps.s.Reset()
 		}
 		delete(c.idle, k)
 	}
+	for ps := range c.busy {
+		ps.s.Reset()
+		delete(c.busy, ps)
+	}
 }
 
 // serve runs a request loop on one stream: each request frame gets exactly
 // one reply frame; a frame that does not decode gets an error reply and ends
 // the stream.
-func serve(ctx context.Context, s network.Stream, maxMsg int, handle func(context.Context, peer.ID, *message) *message) {
+func serve(ctx context.Context, s overlay.Stream, maxMsg int, handle func(context.Context, overlay.PeerID, *message) *message) {
 	defer s.Close()
 	r := bufio.NewReader(s)
 	from := s.Conn().RemotePeer()

@@ -12,7 +12,6 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lsnode/lsnode/overlay"
 )
@@ -64,7 +63,7 @@ func (s *store) account(e *entry, sign int) {
 
 type record struct {
 	entries map[string]*entry // by binding identity
-	placed  []peer.ID         // closest set the record was last placed on
+	placed  []overlay.PeerID  // closest set the record was last placed on
 	// ghosts are expired entries (tombstones and bindings) kept until no
 	// older version of their binding can be valid (timestamp + retain):
 	// a write that does not beat its ghost is dropped, so a replayed older
@@ -291,7 +290,7 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 
 // apply merges verified entries (with their chains) and returns how many
 // changed the store. placement computes the closest set of a new record.
-func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
+func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []overlay.PeerID) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if over, records := s.overQuota(es); len(over) > 0 {
@@ -318,7 +317,7 @@ func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]
 // each refusal by AOR: the live entries that beat the write, or the whole
 // record over its record quota (none for a domain over its quota); proof's
 // chains are added to chains.
-func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (refused, over map[string]bool, proof map[string][]*entry, err error) {
+func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []overlay.PeerID) (refused, over map[string]bool, proof map[string][]*entry, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	over, records := s.overQuota(es)
@@ -355,7 +354,7 @@ func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][]
 	return refused, over, proof, err
 }
 
-func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []peer.ID) (int, error) {
+func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []overlay.PeerID) (int, error) {
 	changed := map[string]*record{}
 	for fp, c := range chains {
 		if _, ok := s.certs[fp]; !ok {
@@ -502,12 +501,12 @@ func (s *store) addGhost(rec *record, e *entry) {
 type placementWork struct {
 	aor     string
 	entries []*entry
-	targets []peer.ID
-	set     []peer.ID
+	targets []overlay.PeerID
+	set     []overlay.PeerID
 }
 
 // replan lists records whose closest set gained peers since they were placed.
-func (s *store) replan(self peer.ID, now time.Time, closest func(aor string) []peer.ID) []placementWork {
+func (s *store) replan(self overlay.PeerID, now time.Time, closest func(aor string) []overlay.PeerID) []placementWork {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []placementWork
@@ -516,7 +515,7 @@ func (s *store) replan(self peer.ID, now time.Time, closest func(aor string) []p
 			continue // ghosts only: nothing to place
 		}
 		set := closest(aor)
-		var targets []peer.ID
+		var targets []overlay.PeerID
 		for _, p := range set {
 			if p != self && !containsPeer(rec.placed, p) {
 				targets = append(targets, p)
@@ -537,7 +536,7 @@ func (s *store) replan(self peer.ID, now time.Time, closest func(aor string) []p
 }
 
 // setPlaced records the closest set a record now lives on.
-func (s *store) setPlaced(aor string, set []peer.ID) {
+func (s *store) setPlaced(aor string, set []overlay.PeerID) {
 	s.mu.Lock()
 	if rec := s.recs[aor]; rec != nil {
 		rec.placed = set
@@ -588,7 +587,7 @@ func splitFrames(b []byte) ([][]byte, error) {
 	return out, nil
 }
 
-func containsPeer(ps []peer.ID, p peer.ID) bool {
+func containsPeer(ps []overlay.PeerID, p overlay.PeerID) bool {
 	for _, q := range ps {
 		if q == p {
 			return true

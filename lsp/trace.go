@@ -5,9 +5,6 @@ import (
 	"encoding/hex"
 	"time"
 
-	kb "github.com/libp2p/go-libp2p-kbucket"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/lsnode/lsnode/overlay"
 )
 
@@ -18,8 +15,8 @@ type Trace struct {
 	AOR string `json:"aor"`
 	// Key is the overlay key of the AOR (hex of its SHA-256 keyspace
 	// position), Self the node that ran the lookup.
-	Key  string  `json:"key"`
-	Self peer.ID `json:"self"`
+	Key  string         `json:"key"`
+	Self overlay.PeerID `json:"self"`
 	// Replicas (R) in effect and the answers the read waits for before
 	// its straggler timer starts (R−W+1).
 	Replicas int `json:"replicas"`
@@ -38,7 +35,7 @@ type Trace struct {
 
 // TraceReply is one replica asked during a lookup.
 type TraceReply struct {
-	Peer peer.ID `json:"peer"`
+	Peer overlay.PeerID `json:"peer"`
 	// Round: "closest" (the R closest in the view), "widened" (the next R,
 	// asked when none held anything), "suspected" (members this node
 	// suspects, asked when still none held anything), "iterative" (found
@@ -75,8 +72,8 @@ func (s *Service) Trace(ctx context.Context, aor string, iterative bool) (*Trace
 	if err != nil {
 		return nil, err
 	}
-	key := kb.ConvertKey(Key(canon))
-	tr := &tracer{start: time.Now(), key: key, at: map[peer.ID]int{}, t: &Trace{
+	key := overlay.KeyPosition(Key(canon))
+	tr := &tracer{start: time.Now(), key: key, at: map[overlay.PeerID]int{}, t: &Trace{
 		AOR: canon, Key: hex.EncodeToString(key), Self: s.self, Iterative: iterative, Asked: []TraceReply{}, Bindings: []Binding{},
 	}}
 	merged, chains, err := s.fetchTraced(ctx, canon, tr, nil)
@@ -98,12 +95,12 @@ func (s *Service) Trace(ctx context.Context, aor string, iterative bool) (*Trace
 // tracer records a fetch; a nil tracer records nothing.
 type tracer struct {
 	start time.Time
-	key   kb.ID
+	key   []byte // the AOR key's keyspace position
 	t     *Trace
-	at    map[peer.ID]int // index in t.Asked
-	hops  map[peer.ID]int // from the iterative route
+	at    map[overlay.PeerID]int // index in t.Asked
+	hops  map[overlay.PeerID]int // from the iterative route
 	// answers by peer, to compare with the merge
-	answers map[peer.ID][]*entry
+	answers map[overlay.PeerID][]*entry
 }
 
 func (tr *tracer) iterative() bool { return tr != nil && tr.t.Iterative }
@@ -115,13 +112,13 @@ func (tr *tracer) quorum(r, need int) {
 }
 
 // route records the iterative lookup that found the replicas.
-func (tr *tracer) route(qs []overlay.Query, hops map[peer.ID]int) {
+func (tr *tracer) route(qs []overlay.Query, hops map[overlay.PeerID]int) {
 	if tr == nil {
 		return
 	}
 	tr.t.Route = append(tr.t.Route, qs...)
 	if tr.hops == nil {
-		tr.hops = map[peer.ID]int{}
+		tr.hops = map[overlay.PeerID]int{}
 	}
 	for p, h := range hops {
 		if _, ok := tr.hops[p]; !ok {
@@ -130,7 +127,7 @@ func (tr *tracer) route(qs []overlay.Query, hops map[peer.ID]int) {
 	}
 }
 
-func (tr *tracer) asked(p, self peer.ID, round string) {
+func (tr *tracer) asked(p, self overlay.PeerID, round string) {
 	if tr == nil {
 		return
 	}
@@ -143,7 +140,7 @@ func (tr *tracer) asked(p, self peer.ID, round string) {
 	}
 	tr.at[p] = len(tr.t.Asked)
 	tr.t.Asked = append(tr.t.Asked, TraceReply{Peer: p, Round: round, Hops: hops,
-		CommonPrefix: kb.CommonPrefixLen(tr.key, kb.ConvertPeerID(p)), Sent: time.Since(tr.start)})
+		CommonPrefix: overlay.CommonPrefix(tr.key, p), Sent: time.Since(tr.start)})
 }
 
 func (tr *tracer) answered(res fetchResult) {
@@ -174,12 +171,12 @@ func (tr *tracer) answered(res fetchResult) {
 		}
 	}
 	if tr.answers == nil {
-		tr.answers = map[peer.ID][]*entry{}
+		tr.answers = map[overlay.PeerID][]*entry{}
 	}
 	tr.answers[res.p] = res.es
 }
 
-func (tr *tracer) repaired(p peer.ID) {
+func (tr *tracer) repaired(p overlay.PeerID) {
 	if tr == nil {
 		return
 	}

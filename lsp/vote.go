@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/lsnode/lsnode/overlay"
 )
 
-// Write votes. Both write coordinators (put: STORE, for Publish and Remove;
-// runBatch: REGISTER) count each replica's answer for each AOR here, so
-// that no single replica can veto a write: a refusal is one vote, believed
+// Write votes. The write coordinator (writeQuorum: STORE for Publish,
+// Remove and PUT; REGISTER for Register) counts each replica's answer for
+// each AOR here, so that no single replica can veto a write: a refusal is one vote, believed
 // only with proof the coordinator checks itself, and a replica that refuses
 // a valid write without proof is distrusted and replaced by the next
 // closest member, as a failed one is.
@@ -56,25 +56,29 @@ type answer struct {
 
 // tally counts the votes on one AOR's write: W acks of R replica slots.
 type tally struct {
-	r, w        int
-	acks        int
-	refused     int   // proven refusals (voteRefused)
-	subs        int   // substitutes sent for lies and doubts
-	inflight    int   // writes sent and not answered
-	done        bool  // the outcome is decided
-	err         error // the outcome when done: nil or why it failed
-	refusal     error // the last refusal (any kind): the error if it fails
-	failure     error // the last failure
-	unreachable bool  // a replica could not be dialled
-	tried       map[peer.ID]bool
+	r, w     int
+	acks     int
+	refused  int   // proven refusals (voteRefused)
+	subs     int   // substitutes sent for lies and doubts
+	inflight int   // writes sent and not answered
+	done     bool  // the outcome is decided
+	err      error // the outcome when done: nil or why it failed
+	refusal  error // the last proven refusal
+	doubt    error // the last unproven refusal (a doubt or a lie)
+	failure  error // the last failure
+	// interrupted: the write was cut short (its context ended, or the
+	// service closed) rather than running out of replicas to try.
+	interrupted bool
+	unreachable bool // a replica could not be dialled
+	tried       map[overlay.PeerID]bool
 }
 
 func newTally(r, w int) *tally {
-	return &tally{r: r, w: w, tried: map[peer.ID]bool{}}
+	return &tally{r: r, w: w, tried: map[overlay.PeerID]bool{}}
 }
 
 // sent records a write to p.
-func (t *tally) sent(p peer.ID) {
+func (t *tally) sent(p overlay.PeerID) {
 	t.tried[p] = true
 	t.inflight++
 }
@@ -104,7 +108,7 @@ func (t *tally) count(v verdict, a answer) (replace bool) {
 	case voteFinal:
 		t.done, t.err = true, a.claim
 	case voteDoubt, voteLie:
-		t.refusal = a.claim
+		t.doubt = a.claim
 		if t.subs < t.r {
 			t.subs++
 			return true
@@ -113,15 +117,24 @@ func (t *tally) count(v verdict, a answer) (replace bool) {
 	return false
 }
 
-// fail decides the write failed: nothing more is in flight or to try.
+// fail decides the write failed: nothing more is in flight or to try, or
+// the write was interrupted. A proven refusal is final; an unproven one is
+// the answer only when the replicas ran out, never when the write was cut
+// short: one replica's unproven word must not turn a retryable timeout
+// into a permanent refusal.
 func (t *tally) fail() error {
 	if !t.done {
 		t.done = true
 		switch {
 		case t.refusal != nil:
 			t.err = t.refusal
+		case t.doubt != nil && !t.interrupted:
+			t.err = t.doubt
+		case t.failure != nil:
+			// Both wrapped: the caller may ask for its context's error.
+			t.err = fmt.Errorf("%w: write quorum %d not reached: %w", ErrUnavailable, t.w, t.failure)
 		default:
-			t.err = fmt.Errorf("%w: write quorum %d not reached: %v", ErrUnavailable, t.w, t.failure)
+			t.err = fmt.Errorf("%w: write quorum %d not reached", ErrUnavailable, t.w)
 		}
 	}
 	return t.err
@@ -130,7 +143,7 @@ func (t *tally) fail() error {
 // vote judges p's answer a for the write of es (the entries of aor),
 // counts it in t, distrusts p if it lied, and returns the verdict and the
 // member that takes p's slot, if any (not yet marked sent).
-func (s *Service) vote(t *tally, p peer.ID, aor string, es []*entry, a answer) (verdict, peer.ID, bool) {
+func (s *Service) vote(t *tally, p overlay.PeerID, aor string, es []*entry, a answer) (verdict, overlay.PeerID, bool) {
 	v, why := s.judge(aor, es, a)
 	if v == voteLie {
 		s.distrust.add(p, why, s.cfg.Logger)
@@ -146,7 +159,7 @@ func (s *Service) vote(t *tally, p peer.ID, aor string, es []*entry, a answer) (
 }
 
 // substitute returns the closest member not tried yet and not distrusted.
-func (s *Service) substitute(aor string, tried map[peer.ID]bool) (peer.ID, bool) {
+func (s *Service) substitute(aor string, tried map[overlay.PeerID]bool) (overlay.PeerID, bool) {
 	for _, p := range s.ov.Closest(Key(aor), len(tried)+1+s.distrust.count()) {
 		if !tried[p] && !s.distrust.has(p) {
 			return p, true

@@ -9,12 +9,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lsnode/lsnode/internal/yamlconf"
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
 )
-
-// ErrConfig is returned for an unreadable or invalid node config.
-var ErrConfig = errors.New("node: config")
 
 // Duration is a time.Duration written as a Go duration string in JSON.
 type Duration time.Duration
@@ -241,6 +239,80 @@ type LSPConfig struct {
 // LoadConfig reads and validates a config file, YAML or JSON (YAML is a
 // superset), without overrides.
 func LoadConfig(path string) (*Config, error) { return LoadConfigWith(path, nil) }
+
+// LoadConfigWith reads a config file (YAML or JSON) with overrides
+// ("key=value", see EnvOverrides) applied, and validates it. Problems are
+// ConfigErrors with lines where the file has the key.
+func LoadConfigWith(path string, overrides []string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	c, err := parseConfig(b, overrides)
+	if err != nil {
+		return nil, fmt.Errorf("%s:\n%w", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	c.dir = abs
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ConfigError is one problem in a config file, at a line when the file
+// has the key.
+type ConfigError = yamlconf.Error
+
+// ConfigErrors are every problem found in a config file; they are
+// ErrConfig.
+type ConfigErrors []ConfigError
+
+func (es ConfigErrors) Error() string { return yamlconf.Errors(es).Error() }
+
+func (es ConfigErrors) Unwrap() error { return ErrConfig }
+
+// parseConfig decodes a YAML (or JSON) config with overrides applied on
+// top; every unknown key and every value of the wrong type is reported
+// with its line, not only the first.
+func parseConfig(b []byte, overrides []string) (*Config, error) {
+	var c Config
+	if err := yamlconf.Decode(b, overrides, &c); err != nil {
+		var es yamlconf.Errors
+		if errors.As(err, &es) {
+			return nil, ConfigErrors(es)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return &c, nil
+}
+
+// EnvOverrides turns LSNODE_* environment variables into overrides:
+// LSNODE_SIP=... sets sip, LSNODE_OVERLAY__GOSSIP_INTERVAL=1s sets
+// overlay.gossip_interval (a double underscore separates sections, as key
+// names have single ones). Variables whose first part is no top-level key
+// (LSNODE_CONFIG, the test suite's switches) are not overrides.
+func EnvOverrides(environ []string) []string {
+	return yamlconf.EnvOverrides("LSNODE_", Config{}, environ)
+}
+
+// withDefaults validates c and returns a copy with the defaults the roles
+// share filled in.
+func (c Config) withDefaults() (Config, error) {
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	if c.Relay.Realm == "" {
+		c.Relay.Realm = c.Domain
+	}
+	if c.Relay.CredentialTTL <= 0 {
+		c.Relay.CredentialTTL = Duration(12 * time.Hour)
+	}
+	return c, nil
+}
 
 // Validate checks the fields a node cannot start without.
 func (c *Config) Validate() error {

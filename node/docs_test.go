@@ -28,7 +28,7 @@ func TestDocsConfigs(t *testing.T) {
 			if !strings.Contains(text, "\noverlay:") && !strings.HasPrefix(text, "overlay:") {
 				continue // a fragment
 			}
-			c, err := parseYAMLConfig([]byte(text), nil)
+			c, err := parseConfig([]byte(text), nil)
 			if err == nil {
 				err = c.Validate()
 			}

@@ -3,17 +3,11 @@ package overlay
 import (
 	"bufio"
 	"bytes"
-	"crypto"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/url"
 	"os"
 	"slices"
@@ -21,6 +15,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+
+	"github.com/lsnode/lsnode/pki"
 )
 
 // ErrMembership is returned when a federation overlay's membership
@@ -46,13 +42,6 @@ type Federation struct {
 	Revoked map[string]bool
 }
 
-// memberScheme is the URI SAN that names the overlay a member certificate is
-// for: "lsnode:member:<overlay>".
-const memberScheme = "lsnode"
-
-// MemberURI returns the SAN a member certificate of overlay name carries.
-func MemberURI(name string) string { return memberScheme + ":member:" + name }
-
 // Ed25519Of returns the Ed25519 public key a peer ID embeds (lsnode
 // identities are Ed25519, whose peer IDs inline the key).
 func Ed25519Of(id peer.ID) (ed25519.PublicKey, error) {
@@ -67,90 +56,14 @@ func Ed25519Of(id peer.ID) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(raw), nil
 }
 
-// IssueMember signs a member certificate of overlay name for peer id,
-// valid from now for validity.
-func IssueMember(ca *x509.Certificate, caKey crypto.Signer, id peer.ID, name string, validity time.Duration) ([]byte, error) {
+// SignMember issues a member certificate of overlay name for peer id with
+// the federation CA in dir (pki.InitCA) and writes it (PEM) to out.
+func SignMember(dir string, id PeerID, name string, validity time.Duration, out string) (*x509.Certificate, error) {
 	pub, err := Ed25519Of(id)
 	if err != nil {
 		return nil, err
 	}
-	if !nameRE.MatchString(name) {
-		return nil, fmt.Errorf("%w: overlay name %q", ErrConfig, name)
-	}
-	u, _ := url.Parse(MemberURI(name))
-	tmpl := &x509.Certificate{
-		SerialNumber: randomSerial(),
-		Subject:      pkix.Name{CommonName: id.String(), OrganizationalUnit: []string{name}},
-		URIs:         []*url.URL{u},
-		NotBefore:    time.Now().Add(-5 * time.Minute),
-		NotAfter:     time.Now().Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("overlay: issue member certificate: %w", err)
-	}
-	return der, nil
-}
-
-// NewCA creates a self-signed Ed25519 certificate authority valid for
-// validity (a federation CA, or a testnet's).
-func NewCA(name, org string, validity time.Duration) (*x509.Certificate, ed25519.PrivateKey, error) {
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{org}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(validity),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("overlay: CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cert, key, nil
-}
-
-// CreateCRL signs a revocation list of serials, numbered number, valid for
-// validity.
-func CreateCRL(ca *x509.Certificate, caKey crypto.Signer, number int64, serials []*big.Int, validity time.Duration) ([]byte, error) {
-	now := time.Now()
-	var entries []x509.RevocationListEntry
-	for _, s := range serials {
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now})
-	}
-	return x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(validity),
-		RevokedCertificateEntries: entries,
-	}, ca, caKey)
-}
-
-// NewPSK returns a new private-network key in the go-libp2p v1 file format.
-func NewPSK() []byte {
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
-	return []byte("/key/swarm/psk/1.0.0/\n/base16/\n" + hex.EncodeToString(k) + "\n")
-}
-
-// PSKFingerprint names a private-network key without revealing it.
-func PSKFingerprint(psk pnet.PSK) string {
-	h := sha256.Sum256(psk)
-	return hex.EncodeToString(h[:6])
-}
-
-func randomSerial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-	return n
+	return pki.SignMember(dir, pub, id.String(), name, validity, out)
 }
 
 // LoadFederation reads a federation's files: the private-network key (""
@@ -173,7 +86,7 @@ func LoadFederation(pskFile string, caFiles []string, certFile, crlFile string) 
 	}
 	var cas []*x509.Certificate
 	for _, p := range caFiles {
-		certs, err := readCerts(p)
+		certs, err := pki.ReadCerts(p)
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +98,7 @@ func LoadFederation(pskFile string, caFiles []string, certFile, crlFile string) 
 	if certFile == "" {
 		return nil, fmt.Errorf("%w: this node has no member certificate (overlay.member_cert is empty; have the federation CA sign this node's peer ID: lsnode ca sign)", ErrMembership)
 	}
-	certs, err := readCerts(certFile)
+	certs, err := pki.ReadCerts(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMembership, err)
 	}
@@ -220,33 +133,6 @@ func LoadFederation(pskFile string, caFiles []string, certFile, crlFile string) 
 	return f, nil
 }
 
-func readCerts(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrConfig, path)
-	}
-	return out, nil
-}
-
 // Verify checks that chain is a member certificate of overlay name for peer
 // id, valid at now, issued by the federation CA and not revoked. It returns
 // the leaf.
@@ -276,7 +162,7 @@ func (f *Federation) Verify(chain [][]byte, id peer.ID, name string, now time.Ti
 			return nil, fmt.Errorf("%w: member certificate of %s (serial %s) is revoked", ErrMembership, id, c.SerialNumber)
 		}
 	}
-	if !slices.ContainsFunc(leaf.URIs, func(u *url.URL) bool { return u.String() == MemberURI(name) }) {
+	if !slices.ContainsFunc(leaf.URIs, func(u *url.URL) bool { return u.String() == pki.MemberURI(name) }) {
 		return nil, fmt.Errorf("%w: certificate of %s is not a member certificate of overlay %q", ErrMembership, id, name)
 	}
 	want, err := Ed25519Of(id)

@@ -3,9 +3,9 @@ package overlay
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,24 +13,25 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+
+	"github.com/lsnode/lsnode/pki"
 )
 
 type testFed struct {
 	name string
-	ca   *x509.Certificate
-	key  ed25519.PrivateKey
+	ca   *pki.CA
 	psk  pnet.PSK
 }
 
 func newTestFed(t *testing.T, name string, withPSK bool) *testFed {
 	t.Helper()
-	ca, key, err := NewCA(name+" CA", "lsnode test federation", time.Hour)
+	ca, err := pki.NewCA(name+" CA", "lsnode test federation", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &testFed{name: name, ca: ca, key: key}
+	f := &testFed{name: name, ca: ca}
 	if withPSK {
-		if f.psk, err = pnet.DecodeV1PSK(bytes.NewReader(NewPSK())); err != nil {
+		if f.psk, err = pnet.DecodeV1PSK(bytes.NewReader(pki.NewPSK())); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,13 +51,22 @@ func (f *testFed) member(t *testing.T, ca *testFed, name string, validity time.D
 		t.Fatal(err)
 	}
 	id, _ := peer.IDFromPrivateKey(key)
-	der, err := IssueMember(ca.ca, ca.key, id, name, validity)
+	der, err := issueMember(ca.ca, id, name, validity)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.ca)
+	pool.AddCert(ca.ca.Cert)
 	return key, &Federation{PSK: f.psk, CAs: pool, Chain: [][]byte{der}, Revoked: map[string]bool{}}
+}
+
+// issueMember has ca issue a member certificate of overlay name for id.
+func issueMember(ca *pki.CA, id peer.ID, name string, validity time.Duration) ([]byte, error) {
+	pub, err := Ed25519Of(id)
+	if err != nil {
+		return nil, err
+	}
+	return ca.IssueMember(pub, id.String(), name, validity)
 }
 
 func startFed(t *testing.T, key crypto.PrivKey, name string, fed *Federation, boot []string) (*Overlay, error) {
@@ -115,7 +125,7 @@ func TestFederationAdmission(t *testing.T) {
 					atJoin: map[bool]string{true: "its members need its key", false: "admits only nodes with a member certificate"}[withPSK]},
 				{what: "certificate from another CA", start: func() (*Overlay, error) {
 					k, fed := f.member(t, other, name, time.Hour)
-					fed.CAs.AddCert(f.ca) // it trusts the federation, which does not trust its CA
+					fed.CAs.AddCert(f.ca.Cert) // it trusts the federation, which does not trust its CA
 					return startFed(t, k, name, fed, boot)
 				}, atJoin: "refused this node"},
 				{what: "revoked certificate", start: func() (*Overlay, error) { return startFed(t, revokeMe, name, revokedFed, boot) },
@@ -142,7 +152,7 @@ func TestFederationAdmission(t *testing.T) {
 			if withPSK {
 				cases = append(cases, outsider{what: "wrong private-network key", start: func() (*Overlay, error) {
 					k, fed := f.member(t, nil, name, time.Hour)
-					fed.PSK, _ = pnet.DecodeV1PSK(bytes.NewReader(NewPSK()))
+					fed.PSK, _ = pnet.DecodeV1PSK(bytes.NewReader(pki.NewPSK()))
 					return startFed(t, k, name, fed, boot)
 				}, atJoin: "is not the overlay's"})
 			}
@@ -195,21 +205,21 @@ func TestFederationAdmission(t *testing.T) {
 // FuzzAdmission: whatever a peer sends as its certificate chain, decoding
 // and verifying it neither panics nor admits it.
 func FuzzAdmission(f *testing.F) {
-	ca, key, err := NewCA("fuzz CA", "fuzz", time.Hour)
+	ca, err := pki.NewCA("fuzz CA", "fuzz", time.Hour)
 	if err != nil {
 		f.Fatal(err)
 	}
 	id, _ := GenerateIdentity()
 	pid, _ := peer.IDFromPrivateKey(id)
-	der, err := IssueMember(ca, key, pid, "fuzz", time.Hour)
+	der, err := issueMember(ca, pid, "fuzz", time.Hour)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(encodeChain([][]byte{der}))
-	f.Add(encodeChain([][]byte{der, ca.Raw}))
+	f.Add(encodeChain([][]byte{der, ca.Cert.Raw}))
 	f.Add([]byte{0x05, 1, 2, 3})
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	pool.AddCert(ca.Cert)
 	fed := &Federation{CAs: pool, Revoked: map[string]bool{}}
 	other, _ := GenerateIdentity()
 	otherID, _ := peer.IDFromPrivateKey(other)
@@ -226,4 +236,46 @@ func FuzzAdmission(f *testing.F) {
 			t.Fatal("a chain verified for a peer it was not issued to")
 		}
 	})
+}
+
+// TestSignMember: a member certificate signed from a CA directory for a
+// peer ID verifies for that peer and overlay only, until the CA revokes it.
+func TestSignMember(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.InitCA(dir, "test CA", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := GenerateIdentity()
+	id, _ := PeerIDOf(key)
+	out := filepath.Join(t.TempDir(), "member.pem")
+	if _, err := SignMember(dir, id, "fed", time.Hour, out); err != nil {
+		t.Fatal(err)
+	}
+	load := func() *Federation {
+		t.Helper()
+		f, err := LoadFederation(filepath.Join(dir, pki.PSKFile), []string{filepath.Join(dir, pki.CACertFile)}, out, filepath.Join(dir, pki.CRLFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f := load()
+	other, _ := GenerateIdentity()
+	otherID, _ := PeerIDOf(other)
+	if _, err := f.Verify(f.Chain, id, "fed", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Verify(f.Chain, id, "other", time.Now()); !errors.Is(err, ErrMembership) {
+		t.Errorf("for another overlay: %v", err)
+	}
+	if _, err := f.Verify(f.Chain, otherID, "fed", time.Now()); !errors.Is(err, ErrMembership) {
+		t.Errorf("for another peer: %v", err)
+	}
+	if _, err := pki.Revoke(dir, out); err != nil {
+		t.Fatal(err)
+	}
+	f = load()
+	if _, err := f.Verify(f.Chain, id, "fed", time.Now()); err == nil || !strings.Contains(err.Error(), "is revoked") {
+		t.Errorf("revoked: %v", err)
+	}
 }

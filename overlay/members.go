@@ -504,14 +504,7 @@ func (m *members) merge(b []byte, from peer.ID) error {
 		return ErrClosed
 	}
 	fresh := m.failAfterLocked() / 3
-	// Room for unconfirmed members (counted on the first new one).
-	var (
-		unconf  map[string]int
-		total   int
-		via     string
-		limit   = m.o.cfg.MaxUnconfirmed
-		perSnet = max(1, limit/4)
-	)
+	var room unconfirmedRoom
 	for i := range entries {
 		e := &entries[i]
 		if e.id == m.self || (m.o.admit != nil && m.o.admit.refusedNow(e.id)) {
@@ -536,22 +529,11 @@ func (m *members) merge(b []byte, from peer.ID) error {
 			}
 			mb = &member{id: e.id, kid: kb.ConvertPeerID(e.id)}
 			if e.id != from {
-				if unconf == nil {
-					unconf, via = map[string]int{}, m.peerSubnet(from)
-					for _, x := range m.byID {
-						if !x.seen {
-							unconf[x.via]++
-							total++
-						}
-					}
-				}
-				if total >= limit || unconf[via] >= perSnet {
+				if !m.roomLocked(&room, from) {
 					m.overUnconfirmed++
 					continue
 				}
-				unconf[via]++
-				total++
-				mb.via, mb.added = via, now
+				mb.via, mb.added = room.via, now
 			}
 			m.byID[e.id] = mb
 			m.queueDialLocked(mb, now)
@@ -572,6 +554,37 @@ func (m *members) merge(b []byte, from peer.ID) error {
 	}
 	m.refreshLocked(now)
 	return nil
+}
+
+// unconfirmedRoom counts the members a gossip message may add that no one
+// has confirmed yet (announced by a third party), per source subnet; it is
+// counted on the first new member of a message.
+type unconfirmedRoom struct {
+	counts map[string]int
+	total  int
+	via    string // the sender's subnet
+}
+
+// roomLocked reports whether one more unconfirmed member announced by from
+// fits: MaxUnconfirmed in all, a quarter of it per source subnet. It takes
+// the room when it does.
+func (m *members) roomLocked(r *unconfirmedRoom, from peer.ID) bool {
+	if r.counts == nil {
+		r.counts, r.via = map[string]int{}, m.peerSubnet(from)
+		for _, x := range m.byID {
+			if !x.seen {
+				r.counts[x.via]++
+				r.total++
+			}
+		}
+	}
+	limit := m.o.cfg.MaxUnconfirmed
+	if r.total >= limit || r.counts[r.via] >= max(1, limit/4) {
+		return false
+	}
+	r.counts[r.via]++
+	r.total++
+	return true
 }
 
 // queueDialLocked asks warm to reach an unseen member, backing off while it

@@ -35,6 +35,8 @@ import (
 	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/lsnode/lsnode/pki"
 )
 
 // ValueNamespace is the kad-dht value namespace the overlay accepts with
@@ -81,16 +83,8 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 			o = nil
 		}
 	}()
-	if r.DataDir == "" {
-		o.store = dssync.MutexWrap(ds.NewMapDatastore())
-	} else {
-		if err = os.MkdirAll(r.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("overlay: data dir: %w", err)
-		}
-		o.store, err = leveldb.NewDatastore(filepath.Join(r.DataDir, "store"), nil)
-		if err != nil {
-			return nil, fmt.Errorf("overlay: open datastore in %s: %w", r.DataDir, err)
-		}
+	if o.store, err = openStore(r.DataDir); err != nil {
+		return nil, err
 	}
 	if f := r.Federation; f != nil {
 		// Fail fast on our own membership: a node whose certificate the
@@ -100,17 +94,49 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 			return nil, fmt.Errorf("this node's own member certificate: %w", err)
 		}
 	}
+	if err = o.startHost(); err != nil {
+		return nil, err
+	}
+	if o.dht, err = dht.New(o.routed, o.dhtOptions()...); err != nil {
+		return nil, fmt.Errorf("overlay: kad-dht: %w", err)
+	}
+	if err = o.startMembers(); err != nil {
+		return nil, err
+	}
+	r.Logger.Debug("overlay started", "peer", o.host.ID(), "addrs", o.host.Addrs())
+	return o, nil
+}
+
+// openStore opens the datastore: leveldb under dir, in memory without one.
+func openStore(dir string) (ds.Batching, error) {
+	if dir == "" {
+		return dssync.MutexWrap(ds.NewMapDatastore()), nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("overlay: data dir: %w", err)
+	}
+	st, err := leveldb.NewDatastore(filepath.Join(dir, "store"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: open datastore in %s: %w", dir, err)
+	}
+	return st, nil
+}
+
+// startHost makes the libp2p host under the resource and connection
+// limits, gated by federation admission when there is one.
+func (o *Overlay) startHost() error {
+	r := o.cfg
 	n := r.MaxConnsPerIP
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitsFor(r.MaxConns, r.MaxFDs)),
 		rcmgr.WithLimitPerSubnet([]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: n}},
 			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: n}, {PrefixLength: 48, ConnCount: 8 * n}}),
 		rcmgr.WithConnRateLimiters(connRateLimiter(n)))
 	if err != nil {
-		return nil, fmt.Errorf("overlay: resource manager: %w", err)
+		return fmt.Errorf("overlay: resource manager: %w", err)
 	}
 	cm, err := connmgr.NewConnManager(r.MaxConns*3/4, r.MaxConns, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
-		return nil, fmt.Errorf("overlay: connection manager: %w", err)
+		return fmt.Errorf("overlay: connection manager: %w", err)
 	}
 	hostOpts := o.natOptions()
 	if r.Federation != nil && r.Federation.PSK != nil {
@@ -129,7 +155,8 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	)...)
 	if err != nil {
 		rm.Close()
-		return nil, fmt.Errorf("overlay: libp2p host: %w", err)
+		cm.Close()
+		return fmt.Errorf("overlay: libp2p host: %w", err)
 	}
 	o.routed = o.host
 	if r.Federation != nil {
@@ -140,6 +167,13 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 			o.admit.disconnected(c.RemotePeer())
 		}})
 	}
+	return nil
+}
+
+// dhtOptions configures kad-dht: mode from the reachability setting, the
+// overlay's protocol prefix, no providers, values only for benchmarks.
+func (o *Overlay) dhtOptions() []dht.Option {
+	r := o.cfg
 	mode := dht.ModeServer
 	switch r.Reachability {
 	case ReachPrivate:
@@ -172,16 +206,18 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if o.admit != nil {
 		opts = append(opts, dht.RoutingTableFilter(func(_ interface{}, p peer.ID) bool { return !o.admit.refusedNow(p) }))
 	}
-	o.dht, err = dht.New(o.routed, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("overlay: kad-dht: %w", err)
-	}
+	return opts
+}
+
+// startMembers starts the membership view, its gossip and the
+// reachability watcher; Close waits for them.
+func (o *Overlay) startMembers() error {
 	reach, err := o.host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
 	if err != nil {
-		return nil, fmt.Errorf("overlay: reachability events: %w", err)
+		return fmt.Errorf("overlay: reachability events: %w", err)
 	}
 	o.members = newMembers(o)
-	if r.RelayService {
+	if o.cfg.RelayService {
 		o.members.base = []string{relayService}
 		o.members.services = o.members.base
 	}
@@ -196,8 +232,7 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	go func() { defer o.wg.Done(); o.watchReachability(reach) }()
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
 	go func() { defer o.wg.Done(); o.members.warm(o.ctx) }()
-	r.Logger.Debug("overlay started", "peer", o.host.ID(), "addrs", o.host.Addrs())
-	return o, nil
+	return nil
 }
 
 // connRateLimiter bounds how fast one address opens connections: libp2p's
@@ -335,7 +370,7 @@ func (o *Overlay) explainJoin(ai peer.AddrInfo, err error) error {
 		}
 	}
 	if f := o.cfg.Federation; f != nil && f.PSK != nil {
-		return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's, or the peer has none: %v", ErrMembership, p, PSKFingerprint(f.PSK), err)
+		return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's, or the peer has none: %v", ErrMembership, p, pki.PSKFingerprint(f.PSK), err)
 	}
 	return fmt.Errorf("%w: handshake with %s failed: if overlay %q is a private network, its members need its key (overlay.psk_file): %v", ErrMembership, p, o.cfg.Name, err)
 }

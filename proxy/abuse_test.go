@@ -10,7 +10,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
-	"github.com/lsnode/lsnode/registrar"
 	"github.com/lsnode/lsnode/relay"
 )
 
@@ -56,18 +55,11 @@ func silent(c *net.UDPConn, d time.Duration) (bool, string) {
 // is answered with the right code and the target gets no packet. Calls to
 // the domain's own users and dialogs the proxy record-routed still pass.
 func TestOpenRelay(t *testing.T) {
-	reg, err := registrar.New(registrar.Config{Domain: "a.example", Mode: registrar.Local, Logger: quiet(),
-		Users: &registrar.UsersFile{Realm: "a.example", Users: []registrar.UserHash{
-			registrar.NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a")}},
-		NonceSecret: []byte("0123456789abcdef0123")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	media := loopbackMedia(t, 41200, 41299)
 	_, other, _ := net.ParseCIDR("10.255.0.0/16")
 	tp := startProxy(t, Proxying, func(c *Config) {
 		c.TrustedNetworks = []*net.IPNet{other} // the senders below are untrusted
-		c.Authorize = reg.AuthorizeProxy
+		c.Authorize = proxyAuthorizer("a.example", map[string]string{"alice": "secret-a"})
 		c.Media, c.MediaPolicy = media, "always"
 		c.RecordRoute = true
 	})

@@ -104,30 +104,11 @@ func (r *Resolver) Targets(ctx context.Context, u sip.Uri) ([]DNSTarget, error) 
 		}
 		return targetsFor(ips, port, tr), nil
 	}
-	type srvName struct{ name, tr string }
 	var srvs []srvName
 	if tr == "" {
-		naptrs, err := r.query(ctx, host, dns.TypeNAPTR)
-		if err != nil {
+		var err error
+		if srvs, err = r.naptr(ctx, host, secure); err != nil {
 			return nil, err
-		}
-		var ns []*dns.NAPTR
-		for _, rr := range naptrs {
-			if n, ok := rr.(*dns.NAPTR); ok && strings.EqualFold(n.Flags, "s") {
-				if t, ok := naptrTransport(n.Service); ok && (!secure || t == "TLS") {
-					ns = append(ns, n)
-				}
-			}
-		}
-		slices.SortStableFunc(ns, func(a, b *dns.NAPTR) int {
-			if a.Order != b.Order {
-				return int(a.Order) - int(b.Order)
-			}
-			return int(a.Preference) - int(b.Preference)
-		})
-		for _, n := range ns {
-			t, _ := naptrTransport(n.Service)
-			srvs = append(srvs, srvName{n.Replacement, t})
 		}
 	}
 	if len(srvs) == 0 {
@@ -141,6 +122,60 @@ func (r *Resolver) Targets(ctx context.Context, u sip.Uri) ([]DNSTarget, error) 
 			srvs = []srvName{{"_sip._udp." + dns.Fqdn(host), "UDP"}, {"_sip._tcp." + dns.Fqdn(host), "TCP"}}
 		}
 	}
+	out, err := r.srv(ctx, srvs)
+	if err != nil || len(out) > 0 {
+		return out, err
+	}
+	// §4.2: no SRV either: the host's addresses on the default port.
+	if tr == "" {
+		tr = "UDP"
+		if secure {
+			tr = "TLS"
+		}
+	}
+	ips, err := r.addrs(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	return targetsFor(ips, defPort(tr), tr), nil
+}
+
+// srvName is an SRV name to look up, and the transport of its servers.
+type srvName struct{ name, tr string }
+
+// naptr returns the SRV names host's NAPTR records point to (RFC 3263
+// §4.1), in their order: only transports we support, only TLS for sips.
+func (r *Resolver) naptr(ctx context.Context, host string, secure bool) ([]srvName, error) {
+	naptrs, err := r.query(ctx, host, dns.TypeNAPTR)
+	if err != nil {
+		return nil, err
+	}
+	var ns []*dns.NAPTR
+	for _, rr := range naptrs {
+		if n, ok := rr.(*dns.NAPTR); ok && strings.EqualFold(n.Flags, "s") {
+			if t, ok := naptrTransport(n.Service); ok && (!secure || t == "TLS") {
+				ns = append(ns, n)
+			}
+		}
+	}
+	slices.SortStableFunc(ns, func(a, b *dns.NAPTR) int {
+		if a.Order != b.Order {
+			return int(a.Order) - int(b.Order)
+		}
+		return int(a.Preference) - int(b.Preference)
+	})
+	var srvs []srvName
+	for _, n := range ns {
+		t, _ := naptrTransport(n.Service)
+		srvs = append(srvs, srvName{n.Replacement, t})
+	}
+	return srvs, nil
+}
+
+// srv resolves SRV names to their servers' addresses, in the order of
+// RFC 2782 (priority, then weighted random choice) within each name, the
+// names in order.
+func (r *Resolver) srv(ctx context.Context, srvs []srvName) ([]DNSTarget, error) {
 	var out []DNSTarget
 	for _, s := range srvs {
 		rrs, err := r.query(ctx, s.name, dns.TypeSRV)
@@ -161,21 +196,7 @@ func (r *Resolver) Targets(ctx context.Context, u sip.Uri) ([]DNSTarget, error) 
 			out = append(out, targetsFor(ips, int(v.Port), s.tr)...)
 		}
 	}
-	if len(out) > 0 {
-		return out, nil
-	}
-	// §4.2: no SRV either: the host's addresses on the default port.
-	if tr == "" {
-		tr = "UDP"
-		if secure {
-			tr = "TLS"
-		}
-	}
-	ips, err := r.addrs(ctx, host)
-	if err != nil {
-		return nil, err
-	}
-	return targetsFor(ips, defPort(tr), tr), nil
+	return out, nil
 }
 
 func srvPrefix(tr string) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // asIs is a client option that leaves a request exactly as prepared.
@@ -209,7 +210,7 @@ func (p *Proxy) handleStray(res *sip.Response) {
 	out.SetDestination("")
 	p.retoken(out, nil)
 	p.anchorAnswer(out)
-	if err := p.srv.WriteResponse(out); err != nil {
+	if err := p.stack.WriteResponse(out); err != nil {
 		p.log.Debug("forward 2xx retransmission", "call", callID(res), "err", err)
 	}
 }
@@ -392,174 +393,213 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 		}
 	}()
 	for _, t := range group {
-		// Answers made here for a branch (refused, no answer) are made
-		// from b.out, as if downstream sent them: relay strips our Via.
-		b := &branch{t: t, out: p.prepare(req, t)}
-		ctx, cancel := context.WithCancel(p.ctx)
+		b, cancel, res := p.startBranch(req, t, events)
 		cancels = append(cancels, cancel)
-		timerB := func() {}
-		if req.Method != sip.INVITE {
-			// Guards a branch that never finishes; an INVITE branch
-			// that rings is Timer C's to end, however long it rings.
-			ctx, timerB = context.WithTimeout(ctx, sip.Timer_B+time.Second)
-		}
-		var err error
-		if !p.destAllowed(ctx, req, t) {
-			timerB()
-			p.stats.refused.Add(1)
-			p.log.Warn("branch refused: destination on this host or link", "call", callID(req), "dest", t.dest)
-			best = better(best, sip.NewResponseFromRequest(b.out, 403, "Destination not allowed", nil))
-			continue
-		}
-		b.tx, err = p.transaction(ctx, b.out, t)
-		if err != nil {
-			timerB()
-			cancel()
-			p.log.Debug("branch failed", "call", callID(req), "dest", t.dest, "err", err)
-			best = better(best, sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
-			p.cache.drop(req)
-			continue
-		}
-		p.count(t)
-		started := p.spawn(func() {
-			defer cancel()
-			defer timerB()
-			defer b.tx.Terminate()
-			for {
-				select {
-				case res := <-b.tx.Responses():
-					select {
-					case events <- branchEvent{b: b, res: res}:
-					case <-ctx.Done():
-						return
-					}
-					if res.StatusCode >= 200 {
-						return
-					}
-				case <-b.tx.Done():
-					select {
-					case events <- branchEvent{b: b, err: b.tx.Err()}:
-					case <-ctx.Done():
-					}
-					return
-				case <-ctx.Done():
-					select {
-					case events <- branchEvent{b: b, err: ctx.Err()}:
-					case <-p.ctx.Done():
-					}
-					return
-				}
-			}
-		})
-		if !started { // closing
-			timerB()
-			cancel()
-			b.tx.Terminate()
+		if b == nil {
+			best = better(best, res)
 			continue
 		}
 		branches = append(branches, b)
 	}
-	pending := len(branches)
-	if pending == 0 {
+	if len(branches) == 0 {
 		return best, false
 	}
+	f := &forking{p: p, req: req, tx: tx, branches: branches, pending: len(branches), best: best, cancelled: cancelled}
 	var timerC, giveUp <-chan time.Time
-	resetC := func() {}
 	if req.Method == sip.INVITE {
 		t := time.NewTimer(p.cfg.InviteTimeout)
 		defer t.Stop()
 		timerC = t.C
-		resetC = func() { t.Reset(p.cfg.InviteTimeout) }
+		f.resetC = func() { t.Reset(p.cfg.InviteTimeout) }
 	}
-	got2xx := false
-	cancelAll := func() {
-		for _, b := range branches {
-			if !b.final {
-				b.cancel = true
-				p.sendCancel(b)
-			}
-		}
-	}
-	for pending > 0 {
+	for f.pending > 0 {
 		select {
 		case ev := <-events:
-			b := ev.b
-			if b.final {
-				continue
+			if f.event(ev) {
+				return nil, true
 			}
-			if ev.res == nil {
-				b.final = true
-				pending--
-				code, reason := 408, "Request Timeout"
-				if ev.err != nil && !strings.Contains(ev.err.Error(), "timeout") && !strings.Contains(ev.err.Error(), "deadline") {
-					code, reason = 503, "Service Unavailable" // transport error
-				}
-				p.cache.drop(req)
-				best = better(best, sip.NewResponseFromRequest(b.out, code, reason, nil))
-				continue
-			}
-			res := ev.res
-			if res.StatusCode < 200 {
-				if res.StatusCode > 100 && timerC != nil {
-					// RFC 3261 §16.7 step 2: a provisional answer
-					// restarts Timer C.
-					resetC()
-				}
-				b.provisional = true
-				if b.cancel {
-					p.sendCancel(b)
-				}
-				if res.StatusCode > 100 && !got2xx {
-					p.relay(tx, res, &b.t)
-				}
-				continue
-			}
-			b.final = true
-			pending--
-			if res.StatusCode < 300 {
-				// Every 2xx goes upstream; the first one ends the others.
-				p.relay(tx, res, &b.t)
-				if !got2xx {
-					got2xx = true
-					cancelAll()
-				}
-				continue
-			}
-			if res.StatusCode >= 600 {
-				cancelAll()
-			}
-			if res.IsRedirection() && b.t.how == viaStatic {
-				// A federation's redirect server: follow its Contacts.
-				if r, done := p.recurse(req, tx, res, cancelled); done {
-					cancelAll()
-					return nil, true
-				} else if r != nil {
-					res = r
-				}
-			}
-			best = better(best, res)
-		case <-cancelled:
-			cancelled = nil
-			cancelAll()
+		case <-f.cancelled:
+			f.cancelled = nil
+			f.cancelAll()
 		case <-timerC:
-			timerC = nil
-			cancelAll()
+			timerC, f.resetC = nil, nil
+			f.cancelAll()
 			// RFC 3261 §16.7 step 2 and §9.1: a branch that answers no
 			// CANCEL within 64·T1 is given up as 408.
 			giveUp = time.After(sip.Timer_B)
 		case <-giveUp:
-			for _, b := range branches {
+			for _, b := range f.branches {
 				if !b.final {
 					b.final = true
-					pending--
-					best = better(best, sip.NewResponseFromRequest(b.out, 408, "Request Timeout", nil))
+					f.pending--
+					f.best = better(f.best, sip.NewResponseFromRequest(b.out, 408, "Request Timeout", nil))
 				}
 			}
 		case <-p.ctx.Done():
 			return nil, true
 		}
 	}
-	return best, got2xx
+	return f.best, f.got2xx
+}
+
+// forking is the state of one fork while it waits for its branches.
+type forking struct {
+	p         *Proxy
+	req       *sip.Request
+	tx        sip.ServerTransaction
+	branches  []*branch
+	pending   int           // branches without a final response
+	best      *sip.Response // best final response so far
+	got2xx    bool
+	resetC    func()          // restarts Timer C; nil when there is none (any longer)
+	cancelled <-chan struct{} // closed when the caller cancels; nil once seen
+}
+
+// cancelAll cancels every branch still pending.
+func (f *forking) cancelAll() {
+	for _, b := range f.branches {
+		if !b.final {
+			b.cancel = true
+			f.p.sendCancel(b)
+		}
+	}
+}
+
+// event takes one branch's response, or its end without one. It returns
+// true when the fork is over (a redirect followed to a 2xx).
+func (f *forking) event(ev branchEvent) bool {
+	p, req, b := f.p, f.req, ev.b
+	if b.final {
+		return false
+	}
+	if ev.res == nil {
+		b.final = true
+		f.pending--
+		code, reason := 408, "Request Timeout"
+		if ev.err != nil && !strings.Contains(ev.err.Error(), "timeout") && !strings.Contains(ev.err.Error(), "deadline") {
+			code, reason = 503, "Service Unavailable" // transport error
+		}
+		p.cache.drop(req)
+		f.best = better(f.best, sip.NewResponseFromRequest(b.out, code, reason, nil))
+		return false
+	}
+	res := ev.res
+	if res.StatusCode < 200 {
+		if res.StatusCode > 100 && f.resetC != nil {
+			// RFC 3261 §16.7 step 2: a provisional answer
+			// restarts Timer C.
+			f.resetC()
+		}
+		b.provisional = true
+		if b.cancel {
+			p.sendCancel(b)
+		}
+		if res.StatusCode > 100 && !f.got2xx {
+			p.relay(f.tx, res, &b.t)
+		}
+		return false
+	}
+	b.final = true
+	f.pending--
+	if res.StatusCode < 300 {
+		// Every 2xx goes upstream; the first one ends the others.
+		p.relay(f.tx, res, &b.t)
+		if !f.got2xx {
+			f.got2xx = true
+			f.cancelAll()
+		}
+		return false
+	}
+	if res.StatusCode >= 600 {
+		f.cancelAll()
+	}
+	if res.IsRedirection() && b.t.how == viaStatic {
+		// A federation's redirect server: follow its Contacts.
+		if r, done := p.recurse(req, f.tx, res, f.cancelled); done {
+			f.cancelAll()
+			return true
+		} else if r != nil {
+			res = r
+		}
+	}
+	f.best = better(f.best, res)
+	return false
+}
+
+// startBranch sends req to t and watches the branch on a goroutine that
+// reports its responses on events. It returns the branch, or nil and the
+// answer that stands for it (nil when the proxy is closing). cancel ends
+// the branch; the fork calls it when it ends.
+func (p *Proxy) startBranch(req *sip.Request, t target, events chan<- branchEvent) (_ *branch, cancel context.CancelFunc, res *sip.Response) {
+	// Answers made here for a branch (refused, no answer) are made
+	// from b.out, as if downstream sent them: relay strips our Via.
+	b := &branch{t: t, out: p.prepare(req, t)}
+	ctx, cancel := context.WithCancel(p.ctx)
+	timerB := func() {}
+	if req.Method != sip.INVITE {
+		// Guards a branch that never finishes; an INVITE branch
+		// that rings is Timer C's to end, however long it rings.
+		ctx, timerB = context.WithTimeout(ctx, sip.Timer_B+time.Second)
+	}
+	if !p.destAllowed(ctx, req, t) {
+		timerB()
+		p.stats.refused.Add(1)
+		p.log.Warn("branch refused: destination on this host or link", "call", callID(req), "dest", t.dest)
+		return nil, cancel, sip.NewResponseFromRequest(b.out, 403, "Destination not allowed", nil)
+	}
+	var err error
+	b.tx, err = p.transaction(ctx, b.out, t)
+	if err != nil {
+		timerB()
+		cancel()
+		p.log.Debug("branch failed", "call", callID(req), "dest", t.dest, "err", err)
+		p.cache.drop(req)
+		return nil, cancel, sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+	}
+	p.count(t)
+	started := p.spawn(func() {
+		defer cancel()
+		defer timerB()
+		defer b.tx.Terminate()
+		p.watchBranch(ctx, b, events)
+	})
+	if !started { // closing
+		timerB()
+		cancel()
+		b.tx.Terminate()
+		return nil, cancel, nil
+	}
+	return b, cancel, nil
+}
+
+// watchBranch passes a branch's responses to events until its final one,
+// its transaction's end or ctx's.
+func (p *Proxy) watchBranch(ctx context.Context, b *branch, events chan<- branchEvent) {
+	for {
+		select {
+		case res := <-b.tx.Responses():
+			select {
+			case events <- branchEvent{b: b, res: res}:
+			case <-ctx.Done():
+				return
+			}
+			if res.StatusCode >= 200 {
+				return
+			}
+		case <-b.tx.Done():
+			select {
+			case events <- branchEvent{b: b, err: b.tx.Err()}:
+			case <-ctx.Done():
+			}
+			return
+		case <-ctx.Done():
+			select {
+			case events <- branchEvent{b: b, err: ctx.Err()}:
+			case <-p.ctx.Done():
+			}
+			return
+		}
+	}
 }
 
 // recurse forwards req to the Contacts of a 3xx (one level, RFC 3261
@@ -572,7 +612,7 @@ func (p *Proxy) recurse(req *sip.Request, tx sip.ServerTransaction, res *sip.Res
 			continue
 		}
 		t, err := uriTarget(c.Address, c.Address, viaRedirect)
-		t.peer = nameOf(c.Address.Host)
+		t.peer = sipnet.PeerName(c.Address.Host)
 		if err == nil && !p.isSelf(&c.Address) {
 			group = append(group, t)
 		}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/lsnode/lsnode/registrar"
 	"github.com/lsnode/lsnode/relay"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // hasSDP reports whether a message carries an SDP body.
@@ -65,16 +65,16 @@ func (p *Proxy) anchorOffer(req *sip.Request) bool {
 // privateParty: the offer's connection address (media), the caller's
 // Contact or its Via is a private (NAT'd) address.
 func (p *Proxy) privateParty(req *sip.Request, media net.IP) bool {
-	if registrar.PrivateAddr(media) {
+	if sipnet.PrivateAddr(media) {
 		return true
 	}
 	if c := req.Contact(); c != nil {
-		if ip := net.ParseIP(strings.Trim(c.Address.Host, "[]")); ip != nil && registrar.PrivateAddr(ip) {
+		if ip := net.ParseIP(strings.Trim(c.Address.Host, "[]")); ip != nil && sipnet.PrivateAddr(ip) {
 			return true
 		}
 	}
 	if v := req.Via(); v != nil {
-		if ip := net.ParseIP(strings.Trim(v.Host, "[]")); ip != nil && registrar.PrivateAddr(ip) {
+		if ip := net.ParseIP(strings.Trim(v.Host, "[]")); ip != nil && sipnet.PrivateAddr(ip) {
 			return true
 		}
 	}

@@ -1,17 +1,12 @@
-// Package proxy is lsnode's SIP peer proxy and redirect server (RFC 3261
-// §16, draft-johnston-sipping-p2p-ipcom §3): it looks the Request-URI's AOR
-// up in the overlay and sends the request straight to the callee's Contact,
-// so the callee domain's own proxy is not on the path. AORs the overlay does
-// not know go to configured static peers, then to RFC 3263 DNS targets.
 package proxy
 
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,12 +17,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
-	"github.com/lsnode/lsnode/registrar"
 	"github.com/lsnode/lsnode/relay"
+	"github.com/lsnode/lsnode/sipnet"
 )
-
-// ErrConfig is returned for an invalid proxy configuration.
-var ErrConfig = errors.New("proxy: config")
 
 // Mode selects proxying or redirecting.
 type Mode string
@@ -107,10 +99,16 @@ type Config struct {
 	// of the user in its From: nil to relay it, else the 407/403 to send.
 	// Nil refuses such requests with 403.
 	Authorize func(*sip.Request) *sip.Response
-	// FlowSecret keys the flow tokens this proxy puts in the Path of NAT'd
-	// registrations (see Edge); nil: no flows. Keep it across restarts so
-	// the Paths stored in the overlay stay valid.
-	FlowSecret []byte
+	// Flows are the NAT flows of the stack the proxy is attached to (the
+	// registrar puts them in the Path of NAT'd registrations; see
+	// sipnet.Flows.Edge): requests whose Route or Path names one go down
+	// it, and each gets an OPTIONS every NATKeepalive. Nil: no flows.
+	Flows *sipnet.Flows
+	// RouteSecret keys the tokens of this proxy's Record-Routes
+	// (rrtoken.go). Keep it across restarts, and the same on every
+	// front-end of a domain, so dialogs outlive a restart; nil: a random
+	// key of this process.
+	RouteSecret []byte
 	// NATKeepalive: how often each NAT'd registration's flow gets an
 	// OPTIONS (Kamailio's nathelper does the same), well under common
 	// UDP NAT timeouts (30 s and up). Default 20s; negative disables.
@@ -119,7 +117,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Proxy routes SIP requests. Attach it to a listener with Attach.
+// Proxy routes SIP requests. Attach it to a stack with Attach.
 type Proxy struct {
 	cfg    Config
 	cache  *cache
@@ -130,11 +128,13 @@ type Proxy struct {
 	runMu  sync.Mutex // guards closed and wg.Add against Close
 	closed bool
 
+	flows *sipnet.Flows // NAT flows, nil without (sipnet/flow.go)
+
 	// Set by Attach.
 	client  *sipgo.Client
 	txl     *sip.TransactionLayer
 	tpl     *sip.TransportLayer
-	srv     *sipgo.Server
+	stack   *sipnet.Stack
 	self    hostPort // our UDP/TCP address
 	tlsSelf hostPort // our TLS address; zero without TLS
 	laddr   sip.Addr
@@ -144,11 +144,9 @@ type Proxy struct {
 	peersMu sync.Mutex
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
 
-	flows flows // NAT flows kept alive (flow.go)
-
 	rrKey []byte // keys the Record-Route tokens (rrtoken.go)
 
-	responses registrar.StatusCounts // final responses sent upstream
+	responses sipnet.StatusCounts // final responses sent upstream
 }
 
 type hostPort struct {
@@ -158,74 +156,84 @@ type hostPort struct {
 
 func (h hostPort) String() string { return net.JoinHostPort(h.host, strconv.Itoa(h.port)) }
 
-// New validates cfg and returns a proxy.
-func New(cfg Config) (*Proxy, error) {
-	if cfg.Location == nil {
-		return nil, fmt.Errorf("%w: no location service", ErrConfig)
+// withDefaults validates c and fills in the defaults.
+func (c Config) withDefaults() (Config, error) {
+	if c.Location == nil {
+		return c, fmt.Errorf("%w: no location service", ErrConfig)
 	}
-	switch cfg.Mode {
+	switch c.Mode {
 	case "":
-		cfg.Mode = Proxying
+		c.Mode = Proxying
 	case Proxying, Redirecting:
 	default:
-		return nil, fmt.Errorf("%w: mode %q (want proxy or redirect)", ErrConfig, cfg.Mode)
+		return c, fmt.Errorf("%w: mode %q (want proxy or redirect)", ErrConfig, c.Mode)
 	}
-	for d, hops := range cfg.Static {
+	for d, hops := range c.Static {
 		if len(hops) == 0 {
-			return nil, fmt.Errorf("%w: static peers of %q: empty list", ErrConfig, d)
+			return c, fmt.Errorf("%w: static peers of %q: empty list", ErrConfig, d)
 		}
 		for _, h := range hops {
 			var u sip.Uri
 			if err := sip.ParseUri(h, &u); err != nil || u.Host == "" {
-				return nil, fmt.Errorf("%w: static peer %q of %q is not a SIP URI", ErrConfig, h, d)
+				return c, fmt.Errorf("%w: static peer %q of %q is not a SIP URI", ErrConfig, h, d)
 			}
 		}
 	}
-	for i, d := range cfg.TransitPeers {
-		cfg.TransitPeers[i] = strings.ToLower(d)
-	}
-	if cfg.Realm == "" {
-		cfg.Realm = cfg.Domain
-	}
-	if cfg.CacheTTL == 0 {
-		cfg.CacheTTL = 30 * time.Second
-	}
-	if cfg.NegativeTTL == 0 {
-		cfg.NegativeTTL = 5 * time.Second
-	}
-	if cfg.LookupTimeout <= 0 {
-		cfg.LookupTimeout = 3 * time.Second
-	}
-	if cfg.InviteTimeout <= 0 {
-		cfg.InviteTimeout = 180 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	switch cfg.MediaPolicy {
+	switch c.MediaPolicy {
 	case "", "off":
-		cfg.MediaPolicy = "off"
+		c.MediaPolicy = "off"
 	case "always", "auto":
-		if cfg.Media == nil {
-			return nil, fmt.Errorf("%w: media policy %q needs a media relay", ErrConfig, cfg.MediaPolicy)
+		if c.Media == nil {
+			return c, fmt.Errorf("%w: media policy %q needs a media relay", ErrConfig, c.MediaPolicy)
 		}
 	default:
-		return nil, fmt.Errorf("%w: media policy %q (want off, always or auto)", ErrConfig, cfg.MediaPolicy)
+		return c, fmt.Errorf("%w: media policy %q (want off, always or auto)", ErrConfig, c.MediaPolicy)
 	}
-	if cfg.KeepaliveInterval == 0 {
-		cfg.KeepaliveInterval = 30 * time.Second
+	c.TransitPeers = slices.Clone(c.TransitPeers)
+	for i, d := range c.TransitPeers {
+		c.TransitPeers[i] = strings.ToLower(d)
 	}
-	if cfg.NATKeepalive == 0 {
-		cfg.NATKeepalive = 20 * time.Second
+	if c.Realm == "" {
+		c.Realm = c.Domain
 	}
-	if cfg.KeepaliveTimeout <= 0 {
-		cfg.KeepaliveTimeout = 5 * time.Second
+	if c.CacheTTL == 0 {
+		c.CacheTTL = 30 * time.Second
 	}
-	if cfg.TrustedNetworks == nil {
-		cfg.TrustedNetworks = registrar.Loopback()
+	if c.NegativeTTL == 0 {
+		c.NegativeTTL = 5 * time.Second
+	}
+	if c.LookupTimeout <= 0 {
+		c.LookupTimeout = 3 * time.Second
+	}
+	if c.InviteTimeout <= 0 {
+		c.InviteTimeout = 180 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.KeepaliveInterval == 0 {
+		c.KeepaliveInterval = 30 * time.Second
+	}
+	if c.NATKeepalive == 0 {
+		c.NATKeepalive = 20 * time.Second
+	}
+	if c.KeepaliveTimeout <= 0 {
+		c.KeepaliveTimeout = 5 * time.Second
+	}
+	if c.TrustedNetworks == nil {
+		c.TrustedNetworks = sipnet.Loopback()
+	}
+	return c, nil
+}
+
+// New validates cfg and returns a proxy. Attach it to a stack to serve it.
+func New(cfg Config) (*Proxy, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{},
-		flows: flows{m: map[string]flow{}}, rrKey: cfg.FlowSecret}
+		flows: cfg.Flows, rrKey: cfg.RouteSecret}
 	if len(p.rrKey) == 0 {
 		// No domain key to derive from: dialogs record-routed by this
 		// process do not outlive it.
@@ -238,21 +246,22 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// Attach serves the proxy on a registrar's listener: every method but
-// REGISTER (which stays with the registrar).
-func (p *Proxy) Attach(l *registrar.Listener) error {
-	ua, srv, addr := l.UA, l.Server, l.Addr
+// Attach serves the proxy on a stack: every method but REGISTER (which
+// the registrar attached before it takes), and the responses that match
+// no transaction. Attach before the stack serves; once.
+func (p *Proxy) Attach(s *sipnet.Stack) error {
+	ua, addr := s.UA(), s.Addr()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("proxy: listener address %q: %w", addr, err)
+		return fmt.Errorf("proxy: stack address %q: %w", addr, err)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil {
-		return fmt.Errorf("proxy: listener address %q: %w", addr, err)
+		return fmt.Errorf("proxy: stack address %q: %w", addr, err)
 	}
 	p.self = hostPort{host, n}
-	if l.TLSAddr != "" {
-		th, tp, err := net.SplitHostPort(l.TLSAddr)
+	if ta := s.TLSAddr(); ta != "" {
+		th, tp, err := net.SplitHostPort(ta)
 		if tn, err2 := strconv.Atoi(tp); err == nil && err2 == nil {
 			p.tlsSelf = hostPort{th, tn}
 		}
@@ -263,18 +272,21 @@ func (p *Proxy) Attach(l *registrar.Listener) error {
 	}
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.BYE, sip.OPTIONS, sip.INFO, sip.UPDATE, sip.MESSAGE,
 		sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.PRACK, sip.PUBLISH} {
-		srv.OnRequest(m, p.handle)
+		s.Handle(m, p.handle)
 	}
-	p.srv = srv
+	p.stack = s
 	p.txl, p.tpl = ua.TransactionLayer(), ua.TransportLayer()
-	l.OnUnhandledResponse(p.handleStray)
-	srv.OnAck(p.handleAck)
-	srv.OnCancel(p.handleCancel)
-	srv.OnNoRoute(p.handle)
+	s.OnUnhandledResponse(p.handleStray)
+	s.Handle(sip.ACK, p.handleAck)
+	s.Handle(sip.CANCEL, p.handleCancel)
+	s.HandleOther(p.handle)
+	// The proxy's work ends with the stack it serves on, whichever is
+	// closed first.
+	context.AfterFunc(s.Context(), p.cancel)
 	if len(p.cfg.Static) > 0 && p.cfg.KeepaliveInterval > 0 {
 		p.spawn(p.keepalive)
 	}
-	if p.cfg.NATKeepalive > 0 && len(p.cfg.FlowSecret) > 0 {
+	if p.cfg.NATKeepalive > 0 && p.flows != nil {
 		p.spawn(p.natKeepalive)
 	}
 	return nil
@@ -324,6 +336,7 @@ type Stats struct {
 	// NATPings: OPTIONS sent down NAT flows; NATPingsAnswered: those
 	// answered. Flowed: requests sent down a NAT flow.
 	NATPings, NATPingsAnswered, Flowed int64
+	Flows                              int // NAT flows kept alive now (Flows)
 }
 
 type counters struct {
@@ -341,12 +354,13 @@ func callID(m interface{ CallID() *sip.CallIDHeader }) string {
 
 // Responses counts the final responses the proxy sent upstream, by the
 // request's method and the status code.
-func (p *Proxy) Responses() *registrar.StatusCounts { return &p.responses }
+func (p *Proxy) Responses() *sipnet.StatusCounts { return &p.responses }
 
-// Stats returns the counters.
+// Stats returns the counters and the NAT flows kept alive: what the
+// dashboard shows and the metrics export.
 func (p *Proxy) Stats() Stats {
 	c := &p.stats
-	return Stats{Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
+	return Stats{Flows: p.Flows(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
 		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
 		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}

@@ -16,8 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lsnode/lsnode/lsp"
-	"github.com/lsnode/lsnode/registrar"
 	"github.com/lsnode/lsnode/relay"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -66,7 +66,7 @@ type testProxy struct {
 	loc  *memLocation
 }
 
-// startProxy runs a proxy for a.example on a registrar listener on loopback.
+// startProxy runs a proxy for a.example on a stack on loopback.
 func startProxy(t *testing.T, mode Mode, mutate func(*Config)) *testProxy {
 	t.Helper()
 	loc := &memLocation{aor: map[string][]lsp.Binding{}}
@@ -79,16 +79,53 @@ func startProxy(t *testing.T, mode Mode, mutate func(*Config)) *testProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := registrar.New(registrar.Config{Domain: "a.example", Mode: registrar.Local, Logger: quiet()})
+	s, err := sipnet.Listen(sipnet.Config{Addr: "127.0.0.1:0", Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := registrar.Listen(r, "127.0.0.1:0", nil, quiet(), p.Attach)
-	if err != nil {
+	// The proxy first: its goroutines may still open connections on the
+	// stack until they end.
+	t.Cleanup(func() { p.Close(); s.Close() })
+	if err := p.Attach(s); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close(); p.Close() })
-	return &testProxy{p: p, addr: srv.Addr(), loc: loc}
+	s.Serve()
+	return &testProxy{p: p, addr: s.Addr(), loc: loc}
+}
+
+// proxyAuthorizer is a Config.Authorize for tests: valid
+// Proxy-Authorization (MD5 digest, one fixed nonce) of a user of users
+// (name → password, AOR sip:name@realm) who is the request's From passes;
+// without credentials, or with wrong ones, 407; another user's, 403. The
+// registrar's own (AuthorizeProxy: nonces bound to the request, replay
+// refused) is tested in its package.
+func proxyAuthorizer(realm string, users map[string]string) func(*sip.Request) *sip.Response {
+	chal := &digest.Challenge{Realm: realm, Nonce: "proxy-test-nonce", Algorithm: "MD5", QOP: []string{"auth"}}
+	challenge := func(req *sip.Request) *sip.Response {
+		res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", chal.String()))
+		return res
+	}
+	return func(req *sip.Request) *sip.Response {
+		h := req.GetHeader("Proxy-Authorization")
+		if h == nil {
+			return challenge(req)
+		}
+		cred, err := digest.ParseCredentials(h.Value())
+		if err != nil {
+			return sip.NewResponseFromRequest(req, 400, "Bad Proxy-Authorization header", nil)
+		}
+		pass, known := users[cred.Username]
+		want, err := digest.Digest(chal, digest.Options{Method: string(req.Method), URI: cred.URI,
+			Username: cred.Username, Password: pass, Count: cred.Nc, Cnonce: cred.Cnonce})
+		if !known || err != nil || cred.Realm != realm || cred.Nonce != chal.Nonce || want.Response != cred.Response {
+			return challenge(req)
+		}
+		if aor, err := lsp.Canonical(req.From().Address.String()); err != nil || aor != "sip:"+cred.Username+"@"+realm {
+			return sip.NewResponseFromRequest(req, 403, "Not allowed to send as "+req.From().Address.String(), nil)
+		}
+		return nil
+	}
 }
 
 // ua is a raw UDP SIP endpoint for tests.
@@ -321,16 +358,9 @@ func TestForkFirst2xxWins(t *testing.T) {
 // the user in From (407 first), and a dialog it did not record-route is
 // refused.
 func TestRelayPolicy(t *testing.T) {
-	reg, err := registrar.New(registrar.Config{Domain: "a.example", Mode: registrar.Local, Logger: quiet(),
-		Users: &registrar.UsersFile{Realm: "a.example", Users: []registrar.UserHash{
-			registrar.NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a")}},
-		NonceSecret: []byte("0123456789abcdef0123"), Algorithms: []string{"MD5"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tp := startProxy(t, Proxying, func(c *Config) {
 		c.TrustedNetworks = []*net.IPNet{} // loopback is not trusted here
-		c.Authorize = reg.AuthorizeProxy
+		c.Authorize = proxyAuthorizer("a.example", map[string]string{"alice": "secret-a"})
 	})
 	u := newUA(t)
 	asAlice := "From: <sip:alice@a.example>;tag=7"

@@ -14,7 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
-	"github.com/lsnode/lsnode/registrar"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // How a target was found; counted in Stats.
@@ -159,7 +159,7 @@ func (p *Proxy) looped(req *sip.Request) bool {
 // trusted reports whether req came from a trusted network: such senders
 // may send anywhere (co-located servers and UAs).
 func (p *Proxy) trusted(req *sip.Request) bool {
-	return registrar.InNetworks(req.Source(), p.cfg.TrustedNetworks)
+	return sipnet.InNetworks(req.Source(), p.cfg.TrustedNetworks)
 }
 
 // isSelf reports whether u names this proxy: its address, or its domain
@@ -183,28 +183,9 @@ func (p *Proxy) isSelf(u *sip.Uri) bool {
 // not open (nil: go on, else the response to send); decide calls it before
 // it spends a lookup or DNS work on a foreign destination.
 func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.Response) decision {
-	// §16.4: Routes naming us are ours to remove (two when we
-	// record-routed twice across transports, RFC 5658).
-	var flowTo *target
-	var token string // of a Route this proxy record-routed into a dialog
-	for r := req.Route(); r != nil && p.isSelf(&r.Address); r = req.Route() {
-		if tok, ok := r.Address.UriParams.Get(rrParam); ok && req.To().Params.Has("tag") {
-			token = tok // trusted only inside a dialog, for the hops it names
-		}
-		if r.Address.User != "" {
-			// RFC 5626 §5.3: our flow token: the request goes down
-			// the flow, unless it came up that flow (a dialog's
-			// request from the NAT'd party); a token we did not make
-			// gets 403.
-			dest, tr, ok := p.flowTarget(&r.Address)
-			if !ok {
-				return answer(403, "Invalid flow token")
-			}
-			if dest != req.Source() {
-				flowTo = &target{uri: req.Recipient, dest: dest, tr: tr, how: viaURI, flow: true}
-			}
-		}
-		req.RemoveHeader("Route")
+	flowTo, token, ok := p.popSelfRoutes(req)
+	if !ok {
+		return answer(403, "Invalid flow token")
 	}
 	if flowTo != nil && req.Route() == nil {
 		p.stats.flowed.Add(1)
@@ -216,7 +197,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		if err != nil {
 			return answer(400, "Bad Route")
 		}
-		t.peer = nameOf(r.Address.Host)
+		t.peer = sipnet.PeerName(r.Address.Host)
 		minted := p.rrTokenAllows(token, callID(req), t.dest)
 		t.local = p.rrTokenAllows(token, callID(req), localHop(t.dest))
 		return decision{groups: [][]target{{t}}, open: minted, minted: minted}
@@ -272,6 +253,39 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		}
 		return answer(480, "Temporarily Unavailable")
 	}
+	return p.foreign(ctx, req, domain)
+}
+
+// popSelfRoutes removes the Routes naming us from the top of req (§16.4;
+// two when we record-routed twice across transports, RFC 5658). It
+// returns the flow one of them names (RFC 5626 §5.3: the request goes
+// down it, unless it came up that flow: a dialog's request from the NAT'd
+// party) and the Record-Route token one carries (trusted only inside a
+// dialog, for the hops it names); ok false for a flow token we did not
+// make.
+func (p *Proxy) popSelfRoutes(req *sip.Request) (flowTo *target, token string, ok bool) {
+	for r := req.Route(); r != nil && p.isSelf(&r.Address); r = req.Route() {
+		if tok, ok := r.Address.UriParams.Get(rrParam); ok && req.To().Params.Has("tag") {
+			token = tok
+		}
+		if r.Address.User != "" {
+			dest, tr, ok := p.flowTarget(&r.Address)
+			if !ok {
+				return nil, "", false
+			}
+			if dest != req.Source() {
+				flowTo = &target{uri: req.Recipient, dest: dest, tr: tr, how: viaURI, flow: true}
+			}
+		}
+		req.RemoveHeader("Route")
+	}
+	return flowTo, token, true
+}
+
+// foreign routes a request for a domain that is not ours and that the
+// overlay does not know: to its static peers, else to its RFC 3263 DNS
+// targets.
+func (p *Proxy) foreign(ctx context.Context, req *sip.Request, domain string) decision {
 	if hops := p.cfg.Static[strings.ToLower(domain)]; len(hops) > 0 {
 		// Static peers are alternatives, tried one after the other; those
 		// that missed their last keepalive go last.
@@ -350,7 +364,7 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 			continue
 		}
 		t.route = route
-		t.peer = nameOf(next.Host)
+		t.peer = sipnet.PeerName(next.Host)
 		if len(route) > 0 {
 			t.peer = strings.ToLower(domain)
 			// Our own flow first in the Path: straight down it.
@@ -362,7 +376,7 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 				}
 			}
 		}
-		if len(route) == 0 && registrar.BehindNAT(u.Host, b.Received) {
+		if len(route) == 0 && sipnet.BehindNAT(u.Host, b.Received) {
 			// RFC 3581: a NATed UA is reached at the address its REGISTER
 			// came from, not the private one in its Contact.
 			t.dest = b.Received
@@ -440,7 +454,7 @@ func (p *Proxy) destAllowed(ctx context.Context, req *sip.Request, t target) boo
 		return false
 	}
 	if ip := net.ParseIP(host); ip != nil {
-		return !registrar.HostOrLink(ip)
+		return !sipnet.HostOrLink(ip)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -449,7 +463,7 @@ func (p *Proxy) destAllowed(ctx context.Context, req *sip.Request, t target) boo
 		return true // it will not be reached either
 	}
 	for _, a := range ips {
-		if registrar.HostOrLink(a.IP) {
+		if sipnet.HostOrLink(a.IP) {
 			return false
 		}
 	}

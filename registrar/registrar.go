@@ -19,6 +19,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // Mode selects where bindings live.
@@ -85,8 +86,8 @@ type Config struct {
 	// through a NAT (a private Contact address, another source, no Path
 	// from an edge proxy before us) with the source, the transport and the
 	// binding's expiry (zero when the binding is removed). What it returns
-	// goes first in the binding's Path: the proxy on this listener, as the
-	// edge of the flow (RFC 5626; see proxy.Edge). "" adds nothing.
+	// goes first in the binding's Path: the proxy on this node's stack, as
+	// the edge of the flow (RFC 5626; sipnet.Flows.Edge). "" adds nothing.
 	Edge func(source, transport string, until time.Time) string
 	// Logger; default slog.Default(). Tagged component=registrar.
 	Logger *slog.Logger
@@ -99,29 +100,88 @@ type Registrar struct {
 	users  map[string]*UserHash
 	nonces *nonces
 
-	responses StatusCounts // final responses sent, by method and code
-	inflight  atomic.Int64 // REGISTERs waiting on the location service
+	responses sipnet.StatusCounts // final responses sent, by method and code
+	inflight  atomic.Int64        // REGISTERs waiting on the location service
 }
 
-// New validates cfg and returns a registrar.
-func New(cfg Config) (*Registrar, error) {
-	canon, err := lsp.Canonical("sip:x@" + cfg.Domain)
-	if err != nil || lsp.Domain(canon) != cfg.Domain {
-		return nil, fmt.Errorf("%w: domain %q", ErrConfig, cfg.Domain)
+// withDefaults validates c and fills in the defaults.
+func (c Config) withDefaults() (Config, error) {
+	canon, err := lsp.Canonical("sip:x@" + c.Domain)
+	if err != nil || lsp.Domain(canon) != c.Domain {
+		return c, fmt.Errorf("%w: domain %q", ErrConfig, c.Domain)
 	}
-	if cfg.Mode == "" {
-		cfg.Mode = Stateless
+	switch c.Mode {
+	case "":
+		c.Mode = Stateless
+	case Stateless, Local, Hybrid:
+	default:
+		return c, fmt.Errorf("%w: mode %q (want stateless, local or hybrid)", ErrConfig, c.Mode)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	if (c.Mode == Stateless || c.Mode == Hybrid) && c.Location == nil {
+		return c, fmt.Errorf("%w: %s mode needs a location service", ErrConfig, c.Mode)
 	}
-	cfg.Logger = cfg.Logger.With("component", "registrar", "domain", cfg.Domain)
-	r := &Registrar{}
-	if cfg.Mode == Stateless || cfg.Mode == Hybrid {
-		if cfg.Location == nil {
-			return nil, fmt.Errorf("%w: %s mode needs a location service", ErrConfig, cfg.Mode)
+	if c.Users != nil {
+		if len(c.NonceSecret) < 16 {
+			return c, fmt.Errorf("%w: nonce secret shorter than 16 bytes", ErrConfig)
+		}
+		for _, a := range c.Algorithms {
+			if a != "SHA-256" && a != "MD5" {
+				return c, fmt.Errorf("%w: digest algorithm %q (want SHA-256 or MD5)", ErrConfig, a)
+			}
+		}
+		if len(c.Algorithms) == 0 {
+			c.Algorithms = []string{"SHA-256", "MD5"}
+		}
+		if c.MD5Agents == nil {
+			c.MD5Agents = []string{"baresip", "sipp", noAgent}
+		}
+		if c.MaxUsedNonces <= 0 {
+			c.MaxUsedNonces = 1 << 20
 		}
 	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.NonceTTL <= 0 {
+		c.NonceTTL = 5 * time.Minute
+	}
+	if c.MinExpires <= 0 {
+		c.MinExpires = 60 * time.Second
+	}
+	if c.MaxExpires <= 0 {
+		c.MaxExpires = 7200 * time.Second
+	}
+	if c.DefaultExpires <= 0 {
+		c.DefaultExpires = 3600 * time.Second
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 5 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 2048
+	}
+	if c.TrustedNetworks == nil {
+		c.TrustedNetworks = sipnet.Loopback()
+	}
+	// With the defaults in place: a default may be what contradicts.
+	if c.MinExpires > c.MaxExpires {
+		return c, fmt.Errorf("%w: min expires above max expires", ErrConfig)
+	}
+	return c, nil
+}
+
+// New validates cfg and returns a registrar. Attach it to a stack to serve
+// it.
+func New(cfg Config) (*Registrar, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = cfg.Logger.With("component", "registrar", "domain", cfg.Domain)
+	r := &Registrar{cfg: cfg}
 	switch cfg.Mode {
 	case Stateless:
 		r.loc = cfg.Location
@@ -133,67 +193,20 @@ func New(cfg Config) (*Registrar, error) {
 		if reg, ok := cfg.Location.(lsp.Registry); ok {
 			r.loc = &hybridRegistry{hybrid: h, reg: reg}
 		}
-	default:
-		return nil, fmt.Errorf("%w: mode %q (want stateless, local or hybrid)", ErrConfig, cfg.Mode)
-	}
-	if cfg.NonceTTL <= 0 {
-		cfg.NonceTTL = 5 * time.Minute
-	}
-	if cfg.MinExpires <= 0 {
-		cfg.MinExpires = 60 * time.Second
-	}
-	if cfg.MaxExpires <= 0 {
-		cfg.MaxExpires = 7200 * time.Second
-	}
-	if cfg.DefaultExpires <= 0 {
-		cfg.DefaultExpires = 3600 * time.Second
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = 5 * time.Second
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 2048
-	}
-	if cfg.TrustedNetworks == nil {
-		cfg.TrustedNetworks = Loopback()
-	}
-	if cfg.MinExpires > cfg.MaxExpires {
-		return nil, fmt.Errorf("%w: min expires above max expires", ErrConfig)
 	}
 	if cfg.Users != nil {
-		if len(cfg.NonceSecret) < 16 {
-			return nil, fmt.Errorf("%w: nonce secret shorter than 16 bytes", ErrConfig)
-		}
 		r.users = map[string]*UserHash{}
 		for i := range cfg.Users.Users {
 			u := &cfg.Users.Users[i]
 			r.users[u.Username] = u
 		}
-		if len(cfg.Algorithms) == 0 {
-			cfg.Algorithms = []string{"SHA-256", "MD5"}
-		}
-		for _, a := range cfg.Algorithms {
-			if a != "SHA-256" && a != "MD5" {
-				return nil, fmt.Errorf("%w: digest algorithm %q (want SHA-256 or MD5)", ErrConfig, a)
-			}
-		}
-		if cfg.MD5Agents == nil {
-			cfg.MD5Agents = []string{"baresip", "sipp", noAgent}
-		}
 		var agents []string
 		for _, a := range cfg.MD5Agents {
 			agents = append(agents, strings.ToLower(a))
 		}
-		if cfg.MaxUsedNonces <= 0 {
-			cfg.MaxUsedNonces = 1 << 20
-		}
 		r.nonces = &nonces{secret: cfg.NonceSecret, realm: cfg.Users.Realm, ttl: cfg.NonceTTL, now: time.Now,
 			algs: cfg.Algorithms, md5Agents: agents, used: newUsedNonces(cfg.NonceTTL, cfg.MaxUsedNonces)}
 	}
-	r.cfg = cfg
 	return r, nil
 }
 
@@ -223,49 +236,9 @@ func status(req *sip.Request, code int, reason string) *sip.Response {
 // address it came from ("ip:port"). It never panics on bad input: malformed
 // requests get 400 with a reason.
 func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string) *sip.Response {
-	if req.Method != sip.REGISTER {
-		res := status(req, 405, "Method Not Allowed")
-		res.AppendHeader(sip.NewHeader("Allow", "REGISTER"))
+	aor, trusted, res := r.admit(req, source)
+	if res != nil {
 		return res
-	}
-	to, from, callID, cseq := req.To(), req.From(), req.CallID(), req.CSeq()
-	if to == nil || from == nil || callID == nil || cseq == nil || req.Via() == nil {
-		return status(req, 400, "Missing To, From, Call-ID, CSeq or Via")
-	}
-	if cseq.MethodName != sip.REGISTER {
-		return status(req, 400, "CSeq method is not REGISTER")
-	}
-	trusted := r.trusted(source)
-	if !trusted {
-		// RFC 3327: a Path is added by proxies in front of the registrar;
-		// one from an untrusted sender would route its AOR's calls
-		// anywhere (our own host included). Not stored, not echoed.
-		for req.RemoveHeader("Path") {
-		}
-	}
-	// Step 1: the Request-URI names the domain whose bindings are asked for.
-	if !strings.EqualFold(strings.TrimSuffix(req.Recipient.Host, "."), r.cfg.Domain) {
-		return status(req, 404, "Domain not served here")
-	}
-	// Step 2: extensions.
-	if unsupported := r.unsupported(req); len(unsupported) > 0 {
-		res := status(req, 420, "Bad Extension")
-		res.AppendHeader(sip.NewHeader("Unsupported", strings.Join(unsupported, ", ")))
-		return res
-	}
-	// Step 5 first: the AOR must belong to our domain.
-	aor, err := lsp.Canonical(to.Address.String())
-	if err != nil || to.Address.Wildcard {
-		return status(req, 400, "Bad To URI")
-	}
-	if lsp.Domain(aor) != r.cfg.Domain {
-		return status(req, 403, "Not authoritative for "+lsp.Domain(aor))
-	}
-	// Steps 3–4: authentication and authorisation.
-	if r.users != nil {
-		if res := r.authenticateAs(req, aor, source, uasAuth()); res != nil {
-			return res
-		}
 	}
 	contacts, wildcard, res := r.parseContacts(req, source, trusted)
 	if res != nil {
@@ -278,94 +251,171 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 		return r.unavailable(req, "Overloaded")
 	}
 	defer r.inflight.Add(-1)
-	now := time.Now()
-	path := headerValues(req, "Path")
+	u := update{req: req, aor: aor, source: source, callID: req.CallID().Value(), cseq: req.CSeq().SeqNo,
+		path: headerValues(req, "Path"), now: time.Now(), contacts: contacts}
 	if reg, ok := r.loc.(lsp.Registry); ok && !wildcard && len(contacts) > 0 && !slices.ContainsFunc(contacts, func(c contact) bool { return c.expires == 0 }) {
-		// The common case in one round trip: the replicas apply the
-		// Call-ID/CSeq rule and answer with the AOR's merged bindings.
-		publish := make([]lsp.Binding, len(contacts))
-		for i, c := range contacts {
-			publish[i] = r.binding(c, now, callID.Value(), cseq.SeqNo, path, source, req.Transport())
-		}
-		final, err := reg.Register(ctx, aor, publish...)
-		if errors.Is(err, lsp.ErrOutOfOrder) {
-			return status(req, 500, "Request out of order")
-		}
-		if err != nil {
-			return r.failed(req, "register", err)
-		}
-		return r.ok(req, final)
+		return r.register(ctx, reg, u)
 	}
 	current, err := r.loc.Lookup(ctx, aor)
 	if err != nil {
 		return r.failed(req, "lookup", err)
 	}
-	if wildcard {
-		// RFC 3261 §10.3 step 6: remove all, unless a binding comes from the
-		// same Call-ID with a CSeq at least as high.
-		for _, b := range current {
-			if b.CallID == callID.Value() && b.CSeq >= cseq.SeqNo {
-				return status(req, 500, "Request out of order")
-			}
-		}
-		if len(current) > 0 {
-			if err := r.loc.Remove(ctx, aor); err != nil {
-				return r.failed(req, "remove", err)
-			}
-		}
-		return r.ok(req, nil)
-	}
-	if len(contacts) == 0 { // a query
+	switch {
+	case wildcard:
+		return r.removeAll(ctx, u, current)
+	case len(contacts) == 0: // a query
 		return r.ok(req, current)
 	}
+	return r.apply(ctx, u, current)
+}
+
+// admit runs the steps of RFC 3261 §10.3 before the Contacts are read:
+// it returns the canonical AOR and whether source is trusted, or the
+// response that refuses req. An untrusted sender's Path headers are
+// removed from req.
+func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted bool, res *sip.Response) {
+	if req.Method != sip.REGISTER {
+		res := status(req, 405, "Method Not Allowed")
+		res.AppendHeader(sip.NewHeader("Allow", "REGISTER"))
+		return "", false, res
+	}
+	to, from, callID, cseq := req.To(), req.From(), req.CallID(), req.CSeq()
+	if to == nil || from == nil || callID == nil || cseq == nil || req.Via() == nil {
+		return "", false, status(req, 400, "Missing To, From, Call-ID, CSeq or Via")
+	}
+	if cseq.MethodName != sip.REGISTER {
+		return "", false, status(req, 400, "CSeq method is not REGISTER")
+	}
+	trusted = r.trusted(source)
+	if !trusted {
+		// RFC 3327: a Path is added by proxies in front of the registrar;
+		// one from an untrusted sender would route its AOR's calls
+		// anywhere (our own host included). Not stored, not echoed.
+		for req.RemoveHeader("Path") {
+		}
+	}
+	// Step 1: the Request-URI names the domain whose bindings are asked for.
+	if !strings.EqualFold(strings.TrimSuffix(req.Recipient.Host, "."), r.cfg.Domain) {
+		return "", false, status(req, 404, "Domain not served here")
+	}
+	// Step 2: extensions.
+	if unsupported := r.unsupported(req); len(unsupported) > 0 {
+		res := status(req, 420, "Bad Extension")
+		res.AppendHeader(sip.NewHeader("Unsupported", strings.Join(unsupported, ", ")))
+		return "", false, res
+	}
+	// Step 5 first: the AOR must belong to our domain.
+	aor, err := lsp.Canonical(to.Address.String())
+	if err != nil || to.Address.Wildcard {
+		return "", false, status(req, 400, "Bad To URI")
+	}
+	if lsp.Domain(aor) != r.cfg.Domain {
+		return "", false, status(req, 403, "Not authoritative for "+lsp.Domain(aor))
+	}
+	// Steps 3–4: authentication and authorisation.
+	if r.users != nil {
+		if res := r.authenticateAs(req, aor, source, uasAuth()); res != nil {
+			return "", false, res
+		}
+	}
+	return aor, trusted, nil
+}
+
+// update is one admitted REGISTER that changes bindings.
+type update struct {
+	req         *sip.Request
+	aor, source string
+	callID      string
+	cseq        uint32
+	path        []string // the Path headers kept
+	now         time.Time
+	contacts    []contact
+}
+
+// register is the common case in one round trip: the replicas apply the
+// Call-ID/CSeq rule and answer with the AOR's merged bindings.
+func (r *Registrar) register(ctx context.Context, reg lsp.Registry, u update) *sip.Response {
+	publish := make([]lsp.Binding, len(u.contacts))
+	for i, c := range u.contacts {
+		publish[i] = r.binding(u, c)
+	}
+	final, err := reg.Register(ctx, u.aor, publish...)
+	if errors.Is(err, lsp.ErrOutOfOrder) {
+		return status(u.req, 500, "Request out of order")
+	}
+	if err != nil {
+		return r.failed(u.req, "register", err)
+	}
+	return r.ok(u.req, final)
+}
+
+// removeAll answers Contact: * (RFC 3261 §10.3 step 6): remove all, unless
+// a binding comes from the same Call-ID with a CSeq at least as high.
+func (r *Registrar) removeAll(ctx context.Context, u update, current []lsp.Binding) *sip.Response {
+	for _, b := range current {
+		if b.CallID == u.callID && b.CSeq >= u.cseq {
+			return status(u.req, 500, "Request out of order")
+		}
+	}
+	if len(current) > 0 {
+		if err := r.loc.Remove(ctx, u.aor); err != nil {
+			return r.failed(u.req, "remove", err)
+		}
+	}
+	return r.ok(u.req, nil)
+}
+
+// apply publishes and removes u's contacts against the current bindings
+// (RFC 3261 §10.3 step 7) and answers with the bindings read back.
+func (r *Registrar) apply(ctx context.Context, u update, current []lsp.Binding) *sip.Response {
 	byID := map[string]lsp.Binding{}
 	for _, b := range current {
 		byID[b.ID()] = b
 	}
 	var publish []lsp.Binding
 	var remove []string
-	for _, c := range contacts {
+	for _, c := range u.contacts {
 		id := c.binding.ID()
-		if old, ok := byID[id]; ok && old.CallID == callID.Value() && old.CSeq >= cseq.SeqNo {
-			return status(req, 500, "Request out of order")
+		if old, ok := byID[id]; ok && old.CallID == u.callID && old.CSeq >= u.cseq {
+			return status(u.req, 500, "Request out of order")
 		}
 		if c.expires == 0 {
 			remove = append(remove, id)
-			if r.cfg.Edge != nil && len(path) == 0 && natted(c.binding.Contact, source) {
-				r.cfg.Edge(source, req.Transport(), time.Time{})
+			if r.cfg.Edge != nil && len(u.path) == 0 && natted(c.binding.Contact, u.source) {
+				r.cfg.Edge(u.source, u.req.Transport(), time.Time{})
 			}
 			continue
 		}
-		publish = append(publish, r.binding(c, now, callID.Value(), cseq.SeqNo, path, source, req.Transport()))
+		publish = append(publish, r.binding(u, c))
 	}
 	if len(publish) > 0 {
-		if err := r.loc.Publish(ctx, aor, publish...); err != nil {
-			return r.failed(req, "publish", err)
+		if err := r.loc.Publish(ctx, u.aor, publish...); err != nil {
+			return r.failed(u.req, "publish", err)
 		}
 	}
 	if len(remove) > 0 {
-		if err := r.loc.Remove(ctx, aor, remove...); err != nil {
-			return r.failed(req, "remove", err)
+		if err := r.loc.Remove(ctx, u.aor, remove...); err != nil {
+			return r.failed(u.req, "remove", err)
 		}
 	}
 	// Answer from the location service, not from memory: the list then
 	// includes what other front-ends wrote meanwhile (a quorum read sees
 	// every acknowledged write, ours included).
-	final, err := r.loc.Lookup(ctx, aor)
+	final, err := r.loc.Lookup(ctx, u.aor)
 	if err != nil {
-		return r.failed(req, "lookup", err)
+		return r.failed(u.req, "lookup", err)
 	}
-	return r.ok(req, final)
+	return r.ok(u.req, final)
 }
 
-// binding completes a parsed contact into the binding to store.
-func (r *Registrar) binding(c contact, now time.Time, callID string, cseq uint32, path []string, source, transport string) lsp.Binding {
+// binding completes one of u's contacts into the binding to store.
+func (r *Registrar) binding(u update, c contact) lsp.Binding {
 	b := c.binding
-	b.Expires = now.Add(c.expires)
-	b.CallID, b.CSeq, b.Path = callID, cseq, path
-	b.Received = source
-	if r.cfg.Edge != nil && len(path) == 0 && natted(b.Contact, source) {
-		if pv := r.cfg.Edge(source, transport, b.Expires); pv != "" {
+	b.Expires = u.now.Add(c.expires)
+	b.CallID, b.CSeq, b.Path = u.callID, u.cseq, u.path
+	b.Received = u.source
+	if r.cfg.Edge != nil && len(u.path) == 0 && natted(b.Contact, u.source) {
+		if pv := r.cfg.Edge(u.source, u.req.Transport(), b.Expires); pv != "" {
 			b.Path = []string{pv}
 		}
 	}
@@ -373,13 +423,7 @@ func (r *Registrar) binding(c contact, now time.Time, callID string, cseq uint32
 }
 
 // Responses counts the registrar's final responses by method and code.
-func (r *Registrar) Responses() *StatusCounts { return &r.responses }
-
-// SetEdge sets Config.Edge (the proxy sharing the listener is made after
-// the registrar). Call it before serving.
-func (r *Registrar) SetEdge(edge func(source, transport string, until time.Time) string) {
-	r.cfg.Edge = edge
-}
+func (r *Registrar) Responses() *sipnet.StatusCounts { return &r.responses }
 
 // natted reports whether a Contact URI's host is behind a NAT from
 // source (see BehindNAT).
@@ -388,24 +432,7 @@ func natted(contactURI, source string) bool {
 	if err := sip.ParseUri(strings.Trim(contactURI, "<>"), &u); err != nil {
 		return false
 	}
-	return BehindNAT(u.Host, source)
-}
-
-// BehindNAT reports whether a Contact host is a private address other than
-// the source ("ip:port") its request came from: its UA is behind a NAT.
-func BehindNAT(contactHost, source string) bool {
-	src, _, err := net.SplitHostPort(source)
-	ip := net.ParseIP(strings.Trim(contactHost, "[]"))
-	if err != nil || ip == nil || !PrivateAddr(ip) {
-		return false
-	}
-	return !ip.Equal(net.ParseIP(src))
-}
-
-// PrivateAddr: RFC 1918, IPv6 ULA or RFC 6598 shared (carrier NAT) space.
-func PrivateAddr(ip net.IP) bool {
-	v4 := ip.To4()
-	return ip.IsPrivate() || v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64
+	return sipnet.BehindNAT(u.Host, source)
 }
 
 // supported extensions (Require option tags).
@@ -490,10 +517,10 @@ func contactAllowed(u *sip.Uri, source, domain string) bool {
 	if ip == nil {
 		return host != "localhost" && host != domain
 	}
-	if HostOrLink(ip) {
+	if sipnet.HostOrLink(ip) {
 		return false
 	}
-	if PrivateAddr(ip) {
+	if sipnet.PrivateAddr(ip) {
 		return true
 	}
 	src, _, err := net.SplitHostPort(source)
@@ -501,34 +528,8 @@ func contactAllowed(u *sip.Uri, source, domain string) bool {
 }
 
 // trusted reports whether source ("ip:port") is in TrustedNetworks.
-func (r *Registrar) trusted(source string) bool { return InNetworks(source, r.cfg.TrustedNetworks) }
-
-// InNetworks reports whether source ("ip:port") is in one of nets.
-func InNetworks(source string, nets []*net.IPNet) bool {
-	host, _, err := net.SplitHostPort(source)
-	ip := net.ParseIP(host)
-	if err != nil || ip == nil {
-		return false
-	}
-	for _, n := range nets {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// HostOrLink: an address on this host or its link (loopback, unspecified,
-// link-local, multicast), where the node's own services and cloud metadata
-// endpoints are.
-func HostOrLink(ip net.IP) bool {
-	return ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast()
-}
-
-// Loopback is the default trusted network list: this host.
-func Loopback() []*net.IPNet {
-	return []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)},
-		{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}}
+func (r *Registrar) trusted(source string) bool {
+	return sipnet.InNetworks(source, r.cfg.TrustedNetworks)
 }
 
 type contact struct {

@@ -326,16 +326,19 @@ func TestHybridFallsBackToMirror(t *testing.T) {
 // of the flow with the binding's expiry; a public Contact, one behind an
 // edge proxy's Path, and a removal get no Path (a removal ends the flow).
 func TestNATEdge(t *testing.T) {
-	r := newTestRegistrar(t, false, nil)
 	type call struct {
 		source, tr string
 		until      time.Time
 	}
 	var calls []call
-	r.SetEdge(func(source, tr string, until time.Time) string {
-		calls = append(calls, call{source, tr, until})
-		return "<sip:flow@192.0.2.1:5060;lr;ob>"
-	})
+	r, err := New(Config{Domain: "a.example", Mode: Local, Logger: quiet(),
+		Edge: func(source, tr string, until time.Time) string {
+			calls = append(calls, call{source, tr, until})
+			return "<sip:flow@192.0.2.1:5060;lr;ob>"
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	alice, bob, carol := "sip:alice@a.example", "sip:bob@a.example", "sip:carol@a.example"
 	want(t, do(r, register(t, alice, "n1", 1, "Contact: <sip:alice@192.168.1.11:5060>", "Expires: 600")), 200)
 	bs, _ := r.loc.Lookup(context.Background(), alice)

@@ -12,9 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/lsnode/lsnode/overlay"
@@ -83,7 +80,7 @@ func ParseMediaEndpoint(s string) (ip net.IP, lo, hi int, ok bool) {
 
 // AtRelay reports whether ip:port lies in a media relay endpoint that one
 // of services (an overlay's announced services by member) announces.
-func AtRelay(services map[peer.ID][]string, ip net.IP, port int) bool {
+func AtRelay(services map[overlay.PeerID][]string, ip net.IP, port int) bool {
 	for _, svcs := range services {
 		if slices.ContainsFunc(svcs, func(s string) bool { return InEndpoint(s, ip, port) }) {
 			return true
@@ -114,8 +111,8 @@ const (
 // update or end those, holds at most MaxPerPeer, and its media addresses
 // must pass the peer policy (Restricted, Allow) outright: a refused one
 // gets an error reply and opens nothing.
-func ServeControl(ov *overlay.Overlay, proto protocol.ID, m *Media) func() {
-	ov.Host().SetStreamHandler(proto, func(s network.Stream) {
+func ServeControl(ov *overlay.Overlay, proto overlay.Protocol, m *Media) func() {
+	ov.SetStreamHandler(proto, func(s overlay.Stream) {
 		defer s.Close()
 		_ = s.SetDeadline(time.Now().Add(5 * time.Second))
 		b, err := overlay.ReadFrame(bufio.NewReader(s), maxControlFrame)
@@ -164,7 +161,7 @@ func ServeControl(ov *overlay.Overlay, proto protocol.ID, m *Media) func() {
 			reply("", 0, nil)
 		}
 	})
-	return func() { ov.Host().RemoveStreamHandler(proto) }
+	return func() { ov.RemoveStreamHandler(proto) }
 }
 
 func decodeControl(b []byte) (op int, callID string, ip net.IP, port int, err error) {
@@ -225,22 +222,22 @@ const maxRemoteCalls = 100000
 // (the proxy's choice when its node has no relay of its own).
 type Remote struct {
 	ov    *overlay.Overlay
-	proto protocol.ID
+	proto overlay.Protocol
 
 	mu    sync.Mutex
-	calls map[string]peer.ID // anchored call → relay node
+	calls map[string]overlay.PeerID // anchored call → relay node
 }
 
 // NewRemote returns an Anchor over proto on ov's members.
-func NewRemote(ov *overlay.Overlay, proto protocol.ID) *Remote {
-	return &Remote{ov: ov, proto: proto, calls: map[string]peer.ID{}}
+func NewRemote(ov *overlay.Overlay, proto overlay.Protocol) *Remote {
+	return &Remote{ov: ov, proto: proto, calls: map[string]overlay.PeerID{}}
 }
 
 // ErrNoRelay: no member of the overlay announces a media relay.
 var ErrNoRelay = errors.New("relay: no media relay in the overlay")
 
-func (r *Remote) pick() (peer.ID, error) {
-	var cands []peer.ID
+func (r *Remote) pick() (overlay.PeerID, error) {
+	var cands []overlay.PeerID
 	for id, svcs := range r.ov.Services() {
 		for _, s := range svcs {
 			if isMedia(s) {
@@ -254,7 +251,7 @@ func (r *Remote) pick() (peer.ID, error) {
 	return cands[rand.IntN(len(cands))], nil
 }
 
-func (r *Remote) call(ctx context.Context, p peer.ID, op int, callID string, ip net.IP, port int) (string, int, error) {
+func (r *Remote) call(ctx context.Context, p overlay.PeerID, op int, callID string, ip net.IP, port int) (string, int, error) {
 	var b []byte
 	b = protowire.AppendTag(b, 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(op))
@@ -268,7 +265,7 @@ func (r *Remote) call(ctx context.Context, p peer.ID, op int, callID string, ip 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	s, err := r.ov.Host().NewStream(ctx, p, r.proto)
+	s, err := r.ov.NewStream(ctx, p, r.proto)
 	if err != nil {
 		return "", 0, fmt.Errorf("relay: %s: %w", p, err)
 	}

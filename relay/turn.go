@@ -22,8 +22,6 @@ import (
 	"github.com/pion/turn/v3"
 )
 
-// ErrConfig is returned for an invalid relay configuration.
-var ErrConfig = errors.New("relay: config")
 
 // Config configures a TURN server. Zero values take the defaults per field.
 type Config struct {

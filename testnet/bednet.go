@@ -47,62 +47,10 @@ func StartBedNet(ctx context.Context, bed *Bed, dir, exe string, spec Spec, logs
 		return nil, err
 	}
 	n := &BedNet{Bed: bed, Dir: dir, Manifest: m, Hosts: hosts, exe: exe}
-	// Every 127.0.0.1 overlay address becomes its host's address.
-	addrOf := map[string]string{}
-	for i, ni := range m.Nodes {
-		for _, a := range ni.Multiaddrs {
-			port := strings.Split(a, "/")[4]
-			addrOf["/ip4/127.0.0.1/tcp/"+port] = "/ip4/" + hosts[i].IP + "/tcp/" + port
-		}
-	}
-	rewrite := func(s string) string {
-		for from, to := range addrOf {
-			if strings.HasPrefix(s, from+"/") || s == from {
-				return to + strings.TrimPrefix(s, from)
-			}
-		}
-		return s
-	}
+	rewrite := hostAddrs(m, hosts)
 	for i, ni := range m.Nodes {
 		path := filepath.Join(dir, ni.Config)
-		c, err := node.LoadConfig(path)
-		if err != nil {
-			return nil, err
-		}
-		c.SetDir(filepath.Dir(path))
-		for k := range c.Overlay.Listen {
-			c.Overlay.Listen[k] = rewrite(c.Overlay.Listen[k])
-		}
-		for k := range c.Overlay.Bootstrap {
-			c.Overlay.Bootstrap[k] = rewrite(c.Overlay.Bootstrap[k])
-		}
-		// SIP, TURN and HTTP listen on the host's address; a domain's
-		// node anchors the media of NAT'd parties on its RTP relay.
-		onHost := func(a string) string {
-			if strings.HasPrefix(a, "127.0.0.1:") {
-				return hosts[i].IP + strings.TrimPrefix(a, "127.0.0.1")
-			}
-			return a
-		}
-		c.SIP, c.SIPTLS, c.TURN, c.HTTP = onHost(c.SIP), onHost(c.SIPTLS), onHost(c.TURN), onHost(c.HTTP)
-		m.Nodes[i].SIP, m.Nodes[i].SIPTLS, m.Nodes[i].TURN, m.Nodes[i].HTTP = c.SIP, c.SIPTLS, c.TURN, c.HTTP
-		if c.Domain != "" && c.SIP != "" {
-			c.Relay.MediaIP = hosts[i].IP
-			if c.Proxy.Media == "" {
-				c.Proxy.Media = "auto"
-			}
-		}
-		if edit != nil {
-			edit(i, c)
-		}
-		// Behind a NAT, AutoNAT finds the node private: it reserves a
-		// relay on the public members, which serve as relays.
-		if hosts[i].NAT >= 0 {
-			c.Overlay.Reachability = "auto"
-		} else {
-			c.Overlay.RelayService = true
-		}
-		if err := c.Save(path); err != nil {
+		if err := n.placeConfig(i, path, rewrite, edit); err != nil {
 			return nil, err
 		}
 		n.Configs = append(n.Configs, path)
@@ -119,6 +67,72 @@ func StartBedNet(ctx context.Context, bed *Bed, dir, exe string, spec Spec, logs
 		n.cmds, n.started = append(n.cmds, cmd), append(n.started, time.Now())
 	}
 	return n, nil
+}
+
+// hostAddrs returns a rewrite of multiaddrs in which every 127.0.0.1
+// overlay address of m becomes its host's address.
+func hostAddrs(m *Manifest, hosts []Host) func(string) string {
+	addrOf := map[string]string{}
+	for i, ni := range m.Nodes {
+		for _, a := range ni.Multiaddrs {
+			port := strings.Split(a, "/")[4]
+			addrOf["/ip4/127.0.0.1/tcp/"+port] = "/ip4/" + hosts[i].IP + "/tcp/" + port
+		}
+	}
+	return func(s string) string {
+		for from, to := range addrOf {
+			if strings.HasPrefix(s, from+"/") || s == from {
+				return to + strings.TrimPrefix(s, from)
+			}
+		}
+		return s
+	}
+}
+
+// placeConfig rewrites node i's config at path for its host: overlay
+// addresses through rewrite, SIP/TURN/HTTP on the host's address, media
+// anchored on a domain node, relay service on public hosts and AutoNAT
+// behind a NAT; edit, when set, changes it before it is saved.
+func (n *BedNet) placeConfig(i int, path string, rewrite func(string) string, edit func(int, *node.Config)) error {
+	host, m := n.Hosts[i], n.Manifest
+	c, err := node.LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	c.SetDir(filepath.Dir(path))
+	for k := range c.Overlay.Listen {
+		c.Overlay.Listen[k] = rewrite(c.Overlay.Listen[k])
+	}
+	for k := range c.Overlay.Bootstrap {
+		c.Overlay.Bootstrap[k] = rewrite(c.Overlay.Bootstrap[k])
+	}
+	// SIP, TURN and HTTP listen on the host's address; a domain's
+	// node anchors the media of NAT'd parties on its RTP relay.
+	onHost := func(a string) string {
+		if strings.HasPrefix(a, "127.0.0.1:") {
+			return host.IP + strings.TrimPrefix(a, "127.0.0.1")
+		}
+		return a
+	}
+	c.SIP, c.SIPTLS, c.TURN, c.HTTP = onHost(c.SIP), onHost(c.SIPTLS), onHost(c.TURN), onHost(c.HTTP)
+	m.Nodes[i].SIP, m.Nodes[i].SIPTLS, m.Nodes[i].TURN, m.Nodes[i].HTTP = c.SIP, c.SIPTLS, c.TURN, c.HTTP
+	if c.Domain != "" && c.SIP != "" {
+		c.Relay.MediaIP = host.IP
+		if c.Proxy.Media == "" {
+			c.Proxy.Media = "auto"
+		}
+	}
+	if edit != nil {
+		edit(i, c)
+	}
+	// Behind a NAT, AutoNAT finds the node private: it reserves a
+	// relay on the public members, which serve as relays.
+	if host.NAT >= 0 {
+		c.Overlay.Reachability = "auto"
+	} else {
+		c.Overlay.RelayService = true
+	}
+	return c.Save(path)
 }
 
 // Started returns when node i's process was started.

@@ -12,6 +12,7 @@ import (
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/pki"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -85,12 +86,12 @@ func TestFederation(t *testing.T) {
 	}
 	fedDir := filepath.Join(fed.Dir, testnet.FederationDir)
 	wrongKey := filepath.Join(t.TempDir(), "other.key")
-	if err := os.WriteFile(wrongKey, overlay.NewPSK(), 0o600); err != nil {
+	if err := os.WriteFile(wrongKey, pki.NewPSK(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	member := func(c *node.Config) {
-		c.Overlay.MemberCA = []string{filepath.Join(fedDir, overlay.CACertFile)}
-		c.Overlay.PSKFile = filepath.Join(fedDir, overlay.PSKFile)
+		c.Overlay.MemberCA = []string{filepath.Join(fedDir, pki.CACertFile)}
+		c.Overlay.PSKFile = filepath.Join(fedDir, pki.PSKFile)
 		c.Overlay.MemberCert = filepath.Join(t.TempDir(), "member.pem")
 		id, err := overlay.LoadIdentity(c.Path(c.Overlay.IdentityKey))
 		if err != nil {
@@ -109,8 +110,8 @@ func TestFederation(t *testing.T) {
 		{"no key, no certificate", func(c *node.Config) {}, "its members need its key"},
 		{"wrong key", func(c *node.Config) { member(c); c.Overlay.PSKFile = wrongKey }, "is not the overlay's"},
 		{"key but no certificate", func(c *node.Config) {
-			c.Overlay.MemberCA = []string{filepath.Join(fedDir, overlay.CACertFile)}
-			c.Overlay.PSKFile = filepath.Join(fedDir, overlay.PSKFile)
+			c.Overlay.MemberCA = []string{filepath.Join(fedDir, pki.CACertFile)}
+			c.Overlay.PSKFile = filepath.Join(fedDir, pki.PSKFile)
 		}, "no member certificate"},
 	} {
 		start := time.Now()

@@ -11,11 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/pki"
 	"github.com/lsnode/lsnode/registrar"
 )
 
@@ -69,34 +68,72 @@ func Init(spec Spec) (*Manifest, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("testnet: %w", err)
 	}
-	ca, err := NewCA("lsnode testnet CA", 365*24*time.Hour)
+	m := &Manifest{Overlay: spec.Overlay, CA: "ca.pem"}
+	if err := initDomains(spec, m); err != nil {
+		return nil, err
+	}
+	domainNodes := len(spec.Domains) * spec.PerDomain
+	ports, err := spec.ports(spec.Nodes + 5*domainNodes)
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteCertPEM(filepath.Join(dir, "ca.pem"), ca.Cert.Raw); err != nil {
-		return nil, err
-	}
-	m := &Manifest{Overlay: spec.Overlay, CA: "ca.pem"}
-	if spec.Federation {
-		if err := overlay.InitCA(filepath.Join(dir, FederationDir), spec.Overlay+" federation CA", 365*24*time.Hour); err != nil {
+	role := func(k int) []int { return ports[spec.Nodes+k*domainNodes : spec.Nodes+(k+1)*domainNodes] }
+	sipPorts, tlsPorts, turnPorts, httpPorts, adminPorts := role(0), role(1), role(2), role(3), role(4)
+	for i := 0; i < spec.Nodes; i++ {
+		ni, err := initNode(spec, fmt.Sprintf("node%d", i), ports[i])
+		if err != nil {
 			return nil, err
+		}
+		if i < domainNodes {
+			ni.Domain = spec.Domains[i%len(spec.Domains)]
+			ni.SIP = fmt.Sprintf("127.0.0.1:%d", sipPorts[i])
+			ni.SIPTLS = fmt.Sprintf("127.0.0.1:%d", tlsPorts[i])
+			ni.TURN = fmt.Sprintf("127.0.0.1:%d", turnPorts[i])
+			ni.HTTP = fmt.Sprintf("127.0.0.1:%d", httpPorts[i])
+			ni.Admin = fmt.Sprintf("127.0.0.1:%d", adminPorts[i])
+		}
+		m.Nodes = append(m.Nodes, ni)
+	}
+	for i, ni := range m.Nodes {
+		cfg := nodeConfig(spec, m, i, ports[i])
+		if err := cfg.Save(filepath.Join(dir, ni.Config)); err != nil {
+			return nil, err
+		}
+	}
+	return m, m.save(dir)
+}
+
+// initDomains creates the testnet's CA (and its federation CA), and each
+// domain's credential and demo users.
+func initDomains(spec Spec, m *Manifest) error {
+	dir := spec.Dir
+	ca, err := pki.NewCA("lsnode testnet CA", "lsnode testnet", 365*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	if err := pki.WriteCertPEM(filepath.Join(dir, "ca.pem"), ca.Cert.Raw); err != nil {
+		return err
+	}
+	if spec.Federation {
+		if err := pki.InitCA(filepath.Join(dir, FederationDir), spec.Overlay+" federation CA", 365*24*time.Hour); err != nil {
+			return err
 		}
 		m.Federation = FederationDir
 	}
 	for _, d := range spec.Domains {
 		ddir := filepath.Join(dir, "domains", d)
 		if err := os.MkdirAll(ddir, 0o700); err != nil {
-			return nil, err
+			return err
 		}
-		der, key, err := ca.Issue([]string{d}, 365*24*time.Hour)
+		der, key, err := ca.IssueDomain([]string{d}, 365*24*time.Hour)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := WriteCertPEM(filepath.Join(ddir, "cert.pem"), der); err != nil {
-			return nil, err
+		if err := pki.WriteCertPEM(filepath.Join(ddir, "cert.pem"), der); err != nil {
+			return err
 		}
-		if err := WriteKeyPEM(filepath.Join(ddir, "key.pem"), key); err != nil {
-			return nil, err
+		if err := pki.WriteKeyPEM(filepath.Join(ddir, "key.pem"), key); err != nil {
+			return err
 		}
 		di := DomainInfo{Name: d, Cert: filepath.Join("domains", d, "cert.pem"), Key: filepath.Join("domains", d, "key.pem")}
 		uf := registrar.UsersFile{Realm: d}
@@ -110,96 +147,81 @@ func Init(spec Spec) (*Manifest, error) {
 			uf.Users = append(uf.Users, registrar.NewUserHash(u.Username, u.AOR, d, u.Password))
 		}
 		if err := uf.Save(filepath.Join(ddir, "users.json")); err != nil {
-			return nil, err
+			return err
 		}
 		m.Domains = append(m.Domains, di)
 	}
-	domainNodes := len(spec.Domains) * spec.PerDomain
-	ports, err := spec.ports(spec.Nodes + 5*domainNodes)
+	return nil
+}
+
+// initNode creates node name's directory, its identity and, in a
+// federation testnet, its member certificate.
+func initNode(spec Spec, name string, port int) (NodeInfo, error) {
+	ndir := filepath.Join(spec.Dir, "nodes", name)
+	if err := os.MkdirAll(ndir, 0o700); err != nil {
+		return NodeInfo{}, err
+	}
+	key, err := overlay.GenerateIdentity()
 	if err != nil {
-		return nil, err
+		return NodeInfo{}, err
 	}
-	role := func(k int) []int { return ports[spec.Nodes+k*domainNodes : spec.Nodes+(k+1)*domainNodes] }
-	sipPorts, tlsPorts, turnPorts, httpPorts, adminPorts := role(0), role(1), role(2), role(3), role(4)
-	for i := 0; i < spec.Nodes; i++ {
-		name := fmt.Sprintf("node%d", i)
-		ndir := filepath.Join(dir, "nodes", name)
-		if err := os.MkdirAll(ndir, 0o700); err != nil {
-			return nil, err
-		}
-		key, err := overlay.GenerateIdentity()
-		if err != nil {
-			return nil, err
-		}
-		if err := overlay.SaveIdentity(filepath.Join(ndir, "identity.key"), key); err != nil {
-			return nil, err
-		}
-		id, err := overlay.PeerIDOf(key)
-		if err != nil {
-			return nil, err
-		}
-		ni := NodeInfo{Name: name, Config: filepath.Join("nodes", name, "config.json"), PeerID: id.String(),
-			Multiaddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[i], id)}}
-		if i < domainNodes {
-			ni.Domain = spec.Domains[i%len(spec.Domains)]
-			ni.SIP = fmt.Sprintf("127.0.0.1:%d", sipPorts[i])
-			ni.SIPTLS = fmt.Sprintf("127.0.0.1:%d", tlsPorts[i])
-			ni.TURN = fmt.Sprintf("127.0.0.1:%d", turnPorts[i])
-			ni.HTTP = fmt.Sprintf("127.0.0.1:%d", httpPorts[i])
-			ni.Admin = fmt.Sprintf("127.0.0.1:%d", adminPorts[i])
-		}
-		m.Nodes = append(m.Nodes, ni)
+	if err := overlay.SaveIdentity(filepath.Join(ndir, "identity.key"), key); err != nil {
+		return NodeInfo{}, err
 	}
-	for i, ni := range m.Nodes {
-		cfg := node.Config{
-			Name:         ni.Name,
-			Domain:       ni.Domain,
-			TrustAnchors: []string{"../../ca.pem"},
-			Overlay: node.OverlayConfig{
-				Name:           spec.Overlay,
-				Listen:         []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[i])},
-				IdentityKey:    "identity.key",
-				DataDir:        "data",
-				GossipInterval: node.Duration(spec.GossipInterval),
-				FailAfter:      node.Duration(spec.FailAfter),
-			},
-			LSP: node.LSPConfig{Replicas: spec.Replicas},
-		}
-		for j := 0; j < min(3, len(m.Nodes)); j++ {
-			if j != i {
-				cfg.Overlay.Bootstrap = append(cfg.Overlay.Bootstrap, m.Nodes[j].Multiaddrs...)
-			}
-		}
-		if spec.Federation {
-			fed := filepath.Join("..", "..", FederationDir)
-			cfg.Overlay.MemberCA = []string{filepath.Join(fed, overlay.CACertFile)}
-			cfg.Overlay.PSKFile = filepath.Join(fed, overlay.PSKFile)
-			cfg.Overlay.CRLFile = filepath.Join(fed, overlay.CRLFile)
-			cfg.Overlay.MemberCert = "member.pem"
-			id, err := peer.Decode(ni.PeerID)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := overlay.SignMember(filepath.Join(dir, FederationDir), id, spec.Overlay, 365*24*time.Hour,
-				filepath.Join(dir, "nodes", ni.Name, "member.pem")); err != nil {
-				return nil, err
-			}
-		}
-		if ni.Domain != "" {
-			cfg.CertFile = filepath.Join("..", "..", "domains", ni.Domain, "cert.pem")
-			cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
-			cfg.SIP, cfg.SIPTLS = ni.SIP, ni.SIPTLS
-			cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
-			cfg.TURN, cfg.HTTP, cfg.Admin = ni.TURN, ni.HTTP, ni.Admin
-			// Every testnet peer is on loopback, which the relay's default
-			// policy denies: allowed here, explicitly.
-			cfg.Relay.Allow = []string{"127.0.0.0/8"}
-		}
-		if err := cfg.Save(filepath.Join(dir, ni.Config)); err != nil {
-			return nil, err
+	id, err := overlay.PeerIDOf(key)
+	if err != nil {
+		return NodeInfo{}, err
+	}
+	if spec.Federation {
+		if _, err := overlay.SignMember(filepath.Join(spec.Dir, FederationDir), id, spec.Overlay, 365*24*time.Hour,
+			filepath.Join(ndir, "member.pem")); err != nil {
+			return NodeInfo{}, err
 		}
 	}
-	return m, m.save(dir)
+	return NodeInfo{Name: name, Config: filepath.Join("nodes", name, "config.json"), PeerID: id.String(),
+		Multiaddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, id)}}, nil
+}
+
+// nodeConfig is the config of node i of m, whose overlay listens on port.
+func nodeConfig(spec Spec, m *Manifest, i, port int) node.Config {
+	ni := m.Nodes[i]
+	cfg := node.Config{
+		Name:         ni.Name,
+		Domain:       ni.Domain,
+		TrustAnchors: []string{"../../ca.pem"},
+		Overlay: node.OverlayConfig{
+			Name:           spec.Overlay,
+			Listen:         []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)},
+			IdentityKey:    "identity.key",
+			DataDir:        "data",
+			GossipInterval: node.Duration(spec.GossipInterval),
+			FailAfter:      node.Duration(spec.FailAfter),
+		},
+		LSP: node.LSPConfig{Replicas: spec.Replicas},
+	}
+	for j := 0; j < min(3, len(m.Nodes)); j++ {
+		if j != i {
+			cfg.Overlay.Bootstrap = append(cfg.Overlay.Bootstrap, m.Nodes[j].Multiaddrs...)
+		}
+	}
+	if spec.Federation {
+		fed := filepath.Join("..", "..", FederationDir)
+		cfg.Overlay.MemberCA = []string{filepath.Join(fed, pki.CACertFile)}
+		cfg.Overlay.PSKFile = filepath.Join(fed, pki.PSKFile)
+		cfg.Overlay.CRLFile = filepath.Join(fed, pki.CRLFile)
+		cfg.Overlay.MemberCert = "member.pem"
+	}
+	if ni.Domain != "" {
+		cfg.CertFile = filepath.Join("..", "..", "domains", ni.Domain, "cert.pem")
+		cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
+		cfg.SIP, cfg.SIPTLS = ni.SIP, ni.SIPTLS
+		cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
+		cfg.TURN, cfg.HTTP, cfg.Admin = ni.TURN, ni.HTTP, ni.Admin
+		// Every testnet peer is on loopback, which the relay's default
+		// policy denies: allowed here, explicitly.
+		cfg.Relay.Allow = []string{"127.0.0.0/8"}
+	}
+	return cfg
 }
 
 func (s *Spec) defaults() error {

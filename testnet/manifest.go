@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 )
 
 // ManifestFile is the manifest's name inside a testnet directory.
@@ -73,4 +75,25 @@ func (m *Manifest) save(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, ManifestFile), append(b, '\n'), 0o600)
+}
+
+// Try tells a person what to try on the testnet in dir once it runs: its
+// first domain node's dashboard, and an lsnode (the binary exe) publish
+// through that node and a lookup through the last; "" if it has no domain
+// node.
+func (m *Manifest) Try(dir, exe string) string {
+	i := slices.IndexFunc(m.Nodes, func(n NodeInfo) bool { return n.Domain != "" })
+	if i < 0 {
+		return ""
+	}
+	ex := m.Nodes[i]
+	var b strings.Builder
+	if ex.Admin != "" {
+		fmt.Fprintf(&b, "dashboard of %s: http://%s/dashboard/\n", ex.Name, ex.Admin)
+	}
+	cfg, other := filepath.Join(dir, ex.Config), filepath.Join(dir, m.Nodes[len(m.Nodes)-1].Config)
+	aor := "sip:alice@" + ex.Domain
+	fmt.Fprintf(&b, "try, in another shell:\n  %s publish --config %s --aor %s --contact sip:alice@127.0.0.1:5070 --expires 3600\n  %s lookup --config %s %s\npress Ctrl-C to stop\n",
+		exe, cfg, aor, exe, other, aor)
+	return b.String()
 }

@@ -162,7 +162,7 @@ func bedPeer() error {
 		if conns := lh.Network().ConnsToPeer(target); len(conns) == 0 || !conns[0].Stat().Limited {
 			return nil, fmt.Errorf("the connection through the relay is not a relayed one: %v", conns)
 		}
-		c, err := lsp.NewClient(lsp.ClientConfig{Host: lh, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
+		c, err := lsp.NewClient(lsp.ClientConfig{Streams: overlay.HostStreams(lh), Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
 		if err != nil {
 			return nil, err
 		}
@@ -227,7 +227,7 @@ func bedPeer() error {
 		}
 	}
 	report(peerEvent{Event: "direct", Ms: msf(time.Since(st)), Addr: direct.RemoteMultiaddr().String()})
-	c, err := lsp.NewClient(lsp.ClientConfig{Host: h, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
+	c, err := lsp.NewClient(lsp.ClientConfig{Streams: ov2, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
 	if err != nil {
 		return err
 	}

@@ -90,21 +90,8 @@ const bedPrefix = "lsnbed-"
 // NewBed builds the testbed of spec. Leftovers of earlier runs whose
 // process is gone are removed first.
 func NewBed(ctx context.Context, spec BedSpec) (b *Bed, err error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("testnet: a namespace testbed needs root")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("testnet: a namespace testbed needs %s (Debian: iproute2, nftables)", tool)
-		}
-	}
-	if spec.Public < 1 || spec.Public > 70 || len(spec.NATs) > 50 {
-		return nil, fmt.Errorf("testnet: testbed wants 1-70 public hosts and at most 50 NATs")
-	}
-	for _, n := range spec.NATs {
-		if n < 0 || n > 200 {
-			return nil, fmt.Errorf("testnet: at most 200 hosts behind a NAT")
-		}
+	if err := spec.check(); err != nil {
+		return nil, err
 	}
 	SweepBeds(ctx)
 	bed := &Bed{prefix: fmt.Sprintf("%s%d-", bedPrefix, os.Getpid())}
@@ -122,65 +109,99 @@ func NewBed(ctx context.Context, spec BedSpec) (b *Bed, err error) {
 	if err := b.sh(ctx, sw, "ip link add br0 type bridge", "ip link set br0 up"); err != nil {
 		return nil, err
 	}
-	// attach links namespace ns to the bridge with a veth named dev inside.
-	attach := func(ns, dev, addr string) error {
-		peer := "v" + strconv.Itoa(len(b.ns))
-		return b.sh(ctx, "",
-			fmt.Sprintf("ip link add %s netns %s type veth peer name %s netns %s", dev, ns, peer, sw),
-			fmt.Sprintf("ip -n %s link set %s master br0 up", sw, peer),
-			fmt.Sprintf("ip -n %s addr add %s dev %s", ns, addr, dev),
-			fmt.Sprintf("ip -n %s link set %s up", ns, dev))
-	}
 	for i := 0; i < spec.Public; i++ {
 		h := Host{Name: fmt.Sprintf("h%d", i), NS: b.prefix + fmt.Sprintf("h%d", i), IP: fmt.Sprintf("%s.%d", internet, 130+i), NAT: -1}
 		if err := b.addNS(ctx, h.NS); err != nil {
 			return nil, err
 		}
-		if err := attach(h.NS, "eth0", h.IP+"/25"); err != nil {
+		if err := b.attach(ctx, h.NS, "eth0", h.IP+"/25"); err != nil {
 			return nil, err
 		}
 		b.Hosts = append(b.Hosts, h)
 	}
 	for j, n := range spec.NATs {
-		r := Host{Name: fmt.Sprintf("nat%d", j), NS: b.prefix + fmt.Sprintf("nat%d", j), IP: fmt.Sprintf("%s.%d", internet, 200+j), NAT: j}
-		lan := fmt.Sprintf("192.168.%d", j+1)
-		if err := b.addNS(ctx, r.NS); err != nil {
+		if err := b.addNAT(ctx, j, n, spec.UDPTimeout); err != nil {
 			return nil, err
-		}
-		if err := attach(r.NS, "wan", r.IP+"/25"); err != nil {
-			return nil, err
-		}
-		if err := b.sh(ctx, r.NS, "ip link add lan type bridge", "ip addr add "+lan+".1/24 dev lan", "ip link set lan up",
-			"sysctl -qw net.ipv4.ip_forward=1"); err != nil {
-			return nil, err
-		}
-		if sec := int(spec.UDPTimeout.Seconds()); sec > 0 {
-			if err := b.sh(ctx, r.NS, fmt.Sprintf("sysctl -qw net.netfilter.nf_conntrack_udp_timeout=%d net.netfilter.nf_conntrack_udp_timeout_stream=%d", sec, sec)); err != nil {
-				return nil, err
-			}
-		}
-		if err := b.nft(ctx, r.NS, natRules); err != nil {
-			return nil, err
-		}
-		b.Routers = append(b.Routers, r)
-		for k := 0; k < n; k++ {
-			h := Host{Name: fmt.Sprintf("n%d-%d", j, k), NS: b.prefix + fmt.Sprintf("n%d-%d", j, k), IP: fmt.Sprintf("%s.%d", lan, 10+k), NAT: j}
-			if err := b.addNS(ctx, h.NS); err != nil {
-				return nil, err
-			}
-			peer := fmt.Sprintf("l%d", k)
-			if err := b.sh(ctx, "",
-				fmt.Sprintf("ip link add eth0 netns %s type veth peer name %s netns %s", h.NS, peer, r.NS),
-				fmt.Sprintf("ip -n %s link set %s master lan up", r.NS, peer),
-				fmt.Sprintf("ip -n %s addr add %s/24 dev eth0", h.NS, h.IP),
-				fmt.Sprintf("ip -n %s link set eth0 up", h.NS),
-				fmt.Sprintf("ip -n %s route add default via %s.1", h.NS, lan)); err != nil {
-				return nil, err
-			}
-			b.Hosts = append(b.Hosts, h)
 		}
 	}
 	return b, nil
+}
+
+// check refuses a testbed that needs what this machine lacks or is larger
+// than the address plan allows.
+func (spec BedSpec) check() error {
+	if os.Geteuid() != 0 {
+		return errors.New("testnet: a namespace testbed needs root")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("testnet: a namespace testbed needs %s (Debian: iproute2, nftables)", tool)
+		}
+	}
+	if spec.Public < 1 || spec.Public > 70 || len(spec.NATs) > 50 {
+		return fmt.Errorf("testnet: testbed wants 1-70 public hosts and at most 50 NATs")
+	}
+	for _, n := range spec.NATs {
+		if n < 0 || n > 200 {
+			return fmt.Errorf("testnet: at most 200 hosts behind a NAT")
+		}
+	}
+	return nil
+}
+
+// attach links namespace ns to the internet bridge with a veth named dev
+// inside, addressed addr.
+func (b *Bed) attach(ctx context.Context, ns, dev, addr string) error {
+	sw := b.prefix + "sw"
+	peer := "v" + strconv.Itoa(len(b.ns))
+	return b.sh(ctx, "",
+		fmt.Sprintf("ip link add %s netns %s type veth peer name %s netns %s", dev, ns, peer, sw),
+		fmt.Sprintf("ip -n %s link set %s master br0 up", sw, peer),
+		fmt.Sprintf("ip -n %s addr add %s dev %s", ns, addr, dev),
+		fmt.Sprintf("ip -n %s link set %s up", ns, dev))
+}
+
+// addNAT adds NAT router j on the internet segment and n hosts on its LAN
+// (192.168.j+1.0/24); udpTimeout, when set, is its conntrack UDP timeout.
+func (b *Bed) addNAT(ctx context.Context, j, n int, udpTimeout time.Duration) error {
+	r := Host{Name: fmt.Sprintf("nat%d", j), NS: b.prefix + fmt.Sprintf("nat%d", j), IP: fmt.Sprintf("%s.%d", internet, 200+j), NAT: j}
+	lan := fmt.Sprintf("192.168.%d", j+1)
+	if err := b.addNS(ctx, r.NS); err != nil {
+		return err
+	}
+	if err := b.attach(ctx, r.NS, "wan", r.IP+"/25"); err != nil {
+		return err
+	}
+	if err := b.sh(ctx, r.NS, "ip link add lan type bridge", "ip addr add "+lan+".1/24 dev lan", "ip link set lan up",
+		"sysctl -qw net.ipv4.ip_forward=1"); err != nil {
+		return err
+	}
+	if sec := int(udpTimeout.Seconds()); sec > 0 {
+		if err := b.sh(ctx, r.NS, fmt.Sprintf("sysctl -qw net.netfilter.nf_conntrack_udp_timeout=%d net.netfilter.nf_conntrack_udp_timeout_stream=%d", sec, sec)); err != nil {
+			return err
+		}
+	}
+	if err := b.nft(ctx, r.NS, natRules); err != nil {
+		return err
+	}
+	b.Routers = append(b.Routers, r)
+	for k := 0; k < n; k++ {
+		h := Host{Name: fmt.Sprintf("n%d-%d", j, k), NS: b.prefix + fmt.Sprintf("n%d-%d", j, k), IP: fmt.Sprintf("%s.%d", lan, 10+k), NAT: j}
+		if err := b.addNS(ctx, h.NS); err != nil {
+			return err
+		}
+		peer := fmt.Sprintf("l%d", k)
+		if err := b.sh(ctx, "",
+			fmt.Sprintf("ip link add eth0 netns %s type veth peer name %s netns %s", h.NS, peer, r.NS),
+			fmt.Sprintf("ip -n %s link set %s master lan up", r.NS, peer),
+			fmt.Sprintf("ip -n %s addr add %s/24 dev eth0", h.NS, h.IP),
+			fmt.Sprintf("ip -n %s link set eth0 up", h.NS),
+			fmt.Sprintf("ip -n %s route add default via %s.1", h.NS, lan)); err != nil {
+			return err
+		}
+		b.Hosts = append(b.Hosts, h)
+	}
+	return nil
 }
 
 // Public returns the hosts on the internet segment.

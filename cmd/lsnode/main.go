@@ -1,18 +1,29 @@
 // Command lsnode runs a node of the lsnode P2P location service, a local
-// testnet, and location-service client commands. See README.md.
+// testnet, and location-service client commands. See README.md. Each
+// command is a file of its own that parses flags, calls one library
+// function and prints; internal/cli holds the plumbing (flags, exit
+// codes, JSON output).
 package main
 
 import (
 	"context"
-	"fmt"
+	_ "embed"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/lsnode/lsnode/internal/cli"
 )
 
 // version is set at link time by 'make build' (git describe); empty in a
 // plain 'go build', where the module's build information is used.
 var version string
+
+// usage is 'lsnode help'.
+//
+//go:embed usage.txt
+var usage string
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -21,14 +32,14 @@ func main() {
 	os.Exit(code)
 }
 
-// exitError carries a process exit code.
-type exitError struct {
-	code int
-	msg  string
+// run runs the command of args and returns its exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return cli.Run(ctx, commands, usage, args, stdout, stderr)
 }
 
-func (e *exitError) Error() string { return e.msg }
-
-func fail(code int, format string, args ...any) error {
-	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
+var commands = cli.Commands{
+	"run": cmdRun, "testnet": cmdTestnet, "testbed": cmdTestbed, "chaos": cmdChaos,
+	"lookup": cmdLookup, "publish": cmdPublish, "remove": cmdRemove, "status": cmdStatus, "relays": cmdRelays,
+	"ca": cmdCA, "id": cmdID, "config": cmdConfig, "version": cmdVersion, "--version": cmdVersion,
+	"help": cli.Help(usage), "-h": cli.Help(usage), "--help": cli.Help(usage),
 }

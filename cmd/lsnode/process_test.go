@@ -8,15 +8,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
 
-	kb "github.com/libp2p/go-libp2p-kbucket"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/overlay"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -93,7 +92,7 @@ func TestNodeProcessesSurviveKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cfgs []string
-	ids := map[peer.ID]int{}
+	ids := map[overlay.PeerID]int{}
 	for i, n := range m.Nodes {
 		path := filepath.Join(dir, n.Config)
 		cfg, err := node.LoadConfig(path)
@@ -107,7 +106,7 @@ func TestNodeProcessesSurviveKill9(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfgs = append(cfgs, path)
-		id, _ := peer.Decode(n.PeerID)
+		id, _ := overlay.DecodePeerID(n.PeerID)
 		ids[id] = i
 	}
 	procs := make([]*proc, len(cfgs))
@@ -121,11 +120,21 @@ func TestNodeProcessesSurviveKill9(t *testing.T) {
 		t.Fatalf("publish: %q", errs)
 	}
 	// The three replicas by the overlay's metric; kill -9 one that is not node0.
-	var all []peer.ID
+	var all []overlay.PeerID
 	for id := range ids {
 		all = append(all, id)
 	}
-	replicas := kb.SortClosestPeers(all, kb.ConvertKey(lsp.Key(aor)))[:3]
+	// Closest by XOR distance between keyspace positions (kad-dht's).
+	key := overlay.KeyPosition(lsp.Key(aor))
+	dist := func(id overlay.PeerID) []byte {
+		d := overlay.KeyPosition(string(id))
+		for i := range d {
+			d[i] ^= key[i]
+		}
+		return d
+	}
+	slices.SortFunc(all, func(a, b overlay.PeerID) int { return bytes.Compare(dist(a), dist(b)) })
+	replicas := all[:3]
 	isReplica := map[int]bool{}
 	for _, r := range replicas {
 		isReplica[ids[r]] = true
@@ -199,7 +208,7 @@ func TestChaos(t *testing.T) {
 	cmd := exec.Command(exe, "chaos", "--dir", dir, "--duration", "31s", "--kill-every", "1500ms", "--down", "500ms")
 	cmd.Stdout, cmd.Stderr = &out, &errs
 	err := cmd.Run()
-	var rep chaosReport
+	var rep testnet.ChaosReport
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil || err != nil {
 		t.Fatalf("chaos: %v, %v\n%s\n%s", err, jerr, out.String(), errs.String())
 	}

@@ -1,0 +1,94 @@
+package admin
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// The dashboard is static HTML, CSS and JavaScript embedded in the binary
+// (nothing to build) reading two JSON endpoints on the admin listener.
+//
+//go:embed dashboard
+var dashboardFiles embed.FS
+
+const (
+	// dashLookups bounds the lookups the dashboard runs at once; the rest
+	// get 503. dashLookupTimeout bounds one.
+	dashLookups       = 4
+	dashLookupTimeout = 15 * time.Second
+)
+
+// mountDashboard serves the dashboard under /dashboard/ on mux.
+func mountDashboard(mux *http.ServeMux, n Node) {
+	files, err := fs.Sub(dashboardFiles, "dashboard")
+	if err != nil {
+		panic(err) // the embedded directory is part of the binary
+	}
+	static := http.StripPrefix("/dashboard/", http.FileServerFS(files))
+	mux.Handle("GET /dashboard/", secured(static))
+	mux.Handle("GET /{$}", http.RedirectHandler("/dashboard/", http.StatusFound))
+	mux.Handle("GET /dashboard/api/state", secured(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, n.State())
+	})))
+	sem := make(chan struct{}, dashLookups)
+	mux.Handle("GET /dashboard/api/lookup", secured(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		aor := strings.TrimSpace(r.URL.Query().Get("aor"))
+		if aor == "" {
+			writeError(w, http.StatusBadRequest, "aor is required")
+			return
+		}
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+		default:
+			writeError(w, http.StatusServiceUnavailable, "too many lookups running; try again")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), dashLookupTimeout)
+		defer cancel()
+		tr, err := n.Trace(ctx, aor, r.URL.Query().Get("iterative") == "1")
+		if err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, lsp.ErrBadAOR) {
+				code = http.StatusBadRequest
+			}
+			writeError(w, code, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, tr)
+	})))
+}
+
+// secured adds the headers that keep the dashboard's page its own: no
+// script but its own files, no framing, no content sniffing.
+func secured(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/lsnode/lsnode/internal/cli"
+	"github.com/lsnode/lsnode/node"
+)
+
+// cmdConfig, 'config check', loads config files as 'run' would (LSNODE_*
+// variables and --set overrides applied) and reports every problem with
+// its line.
+func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "check" {
+		return cli.Fail(2, "config: want 'config check FILE' (see 'lsnode help')")
+	}
+	fs := cli.NewFlags("config check", stderr)
+	var sets cli.StringList
+	fs.Var(&sets, "set", "override a config key, key=value; repeatable")
+	if err := fs.Parse(cli.Reorder(args[1:])); err != nil || fs.NArg() == 0 {
+		return cli.UsageErr(err, "config check: want one or more config files")
+	}
+	overrides := append(node.EnvOverrides(os.Environ()), sets...)
+	bad := 0
+	for _, p := range fs.Args() {
+		cfg, err := node.LoadConfigWith(p, overrides)
+		if err != nil {
+			bad++
+			fmt.Fprintln(stdout, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (node %q, overlay %q)\n", p, cfg.Name, cfg.Overlay.Name)
+	}
+	if bad > 0 {
+		return cli.Fail(1, "config check: %d of %d files have errors", bad, fs.NArg())
+	}
+	return nil
+}

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/lsnode/lsnode/internal/cli"
+)
+
+func cmdRelays(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath, timeout := clientFlags("relays", stderr)
+	if err := fs.Parse(args); err != nil || *cfgPath == "" || fs.NArg() > 0 {
+		return cli.UsageErr(err, "relays: want --config FILE")
+	}
+	ctx, c, done, err := connect(ctx, *cfgPath, *timeout, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	relays, err := c.RelayList(ctx)
+	if err != nil {
+		return err
+	}
+	return cli.PrintJSON(stdout, relays)
+}

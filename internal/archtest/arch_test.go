@@ -1,0 +1,158 @@
+package archtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/lsnode/lsnode"
+
+// allowed is the import table of docs/architecture.md: the module's
+// packages each may import (non-test code). A package missing here fails
+// the test, so a new package must take its place in the table.
+var allowed = map[string][]string{
+	"pki":                nil,
+	"sipnet":             nil,
+	"metrics":            nil,
+	"internal/yamlconf":  nil,
+	"internal/archtest":  nil,
+	"internal/cli":       nil,
+	"overlay":            {"pki"},
+	"lsp":                {"overlay", "pki"},
+	"relay":              {"overlay"},
+	"registrar":          {"lsp", "sipnet"},
+	"proxy":              {"lsp", "relay", "sipnet"},
+	"admin":              {"lsp", "internal/httpserve"},
+	"httpapi":            {"lsp", "internal/httpserve"},
+	"internal/httpserve": nil,
+	"node":               {"*"},
+	"testnet":            {"node", "pki", "lsp", "overlay", "registrar"},
+	"cmd/lsnode":         {"node", "testnet", "lsp", "pki", "internal/cli"},
+}
+
+// libp2pAllowed may import libp2p (and multiaddr) in non-test code.
+var libp2pAllowed = map[string]bool{"overlay": true}
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	GoFiles    []string
+	Imports    []string
+}
+
+func packages(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json", module+"/...")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go list: %v: %s", err, errb.String())
+	}
+	var ps []pkg
+	dec := json.NewDecoder(&out)
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) < 8 {
+		t.Fatalf("go list found %d packages", len(ps))
+	}
+	return ps
+}
+
+func TestImportTable(t *testing.T) {
+	for _, p := range packages(t) {
+		name := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		may, known := allowed[name]
+		if !known {
+			t.Errorf("package %s is not in the import table (internal/archtest, docs/architecture.md)", name)
+			continue
+		}
+		for _, imp := range p.Imports {
+			if strings.HasPrefix(imp, "github.com/libp2p/") || strings.HasPrefix(imp, "github.com/multiformats/") {
+				if !libp2pAllowed[name] {
+					t.Errorf("%s imports %s: libp2p belongs to overlay", name, imp)
+				}
+				continue
+			}
+			if !strings.HasPrefix(imp, module+"/") {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, module+"/")
+			if !slices.Contains(may, dep) && !slices.Contains(may, "*") {
+				t.Errorf("%s imports %s: not in its row of the import table %v", name, dep, may)
+			}
+		}
+	}
+}
+
+// maxLines is the longest a function may be without a comment saying why
+// (a doc comment line starting "Long:").
+const maxLines = 80
+
+func TestFunctionLength(t *testing.T) {
+	for _, p := range packages(t) {
+		fset := token.NewFileSet()
+		for _, f := range p.GoFiles {
+			file, err := parser.ParseFile(fset, filepath.Join(p.Dir, f), nil, parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range file.Decls {
+				fn, ok := d.(*ast.FuncDecl)
+				if !ok || fn.Body == nil {
+					continue
+				}
+				n := fset.Position(fn.End()).Line - fset.Position(fn.Pos()).Line
+				if n > maxLines && !strings.Contains(fn.Doc.Text(), "Long:") {
+					t.Errorf("%s: %s is %d lines; split it or say why in its doc comment (\"Long: ...\")",
+						fset.Position(fn.Pos()), fn.Name.Name, n)
+				}
+			}
+		}
+	}
+}
+
+// TestThinMain: the CLI parses, calls and prints; the work lives in the
+// library packages.
+func TestThinMain(t *testing.T) {
+	for _, p := range packages(t) {
+		var limit int
+		switch strings.TrimPrefix(p.ImportPath, module+"/") {
+		case "cmd/lsnode":
+			limit = 600
+		case "lsp":
+			// lsp/service.go alone: the Service type and its wiring.
+			b, err := os.ReadFile(filepath.Join(p.Dir, "service.go"))
+			if err == nil && bytes.Count(b, []byte("\n")) >= 400 {
+				t.Errorf("lsp/service.go is %d lines; it holds the Service and its wiring only", bytes.Count(b, []byte("\n")))
+			}
+			continue
+		default:
+			continue
+		}
+		lines := 0
+		for _, f := range p.GoFiles {
+			b, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines += bytes.Count(b, []byte("\n"))
+		}
+		if lines >= limit {
+			t.Errorf("%s is %d lines of non-test code (limit %d)", p.ImportPath, lines, limit)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// prog is the program name errors and hints name.
+const prog = "lsnode"
+
+// Command runs a command given its arguments (after its name); an
+// *ExitError, if it returns one, says the exit code.
+type Command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// Commands is a dispatch table: commands by name.
+type Commands map[string]Command
+
+// Run runs the command of cmds that args[0] names with the rest of args,
+// and returns the process exit code (Exit). Without arguments it prints
+// usage to stderr and exits 2.
+func Run(ctx context.Context, cmds Commands, usage string, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		return Exit(Fail(2, "unknown command %q (see '%s help')", args[0], prog), stderr)
+	}
+	return Exit(cmd(ctx, args[1:], stdout, stderr), stderr)
+}
+
+// Exit returns the exit code for a command's error, having printed its
+// message to stderr as one line: 0 for nil; an *ExitError's code (and its
+// message, if any); 2, silently, for flag.ErrHelp; 2 for any other error.
+func Exit(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Msg != "" {
+			fmt.Fprintln(stderr, prog+": "+ee.Msg)
+		}
+		return ee.Code
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	fmt.Fprintln(stderr, prog+": "+strings.ReplaceAll(err.Error(), "\n", "; "))
+	return 2
+}
+
+// ExitError carries a process exit code, and a message unless the command
+// printed its own.
+type ExitError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExitError) Error() string { return e.Msg }
+
+// Fail returns an *ExitError of code with a formatted message ("" for
+// none).
+func Fail(code int, format string, args ...any) error {
+	return &ExitError{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// UsageErr returns err, a flag error, or else a usage error (exit 2).
+func UsageErr(err error, format string, args ...any) error {
+	if err != nil {
+		return err
+	}
+	return Fail(2, format, args...)
+}
+
+// Help is a command that prints usage to stdout.
+func Help(usage string) Command {
+	return func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+}
+
+// Sub is a subcommand of a Group.
+type Sub struct {
+	Name string
+	Run  Command
+}
+
+// Group is a command whose first argument names one of subs ("ca init",
+// "ca sign"); without one, or with an unknown one, it is a usage error
+// that lists them.
+func Group(name string, subs ...Sub) Command {
+	names := make([]string, len(subs))
+	quoted := make([]string, len(subs))
+	for i, s := range subs {
+		names[i], quoted[i] = s.Name, "'"+s.Name+"'"
+	}
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		if len(args) == 0 {
+			return Fail(2, "%s: want %s (see '%s help')", name, orList(quoted), prog)
+		}
+		for _, s := range subs {
+			if s.Name == args[0] {
+				return s.Run(ctx, args[1:], stdout, stderr)
+			}
+		}
+		return Fail(2, "%s: unknown subcommand %q (want %s)", name, args[0], orList(names))
+	}
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}

@@ -1,0 +1,128 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// What the lsnode command and package testnet do with nodes beyond
+// starting one: several nodes (one per overlay) in one process, a node's
+// peer ID, and a location-service client of a running node.
+
+// LoadConfigs loads the config files at paths (overrides, key=value, as in
+// LoadConfigWith), for nodes that run in one process: each keeps its own
+// store, so no two may share a data_dir.
+func LoadConfigs(paths, overrides []string) ([]*Config, error) {
+	var cfgs []*Config
+	dirs := map[string]string{}
+	for _, p := range paths {
+		cfg, err := LoadConfigWith(p, overrides)
+		if err != nil {
+			return nil, err
+		}
+		// Two nodes on one data dir would mix their stores (and leveldb
+		// would refuse the second).
+		if d := cfg.Path(cfg.Overlay.DataDir); d != "" {
+			if other, ok := dirs[d]; ok {
+				return nil, fmt.Errorf("run: %s and %s share data_dir %s; every overlay needs its own store", other, p, d)
+			}
+			dirs[d] = p
+		}
+		cfgs = append(cfgs, cfg)
+	}
+	return cfgs, nil
+}
+
+// RunAll starts a node of each config and runs them until ctx ends, then
+// closes them all. If one fails to start, those started are closed.
+func RunAll(ctx context.Context, cfgs []*Config, opts Options) error {
+	var nodes []*Node
+	closeAll := func() error {
+		var errs []error
+		for _, n := range nodes {
+			errs = append(errs, n.Close())
+		}
+		return errors.Join(errs...)
+	}
+	for _, cfg := range cfgs {
+		n, err := New(ctx, cfg, opts)
+		if err != nil {
+			_ = closeAll()
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	<-ctx.Done()
+	if opts.Logger != nil {
+		opts.Logger.Info("shutting down")
+	}
+	return closeAll()
+}
+
+// LoadPeerID loads the config at path and the peer ID of its node's
+// identity key, creating the key if it does not exist yet (what a
+// federation CA needs to enrol the node).
+func LoadPeerID(path string) (*Config, overlay.PeerID, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := overlay.LoadOrCreateIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := overlay.PeerIDOf(key)
+	return cfg, id, err
+}
+
+// Dial connects a location-service client to the node of cfg (or, failing
+// that, to one of its bootstrap peers) from a dialer of its own; withCred
+// signs the client's writes with the node's domain credential. Close the
+// client when done.
+func Dial(ctx context.Context, cfg *Config, withCred bool) (*lsp.Client, error) {
+	key, err := overlay.LoadIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	if err != nil {
+		return nil, err
+	}
+	id, err := overlay.PeerIDOf(key)
+	if err != nil {
+		return nil, err
+	}
+	// The node itself first (on loopback if it listens everywhere), then
+	// its bootstrap peers.
+	var self []string
+	for _, s := range cfg.Overlay.Listen {
+		self = append(self, strings.Replace(s, "/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1)+"/p2p/"+id.String())
+	}
+	candidates, err := overlay.ParseAddrInfos(self)
+	if err != nil {
+		return nil, err
+	}
+	boots, err := overlay.ParseAddrInfos(cfg.Overlay.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	dc := lsp.DialConfig{Overlay: cfg.Overlay.Name, Name: "node " + cfg.Name + " or its bootstrap peers",
+		Candidates: append(candidates, boots...)}
+	if dc.TrustAnchors, err = cfg.LoadTrustAnchors(); err != nil {
+		return nil, err
+	}
+	if withCred {
+		if dc.Credential, err = cfg.LoadCredential(); err != nil {
+			return nil, err
+		}
+	}
+	fed, err := cfg.LoadFederation()
+	if err != nil {
+		return nil, err
+	}
+	if fed != nil {
+		dc.PSK = fed.PSK
+	}
+	return lsp.Dial(ctx, dc)
+}

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lsnode/lsnode/metrics"
+)
+
+// The node's own metrics: the expiry of the certificates the node holds.
+// Every part it runs registers its own (RegisterMetrics, in its package's
+// metrics.go); startMetrics only lists them.
+
+var (
+	dDomainCert = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "lsp", "domain_certificate_expiry_timestamp_seconds"),
+		"When the domain certificate that signs this node's writes expires (Unix time).", nil, nil)
+	dMemberCert = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "overlay", "member_certificate_expiry_timestamp_seconds"),
+		"When this node's federation member certificate expires (Unix time).", nil, nil)
+)
+
+// certMetrics are the expiry times of the certificates the node holds
+// (certInfo, which the dashboard shows too).
+type certMetrics []certInfo
+
+func (c certMetrics) RegisterMetrics(reg prometheus.Registerer) error { return reg.Register(c) }
+
+func (c certMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- dDomainCert
+	ch <- dMemberCert
+}
+
+func (c certMetrics) Collect(ch chan<- prometheus.Metric) {
+	for _, ci := range c {
+		d := dDomainCert
+		if ci.Role == "member" {
+			d = dMemberCert
+		}
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(ci.NotAfter.Unix()))
+	}
+}
+
+// startMetrics registers the metrics of every part the node runs.
+func (n *Node) startMetrics(context.Context) error {
+	rs := []metrics.Registrant{certMetrics(n.certs), n.overlay, n.lsp}
+	if n.reg != nil {
+		rs = append(rs, n.reg)
+	}
+	if n.proxy != nil {
+		rs = append(rs, n.proxy)
+	}
+	if n.relay != nil {
+		rs = append(rs, n.relay)
+	}
+	if n.media != nil {
+		rs = append(rs, n.media)
+	}
+	return n.metrics.Register(rs...)
+}

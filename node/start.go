@@ -1,0 +1,185 @@
+package node
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/relay"
+)
+
+// The start steps New runs in order. Each reads the config and what the
+// steps before it left on the Node, starts one part and pushes what stops
+// it (onClose); a step that starts nothing pushes nothing.
+
+// loadCredentials reads the trust anchors, the domain credential and the
+// federation files, and notes the certificates held.
+func (n *Node) loadCredentials(context.Context) (err error) {
+	cfg := n.cfg
+	if n.anchors, err = cfg.LoadTrustAnchors(); err != nil {
+		return err
+	}
+	if n.cred, err = cfg.LoadCredential(); err != nil {
+		return err
+	}
+	if n.fed, err = cfg.LoadFederation(); err != nil {
+		return err
+	}
+	if n.cred != nil {
+		n.certs = append(n.certs, certInfo{Role: "domain", Subject: n.cred.Leaf.Subject.String(), NotAfter: n.cred.Leaf.NotAfter})
+	}
+	if n.fed != nil && len(n.fed.Chain) > 0 {
+		if c, err := x509.ParseCertificate(n.fed.Chain[0]); err == nil {
+			n.certs = append(n.certs, certInfo{Role: "member", Subject: c.Subject.String(), NotAfter: c.NotAfter})
+		}
+	}
+	return nil
+}
+
+// startOverlay starts the overlay member with the node's identity (not yet
+// joined).
+func (n *Node) startOverlay(ctx context.Context) error {
+	cfg := n.cfg
+	key, err := overlay.LoadOrCreateIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	if err != nil {
+		return err
+	}
+	dataDir := cfg.Path(cfg.Overlay.DataDir)
+	if n.opts.InMemory {
+		dataDir = ""
+	}
+	n.overlay, err = overlay.New(ctx, overlay.Config{
+		Name:              cfg.Overlay.Name,
+		Identity:          key,
+		ListenAddrs:       cfg.Overlay.Listen,
+		Bootstrap:         cfg.Overlay.Bootstrap,
+		DataDir:           dataDir,
+		GossipInterval:    time.Duration(cfg.Overlay.GossipInterval),
+		FailAfter:         time.Duration(cfg.Overlay.FailAfter),
+		DisableDHTRefresh: n.opts.DisableDHTRefresh,
+		Federation:        n.fed,
+		MaxPerSubnet:      cfg.Overlay.MaxPerSubnet,
+		BenchmarkValues:   cfg.Overlay.BenchmarkValues,
+		MaxConnsPerIP:     cfg.Overlay.MaxConnsPerIP,
+		Client:            cfg.Overlay.Client,
+		Reachability:      cfg.Overlay.Reachability,
+		RelayService:      cfg.Overlay.RelayService,
+		Logger:            n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.onClose(n.overlay.Close)
+	return nil
+}
+
+// startLocation starts the location service on the overlay.
+func (n *Node) startLocation(ctx context.Context) (err error) {
+	c := n.cfg.LSP
+	n.lsp, err = lsp.New(ctx, lsp.Config{
+		Overlay:           n.overlay,
+		Credential:        n.cred,
+		TrustAnchors:      n.anchors,
+		Replicas:          c.Replicas,
+		WriteQuorum:       c.WriteQuorum,
+		MaxClockSkew:      time.Duration(c.MaxClockSkew),
+		MaxTTL:            time.Duration(c.MaxTTL),
+		RequestTimeout:    time.Duration(c.RequestTimeout),
+		RebalanceDelay:    time.Duration(c.RebalanceDelay),
+		RebalanceInterval: time.Duration(c.RebalanceInterval),
+		MaxBindings:       c.MaxBindings,
+		MaxRecordBytes:    c.MaxRecordBytes,
+		MaxDomainBindings: c.MaxDomainBindings,
+		MaxDomainBytes:    c.MaxDomainBytes,
+		PeerRate:          c.PeerRate,
+		PeerBurst:         c.PeerBurst,
+		Logger:            n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.onClose(n.lsp.Close)
+	return nil
+}
+
+// join joins the overlay through its bootstrap peers; when none answers
+// in time the overlay keeps trying in the background.
+func (n *Node) join(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.JoinTimeout)
+	defer cancel()
+	if err := n.overlay.Join(ctx); err != nil {
+		if !errors.Is(err, overlay.ErrBootstrap) {
+			return err
+		}
+		n.log.Warn("no bootstrap peer answered; retrying in the background", "err", err)
+	}
+	return nil
+}
+
+// startMedia starts the RTP relay and its control protocol when the
+// config has one, and picks the proxy's media anchor: ours, else (media
+// always or auto) one the overlay announces.
+func (n *Node) startMedia(context.Context) (err error) {
+	proto := n.overlay.Protocol("media", "1.0.0")
+	if n.cfg.Relay.MediaIP == "" {
+		if m := n.cfg.Proxy.Media; m == "always" || m == "auto" {
+			n.anchor = relay.NewRemote(n.overlay, proto)
+		}
+		return nil
+	}
+	if n.media, err = newMedia(n.cfg, n.log); err != nil {
+		return err
+	}
+	n.onClose(n.media.Close)
+	stop := relay.ServeControl(n.overlay, proto, n.media)
+	n.onClose(func() error { stop(); return nil })
+	n.anchor = n.media
+	n.services = append(n.services, relay.MediaService, n.media.Endpoint())
+	return nil
+}
+
+// startSIPRoles starts the SIP transport, the registrar and the proxy
+// (startSIP) when the config has a SIP address.
+func (n *Node) startSIPRoles(context.Context) (err error) {
+	if n.cfg.SIP == "" {
+		return nil
+	}
+	atRelay := func(ip net.IP, port int) bool {
+		return n.overlay.AnyService(func(s string) bool { return relay.InEndpoint(s, ip, port) })
+	}
+	if n.sip, n.reg, n.proxy, err = startSIP(n.cfg, n.cred, n.anchors, n.lsp, n.anchor, atRelay, n.log); err != nil {
+		return err
+	}
+	n.onClose(n.sip.Close)
+	if n.proxy != nil { // closed before the stack: its goroutines use the stack's connections
+		n.onClose(n.proxy.Close)
+	}
+	return nil
+}
+
+// startRelay starts the TURN server when the config has one.
+func (n *Node) startRelay(context.Context) (err error) {
+	if n.cfg.TURN == "" {
+		return nil
+	}
+	if n.relay, err = newTURN(n.cfg, n.cred, n.log); err != nil {
+		return err
+	}
+	n.onClose(n.relay.Close)
+	addr := n.relay.Addr()
+	n.services = append(n.services, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
+	if t := n.relay.TLSAddr(); t != "" {
+		n.services = append(n.services, "turns:"+t+"?transport=tcp")
+	}
+	return nil
+}
+
+// announce advertises the relays started in the overlay's membership.
+func (n *Node) announce(context.Context) error {
+	n.overlay.Announce(n.services...)
+	return nil
+}

@@ -1,0 +1,103 @@
+package overlay
+
+import (
+	"slices"
+	"strings"
+
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// Stats is a snapshot of the overlay as one node sees it: what the
+// operator's dashboard and metrics show, without reaching into libp2p.
+type Stats struct {
+	ID    PeerID   `json:"id"`
+	Addrs []string `json:"addrs"`
+	// Relayed are circuit-relay addresses (a NAT'd node's).
+	Relayed []string `json:"relayed,omitempty"`
+	// Reachability is "public", "private" or "unknown" (AutoNAT's verdict).
+	Reachability string `json:"reachability"`
+	Public       bool   `json:"-"`
+	Size         int    `json:"size_estimate"`
+	Connections  int    `json:"connections"`
+	// Members are the live members, nearest to this node in XOR terms
+	// first (Stats(n) keeps the first n; MembersTotal counts them all).
+	Members      []MemberStat `json:"members"`
+	MembersTotal int          `json:"members_total"`
+	// RoutingTable is the kad-dht routing table's size; Buckets its
+	// peers by common prefix length with this node.
+	RoutingTable int   `json:"routing_table"`
+	Buckets      []int `json:"buckets"`
+}
+
+// MemberStat is one member in a Stats snapshot.
+type MemberStat struct {
+	ID           PeerID   `json:"id"`
+	Self         bool     `json:"self,omitempty"`
+	CommonPrefix int      `json:"common_prefix"`
+	Connected    bool     `json:"connected"`
+	LatencyMS    float64  `json:"latency_ms,omitempty"`
+	Services     []string `json:"services,omitempty"`
+}
+
+// Stats returns a snapshot with at most maxMembers members listed (0: none
+// listed, only counted).
+func (o *Overlay) Stats(maxMembers int) Stats {
+	self := o.ID()
+	selfKey := kb.ConvertPeerID(self)
+	h := o.routed
+	reach := o.Reachability()
+	st := Stats{ID: self, Addrs: o.Addrs(), Size: o.Size(), Connections: len(h.Network().Conns()),
+		Reachability: strings.ToLower(strings.TrimPrefix(reach.String(), "Reachability")),
+		Public:       reach == network.ReachabilityPublic}
+	for _, a := range o.RelayedAddrs() {
+		st.Relayed = append(st.Relayed, a.String())
+	}
+	members := o.Members()
+	st.MembersTotal = len(members)
+	if maxMembers > 0 {
+		services := o.Services()
+		for _, p := range members {
+			m := MemberStat{ID: p, Self: p == self, CommonPrefix: kb.CommonPrefixLen(selfKey, kb.ConvertPeerID(p)),
+				Services: services[p]}
+			if p != self {
+				m.Connected = h.Network().Connectedness(p) == network.Connected
+				m.LatencyMS = float64(h.Peerstore().LatencyEWMA(p).Microseconds()) / 1000
+			}
+			st.Members = append(st.Members, m)
+		}
+		// The nearest members in XOR terms first: the ones this node's
+		// replicas are most often shared with.
+		slices.SortFunc(st.Members, func(a, b MemberStat) int {
+			if a.CommonPrefix != b.CommonPrefix {
+				return b.CommonPrefix - a.CommonPrefix
+			}
+			return strings.Compare(string(a.ID), string(b.ID))
+		})
+		if len(st.Members) > maxMembers {
+			st.Members = st.Members[:maxMembers]
+		}
+	}
+	if o.dht != nil {
+		rt := o.dht.RoutingTable()
+		st.RoutingTable = rt.Size()
+		for _, p := range rt.ListPeers() {
+			cpl := kb.CommonPrefixLen(selfKey, kb.ConvertPeerID(p))
+			for len(st.Buckets) <= cpl {
+				st.Buckets = append(st.Buckets, 0)
+			}
+			st.Buckets[cpl]++
+		}
+	}
+	return st
+}
+
+// KeyPosition returns key's position in the keyspace (the SHA-256 kad-dht
+// places it at).
+func KeyPosition(key string) []byte { return kb.ConvertKey(key) }
+
+// CommonPrefix returns how many leading bits p's keyspace position shares
+// with pos (a KeyPosition).
+func CommonPrefix(pos []byte, p PeerID) int {
+	return kb.CommonPrefixLen(kb.ID(pos), kb.ConvertPeerID(p))
+}

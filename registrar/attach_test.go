@@ -1,0 +1,131 @@
+package registrar
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/lsnode/lsnode/sipnet"
+)
+
+// TestAttach: attached to a stack on loopback, the registrar answers
+// REGISTER over UDP and TCP and any other method with 405 and Allow:
+// REGISTER, and counts its responses.
+func TestAttach(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	s, err := sipnet.Listen(sipnet.Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r.Attach(s)
+	s.Serve()
+	send := func(network, method string) *sip.Response {
+		t.Helper()
+		c, err := net.Dial(network, s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		via := strings.ToUpper(network) + " " + c.LocalAddr().String()
+		msg := method + " sip:a.example SIP/2.0\r\nVia: SIP/2.0/" + via + ";branch=z9hG4bK" + network + method + "\r\n" +
+			"Max-Forwards: 70\r\nTo: <sip:alice@a.example>\r\nFrom: <sip:alice@a.example>;tag=1\r\n" +
+			"Call-ID: attach-" + network + "\r\nCSeq: 1 " + method + "\r\nContact: <sip:alice@" + c.LocalAddr().String() + ">\r\n" +
+			"Content-Length: 0\r\n\r\n"
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		rd := bufio.NewReader(c)
+		var raw strings.Builder
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s %s: %v after %q", network, method, err, raw.String())
+			}
+			raw.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+		}
+		m, err := sip.ParseMessage([]byte(raw.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.(*sip.Response)
+	}
+	if res := send("udp", "REGISTER"); res.StatusCode != 200 || len(res.GetHeaders("Contact")) != 1 {
+		t.Fatalf("REGISTER over UDP: %s", res)
+	}
+	if res := send("tcp", "REGISTER"); res.StatusCode != 200 || len(res.GetHeaders("Contact")) != 2 {
+		t.Fatalf("REGISTER over TCP: %s", res)
+	}
+	if res := send("udp", "MESSAGE"); res.StatusCode != 405 || res.GetHeader("Allow") == nil || res.GetHeader("Allow").Value() != "REGISTER" {
+		t.Fatalf("MESSAGE: %s", res)
+	}
+	got := map[string]int64{}
+	r.Responses().Each(func(m string, code int, n int64) { got[m+" "+string(rune('0'+code/100))] += n })
+	if got["REGISTER 2"] != 2 || got["MESSAGE 4"] != 1 {
+		t.Fatalf("responses counted %v", got)
+	}
+}
+
+// TestAuthorizeProxy: the proxy's check of a request for relaying: 407
+// with a challenge first, then the retry with Proxy-Authorization of the
+// user in From passes once; another From, or the same credentials again,
+// do not; a registrar without users refuses all.
+func TestAuthorizeProxy(t *testing.T) {
+	r, err := New(Config{Domain: "a.example", Mode: Local, Logger: quiet(), Algorithms: []string{"MD5"},
+		Users: &UsersFile{Realm: "a.example", Users: []UserHash{
+			NewUserHash("alice", "sip:alice@a.example", "a.example", "secret-a")}},
+		NonceSecret: []byte("0123456789abcdef0123")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	message := func(from string, cseq int, authz string) *sip.Request {
+		raw := "MESSAGE sip:dave@d.example SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKap" + string(rune('0'+cseq)) + "\r\n" +
+			"Max-Forwards: 70\r\nTo: <sip:dave@d.example>\r\nFrom: <" + from + ">;tag=1\r\nCall-ID: relay-1\r\n" +
+			"CSeq: " + string(rune('0'+cseq)) + " MESSAGE\r\n"
+		if authz != "" {
+			raw += "Proxy-Authorization: " + authz + "\r\n"
+		}
+		m, err := sip.ParseMessage([]byte(raw + "Content-Length: 0\r\n\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := m.(*sip.Request)
+		req.SetSource("198.51.100.7:5060")
+		return req
+	}
+	res := r.AuthorizeProxy(message("sip:alice@a.example", 1, ""))
+	if res == nil || res.StatusCode != 407 || res.GetHeader("Proxy-Authenticate") == nil {
+		t.Fatalf("without credentials: %v, want 407 with a challenge", res)
+	}
+	chal, err := digest.ParseChallenge(res.GetHeader("Proxy-Authenticate").Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := digest.Digest(chal, digest.Options{Method: "MESSAGE", URI: "sip:dave@d.example",
+		Username: "alice", Password: "secret-a", Count: 1, Cnonce: "0a4f113b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := r.AuthorizeProxy(message("sip:alice@a.example", 2, cred.String())); res != nil {
+		t.Fatalf("alice's retry with credentials: %d %s, want nil", res.StatusCode, res.Reason)
+	}
+	if res := r.AuthorizeProxy(message("sip:alice@a.example", 2, cred.String())); res == nil || res.StatusCode != 407 {
+		t.Fatalf("the same credentials replayed: %v, want 407", res)
+	}
+	if res := r.AuthorizeProxy(message("sip:mallory@c.example", 2, cred.String())); res == nil || res.StatusCode != 403 && res.StatusCode != 407 {
+		t.Fatalf("alice's credentials in mallory's request: %v, want 403/407", res)
+	}
+	open := newTestRegistrar(t, false, nil)
+	if res := open.AuthorizeProxy(message("sip:alice@a.example", 1, "")); res == nil || res.StatusCode != 403 {
+		t.Fatalf("registrar without users: %v, want 403", res)
+	}
+}

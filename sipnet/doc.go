@@ -1,0 +1,12 @@
+// Package sipnet is the SIP transport lsnode's two SIP roles share: one
+// sipgo user agent and server on UDP, TCP and TLS listeners bound to the
+// same port (RFC 3261 §18), with large UDP socket buffers; TLS configs and
+// TLS peer identity checks (RFC 5922); the address helpers that tell a UA
+// behind a NAT (RFC 3581) and a sender on a trusted network; the RFC 5626
+// flow tokens and flows of an edge proxy; and counters of final responses.
+//
+// The registrar (REGISTER) and the proxy (every other method) each add
+// their handlers to one Stack; neither knows the other. A node builds the
+// Stack, then Flows, then both roles, registers their handlers, and only
+// then calls Serve.
+package sipnet
