@@ -22,7 +22,6 @@ import (
 	"github.com/pion/turn/v3"
 )
 
-
 // Config configures a TURN server. Zero values take the defaults per field.
 type Config struct {
 	// Addr (host:port) for the UDP and TCP listeners. Required.
