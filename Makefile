@@ -8,7 +8,7 @@ DOMAINS  ?= a.example,b.example
 PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: build install test run bench soak chaos lint fuzz clean
+.PHONY: build install test run bench soak chaos scale lint fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/lsnode
@@ -44,6 +44,13 @@ SOAK_RATE    ?= 2400
 SOAK_SECONDS ?= 600
 soak:
 	LSNODE_SOAK_RATE=$(SOAK_RATE) LSNODE_SOAK_SECONDS=$(SOAK_SECONDS) $(GO) test -run '^$$' -bench BenchmarkSoak -benchtime 1x -timeout 30m ./testnet/
+
+# What an idle overlay costs each node at several sizes (in-process
+# testnets of SCALE_SIZES nodes with the testnet defaults): loopback bytes
+# sent, RSS, overlay connections and CPU, as one summary line.
+SCALE_SIZES ?= 25,50,100
+scale:
+	LSNODE_IDLE_SIZES=$(SCALE_SIZES) $(GO) test -run '^$$' -bench BenchmarkIdle -benchtime 1x -timeout 30m ./testnet/
 
 # 30 nodes as processes, a third of them killed -9 and restarted in turn
 # for a minute while bindings are published and looked up (JSON report).

@@ -1,0 +1,121 @@
+package testnet_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lsnode/lsnode/testnet"
+)
+
+// loopbackBytes returns the bytes sent on the loopback interface so far
+// (/proc/net/dev): every overlay message between in-process nodes.
+func loopbackBytes(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/net/dev")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || name != "lo" {
+			continue
+		}
+		f := strings.Fields(rest)
+		tx, err := strconv.ParseInt(f[8], 10, 64)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return tx
+	}
+	tb.Fatal("no loopback interface in /proc/net/dev")
+	return 0
+}
+
+// cpuSeconds returns the CPU time this process has used (user + system).
+func cpuSeconds(tb testing.TB) float64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The fields after the command name (which may hold spaces).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// idleCost is what an idle testnet of n nodes costs each node.
+type idleCost struct {
+	n           int
+	bytesPerSec float64 // loopback bytes sent per node per second
+	rss         float64 // process RSS per node, bytes
+	conns       float64 // open overlay connections per node
+	cpu         float64 // process CPU, fraction of one core
+}
+
+func (c idleCost) String() string {
+	return fmt.Sprintf("%d nodes %.1f KB/s/node, RSS %.1f MB/node, %.0f conns/node, CPU %.0f%%",
+		c.n, c.bytesPerSec/1000, c.rss/1e6, c.conns, 100*c.cpu)
+}
+
+// measureIdle starts an in-process testnet of n nodes with the testnet's
+// defaults (two domains, gossip every 500 ms), lets it settle, and measures
+// what standing still costs over the window.
+func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
+	dir := b.TempDir()
+	if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: n}); err != nil {
+		b.Fatal(err)
+	}
+	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nw.Close()
+	time.Sleep(settle)
+	tx0, cpu0, t0 := loopbackBytes(b), cpuSeconds(b), time.Now()
+	time.Sleep(window)
+	tx1, cpu1, secs := loopbackBytes(b), cpuSeconds(b), time.Since(t0).Seconds()
+	c := idleCost{n: n, bytesPerSec: float64(tx1-tx0) / float64(n) / secs, rss: float64(rssBytes()) / float64(n),
+		cpu: (cpu1 - cpu0) / secs}
+	for i := range n {
+		c.conns += float64(nw.Node(i).Overlay().Stats(0).Connections)
+	}
+	c.conns /= float64(n)
+	return c
+}
+
+// BenchmarkIdle measures an idle overlay's cost per node at several sizes
+// (LSNODE_IDLE_SIZES, default 25,50,100), each after LSNODE_IDLE_SETTLE
+// seconds (20) over LSNODE_IDLE_SECONDS (30): loopback bytes sent, RSS,
+// overlay connections and process CPU, as one summary line. Nothing else
+// may use loopback meanwhile. It is the baseline for membership whose cost
+// does not grow with the overlay's size.
+func BenchmarkIdle(b *testing.B) {
+	sizes := []int{25, 50, 100}
+	if v := os.Getenv("LSNODE_IDLE_SIZES"); v != "" {
+		sizes = nil
+		for _, s := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 2 || n > 1000 {
+				b.Fatalf("LSNODE_IDLE_SIZES: %q is not a size from 2 to 1000", s)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	settle := time.Duration(envInt("LSNODE_IDLE_SETTLE", 20)) * time.Second
+	window := time.Duration(envInt("LSNODE_IDLE_SECONDS", 30)) * time.Second
+	var parts []string
+	for i := 0; i < b.N; i++ {
+		parts = parts[:0]
+		for _, n := range sizes {
+			c := measureIdle(b, n, settle, window)
+			parts = append(parts, c.String())
+			b.ReportMetric(c.bytesPerSec, fmt.Sprintf("B/s/node@%d", n))
+		}
+	}
+	fmt.Printf("lsnode idle bench: %s\n", strings.Join(parts, " | "))
+}
