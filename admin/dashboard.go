@@ -3,13 +3,13 @@ package admin
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/lsnode/lsnode/internal/httpserve"
 	"github.com/lsnode/lsnode/lsp"
 )
 
@@ -36,20 +36,20 @@ func mountDashboard(mux *http.ServeMux, n Node) {
 	mux.Handle("GET /dashboard/", secured(static))
 	mux.Handle("GET /{$}", http.RedirectHandler("/dashboard/", http.StatusFound))
 	mux.Handle("GET /dashboard/api/state", secured(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, n.State())
+		httpserve.WriteJSON(w, http.StatusOK, n.State())
 	})))
 	sem := make(chan struct{}, dashLookups)
 	mux.Handle("GET /dashboard/api/lookup", secured(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		aor := strings.TrimSpace(r.URL.Query().Get("aor"))
 		if aor == "" {
-			writeError(w, http.StatusBadRequest, "aor is required")
+			httpserve.WriteError(w, http.StatusBadRequest, "aor is required")
 			return
 		}
 		select {
 		case sem <- struct{}{}:
 			defer func() { <-sem }()
 		default:
-			writeError(w, http.StatusServiceUnavailable, "too many lookups running; try again")
+			httpserve.WriteError(w, http.StatusServiceUnavailable, "too many lookups running; try again")
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), dashLookupTimeout)
@@ -60,10 +60,10 @@ func mountDashboard(mux *http.ServeMux, n Node) {
 			if errors.Is(err, lsp.ErrBadAOR) {
 				code = http.StatusBadRequest
 			}
-			writeError(w, code, err.Error())
+			httpserve.WriteError(w, code, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, tr)
+		httpserve.WriteJSON(w, http.StatusOK, tr)
 	})))
 }
 
@@ -78,17 +78,4 @@ func secured(h http.Handler) http.Handler {
 		hd.Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
 	})
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lsnode/lsnode/internal/httpserve"
 	"github.com/lsnode/lsnode/lsp"
 )
 
@@ -99,24 +100,11 @@ func bearer(tokens [][]byte, next http.Handler) http.Handler {
 		}
 		if !ok || valid != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lsnode"`)
-			writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
+			httpserve.WriteError(w, http.StatusUnauthorized, "a valid bearer token is required")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // api answers the API's requests.
@@ -126,7 +114,7 @@ type api struct{ loc Location }
 func pathAOR(w http.ResponseWriter, r *http.Request) (string, bool) {
 	aor, err := lsp.Canonical(r.PathValue("aor"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpserve.WriteError(w, http.StatusBadRequest, err.Error())
 		return "", false
 	}
 	return aor, true
@@ -136,16 +124,16 @@ func pathAOR(w http.ResponseWriter, r *http.Request) (string, bool) {
 func failed(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, lsp.ErrForbidden), errors.Is(err, lsp.ErrNoCredential):
-		writeError(w, http.StatusForbidden, err.Error())
+		httpserve.WriteError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, lsp.ErrInvalid), errors.Is(err, lsp.ErrMalformed), errors.Is(err, lsp.ErrBadAOR):
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpserve.WriteError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, lsp.ErrTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+		httpserve.WriteError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.Is(err, lsp.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, lsp.ErrClosed):
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		httpserve.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpserve.WriteError(w, http.StatusInternalServerError, err.Error())
 	}
 }
 
@@ -162,10 +150,10 @@ func (a *api) lookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(bs) == 0 {
-		writeError(w, http.StatusNotFound, aor+": no binding")
+		httpserve.WriteError(w, http.StatusNotFound, aor+": no binding")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "bindings": bs})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"aor": aor, "bindings": bs})
 }
 
 func (a *api) publish(w http.ResponseWriter, r *http.Request) {
@@ -175,7 +163,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	b, remove, err := decodeBinding(http.MaxBytesReader(w, r.Body, maxBody), time.Now())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpserve.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
@@ -192,7 +180,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		failed(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"aor": aor, "binding": b})
+	httpserve.WriteJSON(w, http.StatusCreated, map[string]any{"aor": aor, "binding": b})
 }
 
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {

@@ -2,7 +2,6 @@ package lsp
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,10 +13,11 @@ import (
 // dialTimeout bounds the connection attempt to one candidate.
 const dialTimeout = 3 * time.Second
 
-// DialConfig configures Dial: which nodes to try and how to talk to them.
+// DialConfig configures Dial: which nodes to try, and the client to make of
+// the one that answers.
 type DialConfig struct {
-	// Overlay is the overlay's name (sets the protocol ID). Required.
-	Overlay string
+	// ClientConfig is the client's; Dial sets its Streams and Server.
+	ClientConfig
 	// Name, if set, names the server in Dial's error ("node x"); default:
 	// the candidates' short peer IDs.
 	Name string
@@ -26,22 +26,13 @@ type DialConfig struct {
 	Candidates []overlay.AddrInfo
 	// PSK is the overlay's private-network key; nil: none.
 	PSK overlay.PSK
-	// Credential signs writes locally; nil: lookups only.
-	Credential *Credential
-	// TrustAnchors verify every binding read. Required.
-	TrustAnchors *x509.CertPool
-	// MaxClockSkew, MaxTTL, MaxMessage, RequestTimeout: as in ClientConfig.
-	MaxClockSkew   time.Duration
-	MaxTTL         time.Duration
-	MaxMessage     int
-	RequestTimeout time.Duration
 }
 
 // clientConfig is the ClientConfig of a client of server over streams.
 func (c DialConfig) clientConfig(streams overlay.Streams, server overlay.AddrInfo) ClientConfig {
-	return ClientConfig{Streams: streams, Overlay: c.Overlay, Server: server, Credential: c.Credential,
-		TrustAnchors: c.TrustAnchors, MaxClockSkew: c.MaxClockSkew, MaxTTL: c.MaxTTL, MaxMessage: c.MaxMessage,
-		RequestTimeout: c.RequestTimeout}
+	cc := c.ClientConfig
+	cc.Streams, cc.Server = streams, server
+	return cc
 }
 
 // Dial connects to the first reachable of cfg.Candidates from a dialer of

@@ -35,7 +35,7 @@ func TestDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DialConfig{Overlay: "lsp-test", Candidates: []overlay.AddrInfo{dead, *live}, TrustAnchors: ca.pool, Credential: biloxi}
+	cfg := DialConfig{ClientConfig: ClientConfig{Overlay: "lsp-test", TrustAnchors: ca.pool, Credential: biloxi}, Candidates: []overlay.AddrInfo{dead, *live}}
 	cl, err := Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -59,10 +59,10 @@ func TestDial(t *testing.T) {
 		t.Fatalf("no candidate reachable: %v", err)
 	}
 	for _, bad := range []DialConfig{
-		{Overlay: "lsp-test", TrustAnchors: ca.pool},
-		{Overlay: "lsp-test", Candidates: []overlay.AddrInfo{*live}},
-		{Candidates: []overlay.AddrInfo{*live}, TrustAnchors: ca.pool},
-		{Overlay: "lsp-test", Candidates: []overlay.AddrInfo{*live}, TrustAnchors: ca.pool, RequestTimeout: -time.Second},
+		{ClientConfig: ClientConfig{Overlay: "lsp-test", TrustAnchors: ca.pool}},
+		{ClientConfig: ClientConfig{Overlay: "lsp-test"}, Candidates: []overlay.AddrInfo{*live}},
+		{ClientConfig: ClientConfig{TrustAnchors: ca.pool}, Candidates: []overlay.AddrInfo{*live}},
+		{ClientConfig: ClientConfig{Overlay: "lsp-test", TrustAnchors: ca.pool, RequestTimeout: -time.Second}, Candidates: []overlay.AddrInfo{*live}},
 	} {
 		if _, err := Dial(ctx, bad); !errors.Is(err, ErrConfig) {
 			t.Errorf("Dial(%+v) = %v, want ErrConfig", bad, err)

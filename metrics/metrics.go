@@ -13,9 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Namespace prefixes every lsnode metric.
-const Namespace = "lsnode"
-
 // Registrant is a component that registers its own collectors.
 type Registrant interface {
 	RegisterMetrics(reg prometheus.Registerer) error

@@ -20,9 +20,9 @@ func (r gaugeRegistrant) RegisterMetrics(reg prometheus.Registerer) error { retu
 // an error.
 func TestMetricsLint(t *testing.T) {
 	m := New()
-	members := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "overlay", Name: "members", Help: "Live members."})
+	members := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "lsnode", Subsystem: "overlay", Name: "members", Help: "Live members."})
 	members.Set(7)
-	received := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "proxy", Name: "received_total", Help: "Requests received."})
+	received := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "lsnode", Subsystem: "proxy", Name: "received_total", Help: "Requests received."})
 	received.Add(12)
 	if err := m.Register(gaugeRegistrant{members}, registrantFunc(func(reg prometheus.Registerer) error { return reg.Register(received) })); err != nil {
 		t.Fatal(err)

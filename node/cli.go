@@ -107,7 +107,7 @@ func Dial(ctx context.Context, cfg *Config, withCred bool) (*lsp.Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	dc := lsp.DialConfig{Overlay: cfg.Overlay.Name, Name: "node " + cfg.Name + " or its bootstrap peers",
+	dc := lsp.DialConfig{ClientConfig: lsp.ClientConfig{Overlay: cfg.Overlay.Name}, Name: "node " + cfg.Name + " or its bootstrap peers",
 		Candidates: append(candidates, boots...)}
 	if dc.TrustAnchors, err = cfg.LoadTrustAnchors(); err != nil {
 		return nil, err

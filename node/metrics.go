@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lsnode/lsnode/internal/promsnap"
 	"github.com/lsnode/lsnode/metrics"
 )
 
@@ -13,31 +14,26 @@ import (
 // metrics.go); startMetrics only lists them.
 
 var (
-	dDomainCert = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "lsp", "domain_certificate_expiry_timestamp_seconds"),
-		"When the domain certificate that signs this node's writes expires (Unix time).", nil, nil)
-	dMemberCert = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "overlay", "member_certificate_expiry_timestamp_seconds"),
-		"When this node's federation member certificate expires (Unix time).", nil, nil)
+	dDomainCert = promsnap.Desc("lsp", "domain_certificate_expiry_timestamp_seconds",
+		"When the domain certificate that signs this node's writes expires (Unix time).")
+	dMemberCert = promsnap.Desc("overlay", "member_certificate_expiry_timestamp_seconds",
+		"When this node's federation member certificate expires (Unix time).")
 )
 
 // certMetrics are the expiry times of the certificates the node holds
 // (certInfo, which the dashboard shows too).
 type certMetrics []certInfo
 
-func (c certMetrics) RegisterMetrics(reg prometheus.Registerer) error { return reg.Register(c) }
-
-func (c certMetrics) Describe(ch chan<- *prometheus.Desc) {
-	ch <- dDomainCert
-	ch <- dMemberCert
-}
-
-func (c certMetrics) Collect(ch chan<- prometheus.Metric) {
-	for _, ci := range c {
-		d := dDomainCert
-		if ci.Role == "member" {
-			d = dMemberCert
+func (c certMetrics) RegisterMetrics(reg prometheus.Registerer) error {
+	return reg.Register(promsnap.Collector{Descs: []*prometheus.Desc{dDomainCert, dMemberCert}, Read: func(emit promsnap.Emit) {
+		for _, ci := range c {
+			d := dDomainCert
+			if ci.Role == "member" {
+				d = dMemberCert
+			}
+			emit(d, prometheus.GaugeValue, float64(ci.NotAfter.Unix()))
 		}
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(ci.NotAfter.Unix()))
-	}
+	}})
 }
 
 // startMetrics registers the metrics of every part the node runs.

@@ -36,7 +36,7 @@ func TestNodeMetrics(t *testing.T) {
 	if strings.Contains(b.String(), "member_certificate") {
 		t.Error("a member certificate expiry without a member certificate")
 	}
-	if n := testutil.CollectAndCount(certs); n != 1 {
-		t.Errorf("%d certificate series, want 1", n)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 1 {
+		t.Errorf("%d certificate series (%v), want 1", n, err)
 	}
 }

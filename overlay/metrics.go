@@ -1,43 +1,33 @@
 package overlay
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lsnode/lsnode/internal/promsnap"
+)
+
+var (
+	mMembers = promsnap.Desc("overlay", "members", "Live members in this node's membership view.")
+	mRT      = promsnap.Desc("overlay", "routing_table_peers", "Peers in the kad-dht routing table.")
+	mConns   = promsnap.Desc("overlay", "connections", "Open libp2p connections.")
+	mPublic  = promsnap.Desc("overlay", "reachable_public", "1 when the node is publicly reachable (a member), 0 behind NAT.")
+	mRelayed = promsnap.Desc("overlay", "relayed_addresses", "Circuit relay addresses this node announces.")
+)
 
 // RegisterMetrics registers the overlay's gauges (lsnode_overlay_*) on reg.
 // Each scrape reads one Stats snapshot, the one the dashboard shows.
 func (o *Overlay) RegisterMetrics(reg prometheus.Registerer) error {
-	return reg.Register(statsCollector{o})
-}
-
-func overlayDesc(name, help string) *prometheus.Desc {
-	return prometheus.NewDesc(prometheus.BuildFQName("lsnode", "overlay", name), help, nil, nil)
-}
-
-var (
-	mMembers = overlayDesc("members", "Live members in this node's membership view.")
-	mRT      = overlayDesc("routing_table_peers", "Peers in the kad-dht routing table.")
-	mConns   = overlayDesc("connections", "Open libp2p connections.")
-	mPublic  = overlayDesc("reachable_public", "1 when the node is publicly reachable (a member), 0 behind NAT.")
-	mRelayed = overlayDesc("relayed_addresses", "Circuit relay addresses this node announces.")
-)
-
-type statsCollector struct{ o *Overlay }
-
-func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mMembers, mRT, mConns, mPublic, mRelayed} {
-		ch <- d
-	}
-}
-
-func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.o.Stats(0)
-	public := 0
-	if st.Public {
-		public = 1
-	}
-	for _, g := range []struct {
-		d *prometheus.Desc
-		v int
-	}{{mMembers, st.MembersTotal}, {mRT, st.RoutingTable}, {mConns, st.Connections}, {mPublic, public}, {mRelayed, len(st.Relayed)}} {
-		ch <- prometheus.MustNewConstMetric(g.d, prometheus.GaugeValue, float64(g.v))
-	}
+	return reg.Register(promsnap.Collector{Descs: []*prometheus.Desc{mMembers, mRT, mConns, mPublic, mRelayed},
+		Read: func(emit promsnap.Emit) {
+			st := o.Stats(0)
+			public := 0.0
+			if st.Reachability == "public" {
+				public = 1
+			}
+			emit(mMembers, prometheus.GaugeValue, float64(st.MembersTotal))
+			emit(mRT, prometheus.GaugeValue, float64(st.RoutingTable))
+			emit(mConns, prometheus.GaugeValue, float64(st.Connections))
+			emit(mPublic, prometheus.GaugeValue, public)
+			emit(mRelayed, prometheus.GaugeValue, float64(len(st.Relayed)))
+		}})
 }

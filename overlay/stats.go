@@ -17,7 +17,6 @@ type Stats struct {
 	Relayed []string `json:"relayed,omitempty"`
 	// Reachability is "public", "private" or "unknown" (AutoNAT's verdict).
 	Reachability string `json:"reachability"`
-	Public       bool   `json:"-"`
 	Size         int    `json:"size_estimate"`
 	Connections  int    `json:"connections"`
 	// Members are the live members, nearest to this node in XOR terms
@@ -48,8 +47,7 @@ func (o *Overlay) Stats(maxMembers int) Stats {
 	h := o.routed
 	reach := o.Reachability()
 	st := Stats{ID: self, Addrs: o.Addrs(), Size: o.Size(), Connections: len(h.Network().Conns()),
-		Reachability: strings.ToLower(strings.TrimPrefix(reach.String(), "Reachability")),
-		Public:       reach == network.ReachabilityPublic}
+		Reachability: strings.ToLower(strings.TrimPrefix(reach.String(), "Reachability"))}
 	for _, a := range o.RelayedAddrs() {
 		st.Relayed = append(st.Relayed, a.String())
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lsnode/lsnode/internal/promsnap"
 )
 
 // StatusCounts counts final responses by request method and status code
@@ -78,18 +80,10 @@ func (s *StatusCounts) Snapshot() []StatusCount {
 // Collector exports the counts as the counter name (fully qualified),
 // labelled by method and code, read from one Snapshot per scrape.
 func (s *StatusCounts) Collector(name, help string) prometheus.Collector {
-	return countsCollector{s, prometheus.NewDesc(name, help, []string{"method", "code"}, nil)}
-}
-
-type countsCollector struct {
-	s *StatusCounts
-	d *prometheus.Desc
-}
-
-func (c countsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.d }
-
-func (c countsCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, sc := range c.s.Snapshot() {
-		ch <- prometheus.MustNewConstMetric(c.d, prometheus.CounterValue, float64(sc.Count), sc.Method, strconv.Itoa(sc.Code))
-	}
+	d := prometheus.NewDesc(name, help, []string{"method", "code"}, nil)
+	return promsnap.Collector{Descs: []*prometheus.Desc{d}, Read: func(emit promsnap.Emit) {
+		for _, sc := range s.Snapshot() {
+			emit(d, prometheus.CounterValue, float64(sc.Count), sc.Method, strconv.Itoa(sc.Code))
+		}
+	}}
 }
