@@ -1,7 +1,6 @@
 package lsp
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -97,9 +96,7 @@ func gossipLies(ctx context.Context, from *overlay.Overlay, honest []peer.ID, sy
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
 		b = protowire.AppendBytes(b, []byte(id))
 		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		b = protowire.AppendVarint(b, inc)
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, ctr)
+		b = protowire.AppendVarint(b, inc+ctr)
 		b = protowire.AppendTag(b, 4, protowire.BytesType)
 		b = protowire.AppendBytes(b, ma.StringCast("/ip4/127.0.0.1/tcp/1").Bytes())
 		if left {
@@ -114,7 +111,7 @@ func gossipLies(ctx context.Context, from *overlay.Overlay, honest []peer.ID, sy
 		out = protowire.AppendTag(out, 1, protowire.BytesType)
 		return protowire.AppendBytes(out, b)
 	}
-	proto := from.Protocol("members", "1.0.0")
+	proto := from.Protocol("members", "2.0.0")
 	for {
 		select {
 		case <-ctx.Done():
@@ -122,7 +119,7 @@ func gossipLies(ctx context.Context, from *overlay.Overlay, honest []peer.ID, sy
 		case <-time.After(100 * time.Millisecond):
 		}
 		ctr++
-		var msg []byte
+		msg := []byte{6} // membership updates
 		junk := make([]byte, 64)
 		for _, id := range honest {
 			_, _ = rand.Read(junk)
@@ -130,7 +127,7 @@ func gossipLies(ctx context.Context, from *overlay.Overlay, honest []peer.ID, sy
 		}
 		for _, k := range sybils {
 			id, _ := peer.IDFromPrivateKey(k)
-			b := body(id, 1, ctr, false)
+			b := body(id, uint64(time.Now().UnixNano()), 0, false)
 			sig, _ := k.Sign(append([]byte("lsnode/members/"+name+"\x00"), b...))
 			msg = withSig(msg, b, sig)
 		}
@@ -138,9 +135,7 @@ func gossipLies(ctx context.Context, from *overlay.Overlay, honest []peer.ID, sy
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		if s, err := from.Host().NewStream(sctx, target, proto); err == nil {
 			_ = s.SetDeadline(time.Now().Add(time.Second))
-			if overlay.WriteFrame(s, msg) == nil {
-				_, _ = overlay.ReadFrame(bufio.NewReader(s), 8<<20)
-			}
+			_ = overlay.WriteFrame(s, msg)
 			s.Close()
 		}
 		cancel()

@@ -3,6 +3,7 @@ package overlay
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -12,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/lsnode/lsnode/overlay/membership"
 )
 
 // relayService is the service a member with RelayService announces in its
@@ -74,19 +77,12 @@ func (o *Overlay) relayCandidates(ctx context.Context, num int) <-chan peer.Addr
 		return ch
 	}
 	var cands []peer.AddrInfo
-	m.mu.Lock()
-	for id, mb := range m.byID {
-		if id == m.self || !mb.live || mb.left || len(mb.addrs) == 0 {
-			continue
+	m.each(func(id peer.ID, e *membership.Entry) bool {
+		if id != m.self && len(e.Addrs) > 0 && slices.Contains(e.Services, relayService) {
+			cands = append(cands, peer.AddrInfo{ID: id, Addrs: decodeAddrs(e.Addrs)})
 		}
-		for _, sv := range mb.services {
-			if sv == relayService {
-				cands = append(cands, peer.AddrInfo{ID: id, Addrs: append([]ma.Multiaddr(nil), mb.addrs...)})
-				break
-			}
-		}
-	}
-	m.mu.Unlock()
+		return true
+	})
 	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 	for _, c := range cands[:min(num, len(cands))] {
 		ch <- c
@@ -111,7 +107,6 @@ func (o *Overlay) watchReachability(sub event.Subscription) {
 			if r != prev {
 				o.cfg.Logger.Info("reachability", "now", r.String(), "serving", o.serving())
 			}
-			o.members.refresh()
 		}
 	}
 }

@@ -37,6 +37,8 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/lsnode/lsnode/pki"
+
+	"github.com/lsnode/lsnode/overlay/membership"
 )
 
 // ValueNamespace is the kad-dht value namespace the overlay accepts with
@@ -216,22 +218,15 @@ func (o *Overlay) startMembers() error {
 	if err != nil {
 		return fmt.Errorf("overlay: reachability events: %w", err)
 	}
-	o.members = newMembers(o)
-	if o.cfg.RelayService {
-		o.members.base = []string{relayService}
-		o.members.services = o.members.base
+	if o.members, err = newMembers(o); err != nil {
+		reach.Close()
+		return err
 	}
 	o.relayView.Store(o.members)
-	o.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if o.admit == nil || o.admit.admitted(c.RemotePeer()) {
-			o.members.markSeen(c.RemotePeer())
-		}
-	}})
 	o.routed.SetStreamHandler(o.membersProtocol(), o.members.handle)
-	o.wg.Add(3)
+	o.wg.Add(2)
 	go func() { defer o.wg.Done(); o.watchReachability(reach) }()
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
-	go func() { defer o.wg.Done(); o.members.warm(o.ctx) }()
 	return nil
 }
 
@@ -315,7 +310,7 @@ func (o *Overlay) Join(ctx context.Context) error {
 			defer wg.Done()
 			err := o.host.Connect(ctx, ai)
 			if err == nil {
-				err = o.members.exchange(ctx, ai.ID)
+				err = o.members.join(ctx, ai.ID)
 			}
 			if err != nil {
 				err = o.explainJoin(ai, err)
@@ -495,7 +490,7 @@ func (o *Overlay) Members() []peer.ID { return o.members.list() }
 func (o *Overlay) Suspect(p peer.ID) { o.members.suspect(p) }
 
 // Announce sets the services this node advertises in its membership
-// gossip (RFC 6940's TURN-SERVICE idea: "turn:host:port?transport=udp").
+// entry (RFC 6940's TURN-SERVICE idea: "turn:host:port?transport=udp").
 // At most 8, each at most 256 bytes; the rest is dropped.
 func (o *Overlay) Announce(services ...string) {
 	keep := slices.Clone(o.members.base)
@@ -504,27 +499,26 @@ func (o *Overlay) Announce(services ...string) {
 			keep = append(keep, s)
 		}
 	}
-	o.members.mu.Lock()
-	o.members.services = keep
-	o.members.mu.Unlock()
+	o.members.setServices(keep)
 }
 
+// Bounds of announced services, per member.
+const (
+	maxServices     = 8
+	maxServiceBytes = 256
+)
+
 // Services returns the services announced by live members (this node
-// included), by peer. Announcements are as trustworthy as the gossip that
-// carries them: use them to find candidates, not to trust them.
+// included), by peer. Announcements are as trustworthy as the member that
+// signed them: use them to find candidates, not to trust them.
 func (o *Overlay) Services() map[peer.ID][]string {
-	m := o.members
 	out := map[peer.ID][]string{}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.services) > 0 {
-		out[m.self] = slices.Clone(m.services)
-	}
-	for id, mb := range m.byID {
-		if mb.live && !mb.left && len(mb.services) > 0 {
-			out[id] = slices.Clone(mb.services)
+	o.members.each(func(id peer.ID, e *membership.Entry) bool {
+		if len(e.Services) > 0 {
+			out[id] = slices.Clone(e.Services)
 		}
-	}
+		return true
+	})
 	return out
 }
 
@@ -532,18 +526,12 @@ func (o *Overlay) Services() map[peer.ID][]string {
 // a service match accepts: Services without the copy, for per-request
 // checks.
 func (o *Overlay) AnyService(match func(string) bool) bool {
-	m := o.members
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if slices.ContainsFunc(m.services, match) {
-		return true
-	}
-	for _, mb := range m.byID {
-		if mb.live && !mb.left && slices.ContainsFunc(mb.services, match) {
-			return true
-		}
-	}
-	return false
+	found := false
+	o.members.each(func(_ peer.ID, e *membership.Entry) bool {
+		found = slices.ContainsFunc(e.Services, match)
+		return !found
+	})
+	return found
 }
 
 // Changes returns a channel that receives a value (coalesced) whenever the set
@@ -607,6 +595,9 @@ func (o *Overlay) Close() error {
 			cancel()
 		}
 		o.cancel()
+		if o.members != nil {
+			o.members.wg.Wait()
+		}
 		if o.dht != nil {
 			errs = append(errs, o.dht.Close())
 		}

@@ -173,35 +173,6 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func FuzzDecodeGossip(f *testing.F) {
-	key, _ := GenerateIdentity()
-	id, _ := PeerIDOf(key)
-	m := &members{o: &Overlay{cfg: &resolved{Config: Config{Name: "fuzz", Identity: key}}}, sigPrefix: []byte("lsnode/members/fuzz\x00")}
-	f.Add(appendRaw(nil, m.signEntry(memberBody(id, heartbeat{1, 2}, nil, false, nil))))
-	f.Add(appendRaw(appendRaw(nil, m.signEntry(memberBody(id, heartbeat{3, 4}, nil, true, nil))),
-		m.signEntry(memberBody(id, heartbeat{5, 6}, nil, false, []string{"turn:127.0.0.1:3478?transport=udp"}))))
-	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		es, err := decodeGossip(b)
-		if err != nil {
-			return
-		}
-		for _, e := range es {
-			if e.id == "" || len(e.addrs) > 16 || len(e.services) > maxServices {
-				t.Fatalf("decoded an invalid member %+v", e)
-			}
-			// Verification never panics, and a verified entry's signature
-			// covers its content: one flipped byte breaks it.
-			if m.verifyEntry(&e) && len(e.body) > 0 {
-				body := append([]byte{}, e.body...)
-				body[len(body)-1] ^= 1
-				if m.verifyEntry(&gossipEntry{id: e.id, body: body, sig: e.sig}) {
-					t.Fatalf("entry of %s verified after its content changed", e.id)
-				}
-			}
-		}
-	})
-}
 
 // TestSubnetDiversity: with MaxPerSubnet 2, five nodes in one /24 (a Sybil
 // attacker's addresses) take only two places in an honest node's view;
