@@ -1,0 +1,277 @@
+package membership
+
+import (
+	"container/heap"
+	"time"
+)
+
+// take applies a verified (or self-made) entry when it is newer than the
+// view's; from is the peer it came from, trusted that the view it came
+// with needs no probation (this node's own, or its join's answer).
+func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bool {
+	kid := KeyID(e.ID)
+	h := hashOf(kid)
+	r := m.v.get(h)
+	kind := uint8(kindAlive)
+	if e.Left {
+		kind = kindLeft
+	}
+	if r != nil && (r.e.ID != e.ID || !newer(e.Inc, kind, r.e.Inc, r.kind())) {
+		return false
+	}
+	if r == nil && e.Left {
+		return false
+	}
+	if r == nil {
+		r = &rec{h: h, kid: kid, e: e, changed: now}
+		if !trusted && from != e.ID {
+			g := ""
+			if m.cfg.Group != nil {
+				g = m.cfg.Group(from)
+			}
+			limit := m.cfg.MaxUnconfirmed
+			if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) {
+				m.stats.OverUnconfirmed++
+				return false
+			}
+			r.until, r.group = now.Add(m.cfg.Probation), g
+			m.unconf[g]++
+			m.unconfAll++
+			m.probQ = append(m.probQ, timer{at: r.until, h: h, inc: e.Inc})
+			m.onProb[h] = struct{}{}
+		}
+		m.v.add(r)
+		m.changed(now, r, false, from)
+		return true
+	}
+	wasCand, wasLive := r.candidate(), r.live(now)
+	accused := r.acc != nil || r.dead
+	if !accused && !e.Left && !trusted && now.Sub(r.changed) < m.cfg.SuspectTimeout {
+		// At most one new incarnation per SuspectTimeout unless it
+		// answers an accusation: a member's key holder re-announcing
+		// without pause would otherwise outrun every accusation.
+		return false
+	}
+	r = m.v.mut(h)
+	r.changed = now
+	m.v.undigest(r)
+	if r.acc != nil {
+		delete(m.suspects, h)
+	}
+	r.e, r.acc, r.dead = e, nil, false
+	if accused && !e.Left && !trusted && from != e.ID {
+		// A refutation: anyone with the member's key can make one, so an
+		// identity that cannot be reached (a sybil whose owner refutes
+		// every accusation) must again stay unaccused for Probation.
+		r.until = now.Add(m.cfg.Probation)
+		m.probQ = append(m.probQ, timer{at: r.until, h: h, kind: 2})
+		m.onProb[h] = struct{}{}
+	}
+	m.changed(now, r, wasCand, from)
+	if wasLive != r.live(now) {
+		m.version++
+	}
+	return true
+}
+
+// changed schedules what follows a new version of r and spreads it.
+func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
+	heap.Push(&m.stableQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.StableAfter), h: r.h, inc: r.e.Inc, kind: r.kind()})
+	if r.kind() != kindAlive {
+		heap.Push(&m.purgeQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.Tombstone), h: r.h, inc: r.e.Inc, kind: r.kind()})
+	}
+	if r.h != m.selfH {
+		switch cand := r.candidate() && !now.Before(r.until); {
+		case cand && !wasCand:
+			m.ringAdd(r)
+		case !cand && wasCand:
+			m.ringDel(r.h)
+		}
+	}
+	if r.live(now) || wasCand {
+		m.version++
+	}
+	m.fresh = append(m.fresh, freshItem{it: r.item(), from: from})
+}
+
+// accept applies an accusation of a member's current incarnation.
+func (m *Membership) accept(now time.Time, a *Accusation, from string) bool {
+	if a.Subject == a.Accuser {
+		return false
+	}
+	if a.Subject == m.cfg.Self {
+		return m.refute(now, a)
+	}
+	h := hashOf(KeyID(a.Subject))
+	r := m.v.get(h)
+	if r == nil || r.e.ID != a.Subject || r.e.Left || r.acc != nil || a.Inc != r.e.Inc {
+		return false
+	}
+	if a.Accuser != m.cfg.Self {
+		acc := m.v.get(hashOf(KeyID(a.Accuser)))
+		if acc == nil || acc.e.ID != a.Accuser || !m.plausible(KeyID(a.Accuser), r.kid) {
+			return false
+		}
+		if !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
+			return false
+		}
+	}
+	wasCand, wasLive := r.candidate(), r.live(now)
+	r = m.v.mut(h)
+	m.v.undigest(r)
+	r.acc, r.deadline = a, now.Add(m.cfg.SuspectTimeout)
+	m.suspects[h] = struct{}{}
+	m.changed(now, r, wasCand, from)
+	if wasLive {
+		m.version++
+	}
+	return true
+}
+
+// plausible: the subject is near enough after the accuser on one of the
+// rings to be among the members the accuser probes (within 32 expected
+// gaps, so views of slightly different sizes agree): a member cannot
+// accuse whomever it likes. The accuser must be in the view, in any state
+// (it may have died since).
+func (m *Membership) plausible(accuser, subject [32]byte) bool {
+	n := uint64(max(m.v.n, 1))
+	if n <= 32 {
+		return true
+	}
+	limit := (^uint64(0) / n) * 32
+	for j := 0; j < m.cfg.Rings; j++ {
+		if ringPos(&subject, j)-ringPos(&accuser, j) < limit {
+			return true
+		}
+	}
+	return false
+}
+
+// refute answers an accusation of this node's current incarnation with a
+// new one.
+func (m *Membership) refute(now time.Time, a *Accusation) bool {
+	if !m.cfg.Serve || a.Inc < m.inc || !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
+		return false
+	}
+	m.stats.Refutations++
+	m.raise(now)
+	return m.announce(now) == nil
+}
+
+// accuse spreads that this node's probes of target failed.
+func (m *Membership) accuse(now time.Time, target string) {
+	r := m.v.get(hashOf(KeyID(target)))
+	if r == nil || !r.candidate() {
+		return
+	}
+	raw, err := m.sign(m.accPrefix(), accusationBody(target, r.e.Inc, m.cfg.Self, uint64(now.UnixNano())))
+	if err != nil {
+		return
+	}
+	a, err := DecodeAccusation(raw)
+	if err != nil {
+		return
+	}
+	m.stats.Accusations++
+	m.accept(now, a, m.cfg.Self)
+}
+
+// rings
+
+func (m *Membership) after(j int, r *rec) uint64  { return ringPos(&r.kid, j) - ringPos(&m.selfKid, j) }
+func (m *Membership) before(j int, r *rec) uint64 { return ringPos(&m.selfKid, j) - ringPos(&r.kid, j) }
+
+// ringAdd considers r (a member out of probation) for the rings.
+func (m *Membership) ringAdd(r *rec) {
+	for j := 0; j < m.cfg.Rings; j++ {
+		if s := m.v.get(m.succ[j]); s == nil || m.after(j, r) < m.after(j, s) {
+			m.succ[j] = r.h
+		}
+		if p := m.v.get(m.pred[j]); p == nil || m.before(j, r) < m.before(j, p) {
+			m.pred[j] = r.h
+		}
+	}
+}
+
+func (m *Membership) ringDel(h uint64) {
+	for j := 0; j < m.cfg.Rings; j++ {
+		if m.succ[j] == h || m.pred[j] == h {
+			m.rescan(j)
+		}
+	}
+}
+
+// rescan finds ring j's successor and predecessor from the whole view.
+func (m *Membership) rescan(j int) {
+	m.succ[j], m.pred[j] = 0, 0
+	var s, p *rec
+	m.v.each(func(r *rec) bool {
+		if r.h == m.selfH || !r.candidate() || m.now.Before(r.until) {
+			return true
+		}
+		if s == nil || m.after(j, r) < m.after(j, s) {
+			s = r
+		}
+		if p == nil || m.before(j, r) < m.before(j, p) {
+			p = r
+		}
+		return true
+	})
+	if s != nil {
+		m.succ[j], m.pred[j] = s.h, p.h
+	}
+}
+
+// Neighbours returns the members this node probes or is probed by: its
+// successor and predecessor on each ring, without repeats.
+func (m *Membership) Neighbours() []string {
+	var out []string
+	seen := map[uint64]bool{}
+	for _, hs := range [][4]uint64{m.succ, m.pred} {
+		for j := 0; j < m.cfg.Rings; j++ {
+			if h := hs[j]; h != 0 && !seen[h] {
+				seen[h] = true
+				if r := m.v.get(h); r != nil {
+					out = append(out, r.e.ID)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// successors are the members this node probes: its ring successors, and
+// members on probation between it and one of them (the rings leave them
+// out until then, so each has a confirmed predecessor probing it: an
+// unreachable identity is accused even in a chain of them).
+func (m *Membership) successors() []string {
+	var out []string
+	for j := 0; j < m.cfg.Rings; j++ {
+		if r := m.v.get(m.succ[j]); r != nil && !contains(out, r.e.ID) {
+			out = append(out, r.e.ID)
+		}
+	}
+	for h := range m.onProb {
+		r := m.v.get(h)
+		if r == nil || !r.candidate() || h == m.selfH {
+			continue
+		}
+		for j := 0; j < m.cfg.Rings; j++ {
+			s := m.v.get(m.succ[j])
+			if (s == nil || m.after(j, r) < m.after(j, s)) && !contains(out, r.e.ID) {
+				out = append(out, r.e.ID)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func contains(s []string, x string) bool {
+	for _, y := range s {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

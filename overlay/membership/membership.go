@@ -1,0 +1,440 @@
+package membership
+
+import (
+	"container/heap"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// Config configures one node's membership. Self, Sign and Verify are
+// required; every duration has a default.
+type Config struct {
+	// Name separates signatures of different overlays.
+	Name string
+	// Self is this node's identity (libp2p peer ID bytes).
+	Self string
+	// Addrs and Services are what a serving node first announces.
+	Addrs    [][]byte
+	Services []string
+	// Serve: this node is a member (announces itself, holds replicas,
+	// probes and disseminates). Otherwise it follows a member's view.
+	Serve bool
+	// Sign signs with this node's identity key; Verify checks a
+	// signature by the key of identity id.
+	Sign   func(msg []byte) ([]byte, error)
+	Verify func(id string, msg, sig []byte) bool
+	// Period between probes of one ring successor. Default 1 s.
+	Period time.Duration
+	// PingTimeout: a probe without an ack after this goes indirect, and
+	// fails after twice this. Default Period/2.
+	PingTimeout time.Duration
+	// SuspectTimeout: an accused member not refuting within this is
+	// dead. Default 3 × Period.
+	SuspectTimeout time.Duration
+	// LocalSuspect: how long Suspect keeps a member out of Closest.
+	// Default SuspectTimeout.
+	LocalSuspect time.Duration
+	// Probation: a member learnt from a third party is not live (holds
+	// no replica) until it has been in the view this long without being
+	// accused. Default 2 × SuspectTimeout.
+	Probation time.Duration
+	// StableAfter: changes younger than this (by their signed time) stay
+	// out of the anti-entropy digest, so updates still spreading do not
+	// look like divergence. Default 10 × Period.
+	StableAfter time.Duration
+	// SyncEvery: at most one anti-entropy exchange per neighbour this
+	// often. Default 30 × Period.
+	SyncEvery time.Duration
+	// Tombstone: a departed or dead member is forgotten this long after
+	// its departure or accusation was made. Default 5 min.
+	Tombstone time.Duration
+	// Rings: how many rings (1-4) this node probes a successor on and
+	// disseminates along. Default 4 (up to 8 neighbours).
+	Rings int
+	// MaxUnconfirmed bounds the members on probation that third parties
+	// announced: in all, and a quarter of it per Group. Default 1024.
+	MaxUnconfirmed int
+	// Group names where a peer's messages come from (an IPv4 /24); nil:
+	// one group.
+	Group func(from string) string
+	// MaxPerGroup: at most this many live members per AddrGroup (this
+	// node first in its own, then the lowest ids), so nodes that see the
+	// same members keep the same ones. 0: no limit.
+	MaxPerGroup int
+	AddrGroup   func(e *Entry) string
+	// Allowed, if set, refuses members it returns false for.
+	Allowed func(id string) bool
+	// Rand; default a random source.
+	Rand *rand.Rand
+}
+
+func (c *Config) defaults() {
+	if c.Period <= 0 {
+		c.Period = time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = c.Period / 2
+	}
+	if c.SuspectTimeout <= 0 {
+		c.SuspectTimeout = 3 * c.Period
+	}
+	if c.LocalSuspect <= 0 {
+		c.LocalSuspect = c.SuspectTimeout
+	}
+	if c.Probation <= 0 {
+		c.Probation = 2 * c.SuspectTimeout
+	}
+	if c.StableAfter <= 0 {
+		c.StableAfter = 10 * c.Period
+	}
+	if c.SyncEvery <= 0 {
+		c.SyncEvery = 30 * c.Period
+	}
+	if c.Tombstone <= 0 {
+		c.Tombstone = 5 * time.Minute
+	}
+	if c.Rings <= 0 || c.Rings > 4 {
+		c.Rings = 4
+	}
+	if c.MaxUnconfirmed <= 0 {
+		c.MaxUnconfirmed = 1024
+	}
+	if c.Rand == nil {
+		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+}
+
+// Transport sends one message to a peer, without waiting: a message lost
+// is a message lost. Send must not call back into Membership.
+type Transport interface {
+	Send(to string, msg []byte)
+}
+
+// Stats counts what a node's membership has done.
+type Stats struct {
+	MsgsSent, MsgsRecv   uint64
+	BytesSent, BytesRecv uint64
+	SentByType           [numMsgTypes]uint64
+	Verifies             uint64 // signatures checked
+	BadSignatures        uint64
+	BadMessages          uint64
+	OverUnconfirmed      uint64 // new members refused by MaxUnconfirmed
+	Accusations          uint64 // made by this node
+	Refutations          uint64 // of accusations of this node
+	Syncs                uint64 // anti-entropy exchanges started
+}
+
+// Membership is one node's SWIM-style membership: it probes its successor
+// on each of a few rings (so every member is watched by a few others and
+// each node talks to a bounded set of neighbours), floods changes to its
+// neighbours as compact announcements that they fetch only when new, and
+// repairs divergence by comparing bucketed digests. It does no I/O of its
+// own and reads no clock: its driver calls Tick and Receive with the time
+// and gives it a Transport. Not safe for concurrent use.
+type Membership struct {
+	cfg     Config
+	tr      Transport
+	selfKid [32]byte
+	selfH   uint64
+	inc     uint64
+	addrs   [][]byte
+	svcs    []string
+	v       *view
+
+	succ, pred [4]uint64
+	fresh      []freshItem
+	pending    map[uint64]*wanted
+	probe      *probe
+	probeIdx   int
+	nextProbe  time.Time
+	seq        uint64
+	relays     map[uint64]relay
+	suspects   map[uint64]struct{}
+	probQ      []timer // probation ends and local suspicions (FIFO)
+	stableQ    timerHeap
+	purgeQ     timerHeap
+	peers      map[string]*peerState
+	listeners  map[string]time.Time
+	unconf     map[string]int
+	unconfAll  int
+	joinFrom   string
+	version    uint64
+	now        time.Time           // of the latest call
+	onProb     map[uint64]struct{} // members on probation: probed, not on the rings
+	capped     map[uint64]bool     // over MaxPerGroup, as of cappedAt
+	cappedAt   uint64
+	stats      Stats
+}
+
+type freshItem struct {
+	it   item
+	from string
+}
+
+// wanted is an announced version asked for and not yet received, with
+// other peers that announced it, to ask next.
+type wanted struct {
+	it    item
+	until time.Time
+	alts  []string
+}
+
+type probe struct {
+	target   string
+	seq      uint64
+	sent     time.Time
+	indirect bool
+}
+
+type relay struct {
+	requester string
+	seq       uint64
+	at        time.Time
+}
+
+type peerState struct {
+	mismatch int
+	lastSync time.Time
+	lastReq  time.Time
+	seen     time.Time
+}
+
+// New returns a node's membership at time now, its view starting from
+// base (nil: empty). A serving node signs its first entry with addrs and
+// services.
+func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, error) {
+	cfg.defaults()
+	m := &Membership{
+		cfg: cfg, tr: tr, v: newView(base),
+		selfKid:   KeyID(cfg.Self),
+		pending:   map[uint64]*wanted{},
+		relays:    map[uint64]relay{},
+		suspects:  map[uint64]struct{}{},
+		peers:     map[string]*peerState{},
+		listeners: map[string]time.Time{},
+		unconf:    map[string]int{},
+		onProb:    map[uint64]struct{}{},
+		now:       now,
+	}
+	m.selfH = hashOf(m.selfKid)
+	m.nextProbe = now.Add(time.Duration(cfg.Rand.Int64N(int64(cfg.Period))))
+	if base != nil {
+		for j := 0; j < cfg.Rings; j++ {
+			m.rescan(j)
+		}
+	}
+	if !cfg.Serve {
+		return m, nil
+	}
+	m.addrs, m.svcs = slices.Clone(cfg.Addrs), slices.Clone(cfg.Services)
+	m.inc = uint64(now.UnixNano())
+	if r := m.v.get(m.selfH); r != nil && r.e.ID == cfg.Self {
+		// A shared snapshot holding this node's current entry: keep it.
+		if r.kind() == kindAlive && sameEntry(r.e, m.addrs, m.svcs) {
+			m.inc = r.e.Inc
+			return m, nil
+		}
+		m.inc = max(m.inc, r.e.Inc+1)
+	}
+	if err := m.announce(now); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Membership) entryPrefix() []byte { return []byte("lsnode/members/" + m.cfg.Name + "\x00") }
+func (m *Membership) accPrefix() []byte   { return []byte("lsnode/suspect/" + m.cfg.Name + "\x00") }
+
+func (m *Membership) sign(prefix, body []byte) ([]byte, error) {
+	sig, err := m.cfg.Sign(append(prefix, body...))
+	if err != nil {
+		return nil, err
+	}
+	return appendSig(body, sig), nil
+}
+
+func (m *Membership) verify(id string, prefix, body, sig []byte) bool {
+	m.stats.Verifies++
+	if m.cfg.Verify(id, append(prefix, body...), sig) {
+		return true
+	}
+	m.stats.BadSignatures++
+	return false
+}
+
+// announce signs this node's entry at its current incarnation and takes
+// it into the view.
+func (m *Membership) announce(now time.Time) error {
+	return m.announceLeft(now, false)
+}
+
+func (m *Membership) announceLeft(now time.Time, left bool) error {
+	raw, err := m.sign(m.entryPrefix(), entryBody(m.cfg.Self, m.inc, m.addrs, m.svcs, left))
+	if err != nil {
+		return err
+	}
+	e, err := DecodeEntry(raw)
+	if err != nil {
+		return err
+	}
+	m.take(now, e, m.cfg.Self, true)
+	return nil
+}
+
+// raise moves this node to a new incarnation.
+func (m *Membership) raise(now time.Time) { m.inc = max(m.inc+1, uint64(now.UnixNano())) }
+
+// SetSelf changes what this node announces; a change is signed at a new
+// incarnation and spread.
+func (m *Membership) SetSelf(now time.Time, addrs [][]byte, services []string) error {
+	if !m.cfg.Serve {
+		m.addrs, m.svcs = addrs, services
+		return nil
+	}
+	if r := m.v.get(m.selfH); r != nil && sameEntry(r.e, addrs, services) && r.kind() == kindAlive {
+		return nil
+	}
+	m.addrs, m.svcs = slices.Clone(addrs), slices.Clone(services)
+	m.raise(now)
+	return m.announce(now)
+}
+
+func sameEntry(e *Entry, addrs [][]byte, services []string) bool {
+	return slices.EqualFunc(addrs, e.Addrs, func(a, b []byte) bool { return string(a) == string(b) }) &&
+		slices.Equal(services, e.Services)
+}
+
+// SignEntry returns a member's signed entry (a simulator's or a test's
+// way to make many at once).
+func SignEntry(name, id string, inc uint64, addrs [][]byte, services []string, left bool, sign func([]byte) ([]byte, error)) ([]byte, error) {
+	body := entryBody(id, inc, addrs, services, left)
+	sig, err := sign(append([]byte("lsnode/members/"+name+"\x00"), body...))
+	if err != nil {
+		return nil, err
+	}
+	return appendSig(body, sig), nil
+}
+
+// NewSnapshot builds a shared view of the given signed entries, settled
+// (see Freeze). It checks nothing but that they decode.
+func NewSnapshot(raws [][]byte) (*Snapshot, error) {
+	s := &Snapshot{recs: map[uint64]*rec{}}
+	for _, raw := range raws {
+		e, err := DecodeEntry(raw)
+		if err != nil {
+			return nil, err
+		}
+		kid := KeyID(e.ID)
+		r := &rec{h: hashOf(kid), kid: kid, e: e}
+		r.digested = r.contribution()
+		s.recs[r.h] = r
+		s.digests[bucketOf(r.h)] ^= r.digested
+	}
+	s.n = len(s.recs)
+	return s, nil
+}
+
+// Join asks boot for its view (and, for a member, to spread this node's
+// entry). Call it again if no answer came.
+func (m *Membership) Join(now time.Time, boot string) {
+	m.joinFrom = boot
+	var entries [][]byte
+	if r := m.v.get(m.selfH); m.cfg.Serve && r != nil {
+		entries = [][]byte{r.e.Raw}
+	}
+	m.send(boot, encodeUpdates(msgJoin, entries, nil))
+}
+
+// Leave announces this node's departure to its neighbours.
+func (m *Membership) Leave(now time.Time) {
+	if !m.cfg.Serve {
+		return
+	}
+	m.raise(now)
+	if m.announceLeft(now, true) != nil {
+		return
+	}
+	msg := encodeUpdates(msgUpdates, [][]byte{m.v.get(m.selfH).e.Raw}, nil)
+	for _, p := range m.Neighbours() {
+		m.send(p, msg)
+	}
+	for p := range m.listeners {
+		m.send(p, msg)
+	}
+	m.fresh = nil
+}
+
+func (m *Membership) send(to string, msg []byte) {
+	m.stats.MsgsSent++
+	m.stats.BytesSent += uint64(len(msg))
+	m.stats.SentByType[msg[0]]++
+	m.tr.Send(to, msg)
+}
+
+// Stats returns the counters.
+func (m *Membership) Stats() Stats { return m.stats }
+
+// Version changes whenever the set of live members may have changed.
+func (m *Membership) Version() uint64 { return m.version }
+
+// Size is the number of members in the view (live or not yet forgotten).
+func (m *Membership) Size() int { return m.v.n }
+
+// Digest is the view's stable digest (equal on nodes that agree).
+func (m *Membership) Digest() uint64 { return m.v.digest() }
+
+// timers
+
+type timer struct {
+	at   time.Time
+	h    uint64
+	inc  uint64
+	kind uint8
+}
+
+type timerHeap []timer
+
+func (t timerHeap) Len() int           { return len(t) }
+func (t timerHeap) Less(i, j int) bool { return t[i].at.Before(t[j].at) }
+func (t timerHeap) Swap(i, j int)      { t[i], t[j] = t[j], t[i] }
+func (t *timerHeap) Push(x any)        { *t = append(*t, x.(timer)) }
+func (t *timerHeap) Pop() any {
+	old := *t
+	x := old[len(old)-1]
+	*t = old[:len(old)-1]
+	return x
+}
+
+func (t *timerHeap) due(now time.Time) (timer, bool) {
+	if len(*t) == 0 || (*t)[0].at.After(now) {
+		return timer{}, false
+	}
+	return heap.Pop(t).(timer), true
+}
+
+func unixTime(ns uint64) time.Time { return time.Unix(0, int64(min(ns, 1<<62))) }
+
+// SetServe turns this node into a member (announcing a new incarnation)
+// or back into a follower (announcing its departure).
+func (m *Membership) SetServe(now time.Time, serve bool) error {
+	if serve == m.cfg.Serve {
+		return nil
+	}
+	if !serve {
+		m.Leave(now)
+		m.cfg.Serve = false
+		return nil
+	}
+	m.cfg.Serve = true
+	m.raise(now)
+	return m.announce(now)
+}
+
+// Poke sends p this node's digest (an anti-entropy check with a peer
+// outside the rings, e.g. a bootstrap peer now and then, which heals a
+// partition).
+func (m *Membership) Poke(p string) {
+	m.seq++
+	m.send(p, encodeProbe(msgPing, m.seq, m.v.digest()))
+}

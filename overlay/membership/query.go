@@ -1,0 +1,183 @@
+package membership
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Joined reports whether an answer to Join has arrived.
+func (m *Membership) Joined() bool { return m.v.n > 1 || m.joinFrom != "" && m.v.n > 0 && !m.cfg.Serve }
+
+// Alive reports whether id is live in this view.
+func (m *Membership) Alive(now time.Time, id string) bool {
+	r := m.v.get(hashOf(KeyID(id)))
+	return r != nil && r.e.ID == id && m.ok(r, now)
+}
+
+// ok: r is live and within its group's cap.
+func (m *Membership) ok(r *rec, now time.Time) bool {
+	if !r.live(now) {
+		return false
+	}
+	if m.cfg.MaxPerGroup <= 0 || m.cfg.AddrGroup == nil {
+		return true
+	}
+	if m.capped == nil || m.cappedAt != m.version {
+		m.recap(now)
+	}
+	return !m.capped[r.h]
+}
+
+// recap recomputes which live members are over their group's cap.
+func (m *Membership) recap(now time.Time) {
+	m.capped, m.cappedAt = map[uint64]bool{}, m.version
+	groups := map[string][]*rec{}
+	m.v.each(func(r *rec) bool {
+		if r.live(now) {
+			g := m.cfg.AddrGroup(r.e)
+			groups[g] = append(groups[g], r)
+		}
+		return true
+	})
+	for _, rs := range groups {
+		if len(rs) <= m.cfg.MaxPerGroup {
+			continue
+		}
+		slices.SortFunc(rs, func(a, b *rec) int {
+			switch {
+			case a.h == m.selfH:
+				return -1
+			case b.h == m.selfH:
+				return 1
+			}
+			return strings.Compare(a.e.ID, b.e.ID)
+		})
+		for _, r := range rs[m.cfg.MaxPerGroup:] {
+			m.capped[r.h] = true
+		}
+	}
+}
+
+// Entry returns id's latest entry, if the view holds one.
+func (m *Membership) Entry(id string) *Entry {
+	if r := m.v.get(hashOf(KeyID(id))); r != nil && r.e.ID == id {
+		return r.e
+	}
+	return nil
+}
+
+// Each calls f with the entry of every live member (this node included
+// when it serves) until f returns false.
+func (m *Membership) Each(now time.Time, f func(e *Entry) bool) {
+	m.v.each(func(r *rec) bool {
+		if m.ok(r, now) {
+			return f(r.e)
+		}
+		return true
+	})
+}
+
+// Live returns the ids of the live members.
+func (m *Membership) Live(now time.Time) []string {
+	var out []string
+	m.Each(now, func(e *Entry) bool { out = append(out, e.ID); return true })
+	return out
+}
+
+// Suspect keeps id out of Closest for LocalSuspect (a dial from here
+// failed); it tells no one.
+func (m *Membership) Suspect(now time.Time, id string) {
+	h := hashOf(KeyID(id))
+	if r := m.v.get(h); r != nil && r.e.ID == id && id != m.cfg.Self {
+		r = m.v.mut(h)
+		r.local = now.Add(m.cfg.LocalSuspect)
+		m.probQ = append(m.probQ, timer{at: r.local, h: h, kind: 1})
+		m.version++
+	}
+}
+
+// Forget drops id from the view (a peer the federation refused).
+func (m *Membership) Forget(id string) {
+	h := hashOf(KeyID(id))
+	if r := m.v.get(h); r != nil && r.e.ID == id && id != m.cfg.Self {
+		wasCand := r.candidate()
+		m.v.undigest(m.v.mut(h))
+		m.v.del(h)
+		delete(m.suspects, h)
+		if wasCand {
+			m.ringDel(h)
+		}
+		m.version++
+	}
+}
+
+// Closest returns up to n live members nearest kid under the XOR metric,
+// nearest first.
+func (m *Membership) Closest(now time.Time, kid [32]byte, n int) []string {
+	return m.nearest(kid, n, func(r *rec) bool { return m.ok(r, now) })
+}
+
+// Suspected returns up to n members nearest kid that only this node's own
+// suspicion (Suspect) keeps out of Closest.
+func (m *Membership) Suspected(now time.Time, kid [32]byte, n int) []string {
+	return m.nearest(kid, n, func(r *rec) bool {
+		return r.candidate() && now.Before(r.local) && !now.Before(r.until)
+	})
+}
+
+func (m *Membership) nearest(kid [32]byte, n int, ok func(*rec) bool) []string {
+	if n <= 0 {
+		return nil
+	}
+	type cand struct {
+		id string
+		d  [32]byte
+	}
+	best := make([]cand, 0, n+1)
+	k0 := binary.BigEndian.Uint64(kid[:8])
+	m.v.each(func(r *rec) bool {
+		if !ok(r) {
+			return true
+		}
+		d0 := binary.BigEndian.Uint64(r.kid[:8]) ^ k0
+		if len(best) == n && d0 > binary.BigEndian.Uint64(best[n-1].d[:8]) {
+			return true
+		}
+		var d [32]byte
+		for i := range d {
+			d[i] = r.kid[i] ^ kid[i]
+		}
+		if len(best) == n && bytes.Compare(d[:], best[n-1].d[:]) >= 0 {
+			return true
+		}
+		i, _ := slices.BinarySearchFunc(best, d, func(c cand, t [32]byte) int { return bytes.Compare(c.d[:], t[:]) })
+		best = slices.Insert(best, i, cand{r.e.ID, d})
+		if len(best) > n {
+			best = best[:n]
+		}
+		return true
+	})
+	out := make([]string, len(best))
+	for i, c := range best {
+		out[i] = c.id
+	}
+	return out
+}
+
+// Freeze returns this node's view as a Snapshot others can start from.
+// Every entry in it counts as settled (out of probation, in the digest).
+func (m *Membership) Freeze() *Snapshot {
+	s := &Snapshot{recs: map[uint64]*rec{}}
+	m.v.each(func(r *rec) bool {
+		c := *r
+		c.until, c.group, c.local, c.digested = time.Time{}, "", time.Time{}, c.contribution()
+		s.recs[c.h] = &c
+		s.digests[bucketOf(c.h)] ^= c.digested
+		return true
+	})
+	s.n = len(s.recs)
+	return s
+}

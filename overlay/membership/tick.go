@@ -1,0 +1,454 @@
+package membership
+
+import (
+	"time"
+)
+
+// Tick runs the node's timers: probes, suspicion and probation ends,
+// digest and purge schedules, and flushes news to the neighbours. Call it
+// often (a fifth of Period or so); it costs little when nothing is due.
+func (m *Membership) Tick(now time.Time) {
+	m.now = now
+	m.expire(now)
+	m.probeStep(now)
+	m.flush(now)
+}
+
+func (m *Membership) expire(now time.Time) {
+	for len(m.probQ) > 0 && !m.probQ[0].at.After(now) {
+		t := m.probQ[0]
+		m.probQ = m.probQ[1:]
+		if t.kind != 1 {
+			if r := m.v.get(t.h); r != nil && !now.Before(r.until) {
+				delete(m.onProb, t.h)
+				if r.candidate() && t.h != m.selfH {
+					m.ringAdd(r)
+				}
+			} else if r == nil {
+				delete(m.onProb, t.h)
+			}
+		}
+		if t.kind == 0 { // a new member's probation ends
+			g := ""
+			if r := m.v.get(t.h); r != nil {
+				g = r.group
+				if r.until.Equal(t.at) {
+					r = m.v.mut(t.h)
+					r.group = ""
+				}
+			}
+			m.unconf[g]--
+			m.unconfAll--
+			if m.unconf[g] <= 0 {
+				delete(m.unconf, g)
+			}
+		}
+		m.version++
+	}
+	for h := range m.suspects {
+		r := m.v.get(h)
+		if r == nil || r.acc == nil {
+			delete(m.suspects, h)
+			continue
+		}
+		if !now.Before(r.deadline) {
+			r = m.v.mut(h)
+			r.dead = true
+			delete(m.suspects, h)
+		}
+	}
+	for {
+		t, ok := m.stableQ.due(now)
+		if !ok {
+			break
+		}
+		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.kind() == t.kind && r.digested == 0 {
+			m.v.digestIn(m.v.mut(t.h))
+		}
+	}
+	for {
+		t, ok := m.purgeQ.due(now)
+		if !ok {
+			break
+		}
+		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.kind() == t.kind && t.h != m.selfH {
+			m.v.undigest(m.v.mut(t.h))
+			m.v.del(t.h)
+			delete(m.suspects, t.h)
+		}
+	}
+	m.expireSmall(now)
+}
+
+// expireSmall drops stale relays and followers and retries lost fetches.
+func (m *Membership) expireSmall(now time.Time) {
+	for s, rl := range m.relays {
+		if now.Sub(rl.at) > m.cfg.Period {
+			delete(m.relays, s)
+		}
+	}
+	for p, at := range m.listeners {
+		if now.Sub(at) > 3*m.cfg.Period {
+			delete(m.listeners, p)
+		}
+	}
+	for h, w := range m.pending {
+		if now.Before(w.until) {
+			continue
+		}
+		if len(w.alts) == 0 || !m.wants(w.it) {
+			delete(m.pending, h)
+			continue
+		}
+		// Lost on the way, or the peer is gone: ask another announcer.
+		p := w.alts[0]
+		w.alts, w.until = w.alts[1:], now.Add(m.cfg.PingTimeout)
+		m.send(p, encodeItems(msgWant, []item{w.it}))
+	}
+}
+
+// probeStep pings the next ring successor each Period, asks two other
+// neighbours to ping it when it does not answer, and accuses it when no
+// ack came at all.
+func (m *Membership) probeStep(now time.Time) {
+	if p := m.probe; p != nil {
+		if !p.indirect && !now.Before(p.sent.Add(m.cfg.PingTimeout)) {
+			p.indirect = true
+			n := 0
+			for _, q := range m.Neighbours() {
+				if q != p.target && n < 2 {
+					m.send(q, encodePingReq(p.seq, p.target))
+					n++
+				}
+			}
+		}
+		if !now.Before(p.sent.Add(2 * m.cfg.PingTimeout)) {
+			m.probe = nil
+			if m.cfg.Serve {
+				m.accuse(now, p.target)
+			}
+		}
+	}
+	if m.probe != nil || now.Before(m.nextProbe) {
+		return
+	}
+	m.nextProbe = now.Add(m.cfg.Period)
+	targets := m.successors()
+	if !m.cfg.Serve && len(targets) > 1 {
+		targets = targets[:1] // a client follows one member
+	}
+	if len(targets) == 0 {
+		return
+	}
+	m.probeIdx++
+	t := targets[m.probeIdx%len(targets)]
+	m.seq++
+	m.probe = &probe{target: t, seq: m.seq, sent: now}
+	m.send(t, encodeProbe(msgPing, m.seq, m.v.digest()))
+}
+
+// flush announces what this node learnt since the last flush to its ring
+// successors and followers, except to the peer it came from. The
+// successors on a few random rings form a random directed graph of out
+// degree Rings, which floods to everyone in O(log N) hops; each member
+// hears of a change from about Rings predecessors and fetches it once.
+func (m *Membership) flush(now time.Time) {
+	if len(m.fresh) == 0 {
+		return
+	}
+	fresh := m.fresh
+	m.fresh = nil
+	targets := m.successors()
+	for p := range m.listeners {
+		targets = append(targets, p)
+	}
+	for _, p := range targets {
+		var items []item
+		for _, f := range fresh {
+			if f.from != p {
+				items = append(items, f.it)
+			}
+		}
+		for len(items) > 0 {
+			n := min(len(items), 4096)
+			m.send(p, encodeItems(msgHave, items[:n]))
+			items = items[n:]
+		}
+	}
+}
+
+// Receive handles one message from peer from.
+func (m *Membership) Receive(now time.Time, from string, b []byte) error {
+	m.now = now
+	m.stats.MsgsRecv++
+	m.stats.BytesRecv += uint64(len(b))
+	msg, err := decodeMessage(b)
+	if err != nil {
+		m.stats.BadMessages++
+		return err
+	}
+	switch msg.typ {
+	case msgPing:
+		m.send(from, encodeProbe(msgAck, msg.seq, m.v.digest()))
+		if r := m.v.get(hashOf(KeyID(from))); m.cfg.Serve && (r == nil || r.e.ID != from) {
+			if _, ok := m.listeners[from]; ok || len(m.listeners) < 64 {
+				m.listeners[from] = now // a client following this node
+			}
+		}
+		m.compare(now, from, msg.digest)
+	case msgAck:
+		m.onAck(now, from, msg)
+	case msgPingReq:
+		if len(m.relays) < 64 && msg.target != m.cfg.Self {
+			m.seq++
+			m.relays[m.seq] = relay{requester: from, seq: msg.seq, at: now}
+			m.send(msg.target, encodeProbe(msgPing, m.seq, 0))
+		}
+	case msgHave:
+		m.onHave(now, from, msg.items)
+	case msgWant:
+		m.onWant(from, msg.items)
+	case msgUpdates, msgSnapshot:
+		m.onUpdates(now, from, msg, msg.typ == msgSnapshot && from == m.joinFrom)
+	case msgJoin:
+		m.onJoin(now, from, msg)
+	case msgSync:
+		m.onSync(now, from, msg)
+	case msgSummary:
+		m.onSummary(now, from, msg)
+	}
+	return nil
+}
+
+func (m *Membership) onAck(now time.Time, from string, msg *message) {
+	if rl, ok := m.relays[msg.seq]; ok {
+		delete(m.relays, msg.seq)
+		m.send(rl.requester, encodeProbe(msgAck, rl.seq, 0))
+		return
+	}
+	if p := m.probe; p != nil && p.seq == msg.seq {
+		m.probe = nil
+	}
+	m.compare(now, from, msg.digest)
+}
+
+// compare starts anti-entropy with a peer whose stable digest has differed
+// from ours on two exchanges in a row, at most once per SyncEvery.
+func (m *Membership) compare(now time.Time, from string, d uint64) {
+	if d == 0 {
+		return
+	}
+	ps := m.peer(now, from)
+	if d == m.v.digest() {
+		ps.mismatch = 0
+		return
+	}
+	ps.mismatch++
+	if ps.mismatch >= 2 && now.Sub(ps.lastSync) >= m.cfg.SyncEvery {
+		ps.lastSync, ps.mismatch = now, 0
+		m.stats.Syncs++
+		m.send(from, encodeSync(&m.v.digests))
+	}
+}
+
+func (m *Membership) peer(now time.Time, p string) *peerState {
+	ps := m.peers[p]
+	if ps == nil {
+		if len(m.peers) > 256 {
+			for q, s := range m.peers {
+				if now.Sub(s.seen) > 10*m.cfg.SyncEvery {
+					delete(m.peers, q)
+				}
+			}
+		}
+		ps = &peerState{}
+		m.peers[p] = ps
+	}
+	ps.seen = now
+	return ps
+}
+
+// wants reports whether it names something newer than the view holds.
+func (m *Membership) wants(it item) bool {
+	r := m.v.get(it.h)
+	if r == nil {
+		return it.kind == kindAlive
+	}
+	return newer(it.inc, it.kind, r.e.Inc, r.kind())
+}
+
+func (m *Membership) onHave(now time.Time, from string, items []item) {
+	var want []item
+	for _, it := range items {
+		if !m.wants(it) {
+			continue
+		}
+		if w, ok := m.pending[it.h]; ok && !newer(it.inc, it.kind, w.it.inc, w.it.kind) {
+			if len(w.alts) < 4 && !contains(w.alts, from) {
+				w.alts = append(w.alts, from)
+			}
+			continue
+		}
+		m.pending[it.h] = &wanted{it: it, until: now.Add(m.cfg.PingTimeout)}
+		want = append(want, it)
+	}
+	if len(want) > 0 {
+		m.send(from, encodeItems(msgWant, want))
+	}
+}
+
+func (m *Membership) onWant(from string, items []item) {
+	var entries, accs [][]byte
+	for _, it := range items {
+		r := m.v.get(it.h)
+		if r == nil {
+			continue
+		}
+		entries = append(entries, r.e.Raw)
+		if r.acc != nil {
+			accs = append(accs, r.acc.Raw)
+		}
+		if len(entries) >= 512 {
+			m.send(from, encodeUpdates(msgUpdates, entries, accs))
+			entries, accs = nil, nil
+		}
+	}
+	if len(entries) > 0 {
+		m.send(from, encodeUpdates(msgUpdates, entries, accs))
+	}
+}
+
+func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted bool) {
+	for _, raw := range msg.entries {
+		e, err := DecodeEntry(raw)
+		if err != nil {
+			m.stats.BadMessages++
+			continue
+		}
+		m.offer(now, e, from, trusted)
+	}
+	for _, raw := range msg.accs {
+		a, err := DecodeAccusation(raw)
+		if err != nil {
+			m.stats.BadMessages++
+			continue
+		}
+		delete(m.pending, hashOf(KeyID(a.Subject)))
+		m.accept(now, a, from)
+	}
+}
+
+// offer takes an entry a peer sent if it is new, allowed and signed.
+func (m *Membership) offer(now time.Time, e *Entry, from string, trusted bool) {
+	h := hashOf(KeyID(e.ID))
+	delete(m.pending, h)
+	if e.ID == m.cfg.Self {
+		if m.cfg.Serve && e.Inc >= m.inc && m.verify(e.ID, m.entryPrefix(), e.body, e.sig) {
+			m.raise(now) // an older life of ours claims to be newer
+			_ = m.announce(now)
+		}
+		return
+	}
+	if m.cfg.Allowed != nil && !m.cfg.Allowed(e.ID) {
+		return
+	}
+	kind := uint8(kindAlive)
+	if e.Left {
+		kind = kindLeft
+	}
+	if !m.wants(item{h: h, inc: e.Inc, kind: kind}) {
+		return
+	}
+	if !m.verify(e.ID, m.entryPrefix(), e.body, e.sig) {
+		return
+	}
+	m.take(now, e, from, trusted)
+}
+
+// onJoin takes a joining member's entry (from itself: no probation) and
+// answers with the whole view.
+func (m *Membership) onJoin(now time.Time, from string, msg *message) {
+	if !m.cfg.Serve {
+		return
+	}
+	for _, raw := range msg.entries {
+		if e, err := DecodeEntry(raw); err == nil && e.ID == from {
+			m.offer(now, e, from, false)
+		}
+	}
+	var entries, accs [][]byte
+	m.v.each(func(r *rec) bool {
+		entries = append(entries, r.e.Raw)
+		if r.acc != nil {
+			accs = append(accs, r.acc.Raw)
+		}
+		if len(entries) >= 1024 {
+			m.send(from, encodeUpdates(msgSnapshot, entries, accs))
+			entries, accs = nil, nil
+		}
+		return true
+	})
+	if len(entries) > 0 {
+		m.send(from, encodeUpdates(msgSnapshot, entries, accs))
+	}
+}
+
+// onSync answers a peer's bucket digests with the stable versions this
+// node holds in the buckets that differ.
+func (m *Membership) onSync(now time.Time, from string, msg *message) {
+	if len(msg.buckets) != buckets {
+		return
+	}
+	ps := m.peer(now, from)
+	if now.Sub(ps.lastReq) < m.cfg.SyncEvery/2 {
+		return // one answer per peer per half SyncEvery
+	}
+	ps.lastReq = now
+	var mask uint64
+	for i, d := range msg.buckets {
+		if d != m.v.digests[i] {
+			mask |= 1 << i
+		}
+	}
+	if mask == 0 {
+		return
+	}
+	m.send(from, encodeSummary(mask, m.stableIn(mask)))
+}
+
+func (m *Membership) stableIn(mask uint64) []item {
+	var items []item
+	m.v.each(func(r *rec) bool {
+		if r.digested != 0 && mask&(1<<bucketOf(r.h)) != 0 {
+			items = append(items, r.item())
+		}
+		return len(items) < maxItems
+	})
+	return items
+}
+
+// onSummary fetches what the peer holds newer and announces what this node
+// holds newer, in the buckets that differed.
+func (m *Membership) onSummary(now time.Time, from string, msg *message) {
+	theirs := map[uint64]item{}
+	for _, it := range msg.items {
+		if msg.mask&(1<<bucketOf(it.h)) != 0 {
+			theirs[it.h] = it
+		}
+	}
+	var have []item
+	for _, it := range m.stableIn(msg.mask) {
+		t, ok := theirs[it.h]
+		if !ok || newer(it.inc, it.kind, t.inc, t.kind) {
+			have = append(have, it)
+		}
+	}
+	want := make([]item, 0, len(theirs))
+	for _, it := range theirs {
+		want = append(want, it)
+	}
+	m.onHave(now, from, want)
+	if len(have) > 0 {
+		m.send(from, encodeItems(msgHave, have))
+	}
+}

@@ -1,0 +1,176 @@
+package membership
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// rec is one member in one node's view. The entry and accusation it points
+// to are shared and immutable; the rest is this node's own state.
+type rec struct {
+	h   uint64
+	kid [32]byte
+	e   *Entry      // latest entry (alive or left)
+	acc *Accusation // an accusation of e.Inc, if any (suspect)
+	// dead: suspected for longer than SuspectTimeout without a refutation.
+	dead     bool
+	deadline time.Time // suspect → dead
+	until    time.Time // probation end: not live before (unconfirmed)
+	group    string    // of the peer that told us, while on probation
+	local    time.Time // this node's own suspicion (Suspect): not live before
+	digested uint64    // contribution XORed into the stable digest, 0 if none
+	changed  time.Time // when this node last took a new entry of it
+}
+
+func (r *rec) kind() uint8 {
+	switch {
+	case r.e.Left:
+		return kindLeft
+	case r.acc != nil:
+		return kindSuspect
+	}
+	return kindAlive
+}
+
+// eventTime is when r's current version was made (signed wall clock).
+func (r *rec) eventTime() uint64 {
+	if r.acc != nil && !r.e.Left {
+		return max(r.acc.Time, r.e.Inc)
+	}
+	return r.e.Inc
+}
+
+func (r *rec) item() item { return item{h: r.h, inc: r.e.Inc, kind: r.kind()} }
+
+// candidate: r takes part in probing and dissemination (on the rings).
+func (r *rec) candidate() bool { return !r.dead && r.kind() == kindAlive }
+
+func (r *rec) live(now time.Time) bool {
+	return r.candidate() && !now.Before(r.until) && !now.Before(r.local)
+}
+
+// contribution is r's share of the digest: its id hash, incarnation and
+// whether it is alive, mixed (nonzero).
+func (r *rec) contribution() uint64 {
+	alive := uint64(0)
+	if r.kind() == kindAlive {
+		alive = 1
+	}
+	x := r.h ^ (r.e.Inc * 0x9e3779b97f4a7c15) ^ (alive * 0xbf58476d1ce4e5b9)
+	x ^= x >> 31
+	x *= 0x94d049bb133111eb
+	x ^= x >> 29
+	return x | 1
+}
+
+// buckets split the id-hash space for anti-entropy.
+const buckets = 64
+
+func bucketOf(h uint64) int { return int(h >> 58) }
+
+// Snapshot is a frozen view that many nodes of one process (a simulator, a
+// testnet) can start from and share: each node copies an entry only when
+// its own view of it changes.
+type Snapshot struct {
+	recs    map[uint64]*rec
+	digests [buckets]uint64
+	n       int
+}
+
+// view is a node's membership view: a shared base (a Snapshot, possibly
+// empty) under the node's own changes.
+type view struct {
+	base    map[uint64]*rec
+	own     map[uint64]*rec // nil value: deleted from the base
+	n       int
+	digests [buckets]uint64 // stable digest per bucket
+}
+
+func newView(s *Snapshot) *view {
+	v := &view{own: map[uint64]*rec{}}
+	if s != nil {
+		v.base, v.n, v.digests = s.recs, s.n, s.digests
+	}
+	return v
+}
+
+func (v *view) get(h uint64) *rec {
+	if r, ok := v.own[h]; ok {
+		return r
+	}
+	return v.base[h]
+}
+
+// mut returns h's record for writing (copying a shared one).
+func (v *view) mut(h uint64) *rec {
+	if r, ok := v.own[h]; ok {
+		return r
+	}
+	if r := v.base[h]; r != nil {
+		c := *r
+		v.own[h] = &c
+		return &c
+	}
+	return nil
+}
+
+func (v *view) add(r *rec) {
+	if v.get(r.h) == nil {
+		v.n++
+	}
+	v.own[r.h] = r
+}
+
+func (v *view) del(h uint64) {
+	if v.get(h) == nil {
+		return
+	}
+	v.n--
+	if _, ok := v.base[h]; ok {
+		v.own[h] = nil
+	} else {
+		delete(v.own, h)
+	}
+}
+
+// each calls f for every record until f returns false.
+func (v *view) each(f func(*rec) bool) {
+	for _, r := range v.own {
+		if r != nil && !f(r) {
+			return
+		}
+	}
+	for h, r := range v.base {
+		if _, ok := v.own[h]; ok {
+			continue
+		}
+		if !f(r) {
+			return
+		}
+	}
+}
+
+func (v *view) digest() uint64 {
+	var d uint64
+	for _, x := range v.digests {
+		d ^= x
+	}
+	return d
+}
+
+func (v *view) undigest(r *rec) {
+	if r.digested != 0 {
+		v.digests[bucketOf(r.h)] ^= r.digested
+		r.digested = 0
+	}
+}
+
+func (v *view) digestIn(r *rec) {
+	v.undigest(r)
+	r.digested = r.contribution()
+	v.digests[bucketOf(r.h)] ^= r.digested
+}
+
+// ringPos is a member's position on ring j (of up to 4): 8 bytes of its
+// Kademlia ID, so rings are independent and cost nothing to compute.
+func ringPos(kid *[32]byte, j int) uint64 { return binary.BigEndian.Uint64(kid[8*j:]) }

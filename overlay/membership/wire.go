@@ -1,0 +1,417 @@
+package membership
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Entry is a member's own announcement, signed by its identity key: its
+// incarnation, addresses, services, and whether it left. Entries are
+// immutable once decoded and shared between the views that hold them.
+type Entry struct {
+	ID       string   // the member's identity (libp2p peer ID bytes)
+	Inc      uint64   // incarnation: a wall-clock time in ns, raised on every change
+	Addrs    [][]byte // opaque to this package (multiaddr bytes)
+	Services []string // announced services (TURN URIs, ...)
+	Left     bool
+	Raw      []byte // the whole signed entry, forwarded verbatim
+	body     []byte // the signed part
+	sig      []byte
+}
+
+// Accusation says that Accuser's probes of Subject's incarnation Inc
+// failed. It is signed by the accuser; the subject refutes it by raising
+// its incarnation.
+type Accusation struct {
+	Subject, Accuser string
+	Inc              uint64
+	Time             uint64 // accuser's wall clock, ns
+	Raw              []byte
+	body, sig        []byte
+}
+
+// Bounds of what one entry may carry.
+const (
+	maxServices     = 8
+	maxServiceBytes = 256
+	maxAddrs        = 16
+	maxAddrBytes    = 256
+	maxIDBytes      = 128
+)
+
+// ErrBadMessage is returned for a message that does not decode.
+var ErrBadMessage = errors.New("membership: malformed message")
+
+func bad(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadMessage}, a...)...)
+}
+
+// EncodeEntry returns the unsigned body of an entry (fields 1-6).
+func entryBody(id string, inc uint64, addrs [][]byte, services []string, left bool) []byte {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, id)
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	b = protowire.AppendVarint(b, inc)
+	for _, a := range addrs {
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendBytes(b, a)
+	}
+	if left {
+		b = protowire.AppendTag(b, 5, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	for _, s := range services {
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendString(b, s)
+	}
+	return b
+}
+
+func accusationBody(subject string, inc uint64, accuser string, t uint64) []byte {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, subject)
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	b = protowire.AppendVarint(b, inc)
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendString(b, accuser)
+	b = protowire.AppendTag(b, 4, protowire.VarintType)
+	b = protowire.AppendVarint(b, t)
+	return b
+}
+
+func appendSig(body, sig []byte) []byte {
+	body = protowire.AppendTag(body, 7, protowire.BytesType)
+	return protowire.AppendBytes(body, sig)
+}
+
+// fields walks a protobuf message, calling f for each field; the signature
+// (field 7) must come last. It returns the signed prefix and the signature.
+func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) (body, sig []byte, err error) {
+	all := b
+	for len(b) > 0 {
+		if sig != nil {
+			return nil, nil, bad("fields after the signature")
+		}
+		start := len(all) - len(b)
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, bad("tag")
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, nil, bad("field %d", num)
+			}
+			b = b[n:]
+			if num == 7 {
+				if len(v) == 0 {
+					return nil, nil, bad("empty signature")
+				}
+				body, sig = all[:start], v
+				continue
+			}
+			if err := f(num, typ, v, 0); err != nil {
+				return nil, nil, err
+			}
+		case protowire.VarintType:
+			x, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, nil, bad("field %d", num)
+			}
+			b = b[n:]
+			if err := f(num, typ, nil, x); err != nil {
+				return nil, nil, err
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, nil, bad("field %d", num)
+			}
+			b = b[n:]
+		}
+	}
+	if sig == nil {
+		return nil, nil, bad("unsigned")
+	}
+	return body, sig, nil
+}
+
+// DecodeEntry decodes a signed entry (without checking the signature).
+func DecodeEntry(raw []byte) (*Entry, error) {
+	e := &Entry{Raw: raw}
+	body, sig, err := fields(raw, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			if len(v) == 0 || len(v) > maxIDBytes {
+				return bad("id of %d bytes", len(v))
+			}
+			e.ID = string(v)
+		case num == 2 && typ == protowire.VarintType:
+			e.Inc = x
+		case num == 4 && typ == protowire.BytesType:
+			if len(e.Addrs) < maxAddrs && len(v) <= maxAddrBytes {
+				e.Addrs = append(e.Addrs, v)
+			}
+		case num == 5 && typ == protowire.VarintType:
+			e.Left = x != 0
+		case num == 6 && typ == protowire.BytesType:
+			if len(v) <= maxServiceBytes && len(e.Services) < maxServices && utf8.Valid(v) {
+				e.Services = append(e.Services, string(v))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if e.ID == "" {
+		return nil, bad("entry without id")
+	}
+	e.body, e.sig = body, sig
+	return e, nil
+}
+
+// DecodeAccusation decodes a signed accusation (without checking the signature).
+func DecodeAccusation(raw []byte) (*Accusation, error) {
+	a := &Accusation{Raw: raw}
+	body, sig, err := fields(raw, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case (num == 1 || num == 3) && typ == protowire.BytesType:
+			if len(v) == 0 || len(v) > maxIDBytes {
+				return bad("id of %d bytes", len(v))
+			}
+			if num == 1 {
+				a.Subject = string(v)
+			} else {
+				a.Accuser = string(v)
+			}
+		case num == 2 && typ == protowire.VarintType:
+			a.Inc = x
+		case num == 4 && typ == protowire.VarintType:
+			a.Time = x
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.Subject == "" || a.Accuser == "" {
+		return nil, bad("accusation without subject or accuser")
+	}
+	a.body, a.sig = body, sig
+	return a, nil
+}
+
+// Message types. Every message is one frame: the type byte, then fields.
+const (
+	msgPing     = 1 // 1: seq, 2: digest (fixed64)
+	msgAck      = 2 // 1: seq, 2: digest
+	msgPingReq  = 3 // 1: seq, 2: target id
+	msgHave     = 4 // 1: items
+	msgWant     = 5 // 1: items
+	msgUpdates  = 6 // 1: entries, 2: accusations
+	msgJoin     = 7 // 1: the joiner's entry (absent for a client)
+	msgSnapshot = 8 // as msgUpdates, the answer to a join
+	msgSync     = 9 // 1: bucket digests (64 fixed64)
+	msgSummary  = 10
+	numMsgTypes = 11
+)
+
+// item names one version of one member: its id hash, incarnation and kind.
+type item struct {
+	h    uint64
+	inc  uint64
+	kind uint8
+}
+
+// Kinds of a member's state, in the order a same-incarnation update wins.
+const (
+	kindAlive   = 1
+	kindSuspect = 2
+	kindLeft    = 3
+)
+
+func newer(inc uint64, kind uint8, thanInc uint64, thanKind uint8) bool {
+	return inc > thanInc || inc == thanInc && kind > thanKind
+}
+
+func appendItems(b []byte, items []item) []byte {
+	var buf []byte
+	for _, it := range items {
+		buf = binary.BigEndian.AppendUint64(buf, it.h)
+		buf = binary.AppendUvarint(buf, it.inc)
+		buf = append(buf, it.kind)
+	}
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	return protowire.AppendBytes(b, buf)
+}
+
+func decodeItems(b []byte, max int) ([]item, error) {
+	var out []item
+	for len(b) > 0 {
+		if len(b) < 10 || len(out) >= max {
+			return nil, bad("items")
+		}
+		it := item{h: binary.BigEndian.Uint64(b)}
+		inc, n := binary.Uvarint(b[8:])
+		if n <= 0 || len(b) < 8+n+1 {
+			return nil, bad("items")
+		}
+		it.inc, it.kind = inc, b[8+n]
+		if it.kind < kindAlive || it.kind > kindLeft {
+			return nil, bad("item kind %d", it.kind)
+		}
+		out = append(out, it)
+		b = b[8+n+1:]
+	}
+	return out, nil
+}
+
+// message is a decoded frame.
+type message struct {
+	typ     byte
+	seq     uint64
+	digest  uint64
+	target  string
+	items   []item
+	entries [][]byte
+	accs    [][]byte
+	buckets []uint64
+	mask    uint64
+}
+
+const maxItems = 1 << 16
+
+func decodeMessage(b []byte) (*message, error) {
+	if len(b) == 0 || b[0] == 0 || b[0] >= numMsgTypes {
+		return nil, bad("message type")
+	}
+	m := &message{typ: b[0]}
+	b = b[1:]
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, bad("tag")
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			x, n = protowire.ConsumeFixed64(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return nil, bad("field %d", num)
+		}
+		b = b[n:]
+		if err := m.field(num, typ, v, x); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+	var err error
+	switch m.typ {
+	case msgPing, msgAck, msgPingReq:
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			m.seq = x
+		case num == 2 && typ == protowire.Fixed64Type:
+			m.digest = x
+		case num == 2 && typ == protowire.BytesType && m.typ == msgPingReq:
+			m.target = string(v)
+		}
+	case msgHave, msgWant:
+		if num == 1 && typ == protowire.BytesType {
+			m.items, err = decodeItems(v, maxItems)
+		}
+	case msgUpdates, msgSnapshot, msgJoin:
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			m.entries = append(m.entries, v)
+		case num == 2 && typ == protowire.BytesType:
+			m.accs = append(m.accs, v)
+		}
+	case msgSync:
+		if num == 1 && typ == protowire.Fixed64Type && len(m.buckets) < buckets {
+			m.buckets = append(m.buckets, x)
+		}
+	case msgSummary:
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			m.items, err = decodeItems(v, maxItems)
+		case num == 2 && typ == protowire.Fixed64Type:
+			m.mask = x
+		}
+	}
+	return err
+}
+
+func encodeProbe(typ byte, seq, digest uint64) []byte {
+	b := []byte{typ}
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, seq)
+	b = protowire.AppendTag(b, 2, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, digest)
+}
+
+func encodePingReq(seq uint64, target string) []byte {
+	b := []byte{msgPingReq}
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, seq)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendString(b, target)
+}
+
+func encodeItems(typ byte, items []item) []byte { return appendItems([]byte{typ}, items) }
+
+func encodeUpdates(typ byte, entries, accs [][]byte) []byte {
+	b := []byte{typ}
+	for _, e := range entries {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, e)
+	}
+	for _, a := range accs {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, a)
+	}
+	return b
+}
+
+func encodeSync(d *[buckets]uint64) []byte {
+	b := []byte{msgSync}
+	for _, x := range d {
+		b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, x)
+	}
+	return b
+}
+
+func encodeSummary(mask uint64, items []item) []byte {
+	b := appendItems([]byte{msgSummary}, items)
+	b = protowire.AppendTag(b, 2, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, mask)
+}
+
+// KeyID returns the 32-byte Kademlia ID of a member (SHA-256 of its
+// identity bytes, as kad-dht's ConvertPeerID).
+func KeyID(id string) [32]byte { return sha256.Sum256([]byte(id)) }
+
+func hashOf(kid [32]byte) uint64 { return binary.BigEndian.Uint64(kid[:8]) | 1 }
