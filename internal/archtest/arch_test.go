@@ -27,6 +27,8 @@ var allowed = map[string][]string{
 	"internal/archtest":  nil,
 	"internal/cli":       nil,
 	"overlay":            {"pki", "internal/promsnap"},
+	"overlay/membership": nil,
+	"overlay/sim":        {"overlay/membership"},
 	"lsp":                {"overlay", "pki", "internal/promsnap"},
 	"relay":              {"overlay", "internal/promsnap"},
 	"registrar":          {"lsp", "sipnet"},

@@ -197,6 +197,7 @@ type peerState struct {
 	mismatch int
 	lastSync time.Time
 	lastReq  time.Time
+	lastJoin time.Time
 	seen     time.Time
 }
 

@@ -77,6 +77,11 @@ func (m *Membership) expire(now time.Time) {
 			delete(m.suspects, t.h)
 		}
 	}
+	m.expireSmall(now)
+}
+
+// expireSmall drops stale relays and followers and retries lost fetches.
+func (m *Membership) expireSmall(now time.Time) {
 	for s, rl := range m.relays {
 		if now.Sub(rl.at) > m.cfg.Period {
 			delete(m.relays, s)
@@ -272,9 +277,19 @@ func (m *Membership) wants(it item) bool {
 	return newer(it.inc, it.kind, r.e.Inc, r.kind())
 }
 
+// Bounds of what announcements make this node fetch: per message, and in
+// flight.
+const (
+	maxWant    = 1024
+	maxPending = 8192
+)
+
 func (m *Membership) onHave(now time.Time, from string, items []item) {
 	var want []item
 	for _, it := range items {
+		if len(want) >= maxWant || len(m.pending) >= maxPending {
+			break // the rest is announced again, or found by anti-entropy
+		}
 		if !m.wants(it) {
 			continue
 		}
@@ -294,7 +309,7 @@ func (m *Membership) onHave(now time.Time, from string, items []item) {
 
 func (m *Membership) onWant(from string, items []item) {
 	var entries, accs [][]byte
-	for _, it := range items {
+	for _, it := range items[:min(len(items), maxWant)] {
 		r := m.v.get(it.h)
 		if r == nil {
 			continue
@@ -366,6 +381,11 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 	if !m.cfg.Serve {
 		return
 	}
+	ps := m.peer(now, from)
+	if !ps.lastJoin.IsZero() && now.Sub(ps.lastJoin) < m.cfg.SyncEvery/2 {
+		return // the whole view at most once per peer per half SyncEvery
+	}
+	ps.lastJoin = now
 	for _, raw := range msg.entries {
 		if e, err := DecodeEntry(raw); err == nil && e.ID == from {
 			m.offer(now, e, from, false)

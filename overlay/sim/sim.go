@@ -139,7 +139,7 @@ type node struct {
 type event struct {
 	at   time.Duration
 	seq  uint64
-	kind uint8 // 0 tick, 1 message, 2 depart, 3 arrive, 4 observe, 5 join retry
+	kind uint8 // 0 tick, 1 message, 2 depart, 3 arrive, 4 observe, 6 start of the window
 	to   int32
 	from int32
 	msg  []byte

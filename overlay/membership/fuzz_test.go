@@ -1,0 +1,52 @@
+package membership
+
+import (
+	"crypto/ed25519"
+	"testing"
+	"time"
+)
+
+type drop struct{}
+
+func (drop) Send(string, []byte) {}
+
+// FuzzReceive: any bytes from a peer either decode or are refused with
+// ErrBadMessage; a refused message changes nothing in the view, and no
+// input panics.
+func FuzzReceive(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	id := string(pub)
+	sign := func(msg []byte) ([]byte, error) { return ed25519.Sign(priv, msg), nil }
+	verify := func(id string, msg, sig []byte) bool {
+		return len(id) == ed25519.PublicKeySize && ed25519.Verify(ed25519.PublicKey(id), msg, sig)
+	}
+	raw, err := SignEntry("fuzz", id, 1, [][]byte{{4, 127, 0, 0, 1}}, []string{"turn:127.0.0.1:3478"}, false, sign)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+	f.Add(encodeUpdates(msgJoin, [][]byte{raw}, nil))
+	f.Add(encodeProbe(msgPing, 7, 99))
+	f.Add(encodePingReq(3, id))
+	f.Add(encodeItems(msgHave, []item{{h: 5, inc: 9, kind: kindAlive}}))
+	f.Add(encodeSummary(1, []item{{h: 5, inc: 9, kind: kindSuspect}}))
+	var d [buckets]uint64
+	f.Add(encodeSync(&d))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pub2, priv2, _ := ed25519.GenerateKey(nil)
+		now := time.Unix(1_800_000_000, 0)
+		m, err := New(Config{Name: "fuzz", Self: string(pub2), Serve: true,
+			Sign: func(msg []byte) ([]byte, error) { return ed25519.Sign(priv2, msg), nil }, Verify: verify}, drop{}, now, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, dg := m.Size(), m.Digest()
+		if err := m.Receive(now, id, b); err != nil {
+			if m.Size() != n || m.Digest() != dg {
+				t.Fatalf("a refused message changed the view")
+			}
+			return
+		}
+		m.Tick(now.Add(time.Minute))
+	})
+}
