@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,7 +84,7 @@ func (c *cluster) add(t testing.TB, cred *Credential) {
 
 func (c *cluster) converge(t testing.TB) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "membership converges", func() bool {
+	ok := waitUntil(20*time.Second, func() bool {
 		for _, ov := range c.ovs {
 			if len(ov.Members()) != len(c.ovs) {
 				return false
@@ -91,6 +92,40 @@ func (c *cluster) converge(t testing.TB) {
 		}
 		return true
 	})
+	if !ok {
+		t.Fatalf("membership did not converge in 20s: %s", c.unseen(nil))
+	}
+}
+
+// unseen describes, for up to 10 pairs, which node does not see which
+// member live and why (only nodes and members not in skip).
+func (c *cluster) unseen(skip map[int]bool) string {
+	var out []string
+	for i, ov := range c.ovs {
+		for j, m := range c.ovs {
+			if skip[i] || skip[j] || len(out) >= 10 {
+				continue
+			}
+			if st := ov.MemberState(m.ID()); st != "live" {
+				ms := m.MembershipStats()
+				out = append(out, fmt.Sprintf("node %d sees node %d %s (node %d: refuted %d, accused %d, health %d, sees itself %s)",
+					i, j, st, j, ms.Refutations, ms.Accusations, ms.Health, m.MemberState(m.ID())))
+			}
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// waitUntil polls cond until it holds or timeout passes.
+func waitUntil(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
 
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {

@@ -250,7 +250,7 @@ func TestMaliciousNodes(t *testing.T) {
 			defer func() { <-sem }()
 			w := c.svcs[1+i%2]
 			if err := w.Publish(wctx, aor(i), binding(a, time.Hour)); err != nil {
-				werr.Store(err)
+				werr.Store(fmt.Sprintf("publish %s: %v", aor(i), err))
 				return
 			}
 			var err error
@@ -263,13 +263,13 @@ func TestMaliciousNodes(t *testing.T) {
 				err = w.Remove(wctx, aor(i))
 			}
 			if err != nil {
-				werr.Store(err)
+				werr.Store(fmt.Sprintf("update %s: %v", aor(i), err))
 			}
 		}(i)
 	}
 	wwg.Wait()
-	if err, _ := werr.Load().(error); err != nil {
-		t.Fatalf("write: %v", err)
+	if err, _ := werr.Load().(string); err != "" {
+		t.Fatalf("write: %s", err)
 	}
 	time.Sleep(500 * time.Millisecond) // stores beyond the write quorum land
 
@@ -338,7 +338,7 @@ func TestMaliciousNodes(t *testing.T) {
 	// Forged departures evict no honest member: every honest node sees
 	// every honest member live (within a few gossip rounds: under load a
 	// member may be suspected for a moment).
-	waitFor(t, 15*time.Second, "every honest node sees every honest member", func() bool {
+	ok := waitUntil(15*time.Second, func() bool {
 		for _, i := range honestIdx {
 			live := map[peer.ID]bool{}
 			for _, p := range c.ovs[i].Members() {
@@ -352,6 +352,13 @@ func TestMaliciousNodes(t *testing.T) {
 		}
 		return true
 	})
+	if !ok {
+		skip := map[int]bool{}
+		for i := range liars {
+			skip[i] = true
+		}
+		t.Fatalf("an honest node does not see every honest member live after 15s: %s", c.unseen(skip))
+	}
 }
 
 func allLiars(ps map[peer.ID]bool, c *cluster, liars map[int]*liar) bool {

@@ -1,11 +1,11 @@
 package overlay
 
 import (
-	"os"
 	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"

@@ -26,6 +26,11 @@ import (
 // parts of 1024 entries).
 const maxGossipFrame = 4 << 20
 
+// minPingTimeout: a probe's ack may take this long even on loopback (a
+// loaded machine, a race-instrumented test binary), whatever the gossip
+// period: a tighter timeout only makes false accusations.
+const minPingTimeout = 200 * time.Millisecond
+
 func (o *Overlay) membersProtocol() protocol.ID { return o.Protocol("members", "2.0.0") }
 
 // members runs the membership protocol (package membership: SWIM-style
@@ -70,6 +75,7 @@ func newMembers(o *Overlay) (*members, error) {
 			return err == nil && ok
 		},
 		Period:         o.cfg.GossipInterval,
+		PingTimeout:    max(o.cfg.GossipInterval/2, minPingTimeout),
 		SuspectTimeout: max(o.cfg.FailAfter-2*o.cfg.GossipInterval, o.cfg.GossipInterval),
 		LocalSuspect:   o.cfg.FailAfter,
 		MaxUnconfirmed: o.cfg.MaxUnconfirmed,
@@ -82,7 +88,7 @@ func newMembers(o *Overlay) (*members, error) {
 			}
 			return ""
 		},
-		Group:          func(from string) string { return m.peerSubnet(peer.ID(from)) },
+		Group: func(from string) string { return m.peerSubnet(peer.ID(from)) },
 		Allowed: func(id string) bool {
 			if _, err := peer.IDFromBytes([]byte(id)); err != nil {
 				return false
@@ -179,17 +185,25 @@ func (m *members) sender(p peer.ID, q chan []byte) {
 // open opens a membership stream to p, dialling the addresses its entry
 // announces if not connected.
 func (m *members) open(p peer.ID) (network.Stream, error) {
-	if m.o.host.Network().Connectedness(p) != network.Connected {
-		m.mu.Lock()
-		e := m.m.Entry(string(p))
-		m.mu.Unlock()
-		if e != nil {
-			m.o.host.Peerstore().AddAddrs(p, decodeAddrs(e.Addrs), 10*time.Minute)
-		}
-	}
+	m.addrsFor(p)
 	ctx, cancel := context.WithTimeout(m.o.ctx, m.o.cfg.GossipInterval)
 	defer cancel()
 	return m.o.routed.NewStream(ctx, p, m.o.membersProtocol())
+}
+
+// addrsFor gives the peerstore the addresses p's entry announces when
+// this node is not connected to p: the peerstore holds addresses only of
+// the peers this node dials, not of every member.
+func (m *members) addrsFor(p peer.ID) {
+	if m.o.host.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	m.mu.Lock()
+	e := m.m.Entry(string(p))
+	m.mu.Unlock()
+	if e != nil {
+		m.o.host.Peerstore().AddAddrs(p, decodeAddrs(e.Addrs), 10*time.Minute)
+	}
 }
 
 func decodeAddrs(bs [][]byte) []ma.Multiaddr {
@@ -460,4 +474,10 @@ func (m *members) leave(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+func (m *members) state(p peer.ID) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m.State(time.Now(), string(p))
 }

@@ -173,7 +173,6 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-
 // TestSubnetDiversity: with MaxPerSubnet 2, five nodes in one /24 (a Sybil
 // attacker's addresses) take only two places in an honest node's view;
 // nodes in other subnets all count.

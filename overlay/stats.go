@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"github.com/lsnode/lsnode/overlay/membership"
 	"slices"
 	"strings"
 
@@ -99,3 +100,12 @@ func KeyPosition(key string) []byte { return kb.ConvertKey(key) }
 func CommonPrefix(pos []byte, p PeerID) int {
 	return kb.CommonPrefixLen(kb.ID(pos), kb.ConvertPeerID(p))
 }
+
+// MembershipStats returns the membership protocol's counters (messages and
+// bytes by type, signatures checked, accusations, bans).
+func (o *Overlay) MembershipStats() membership.Stats { return o.members.stats() }
+
+// MemberState describes p in this node's membership view: "live",
+// "probation", "suspect", "dead", "left", "suspected-here", "capped" or
+// "unknown".
+func (o *Overlay) MemberState(p PeerID) string { return o.members.state(p) }

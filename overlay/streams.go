@@ -49,6 +49,7 @@ func newStream(ctx context.Context, h host.Host, p PeerID, proto Protocol) (Stre
 // NewStream opens a stream to member p speaking proto. In a federation
 // overlay only admitted members are reached.
 func (o *Overlay) NewStream(ctx context.Context, p PeerID, proto Protocol) (Stream, error) {
+	o.members.addrsFor(p)
 	return newStream(ctx, o.routed, p, proto)
 }
 

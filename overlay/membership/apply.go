@@ -23,7 +23,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		return false
 	}
 	if r == nil {
-		r = &rec{h: h, kid: kid, e: e, changed: now}
+		r = &rec{h: h, kid: kid, e: e, changed: now, confirmed: trusted || from == e.ID}
 		if !trusted && from != e.ID {
 			g := ""
 			if m.cfg.Group != nil {
@@ -37,7 +37,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 			r.until, r.group = now.Add(m.cfg.Probation), g
 			m.unconf[g]++
 			m.unconfAll++
-			m.probQ = append(m.probQ, timer{at: r.until, h: h, inc: e.Inc})
+			heap.Push(&m.probQ, timer{at: r.until, h: h, inc: e.Inc})
 			m.onProb[h] = struct{}{}
 		}
 		m.v.add(r)
@@ -59,12 +59,17 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		delete(m.suspects, h)
 	}
 	r.e, r.acc, r.dead = e, nil, false
-	if accused && !e.Left && !trusted && from != e.ID {
-		// A refutation: anyone with the member's key can make one, so an
-		// identity that cannot be reached (a sybil whose owner refutes
-		// every accusation) must again stay unaccused for Probation.
+	if trusted || from == e.ID {
+		r.confirmed = true
+	} else if !r.confirmed && !e.Left {
+		// A new incarnation of a member that never stood its probation
+		// (a refutation, or a re-signed entry): anyone with the member's
+		// key can make one, so an identity that cannot be reached (a
+		// sybil whose owner refutes every accusation, or re-signs faster
+		// than accusations of its older incarnations arrive) must have
+		// one incarnation stand unaccused for Probation.
 		r.until = now.Add(m.cfg.Probation)
-		m.probQ = append(m.probQ, timer{at: r.until, h: h, kind: 2})
+		heap.Push(&m.probQ, timer{at: r.until, h: h, kind: 2})
 		m.onProb[h] = struct{}{}
 	}
 	m.changed(now, r, wasCand, from)
@@ -117,6 +122,7 @@ func (m *Membership) accept(now time.Time, a *Accusation, from string) bool {
 		}
 	}
 	wasCand, wasLive := r.candidate(), r.live(now)
+	probed := m.probes(h)
 	r = m.v.mut(h)
 	m.v.undigest(r)
 	r.acc, r.deadline = a, now.Add(m.cfg.SuspectTimeout)
@@ -125,7 +131,26 @@ func (m *Membership) accept(now time.Time, a *Accusation, from string) bool {
 	if wasLive {
 		m.version++
 	}
+	if probed && m.cfg.Serve {
+		// The flood leaves a suspect off the rings, so it would never
+		// hear of its accusation: its probers tell it, so it can refute.
+		m.send(a.Subject, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, [][]byte{a.Raw}))
+	}
 	return true
+}
+
+// probes reports whether this node probes member h (a ring successor, or
+// on probation in one of its gaps).
+func (m *Membership) probes(h uint64) bool {
+	if _, ok := m.onProb[h]; ok {
+		return true
+	}
+	for j := 0; j < m.cfg.Rings; j++ {
+		if m.succ[j] == h {
+			return true
+		}
+	}
+	return false
 }
 
 // plausible: the subject is near enough after the accuser on one of the
@@ -154,6 +179,7 @@ func (m *Membership) refute(now time.Time, a *Accusation) bool {
 		return false
 	}
 	m.stats.Refutations++
+	m.unwell()
 	m.raise(now)
 	return m.announce(now) == nil
 }

@@ -35,6 +35,9 @@ type Config struct {
 	// LocalSuspect: how long Suspect keeps a member out of Closest.
 	// Default SuspectTimeout.
 	LocalSuspect time.Duration
+	// BanFor: how long a peer that sent a bad signature has its gossip
+	// ignored (it still gets its probes answered). Default 10 × SyncEvery.
+	BanFor time.Duration
 	// Probation: a member learnt from a third party is not live (holds
 	// no replica) until it has been in the view this long without being
 	// accused. Default 2 × SuspectTimeout.
@@ -91,6 +94,9 @@ func (c *Config) defaults() {
 	if c.SyncEvery <= 0 {
 		c.SyncEvery = 30 * c.Period
 	}
+	if c.BanFor <= 0 {
+		c.BanFor = 10 * c.SyncEvery
+	}
 	if c.Tombstone <= 0 {
 		c.Tombstone = 5 * time.Minute
 	}
@@ -123,6 +129,9 @@ type Stats struct {
 	Accusations          uint64 // made by this node
 	Refutations          uint64 // of accusations of this node
 	Syncs                uint64 // anti-entropy exchanges started
+	Bans                 uint64 // peers caught sending a bad signature
+	Ignored              uint64 // messages from banned peers dropped
+	Health               int    // local health score now: 0 best, 8 worst
 }
 
 // Membership is one node's SWIM-style membership: it probes its successor
@@ -151,7 +160,7 @@ type Membership struct {
 	seq        uint64
 	relays     map[uint64]relay
 	suspects   map[uint64]struct{}
-	probQ      []timer // probation ends and local suspicions (FIFO)
+	probQ      timerHeap // probation ends and local suspicions
 	stableQ    timerHeap
 	purgeQ     timerHeap
 	peers      map[string]*peerState
@@ -163,6 +172,7 @@ type Membership struct {
 	now        time.Time           // of the latest call
 	onProb     map[uint64]struct{} // members on probation: probed, not on the rings
 	capped     map[uint64]bool     // over MaxPerGroup, as of cappedAt
+	health     int                 // local health score (Lifeguard), 0 best
 	cappedAt   uint64
 	stats      Stats
 }
@@ -185,6 +195,7 @@ type probe struct {
 	seq      uint64
 	sent     time.Time
 	indirect bool
+	cold     bool // no exchange with target yet (a connection to set up)
 }
 
 type relay struct {
@@ -198,6 +209,7 @@ type peerState struct {
 	lastSync time.Time
 	lastReq  time.Time
 	lastJoin time.Time
+	banned   time.Time // gossip ignored before (a bad signature)
 	seen     time.Time
 }
 
@@ -374,7 +386,11 @@ func (m *Membership) send(to string, msg []byte) {
 }
 
 // Stats returns the counters.
-func (m *Membership) Stats() Stats { return m.stats }
+func (m *Membership) Stats() Stats {
+	st := m.stats
+	st.Health = m.health
+	return st
+}
 
 // Version changes whenever the set of live members may have changed.
 func (m *Membership) Version() uint64 { return m.version }

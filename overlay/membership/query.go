@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/binary"
 	"slices"
 	"strings"
@@ -94,7 +95,7 @@ func (m *Membership) Suspect(now time.Time, id string) {
 	if r := m.v.get(h); r != nil && r.e.ID == id && id != m.cfg.Self {
 		r = m.v.mut(h)
 		r.local = now.Add(m.cfg.LocalSuspect)
-		m.probQ = append(m.probQ, timer{at: r.local, h: h, kind: 1})
+		heap.Push(&m.probQ, timer{at: r.local, h: h, kind: 1})
 		m.version++
 	}
 }
@@ -174,10 +175,35 @@ func (m *Membership) Freeze() *Snapshot {
 	m.v.each(func(r *rec) bool {
 		c := *r
 		c.until, c.group, c.local, c.digested = time.Time{}, "", time.Time{}, c.contribution()
+		c.confirmed = true
 		s.recs[c.h] = &c
 		s.digests[bucketOf(c.h)] ^= c.digested
 		return true
 	})
 	s.n = len(s.recs)
 	return s
+}
+
+// State describes id in this view: "live", "probation", "suspect",
+// "dead", "left", "suspected-here" (Suspect), "capped" (over
+// MaxPerGroup) or "unknown".
+func (m *Membership) State(now time.Time, id string) string {
+	r := m.v.get(hashOf(KeyID(id)))
+	switch {
+	case r == nil || r.e.ID != id:
+		return "unknown"
+	case r.e.Left:
+		return "left"
+	case r.dead:
+		return "dead"
+	case r.acc != nil:
+		return "suspect"
+	case now.Before(r.until):
+		return "probation"
+	case now.Before(r.local):
+		return "suspected-here"
+	case !m.ok(r, now):
+		return "capped"
+	}
+	return "live"
 }

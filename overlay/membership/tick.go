@@ -15,13 +15,18 @@ func (m *Membership) Tick(now time.Time) {
 }
 
 func (m *Membership) expire(now time.Time) {
-	for len(m.probQ) > 0 && !m.probQ[0].at.After(now) {
-		t := m.probQ[0]
-		m.probQ = m.probQ[1:]
+	for {
+		t, ok := m.probQ.due(now)
+		if !ok {
+			break
+		}
 		if t.kind != 1 {
 			if r := m.v.get(t.h); r != nil && !now.Before(r.until) {
 				delete(m.onProb, t.h)
 				if r.candidate() && t.h != m.selfH {
+					if !r.confirmed {
+						m.v.mut(t.h).confirmed = true
+					}
 					m.ringAdd(r)
 				}
 			} else if r == nil {
@@ -102,7 +107,7 @@ func (m *Membership) expireSmall(now time.Time) {
 		}
 		// Lost on the way, or the peer is gone: ask another announcer.
 		p := w.alts[0]
-		w.alts, w.until = w.alts[1:], now.Add(m.cfg.PingTimeout)
+		w.alts, w.until = w.alts[1:], now.Add(m.timeout())
 		m.send(p, encodeItems(msgWant, []item{w.it}))
 	}
 }
@@ -112,7 +117,7 @@ func (m *Membership) expireSmall(now time.Time) {
 // ack came at all.
 func (m *Membership) probeStep(now time.Time) {
 	if p := m.probe; p != nil {
-		if !p.indirect && !now.Before(p.sent.Add(m.cfg.PingTimeout)) {
+		if !p.indirect && !now.Before(p.sent.Add(m.probeTimeout(p))) {
 			p.indirect = true
 			n := 0
 			for _, q := range m.Neighbours() {
@@ -122,8 +127,9 @@ func (m *Membership) probeStep(now time.Time) {
 				}
 			}
 		}
-		if !now.Before(p.sent.Add(2 * m.cfg.PingTimeout)) {
+		if !now.Before(p.sent.Add(2 * m.probeTimeout(p))) {
 			m.probe = nil
+			m.unwell()
 			if m.cfg.Serve {
 				m.accuse(now, p.target)
 			}
@@ -132,7 +138,7 @@ func (m *Membership) probeStep(now time.Time) {
 	if m.probe != nil || now.Before(m.nextProbe) {
 		return
 	}
-	m.nextProbe = now.Add(m.cfg.Period)
+	m.nextProbe = now.Add(m.cfg.Period * time.Duration(1+m.health))
 	targets := m.successors()
 	if !m.cfg.Serve && len(targets) > 1 {
 		targets = targets[:1] // a client follows one member
@@ -143,7 +149,8 @@ func (m *Membership) probeStep(now time.Time) {
 	m.probeIdx++
 	t := targets[m.probeIdx%len(targets)]
 	m.seq++
-	m.probe = &probe{target: t, seq: m.seq, sent: now}
+	_, warm := m.peers[t]
+	m.probe = &probe{target: t, seq: m.seq, sent: now, cold: !warm}
 	m.send(t, encodeProbe(msgPing, m.seq, m.v.digest()))
 }
 
@@ -187,6 +194,10 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		m.stats.BadMessages++
 		return err
 	}
+	if msg.typ > msgPingReq && m.banned(now, from) {
+		m.stats.Ignored++
+		return nil
+	}
 	switch msg.typ {
 	case msgPing:
 		m.send(from, encodeProbe(msgAck, msg.seq, m.v.digest()))
@@ -228,6 +239,7 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 	}
 	if p := m.probe; p != nil && p.seq == msg.seq {
 		m.probe = nil
+		m.health = max(m.health-1, 0)
 	}
 	m.compare(now, from, msg.digest)
 }
@@ -299,7 +311,7 @@ func (m *Membership) onHave(now time.Time, from string, items []item) {
 			}
 			continue
 		}
-		m.pending[it.h] = &wanted{it: it, until: now.Add(m.cfg.PingTimeout)}
+		m.pending[it.h] = &wanted{it: it, until: now.Add(m.timeout())}
 		want = append(want, it)
 	}
 	if len(want) > 0 {
@@ -328,14 +340,21 @@ func (m *Membership) onWant(from string, items []item) {
 	}
 }
 
+// onUpdates takes the entries and accusations a peer sent. Members only
+// pass on what they verified, so one bad signature shows the sender lies:
+// the rest of the message is dropped and the sender banned (ban).
 func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted bool) {
+	bad := m.stats.BadSignatures
 	for _, raw := range msg.entries {
 		e, err := DecodeEntry(raw)
 		if err != nil {
 			m.stats.BadMessages++
 			continue
 		}
-		m.offer(now, e, from, trusted)
+		if m.offer(now, e, from, trusted); m.stats.BadSignatures != bad {
+			m.ban(now, from)
+			return
+		}
 	}
 	for _, raw := range msg.accs {
 		a, err := DecodeAccusation(raw)
@@ -344,8 +363,23 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 			continue
 		}
 		delete(m.pending, hashOf(KeyID(a.Subject)))
-		m.accept(now, a, from)
+		if m.accept(now, a, from); m.stats.BadSignatures != bad {
+			m.ban(now, from)
+			return
+		}
 	}
+}
+
+// ban ignores everything but probes from p for BanFor.
+func (m *Membership) ban(now time.Time, p string) {
+	m.stats.Bans++
+	m.peer(now, p).banned = now.Add(m.cfg.BanFor)
+}
+
+// banned reports whether p's gossip is ignored now.
+func (m *Membership) banned(now time.Time, p string) bool {
+	ps := m.peers[p]
+	return ps != nil && now.Before(ps.banned)
 }
 
 // offer takes an entry a peer sent if it is new, allowed and signed.
@@ -353,7 +387,7 @@ func (m *Membership) offer(now time.Time, e *Entry, from string, trusted bool) {
 	h := hashOf(KeyID(e.ID))
 	delete(m.pending, h)
 	if e.ID == m.cfg.Self {
-		if m.cfg.Serve && e.Inc >= m.inc && m.verify(e.ID, m.entryPrefix(), e.body, e.sig) {
+		if m.cfg.Serve && e.Inc > m.inc && m.verify(e.ID, m.entryPrefix(), e.body, e.sig) {
 			m.raise(now) // an older life of ours claims to be newer
 			_ = m.announce(now)
 		}
@@ -467,3 +501,29 @@ func (m *Membership) onSummary(now time.Time, from string, msg *message) {
 		m.send(from, encodeItems(msgHave, have))
 	}
 }
+
+// Local health (Lifeguard): a node whose own probes go unanswered, or
+// that has to refute accusations, is more likely slow itself than
+// surrounded by failures. Each such event raises its health score (up to
+// maxHealth), each answered probe lowers it; timeouts and the probe period
+// stretch by 1+score, so an overloaded node stops accusing healthy peers.
+const maxHealth = 8
+
+func (m *Membership) unwell() { m.health = min(m.health+1, maxHealth) }
+
+// timeout is PingTimeout stretched by the local health score.
+func (m *Membership) timeout() time.Duration {
+	return m.cfg.PingTimeout * time.Duration(1+m.health)
+}
+
+// probeTimeout is p's timeout: a first probe of a peer this node has not
+// exchanged probes with includes setting up a connection, so it gets
+// coldProbe times longer.
+func (m *Membership) probeTimeout(p *probe) time.Duration {
+	if p.cold {
+		return coldProbe * m.timeout()
+	}
+	return m.timeout()
+}
+
+const coldProbe = 4
