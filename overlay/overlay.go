@@ -455,9 +455,10 @@ func (o *Overlay) Closest(key string, n int) []peer.ID {
 }
 
 // Suspected returns up to n members nearest key (nearest first) that
-// Closest leaves out only because this node suspects them (Suspect) while
-// their heartbeats are still current: worth asking when the others had
-// nothing, since a restarted member comes back before its suspicion ends.
+// Closest leaves out because they are suspected (by this node's Suspect,
+// or by another member's accusation not yet refuted here): worth asking
+// when the others had nothing, since a restarted member comes back before
+// its suspicion ends here.
 func (o *Overlay) Suspected(key string, n int) []peer.ID {
 	return o.members.suspected(kb.ConvertKey(key), n)
 }

@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"internal/yamlconf":  nil,
 	"internal/archtest":  nil,
 	"internal/cli":       nil,
-	"overlay":            {"pki", "internal/promsnap"},
+	"overlay":            {"pki", "internal/promsnap", "overlay/membership"},
 	"overlay/membership": nil,
 	"overlay/sim":        {"overlay/membership"},
 	"lsp":                {"overlay", "pki", "internal/promsnap"},

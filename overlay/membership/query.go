@@ -121,11 +121,14 @@ func (m *Membership) Closest(now time.Time, kid [32]byte, n int) []string {
 	return m.nearest(kid, n, func(r *rec) bool { return m.ok(r, now) })
 }
 
-// Suspected returns up to n members nearest kid that only this node's own
-// suspicion (Suspect) keeps out of Closest.
+// Suspected returns up to n members nearest kid that suspicion keeps out
+// of Closest: this node's own (Suspect), or an accusation not yet refuted
+// here (the member may be back already, its refutation still on the way).
+// Members on probation are not among them.
 func (m *Membership) Suspected(now time.Time, kid [32]byte, n int) []string {
 	return m.nearest(kid, n, func(r *rec) bool {
-		return r.candidate() && now.Before(r.local) && !now.Before(r.until)
+		return !r.e.Left && r.h != m.selfH && !now.Before(r.until) && !m.ok(r, now) &&
+			(r.acc != nil || now.Before(r.local))
 	})
 }
 
