@@ -26,8 +26,13 @@ type Config struct {
 	Bootstrap []string
 	// DataDir holds the embedded leveldb datastore. Empty: an in-memory store.
 	DataDir string
-	// MaxConns is the connection-manager high water mark. Default 192.
+	// MaxConns bounds this host's connections (the resource manager
+	// refuses beyond 2 × MaxConns). Default 192.
 	MaxConns int
+	// TargetConns is the connection manager's high water mark: above it,
+	// idle connections (not to ring neighbours, a minute old at least) are
+	// closed down to three quarters of it. Default min(64, MaxConns).
+	TargetConns int
 	// MaxFDs bounds the file descriptors the resource manager lets this host
 	// use. Default 1024, so 100+ hosts fit one process.
 	MaxFDs int
@@ -143,6 +148,9 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if r.MaxConns <= 0 {
 		r.MaxConns = 192
+	}
+	if r.TargetConns <= 0 || r.TargetConns > r.MaxConns {
+		r.TargetConns = min(64, r.MaxConns)
 	}
 	if r.MaxFDs <= 0 {
 		r.MaxFDs = 1024

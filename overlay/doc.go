@@ -5,7 +5,9 @@
 // placement: the R peers closest to a key under Kademlia's XOR metric.
 //
 // Replica placement is one-hop (Gupta, Liskov, Rodrigues 2004): every node keeps
-// a membership view refreshed by push-pull gossip, so the R closest peers to a
+// a full membership view, maintained by overlay/membership (SWIM-style probes on
+// four rings, changes flooded as announcements, digest anti-entropy: a cost per
+// node that grows with the changes, not with N), so the R closest peers to a
 // key are computed locally without an iterative lookup. kad-dht's iterative
 // GetClosestPeers is the fallback when that view may be wrong. The overlay knows
 // nothing about SIP or bindings: keys are opaque strings.

@@ -41,14 +41,15 @@ type members struct {
 	o    *Overlay
 	self peer.ID
 
-	mu       sync.Mutex
-	m        *membership.Membership
-	services []string // this node's announced services
-	base     []string // services the overlay itself announces (relay)
-	subs     map[*chan struct{}]struct{}
-	version  uint64
-	closed   bool
-	rng      *rand.Rand
+	mu        sync.Mutex
+	m         *membership.Membership
+	services  []string // this node's announced services
+	base      []string // services the overlay itself announces (relay)
+	subs      map[*chan struct{}]struct{}
+	version   uint64
+	closed    bool
+	rng       *rand.Rand
+	protected map[peer.ID]bool // ring neighbours, protected from trimming
 
 	sendMu sync.Mutex
 	queues map[peer.ID]chan []byte
@@ -272,6 +273,7 @@ func (m *members) run(ctx context.Context) {
 			if round%5 != 0 {
 				return nil
 			}
+			m.protect(mm.Neighbours())
 			if err := mm.SetServe(now, m.o.serving()); err != nil {
 				return err
 			}
@@ -298,6 +300,26 @@ func (m *members) run(ctx context.Context) {
 			return nil
 		})
 	}
+}
+
+// protect keeps the connection manager from closing connections to the
+// ring neighbours (probed every few periods, streams kept open).
+func (m *members) protect(ns []string) {
+	cm := m.o.host.ConnManager()
+	now := map[peer.ID]bool{}
+	for _, n := range ns {
+		p := peer.ID(n)
+		now[p] = true
+		if !m.protected[p] {
+			cm.Protect(p, "members")
+		}
+	}
+	for p := range m.protected {
+		if !now[p] {
+			cm.Unprotect(p, "members")
+		}
+	}
+	m.protected = now
 }
 
 // join asks p for its view and waits for the answer. It opens a stream

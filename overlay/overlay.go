@@ -136,7 +136,7 @@ func (o *Overlay) startHost() error {
 	if err != nil {
 		return fmt.Errorf("overlay: resource manager: %w", err)
 	}
-	cm, err := connmgr.NewConnManager(r.MaxConns*3/4, r.MaxConns, connmgr.WithGracePeriod(time.Minute))
+	cm, err := connmgr.NewConnManager(r.TargetConns*3/4, r.TargetConns, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		return fmt.Errorf("overlay: connection manager: %w", err)
 	}

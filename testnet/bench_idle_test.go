@@ -55,11 +55,12 @@ type idleCost struct {
 	rss         float64 // process RSS per node, bytes
 	conns       float64 // open overlay connections per node
 	cpu         float64 // process CPU, fraction of one core
+	members     float64 // membership protocol payload sent per node per second
 }
 
 func (c idleCost) String() string {
-	return fmt.Sprintf("%d nodes %.1f KB/s/node, RSS %.1f MB/node, %.0f conns/node, CPU %.0f%%",
-		c.n, c.bytesPerSec/1000, c.rss/1e6, c.conns, 100*c.cpu)
+	return fmt.Sprintf("%d nodes %.2f KB/s/node (membership payload %.2f), RSS %.1f MB/node, %.0f conns/node, CPU %.0f%%",
+		c.n, c.bytesPerSec/1000, c.members/1000, c.rss/1e6, c.conns, 100*c.cpu)
 }
 
 // measureIdle starts an in-process testnet of n nodes with the testnet's
@@ -76,11 +77,17 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 	}
 	defer nw.Close()
 	time.Sleep(settle)
-	tx0, cpu0, t0 := loopbackBytes(b), cpuSeconds(b), time.Now()
+	sent := func() (t uint64) {
+		for i := range n {
+			t += nw.Node(i).Overlay().MembershipStats().BytesSent
+		}
+		return t
+	}
+	tx0, cpu0, m0, t0 := loopbackBytes(b), cpuSeconds(b), sent(), time.Now()
 	time.Sleep(window)
-	tx1, cpu1, secs := loopbackBytes(b), cpuSeconds(b), time.Since(t0).Seconds()
+	tx1, cpu1, m1, secs := loopbackBytes(b), cpuSeconds(b), sent(), time.Since(t0).Seconds()
 	c := idleCost{n: n, bytesPerSec: float64(tx1-tx0) / float64(n) / secs, rss: float64(rssBytes()) / float64(n),
-		cpu: (cpu1 - cpu0) / secs}
+		cpu: (cpu1 - cpu0) / secs, members: float64(m1-m0) / float64(n) / secs}
 	for i := range n {
 		c.conns += float64(nw.Node(i).Overlay().Stats(0).Connections)
 	}

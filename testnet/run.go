@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,7 +173,7 @@ func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) erro
 				continue
 			}
 			if got := len(nd.Overlay().Members()); got != want {
-				lag = fmt.Sprintf("%s sees %d of %d nodes", n.Manifest.Nodes[i].Name, got, want)
+				lag = fmt.Sprintf("%s sees %d of %d nodes%s", n.Manifest.Nodes[i].Name, got, want, n.unseen(nd, running))
 				break
 			}
 		}
@@ -188,6 +189,25 @@ func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) erro
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// unseen names up to 3 running nodes nd does not see live, with why.
+func (n *Network) unseen(nd *node.Node, running []int) string {
+	var out []string
+	for _, j := range running {
+		m := n.Node(j)
+		if m == nil || len(out) == 3 {
+			continue
+		}
+		if st := nd.Overlay().MemberState(m.Overlay().ID()); st != "live" {
+			ms := m.Overlay().MembershipStats()
+			out = append(out, fmt.Sprintf("%s %s: it refuted %d accusations, health %d", n.Manifest.Nodes[j].Name, st, ms.Refutations, ms.Health))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(out, ", ") + ")"
 }
 
 // Close stops every node.

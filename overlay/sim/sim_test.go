@@ -1,6 +1,10 @@
 package sim
 
 import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,5 +29,51 @@ func TestSmallConverges(t *testing.T) {
 	// fraction is the protocol's, not the machine's.
 	if r.Right*100 < 95*r.LookupsDone {
 		t.Fatalf("%d of %d lookups never found the true replica set", r.LookupsDone-r.Right, r.LookupsDone)
+	}
+}
+
+// BenchmarkSim runs the membership of LSNODE_SIM_MEMBERS members (default
+// 10000; a comma-separated list for several sizes) in virtual time with
+// churn at a LSNODE_SIM_MEDIAN session median (default 1h), 0.1% loss,
+// 20 s warm-up and a LSNODE_SIM_SECONDS window (default 60), and prints
+// one line per size: bytes/s per node (mean, p99), messages and signature
+// checks per second, the spread of joins and failures, and lookups.
+func BenchmarkSim(b *testing.B) {
+	sizes := []int{10000}
+	if v := os.Getenv("LSNODE_SIM_MEMBERS"); v != "" {
+		sizes = nil
+		for _, s := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 10 || n > 200000 {
+				b.Fatalf("LSNODE_SIM_MEMBERS: %q is not a size from 10 to 200000", s)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	median := time.Hour
+	if v := os.Getenv("LSNODE_SIM_MEDIAN"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("LSNODE_SIM_MEDIAN: %v", err)
+		}
+		median = d
+	}
+	window := 60 * time.Second
+	if v := os.Getenv("LSNODE_SIM_SECONDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("LSNODE_SIM_SECONDS: %q is not a whole number of seconds", v)
+		}
+		window = time.Duration(n) * time.Second
+	}
+	for i := 0; i < b.N; i++ {
+		for _, n := range sizes {
+			r, err := Run(Config{N: n, Seed: 1, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(r.SentMean, fmt.Sprintf("B/s/node@%d", n))
+			fmt.Printf("lsnode membership sim: %s\n", r)
+		}
 	}
 }
