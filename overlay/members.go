@@ -168,26 +168,41 @@ func (m *members) sender(p peer.ID, q chan []byte) {
 			continue
 		}
 		idle.Reset(time.Minute)
-		if s == nil {
+		s = m.write(p, s, msg)
+	}
+}
+
+// write sends msg on s (opened first if nil), once more on a fresh stream
+// when a kept stream went stale (the peer restarted, the connection was
+// trimmed); it returns the stream to keep, nil when none is open.
+func (m *members) write(p peer.ID, s network.Stream, msg []byte) network.Stream {
+	for attempt := 0; attempt < 2; attempt++ {
+		fresh := s == nil
+		if fresh {
 			var err error
 			if s, err = m.open(p); err != nil {
 				m.o.cfg.Logger.Debug("membership stream", "peer", p, "err", err)
-				continue
+				return nil
 			}
 		}
-		_ = s.SetWriteDeadline(time.Now().Add(m.o.cfg.GossipInterval))
-		if err := WriteFrame(s, msg); err != nil {
-			s.Reset()
-			s = nil
+		_ = s.SetWriteDeadline(time.Now().Add(max(m.o.cfg.GossipInterval, time.Second)))
+		if err := WriteFrame(s, msg); err == nil {
+			return s
+		}
+		s.Reset()
+		s = nil
+		if fresh {
+			return nil
 		}
 	}
+	return nil
 }
 
 // open opens a membership stream to p, dialling the addresses its entry
 // announces if not connected.
 func (m *members) open(p peer.ID) (network.Stream, error) {
 	m.addrsFor(p)
-	ctx, cancel := context.WithTimeout(m.o.ctx, m.o.cfg.GossipInterval)
+	ctx, cancel := context.WithTimeout(m.o.ctx, max(2*m.o.cfg.GossipInterval, 2*time.Second))
 	defer cancel()
 	return m.o.routed.NewStream(ctx, p, m.o.membersProtocol())
 }
