@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"container/heap"
 	"math/rand/v2"
 	"slices"
@@ -241,6 +242,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		return m, nil
 	}
 	m.addrs, m.svcs = slices.Clone(cfg.Addrs), slices.Clone(cfg.Services)
+	slices.SortFunc(m.addrs, bytes.Compare)
 	m.inc = uint64(now.UnixNano())
 	if r := m.v.get(m.selfH); r != nil && r.e.ID == cfg.Self {
 		// A shared snapshot holding this node's current entry: keep it.
@@ -305,10 +307,13 @@ func (m *Membership) SetSelf(now time.Time, addrs [][]byte, services []string) e
 		m.addrs, m.svcs = addrs, services
 		return nil
 	}
+	// A host may list the same addresses in another order: not a change.
+	addrs = slices.Clone(addrs)
+	slices.SortFunc(addrs, bytes.Compare)
 	if r := m.v.get(m.selfH); r != nil && sameEntry(r.e, addrs, services) && r.kind() == kindAlive {
 		return nil
 	}
-	m.addrs, m.svcs = slices.Clone(addrs), slices.Clone(services)
+	m.addrs, m.svcs = addrs, slices.Clone(services)
 	m.raise(now)
 	return m.announce(now)
 }

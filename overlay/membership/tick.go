@@ -198,6 +198,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		m.stats.Ignored++
 		return nil
 	}
+	m.heard(from)
 	switch msg.typ {
 	case msgPing:
 		m.send(from, encodeProbe(msgAck, msg.seq, m.v.digest()))
@@ -527,3 +528,15 @@ func (m *Membership) probeTimeout(p *probe) time.Duration {
 }
 
 const coldProbe = 4
+
+// heard confirms member from: a message over its own authenticated
+// connection shows this node can reach it, whatever third parties said of
+// it, so later incarnations relayed by others no longer restart its
+// probation (a member accused now and then under load would otherwise
+// never stand one unaccused here).
+func (m *Membership) heard(from string) {
+	h := hashOf(KeyID(from))
+	if r := m.v.get(h); r != nil && r.e.ID == from && !r.confirmed {
+		m.v.mut(h).confirmed = true
+	}
+}

@@ -19,9 +19,10 @@ type rec struct {
 	group    string    // of the peer that told us, while on probation
 	local    time.Time // this node's own suspicion (Suspect): not live before
 	digested uint64    // contribution XORed into the stable digest, 0 if none
-	// confirmed: came from the member itself (or a trusted view), or
-	// stood a probation unaccused. Only an unconfirmed member's new
-	// incarnations from third parties restart its probation.
+	// confirmed: came from the member itself (or a trusted view), sent
+	// this node a message itself, or stood a probation unaccused. Only an
+	// unconfirmed member's new incarnations from third parties restart
+	// its probation.
 	confirmed bool
 	changed   time.Time // when this node last took a new entry of it
 }
