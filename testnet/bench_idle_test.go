@@ -97,7 +97,8 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 
 // BenchmarkIdle measures an idle overlay's cost per node at several sizes
 // (LSNODE_IDLE_SIZES, default 25,50,100), each after LSNODE_IDLE_SETTLE
-// seconds (20) over LSNODE_IDLE_SECONDS (30): loopback bytes sent, RSS,
+// seconds (75: past the connection manager's one-minute grace, so start-up
+// connections are trimmed) over LSNODE_IDLE_SECONDS (30): loopback bytes sent, RSS,
 // overlay connections and process CPU, as one summary line. Nothing else
 // may use loopback meanwhile. It is the baseline for membership whose cost
 // does not grow with the overlay's size.
@@ -113,7 +114,7 @@ func BenchmarkIdle(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
-	settle := time.Duration(envInt("LSNODE_IDLE_SETTLE", 20)) * time.Second
+	settle := time.Duration(envInt("LSNODE_IDLE_SETTLE", 75)) * time.Second
 	window := time.Duration(envInt("LSNODE_IDLE_SECONDS", 30)) * time.Second
 	var parts []string
 	for i := 0; i < b.N; i++ {
