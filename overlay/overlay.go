@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if err = o.startHost(); err != nil {
 		return nil, err
 	}
-	if o.dht, err = dht.New(dhtHost{o.routed}, o.dhtOptions()...); err != nil {
+	if o.dht, err = dht.New(o.routed, o.dhtOptions()...); err != nil {
 		return nil, fmt.Errorf("overlay: kad-dht: %w", err)
 	}
 	if err = o.startMembers(); err != nil {
