@@ -61,10 +61,12 @@ func (p *proc) kill9(t *testing.T) {
 	p.cmd.Wait()
 }
 
-// waitSize polls 'lsnode status' until every config's node reports n members.
+// waitSize polls 'lsnode status' until every config's node reports n members
+// (within 60 s: five race-instrumented processes starting at once on two
+// cores, beside the rest of the suite).
 func waitSize(t *testing.T, cfgs []string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for _, cfg := range cfgs {
 		for {
 			code, out, _ := lsnode(t, "status", "--config", cfg, "--timeout", "2s")

@@ -416,16 +416,16 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 	if !m.cfg.Serve {
 		return
 	}
+	for _, raw := range msg.entries[:min(len(msg.entries), 1)] {
+		if e, err := DecodeEntry(raw); err == nil && e.ID == from {
+			m.offer(now, e, from, false) // the joiner's own entry, always
+		}
+	}
 	ps := m.peer(now, from)
 	if !ps.lastJoin.IsZero() && now.Sub(ps.lastJoin) < m.cfg.SyncEvery/2 {
 		return // the whole view at most once per peer per half SyncEvery
 	}
 	ps.lastJoin = now
-	for _, raw := range msg.entries {
-		if e, err := DecodeEntry(raw); err == nil && e.ID == from {
-			m.offer(now, e, from, false)
-		}
-	}
 	var entries, accs [][]byte
 	m.v.each(func(r *rec) bool {
 		entries = append(entries, r.e.Raw)
