@@ -321,24 +321,13 @@ func (m *Membership) onHave(now time.Time, from string, items []item) {
 }
 
 func (m *Membership) onWant(from string, items []item) {
-	var entries, accs [][]byte
+	b := batch{m: m, to: from, typ: msgUpdates, max: 512}
 	for _, it := range items[:min(len(items), maxWant)] {
-		r := m.v.get(it.h)
-		if r == nil {
-			continue
-		}
-		entries = append(entries, r.e.Raw)
-		if r.acc != nil {
-			accs = append(accs, r.acc.Raw)
-		}
-		if len(entries) >= 512 {
-			m.send(from, encodeUpdates(msgUpdates, entries, accs))
-			entries, accs = nil, nil
+		if r := m.v.get(it.h); r != nil {
+			b.add(r)
 		}
 	}
-	if len(entries) > 0 {
-		m.send(from, encodeUpdates(msgUpdates, entries, accs))
-	}
+	b.flush()
 }
 
 // onUpdates takes the entries and accusations a peer sent. Members only
@@ -426,21 +415,9 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 		return // the whole view at most once per peer per half SyncEvery
 	}
 	ps.lastJoin = now
-	var entries, accs [][]byte
-	m.v.each(func(r *rec) bool {
-		entries = append(entries, r.e.Raw)
-		if r.acc != nil {
-			accs = append(accs, r.acc.Raw)
-		}
-		if len(entries) >= 1024 {
-			m.send(from, encodeUpdates(msgSnapshot, entries, accs))
-			entries, accs = nil, nil
-		}
-		return true
-	})
-	if len(entries) > 0 {
-		m.send(from, encodeUpdates(msgSnapshot, entries, accs))
-	}
+	b := batch{m: m, to: from, typ: msgSnapshot, max: 1024}
+	m.v.each(func(r *rec) bool { b.add(r); return true })
+	b.flush()
 }
 
 // onSync answers a peer's bucket digests with the stable versions this
@@ -538,5 +515,32 @@ func (m *Membership) heard(from string) {
 	h := hashOf(KeyID(from))
 	if r := m.v.get(h); r != nil && r.e.ID == from && !r.confirmed {
 		m.v.mut(h).confirmed = true
+	}
+}
+
+// batch sends records (entry and accusation) to a peer in messages of at
+// most max entries.
+type batch struct {
+	m             *Membership
+	to            string
+	typ           byte
+	max           int
+	entries, accs [][]byte
+}
+
+func (b *batch) add(r *rec) {
+	b.entries = append(b.entries, r.e.Raw)
+	if r.acc != nil {
+		b.accs = append(b.accs, r.acc.Raw)
+	}
+	if len(b.entries) >= b.max {
+		b.flush()
+	}
+}
+
+func (b *batch) flush() {
+	if len(b.entries) > 0 {
+		b.m.send(b.to, encodeUpdates(b.typ, b.entries, b.accs))
+		b.entries, b.accs = nil, nil
 	}
 }
