@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/lsnode/lsnode/pki"
 )
@@ -279,5 +281,48 @@ func TestSignMember(t *testing.T) {
 	f = load()
 	if _, err := f.Verify(f.Chain, id, "fed", time.Now()); err == nil || !strings.Contains(err.Error(), "is revoked") {
 		t.Errorf("revoked: %v", err)
+	}
+}
+
+// TestFirstWords: a handshake that stalls is read as a private-network
+// key mismatch only when the peer's first bytes are not multistream's
+// header in clear; a busy peer without a key (or one that says nothing)
+// is left to the join's retries.
+func TestFirstWords(t *testing.T) {
+	serve := func(first []byte) peer.AddrInfo {
+		l, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				if first != nil {
+					_, _ = c.Write(first)
+				}
+				time.AfterFunc(3*time.Second, func() { c.Close() })
+			}
+		}()
+		return peer.AddrInfo{Addrs: []ma.Multiaddr{l.Multiaddr()}}
+	}
+	ctx := context.Background()
+	nonce := bytes.Repeat([]byte{0xa7}, 24)
+	for _, c := range []struct {
+		what string
+		ai   peer.AddrInfo
+		want int
+	}{
+		{"multistream in clear", serve([]byte(multistreamHeader + "\x0d/noise\n")), speaksClear},
+		{"a nonce and ciphertext", serve(nonce), speaksKeyed},
+		{"silent", serve(nil), speaksNothing},
+		{"nobody listening", peer.AddrInfo{Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")}}, speaksNothing},
+	} {
+		if got := firstWords(ctx, c.ai); got != c.want {
+			t.Errorf("%s: firstWords = %d, want %d", c.what, got, c.want)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package overlay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -349,25 +351,33 @@ func (o *Overlay) explainJoin(ai peer.AddrInfo, err error) error {
 			return fmt.Errorf("%w: %s is a member of federation overlay %q, which admits only nodes with a member certificate (overlay.member_cert; lsnode ca sign): %v", ErrMembership, p, o.cfg.Name, err)
 		}
 	}
-	// The TCP connection opened but the handshake failed: the two sides do
-	// not share a private-network key (retrying will not help).
-	// A handshake with another private-network key fails ("failed to
-	// negotiate security protocol") or stalls until the join's deadline;
-	// a connection that got as far as identify is something else (load).
+	// A handshake that failed or stalled: the two sides may not share a
+	// private-network key (retrying will not help), or the peer is busy
+	// (it will). What the peer says first on a fresh connection tells:
+	// libp2p's multistream header in clear, or bytes under a key.
 	msg := err.Error()
 	if !strings.Contains(msg, "failed to negotiate security protocol") {
 		// A refused TCP connect is a peer not (yet) listening, even if a
 		// probe a moment later gets through (nodes starting together).
 		if strings.Contains(msg, "identify") || o.host.Network().Connectedness(p) == network.Connected ||
-			!strings.Contains(msg, "failed to dial") || strings.Contains(msg, "connect: connection refused") ||
-			!tcpReachable(o.ctx, ai) {
+			!strings.Contains(msg, "failed to dial") || strings.Contains(msg, "connect: connection refused") {
 			return err
 		}
 	}
-	if f := o.cfg.Federation; f != nil && f.PSK != nil {
-		return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's, or the peer has none: %v", ErrMembership, p, pki.PSKFingerprint(f.PSK), err)
+	f := o.cfg.Federation
+	switch firstWords(o.ctx, ai) {
+	case speaksClear:
+		if f == nil || f.PSK == nil {
+			return err // a busy peer: the join is retried
+		}
+		return fmt.Errorf("%w: handshake with %s failed: this node has a private-network key (fingerprint %s) and the peer has none: %v", ErrMembership, p, pki.PSKFingerprint(f.PSK), err)
+	case speaksKeyed:
+		if f != nil && f.PSK != nil {
+			return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's: %v", ErrMembership, p, pki.PSKFingerprint(f.PSK), err)
+		}
+		return fmt.Errorf("%w: handshake with %s failed: overlay %q is a private network, and its members need its key (overlay.psk_file): %v", ErrMembership, p, o.cfg.Name, err)
 	}
-	return fmt.Errorf("%w: handshake with %s failed: if overlay %q is a private network, its members need its key (overlay.psk_file): %v", ErrMembership, p, o.cfg.Name, err)
+	return err // unreachable or silent: nothing to tell yet
 }
 
 // HandleClients serves a client-facing protocol (lsp's client face: tools
@@ -399,21 +409,44 @@ func (o *Overlay) PrivateNetwork() pnet.PSK {
 	return o.cfg.Federation.PSK
 }
 
-// tcpReachable reports whether a plain TCP connection to one of ai's
-// addresses opens: then a failed libp2p connection failed in its handshake.
-func tcpReachable(ctx context.Context, ai peer.AddrInfo) bool {
+// What a libp2p listener sends first on a new TCP connection.
+const (
+	speaksNothing = iota // unreachable, or silent for 2 s
+	speaksClear          // multistream-select's header: no private-network key
+	speaksKeyed          // other bytes: a nonce and ciphertext under a key
+)
+
+// firstWords connects to ai's addresses and reads what the listener says
+// first: it speaks first, multistream-select's header, under its
+// private-network key if it has one.
+func firstWords(ctx context.Context, ai peer.AddrInfo) int {
 	for _, a := range ai.Addrs {
 		var d manet.Dialer
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
 		c, err := d.DialContext(dctx, a)
 		cancel()
-		if err == nil {
-			c.Close()
-			return true
+		if err != nil {
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, len(multistreamHeader))
+		n, _ := io.ReadFull(c, buf)
+		c.Close()
+		switch {
+		case n == 0:
+			continue
+		case bytes.HasPrefix([]byte(multistreamHeader), buf[:n]):
+			return speaksClear
+		default:
+			return speaksKeyed
 		}
 	}
-	return false
+	return speaksNothing
 }
+
+// multistreamHeader is multistream-select's first message: its length,
+// then its protocol name.
+const multistreamHeader = "\x13/multistream/1.0.0\n"
 
 // Host returns the libp2p host the overlay's protocols use. In a federation
 // overlay its stream handlers serve, and its streams open to, admitted
