@@ -8,7 +8,7 @@ DOMAINS  ?= a.example,b.example
 PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: build install test run bench soak chaos scale sim lint fuzz clean
+.PHONY: build install test run bench soak chaos scale scale-inproc sim lint fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/lsnode
@@ -45,11 +45,18 @@ SOAK_SECONDS ?= 600
 soak:
 	LSNODE_SOAK_RATE=$(SOAK_RATE) LSNODE_SOAK_SECONDS=$(SOAK_SECONDS) $(GO) test -run '^$$' -bench BenchmarkSoak -benchtime 1x -timeout 30m ./testnet/
 
-# What an idle overlay costs each node at several sizes (in-process
-# testnets of SCALE_SIZES nodes with the testnet defaults): loopback bytes
-# sent, RSS, overlay connections and CPU, as one summary line.
-SCALE_SIZES ?= 25,50,100
+# What the overlay costs each node at several sizes, idle and with 10% of
+# the nodes killed -9 and restarted a minute (BenchmarkScale: nodes run as
+# processes, SCALE_PER_PROCESS to a process; the killed ones alone):
+# loopback bytes, membership payload, RSS, connections, CPU, and the
+# bindings published meanwhile checked; one summary line.
+SCALE_SIZES       ?= 25,50,100,200
+SCALE_PER_PROCESS ?= 30
 scale:
+	ulimit -n 20000 2>/dev/null; LSNODE_SCALE_SIZES=$(SCALE_SIZES) LSNODE_SCALE_PER_PROCESS=$(SCALE_PER_PROCESS) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 90m ./cmd/lsnode/
+
+# The same idle figures with every node in one process (BenchmarkIdle).
+scale-inproc:
 	LSNODE_IDLE_SIZES=$(SCALE_SIZES) $(GO) test -run '^$$' -bench BenchmarkIdle -benchtime 1x -timeout 30m ./testnet/
 
 # The membership protocol of SIM_MEMBERS members run in virtual time by

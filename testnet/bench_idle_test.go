@@ -12,40 +12,22 @@ import (
 	"github.com/lsnode/lsnode/testnet"
 )
 
-// loopbackBytes returns the bytes sent on the loopback interface so far
-// (/proc/net/dev): every overlay message between in-process nodes.
+// loopbackBytes returns the bytes sent on the loopback interface so far.
 func loopbackBytes(tb testing.TB) int64 {
-	b, err := os.ReadFile("/proc/net/dev")
+	tx, err := testnet.LoopbackSent()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || name != "lo" {
-			continue
-		}
-		f := strings.Fields(rest)
-		tx, err := strconv.ParseInt(f[8], 10, 64)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return tx
-	}
-	tb.Fatal("no loopback interface in /proc/net/dev")
-	return 0
+	return tx
 }
 
 // cpuSeconds returns the CPU time this process has used (user + system).
 func cpuSeconds(tb testing.TB) float64 {
-	b, err := os.ReadFile("/proc/self/stat")
+	own, _, err := testnet.ProcCPU("self")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	// The fields after the command name (which may hold spaces).
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100 // USER_HZ
+	return own
 }
 
 // idleCost is what an idle testnet of n nodes costs each node.

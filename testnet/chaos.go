@@ -42,8 +42,19 @@ type ChaosSpec struct {
 	// KillFraction: the share of the nodes that are killed, each in turn,
 	// again and again; in (0, 1]. Default 1/3.
 	KillFraction float64
-	// Log receives a line per failed lookup and per lost binding; nil:
-	// discarded.
+	// Pace: the publisher and the reader each wait this long between two
+	// requests. Default 20ms.
+	Pace time.Duration
+	// PerProcess: the nodes that are never killed run this many to a
+	// process (`lsnode testnet run --only`, stores in memory), so hundreds
+	// of nodes fit one machine; 0 or 1: each node its own `lsnode run`.
+	PerProcess int
+	// Idle, when set, measures what the testnet costs standing still for
+	// this long, Warmup after every node sees every other, before the
+	// kills (ChaosReport.Idle); the kills are measured too (Churn).
+	Idle, Warmup time.Duration
+	// Log receives a line per failed lookup and per lost binding, and the
+	// grouped processes' errors; nil: discarded.
 	Log io.Writer
 }
 
@@ -64,6 +75,12 @@ type ChaosReport struct {
 	LookupsDuring int     `json:"lookups_during"`
 	FailedDuring  int     `json:"lookups_during_failed"`
 	Seconds       float64 `json:"seconds"`
+	// Processes: how many processes ran the nodes.
+	Processes int `json:"processes"`
+	// Idle and Churn: the cost before and during the kills (with
+	// ChaosSpec.Idle).
+	Idle  *ChaosCost `json:"idle,omitempty"`
+	Churn *ChaosCost `json:"churn,omitempty"`
 }
 
 // Err says what the run lost (an ErrChaos); nil if nothing.
@@ -80,7 +97,11 @@ type chaos struct {
 	dir   string
 	m     *Manifest
 	spec  ChaosSpec
-	procs []*exec.Cmd
+	procs []*exec.Cmd // the nodes run one to a process (nil: grouped)
+	// victims are the nodes killed in turn; groups run the others when
+	// PerProcess > 1.
+	victims []int
+	groups  []*group
 	// The publisher talks to the first domain node, the reader to the
 	// last node: both are spared; every other node may be killed.
 	pub, reader int
@@ -102,22 +123,44 @@ func Chaos(ctx context.Context, dir string, spec ChaosSpec) (ChaosReport, error)
 		return ChaosReport{}, err
 	}
 	defer c.stopAll()
-	for i := range c.m.Nodes {
-		if err := c.start(i); err != nil {
-			return ChaosReport{}, err
-		}
-	}
 	t0 := time.Now()
+	if err := c.startAll(ctx); err != nil {
+		return ChaosReport{}, err
+	}
 	if err := c.waitMembers(ctx); err != nil {
 		return ChaosReport{}, err
+	}
+	if c.spec.Idle > 0 {
+		select {
+		case <-ctx.Done():
+			return ChaosReport{}, ctx.Err()
+		case <-time.After(c.spec.Warmup):
+		}
+		if c.rep.Idle, err = c.measure(ctx, c.spec.Idle); err != nil {
+			return ChaosReport{}, err
+		}
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pubDone, readDone := make(chan error, 1), make(chan error, 1)
 	go func() { pubDone <- c.publish(cctx) }()
 	go func() { readDone <- c.read(cctx) }()
+	var before costSample
+	if c.spec.Idle > 0 {
+		if before, err = c.sample(); err != nil {
+			return ChaosReport{}, err
+		}
+	}
 	if err := c.kill(ctx); err != nil {
 		return ChaosReport{}, err
+	}
+	if c.spec.Idle > 0 {
+		after, err := c.sample()
+		if err != nil {
+			return ChaosReport{}, err
+		}
+		churn := c.cost(before, after)
+		c.rep.Churn = &churn
 	}
 	cancel()
 	if err := errors.Join(<-pubDone, <-readDone); err != nil {
@@ -153,9 +196,12 @@ func newChaos(dir string, spec ChaosSpec) (*chaos, error) {
 	if spec.Log == nil {
 		spec.Log = io.Discard
 	}
+	if spec.Pace == 0 {
+		spec.Pace = 20 * time.Millisecond
+	}
 	if spec.Duration < 0 || spec.KillEvery < 0 || spec.Down < 0 || spec.Settle < 0 || spec.Grace < 0 ||
-		spec.KillFraction < 0 || spec.KillFraction > 1 {
-		return nil, fmt.Errorf("%w: want durations ≥ 0 and a kill fraction in (0,1]", ErrChaos)
+		spec.Idle < 0 || spec.Warmup < 0 || spec.Pace < 0 || spec.KillFraction < 0 || spec.KillFraction > 1 || spec.PerProcess < 0 {
+		return nil, fmt.Errorf("%w: want durations ≥ 0, a kill fraction in (0,1] and nodes per process ≥ 0", ErrChaos)
 	}
 	if spec.Exe == "" {
 		return nil, fmt.Errorf("%w: no lsnode binary to run the nodes with", ErrChaos)
@@ -177,6 +223,12 @@ func newChaos(dir string, spec ChaosSpec) (*chaos, error) {
 	if c.pub < 0 || c.pub == c.reader {
 		return nil, fmt.Errorf("%w: the testnet needs a domain node that is not its last node", ErrChaos)
 	}
+	for _, i := range rand.Perm(len(m.Nodes)) {
+		if i != c.pub && i != c.reader {
+			c.victims = append(c.victims, i)
+		}
+	}
+	c.victims = c.victims[:max(1, min(len(c.victims), int(math.Ceil(spec.KillFraction*float64(len(m.Nodes))))))]
 	return c, nil
 }
 
@@ -189,6 +241,30 @@ func (c *chaos) dial(ctx context.Context, i int, withCred bool) (*lsp.Client, er
 		return nil, err
 	}
 	return node.Dial(ctx, cfg, withCred)
+}
+
+// startAll starts the testnet's processes: every node its own, or the
+// victims so and the others in groups.
+func (c *chaos) startAll(ctx context.Context) error {
+	if c.spec.PerProcess > 1 {
+		if err := c.startGroups(ctx); err != nil {
+			return err
+		}
+		for _, v := range c.victims {
+			if err := c.start(v); err != nil {
+				return err
+			}
+			time.Sleep(250 * time.Millisecond) // not all joining at once
+		}
+	} else {
+		for i := range c.m.Nodes {
+			if err := c.start(i); err != nil {
+				return err
+			}
+		}
+	}
+	c.rep.Processes = len(c.live())
+	return nil
 }
 
 // start runs node i as a process of its own.
@@ -205,9 +281,17 @@ func (c *chaos) start(i int) error {
 }
 
 func (c *chaos) stopAll() {
-	for _, p := range c.procs {
-		if p != nil && p.ProcessState == nil {
+	live := c.live()
+	for _, p := range live {
+		if p.ProcessState == nil {
 			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, g := range c.groups {
+		<-g.done // its output read to the end before Wait closes the pipe
+	}
+	for _, p := range live {
+		if p.ProcessState == nil {
 			_ = p.Wait()
 		}
 	}
@@ -239,7 +323,7 @@ func (c *chaos) publish(ctx context.Context) error {
 		c.acked[aor] = contact
 		c.order = append(c.order, aor)
 		c.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(c.spec.Pace)
 	}
 	return nil
 }
@@ -261,7 +345,7 @@ func (c *chaos) read(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 		if aor == "" {
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(c.spec.Pace)
 			continue
 		}
 		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -275,7 +359,7 @@ func (c *chaos) read(ctx context.Context) error {
 			c.rep.FailedDuring++
 			fmt.Fprintf(c.spec.Log, "lookup during chaos: %s: %v %v\n", aor, bs, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(c.spec.Pace)
 	}
 	return nil
 }
@@ -284,14 +368,7 @@ func (c *chaos) read(ctx context.Context) error {
 // random KillFraction of the nodes, the publisher's and the reader's
 // spared) every KillEvery, and bring it back after Down.
 func (c *chaos) kill(ctx context.Context) error {
-	n := len(c.m.Nodes)
-	var victims []int
-	for _, i := range rand.Perm(n) {
-		if i != c.pub && i != c.reader {
-			victims = append(victims, i)
-		}
-	}
-	victims = victims[:max(1, min(len(victims), int(math.Ceil(c.spec.KillFraction*float64(n)))))]
+	victims := c.victims
 	killed := map[int]bool{}
 	end := time.After(c.spec.Duration)
 	tick := time.NewTicker(c.spec.KillEvery)
@@ -359,11 +436,13 @@ func (c *chaos) verify(ctx context.Context) error {
 	return nil
 }
 
-// waitMembers waits up to 30s until the reader's node counts every node.
+// waitMembers waits up to 30s (plus 200ms a node) until the reader's node
+// counts every node, and so does every grouped node.
 func (c *chaos) waitMembers(ctx context.Context) error {
-	const timeout = 30 * time.Second
-	deadline := time.Now().Add(timeout)
 	last, n := 0, len(c.m.Nodes)
+	timeout := 30*time.Second + time.Duration(n)*200*time.Millisecond
+	deadline := time.Now().Add(timeout)
+	lag := ""
 	for time.Now().Before(deadline) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		cl, err := c.dial(cctx, c.reader, false)
@@ -375,7 +454,8 @@ func (c *chaos) waitMembers(ctx context.Context) error {
 			}
 		}
 		cancel()
-		if last == n {
+		var ok bool
+		if ok, lag = c.groupsConverged(n); ok && last == n {
 			return nil
 		}
 		select {
@@ -384,5 +464,5 @@ func (c *chaos) waitMembers(ctx context.Context) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%w: %d of %d members live after %v", ErrChaos, last, n, timeout)
+	return fmt.Errorf("%w: %d of %d members live at the reader after %v; %s", ErrChaos, last, n, timeout, lag)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // RunOptions adjust how Start runs a testnet.
@@ -29,6 +30,11 @@ type RunOptions struct {
 	Logger *slog.Logger
 	// Tweak, when set, edits each node's config before it starts (tests).
 	Tweak func(*node.Config)
+	// Only, when set, lists the nodes (manifest indexes) this process
+	// runs: the others run elsewhere (a testnet split over processes, as
+	// Chaos's PerProcess does). Each starts with its configured bootstrap
+	// and Start does not wait for membership to converge.
+	Only []int
 }
 
 // Network is a running in-process testnet.
@@ -70,6 +76,12 @@ func Start(ctx context.Context, dir string, opts RunOptions) (*Network, error) {
 		}
 		n.configs[i] = cfg
 	}
+	if opts.Only != nil {
+		if err := n.startOnly(ctx, opts.Only); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
 	// Bootstrap nodes first, then the rest a few at a time.
 	boot := min(3, len(m.Nodes))
 	for i := 0; i < boot; i++ {
@@ -85,20 +97,11 @@ func Start(ctx context.Context, dir string, opts RunOptions) (*Network, error) {
 			return nil, err
 		}
 	}
-	sem := make(chan struct{}, opts.Parallel)
-	var wg sync.WaitGroup
-	errs := make([]error, len(m.Nodes))
+	rest := make([]int, 0, len(m.Nodes)-boot)
 	for i := boot; i < len(m.Nodes); i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			errs[i] = n.StartNode(ctx, i)
-		}(i)
+		rest = append(rest, i)
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := n.startAll(ctx, rest); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -107,6 +110,38 @@ func Start(ctx context.Context, dir string, opts RunOptions) (*Network, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// startOnly starts the nodes of only, which must be manifest indexes.
+func (n *Network) startOnly(ctx context.Context, only []int) error {
+	for _, i := range only {
+		if i < 0 || i >= len(n.nodes) {
+			return fmt.Errorf("testnet: no node %d: the testnet has nodes 0 to %d", i, len(n.nodes)-1)
+		}
+	}
+	if err := n.startAll(ctx, only); err != nil {
+		n.Close()
+		return err
+	}
+	return nil
+}
+
+// startAll starts the nodes idx, opts.Parallel at a time.
+func (n *Network) startAll(ctx context.Context, idx []int) error {
+	sem := make(chan struct{}, n.opts.Parallel)
+	var wg sync.WaitGroup
+	errs := make([]error, len(idx))
+	for k, i := range idx {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[k] = n.StartNode(ctx, i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // StartNode starts (or restarts) node i.
@@ -220,4 +255,72 @@ func (n *Network) Close() error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// Load is a snapshot of what the running nodes of a Network hold and have
+// sent (a Chaos run reads it from each of its processes).
+type Load struct {
+	Nodes      int `json:"nodes"`
+	MembersMin int `json:"members_min"` // the smallest live view among them
+	MembersMax int `json:"members_max"`
+	// Conns: overlay connections, summed over the nodes.
+	Conns int `json:"conns"`
+	// MembershipBytes: membership payload sent, summed over the nodes.
+	MembershipBytes uint64 `json:"membership_bytes"`
+	// Messages sent by type (ping, ack, ping-req, have, want, updates,
+	// join, snapshot, sync, summary), accusations made and refuted, summed.
+	SentByType  []uint64 `json:"sent_by_type"`
+	Accusations uint64   `json:"accusations"`
+	Refutations uint64   `json:"refutations"`
+	// Missing: how the node with the smallest view sees the testnet's
+	// nodes it does not list live, counted by membership state (nodes
+	// not running anywhere are "unknown").
+	Missing map[string]int `json:"missing,omitempty"`
+}
+
+// Load returns the running nodes' Load.
+func (n *Network) Load() Load {
+	var l Load
+	for _, i := range n.Running() {
+		nd := n.Node(i)
+		if nd == nil {
+			continue
+		}
+		o := nd.Overlay()
+		m := len(o.Members())
+		if l.Nodes == 0 || m < l.MembersMin {
+			l.MembersMin = m
+			l.Missing = n.missing(nd)
+		}
+		l.MembersMax = max(l.MembersMax, m)
+		l.Nodes++
+		l.Conns += o.Stats(0).Connections
+		ms := o.MembershipStats()
+		l.MembershipBytes += ms.BytesSent
+		l.Accusations += ms.Accusations
+		l.Refutations += ms.Refutations
+		if l.SentByType == nil {
+			l.SentByType = make([]uint64, len(ms.SentByType)-1)
+		}
+		for k, c := range ms.SentByType[1:] {
+			l.SentByType[k] += c
+		}
+	}
+	return l
+}
+
+// missing counts the testnet's nodes nd does not list live by their state
+// in nd's view.
+func (n *Network) missing(nd *node.Node) map[string]int {
+	out := map[string]int{}
+	for _, ni := range n.Manifest.Nodes {
+		id, err := overlay.DecodePeerID(ni.PeerID)
+		if err != nil {
+			continue
+		}
+		if st := nd.Overlay().MemberState(id); st != "live" {
+			out[st]++
+		}
+	}
+	return out
 }

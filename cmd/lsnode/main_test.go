@@ -37,6 +37,12 @@ func TestCLI(t *testing.T) {
 	if len(m.Domains) != 2 || len(m.Domains[0].Users) == 0 || m.Domains[0].Users[0].Password == "" || m.Nodes[0].PeerID == "" || len(m.Nodes[0].Multiaddrs) == 0 {
 		t.Fatalf("manifest incomplete: %+v", m)
 	}
+	for only, want := range map[string]string{"3,3": "listed twice", "x": `"x" is not a node index`, "-1": "not a node index",
+		"2,99": "no node 99: the testnet has nodes 0 to 4"} {
+		if code, _, errs := lsnode(t, "testnet", "run", "--dir", dir, "--only", only); code == 0 || !strings.Contains(errs, want) {
+			t.Errorf("testnet run --only %s: %d %q, want %q", only, code, errs, want)
+		}
+	}
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -191,9 +191,11 @@ func TestNodeProcessesSurviveKill9(t *testing.T) {
 	}
 }
 
-// TestChaos runs `lsnode chaos` on a 30-process testnet: a third of the
-// nodes are killed -9 and restarted, each twice, while bindings are
-// published and looked up; none may be lost and every lookup must answer.
+// TestChaos runs `lsnode chaos` on a 30-node testnet: a third of the
+// nodes, each its own process, are killed -9 and restarted, each twice,
+// while bindings are published and looked up; none may be lost and every
+// lookup must answer. The other 20 run 10 to a process, whose loads give
+// the idle and churn costs.
 func TestChaos(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tn")
 	if code, _, errs := lsnode(t, "testnet", "init", "--dir", dir, "--nodes", "30", "--domains", "a.example,b.example"); code != 0 {
@@ -207,7 +209,8 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	var out, errs bytes.Buffer
-	cmd := exec.Command(exe, "chaos", "--dir", dir, "--duration", "31s", "--kill-every", "1500ms", "--down", "500ms")
+	cmd := exec.Command(exe, "chaos", "--dir", dir, "--duration", "31s", "--kill-every", "1500ms", "--down", "500ms",
+		"--per-process", "10", "--idle", "3s")
 	cmd.Stdout, cmd.Stderr = &out, &errs
 	err := cmd.Run()
 	var rep testnet.ChaosReport
@@ -215,8 +218,14 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("chaos: %v, %v\n%s\n%s", err, jerr, out.String(), errs.String())
 	}
 	if rep.Killed != 10 || rep.Kills < 18 || rep.Published < 100 || rep.Lost != 0 || rep.Wrong != 0 ||
-		rep.Lookups != rep.Published || rep.LookupsDuring < 100 || rep.FailedDuring != 0 {
+		rep.Lookups != rep.Published || rep.LookupsDuring < 100 || rep.FailedDuring != 0 || rep.Processes != 12 {
 		t.Fatalf("chaos report %+v", rep)
+	}
+	for _, c := range []*testnet.ChaosCost{rep.Idle, rep.Churn} {
+		if c == nil || c.Conns < 2 || c.MembershipBytesPerSec <= 0 || c.LoopbackBytesPerSec <= 0 || c.RSSBytes <= 0 ||
+			c.CPU <= 0 || c.OneNodeRSSBytes <= 0 {
+			t.Fatalf("chaos costs: idle %+v, churn %+v", rep.Idle, rep.Churn)
+		}
 	}
 	t.Logf("chaos: %+v", rep)
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lsnode/lsnode/testnet"
+)
+
+// benchEnv returns the positive integer in the environment variable name,
+// or def.
+func benchEnv(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkScale is `make scale`: for each size of LSNODE_SCALE_SIZES
+// (default 25,50,100,200) a testnet runs as processes, the nodes that are
+// never killed LSNODE_SCALE_PER_PROCESS (30) to a process and the tenth
+// that is killed each in its own. It measures the idle cost over
+// LSNODE_SCALE_IDLE seconds (30), LSNODE_SCALE_WARMUP seconds (75: past
+// the connection manager's one-minute grace) after every node sees every
+// other; then for LSNODE_SCALE_CHURN seconds (60) kills -9 and restarts
+// 10% of the nodes a minute while bindings are published and looked up
+// (5 a second each), measures that too, and checks nothing was lost. One
+// summary line; nothing else may use loopback meanwhile. The overlay runs
+// at its production gossip interval, 1 s (LSNODE_SCALE_GOSSIP_MS; the
+// testnet's own default is 500 ms).
+func BenchmarkScale(b *testing.B) {
+	var sizes []int
+	for _, s := range strings.Split(cmp.Or(os.Getenv("LSNODE_SCALE_SIZES"), "25,50,100,200"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 10 || n > 1000 {
+			b.Fatalf("LSNODE_SCALE_SIZES: %q is not a size from 10 to 1000", s)
+		}
+		sizes = append(sizes, n)
+	}
+	exe := filepath.Join(b.TempDir(), "lsnode")
+	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	churn := time.Duration(benchEnv("LSNODE_SCALE_CHURN", 60)) * time.Second
+	var parts []string
+	for i := 0; i < b.N; i++ {
+		parts = parts[:0]
+		for _, n := range sizes {
+			dir := filepath.Join(b.TempDir(), "tn")
+			gossip := time.Duration(benchEnv("LSNODE_SCALE_GOSSIP_MS", 1000)) * time.Millisecond
+			if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: n, GossipInterval: gossip}); err != nil {
+				b.Fatal(err)
+			}
+			victims := int(math.Ceil(0.1 * float64(n)))
+			rep, err := testnet.Chaos(context.Background(), dir, testnet.ChaosSpec{Exe: exe,
+				PerProcess: benchEnv("LSNODE_SCALE_PER_PROCESS", 30), KillFraction: 0.1,
+				Idle:     time.Duration(benchEnv("LSNODE_SCALE_IDLE", 30)) * time.Second,
+				Warmup:   time.Duration(benchEnv("LSNODE_SCALE_WARMUP", 75)) * time.Second,
+				Duration: churn, KillEvery: time.Minute / time.Duration(victims), Down: 2 * time.Second,
+				Settle: 5 * time.Second, Grace: 15 * time.Second, Pace: 200 * time.Millisecond, Log: os.Stderr})
+			if err != nil {
+				b.Errorf("%d nodes: %v", n, err)
+				continue
+			}
+			if err := rep.Err(); err != nil {
+				b.Error(err)
+			}
+			line := fmt.Sprintf("%d nodes in %d processes: idle %v; churn %v, %d kills, %d of %d bindings lost, %d of %d lookups failed",
+				n, rep.Processes, rep.Idle, rep.Churn, rep.Kills, rep.Lost, rep.Published, rep.FailedDuring, rep.LookupsDuring)
+			fmt.Println(line) // each size as it ends: a later one may fail
+			parts = append(parts, line)
+			b.ReportMetric(rep.Idle.LoopbackBytesPerSec, fmt.Sprintf("idleB/s/node@%d", n))
+			b.ReportMetric(rep.Churn.MembershipBytesPerSec, fmt.Sprintf("churnMembershipB/s/node@%d", n))
+		}
+	}
+	fmt.Printf("lsnode scale bench: %s\n", strings.Join(parts, " | "))
+}
