@@ -33,9 +33,21 @@ const (
 )
 
 type regReq struct {
+	ctx context.Context // the caller's: once done, nobody waits for the outcome
 	aor string
 	es  []*entry
 	out chan regOutcome // buffered: the batch never blocks on a caller that left
+}
+
+// gone reports whether r's caller has stopped waiting, and then answers
+// it (unread) so r can be dropped: under overload the queue must not turn
+// into work nobody waits for, or the service never catches up.
+func (r *regReq) gone() bool {
+	if r.ctx.Err() == nil {
+		return false
+	}
+	r.out <- regOutcome{err: r.ctx.Err()}
+	return true
 }
 
 type regOutcome struct {
@@ -53,7 +65,7 @@ func (s *Service) Register(ctx context.Context, aor string, bindings ...Binding)
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	r := &regReq{aor: es[0].AOR, es: es, out: make(chan regOutcome, 1)}
+	r := &regReq{ctx: ctx, aor: es[0].AOR, es: es, out: make(chan regOutcome, 1)}
 	select {
 	case s.regq <- r:
 	default:
@@ -83,6 +95,10 @@ func (s *Service) batchLoop() {
 			case first = <-s.regq:
 			}
 		}
+		if first.gone() {
+			s.regDropped.Add(1)
+			continue
+		}
 		select {
 		case s.regSlots <- struct{}{}:
 		case <-s.ctx.Done():
@@ -93,6 +109,10 @@ func (s *Service) batchLoop() {
 		n := len(first.es)
 		var next []*regReq
 		fill := func(r *regReq) {
+			if r.gone() {
+				s.regDropped.Add(1)
+				return
+			}
 			if inBatch[r.aor] || len(batch) >= regBatchAORs || n+len(r.es) > regBatchEntries {
 				next = append(next, r)
 				return

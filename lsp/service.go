@@ -40,6 +40,7 @@ type Service struct {
 	regSlots chan struct{} // batches in flight
 
 	regBatches, regRequests atomic.Int64
+	regDropped              atomic.Int64 // queued registrations whose caller left first
 
 	limit *limiter // per remote peer, on both protocols
 	// distrust: replicas caught serving forgeries, skipped for a while

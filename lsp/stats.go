@@ -140,3 +140,7 @@ func (s *Service) scanDomains(now time.Time) []DomainCount {
 	})
 	return out
 }
+
+// RegisterDropped reports how many queued registrations were dropped
+// unsent because their caller had stopped waiting (overload).
+func (s *Service) RegisterDropped() int64 { return s.regDropped.Load() }

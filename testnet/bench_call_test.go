@@ -123,15 +123,18 @@ func BenchmarkCall(b *testing.B) {
 	}
 	port := freeUDPPort(b)
 	args := []string{"-s", "bob", "-key", "domain", "b.example"}
-	rCached := maxRate(b, cached.SIPAddr(), uac, csv, port, hold, args...)
-	rCold := maxRate(b, cold.SIPAddr(), uac, csv, port, hold, args...)
+	gen := func(target string) sippGen {
+		return sippGen{target: target, scenario: uac, csvs: []string{csv}, port: port, extra: args}
+	}
+	rCached, _ := maxRate(b, gen(cached.SIPAddr()), hold)
+	rCold, _ := maxRate(b, gen(cold.SIPAddr()), hold)
 	stCached, stCold := cached.Proxy().Stats(), cold.Proxy().Stats()
 	rKam := 0
 	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
 		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
 		k := startKamailioWith(b, "proxy.cfg", kaddr, false)
 		registerRaw(b, kaddr, aor, contact)
-		rKam = maxRate(b, kaddr, uac, csv, port, hold, args...)
+		rKam, _ = maxRate(b, gen(kaddr), hold)
 		k.stop()
 	}
 	ratio := func(a, k int) float64 { return float64(a) / float64(max(k, 1)) }

@@ -1,0 +1,212 @@
+package testnet_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sippGen drives a target with several sipp processes at once, each with
+// its share of the users (a CSV of its own) and its own local port, so
+// one sipp thread is never the ceiling of a measured rate.
+type sippGen struct {
+	target, scenario string
+	csvs             []string // one per process
+	port             int      // process k sends from port+k
+	extra            []string
+}
+
+// sippResult is what one run of a sippGen saw.
+type sippResult struct {
+	calls, success, failed int
+	// perSec: successful calls in each second, all processes together.
+	perSec []int
+	// rtt: start to final response of each successful call, for
+	// scenarios that mark it (start_rtd / rtd).
+	rtt []time.Duration
+	// cpu: the generator's CPU over the run, in cores.
+	cpu float64
+	why string // what failed calls got, when some did
+}
+
+func (r sippResult) ok() bool { return r.calls > 0 && r.success == r.calls && r.failed == 0 }
+
+// splitUsers writes the users of the CSV at path (after its first line,
+// the order) into k CSVs, user i into file i%k, and returns their paths.
+func splitUsers(tb testing.TB, path string, k int) []string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	parts := make([]strings.Builder, k)
+	for j := range parts {
+		parts[j].WriteString(lines[0] + "\n")
+	}
+	for i, l := range lines[1:] {
+		parts[i%k].WriteString(l + "\n")
+	}
+	out := make([]string, k)
+	for j := range parts {
+		out[j] = filepath.Join(tb.TempDir(), fmt.Sprintf("users%d.csv", j))
+		if err := os.WriteFile(out[j], []byte(parts[j].String()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return out
+}
+
+// run offers rate calls a second for dur, shared by the processes, and
+// waits until every call has ended.
+func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
+	tb.Helper()
+	k := len(g.csvs)
+	type one struct {
+		dir string
+		cmd *exec.Cmd
+		err error
+	}
+	procs := make([]one, k)
+	ctx, cancel := context.WithTimeout(context.Background(), dur+60*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for j := range procs {
+		share := rate / k
+		if j < rate%k {
+			share++
+		}
+		if share == 0 {
+			continue
+		}
+		p := &procs[j]
+		p.dir = tb.TempDir()
+		p.cmd = exec.CommandContext(ctx, "sipp", g.target, "-sf", g.scenario, "-inf", g.csvs[j], "-r", fmt.Sprint(share),
+			"-m", fmt.Sprint(int(float64(share)*dur.Seconds())), "-i", "127.0.0.1", "-p", fmt.Sprint(g.port+j),
+			"-auth_uri", "a.example", "-buff_size", "4194304", "-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+40),
+			"-trace_err", "-error_file", "errors.log", "-trace_stat", "-fd", "1", "-stf", "stat.csv",
+			"-trace_rtt", "-rtt_freq", "1")
+		p.cmd.Args = append(p.cmd.Args, g.extra...)
+		p.cmd.Dir = p.dir
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := p.cmd.CombinedOutput()
+			if err != nil {
+				p.err = fmt.Errorf("%v: %s", err, tail(out))
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(t0).Seconds()
+	var r sippResult
+	var whys []string
+	for _, p := range procs {
+		if p.cmd == nil {
+			continue
+		}
+		if st := p.cmd.ProcessState; st != nil {
+			r.cpu += (st.UserTime() + st.SystemTime()).Seconds() / secs
+		}
+		calls, success, failed, perSec := sippStats(filepath.Join(p.dir, "stat.csv"))
+		r.calls, r.success, r.failed = r.calls+calls, r.success+success, r.failed+failed
+		for i, n := range perSec {
+			if i == len(r.perSec) {
+				r.perSec = append(r.perSec, 0)
+			}
+			r.perSec[i] += n
+		}
+		r.rtt = append(r.rtt, sippRTTs(p.dir)...)
+		if failed > 0 || p.err != nil {
+			errs, _ := os.ReadFile(filepath.Join(p.dir, "errors.log"))
+			whys = append(whys, fmt.Sprintf("%v %s", p.err, failureKinds(errs)))
+		}
+	}
+	r.why = strings.Join(whys, "; ")
+	return r
+}
+
+// sippStats reads sipp's statistics file (-trace_stat -fd 1): the calls
+// created, succeeded and failed, and the successes of each period.
+func sippStats(path string) (calls, success, failed int, perSec []int) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, 0, nil
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 {
+		return 0, 0, 0, nil
+	}
+	col := map[string]int{}
+	for i, h := range strings.Split(lines[0], ";") {
+		col[h] = i
+	}
+	get := func(f []string, name string) int {
+		i, ok := col[name]
+		if !ok || i >= len(f) {
+			return 0
+		}
+		n, _ := strconv.Atoi(f[i])
+		return n
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ";")
+		perSec = append(perSec, get(f, "SuccessfulCall(P)"))
+		calls, success, failed = get(f, "TotalCallCreated"), get(f, "SuccessfulCall(C)"), get(f, "FailedCall(C)")
+	}
+	return calls, success, failed, perSec
+}
+
+// sippRTTs reads the response times sipp wrote with -trace_rtt.
+func sippRTTs(dir string) []time.Duration {
+	files, _ := filepath.Glob(filepath.Join(dir, "*_rtt.csv"))
+	var out []time.Duration
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Split(l, ";")
+			if len(f) < 2 {
+				continue
+			}
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				out = append(out, time.Duration(v*float64(time.Millisecond)))
+			}
+		}
+	}
+	return out
+}
+
+// freeUDPPorts returns the first of n consecutive UDP ports on loopback
+// that are free now.
+func freeUDPPorts(tb testing.TB, n int) int {
+	tb.Helper()
+	for attempt := 0; attempt < 50; attempt++ {
+		base := freeUDPPort(tb)
+		free := true
+		for k := 1; k < n && free; k++ {
+			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", base+k))
+			if err != nil {
+				free = false
+				continue
+			}
+			c.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	tb.Fatalf("no %d consecutive free UDP ports", n)
+	return 0
+}
