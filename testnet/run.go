@@ -2,10 +2,13 @@ package testnet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -323,4 +326,46 @@ func (n *Network) missing(nd *node.Node) map[string]int {
 		}
 	}
 	return out
+}
+
+// PrintLoad prints the Load as a JSON line ("load {...}") every interval
+// until ctx ends; with interval 0 it only waits for ctx.
+func (n *Network) PrintLoad(ctx context.Context, every time.Duration, w io.Writer) {
+	if every <= 0 {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b, _ := json.Marshal(n.Load())
+			fmt.Fprintf(w, "load %s\n", b)
+		}
+	}
+}
+
+// ParseNodes parses a list of node indexes such as "3,4,17", each at most
+// once (RunOptions.Only); "" is nil: all nodes.
+func ParseNodes(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	seen := map[int]bool{}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		i, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || i < 0 {
+			return nil, fmt.Errorf("%q is not a node index (0, 1, ...)", f)
+		}
+		if seen[i] {
+			return nil, fmt.Errorf("node %d is listed twice", i)
+		}
+		seen[i] = true
+		out = append(out, i)
+	}
+	return out, nil
 }

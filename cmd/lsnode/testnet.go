@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lsnode/lsnode/internal/cli"
@@ -50,8 +47,7 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 	dir := fs.String("dir", "", "testnet directory (from 'lsnode testnet init')")
 	persist := fs.Bool("persist", false, "keep node stores on disk instead of in memory")
 	level := fs.String("log-level", "warn", "log level")
-	only := fs.String("only", "", "comma-separated node indexes to run here (the others run elsewhere); default all")
-	stats := fs.Duration("stats", 0, "print the nodes' load (JSON) at this interval (0: never)")
+	only, stats := fs.String("only", "", "comma-separated node indexes to run here (the others run elsewhere); default all"), fs.Duration("stats", 0, "print the nodes' load (JSON) at this interval (0: never)")
 	if err := fs.Parse(args); err != nil || *dir == "" || fs.NArg() > 0 || *stats < 0 {
 		return cli.UsageErr(err, "testnet run: want --dir DIR, a --stats interval ≥ 0 and no arguments")
 	}
@@ -60,63 +56,21 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	opts := testnet.RunOptions{Persist: *persist, Logger: log, DisableDHTRefresh: true}
-	if *only != "" {
-		if opts.Only, err = nodeList(*only); err != nil {
-			return cli.Fail(2, "testnet run: --only: %v", err)
-		}
+	if opts.Only, err = testnet.ParseNodes(*only); err != nil {
+		return cli.Fail(2, "testnet run: --only: %v", err)
 	}
 	start := time.Now()
 	nw, err := testnet.Start(ctx, *dir, opts)
 	if err != nil {
 		return err
 	}
-	m := nw.Manifest
-	if opts.Only != nil {
+	if m := nw.Manifest; opts.Only != nil {
 		fmt.Fprintf(stdout, "testnet nodes started: %d of %d\n", len(opts.Only), len(m.Nodes))
-		printLoad(ctx, nw, *stats, stdout)
-		return nw.Close()
+	} else {
+		fmt.Fprintf(stdout, "testnet ready: %d nodes, %d domains, overlay %q, started in %v\n%s",
+			len(m.Nodes), len(m.Domains), m.Overlay, time.Since(start).Round(time.Millisecond), m.Try(*dir, os.Args[0]))
 	}
-	fmt.Fprintf(stdout, "testnet ready: %d nodes, %d domains, overlay %q, started in %v\n%s",
-		len(m.Nodes), len(m.Domains), m.Overlay, time.Since(start).Round(time.Millisecond), m.Try(*dir, os.Args[0]))
-	printLoad(ctx, nw, *stats, stdout)
+	nw.PrintLoad(ctx, *stats, stdout)
 	fmt.Fprintln(stdout, "stopping testnet")
 	return nw.Close()
-}
-
-// printLoad prints nw's Load as a JSON line every interval (never when 0)
-// until ctx ends.
-func printLoad(ctx context.Context, nw *testnet.Network, every time.Duration, stdout io.Writer) {
-	if every == 0 {
-		<-ctx.Done()
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			b, _ := json.Marshal(nw.Load())
-			fmt.Fprintf(stdout, "load %s\n", b)
-		}
-	}
-}
-
-// nodeList parses "3,4,17": node indexes, each at most once.
-func nodeList(s string) ([]int, error) {
-	seen := map[int]bool{}
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		i, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || i < 0 {
-			return nil, fmt.Errorf("%q is not a node index (0, 1, ...)", f)
-		}
-		if seen[i] {
-			return nil, fmt.Errorf("node %d is listed twice", i)
-		}
-		seen[i] = true
-		out = append(out, i)
-	}
-	return out, nil
 }
