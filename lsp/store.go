@@ -507,32 +507,52 @@ type placementWork struct {
 
 // replan lists records whose closest set gained peers since they were placed.
 func (s *store) replan(self overlay.PeerID, now time.Time, closest func(aor string) []overlay.PeerID) []placementWork {
+	// The AORs first, then each one's closest set outside the lock: a
+	// walk of every record under the lock, asking the overlay for each,
+	// held every write (a pending writer stops new readers too) for
+	// seconds on a busy replica.
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var out []placementWork
+	aors := make([]string, 0, len(s.recs))
 	for aor, rec := range s.recs {
-		if len(rec.entries) == 0 {
-			continue // ghosts only: nothing to place
+		if len(rec.entries) > 0 { // ghosts only: nothing to place
+			aors = append(aors, aor)
 		}
+	}
+	s.mu.RUnlock()
+	var out []placementWork
+	for _, aor := range aors {
 		set := closest(aor)
-		var targets []overlay.PeerID
-		for _, p := range set {
-			if p != self && !containsPeer(rec.placed, p) {
-				targets = append(targets, p)
-			}
+		if w, ok := s.placement(aor, self, set, now); ok {
+			out = append(out, w)
 		}
-		if len(targets) == 0 && len(set) == len(rec.placed) {
-			continue
-		}
-		w := placementWork{aor: aor, targets: targets, set: set}
-		for _, e := range rec.entries {
-			if e.B.Expires.After(now) {
-				w.entries = append(w.entries, e)
-			}
-		}
-		out = append(out, w)
 	}
 	return out
+}
+
+// placement is the work that places aor's record on set, if any.
+func (s *store) placement(aor string, self overlay.PeerID, set []overlay.PeerID, now time.Time) (placementWork, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rec := s.recs[aor]
+	if rec == nil || len(rec.entries) == 0 {
+		return placementWork{}, false
+	}
+	var targets []overlay.PeerID
+	for _, p := range set {
+		if p != self && !containsPeer(rec.placed, p) {
+			targets = append(targets, p)
+		}
+	}
+	if len(targets) == 0 && len(set) == len(rec.placed) {
+		return placementWork{}, false
+	}
+	w := placementWork{aor: aor, targets: targets, set: set}
+	for _, e := range rec.entries {
+		if e.B.Expires.After(now) {
+			w.entries = append(w.entries, e)
+		}
+	}
+	return w, true
 }
 
 // setPlaced records the closest set a record now lives on.
