@@ -102,6 +102,8 @@ func TestOpenRelay(t *testing.T) {
 		{"ACK with our Route", u.request("ACK", "sip:x@"+target, "To: <sip:x@b.example>;tag=t", "Route: <sip:"+self+";lr>"), 0},
 		{"ACK to an address", u.request("ACK", "sip:x@"+target, "To: <sip:x@b.example>;tag=t"), 0},
 		{"Max-Forwards 0", u.request("MESSAGE", "sip:alice@a.example", "Max-Forwards: 0"), 483},
+		{"BYE outside a dialog to our user", u.request("BYE", "sip:alice@a.example"), 481},
+		{"INFO outside a dialog to our user", u.request("INFO", "sip:alice@a.example"), 481},
 		{"spoofed Via", u.request("MESSAGE", "sip:x@"+target, spoofVia), 407},
 		{"Proxy-Require", u.request("MESSAGE", "sip:x@"+target, "Proxy-Require: evil"), 420},
 		{"huge header", u.request("MESSAGE", "sip:x@"+target, "X-Pad: "+strings.Repeat("a", 20000)), 407},

@@ -98,7 +98,21 @@ func (p *Proxy) validate(req *sip.Request) (int, string) {
 	if p.looped(req) {
 		return 482, "Loop Detected"
 	}
+	if dialogOnly(req.Method) && !req.To().Params.Has("tag") {
+		// A request of these methods outside a dialog matches none (RFC
+		// 3261 §12.2.2 and the methods' RFCs): answered here as the UAS
+		// would, so a stray one (sipp's BYE after a call it aborted on
+		// our 503) is not carried to a UA that drops it, retransmitted
+		// for 32 s, while overload feeds on it.
+		return 481, "Call/Transaction Does Not Exist"
+	}
 	return 0, ""
+}
+
+// dialogOnly: methods sent only inside a dialog (RFC 3261 BYE, RFC 3262
+// PRACK, RFC 3311 UPDATE, RFC 6086 INFO), so always with a To tag.
+func dialogOnly(m sip.RequestMethod) bool {
+	return m == sip.BYE || m == sip.PRACK || m == sip.UPDATE || m == sip.INFO
 }
 
 // proxyRequire lists the option tags of the request's Proxy-Require

@@ -1,8 +1,11 @@
 package testnet_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -292,13 +295,23 @@ func BenchmarkRegister(b *testing.B) {
 }
 
 // failureKinds summarises a sipp error file: unexpected responses by status
-// line, and other events by their first words.
-func failureKinds(errs []byte) string {
+// line, final answers the scenario ends on at once (a label sNNN before a
+// recv that times out: "answered NNN") and other events by their first
+// words.
+func failureKinds(errs []byte, scenario string) string {
+	answered := finalAnswers(scenario)
 	counts := map[string]int{}
 	for _, line := range strings.Split(string(errs), "\n") {
 		switch {
 		case strings.Contains(line, "Dead call"):
 			continue // late answers to calls already counted
+		case strings.Contains(line, "receive timeout on message "):
+			at, _, _ := strings.Cut(line[strings.Index(line, "receive timeout on message ")+27:], " without")
+			if code, ok := answered[at[strings.LastIndex(at, ":")+1:]]; ok {
+				counts["answered "+code]++
+			} else {
+				counts["timeout at "+at]++
+			}
 		case strings.Contains(line, "Aborting call"), strings.Contains(line, "timeout"), strings.Contains(line, "Timeout"):
 			if i := strings.Index(line, "received '"); i >= 0 {
 				counts[strings.SplitN(line[i+10:], "\r", 2)[0]]++
@@ -308,6 +321,47 @@ func failureKinds(errs []byte) string {
 		}
 	}
 	return fmt.Sprint(counts)
+}
+
+// finalAnswers maps the index of each message after a label "sNNN" in a
+// sipp scenario to NNN (see load_register.xml).
+func finalAnswers(scenario string) map[string]string {
+	b, err := os.ReadFile(scenario)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	d := xml.NewDecoder(bytes.NewReader(b))
+	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil } // ISO-8859-1, ASCII here
+	depth, index, label := 0, 0, ""
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return out
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth != 2 {
+				continue
+			}
+			if t.Name.Local == "label" {
+				for _, a := range t.Attr {
+					if a.Name.Local == "id" && len(a.Value) == 4 && a.Value[0] == 's' {
+						label = a.Value[1:]
+					}
+				}
+				continue
+			}
+			if label != "" {
+				out[strconv.Itoa(index)] = label
+				label = ""
+			}
+			index++
+		case xml.EndElement:
+			depth--
+		}
+	}
 }
 
 // benchLogger discards node logs unless LSNODE_BENCH_LOG names a file for

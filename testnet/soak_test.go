@@ -132,7 +132,7 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 	cmd := exec.CommandContext(cctx, "sipp", nw.Node(0).SIPAddr(), "-sf", scenario, "-inf", csvPath,
 		"-r", fmt.Sprint(rate), "-m", fmt.Sprint(int(float64(rate)*dur.Seconds())),
 		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(tb)), "-buff_size", "4194304",
-		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30), "-trace_err", "-error_file", "errors.log")
+		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30), "-trace_err", "-error_file", "errors.log", "-nd")
 	cmd.Dir = tb.TempDir()
 	out, err := cmd.CombinedOutput()
 	cancel()
@@ -140,7 +140,7 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 	res.ok = err == nil
 	if !res.ok {
 		errs, _ := os.ReadFile(filepath.Join(cmd.Dir, "errors.log"))
-		res.failed = fmt.Sprintf("%v: %s; %s", err, failureKinds(errs), tail(out))
+		res.failed = fmt.Sprintf("%v: %s; %s", err, failureKinds(errs, scenario), tail(out))
 	}
 	for _, i := range []int{0, 1} {
 		r, b := nw.Node(i).Location().RegisterStats()
