@@ -113,6 +113,14 @@ type Config struct {
 	// OPTIONS (Kamailio's nathelper does the same), well under common
 	// UDP NAT timeouts (30 s and up). Default 20s; negative disables.
 	NATKeepalive time.Duration
+	// MaxInFlight bounds the requests being routed at once (a lookup or a
+	// branch pending: an INVITE counts until its final answer, a request
+	// to a silent UA for its 32 s of retransmissions). Beyond it a request
+	// gets 503 with Retry-After (RetryAfter, default 5s) before any lookup,
+	// so a flood of requests to dead Contacts sheds instead of piling up
+	// goroutines and retransmissions. Default 8192.
+	MaxInFlight int
+	RetryAfter  time.Duration
 	// Logger; default slog.Default(). Tagged component=proxy.
 	Logger *slog.Logger
 }
@@ -139,7 +147,8 @@ type Proxy struct {
 	tlsSelf hostPort // our TLS address; zero without TLS
 	laddr   sip.Addr
 
-	stats counters
+	stats    counters
+	inflight atomic.Int64 // requests in handle past validation (MaxInFlight)
 
 	peersMu sync.Mutex
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
@@ -210,6 +219,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 8192
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 5 * time.Second
 	}
 	if c.KeepaliveInterval == 0 {
 		c.KeepaliveInterval = 30 * time.Second
@@ -331,6 +346,7 @@ type Stats struct {
 	Local       int64 // final responses generated here (4xx/5xx, 302)
 	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
 	Refused     int64 // requests refused by the relay policy (403/407)
+	Shed        int64 // requests answered 503 because MaxInFlight were being routed
 	Anchored    int64 // calls whose media was anchored on the relay
 	Relayed     int64 // offers left as they were ("auto"): their media already goes to an overlay relay
 	// NATPings: OPTIONS sent down NAT flows; NATPingsAnswered: those
@@ -340,8 +356,8 @@ type Stats struct {
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused, anchored, relayed atomic.Int64
-	natPings, natPingsAnswered, flowed                                                                                     atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused, shed, anchored, relayed atomic.Int64
+	natPings, natPingsAnswered, flowed                                                                                           atomic.Int64
 }
 
 // callID is a message's Call-ID for log correlation ("" without one).
@@ -362,7 +378,7 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Flows: p.Flows(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
 		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
 }
 
