@@ -1,7 +1,6 @@
 package lsp
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -586,12 +585,19 @@ func (r *record) encode() []byte {
 func recordKey(aor string) ds.Key { return ds.NewKey(dsRecords + hex.EncodeToString([]byte(aor))) }
 func certKey(fp [32]byte) ds.Key  { return ds.NewKey(dsCerts + hex.EncodeToString(fp[:])) }
 
+// joinFrames is parts, each length-prefixed as overlay.WriteFrame does, in
+// one allocation (every write persists its record this way).
 func joinFrames(parts [][]byte) []byte {
-	var buf bytes.Buffer
+	n := 0
 	for _, p := range parts {
-		_ = overlay.WriteFrame(&buf, p)
+		n += binary.MaxVarintLen64 + len(p)
 	}
-	return buf.Bytes()
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
 }
 
 func splitFrames(b []byte) ([][]byte, error) {

@@ -173,9 +173,7 @@ func decodeMessage(b []byte) (*message, error) {
 			m.Quota = append(m.Quota, string(v))
 		}
 		return nil
-	}, map[protowire.Number]protowire.Type{1: protowire.VarintType, 2: protowire.VarintType,
-		3: protowire.VarintType, 4: protowire.BytesType, 5: protowire.BytesType,
-		6: protowire.BytesType, 7: protowire.BytesType, 8: protowire.VarintType, 9: protowire.BytesType})
+	}, ".vvvbbbbvb")
 	if err != nil {
 		return nil, err
 	}
@@ -292,8 +290,7 @@ func decodeEntry(b []byte) (*entry, error) {
 			e.Index = u
 		}
 		return nil
-	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.BytesType,
-		3: protowire.BytesType, 4: protowire.BytesType, 5: protowire.VarintType})
+	}, ".bbbbv")
 	if err != nil {
 		return nil, err
 	}
@@ -361,11 +358,7 @@ func (e *entry) decodeContent(b []byte) error {
 			e.Removed = u != 0
 		}
 		return err
-	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.BytesType,
-		3: protowire.VarintType, 4: protowire.VarintType, 5: protowire.BytesType,
-		6: protowire.VarintType, 7: protowire.BytesType, 8: protowire.BytesType,
-		9: protowire.VarintType, 10: protowire.BytesType, 11: protowire.VarintType,
-		12: protowire.VarintType})
+	}, ".bbvvbvbbvbvv")
 	if err != nil {
 		return err
 	}
@@ -383,15 +376,17 @@ func (e *entry) decodeContent(b []byte) error {
 
 // walk iterates the fields of a protobuf message, checking each known field
 // has its expected wire type and skipping unknown ones. v is the value of a
-// bytes field (aliasing b), u of a varint field.
-func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error, known map[protowire.Number]protowire.Type) error {
+// bytes field (aliasing b), u of a varint field. schema[n] is field n's
+// wire type: 'v' varint, 'b' bytes; any other byte (or none) an unknown
+// field. (A string, not a map: walk runs for every entry of every message.)
+func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error, schema string) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("%w: bad tag", ErrMalformed)
 		}
 		b = b[n:]
-		want, ok := known[num]
+		want, ok := fieldType(schema, num)
 		if !ok {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -420,6 +415,20 @@ func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, 
 		}
 	}
 	return nil
+}
+
+// fieldType is field num's wire type in a walk schema.
+func fieldType(schema string, num protowire.Number) (protowire.Type, bool) {
+	if num < 0 || int(num) >= len(schema) {
+		return 0, false
+	}
+	switch schema[num] {
+	case 'v':
+		return protowire.VarintType, true
+	case 'b':
+		return protowire.BytesType, true
+	}
+	return 0, false
 }
 
 func appendUint(b []byte, num protowire.Number, v uint64) []byte {
