@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,6 +66,17 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		}
 		return t
 	}
+	if path := os.Getenv("LSNODE_IDLE_CPUPROFILE"); path != "" { // the window alone, not the start-up
+		f, err := os.Create(fmt.Sprintf("%s.%d", path, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	tx0, cpu0, m0, t0 := loopbackBytes(b), cpuSeconds(b), sent(), time.Now()
 	time.Sleep(window)
 	tx1, cpu1, m1, secs := loopbackBytes(b), cpuSeconds(b), sent(), time.Since(t0).Seconds()
@@ -80,7 +92,8 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 // BenchmarkIdle measures an idle overlay's cost per node at several sizes
 // (LSNODE_IDLE_SIZES, default 25,50,100), each after LSNODE_IDLE_SETTLE
 // seconds (75: past the connection manager's one-minute grace, so start-up
-// connections are trimmed) over LSNODE_IDLE_SECONDS (30): loopback bytes sent, RSS,
+// connections are trimmed) over LSNODE_IDLE_SECONDS (30; a CPU profile of
+// it alone in LSNODE_IDLE_CPUPROFILE.N): loopback bytes sent, RSS,
 // overlay connections and process CPU, as one summary line. Nothing else
 // may use loopback meanwhile. It is the baseline for membership whose cost
 // does not grow with the overlay's size.
