@@ -105,7 +105,7 @@ func (m *Membership) accept(now time.Time, a *Accusation, from string) bool {
 		return false
 	}
 	if a.Subject == m.cfg.Self {
-		return m.refute(now, a)
+		return m.refute(now, a, from)
 	}
 	h := hashOf(KeyID(a.Subject))
 	r := m.v.get(h)
@@ -173,9 +173,19 @@ func (m *Membership) plausible(accuser, subject [32]byte) bool {
 }
 
 // refute answers an accusation of this node's current incarnation with a
-// new one.
-func (m *Membership) refute(now time.Time, a *Accusation) bool {
-	if !m.cfg.Serve || a.Inc < m.inc || !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
+// new one. One of an older incarnation gets this node's current entry
+// back to from: it was refuted already, and from has not heard.
+func (m *Membership) refute(now time.Time, a *Accusation, from string) bool {
+	if !m.cfg.Serve {
+		return false
+	}
+	if a.Inc < m.inc {
+		if r := m.v.get(m.selfH); r != nil && r.e.ID == m.cfg.Self && from != m.cfg.Self {
+			m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, nil))
+		}
+		return false
+	}
+	if !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
 		return false
 	}
 	m.stats.Refutations++

@@ -166,6 +166,7 @@ type Membership struct {
 	purgeQ     timerHeap
 	peers      map[string]*peerState
 	listeners  map[string]time.Time
+	told       map[uint64]time.Time // accused members sent their accusation (tellAccused)
 	unconf     map[string]int
 	unconfAll  int
 	joinFrom   string
@@ -227,6 +228,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		suspects:  map[uint64]struct{}{},
 		peers:     map[string]*peerState{},
 		listeners: map[string]time.Time{},
+		told:      map[uint64]time.Time{},
 		unconf:    map[string]int{},
 		onProb:    map[uint64]struct{}{},
 		now:       now,

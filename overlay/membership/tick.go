@@ -97,6 +97,11 @@ func (m *Membership) expireSmall(now time.Time) {
 			delete(m.listeners, p)
 		}
 	}
+	for h, at := range m.told {
+		if now.Sub(at) >= m.cfg.SuspectTimeout {
+			delete(m.told, h)
+		}
+	}
 	for h, w := range m.pending {
 		if now.Before(w.until) {
 			continue
@@ -199,6 +204,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		return nil
 	}
 	m.heard(from)
+	m.tellAccused(now, from)
 	switch msg.typ {
 	case msgPing:
 		m.send(from, encodeProbe(msgAck, msg.seq, m.v.digest()))
@@ -230,6 +236,27 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		m.onSummary(now, from, msg)
 	}
 	return nil
+}
+
+// tellAccused sends a member this view holds accused or dead, and that
+// is talking to this node (so it is up), its accusation to refute, at most
+// once per SuspectTimeout. Its probers send it the accusation when they
+// accept it, but that one message can be lost (a stream not opened under
+// load), and digests leave accused members out, so without this a live
+// member could stay dead here until its tombstone is purged.
+func (m *Membership) tellAccused(now time.Time, from string) {
+	if !m.cfg.Serve {
+		return
+	}
+	r := m.v.get(hashOf(KeyID(from)))
+	if r == nil || r.e.ID != from || r.acc == nil || r.e.Left {
+		return
+	}
+	if at, ok := m.told[r.h]; ok && now.Sub(at) < m.cfg.SuspectTimeout {
+		return
+	}
+	m.told[r.h] = now
+	m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, [][]byte{r.acc.Raw}))
 }
 
 func (m *Membership) onAck(now time.Time, from string, msg *message) {
