@@ -172,10 +172,28 @@ func (g *group) read(out io.Reader) {
 func (c *chaos) groupsConverged(n int) (bool, string) {
 	for _, g := range c.groups {
 		if l := g.Load(); l.Nodes != len(g.nodes) || l.MembersMin != n {
-			return false, fmt.Sprintf("a group of %d nodes has %d up, smallest view %d of %d (the others there: %v)", len(g.nodes), l.Nodes, l.MembersMin, n, l.Missing)
+			return false, fmt.Sprintf("a group of %d nodes has %d up, smallest view %d of %d (the others there: %v; %s)",
+				len(g.nodes), l.Nodes, l.MembersMin, n, l.Missing, c.selfOf(l.Unseen))
 		}
 	}
 	return true, ""
+}
+
+// selfOf says how each node named in unseen ("node7 dead") sees itself,
+// from its group's Load.
+func (c *chaos) selfOf(unseen []string) string {
+	var out []string
+	for _, u := range unseen {
+		name, _, _ := strings.Cut(u, " ")
+		own := "not running"
+		for _, g := range c.groups {
+			if s, ok := g.Load().Self[name]; ok {
+				own = s
+			}
+		}
+		out = append(out, u+" there, itself: "+own)
+	}
+	return strings.Join(out, "; ")
 }
 
 // costSample is one reading of the counters a ChaosCost is made of.

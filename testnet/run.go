@@ -279,6 +279,11 @@ type Load struct {
 	// nodes it does not list live, counted by membership state (nodes
 	// not running anywhere are "unknown").
 	Missing map[string]int `json:"missing,omitempty"`
+	// Unseen names up to 4 of them with their state there; Self is each
+	// running node's own side: its live view, refutations and health
+	// (to tell a node nobody hears from one that does not hear).
+	Unseen []string          `json:"unseen,omitempty"`
+	Self   map[string]string `json:"self,omitempty"`
 }
 
 // Load returns the running nodes' Load.
@@ -293,12 +298,16 @@ func (n *Network) Load() Load {
 		m := len(o.Members())
 		if l.Nodes == 0 || m < l.MembersMin {
 			l.MembersMin = m
-			l.Missing = n.missing(nd)
+			l.Missing, l.Unseen = n.missing(nd)
 		}
+		if l.Self == nil {
+			l.Self = map[string]string{}
+		}
+		ms := o.MembershipStats()
+		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d", m, ms.Refutations, ms.Health)
 		l.MembersMax = max(l.MembersMax, m)
 		l.Nodes++
 		l.Conns += o.Stats(0).Connections
-		ms := o.MembershipStats()
 		l.MembershipBytes += ms.BytesSent
 		l.Accusations += ms.Accusations
 		l.Refutations += ms.Refutations
@@ -313,9 +322,10 @@ func (n *Network) Load() Load {
 }
 
 // missing counts the testnet's nodes nd does not list live by their state
-// in nd's view.
-func (n *Network) missing(nd *node.Node) map[string]int {
+// in nd's view, and names up to 4 of those it knows of (not "unknown").
+func (n *Network) missing(nd *node.Node) (map[string]int, []string) {
 	out := map[string]int{}
+	var names []string
 	for _, ni := range n.Manifest.Nodes {
 		id, err := overlay.DecodePeerID(ni.PeerID)
 		if err != nil {
@@ -323,9 +333,12 @@ func (n *Network) missing(nd *node.Node) map[string]int {
 		}
 		if st := nd.Overlay().MemberState(id); st != "live" {
 			out[st]++
+			if st != "unknown" && len(names) < 4 {
+				names = append(names, ni.Name+" "+st)
+			}
 		}
 	}
-	return out
+	return out, names
 }
 
 // PrintLoad prints the Load as a JSON line ("load {...}") every interval
