@@ -31,13 +31,13 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.respond(tx, req, code, reason, hdrs...)
 		return
 	}
-	if n := p.inflight.Add(1); n > int64(p.cfg.MaxInFlight) {
-		p.inflight.Add(-1)
+	source, target, ok := p.inflight.acquire(req, p.trusted(req))
+	if !ok {
 		p.stats.shed.Add(1)
-		p.respond(tx, req, 503, "Overloaded", sip.NewHeader("Retry-After", strconv.Itoa(int(p.cfg.RetryAfter.Seconds()))))
+		p.respond(tx, req, 503, "Overloaded", retryAfter(p.cfg.RetryAfter.Seconds()))
 		return
 	}
-	defer p.inflight.Add(-1)
+	defer p.inflight.release(source, target)
 	if res := p.peerPolicy(req); res != nil {
 		p.stats.refused.Add(1)
 		p.stats.local.Add(1)

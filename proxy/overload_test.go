@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -14,10 +15,13 @@ import (
 // answers, the next one gets 503 with Retry-After at once and is never
 // sent on; once the pending one ends, requests are routed again.
 func TestMaxInFlight(t *testing.T) {
-	tp := startProxy(t, Proxying, func(c *Config) { c.MaxInFlight, c.RetryAfter = 1, 7*time.Second })
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.MaxInFlight, c.RetryAfter = 1, 7*time.Second
+		c.TrustedNetworks = []*net.IPNet{} // loopback senders are not exempt here
+	})
 	silent := newUA(t) // alice's Contact: reads nothing, answers nothing
 	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
-		lsp.Binding{Contact: "sip:alice@" + silent.addr(), Expires: time.Now().Add(time.Hour)})
+		lsp.Binding{Contact: "sip:alice@" + silent.addr(), Expires: time.Now().Add(time.Hour), Received: silent.addr()})
 	u := newUA(t)
 	first := u.request("MESSAGE", "sip:alice@a.example", "Call-ID: pending")
 	u.send(tp.addr, first)
@@ -55,4 +59,54 @@ func okTo(t *testing.T, m sip.Message) string {
 		t.Fatalf("want a request, got %v", m)
 	}
 	return sip.NewResponseFromRequest(req, 200, "OK", nil).String()
+}
+
+// TestInflightShares: one source, or one target, gets at most its share
+// of MaxInFlight; others still get in; trusted senders are never shed;
+// released slots are free again.
+func TestInflightShares(t *testing.T) {
+	f := newInflight(64) // share 16
+	req := func(source, user string) *sip.Request {
+		r := sip.NewRequest(sip.MESSAGE, sip.Uri{User: user, Host: "a.example"})
+		r.SetSource(source)
+		return r
+	}
+	type slot struct{ s, t string }
+	var held []slot
+	take := func(r *sip.Request, trusted bool) bool {
+		s, tg, ok := f.acquire(r, trusted)
+		if ok {
+			held = append(held, slot{s, tg})
+		}
+		return ok
+	}
+	for i := range 16 {
+		if !take(req("192.0.2.1:5060", "alice"), false) {
+			t.Fatalf("request %d refused within the share", i)
+		}
+	}
+	if take(req("192.0.2.1:5061", "alice"), false) {
+		t.Fatal("17th request of one source to one target admitted")
+	}
+	if take(req("192.0.2.2:5060", "alice"), false) {
+		t.Fatal("another source got past the target's share")
+	}
+	if take(req("192.0.2.1:5060", "bob"), false) {
+		t.Fatal("the source got past its share with another target")
+	}
+	if !take(req("192.0.2.2:5060", "bob"), false) {
+		t.Fatal("another source to another target refused")
+	}
+	if !take(req("10.0.0.1:5060", "alice"), true) {
+		t.Fatal("a trusted sender was shed")
+	}
+	for _, h := range held {
+		f.release(h.s, h.t)
+	}
+	if f.all != 0 || len(f.bySource) != 0 || len(f.byTarget) != 0 {
+		t.Fatalf("after release: %d in flight, %v, %v", f.all, f.bySource, f.byTarget)
+	}
+	if !take(req("192.0.2.1:5060", "alice"), false) {
+		t.Fatal("refused after the slots were released")
+	}
 }

@@ -115,10 +115,12 @@ type Config struct {
 	NATKeepalive time.Duration
 	// MaxInFlight bounds the requests being routed at once (a lookup or a
 	// branch pending: an INVITE counts until its final answer, a request
-	// to a silent UA for its 32 s of retransmissions). Beyond it a request
-	// gets 503 with Retry-After (RetryAfter, default 5s) before any lookup,
-	// so a flood of requests to dead Contacts sheds instead of piling up
-	// goroutines and retransmissions. Default 8192.
+	// to a silent UA for its 32 s of retransmissions), in all and 1/64 of
+	// it (at least 16) per source address and per Request-URI. Beyond it
+	// a request gets 503 with Retry-After (RetryAfter, default 5s) before
+	// any lookup, so a flood of requests to dead Contacts sheds instead of
+	// piling up goroutines and retransmissions. Trusted senders are never
+	// shed. Default 8192.
 	MaxInFlight int
 	RetryAfter  time.Duration
 	// Logger; default slog.Default(). Tagged component=proxy.
@@ -148,7 +150,7 @@ type Proxy struct {
 	laddr   sip.Addr
 
 	stats    counters
-	inflight atomic.Int64 // requests in handle past validation (MaxInFlight)
+	inflight *inflight // requests in handle past validation (MaxInFlight)
 
 	peersMu sync.Mutex
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
@@ -247,7 +249,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{},
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}, inflight: newInflight(cfg.MaxInFlight),
 		flows: cfg.Flows, rrKey: cfg.RouteSecret}
 	if len(p.rrKey) == 0 {
 		// No domain key to derive from: dialogs record-routed by this

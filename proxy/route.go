@@ -98,12 +98,14 @@ func (p *Proxy) validate(req *sip.Request) (int, string) {
 	if p.looped(req) {
 		return 482, "Loop Detected"
 	}
-	if dialogOnly(req.Method) && !req.To().Params.Has("tag") {
+	if dialogOnly(req.Method) && !req.To().Params.Has("tag") && req.GetHeader("Route") == nil {
 		// A request of these methods outside a dialog matches none (RFC
 		// 3261 §12.2.2 and the methods' RFCs): answered here as the UAS
 		// would, so a stray one (sipp's BYE after a call it aborted on
 		// our 503) is not carried to a UA that drops it, retransmitted
-		// for 32 s, while overload feeds on it.
+		// for 32 s, while overload feeds on it. With a Route it may be in
+		// a dialog with an RFC 2543 UA (no tags, §12.1.1) that we
+		// record-routed: the Route decides.
 		return 481, "Call/Transaction Does Not Exist"
 	}
 	return 0, ""

@@ -58,6 +58,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	if r.acc != nil {
 		delete(m.suspects, h)
 	}
+	delete(m.told, h) // a new accusation is told again at once
 	r.e, r.acc, r.dead = e, nil, false
 	if trusted || from == e.ID {
 		r.confirmed = true
@@ -180,9 +181,7 @@ func (m *Membership) refute(now time.Time, a *Accusation, from string) bool {
 		return false
 	}
 	if a.Inc < m.inc {
-		if r := m.v.get(m.selfH); r != nil && r.e.ID == m.cfg.Self && from != m.cfg.Self {
-			m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, nil))
-		}
+		m.tellCurrent(now, from)
 		return false
 	}
 	if !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
@@ -192,6 +191,23 @@ func (m *Membership) refute(now time.Time, a *Accusation, from string) bool {
 	m.unwell()
 	m.raise(now)
 	return m.announce(now) == nil
+}
+
+// tellCurrent sends this node's current entry to member from, which
+// passed on an accusation of an older incarnation: at most once per
+// SuspectTimeout per member (one message may carry many accusations, none
+// of them verified yet), and only to members in the view.
+func (m *Membership) tellCurrent(now time.Time, from string) {
+	r := m.v.get(m.selfH)
+	f := m.v.get(hashOf(KeyID(from)))
+	if r == nil || r.e.ID != m.cfg.Self || f == nil || f.e.ID != from || from == m.cfg.Self {
+		return
+	}
+	if at, ok := m.toldCurrent[f.h]; ok && now.Sub(at) < m.cfg.SuspectTimeout {
+		return
+	}
+	m.toldCurrent[f.h] = now
+	m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, nil))
 }
 
 // accuse spreads that this node's probes of target failed.

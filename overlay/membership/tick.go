@@ -97,9 +97,11 @@ func (m *Membership) expireSmall(now time.Time) {
 			delete(m.listeners, p)
 		}
 	}
-	for h, at := range m.told {
-		if now.Sub(at) >= m.cfg.SuspectTimeout {
-			delete(m.told, h)
+	for _, told := range []map[uint64]time.Time{m.told, m.toldCurrent} {
+		for h, at := range told {
+			if now.Sub(at) >= m.cfg.SuspectTimeout {
+				delete(told, h)
+			}
 		}
 	}
 	for h, w := range m.pending {
@@ -204,7 +206,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		return nil
 	}
 	m.heard(from)
-	m.tellAccused(now, from)
+	defer m.tellAccused(now, from) // after the message: it may be the refutation
 	switch msg.typ {
 	case msgPing:
 		m.send(from, encodeProbe(msgAck, msg.seq, m.v.digest()))
