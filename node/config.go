@@ -144,6 +144,9 @@ type RegistrarConfig struct {
 	Open       bool     `json:"open,omitempty"`
 	MinExpires Duration `json:"min_expires,omitempty"`
 	MaxExpires Duration `json:"max_expires,omitempty"`
+	// MaxInFlight: REGISTERs waiting on the location service at once;
+	// beyond it 503 with Retry-After. Default 2048.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 }
 
 // ProxyConfig is the proxy section (used when SIP is set): the proxy
@@ -164,6 +167,10 @@ type ProxyConfig struct {
 	NegativeTTL Duration `json:"negative_ttl,omitempty"`
 	// InviteTimeout is Timer C. Default 180s.
 	InviteTimeout Duration `json:"invite_timeout,omitempty"`
+	// MaxInFlight: requests being routed at once, in all (1/64 of it per
+	// source address and per Request-URI); beyond it 503 with Retry-After.
+	// Trusted networks are never shed. Default 8192.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Media: "off" (default), "always" or "auto" (a private address in the
 	// offer or Contact) anchors calls' media on the node's RTP relay
 	// (relay.media_ip), rewriting the SDP of offer and answer.
@@ -341,6 +348,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: sip without registrar.users_file would register anyone as any user of %q: set registrar.users_file, or registrar.open: true to accept that", ErrConfig, c.Domain)
 	case c.HTTP != "" && (c.TURN == "" || c.SIP == "" || c.Registrar.UsersFile == ""):
 		return fmt.Errorf("%w: http (TURN credentials for SIP users) needs turn, sip and registrar.users_file", ErrConfig)
+	case c.Registrar.MaxInFlight < 0 || c.Proxy.MaxInFlight < 0:
+		return fmt.Errorf("%w: max_in_flight must be positive (absent: the default)", ErrConfig)
 	}
 	return nil
 }

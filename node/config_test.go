@@ -123,6 +123,13 @@ func TestExampleConfig(t *testing.T) {
 	if c.Domain == "" || c.SIP == "" || c.Admin == "" {
 		t.Fatalf("example config lost its settings: %+v", c)
 	}
+	if c.Registrar.MaxInFlight != 2048 || c.Proxy.MaxInFlight != 8192 {
+		t.Fatalf("max_in_flight: registrar %d, proxy %d", c.Registrar.MaxInFlight, c.Proxy.MaxInFlight)
+	}
+	c.Proxy.MaxInFlight = -1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "max_in_flight") {
+		t.Fatalf("negative proxy.max_in_flight: %v", err)
+	}
 }
 
 // FuzzConfig: any file either loads or fails with ConfigErrors (or an

@@ -219,7 +219,7 @@ func registrarConfig(cfg *Config, cred *lsp.Credential, loc lsp.LocationService,
 	flows *sipnet.Flows, log *slog.Logger) (registrar.Config, error) {
 	rc := registrar.Config{Domain: cfg.Domain, Mode: registrar.Mode(cfg.Registrar.Mode), Location: loc, TrustedNetworks: trusted,
 		MinExpires: time.Duration(cfg.Registrar.MinExpires), MaxExpires: time.Duration(cfg.Registrar.MaxExpires),
-		Logger: log}
+		MaxInFlight: cfg.Registrar.MaxInFlight, Logger: log}
 	if flows != nil {
 		rc.Edge = flows.Edge
 	}
@@ -268,7 +268,7 @@ func newProxy(cfg *Config, r *registrar.Registrar, realm string, flows *sipnet.F
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
 		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval),
-		Media: media, MediaPolicy: pc.Media, AtRelay: atRelay, Logger: log})
+		Media: media, MediaPolicy: pc.Media, AtRelay: atRelay, MaxInFlight: pc.MaxInFlight, Logger: log})
 }
 
 // sipTLS builds the SIP TLS configs of a node with a domain certificate
