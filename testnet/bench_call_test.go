@@ -66,8 +66,9 @@ func startUAS(b *testing.B, port int) func() {
 // a.example proxy that finds the callee (a b.example AOR) in the overlay,
 // with the lookup cache on (cached) and off (cold: an overlay lookup per
 // INVITE), against Kamailio routing the same scenario with
-// lookup("location") on its in-memory usrloc, in the same run; and the
-// latency an overlay lookup adds to a call.
+// lookup("location") on its in-memory usrloc, in the same run (first,
+// alone on the machine, before the testnet starts); and the latency an
+// overlay lookup adds to a call.
 func BenchmarkCall(b *testing.B) {
 	for _, tool := range []string{"sipp", "kamailio"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -78,6 +79,28 @@ func BenchmarkCall(b *testing.B) {
 	dir := b.TempDir()
 	if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: 10, PerDomain: 2, Overlay: "bench-call"}); err != nil {
 		b.Fatal(err)
+	}
+	uasPort := freeUDPPort(b)
+	defer startUAS(b, uasPort)()
+	aor, contact := "sip:bob@b.example", fmt.Sprintf("sip:bob@127.0.0.1:%d", uasPort)
+	uac, _ := filepath.Abs("testdata/sipp/uac.xml")
+	csv := filepath.Join(dir, "empty.csv")
+	if err := os.WriteFile(csv, []byte("SEQUENTIAL\nx;\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	port := freeUDPPort(b)
+	args := []string{"-s", "bob", "-key", "domain", "b.example"}
+	gen := func(target string) sippGen {
+		return sippGen{target: target, scenario: uac, csvs: []string{csv}, port: port, extra: args}
+	}
+	// Kamailio first, alone on the machine (the testnet is not started yet).
+	rKam := 0
+	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
+		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
+		k := startKamailioWith(b, "proxy.cfg", kaddr, false)
+		registerRaw(b, kaddr, aor, contact)
+		rKam, _ = maxRate(b, gen(kaddr), hold)
+		k.stop()
 	}
 	log := benchLogger(b)
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: log, Tweak: func(c *node.Config) {
@@ -99,9 +122,6 @@ func BenchmarkCall(b *testing.B) {
 	}
 	bNode := nw.Node(domainNodes(nw, "b.example")[0])
 
-	uasPort := freeUDPPort(b)
-	defer startUAS(b, uasPort)()
-	aor, contact := "sip:bob@b.example", fmt.Sprintf("sip:bob@127.0.0.1:%d", uasPort)
 	if err := bNode.Location().Publish(context.Background(), aor, lsp.Binding{Contact: contact, Expires: time.Now().Add(time.Hour)}); err != nil {
 		b.Fatal(err)
 	}
@@ -116,27 +136,9 @@ func BenchmarkCall(b *testing.B) {
 		}
 		look.seq = append(look.seq, time.Since(t0))
 	}
-	uac, _ := filepath.Abs("testdata/sipp/uac.xml")
-	csv := filepath.Join(dir, "empty.csv")
-	if err := os.WriteFile(csv, []byte("SEQUENTIAL\nx;\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	port := freeUDPPort(b)
-	args := []string{"-s", "bob", "-key", "domain", "b.example"}
-	gen := func(target string) sippGen {
-		return sippGen{target: target, scenario: uac, csvs: []string{csv}, port: port, extra: args}
-	}
 	rCached, _ := maxRate(b, gen(cached.SIPAddr()), hold)
 	rCold, _ := maxRate(b, gen(cold.SIPAddr()), hold)
 	stCached, stCold := cached.Proxy().Stats(), cold.Proxy().Stats()
-	rKam := 0
-	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
-		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
-		k := startKamailioWith(b, "proxy.cfg", kaddr, false)
-		registerRaw(b, kaddr, aor, contact)
-		rKam, _ = maxRate(b, gen(kaddr), hold)
-		k.stop()
-	}
 	ratio := func(a, k int) float64 { return float64(a) / float64(max(k, 1)) }
 	b.ReportMetric(float64(rCached), "lsnode-cached-calls/s")
 	b.ReportMetric(float64(rCold), "lsnode-cold-calls/s")
