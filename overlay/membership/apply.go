@@ -58,7 +58,9 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	if r.acc != nil {
 		delete(m.suspects, h)
 	}
-	delete(m.told, h) // a new accusation is told again at once
+	if ps := m.peers[e.ID]; ps != nil {
+		ps.toldAcc = time.Time{} // a new accusation is told again at once
+	}
 	r.e, r.acc, r.dead = e, nil, false
 	if trusted || from == e.ID {
 		r.confirmed = true
@@ -203,10 +205,9 @@ func (m *Membership) tellCurrent(now time.Time, from string) {
 	if r == nil || r.e.ID != m.cfg.Self || f == nil || f.e.ID != from || from == m.cfg.Self {
 		return
 	}
-	if at, ok := m.toldCurrent[f.h]; ok && now.Sub(at) < m.cfg.SuspectTimeout {
+	if !due(&m.peer(now, from).toldCur, now, m.cfg.SuspectTimeout) {
 		return
 	}
-	m.toldCurrent[f.h] = now
 	m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, nil))
 }
 

@@ -152,32 +152,30 @@ type Membership struct {
 	svcs    []string
 	v       *view
 
-	succ, pred  [4]uint64
-	fresh       []freshItem
-	pending     map[uint64]*wanted
-	probe       *probe
-	probeIdx    int
-	nextProbe   time.Time
-	seq         uint64
-	relays      map[uint64]relay
-	suspects    map[uint64]struct{}
-	probQ       timerHeap // probation ends and local suspicions
-	stableQ     timerHeap
-	purgeQ      timerHeap
-	peers       map[string]*peerState
-	listeners   map[string]time.Time
-	told        map[uint64]time.Time // accused members sent their accusation (tellAccused)
-	toldCurrent map[uint64]time.Time // members sent this node's entry (tellCurrent)
-	unconf      map[string]int
-	unconfAll   int
-	joinFrom    string
-	version     uint64
-	now         time.Time           // of the latest call
-	onProb      map[uint64]struct{} // members on probation: probed, not on the rings
-	capped      map[uint64]bool     // over MaxPerGroup, as of cappedAt
-	health      int                 // local health score (Lifeguard), 0 best
-	cappedAt    uint64
-	stats       Stats
+	succ, pred [4]uint64
+	fresh      []freshItem
+	pending    map[uint64]*wanted
+	probe      *probe
+	probeIdx   int
+	nextProbe  time.Time
+	seq        uint64
+	relays     map[uint64]relay
+	suspects   map[uint64]struct{}
+	probQ      timerHeap // probation ends and local suspicions
+	stableQ    timerHeap
+	purgeQ     timerHeap
+	peers      map[string]*peerState
+	listeners  map[string]time.Time
+	unconf     map[string]int
+	unconfAll  int
+	joinFrom   string
+	version    uint64
+	now        time.Time           // of the latest call
+	onProb     map[uint64]struct{} // members on probation: probed, not on the rings
+	capped     map[uint64]bool     // over MaxPerGroup, as of cappedAt
+	health     int                 // local health score (Lifeguard), 0 best
+	cappedAt   uint64
+	stats      Stats
 }
 
 type freshItem struct {
@@ -214,6 +212,19 @@ type peerState struct {
 	lastJoin time.Time
 	banned   time.Time // gossip ignored before (a bad signature)
 	seen     time.Time
+	// toldAcc: when it was last sent its own accusation (tellAccused);
+	// toldCur: when it was last sent this node's entry (tellCurrent).
+	toldAcc, toldCur time.Time
+}
+
+// due reports whether an act last done at *last may be done again (at
+// most once per every), and if so marks it done now.
+func due(last *time.Time, now time.Time, every time.Duration) bool {
+	if !last.IsZero() && now.Sub(*last) < every {
+		return false
+	}
+	*last = now
+	return true
 }
 
 // New returns a node's membership at time now, its view starting from
@@ -223,17 +234,15 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 	cfg.defaults()
 	m := &Membership{
 		cfg: cfg, tr: tr, v: newView(base),
-		selfKid:     KeyID(cfg.Self),
-		pending:     map[uint64]*wanted{},
-		relays:      map[uint64]relay{},
-		suspects:    map[uint64]struct{}{},
-		peers:       map[string]*peerState{},
-		listeners:   map[string]time.Time{},
-		told:        map[uint64]time.Time{},
-		toldCurrent: map[uint64]time.Time{},
-		unconf:      map[string]int{},
-		onProb:      map[uint64]struct{}{},
-		now:         now,
+		selfKid:   KeyID(cfg.Self),
+		pending:   map[uint64]*wanted{},
+		relays:    map[uint64]relay{},
+		suspects:  map[uint64]struct{}{},
+		peers:     map[string]*peerState{},
+		listeners: map[string]time.Time{},
+		unconf:    map[string]int{},
+		onProb:    map[uint64]struct{}{},
+		now:       now,
 	}
 	m.selfH = hashOf(m.selfKid)
 	m.nextProbe = now.Add(time.Duration(cfg.Rand.Int64N(int64(cfg.Period))))

@@ -97,13 +97,6 @@ func (m *Membership) expireSmall(now time.Time) {
 			delete(m.listeners, p)
 		}
 	}
-	for _, told := range []map[uint64]time.Time{m.told, m.toldCurrent} {
-		for h, at := range told {
-			if now.Sub(at) >= m.cfg.SuspectTimeout {
-				delete(told, h)
-			}
-		}
-	}
 	for h, w := range m.pending {
 		if now.Before(w.until) {
 			continue
@@ -254,10 +247,9 @@ func (m *Membership) tellAccused(now time.Time, from string) {
 	if r == nil || r.e.ID != from || r.acc == nil || r.e.Left {
 		return
 	}
-	if at, ok := m.told[r.h]; ok && now.Sub(at) < m.cfg.SuspectTimeout {
+	if !due(&m.peer(now, from).toldAcc, now, m.cfg.SuspectTimeout) {
 		return
 	}
-	m.told[r.h] = now
 	m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, [][]byte{r.acc.Raw}))
 }
 
