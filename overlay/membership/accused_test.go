@@ -37,8 +37,12 @@ func testSig(id string, msg []byte) []byte {
 }
 
 func (n *testNet) add(id string, seed uint64) *Membership {
+	return n.addRings(id, seed, 0)
+}
+
+func (n *testNet) addRings(id string, seed uint64, rings int) *Membership {
 	n.t.Helper()
-	m, err := New(Config{Name: "test", Self: id, Serve: true, Addrs: [][]byte{[]byte(id)},
+	m, err := New(Config{Name: "test", Self: id, Serve: true, Addrs: [][]byte{[]byte(id)}, Rings: rings,
 		Sign:   func(msg []byte) ([]byte, error) { return testSig(id, msg), nil },
 		Verify: func(id string, msg, sig []byte) bool { return string(testSig(id, msg)) == string(sig) },
 		Rand:   rand.New(rand.NewPCG(seed, seed))}, testTransport{n, id}, n.now, nil)
@@ -90,7 +94,9 @@ func TestDeadMemberHearsItsAccusation(t *testing.T) {
 	// For 10 s the probes of x and every update sent to it are lost (its
 	// own probes are answered): its probers accuse it, and the
 	// accusations they send it are lost too.
-	n.drop = func(_, to string, b []byte) bool { return to == "x" && (b[0] == msgPing || b[0] == msgUpdates) }
+	n.drop = func(_, to string, b []byte) bool {
+		return to == "x" && (b[0] == msgPing || b[0] == msgUpdates || b[0] == msgAccuse)
+	}
 	n.run(10 * time.Second)
 	for _, id := range ids[:3] {
 		if st := n.nodes[id].State(n.now, "x"); st != "dead" {
@@ -109,5 +115,166 @@ func TestDeadMemberHearsItsAccusation(t *testing.T) {
 	}
 	if got := n.nodes["x"].Stats().Refutations; got == 0 {
 		t.Error("x never refuted")
+	}
+}
+
+// TestLoneAccuserMovesNothing: a prober that hears no acks for 20 s (an
+// overloaded node) accuses the members it probes, but one member's word
+// leaves them live in every other view (Closest unchanged) throughout, and
+// is not spread (no refutation asked) before LoneSuspect; a real failure,
+// seen by several probers, is still confirmed at once
+// (TestDeadMemberHearsItsAccusation).
+func TestLoneAccuserMovesNothing(t *testing.T) {
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	ids := []string{"a", "b", "c", "d", "e"}
+	for i, id := range ids {
+		n.add(id, uint64(i+11))
+	}
+	for _, id := range ids[1:] {
+		n.nodes[id].Join(n.now, "a")
+	}
+	n.run(30 * time.Second)
+	n.drop = func(_, to string, b []byte) bool { return to == "b" && b[0] == msgAck }
+	refuted := func() (sum uint64) {
+		for _, id := range ids {
+			sum += n.nodes[id].Stats().Refutations
+		}
+		return sum
+	}
+	for i := 1; i <= 400; i++ { // 20 s
+		n.run(50 * time.Millisecond)
+		for _, id := range ids {
+			if id == "b" {
+				continue
+			}
+			for _, o := range ids {
+				if st := n.nodes[id].State(n.now, o); st != "live" {
+					t.Fatalf("after %d ms of b's lone accusations, %s sees %s %s", 50*i, id, o, st)
+				}
+			}
+		}
+		if i == 160 && refuted() != 0 { // 8 s, before LoneSuspect (9 s)
+			t.Fatalf("after 8 s, %d refutations: a lone accusation was spread", refuted())
+		}
+	}
+	if got := n.nodes["b"].Stats().Accusations; got == 0 {
+		t.Fatal("b accused nobody: the test tests nothing")
+	}
+}
+
+// TestSpreadLoneAccusationMustAge: a liar that floods its own fresh
+// accusation (msgUpdates, as the spread does) gets nothing: a lone
+// accusation counts only once it is LoneSuspect old (less
+// SuspectTimeout), which is when an honest accuser spreads it; the
+// subject is not made to refute it either.
+func TestSpreadLoneAccusationMustAge(t *testing.T) {
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	ids := []string{"a", "b", "c", "x"}
+	for i, id := range ids {
+		n.add(id, uint64(i+21))
+	}
+	for _, id := range ids[1:] {
+		n.nodes[id].Join(n.now, "a")
+	}
+	n.run(30 * time.Second)
+	liar := n.nodes["b"]
+	x := liar.v.get(hashOf(KeyID("x")))
+	inc0 := x.e.Inc
+	forge := func(at time.Time) []byte {
+		raw, err := liar.sign(liar.accPrefix(), accusationBody("x", x.e.Inc, "b", uint64(at.UnixNano())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return encodeUpdates(msgUpdates, [][]byte{x.e.Raw}, [][]byte{raw})
+	}
+	for _, to := range []string{"a", "c", "x"} {
+		_ = n.nodes[to].Receive(n.now, "b", forge(n.now))
+	}
+	n.run(time.Second)
+	for _, id := range []string{"a", "c"} {
+		if st := n.nodes[id].State(n.now, "x"); st != "live" {
+			t.Fatalf("a fresh lone accusation, spread by its accuser, made %s see x %s", id, st)
+		}
+		if r := n.nodes[id].v.get(x.h); r.acc != nil {
+			t.Fatalf("%s holds the liar's fresh accusation", id)
+		}
+	}
+	if got := n.nodes["x"].Stats().Refutations; got != 0 {
+		t.Fatalf("x refuted a fresh lone accusation %d times", got)
+	}
+	// Backdated past LoneSuspect, it still cannot predate the incarnation
+	// it accuses (x's, signed 30 s ago, is old enough): it counts, x
+	// refutes, and nobody ever sees x out of Closest.
+	_ = n.nodes["a"].Receive(n.now, "b", forge(n.now.Add(-time.Hour)))
+	for i := 0; i < 100; i++ {
+		n.run(50 * time.Millisecond)
+		for _, id := range []string{"a", "c"} {
+			if st := n.nodes[id].State(n.now, "x"); st != "live" {
+				t.Fatalf("a spread lone accusation made %s see x %s", id, st)
+			}
+		}
+	}
+	if got := n.nodes["x"].Stats().Refutations; got != 1 {
+		t.Fatalf("x refuted %d times, want 1", got)
+	}
+	// Its new incarnation is young: the liar's next spread accusation of
+	// it does not count, however backdated.
+	if x = liar.v.get(hashOf(KeyID("x"))); x.e.Inc == inc0 {
+		t.Fatal("the liar has not heard x's refutation")
+	}
+	_ = n.nodes["a"].Receive(n.now, "b", forge(n.now.Add(-time.Hour)))
+	n.run(5 * time.Second)
+	if got := n.nodes["x"].Stats().Refutations; got != 1 {
+		t.Fatalf("x refuted %d times after a second accusation of a young incarnation, want 1", got)
+	}
+}
+
+// TestSingleProberStillDetects: with one ring in a 3-member overlay, a
+// dead member has a single prober, so no confirmation can come; its lone
+// accusation is spread after LoneSuspect and the member is dead in every
+// view SuspectTimeout later.
+func TestSingleProberStillDetects(t *testing.T) {
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	ids := []string{"a", "b", "x"}
+	for i, id := range ids {
+		n.addRings(id, uint64(i+31), 1)
+	}
+	for _, id := range ids[1:] {
+		n.nodes[id].Join(n.now, "a")
+	}
+	n.run(30 * time.Second)
+	delete(n.nodes, "x")
+	n.run(5 * time.Second)
+	for _, id := range ids[:2] {
+		if st := n.nodes[id].State(n.now, "x"); st != "live" {
+			t.Fatalf("5 s after x died, %s sees it %s: a lone accusation took it out", id, st)
+		}
+	}
+	n.run(15 * time.Second)
+	for _, id := range ids[:2] {
+		if st := n.nodes[id].State(n.now, "x"); st != "dead" {
+			t.Errorf("20 s after x died, %s sees it %s, want dead", id, st)
+		}
+	}
+}
+
+// TestLeftMemberFetched: a member's departure is announced, fetched and
+// passed on (an entry with no accusation to send along).
+func TestLeftMemberFetched(t *testing.T) {
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "x"}
+	for i, id := range ids {
+		n.add(id, uint64(i+41))
+	}
+	for _, id := range ids[1:] {
+		n.nodes[id].Join(n.now, "a")
+	}
+	n.run(30 * time.Second)
+	n.nodes["x"].Leave(n.now)
+	n.run(5 * time.Second)
+	for _, id := range ids[:len(ids)-1] {
+		if st := n.nodes[id].State(n.now, "x"); st != "left" {
+			t.Errorf("%s sees x %s, want left", id, st)
+		}
 	}
 }

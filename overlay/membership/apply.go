@@ -61,7 +61,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	if ps := m.peers[e.ID]; ps != nil {
 		ps.toldAcc = time.Time{} // a new accusation is told again at once
 	}
-	r.e, r.acc, r.dead = e, nil, false
+	r.e, r.acc, r.acc2, r.dead, r.loud = e, nil, nil, false, false
 	if trusted || from == e.ID {
 		r.confirmed = true
 	} else if !r.confirmed && !e.Left {
@@ -84,9 +84,9 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 
 // changed schedules what follows a new version of r and spreads it.
 func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
-	heap.Push(&m.stableQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.StableAfter), h: r.h, inc: r.e.Inc, kind: r.kind()})
-	if r.kind() != kindAlive {
-		heap.Push(&m.purgeQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.Tombstone), h: r.h, inc: r.e.Inc, kind: r.kind()})
+	heap.Push(&m.stableQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.StableAfter), h: r.h, inc: r.e.Inc, kind: r.pub()})
+	if r.pub() != kindAlive {
+		heap.Push(&m.purgeQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.Tombstone), h: r.h, inc: r.e.Inc, kind: r.pub()})
 	}
 	if r.h != m.selfH {
 		switch cand := r.candidate() && !now.Before(r.until); {
@@ -102,44 +102,139 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 	m.fresh = append(m.fresh, freshItem{it: r.item(), from: from})
 }
 
-// accept applies an accusation of a member's current incarnation.
-func (m *Membership) accept(now time.Time, a *Accusation, from string) bool {
+// accept applies accusation a of a member's current incarnation; with,
+// if not nil, is another accuser's accusation of the same incarnation
+// that came in the same message (a confirmed pair, both checked first).
+//
+// The first is a lone accusation: the member stays live and probed. A
+// quiet one (loud false: made here, or sent by its accuser to the
+// subject's probers) is not spread; its accuser spreads it only if
+// neither a refutation nor a confirmation came within LoneSuspect, and a
+// spread one counts only then (aged), leaving the subject SuspectTimeout
+// to refute. A second accusation by another member confirms it: spread
+// at once, off the rings and out of Closest, dead after SuspectTimeout.
+// One member's word (an overloaded prober's, or a liar's) thus moves no
+// replica set and costs the overlay no broadcast.
+func (m *Membership) accept(now time.Time, a, with *Accusation, from string, loud bool) bool {
 	if a.Subject == a.Accuser {
 		return false
 	}
 	if a.Subject == m.cfg.Self {
-		return m.refute(now, a, from)
+		return loud && m.refute(now, a, with, from) // a quiet one: if it is ever spread
 	}
 	h := hashOf(KeyID(a.Subject))
 	r := m.v.get(h)
-	if r == nil || r.e.ID != a.Subject || r.e.Left || r.acc != nil || a.Inc != r.e.Inc {
+	if r == nil || r.e.ID != a.Subject || r.e.Left || r.acc2 != nil || a.Inc != r.e.Inc {
 		return false
 	}
-	if a.Accuser != m.cfg.Self {
-		acc := m.v.get(hashOf(KeyID(a.Accuser)))
-		if acc == nil || acc.e.ID != a.Accuser || !m.plausible(KeyID(a.Accuser), r.kid) {
-			return false
-		}
-		if !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
-			return false
-		}
+	same := r.acc != nil && r.acc.Accuser == a.Accuser
+	if same && (r.loud || !loud) {
+		return false
+	}
+	pair := with != nil && with.Subject == a.Subject && with.Inc == a.Inc && with.Accuser != a.Accuser
+	if loud && (same || r.acc == nil) && !pair && !m.aged(now, a, r.e) {
+		return false
+	}
+	if !same && !m.credible(a, r) || pair && !m.credible(with, r) {
+		return false
 	}
 	wasCand, wasLive := r.candidate(), r.live(now)
 	probed := m.probes(h)
 	r = m.v.mut(h)
-	m.v.undigest(r)
-	r.acc, r.deadline = a, now.Add(m.cfg.SuspectTimeout)
+	switch {
+	case same: // the accusation held here quietly was spread meanwhile
+		r.loud, r.deadline = true, minTime(r.deadline, now.Add(m.cfg.SuspectTimeout))
+	case r.acc == nil:
+		r.acc, r.loud, r.deadline = a, loud, now.Add(m.cfg.LoneSuspect)
+		if loud {
+			r.deadline = now.Add(m.cfg.SuspectTimeout)
+		}
+	default:
+		r.acc2, r.deadline = a, minTime(r.deadline, now.Add(m.cfg.SuspectTimeout))
+	}
+	if pair && r.acc2 == nil && r.acc.Accuser != with.Accuser {
+		r.acc2 = with
+	}
 	m.suspects[h] = struct{}{}
-	m.changed(now, r, wasCand, from)
-	if wasLive {
+	if r.pub() != kindAlive {
+		m.v.undigest(r)
+		m.changed(now, r, wasCand, from)
+		if probed && m.cfg.Serve {
+			// Its probers tell it, so it can refute: a confirmed suspect
+			// is off the rings and would not hear of it from the flood.
+			m.send(a.Subject, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, r.accs()))
+		}
+	}
+	if wasLive != r.live(now) {
 		m.version++
 	}
-	if probed && m.cfg.Serve {
-		// The flood leaves a suspect off the rings, so it would never
-		// hear of its accusation: its probers tell it, so it can refute.
-		m.send(a.Subject, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, [][]byte{a.Raw}))
-	}
 	return true
+}
+
+// credible: a's accuser is in the view (in any state: it may have died
+// since), plausibly probes r's member, and signed a.
+func (m *Membership) credible(a *Accusation, r *rec) bool {
+	if a.Accuser == m.cfg.Self {
+		return true
+	}
+	acc := m.v.get(hashOf(KeyID(a.Accuser)))
+	if acc == nil || acc.e.ID != a.Accuser || !m.plausible(KeyID(a.Accuser), r.kid) {
+		return false
+	}
+	return m.verify(a.Accuser, m.accPrefix(), a.body, a.sig)
+}
+
+// aged: a spread lone accusation counts only once it, and the
+// incarnation it accuses, are LoneSuspect old (less SuspectTimeout for
+// clocks that differ): its accuser spreads it only then, after neither a
+// refutation nor a confirmation came. So a liar cannot backdate one, and
+// can make its subject sign a new incarnation at most that often.
+func (m *Membership) aged(now time.Time, a *Accusation, e *Entry) bool {
+	return !now.Before(unixTime(max(a.Time, e.Inc)).Add(m.cfg.LoneSuspect - m.cfg.SuspectTimeout))
+}
+
+// die ends h's suspicion past its deadline. A quiet lone accusation that
+// was neither refuted nor confirmed is spread now by its accuser (the
+// subject has a single prober, or the others are gone too): the overlay
+// hears it as loud. Another's quiet accusation is dropped: its accuser
+// spreads it if it still stands.
+func (m *Membership) die(now time.Time, h uint64, r *rec) {
+	wasCand := r.candidate()
+	r = m.v.mut(h)
+	delete(m.suspects, h)
+	switch {
+	case r.pub() == kindAlive && r.acc.Accuser != m.cfg.Self:
+		r.acc = nil
+	case r.pub() == kindAlive:
+		m.v.undigest(r)
+		r.loud, r.dead = true, true
+		m.changed(now, r, wasCand, "")
+	default:
+		r.dead = true
+		if wasCand {
+			m.ringDel(h)
+			m.version++
+		}
+	}
+}
+
+// answered drops a quiet accusation of id, which just answered this
+// node's probe (directly or through a neighbour): no one else heard of
+// it. A message from id alone does not: a member that can send but not
+// receive must still be found out.
+func (m *Membership) answered(id string) {
+	h := hashOf(KeyID(id))
+	if r := m.v.get(h); r != nil && r.e.ID == id && r.acc != nil && r.pub() == kindAlive {
+		m.v.mut(h).acc = nil
+		delete(m.suspects, h)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // probes reports whether this node probes member h (a ring successor, or
@@ -178,13 +273,18 @@ func (m *Membership) plausible(accuser, subject [32]byte) bool {
 // refute answers an accusation of this node's current incarnation with a
 // new one. One of an older incarnation gets this node's current entry
 // back to from: it was refuted already, and from has not heard.
-func (m *Membership) refute(now time.Time, a *Accusation, from string) bool {
+func (m *Membership) refute(now time.Time, a, with *Accusation, from string) bool {
 	if !m.cfg.Serve {
 		return false
 	}
 	if a.Inc < m.inc {
 		m.tellCurrent(now, from)
 		return false
+	}
+	self := m.v.get(m.selfH)
+	pair := with != nil && with.Inc == a.Inc && with.Accuser != a.Accuser
+	if !pair && self != nil && !m.aged(now, a, self.e) {
+		return false // a lone accusation counts only when aged
 	}
 	if !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
 		return false
@@ -211,10 +311,13 @@ func (m *Membership) tellCurrent(now time.Time, from string) {
 	m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, nil))
 }
 
-// accuse spreads that this node's probes of target failed.
+// accuse records that this node's probes of target failed. A first
+// accusation goes quietly to the subject's other probers (to probe it at
+// once, and confirm or not); a confirmation of another's is spread by
+// accept.
 func (m *Membership) accuse(now time.Time, target string) {
 	r := m.v.get(hashOf(KeyID(target)))
-	if r == nil || !r.candidate() {
+	if r == nil || !r.candidate() || r.acc != nil && r.acc.Accuser == m.cfg.Self {
 		return
 	}
 	raw, err := m.sign(m.accPrefix(), accusationBody(target, r.e.Inc, m.cfg.Self, uint64(now.UnixNano())))
@@ -226,7 +329,60 @@ func (m *Membership) accuse(now time.Time, target string) {
 		return
 	}
 	m.stats.Accusations++
-	m.accept(now, a, m.cfg.Self)
+	lone := r.acc == nil
+	if !m.accept(now, a, nil, m.cfg.Self, false) || !lone {
+		return
+	}
+	msg := encodeUpdates(msgAccuse, nil, [][]byte{raw})
+	for _, p := range m.probersOf(r) {
+		m.send(p, msg)
+	}
+}
+
+// probersOf returns s's predecessors on the rings other than this node:
+// the members that probe it.
+func (m *Membership) probersOf(s *rec) []string {
+	var best [4]*rec
+	m.v.each(func(r *rec) bool {
+		if r.h == s.h || r.h != m.selfH && (!r.candidate() || m.now.Before(r.until)) {
+			return true
+		}
+		for j := 0; j < m.cfg.Rings; j++ {
+			if b := best[j]; b == nil || ringPos(&s.kid, j)-ringPos(&r.kid, j) < ringPos(&s.kid, j)-ringPos(&b.kid, j) {
+				best[j] = r
+			}
+		}
+		return true
+	})
+	var out []string
+	for _, r := range best[:m.cfg.Rings] {
+		if r != nil && r.h != m.selfH && !contains(out, r.e.ID) {
+			out = append(out, r.e.ID)
+		}
+	}
+	return out
+}
+
+// onAccuse takes lone accusations an accuser sent this node directly, of
+// a member it probes: it holds the accusation quietly and probes the
+// member next (a failure confirms, an answer drops it).
+func (m *Membership) onAccuse(now time.Time, from string, msg *message) {
+	bad := m.stats.BadSignatures
+	for _, raw := range msg.accs[:min(len(msg.accs), 4)] {
+		a, err := DecodeAccusation(raw)
+		if err != nil {
+			m.stats.BadMessages++
+			continue
+		}
+		ok := m.accept(now, a, nil, from, false)
+		if m.stats.BadSignatures != bad {
+			m.ban(now, from)
+			return
+		}
+		if ok && m.probes(hashOf(KeyID(a.Subject))) {
+			m.urgent = a.Subject
+		}
+	}
 }
 
 // rings

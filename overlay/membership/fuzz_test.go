@@ -30,6 +30,11 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodePingReq(3, id))
 	f.Add(encodeItems(msgHave, []item{{h: 5, inc: 9, kind: kindAlive}}))
 	f.Add(encodeSummary(1, []item{{h: 5, inc: 9, kind: kindSuspect}}))
+	body := accusationBody(id, 1, id+"x", 5)
+	accRaw := appendSig(body, ed25519.Sign(priv, append([]byte("lsnode/suspect/fuzz\x00"), body...)))
+	f.Add(encodeUpdates(msgAccuse, nil, [][]byte{accRaw}))
+	f.Add(encodeUpdates(msgUpdates, [][]byte{raw}, [][]byte{accRaw, accRaw}))
+	f.Add(encodeItems(msgWant, []item{{h: 5, inc: 9, kind: kindConfirmed}}))
 	var d [buckets]uint64
 	f.Add(encodeSync(&d))
 	f.Fuzz(func(t *testing.T, b []byte) {

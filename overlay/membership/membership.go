@@ -30,9 +30,14 @@ type Config struct {
 	// PingTimeout: a probe without an ack after this goes indirect, and
 	// fails after twice this. Default Period/2.
 	PingTimeout time.Duration
-	// SuspectTimeout: an accused member not refuting within this is
-	// dead. Default 3 × Period.
+	// SuspectTimeout: a member accused by two members, not refuting
+	// within this, is dead. Default 3 × Period.
 	SuspectTimeout time.Duration
+	// LoneSuspect: how long one member's accusation, unconfirmed by a
+	// second accuser, leaves a member suspect (still live and probed)
+	// before it is dead. Default 3 × SuspectTimeout (Lifeguard's
+	// suspicion that shortens with independent confirmations).
+	LoneSuspect time.Duration
 	// LocalSuspect: how long Suspect keeps a member out of Closest.
 	// Default SuspectTimeout.
 	LocalSuspect time.Duration
@@ -83,6 +88,9 @@ func (c *Config) defaults() {
 	if c.SuspectTimeout <= 0 {
 		c.SuspectTimeout = 3 * c.Period
 	}
+	if c.LoneSuspect <= 0 {
+		c.LoneSuspect = 3 * c.SuspectTimeout
+	}
 	if c.LocalSuspect <= 0 {
 		c.LocalSuspect = c.SuspectTimeout
 	}
@@ -122,7 +130,8 @@ type Transport interface {
 type Stats struct {
 	MsgsSent, MsgsRecv   uint64
 	BytesSent, BytesRecv uint64
-	SentByType           [numMsgTypes]uint64
+	SentByType           [numMsgTypes]uint64 // messages
+	SentBytesByType      [numMsgTypes]uint64
 	Verifies             uint64 // signatures checked
 	BadSignatures        uint64
 	BadMessages          uint64
@@ -158,6 +167,7 @@ type Membership struct {
 	probe      *probe
 	probeIdx   int
 	nextProbe  time.Time
+	urgent     string // a successor another prober accused: probe it next
 	seq        uint64
 	relays     map[uint64]relay
 	suspects   map[uint64]struct{}
@@ -400,6 +410,7 @@ func (m *Membership) send(to string, msg []byte) {
 	m.stats.MsgsSent++
 	m.stats.BytesSent += uint64(len(msg))
 	m.stats.SentByType[msg[0]]++
+	m.stats.SentBytesByType[msg[0]] += uint64(len(msg))
 	m.tr.Send(to, msg)
 }
 

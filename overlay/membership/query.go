@@ -122,8 +122,8 @@ func (m *Membership) Closest(now time.Time, kid [32]byte, n int) []string {
 }
 
 // Suspected returns up to n members nearest kid that suspicion keeps out
-// of Closest: this node's own (Suspect), or an accusation not yet refuted
-// here (the member may be back already, its refutation still on the way).
+// of Closest: this node's own (Suspect), or a confirmed accusation not yet
+// refuted here (the member may be back already, its refutation still on the way).
 // Members on probation are not among them.
 func (m *Membership) Suspected(now time.Time, kid [32]byte, n int) []string {
 	return m.nearest(kid, n, func(r *rec) bool {
@@ -199,8 +199,8 @@ func (m *Membership) State(now time.Time, id string) string {
 		return "left"
 	case r.dead:
 		return "dead"
-	case r.acc != nil:
-		return "suspect"
+	case r.acc2 != nil:
+		return "suspect" // a lone accusation leaves it live
 	case now.Before(r.until):
 		return "probation"
 	case now.Before(r.local):

@@ -57,9 +57,7 @@ func (m *Membership) expire(now time.Time) {
 			continue
 		}
 		if !now.Before(r.deadline) {
-			r = m.v.mut(h)
-			r.dead = true
-			delete(m.suspects, h)
+			m.die(now, h, r)
 		}
 	}
 	for {
@@ -67,7 +65,7 @@ func (m *Membership) expire(now time.Time) {
 		if !ok {
 			break
 		}
-		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.kind() == t.kind && r.digested == 0 {
+		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.pub() == t.kind && r.digested == 0 {
 			m.v.digestIn(m.v.mut(t.h))
 		}
 	}
@@ -76,7 +74,7 @@ func (m *Membership) expire(now time.Time) {
 		if !ok {
 			break
 		}
-		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.kind() == t.kind && t.h != m.selfH {
+		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.pub() == t.kind && t.h != m.selfH {
 			m.v.undigest(m.v.mut(t.h))
 			m.v.del(t.h)
 			delete(m.suspects, t.h)
@@ -135,19 +133,26 @@ func (m *Membership) probeStep(now time.Time) {
 			}
 		}
 	}
-	if m.probe != nil || now.Before(m.nextProbe) {
+	if m.probe != nil || now.Before(m.nextProbe) && m.urgent == "" {
 		return
 	}
-	m.nextProbe = now.Add(m.cfg.Period * time.Duration(1+m.health))
 	targets := m.successors()
 	if !m.cfg.Serve && len(targets) > 1 {
 		targets = targets[:1] // a client follows one member
 	}
-	if len(targets) == 0 {
+	urgent := m.urgent
+	m.urgent = ""
+	var t string
+	switch {
+	case urgent != "" && contains(targets, urgent):
+		t = urgent // another prober accused it: confirm or not, now
+	case now.Before(m.nextProbe) || len(targets) == 0:
 		return
+	default:
+		m.probeIdx++
+		t = targets[m.probeIdx%len(targets)]
 	}
-	m.probeIdx++
-	t := targets[m.probeIdx%len(targets)]
+	m.nextProbe = now.Add(m.cfg.Period * time.Duration(1+m.health))
 	m.seq++
 	_, warm := m.peers[t]
 	m.probe = &probe{target: t, seq: m.seq, sent: now, cold: !warm}
@@ -163,7 +168,7 @@ func (m *Membership) flush(now time.Time) {
 	if len(m.fresh) == 0 {
 		return
 	}
-	fresh := m.fresh
+	fresh := newest(m.fresh)
 	m.fresh = nil
 	targets := m.successors()
 	for p := range m.listeners {
@@ -182,6 +187,23 @@ func (m *Membership) flush(now time.Time) {
 			items = items[n:]
 		}
 	}
+}
+
+// newest keeps each member's last change of those in fresh (one message
+// can take a member through several: an entry, then an accusation, then
+// its confirmation), so a neighbour is offered, and fetches, it once.
+func newest(fresh []freshItem) []freshItem {
+	last := make(map[uint64]int, len(fresh))
+	for i, f := range fresh {
+		last[f.it.h] = i
+	}
+	out := fresh[:0]
+	for i, f := range fresh {
+		if last[f.it.h] == i {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Receive handles one message from peer from.
@@ -229,6 +251,8 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		m.onSync(now, from, msg)
 	case msgSummary:
 		m.onSummary(now, from, msg)
+	case msgAccuse:
+		m.onAccuse(now, from, msg)
 	}
 	return nil
 }
@@ -244,13 +268,13 @@ func (m *Membership) tellAccused(now time.Time, from string) {
 		return
 	}
 	r := m.v.get(hashOf(KeyID(from)))
-	if r == nil || r.e.ID != from || r.acc == nil || r.e.Left {
+	if r == nil || r.e.ID != from || r.pub() == kindAlive || r.e.Left {
 		return
 	}
 	if !due(&m.peer(now, from).toldAcc, now, m.cfg.SuspectTimeout) {
 		return
 	}
-	m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, [][]byte{r.acc.Raw}))
+	m.send(from, encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, r.accs()))
 }
 
 func (m *Membership) onAck(now time.Time, from string, msg *message) {
@@ -262,6 +286,7 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 	if p := m.probe; p != nil && p.seq == msg.seq {
 		m.probe = nil
 		m.health = max(m.health-1, 0)
+		m.answered(p.target)
 	}
 	m.compare(now, from, msg.digest)
 }
@@ -308,7 +333,7 @@ func (m *Membership) wants(it item) bool {
 	if r == nil {
 		return it.kind == kindAlive
 	}
-	return newer(it.inc, it.kind, r.e.Inc, r.kind())
+	return newer(it.inc, it.kind, r.e.Inc, r.pub())
 }
 
 // Bounds of what announcements make this node fetch: per message, and in
@@ -343,8 +368,10 @@ func (m *Membership) onHave(now time.Time, from string, items []item) {
 
 func (m *Membership) onWant(from string, items []item) {
 	b := batch{m: m, to: from, typ: msgUpdates, max: 512}
+	sent := map[uint64]bool{}
 	for _, it := range items[:min(len(items), maxWant)] {
-		if r := m.v.get(it.h); r != nil {
+		if r := m.v.get(it.h); r != nil && !sent[it.h] {
+			sent[it.h] = true
 			b.add(r)
 		}
 	}
@@ -367,14 +394,26 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 			return
 		}
 	}
+	accs := make([]*Accusation, 0, len(msg.accs))
+	first := map[string]int{} // subject → its first accusation here
 	for _, raw := range msg.accs {
 		a, err := DecodeAccusation(raw)
 		if err != nil {
 			m.stats.BadMessages++
 			continue
 		}
+		if _, ok := first[a.Subject]; !ok {
+			first[a.Subject] = len(accs)
+		}
+		accs = append(accs, a)
+	}
+	for i, a := range accs {
+		var with *Accusation // a confirmation sent with the first
+		if j := first[a.Subject]; j == i && i+1 < len(accs) && accs[i+1].Subject == a.Subject {
+			with = accs[i+1]
+		}
 		delete(m.pending, hashOf(KeyID(a.Subject)))
-		if m.accept(now, a, from); m.stats.BadSignatures != bad {
+		if m.accept(now, a, with, from, true); m.stats.BadSignatures != bad {
 			m.ban(now, from)
 			return
 		}
@@ -551,9 +590,7 @@ type batch struct {
 
 func (b *batch) add(r *rec) {
 	b.entries = append(b.entries, r.e.Raw)
-	if r.acc != nil {
-		b.accs = append(b.accs, r.acc.Raw)
-	}
+	b.accs = append(b.accs, r.accs()...)
 	if len(b.entries) >= b.max {
 		b.flush()
 	}

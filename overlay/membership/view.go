@@ -12,7 +12,14 @@ type rec struct {
 	kid [32]byte
 	e   *Entry      // latest entry (alive or left)
 	acc *Accusation // an accusation of e.Inc, if any (suspect)
-	// dead: suspected for longer than SuspectTimeout without a refutation.
+	// acc2: a second member's accusation of e.Inc (confirmed): only
+	// then is the member off the rings and out of Closest.
+	acc2 *Accusation
+	// loud: acc is public (spread, or learnt from the spread). A quiet
+	// one is known only to its accuser, the subject and the subject's
+	// other probers; the rest of the overlay sees the member alive.
+	loud bool
+	// dead: suspected past its deadline without a refutation.
 	dead     bool
 	deadline time.Time // suspect → dead
 	until    time.Time // probation end: not live before (unconfirmed)
@@ -31,6 +38,8 @@ func (r *rec) kind() uint8 {
 	switch {
 	case r.e.Left:
 		return kindLeft
+	case r.acc2 != nil:
+		return kindConfirmed
 	case r.acc != nil:
 		return kindSuspect
 	}
@@ -39,16 +48,43 @@ func (r *rec) kind() uint8 {
 
 // eventTime is when r's current version was made (signed wall clock).
 func (r *rec) eventTime() uint64 {
+	if r.acc2 != nil && !r.e.Left {
+		return max(r.acc2.Time, r.acc.Time, r.e.Inc)
+	}
 	if r.acc != nil && !r.e.Left {
 		return max(r.acc.Time, r.e.Inc)
 	}
 	return r.e.Inc
 }
 
-func (r *rec) item() item { return item{h: r.h, inc: r.e.Inc, kind: r.kind()} }
+// pub is r's kind as the overlay sees it: a quiet accusation is not.
+func (r *rec) pub() uint8 {
+	if k := r.kind(); k != kindSuspect || r.loud {
+		return k
+	}
+	return kindAlive
+}
+
+// accs are r's public accusations, raw, to send with its entry.
+func (r *rec) accs() [][]byte {
+	switch {
+	case r.acc == nil || r.pub() == kindAlive: // alive, left, or held quietly
+		return nil
+	case r.acc2 != nil:
+		return [][]byte{r.acc.Raw, r.acc2.Raw}
+	}
+	return [][]byte{r.acc.Raw}
+}
+
+func (r *rec) item() item { return item{h: r.h, inc: r.e.Inc, kind: r.pub()} }
 
 // candidate: r takes part in probing and dissemination (on the rings).
-func (r *rec) candidate() bool { return !r.dead && r.kind() == kindAlive }
+// One accuser's word (kindSuspect) does not take a member off them: its
+// other probers go on probing it, and confirm or not.
+func (r *rec) candidate() bool {
+	k := r.kind()
+	return !r.dead && (k == kindAlive || k == kindSuspect)
+}
 
 func (r *rec) live(now time.Time) bool {
 	return r.candidate() && !now.Before(r.until) && !now.Before(r.local)
@@ -58,7 +94,7 @@ func (r *rec) live(now time.Time) bool {
 // whether it is alive, mixed (nonzero).
 func (r *rec) contribution() uint64 {
 	alive := uint64(0)
-	if r.kind() == kindAlive {
+	if r.pub() == kindAlive {
 		alive = 1
 	}
 	x := r.h ^ (r.e.Inc * 0x9e3779b97f4a7c15) ^ (alive * 0xbf58476d1ce4e5b9)

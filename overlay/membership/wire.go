@@ -223,7 +223,8 @@ const (
 	msgSnapshot = 8 // as msgUpdates, the answer to a join
 	msgSync     = 9 // 1: bucket digests (64 fixed64)
 	msgSummary  = 10
-	numMsgTypes = 11
+	msgAccuse   = 11 // 2: a lone accusation, to its subject and other probers
+	numMsgTypes = 12
 )
 
 // item names one version of one member: its id hash, incarnation and kind.
@@ -233,15 +234,28 @@ type item struct {
 	kind uint8
 }
 
-// Kinds of a member's state, in the order a same-incarnation update wins.
+// Kinds of a member's state. A same-incarnation update wins by rank:
+// alive, suspect, confirmed, left.
 const (
-	kindAlive   = 1
-	kindSuspect = 2
-	kindLeft    = 3
+	kindAlive     = 1
+	kindSuspect   = 2 // accused by one member: still live and probed
+	kindLeft      = 3
+	kindConfirmed = 4 // accused by two: off the rings, not live
 )
 
+// rank orders kinds (the wire values keep left at 3).
+func rank(kind uint8) uint8 {
+	switch kind {
+	case kindConfirmed:
+		return 3
+	case kindLeft:
+		return 4
+	}
+	return kind
+}
+
 func newer(inc uint64, kind uint8, thanInc uint64, thanKind uint8) bool {
-	return inc > thanInc || inc == thanInc && kind > thanKind
+	return inc > thanInc || inc == thanInc && rank(kind) > rank(thanKind)
 }
 
 func appendItems(b []byte, items []item) []byte {
@@ -267,7 +281,7 @@ func decodeItems(b []byte, max int) ([]item, error) {
 			return nil, bad("items")
 		}
 		it.inc, it.kind = inc, b[8+n]
-		if it.kind < kindAlive || it.kind > kindLeft {
+		if it.kind < kindAlive || it.kind > kindConfirmed {
 			return nil, bad("item kind %d", it.kind)
 		}
 		out = append(out, it)
@@ -342,7 +356,7 @@ func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x ui
 		if num == 1 && typ == protowire.BytesType {
 			m.items, err = decodeItems(v, maxItems)
 		}
-	case msgUpdates, msgSnapshot, msgJoin:
+	case msgUpdates, msgSnapshot, msgJoin, msgAccuse:
 		switch {
 		case num == 1 && typ == protowire.BytesType:
 			m.entries = append(m.entries, v)

@@ -548,8 +548,8 @@ func (w *world) finish(end time.Duration) {
 		recv = append(recv, (float64(s.BytesRecv-n.sent0.BytesRecv)+WireOverhead*mr)/secs)
 		payload = append(payload, float64(s.BytesSent-n.sent0.BytesSent)/secs)
 		msgs += ms / secs
-		for t := range s.SentByType {
-			byType[t] += float64(s.SentByType[t] - n.sent0.SentByType[t])
+		for t := range s.SentBytesByType {
+			byType[t] += float64(s.SentBytesByType[t] - n.sent0.SentBytesByType[t])
 		}
 		syncs += float64(s.Syncs - n.sent0.Syncs)
 		verifies += float64(s.Verifies-n.sent0.Verifies) / secs

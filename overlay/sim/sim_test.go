@@ -74,6 +74,24 @@ func BenchmarkSim(b *testing.B) {
 			}
 			b.ReportMetric(r.SentMean, fmt.Sprintf("B/s/node@%d", n))
 			fmt.Printf("lsnode membership sim: %s\n", r)
+			fmt.Printf("  payload B/s/node by message type: %s\n", byType(r))
 		}
 	}
+}
+
+// byType lists the payload each message type cost a node per second.
+func byType(r Report) string {
+	names := []string{1: "ping", "ack", "ping-req", "have", "want", "updates", "join", "snapshot", "sync", "summary", "accuse"}
+	var out []string
+	for t, b := range r.ByType {
+		if b == 0 || r.Members == 0 {
+			continue
+		}
+		name := fmt.Sprint(t)
+		if t < len(names) && names[t] != "" {
+			name = names[t]
+		}
+		out = append(out, fmt.Sprintf("%s %.0f", name, b/float64(r.Members)/r.Window.Seconds()))
+	}
+	return strings.Join(out, ", ")
 }
