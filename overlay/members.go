@@ -513,6 +513,17 @@ func (m *members) leave(ctx context.Context) {
 	}
 }
 
+func (m *members) suspicion(p peer.ID) ([]peer.ID, time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids, at, spread := m.m.Suspicion(string(p))
+	out := make([]peer.ID, len(ids))
+	for i, id := range ids {
+		out[i] = peer.ID(id)
+	}
+	return out, at, spread
+}
+
 func (m *members) state(p peer.ID) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()

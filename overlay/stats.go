@@ -4,6 +4,7 @@ import (
 	"github.com/lsnode/lsnode/overlay/membership"
 	"slices"
 	"strings"
+	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -109,3 +110,9 @@ func (o *Overlay) MembershipStats() membership.Stats { return o.members.stats() 
 // "probation", "suspect", "dead", "left", "suspected-here", "capped" or
 // "unknown".
 func (o *Overlay) MemberState(p PeerID) string { return o.members.state(p) }
+
+// MemberSuspicion tells who accused p in this node's view (the first
+// accuser, then a confirming one), when, and whether it was spread.
+func (o *Overlay) MemberSuspicion(p PeerID) (accusers []PeerID, at time.Time, spread bool) {
+	return o.members.suspicion(p)
+}

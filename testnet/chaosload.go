@@ -186,12 +186,17 @@ func (c *chaos) selfOf(unseen []string) string {
 	for _, u := range unseen {
 		name, _, _ := strings.Cut(u, " ")
 		own := "not running"
+		doubted := map[string]int{}
 		for _, g := range c.groups {
-			if s, ok := g.Load().Self[name]; ok {
+			l := g.Load()
+			if s, ok := l.Self[name]; ok {
 				own = s
 			}
+			for st, k := range l.Doubted[name] {
+				doubted[st] += k
+			}
 		}
-		out = append(out, u+" there, itself: "+own)
+		out = append(out, fmt.Sprintf("%s there, itself: %s; views not listing it live: %v", u, own, doubted))
 	}
 	return strings.Join(out, "; ")
 }

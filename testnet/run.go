@@ -284,6 +284,10 @@ type Load struct {
 	// (to tell a node nobody hears from one that does not hear).
 	Unseen []string          `json:"unseen,omitempty"`
 	Self   map[string]string `json:"self,omitempty"`
+	// Doubted: for up to 8 testnet nodes that some running node here
+	// does not list live although they run here or elsewhere, how many
+	// views here hold them in each state.
+	Doubted map[string]map[string]int `json:"doubted,omitempty"`
 }
 
 // Load returns the running nodes' Load.
@@ -304,7 +308,8 @@ func (n *Network) Load() Load {
 			l.Self = map[string]string{}
 		}
 		ms := o.MembershipStats()
-		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d", m, ms.Refutations, ms.Health)
+		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d, bans %d", m, ms.Refutations, ms.Health, ms.Bans)
+		n.doubts(&l, nd)
 		l.MembersMax = max(l.MembersMax, m)
 		l.Nodes++
 		l.Conns += o.Stats(0).Connections
@@ -334,11 +339,61 @@ func (n *Network) missing(nd *node.Node) (map[string]int, []string) {
 		if st := nd.Overlay().MemberState(id); st != "live" {
 			out[st]++
 			if st != "unknown" && len(names) < 4 {
-				names = append(names, ni.Name+" "+st)
+				names = append(names, ni.Name+" "+st+n.suspicion(nd, id))
 			}
 		}
 	}
 	return out, names
+}
+
+// doubts counts, into l.Doubted, the states nd holds testnet nodes in
+// other than live and unknown (unknown: not running, as far as nd knows).
+func (n *Network) doubts(l *Load, nd *node.Node) {
+	for _, ni := range n.Manifest.Nodes {
+		id, err := overlay.DecodePeerID(ni.PeerID)
+		if err != nil || id == nd.Overlay().ID() {
+			continue
+		}
+		st := nd.Overlay().MemberState(id)
+		if st == "live" || st == "unknown" {
+			continue
+		}
+		if l.Doubted == nil {
+			l.Doubted = map[string]map[string]int{}
+		}
+		d := l.Doubted[ni.Name]
+		if d == nil {
+			if len(l.Doubted) >= 8 {
+				continue
+			}
+			d = map[string]int{}
+			l.Doubted[ni.Name] = d
+		}
+		d[st]++
+	}
+}
+
+// suspicion says who accused id in nd's view, by node name, and when.
+func (n *Network) suspicion(nd *node.Node, id overlay.PeerID) string {
+	accusers, at, spread := nd.Overlay().MemberSuspicion(id)
+	if len(accusers) == 0 {
+		return ""
+	}
+	var names []string
+	for _, a := range accusers {
+		name := a.String()
+		for _, ni := range n.Manifest.Nodes {
+			if ni.PeerID == name {
+				name = ni.Name
+			}
+		}
+		names = append(names, name)
+	}
+	how := "quiet"
+	if spread {
+		how = "spread"
+	}
+	return fmt.Sprintf(" (accused by %s %s ago, %s)", strings.Join(names, "+"), time.Since(at).Round(time.Second), how)
 }
 
 // PrintLoad prints the Load as a JSON line ("load {...}") every interval

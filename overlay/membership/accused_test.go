@@ -2,6 +2,7 @@ package membership
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -276,5 +277,54 @@ func TestLeftMemberFetched(t *testing.T) {
 		if st := n.nodes[id].State(n.now, "x"); st != "left" {
 			t.Errorf("%s sees x %s, want left", id, st)
 		}
+	}
+}
+
+// TestAccuserRechecksItsDead: an accuser whose spread of its lone
+// accusation was lost (it was overloaded) holds the member dead alone;
+// the member never sends it a message and anti-entropy cannot reach it
+// either. The accuser pings the members dead on its word once per
+// SuspectTimeout: the answer gets the member its accusation, which it
+// refutes, and it is live again in the accuser's view.
+func TestAccuserRechecksItsDead(t *testing.T) {
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	var ids []string
+	for i := 0; i < 40; i++ {
+		ids = append(ids, fmt.Sprintf("n%02d", i))
+	}
+	for i, id := range ids {
+		n.add(id, uint64(i+51))
+	}
+	for _, id := range ids[1:] {
+		n.nodes[id].Join(n.now, "n00")
+	}
+	n.run(60 * time.Second)
+	x := "n05"
+	s := n.nodes[x].successors()[0]
+	noSync := func(from, to string, b []byte) bool {
+		return (from == x || to == x) && (b[0] == msgSync || b[0] == msgSummary) || from == s && to == x && b[0] == msgPing
+	}
+	// For 15 s x's probes of s fail and everything x sends but probes
+	// is lost: it accuses s, and its spread of the accusation is lost.
+	n.drop = func(from, to string, b []byte) bool {
+		return noSync(from, to, b) || from == x && to == s && b[0] == msgPing || from == s && to == x ||
+			from == x && b[0] != msgPing && b[0] != msgAck
+	}
+	n.run(15 * time.Second)
+	if st := n.nodes[x].State(n.now, s); st != "dead" {
+		t.Fatalf("x sees s %s after its 15 s of failed probes, want dead", st)
+	}
+	for _, id := range ids {
+		if st := n.nodes[id].State(n.now, s); id != x && id != s && st != "live" {
+			t.Fatalf("%s sees s %s: the spread was meant to be lost", id, st)
+		}
+	}
+	n.drop = noSync
+	n.run(30 * time.Second)
+	if st := n.nodes[x].State(n.now, s); st != "live" {
+		t.Errorf("30 s later x still sees s %s", st)
+	}
+	if got := n.nodes[s].Stats().Refutations; got == 0 {
+		t.Error("s never refuted")
 	}
 }

@@ -216,6 +216,31 @@ func (m *Membership) die(now time.Time, h uint64, r *rec) {
 			m.version++
 		}
 	}
+	if r.dead && (r.acc.Accuser == m.cfg.Self || r.acc2 != nil && r.acc2.Accuser == m.cfg.Self) && len(m.recheck) < maxRecheck {
+		m.recheck[h] = now.Add(m.cfg.SuspectTimeout)
+	}
+}
+
+// maxRecheck bounds the members this node re-probes after accusing them.
+const maxRecheck = 256
+
+// recheckDead pings, once per SuspectTimeout until they are purged or
+// back, the members dead on this node's accusation. Its evidence is the
+// one that counts against them: if the spread of its accusation was lost
+// (this node overloaded), the member never heard, and it may never send
+// this node a message otherwise; an answer gets it its accusation
+// (tellAccused), which it refutes.
+func (m *Membership) recheckDead(now time.Time) {
+	for h, at := range m.recheck {
+		r := m.v.get(h)
+		switch {
+		case r == nil || !r.dead || r.e.Left:
+			delete(m.recheck, h)
+		case !now.Before(at):
+			m.recheck[h] = now.Add(m.cfg.SuspectTimeout)
+			m.send(r.e.ID, encodeProbe(msgPing, 0, m.v.digest()))
+		}
+	}
 }
 
 // answered drops a quiet accusation of id, which just answered this

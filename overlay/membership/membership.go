@@ -171,21 +171,24 @@ type Membership struct {
 	seq        uint64
 	relays     map[uint64]relay
 	suspects   map[uint64]struct{}
-	probQ      timerHeap // probation ends and local suspicions
-	stableQ    timerHeap
-	purgeQ     timerHeap
-	peers      map[string]*peerState
-	listeners  map[string]time.Time
-	unconf     map[string]int
-	unconfAll  int
-	joinFrom   string
-	version    uint64
-	now        time.Time           // of the latest call
-	onProb     map[uint64]struct{} // members on probation: probed, not on the rings
-	capped     map[uint64]bool     // over MaxPerGroup, as of cappedAt
-	health     int                 // local health score (Lifeguard), 0 best
-	cappedAt   uint64
-	stats      Stats
+	// recheck: members dead on this node's own accusation, and when to
+	// ping them next (an answer gets them their accusation to refute).
+	recheck   map[uint64]time.Time
+	probQ     timerHeap // probation ends and local suspicions
+	stableQ   timerHeap
+	purgeQ    timerHeap
+	peers     map[string]*peerState
+	listeners map[string]time.Time
+	unconf    map[string]int
+	unconfAll int
+	joinFrom  string
+	version   uint64
+	now       time.Time           // of the latest call
+	onProb    map[uint64]struct{} // members on probation: probed, not on the rings
+	capped    map[uint64]bool     // over MaxPerGroup, as of cappedAt
+	health    int                 // local health score (Lifeguard), 0 best
+	cappedAt  uint64
+	stats     Stats
 }
 
 type freshItem struct {
@@ -248,6 +251,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		pending:   map[uint64]*wanted{},
 		relays:    map[uint64]relay{},
 		suspects:  map[uint64]struct{}{},
+		recheck:   map[uint64]time.Time{},
 		peers:     map[string]*peerState{},
 		listeners: map[string]time.Time{},
 		unconf:    map[string]int{},

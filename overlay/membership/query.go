@@ -187,6 +187,21 @@ func (m *Membership) Freeze() *Snapshot {
 	return s
 }
 
+// Suspicion tells who accused id's current incarnation in this view (the
+// first accuser, then a confirming one), when the first did, and whether
+// that accusation was spread; no accusers if none stands.
+func (m *Membership) Suspicion(id string) (accusers []string, at time.Time, spread bool) {
+	r := m.v.get(hashOf(KeyID(id)))
+	if r == nil || r.e.ID != id || r.acc == nil {
+		return nil, time.Time{}, false
+	}
+	accusers = []string{r.acc.Accuser}
+	if r.acc2 != nil {
+		accusers = append(accusers, r.acc2.Accuser)
+	}
+	return accusers, unixTime(r.acc.Time), r.pub() != kindAlive
+}
+
 // State describes id in this view: "live", "probation", "suspect",
 // "dead", "left", "suspected-here" (Suspect), "capped" (over
 // MaxPerGroup) or "unknown".

@@ -81,6 +81,7 @@ func (m *Membership) expire(now time.Time) {
 		}
 	}
 	m.expireSmall(now)
+	m.recheckDead(now)
 }
 
 // expireSmall drops stale relays and followers and retries lost fetches.
