@@ -31,7 +31,10 @@ const maxGossipFrame = 4 << 20
 // period: a tighter timeout only makes false accusations.
 const minPingTimeout = 200 * time.Millisecond
 
-func (o *Overlay) membersProtocol() protocol.ID { return o.Protocol("members", "2.0.0") }
+// membersProtocol: 3.0.0 added confirmed suspicion (item kind 4,
+// msgAccuse); a 2.0.0 node would drop whole messages holding them, so
+// the two do not speak.
+func (o *Overlay) membersProtocol() protocol.ID { return o.Protocol("members", "3.0.0") }
 
 // members runs the membership protocol (package membership: SWIM-style
 // probes on a few rings, changes flooded as announcements, digest

@@ -131,11 +131,14 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	if same && (r.loud || !loud) {
 		return false
 	}
-	pair := with != nil && with.Subject == a.Subject && with.Inc == a.Inc && with.Accuser != a.Accuser
+	pair := with != nil && m.confirms(now, a, with)
 	if loud && (same || r.acc == nil) && !pair && !m.aged(now, a, r.e) {
 		return false
 	}
-	if !same && !m.credible(a, r) || pair && !m.credible(with, r) {
+	if r.acc != nil && !same && !m.confirms(now, r.acc, a) {
+		return false // a stale accusation does not confirm, nor is confirmed
+	}
+	if !m.credible(a, r) || pair && !m.credible(with, r) {
 		return false
 	}
 	wasCand, wasLive := r.candidate(), r.live(now)
@@ -143,7 +146,8 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	r = m.v.mut(h)
 	switch {
 	case same: // the accusation held here quietly was spread meanwhile
-		r.loud, r.deadline = true, minTime(r.deadline, now.Add(m.cfg.SuspectTimeout))
+		// Keep the spread copy (aged): the subject refutes what it is sent.
+		r.acc, r.loud, r.deadline = a, true, minTime(r.deadline, now.Add(m.cfg.SuspectTimeout))
 	case r.acc == nil:
 		r.acc, r.loud, r.deadline = a, loud, now.Add(m.cfg.LoneSuspect)
 		if loud {
@@ -187,10 +191,25 @@ func (m *Membership) credible(a *Accusation, r *rec) bool {
 // aged: a spread lone accusation counts only once it, and the
 // incarnation it accuses, are LoneSuspect old (less SuspectTimeout for
 // clocks that differ): its accuser spreads it only then, after neither a
-// refutation nor a confirmation came. So a liar cannot backdate one, and
-// can make its subject sign a new incarnation at most that often.
+// refutation nor a confirmation came. A liar may backdate its own
+// accusation, but not the incarnation: it can make a member refute at
+// most once per LoneSuspect − SuspectTimeout. An incarnation from the
+// future counts as made now.
 func (m *Membership) aged(now time.Time, a *Accusation, e *Entry) bool {
-	return !now.Before(unixTime(max(a.Time, e.Inc)).Add(m.cfg.LoneSuspect - m.cfg.SuspectTimeout))
+	inc := min(e.Inc, uint64(max(now.UnixNano(), 0)))
+	return !now.Before(unixTime(max(a.Time, inc)).Add(m.cfg.LoneSuspect - m.cfg.SuspectTimeout))
+}
+
+// confirms: b, by another accuser, confirms a: the same incarnation, the
+// two made within LoneSuspect of each other (the confirmation follows the
+// quiet accusation) and of now. An old honest accusation cannot be
+// replayed as half of a pair; one that arrives late (anti-entropy) counts
+// as an aged lone accusation, which its subject can still refute.
+func (m *Membership) confirms(now time.Time, a, b *Accusation) bool {
+	w := m.cfg.LoneSuspect
+	near := func(x, y time.Time) bool { return x.Sub(y) <= w && y.Sub(x) <= w }
+	return b.Subject == a.Subject && b.Inc == a.Inc && b.Accuser != a.Accuser &&
+		near(unixTime(a.Time), unixTime(b.Time)) && near(unixTime(a.Time), now) && near(unixTime(b.Time), now)
 }
 
 // die ends h's suspicion past its deadline. A quiet lone accusation that
@@ -307,12 +326,12 @@ func (m *Membership) refute(now time.Time, a, with *Accusation, from string) boo
 		return false
 	}
 	self := m.v.get(m.selfH)
-	pair := with != nil && with.Inc == a.Inc && with.Accuser != a.Accuser
-	if !pair && self != nil && !m.aged(now, a, self.e) {
-		return false // a lone accusation counts only when aged
-	}
-	if !m.verify(a.Accuser, m.accPrefix(), a.body, a.sig) {
+	if self == nil || !m.credible(a, self) {
 		return false
+	}
+	pair := with != nil && m.confirms(now, a, with) && m.credible(with, self)
+	if !pair && !m.aged(now, a, self.e) {
+		return false // a lone accusation counts only when aged
 	}
 	m.stats.Refutations++
 	m.unwell()
@@ -404,7 +423,7 @@ func (m *Membership) onAccuse(now time.Time, from string, msg *message) {
 			m.ban(now, from)
 			return
 		}
-		if ok && m.probes(hashOf(KeyID(a.Subject))) {
+		if ok && m.probes(hashOf(KeyID(a.Subject))) && !now.Before(m.urgentAt) {
 			m.urgent = a.Subject
 		}
 	}

@@ -29,16 +29,22 @@
 //     SyncEvery per peer.
 //   - Suspicion needs two accusers (Lifeguard's confirmations, made
 //     cheap): a prober whose probe failed holds its signed accusation
-//     quietly and sends it only to the subject's other ring
-//     predecessors, which probe it at once. The
-//     member stays live and on the rings meanwhile. If one of them fails
-//     too, its accusation confirms the first: both are flooded together,
-//     the member leaves Closest and is dead after SuspectTimeout. An
-//     answered probe drops a quiet accusation; one neither refuted nor
-//     confirmed within LoneSuspect is flooded by its accuser, and its
-//     subject still has SuspectTimeout to refute. An overloaded prober's
+//     quietly and sends it (msgAccuse) only to the subject's other ring
+//     predecessors, which probe it at once (once per probe period at
+//     most). The member stays live and on the rings meanwhile. If one of
+//     them fails too within LoneSuspect, its accusation confirms the
+//     first: both are flooded together, the member leaves Closest and is
+//     dead after SuspectTimeout. An answered probe drops a quiet
+//     accusation; one neither refuted nor confirmed within LoneSuspect
+//     is flooded by its accuser. A flooded lone accusation leaves the
+//     member live for SuspectTimeout to refute, and counts only once it
+//     and the incarnation it accuses are old enough (aged), so a liar
+//     can make a member refute only that often. An overloaded prober's
 //     false accusations (the storm 300 real nodes on 2 cores fell into)
 //     and a single liar's thus cost no broadcast and move no replica.
+//     An accuser pings the members dead on its word once per
+//     SuspectTimeout until purged: if its spread was lost, an answer
+//     gets the member its accusation to refute.
 //   - Lifeguard's local health: a node whose probes go unanswered, or that
 //     must refute accusations of itself, stretches its timeouts and probe
 //     period (up to 9×): an overloaded node stops accusing healthy ones.

@@ -167,7 +167,8 @@ type Membership struct {
 	probe      *probe
 	probeIdx   int
 	nextProbe  time.Time
-	urgent     string // a successor another prober accused: probe it next
+	urgent     string    // a successor another prober accused: probe it next
+	urgentAt   time.Time // no urgent probe before (one per probe period)
 	seq        uint64
 	relays     map[uint64]relay
 	suspects   map[uint64]struct{}

@@ -144,16 +144,18 @@ func (m *Membership) probeStep(now time.Time) {
 	urgent := m.urgent
 	m.urgent = ""
 	var t string
+	period := m.cfg.Period * time.Duration(1+m.health)
 	switch {
 	case urgent != "" && contains(targets, urgent):
 		t = urgent // another prober accused it: confirm or not, now
+		m.urgentAt = now.Add(period)
 	case now.Before(m.nextProbe) || len(targets) == 0:
 		return
 	default:
 		m.probeIdx++
 		t = targets[m.probeIdx%len(targets)]
+		m.nextProbe = now.Add(period)
 	}
-	m.nextProbe = now.Add(m.cfg.Period * time.Duration(1+m.health))
 	m.seq++
 	_, warm := m.peers[t]
 	m.probe = &probe{target: t, seq: m.seq, sent: now, cold: !warm}
