@@ -187,6 +187,7 @@ func (c *chaos) selfOf(unseen []string) string {
 		name, _, _ := strings.Cut(u, " ")
 		own := "not running"
 		doubted := map[string]int{}
+		var by []string
 		for _, g := range c.groups {
 			l := g.Load()
 			if s, ok := l.Self[name]; ok {
@@ -195,8 +196,9 @@ func (c *chaos) selfOf(unseen []string) string {
 			for st, k := range l.Doubted[name] {
 				doubted[st] += k
 			}
+			by = append(by, l.DoubtedBy[name]...)
 		}
-		out = append(out, fmt.Sprintf("%s there, itself: %s; views not listing it live: %v", u, own, doubted))
+		out = append(out, fmt.Sprintf("%s there, itself: %s; views not listing it live: %v, among them %v", u, own, doubted, by))
 	}
 	return strings.Join(out, "; ")
 }

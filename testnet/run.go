@@ -288,6 +288,8 @@ type Load struct {
 	// does not list live although they run here or elsewhere, how many
 	// views here hold them in each state.
 	Doubted map[string]map[string]int `json:"doubted,omitempty"`
+	// DoubtedBy names up to 3 of the nodes here holding each of them so.
+	DoubtedBy map[string][]string `json:"doubted_by,omitempty"`
 }
 
 // Load returns the running nodes' Load.
@@ -308,7 +310,7 @@ func (n *Network) Load() Load {
 			l.Self = map[string]string{}
 		}
 		ms := o.MembershipStats()
-		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d, bans %d", m, ms.Refutations, ms.Health, ms.Bans)
+		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d, bans %d, syncs %d", m, ms.Refutations, ms.Health, ms.Bans, ms.Syncs)
 		n.doubts(&l, nd)
 		l.MembersMax = max(l.MembersMax, m)
 		l.Nodes++
@@ -370,7 +372,23 @@ func (n *Network) doubts(l *Load, nd *node.Node) {
 			l.Doubted[ni.Name] = d
 		}
 		d[st]++
+		if l.DoubtedBy == nil {
+			l.DoubtedBy = map[string][]string{}
+		}
+		if by := l.DoubtedBy[ni.Name]; len(by) < 3 {
+			l.DoubtedBy[ni.Name] = append(by, n.nameOf(nd.Overlay().ID().String()))
+		}
 	}
+}
+
+// nameOf is the testnet name of the node with peer ID id, or id.
+func (n *Network) nameOf(id string) string {
+	for _, ni := range n.Manifest.Nodes {
+		if ni.PeerID == id {
+			return ni.Name
+		}
+	}
+	return id
 }
 
 // suspicion says who accused id in nd's view, by node name, and when.
@@ -381,13 +399,7 @@ func (n *Network) suspicion(nd *node.Node, id overlay.PeerID) string {
 	}
 	var names []string
 	for _, a := range accusers {
-		name := a.String()
-		for _, ni := range n.Manifest.Nodes {
-			if ni.PeerID == name {
-				name = ni.Name
-			}
-		}
-		names = append(names, name)
+		names = append(names, n.nameOf(a.String()))
 	}
 	how := "quiet"
 	if spread {
