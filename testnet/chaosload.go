@@ -198,7 +198,15 @@ func (c *chaos) selfOf(unseen []string) string {
 			}
 			by = append(by, l.DoubtedBy[name]...)
 		}
-		out = append(out, fmt.Sprintf("%s there, itself: %s; views not listing it live: %v, among them %v", u, own, doubted, by))
+		var holders []string
+		for _, h := range by {
+			for _, g := range c.groups {
+				if s, ok := g.Load().Self[h]; ok {
+					holders = append(holders, h+": "+s)
+				}
+			}
+		}
+		out = append(out, fmt.Sprintf("%s there, itself: %s; views not listing it live: %v, among them %v", u, own, doubted, holders))
 	}
 	return strings.Join(out, "; ")
 }
