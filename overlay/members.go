@@ -57,6 +57,10 @@ type members struct {
 	sendMu sync.Mutex
 	queues map[peer.ID]chan []byte
 	wg     sync.WaitGroup
+
+	failMu    sync.Mutex
+	openFails uint64 // membership streams this node failed to open
+	lastFail  string // the last of them: peer and error
 }
 
 func newMembers(o *Overlay) (*members, error) {
@@ -185,6 +189,10 @@ func (m *members) write(p peer.ID, s network.Stream, msg []byte) network.Stream 
 			var err error
 			if s, err = m.open(p); err != nil {
 				m.o.cfg.Logger.Debug("membership stream", "peer", p, "err", err)
+				m.failMu.Lock()
+				m.openFails++
+				m.lastFail = fmt.Sprintf("%s (%v): %v", p, m.o.host.Network().Connectedness(p), err)
+				m.failMu.Unlock()
 				return nil
 			}
 		}
@@ -514,6 +522,14 @@ func (m *members) leave(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// sendFailures: how many membership streams this node failed to open,
+// and the last failure.
+func (m *members) sendFailures() (uint64, string) {
+	m.failMu.Lock()
+	defer m.failMu.Unlock()
+	return m.openFails, m.lastFail
 }
 
 func (m *members) suspicion(p peer.ID) ([]peer.ID, time.Time, bool) {

@@ -111,6 +111,11 @@ func (o *Overlay) MembershipStats() membership.Stats { return o.members.stats() 
 // "unknown".
 func (o *Overlay) MemberState(p PeerID) string { return o.members.state(p) }
 
+// MembershipSendFailures counts the membership streams this node failed
+// to open (a peer it could not reach), with the last failure's peer,
+// connectedness and error.
+func (o *Overlay) MembershipSendFailures() (uint64, string) { return o.members.sendFailures() }
+
 // MemberSuspicion tells who accused p in this node's view (the first
 // accuser, then a confirming one), when, and whether it was spread.
 func (o *Overlay) MemberSuspicion(p PeerID) (accusers []PeerID, at time.Time, spread bool) {

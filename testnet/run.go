@@ -310,7 +310,8 @@ func (n *Network) Load() Load {
 			l.Self = map[string]string{}
 		}
 		ms := o.MembershipStats()
-		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d, bans %d, syncs %d", m, ms.Refutations, ms.Health, ms.Bans, ms.Syncs)
+		fails, last := o.MembershipSendFailures()
+		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d, bans %d, syncs %d, streams not opened %d (last: %s)", m, ms.Refutations, ms.Health, ms.Bans, ms.Syncs, fails, n.nameFailure(last))
 		n.doubts(&l, nd)
 		l.MembersMax = max(l.MembersMax, m)
 		l.Nodes++
@@ -379,6 +380,15 @@ func (n *Network) doubts(l *Load, nd *node.Node) {
 			l.DoubtedBy[ni.Name] = append(by, n.nameOf(nd.Overlay().ID().String()))
 		}
 	}
+}
+
+// nameFailure puts the node's name in front of a send failure that
+// starts with its peer ID.
+func (n *Network) nameFailure(s string) string {
+	if id, rest, ok := strings.Cut(s, " "); ok {
+		return n.nameOf(id) + " " + rest
+	}
+	return s
 }
 
 // nameOf is the testnet name of the node with peer ID id, or id.
