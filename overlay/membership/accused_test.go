@@ -2,7 +2,6 @@ package membership
 
 import (
 	"crypto/sha256"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -54,6 +53,20 @@ func (n *testNet) addRings(id string, seed uint64, rings int) *Membership {
 	return m
 }
 
+// joinedNet is ids (the i-th seeded seed+i, probing rings rings, 0 for
+// the default), each but the first asked to join through the first.
+func joinedNet(t *testing.T, ids []string, seed uint64, rings int) *testNet {
+	t.Helper()
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	for i, id := range ids {
+		n.addRings(id, uint64(i)+seed, rings)
+	}
+	for _, id := range ids[1:] {
+		n.nodes[id].Join(n.now, ids[0])
+	}
+	return n
+}
+
 // run steps the network for d in steps of 50 ms.
 func (n *testNet) run(d time.Duration) {
 	for end := n.now.Add(d); n.now.Before(end); n.now = n.now.Add(50 * time.Millisecond) {
@@ -76,14 +89,8 @@ func (n *testNet) run(d time.Duration) {
 // refutes, and is live again in every view long before its tombstone
 // would be purged (5 min).
 func TestDeadMemberHearsItsAccusation(t *testing.T) {
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
 	ids := []string{"a", "b", "c", "x"}
-	for i, id := range ids {
-		n.add(id, uint64(i+1))
-	}
-	for _, id := range ids[1:] {
-		n.nodes[id].Join(n.now, "a")
-	}
+	n := joinedNet(t, ids, 1, 0)
 	n.run(30 * time.Second)
 	for _, id := range ids {
 		for _, o := range ids {
@@ -126,14 +133,8 @@ func TestDeadMemberHearsItsAccusation(t *testing.T) {
 // seen by several probers, is still confirmed at once
 // (TestDeadMemberHearsItsAccusation).
 func TestLoneAccuserMovesNothing(t *testing.T) {
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
 	ids := []string{"a", "b", "c", "d", "e"}
-	for i, id := range ids {
-		n.add(id, uint64(i+11))
-	}
-	for _, id := range ids[1:] {
-		n.nodes[id].Join(n.now, "a")
-	}
+	n := joinedNet(t, ids, 11, 0)
 	n.run(30 * time.Second)
 	n.drop = func(_, to string, b []byte) bool { return to == "b" && b[0] == msgAck }
 	refuted := func() (sum uint64) {
@@ -169,14 +170,8 @@ func TestLoneAccuserMovesNothing(t *testing.T) {
 // SuspectTimeout), which is when an honest accuser spreads it; the
 // subject is not made to refute it either.
 func TestSpreadLoneAccusationMustAge(t *testing.T) {
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
 	ids := []string{"a", "b", "c", "x"}
-	for i, id := range ids {
-		n.add(id, uint64(i+21))
-	}
-	for _, id := range ids[1:] {
-		n.nodes[id].Join(n.now, "a")
-	}
+	n := joinedNet(t, ids, 21, 0)
 	n.run(30 * time.Second)
 	liar := n.nodes["b"]
 	x := liar.v.get(hashOf(KeyID("x")))
@@ -235,14 +230,8 @@ func TestSpreadLoneAccusationMustAge(t *testing.T) {
 // accusation is spread after LoneSuspect and the member is dead in every
 // view SuspectTimeout later.
 func TestSingleProberStillDetects(t *testing.T) {
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
 	ids := []string{"a", "b", "x"}
-	for i, id := range ids {
-		n.addRings(id, uint64(i+31), 1)
-	}
-	for _, id := range ids[1:] {
-		n.nodes[id].Join(n.now, "a")
-	}
+	n := joinedNet(t, ids, 31, 1)
 	n.run(30 * time.Second)
 	delete(n.nodes, "x")
 	n.run(5 * time.Second)
@@ -262,14 +251,8 @@ func TestSingleProberStillDetects(t *testing.T) {
 // TestLeftMemberFetched: a member's departure is announced, fetched and
 // passed on (an entry with no accusation to send along).
 func TestLeftMemberFetched(t *testing.T) {
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
 	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "x"}
-	for i, id := range ids {
-		n.add(id, uint64(i+41))
-	}
-	for _, id := range ids[1:] {
-		n.nodes[id].Join(n.now, "a")
-	}
+	n := joinedNet(t, ids, 41, 0)
 	n.run(30 * time.Second)
 	n.nodes["x"].Leave(n.now)
 	n.run(5 * time.Second)
@@ -287,17 +270,8 @@ func TestLeftMemberFetched(t *testing.T) {
 // SuspectTimeout: the answer gets the member its accusation, which it
 // refutes, and it is live again in the accuser's view.
 func TestAccuserRechecksItsDead(t *testing.T) {
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
-	var ids []string
-	for i := 0; i < 40; i++ {
-		ids = append(ids, fmt.Sprintf("n%02d", i))
-	}
-	for i, id := range ids {
-		n.add(id, uint64(i+51))
-	}
-	for _, id := range ids[1:] {
-		n.nodes[id].Join(n.now, "n00")
-	}
+	ids := names(40)
+	n := joinedNet(t, ids, 51, 0)
 	n.run(60 * time.Second)
 	x := "n05"
 	s := n.nodes[x].successors()[0]

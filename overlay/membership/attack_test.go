@@ -11,13 +11,7 @@ import (
 
 func settledNet(t *testing.T, ids []string, seed uint64) *testNet {
 	t.Helper()
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
-	for i, id := range ids {
-		n.add(id, uint64(i)+seed)
-	}
-	for _, id := range ids[1:] {
-		n.nodes[id].Join(n.now, ids[0])
-	}
+	n := joinedNet(t, ids, seed, 0)
 	n.run(60 * time.Second)
 	return n
 }

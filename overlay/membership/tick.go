@@ -398,21 +398,19 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 		}
 	}
 	accs := make([]*Accusation, 0, len(msg.accs))
-	first := map[string]int{} // subject → its first accusation here
 	for _, raw := range msg.accs {
 		a, err := DecodeAccusation(raw)
 		if err != nil {
 			m.stats.BadMessages++
 			continue
 		}
-		if _, ok := first[a.Subject]; !ok {
-			first[a.Subject] = len(accs)
-		}
 		accs = append(accs, a)
 	}
 	for i, a := range accs {
-		var with *Accusation // a confirmation sent with the first
-		if j := first[a.Subject]; j == i && i+1 < len(accs) && accs[i+1].Subject == a.Subject {
+		// A confirmation travels right after the accusation it confirms
+		// (rec.accs): the first of a member's pair carries the second.
+		var with *Accusation
+		if (i == 0 || accs[i-1].Subject != a.Subject) && i+1 < len(accs) && accs[i+1].Subject == a.Subject {
 			with = accs[i+1]
 		}
 		delete(m.pending, hashOf(KeyID(a.Subject)))

@@ -108,7 +108,7 @@ type Report struct {
 	HopsMean                   float64 // over lookups not one hop
 	RealTime                   time.Duration
 	Syncs                      float64
-	ByType                     [16]float64
+	ByType                     [16]float64 // payload bytes sent, all nodes, by message type
 }
 
 func (r Report) String() string {
