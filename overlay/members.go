@@ -61,6 +61,7 @@ type members struct {
 	failMu    sync.Mutex
 	openFails uint64 // membership streams this node failed to open
 	lastFail  string // the last of them: peer and error
+	failsTo   map[peer.ID]peerFails
 }
 
 func newMembers(o *Overlay) (*members, error) {
@@ -189,12 +190,12 @@ func (m *members) write(p peer.ID, s network.Stream, msg []byte) network.Stream 
 			var err error
 			if s, err = m.open(p); err != nil {
 				m.o.cfg.Logger.Debug("membership stream", "peer", p, "err", err)
-				m.failMu.Lock()
-				m.openFails++
-				m.lastFail = fmt.Sprintf("%s (%v): %v", p, m.o.host.Network().Connectedness(p), err)
-				m.failMu.Unlock()
+				m.failed(p, err)
 				return nil
 			}
+		}
+		if fresh {
+			m.opened(p)
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(max(m.o.cfg.GossipInterval, time.Second)))
 		if err := WriteFrame(s, msg); err == nil {
@@ -524,12 +525,49 @@ func (m *members) leave(ctx context.Context) {
 	}
 }
 
+// peerFails: the membership streams to one peer this node failed to
+// open in a row, and the last error.
+type peerFails struct {
+	n    uint64
+	last string
+}
+
+// maxFailsTo bounds the peers whose failures are kept.
+const maxFailsTo = 256
+
+func (m *members) failed(p peer.ID, err error) {
+	m.failMu.Lock()
+	defer m.failMu.Unlock()
+	m.openFails++
+	m.lastFail = fmt.Sprintf("%s (%v): %v", p, m.o.host.Network().Connectedness(p), err)
+	if m.failsTo == nil || len(m.failsTo) >= maxFailsTo {
+		m.failsTo = map[peer.ID]peerFails{}
+	}
+	f := m.failsTo[p]
+	m.failsTo[p] = peerFails{n: f.n + 1, last: m.lastFail}
+}
+
+func (m *members) opened(p peer.ID) {
+	m.failMu.Lock()
+	defer m.failMu.Unlock()
+	delete(m.failsTo, p)
+}
+
 // sendFailures: how many membership streams this node failed to open,
 // and the last failure.
 func (m *members) sendFailures() (uint64, string) {
 	m.failMu.Lock()
 	defer m.failMu.Unlock()
 	return m.openFails, m.lastFail
+}
+
+// sendFailuresTo: how many membership streams to p this node failed to
+// open since it last opened one, and the last failure.
+func (m *members) sendFailuresTo(p peer.ID) (uint64, string) {
+	m.failMu.Lock()
+	defer m.failMu.Unlock()
+	f := m.failsTo[p]
+	return f.n, f.last
 }
 
 func (m *members) suspicion(p peer.ID) ([]peer.ID, time.Time, bool) {

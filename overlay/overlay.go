@@ -32,6 +32,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/x/rate"
@@ -261,6 +262,15 @@ func connRateLimiter(n int) *rate.Limiter {
 func limitsFor(maxConns, maxFDs int) rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	// Identify runs once on each new connection: a joining node connects
+	// to its probe targets, ring neighbours and routing table at once, and
+	// the default (80 streams at 256 MiB) failed hundreds of identifies
+	// per joiner at 300 nodes, leaving kad-dht without their protocols.
+	idn := rcmgr.BaseLimit{StreamsInbound: 2 * maxConns, StreamsOutbound: 2 * maxConns, Streams: 4 * maxConns, Memory: 16 << 20}
+	limits.AddServiceLimit(identify.ServiceName, idn, rcmgr.BaseLimitIncrease{})
+	for _, id := range [...]protocol.ID{identify.ID, identify.IDPush} {
+		limits.AddProtocolLimit(id, idn, rcmgr.BaseLimitIncrease{})
+	}
 	conns := rcmgr.LimitVal(2 * maxConns)
 	scope := rcmgr.ResourceLimits{Conns: conns, ConnsInbound: conns, ConnsOutbound: conns,
 		FD: rcmgr.LimitVal(max(maxFDs, 2*maxConns+64))}

@@ -1,13 +1,16 @@
 package overlay
 
 import (
-	"github.com/lsnode/lsnode/overlay/membership"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/lsnode/lsnode/overlay/membership"
+
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 )
 
 // Stats is a snapshot of the overlay as one node sees it: what the
@@ -115,6 +118,28 @@ func (o *Overlay) MemberState(p PeerID) string { return o.members.state(p) }
 // to open (a peer it could not reach), with the last failure's peer,
 // connectedness and error.
 func (o *Overlay) MembershipSendFailures() (uint64, string) { return o.members.sendFailures() }
+
+// StreamUse describes the resource manager's stream and connection counts
+// (system, transient, identify service): what refuses a stream when a
+// limit is reached.
+func (o *Overlay) StreamUse() string {
+	rm := o.host.Network().ResourceManager()
+	var out []string
+	add := func(what string, st network.ScopeStat) {
+		out = append(out, fmt.Sprintf("%s %d/%d streams in/out, %d/%d conns", what, st.NumStreamsInbound, st.NumStreamsOutbound, st.NumConnsInbound, st.NumConnsOutbound))
+	}
+	_ = rm.ViewSystem(func(s network.ResourceScope) error { add("system", s.Stat()); return nil })
+	_ = rm.ViewTransient(func(s network.ResourceScope) error { add("transient", s.Stat()); return nil })
+	_ = rm.ViewService(identify.ServiceName, func(s network.ServiceScope) error { add("identify", s.Stat()); return nil })
+	return strings.Join(out, "; ")
+}
+
+// MembershipSendFailuresTo counts the membership streams to p this node
+// failed to open since it last opened one (up to 256 peers are kept), with
+// the last failure.
+func (o *Overlay) MembershipSendFailuresTo(p PeerID) (uint64, string) {
+	return o.members.sendFailuresTo(p)
+}
 
 // MemberSuspicion tells who accused p in this node's view (the first
 // accuser, then a confirming one), when, and whether it was spread.

@@ -56,6 +56,11 @@ type ChaosSpec struct {
 	// Log receives a line per failed lookup and per lost binding, and the
 	// grouped processes' errors; nil: discarded.
 	Log io.Writer
+	// Dump, when set, is a directory: each grouped process writes its
+	// stderr to group-K.log there, and when the members do not converge
+	// every grouped process is sent SIGQUIT first (Go writes each
+	// goroutine's stack there), for a post-mortem of a stalled node.
+	Dump string
 }
 
 // ChaosReport is what a chaos run found (`lsnode chaos` prints it as JSON).
@@ -464,5 +469,6 @@ func (c *chaos) waitMembers(ctx context.Context) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+	c.dumpGroups()
 	return fmt.Errorf("%w: %d of %d members live at the reader after %v; %s", ErrChaos, last, n, timeout, lag)
 }

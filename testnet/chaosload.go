@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +115,7 @@ func (c *chaos) waitGroups(ctx context.Context, n int, timeout time.Duration) er
 			return nil
 		}
 		if time.Now().After(deadline) {
+			c.dumpGroups()
 			return fmt.Errorf("%w: %d grouped nodes did not see each other within %v: %s", ErrChaos, n, timeout, lag)
 		}
 		select {
@@ -134,6 +136,15 @@ func (c *chaos) startGroup(g *group) error {
 	g.cmd.Env = append(os.Environ(), "LSNODE_TEST_MAIN=1")
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	g.cmd.Stderr = c.spec.Log
+	if c.spec.Dump != "" {
+		f, err := os.Create(filepath.Join(c.spec.Dump, fmt.Sprintf("group-%d.log", len(c.groups))))
+		if err != nil {
+			return err
+		}
+		defer f.Close() // the child holds its own descriptor
+		g.cmd.Stderr = f
+		g.cmd.Env = append(g.cmd.Env, "GOTRACEBACK=all")
+	}
 	out, err := g.cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -144,6 +155,23 @@ func (c *chaos) startGroup(g *group) error {
 	c.groups = append(c.groups, g)
 	go g.read(out)
 	return nil
+}
+
+// dumpGroups, with spec.Dump set, has every grouped process write its
+// goroutines' stacks to its log (SIGQUIT) and waits for them to exit.
+func (c *chaos) dumpGroups() {
+	if c.spec.Dump == "" {
+		return
+	}
+	for _, g := range c.groups {
+		_ = g.cmd.Process.Signal(syscall.SIGQUIT)
+	}
+	for _, g := range c.groups {
+		select {
+		case <-g.done:
+		case <-time.After(30 * time.Second):
+		}
+	}
 }
 
 // read follows the group's output: its start line, then a Load a second.
@@ -201,7 +229,11 @@ func (c *chaos) selfOf(unseen []string) string {
 		var holders []string
 		for _, h := range by {
 			for _, g := range c.groups {
-				if s, ok := g.Load().Self[h]; ok {
+				l := g.Load()
+				if s, ok := l.Self[h]; ok {
+					if f, ok := l.FailsTo[h+"→"+name]; ok {
+						s += "; streams to " + name + " not opened: " + f
+					}
 					holders = append(holders, h+": "+s)
 				}
 			}

@@ -290,6 +290,9 @@ type Load struct {
 	Doubted map[string]map[string]int `json:"doubted,omitempty"`
 	// DoubtedBy names up to 3 of the nodes here holding each of them so.
 	DoubtedBy map[string][]string `json:"doubted_by,omitempty"`
+	// FailsTo: for a node here doubting another ("node3→node7"), the
+	// membership streams to it the doubter failed to open in a row.
+	FailsTo map[string]string `json:"fails_to,omitempty"`
 }
 
 // Load returns the running nodes' Load.
@@ -311,7 +314,7 @@ func (n *Network) Load() Load {
 		}
 		ms := o.MembershipStats()
 		fails, last := o.MembershipSendFailures()
-		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d, bans %d, syncs %d, streams not opened %d (last: %s)", m, ms.Refutations, ms.Health, ms.Bans, ms.Syncs, fails, n.nameFailure(last))
+		l.Self[n.Manifest.Nodes[i].Name] = fmt.Sprintf("view %d, refuted %d, health %d, bans %d, syncs %d, streams not opened %d (last: %s); %s", m, ms.Refutations, ms.Health, ms.Bans, ms.Syncs, fails, n.nameFailure(last), o.StreamUse())
 		n.doubts(&l, nd)
 		l.MembersMax = max(l.MembersMax, m)
 		l.Nodes++
@@ -378,6 +381,12 @@ func (n *Network) doubts(l *Load, nd *node.Node) {
 		}
 		if by := l.DoubtedBy[ni.Name]; len(by) < 3 {
 			l.DoubtedBy[ni.Name] = append(by, n.nameOf(nd.Overlay().ID().String()))
+		}
+		if k, last := nd.Overlay().MembershipSendFailuresTo(id); k > 0 {
+			if l.FailsTo == nil {
+				l.FailsTo = map[string]string{}
+			}
+			l.FailsTo[n.nameOf(nd.Overlay().ID().String())+"→"+ni.Name] = fmt.Sprintf("%d in a row (last: %s)", k, last)
 		}
 	}
 }

@@ -36,7 +36,9 @@ func benchEnv(name string, def int) int {
 // (5 a second each), measures that too, and checks nothing was lost. One
 // summary line; nothing else may use loopback meanwhile. The overlay runs
 // at its production gossip interval, 1 s (LSNODE_SCALE_GOSSIP_MS; the
-// testnet's own default is 500 ms).
+// testnet's own default is 500 ms). LSNODE_SCALE_DUMP=DIR keeps each
+// grouped process's stderr in DIR and, when members do not converge, its
+// goroutines' stacks (ChaosSpec.Dump).
 func BenchmarkScale(b *testing.B) {
 	var sizes []int
 	for _, s := range strings.Split(cmp.Or(os.Getenv("LSNODE_SCALE_SIZES"), "25,50,100,200"), ",") {
@@ -66,7 +68,8 @@ func BenchmarkScale(b *testing.B) {
 				Idle:     time.Duration(benchEnv("LSNODE_SCALE_IDLE", 30)) * time.Second,
 				Warmup:   time.Duration(benchEnv("LSNODE_SCALE_WARMUP", 75)) * time.Second,
 				Duration: churn, KillEvery: time.Minute / time.Duration(victims), Down: 2 * time.Second,
-				Settle: 5 * time.Second, Grace: 15 * time.Second, Pace: 200 * time.Millisecond, Log: os.Stderr})
+				Settle: 5 * time.Second, Grace: 15 * time.Second, Pace: 200 * time.Millisecond, Log: os.Stderr,
+				Dump: os.Getenv("LSNODE_SCALE_DUMP")})
 			if err != nil {
 				b.Errorf("%d nodes: %v", n, err)
 				continue

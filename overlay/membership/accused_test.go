@@ -302,3 +302,50 @@ func TestAccuserRechecksItsDead(t *testing.T) {
 		t.Error("s never refuted")
 	}
 }
+
+// implausiblePair finds in a settled net a member x and a member s that
+// x is not a plausible prober of (as every view of this size judges).
+func implausiblePair(t *testing.T, n *testNet, ids []string) (x, s string) {
+	t.Helper()
+	for _, x := range ids {
+		for _, s := range ids {
+			if x != s && !n.nodes[x].plausible(KeyID(x), KeyID(s)) {
+				return x, s
+			}
+		}
+	}
+	t.Fatal("every pair is plausible")
+	return "", ""
+}
+
+// TestAccuserKeepsToPlausible: an accusation the other views would not
+// believe (its accuser is not near its subject on any ring: made while the
+// accuser's view was still small, as a node joining an overlay of 300 did)
+// is not made, and one made earlier is dropped rather than spread. Before,
+// the accuser alone held the member dead for minutes: the member itself
+// would not refute an accusation it found implausible.
+func TestAccuserKeepsToPlausible(t *testing.T) {
+	ids := names(150)
+	n := settledNet(t, ids, 61)
+	x, s := implausiblePair(t, n, ids)
+	m := n.nodes[x]
+	m.accuse(n.now, s)
+	r := m.v.get(hashOf(KeyID(s)))
+	if r.acc != nil {
+		t.Fatal("x accused s, which it does not plausibly probe")
+	}
+	// An accusation made when it was plausible (x's view small then).
+	raw, err := m.sign(m.accPrefix(), accusationBody(s, r.e.Inc, x, uint64(n.now.UnixNano())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := DecodeAccusation(raw)
+	if err != nil || !m.accept(n.now, a, nil, x, false) {
+		t.Fatalf("the accusation was not taken: %v", err)
+	}
+	n.drop = func(from, to string, b []byte) bool { return from == s && to == x && b[0] == msgAck }
+	alwaysLive(t, n, ids, s, m.cfg.LoneSuspect+m.cfg.SuspectTimeout)
+	if st := m.State(n.now, s); st != "live" {
+		t.Errorf("x holds s %s after spreading an accusation no one else believes", st)
+	}
+}

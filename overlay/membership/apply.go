@@ -215,14 +215,18 @@ func (m *Membership) confirms(now time.Time, a, b *Accusation) bool {
 // die ends h's suspicion past its deadline. A quiet lone accusation that
 // was neither refuted nor confirmed is spread now by its accuser (the
 // subject has a single prober, or the others are gone too): the overlay
-// hears it as loud. Another's quiet accusation is dropped: its accuser
-// spreads it if it still stands.
+// hears it as loud, if the accuser is still a plausible prober of the
+// member (dropped otherwise: other views would not take it, and the
+// member would not refute it). Another's quiet accusation is dropped:
+// its accuser spreads it if it still stands.
 func (m *Membership) die(now time.Time, h uint64, r *rec) {
 	wasCand := r.candidate()
 	r = m.v.mut(h)
 	delete(m.suspects, h)
 	switch {
-	case r.pub() == kindAlive && r.acc.Accuser != m.cfg.Self:
+	case r.pub() == kindAlive && (r.acc.Accuser != m.cfg.Self || !m.plausible(m.selfKid, r.kid)):
+		// Another's quiet accusation, or this node's own that the view
+		// has since grown past believing (made while it was joining).
 		r.acc = nil
 	case r.pub() == kindAlive:
 		m.v.undigest(r)
@@ -363,6 +367,9 @@ func (m *Membership) accuse(now time.Time, target string) {
 	r := m.v.get(hashOf(KeyID(target)))
 	if r == nil || !r.candidate() || r.acc != nil && r.acc.Accuser == m.cfg.Self {
 		return
+	}
+	if !m.plausible(m.selfKid, r.kid) {
+		return // no other view would believe it, nor its subject refute it
 	}
 	raw, err := m.sign(m.accPrefix(), accusationBody(target, r.e.Inc, m.cfg.Self, uint64(now.UnixNano())))
 	if err != nil {

@@ -47,6 +47,12 @@ type Config struct {
 	// key, for R replicas; defaults 200 and 3.
 	Lookups  int
 	Replicas int
+	// Stalls: how often a member, on average, stops for StallFor (a
+	// process starved of CPU: it neither runs its timers nor reads its
+	// messages meanwhile, which wait for it); 0: never. This is how an
+	// overloaded machine makes probes fail and members accuse live ones.
+	Stalls   time.Duration
+	StallFor time.Duration
 }
 
 func (c *Config) defaults() {
@@ -108,15 +114,19 @@ type Report struct {
 	HopsMean                   float64 // over lookups not one hop
 	RealTime                   time.Duration
 	Syncs                      float64
-	ByType                     [16]float64 // payload bytes sent, all nodes, by message type
+	// WronglyDead: at the end, (observer, member) pairs where a member up
+	// for over a minute is not live in the observer's view; Stalls made.
+	WronglyDead, Stalls int
+	ByType              [16]float64 // payload bytes sent, all nodes, by message type
+	MsgsByType          [16]float64 // messages sent, all nodes, by type
 }
 
 func (r Report) String() string {
 	return fmt.Sprintf("sim N=%d: sent %.0f B/s/node (p99 %.0f), recv %.0f (p99 %.0f), payload %.0f B/s, %.1f msgs/s, %.1f verifies/s; "+
-		"joins %d p99 %v, failures %d p99 %v (unreached %d); lookups %d one-hop %.2f%% right after skipping dead %.2f%% hops-if-not %.2f; %v real",
+		"joins %d p99 %v, failures %d p99 %v (unreached %d); lookups %d one-hop %.2f%% right after skipping dead %.2f%% hops-if-not %.2f; %d stalls, %d wrongly dead; %v real",
 		r.N, r.SentMean, r.SentP99, r.RecvMean, r.RecvP99, r.PayloadMean, r.MsgsPerSec, r.VerifiesPerSec,
 		r.Joins, r.JoinP99.Round(10*time.Millisecond), r.Failures, r.FailP99.Round(10*time.Millisecond), r.Unreached,
-		r.LookupsDone, pct(r.OneHop, r.LookupsDone), pct(r.Right, r.LookupsDone), r.HopsMean, r.RealTime.Round(time.Second))
+		r.LookupsDone, pct(r.OneHop, r.LookupsDone), pct(r.Right, r.LookupsDone), r.HopsMean, r.Stalls, r.WronglyDead, r.RealTime.Round(time.Second))
 }
 
 func pct(a, b int) float64 {
@@ -134,6 +144,8 @@ type node struct {
 	joined time.Duration // when it came up
 	sent0  membership.Stats
 	base   bool // present at the start of the window
+	// stalled: the member runs nothing before this time.
+	stalled time.Duration
 }
 
 type event struct {
@@ -333,11 +345,20 @@ func (w *world) depart(i int32, first bool) {
 }
 
 func (w *world) handle(ev event) {
+	if (ev.kind == 0 || ev.kind == 1) && w.nodes[ev.to].stalled > w.now {
+		ev.at = w.nodes[ev.to].stalled // waits for the member to run again
+		w.push(ev)
+		return
+	}
 	switch ev.kind {
 	case 0:
 		n := w.nodes[ev.to]
 		if !n.alive {
 			return
+		}
+		if w.cfg.Stalls > 0 && w.rng.Float64() < float64(w.cfg.Tick)/float64(w.cfg.Stalls) {
+			n.stalled = w.now + w.cfg.StallFor
+			w.rep.Stalls++
 		}
 		n.m.Tick(w.clock())
 		if !n.m.Joined() && w.now-n.joined > 2*w.cfg.Period {
@@ -535,7 +556,7 @@ func (w *world) finish(end time.Duration) {
 	secs := w.cfg.Duration.Seconds()
 	var sent, recv, payload []float64
 	var msgs, verifies float64
-	var byType [16]float64
+	var byType, msgsByType [16]float64
 	var syncs float64
 	for _, n := range w.nodes {
 		if !n.base || !n.alive {
@@ -550,6 +571,7 @@ func (w *world) finish(end time.Duration) {
 		msgs += ms / secs
 		for t := range s.SentBytesByType {
 			byType[t] += float64(s.SentBytesByType[t] - n.sent0.SentBytesByType[t])
+			msgsByType[t] += float64(s.SentByType[t] - n.sent0.SentByType[t])
 		}
 		syncs += float64(s.Syncs - n.sent0.Syncs)
 		verifies += float64(s.Verifies-n.sent0.Verifies) / secs
@@ -567,7 +589,8 @@ func (w *world) finish(end time.Duration) {
 			r.Unreached++
 		}
 	}
-	r.Syncs, r.ByType = syncs, byType
+	r.Syncs, r.ByType, r.MsgsByType = syncs, byType, msgsByType
+	r.WronglyDead = w.wronglyDead()
 	r.FailP99, r.JoinP99 = p99d(w.spreads[0]), p99d(w.spreads[1])
 	var h float64
 	for _, x := range w.hops {
@@ -576,6 +599,25 @@ func (w *world) finish(end time.Duration) {
 	if len(w.hops) > 0 {
 		r.HopsMean = h / float64(len(w.hops))
 	}
+}
+
+// wronglyDead counts the observers' views not holding live a member that
+// has been up for over a minute, and running for the last 30 s: what only
+// a lost refutation explains.
+func (w *world) wronglyDead() int {
+	now, k := w.clock(), 0
+	for _, o := range w.obs {
+		on := w.nodes[o]
+		if !on.alive || w.now-on.joined < time.Minute {
+			continue
+		}
+		for i, n := range w.nodes {
+			if n.alive && int32(i) != o && w.now-n.joined > time.Minute && w.now-n.stalled > 30*time.Second && !on.m.Alive(now, n.id) {
+				k++
+			}
+		}
+	}
+	return k
 }
 
 func mean(x []float64) float64 {

@@ -66,20 +66,30 @@ func BenchmarkSim(b *testing.B) {
 		}
 		window = time.Duration(n) * time.Second
 	}
+	var stalls time.Duration
+	if v := os.Getenv("LSNODE_SIM_STALLS"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("LSNODE_SIM_STALLS: %v", err)
+		}
+		stalls = d
+	}
 	for i := 0; i < b.N; i++ {
 		for _, n := range sizes {
-			r, err := Run(Config{N: n, Seed: 1, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001})
+			r, err := Run(Config{N: n, Seed: 1, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001,
+				Stalls: stalls, StallFor: 3 * time.Second})
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(r.SentMean, fmt.Sprintf("B/s/node@%d", n))
 			fmt.Printf("lsnode membership sim: %s\n", r)
-			fmt.Printf("  payload B/s/node by message type: %s\n", byType(r))
+			fmt.Printf("  payload B/s/node by message type (messages/s): %s\n", byType(r))
 		}
 	}
 }
 
-// byType lists the payload each message type cost a node per second.
+// byType lists the payload each message type cost a node per second, and
+// how many messages.
 func byType(r Report) string {
 	names := []string{1: "ping", "ack", "ping-req", "have", "want", "updates", "join", "snapshot", "sync", "summary", "accuse"}
 	var out []string
@@ -91,7 +101,8 @@ func byType(r Report) string {
 		if t < len(names) && names[t] != "" {
 			name = names[t]
 		}
-		out = append(out, fmt.Sprintf("%s %.0f", name, b/float64(r.Members)/r.Window.Seconds()))
+		per := float64(r.Members) * r.Window.Seconds()
+		out = append(out, fmt.Sprintf("%s %.0f (%.2f msgs)", name, b/per, r.MsgsByType[t]/per))
 	}
 	return strings.Join(out, ", ")
 }
