@@ -111,7 +111,7 @@ func gossipLies(ctx context.Context, from *overlay.Overlay, honest []peer.ID, sy
 		out = protowire.AppendTag(out, 1, protowire.BytesType)
 		return protowire.AppendBytes(out, b)
 	}
-	proto := from.Protocol("members", "3.0.0")
+	proto := from.Protocol("members", "4.0.0")
 	for {
 		select {
 		case <-ctx.Done():

@@ -32,9 +32,9 @@ const maxGossipFrame = 4 << 20
 const minPingTimeout = 200 * time.Millisecond
 
 // membersProtocol: 3.0.0 added confirmed suspicion (item kind 4,
-// msgAccuse); a 2.0.0 node would drop whole messages holding them, so
-// the two do not speak.
-func (o *Overlay) membersProtocol() protocol.ID { return o.Protocol("members", "3.0.0") }
+// msgAccuse), 4.0.0 leaf digests in anti-entropy (msgSubSync); an older
+// node would drop those messages, so the versions do not speak.
+func (o *Overlay) membersProtocol() protocol.ID { return o.Protocol("members", "4.0.0") }
 
 // members runs the membership protocol (package membership: SWIM-style
 // probes on a few rings, changes flooded as announcements, digest

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -86,6 +87,17 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		c.conns += float64(nw.Node(i).Overlay().Stats(0).Connections)
 	}
 	c.conns /= float64(n)
+	if path := os.Getenv("LSNODE_IDLE_HEAPPROFILE"); path != "" { // what the running nodes hold
+		f, err := os.Create(fmt.Sprintf("%s.%d", path, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
 	return c
 }
 
@@ -93,7 +105,8 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 // (LSNODE_IDLE_SIZES, default 25,50,100), each after LSNODE_IDLE_SETTLE
 // seconds (75: past the connection manager's one-minute grace, so start-up
 // connections are trimmed) over LSNODE_IDLE_SECONDS (30; a CPU profile of
-// it alone in LSNODE_IDLE_CPUPROFILE.N): loopback bytes sent, RSS,
+// it alone in LSNODE_IDLE_CPUPROFILE.N, the heap after it in
+// LSNODE_IDLE_HEAPPROFILE.N): loopback bytes sent, RSS,
 // overlay connections and process CPU, as one summary line. Nothing else
 // may use loopback meanwhile. It is the baseline for membership whose cost
 // does not grow with the overlay's size.

@@ -37,6 +37,8 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodeItems(msgWant, []item{{h: 5, inc: 9, kind: kindConfirmed}}))
 	var d [buckets]uint64
 	f.Add(encodeSync(&d))
+	f.Add(encodeSubSync(3, make([]uint64, 2*subBuckets)))
+	f.Add(encodeLeafSummary([]uint16{0, 17, leaves - 1}, []item{{h: 5, inc: 9, kind: kindAlive}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pub2, priv2, _ := ed25519.GenerateKey(nil)
 		now := time.Unix(1_800_000_000, 0)

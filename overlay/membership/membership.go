@@ -30,6 +30,10 @@ type Config struct {
 	// PingTimeout: a probe without an ack after this goes indirect, and
 	// fails after twice this. Default Period/2.
 	PingTimeout time.Duration
+	// FlushEvery: news is announced to the ring successors at most this
+	// often, in one message each (a change waits FlushEvery/2 a hop on
+	// average; each message costs ~84 bytes of headers). Default Period/2.
+	FlushEvery time.Duration
 	// SuspectTimeout: a member accused by two members, not refuting
 	// within this, is dead. Default 3 × Period.
 	SuspectTimeout time.Duration
@@ -84,6 +88,9 @@ func (c *Config) defaults() {
 	}
 	if c.PingTimeout <= 0 {
 		c.PingTimeout = c.Period / 2
+	}
+	if c.FlushEvery <= 0 {
+		c.FlushEvery = c.Period / 2
 	}
 	if c.SuspectTimeout <= 0 {
 		c.SuspectTimeout = 3 * c.Period
@@ -174,7 +181,9 @@ type Membership struct {
 	suspects   map[uint64]struct{}
 	// recheck: members dead on this node's own accusation, and when to
 	// ping them next (an answer gets them their accusation to refute).
-	recheck   map[uint64]time.Time
+	recheck map[uint64]time.Time
+	// nextFlush: news waits until then (FlushEvery).
+	nextFlush time.Time
 	probQ     timerHeap // probation ends and local suspicions
 	stableQ   timerHeap
 	purgeQ    timerHeap
@@ -223,9 +232,13 @@ type peerState struct {
 	mismatch int
 	lastSync time.Time
 	lastReq  time.Time
-	lastJoin time.Time
-	banned   time.Time // gossip ignored before (a bad signature)
-	seen     time.Time
+	// asked: a sync sent to it, its answer (a summary or leaf digests)
+	// not taken yet; listed: leaf digests sent to it, its leaf summary
+	// not taken yet. Anti-entropy answers only what was asked for.
+	asked, listed time.Time
+	lastJoin      time.Time
+	banned        time.Time // gossip ignored before (a bad signature)
+	seen          time.Time
 	// toldAcc: when it was last sent its own accusation (tellAccused);
 	// toldCur: when it was last sent this node's entry (tellCurrent).
 	toldAcc, toldCur time.Time

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"math/bits"
 	"time"
 )
 
@@ -168,9 +169,10 @@ func (m *Membership) probeStep(now time.Time) {
 // degree Rings, which floods to everyone in O(log N) hops; each member
 // hears of a change from about Rings predecessors and fetches it once.
 func (m *Membership) flush(now time.Time) {
-	if len(m.fresh) == 0 {
+	if len(m.fresh) == 0 || now.Before(m.nextFlush) {
 		return
 	}
+	m.nextFlush = now.Add(m.cfg.FlushEvery)
 	fresh := newest(m.fresh)
 	m.fresh = nil
 	targets := m.successors()
@@ -254,6 +256,8 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		m.onSync(now, from, msg)
 	case msgSummary:
 		m.onSummary(now, from, msg)
+	case msgSubSync:
+		m.onSubSync(now, from, msg)
 	case msgAccuse:
 		m.onAccuse(now, from, msg)
 	}
@@ -307,7 +311,7 @@ func (m *Membership) compare(now time.Time, from string, d uint64) {
 	}
 	ps.mismatch++
 	if ps.mismatch >= 2 && now.Sub(ps.lastSync) >= m.cfg.SyncEvery {
-		ps.lastSync, ps.mismatch = now, 0
+		ps.lastSync, ps.asked, ps.mismatch = now, now, 0
 		m.stats.Syncs++
 		m.send(from, encodeSync(&m.v.digests))
 	}
@@ -362,6 +366,9 @@ func (m *Membership) onHave(now time.Time, from string, items []item) {
 			continue
 		}
 		m.pending[it.h] = &wanted{it: it, until: now.Add(m.timeout())}
+		if r := m.v.get(it.h); r != nil && r.e.Inc == it.inc && it.kind != kindLeft {
+			it.held = true // an accusation of the entry held here: send just that
+		}
 		want = append(want, it)
 	}
 	if len(want) > 0 {
@@ -375,7 +382,11 @@ func (m *Membership) onWant(from string, items []item) {
 	for _, it := range items[:min(len(items), maxWant)] {
 		if r := m.v.get(it.h); r != nil && !sent[it.h] {
 			sent[it.h] = true
-			b.add(r)
+			if it.held && r.e.Inc == it.inc && r.accs() != nil {
+				b.addAccs(r)
+			} else {
+				b.add(r)
+			}
 		}
 	}
 	b.flush()
@@ -501,31 +512,100 @@ func (m *Membership) onSync(now time.Time, from string, msg *message) {
 	if mask == 0 {
 		return
 	}
-	m.send(from, encodeSummary(mask, m.stableIn(mask)))
+	in := inBuckets(mask)
+	if items := m.stableIn(in, directSummary+1); len(items) <= directSummary {
+		m.send(from, encodeSummary(mask, items))
+		return
+	}
+	// Too many to list: narrow the difference down to leaves first.
+	ps.listed = now
+	m.send(from, encodeSubSync(mask, m.v.leafDigests(mask)))
 }
 
-func (m *Membership) stableIn(mask uint64) []item {
+// directSummary: buckets that differ holding at most this many stable
+// items are listed at once; more, and their leaf digests go first (a
+// bucket holds N/64 members: at 10 000, 16 leaf digests cost 128 bytes
+// where its items cost 2.8 KB).
+const directSummary = 128
+
+// onSubSync answers the leaf digests of the buckets a peer found
+// different, after this node asked it (onSync), with the stable items it
+// holds in the leaves that differ.
+func (m *Membership) onSubSync(now time.Time, from string, msg *message) {
+	ps := m.peers[from]
+	n := bits.OnesCount64(msg.mask)
+	if ps == nil || !m.solicited(now, &ps.asked) || n == 0 || len(msg.buckets) != n*subBuckets {
+		return // not asked for, or malformed
+	}
+	ours := m.v.leafDigests(msg.mask)
+	var ls []uint16
+	var set [leaves]bool
+	k := 0
+	for b := 0; b < buckets; b++ {
+		if msg.mask&(1<<b) == 0 {
+			continue
+		}
+		for j := 0; j < subBuckets; j++ {
+			if ours[k] != msg.buckets[k] {
+				ls = append(ls, uint16(b*subBuckets+j))
+				set[b*subBuckets+j] = true
+			}
+			k++
+		}
+	}
+	if len(ls) == 0 {
+		return
+	}
+	m.send(from, encodeLeafSummary(ls, m.stableIn(func(h uint64) bool { return set[leafOf(h)] }, maxItems)))
+}
+
+// solicited takes the one answer to a request sent at *at (within half
+// SyncEvery).
+func (m *Membership) solicited(now time.Time, at *time.Time) bool {
+	ok := !at.IsZero() && now.Sub(*at) <= m.cfg.SyncEvery/2
+	*at = time.Time{}
+	return ok
+}
+
+func inBuckets(mask uint64) func(uint64) bool {
+	return func(h uint64) bool { return mask&(1<<bucketOf(h)) != 0 }
+}
+
+// stableIn lists up to limit stable items whose id hash in accepts.
+func (m *Membership) stableIn(in func(uint64) bool, limit int) []item {
 	var items []item
 	m.v.each(func(r *rec) bool {
-		if r.digested != 0 && mask&(1<<bucketOf(r.h)) != 0 {
+		if r.digested != 0 && in(r.h) {
 			items = append(items, r.item())
 		}
-		return len(items) < maxItems
+		return len(items) < limit
 	})
 	return items
 }
 
 // onSummary fetches what the peer holds newer and announces what this node
-// holds newer, in the buckets that differed.
+// holds newer, in the buckets (or leaves) that differed.
 func (m *Membership) onSummary(now time.Time, from string, msg *message) {
+	ps := m.peers[from]
+	if ps == nil || msg.leaves == nil && !m.solicited(now, &ps.asked) || msg.leaves != nil && !m.solicited(now, &ps.listed) {
+		return // not an answer: a summary costs a scan of the view
+	}
+	in := inBuckets(msg.mask)
+	if msg.leaves != nil {
+		var set [leaves]bool
+		for _, l := range msg.leaves {
+			set[l] = true
+		}
+		in = func(h uint64) bool { return set[leafOf(h)] }
+	}
 	theirs := map[uint64]item{}
 	for _, it := range msg.items {
-		if msg.mask&(1<<bucketOf(it.h)) != 0 {
+		if in(it.h) {
 			theirs[it.h] = it
 		}
 	}
 	var have []item
-	for _, it := range m.stableIn(msg.mask) {
+	for _, it := range m.stableIn(in, maxItems) {
 		t, ok := theirs[it.h]
 		if !ok || newer(it.inc, it.kind, t.inc, t.kind) {
 			have = append(have, it)
@@ -597,8 +677,16 @@ func (b *batch) add(r *rec) {
 	}
 }
 
+// addAccs adds r's accusations alone (the asker holds the entry).
+func (b *batch) addAccs(r *rec) {
+	b.accs = append(b.accs, r.accs()...)
+	if len(b.accs) >= 2*b.max {
+		b.flush()
+	}
+}
+
 func (b *batch) flush() {
-	if len(b.entries) > 0 {
+	if len(b.entries) > 0 || len(b.accs) > 0 {
 		b.m.send(b.to, encodeUpdates(b.typ, b.entries, b.accs))
 		b.entries, b.accs = nil, nil
 	}

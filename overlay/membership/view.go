@@ -2,6 +2,7 @@ package membership
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 )
 
@@ -108,6 +109,34 @@ func (r *rec) contribution() uint64 {
 const buckets = 64
 
 func bucketOf(h uint64) int { return int(h >> 58) }
+
+// leaves split each bucket in subBuckets for the second round of
+// anti-entropy (a leaf's digest is computed when asked for, not kept).
+const (
+	subBuckets = 16
+	leaves     = buckets * subBuckets
+)
+
+func leafOf(h uint64) int { return int(h >> 54) }
+
+// leafDigests returns the stable digests of the leaves of the buckets in
+// mask, bucket by bucket.
+func (v *view) leafDigests(mask uint64) []uint64 {
+	var all [leaves]uint64
+	v.each(func(r *rec) bool {
+		if r.digested != 0 && mask&(1<<bucketOf(r.h)) != 0 {
+			all[leafOf(r.h)] ^= r.digested
+		}
+		return true
+	})
+	out := make([]uint64, 0, bits.OnesCount64(mask)*subBuckets)
+	for b := 0; b < buckets; b++ {
+		if mask&(1<<b) != 0 {
+			out = append(out, all[b*subBuckets:(b+1)*subBuckets]...)
+		}
+	}
+	return out
+}
 
 // Snapshot is a frozen view that many nodes of one process (a simulator, a
 // testnet) can start from and share: each node copies an entry only when

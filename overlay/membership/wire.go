@@ -213,18 +213,19 @@ func DecodeAccusation(raw []byte) (*Accusation, error) {
 
 // Message types. Every message is one frame: the type byte, then fields.
 const (
-	msgPing     = 1 // 1: seq, 2: digest (fixed64)
-	msgAck      = 2 // 1: seq, 2: digest
-	msgPingReq  = 3 // 1: seq, 2: target id
-	msgHave     = 4 // 1: items
-	msgWant     = 5 // 1: items
-	msgUpdates  = 6 // 1: entries, 2: accusations
-	msgJoin     = 7 // 1: the joiner's entry (absent for a client)
-	msgSnapshot = 8 // as msgUpdates, the answer to a join
-	msgSync     = 9 // 1: bucket digests (64 fixed64)
-	msgSummary  = 10
+	msgPing     = 1  // 1: seq, 2: digest (fixed64)
+	msgAck      = 2  // 1: seq, 2: digest
+	msgPingReq  = 3  // 1: seq, 2: target id
+	msgHave     = 4  // 1: items
+	msgWant     = 5  // 1: items
+	msgUpdates  = 6  // 1: entries, 2: accusations
+	msgJoin     = 7  // 1: the joiner's entry (absent for a client)
+	msgSnapshot = 8  // as msgUpdates, the answer to a join
+	msgSync     = 9  // 1: bucket digests (64 fixed64)
+	msgSummary  = 10 // 1: items, 2: bucket mask or 3: leaves (uint16s)
 	msgAccuse   = 11 // 2: a lone accusation, to its subject and other probers
-	numMsgTypes = 12
+	msgSubSync  = 12 // 1: bucket mask, 2: its buckets' leaf digests (fixed64)
+	numMsgTypes = 13
 )
 
 // item names one version of one member: its id hash, incarnation and kind.
@@ -232,7 +233,13 @@ type item struct {
 	h    uint64
 	inc  uint64
 	kind uint8
+	// held, in a want: the asker holds this incarnation's entry already
+	// and needs only its accusations (flagHeld on the wire).
+	held bool
 }
+
+// flagHeld marks a wanted item's kind byte when the asker holds its entry.
+const flagHeld = 0x80
 
 // Kinds of a member's state. A same-incarnation update wins by rank:
 // alive, suspect, confirmed, left.
@@ -263,13 +270,17 @@ func appendItems(b []byte, items []item) []byte {
 	for _, it := range items {
 		buf = binary.BigEndian.AppendUint64(buf, it.h)
 		buf = binary.AppendUvarint(buf, it.inc)
-		buf = append(buf, it.kind)
+		k := it.kind
+		if it.held {
+			k |= flagHeld
+		}
+		buf = append(buf, k)
 	}
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	return protowire.AppendBytes(b, buf)
 }
 
-func decodeItems(b []byte, max int) ([]item, error) {
+func decodeItems(b []byte, max int, wants bool) ([]item, error) {
 	var out []item
 	for len(b) > 0 {
 		if len(b) < 10 || len(out) >= max {
@@ -281,6 +292,9 @@ func decodeItems(b []byte, max int) ([]item, error) {
 			return nil, bad("items")
 		}
 		it.inc, it.kind = inc, b[8+n]
+		if wants && it.kind&flagHeld != 0 {
+			it.kind, it.held = it.kind&^flagHeld, true
+		}
 		if it.kind < kindAlive || it.kind > kindConfirmed {
 			return nil, bad("item kind %d", it.kind)
 		}
@@ -301,6 +315,7 @@ type message struct {
 	accs    [][]byte
 	buckets []uint64
 	mask    uint64
+	leaves  []uint16
 }
 
 const maxItems = 1 << 16
@@ -354,7 +369,7 @@ func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x ui
 		}
 	case msgHave, msgWant:
 		if num == 1 && typ == protowire.BytesType {
-			m.items, err = decodeItems(v, maxItems)
+			m.items, err = decodeItems(v, maxItems, m.typ == msgWant)
 		}
 	case msgUpdates, msgSnapshot, msgJoin, msgAccuse:
 		switch {
@@ -370,9 +385,18 @@ func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x ui
 	case msgSummary:
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			m.items, err = decodeItems(v, maxItems)
+			m.items, err = decodeItems(v, maxItems, false)
 		case num == 2 && typ == protowire.Fixed64Type:
 			m.mask = x
+		case num == 3 && typ == protowire.BytesType:
+			m.leaves, err = decodeLeaves(v)
+		}
+	case msgSubSync:
+		switch {
+		case num == 1 && typ == protowire.Fixed64Type:
+			m.mask = x
+		case num == 2 && typ == protowire.Fixed64Type && len(m.buckets) < leaves:
+			m.buckets = append(m.buckets, x)
 		}
 	}
 	return err
@@ -422,6 +446,46 @@ func encodeSummary(mask uint64, items []item) []byte {
 	b := appendItems([]byte{msgSummary}, items)
 	b = protowire.AppendTag(b, 2, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, mask)
+}
+
+// encodeLeafSummary is a summary of the stable items in the given leaves.
+func encodeLeafSummary(ls []uint16, items []item) []byte {
+	b := appendItems([]byte{msgSummary}, items)
+	buf := make([]byte, 0, 2*len(ls))
+	for _, l := range ls {
+		buf = binary.BigEndian.AppendUint16(buf, l)
+	}
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	return protowire.AppendBytes(b, buf)
+}
+
+// decodeLeaves reads a summary's leaves: distinct, in range, at most all.
+func decodeLeaves(v []byte) ([]uint16, error) {
+	if len(v)%2 != 0 || len(v)/2 > leaves {
+		return nil, bad("leaves")
+	}
+	var seen [leaves]bool
+	out := make([]uint16, 0, len(v)/2)
+	for ; len(v) > 0; v = v[2:] {
+		l := binary.BigEndian.Uint16(v)
+		if int(l) >= leaves || seen[l] {
+			return nil, bad("leaf %d", l)
+		}
+		seen[l] = true
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func encodeSubSync(mask uint64, subs []uint64) []byte {
+	b := []byte{msgSubSync}
+	b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, mask)
+	for _, x := range subs {
+		b = protowire.AppendTag(b, 2, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, x)
+	}
+	return b
 }
 
 // KeyID returns the 32-byte Kademlia ID of a member (SHA-256 of its

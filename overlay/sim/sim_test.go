@@ -91,7 +91,7 @@ func BenchmarkSim(b *testing.B) {
 // byType lists the payload each message type cost a node per second, and
 // how many messages.
 func byType(r Report) string {
-	names := []string{1: "ping", "ack", "ping-req", "have", "want", "updates", "join", "snapshot", "sync", "summary", "accuse"}
+	names := []string{1: "ping", "ack", "ping-req", "have", "want", "updates", "join", "snapshot", "sync", "summary", "accuse", "sub-sync"}
 	var out []string
 	for t, b := range r.ByType {
 		if b == 0 || r.Members == 0 {

@@ -1,0 +1,132 @@
+package membership
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestAntiEntropyByLeaves: a member that heard none of 150 joins (every
+// announcement and fetch to or from it lost while they spread) catches up
+// through anti-entropy, and, the differing buckets holding more than
+// directSummary members, by leaf digests: msgSubSync answered with the
+// leaves' items, not whole buckets.
+func TestAntiEntropyByLeaves(t *testing.T) {
+	ids := names(100)
+	n := settledNet(t, ids, 71)
+	x := "n07"
+	gossip := func(b []byte) bool {
+		switch b[0] {
+		case msgHave, msgWant, msgUpdates, msgSnapshot, msgSync, msgSubSync, msgSummary:
+			return true
+		}
+		return false
+	}
+	n.drop = func(from, to string, b []byte) bool { return (from == x || to == x) && gossip(b) }
+	var more []string
+	for i := 0; i < 150; i++ {
+		id := fmt.Sprintf("m%03d", i)
+		n.add(id, uint64(1000+i)).Join(n.now, ids[0])
+		more = append(more, id)
+	}
+	n.run(20 * time.Second)
+	all := append(append([]string(nil), ids...), more...)
+	missing := func() int {
+		k := 0
+		for _, id := range all {
+			if id != x && !n.nodes[x].Alive(n.now, id) {
+				k++
+			}
+		}
+		return k
+	}
+	if k := missing(); k < 100 {
+		t.Fatalf("x already holds all but %d of the new members live", k)
+	}
+	if got := n.nodes[ids[1]].State(n.now, more[0]); got != "live" {
+		t.Fatalf("the others do not hold the new members live: %s", got)
+	}
+	// The joins' flood is over: only anti-entropy can bring x up to date.
+	n.drop = nil
+	n.run(2 * n.nodes[x].cfg.SyncEvery)
+	if k := missing(); k != 0 {
+		t.Fatalf("after two anti-entropy periods x still misses %d members", k)
+	}
+	var sub uint64
+	for _, m := range n.nodes {
+		sub += m.Stats().SentByType[msgSubSync]
+	}
+	if sub == 0 {
+		t.Error("no leaf digests were sent: the whole buckets were listed")
+	}
+}
+
+// Leaf digests and summaries are taken only as the answer to a request
+// this node sent, once (an unasked-for summary of every bucket would cost
+// a scan of the view and an announcement of all of it); leaf lists out of
+// range or repeated are refused and change nothing.
+func TestSubSyncBadInput(t *testing.T) {
+	n := settledNet(t, names(40), 81)
+	m := n.nodes["n01"]
+	n.queue = nil
+	if err := m.Receive(n.now, "n02", encodeSubSync(1, make([]uint64, subBuckets))); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Receive(n.now, "n02", encodeSummary(^uint64(0), nil)); err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range n.queue {
+		if msg.from == "n01" && (msg.b[0] == msgSummary || msg.b[0] == msgHave) {
+			t.Fatalf("an unasked-for msgSubSync or msgSummary was answered (type %d)", msg.b[0])
+		}
+	}
+	size, dg := m.Size(), m.Digest()
+	for _, b := range [][]byte{
+		encodeLeafSummary([]uint16{leaves}, nil),
+		encodeLeafSummary([]uint16{3, 3}, nil),
+		append(encodeLeafSummary(nil, nil)[:len(encodeLeafSummary(nil, nil))-1], 1, 7),
+	} {
+		if err := m.Receive(n.now, "n02", b); err == nil {
+			t.Errorf("% x was taken", b)
+		}
+		if m.Size() != size || m.Digest() != dg {
+			t.Fatal("a refused summary changed the view")
+		}
+	}
+}
+
+// A failure's news costs its accusations, not the entry again: a node
+// that holds the accused incarnation asks for the accusations alone
+// (flagHeld), is sent them alone, and takes them.
+func TestWantAccusationsAlone(t *testing.T) {
+	ids := names(40)
+	n := settledNet(t, ids, 91)
+	x := "n03"
+	var sizes []int
+	var entries int
+	n.drop = func(from, to string, b []byte) bool {
+		if to == x || from == x && b[0] != msgPing && b[0] != msgAck {
+			return true // x is gone
+		}
+		if b[0] == msgUpdates {
+			msg, err := decodeMessage(b)
+			if err == nil && len(msg.accs) > 0 {
+				sizes = append(sizes, len(b))
+				entries += len(msg.entries)
+			}
+		}
+		return false
+	}
+	n.run(30 * time.Second)
+	for _, id := range ids {
+		if id != x && n.nodes[id].Alive(n.now, x) {
+			t.Fatalf("%s still holds x live", id)
+		}
+	}
+	if len(sizes) < len(ids)-2 {
+		t.Fatalf("%d updates carried the accusations, want one per view at least", len(sizes))
+	}
+	if entries*10 > len(sizes) {
+		t.Errorf("%d of %d updates carrying accusations carried the entry too", entries, len(sizes))
+	}
+}
