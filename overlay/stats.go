@@ -134,6 +134,38 @@ func (o *Overlay) StreamUse() string {
 	return strings.Join(out, "; ")
 }
 
+// ConnUse describes this node's connections: how many, how many to
+// peers in kad-dht's routing table, how many to ring neighbours, how many
+// have no stream open, and the open streams by protocol.
+func (o *Overlay) ConnUse() string {
+	conns := o.host.Network().Conns()
+	rt := o.dht.RoutingTable()
+	cm := o.host.ConnManager()
+	inRT, ring, idle := 0, 0, 0
+	streams := map[string]int{}
+	for _, c := range conns {
+		p := c.RemotePeer()
+		if rt.Find(p) != "" {
+			inRT++
+		}
+		if cm.IsProtected(p, "members") {
+			ring++
+		}
+		ss := c.GetStreams()
+		if len(ss) == 0 {
+			idle++
+		}
+		for _, s := range ss {
+			streams[string(s.Protocol())]++
+		}
+	}
+	o.members.sendMu.Lock()
+	senders := len(o.members.queues)
+	o.members.sendMu.Unlock()
+	return fmt.Sprintf("%d conns: %d to routing-table peers, %d to ring neighbours, %d without streams; streams %v (routing table %d, membership senders %d)",
+		len(conns), inRT, ring, idle, streams, rt.Size(), senders)
+}
+
 // MembershipSendFailuresTo counts the membership streams to p this node
 // failed to open since it last opened one (up to 256 peers are kept), with
 // the last failure.

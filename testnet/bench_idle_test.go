@@ -87,6 +87,16 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		c.conns += float64(nw.Node(i).Overlay().Stats(0).Connections)
 	}
 	c.conns /= float64(n)
+	if os.Getenv("LSNODE_IDLE_CONNS") != "" {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Printf("memory per node: heap in use %.1f MB, heap idle %.1f MB (released %.1f), stacks %.1f MB, goroutines %d, other %.1f MB\n",
+			float64(ms.HeapInuse)/1e6/float64(n), float64(ms.HeapIdle)/1e6/float64(n), float64(ms.HeapReleased)/1e6/float64(n),
+			float64(ms.StackInuse)/1e6/float64(n), runtime.NumGoroutine()/n, float64(ms.Sys-ms.HeapSys-ms.StackSys)/1e6/float64(n))
+		for _, i := range []int{0, n / 2, n - 1} {
+			fmt.Printf("node %d: %s; membership messages sent by type %v\n", i, nw.Node(i).Overlay().ConnUse(), nw.Node(i).Overlay().MembershipStats().SentByType)
+		}
+	}
 	if path := os.Getenv("LSNODE_IDLE_HEAPPROFILE"); path != "" { // what the running nodes hold
 		f, err := os.Create(fmt.Sprintf("%s.%d", path, n))
 		if err != nil {
