@@ -236,6 +236,7 @@ type peerState struct {
 	// not taken yet; listed: leaf digests sent to it, its leaf summary
 	// not taken yet. Anti-entropy answers only what was asked for.
 	asked, listed time.Time
+	listedMask    uint64 // the buckets whose leaf digests were sent
 	lastJoin      time.Time
 	banned        time.Time // gossip ignored before (a bad signature)
 	seen          time.Time

@@ -130,3 +130,52 @@ func TestWantAccusationsAlone(t *testing.T) {
 		t.Errorf("%d of %d updates carrying accusations carried the entry too", entries, len(sizes))
 	}
 }
+
+// An attack review found anti-entropy could still be made to list a whole
+// view: by an outsider asking (or making this node ask it), or by a leaf
+// summary naming leaves of buckets that never differed. Neither works now.
+// (A client that pings this node may sync, as a joiner gets a snapshot:
+// once per peer per half SyncEvery; see docs/security.md.)
+func TestSyncAttacks(t *testing.T) {
+	n := settledNet(t, names(200), 101)
+	m := n.nodes["n01"]
+	answered := func(typ byte) bool {
+		for _, msg := range n.queue {
+			if msg.from == "n01" && msg.b[0] == typ {
+				return true
+			}
+		}
+		return false
+	}
+	// An outsider (neither a member nor a client pinging this node): its
+	// acks with a wrong digest and its sync go unanswered.
+	n.queue = nil
+	for range 2 {
+		_ = m.Receive(n.now, "outsider", encodeProbe(msgAck, 1, 12345))
+	}
+	var d [buckets]uint64
+	_ = m.Receive(n.now, "outsider", encodeSync(&d))
+	if answered(msgSync) || answered(msgSubSync) || answered(msgSummary) {
+		t.Fatal("anti-entropy ran with a peer outside the view")
+	}
+	// A member whose view differs in the first 60 buckets only.
+	d = m.v.digests
+	for b := 0; b < 60; b++ {
+		d[b]++
+	}
+	n.queue = nil
+	_ = m.Receive(n.now, "n02", encodeSync(&d))
+	if !answered(msgSubSync) {
+		t.Fatal("200 members: differing buckets were not narrowed to leaves")
+	}
+	n.queue = nil
+	_ = m.Receive(n.now, "n02", encodeLeafSummary([]uint16{60 * subBuckets, 61*subBuckets + 3, 63 * subBuckets}, nil))
+	if answered(msgHave) {
+		t.Error("leaves of buckets that never differed were announced")
+	}
+	n.queue = nil
+	_ = m.Receive(n.now, "n02", encodeLeafSummary([]uint16{0, 1, 2, 3}, nil))
+	if answered(msgHave) {
+		t.Error("a second leaf summary (a replay) was answered")
+	}
+}

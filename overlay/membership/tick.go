@@ -108,7 +108,11 @@ func (m *Membership) expireSmall(now time.Time) {
 		// Lost on the way, or the peer is gone: ask another announcer.
 		p := w.alts[0]
 		w.alts, w.until = w.alts[1:], now.Add(m.timeout())
-		m.send(p, encodeItems(msgWant, []item{w.it}))
+		it := w.it
+		if r := m.v.get(it.h); r != nil && r.e.Inc == it.inc && it.kind != kindLeft {
+			it.held = true
+		}
+		m.send(p, encodeItems(msgWant, []item{it}))
 	}
 }
 
@@ -301,7 +305,7 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 // compare starts anti-entropy with a peer whose stable digest has differed
 // from ours on two exchanges in a row, at most once per SyncEvery.
 func (m *Membership) compare(now time.Time, from string, d uint64) {
-	if d == 0 {
+	if d == 0 || !m.syncsWith(from) {
 		return
 	}
 	ps := m.peer(now, from)
@@ -315,6 +319,16 @@ func (m *Membership) compare(now time.Time, from string, d uint64) {
 		m.stats.Syncs++
 		m.send(from, encodeSync(&m.v.digests))
 	}
+}
+
+// syncsWith: anti-entropy runs only with members of the view and the
+// clients this node serves; anyone else could make it list its view.
+func (m *Membership) syncsWith(p string) bool {
+	if r := m.v.get(hashOf(KeyID(p))); r != nil && r.e.ID == p && !r.dead {
+		return true
+	}
+	_, ok := m.listeners[p]
+	return ok
 }
 
 func (m *Membership) peer(now time.Time, p string) *peerState {
@@ -424,10 +438,14 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 		if (i == 0 || accs[i-1].Subject != a.Subject) && i+1 < len(accs) && accs[i+1].Subject == a.Subject {
 			with = accs[i+1]
 		}
-		delete(m.pending, hashOf(KeyID(a.Subject)))
-		if m.accept(now, a, with, from, true); m.stats.BadSignatures != bad {
+		took := m.accept(now, a, with, from, true)
+		if m.stats.BadSignatures != bad {
 			m.ban(now, from)
 			return
+		}
+		h := hashOf(KeyID(a.Subject))
+		if w, ok := m.pending[h]; ok && (took || !m.wants(w.it)) {
+			delete(m.pending, h) // an unchecked answer does not end the fetch
 		}
 	}
 }
@@ -495,7 +513,7 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 // onSync answers a peer's bucket digests with the stable versions this
 // node holds in the buckets that differ.
 func (m *Membership) onSync(now time.Time, from string, msg *message) {
-	if len(msg.buckets) != buckets {
+	if len(msg.buckets) != buckets || !m.syncsWith(from) {
 		return
 	}
 	ps := m.peer(now, from)
@@ -518,7 +536,7 @@ func (m *Membership) onSync(now time.Time, from string, msg *message) {
 		return
 	}
 	// Too many to list: narrow the difference down to leaves first.
-	ps.listed = now
+	ps.listed, ps.listedMask = now, mask
 	m.send(from, encodeSubSync(mask, m.v.leafDigests(mask)))
 }
 
@@ -594,7 +612,7 @@ func (m *Membership) onSummary(now time.Time, from string, msg *message) {
 	if msg.leaves != nil {
 		var set [leaves]bool
 		for _, l := range msg.leaves {
-			set[l] = true
+			set[l] = ps.listedMask&(1<<(l/subBuckets)) != 0 // only buckets that differed
 		}
 		in = func(h uint64) bool { return set[leafOf(h)] }
 	}
