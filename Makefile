@@ -50,8 +50,8 @@ soak:
 # processes, SCALE_PER_PROCESS to a process; the killed ones alone):
 # loopback bytes, membership payload, RSS, connections, CPU, and the
 # bindings published meanwhile checked; one summary line.
-SCALE_SIZES       ?= 25,50,100,200
-SCALE_PER_PROCESS ?= 30
+SCALE_SIZES       ?= 25,50,100,300
+SCALE_PER_PROCESS ?= 50
 scale:
 	ulimit -n 20000 2>/dev/null; LSNODE_SCALE_SIZES=$(SCALE_SIZES) LSNODE_SCALE_PER_PROCESS=$(SCALE_PER_PROCESS) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 90m ./cmd/lsnode/
 

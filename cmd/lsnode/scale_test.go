@@ -26,8 +26,8 @@ func benchEnv(name string, def int) int {
 }
 
 // BenchmarkScale is `make scale`: for each size of LSNODE_SCALE_SIZES
-// (default 25,50,100,200) a testnet runs as processes, the nodes that are
-// never killed LSNODE_SCALE_PER_PROCESS (30) to a process and the tenth
+// (default 25,50,100,300) a testnet runs as processes, the nodes that are
+// never killed LSNODE_SCALE_PER_PROCESS (50) to a process and the tenth
 // that is killed each in its own. It measures the idle cost over
 // LSNODE_SCALE_IDLE seconds (30), LSNODE_SCALE_WARMUP seconds (75: past
 // the connection manager's one-minute grace) after every node sees every
@@ -41,7 +41,7 @@ func benchEnv(name string, def int) int {
 // goroutines' stacks (ChaosSpec.Dump).
 func BenchmarkScale(b *testing.B) {
 	var sizes []int
-	for _, s := range strings.Split(cmp.Or(os.Getenv("LSNODE_SCALE_SIZES"), "25,50,100,200"), ",") {
+	for _, s := range strings.Split(cmp.Or(os.Getenv("LSNODE_SCALE_SIZES"), "25,50,100,300"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 10 || n > 1000 {
 			b.Fatalf("LSNODE_SCALE_SIZES: %q is not a size from 10 to 1000", s)
@@ -64,7 +64,7 @@ func BenchmarkScale(b *testing.B) {
 			}
 			victims := int(math.Ceil(0.1 * float64(n)))
 			rep, err := testnet.Chaos(context.Background(), dir, testnet.ChaosSpec{Exe: exe,
-				PerProcess: benchEnv("LSNODE_SCALE_PER_PROCESS", 30), KillFraction: 0.1,
+				PerProcess: benchEnv("LSNODE_SCALE_PER_PROCESS", 50), KillFraction: 0.1,
 				Idle:     time.Duration(benchEnv("LSNODE_SCALE_IDLE", 30)) * time.Second,
 				Warmup:   time.Duration(benchEnv("LSNODE_SCALE_WARMUP", 75)) * time.Second,
 				Duration: churn, KillEvery: time.Minute / time.Duration(victims), Down: 2 * time.Second,
