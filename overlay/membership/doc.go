@@ -33,7 +33,7 @@
 //     first the 16 leaf digests of each such bucket and then the items of
 //     the leaves that differ), at most once per SyncEvery per peer, each
 //     answer taken only when asked for. At 10 000 members a bucket's
-//     items cost 2.8 KB and its leaf digests 128 bytes.
+//     items cost 2.8 KB and its leaf digests 144 bytes.
 //   - Suspicion needs two accusers (Lifeguard's confirmations, made
 //     cheap): a prober whose probe failed holds its signed accusation
 //     quietly and sends it (msgAccuse) only to the subject's other ring

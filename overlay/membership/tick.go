@@ -542,7 +542,7 @@ func (m *Membership) onSync(now time.Time, from string, msg *message) {
 
 // directSummary: buckets that differ holding at most this many stable
 // items are listed at once; more, and their leaf digests go first (a
-// bucket holds N/64 members: at 10 000, 16 leaf digests cost 128 bytes
+// bucket holds N/64 members: at 10 000, 16 leaf digests cost 144 bytes
 // where its items cost 2.8 KB).
 const directSummary = 128
 
