@@ -59,6 +59,13 @@ func (f *inflight) release(source, target string) {
 	}
 }
 
+// now is how many requests hold a slot.
+func (f *inflight) now() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.all
+}
+
 // retryAfter is a Retry-After header of at least a second.
 func retryAfter(secs float64) sip.Header {
 	return sip.NewHeader("Retry-After", strconv.Itoa(max(1, int(secs+0.999))))

@@ -43,6 +43,13 @@ func TestMaxInFlight(t *testing.T) {
 	if r := u.statusOf("pending", 3*time.Second); r.StatusCode != 200 {
 		t.Fatalf("pending request: %d", r.StatusCode)
 	}
+	// The slot is given back once the answer is relayed, a moment after
+	// the caller has it (CI under load once sent the next request first).
+	for end := time.Now().Add(3 * time.Second); tp.p.Stats().InFlight != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the pending request's slot was not given back: %d in flight", tp.p.Stats().InFlight)
+		}
+	}
 	u.send(tp.addr, u.request("MESSAGE", "sip:alice@a.example", "Call-ID: after"))
 	got = silent.recv(3 * time.Second)
 	silent.send(tp.addr, okTo(t, got))

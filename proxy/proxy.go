@@ -355,6 +355,7 @@ type Stats struct {
 	// answered. Flowed: requests sent down a NAT flow.
 	NATPings, NATPingsAnswered, Flowed int64
 	Flows                              int // NAT flows kept alive now (Flows)
+	InFlight                           int // requests being routed now (bounded by MaxInFlight)
 }
 
 type counters struct {
@@ -378,7 +379,7 @@ func (p *Proxy) Responses() *sipnet.StatusCounts { return &p.responses }
 // dashboard shows and the metrics export.
 func (p *Proxy) Stats() Stats {
 	c := &p.stats
-	return Stats{Flows: p.Flows(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
+	return Stats{Flows: p.Flows(), InFlight: p.inflight.now(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
 		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
 		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
