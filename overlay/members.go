@@ -525,6 +525,14 @@ func (m *members) leave(ctx context.Context) {
 	}
 }
 
+// senders: how many peers this node keeps a membership sender for (sent
+// to within the last minute).
+func (m *members) senders() int {
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
+	return len(m.queues)
+}
+
 // peerFails: the membership streams to one peer this node failed to
 // open in a row, and the last error.
 type peerFails struct {

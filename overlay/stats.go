@@ -159,11 +159,8 @@ func (o *Overlay) ConnUse() string {
 			streams[string(s.Protocol())]++
 		}
 	}
-	o.members.sendMu.Lock()
-	senders := len(o.members.queues)
-	o.members.sendMu.Unlock()
 	return fmt.Sprintf("%d conns: %d to routing-table peers, %d to ring neighbours, %d without streams; streams %v (routing table %d, membership senders %d)",
-		len(conns), inRT, ring, idle, streams, rt.Size(), senders)
+		len(conns), inRT, ring, idle, streams, rt.Size(), o.members.senders())
 }
 
 // MembershipSendFailuresTo counts the membership streams to p this node

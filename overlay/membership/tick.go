@@ -108,11 +108,7 @@ func (m *Membership) expireSmall(now time.Time) {
 		// Lost on the way, or the peer is gone: ask another announcer.
 		p := w.alts[0]
 		w.alts, w.until = w.alts[1:], now.Add(m.timeout())
-		it := w.it
-		if r := m.v.get(it.h); r != nil && r.e.Inc == it.inc && it.kind != kindLeft {
-			it.held = true
-		}
-		m.send(p, encodeItems(msgWant, []item{it}))
+		m.send(p, encodeItems(msgWant, []item{m.asked(w.it)}))
 	}
 }
 
@@ -380,14 +376,19 @@ func (m *Membership) onHave(now time.Time, from string, items []item) {
 			continue
 		}
 		m.pending[it.h] = &wanted{it: it, until: now.Add(m.timeout())}
-		if r := m.v.get(it.h); r != nil && r.e.Inc == it.inc && it.kind != kindLeft {
-			it.held = true // an accusation of the entry held here: send just that
-		}
-		want = append(want, it)
+		want = append(want, m.asked(it))
 	}
 	if len(want) > 0 {
 		m.send(from, encodeItems(msgWant, want))
 	}
+}
+
+// asked is it as this node wants it: held when the view has the entry of
+// that incarnation already (the news is an accusation: send just that).
+func (m *Membership) asked(it item) item {
+	r := m.v.get(it.h)
+	it.held = r != nil && r.e.Inc == it.inc && it.kind != kindLeft
+	return it
 }
 
 func (m *Membership) onWant(from string, items []item) {
@@ -557,7 +558,7 @@ func (m *Membership) onSubSync(now time.Time, from string, msg *message) {
 	}
 	ours := m.v.leafDigests(msg.mask)
 	var ls []uint16
-	var set [leaves]bool
+	var set leafSet
 	k := 0
 	for b := 0; b < buckets; b++ {
 		if msg.mask&(1<<b) == 0 {
@@ -574,8 +575,13 @@ func (m *Membership) onSubSync(now time.Time, from string, msg *message) {
 	if len(ls) == 0 {
 		return
 	}
-	m.send(from, encodeLeafSummary(ls, m.stableIn(func(h uint64) bool { return set[leafOf(h)] }, maxItems)))
+	m.send(from, encodeLeafSummary(ls, m.stableIn(set.has, maxItems)))
 }
+
+// leafSet is a set of leaves; has says whether an id hash is in one.
+type leafSet [leaves]bool
+
+func (s *leafSet) has(h uint64) bool { return s[leafOf(h)] }
 
 // solicited takes the one answer to a request sent at *at (within half
 // SyncEvery).
@@ -610,11 +616,11 @@ func (m *Membership) onSummary(now time.Time, from string, msg *message) {
 	}
 	in := inBuckets(msg.mask)
 	if msg.leaves != nil {
-		var set [leaves]bool
+		var set leafSet
 		for _, l := range msg.leaves {
 			set[l] = ps.listedMask&(1<<(l/subBuckets)) != 0 // only buckets that differed
 		}
-		in = func(h uint64) bool { return set[leafOf(h)] }
+		in = set.has
 	}
 	theirs := map[uint64]item{}
 	for _, it := range msg.items {

@@ -433,19 +433,19 @@ func encodeUpdates(typ byte, entries, accs [][]byte) []byte {
 	return b
 }
 
-func encodeSync(d *[buckets]uint64) []byte {
-	b := []byte{msgSync}
-	for _, x := range d {
-		b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
+// appendFixed64s appends each of xs as field num.
+func appendFixed64s(b []byte, num protowire.Number, xs ...uint64) []byte {
+	for _, x := range xs {
+		b = protowire.AppendTag(b, num, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, x)
 	}
 	return b
 }
 
+func encodeSync(d *[buckets]uint64) []byte { return appendFixed64s([]byte{msgSync}, 1, d[:]...) }
+
 func encodeSummary(mask uint64, items []item) []byte {
-	b := appendItems([]byte{msgSummary}, items)
-	b = protowire.AppendTag(b, 2, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, mask)
+	return appendFixed64s(appendItems([]byte{msgSummary}, items), 2, mask)
 }
 
 // encodeLeafSummary is a summary of the stable items in the given leaves.
@@ -478,14 +478,7 @@ func decodeLeaves(v []byte) ([]uint16, error) {
 }
 
 func encodeSubSync(mask uint64, subs []uint64) []byte {
-	b := []byte{msgSubSync}
-	b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
-	b = protowire.AppendFixed64(b, mask)
-	for _, x := range subs {
-		b = protowire.AppendTag(b, 2, protowire.Fixed64Type)
-		b = protowire.AppendFixed64(b, x)
-	}
-	return b
+	return appendFixed64s(appendFixed64s([]byte{msgSubSync}, 1, mask), 2, subs...)
 }
 
 // KeyID returns the 32-byte Kademlia ID of a member (SHA-256 of its
