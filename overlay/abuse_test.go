@@ -71,7 +71,7 @@ func TestGossipUnconfirmed(t *testing.T) {
 		if i == 60 { // signed by someone else
 			sign = attacker.cfg.Identity.Sign
 		}
-		raw, err := membership.SignEntry("ov-sybil", string(id), uint64(time.Now().UnixNano()), [][]byte{addr.Bytes()}, nil, false, sign)
+		raw, err := membership.SignEntry("ov-sybil", string(id), uint64(time.Now().UnixNano()), [][]byte{addr.Bytes()}, nil, false, 0, sign)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -41,8 +41,13 @@ func (n *testNet) add(id string, seed uint64) *Membership {
 }
 
 func (n *testNet) addRings(id string, seed uint64, rings int) *Membership {
+	return n.addRegion(id, seed, rings, 0)
+}
+
+// addRegion adds a member keeping a partial view of bits (0: full).
+func (n *testNet) addRegion(id string, seed uint64, rings, bits int) *Membership {
 	n.t.Helper()
-	m, err := New(Config{Name: "test", Self: id, Serve: true, Addrs: [][]byte{[]byte(id)}, Rings: rings,
+	m, err := New(Config{Name: "test", Self: id, Serve: true, Addrs: [][]byte{[]byte(id)}, Rings: rings, RegionBits: bits,
 		Sign:   func(msg []byte) ([]byte, error) { return testSig(id, msg), nil },
 		Verify: func(id string, msg, sig []byte) bool { return string(testSig(id, msg)) == string(sig) },
 		Rand:   rand.New(rand.NewPCG(seed, seed))}, testTransport{n, id}, n.now, nil)

@@ -11,6 +11,9 @@ import (
 func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bool {
 	kid := KeyID(e.ID)
 	h := hashOf(kid)
+	if !m.region.has(h) {
+		return false
+	}
 	r := m.v.get(h)
 	kind := uint8(kindAlive)
 	if e.Left {
@@ -21,6 +24,9 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	}
 	if r == nil && e.Left {
 		return false
+	}
+	if e.Region != int(m.region.bits) {
+		m.offRing[h] = struct{}{}
 	}
 	if r == nil {
 		r = &rec{h: h, kid: kid, e: e, changed: now, confirmed: trusted || from == e.ID}
@@ -52,6 +58,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		// without pause would otherwise outrun every accusation.
 		return false
 	}
+	moved := r.e.Region != e.Region // on the rings or off them
 	r = m.v.mut(h)
 	r.changed = now
 	m.v.undigest(r)
@@ -76,6 +83,10 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		m.onProb[h] = struct{}{}
 	}
 	m.changed(now, r, wasCand, from)
+	if moved && wasCand && r.candidate() && h != m.selfH {
+		m.ringDel(h)
+		m.ringAdd(r)
+	}
 	if wasLive != r.live(now) {
 		m.version++
 	}
@@ -176,13 +187,23 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 }
 
 // credible: a's accuser is in the view (in any state: it may have died
-// since), plausibly probes r's member, and signed a.
+// since), plausibly probes r's member on the rings of its kind, and
+// signed a. A partial view cannot know the members outside its region: it
+// takes an accuser from there as a full view's, by its place alone (the
+// member's full ring predecessors are rarely in its region).
 func (m *Membership) credible(a *Accusation, r *rec) bool {
 	if a.Accuser == m.cfg.Self {
 		return true
 	}
-	acc := m.v.get(hashOf(KeyID(a.Accuser)))
-	if acc == nil || acc.e.ID != a.Accuser || !m.plausible(KeyID(a.Accuser), r.kid) {
+	akid := KeyID(a.Accuser)
+	bits := 0
+	switch acc := m.v.get(hashOf(akid)); {
+	case acc != nil && acc.e.ID == a.Accuser:
+		bits = acc.e.Region
+	case m.region.has(hashOf(akid)):
+		return false // not a member
+	}
+	if !m.plausibleAt(akid, r.kid, bits) {
 		return false
 	}
 	return m.verify(a.Accuser, m.accPrefix(), a.body, a.sig)
@@ -261,7 +282,7 @@ func (m *Membership) recheckDead(now time.Time) {
 			delete(m.recheck, h)
 		case !now.Before(at):
 			m.recheck[h] = now.Add(m.cfg.SuspectTimeout)
-			m.send(r.e.ID, encodeProbe(msgPing, 0, m.v.digest()))
+			m.send(r.e.ID, m.probeTo(msgPing, 0, r.e.ID))
 		}
 	}
 }
@@ -286,7 +307,8 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // probes reports whether this node probes member h (a ring successor, or
-// on probation in one of its gaps).
+// off the rings in one of its gaps: on probation, or one whose view
+// differs in kind).
 func (m *Membership) probes(h uint64) bool {
 	if _, ok := m.onProb[h]; ok {
 		return true
@@ -296,6 +318,9 @@ func (m *Membership) probes(h uint64) bool {
 			return true
 		}
 	}
+	if r := m.v.get(h); r != nil && !m.ringable(r) {
+		return contains(m.bridges(nil), r.e.ID)
+	}
 	return false
 }
 
@@ -303,15 +328,28 @@ func (m *Membership) probes(h uint64) bool {
 // rings to be among the members the accuser probes (within 32 expected
 // gaps, so views of slightly different sizes agree): a member cannot
 // accuse whomever it likes. The accuser must be in the view, in any state
-// (it may have died since).
+// (it may have died since). A partial view's members fill only its
+// region of ring 0 (the id hash's first bits), so there the gap is
+// measured within the region, which wraps around.
 func (m *Membership) plausible(accuser, subject [32]byte) bool {
-	n := uint64(max(m.v.n, 1))
+	return m.plausibleAt(accuser, subject, int(m.region.bits))
+}
+
+// plausibleAt is plausible for an accuser whose view is a region of bits
+// (0: full): its rings hold the overlay's members of that region, about
+// the view's size scaled to the whole overlay and back down.
+func (m *Membership) plausibleAt(accuser, subject [32]byte, bits int) bool {
+	n := uint64(max(m.v.n, 1)) << m.region.bits >> bits
 	if n <= 32 {
 		return true
 	}
 	limit := (^uint64(0) / n) * 32
 	for j := 0; j < m.cfg.Rings; j++ {
-		if ringPos(&subject, j)-ringPos(&accuser, j) < limit {
+		d := ringPos(&subject, j) - ringPos(&accuser, j)
+		if j == 0 {
+			d <<= bits
+		}
+		if d < limit {
 			return true
 		}
 	}
@@ -395,7 +433,7 @@ func (m *Membership) accuse(now time.Time, target string) {
 func (m *Membership) probersOf(s *rec) []string {
 	var best [4]*rec
 	m.v.each(func(r *rec) bool {
-		if r.h == s.h || r.h != m.selfH && (!r.candidate() || m.now.Before(r.until)) {
+		if r.h == s.h || r.h != m.selfH && (!r.candidate() || m.now.Before(r.until) || !m.ringable(r)) {
 			return true
 		}
 		for j := 0; j < m.cfg.Rings; j++ {
@@ -441,8 +479,20 @@ func (m *Membership) onAccuse(now time.Time, from string, msg *message) {
 func (m *Membership) after(j int, r *rec) uint64  { return ringPos(&r.kid, j) - ringPos(&m.selfKid, j) }
 func (m *Membership) before(j int, r *rec) uint64 { return ringPos(&m.selfKid, j) - ringPos(&r.kid, j) }
 
+// ringable: r takes a place on this node's rings, which hold the members
+// whose views are of the same kind (full, or regions of as many bits):
+// the ones that run the same rings, so a member's ring predecessors are
+// the members that probe it. A full view leaves members with partial
+// views off them (they probe and flood only within their regions), a
+// partial view the full members of its region; both probe those from
+// their gaps (successors).
+func (m *Membership) ringable(r *rec) bool { return r.e.Region == int(m.region.bits) }
+
 // ringAdd considers r (a member out of probation) for the rings.
 func (m *Membership) ringAdd(r *rec) {
+	if !m.ringable(r) {
+		return
+	}
 	for j := 0; j < m.cfg.Rings; j++ {
 		if s := m.v.get(m.succ[j]); s == nil || m.after(j, r) < m.after(j, s) {
 			m.succ[j] = r.h
@@ -466,7 +516,7 @@ func (m *Membership) rescan(j int) {
 	m.succ[j], m.pred[j] = 0, 0
 	var s, p *rec
 	m.v.each(func(r *rec) bool {
-		if r.h == m.selfH || !r.candidate() || m.now.Before(r.until) {
+		if r.h == m.selfH || !r.candidate() || m.now.Before(r.until) || !m.ringable(r) {
 			return true
 		}
 		if s == nil || m.after(j, r) < m.after(j, s) {
@@ -500,10 +550,15 @@ func (m *Membership) Neighbours() []string {
 	return out
 }
 
-// successors are the members this node probes: its ring successors, and
-// members on probation between it and one of them (the rings leave them
-// out until then, so each has a confirmed predecessor probing it: an
-// unreachable identity is accused even in a chain of them).
+// successors are the members this node probes and floods to: its ring
+// successors; members on probation between it and one of them (so each
+// has a confirmed predecessor probing it: an unreachable identity is
+// accused even in a chain of them); and on each ring the first member
+// after it whose view differs in kind (ringable), if that comes before
+// its successor. Those bridge the flood between full and partial views
+// and probe a member that is alone of its kind; the others of a kind are
+// probed by their own rings, whose accusations every view takes
+// (credible).
 func (m *Membership) successors() []string {
 	var out []string
 	for j := 0; j < m.cfg.Rings; j++ {
@@ -516,12 +571,48 @@ func (m *Membership) successors() []string {
 		if r == nil || !r.candidate() || h == m.selfH {
 			continue
 		}
+		if j := m.inGap(r); j >= 0 && !contains(out, r.e.ID) {
+			out = append(out, r.e.ID)
+		}
+	}
+	return m.bridges(out)
+}
+
+// inGap returns a ring on which r comes between this node and its
+// successor, or -1.
+func (m *Membership) inGap(r *rec) int {
+	for j := 0; j < m.cfg.Rings; j++ {
+		if s := m.v.get(m.succ[j]); s == nil || m.after(j, r) < m.after(j, s) {
+			return j
+		}
+	}
+	return -1
+}
+
+// bridges adds to out, per ring, the first member of another kind in
+// this node's gap, dropping from offRing the members gone or now
+// ringable.
+func (m *Membership) bridges(out []string) []string {
+	var first [4]*rec
+	for h := range m.offRing {
+		r := m.v.get(h)
+		if r == nil || m.ringable(r) {
+			delete(m.offRing, h)
+			continue
+		}
+		if !r.candidate() || h == m.selfH || m.now.Before(r.until) {
+			continue
+		}
 		for j := 0; j < m.cfg.Rings; j++ {
 			s := m.v.get(m.succ[j])
-			if (s == nil || m.after(j, r) < m.after(j, s)) && !contains(out, r.e.ID) {
-				out = append(out, r.e.ID)
-				break
+			if (s == nil || m.after(j, r) < m.after(j, s)) && (first[j] == nil || m.after(j, r) < m.after(j, first[j])) {
+				first[j] = r
 			}
+		}
+	}
+	for _, r := range first[:m.cfg.Rings] {
+		if r != nil && !contains(out, r.e.ID) {
+			out = append(out, r.e.ID)
 		}
 	}
 	return out

@@ -57,6 +57,17 @@
 //     period (up to 9×): an overloaded node stops accusing healthy ones.
 //     A first probe of a peer (a connection to set up) gets 4× the time.
 //
+//   - Partial views (region.go): a node that cannot afford the full view
+//     keeps one region of the id-hash space (RegionBits, at most a 64th),
+//     a closed ball under the XOR metric, so Closest stays exact inside
+//     it; its rings, flood and anti-entropy run within the region, and it
+//     pays for the changes there alone. Every view rings only members of
+//     its own kind (full, or regions of as many bits); the first member
+//     of the other kind in each ring gap is probed and flooded to, which
+//     bridges the two and probes a member alone of its kind; accusations
+//     count across kinds, each judged at the density of its accuser's
+//     rings. Keys outside the region are the overlay's to route (kad-dht).
+//
 // Why our own protocol rather than hashicorp/memberlist: memberlist's
 // entries are not signed (any member can declare any other dead or
 // alive, which is fine in one operator's data centre and not on the open

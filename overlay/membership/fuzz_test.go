@@ -20,7 +20,7 @@ func FuzzReceive(f *testing.F) {
 	verify := func(id string, msg, sig []byte) bool {
 		return len(id) == ed25519.PublicKeySize && ed25519.Verify(ed25519.PublicKey(id), msg, sig)
 	}
-	raw, err := SignEntry("fuzz", id, 1, [][]byte{{4, 127, 0, 0, 1}}, []string{"turn:127.0.0.1:3478"}, false, sign)
+	raw, err := SignEntry("fuzz", id, 1, [][]byte{{4, 127, 0, 0, 1}}, []string{"turn:127.0.0.1:3478"}, false, 0, sign)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -36,13 +36,21 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodeUpdates(msgUpdates, [][]byte{raw}, [][]byte{accRaw, accRaw}))
 	f.Add(encodeItems(msgWant, []item{{h: 5, inc: 9, kind: kindConfirmed}}))
 	var d [buckets]uint64
-	f.Add(encodeSync(&d))
+	f.Add(encodeSync(&d, region{}))
+	f.Add(encodeSync(&d, region{bits: 2, prefix: 3}))
+	f.Add(appendRegion(encodeProbe(msgAck, 7, 99), region{bits: 6, prefix: 63}))
+	f.Add(appendRegion(encodeUpdates(msgJoin, [][]byte{raw}, nil), region{bits: 1, prefix: 1}))
+	partialRaw, err := SignEntry("fuzz", id, 2, nil, nil, false, 3, sign)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(encodeUpdates(msgUpdates, [][]byte{partialRaw}, nil))
 	f.Add(encodeSubSync(3, make([]uint64, 2*subBuckets)))
 	f.Add(encodeLeafSummary([]uint16{0, 17, leaves - 1}, []item{{h: 5, inc: 9, kind: kindAlive}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pub2, priv2, _ := ed25519.GenerateKey(nil)
 		now := time.Unix(1_800_000_000, 0)
-		m, err := New(Config{Name: "fuzz", Self: string(pub2), Serve: true,
+		m, err := New(Config{Name: "fuzz", Self: string(pub2), Serve: true, RegionBits: len(b) % 7, // full and partial views
 			Sign: func(msg []byte) ([]byte, error) { return ed25519.Sign(priv2, msg), nil }, Verify: verify}, drop{}, now, nil)
 		if err != nil {
 			t.Fatal(err)

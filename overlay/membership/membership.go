@@ -3,6 +3,7 @@ package membership
 import (
 	"bytes"
 	"container/heap"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -78,6 +79,10 @@ type Config struct {
 	AddrGroup   func(e *Entry) string
 	// Allowed, if set, refuses members it returns false for.
 	Allowed func(id string) bool
+	// RegionBits (0-6): keep a partial view, of the members whose id
+	// hash starts with the same bits as this node's (region.go); 0 is the
+	// full view.
+	RegionBits int
 	// Rand; default a random source.
 	Rand *rand.Rand
 }
@@ -167,6 +172,7 @@ type Membership struct {
 	addrs   [][]byte
 	svcs    []string
 	v       *view
+	region  region // what the view holds (region.go)
 
 	succ, pred [4]uint64
 	fresh      []freshItem
@@ -195,6 +201,7 @@ type Membership struct {
 	version   uint64
 	now       time.Time           // of the latest call
 	onProb    map[uint64]struct{} // members on probation: probed, not on the rings
+	offRing   map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
 	capped    map[uint64]bool     // over MaxPerGroup, as of cappedAt
 	health    int                 // local health score (Lifeguard), 0 best
 	cappedAt  uint64
@@ -243,6 +250,9 @@ type peerState struct {
 	// toldAcc: when it was last sent its own accusation (tellAccused);
 	// toldCur: when it was last sent this node's entry (tellCurrent).
 	toldAcc, toldCur time.Time
+	// region: what it last said it shares with this node (told: it did).
+	region region
+	told   bool
 }
 
 // due reports whether an act last done at *last may be done again (at
@@ -260,9 +270,17 @@ func due(last *time.Time, now time.Time, every time.Duration) bool {
 // services.
 func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, error) {
 	cfg.defaults()
+	if cfg.RegionBits < 0 || cfg.RegionBits > maxRegionBits {
+		return nil, fmt.Errorf("membership: region of %d bits (0 to %d)", cfg.RegionBits, maxRegionBits)
+	}
+	selfKid := KeyID(cfg.Self)
+	if base != nil {
+		base = base.Within(cfg.Self, cfg.RegionBits)
+	}
 	m := &Membership{
 		cfg: cfg, tr: tr, v: newView(base),
-		selfKid:   KeyID(cfg.Self),
+		region:    regionOf(hashOf(selfKid), cfg.RegionBits),
+		selfKid:   selfKid,
 		pending:   map[uint64]*wanted{},
 		relays:    map[uint64]relay{},
 		suspects:  map[uint64]struct{}{},
@@ -271,11 +289,17 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		listeners: map[string]time.Time{},
 		unconf:    map[string]int{},
 		onProb:    map[uint64]struct{}{},
+		offRing:   map[uint64]struct{}{},
 		now:       now,
 	}
 	m.selfH = hashOf(m.selfKid)
 	m.nextProbe = now.Add(time.Duration(cfg.Rand.Int64N(int64(cfg.Period))))
 	if base != nil {
+		for h, r := range m.v.base {
+			if r.e.Region != cfg.RegionBits {
+				m.offRing[h] = struct{}{}
+			}
+		}
 		for j := 0; j < cfg.Rings; j++ {
 			m.rescan(j)
 		}
@@ -288,7 +312,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 	m.inc = uint64(now.UnixNano())
 	if r := m.v.get(m.selfH); r != nil && r.e.ID == cfg.Self {
 		// A shared snapshot holding this node's current entry: keep it.
-		if r.kind() == kindAlive && sameEntry(r.e, m.addrs, m.svcs) {
+		if r.kind() == kindAlive && sameEntry(r.e, m.addrs, m.svcs) && r.e.Region == cfg.RegionBits {
 			m.inc = r.e.Inc
 			return m, nil
 		}
@@ -327,7 +351,7 @@ func (m *Membership) announce(now time.Time) error {
 }
 
 func (m *Membership) announceLeft(now time.Time, left bool) error {
-	raw, err := m.sign(m.entryPrefix(), entryBody(m.cfg.Self, m.inc, m.addrs, m.svcs, left))
+	raw, err := m.sign(m.entryPrefix(), entryBody(m.cfg.Self, m.inc, m.addrs, m.svcs, left, int(m.region.bits)))
 	if err != nil {
 		return err
 	}
@@ -367,8 +391,8 @@ func sameEntry(e *Entry, addrs [][]byte, services []string) bool {
 
 // SignEntry returns a member's signed entry (a simulator's or a test's
 // way to make many at once).
-func SignEntry(name, id string, inc uint64, addrs [][]byte, services []string, left bool, sign func([]byte) ([]byte, error)) ([]byte, error) {
-	body := entryBody(id, inc, addrs, services, left)
+func SignEntry(name, id string, inc uint64, addrs [][]byte, services []string, left bool, region int, sign func([]byte) ([]byte, error)) ([]byte, error) {
+	body := entryBody(id, inc, addrs, services, left, region)
 	sig, err := sign(append([]byte("lsnode/members/"+name+"\x00"), body...))
 	if err != nil {
 		return nil, err
@@ -403,7 +427,7 @@ func (m *Membership) Join(now time.Time, boot string) {
 	if r := m.v.get(m.selfH); m.cfg.Serve && r != nil {
 		entries = [][]byte{r.e.Raw}
 	}
-	m.send(boot, encodeUpdates(msgJoin, entries, nil))
+	m.send(boot, appendRegion(encodeUpdates(msgJoin, entries, nil), m.region))
 }
 
 // Leave announces this node's departure to its neighbours.
@@ -501,5 +525,5 @@ func (m *Membership) SetServe(now time.Time, serve bool) error {
 // partition).
 func (m *Membership) Poke(p string) {
 	m.seq++
-	m.send(p, encodeProbe(msgPing, m.seq, m.v.digest()))
+	m.send(p, m.probeTo(msgPing, m.seq, p))
 }

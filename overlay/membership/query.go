@@ -116,7 +116,7 @@ func (m *Membership) Forget(id string) {
 }
 
 // Closest returns up to n live members nearest kid under the XOR metric,
-// nearest first.
+// nearest first; none if kid is outside a partial view's region (Covers).
 func (m *Membership) Closest(now time.Time, kid [32]byte, n int) []string {
 	return m.nearest(kid, n, func(r *rec) bool { return m.ok(r, now) })
 }
@@ -133,8 +133,8 @@ func (m *Membership) Suspected(now time.Time, kid [32]byte, n int) []string {
 }
 
 func (m *Membership) nearest(kid [32]byte, n int, ok func(*rec) bool) []string {
-	if n <= 0 {
-		return nil
+	if n <= 0 || !m.Covers(kid) {
+		return nil // a partial view knows nothing of the key's neighbours
 	}
 	type cand struct {
 		id string
@@ -174,7 +174,7 @@ func (m *Membership) nearest(kid [32]byte, n int, ok func(*rec) bool) []string {
 // Freeze returns this node's view as a Snapshot others can start from.
 // Every entry in it counts as settled (out of probation, in the digest).
 func (m *Membership) Freeze() *Snapshot {
-	s := &Snapshot{recs: map[uint64]*rec{}}
+	s := &Snapshot{recs: map[uint64]*rec{}, region: m.region}
 	m.v.each(func(r *rec) bool {
 		c := *r
 		c.until, c.group, c.local, c.digested = time.Time{}, "", time.Time{}, c.contribution()

@@ -156,7 +156,7 @@ func TestSyncAttacks(t *testing.T) {
 		_ = m.Receive(n.now, "outsider", encodeProbe(msgAck, 1, 12345))
 	}
 	var d [buckets]uint64
-	_ = m.Receive(n.now, "outsider", encodeSync(&d))
+	_ = m.Receive(n.now, "outsider", encodeSync(&d, region{}))
 	if answered(msgSync) || answered(msgSubSync) || answered(msgSummary) {
 		t.Fatal("anti-entropy ran with a peer outside the view")
 	}
@@ -166,7 +166,7 @@ func TestSyncAttacks(t *testing.T) {
 		d[b]++
 	}
 	n.queue = nil
-	_ = m.Receive(n.now, "n02", encodeSync(&d))
+	_ = m.Receive(n.now, "n02", encodeSync(&d, region{}))
 	if !answered(msgSubSync) {
 		t.Fatal("200 members: differing buckets were not narrowed to leaves")
 	}

@@ -160,7 +160,7 @@ func (m *Membership) probeStep(now time.Time) {
 	m.seq++
 	_, warm := m.peers[t]
 	m.probe = &probe{target: t, seq: m.seq, sent: now, cold: !warm}
-	m.send(t, encodeProbe(msgPing, m.seq, m.v.digest()))
+	m.send(t, m.probeTo(msgPing, m.seq, t))
 }
 
 // flush announces what this node learnt since the last flush to its ring
@@ -180,9 +180,13 @@ func (m *Membership) flush(now time.Time) {
 		targets = append(targets, p)
 	}
 	for _, p := range targets {
+		g, ok := m.shared(p)
+		if !ok {
+			continue
+		}
 		var items []item
 		for _, f := range fresh {
-			if f.from != p {
+			if f.from != p && g.has(f.it.h) {
 				items = append(items, f.it)
 			}
 		}
@@ -229,13 +233,16 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	defer m.tellAccused(now, from) // after the message: it may be the refutation
 	switch msg.typ {
 	case msgPing:
-		m.send(from, encodeProbe(msgAck, msg.seq, m.v.digest()))
+		if msg.digest != 0 {
+			m.learnRegion(now, from, msg.region)
+		}
+		m.send(from, m.probeTo(msgAck, msg.seq, from))
 		if r := m.v.get(hashOf(KeyID(from))); m.cfg.Serve && (r == nil || r.e.ID != from) {
 			if _, ok := m.listeners[from]; ok || len(m.listeners) < 64 {
 				m.listeners[from] = now // a client following this node
 			}
 		}
-		m.compare(now, from, msg.digest)
+		m.compare(now, from, msg.digest, msg.region)
 	case msgAck:
 		m.onAck(now, from, msg)
 	case msgPingReq:
@@ -295,17 +302,21 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 		m.health = max(m.health-1, 0)
 		m.answered(p.target)
 	}
-	m.compare(now, from, msg.digest)
+	if msg.digest != 0 {
+		m.learnRegion(now, from, msg.region)
+	}
+	m.compare(now, from, msg.digest, msg.region)
 }
 
-// compare starts anti-entropy with a peer whose stable digest has differed
-// from ours on two exchanges in a row, at most once per SyncEvery.
-func (m *Membership) compare(now time.Time, from string, d uint64) {
-	if d == 0 || !m.syncsWith(from) {
+// compare starts anti-entropy with a peer whose stable digest over region
+// g has differed from ours on two exchanges in a row, at most once per
+// SyncEvery. A digest over more than this view holds says nothing.
+func (m *Membership) compare(now time.Time, from string, d uint64, g region) {
+	if d == 0 || !m.syncsWith(from) || !m.region.covers(g) {
 		return
 	}
 	ps := m.peer(now, from)
-	if d == m.v.digest() {
+	if d == m.v.digestOf(g) {
 		ps.mismatch = 0
 		return
 	}
@@ -313,7 +324,7 @@ func (m *Membership) compare(now time.Time, from string, d uint64) {
 	if ps.mismatch >= 2 && now.Sub(ps.lastSync) >= m.cfg.SyncEvery {
 		ps.lastSync, ps.asked, ps.mismatch = now, now, 0
 		m.stats.Syncs++
-		m.send(from, encodeSync(&m.v.digests))
+		m.send(from, encodeSync(&m.v.digests, g))
 	}
 }
 
@@ -346,6 +357,9 @@ func (m *Membership) peer(now time.Time, p string) *peerState {
 
 // wants reports whether it names something newer than the view holds.
 func (m *Membership) wants(it item) bool {
+	if !m.region.has(it.h) {
+		return false
+	}
 	r := m.v.get(it.h)
 	if r == nil {
 		return it.kind == kindAlive
@@ -506,8 +520,18 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 		return // the whole view at most once per peer per half SyncEvery
 	}
 	ps.lastJoin = now
+	m.learnRegion(now, from, msg.region)
+	g, ok := m.shared(from)
+	if !ok {
+		return
+	}
 	b := batch{m: m, to: from, typ: msgSnapshot, max: 1024}
-	m.v.each(func(r *rec) bool { b.add(r); return true })
+	m.v.each(func(r *rec) bool {
+		if g.has(r.h) {
+			b.add(r)
+		}
+		return true
+	})
 	b.flush()
 }
 
@@ -522,9 +546,13 @@ func (m *Membership) onSync(now time.Time, from string, msg *message) {
 		return // one answer per peer per half SyncEvery
 	}
 	ps.lastReq = now
+	g, ok := meet(m.region, msg.region)
+	if !ok {
+		return
+	}
 	var mask uint64
 	for i, d := range msg.buckets {
-		if d != m.v.digests[i] {
+		if d != m.v.digests[i] && g.mask()&(1<<i) != 0 {
 			mask |= 1 << i
 		}
 	}
@@ -565,7 +593,7 @@ func (m *Membership) onSubSync(now time.Time, from string, msg *message) {
 			continue
 		}
 		for j := 0; j < subBuckets; j++ {
-			if ours[k] != msg.buckets[k] {
+			if ours[k] != msg.buckets[k] && m.region.mask()&(1<<b) != 0 {
 				ls = append(ls, uint16(b*subBuckets+j))
 				set[b*subBuckets+j] = true
 			}

@@ -145,6 +145,7 @@ type Snapshot struct {
 	recs    map[uint64]*rec
 	digests [buckets]uint64
 	n       int
+	region  region // what it holds (the whole space but for Within)
 }
 
 // view is a node's membership view: a shared base (a Snapshot, possibly

@@ -19,9 +19,14 @@ type Entry struct {
 	Addrs    [][]byte // opaque to this package (multiaddr bytes)
 	Services []string // announced services (TURN URIs, ...)
 	Left     bool
-	Raw      []byte // the whole signed entry, forwarded verbatim
-	body     []byte // the signed part
-	sig      []byte
+	// Region: the bits of the member's partial view (region.go); 0 for
+	// a full one. Full views keep such a member off their rings and
+	// probe it from its gaps, since it probes and floods only within
+	// its region.
+	Region int
+	Raw    []byte // the whole signed entry, forwarded verbatim
+	body   []byte // the signed part
+	sig    []byte
 }
 
 // Accusation says that Accuser's probes of Subject's incarnation Inc
@@ -52,7 +57,7 @@ func bad(format string, a ...any) error {
 }
 
 // EncodeEntry returns the unsigned body of an entry (fields 1-6).
-func entryBody(id string, inc uint64, addrs [][]byte, services []string, left bool) []byte {
+func entryBody(id string, inc uint64, addrs [][]byte, services []string, left bool, region int) []byte {
 	var b []byte
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	b = protowire.AppendString(b, id)
@@ -69,6 +74,10 @@ func entryBody(id string, inc uint64, addrs [][]byte, services []string, left bo
 	for _, s := range services {
 		b = protowire.AppendTag(b, 6, protowire.BytesType)
 		b = protowire.AppendString(b, s)
+	}
+	if region > 0 {
+		b = protowire.AppendTag(b, 8, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(region))
 	}
 	return b
 }
@@ -163,6 +172,11 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 			}
 		case num == 5 && typ == protowire.VarintType:
 			e.Left = x != 0
+		case num == 8 && typ == protowire.VarintType:
+			if x == 0 || x > maxRegionBits {
+				return bad("region of %d bits", x)
+			}
+			e.Region = int(x)
 		case num == 6 && typ == protowire.BytesType:
 			if len(v) <= maxServiceBytes && len(e.Services) < maxServices && utf8.Valid(v) {
 				e.Services = append(e.Services, string(v))
@@ -213,15 +227,15 @@ func DecodeAccusation(raw []byte) (*Accusation, error) {
 
 // Message types. Every message is one frame: the type byte, then fields.
 const (
-	msgPing     = 1  // 1: seq, 2: digest (fixed64)
-	msgAck      = 2  // 1: seq, 2: digest
+	msgPing     = 1  // 1: seq, 2: digest (fixed64), 3: the digest's region
+	msgAck      = 2  // 1: seq, 2: digest, 3: region
 	msgPingReq  = 3  // 1: seq, 2: target id
 	msgHave     = 4  // 1: items
 	msgWant     = 5  // 1: items
 	msgUpdates  = 6  // 1: entries, 2: accusations
-	msgJoin     = 7  // 1: the joiner's entry (absent for a client)
+	msgJoin     = 7  // 1: the joiner's entry (absent for a client), 3: its region
 	msgSnapshot = 8  // as msgUpdates, the answer to a join
-	msgSync     = 9  // 1: bucket digests (64 fixed64)
+	msgSync     = 9  // 1: bucket digests (64 fixed64), 3: the region they cover
 	msgSummary  = 10 // 1: items, 2: bucket mask or 3: leaves (uint16s)
 	msgAccuse   = 11 // 2: a lone accusation, to its subject and other probers
 	msgSubSync  = 12 // 1: bucket mask, 2: its buckets' leaf digests (fixed64)
@@ -316,6 +330,7 @@ type message struct {
 	buckets []uint64
 	mask    uint64
 	leaves  []uint16
+	region  region // field 3 of a probe, join or sync (region.go)
 }
 
 const maxItems = 1 << 16
@@ -357,6 +372,10 @@ func decodeMessage(b []byte) (*message, error) {
 
 func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 	var err error
+	if num == 3 && typ == protowire.VarintType && (m.typ == msgPing || m.typ == msgAck || m.typ == msgJoin || m.typ == msgSync) {
+		m.region, err = regionFromWire(x)
+		return err
+	}
 	switch m.typ {
 	case msgPing, msgAck, msgPingReq:
 		switch {
@@ -410,6 +429,16 @@ func encodeProbe(typ byte, seq, digest uint64) []byte {
 	return protowire.AppendFixed64(b, digest)
 }
 
+// appendRegion adds region g as field 3; the whole space goes without it
+// (what full views sent before regions).
+func appendRegion(b []byte, g region) []byte {
+	if g.bits == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, 3, protowire.VarintType)
+	return protowire.AppendVarint(b, g.wire())
+}
+
 func encodePingReq(seq uint64, target string) []byte {
 	b := []byte{msgPingReq}
 	b = protowire.AppendTag(b, 1, protowire.VarintType)
@@ -442,7 +471,9 @@ func appendFixed64s(b []byte, num protowire.Number, xs ...uint64) []byte {
 	return b
 }
 
-func encodeSync(d *[buckets]uint64) []byte { return appendFixed64s([]byte{msgSync}, 1, d[:]...) }
+func encodeSync(d *[buckets]uint64, g region) []byte {
+	return appendRegion(appendFixed64s([]byte{msgSync}, 1, d[:]...), g)
+}
 
 func encodeSummary(mask uint64, items []item) []byte {
 	return appendFixed64s(appendItems([]byte{msgSummary}, items), 2, mask)

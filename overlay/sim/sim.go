@@ -53,6 +53,12 @@ type Config struct {
 	// overloaded machine makes probes fail and members accuse live ones.
 	Stalls   time.Duration
 	StallFor time.Duration
+	// Partial: the fraction of members (0 to 1) keeping a partial view,
+	// of a region of RegionBits bits (membership.Config.RegionBits). A
+	// lookup of a key outside the asker's region goes where kad-dht's
+	// routing ends, the key's nearest member, and takes that view.
+	Partial    float64
+	RegionBits int
 }
 
 func (c *Config) defaults() {
@@ -112,8 +118,16 @@ type Report struct {
 	Unreached                  int // changes that never reached 99% of the observers
 	LookupsDone, OneHop, Right int
 	HopsMean                   float64 // over lookups not one hop
-	RealTime                   time.Duration
-	Syncs                      float64
+	// Routed: lookups of a key outside the asker's partial view, answered
+	// by the key's nearest member (kad-dht's hops not simulated); right
+	// when its view gave the true set. Counted in LookupsDone and Right.
+	Routed, RoutedRight int
+	// PartialMembers and PartialSent: how many of Members keep a partial
+	// view, and what one sends (bytes/s, mean, with WireOverhead).
+	PartialMembers int
+	PartialSent    float64
+	RealTime       time.Duration
+	Syncs          float64
 	// WronglyDead: at the end, (observer, member) pairs where a member up
 	// for over a minute is not live in the observer's view; Stalls made.
 	WronglyDead, Stalls int
@@ -126,7 +140,16 @@ func (r Report) String() string {
 		"joins %d p99 %v, failures %d p99 %v (unreached %d); lookups %d one-hop %.2f%% right after skipping dead %.2f%% hops-if-not %.2f; %d stalls, %d wrongly dead; %v real",
 		r.N, r.SentMean, r.SentP99, r.RecvMean, r.RecvP99, r.PayloadMean, r.MsgsPerSec, r.VerifiesPerSec,
 		r.Joins, r.JoinP99.Round(10*time.Millisecond), r.Failures, r.FailP99.Round(10*time.Millisecond), r.Unreached,
-		r.LookupsDone, pct(r.OneHop, r.LookupsDone), pct(r.Right, r.LookupsDone), r.HopsMean, r.Stalls, r.WronglyDead, r.RealTime.Round(time.Second))
+		r.LookupsDone, pct(r.OneHop, r.LookupsDone), pct(r.Right, r.LookupsDone), r.HopsMean, r.Stalls, r.WronglyDead, r.RealTime.Round(time.Second)) +
+		r.partial()
+}
+
+func (r Report) partial() string {
+	if r.Routed == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d partial views send %.0f B/s each; routed to the key's region %d, right %.2f%%",
+		r.PartialMembers, r.PartialSent, r.Routed, pct(r.RoutedRight, r.Routed))
 }
 
 func pct(a, b int) float64 {
@@ -144,6 +167,7 @@ type node struct {
 	joined time.Duration // when it came up
 	sent0  membership.Stats
 	base   bool // present at the start of the window
+	bits   int  // region bits of its view (0: full)
 	// stalled: the member runs nothing before this time.
 	stalled time.Duration
 }
@@ -193,7 +217,8 @@ type world struct {
 	changes []*change
 	rep     Report
 	hops    []int
-	spreads [2][]time.Duration // failures, joins
+	spreads [2][]time.Duration              // failures, joins
+	regions map[uint64]*membership.Snapshot // the shared start, per region
 }
 
 // Run simulates cfg and reports.
@@ -235,7 +260,8 @@ func (w *world) populate() error {
 	var raws [][]byte
 	for i := 0; i < w.cfg.N; i++ {
 		n := w.newNode()
-		raw, err := membership.SignEntry("sim", n.id, uint64(w.epoch.UnixNano())-uint64(i), addrsOf(n.id), nil, false, signer(n.id))
+		w.choose(n)
+		raw, err := membership.SignEntry("sim", n.id, uint64(w.epoch.UnixNano())-uint64(i), addrsOf(n.id), nil, false, n.bits, signer(n.id))
 		if err != nil {
 			return err
 		}
@@ -245,8 +271,18 @@ func (w *world) populate() error {
 	if err != nil {
 		return err
 	}
+	w.regions = map[uint64]*membership.Snapshot{}
 	for i := range w.nodes {
-		if err := w.start(int32(i), snap); err != nil {
+		n := w.nodes[i]
+		s := snap
+		if n.bits > 0 {
+			g := binary.BigEndian.Uint64(n.kid[:8]) >> (64 - n.bits)
+			if w.regions[g] == nil {
+				w.regions[g] = snap.Within(n.id, n.bits)
+			}
+			s = w.regions[g]
+		}
+		if err := w.start(int32(i), s); err != nil {
 			return err
 		}
 		w.depart(int32(i), true)
@@ -309,7 +345,7 @@ func (t transport) Send(to string, msg []byte) {
 func (w *world) start(i int32, snap *membership.Snapshot) error {
 	n := w.nodes[i]
 	m, err := membership.New(membership.Config{Name: "sim", Self: n.id, Serve: true, Addrs: addrsOf(n.id),
-		Sign: signer(n.id), Verify: verify, Period: w.cfg.Period,
+		Sign: signer(n.id), Verify: verify, Period: w.cfg.Period, RegionBits: n.bits,
 		Rand: rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64()))}, transport{w, i}, w.clock(), snap)
 	if err != nil {
 		return err
@@ -391,7 +427,7 @@ func (w *world) handle(ev event) {
 
 // arrive starts a new member that joins through a random live one.
 func (w *world) arrive() {
-	w.newNode()
+	w.choose(w.newNode())
 	i := int32(len(w.nodes) - 1)
 	if err := w.start(i, nil); err != nil {
 		panic(err)
@@ -401,11 +437,21 @@ func (w *world) arrive() {
 	w.depart(i, false)
 }
 
+// choose makes n keep a partial view with probability cfg.Partial.
+func (w *world) choose(n *node) {
+	if w.cfg.Partial > 0 && w.rng.Float64() < w.cfg.Partial {
+		n.bits = w.cfg.RegionBits
+	}
+}
+
+// join asks a random live member whose view holds i's: a full one, or
+// one of i's region (kad-dht's lookup of a joiner's own id finds them).
 func (w *world) join(i int32) {
+	n := w.nodes[i]
 	for {
 		j := w.rng.IntN(len(w.nodes))
-		if b := w.nodes[j]; b.alive && int32(j) != i {
-			w.nodes[i].m.Join(w.clock(), b.id)
+		if b := w.nodes[j]; b.alive && int32(j) != i && (b.bits == 0 || n.bits > 0 && b.m.Covers(n.kid)) {
+			n.m.Join(w.clock(), b.id)
 			return
 		}
 	}
@@ -431,7 +477,7 @@ func (w *world) observe() {
 		id := w.nodes[c.node].id
 		for _, o := range w.obs {
 			on := w.nodes[o]
-			if !on.alive || o == c.node || on.joined > c.at {
+			if !on.alive || o == c.node || on.joined > c.at || !on.m.Covers(w.nodes[c.node].kid) {
 				continue
 			}
 			total++
@@ -485,8 +531,18 @@ func (w *world) lookup() {
 	binary.BigEndian.PutUint64(key[8:], w.rng.Uint64())
 	truth := w.truth(key)
 	now := w.clock()
-	got := o.m.Closest(now, key, w.cfg.Replicas)
 	w.rep.LookupsDone++
+	if !o.m.Covers(key) {
+		// Outside a partial view: kad-dht's iterative lookup ends at the
+		// key's nearest member, whose view answers.
+		w.rep.Routed++
+		if len(truth) > 0 && slices.Equal(w.nodes[w.byID[truth[0]]].m.Closest(now, key, w.cfg.Replicas), truth) {
+			w.rep.RoutedRight++
+			w.rep.Right++
+		}
+		return
+	}
+	got := o.m.Closest(now, key, w.cfg.Replicas)
 	if slices.Equal(got, truth) {
 		w.rep.OneHop++
 		w.rep.Right++
@@ -554,7 +610,7 @@ func compare(a, b []byte) int {
 // finish computes the report from the members present for the whole window.
 func (w *world) finish(end time.Duration) {
 	secs := w.cfg.Duration.Seconds()
-	var sent, recv, payload []float64
+	var sent, recv, payload, partial []float64
 	var msgs, verifies float64
 	var byType, msgsByType [16]float64
 	var syncs float64
@@ -566,6 +622,9 @@ func (w *world) finish(end time.Duration) {
 		ms := float64(s.MsgsSent - n.sent0.MsgsSent)
 		mr := float64(s.MsgsRecv - n.sent0.MsgsRecv)
 		sent = append(sent, (float64(s.BytesSent-n.sent0.BytesSent)+WireOverhead*ms)/secs)
+		if n.bits > 0 {
+			partial = append(partial, sent[len(sent)-1])
+		}
 		recv = append(recv, (float64(s.BytesRecv-n.sent0.BytesRecv)+WireOverhead*mr)/secs)
 		payload = append(payload, float64(s.BytesSent-n.sent0.BytesSent)/secs)
 		msgs += ms / secs
@@ -582,6 +641,9 @@ func (w *world) finish(end time.Duration) {
 		r.SentMean, r.SentP99 = mean(sent), p99(sent)
 		r.RecvMean, r.RecvP99 = mean(recv), p99(recv)
 		r.PayloadMean = mean(payload)
+		if r.PartialMembers = len(partial); len(partial) > 0 {
+			r.PartialSent = mean(partial)
+		}
 		r.MsgsPerSec, r.VerifiesPerSec = msgs/float64(len(sent)), verifies/float64(len(sent))
 	}
 	for _, c := range w.changes {
@@ -612,7 +674,7 @@ func (w *world) wronglyDead() int {
 			continue
 		}
 		for i, n := range w.nodes {
-			if n.alive && int32(i) != o && w.now-n.joined > time.Minute && w.now-n.stalled > 30*time.Second && !on.m.Alive(now, n.id) {
+			if n.alive && int32(i) != o && on.m.Covers(n.kid) && w.now-n.joined > time.Minute && w.now-n.stalled > 30*time.Second && !on.m.Alive(now, n.id) {
 				k++
 			}
 		}

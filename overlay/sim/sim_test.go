@@ -32,11 +32,34 @@ func TestSmallConverges(t *testing.T) {
 	}
 }
 
+// TestPartialConverges: the same with half the members keeping partial
+// views of a quarter of the overlay: changes reach every view that holds
+// their region, and lookups, routed to the key's region when it is not
+// the asker's, come back right.
+func TestPartialConverges(t *testing.T) {
+	r, err := Run(Config{N: 200, Seed: 2, Warmup: 10 * time.Second, Duration: 30 * time.Second,
+		Median: 10 * time.Minute, Loss: 0.01, Observers: 200, Partial: 0.5, RegionBits: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r)
+	if r.Joins+r.Failures == 0 || r.Routed == 0 || r.PartialMembers == 0 {
+		t.Fatalf("no churn (%d), no routed lookups (%d) or no partial views (%d)", r.Joins+r.Failures, r.Routed, r.PartialMembers)
+	}
+	if r.Unreached > 0 || r.WronglyDead > 0 {
+		t.Fatalf("%d changes never reached 99%% of the views holding them; %d wrongly dead", r.Unreached, r.WronglyDead)
+	}
+	if r.Right*100 < 95*r.LookupsDone {
+		t.Fatalf("%d of %d lookups never found the true replica set", r.LookupsDone-r.Right, r.LookupsDone)
+	}
+}
+
 // BenchmarkSim runs the membership of LSNODE_SIM_MEMBERS members (default
 // 10000; a comma-separated list for several sizes) in virtual time with
 // churn at a LSNODE_SIM_MEDIAN session median (default 1h), 0.1% loss,
 // 20 s warm-up and a LSNODE_SIM_SECONDS window (default 60), and prints
-// one line per size: bytes/s per node (mean, p99), messages and signature
+// one line per size (LSNODE_SIM_PARTIAL=F@B: a fraction F of the members
+// keep partial views of B region bits): bytes/s per node (mean, p99), messages and signature
 // checks per second, the spread of joins and failures, and lookups.
 func BenchmarkSim(b *testing.B) {
 	sizes := []int{10000}
@@ -74,10 +97,22 @@ func BenchmarkSim(b *testing.B) {
 		}
 		stalls = d
 	}
+	var partial float64
+	bits := 0
+	if v := os.Getenv("LSNODE_SIM_PARTIAL"); v != "" {
+		f, b2, ok := strings.Cut(v, "@")
+		var err error
+		if partial, err = strconv.ParseFloat(f, 64); err != nil || partial < 0 || partial > 1 || !ok {
+			b.Fatalf("LSNODE_SIM_PARTIAL: %q is not FRACTION@BITS (0.5@4)", v)
+		}
+		if bits, err = strconv.Atoi(b2); err != nil || bits < 1 || bits > 6 {
+			b.Fatalf("LSNODE_SIM_PARTIAL: region bits %q are not 1 to 6", b2)
+		}
+	}
 	for i := 0; i < b.N; i++ {
 		for _, n := range sizes {
 			r, err := Run(Config{N: n, Seed: 1, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001,
-				Stalls: stalls, StallFor: 3 * time.Second})
+				Stalls: stalls, StallFor: 3 * time.Second, Partial: partial, RegionBits: bits})
 			if err != nil {
 				b.Fatal(err)
 			}

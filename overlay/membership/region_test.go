@@ -1,0 +1,159 @@
+package membership
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+	"testing"
+	"time"
+)
+
+// mixedNet is k members, every third keeping a partial view of bits; all
+// join through the first (a full view, which answers a partial joiner
+// with its region alone).
+func mixedNet(t *testing.T, k, bits int) (*testNet, []string) {
+	t.Helper()
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	ids := names(k)
+	for i, id := range ids {
+		b := 0
+		if i%3 == 2 {
+			b = bits
+		}
+		n.addRegion(id, uint64(i)+7, 0, b)
+	}
+	for _, id := range ids[1:] {
+		n.nodes[id].Join(n.now, ids[0])
+	}
+	n.run(40 * time.Second)
+	return n, ids
+}
+
+func regionHas(view *Membership, id string) bool { return view.Covers(KeyID(id)) }
+
+// TestPartialViews: partial views hold exactly the live members of their
+// region, give the same replica sets as full views for the keys in it
+// and none for the keys outside, and learn of failures (of a partial and
+// of a full member) as fast as the full views do.
+func TestPartialViews(t *testing.T) {
+	n, ids := mixedNet(t, 48, 1)
+	full := n.nodes[ids[0]]
+	var partial []string
+	for _, id := range ids {
+		v := n.nodes[id]
+		bits, _ := v.Region()
+		if bits == 0 {
+			continue
+		}
+		partial = append(partial, id)
+		for _, o := range ids {
+			if got, want := v.Alive(n.now, o), regionHas(v, o); got != want {
+				t.Fatalf("partial %s holds %s live: %v, in its region: %v (%s)", id, o, got, want, v.State(n.now, o))
+			}
+		}
+		t.Logf("partial %s holds %d of %d", id, v.Size(), len(ids))
+		if v.Size() >= len(ids) {
+			t.Fatalf("partial %s holds %d members of %d", id, v.Size(), len(ids))
+		}
+		for k := 0; k < 50; k++ {
+			key := sha256.Sum256(binary.BigEndian.AppendUint64([]byte(id), uint64(k)))
+			got := v.Closest(n.now, key, 3)
+			if !v.Covers(key) {
+				if got != nil {
+					t.Fatalf("partial %s answered %v for a key outside its region", id, got)
+				}
+				continue
+			}
+			if want := full.Closest(n.now, key, 3); !slices.Equal(got, want) {
+				t.Fatalf("partial %s: replicas %v, the full view's %v", id, got, want)
+			}
+		}
+	}
+	if len(partial) < 10 {
+		t.Fatalf("only %d partial views", len(partial))
+	}
+	// One partial and one full member in the first partial view's region
+	// crash.
+	var gone []string
+	for _, id := range ids[1:] {
+		if regionHas(n.nodes[partial[0]], id) && id != partial[0] && len(gone) < 2 {
+			if b, _ := n.nodes[id].Region(); (b == 0) == (len(gone) == 1) {
+				gone = append(gone, id)
+			}
+		}
+	}
+	if len(gone) < 2 {
+		t.Fatalf("no partial and full member to crash in %s's region", partial[0])
+	}
+	for _, id := range gone {
+		delete(n.nodes, id)
+	}
+	n.run(15 * time.Second)
+	for id, v := range n.nodes {
+		for _, g := range gone {
+			if v.Alive(n.now, g) {
+				t.Errorf("15 s after %s crashed, %s still holds it live (%s)", g, id, v.State(n.now, g))
+			}
+		}
+	}
+}
+
+// TestPartialViewAttacks: what peers may not do to a partial view.
+func TestPartialViewAttacks(t *testing.T) {
+	n, ids := mixedNet(t, 24, 1)
+	var p *Membership
+	var pid string
+	for _, id := range ids {
+		if b, _ := n.nodes[id].Region(); b > 0 {
+			p, pid = n.nodes[id], id
+			break
+		}
+	}
+	// An entry from outside its region, pushed at it: not taken.
+	var out string
+	for i := 0; out == ""; i++ {
+		if id := names(100 + i)[99+i]; !p.Covers(KeyID(id)) {
+			out = id
+		}
+	}
+	raw, err := SignEntry("test", out, uint64(n.now.UnixNano()), [][]byte{[]byte(out)}, nil, false, 0,
+		func(msg []byte) ([]byte, error) { return testSig(out, msg), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Receive(n.now, ids[0], encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+	_ = p.Receive(n.now, out, encodeUpdates(msgJoin, [][]byte{raw}, nil))
+	if p.Entry(out) != nil {
+		t.Fatal("a partial view took an entry from outside its region")
+	}
+	// An accusation by an identity inside its region that is not a member,
+	// confirmed by a second such identity: not credible, the member stays.
+	var victim string
+	for _, id := range ids {
+		if id != pid && p.Alive(n.now, id) {
+			victim = id
+			break
+		}
+	}
+	var liars []string
+	for i := 0; len(liars) < 2; i++ {
+		if id := names(200 + i)[199+i]; p.Covers(KeyID(id)) {
+			liars = append(liars, id)
+		}
+	}
+	inc := p.Entry(victim).Inc
+	var accs [][]byte
+	for _, l := range liars {
+		body := accusationBody(victim, inc, l, uint64(n.now.UnixNano()))
+		accs = append(accs, appendSig(body, testSig(l, append(p.accPrefix(), body...))))
+	}
+	_ = p.Receive(n.now, liars[0], encodeUpdates(msgUpdates, nil, accs))
+	if st := p.State(n.now, victim); st != "live" {
+		t.Fatalf("accusations by non-members in the region made %s %s", victim, st)
+	}
+	// A malformed region (prefix wider than its bits) is refused whole.
+	bad := append(encodeProbe(msgPing, 1, 5), 3<<3, 15<<3|1) // field 3: prefix 15 of 1 bit
+	if err := p.Receive(n.now, ids[0], bad); err == nil {
+		t.Fatal("a region of 1 bit with prefix 15 decoded")
+	}
+}
