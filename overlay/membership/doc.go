@@ -15,6 +15,7 @@
 //     once per Period, round robin; an unanswered ping goes indirect
 //     through two neighbours, then the prober signs an accusation. A
 //     member is probed by about four others: O(1) per node, whatever N.
+//
 //   - Dissemination: a change (join, leave, accusation, new address) is
 //     flooded along ring successors as an 18-byte announcement (id hash,
 //     incarnation, kind), news batched at most once per FlushEvery (half
@@ -27,6 +28,7 @@
 //     four: O(log N) hops, each node receives each change from about four
 //     predecessors. Cost: O(changes), which with churn is the one-hop
 //     bound (a full view must learn every change).
+//
 //   - Anti-entropy: pings carry a digest (XOR of stable entries), and two
 //     mismatches in a row start a bucketed exchange (64 bucket digests;
 //     then the items of the buckets that differ, or, past 128 items,
@@ -34,6 +36,7 @@
 //     the leaves that differ), at most once per SyncEvery per peer, each
 //     answer taken only when asked for. At 10 000 members a bucket's
 //     items cost 2.8 KB and its leaf digests 144 bytes.
+//
 //   - Suspicion needs two accusers (Lifeguard's confirmations, made
 //     cheap): a prober whose probe failed holds its signed accusation
 //     quietly and sends it (msgAccuse) only to the subject's other ring
@@ -52,6 +55,7 @@
 //     An accuser pings the members dead on its word once per
 //     SuspectTimeout until purged: if its spread was lost, an answer
 //     gets the member its accusation to refute.
+//
 //   - Lifeguard's local health: a node whose probes go unanswered, or that
 //     must refute accusations of itself, stretches its timeouts and probe
 //     period (up to 9×): an overloaded node stops accusing healthy ones.
