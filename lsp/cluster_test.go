@@ -19,8 +19,10 @@ type cluster struct {
 	ca   *testCA
 	svcs []*Service
 	ovs  []*overlay.Overlay
-	// tweak, if set, adjusts node i's config before it starts.
-	tweak func(i int, cfg *Config)
+	// tweak, if set, adjusts node i's config before it starts; ovTweak
+	// its overlay's.
+	tweak   func(i int, cfg *Config)
+	ovTweak func(i int, cfg *overlay.Config)
 }
 
 // newCluster starts n overlay nodes with a location service each; node i
@@ -62,8 +64,12 @@ func (c *cluster) add(t testing.TB, cred *Credential) {
 	if len(c.ovs) > 0 {
 		boot = c.ovs[0].Addrs()
 	}
-	ov, err := overlay.New(ctx, overlay.Config{Name: "lsp-test", Identity: key, Bootstrap: boot,
-		GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: log})
+	ocfg := overlay.Config{Name: "lsp-test", Identity: key, Bootstrap: boot,
+		GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: log}
+	if c.ovTweak != nil {
+		c.ovTweak(len(c.ovs), &ocfg)
+	}
+	ov, err := overlay.New(ctx, ocfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,9 @@ func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer, round
 		}
 		q.ask(s.trusted(ps, r), "iterative")
 	} else {
+		if err := s.ov.Route(ctx, Key(aor)); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
 		q.ask(s.closest(aor), "closest")
 	}
 	if err := q.wait(ctx, r, need); err != nil {

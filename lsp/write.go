@@ -109,6 +109,11 @@ func (s *Service) writeQuorum(ctx context.Context, kind msgType, es []*entry, ch
 	}
 	plan := map[string][]overlay.PeerID{}
 	for _, aor := range q.order {
+		// A partial view routes to a key outside its region first; a
+		// failure leaves the plan empty, and the AOR fails as unreachable.
+		if err := s.ov.Route(ctx, Key(aor)); err != nil {
+			s.cfg.Logger.Debug("no route", "aor", aor, "err", err)
+		}
 		plan[aor] = s.closest(aor)
 	}
 	q.send(plan)

@@ -113,11 +113,19 @@ type OverlayConfig struct {
 	// MaxPerSubnet: at most this many members per IPv4 /24 or IPv6 /48
 	// hold replicas in this node's view (a Sybil diversity limit for open
 	// overlays; kad-dht's routing table gets its own). 0: no limit.
-	MaxPerSubnet int      `json:"max_per_subnet,omitempty"`
-	MemberCA     []string `json:"member_ca,omitempty"`
-	MemberCert   string   `json:"member_cert,omitempty"`
-	PSKFile      string   `json:"psk_file,omitempty"`
-	CRLFile      string   `json:"crl_file,omitempty"`
+	MaxPerSubnet int `json:"max_per_subnet,omitempty"`
+	// View: "full" (default: the whole membership view, every key placed
+	// in one hop) or "partial" (one region of it, for a node that cannot
+	// afford the full view of a large overlay: keys outside it are found
+	// by kad-dht's routing, O(log N) hops, then cached).
+	View string `json:"view,omitempty"`
+	// RegionBits (partial view, 1-6): the region is 1/2^bits of the
+	// overlay; 0 (default) follows the overlay's size, about 64 members.
+	RegionBits int      `json:"region_bits,omitempty"`
+	MemberCA   []string `json:"member_ca,omitempty"`
+	MemberCert string   `json:"member_cert,omitempty"`
+	PSKFile    string   `json:"psk_file,omitempty"`
+	CRLFile    string   `json:"crl_file,omitempty"`
 
 	// BenchmarkValues: kad-dht's value store, for benchmarks only (set
 	// in code, never from a config file); see overlay.Config.

@@ -68,6 +68,8 @@ func (n *Node) startOverlay(ctx context.Context) error {
 		Client:            cfg.Overlay.Client,
 		Reachability:      cfg.Overlay.Reachability,
 		RelayService:      cfg.Overlay.RelayService,
+		View:              cfg.Overlay.View,
+		RegionBits:        cfg.Overlay.RegionBits,
 		Logger:            n.log,
 	})
 	if err != nil {

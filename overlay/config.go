@@ -80,6 +80,16 @@ type Config struct {
 	// no replica and is not gossiped on until this node connects to it;
 	// one never reached is dropped after 2 × FailAfter. Default 1024.
 	MaxUnconfirmed int
+	// View: "full" (the default) keeps the whole membership view and
+	// places every key in one hop; "partial" keeps one region of it
+	// (1/2^RegionBits of the id space, for a node that cannot afford the
+	// full view of a large overlay), places the keys of that region in one
+	// hop and the others by kad-dht's iterative lookup (cached routes).
+	View string
+	// RegionBits (1-6) sizes a partial view's region; 0 picks it from the
+	// overlay's estimated size, so a region holds about 64 members (a
+	// whole small overlay), and follows the size as it changes.
+	RegionBits int
 	// DisableDHTRefresh turns kad-dht's background routing-table refresh off
 	// (tests and large in-process testnets).
 	DisableDHTRefresh bool
@@ -169,6 +179,16 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if r.FailAfter < 2*r.GossipInterval {
 		return nil, fmt.Errorf("%w: FailAfter %v must be at least twice GossipInterval %v", ErrConfig, r.FailAfter, r.GossipInterval)
+	}
+	switch r.View {
+	case "":
+		r.View = ViewFull
+	case ViewFull, ViewPartial:
+	default:
+		return nil, fmt.Errorf("%w: view %q: want full or partial", ErrConfig, r.View)
+	}
+	if r.RegionBits < 0 || r.RegionBits > 6 || r.RegionBits > 0 && r.View != ViewPartial {
+		return nil, fmt.Errorf("%w: region bits %d: want 1 to 6 (0: automatic), with a partial view", ErrConfig, r.RegionBits)
 	}
 	if r.Logger == nil {
 		r.Logger = slog.Default()

@@ -53,6 +53,13 @@ type members struct {
 	closed    bool
 	rng       *rand.Rand
 	protected map[peer.ID]bool // ring neighbours, protected from trimming
+	// A partial view: its region's bits, live members (counted each
+	// second), whether the bits follow the overlay's size (auto) and when
+	// they last changed.
+	bits       int
+	regionLive int
+	auto       bool
+	resized    time.Time
 
 	sendMu sync.Mutex
 	queues map[peer.ID]chan []byte
@@ -70,6 +77,14 @@ func newMembers(o *Overlay) (*members, error) {
 	if o.cfg.RelayService {
 		m.base = []string{relayService}
 		m.services = m.base
+	}
+	if o.cfg.View == ViewPartial {
+		// Automatic: join with the smallest region (cheap), then widen it
+		// to the overlay's size (resize).
+		m.bits, m.auto = o.cfg.RegionBits, o.cfg.RegionBits == 0
+		if m.auto {
+			m.bits = maxRegionBits
+		}
 	}
 	cfg := membership.Config{
 		Name: o.cfg.Name, Self: string(m.self), Serve: o.serving(),
@@ -98,6 +113,7 @@ func newMembers(o *Overlay) (*members, error) {
 			return ""
 		},
 		Group: func(from string) string { return m.peerSubnet(peer.ID(from)) },
+		RegionBits: m.bits,
 		Allowed: func(id string) bool {
 			if _, err := peer.IDFromBytes([]byte(id)); err != nil {
 				return false
@@ -301,6 +317,10 @@ func (m *members) run(ctx context.Context) {
 				return nil
 			}
 			m.protect(mm.Neighbours())
+			if m.bits > 0 || m.auto {
+				m.regionLive = len(mm.Live(now))
+				m.resize(mm, now)
+			}
 			if err := mm.SetServe(now, m.o.serving()); err != nil {
 				return err
 			}
@@ -462,6 +482,58 @@ func kid(key kb.ID) [32]byte {
 	var k [32]byte
 	copy(k[:], key)
 	return k
+}
+
+// covers: the view places key itself (Overlay.Covers).
+func (m *members) covers(key kb.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bits == 0 || m.m.Covers(kid(key)) && m.regionLive >= minRegionLive
+}
+
+func (m *members) regionBits() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bits
+}
+
+// resize follows the overlay's size with an automatic region, at most
+// once per 30 s: wider as soon as the region holds too few members,
+// narrower only when it holds over four times too many. Called locked.
+func (m *members) resize(mm *membership.Membership, now time.Time) {
+	if !m.auto || !mm.Joined() || now.Sub(m.resized) < 30*time.Second {
+		return
+	}
+	est := m.regionLive << m.bits
+	if m.regionLive < minRegionLive {
+		est = m.o.routingTableEstimate() // a handful says little
+	}
+	want := regionFor(est)
+	if want == m.bits || want == m.bits+1 {
+		return
+	}
+	// Widen through a member whose view holds the wider region (a full
+	// one, or a partial one of as many bits or fewer), else a bootstrap
+	// peer.
+	var from string
+	var seen int
+	mm.Each(now, func(e *membership.Entry) bool {
+		if e.ID != string(m.self) && e.Region <= want {
+			if seen++; m.rng.IntN(seen) == 0 {
+				from = e.ID
+			}
+		}
+		return true
+	})
+	if boots := m.o.cfg.bootstrap; from == "" && len(boots) > 0 {
+		from = string(boots[m.rng.IntN(len(boots))].ID)
+	}
+	if err := mm.SetRegion(now, want, from); err != nil {
+		m.o.cfg.Logger.Warn("partial view: resize", "bits", want, "err", err)
+		return
+	}
+	m.o.cfg.Logger.Info("partial view: region resized", "bits", want, "from", m.bits, "estimated members", est)
+	m.bits, m.resized = want, now
 }
 
 func (m *members) closest(key kb.ID, n int) []peer.ID {

@@ -62,6 +62,7 @@ type Overlay struct {
 	dht     *dht.IpfsDHT
 	store   ds.Batching
 	members *members
+	routes  *routes // a partial view's routes to keys outside its region
 	reach   atomic.Int32 // network.Reachability, from AutoNAT or forced
 	// relayView is members once made, for autorelay's peer source.
 	relayView atomic.Pointer[members]
@@ -79,7 +80,7 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ov := &Overlay{cfg: r}
+	ov := &Overlay{cfg: r, routes: newRoutes(3 * r.FailAfter)}
 	o = ov
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -492,9 +493,16 @@ func (o *Overlay) Addrs() []string {
 
 // Closest returns up to n live members closest to key under Kademlia's XOR
 // metric (the key is hashed as kad-dht hashes keys), nearest first. The result
-// may include this node. It needs no network round trip.
+// may include this node. It needs no network round trip. A partial view
+// answers for a key outside its region from the route Route cached (none
+// before).
 func (o *Overlay) Closest(key string, n int) []peer.ID {
-	return o.members.closest(kb.ConvertKey(key), n)
+	k := kb.ConvertKey(key)
+	if o.members.covers(k) {
+		return o.members.closest(k, n)
+	}
+	ps, _ := o.routes.get(key, n)
+	return ps
 }
 
 // Suspected returns up to n members nearest key (nearest first) that
@@ -531,7 +539,10 @@ func (o *Overlay) Members() []peer.ID { return o.members.list() }
 
 // Suspect marks p as unreachable from here for FailAfter: it is left out of
 // Closest until its heartbeat is seen again after that.
-func (o *Overlay) Suspect(p peer.ID) { o.members.suspect(p) }
+func (o *Overlay) Suspect(p peer.ID) {
+	o.members.suspect(p)
+	o.routes.suspect(p, o.cfg.FailAfter)
+}
 
 // Announce sets the services this node advertises in its membership
 // entry (RFC 6940's TURN-SERVICE idea: "turn:host:port?transport=udp").
@@ -589,7 +600,7 @@ func (o *Overlay) Changes() (<-chan struct{}, func()) { return o.members.subscri
 // table around this node.
 func (o *Overlay) Size() int {
 	if n := len(o.members.list()); n > 1 {
-		return n
+		return n << o.members.regionBits()
 	}
 	return max(1, o.routingTableEstimate())
 }

@@ -165,6 +165,10 @@ func TestConfigErrors(t *testing.T) {
 		// Fails after the host is up: the constructor must clean up.
 		{Name: "ok", Identity: key, DataDir: "/proc/no-such-dir"},
 		{Name: "ok", Identity: key, ListenAddrs: []string{"/ip4/192.0.2.1/tcp/1"}},
+		{Name: "ok", Identity: key, View: "half"},
+		{Name: "ok", Identity: key, RegionBits: 2},
+		{Name: "ok", Identity: key, View: ViewPartial, RegionBits: 7},
+		{Name: "ok", Identity: key, View: ViewPartial, RegionBits: -1},
 	} {
 		if o, err := New(context.Background(), c); err == nil {
 			o.Close()
@@ -251,6 +255,32 @@ func TestClientMode(t *testing.T) {
 	for _, s := range servers {
 		if slices.Contains(s.Members(), c.ID()) {
 			t.Fatalf("server %s lists the client", s.ID().ShortString())
+		}
+	}
+}
+
+// TestPartialViewAuto: members with automatic partial views in a small
+// overlay start from the smallest region, route the keys outside it, and
+// widen to the whole overlay (an overlay of 10 is one region); the full
+// views move them back onto their rings.
+func TestPartialViewAuto(t *testing.T) {
+	os := startWith(t, 10, "ov-partial", func(i int, c *Config) {
+		if i >= 6 {
+			c.View = ViewPartial
+		}
+	})
+	waitMembers(t, os, 10)
+	for _, o := range os[6:] {
+		if bits, _ := o.Region(); bits != 0 {
+			t.Fatalf("%s kept a region of %d bits in an overlay of 10", o.ID().ShortString(), bits)
+		}
+	}
+	for _, key := range []string{"k1", "k2", "k3"} {
+		want := os[0].Closest(key, 3)
+		for _, o := range os[6:] {
+			if got := o.Closest(key, 3); !slices.Equal(got, want) {
+				t.Fatalf("%s: Closest(%q) = %v, the full view's %v", o.ID().ShortString(), key, got, want)
+			}
 		}
 	}
 }

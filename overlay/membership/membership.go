@@ -198,6 +198,9 @@ type Membership struct {
 	unconf    map[string]int
 	unconfAll int
 	joinFrom  string
+	// joinedAt: when the answer to a join came (a partial view's region
+	// may hold no one else yet: an empty answer is an answer).
+	joinedAt time.Time
 	version   uint64
 	now       time.Time           // of the latest call
 	onProb    map[uint64]struct{} // members on probation: probed, not on the rings

@@ -10,7 +10,9 @@ import (
 )
 
 // Joined reports whether an answer to Join has arrived.
-func (m *Membership) Joined() bool { return m.v.n > 1 || m.joinFrom != "" && m.v.n > 0 && !m.cfg.Serve }
+func (m *Membership) Joined() bool {
+	return m.v.n > 1 || m.joinFrom != "" && m.v.n > 0 && !m.cfg.Serve || !m.joinedAt.IsZero()
+}
 
 // Alive reports whether id is live in this view.
 func (m *Membership) Alive(now time.Time, id string) bool {

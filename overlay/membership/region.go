@@ -1,6 +1,9 @@
 package membership
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Partial views (issue 17's second size regime). A node whose full view
 // would cost more than it can afford keeps a region: the members whose id
@@ -142,4 +145,63 @@ func (m *Membership) probeTo(typ byte, seq uint64, p string) []byte {
 		return encodeProbe(typ, seq, 0)
 	}
 	return appendRegion(encodeProbe(typ, seq, m.v.digestOf(g)), g)
+}
+
+// SetRegion changes the region this view keeps (bits 0: the full view).
+// A serving node announces the change (a new incarnation: the other views
+// move it on or off their rings). A narrower region forgets the members
+// outside it at once; a wider one is filled by asking from, a member whose
+// view holds it, as a join asks.
+func (m *Membership) SetRegion(now time.Time, bits int, from string) error {
+	if bits < 0 || bits > maxRegionBits {
+		return fmt.Errorf("membership: region of %d bits (0 to %d)", bits, maxRegionBits)
+	}
+	g := regionOf(m.selfH, bits)
+	if g == m.region {
+		return nil
+	}
+	m.now = now
+	wider := g.covers(m.region)
+	m.region = g
+	m.cfg.RegionBits = bits
+	var drop []uint64
+	clear(m.offRing)
+	m.v.each(func(r *rec) bool {
+		switch {
+		case !g.has(r.h):
+			drop = append(drop, r.h)
+		case !m.ringable(r):
+			m.offRing[r.h] = struct{}{}
+		}
+		return true
+	})
+	for _, h := range drop {
+		if r := m.v.get(h); r.group != "" && now.Before(r.until) {
+			m.unconf[r.group]-- // its probation's end counts it off the unnamed group
+			m.unconf[""]++
+		}
+		m.v.undigest(m.v.mut(h))
+		m.v.del(h)
+		delete(m.suspects, h)
+		delete(m.onProb, h)
+		delete(m.pending, h)
+		delete(m.recheck, h)
+	}
+	for j := 0; j < m.cfg.Rings; j++ {
+		m.rescan(j)
+	}
+	m.version++
+	if m.cfg.Serve {
+		m.raise(now)
+		if err := m.announce(now); err != nil {
+			return err
+		}
+	}
+	if from == "" {
+		from = m.joinFrom
+	}
+	if wider && from != "" {
+		m.Join(now, from)
+	}
+	return nil
 }

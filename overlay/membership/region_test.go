@@ -157,3 +157,35 @@ func TestPartialViewAttacks(t *testing.T) {
 		t.Fatal("a region of 1 bit with prefix 15 decoded")
 	}
 }
+
+// TestSetRegion: a full view narrowed to a region forgets the rest at once
+// and the other views ring it as partial; widened again, it fetches the
+// rest and holds every member.
+func TestSetRegion(t *testing.T) {
+	n, ids := mixedNet(t, 24, 1)
+	x := n.nodes[ids[1]]
+	if err := x.SetRegion(n.now, 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ids {
+		if x.Alive(n.now, o) != regionHas(x, o) {
+			t.Fatalf("narrowed: holds %s live %v, in region %v", o, x.Alive(n.now, o), regionHas(x, o))
+		}
+	}
+	n.run(5 * time.Second)
+	if e := n.nodes[ids[0]].Entry(ids[1]); e == nil || e.Region != 1 {
+		t.Fatalf("the others did not hear of the narrowed region: %+v", e)
+	}
+	if err := x.SetRegion(n.now, 7, ""); err == nil {
+		t.Fatal("a region of 7 bits was taken")
+	}
+	if err := x.SetRegion(n.now, 0, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	n.run(10 * time.Second)
+	for _, o := range ids {
+		if !x.Alive(n.now, o) {
+			t.Fatalf("widened again: %s is %s", o, x.State(n.now, o))
+		}
+	}
+}

@@ -256,7 +256,11 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	case msgWant:
 		m.onWant(from, msg.items)
 	case msgUpdates, msgSnapshot:
-		m.onUpdates(now, from, msg, msg.typ == msgSnapshot && from == m.joinFrom)
+		joined := msg.typ == msgSnapshot && from == m.joinFrom
+		if joined && m.region.bits > 0 {
+			m.joinedAt = now
+		}
+		m.onUpdates(now, from, msg, joined)
 	case msgJoin:
 		m.onJoin(now, from, msg)
 	case msgSync:
@@ -515,9 +519,13 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 			m.offer(now, e, from, false) // the joiner's own entry, always
 		}
 	}
+	if !msg.region.has(hashOf(KeyID(from))) {
+		return // a view holds its own region
+	}
 	ps := m.peer(now, from)
-	if !ps.lastJoin.IsZero() && now.Sub(ps.lastJoin) < m.cfg.SyncEvery/2 {
-		return // the whole view at most once per peer per half SyncEvery
+	wider := ps.told && msg.region.covers(ps.region) && msg.region != ps.region
+	if !ps.lastJoin.IsZero() && now.Sub(ps.lastJoin) < m.cfg.SyncEvery/2 && !wider {
+		return // the whole view at most once per peer per half SyncEvery (but a region widened)
 	}
 	ps.lastJoin = now
 	m.learnRegion(now, from, msg.region)
@@ -526,12 +534,18 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 		return
 	}
 	b := batch{m: m, to: from, typ: msgSnapshot, max: 1024}
+	sent := false
 	m.v.each(func(r *rec) bool {
 		if g.has(r.h) {
 			b.add(r)
+			sent = true
 		}
 		return true
 	})
+	if !sent {
+		m.send(from, encodeUpdates(msgSnapshot, nil, nil)) // an answer all the same
+		return
+	}
 	b.flush()
 }
 
