@@ -112,7 +112,7 @@ func newMembers(o *Overlay) (*members, error) {
 			}
 			return ""
 		},
-		Group: func(from string) string { return m.peerSubnet(peer.ID(from)) },
+		Group:      func(from string) string { return m.peerSubnet(peer.ID(from)) },
 		RegionBits: m.bits,
 		Allowed: func(id string) bool {
 			if _, err := peer.IDFromBytes([]byte(id)); err != nil {

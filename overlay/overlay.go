@@ -62,7 +62,7 @@ type Overlay struct {
 	dht     *dht.IpfsDHT
 	store   ds.Batching
 	members *members
-	routes  *routes // a partial view's routes to keys outside its region
+	routes  *routes      // a partial view's routes to keys outside its region
 	reach   atomic.Int32 // network.Reachability, from AutoNAT or forced
 	// relayView is members once made, for autorelay's peer source.
 	relayView atomic.Pointer[members]
