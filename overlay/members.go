@@ -491,6 +491,13 @@ func (m *members) covers(key kb.ID) bool {
 	return m.bits == 0 || m.m.Covers(kid(key)) && m.regionLive >= minRegionLive
 }
 
+// inRegion: key is in the view's region (all keys for a full view).
+func (m *members) inRegion(key kb.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m.Covers(kid(key))
+}
+
 func (m *members) regionBits() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()

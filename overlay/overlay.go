@@ -530,8 +530,15 @@ func (o *Overlay) ClosestIterative(ctx context.Context, key string, n int) ([]pe
 	return ps, nil
 }
 
-// Alive reports whether p is a live member in this node's view.
-func (o *Overlay) Alive(p peer.ID) bool { return o.members.alive(p) }
+// Alive reports whether p is a live member in this node's view. A
+// partial view cannot tell for a peer outside its region: it says yes
+// unless a dial to p failed a moment ago (Suspect).
+func (o *Overlay) Alive(p peer.ID) bool {
+	if !o.members.inRegion(kb.ConvertPeerID(p)) {
+		return !o.routes.suspected(p)
+	}
+	return o.members.alive(p)
+}
 
 // Members returns the live members, this node included unless it is a
 // client.

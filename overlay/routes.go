@@ -85,6 +85,12 @@ func (r *routes) put(key string, ps []peer.ID) {
 	r.byKey[key] = route{peers: ps, until: now.Add(r.ttl)}
 }
 
+func (r *routes) suspected(p peer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Now().Before(r.suspects[p])
+}
+
 func (r *routes) suspect(p peer.ID, d time.Duration) {
 	now := time.Now()
 	r.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -55,7 +56,11 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 	if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: n}); err != nil {
 		b.Fatal(err)
 	}
-	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet()})
+	opts := testnet.RunOptions{Logger: quiet()}
+	if bits := envInt("LSNODE_IDLE_PARTIAL", 0); bits > 0 {
+		opts.Tweak = func(cfg *node.Config) { cfg.Overlay.View, cfg.Overlay.RegionBits = "partial", bits }
+	}
+	nw, err := testnet.Start(context.Background(), dir, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,7 +121,8 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 // seconds (75: past the connection manager's one-minute grace, so start-up
 // connections are trimmed) over LSNODE_IDLE_SECONDS (30; a CPU profile of
 // it alone in LSNODE_IDLE_CPUPROFILE.N, the heap after it in
-// LSNODE_IDLE_HEAPPROFILE.N): loopback bytes sent, RSS,
+// LSNODE_IDLE_HEAPPROFILE.N; LSNODE_IDLE_PARTIAL=B: every node keeps a
+// partial view of B region bits): loopback bytes sent, RSS,
 // overlay connections and process CPU, as one summary line. Nothing else
 // may use loopback meanwhile. It is the baseline for membership whose cost
 // does not grow with the overlay's size.

@@ -2,6 +2,8 @@ package testnet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,17 +200,22 @@ func (n *Network) Running() []int {
 }
 
 // WaitConverged waits until every running node's live membership equals
-// the set of running nodes.
+// the set of running nodes (in its region, for a partial view).
 func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		running := n.Running()
-		want := len(running)
 		lag := ""
 		for _, i := range running {
 			nd := n.Node(i)
 			if nd == nil {
 				continue
+			}
+			want := 0
+			for _, j := range running {
+				if m := n.Node(j); m != nil && inView(nd, m) {
+					want++
+				}
 			}
 			if got := len(nd.Overlay().Members()); got != want {
 				lag = fmt.Sprintf("%s sees %d of %d nodes%s", n.Manifest.Nodes[i].Name, got, want, n.unseen(nd, running))
@@ -229,12 +236,22 @@ func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) erro
 	}
 }
 
+// inView: m belongs in nd's membership view (nd's region holds it).
+func inView(nd, m *node.Node) bool {
+	bits, prefix := nd.Overlay().Region()
+	if bits == 0 {
+		return true
+	}
+	h := sha256.Sum256([]byte(m.Overlay().ID()))
+	return binary.BigEndian.Uint64(h[:8])>>(64-bits) == prefix
+}
+
 // unseen names up to 3 running nodes nd does not see live, with why.
 func (n *Network) unseen(nd *node.Node, running []int) string {
 	var out []string
 	for _, j := range running {
 		m := n.Node(j)
-		if m == nil || len(out) == 3 {
+		if m == nil || len(out) == 3 || !inView(nd, m) {
 			continue
 		}
 		if st := nd.Overlay().MemberState(m.Overlay().ID()); st != "live" {
