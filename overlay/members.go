@@ -535,12 +535,15 @@ func (m *members) resize(mm *membership.Membership, now time.Time) {
 	if boots := m.o.cfg.bootstrap; from == "" && len(boots) > 0 {
 		from = string(boots[m.rng.IntN(len(boots))].ID)
 	}
-	if err := mm.SetRegion(now, want, from); err != nil {
+	err := mm.SetRegion(now, want, from)
+	old := m.bits
+	m.bits, _ = mm.Region()
+	m.resized = now
+	if err != nil {
 		m.o.cfg.Logger.Warn("partial view: resize", "bits", want, "err", err)
 		return
 	}
-	m.o.cfg.Logger.Info("partial view: region resized", "bits", want, "from", m.bits, "estimated members", est)
-	m.bits, m.resized = want, now
+	m.o.cfg.Logger.Info("partial view: region resized", "bits", want, "from", old, "estimated members", est)
 }
 
 func (m *members) closest(key kb.ID, n int) []peer.ID {

@@ -46,6 +46,10 @@ type route struct {
 	until time.Time
 }
 
+// minRoute: a cached route with fewer live peers than this is looked up
+// again (a replica set, and some to spare).
+const minRoute = 4
+
 // maxRoutes bounds the cache; when full, expired routes go first, then any.
 const maxRoutes = 4096
 
@@ -122,14 +126,14 @@ func (o *Overlay) Region() (bits int, prefix uint64) {
 }
 
 // Route makes Closest able to answer for key: nothing to do for a key the
-// view covers or whose route is cached; otherwise kad-dht's iterative
-// lookup finds the peers nearest it, and they are cached for 3 ×
-// FailAfter.
+// view covers or whose route is cached with minRoute peers not suspected;
+// otherwise kad-dht's iterative lookup finds the peers nearest it, and
+// they are cached for 3 × FailAfter.
 func (o *Overlay) Route(ctx context.Context, key string) error {
 	if o.Covers(key) {
 		return nil
 	}
-	if _, ok := o.routes.get(key, 0); ok {
+	if ps, ok := o.routes.get(key, minRoute); ok && len(ps) == minRoute {
 		return nil
 	}
 	ps, err := o.ClosestIterative(ctx, key, 20)

@@ -43,7 +43,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 			r.until, r.group = now.Add(m.cfg.Probation), g
 			m.unconf[g]++
 			m.unconfAll++
-			heap.Push(&m.probQ, timer{at: r.until, h: h, inc: e.Inc})
+			heap.Push(&m.probQ, timer{at: r.until, h: h, inc: e.Inc, group: g})
 			m.onProb[h] = struct{}{}
 		}
 		m.v.add(r)
@@ -83,9 +83,11 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		m.onProb[h] = struct{}{}
 	}
 	m.changed(now, r, wasCand, from)
-	if moved && wasCand && r.candidate() && h != m.selfH {
+	if moved && wasCand && h != m.selfH {
 		m.ringDel(h)
-		m.ringAdd(r)
+		if r.candidate() && !now.Before(r.until) {
+			m.ringAdd(r)
+		}
 	}
 	if wasLive != r.live(now) {
 		m.version++
@@ -142,11 +144,14 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	if same && (r.loud || !loud) {
 		return false
 	}
-	pair := with != nil && m.confirms(now, a, with)
+	// A pair, or a confirmation, needs an accuser this view knows: a
+	// partial view takes strangers' accusations (credible), but two of
+	// them are still one word.
+	pair := with != nil && m.confirms(now, a, with) && (m.known(a.Accuser) || m.known(with.Accuser))
 	if loud && (same || r.acc == nil) && !pair && !m.aged(now, a, r.e) {
 		return false
 	}
-	if r.acc != nil && !same && !m.confirms(now, r.acc, a) {
+	if r.acc != nil && !same && (!m.confirms(now, r.acc, a) || !m.known(a.Accuser) && !m.known(r.acc.Accuser)) {
 		return false // a stale accusation does not confirm, nor is confirmed
 	}
 	if !m.credible(a, r) || pair && !m.credible(with, r) {
@@ -186,11 +191,22 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	return true
 }
 
+// known: id is this node or in its view (in any state).
+func (m *Membership) known(id string) bool {
+	if id == m.cfg.Self {
+		return true
+	}
+	r := m.v.get(hashOf(KeyID(id)))
+	return r != nil && r.e.ID == id
+}
+
 // credible: a's accuser is in the view (in any state: it may have died
 // since), plausibly probes r's member on the rings of its kind, and
 // signed a. A partial view cannot know the members outside its region: it
 // takes an accuser from there as a full view's, by its place alone (the
-// member's full ring predecessors are rarely in its region).
+// member's full ring predecessors are rarely in its region), but such a
+// stranger's word never confirms another's (accept) and its subject
+// refutes it like any other (refute).
 func (m *Membership) credible(a *Accusation, r *rec) bool {
 	if a.Accuser == m.cfg.Self {
 		return true
@@ -336,9 +352,13 @@ func (m *Membership) plausible(accuser, subject [32]byte) bool {
 }
 
 // plausibleAt is plausible for an accuser whose view is a region of bits
-// (0: full): its rings hold the overlay's members of that region, about
-// the view's size scaled to the whole overlay and back down.
+// (0: full): its rings hold the overlay's members of its region (which
+// must hold the subject), about the view's size scaled to the whole
+// overlay and back down.
 func (m *Membership) plausibleAt(accuser, subject [32]byte, bits int) bool {
+	if !regionOf(hashOf(accuser), bits).has(hashOf(subject)) {
+		return false
+	}
 	n := uint64(max(m.v.n, 1)) << m.region.bits >> bits
 	if n <= 32 {
 		return true
@@ -368,10 +388,10 @@ func (m *Membership) refute(now time.Time, a, with *Accusation, from string) boo
 		return false
 	}
 	self := m.v.get(m.selfH)
-	if self == nil || !m.credible(a, self) {
+	if self == nil || !m.credible(a, self) && !m.stranger(a, self) {
 		return false
 	}
-	pair := with != nil && m.confirms(now, a, with) && m.credible(with, self)
+	pair := with != nil && m.confirms(now, a, with) && m.credible(with, self) && (m.known(a.Accuser) || m.known(with.Accuser))
 	if !pair && !m.aged(now, a, self.e) {
 		return false // a lone accusation counts only when aged
 	}
@@ -379,6 +399,18 @@ func (m *Membership) refute(now time.Time, a, with *Accusation, from string) boo
 	m.unwell()
 	m.raise(now)
 	return m.announce(now) == nil
+}
+
+// stranger: a is by an accuser this view does not know, placed where a
+// full view's member probing this node would be, and signed, while the
+// overlay has partial views (which take such accusations): this node
+// refutes it when aged, as partial views of its region may hold it
+// suspect meanwhile. Without partial views it is not refuted, as before.
+func (m *Membership) stranger(a *Accusation, self *rec) bool {
+	if m.known(a.Accuser) || m.region.bits == 0 && len(m.offRing) == 0 {
+		return false
+	}
+	return m.plausibleAt(KeyID(a.Accuser), self.kid, 0) && m.verify(a.Accuser, m.accPrefix(), a.body, a.sig)
 }
 
 // tellCurrent sends this node's current entry to member from, which

@@ -199,8 +199,11 @@ type Membership struct {
 	unconfAll int
 	joinFrom  string
 	// joinedAt: when the answer to a join came (a partial view's region
-	// may hold no one else yet: an empty answer is an answer).
-	joinedAt time.Time
+	// may hold no one else yet: an empty answer is an answer); joinAsked:
+	// when the join was sent (its answer is taken for half SyncEvery);
+	// joinTrusted: the answer needs no probation (a first join's boot).
+	joinedAt, joinAsked time.Time
+	joinTrusted         bool
 	version  uint64
 	now      time.Time           // of the latest call
 	onProb   map[uint64]struct{} // members on probation: probed, not on the rings
@@ -253,6 +256,8 @@ type peerState struct {
 	// toldAcc: when it was last sent its own accusation (tellAccused);
 	// toldCur: when it was last sent this node's entry (tellCurrent).
 	toldAcc, toldCur time.Time
+	// joined: the region its last join was answered for.
+	joined region
 	// region: what it last said it shares with this node (told: it did).
 	region region
 	told   bool
@@ -425,7 +430,11 @@ func NewSnapshot(raws [][]byte) (*Snapshot, error) {
 // Join asks boot for its view (and, for a member, to spread this node's
 // entry). Call it again if no answer came.
 func (m *Membership) Join(now time.Time, boot string) {
-	m.joinFrom = boot
+	m.join(now, boot, true)
+}
+
+func (m *Membership) join(now time.Time, boot string, trusted bool) {
+	m.joinFrom, m.joinAsked, m.joinTrusted = boot, now, trusted
 	var entries [][]byte
 	if r := m.v.get(m.selfH); m.cfg.Serve && r != nil {
 		entries = [][]byte{r.e.Raw}
@@ -479,10 +488,11 @@ func (m *Membership) Digest() uint64 { return m.v.digest() }
 // timers
 
 type timer struct {
-	at   time.Time
-	h    uint64
-	inc  uint64
-	kind uint8
+	at    time.Time
+	h     uint64
+	inc   uint64
+	kind  uint8
+	group string // a new member's probation (kind 0): whom it counts against
 }
 
 type timerHeap []timer

@@ -122,6 +122,9 @@ func (m *Membership) Covers(kid [32]byte) bool { return m.region.has(hashOf(kid)
 // hash: what a partial view starts from (a simulator builds one per
 // region, shared by the nodes in it).
 func (s *Snapshot) Within(id string, bits int) *Snapshot {
+	if bits < 0 || bits > maxRegionBits {
+		return s
+	}
 	g := regionOf(hashOf(KeyID(id)), bits)
 	if s.region.covers(g) && g.covers(s.region) {
 		return s
@@ -176,10 +179,6 @@ func (m *Membership) SetRegion(now time.Time, bits int, from string) error {
 		return true
 	})
 	for _, h := range drop {
-		if r := m.v.get(h); r.group != "" && now.Before(r.until) {
-			m.unconf[r.group]-- // its probation's end counts it off the unnamed group
-			m.unconf[""]++
-		}
 		m.v.undigest(m.v.mut(h))
 		m.v.del(h)
 		delete(m.suspects, h)
@@ -201,7 +200,7 @@ func (m *Membership) SetRegion(now time.Time, bits int, from string) error {
 		from = m.joinFrom
 	}
 	if wider && from != "" {
-		m.Join(now, from)
+		m.join(now, from, false)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package membership
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -187,5 +188,119 @@ func TestSetRegion(t *testing.T) {
 		if !x.Alive(n.now, o) {
 			t.Fatalf("widened again: %s is %s", o, x.State(n.now, o))
 		}
+	}
+}
+
+// signedAcc is accuser's accusation of subject's incarnation inc, made at t.
+func signedAcc(subject, accuser string, inc uint64, t time.Time) []byte {
+	body := accusationBody(subject, inc, accuser, uint64(t.UnixNano()))
+	return appendSig(body, testSig(accuser, append([]byte("lsnode/suspect/test\x00"), body...)))
+}
+
+// TestStrangersCannotKill (attack review): two identities from outside a
+// partial view's region, members of nothing, accuse a member as a
+// confirmed pair. A stranger's word counts once (a lone accusation), and
+// the member refutes it: no view ever holds it dead, and the partial
+// views hold it live again at the end.
+func TestStrangersCannotKill(t *testing.T) {
+	n, ids := mixedNet(t, 24, 1)
+	var p *Membership
+	for _, id := range ids {
+		if b, _ := n.nodes[id].Region(); b > 0 {
+			p = n.nodes[id]
+			break
+		}
+	}
+	var victim string
+	for _, id := range ids {
+		if p.Alive(n.now, id) && p.Entry(id) != nil && id != p.cfg.Self {
+			victim = id
+			break
+		}
+	}
+	var strangers []string
+	for i := 0; len(strangers) < 2; i++ {
+		if id := fmt.Sprintf("stranger%d", i); !p.Covers(KeyID(id)) {
+			strangers = append(strangers, id)
+		}
+	}
+	inc := p.Entry(victim).Inc
+	at := n.now.Add(-20 * time.Second) // aged, as a liar would backdate
+	pair := [][]byte{signedAcc(victim, strangers[0], inc, at), signedAcc(victim, strangers[1], inc, at)}
+	_ = p.Receive(n.now, strangers[0], encodeUpdates(msgUpdates, nil, pair))
+	for end := n.now.Add(60 * time.Second); n.now.Before(end); {
+		n.run(500 * time.Millisecond)
+		for id, v := range n.nodes {
+			if st := v.State(n.now, victim); st == "dead" {
+				t.Fatalf("%s holds %s dead on strangers' word", id, victim)
+			}
+		}
+	}
+	if st := p.State(n.now, victim); st != "live" {
+		t.Fatalf("after 60 s the partial view holds %s %s", victim, st)
+	}
+}
+
+// TestRegionAccuserPlace (attack review): a member declaring a region of
+// 6 bits is a plausible accuser only of members of its own region, not
+// of any member its ring-0 position happens to match once its prefix is
+// shifted away.
+func TestRegionAccuserPlace(t *testing.T) {
+	n, ids := mixedNet(t, 24, 1)
+	m := n.nodes[ids[0]]
+	var a, same, other [32]byte
+	a = KeyID("accuser")
+	for i := 0; same == ([32]byte{}) || other == ([32]byte{}); i++ {
+		k := KeyID(fmt.Sprintf("subject%d", i))
+		if regionOf(hashOf(a), 6).has(hashOf(k)) {
+			same = k
+		} else {
+			other = k
+		}
+	}
+	if m.plausibleAt(a, other, 6) {
+		t.Fatal("an accuser of a 6-bit region is plausible for a member outside it")
+	}
+	if !m.plausibleAt(a, same, 6) {
+		t.Fatal("an accuser of a 6-bit region is not plausible for a member of it in a small overlay")
+	}
+}
+
+// TestJoinAnswerBounds (attack review): a peer cannot get the whole view
+// listed again and again within the join period by claiming a small
+// region in its pings and then joining for the whole space; and a
+// snapshot its boot sends long after the join is not trusted.
+func TestJoinAnswerBounds(t *testing.T) {
+	n, ids := mixedNet(t, 12, 1)
+	m := n.nodes[ids[0]]
+	snapshots := func() int {
+		k := 0
+		for _, q := range n.queue {
+			if q.from == ids[0] && q.to == "outsider" && q.b[0] == msgSnapshot {
+				k++
+			}
+		}
+		return k
+	}
+	g := regionOf(hashOf(KeyID("outsider")), 6)
+	for i := 0; i < 10; i++ {
+		_ = m.Receive(n.now, "outsider", appendRegion(encodeProbe(msgPing, uint64(i), 7), g))
+		_ = m.Receive(n.now, "outsider", encodeUpdates(msgJoin, nil, nil))
+	}
+	if k := snapshots(); k != 1 {
+		t.Fatalf("%d whole views sent to one peer within the join period", k)
+	}
+	// A late snapshot from the node joined through: its new member is on
+	// probation, not live at once.
+	j := n.nodes[ids[1]]
+	late := "latecomer"
+	raw, err := SignEntry("test", late, uint64(n.now.UnixNano()), [][]byte{[]byte(late)}, nil, false, 0,
+		func(msg []byte) ([]byte, error) { return testSig(late, msg), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = j.Receive(n.now, ids[0], encodeUpdates(msgSnapshot, [][]byte{raw}, nil))
+	if j.Alive(n.now, late) || j.State(n.now, late) != "probation" {
+		t.Fatalf("a snapshot 40 s after the join made %s %s", late, j.State(n.now, late))
 	}
 }

@@ -35,13 +35,9 @@ func (m *Membership) expire(now time.Time) {
 			}
 		}
 		if t.kind == 0 { // a new member's probation ends
-			g := ""
-			if r := m.v.get(t.h); r != nil {
-				g = r.group
-				if r.until.Equal(t.at) {
-					r = m.v.mut(t.h)
-					r.group = ""
-				}
+			g := t.group
+			if r := m.v.get(t.h); r != nil && r.group != "" && r.until.Equal(t.at) {
+				m.v.mut(t.h).group = ""
 			}
 			m.unconf[g]--
 			m.unconfAll--
@@ -233,7 +229,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	defer m.tellAccused(now, from) // after the message: it may be the refutation
 	switch msg.typ {
 	case msgPing:
-		if msg.digest != 0 {
+		if msg.digest != 0 && m.syncsWith(from) {
 			m.learnRegion(now, from, msg.region)
 		}
 		m.send(from, m.probeTo(msgAck, msg.seq, from))
@@ -256,11 +252,14 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	case msgWant:
 		m.onWant(from, msg.items)
 	case msgUpdates, msgSnapshot:
-		joined := msg.typ == msgSnapshot && from == m.joinFrom
-		if joined && m.region.bits > 0 {
+		// A join's answer is trusted (no probation) only from the peer
+		// asked, while the join is pending; a widened region's (SetRegion)
+		// never: it comes from a member that only says its view holds it.
+		answer := msg.typ == msgSnapshot && from == m.joinFrom && !m.joinAsked.IsZero() && now.Sub(m.joinAsked) <= m.cfg.SyncEvery/2
+		if answer && m.region.bits > 0 {
 			m.joinedAt = now
 		}
-		m.onUpdates(now, from, msg, joined)
+		m.onUpdates(now, from, msg, answer && m.joinTrusted)
 	case msgJoin:
 		m.onJoin(now, from, msg)
 	case msgSync:
@@ -306,7 +305,7 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 		m.health = max(m.health-1, 0)
 		m.answered(p.target)
 	}
-	if msg.digest != 0 {
+	if msg.digest != 0 && m.syncsWith(from) {
 		m.learnRegion(now, from, msg.region)
 	}
 	m.compare(now, from, msg.digest, msg.region)
@@ -523,11 +522,17 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 		return // a view holds its own region
 	}
 	ps := m.peer(now, from)
-	wider := ps.told && msg.region.covers(ps.region) && msg.region != ps.region
-	if !ps.lastJoin.IsZero() && now.Sub(ps.lastJoin) < m.cfg.SyncEvery/2 && !wider {
-		return // the whole view at most once per peer per half SyncEvery (but a region widened)
+	if !ps.lastJoin.IsZero() && now.Sub(ps.lastJoin) < m.cfg.SyncEvery/2 {
+		// The whole view at most once per peer per half SyncEvery; within
+		// it, only a region strictly wider than the one answered (at most
+		// six widenings).
+		if !msg.region.covers(ps.joined) || msg.region == ps.joined {
+			return
+		}
+	} else {
+		ps.lastJoin = now
 	}
-	ps.lastJoin = now
+	ps.joined = msg.region
 	m.learnRegion(now, from, msg.region)
 	g, ok := m.shared(from)
 	if !ok {

@@ -98,7 +98,7 @@ func (r *rec) contribution() uint64 {
 	if r.pub() == kindAlive {
 		alive = 1
 	}
-	x := r.h ^ (r.e.Inc * 0x9e3779b97f4a7c15) ^ (alive * 0xbf58476d1ce4e5b9)
+	x := r.h ^ (r.e.Inc * 0x9e3779b97f4a7c15) ^ (alive * 0xbf58476d1ce4e5b9) ^ uint64(r.e.Region)<<56
 	x ^= x >> 31
 	x *= 0x94d049bb133111eb
 	x ^= x >> 29
