@@ -204,14 +204,14 @@ type Membership struct {
 	// joinTrusted: the answer needs no probation (a first join's boot).
 	joinedAt, joinAsked time.Time
 	joinTrusted         bool
-	version  uint64
-	now      time.Time           // of the latest call
-	onProb   map[uint64]struct{} // members on probation: probed, not on the rings
-	offRing  map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
-	capped   map[uint64]bool     // over MaxPerGroup, as of cappedAt
-	health   int                 // local health score (Lifeguard), 0 best
-	cappedAt uint64
-	stats    Stats
+	version             uint64
+	now                 time.Time           // of the latest call
+	onProb              map[uint64]struct{} // members on probation: probed, not on the rings
+	offRing             map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
+	capped              map[uint64]bool     // over MaxPerGroup, as of cappedAt
+	health              int                 // local health score (Lifeguard), 0 best
+	cappedAt            uint64
+	stats               Stats
 }
 
 type freshItem struct {
