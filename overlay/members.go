@@ -336,6 +336,12 @@ func (m *members) run(ctx context.Context) {
 				return nil
 			}
 			switch {
+			case !mm.Joined() && m.bits > 0 && round%10 == 5:
+				// A partial view: through a member near this node (its
+				// region), as kad-dht's routing table knows them.
+				if ps := m.o.dht.RoutingTable().NearestPeers(kb.ConvertPeerID(m.self), 3); len(ps) > 0 {
+					mm.Join(now, string(ps[m.rng.IntN(len(ps))]))
+				}
 			case !mm.Joined():
 				m.o.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
 				m.o.clearDialBackoff(ai.ID)

@@ -346,7 +346,16 @@ func (o *Overlay) Join(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: %w", ErrBootstrap, all)
 	}
-	return o.dht.Bootstrap(ctx)
+	if err := o.dht.Bootstrap(ctx); err != nil {
+		return err
+	}
+	if o.cfg.View == ViewPartial {
+		// The bootstrap peers' regions may hold none of this node's:
+		// join through the members kad-dht finds nearest it too (none,
+		// when this node is the first of its region).
+		o.joinRegion(ctx)
+	}
+	return nil
 }
 
 // explainJoin turns a failed join through p into an error that says what

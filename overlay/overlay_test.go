@@ -2,6 +2,8 @@ package overlay
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -280,6 +282,54 @@ func TestPartialViewAuto(t *testing.T) {
 		for _, o := range os[6:] {
 			if got := o.Closest(key, 3); !slices.Equal(got, want) {
 				t.Fatalf("%s: Closest(%q) = %v, the full view's %v", o.ID().ShortString(), key, got, want)
+			}
+		}
+	}
+}
+
+// TestAllPartial: an overlay of partial views only (two regions): each
+// node joins its region (through the members kad-dht finds nearest it,
+// when the bootstrap peer is of the other region) and holds exactly it,
+// and every node places every key on its true replicas, through its view
+// or a routed lookup.
+func TestAllPartial(t *testing.T) {
+	os := startWith(t, 24, "ov-allpartial", func(_ int, c *Config) { c.View, c.RegionBits = ViewPartial, 1 })
+	inRegion := func(o *Overlay, p peer.ID) bool {
+		bits, prefix := o.Region()
+		h := sha256.Sum256([]byte(p))
+		return binary.BigEndian.Uint64(h[:8])>>(64-bits) == prefix
+	}
+	var all []peer.ID
+	for _, o := range os {
+		all = append(all, o.ID())
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, o := range os {
+		for {
+			want := 0
+			for _, p := range all {
+				if inRegion(o, p) {
+					want++
+				}
+			}
+			got := len(o.Members())
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s holds %d members, its region %d", o.ID().ShortString(), got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, key := range []string{"k1", "k2", "k3", "k4", "k5", "k6"} {
+		want := kb.SortClosestPeers(slices.Clone(all), kb.ConvertKey(key))[:3]
+		for _, o := range []*Overlay{os[0], os[len(os)-1]} {
+			if err := o.Route(context.Background(), key); err != nil {
+				t.Fatal(err)
+			}
+			if got := o.Closest(key, 3); !slices.Equal(got, want) {
+				t.Fatalf("%s: Closest(%q) = %v, want %v (covered: %v)", o.ID().ShortString(), key, got, want, o.Covers(key))
 			}
 		}
 	}

@@ -147,6 +147,23 @@ func (o *Overlay) Route(ctx context.Context, key string) error {
 	return nil
 }
 
+// joinRegion joins through the nearest member kad-dht finds in this
+// node's region (a partial view's region is around its own id), if any.
+func (o *Overlay) joinRegion(ctx context.Context) {
+	ps, err := o.ClosestIterative(ctx, string(o.host.ID()), 4)
+	if err != nil {
+		o.cfg.Logger.Debug("partial view: no peers near this node", "err", err)
+		return
+	}
+	for _, p := range ps {
+		if p != o.host.ID() && o.members.inRegion(kb.ConvertPeerID(p)) {
+			if err := o.members.join(ctx, p); err == nil {
+				return
+			}
+		}
+	}
+}
+
 // regionFor is the number of region bits (0-6) at which a region of an
 // overlay of about n members holds about regionMembers of them.
 func regionFor(n int) int {

@@ -535,20 +535,19 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 	ps.joined = msg.region
 	m.learnRegion(now, from, msg.region)
 	g, ok := m.shared(from)
-	if !ok {
-		return
-	}
 	b := batch{m: m, to: from, typ: msgSnapshot, max: 1024}
 	sent := false
 	m.v.each(func(r *rec) bool {
-		if g.has(r.h) {
+		if ok && g.has(r.h) {
 			b.add(r)
 			sent = true
 		}
 		return true
 	})
 	if !sent {
-		m.send(from, encodeUpdates(msgSnapshot, nil, nil)) // an answer all the same
+		// An answer all the same (this view holds none of the joiner's
+		// region): the joiner looks for its region's members elsewhere.
+		m.send(from, encodeUpdates(msgSnapshot, nil, nil))
 		return
 	}
 	b.flush()
