@@ -70,7 +70,10 @@
 //     of the other kind in each ring gap is probed and flooded to, which
 //     bridges the two and probes a member alone of its kind; accusations
 //     count across kinds, each judged at the density of its accuser's
-//     rings. Keys outside the region are the overlay's to route (kad-dht).
+//     rings and within its region. A partial view takes an accuser from
+//     outside its region on its place alone, but such a stranger's word
+//     never confirms another's. Keys outside the region are the
+//     overlay's to route (kad-dht).
 //
 // Why our own protocol rather than hashicorp/memberlist: memberlist's
 // entries are not signed (any member can declare any other dead or
