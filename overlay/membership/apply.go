@@ -25,30 +25,8 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	if r == nil && e.Left {
 		return false
 	}
-	if e.Region != int(m.region.bits) {
-		m.offRing[h] = struct{}{}
-	}
 	if r == nil {
-		r = &rec{h: h, kid: kid, e: e, changed: now, confirmed: trusted || from == e.ID}
-		if !trusted && from != e.ID {
-			g := ""
-			if m.cfg.Group != nil {
-				g = m.cfg.Group(from)
-			}
-			limit := m.cfg.MaxUnconfirmed
-			if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) {
-				m.stats.OverUnconfirmed++
-				return false
-			}
-			r.until, r.group = now.Add(m.cfg.Probation), g
-			m.unconf[g]++
-			m.unconfAll++
-			heap.Push(&m.probQ, timer{at: r.until, h: h, inc: e.Inc, group: g})
-			m.onProb[h] = struct{}{}
-		}
-		m.v.add(r)
-		m.changed(now, r, false, from)
-		return true
+		return m.takeNew(now, e, h, kid, from, trusted)
 	}
 	wasCand, wasLive := r.candidate(), r.live(now)
 	accused := r.acc != nil || r.dead
@@ -95,8 +73,36 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	return true
 }
 
+// takeNew adds a member the view did not hold: on probation when a third
+// party told of it, within MaxUnconfirmed.
+func (m *Membership) takeNew(now time.Time, e *Entry, h uint64, kid [32]byte, from string, trusted bool) bool {
+	r := &rec{h: h, kid: kid, e: e, changed: now, confirmed: trusted || from == e.ID}
+	if !trusted && from != e.ID {
+		g := ""
+		if m.cfg.Group != nil {
+			g = m.cfg.Group(from)
+		}
+		limit := m.cfg.MaxUnconfirmed
+		if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) {
+			m.stats.OverUnconfirmed++
+			return false
+		}
+		r.until, r.group = now.Add(m.cfg.Probation), g
+		m.unconf[g]++
+		m.unconfAll++
+		heap.Push(&m.probQ, timer{at: r.until, h: h, inc: e.Inc, group: g})
+		m.onProb[h] = struct{}{}
+	}
+	m.v.add(r)
+	m.changed(now, r, false, from)
+	return true
+}
+
 // changed schedules what follows a new version of r and spreads it.
 func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
+	if r.e.Region != int(m.region.bits) {
+		m.offRing[r.h] = struct{}{}
+	}
 	heap.Push(&m.stableQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.StableAfter), h: r.h, inc: r.e.Inc, kind: r.pub()})
 	if r.pub() != kindAlive {
 		heap.Push(&m.purgeQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.Tombstone), h: r.h, inc: r.e.Inc, kind: r.pub()})
