@@ -39,6 +39,33 @@ type routes struct {
 	ttl      time.Duration
 	byKey    map[string]route
 	suspects map[peer.ID]time.Time // dials failed: left out until then
+	// tokens and at: the lookup budget (routeRate a second, up to
+	// routeBurst), so requests for random keys cannot make this node run
+	// lookups without bound.
+	tokens float64
+	at     time.Time
+}
+
+// The lookup budget of a partial view's Route.
+const (
+	routeRate  = 500
+	routeBurst = 1000
+)
+
+// budget takes one lookup from the budget, if any is left.
+func (r *routes) budget(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.at.IsZero() {
+		r.tokens = routeBurst
+	}
+	r.tokens = min(routeBurst, r.tokens+now.Sub(r.at).Seconds()*routeRate)
+	r.at = now
+	if r.tokens < 1 {
+		return false
+	}
+	r.tokens--
+	return true
 }
 
 type route struct {
@@ -135,6 +162,9 @@ func (o *Overlay) Route(ctx context.Context, key string) error {
 	}
 	if ps, ok := o.routes.get(key, minRoute); ok && len(ps) == minRoute {
 		return nil
+	}
+	if !o.routes.budget(time.Now()) {
+		return fmt.Errorf("overlay: no route to %x: over the budget of %d lookups a second", kb.ConvertKey(key)[:8], routeRate)
 	}
 	ps, err := o.ClosestIterative(ctx, key, 20)
 	if err != nil {
