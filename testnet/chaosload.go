@@ -199,7 +199,7 @@ func (g *group) read(out io.Reader) {
 // if not, the smallest view.
 func (c *chaos) groupsConverged(n int) (bool, string) {
 	for _, g := range c.groups {
-		if l := g.Load(); l.Nodes != len(g.nodes) || l.MembersMin != n {
+		if l := g.Load(); l.Nodes != len(g.nodes) || l.Short != 0 {
 			return false, fmt.Sprintf("a group of %d nodes has %d up, smallest view %d of %d (the others there: %v; %s)",
 				len(g.nodes), l.Nodes, l.MembersMin, n, l.Missing, c.selfOf(l.Unseen))
 		}

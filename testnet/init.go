@@ -46,6 +46,10 @@ type Spec struct {
 	// GossipInterval and FailAfter of the overlay. Defaults 500ms and 5s.
 	GossipInterval time.Duration
 	FailAfter      time.Duration
+	// View and RegionBits of every node's overlay (overlay.view,
+	// overlay.region_bits): "" is the full view.
+	View       string
+	RegionBits int
 }
 
 var demoUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"}
@@ -196,6 +200,8 @@ func nodeConfig(spec Spec, m *Manifest, i, port int) node.Config {
 			DataDir:        "data",
 			GossipInterval: node.Duration(spec.GossipInterval),
 			FailAfter:      node.Duration(spec.FailAfter),
+			View:           spec.View,
+			RegionBits:     spec.RegionBits,
 		},
 		LSP: node.LSPConfig{Replicas: spec.Replicas},
 	}

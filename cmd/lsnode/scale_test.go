@@ -38,7 +38,8 @@ func benchEnv(name string, def int) int {
 // at its production gossip interval, 1 s (LSNODE_SCALE_GOSSIP_MS; the
 // testnet's own default is 500 ms). LSNODE_SCALE_DUMP=DIR keeps each
 // grouped process's stderr in DIR and, when members do not converge, its
-// goroutines' stacks (ChaosSpec.Dump).
+// goroutines' stacks (ChaosSpec.Dump). LSNODE_SCALE_REGION_BITS=B gives
+// every node a partial view of B region bits (overlay.view: partial).
 func BenchmarkScale(b *testing.B) {
 	var sizes []int
 	for _, s := range strings.Split(cmp.Or(os.Getenv("LSNODE_SCALE_SIZES"), "25,50,100,300"), ",") {
@@ -59,7 +60,11 @@ func BenchmarkScale(b *testing.B) {
 		for _, n := range sizes {
 			dir := filepath.Join(b.TempDir(), "tn")
 			gossip := time.Duration(benchEnv("LSNODE_SCALE_GOSSIP_MS", 1000)) * time.Millisecond
-			if _, err := testnet.Init(testnet.Spec{Dir: dir, Nodes: n, GossipInterval: gossip}); err != nil {
+			spec := testnet.Spec{Dir: dir, Nodes: n, GossipInterval: gossip}
+			if bits := benchEnv("LSNODE_SCALE_REGION_BITS", 0); bits > 0 {
+				spec.View, spec.RegionBits = "partial", bits
+			}
+			if _, err := testnet.Init(spec); err != nil {
 				b.Fatal(err)
 			}
 			victims := int(math.Ceil(0.1 * float64(n)))
