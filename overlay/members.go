@@ -321,6 +321,9 @@ func (m *members) run(ctx context.Context) {
 				m.regionLive = len(mm.Live(now))
 				m.resize(mm, now)
 			}
+			if m.bits > 0 && round%50 == 25 {
+				m.merge(mm, now)
+			}
 			if err := mm.SetServe(now, m.o.serving()); err != nil {
 				return err
 			}
@@ -488,6 +491,18 @@ func kid(key kb.ID) [32]byte {
 	var k [32]byte
 	copy(k[:], key)
 	return k
+}
+
+// merge, every 10 s, asks a member of this node's region that kad-dht's
+// routing table holds near it and the view does not (a part of the region
+// that joined apart) for its view (membership.Merge). Called locked.
+func (m *members) merge(mm *membership.Membership, now time.Time) {
+	for _, p := range m.o.dht.RoutingTable().NearestPeers(kb.ConvertPeerID(m.self), 8) {
+		if mm.Covers(kid(kb.ConvertPeerID(p))) && !mm.Knows(string(p)) {
+			mm.Merge(now, string(p))
+			return
+		}
+	}
 }
 
 // covers: the view places key itself (Overlay.Covers).

@@ -111,6 +111,7 @@ type chaos struct {
 	// last node: both are spared; every other node may be killed.
 	pub, reader int
 	partial     bool // the reader keeps a partial view (its size is an estimate)
+	bits        int  // every node's region bits, for a partial view
 	rep         ChaosReport
 
 	mu    sync.Mutex
@@ -240,6 +241,9 @@ func newChaos(dir string, spec ChaosSpec) (*chaos, error) {
 		return nil, err
 	}
 	c.partial = cfg.Overlay.View == "partial"
+	if c.partial {
+		c.bits = cfg.Overlay.RegionBits
+	}
 	return c, nil
 }
 

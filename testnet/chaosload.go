@@ -3,6 +3,8 @@ package testnet
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // ChaosCost is what the testnet cost while Chaos measured it: per node
@@ -195,13 +199,54 @@ func (g *group) read(out io.Reader) {
 	}
 }
 
-// groupsConverged says whether every grouped node sees all n members, and
-// if not, the smallest view.
+// groupsConverged says whether every grouped node sees all n members (the
+// grouped nodes started, or every node), and if not, the smallest view.
+// A partial view sees those of its region.
 func (c *chaos) groupsConverged(n int) (bool, string) {
+	if c.bits > 0 {
+		return c.regionsConverged(n)
+	}
 	for _, g := range c.groups {
-		if l := g.Load(); l.Nodes != len(g.nodes) || l.Short != 0 {
+		if l := g.Load(); l.Nodes != len(g.nodes) || l.MembersMin != n {
 			return false, fmt.Sprintf("a group of %d nodes has %d up, smallest view %d of %d (the others there: %v; %s)",
 				len(g.nodes), l.Nodes, l.MembersMin, n, l.Missing, c.selfOf(l.Unseen))
+		}
+	}
+	return true, ""
+}
+
+// regionsConverged is groupsConverged for partial views of c.bits bits.
+func (c *chaos) regionsConverged(n int) (bool, string) {
+	var up []int
+	if n == len(c.m.Nodes) {
+		for i := range c.m.Nodes {
+			up = append(up, i)
+		}
+	} else {
+		for _, g := range c.groups {
+			up = append(up, g.nodes...)
+		}
+	}
+	prefix := func(i int) uint64 {
+		id, _ := overlay.DecodePeerID(c.m.Nodes[i].PeerID) // a bad one is in no region
+		h := sha256.Sum256([]byte(id))
+		return binary.BigEndian.Uint64(h[:8]) >> (64 - c.bits)
+	}
+	for _, g := range c.groups {
+		l := g.Load()
+		if l.Nodes != len(g.nodes) {
+			return false, fmt.Sprintf("a group of %d nodes has %d up", len(g.nodes), l.Nodes)
+		}
+		for _, i := range g.nodes {
+			want := 0
+			for _, j := range up {
+				if prefix(j) == prefix(i) {
+					want++
+				}
+			}
+			if got := l.Views[c.m.Nodes[i].Name]; got != want {
+				return false, fmt.Sprintf("%s sees %d of the %d nodes of its region (%s)", c.m.Nodes[i].Name, got, want, c.selfOf(l.Unseen))
+			}
 		}
 	}
 	return true, ""

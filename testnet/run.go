@@ -248,17 +248,6 @@ func inRegion(nd *node.Node, id overlay.PeerID) bool {
 	return binary.BigEndian.Uint64(h[:8])>>(64-bits) == prefix
 }
 
-// expected: how many of the testnet's nodes nd's view should hold.
-func (n *Network) expected(nd *node.Node) int {
-	k := 0
-	for _, ni := range n.Manifest.Nodes {
-		if id, err := overlay.DecodePeerID(ni.PeerID); err == nil && inRegion(nd, id) {
-			k++
-		}
-	}
-	return k
-}
-
 // unseen names up to 3 running nodes nd does not see live, with why.
 func (n *Network) unseen(nd *node.Node, running []int) string {
 	var out []string
@@ -296,10 +285,8 @@ type Load struct {
 	Nodes      int `json:"nodes"`
 	MembersMin int `json:"members_min"` // the smallest live view among them
 	MembersMax int `json:"members_max"`
-	// Short: the testnet's nodes that views here should list live and do
-	// not (all of them for a full view, its region's for a partial one),
-	// summed over the nodes here.
-	Short int `json:"short"`
+	// Views: each node's live view, by name.
+	Views map[string]int `json:"views,omitempty"`
 	// Conns: overlay connections, summed over the nodes.
 	Conns int `json:"conns"`
 	// MembershipBytes: membership payload sent, summed over the nodes.
@@ -339,7 +326,10 @@ func (n *Network) Load() Load {
 		}
 		o := nd.Overlay()
 		m := len(o.Members())
-		l.Short += max(0, n.expected(nd)-m)
+		if l.Views == nil {
+			l.Views = map[string]int{}
+		}
+		l.Views[n.Manifest.Nodes[i].Name] = m
 		if l.Nodes == 0 || m < l.MembersMin {
 			l.MembersMin = m
 			l.Missing, l.Unseen = n.missing(nd)

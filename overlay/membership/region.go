@@ -150,6 +150,20 @@ func (m *Membership) probeTo(typ byte, seq uint64, p string) []byte {
 	return appendRegion(encodeProbe(typ, seq, m.v.digestOf(g)), g)
 }
 
+// Knows reports whether id is in the view (in any state), or is this node.
+func (m *Membership) Knows(id string) bool { return m.known(id) }
+
+// Merge asks p, a member of this node's region that the view does not
+// hold (found by the overlay's routing), for its view of the region, as
+// a join asks, and tells it of this node: two parts of a region that
+// joined apart (each through members that did not know the other) merge.
+// The answer is a third party's word: its members are on probation.
+func (m *Membership) Merge(now time.Time, p string) {
+	if m.region.bits > 0 && m.region.has(hashOf(KeyID(p))) && !m.known(p) {
+		m.join(now, p, false)
+	}
+}
+
 // SetRegion changes the region this view keeps (bits 0: the full view).
 // A serving node announces the change (a new incarnation: the other views
 // move it on or off their rings). A narrower region forgets the members

@@ -304,3 +304,39 @@ func TestJoinAnswerBounds(t *testing.T) {
 		t.Fatalf("a snapshot 40 s after the join made %s %s", late, j.State(n.now, late))
 	}
 }
+
+// TestMerge: two parts of a region that joined apart (each through a
+// member the other does not know) become one view of the region once a
+// member of one asks a member of the other (Merge), its members on
+// probation first.
+func TestMerge(t *testing.T) {
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	g := regionOf(hashOf(KeyID("n00")), 1)
+	var ids []string
+	for i := 0; len(ids) < 8; i++ {
+		if id := fmt.Sprintf("m%03d", i); g.has(hashOf(KeyID(id))) {
+			ids = append(ids, id)
+		}
+	}
+	for i, id := range ids {
+		n.addRegion(id, uint64(i)+3, 0, 1)
+	}
+	for i, id := range ids {
+		if i != 0 && i != 4 {
+			n.nodes[id].Join(n.now, ids[i/4*4])
+		}
+	}
+	n.run(20 * time.Second)
+	if n.nodes[ids[1]].Knows(ids[5]) {
+		t.Fatal("the two parts know each other before the merge")
+	}
+	n.nodes[ids[1]].Merge(n.now, ids[5])
+	n.run(30 * time.Second)
+	for _, a := range ids {
+		for _, b := range ids {
+			if !n.nodes[a].Alive(n.now, b) {
+				t.Fatalf("after the merge %s holds %s %s", a, b, n.nodes[a].State(n.now, b))
+			}
+		}
+	}
+}
