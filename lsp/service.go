@@ -148,9 +148,11 @@ func (s *Service) Holds(aor string) int {
 // quorum returns the effective replica count and write quorum given how many
 // live members the overlay has.
 func (s *Service) quorum() (r, w int) {
-	n := len(s.ov.Members())
+	var n int
 	if bits, _ := s.ov.Region(); bits > 0 {
 		n = s.ov.Size() // a partial view holds its region alone
+	} else {
+		n = len(s.ov.Members())
 	}
 	r = min(s.cfg.Replicas, n)
 	return r, max(1, min(s.cfg.WriteQuorum, r))

@@ -53,10 +53,9 @@ type members struct {
 	closed    bool
 	rng       *rand.Rand
 	protected map[peer.ID]bool // ring neighbours, protected from trimming
-	// A partial view: its region's bits, live members (counted each
-	// second), whether the bits follow the overlay's size (auto) and when
-	// they last changed.
-	bits       int
+	// A partial view: its region's live members (counted each second),
+	// whether its bits follow the overlay's size (auto) and when they last
+	// changed. The bits themselves are the membership's (Region).
 	regionLive int
 	auto       bool
 	resized    time.Time
@@ -78,12 +77,13 @@ func newMembers(o *Overlay) (*members, error) {
 		m.base = []string{relayService}
 		m.services = m.base
 	}
+	bits := 0
 	if o.cfg.View == ViewPartial {
 		// Automatic: join with the smallest region (cheap), then widen it
 		// to the overlay's size (resize).
-		m.bits, m.auto = o.cfg.RegionBits, o.cfg.RegionBits == 0
+		bits, m.auto = o.cfg.RegionBits, o.cfg.RegionBits == 0
 		if m.auto {
-			m.bits = maxRegionBits
+			bits = maxRegionBits
 		}
 	}
 	cfg := membership.Config{
@@ -113,7 +113,7 @@ func newMembers(o *Overlay) (*members, error) {
 			return ""
 		},
 		Group:      func(from string) string { return m.peerSubnet(peer.ID(from)) },
-		RegionBits: m.bits,
+		RegionBits: bits,
 		Allowed: func(id string) bool {
 			if _, err := peer.IDFromBytes([]byte(id)); err != nil {
 				return false
@@ -317,11 +317,12 @@ func (m *members) run(ctx context.Context) {
 				return nil
 			}
 			m.protect(mm.Neighbours())
-			if m.bits > 0 || m.auto {
+			bits, _ := mm.Region()
+			if bits > 0 || m.auto {
 				m.regionLive = len(mm.Live(now))
 				m.resize(mm, now)
 			}
-			if m.bits > 0 && round%50 == 25 {
+			if bits > 0 && round%50 == 25 {
 				m.merge(mm, now)
 			}
 			if err := mm.SetServe(now, m.o.serving()); err != nil {
@@ -339,7 +340,7 @@ func (m *members) run(ctx context.Context) {
 				return nil
 			}
 			switch {
-			case !mm.Joined() && m.bits > 0 && round%10 == 5:
+			case !mm.Joined() && bits > 0 && round%10 == 5:
 				// A partial view: through a member near this node (its
 				// region), as kad-dht's routing table knows them.
 				if ps := m.o.dht.RoutingTable().NearestPeers(kb.ConvertPeerID(m.self), 3); len(ps) > 0 {
@@ -463,15 +464,6 @@ func (m *members) forget(p peer.ID) {
 	_ = m.do(func(mm *membership.Membership, _ time.Time) error { mm.Forget(string(p)); return nil })
 }
 
-func (m *members) alive(p peer.ID) bool {
-	if p == m.self {
-		return true
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.m.Alive(time.Now(), string(p))
-}
-
 func (m *members) list() []peer.ID {
 	m.mu.Lock()
 	ids := m.m.Live(time.Now())
@@ -505,24 +497,48 @@ func (m *members) merge(mm *membership.Membership, now time.Time) {
 	}
 }
 
-// covers: the view places key itself (Overlay.Covers).
+// covers: the view places key itself (Overlay.Covers). Called locked.
+func (m *members) coversLocked(key kb.ID) bool {
+	bits, _ := m.m.Region()
+	return bits == 0 || m.m.Covers(kid(key)) && m.regionLive >= minRegionLive
+}
+
 func (m *members) covers(key kb.ID) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.bits == 0 || m.m.Covers(kid(key)) && m.regionLive >= minRegionLive
+	return m.coversLocked(key)
 }
 
-// inRegion: key is in the view's region (all keys for a full view).
-func (m *members) inRegion(key kb.ID) bool {
+// placed returns up to n live members nearest key, and whether the view
+// places key itself (when not, nothing: the overlay's routes do).
+func (m *members) placed(key kb.ID, n int) ([]peer.ID, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.m.Covers(kid(key))
+	if !m.coversLocked(key) {
+		return nil, false
+	}
+	return toPeers(m.m.Closest(time.Now(), kid(key), n)), true
 }
 
-func (m *members) regionBits() int {
+// aliveIn reports whether p is live in the view, and whether the view's
+// region holds p at all (a full view's holds everyone).
+func (m *members) aliveIn(p peer.ID) (alive, inRegion bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.bits
+	if !m.m.Covers(kid(kb.ConvertPeerID(p))) {
+		return false, false
+	}
+	return p == m.self || m.m.Alive(time.Now(), string(p)), true
+}
+
+// liveScaled is the number of live members scaled to the whole overlay
+// (a partial view holds 1/2^bits of it), and the live count itself.
+func (m *members) liveScaled() (scaled, live int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	bits, _ := m.m.Region()
+	live = len(m.m.Live(time.Now()))
+	return live << bits, live
 }
 
 // resize follows the overlay's size with an automatic region, at most
@@ -532,12 +548,13 @@ func (m *members) resize(mm *membership.Membership, now time.Time) {
 	if !m.auto || !mm.Joined() || now.Sub(m.resized) < 30*time.Second {
 		return
 	}
-	est := m.regionLive << m.bits
+	bits, _ := mm.Region()
+	est := m.regionLive << bits
 	if m.regionLive < minRegionLive {
 		est = m.o.routingTableEstimate() // a handful says little
 	}
 	want := regionFor(est)
-	if want == m.bits || want == m.bits+1 {
+	if want == bits || want == bits+1 {
 		return
 	}
 	// Widen through a member whose view holds the wider region (a full
@@ -556,22 +573,12 @@ func (m *members) resize(mm *membership.Membership, now time.Time) {
 	if boots := m.o.cfg.bootstrap; from == "" && len(boots) > 0 {
 		from = string(boots[m.rng.IntN(len(boots))].ID)
 	}
-	err := mm.SetRegion(now, want, from)
-	old := m.bits
-	m.bits, _ = mm.Region()
 	m.resized = now
-	if err != nil {
+	if err := mm.SetRegion(now, want, from); err != nil {
 		m.o.cfg.Logger.Warn("partial view: resize", "bits", want, "err", err)
 		return
 	}
-	m.o.cfg.Logger.Info("partial view: region resized", "bits", want, "from", old, "estimated members", est)
-}
-
-func (m *members) closest(key kb.ID, n int) []peer.ID {
-	m.mu.Lock()
-	ids := m.m.Closest(time.Now(), kid(key), n)
-	m.mu.Unlock()
-	return toPeers(ids)
+	m.o.cfg.Logger.Info("partial view: region resized", "bits", want, "from", bits, "estimated members", est)
 }
 
 func (m *members) suspected(key kb.ID, n int) []peer.ID {

@@ -506,9 +506,8 @@ func (o *Overlay) Addrs() []string {
 // answers for a key outside its region from the route Route cached (none
 // before).
 func (o *Overlay) Closest(key string, n int) []peer.ID {
-	k := kb.ConvertKey(key)
-	if o.members.covers(k) {
-		return o.members.closest(k, n)
+	if ps, ok := o.members.placed(kb.ConvertKey(key), n); ok {
+		return ps
 	}
 	ps, _ := o.routes.get(key, n)
 	return ps
@@ -543,10 +542,11 @@ func (o *Overlay) ClosestIterative(ctx context.Context, key string, n int) ([]pe
 // partial view cannot tell for a peer outside its region: it says yes
 // unless a dial to p failed a moment ago (Suspect).
 func (o *Overlay) Alive(p peer.ID) bool {
-	if !o.members.inRegion(kb.ConvertPeerID(p)) {
+	alive, in := o.members.aliveIn(p)
+	if !in {
 		return !o.routes.suspected(p)
 	}
-	return o.members.alive(p)
+	return alive
 }
 
 // Members returns the live members, this node included unless it is a
@@ -615,8 +615,8 @@ func (o *Overlay) Changes() (<-chan struct{}, func()) { return o.members.subscri
 // else (just joined), an estimate from the density of the kad-dht routing
 // table around this node.
 func (o *Overlay) Size() int {
-	if n := len(o.members.list()); n > 1 {
-		return n << o.members.regionBits()
+	if n, live := o.members.liveScaled(); live > 1 {
+		return n
 	}
 	return max(1, o.routingTableEstimate())
 }

@@ -186,7 +186,7 @@ func (o *Overlay) joinRegion(ctx context.Context) {
 		return
 	}
 	for _, p := range ps {
-		if p != o.host.ID() && o.members.inRegion(kb.ConvertPeerID(p)) {
+		if _, in := o.members.aliveIn(p); p != o.host.ID() && in {
 			if err := o.members.join(ctx, p); err == nil {
 				return
 			}

@@ -3,8 +3,6 @@ package testnet
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -227,11 +225,12 @@ func (c *chaos) regionsConverged(n int) (bool, string) {
 			up = append(up, g.nodes...)
 		}
 	}
-	prefix := func(i int) uint64 {
-		id, _ := overlay.DecodePeerID(c.m.Nodes[i].PeerID) // a bad one is in no region
-		h := sha256.Sum256([]byte(id))
-		return binary.BigEndian.Uint64(h[:8]) >> (64 - c.bits)
+	prefixes := make([]uint64, len(c.m.Nodes))
+	for i, ni := range c.m.Nodes {
+		id, _ := overlay.DecodePeerID(ni.PeerID) // a bad one is in no region
+		prefixes[i] = idHash(id) >> (64 - c.bits)
 	}
+	prefix := func(i int) uint64 { return prefixes[i] }
 	for _, g := range c.groups {
 		l := g.Load()
 		if l.Nodes != len(g.nodes) {

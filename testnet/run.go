@@ -205,6 +205,12 @@ func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) erro
 	deadline := time.Now().Add(timeout)
 	for {
 		running := n.Running()
+		hashes := map[int]uint64{}
+		for _, j := range running {
+			if m := n.Node(j); m != nil {
+				hashes[j] = idHash(m.Overlay().ID())
+			}
+		}
 		lag := ""
 		for _, i := range running {
 			nd := n.Node(i)
@@ -212,8 +218,9 @@ func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) erro
 				continue
 			}
 			want := 0
-			for _, j := range running {
-				if m := n.Node(j); m != nil && inView(nd, m) {
+			bits, prefix := nd.Overlay().Region()
+			for _, h := range hashes {
+				if bits == 0 || h>>(64-bits) == prefix {
 					want++
 				}
 			}
@@ -237,15 +244,16 @@ func (n *Network) WaitConverged(ctx context.Context, timeout time.Duration) erro
 }
 
 // inView: m belongs in nd's membership view (nd's region holds it).
-func inView(nd, m *node.Node) bool { return inRegion(nd, m.Overlay().ID()) }
-
-func inRegion(nd *node.Node, id overlay.PeerID) bool {
+func inView(nd, m *node.Node) bool {
 	bits, prefix := nd.Overlay().Region()
-	if bits == 0 {
-		return true
-	}
+	return bits == 0 || idHash(m.Overlay().ID())>>(64-bits) == prefix
+}
+
+// idHash is the first 8 bytes of a peer's Kademlia ID, where regions are
+// told apart.
+func idHash(id overlay.PeerID) uint64 {
 	h := sha256.Sum256([]byte(id))
-	return binary.BigEndian.Uint64(h[:8])>>(64-bits) == prefix
+	return binary.BigEndian.Uint64(h[:8])
 }
 
 // unseen names up to 3 running nodes nd does not see live, with why.
