@@ -9,6 +9,12 @@
 // four rings, changes flooded as announcements, digest anti-entropy: a cost per
 // node that grows with the changes, not with N), so the R closest peers to a
 // key are computed locally without an iterative lookup. kad-dht's iterative
-// GetClosestPeers is the fallback when that view may be wrong. The overlay knows
-// nothing about SIP or bindings: keys are opaque strings.
+// GetClosestPeers is the fallback when that view may be wrong.
+//
+// Connections are bounded (TargetConns), not one per member. While the view
+// fits WarmConns (112 by default) a node keeps a connection to every member,
+// dialled in the background (warm.go), so a one-hop read or write never waits
+// on a dial; beyond that its reads dial the replicas they need, as kad-dht's
+// do. The overlay knows nothing about SIP or bindings: keys are opaque
+// strings.
 package overlay

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
@@ -63,6 +64,9 @@ type members struct {
 	sendMu sync.Mutex
 	queues map[peer.ID]chan []byte
 	wg     sync.WaitGroup
+
+	warmed    atomic.Uint64         // connections opened by warm
+	coldSince map[peer.ID]time.Time // warm's: members not connected, since when (warm's goroutine only)
 
 	failMu    sync.Mutex
 	openFails uint64 // membership streams this node failed to open
@@ -703,4 +707,11 @@ func (m *members) state(p peer.ID) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.m.State(time.Now(), string(p))
+}
+
+// knows reports whether p is in the view (in any state), or is this node.
+func (m *members) knows(p peer.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m.Knows(string(p))
 }

@@ -228,9 +228,10 @@ func (o *Overlay) startMembers() error {
 	}
 	o.relayView.Store(o.members)
 	o.routed.SetStreamHandler(o.membersProtocol(), o.members.handle)
-	o.wg.Add(2)
+	o.wg.Add(3)
 	go func() { defer o.wg.Done(); o.watchReachability(reach) }()
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
+	go func() { defer o.wg.Done(); o.members.warm(o.ctx) }()
 	return nil
 }
 

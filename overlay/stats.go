@@ -10,6 +10,7 @@ import (
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 )
 
@@ -143,8 +144,15 @@ func (o *Overlay) ConnUse() string {
 	cm := o.host.ConnManager()
 	inRT, ring, idle := 0, 0, 0
 	streams := map[string]int{}
+	peers, strangers := map[peer.ID]bool{}, 0
 	for _, c := range conns {
 		p := c.RemotePeer()
+		if !peers[p] {
+			peers[p] = true
+			if !o.members.knows(p) {
+				strangers++
+			}
+		}
 		if rt.Find(p) != "" {
 			inRT++
 		}
@@ -159,8 +167,8 @@ func (o *Overlay) ConnUse() string {
 			streams[string(s.Protocol())]++
 		}
 	}
-	return fmt.Sprintf("%d conns: %d to routing-table peers, %d to ring neighbours, %d without streams; streams %v (routing table %d, membership senders %d)",
-		len(conns), inRT, ring, idle, streams, rt.Size(), o.members.senders())
+	return fmt.Sprintf("%d conns to %d peers (%d not in the view): %d to routing-table peers, %d to ring neighbours, %d without streams, %d warmed so far; streams %v (routing table %d, membership senders %d)",
+		len(conns), len(peers), strangers, inRT, ring, idle, o.members.warmed.Load(), streams, rt.Size(), o.members.senders())
 }
 
 // MembershipSendFailuresTo counts the membership streams to p this node

@@ -1,0 +1,99 @@
+package overlay
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// coldFrom counts the members of os that o has no connection to.
+func coldFrom(o *Overlay, os []*Overlay) int {
+	n := 0
+	for _, b := range os {
+		if b != o && o.host.Network().Connectedness(b.ID()) != network.Connected {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWarmConnections: every connection of two nodes is closed; the one
+// whose view fits its WarmConns is connected to every member again within
+// seconds (so no one-hop read or write of its waits on a dial), while the
+// one whose view is larger than its WarmConns (as all the others here) is
+// left with what the membership's probes reopen.
+func TestWarmConnections(t *testing.T) {
+	const n = 16
+	os := startWith(t, n, "ov-warm", func(i int, c *Config) {
+		if i != 1 {
+			c.WarmConns = n / 2 // fewer than the view: never warms
+		}
+	})
+	waitMembers(t, os, n)
+	warm, cold := os[1], os[2]
+	for _, o := range []*Overlay{warm, cold} {
+		for _, c := range o.host.Network().Conns() {
+			c.Close()
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for coldFrom(warm, os) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the warming node has no connection to %d of %d members after 20 s", coldFrom(warm, os), n-1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if w := warm.members.warmed.Load(); w == 0 {
+		t.Fatal("every connection came back, none by warming: this test shows nothing")
+	}
+	if coldFrom(cold, os) == 0 {
+		t.Fatal("the node that does not warm is connected to every member too: this test shows nothing")
+	}
+	for i, o := range os {
+		if w := o.members.warmed.Load(); i != 1 && w != 0 {
+			t.Errorf("node %d (WarmConns %d, view %d) warmed %d connections", i, n/2, n, w)
+		}
+	}
+	t.Logf("warming node: %d connections warmed; the other: %d of %d members not connected", warm.members.warmed.Load(), coldFrom(cold, os), n-1)
+}
+
+// TestDedupe: a second connection between two members (as when they dial
+// each other at once) is closed once idle, by one end only: the pair stays
+// connected.
+func TestDedupe(t *testing.T) {
+	os := startN(t, 2, "ov-dedupe")
+	waitMembers(t, os, 2)
+	a, b := os[0], os[1]
+	// Two connections: the two ends dial each other at once (a few tries).
+	for try := 0; len(a.host.Network().ConnsToPeer(b.ID())) < 2; try++ {
+		if try == 50 {
+			t.Fatal("no second connection after 50 simultaneous dials")
+		}
+		_ = a.host.Network().ClosePeer(b.ID())
+		var wg sync.WaitGroup
+		for _, d := range [][2]*Overlay{{a, b}, {b, a}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = d[0].host.Connect(context.Background(), peer.AddrInfo{ID: d[1].ID(), Addrs: d[1].host.Addrs()})
+			}()
+		}
+		wg.Wait()
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline := time.Now().Add(warmAfter + dedupeAfter + 10*time.Second)
+	for len(a.host.Network().ConnsToPeer(b.ID())) > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d connections between the two", len(a.host.Network().ConnsToPeer(b.ID())))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the other end's next dedupe has run
+	if a.host.Network().Connectedness(b.ID()) != network.Connected || len(b.host.Network().ConnsToPeer(a.ID())) != 1 {
+		t.Fatalf("after dedupe: a sees %d connections, b %d", len(a.host.Network().ConnsToPeer(b.ID())), len(b.host.Network().ConnsToPeer(a.ID())))
+	}
+}
