@@ -31,13 +31,13 @@ type Config struct {
 	MaxConns int
 	// TargetConns is the connection manager's high water mark: above it,
 	// idle connections (not to ring neighbours, a minute old at least) are
-	// closed down to three quarters of it. Default min(160, MaxConns).
+	// closed down to three quarters of it. Default min(64, MaxConns).
 	TargetConns int
 	// WarmConns: while the live view has at most this many members besides
-	// this node, it keeps a connection to each (dialled in the background),
-	// so one-hop reads and writes never wait on a dial. Default three
-	// quarters of TargetConns less 8 (112), below the connection manager's
-	// low water; negative: never.
+	// this node, it keeps a connection to each (protected from the
+	// connection manager, dialled in the background), so one-hop reads and
+	// writes never wait on a dial. Default min(112, 3/4 MaxConns); negative:
+	// never.
 	WarmConns int
 	// MaxFDs bounds the file descriptors the resource manager lets this host
 	// use. Default 1024, so 100+ hosts fit one process.
@@ -166,10 +166,10 @@ func (c Config) resolve() (*resolved, error) {
 		r.MaxConns = 192
 	}
 	if r.TargetConns <= 0 || r.TargetConns > r.MaxConns {
-		r.TargetConns = min(160, r.MaxConns)
+		r.TargetConns = min(64, r.MaxConns)
 	}
 	if r.WarmConns == 0 {
-		r.WarmConns = max(0, r.TargetConns*3/4-8)
+		r.WarmConns = min(112, r.MaxConns*3/4)
 	}
 	if r.MaxFDs <= 0 {
 		r.MaxFDs = 1024

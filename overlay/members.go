@@ -65,8 +65,12 @@ type members struct {
 	queues map[peer.ID]chan []byte
 	wg     sync.WaitGroup
 
-	warmed    atomic.Uint64         // connections opened by warm
-	coldSince map[peer.ID]time.Time // warm's: members not connected, since when (warm's goroutine only)
+	// What warm did and saw: connections it opened; whether the view fits
+	// WarmConns and how many live members had no connection, at its last
+	// look.
+	warmed  atomic.Uint64
+	warming atomic.Bool
+	coldN   atomic.Int64
 
 	failMu    sync.Mutex
 	openFails uint64 // membership streams this node failed to open

@@ -167,8 +167,8 @@ func (o *Overlay) ConnUse() string {
 			streams[string(s.Protocol())]++
 		}
 	}
-	return fmt.Sprintf("%d conns to %d peers (%d not in the view): %d to routing-table peers, %d to ring neighbours, %d without streams, %d warmed so far; streams %v (routing table %d, membership senders %d)",
-		len(conns), len(peers), strangers, inRT, ring, idle, o.members.warmed.Load(), streams, rt.Size(), o.members.senders())
+	return fmt.Sprintf("%d conns to %d peers (%d not in the view): %d to routing-table peers, %d to ring neighbours, %d without streams, %d warmed so far (%d cold); streams %v (routing table %d, membership senders %d)",
+		len(conns), len(peers), strangers, inRT, ring, idle, o.members.warmed.Load(), o.members.coldN.Load(), streams, rt.Size(), o.members.senders())
 }
 
 // MembershipSendFailuresTo counts the membership streams to p this node

@@ -23,14 +23,17 @@ func coldFrom(o *Overlay, os []*Overlay) int {
 
 // TestWarmConnections: every connection of two nodes is closed; the one
 // whose view fits its WarmConns is connected to every member again within
-// seconds (so no one-hop read or write of its waits on a dial), while the
-// one whose view is larger than its WarmConns (as all the others here) is
-// left with what the membership's probes reopen.
+// seconds, with the connections protected from the connection manager (so
+// no one-hop read or write of its waits on a dial), while the one whose
+// view is larger than its WarmConns (as all the others here) is left with
+// what the membership's probes reopen. When the overlay grows past its
+// WarmConns, the warming node lifts its protections.
 func TestWarmConnections(t *testing.T) {
 	const n = 16
 	os := startWith(t, n, "ov-warm", func(i int, c *Config) {
-		if i != 1 {
-			c.WarmConns = n / 2 // fewer than the view: never warms
+		c.WarmConns = n / 2 // fewer than the view: never warms
+		if i == 1 {
+			c.WarmConns = n - 1 // exactly the view
 		}
 	})
 	waitMembers(t, os, n)
@@ -53,12 +56,34 @@ func TestWarmConnections(t *testing.T) {
 	if coldFrom(cold, os) == 0 {
 		t.Fatal("the node that does not warm is connected to every member too: this test shows nothing")
 	}
+	protected := func(o *Overlay) (k int) {
+		for _, b := range os {
+			if o.host.ConnManager().IsProtected(b.ID(), warmTag) {
+				k++
+			}
+		}
+		return k
+	}
+	if k := protected(warm); k != n-1 {
+		t.Errorf("the warming node protects %d of %d members", k, n-1)
+	}
 	for i, o := range os {
-		if w := o.members.warmed.Load(); i != 1 && w != 0 {
-			t.Errorf("node %d (WarmConns %d, view %d) warmed %d connections", i, n/2, n, w)
+		if w, k := o.members.warmed.Load(), protected(o); i != 1 && (w != 0 || k != 0) {
+			t.Errorf("node %d (WarmConns %d, view %d) warmed %d connections and protects %d", i, n/2, n, w, k)
 		}
 	}
 	t.Logf("warming node: %d connections warmed; the other: %d of %d members not connected", warm.members.warmed.Load(), coldFrom(cold, os), n-1)
+
+	os = append(os, startWith(t, 1, "ov-warm", func(_ int, c *Config) { c.Bootstrap = os[0].Addrs() })...)
+	waitMembers(t, os, n+1)
+	for deadline := time.Now().Add(5 * time.Second); protected(warm) > 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a view of %d past WarmConns %d: %d members still protected", n+1, n-1, protected(warm))
+		}
+	}
+	if warming, _ := warm.Warm(); warming {
+		t.Fatal("Warm says warming with a view past WarmConns")
+	}
 }
 
 // TestDedupe: a second connection between two members (as when they dial
@@ -85,7 +110,7 @@ func TestDedupe(t *testing.T) {
 		wg.Wait()
 		time.Sleep(50 * time.Millisecond)
 	}
-	deadline := time.Now().Add(warmAfter + dedupeAfter + 10*time.Second)
+	deadline := time.Now().Add(dedupeAfter + 10*time.Second)
 	for len(a.host.Network().ConnsToPeer(b.ID())) > 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("still %d connections between the two", len(a.host.Network().ConnsToPeer(b.ID())))

@@ -133,6 +133,9 @@ func BenchmarkOverlay100(b *testing.B) {
 		refreshStart := time.Now()
 		waitDHTRefresh(nw, nodes)
 		refreshDur := time.Since(refreshStart)
+		warmStart := time.Now()
+		cold := waitWarm(nw, nodes, 2*time.Minute)
+		warmDur := time.Since(warmStart)
 		time.Sleep(time.Second)
 		runtime.GC()
 		rssPerNode := float64(rssBytes()-rss0) / float64(nodes) / (1 << 20)
@@ -187,7 +190,8 @@ func BenchmarkOverlay100(b *testing.B) {
 		nw.Close()
 		closeDur := time.Since(closeStart)
 
-		b.Logf("%d nodes in one process (2 domains, R=3 W=2), %d ops per measure; kad-dht refresh took %v before measuring:", nodes, total, refreshDur.Round(time.Millisecond))
+		b.Logf("%d nodes in one process (2 domains, R=3 W=2), %d ops per measure; kad-dht refresh took %v, warm connections %v (%d cold left) before measuring:",
+			nodes, total, refreshDur.Round(time.Millisecond), warmDur.Round(time.Millisecond), cold)
 		for _, s := range []*stats{lspPub, kadPut, lspGet, kadGet, kadGetQ2} {
 			b.Log(s.String())
 		}
@@ -224,6 +228,25 @@ func waitDHTRefresh(nw *testnet.Network, nodes int) {
 		}(i)
 	}
 	wg.Wait()
+}
+
+// waitWarm waits (at most max) until every node that keeps a connection to
+// each member (overlay.Config.WarmConns) has them all, as an overlay that
+// has run for a minute does, and returns how many were still missing.
+func waitWarm(nw *testnet.Network, nodes int, max time.Duration) int {
+	deadline := time.Now().Add(max)
+	for {
+		cold := 0
+		for i := 0; i < nodes; i++ {
+			if warming, c := nw.Node(i).Overlay().Warm(); warming {
+				cold += c
+			}
+		}
+		if cold == 0 || time.Now().After(deadline) {
+			return cold
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // rng2 maps operation i onto the keys written (deterministic spread).
