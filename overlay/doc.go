@@ -13,8 +13,8 @@
 //
 // Connections are bounded (TargetConns), not one per member. While the view
 // fits WarmConns (112 by default) a node keeps a connection to every member,
-// dialled in the background (warm.go), so a one-hop read or write never waits
-// on a dial; beyond that its reads dial the replicas they need, as kad-dht's
-// do. The overlay knows nothing about SIP or bindings: keys are opaque
+// protected from the connection manager and dialled in the background
+// (warm.go), so a one-hop read or write never waits on a dial; beyond that
+// its reads dial the replicas they need, as kad-dht's do. The overlay knows nothing about SIP or bindings: keys are opaque
 // strings.
 package overlay

@@ -2,6 +2,8 @@ package overlay
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -26,17 +28,30 @@ import (
 // of a hundred testnet nodes does not spend its cores on handshakes.
 const warmPerSecond = 2
 
-// warmSettle: warming dials only once the view has not grown for this
-// many gossip periods (30 s by default). An overlay still starting (or
-// growing past WarmConns) would have the connections made for nothing.
-const warmSettle = 30
+// warmSettle, in gossip periods (2 min by default): warming dials only
+// once no member new to this node has become live for this long. An
+// overlay still starting, or growing past WarmConns, would have the
+// connections made for nothing, and its start-up has the cores busy.
+const warmSettle = 120
 
-// warmDefer: of two members, the one with the smaller ID warms the
-// connection between them, so the two do not dial each other at once and
-// keep two connections; the other dials too once the pair has been cold for
-// warmDefer gossip periods (30 s by default; the first does not warm: its
-// view is larger than its WarmConns, or it is down).
+// warmLift, in gossip periods (30 s by default): the protections are
+// lifted once the view has been past WarmConns for this long, not at once:
+// a view that crosses the bound and back would have the connections
+// trimmed and made again.
+const warmLift = 30
+
+// warmDefer, in gossip periods: of two members, the one with the smaller ID
+// warms the connection between them, so the two do not dial each other at
+// once and keep two connections; the other dials too once the pair has
+// been cold for this long (the first does not warm: its view is larger
+// than its WarmConns, or it is down). It is also the least time between two
+// warming dials to one member; each dial that does not give a connection
+// that lasts warmLasting doubles it (up to 32 ×), so a member that drops
+// every connection (to have its announced addresses, someone else's, dialled
+// by every node) is dialled by warming less and less often.
 const warmDefer = 30
+
+const warmLasting = time.Minute
 
 // warmTimeout bounds one warming dial: a member that does not answer is
 // left to the membership's probes.
@@ -47,27 +62,46 @@ const warmTag = "warm"
 // warmState is the warm goroutine's own.
 type warmState struct {
 	protected map[peer.ID]bool      // members protected as warm
+	seen      map[peer.ID]bool      // members seen live while the view fits
 	coldSince map[peer.ID]time.Time // members not connected, since when
-	size      int                   // the live view's size at the last tick
-	grew      time.Time             // when it last grew
+	tries     map[peer.ID]warmTry   // warming dials, per member
+	grew      time.Time             // when a member new to seen became live
+	over      time.Time             // since when the view is past WarmConns (zero: it is not)
 }
 
-// warm runs until ctx ends: each second it closes idle duplicate
-// connections and, while the view fits WarmConns, protects the members'
-// connections and dials up to warmPerSecond of the missing ones.
+type warmTry struct {
+	at time.Time // the last dial
+	n  int       // dials since a connection lasted warmLasting
+}
+
+// due: warmDefer periods after the last dial, doubled for each dial before
+// it that gave no lasting connection, up to 32 ×.
+func (t warmTry) due(now time.Time, period time.Duration) bool {
+	return now.Sub(t.at) >= warmDefer*period<<min(max(t.n-1, 0), 5)
+}
+
+// warm runs until ctx ends: each second, while the view fits WarmConns, it
+// protects the members' connections, closes idle duplicates of them and
+// dials up to warmPerSecond of the missing ones.
 func (m *members) warm(ctx context.Context) {
+	if m.o.cfg.WarmConns < 0 || m.o.cfg.Client {
+		return // a client is no member's warm peer: its connections would be trimmed and made again
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	ws := &warmState{grew: time.Now()}
+	now := time.Now()
+	ws := &warmState{grew: now, seen: map[peer.ID]bool{}, tries: map[peer.ID]warmTry{}}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now = <-t.C:
 		}
-		m.dedupe()
-		for _, p := range m.cold(ws, time.Now()) {
+		m.dedupe(ws.protected)
+		for _, p := range m.cold(ws, now) {
 			m.addrsFor(p)
+			ws.tries[p] = warmTry{at: now, n: ws.tries[p].n + 1}
+			delete(ws.coldSince, p) // the other end's defer starts again
 			dctx, cancel := context.WithTimeout(ctx, warmTimeout)
 			if m.o.routed.Connect(dctx, peer.AddrInfo{ID: p}) == nil {
 				m.warmed.Add(1)
@@ -81,28 +115,62 @@ func (m *members) warm(ctx context.Context) {
 // members, chosen at random, this node has no connection to and is to dial
 // (warmSettle, warmDefer).
 func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
-	live := m.list()
-	if len(live) > ws.size {
-		ws.grew = now
+	var live []peer.ID
+	for _, p := range m.list() {
+		if p != m.self {
+			live = append(live, p)
+		}
 	}
-	ws.size = len(live)
-	fits := len(live) <= m.o.cfg.WarmConns+1
-	m.protectWarm(ws, live, fits)
-	var cold []peer.ID
+	period := m.o.cfg.GossipInterval
+	fits := len(live) <= m.o.cfg.WarmConns
+	switch {
+	case fits:
+		ws.over = time.Time{}
+	case ws.over.IsZero():
+		ws.over = now
+	}
+	if !fits && now.Sub(ws.over) >= warmLift*period {
+		clear(ws.seen)
+		clear(ws.tries)
+		ws.coldSince = nil
+		m.protectWarm(ws, nil)
+		m.warming.Store(false)
+		m.coldN.Store(0)
+		return nil
+	}
+	if fits {
+		m.protectWarm(ws, live)
+	}
 	since := map[peer.ID]time.Time{}
+	var cold []peer.ID
+	if len(ws.seen) > 4*max(m.o.cfg.WarmConns, 1) {
+		clear(ws.seen) // members come and go: this forgets those gone
+	}
+	for p := range ws.tries {
+		if m.o.host.Network().Connectedness(p) != network.Connected && !slices.Contains(live, p) {
+			delete(ws.tries, p)
+		}
+	}
 	for _, p := range live {
-		if fits && p != m.self && m.o.host.Network().Connectedness(p) != network.Connected {
-			cold = append(cold, p)
-			since[p] = now
-			if t, ok := ws.coldSince[p]; ok {
-				since[p] = t
+		if !ws.seen[p] {
+			ws.seen[p], ws.grew = true, now
+		}
+		if m.o.host.Network().Connectedness(p) == network.Connected {
+			if t, ok := ws.tries[p]; ok && now.Sub(t.at) >= warmLasting {
+				delete(ws.tries, p) // it lasted
 			}
+			continue
+		}
+		cold = append(cold, p)
+		since[p] = now
+		if t, ok := ws.coldSince[p]; ok {
+			since[p] = t
 		}
 	}
 	ws.coldSince = since
-	m.coldN.Store(int64(len(cold)))
 	m.warming.Store(fits)
-	if now.Sub(ws.grew) < warmSettle*m.o.cfg.GossipInterval {
+	m.coldN.Store(int64(len(cold)))
+	if !fits || now.Sub(ws.grew) < warmSettle*period {
 		return nil
 	}
 	m.mu.Lock()
@@ -110,27 +178,23 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 	m.mu.Unlock()
 	var out []peer.ID
 	for _, p := range cold {
-		if len(out) < warmPerSecond && (m.self < p || now.Sub(since[p]) >= warmDefer*m.o.cfg.GossipInterval) {
+		t, tried := ws.tries[p]
+		if len(out) < warmPerSecond && (!tried || t.due(now, period)) && (m.self < p || now.Sub(since[p]) >= warmDefer*period) {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// protectWarm protects the connections to the live members while the view
-// fits (fits), and lifts every warm protection otherwise.
-func (m *members) protectWarm(ws *warmState, live []peer.ID, fits bool) {
+// protectWarm protects the connections to live (and lifts the protection
+// of the members no longer in it).
+func (m *members) protectWarm(ws *warmState, live []peer.ID) {
 	cm := m.o.host.ConnManager()
-	now := map[peer.ID]bool{}
-	if fits {
-		for _, p := range live {
-			if p == m.self {
-				continue
-			}
-			now[p] = true
-			if !ws.protected[p] {
-				cm.Protect(p, warmTag)
-			}
+	now := make(map[peer.ID]bool, len(live))
+	for _, p := range live {
+		now[p] = true
+		if !ws.protected[p] {
+			cm.Protect(p, warmTag)
 		}
 	}
 	for p := range ws.protected {
@@ -142,30 +206,33 @@ func (m *members) protectWarm(ws *warmState, live []peer.ID, fits bool) {
 }
 
 // dedupeAfter: a second connection to a peer is closed once it has been
-// open this long without a stream (a stream may be opening on a fresh one).
+// open this long (a stream may be opening on a fresh one).
 const dedupeAfter = 10 * time.Second
 
-// dedupe closes the idle duplicates among this node's connections: when
-// two peers dial each other at once (a warming dial meeting a probe, two
-// kad-dht queries) each keeps two connections, and the connection manager
-// never trims a protected peer's. Of the two ends, only the one with the
-// smaller ID closes, so the two do not close different connections and
-// leave the pair cold; the connection kept is the one with most streams.
-func (m *members) dedupe() {
+// dedupe closes the idle duplicates among this node's connections to the
+// members it protects as warm, which the connection manager never trims.
+// Two members that dial each other at once (a warming dial meeting a probe,
+// two kad-dht queries) each keep two connections: of the two ends, only
+// the one with the smaller ID closes the second, so the two do not close
+// different connections and leave the pair cold. Past two, either end
+// closes the idle extras: no peer holds more by protection. The connection
+// kept is the one libp2p opens new streams on (isBetterConn: unlimited,
+// direct, most streams, newest), so none is opening on one closed.
+func (m *members) dedupe(protected map[peer.ID]bool) {
 	byPeer := map[peer.ID][]network.Conn{}
 	for _, c := range m.o.host.Network().Conns() {
-		if p := c.RemotePeer(); m.self < p {
+		if p := c.RemotePeer(); protected[p] {
 			byPeer[p] = append(byPeer[p], c)
 		}
 	}
 	now := time.Now()
-	for _, cs := range byPeer {
-		if len(cs) < 2 {
+	for p, cs := range byPeer {
+		if len(cs) < 2 || (len(cs) == 2 && p < m.self) {
 			continue
 		}
 		keep := cs[0]
 		for _, c := range cs[1:] {
-			if len(c.GetStreams()) > len(keep.GetStreams()) {
+			if betterConn(c, keep) {
 				keep = c
 			}
 		}
@@ -175,6 +242,25 @@ func (m *members) dedupe() {
 			}
 		}
 	}
+}
+
+// betterConn: the order libp2p's swarm picks a connection for a new stream
+// in (unlimited, then direct, then most streams, then the later one).
+func betterConn(a, b network.Conn) bool {
+	if al, bl := a.Stat().Limited, b.Stat().Limited; al != bl {
+		return !al
+	}
+	if ad, bd := directConn(a), directConn(b); ad != bd {
+		return ad
+	}
+	if an, bn := len(a.GetStreams()), len(b.GetStreams()); an != bn {
+		return an > bn
+	}
+	return true
+}
+
+func directConn(c network.Conn) bool {
+	return !strings.Contains(c.RemoteMultiaddr().String(), "/p2p-circuit")
 }
 
 // Warm reports whether this node keeps a connection to every member (its

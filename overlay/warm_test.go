@@ -43,10 +43,10 @@ func TestWarmConnections(t *testing.T) {
 			c.Close()
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(warmSettle*100*time.Millisecond + 30*time.Second)
 	for coldFrom(warm, os) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the warming node has no connection to %d of %d members after 20 s", coldFrom(warm, os), n-1)
+			t.Fatalf("the warming node has no connection to %d of %d members after %v", coldFrom(warm, os), n-1, time.Since(deadline)+warmSettle*100*time.Millisecond+30*time.Second)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -76,7 +76,7 @@ func TestWarmConnections(t *testing.T) {
 
 	os = append(os, startWith(t, 1, "ov-warm", func(_ int, c *Config) { c.Bootstrap = os[0].Addrs() })...)
 	waitMembers(t, os, n+1)
-	for deadline := time.Now().Add(5 * time.Second); protected(warm) > 0; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); protected(warm) > 0; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a view of %d past WarmConns %d: %d members still protected", n+1, n-1, protected(warm))
 		}
@@ -120,5 +120,32 @@ func TestDedupe(t *testing.T) {
 	time.Sleep(time.Second) // the other end's next dedupe has run
 	if a.host.Network().Connectedness(b.ID()) != network.Connected || len(b.host.Network().ConnsToPeer(a.ID())) != 1 {
 		t.Fatalf("after dedupe: a sees %d connections, b %d", len(a.host.Network().ConnsToPeer(b.ID())), len(b.host.Network().ConnsToPeer(a.ID())))
+	}
+}
+
+// TestWarmBackoff: a member whose warming dials give no lasting connection
+// (it drops them, to have its announced addresses dialled by every node) is
+// dialled less and less often: warmDefer periods after the first dial, then
+// twice that, up to 32 ×.
+func TestWarmBackoff(t *testing.T) {
+	const period = time.Second
+	t0 := time.Unix(1e9, 0)
+	for _, c := range []struct {
+		n     int
+		after time.Duration
+		due   bool
+	}{
+		{1, warmDefer*period - time.Millisecond, false},
+		{1, warmDefer * period, true},
+		{2, warmDefer * period, false},
+		{2, 2 * warmDefer * period, true},
+		{4, 4*warmDefer*period - time.Millisecond, false},
+		{4, 8 * warmDefer * period, true},
+		{50, 32*warmDefer*period - time.Millisecond, false},
+		{50, 32 * warmDefer * period, true},
+	} {
+		if got := (warmTry{at: t0, n: c.n}).due(t0.Add(c.after), period); got != c.due {
+			t.Errorf("after %d dials, %v later: due %v, want %v", c.n, c.after, got, c.due)
+		}
 	}
 }
