@@ -299,6 +299,11 @@ func BenchmarkRegister(b *testing.B) {
 // recv that times out: "answered NNN") and other events by their first
 // words.
 func failureKinds(errs []byte, scenario string) string {
+	return fmt.Sprint(failureCounts(errs, scenario))
+}
+
+// failureCounts is failureKinds' count of each kind.
+func failureCounts(errs []byte, scenario string) map[string]int {
 	answered := finalAnswers(scenario)
 	counts := map[string]int{}
 	for _, line := range strings.Split(string(errs), "\n") {
@@ -320,7 +325,7 @@ func failureKinds(errs []byte, scenario string) string {
 			}
 		}
 	}
-	return fmt.Sprint(counts)
+	return counts
 }
 
 // finalAnswers maps the index of each message after a label "sNNN" in a
