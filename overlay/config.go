@@ -37,7 +37,7 @@ type Config struct {
 	// this node, it keeps a connection to each (protected from the
 	// connection manager, dialled in the background), so one-hop reads and
 	// writes never wait on a dial. Default min(112, 3/4 MaxConns); negative:
-	// never.
+	// never. Clients and partial views do not warm.
 	WarmConns int
 	// MaxFDs bounds the file descriptors the resource manager lets this host
 	// use. Default 1024, so 100+ hosts fit one process.

@@ -11,10 +11,11 @@
 // key are computed locally without an iterative lookup. kad-dht's iterative
 // GetClosestPeers is the fallback when that view may be wrong.
 //
-// Connections are bounded (TargetConns), not one per member. While the view
+// Connections are bounded (TargetConns), not one per member. While a full view
 // fits WarmConns (112 by default) a node keeps a connection to every member,
 // protected from the connection manager and dialled in the background
 // (warm.go), so a one-hop read or write never waits on a dial; beyond that
-// its reads dial the replicas they need, as kad-dht's do. The overlay knows nothing about SIP or bindings: keys are opaque
-// strings.
+// its reads dial the replicas they need, as kad-dht's do.
+//
+// The overlay knows nothing about SIP or bindings: keys are opaque strings.
 package overlay

@@ -84,8 +84,12 @@ func (t warmTry) due(now time.Time, period time.Duration) bool {
 // protects the members' connections, closes idle duplicates of them and
 // dials up to warmPerSecond of the missing ones.
 func (m *members) warm(ctx context.Context) {
-	if m.o.cfg.WarmConns < 0 || m.o.cfg.Client {
-		return // a client is no member's warm peer: its connections would be trimmed and made again
+	if m.o.cfg.WarmConns < 0 || m.o.cfg.Client || m.o.cfg.View == ViewPartial {
+		// A client is no member's warm peer: its connections would be
+		// trimmed and made again. A partial view is for an overlay too
+		// large to warm: its region would be a fraction of the replicas
+		// its reads ask.
+		return
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -138,7 +142,13 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 		m.coldN.Store(0)
 		return nil
 	}
-	if fits {
+	for _, p := range live {
+		if !ws.seen[p] {
+			ws.seen[p], ws.grew = true, now
+		}
+	}
+	settled := now.Sub(ws.grew) >= warmSettle*period
+	if fits && settled {
 		m.protectWarm(ws, live)
 	}
 	since := map[peer.ID]time.Time{}
@@ -152,9 +162,6 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 		}
 	}
 	for _, p := range live {
-		if !ws.seen[p] {
-			ws.seen[p], ws.grew = true, now
-		}
 		if m.o.host.Network().Connectedness(p) == network.Connected {
 			if t, ok := ws.tries[p]; ok && now.Sub(t.at) >= warmLasting {
 				delete(ws.tries, p) // it lasted
@@ -170,7 +177,7 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 	ws.coldSince = since
 	m.warming.Store(fits)
 	m.coldN.Store(int64(len(cold)))
-	if !fits || now.Sub(ws.grew) < warmSettle*period {
+	if !fits || !settled {
 		return nil
 	}
 	m.mu.Lock()
