@@ -12,6 +12,7 @@ import (
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -370,21 +371,26 @@ func (m *members) run(ctx context.Context) {
 // protect keeps the connection manager from closing connections to the
 // ring neighbours (probed every few periods, streams kept open).
 func (m *members) protect(ns []string) {
-	cm := m.o.host.ConnManager()
-	now := map[peer.ID]bool{}
-	for _, n := range ns {
-		p := peer.ID(n)
+	m.protected = reprotect(m.o.host.ConnManager(), "members", m.protected, toPeers(ns))
+}
+
+// reprotect protects ps under tag and lifts the protection of the peers of
+// old (the set protected under tag so far) not among them; it returns the
+// new set.
+func reprotect(cm connmgr.ConnManager, tag string, old map[peer.ID]bool, ps []peer.ID) map[peer.ID]bool {
+	now := make(map[peer.ID]bool, len(ps))
+	for _, p := range ps {
 		now[p] = true
-		if !m.protected[p] {
-			cm.Protect(p, "members")
+		if !old[p] {
+			cm.Protect(p, tag)
 		}
 	}
-	for p := range m.protected {
+	for p := range old {
 		if !now[p] {
-			cm.Unprotect(p, "members")
+			cm.Unprotect(p, tag)
 		}
 	}
-	m.protected = now
+	return now
 }
 
 // join asks p for its view and waits for the answer. It opens a stream

@@ -137,10 +137,13 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 		clear(ws.seen)
 		clear(ws.tries)
 		ws.coldSince = nil
-		m.protectWarm(ws, nil)
+		ws.protected = reprotect(m.o.host.ConnManager(), warmTag, ws.protected, nil)
 		m.warming.Store(false)
 		m.coldN.Store(0)
 		return nil
+	}
+	if len(ws.seen) > 4*max(m.o.cfg.WarmConns, 1) {
+		clear(ws.seen) // members come and go: this forgets those gone
 	}
 	for _, p := range live {
 		if !ws.seen[p] {
@@ -149,13 +152,10 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 	}
 	settled := now.Sub(ws.grew) >= warmSettle*period
 	if fits && settled {
-		m.protectWarm(ws, live)
+		ws.protected = reprotect(m.o.host.ConnManager(), warmTag, ws.protected, live)
 	}
 	since := map[peer.ID]time.Time{}
 	var cold []peer.ID
-	if len(ws.seen) > 4*max(m.o.cfg.WarmConns, 1) {
-		clear(ws.seen) // members come and go: this forgets those gone
-	}
 	for p := range ws.tries {
 		if m.o.host.Network().Connectedness(p) != network.Connected && !slices.Contains(live, p) {
 			delete(ws.tries, p)
@@ -191,25 +191,6 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 		}
 	}
 	return out
-}
-
-// protectWarm protects the connections to live (and lifts the protection
-// of the members no longer in it).
-func (m *members) protectWarm(ws *warmState, live []peer.ID) {
-	cm := m.o.host.ConnManager()
-	now := make(map[peer.ID]bool, len(live))
-	for _, p := range live {
-		now[p] = true
-		if !ws.protected[p] {
-			cm.Protect(p, warmTag)
-		}
-	}
-	for p := range ws.protected {
-		if !now[p] {
-			cm.Unprotect(p, warmTag)
-		}
-	}
-	ws.protected = now
 }
 
 // dedupeAfter: a second connection to a peer is closed once it has been
