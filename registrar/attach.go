@@ -18,6 +18,13 @@ func (r *Registrar) Attach(s *sipnet.Stack) {
 			r.cfg.Logger.Debug("respond", "err", err)
 		}
 	}
-	s.Handle(sip.REGISTER, handle)
+	// REGISTER is answered without a server transaction over UDP: at a
+	// registrar's rates sipgo's transactions, kept 32 s after their
+	// answer, were most of the heap (see sipnet.HandleStateless).
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+		res := r.Handle(ctx, req, req.Source())
+		r.responses.Add(string(req.Method), res.StatusCode)
+		return res
+	})
 	s.HandleOther(handle)
 }

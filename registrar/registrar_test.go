@@ -384,3 +384,31 @@ func TestNATEdge(t *testing.T) {
 		}
 	}
 }
+
+// TestOverloadShedsNewFirst: with digest on and half of MaxInFlight
+// waiting on the location service, a REGISTER without credentials gets
+// 503 with Retry-After instead of a challenge, while one answering its
+// challenge still goes through; at MaxInFlight both are shed. An open
+// registrar (no challenge to save) sheds only at MaxInFlight.
+func TestOverloadShedsNewFirst(t *testing.T) {
+	r := newTestRegistrar(t, true, nil)
+	req := register(t, "sip:alice@a.example", "o1", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	chal := do(r, req)
+	want(t, chal, 401)
+	req2 := register(t, "sip:alice@a.example", "o4", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	chal2 := do(r, req2)
+	want(t, chal2, 401)
+	r.inflight.Store(int64(r.cfg.MaxInFlight / 2))
+	shed := do(r, register(t, "sip:alice@a.example", "o2", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600"))
+	want(t, shed, 503)
+	if shed.GetHeader("Retry-After") == nil {
+		t.Fatal("503 without Retry-After")
+	}
+	want(t, do(r, authorize(t, req, chal, "MD5", "alice", "secret-a")), 200)
+	r.inflight.Store(int64(r.cfg.MaxInFlight))
+	want(t, do(r, authorize(t, req2, chal2, "MD5", "alice", "secret-a")), 503)
+
+	open := newTestRegistrar(t, false, nil)
+	open.inflight.Store(int64(open.cfg.MaxInFlight / 2))
+	want(t, do(open, register(t, "sip:carol@a.example", "o3", 1, "Contact: <sip:carol@192.0.2.9:5060>")), 200)
+}

@@ -3,7 +3,10 @@
 // same port (RFC 3261 §18), with large UDP socket buffers; TLS configs and
 // TLS peer identity checks (RFC 5922); the address helpers that tell a UA
 // behind a NAT (RFC 3581) and a sender on a trusted network; the RFC 5626
-// flow tokens and flows of an edge proxy; and counters of final responses.
+// flow tokens and flows of an edge proxy; counters of final responses;
+// and stateless answering over UDP (HandleStateless): a method's requests
+// are taken off the socket before sipgo makes a transaction of them, and
+// their responses' bytes alone are kept to answer retransmissions.
 //
 // The registrar (REGISTER) and the proxy (every other method) each add
 // their handlers to one Stack; neither knows the other. A node builds the

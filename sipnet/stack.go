@@ -61,6 +61,8 @@ type Stack struct {
 	tcp       net.Listener
 	tls       net.Listener // nil without TLS
 	unhandled atomic.Pointer[func(*sip.Response)]
+	stateless *stateless
+	log       *slog.Logger
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -80,7 +82,7 @@ func Listen(cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{}
+	s := &Stack{stateless: newStateless(), log: cfg.Logger}
 	if err := s.open(cfg); err != nil {
 		s.release()
 		return nil, err
@@ -98,7 +100,8 @@ func (s *Stack) open(cfg Config) (err error) {
 	_ = s.udp.SetReadBuffer(socketBuffer)
 	_ = s.udp.SetWriteBuffer(socketBuffer)
 	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("lsnode"),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(s.unhandledResponse))}
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(s.unhandledResponse)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(s.readFilter))}
 	if cfg.TLS != nil && cfg.TLS.Client != nil {
 		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(cfg.TLS.Client))
 	}

@@ -103,17 +103,22 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		}
 	}
 	if path := os.Getenv("LSNODE_IDLE_HEAPPROFILE"); path != "" { // what the running nodes hold
-		f, err := os.Create(fmt.Sprintf("%s.%d", path, n))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		runtime.GC()
-		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
-			b.Fatal(err)
-		}
+		writeHeap(b, fmt.Sprintf("%s.%d", path, n))
 	}
 	return c
+}
+
+// writeHeap writes the heap's profile after a collection to path.
+func writeHeap(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // BenchmarkIdle measures an idle overlay's cost per node at several sizes

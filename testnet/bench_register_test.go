@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/node"
+
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -202,7 +204,7 @@ func overload(b *testing.B, g sippGen, max int) (goodput float64, recovery time.
 			break
 		}
 	}
-	b.Logf("overload of %s at %d/s: successes a second %v, then at %d/s %v", g.target, 2*max, ro.perSec, max, ra.perSec)
+	b.Logf("overload of %s at %d/s: successes a second %v (failures %v), then at %d/s %v (failures %v)", g.target, 2*max, ro.perSec, ro.kinds, max, ra.perSec, ra.kinds)
 	return goodput, recovery
 }
 
@@ -278,7 +280,11 @@ func BenchmarkRegister(b *testing.B) {
 		}
 		floor.seq = append(floor.seq, time.Since(t0))
 	}
-	ours := map[bool]regFigures{false: measureRegistrar(b, gen(openAddr, false), hold), true: measureRegistrar(b, gen(authAddr, true), hold)}
+	ours := map[bool]regFigures{false: measureRegistrar(b, gen(openAddr, false), hold)}
+	if path := os.Getenv("LSNODE_BENCH_HEAPPROFILE"); path != "" { // what the nodes hold after the digest-off runs
+		writeHeap(b, path)
+	}
+	ours[true] = measureRegistrar(b, gen(authAddr, true), hold)
 	var regs, batches, dropped int64
 	for _, i := range []int{0, 2} {
 		r, bt := nw.Node(i).Location().RegisterStats()
@@ -306,7 +312,7 @@ func failureKinds(errs []byte, scenario string) string {
 func failureCounts(errs []byte, scenario string) map[string]int {
 	answered := finalAnswers(scenario)
 	counts := map[string]int{}
-	for _, line := range strings.Split(string(errs), "\n") {
+	for _, line := range sippEvents(errs) {
 		switch {
 		case strings.Contains(line, "Dead call"):
 			continue // late answers to calls already counted
@@ -323,9 +329,32 @@ func failureCounts(errs []byte, scenario string) map[string]int {
 			} else {
 				counts[line[min(len(line), strings.LastIndex(line, ": ")+2):]]++
 			}
+		default: // any other event by its first words
+			_, text, _ := strings.Cut(line, ": ")
+			text, _, _ = strings.Cut(text, "'")
+			counts["other: "+text[:min(len(text), 60)]]++
 		}
 	}
 	return counts
+}
+
+// sippEvent starts each event sipp writes to its error file: a date and a
+// tab (this sipp does not always end the previous event with a newline).
+var sippEvent = regexp.MustCompile(`20\d\d-\d\d-\d\d\t`)
+
+// sippEvents splits a sipp error file into its events, each with the
+// lines printed after it.
+func sippEvents(errs []byte) []string {
+	var events []string
+	at := sippEvent.FindAllIndex(errs, -1)
+	for i, loc := range at {
+		end := len(errs)
+		if i+1 < len(at) {
+			end = at[i+1][0]
+		}
+		events = append(events, string(errs[loc[0]:end]))
+	}
+	return events
 }
 
 // finalAnswers maps the index of each message after a label "sNNN" in a

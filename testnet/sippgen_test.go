@@ -33,8 +33,9 @@ type sippResult struct {
 	// scenarios that mark it (start_rtd / rtd).
 	rtt []time.Duration
 	// cpu: the generator's CPU over the run, in cores.
-	cpu float64
-	why string // what failed calls got, when some did
+	cpu   float64
+	why   string         // what failed calls got, when some did
+	kinds map[string]int // failureCounts of all processes together
 }
 
 func (r sippResult) ok() bool { return r.calls > 0 && r.success == r.calls && r.failed == 0 }
@@ -134,7 +135,17 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 		r.rtt = append(r.rtt, sippRTTs(p.dir)...)
 		if failed > 0 || p.err != nil {
 			errs, _ := os.ReadFile(filepath.Join(p.dir, "errors.log"))
-			whys = append(whys, fmt.Sprintf("%v %s", p.err, failureKinds(errs, g.scenario)))
+			kinds := failureCounts(errs, g.scenario)
+			for k, n := range kinds {
+				if r.kinds == nil {
+					r.kinds = map[string]int{}
+				}
+				r.kinds[k] += n
+			}
+			if len(kinds) == 0 { // no line we classify: show sipp's own words
+				kinds = map[string]int{"errors.log: " + firstLines(errs, 3): 1}
+			}
+			whys = append(whys, fmt.Sprintf("%v %v", p.err, kinds))
 		}
 	}
 	r.why = strings.Join(whys, "; ")
@@ -215,4 +226,10 @@ func freeUDPPorts(tb testing.TB, n int) int {
 	}
 	tb.Fatalf("no %d consecutive free UDP ports", n)
 	return 0
+}
+
+// firstLines is b's first n lines, joined by " | ".
+func firstLines(b []byte, n int) string {
+	lines := strings.SplitN(strings.TrimSpace(string(b)), "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], " | ")
 }

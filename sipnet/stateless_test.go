@@ -1,0 +1,220 @@
+package sipnet
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+func register(via, branch string) string {
+	return "REGISTER sip:a.example SIP/2.0\r\nVia: SIP/2.0/" + via + ";branch=z9hG4bK" + branch + "\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:x@a.example>\r\nFrom: <sip:x@a.example>;tag=1\r\nCall-ID: " + branch + "-test\r\n" +
+		"CSeq: 1 REGISTER\r\nContact: <sip:x@192.0.2.1>\r\nContent-Length: 0\r\n\r\n"
+}
+
+// statelessStack serves REGISTER statelessly: each call waits for a
+// value on release (if set) and answers 200 with an X-Call header
+// counting the calls.
+func statelessStack(t *testing.T, release chan struct{}) (*Stack, *atomic.Int64) {
+	t.Helper()
+	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var calls atomic.Int64
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+		n := calls.Add(1)
+		if release != nil {
+			<-release
+		}
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.AppendHeader(sip.NewHeader("X-Call", string(rune('0'+n))))
+		res.AppendHeader(sip.NewHeader("X-Transport", req.Transport()+" "+req.Source()))
+		return res
+	})
+	s.Serve()
+	return s, &calls
+}
+
+func udpPeer(t *testing.T, addr string) *net.UDPConn {
+	t.Helper()
+	ra, _ := net.ResolveUDPAddr("udp", addr)
+	c, err := net.DialUDP("udp", nil, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	return c
+}
+
+func roundTrip(t *testing.T, c *net.UDPConn, msg string) string {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(buf[:n])
+}
+
+// TestStatelessUDP: a REGISTER over UDP is answered without a server
+// transaction, with the source and transport a transaction would have
+// given the handler; a retransmission (the same bytes from the same
+// address) gets the same response again without running the handler; a
+// new request, or the same bytes from another address, runs it again.
+// Over TCP the same handler answers within sipgo's transaction.
+func TestStatelessUDP(t *testing.T) {
+	s, calls := statelessStack(t, nil)
+	c := udpPeer(t, s.Addr())
+	req := register("UDP "+c.LocalAddr().String(), "a1")
+	first := roundTrip(t, c, req)
+	if !strings.HasPrefix(first, "SIP/2.0 200 OK") || !strings.Contains(first, "X-Call: 1") ||
+		!strings.Contains(first, "X-Transport: UDP "+c.LocalAddr().String()) {
+		t.Fatalf("first answer:\n%s", first)
+	}
+	if again := roundTrip(t, c, req); again != first {
+		t.Fatalf("retransmission answered\n%s\nnot as the first:\n%s", again, first)
+	}
+	if replayed, _ := s.StatelessStats(); replayed != 1 || calls.Load() != 1 {
+		t.Fatalf("replayed %d, handler ran %d times", replayed, calls.Load())
+	}
+	if other := roundTrip(t, c, register("UDP "+c.LocalAddr().String(), "a2")); !strings.Contains(other, "X-Call: 2") {
+		t.Fatalf("a new request was not handled:\n%s", other)
+	}
+	c2 := udpPeer(t, s.Addr()) // the same bytes from elsewhere are another request
+	if elsewhere := roundTrip(t, c2, req); !strings.Contains(elsewhere, "X-Call: 3") {
+		t.Fatalf("the same bytes from another address were not handled:\n%s", elsewhere)
+	}
+	// OPTIONS is not taken: sipgo answers it (405, no handler).
+	if st := roundTrip(t, c, options("UDP "+c.LocalAddr().String())); !strings.HasPrefix(st, "SIP/2.0 405") {
+		t.Fatalf("OPTIONS: %q", st)
+	}
+	tcp, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	_ = tcp.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := tcp.Write([]byte(register("TCP "+tcp.LocalAddr().String(), "t1"))); err != nil {
+		t.Fatal(err)
+	}
+	if st := readStatus(t, tcp); st != "SIP/2.0 200 OK" || calls.Load() != 4 {
+		t.Fatalf("TCP: %q after %d calls", st, calls.Load())
+	}
+}
+
+// TestStatelessPending: a retransmission that arrives while its request
+// is being answered is dropped (the one answer serves both), and
+// unparsable datagrams of the method are dropped without a handler.
+func TestStatelessPending(t *testing.T) {
+	release := make(chan struct{})
+	s, calls := statelessStack(t, release)
+	c := udpPeer(t, s.Addr())
+	req := []byte(register("UDP "+c.LocalAddr().String(), "p1"))
+	for i := 0; i < 3; i++ {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Write([]byte("REGISTER garbage\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for calls.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the copies are read by now
+	close(release)
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil || !bytes.HasPrefix(buf[:n], []byte("SIP/2.0 200 OK")) {
+		t.Fatalf("answer %q, %v", buf[:n], err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("a second answer: %q", buf[:n])
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("handler ran %d times for one request and its copies", calls.Load())
+	}
+}
+
+// TestReplayCache: responses are kept for the window (one bucket a
+// second) and then forgotten; over the budget the oldest seconds go
+// first; a response bigger than the budget is not kept.
+func TestReplayCache(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := newReplayCache(32, 100, t0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	state := func(key uint64, now time.Time) replayState {
+		_, st := c.lookup(key, now, nil)
+		return st
+	}
+	c.pending(1, at(0))
+	if state(1, at(0.5)) != replayPending || state(2, at(0.5)) != replayNew {
+		t.Fatal("pending")
+	}
+	c.done(1, []byte("one"), at(0.9))
+	if got, st := c.lookup(1, at(31), nil); st != replayDone || string(got) != "one" {
+		t.Fatalf("at 31 s: %q %v", got, st)
+	}
+	if state(1, at(33.1)) != replayNew || c.len() != 0 {
+		t.Fatalf("kept past the window: %d entries", c.len())
+	}
+	for i := 0; i < 5; i++ { // 40 bytes a second: the third second's overflow drops the first
+		c.pending(uint64(10+i), at(40+float64(i)))
+		c.done(uint64(10+i), bytes.Repeat([]byte{'x'}, 40), at(40+float64(i)))
+	}
+	if state(10, at(45)) != replayNew || state(12, at(45)) != replayNew || state(13, at(45)) != replayDone || state(14, at(45)) != replayDone {
+		t.Fatal("budget: the oldest should have gone first")
+	}
+	if c.bytes > 100 {
+		t.Fatalf("%d bytes over a budget of 100", c.bytes)
+	}
+	c.done(20, bytes.Repeat([]byte{'y'}, 101), at(45))
+	if state(20, at(45)) != replayNew {
+		t.Fatal("a response over the budget was kept")
+	}
+	c.done(21, bytes.Repeat([]byte{'z'}, 30), at(1000)) // a long idle gap empties every bucket
+	if c.len() != 1 || c.bytes != 30 {
+		t.Fatalf("after a gap: %d entries, %d bytes", c.len(), c.bytes)
+	}
+}
+
+// FuzzStatelessFilter: whatever datagram arrives, the filter neither
+// panics nor fails (an error would stop sipgo's reader), and passes on
+// everything that does not start with a stateless method.
+func FuzzStatelessFilter(f *testing.F) {
+	f.Add([]byte(register("UDP 127.0.0.1:5060", "f1")))
+	f.Add([]byte("REGISTER "))
+	f.Add([]byte("OPTIONS sip:x SIP/2.0\r\n\r\n"))
+	f.Add([]byte{})
+	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+		return sip.NewResponseFromRequest(req, 200, "OK", nil)
+	})
+	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} // discard
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := s.readFilter(sip.TransportReadProps{Transport: "UDP", LocalAddr: s.udp.LocalAddr(), RemoteAddr: from}, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(data, []byte("REGISTER ")) && !bytes.Equal(out, data) {
+			t.Fatalf("%q passed on as %q", data, out)
+		}
+	})
+}
