@@ -285,6 +285,9 @@ func decodeEntry(b []byte) (*entry, error) {
 			if len(v) != 32 || len(e.Proof) >= maxProofDepth {
 				return fmt.Errorf("%w: merkle path", ErrMalformed)
 			}
+			if e.Proof == nil { // one allocation for a batch of up to 1024 entries
+				e.Proof = make([][32]byte, 0, 10)
+			}
 			e.Proof = append(e.Proof, [32]byte(v))
 		case 5:
 			e.Index = u

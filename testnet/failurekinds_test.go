@@ -1,6 +1,9 @@
 package testnet_test
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestFinalAnswers: the shed labels of the load scenarios map to the
 // message indices sipp names in its errors.
@@ -28,5 +31,24 @@ func TestFinalAnswers(t *testing.T) {
 	want := "map[answered 503:1 other: Discarding message which can:1 timeout at register load:4:1]"
 	if got := failureKinds([]byte(errs), "testdata/sipp/load_register.xml"); got != want {
 		t.Errorf("failureKinds: %s, want %s", got, want)
+	}
+}
+
+// TestRecoveryTime: a second's jitter that its neighbour makes up is not
+// a failure to recover; a dip is; never reaching 90% is -1.
+func TestRecoveryTime(t *testing.T) {
+	for _, c := range []struct {
+		perSec []int
+		want   time.Duration
+	}{
+		{[]int{0, 3000, 2990, 2881, 3159, 2926, 2986, 3050, 2685, 3351, 2972, 0}, time.Second},
+		{[]int{0, 0, 0, 84, 732, 2000, 2900, 3000, 3000, 3000, 3000}, 6 * time.Second},
+		{[]int{0, 3000, 3000, 3000, 1000, 1000, 3000, 3000, 3000, 3000}, 6 * time.Second},
+		{[]int{0, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000}, -1},
+		{[]int{0, 3000, 3000, 3000, 3000, 3000, 3000, 3000, 3000, 2000}, -1},
+	} {
+		if got := recoveryTime(c.perSec, 3000); got != c.want {
+			t.Errorf("%v: %v, want %v", c.perSec, got, c.want)
+		}
 	}
 }
