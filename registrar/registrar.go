@@ -75,9 +75,10 @@ type Config struct {
 	// MaxInFlight bounds the REGISTERs waiting on the location service;
 	// beyond it a REGISTER gets 503 with Retry-After at once, so overload
 	// sheds instead of piling up timeouts. Default 2048. With digest on,
-	// from half of it a REGISTER without credentials gets the 503 instead
-	// of a challenge: a registration already challenged is let finish
-	// rather than refused after its 401 was paid for.
+	// from half of it a REGISTER that would be challenged (no valid
+	// credentials) gets the 503 instead of a 401: a registration already
+	// challenged is let finish rather than refused after its 401 was paid
+	// for, and no new nonces are handed out.
 	MaxInFlight int
 	// TrustedNetworks: senders whose Path headers are kept (edge proxies in
 	// front of the registrar) and whose Contacts may name any address.
@@ -239,9 +240,6 @@ func status(req *sip.Request, code int, reason string) *sip.Response {
 // address it came from ("ip:port"). It never panics on bad input: malformed
 // requests get 400 with a reason.
 func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string) *sip.Response {
-	if r.users != nil && r.inflight.Load() >= int64(r.cfg.MaxInFlight/2) && req.GetHeader("Authorization") == nil {
-		return r.unavailable(req, "Overloaded")
-	}
 	aor, trusted, res := r.admit(req, source)
 	if res != nil {
 		return res
@@ -321,6 +319,11 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 	// Steps 3–4: authentication and authorisation.
 	if r.users != nil {
 		if res := r.authenticateAs(req, aor, source, uasAuth()); res != nil {
+			if res.StatusCode == 401 && r.inflight.Load() >= int64(r.cfg.MaxInFlight/2) {
+				// Under load, no new challenges: the registrations
+				// answering one (a nonce is good once) finish first.
+				return "", false, r.unavailable(req, "Overloaded")
+			}
 			return "", false, res
 		}
 	}

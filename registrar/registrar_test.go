@@ -386,9 +386,10 @@ func TestNATEdge(t *testing.T) {
 }
 
 // TestOverloadShedsNewFirst: with digest on and half of MaxInFlight
-// waiting on the location service, a REGISTER without credentials gets
-// 503 with Retry-After instead of a challenge, while one answering its
-// challenge still goes through; at MaxInFlight both are shed. An open
+// waiting on the location service, a REGISTER that would be challenged
+// (no, made-up or wrong credentials) gets 503 with Retry-After instead,
+// while one answering its challenge still goes through; at MaxInFlight
+// both are shed. An open
 // registrar (no challenge to save) sheds only at MaxInFlight.
 func TestOverloadShedsNewFirst(t *testing.T) {
 	r := newTestRegistrar(t, true, nil)
@@ -404,6 +405,14 @@ func TestOverloadShedsNewFirst(t *testing.T) {
 	if shed.GetHeader("Retry-After") == nil {
 		t.Fatal("503 without Retry-After")
 	}
+	// A made-up Authorization does not jump the queue, nor does a wrong
+	// password: each would have been challenged.
+	fake := register(t, "sip:alice@a.example", "o5", 1, "Contact: <sip:alice@192.0.2.9:5060>",
+		`Authorization: Digest username="alice", realm="a.example", nonce="AAAA", uri="sip:a.example", response="00000000000000000000000000000000", algorithm=MD5`)
+	want(t, do(r, fake), 503)
+	want(t, do(r, authorize(t, req, chal, "MD5", "alice", "wrong")), 503)
+	// bob's credentials for alice are refused (403), not shed.
+	want(t, do(r, authorize(t, req2, chal2, "SHA-256", "bob", "secret-b")), 403)
 	want(t, do(r, authorize(t, req, chal, "MD5", "alice", "secret-a")), 200)
 	r.inflight.Store(int64(r.cfg.MaxInFlight))
 	want(t, do(r, authorize(t, req2, chal2, "MD5", "alice", "secret-a")), 503)

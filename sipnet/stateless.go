@@ -27,6 +27,9 @@ const (
 	replayWindow   = 32       // seconds a final response answers retransmissions (Timer J)
 	replayBudget   = 64 << 20 // bytes of responses kept; beyond, the oldest go early
 	statelessLimit = 8192     // requests being answered at once; beyond, datagrams are dropped (the UA retransmits)
+	// statelessMaxDatagram: bigger requests go to sipgo's transactions
+	// (it bounds what the requests in hand hold: 8192 × 8 KB).
+	statelessMaxDatagram = 8 << 10
 )
 
 // StatelessHandler answers a request with its final response, or nil to
@@ -43,6 +46,7 @@ type stateless struct {
 	scratch  []byte // the UDP reader's copy of a cached response
 	dropped  atomic.Int64
 	replayed atomic.Int64
+	oversize atomic.Int64
 }
 
 func newStateless() *stateless {
@@ -82,10 +86,12 @@ func (s *Stack) HandleStateless(method sip.RequestMethod, h StatelessHandler) {
 	}))
 }
 
-// StatelessStats reports the retransmissions answered from the cache and
-// the datagrams dropped because statelessLimit requests were in hand.
-func (s *Stack) StatelessStats() (replayed, dropped int64) {
-	return s.stateless.replayed.Load(), s.stateless.dropped.Load()
+// StatelessStats reports the retransmissions answered from the cache,
+// the datagrams dropped because statelessLimit requests were in hand, and
+// the responses not sent for their size.
+func (s *Stack) StatelessStats() (replayed, dropped, oversize int64) {
+	st := s.stateless
+	return st.replayed.Load(), st.dropped.Load(), st.oversize.Load()
 }
 
 // readFilter is sipgo's hook on every datagram and stream read: a request
@@ -101,15 +107,15 @@ func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error
 	method, _, ok := bytes.Cut(data[:min(len(data), 24)], []byte(" "))
 	h := st.handlers[string(method)]
 	from, isUDP := p.RemoteAddr.(*net.UDPAddr)
-	if !ok || h == nil || !isUDP {
+	if !ok || h == nil || !isUDP || len(data) > statelessMaxDatagram {
 		return data, nil
 	}
 	key := st.key(from, data)
-	now := time.Now()
 	var state replayState
-	if st.scratch, state = st.replay.lookup(key, now, st.scratch[:0]); state == replayDone {
+	var port int
+	if st.scratch, port, state = st.replay.lookup(key, time.Now(), st.scratch[:0]); state == replayDone {
 		st.replayed.Add(1)
-		_, _ = s.udp.WriteTo(st.scratch, from)
+		_, _ = s.udp.WriteTo(st.scratch, &net.UDPAddr{IP: from.IP, Port: port, Zone: from.Zone})
 		return nil, nil
 	} else if state == replayPending {
 		return nil, nil // being answered: the answer will do for both
@@ -124,14 +130,17 @@ func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error
 		st.dropped.Add(1)
 		return nil, nil
 	}
-	st.replay.pending(key, now)
+	st.replay.pending(key)
 	go s.answer(h, key, bytes.Clone(data), from)
 	return nil, nil
 }
 
-// answer parses one datagram, runs its handler and sends the response to
-// the address the request came from (as sipgo's transactions do, RFC 3581),
-// keeping its bytes for the retransmissions.
+// answer parses one datagram, runs its handler and sends the response
+// (RFC 3261 §18.2.2, RFC 3581: to the source IP, at the source port with
+// rport, else at the Via's), keeping its bytes for the retransmissions.
+// A response more than three times the request (and over 1300 bytes) is
+// not sent: over UDP it would make us an amplifier for a spoofed source
+// (sipgo's transactions refused anything over 1300 bytes).
 func (s *Stack) answer(h StatelessHandler, key uint64, data []byte, from *net.UDPAddr) {
 	st := s.stateless
 	defer s.handlers.Done()
@@ -145,6 +154,7 @@ func (s *Stack) answer(h StatelessHandler, key uint64, data []byte, from *net.UD
 	}
 	req.SetTransport("UDP")
 	req.SetSource(from.String())
+	to := responsePort(req, from.Port)
 	res := h(req)
 	if res == nil {
 		st.replay.forget(key)
@@ -152,10 +162,35 @@ func (s *Stack) answer(h StatelessHandler, key uint64, data []byte, from *net.UD
 	}
 	var buf bytes.Buffer
 	res.StringWrite(&buf)
-	if _, err := s.udp.WriteTo(buf.Bytes(), from); err != nil {
-		s.log.Debug("stateless response", "to", from, "err", err)
+	if buf.Len() > max(1300, 3*len(data)) {
+		st.replay.forget(key)
+		st.oversize.Add(1)
+		s.log.Warn("response too large for UDP not sent", "to", from, "bytes", buf.Len(), "request", len(data))
+		return
 	}
-	st.replay.done(key, buf.Bytes(), time.Now())
+	if _, err := s.udp.WriteTo(buf.Bytes(), &net.UDPAddr{IP: from.IP, Port: to, Zone: from.Zone}); err != nil {
+		st.replay.forget(key)
+		s.log.Debug("stateless response", "to", from, "err", err)
+		return
+	}
+	st.replay.done(key, buf.Bytes(), to, time.Now())
+}
+
+// responsePort is where a response to req goes at its source IP: the
+// source port if the top Via asks for rport (RFC 3581), else the Via's
+// sent-by port (RFC 3261 §18.2.2; 5060 by default).
+func responsePort(req *sip.Request, source int) int {
+	via := req.Via()
+	if via == nil {
+		return source
+	}
+	if _, ok := via.Params.Get("rport"); ok {
+		return source
+	}
+	if via.Port > 0 {
+		return via.Port
+	}
+	return 5060
 }
 
 // replayState is what the cache knows of a request.
@@ -167,35 +202,47 @@ const (
 	replayDone                       // answered: the response's bytes are kept
 )
 
+// replayChunk is the unit the cache holds responses in: a response is
+// never split, so none bigger is kept.
+const replayChunk = 64 << 10
+
 // replayCache keeps final responses by request key for window seconds,
-// in one bucket per second: a bucket's responses are appended to one byte
-// slice and the index holds no pointers, so the collector scans none of
-// it however many responses it holds. Safe for concurrent use.
+// in one bucket per second. Responses are appended into chunks of
+// replayChunk bytes, at most budget/replayChunk of them allocated at once
+// (in use or free), so the memory held is bounded by the budget however
+// the sizes vary; the index holds no pointers, so the collector scans
+// none of it. Requests being answered are kept apart (they are bounded by
+// statelessLimit) and never evicted. Safe for concurrent use.
 type replayCache struct {
-	mu      sync.Mutex
-	window  uint32
-	budget  int
-	start   time.Time
-	idx     map[uint64]replayLoc
-	buckets []replayBucket // a ring: second g is buckets[g % len]
-	newest  uint32         // the newest bucket's second
-	bytes   int
+	mu        sync.Mutex
+	window    uint32
+	maxChunks int
+	start     time.Time
+	idx       map[uint64]replayLoc
+	pend      map[uint64]struct{}
+	buckets   []replayBucket // a ring: second g is buckets[g % len]
+	newest    uint32         // the newest bucket's second
+	held      int            // chunks allocated, in buckets or free
+	free      [][]byte
 }
 
-// replayLoc places a response: its bucket's second and its bytes there;
-// n == 0 is a request being answered.
-type replayLoc struct{ sec, off, n uint32 }
+// replayLoc places a response: its bucket's second, its chunk there and
+// its bytes in it, and the port it was sent to (the source's IP, the
+// port RFC 3261 §18.2.2 names).
+type replayLoc struct {
+	sec, off, n uint32
+	chunk, port uint16
+}
 
 type replayBucket struct {
-	sec  uint32
-	data []byte
-	keys []uint64 // the keys placed here (an index entry moved on since is skipped)
+	sec    uint32
+	chunks [][]byte
+	keys   []uint64 // the keys placed here (an index entry moved on since is skipped)
 }
 
 func newReplayCache(window uint32, budget int, start time.Time) *replayCache {
-	c := &replayCache{window: window, budget: budget, start: start, idx: map[uint64]replayLoc{},
-		buckets: make([]replayBucket, window+1)}
-	return c
+	return &replayCache{window: window, maxChunks: max(budget/replayChunk, 1), start: start,
+		idx: map[uint64]replayLoc{}, pend: map[uint64]struct{}{}, buckets: make([]replayBucket, window+1)}
 }
 
 // advance moves to now's second, dropping the buckets older than the
@@ -212,78 +259,107 @@ func (c *replayCache) advance(now time.Time) *replayBucket {
 	return &c.buckets[c.newest%uint32(len(c.buckets))]
 }
 
-// fit drops the oldest buckets but the newest until need more bytes fit
-// in the budget, and reports whether they do. Locked.
-func (c *replayCache) fit(need int) bool {
-	for g := c.newest - min(c.newest, c.window); c.bytes+need > c.budget && g < c.newest; g++ {
-		c.drop(&c.buckets[g%uint32(len(c.buckets))])
-	}
-	return c.bytes+need <= c.budget
-}
-
-// drop empties b, forgetting the keys still placed in it. Locked.
+// drop empties b, forgetting the keys still placed in it; its chunks go
+// to the free list, of which a quarter of the most allowed is kept (the
+// rest is left to the collector). Locked.
 func (c *replayCache) drop(b *replayBucket) {
 	for _, k := range b.keys {
 		if l, ok := c.idx[k]; ok && l.sec == b.sec {
 			delete(c.idx, k)
 		}
 	}
-	c.bytes -= len(b.data)
-	b.data, b.keys = b.data[:0], b.keys[:0]
+	for _, ch := range b.chunks {
+		if len(c.free) < c.maxChunks/4 {
+			c.free = append(c.free, ch[:0])
+		} else {
+			c.held--
+		}
+	}
+	b.chunks, b.keys = b.chunks[:0], b.keys[:0]
+}
+
+// room returns b's chunk with n bytes free, taking a free one, a new one
+// within the budget or, beyond it, the oldest bucket's but b's; nil when
+// b alone holds them all. Locked.
+func (c *replayCache) room(b *replayBucket, n int) []byte {
+	if k := len(b.chunks); k > 0 && cap(b.chunks[k-1])-len(b.chunks[k-1]) >= n {
+		return b.chunks[k-1]
+	}
+	for g := c.newest - min(c.newest, c.window); len(c.free) == 0 && c.held >= c.maxChunks && g < c.newest; g++ {
+		c.drop(&c.buckets[g%uint32(len(c.buckets))])
+	}
+	var ch []byte
+	switch {
+	case len(c.free) > 0:
+		ch, c.free = c.free[len(c.free)-1], c.free[:len(c.free)-1]
+	case c.held < c.maxChunks:
+		ch = make([]byte, 0, replayChunk)
+		c.held++
+	default:
+		return nil
+	}
+	b.chunks = append(b.chunks, ch)
+	return ch
 }
 
 // lookup reports key's state and, when answered, appends its response to
-// dst.
-func (c *replayCache) lookup(key uint64, now time.Time, dst []byte) ([]byte, replayState) {
+// dst and returns the port it went to.
+func (c *replayCache) lookup(key uint64, now time.Time, dst []byte) ([]byte, int, replayState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.advance(now)
-	l, ok := c.idx[key]
-	switch {
-	case !ok:
-		return dst, replayNew
-	case l.n == 0:
-		return dst, replayPending
+	if _, ok := c.pend[key]; ok {
+		return dst, 0, replayPending
 	}
-	return append(dst, c.buckets[l.sec%uint32(len(c.buckets))].data[l.off:l.off+l.n]...), replayDone
+	l, ok := c.idx[key]
+	if !ok {
+		return dst, 0, replayNew
+	}
+	ch := c.buckets[l.sec%uint32(len(c.buckets))].chunks[l.chunk]
+	return append(dst, ch[l.off:l.off+l.n]...), int(l.port), replayDone
 }
 
 // pending marks key as being answered.
-func (c *replayCache) pending(key uint64, now time.Time) {
+func (c *replayCache) pending(key uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := c.advance(now)
-	c.idx[key] = replayLoc{sec: b.sec}
-	b.keys = append(b.keys, key)
+	c.pend[key] = struct{}{}
 }
 
-// done keeps key's response (a copy), dropping the oldest responses to
-// keep within the budget; when the newest second's alone fill it, the
-// response is not kept (a retransmission is then answered anew).
-func (c *replayCache) done(key uint64, res []byte, now time.Time) {
+// done keeps key's response (a copy), sent to port. Over the budget the
+// oldest seconds go first; when the newest second's responses alone fill
+// it, or res exceeds a chunk, the response is not kept (a retransmission
+// is then answered anew).
+func (c *replayCache) done(key uint64, res []byte, port int, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.pend, key)
 	b := c.advance(now)
-	if len(res) == 0 || len(res) > c.budget || !c.fit(len(res)) {
-		delete(c.idx, key)
+	if len(res) == 0 || len(res) > replayChunk {
 		return
 	}
-	c.idx[key] = replayLoc{sec: b.sec, off: uint32(len(b.data)), n: uint32(len(res))}
-	b.data = append(b.data, res...)
+	ch := c.room(b, len(res))
+	if ch == nil {
+		return
+	}
+	k := len(b.chunks) - 1
+	c.idx[key] = replayLoc{sec: b.sec, chunk: uint16(k), off: uint32(len(ch)), n: uint32(len(res)), port: uint16(port)}
+	b.chunks[k] = append(ch, res...)
 	b.keys = append(b.keys, key)
-	c.bytes += len(res)
 }
 
 // forget drops key (its request was not answered).
 func (c *replayCache) forget(key uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.pend, key)
 	delete(c.idx, key)
 }
 
-// len is the number of requests the cache knows.
-func (c *replayCache) len() int {
+// len is the number of requests the cache knows, answered or pending,
+// and the chunks it holds.
+func (c *replayCache) len() (int, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.idx)
+	return len(c.idx) + len(c.pend), c.held
 }

@@ -33,7 +33,11 @@ func statelessStack(t *testing.T, release chan struct{}) (*Stack, *atomic.Int64)
 		if release != nil {
 			<-release
 		}
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		var body []byte
+		if req.CallID().Value() == "big-test" { // an amplifier's answer
+			body = bytes.Repeat([]byte{'x'}, 4000)
+		}
+		res := sip.NewResponseFromRequest(req, 200, "OK", body)
 		res.AppendHeader(sip.NewHeader("X-Call", string(rune('0'+n))))
 		res.AppendHeader(sip.NewHeader("X-Transport", req.Transport()+" "+req.Source()))
 		return res
@@ -85,15 +89,54 @@ func TestStatelessUDP(t *testing.T) {
 	if again := roundTrip(t, c, req); again != first {
 		t.Fatalf("retransmission answered\n%s\nnot as the first:\n%s", again, first)
 	}
-	if replayed, _ := s.StatelessStats(); replayed != 1 || calls.Load() != 1 {
+	if replayed, _, _ := s.StatelessStats(); replayed != 1 || calls.Load() != 1 {
 		t.Fatalf("replayed %d, handler ran %d times", replayed, calls.Load())
 	}
 	if other := roundTrip(t, c, register("UDP "+c.LocalAddr().String(), "a2")); !strings.Contains(other, "X-Call: 2") {
 		t.Fatalf("a new request was not handled:\n%s", other)
 	}
-	c2 := udpPeer(t, s.Addr()) // the same bytes from elsewhere are another request
-	if elsewhere := roundTrip(t, c2, req); !strings.Contains(elsewhere, "X-Call: 3") {
-		t.Fatalf("the same bytes from another address were not handled:\n%s", elsewhere)
+	// The same bytes from elsewhere are another request (answered at the
+	// Via's port: c's).
+	c2 := udpPeer(t, s.Addr())
+	if _, err := c2.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 4096)
+	if n, err := c.Read(reply); err != nil || !strings.Contains(string(reply[:n]), "X-Call: 3") {
+		t.Fatalf("the same bytes from another address were not handled: %q %v", reply[:n], err)
+	}
+	// Without rport the response goes to the Via's port at the source IP
+	// (RFC 3261 §18.2.2), with rport to the source port (RFC 3581).
+	other := udpPeer(t, s.Addr())
+	viaElsewhere := register("UDP "+other.LocalAddr().String(), "v1")
+	if _, err := c.Write([]byte(viaElsewhere)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for i := 0; i < 2; i++ { // the answer, then the one to the retransmission: the same port
+		if n, err := other.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "X-Call: 4") {
+			t.Fatalf("no answer at the Via's port: %q %v", buf[:n], err)
+		}
+		if _, err := c.Write([]byte(viaElsewhere)); i == 0 && err != nil {
+			t.Fatal(err)
+		}
+	}
+	rport := strings.Replace(register("UDP "+other.LocalAddr().String(), "v2"), ";branch", ";rport;branch", 1)
+	if got := roundTrip(t, c, rport); !strings.Contains(got, "X-Call: 5") {
+		t.Fatalf("with rport, not answered at the source: %q", got)
+	}
+	// A response over three times the request (and 1300 bytes) is not
+	// sent over UDP.
+	big := strings.Replace(register("UDP "+c.LocalAddr().String(), "b1"), "Call-ID: b1-test", "Call-ID: big-test", 1)
+	if _, err := c.Write([]byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for _, _, oversize := s.StatelessStats(); oversize == 0 && time.Now().Before(deadline); _, _, oversize = s.StatelessStats() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, _, oversize := s.StatelessStats(); oversize != 1 {
+		t.Fatal("the oversize response was not counted")
 	}
 	// OPTIONS is not taken: sipgo answers it (405, no handler).
 	if st := roundTrip(t, c, options("UDP "+c.LocalAddr().String())); !strings.HasPrefix(st, "SIP/2.0 405") {
@@ -108,7 +151,7 @@ func TestStatelessUDP(t *testing.T) {
 	if _, err := tcp.Write([]byte(register("TCP "+tcp.LocalAddr().String(), "t1"))); err != nil {
 		t.Fatal(err)
 	}
-	if st := readStatus(t, tcp); st != "SIP/2.0 200 OK" || calls.Load() != 4 {
+	if st := readStatus(t, tcp); st != "SIP/2.0 200 OK" || calls.Load() != 7 {
 		t.Fatalf("TCP: %q after %d calls", st, calls.Load())
 	}
 }
@@ -150,44 +193,82 @@ func TestStatelessPending(t *testing.T) {
 }
 
 // TestReplayCache: responses are kept for the window (one bucket a
-// second) and then forgotten; over the budget the oldest seconds go
-// first; a response bigger than the budget is not kept.
+// second) and then forgotten; the chunks held never exceed the budget,
+// the oldest seconds going first; requests being answered are never
+// evicted; a request answered again later is not forgotten with its
+// older answer's second; a response bigger than a chunk is not kept.
 func TestReplayCache(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	c := newReplayCache(32, 100, t0)
+	c := newReplayCache(32, 2*replayChunk, t0)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	state := func(key uint64, now time.Time) replayState {
-		_, st := c.lookup(key, now, nil)
+		_, _, st := c.lookup(key, now, nil)
 		return st
 	}
-	c.pending(1, at(0))
+	c.pending(1)
 	if state(1, at(0.5)) != replayPending || state(2, at(0.5)) != replayNew {
 		t.Fatal("pending")
 	}
-	c.done(1, []byte("one"), at(0.9))
-	if got, st := c.lookup(1, at(31), nil); st != replayDone || string(got) != "one" {
-		t.Fatalf("at 31 s: %q %v", got, st)
+	c.done(1, []byte("one"), 5070, at(1.5)) // answered in a later second than it came
+	if got, port, st := c.lookup(1, at(31), nil); st != replayDone || string(got) != "one" || port != 5070 {
+		t.Fatalf("at 31 s: %q %d %v", got, port, st)
 	}
-	if state(1, at(33.1)) != replayNew || c.len() != 0 {
-		t.Fatalf("kept past the window: %d entries", c.len())
+	if state(1, at(34.1)) != replayNew {
+		t.Fatal("kept past the window")
 	}
-	for i := 0; i < 5; i++ { // 40 bytes a second: the third second's overflow drops the first
-		c.pending(uint64(10+i), at(40+float64(i)))
-		c.done(uint64(10+i), bytes.Repeat([]byte{'x'}, 40), at(40+float64(i)))
+	big := bytes.Repeat([]byte{'x'}, 40<<10) // one a chunk
+	c.pending(99)                            // being answered all along
+	for i := 0; i < 5; i++ {
+		c.pending(uint64(10 + i))
+		c.done(uint64(10+i), big, 5060, at(40+float64(i)))
+		if _, held := c.len(); held > 2 {
+			t.Fatalf("%d chunks held, budget 2", held)
+		}
 	}
-	if state(10, at(45)) != replayNew || state(12, at(45)) != replayNew || state(13, at(45)) != replayDone || state(14, at(45)) != replayDone {
-		t.Fatal("budget: the oldest should have gone first")
+	if state(10, at(45)) != replayNew || state(12, at(45)) != replayNew || state(13, at(45)) != replayDone ||
+		state(14, at(45)) != replayDone || state(99, at(45)) != replayPending {
+		t.Fatal("budget: the oldest answers should have gone first, and only answers")
 	}
-	if c.bytes > 100 {
-		t.Fatalf("%d bytes over a budget of 100", c.bytes)
+	c.done(14, []byte("again"), 5060, at(46)) // answered anew: its older second's end must not forget it
+	if got, _, st := c.lookup(14, at(77.5), nil); st != replayDone || string(got) != "again" {
+		t.Fatalf("re-answered key lost with its older second: %q %v", got, st)
 	}
-	c.done(20, bytes.Repeat([]byte{'y'}, 101), at(45))
-	if state(20, at(45)) != replayNew {
-		t.Fatal("a response over the budget was kept")
+	c.done(20, bytes.Repeat([]byte{'y'}, replayChunk+1), 5060, at(78))
+	if state(20, at(78)) != replayNew {
+		t.Fatal("a response over a chunk was kept")
 	}
-	c.done(21, bytes.Repeat([]byte{'z'}, 30), at(1000)) // a long idle gap empties every bucket
-	if c.len() != 1 || c.bytes != 30 {
-		t.Fatalf("after a gap: %d entries, %d bytes", c.len(), c.bytes)
+	c.forget(99)
+	c.done(21, []byte("z"), 5060, at(1000)) // a long idle gap empties every bucket
+	if n, held := c.len(); n != 1 || held > 1 {
+		t.Fatalf("after a gap: %d entries, %d chunks", n, held)
+	}
+}
+
+// TestStatelessClose: Close waits for a handler still answering (and the
+// stack's goroutines end: TestMain checks).
+func TestStatelessClose(t *testing.T) {
+	release := make(chan struct{})
+	s, calls := statelessStack(t, release)
+	c := udpPeer(t, s.Addr())
+	if _, err := c.Write([]byte(register("UDP "+c.LocalAddr().String(), "c1"))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for calls.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a handler ran")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close did not return after the handler did")
 	}
 }
 
