@@ -306,8 +306,8 @@ func failureCounts(errs []byte, scenario string) map[string]int {
 	counts := map[string]int{}
 	for _, line := range sippEvents(errs) {
 		switch {
-		case strings.Contains(line, "Dead call"):
-			continue // late answers to calls already counted
+		case strings.Contains(line, "Dead call"), strings.Contains(line, "Discarding message which can't be mapped"):
+			continue // late answers (to retransmissions) of calls already counted
 		case strings.Contains(line, "receive timeout on message "):
 			at, _, _ := strings.Cut(line[strings.Index(line, "receive timeout on message ")+27:], " without")
 			if code, ok := answered[at[strings.LastIndex(at, ":")+1:]]; ok {

@@ -60,16 +60,17 @@ type soakResult struct {
 	start, end    soakSample // after the warm-up, and the load's last sample
 	registrations int64
 	batches       int64
+	took          time.Duration // sipp's run: past dur, the server did not keep pace
 }
 
 func (r soakResult) String() string {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	return fmt.Sprintf("soak: REGISTER at %d/s for %v against a 10-node testnet (R=3), digest off: %s | after warm-up (t=%v) → end (t=%v): RSS %s → %s, live heap %s → %s, goroutines %d → %d | "+
-		"idle before → after the load: RSS %s → %s, goroutines %d → %d | %d registrations in %d batches",
+		"idle before → after the load: RSS %s → %s, goroutines %d → %d | %d registrations in %d batches | sipp's run took %v",
 		r.rate, r.dur, map[bool]string{true: "0 failed transactions", false: "FAILED: " + r.failed}[r.ok],
 		r.start.at.Round(time.Second), r.end.at.Round(time.Second),
 		mib(r.start.rss), mib(r.end.rss), mib(int64(r.start.heap)), mib(int64(r.end.heap)), r.start.goroutines, r.end.goroutines,
-		mib(r.before.rss), mib(r.after.rss), r.before.goroutines, r.after.goroutines, r.registrations, r.batches)
+		mib(r.before.rss), mib(r.after.rss), r.before.goroutines, r.after.goroutines, r.registrations, r.batches, r.took.Round(time.Second))
 }
 
 // soak runs sipp REGISTER load at rate for dur against a stateless
@@ -136,7 +137,9 @@ func soak(tb testing.TB, rate int, dur, interval time.Duration) soakResult {
 		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(tb)), "-buff_size", "4194304",
 		"-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30), "-trace_err", "-error_file", "errors.log", "-nd")
 	cmd.Dir = tb.TempDir()
+	started := time.Now()
 	out, err := cmd.CombinedOutput()
+	res.took = time.Since(started)
 	cancel()
 	wg.Wait()
 	res.ok, res.calls = err == nil, int(float64(rate)*dur.Seconds())
@@ -178,13 +181,24 @@ func writeHeapProfile(suffix string) {
 }
 
 // TestSoak: a short soak in CI (LSNODE_SOAK_SECONDS, 70; LSNODE_SOAK_RATE,
-// 800/s, under -race in make test): every REGISTER answered 200, or 503
-// when shed (at most 1% of them), and
+// 600/s, under -race in make test): every REGISTER answered 200, or 503
+// when shed (at most 1% of them), sipp's run not stretched past its
+// length by more than a quarter (the server kept pace: a UDP request it
+// could not take is dropped by the kernel and retransmitted, a failure
+// sipp's counts do not show), and
 // neither goroutines nor memory grow from the end of the warm-up to the end of the run. The
 // reported 10-minute soak is BenchmarkSoak (make soak).
 func TestSoak(t *testing.T) {
-	res := soak(t, envInt("LSNODE_SOAK_RATE", 800), time.Duration(envInt("LSNODE_SOAK_SECONDS", 70))*time.Second, 2*time.Second)
+	// 600/s: under -race on the 2-core machine the registrar answers about
+	// 750/s (shedding 5% at 800/s). Before it answered REGISTER without
+	// transactions it passed 800/s by taking 110 s for 70 s of load: sipp
+	// retransmitted what the kernel dropped, which the run's length now
+	// catches.
+	res := soak(t, envInt("LSNODE_SOAK_RATE", 600), time.Duration(envInt("LSNODE_SOAK_SECONDS", 70))*time.Second, 2*time.Second)
 	t.Log(res)
+	if res.took > res.dur+res.dur/4 {
+		t.Errorf("sipp's %v of load took %v: the registrar did not keep pace", res.dur, res.took.Round(time.Second))
+	}
 	for _, s := range res.samples {
 		t.Logf("t=%v rss=%.1fMiB heap=%.1fMiB goroutines=%d", s.at.Round(time.Second), float64(s.rss)/(1<<20), float64(s.heap)/(1<<20), s.goroutines)
 	}
