@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,6 +107,11 @@ type Registrar struct {
 
 	responses sipnet.StatusCounts // final responses sent, by method and code
 	inflight  atomic.Int64        // REGISTERs waiting on the location service
+	failLog   struct {            // warnFailed's once a second
+		mu    sync.Mutex
+		last  time.Time
+		quiet int
+	}
 }
 
 // withDefaults validates c and fills in the defaults.
@@ -467,7 +473,7 @@ func (r *Registrar) failed(req *sip.Request, op string, err error) *sip.Response
 	if c := req.CallID(); c != nil {
 		call = c.Value()
 	}
-	r.cfg.Logger.Warn("location service failed", "call", call, "op", op, "err", err)
+	r.warnFailed(call, op, err)
 	switch {
 	case errors.Is(err, lsp.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, lsp.ErrClosed):
 		return r.unavailable(req, "Location service unavailable")
@@ -475,6 +481,25 @@ func (r *Registrar) failed(req *sip.Request, op string, err error) *sip.Response
 		return status(req, 400, "Binding refused: "+firstLine(err))
 	}
 	return status(req, 500, "Location service error")
+}
+
+// warnFailed logs a location-service failure at most once a second,
+// with how many were left out since: under overload every REGISTER fails
+// the same way, and a line each would flood the log (the responses are
+// counted in the metrics all the same).
+func (r *Registrar) warnFailed(call, op string, err error) {
+	l := &r.failLog
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.last) < time.Second {
+		l.quiet++
+		l.mu.Unlock()
+		return
+	}
+	quiet := l.quiet
+	l.last, l.quiet = now, 0
+	l.mu.Unlock()
+	r.cfg.Logger.Warn("location service failed", "call", call, "op", op, "err", err, "not_logged_since", quiet)
 }
 
 // unavailable is 503 with Retry-After (RFC 3261 §21.5.4).

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,6 +253,37 @@ func TestOverlayFailureIsVisible(t *testing.T) {
 	want(t, res, 503)
 	if res.GetHeader("Retry-After") == nil {
 		t.Fatal("503 without Retry-After")
+	}
+}
+
+// countWarns is a slog handler counting Warn records.
+type countWarns struct{ n *atomic.Int64 }
+
+func (h countWarns) Enabled(context.Context, slog.Level) bool { return true }
+func (h countWarns) Handle(_ context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countWarns) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countWarns) WithGroup(string) slog.Handler      { return h }
+
+// TestFailureLogBounded: a location service failing every REGISTER (an
+// overload) logs one warning a second, not one a request, and every
+// REGISTER is still answered.
+func TestFailureLogBounded(t *testing.T) {
+	var warns atomic.Int64
+	r, err := New(Config{Domain: "a.example", Mode: Stateless, Logger: slog.New(countWarns{&warns}),
+		Location: failing{fmt.Errorf("%w: queue full", lsp.ErrUnavailable)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		want(t, do(r, register(t, "sip:alice@a.example", fmt.Sprint("f", i), 1, "Contact: <sip:a@192.0.2.1>")), 503)
+	}
+	if n := warns.Load(); n < 1 || n > 3 { // a second boundary or two on a slow machine
+		t.Fatalf("%d warnings for 200 failures", n)
 	}
 }
 
