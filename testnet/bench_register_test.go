@@ -259,6 +259,9 @@ func BenchmarkRegister(b *testing.B) {
 	}
 	defer nw.Close()
 	waitDHTRefresh(nw, 10)
+	// sipp's ports again, now that the nodes hold theirs (one of them took
+	// an overload run's port once: "Unable to bind main socket").
+	port = freeUDPPorts(b, 2*procs)
 	authAddr, openAddr := nw.Node(0).SIPAddr(), nw.Node(2).SIPAddr()
 	vis := visibleLatency(b, nw, openAddr, 1, 300)
 	floor := &stats{name: "publish"}
