@@ -93,6 +93,15 @@ func TestDedupe(t *testing.T) {
 	os := startN(t, 2, "ov-dedupe")
 	waitMembers(t, os, 2)
 	a, b := os[0], os[1]
+	// Dedupe looks at warm-protected peers only: wait until both ends
+	// protect each other (the view settles first, warmSettle periods of
+	// 100 ms), or the deadline below would also have to cover that.
+	for deadline := time.Now().Add(warmSettle*100*time.Millisecond + 30*time.Second); !a.host.ConnManager().IsProtected(b.ID(), warmTag) ||
+		!b.host.ConnManager().IsProtected(a.ID(), warmTag); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the two do not protect each other as warm")
+		}
+	}
 	// Two connections: the two ends dial each other at once (a few tries).
 	for try := 0; len(a.host.Network().ConnsToPeer(b.ID())) < 2; try++ {
 		if try == 50 {
