@@ -165,7 +165,9 @@ func (s *Stack) answer(h StatelessHandler, key uint64, data []byte, from *net.UD
 	if buf.Len() > max(1300, 3*len(data)) {
 		st.replay.forget(key)
 		st.oversize.Add(1)
-		s.log.Warn("response too large for UDP not sent", "to", from, "bytes", buf.Len(), "request", len(data))
+		// Debug, not Warn: a sender can cause this at will (StatelessStats
+		// counts it).
+		s.log.Debug("response too large for UDP not sent", "to", from, "bytes", buf.Len(), "request", len(data))
 		return
 	}
 	if _, err := s.udp.WriteTo(buf.Bytes(), &net.UDPAddr{IP: from.IP, Port: to, Zone: from.Zone}); err != nil {
@@ -354,12 +356,4 @@ func (c *replayCache) forget(key uint64) {
 	defer c.mu.Unlock()
 	delete(c.pend, key)
 	delete(c.idx, key)
-}
-
-// len is the number of requests the cache knows, answered or pending,
-// and the chunks it holds.
-func (c *replayCache) len() (int, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.idx) + len(c.pend), c.held
 }

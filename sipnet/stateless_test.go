@@ -299,3 +299,11 @@ func FuzzStatelessFilter(f *testing.F) {
 		}
 	})
 }
+
+// len is the number of requests the cache knows, answered or pending,
+// and the chunks it holds.
+func (c *replayCache) len() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idx) + len(c.pend), c.held
+}
