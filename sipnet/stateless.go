@@ -170,12 +170,13 @@ func (s *Stack) answer(h StatelessHandler, key uint64, data []byte, from *net.UD
 		s.log.Debug("response too large for UDP not sent", "to", from, "bytes", buf.Len(), "request", len(data))
 		return
 	}
+	// Kept before it is sent: a copy arriving just after the answer
+	// (crossing it) must find it, not a request still pending.
+	st.replay.done(key, buf.Bytes(), to, time.Now())
 	if _, err := s.udp.WriteTo(buf.Bytes(), &net.UDPAddr{IP: from.IP, Port: to, Zone: from.Zone}); err != nil {
 		st.replay.forget(key)
 		s.log.Debug("stateless response", "to", from, "err", err)
-		return
 	}
-	st.replay.done(key, buf.Bytes(), to, time.Now())
 }
 
 // responsePort is where a response to req goes at its source IP: the
