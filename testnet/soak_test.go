@@ -181,7 +181,7 @@ func writeHeapProfile(suffix string) {
 }
 
 // TestSoak: a short soak in CI (LSNODE_SOAK_SECONDS, 70; LSNODE_SOAK_RATE,
-// 600/s, under -race in make test): every REGISTER answered 200, or 503
+// 400/s, under -race in make test): every REGISTER answered 200, or 503
 // when shed (at most 1% of them), sipp's run not stretched past its
 // length by more than a quarter (the server kept pace: a UDP request it
 // could not take is dropped by the kernel and retransmitted, a failure
@@ -189,12 +189,14 @@ func writeHeapProfile(suffix string) {
 // neither goroutines nor memory grow from the end of the warm-up to the end of the run. The
 // reported 10-minute soak is BenchmarkSoak (make soak).
 func TestSoak(t *testing.T) {
-	// 600/s: under -race on the 2-core machine the registrar answers about
-	// 750/s (shedding 5% at 800/s). Before it answered REGISTER without
-	// transactions it passed 800/s by taking 110 s for 70 s of load: sipp
-	// retransmitted what the kernel dropped, which the run's length now
-	// catches.
-	res := soak(t, envInt("LSNODE_SOAK_RATE", 600), time.Duration(envInt("LSNODE_SOAK_SECONDS", 70))*time.Second, 2*time.Second)
+	// 400/s: under -race on the 2-core machine the registrar answers about
+	// 750/s at best (shedding 5% at 800/s), and one CI run shed 6% at
+	// 600/s while others passed it: this test is for leaks and races, the
+	// capacity is make soak's (2400/s, no -race). Before it answered
+	// REGISTER without transactions it passed 800/s by taking 110 s for
+	// 70 s of load: sipp retransmitted what the kernel dropped, which the
+	// run's length now catches.
+	res := soak(t, envInt("LSNODE_SOAK_RATE", 400), time.Duration(envInt("LSNODE_SOAK_SECONDS", 70))*time.Second, 2*time.Second)
 	t.Log(res)
 	if res.took > res.dur+res.dur/4 {
 		t.Errorf("sipp's %v of load took %v: the registrar did not keep pace", res.dur, res.took.Round(time.Second))
