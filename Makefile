@@ -8,7 +8,7 @@ DOMAINS  ?= a.example,b.example
 PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: build install test run bench soak chaos scale scale-inproc sim lint fuzz clean
+.PHONY: build install deps test run bench soak chaos scale scale-inproc sim lint fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/lsnode
@@ -20,9 +20,16 @@ install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lsnode
 	install -D -m 0644 packaging/lsnode.service $(DESTDIR)/etc/systemd/system/lsnode.service
 
+# What the tests drive besides Go (sipp, Kamailio, coturn, iproute2/nftables,
+# Chromium, baresip, linphone): scripts/deps holds the one list. As root on
+# Debian it installs what is missing; otherwise it prints the apt-get line
+# and stops.
+deps:
+	@scripts/deps test
+
 # Everything under the race detector, the 24-node testnet tests included; one
 # package at a time (the chaos and soak tests load both cores on their own).
-test: lint
+test: deps lint
 	$(GO) test -race -count=1 -p 1 -timeout 20m ./...
 
 run: build
@@ -34,6 +41,7 @@ run: build
 # the dashboard's traced lookups against plain ones, TURN relaying against
 # coturn, and the RTP relay.
 bench: build
+	@scripts/deps bench
 	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard' -benchtime 1x -timeout 40m ./testnet/
 	$(GO) test -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
 
@@ -43,6 +51,7 @@ bench: build
 SOAK_RATE    ?= 2400
 SOAK_SECONDS ?= 600
 soak:
+	@scripts/deps bench
 	LSNODE_SOAK_RATE=$(SOAK_RATE) LSNODE_SOAK_SECONDS=$(SOAK_SECONDS) $(GO) test -run '^$$' -bench BenchmarkSoak -benchtime 1x -timeout 30m ./testnet/
 
 # What the overlay costs each node at several sizes, idle and with 10% of

@@ -64,7 +64,7 @@ func echoPeer(t *testing.T) int {
 func need(t *testing.T, tool string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
-		t.Fatalf("%s not installed (Debian package coturn; .ci/run installs it)", tool)
+		t.Fatalf("%s not installed (Debian package coturn; scripts/deps test installs it)", tool)
 	}
 }
 

@@ -153,7 +153,7 @@ func TestHTTPAPI(t *testing.T) {
 func TestKamailioHTTPAPI(t *testing.T) {
 	for _, tool := range []string{"kamailio", "sipp"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (Debian: kamailio, kamailio-utils-modules, sip-tester; .ci/run installs them)", tool)
+			t.Fatalf("%s not installed (Debian: kamailio, kamailio-utils-modules, sip-tester; scripts/deps test installs them)", tool)
 		}
 	}
 	token := "kamailio-token-0123456789abcdef"

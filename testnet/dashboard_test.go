@@ -32,7 +32,7 @@ func chromium(t *testing.T) string {
 		}
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatal("chromium not installed (.ci/run installs Debian's chromium)")
+		t.Fatal("chromium not installed (Debian package chromium; scripts/deps test installs it)")
 	}
 	t.Skip("chromium not installed")
 	return ""

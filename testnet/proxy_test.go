@@ -41,7 +41,7 @@ type sippProc struct {
 func startSipp(t *testing.T, name, scenario string, port int, args ...string) *sippProc {
 	t.Helper()
 	if _, err := exec.LookPath("sipp"); err != nil {
-		t.Fatal("sipp not installed (Debian package sip-tester; .ci/run installs it)")
+		t.Fatal("sipp not installed (Debian package sip-tester; scripts/deps test installs it)")
 	}
 	scen, err := filepath.Abs(filepath.Join("testdata/sipp", scenario))
 	if err != nil {

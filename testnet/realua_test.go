@@ -28,7 +28,7 @@ type uaProc struct {
 func startUA(t *testing.T, name, dir string, args ...string) *uaProc {
 	t.Helper()
 	if _, err := exec.LookPath(args[0]); err != nil {
-		t.Fatalf("%s not installed (Debian packages baresip-core, linphone-cli; .ci/run installs them)", args[0])
+		t.Fatalf("%s not installed (Debian packages baresip-core, linphone-cli; scripts/deps test installs them)", args[0])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)

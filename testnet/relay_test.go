@@ -29,7 +29,7 @@ import (
 func TestRelayCredentials(t *testing.T) {
 	for _, tool := range []string{"turnutils_uclient", "turnutils_peer"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (Debian package coturn; .ci/run installs it)", tool)
+			t.Fatalf("%s not installed (Debian package coturn; scripts/deps test installs it)", tool)
 		}
 	}
 	m, nw := startCallNet(t, nil)

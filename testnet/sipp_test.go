@@ -44,7 +44,7 @@ func freeUDPPort(t testing.TB) int {
 func (r sippRun) run(t *testing.T) error {
 	t.Helper()
 	if _, err := exec.LookPath("sipp"); err != nil {
-		t.Fatal("sipp not installed (Debian package sip-tester; .ci/run installs it)")
+		t.Fatal("sipp not installed (Debian package sip-tester; scripts/deps test installs it)")
 	}
 	tmpl, err := os.ReadFile("testdata/sipp/register.xml.tmpl")
 	if err != nil {
