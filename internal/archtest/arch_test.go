@@ -25,6 +25,7 @@ var allowed = map[string][]string{
 	"metrics":            nil,
 	"internal/yamlconf":  nil,
 	"internal/archtest":  nil,
+	"scripts":            nil,
 	"internal/cli":       nil,
 	"overlay":            {"pki", "internal/promsnap", "overlay/membership"},
 	"overlay/membership": nil,
