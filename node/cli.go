@@ -21,7 +21,7 @@ func LoadConfigs(paths, overrides []string) ([]*Config, error) {
 	var cfgs []*Config
 	dirs := map[string]string{}
 	for _, p := range paths {
-		cfg, err := LoadConfigWith(p, overrides)
+		cfg, err := CheckConfig(p, overrides)
 		if err != nil {
 			return nil, err
 		}

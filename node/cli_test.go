@@ -13,6 +13,7 @@ import (
 // configs on one data_dir are refused, naming both.
 func TestLoadConfigs(t *testing.T) {
 	dir := t.TempDir()
+	writeCA(t, dir)
 	write := func(name, overlayName, dataDir string) string {
 		p := filepath.Join(dir, name)
 		y := "overlay:\n  name: " + overlayName + "\n  identity_key: " + name + ".key\n  data_dir: " + dataDir + "\n  listen: [/ip4/127.0.0.1/tcp/0]\ntrust_anchors: [ca.pem]\n"

@@ -20,6 +20,9 @@ type Duration time.Duration
 // MarshalJSON writes d as "1.5s".
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
+// ConfigType names a duration in config errors.
+func (Duration) ConfigType() string { return `a duration like "30s" or "1m30s"` }
+
 // UnmarshalJSON reads "1.5s".
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
@@ -78,7 +81,8 @@ type Config struct {
 	// line, for log shippers).
 	LogFormat string `json:"log_format,omitempty"`
 
-	dir string
+	dir   string
+	lines yamlconf.Lines // where each key is in the file it came from
 }
 
 // OverlayConfig is the overlay section.
@@ -256,9 +260,35 @@ type LSPConfig struct {
 func LoadConfig(path string) (*Config, error) { return LoadConfigWith(path, nil) }
 
 // LoadConfigWith reads a config file (YAML or JSON) with overrides
-// ("key=value", see EnvOverrides) applied, and validates it. Problems are
-// ConfigErrors with lines where the file has the key.
+// ("key=value", see EnvOverrides) applied, and validates it (Validate: no
+// file is read). Problems are ConfigErrors with lines where the file has
+// the key, all of them, after the file's name.
 func LoadConfigWith(path string, overrides []string) (*Config, error) {
+	c, err := loadConfig(path, overrides)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s:\n%w", path, err)
+	}
+	return c, nil
+}
+
+// CheckConfig reads a config file as LoadConfigWith does and runs Check on
+// it: every problem 'lsnode run' would stop at, files included. Both 'run'
+// and 'config check' load through it.
+func CheckConfig(path string, overrides []string) (*Config, error) {
+	c, err := loadConfig(path, overrides)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Check(); err != nil {
+		return nil, fmt.Errorf("%s:\n%w", path, err)
+	}
+	return c, nil
+}
+
+func loadConfig(path string, overrides []string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
@@ -272,9 +302,6 @@ func LoadConfigWith(path string, overrides []string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	c.dir = abs
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	return c, nil
 }
 
@@ -295,13 +322,15 @@ func (es ConfigErrors) Unwrap() error { return ErrConfig }
 // with its line, not only the first.
 func parseConfig(b []byte, overrides []string) (*Config, error) {
 	var c Config
-	if err := yamlconf.Decode(b, overrides, &c); err != nil {
+	lines, err := yamlconf.DecodeLines(b, overrides, &c)
+	if err != nil {
 		var es yamlconf.Errors
 		if errors.As(err, &es) {
 			return nil, ConfigErrors(es)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
+	c.lines = lines
 	return &c, nil
 }
 
@@ -327,39 +356,6 @@ func (c Config) withDefaults() (Config, error) {
 		c.Relay.CredentialTTL = Duration(12 * time.Hour)
 	}
 	return c, nil
-}
-
-// Validate checks the fields a node cannot start without.
-func (c *Config) Validate() error {
-	switch {
-	case c.Overlay.Name == "":
-		return fmt.Errorf("%w: overlay.name is empty", ErrConfig)
-	case c.Overlay.IdentityKey == "":
-		return fmt.Errorf("%w: overlay.identity_key is empty", ErrConfig)
-	case len(c.TrustAnchors) == 0:
-		return fmt.Errorf("%w: trust_anchors is empty", ErrConfig)
-	case c.Domain != "" && (c.CertFile == "" || c.KeyFile == ""):
-		return fmt.Errorf("%w: domain %q needs cert_file and key_file", ErrConfig, c.Domain)
-	case len(c.Overlay.MemberCA) == 0 && (c.Overlay.MemberCert != "" || c.Overlay.PSKFile != "" || c.Overlay.CRLFile != ""):
-		return fmt.Errorf("%w: overlay.member_cert, psk_file and crl_file make a federation overlay, which needs overlay.member_ca", ErrConfig)
-	case c.API != "" && c.APITokensFile == "":
-		return fmt.Errorf("%w: api needs api_tokens_file (bearer tokens, one per line)", ErrConfig)
-	case c.LogFormat != "" && c.LogFormat != "text" && c.LogFormat != "json":
-		return fmt.Errorf("%w: log_format %q: want text or json", ErrConfig, c.LogFormat)
-	case c.SIPTLS != "" && c.SIP == "":
-		return fmt.Errorf("%w: sip_tls needs sip", ErrConfig)
-	case c.SIP != "" && c.Domain == "":
-		return fmt.Errorf("%w: sip %q needs a domain to register for", ErrConfig, c.SIP)
-	case c.TURN != "" && c.Domain == "":
-		return fmt.Errorf("%w: turn %q needs a domain (its credential keys the TURN secret)", ErrConfig, c.TURN)
-	case c.SIP != "" && c.Registrar.UsersFile == "" && !c.Registrar.Open:
-		return fmt.Errorf("%w: sip without registrar.users_file would register anyone as any user of %q: set registrar.users_file, or registrar.open: true to accept that", ErrConfig, c.Domain)
-	case c.HTTP != "" && (c.TURN == "" || c.SIP == "" || c.Registrar.UsersFile == ""):
-		return fmt.Errorf("%w: http (TURN credentials for SIP users) needs turn, sip and registrar.users_file", ErrConfig)
-	case c.Registrar.MaxInFlight < 0 || c.Proxy.MaxInFlight < 0:
-		return fmt.Errorf("%w: max_in_flight must be positive (absent: the default)", ErrConfig)
-	}
-	return nil
 }
 
 // Path resolves p relative to the config file's directory.

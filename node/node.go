@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -320,13 +318,9 @@ func newMedia(cfg *Config, log *slog.Logger) (*relay.Media, error) {
 	}
 	mc := relay.MediaConfig{IP: cfg.Relay.MediaIP, Allow: allow, Logger: log}
 	if r := cfg.Relay.MediaPorts; r != "" {
-		lo, hi, ok := strings.Cut(r, "-")
-		a, err1 := strconv.Atoi(lo)
-		b, err2 := strconv.Atoi(hi)
-		if !ok || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("%w: relay media_ports %q (want LOW-HIGH)", ErrConfig, r)
+		if mc.MinPort, mc.MaxPort, err = ParsePortRange(r); err != nil {
+			return nil, fmt.Errorf("%w: relay.media_ports %v", ErrConfig, err)
 		}
-		mc.MinPort, mc.MaxPort = a, b
 	}
 	return relay.NewMedia(mc)
 }

@@ -1,9 +1,11 @@
 package overlay
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -204,6 +206,47 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	r.Logger = r.Logger.With("component", "overlay", "overlay", r.Name)
 	return r, nil
+}
+
+// CheckListenAddr reports whether s is a multiaddr a node can listen on
+// ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"): a multiaddr
+// with an IP and a port, without a peer ID.
+func CheckListenAddr(s string) error {
+	a, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return fmt.Errorf("not a multiaddr (like /ip4/0.0.0.0/tcp/4001): %v", multiaddrErr(s, err))
+	}
+	if _, err := a.ValueForProtocol(ma.P_P2P); err == nil {
+		return errors.New("a listen address has no /p2p/ peer ID")
+	}
+	_, errTCP := a.ValueForProtocol(ma.P_TCP)
+	_, errUDP := a.ValueForProtocol(ma.P_UDP)
+	if errTCP != nil && errUDP != nil {
+		return errors.New("no /tcp/ or /udp/ port (like /ip4/0.0.0.0/tcp/4001)")
+	}
+	return nil
+}
+
+// CheckBootstrapAddr reports whether s is a bootstrap peer's address: a
+// multiaddr ending in /p2p/ and a valid peer ID.
+func CheckBootstrapAddr(s string) error {
+	a, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return multiaddrErr(s, err)
+	}
+	if _, err := peer.AddrInfoFromP2pAddr(a); err != nil {
+		return errors.New("no /p2p/PEER-ID at its end")
+	}
+	return nil
+}
+
+// multiaddrErr is the multiaddr parser's error without the address it
+// repeats.
+func multiaddrErr(s string, err error) error {
+	if _, rest, ok := strings.Cut(err.Error(), fmt.Sprintf("%q: ", s)); ok {
+		return errors.New(rest)
+	}
+	return err
 }
 
 // ParseAddrInfos parses multiaddrs that end in /p2p/<peer-id>, merging

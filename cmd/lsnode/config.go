@@ -10,9 +10,9 @@ import (
 	"github.com/lsnode/lsnode/node"
 )
 
-// cmdConfig, 'config check', loads config files as 'run' would (LSNODE_*
-// variables and --set overrides applied) and reports every problem with
-// its line.
+// cmdConfig, 'config check', loads config files as 'run' does
+// (node.CheckConfig, LSNODE_* variables and --set overrides applied, the
+// files they name read) and reports every problem with its line.
 func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
 		return cli.Fail(2, "config: want 'config check FILE' (see 'lsnode help')")
@@ -26,7 +26,7 @@ func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 	overrides := append(node.EnvOverrides(os.Environ()), sets...)
 	bad := 0
 	for _, p := range fs.Args() {
-		cfg, err := node.LoadConfigWith(p, overrides)
+		cfg, err := node.CheckConfig(p, overrides)
 		if err != nil {
 			bad++
 			fmt.Fprintln(stdout, err)

@@ -163,6 +163,15 @@ func TestFederationCLI(t *testing.T) {
 	if code, out, errs := lsnode(t, "config", "check", cfg3, "--set", "proxy.media=auto"); code != 0 || !strings.Contains(out, ": ok") {
 		t.Fatalf("config check of a good file: %d %q %q", code, out, errs)
 	}
+	// check and run refuse a config with the same words, every problem.
+	sets := []string{"--set", "sip=127.0.0.1", "--set", "proxy.trusted_networks=[10.0.0.0/33]", "--set", "relay.media_ports=5000-4000"}
+	code, checked, _ := lsnode(t, append([]string{"config", "check", cfgA}, sets...)...)
+	runCode, _, refused := lsnode(t, append([]string{"run", "--config", cfgA}, sets...)...)
+	for _, want := range []string{`sip: "127.0.0.1": want HOST:PORT`, `proxy.trusted_networks[0]: "10.0.0.0/33" is not a CIDR`, `relay.media_ports: "5000-4000"`} {
+		if code != 1 || runCode == 0 || !strings.Contains(checked, want) || !strings.Contains(refused, want) {
+			t.Fatalf("want %q from both:\nconfig check (exit %d):\n%s\nrun (exit %d):\n%s", want, code, checked, runCode, refused)
+		}
+	}
 	if code, out, errs := lsnode(t, "version"); code != 0 || !strings.Contains(out, `"go": "go1.`) || !strings.Contains(out, `"version"`) {
 		t.Fatalf("version: %d %q %q", code, out, errs)
 	}

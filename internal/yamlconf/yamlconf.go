@@ -56,13 +56,41 @@ func (es Errors) Error() string {
 // overrides ("section.key=value", the value in YAML: "1s", "true",
 // "[a, b]") applied on top. Problems are Errors.
 func Decode(b []byte, overrides []string, v any) error {
+	_, err := DecodeLines(b, overrides, v)
+	return err
+}
+
+// Lines maps a key's dotted path (overlay.listen, overlay.listen[1],
+// proxy.static_peers.b.example) to its line in the file; a key an override
+// set has none.
+type Lines map[string]int
+
+// At is the line of path, or of the nearest enclosing key the file has
+// (0: none).
+func (l Lines) At(path string) int {
+	for path != "" {
+		if n, ok := l[path]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// DecodeLines is Decode that also returns where each key is, so checks of
+// the decoded values can report lines too.
+func DecodeLines(b []byte, overrides []string, v any) (Lines, error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return Errors{{Msg: fmt.Sprintf("yamlconf: decode into %T, want a non-nil pointer", v)}}
+		return nil, Errors{{Msg: fmt.Sprintf("yamlconf: decode into %T, want a non-nil pointer", v)}}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -72,7 +100,7 @@ func Decode(b []byte, overrides []string, v any) error {
 		root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	}
 	if root.Kind != yaml.MappingNode {
-		return Errors{{Line: root.Line, Msg: "the config must be a mapping of keys to values"}}
+		return nil, Errors{{Line: root.Line, Msg: "the config must be a mapping of keys to values"}}
 	}
 	var errs Errors
 	for _, o := range overrides {
@@ -87,19 +115,49 @@ func Decode(b []byte, overrides []string, v any) error {
 	}
 	checkYAML(root, rv.Type().Elem(), "", &errs)
 	if len(errs) > 0 {
-		return errs
+		return nil, errs
 	}
 	js, err := yamlToJSON(root)
 	if err != nil {
-		return Errors{{Msg: err.Error()}}
+		return nil, Errors{{Msg: err.Error()}}
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return Errors{{Msg: err.Error()}}
+		return nil, Errors{{Msg: err.Error()}}
 	}
-	return nil
+	lines := Lines{}
+	locate(root, "", lines)
+	return lines, nil
 }
+
+// locate records the line of every key under n (of every element of a
+// list), skipping the nodes an override made (line 0).
+func locate(n *yaml.Node, path string, lines Lines) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := join(path, k.Value)
+			if k.Line > 0 && n.Content[i+1].Line > 0 {
+				lines[p] = k.Line
+			}
+			locate(n.Content[i+1], p, lines)
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if e.Line > 0 {
+				lines[p] = e.Line
+			}
+			locate(e, p, lines)
+		}
+	}
+}
+
+// Described is a value type that names itself in errors ("a duration like
+// \"30s\"") instead of by its kind.
+type Described interface{ ConfigType() string }
 
 // EnvOverrides turns environment variables named prefix + KEY into
 // overrides for the struct v points to (or is): PREFIX_SIP=... sets sip,
@@ -185,6 +243,9 @@ func leafError(err error, t reflect.Type, n *yaml.Node) string {
 }
 
 func typeName(t reflect.Type) string {
+	if d, ok := reflect.New(t).Elem().Interface().(Described); ok {
+		return d.ConfigType()
+	}
 	switch t.Kind() {
 	case reflect.Bool:
 		return "true or false"
@@ -300,6 +361,13 @@ func stringKeys(v any) any {
 	return v
 }
 
+func noLines(n *yaml.Node) {
+	n.Line, n.Column = 0, 0
+	for _, c := range n.Content {
+		noLines(c)
+	}
+}
+
 // setYAML sets path in the mapping root to val (parsed as YAML: "1s",
 // "true", "[a, b]"), creating mappings on the way.
 func setYAML(root *yaml.Node, path []string, val string) error {
@@ -311,6 +379,7 @@ func setYAML(root *yaml.Node, path []string, val string) error {
 	if len(v.Content) == 1 {
 		leaf = v.Content[0]
 	}
+	noLines(leaf) // it is not in the file
 	n := root
 	for i, k := range path {
 		var next *yaml.Node
