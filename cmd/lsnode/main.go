@@ -41,5 +41,4 @@ var commands = cli.Commands{
 	"run": cmdRun, "testnet": cmdTestnet, "testbed": cmdTestbed, "chaos": cmdChaos,
 	"lookup": cmdLookup, "publish": cmdPublish, "remove": cmdRemove, "status": cmdStatus, "relays": cmdRelays,
 	"ca": cmdCA, "id": cmdID, "config": cmdConfig, "version": cmdVersion, "--version": cmdVersion,
-	"help": cli.Help(usage), "-h": cli.Help(usage), "--help": cli.Help(usage),
 }

@@ -198,3 +198,33 @@ func TestFederationCLI(t *testing.T) {
 		t.Fatalf("restart with a revoked certificate: %v", err)
 	}
 }
+
+// TestHelp: every command answers 'help CMD', 'CMD -h' and 'CMD --help'
+// with its part of the usage on stdout and exit 0; a typo is an error
+// that names the closest command.
+func TestHelp(t *testing.T) {
+	for name := range commands {
+		if strings.HasPrefix(name, "-") {
+			continue
+		}
+		for _, args := range [][]string{{"help", name}, {name, "-h"}, {name, "--help"}, {name, "x", "--help"}} {
+			code, out, errs := lsnode(t, args...)
+			if code != 0 || errs != "" || !strings.Contains(out, "\n  "+name) {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+			}
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"help", "help"}} {
+		if code, out, errs := lsnode(t, args...); code != 0 || errs != "" || !strings.Contains(out, "\n  help") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	if code, out, _ := lsnode(t, "help", "run"); strings.Contains(out, "testnet init") || code != 0 {
+		t.Errorf("help run printed more than run's part:\n%s", out)
+	}
+	for _, args := range [][]string{{"lookpu"}, {"help", "tesnet"}} {
+		if code, _, errs := lsnode(t, args...); code != 2 || !strings.Contains(errs, "did you mean") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+}

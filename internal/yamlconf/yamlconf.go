@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	suggestpkg "github.com/lsnode/lsnode/internal/suggest"
 )
 
 // Error is one problem in a config file, at a line when the file has the
@@ -283,45 +285,16 @@ func jsonFields(t reflect.Type) map[string]reflect.StructField {
 	return out
 }
 
-// suggest names a known key that differs from k only in case, '-' for
-// '_', or is a prefix match.
+// suggest names a known key k probably means.
 func suggest(k string, fields map[string]reflect.StructField) string {
-	norm := strings.ReplaceAll(strings.ToLower(k), "-", "_")
-	var names []string
+	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		if name == norm || strings.HasPrefix(name, norm) && len(norm) >= 3 || len(norm) >= 4 && editDistance(name, norm) <= 2 {
-			return fmt.Sprintf(" (did you mean %q?)", name)
-		}
+	if name := suggestpkg.Closest(k, names); name != "" {
+		return fmt.Sprintf(" (did you mean %q?)", name)
 	}
 	return ""
-}
-
-// editDistance is the Levenshtein distance of a and b (keys are short).
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func join(path, k string) string {
