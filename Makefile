@@ -7,11 +7,12 @@ DOMAINS  ?= a.example,b.example
 
 PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 
 .PHONY: build install deps test run bench soak chaos scale scale-inproc sim lint fuzz clean
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/lsnode
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/lsnode
 
 # The binary, and the systemd unit (packaging/lsnode.service: runs
 # 'lsnode run --config /etc/lsnode/node.json' as user lsnode, state in

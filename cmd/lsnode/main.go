@@ -16,9 +16,10 @@ import (
 	"github.com/lsnode/lsnode/internal/cli"
 )
 
-// version is set at link time by 'make build' (git describe); empty in a
-// plain 'go build', where the module's build information is used.
-var version string
+// version and commit are set at link time by 'make build' (git describe,
+// git rev-parse); empty in a plain 'go build', where the module's build
+// information is used.
+var version, commit string
 
 // usage is 'lsnode help'.
 //

@@ -11,7 +11,7 @@ import (
 // linked in), VCS revision and time (and whether the tree was modified),
 // and the Go version.
 func cmdVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	v, err := cli.BuildInfo(version)
+	v, err := cli.BuildInfo(version, commit)
 	if err != nil {
 		return err
 	}

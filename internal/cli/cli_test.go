@@ -160,8 +160,8 @@ func TestOutput(t *testing.T) {
 			t.Errorf("NewLogger(%q, %q): %v", tc[0], tc[1], err)
 		}
 	}
-	v, err := BuildInfo("v1.2.3")
-	if err != nil || v["version"] != "v1.2.3" || !strings.HasPrefix(v["go"], "go1.") {
+	v, err := BuildInfo("v1.2.3", "0123abcd")
+	if err != nil || v["version"] != "v1.2.3" || v["commit"] != "0123abcd" || !strings.HasPrefix(v["go"], "go1.") {
 		t.Errorf("BuildInfo: %v %v", v, err)
 	}
 }

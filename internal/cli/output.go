@@ -33,9 +33,11 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // BuildInfo is the version report: the build's module version (or linked,
 // if set at link time), VCS revision and time (and whether the tree was
-// modified), and the Go version. Without build information it fails with
-// exit 1.
-func BuildInfo(linked string) (map[string]string, error) {
+// modified), and the Go version. linkedCommit is the commit 'make build'
+// linked in: the report's commit when the build recorded none (a build
+// with -buildvcs=false, or from a tree without .git). Without build
+// information it fails with exit 1.
+func BuildInfo(linked, linkedCommit string) (map[string]string, error) {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return nil, Fail(1, "version: no build information in this binary")
@@ -43,6 +45,9 @@ func BuildInfo(linked string) (map[string]string, error) {
 	v := map[string]string{"version": bi.Main.Version, "go": bi.GoVersion}
 	if linked != "" {
 		v["version"] = linked
+	}
+	if linkedCommit != "" {
+		v["commit"] = linkedCommit
 	}
 	for _, st := range bi.Settings {
 		switch st.Key {
