@@ -16,6 +16,7 @@ import (
 	"github.com/lsnode/lsnode/internal/yamlconf"
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/pki"
 	"github.com/lsnode/lsnode/registrar"
 )
 
@@ -80,7 +81,7 @@ func (c *Config) checkRoles(k *checker) {
 	if c.Domain != "" && (c.CertFile == "" || c.KeyFile == "") {
 		k.add("domain", "%q needs cert_file and key_file", c.Domain)
 	}
-	if c.Domain != "" && !validDomain(c.Domain) {
+	if c.Domain != "" && !pki.ValidDNSName(c.Domain) {
 		k.add("domain", "%q is not a domain name", c.Domain)
 	}
 	o := c.Overlay
@@ -196,7 +197,7 @@ func (c *Config) checkChoices(k *checker) {
 		k.add("registrar.min_expires", "%v above max_expires %v", lo, hi)
 	}
 	for i, d := range c.Proxy.TransitPeers {
-		if !validDomain(d) {
+		if !pki.ValidDNSName(d) {
 			k.add(fmt.Sprintf("proxy.transit_peers[%d]", i), "%q is not a domain name", d)
 		}
 	}
@@ -298,28 +299,10 @@ func checkHostPort(s string) error {
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("port %q: want 0 to 65535", port)
 	}
-	if _, err := netip.ParseAddr(host); host != "" && err != nil && !validDomain(host) {
+	if _, err := netip.ParseAddr(host); host != "" && err != nil && !pki.ValidDNSName(host) {
 		return fmt.Errorf("host %q: want an IP address or a name", host)
 	}
 	return nil
-}
-
-// validDomain: letters, digits, hyphens and dots, labels of 1 to 63.
-func validDomain(d string) bool {
-	if d == "" || len(d) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(strings.TrimSuffix(d, "."), ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, r := range l {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // readable reports whether a file can be opened for reading.

@@ -41,7 +41,7 @@ var allowed = map[string][]string{
 	"internal/promsnap":  nil,
 	"node":               {"*"},
 	"testnet":            {"node", "pki", "lsp", "overlay", "registrar"},
-	"cmd/lsnode":         {"node", "testnet", "lsp", "pki", "internal/cli"},
+	"cmd/lsnode":         {"node", "testnet", "lsp", "pki", "registrar", "internal/cli"},
 }
 
 // libp2pAllowed may import libp2p (and multiaddr) in non-test code.
@@ -131,13 +131,16 @@ func TestFunctionLength(t *testing.T) {
 }
 
 // TestThinMain: the CLI parses, calls and prints; the work lives in the
-// library packages.
+// library packages. A command is a file of its own (a group's
+// subcommands share one) of at most 100 lines, and the whole CLI stays
+// under 800 (21 commands and subcommands groups' worth of flags; it was
+// 600 before 'domain' and 'user').
 func TestThinMain(t *testing.T) {
 	for _, p := range packages(t) {
 		var limit int
 		switch strings.TrimPrefix(p.ImportPath, module+"/") {
 		case "cmd/lsnode":
-			limit = 600
+			limit = 800
 		case "lsp":
 			// lsp/service.go alone: the Service type and its wiring.
 			b, err := os.ReadFile(filepath.Join(p.Dir, "service.go"))
@@ -154,7 +157,11 @@ func TestThinMain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			lines += bytes.Count(b, []byte("\n"))
+			n := bytes.Count(b, []byte("\n"))
+			if n > 100 && limit == 800 {
+				t.Errorf("%s/%s is %d lines: a command file parses, calls and prints (limit 100)", p.ImportPath, f, n)
+			}
+			lines += n
 		}
 		if lines >= limit {
 			t.Errorf("%s is %d lines of non-test code (limit %d)", p.ImportPath, lines, limit)
