@@ -9,7 +9,7 @@ PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: build install deps test run bench soak chaos scale scale-inproc sim lint fuzz clean
+.PHONY: build install deb deps test run bench soak chaos scale scale-inproc sim lint fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/lsnode
@@ -27,6 +27,14 @@ install: build
 # and stops.
 deps:
 	@scripts/deps test
+
+# A Debian package, lsnode_VERSION_ARCH.deb in bin/: the binary, the
+# systemd unit, /etc/lsnode/node.yaml (a conffile), the lsnode user and
+# /var/lib/lsnode made at install and removed by dpkg --purge.
+DEB_DIR     ?= bin
+DEB_VERSION ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+deb: build
+	@scripts/mkdeb $(BIN) $(DEB_VERSION) $(DEB_DIR)
 
 # Everything under the race detector, the 24-node testnet tests included; one
 # package at a time (the chaos and soak tests load both cores on their own).

@@ -27,6 +27,7 @@ var allowed = map[string][]string{
 	"internal/suggest":   nil,
 	"internal/archtest":  nil,
 	"scripts":            nil,
+	"packaging":          nil,
 	"internal/cli":       {"internal/suggest"},
 	"overlay":            {"pki", "internal/promsnap", "overlay/membership"},
 	"overlay/membership": nil,
