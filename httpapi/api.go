@@ -176,11 +176,29 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if b.Timestamp.IsZero() {
+		b.Timestamp = time.Now()
+	}
 	if err := a.loc.Publish(ctx, aor, b); err != nil {
 		failed(w, err)
 		return
 	}
-	httpserve.WriteJSON(w, http.StatusCreated, map[string]any{"aor": aor, "binding": b})
+	httpserve.WriteJSON(w, http.StatusCreated, map[string]any{"aor": aor, "binding": a.stored(ctx, aor, b)})
+}
+
+// stored is the binding as the location service holds it after a publish
+// (expiry rounded, signer set), read back; b itself if the read fails.
+func (a *api) stored(ctx context.Context, aor string, b lsp.Binding) lsp.Binding {
+	bs, err := a.loc.Lookup(ctx, aor)
+	if err != nil {
+		return b
+	}
+	for _, x := range bs {
+		if x.ID() == b.ID() && x.Timestamp.Equal(b.Timestamp) {
+			return x
+		}
+	}
+	return b
 }
 
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {

@@ -102,6 +102,7 @@ func TestAPI(t *testing.T) {
 		{"GET", "sip:alice@a.example/bindings", "Bearer wrong-token-0000000", "", 401, "bearer token"},
 		{"GET", "sip:alice@a.example/bindings", bearer, "", 404, "no binding"},
 		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.7", "expires": 600}`, 201, `"contact":"sip:alice@192.0.2.7"`},
+		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.7", "expires": 600}`, 201, `"timestamp":"20`},
 		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.8", "expires": 600}`, 201, ""},
 		{"GET", "sip:ALICE@A.example/bindings", bearer, "", 200, `"aor":"sip:alice@a.example"`},
 		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.8", "expires": 0}`, 204, ""},
