@@ -85,6 +85,11 @@ func LoadPeerID(path string) (*Config, overlay.PeerID, error) {
 // signs the client's writes with the node's domain credential. Close the
 // client when done.
 func Dial(ctx context.Context, cfg *Config, withCred bool) (*lsp.Client, error) {
+	return dial(ctx, cfg, withCred, false)
+}
+
+// dial is Dial; strict asks the node alone, never its bootstrap peers.
+func dial(ctx context.Context, cfg *Config, withCred, strict bool) (*lsp.Client, error) {
 	key, err := overlay.LoadIdentity(cfg.Path(cfg.Overlay.IdentityKey))
 	if err != nil {
 		return nil, err
@@ -109,6 +114,9 @@ func Dial(ctx context.Context, cfg *Config, withCred bool) (*lsp.Client, error) 
 	}
 	dc := lsp.DialConfig{ClientConfig: lsp.ClientConfig{Overlay: cfg.Overlay.Name}, Name: "node " + cfg.Name + " or its bootstrap peers",
 		Candidates: append(candidates, boots...)}
+	if strict {
+		dc.Name, dc.Candidates = "node "+cfg.Name, candidates
+	}
 	if dc.TrustAnchors, err = cfg.LoadTrustAnchors(); err != nil {
 		return nil, err
 	}

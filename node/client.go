@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // Client is a location-service client of the node of a config file (or of
@@ -15,12 +16,16 @@ import (
 type Client struct {
 	*lsp.Client
 	Config *Config // the config of the node dialled
+	// Fallback: the node did not answer, one of its bootstrap peers did
+	// (Server says which).
+	Fallback bool
 }
 
 // Connect loads the config at path and dials its node (Dial); withCred
 // signs the client's writes with the node's domain credential, which the
-// node must have. Close the client when done.
-func Connect(ctx context.Context, path string, withCred bool) (*Client, error) {
+// node must have; strict asks the node alone, never its bootstrap peers.
+// Close the client when done.
+func Connect(ctx context.Context, path string, withCred, strict bool) (*Client, error) {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return nil, err
@@ -28,11 +33,19 @@ func Connect(ctx context.Context, path string, withCred bool) (*Client, error) {
 	if withCred && cfg.Domain == "" {
 		return nil, fmt.Errorf("node %q has no domain credential: publish needs the config of a domain's node", cfg.Name)
 	}
-	c, err := Dial(ctx, cfg, withCred)
+	key, err := overlay.LoadIdentity(cfg.Path(cfg.Overlay.IdentityKey))
 	if err != nil {
 		return nil, err
 	}
-	return &Client{Client: c, Config: cfg}, nil
+	self, err := overlay.PeerIDOf(key)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dial(ctx, cfg, withCred, strict)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{Client: c, Config: cfg, Fallback: c.Server().ID != self}, nil
 }
 
 // Status is what 'lsnode status' reports: the node of the config, the peer

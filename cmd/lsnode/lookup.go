@@ -9,15 +9,15 @@ import (
 )
 
 func cmdLookup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath, timeout := clientFlags("lookup", stderr)
-	if err := fs.Parse(cli.Reorder(args)); err != nil || *cfgPath == "" || fs.NArg() != 1 {
+	fs := newClientFlags("lookup", stderr)
+	if err := fs.Parse(cli.Reorder(args)); err != nil || *fs.config == "" || fs.NArg() != 1 {
 		return cli.UsageErr(err, "lookup: want --config FILE and one AOR")
 	}
 	aor, err := lsp.Canonical(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	ctx, c, done, err := connect(ctx, *cfgPath, *timeout, false)
+	ctx, c, done, err := fs.connect(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -194,6 +194,15 @@ func TestFederationCLI(t *testing.T) {
 	if err := nw.StopNode(3); err != nil {
 		t.Fatal(err)
 	}
+	// Its node stopped, a lookup says who answered instead, or with
+	// --strict fails.
+	if code, out, errs := lsnode(t, "lookup", "--config", cfg3, "sip:alice@a.example"); code != 0 || !strings.Contains(out, "127.0.0.1:5070") ||
+		!strings.Contains(errs, "node node3 did not answer; its bootstrap peer") {
+		t.Fatalf("lookup with node3 stopped: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := lsnode(t, "lookup", "--strict", "--config", cfg3, "sip:alice@a.example"); code == 0 || out != "" || !strings.Contains(errs, "cannot reach node node3 (is it running?)") {
+		t.Fatalf("lookup --strict with node3 stopped: %d %q %q", code, out, errs)
+	}
 	if err := nw.StartNode(context.Background(), 3); err == nil || !strings.Contains(err.Error(), "is revoked") {
 		t.Fatalf("restart with a revoked certificate: %v", err)
 	}

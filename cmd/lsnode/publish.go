@@ -11,14 +11,14 @@ import (
 )
 
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath, timeout := clientFlags("publish", stderr)
+	fs := newClientFlags("publish", stderr)
 	aor := fs.String("aor", "", "address of record")
 	contact := fs.String("contact", "", "contact URI")
 	expires := fs.Int("expires", 3600, "lifetime in seconds")
 	q := fs.Float64("q", 0, "q value 0..1 (0: unspecified)")
 	instance := fs.String("instance", "", "RFC 5626 +sip.instance")
 	regID := fs.Uint("reg-id", 0, "RFC 5626 reg-id")
-	if err := fs.Parse(args); err != nil || *cfgPath == "" || *aor == "" || *contact == "" || fs.NArg() > 0 {
+	if err := fs.Parse(args); err != nil || *fs.config == "" || *aor == "" || *contact == "" || fs.NArg() > 0 {
 		return cli.UsageErr(err, "publish: want --config FILE --aor AOR --contact URI [--expires S]")
 	}
 	if *expires <= 0 {
@@ -31,7 +31,7 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ctx, c, done, err := connect(ctx, *cfgPath, *timeout, true)
+	ctx, c, done, err := fs.connect(ctx, true)
 	if err != nil {
 		return err
 	}

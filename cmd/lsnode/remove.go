@@ -10,17 +10,17 @@ import (
 )
 
 func cmdRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath, timeout := clientFlags("remove", stderr)
+	fs := newClientFlags("remove", stderr)
 	aor := fs.String("aor", "", "address of record")
 	contact := fs.String("contact", "", "contact URI or instance to remove (default: all)")
-	if err := fs.Parse(args); err != nil || *cfgPath == "" || *aor == "" || fs.NArg() > 0 {
+	if err := fs.Parse(args); err != nil || *fs.config == "" || *aor == "" || fs.NArg() > 0 {
 		return cli.UsageErr(err, "remove: want --config FILE --aor AOR [--contact URI]")
 	}
 	canon, err := lsp.Canonical(*aor)
 	if err != nil {
 		return err
 	}
-	ctx, c, done, err := connect(ctx, *cfgPath, *timeout, true)
+	ctx, c, done, err := fs.connect(ctx, true)
 	if err != nil {
 		return err
 	}

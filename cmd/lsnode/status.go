@@ -8,11 +8,11 @@ import (
 )
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath, timeout := clientFlags("status", stderr)
-	if err := fs.Parse(args); err != nil || *cfgPath == "" || fs.NArg() > 0 {
+	fs := newClientFlags("status", stderr)
+	if err := fs.Parse(args); err != nil || *fs.config == "" || fs.NArg() > 0 {
 		return cli.UsageErr(err, "status: want --config FILE")
 	}
-	ctx, c, done, err := connect(ctx, *cfgPath, *timeout, false)
+	ctx, c, done, err := fs.connect(ctx, false)
 	if err != nil {
 		return err
 	}
