@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -79,7 +80,8 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 	code, page := get(t, admin+"/metrics", "")
 	for _, want := range []string{"lsnode_overlay_members 1", "lsnode_relay_allocations 0", "lsnode_lsp_stored_records 0",
-		"lsnode_lsp_domain_certificate_expiry_timestamp_seconds", "lsnode_proxy_nat_flows 0", "lsnode_relay_media_sessions 0"} {
+		"lsnode_lsp_domain_certificate_expiry_timestamp_seconds", "lsnode_proxy_nat_flows 0", "lsnode_relay_media_sessions 0",
+		"lsnode_node_ready 1", "go_goroutines ", "process_resident_memory_bytes "} {
 		if code != 200 || !strings.Contains(page, want) {
 			t.Errorf("/metrics: %d, no %q in\n%s", code, want, page)
 		}
@@ -136,5 +138,51 @@ func TestNewUnwinds(t *testing.T) {
 	cfg.API, cfg.APITokensFile = "127.0.0.1:0", filepath.Join(t.TempDir(), "none")
 	if _, err := node.New(context.Background(), cfg, node.Options{InMemory: true, Logger: quiet()}); !errors.Is(err, node.ErrConfig) {
 		t.Fatalf("New without its tokens file: %v", err)
+	}
+}
+
+// TestMetricNamesInDocs: every lsnode metric the README, the docs, the
+// alert rules and the Grafana dashboard name is one a node registers
+// (go_* and process_* too, in the packaging files).
+func TestMetricNamesInDocs(t *testing.T) {
+	n, err := node.New(context.Background(), oneNode(t), node.Options{InMemory: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	known := map[string]bool{}
+	for _, name := range n.Metrics().Names() {
+		known[name] = true
+	}
+	files, _ := filepath.Glob("../docs/*.md")
+	pkg, _ := filepath.Glob("../packaging/*/*")
+	files = append(append(files, "../README.md"), pkg...)
+	ours := regexp.MustCompile(`\blsnode_(?:node|lsp|overlay|proxy|registrar|relay|sip)_[a-z0-9_]+`)
+	std := regexp.MustCompile(`\b(?:go|process)_[a-z0-9_]+`)
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := ours.FindAllString(string(b), -1)
+		if strings.HasPrefix(f, "../packaging/") {
+			names = append(names, std.FindAllString(string(b), -1)...)
+		}
+		for _, name := range names {
+			base := name
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+				if trimmed, ok := strings.CutSuffix(name, suffix); ok && known[trimmed] {
+					base = trimmed
+				}
+			}
+			if !known[base] {
+				t.Errorf("%s names %s, which no node registers", f, name)
+			}
+			checked++
+		}
+	}
+	if checked < 40 {
+		t.Fatalf("checked %d metric names, want at least 40", checked)
 	}
 }

@@ -18,7 +18,21 @@ var (
 		"When the domain certificate that signs this node's writes expires (Unix time).")
 	dMemberCert = promsnap.Desc("overlay", "member_certificate_expiry_timestamp_seconds",
 		"When this node's federation member certificate expires (Unix time).")
+	dReady = promsnap.Desc("node", "ready", "1 when the node should get traffic (/readyz answers 200), else 0.")
 )
+
+// readyMetric is /readyz as a gauge, for alerts.
+type readyMetric struct{ n *Node }
+
+func (r readyMetric) RegisterMetrics(reg prometheus.Registerer) error {
+	return reg.Register(promsnap.Collector{Descs: []*prometheus.Desc{dReady}, Read: func(emit promsnap.Emit) {
+		v := 0.0
+		if (view{r.n}).Ready() == "" {
+			v = 1
+		}
+		emit(dReady, prometheus.GaugeValue, v)
+	}})
+}
 
 // certMetrics are the expiry times of the certificates the node holds
 // (certInfo, which the dashboard shows too).
@@ -38,7 +52,7 @@ func (c certMetrics) RegisterMetrics(reg prometheus.Registerer) error {
 
 // startMetrics registers the metrics of every part the node runs.
 func (n *Node) startMetrics(context.Context) error {
-	rs := []metrics.Registrant{certMetrics(n.certs), n.overlay, n.lsp}
+	rs := []metrics.Registrant{certMetrics(n.certs), readyMetric{n}, n.overlay, n.lsp}
 	if n.reg != nil {
 		rs = append(rs, n.reg)
 	}
