@@ -77,12 +77,12 @@ func Init(spec Spec) (*Manifest, error) {
 		return nil, err
 	}
 	domainNodes := len(spec.Domains) * spec.PerDomain
-	ports, err := spec.ports(spec.Nodes + 5*domainNodes)
+	ports, err := spec.ports(spec.Nodes + 6*domainNodes)
 	if err != nil {
 		return nil, err
 	}
 	role := func(k int) []int { return ports[spec.Nodes+k*domainNodes : spec.Nodes+(k+1)*domainNodes] }
-	sipPorts, tlsPorts, turnPorts, httpPorts, adminPorts := role(0), role(1), role(2), role(3), role(4)
+	sipPorts, tlsPorts, turnPorts, httpPorts, adminPorts, apiPorts := role(0), role(1), role(2), role(3), role(4), role(5)
 	for i := 0; i < spec.Nodes; i++ {
 		ni, err := initNode(spec, fmt.Sprintf("node%d", i), ports[i])
 		if err != nil {
@@ -95,6 +95,7 @@ func Init(spec Spec) (*Manifest, error) {
 			ni.TURN = fmt.Sprintf("127.0.0.1:%d", turnPorts[i])
 			ni.HTTP = fmt.Sprintf("127.0.0.1:%d", httpPorts[i])
 			ni.Admin = fmt.Sprintf("127.0.0.1:%d", adminPorts[i])
+			ni.API, ni.APIToken = fmt.Sprintf("127.0.0.1:%d", apiPorts[i]), password()+password()
 		}
 		m.Nodes = append(m.Nodes, ni)
 	}
@@ -103,9 +104,18 @@ func Init(spec Spec) (*Manifest, error) {
 		if err := cfg.Save(filepath.Join(dir, ni.Config)); err != nil {
 			return nil, err
 		}
+		if ni.APIToken != "" {
+			tokens := filepath.Join(dir, filepath.Dir(ni.Config), apiTokensFile)
+			if err := os.WriteFile(tokens, []byte(ni.APIToken+"\n"), 0o600); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return m, m.save(dir)
 }
+
+// apiTokensFile holds a domain node's API bearer token, beside its config.
+const apiTokensFile = "api-tokens"
 
 // initDomains creates the testnet's CA (and its federation CA), and each
 // domain's credential and demo users.
@@ -223,6 +233,7 @@ func nodeConfig(spec Spec, m *Manifest, i, port int) node.Config {
 		cfg.SIP, cfg.SIPTLS = ni.SIP, ni.SIPTLS
 		cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
 		cfg.TURN, cfg.HTTP, cfg.Admin = ni.TURN, ni.HTTP, ni.Admin
+		cfg.API, cfg.APITokensFile = ni.API, apiTokensFile
 		// Every testnet peer is on loopback, which the relay's default
 		// policy denies: allowed here, explicitly.
 		cfg.Relay.Allow = []string{"127.0.0.0/8"}

@@ -14,7 +14,24 @@ import (
 
 // cmdTestnet creates a local testnet (testnet.Init) or runs one
 // (testnet.Start).
-var cmdTestnet = cli.Group("testnet", cli.Sub{Name: "init", Run: cmdTestnetInit}, cli.Sub{Name: "run", Run: cmdTestnetRun})
+var cmdTestnet = cli.Group("testnet", cli.Sub{Name: "init", Run: cmdTestnetInit}, cli.Sub{Name: "run", Run: cmdTestnetRun},
+	cli.Sub{Name: "env", Run: cmdTestnetEnv})
+
+// cmdTestnetEnv prints the testnet's addresses and passwords as shell
+// exports (eval "$(lsnode testnet env --dir DIR)").
+func cmdTestnetEnv(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlags("testnet env", stderr)
+	dir := fs.String("dir", "", "testnet directory")
+	if err := fs.Parse(args); err != nil || *dir == "" || fs.NArg() > 0 {
+		return cli.UsageErr(err, "testnet env: want --dir DIR")
+	}
+	m, err := testnet.LoadManifest(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, m.Env(*dir))
+	return nil
+}
 
 func cmdTestnetInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlags("testnet init", stderr)
