@@ -15,7 +15,7 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/lsnode
 
 # The binary, and the systemd unit (packaging/lsnode.service: runs
-# 'lsnode run --config /etc/lsnode/node.json' as user lsnode, state in
+# 'lsnode run --config /etc/lsnode/node.yaml' as user lsnode, state in
 # /var/lib/lsnode). DESTDIR for staging a package.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lsnode

@@ -176,29 +176,33 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if b.Timestamp.IsZero() {
-		b.Timestamp = time.Now()
-	}
 	if err := a.loc.Publish(ctx, aor, b); err != nil {
 		failed(w, err)
 		return
 	}
-	httpserve.WriteJSON(w, http.StatusCreated, map[string]any{"aor": aor, "binding": a.stored(ctx, aor, b)})
+	// The write's timestamp comes from the location service's own clock
+	// (later than any write it made before); read it back, with a budget
+	// of its own.
+	rctx, rcancel := context.WithTimeout(r.Context(), opTimeout)
+	defer rcancel()
+	httpserve.WriteJSON(w, http.StatusCreated, map[string]any{"aor": aor, "binding": a.stored(rctx, aor, b)})
 }
 
 // stored is the binding as the location service holds it after a publish
-// (expiry rounded, signer set), read back; b itself if the read fails.
+// (its write time, expiry rounded, signer): the newest of b's identity read
+// back; b as sent if the read fails.
 func (a *api) stored(ctx context.Context, aor string, b lsp.Binding) lsp.Binding {
 	bs, err := a.loc.Lookup(ctx, aor)
 	if err != nil {
 		return b
 	}
+	out, found := b, false
 	for _, x := range bs {
-		if x.ID() == b.ID() && x.Timestamp.Equal(b.Timestamp) {
-			return x
+		if x.ID() == b.ID() && (!found || x.Timestamp.After(out.Timestamp)) {
+			out, found = x, true
 		}
 	}
-	return b
+	return out
 }
 
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {

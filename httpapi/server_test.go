@@ -32,7 +32,13 @@ func (f *fakeLocation) Publish(_ context.Context, aor string, bs ...lsp.Binding)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.m[aor] = append(f.m[aor], bs...)
+	for _, b := range bs {
+		if b.Timestamp.IsZero() {
+			b.Timestamp = time.Now() // as lsp's clock stamps a write
+		}
+		b.Signer = "a.example"
+		f.m[aor] = append(f.m[aor], b)
+	}
 	return nil
 }
 
@@ -103,6 +109,7 @@ func TestAPI(t *testing.T) {
 		{"GET", "sip:alice@a.example/bindings", bearer, "", 404, "no binding"},
 		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.7", "expires": 600}`, 201, `"contact":"sip:alice@192.0.2.7"`},
 		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.7", "expires": 600}`, 201, `"timestamp":"20`},
+		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.7", "expires": 600}`, 201, `"signer":"a.example"`},
 		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.8", "expires": 600}`, 201, ""},
 		{"GET", "sip:ALICE@A.example/bindings", bearer, "", 200, `"aor":"sip:alice@a.example"`},
 		{"POST", "sip:alice@a.example/bindings", bearer, `{"contact": "sip:alice@192.0.2.8", "expires": 0}`, 204, ""},

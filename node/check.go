@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lsnode/lsnode/httpapi"
 	"github.com/lsnode/lsnode/internal/yamlconf"
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
@@ -63,7 +64,9 @@ func (c *Config) Check() error {
 	if err := c.Validate(); err != nil {
 		k.errs = append(k.errs, err.(ConfigErrors)...)
 	}
-	c.checkFiles(k)
+	if c.checkRegular(k) {
+		c.checkFiles(k)
+	}
 	return k.err()
 }
 
@@ -238,7 +241,7 @@ func (c *Config) checkFiles(k *checker) {
 		}
 	}
 	if f := c.APITokensFile; f != "" && c.API != "" {
-		if err := readable(c.Path(f)); err != nil {
+		if _, err := httpapi.LoadTokens(c.Path(f)); err != nil {
 			k.add("api_tokens_file", "%s", c.fileErr(f, err))
 		}
 	}
@@ -248,12 +251,55 @@ func (c *Config) checkFiles(k *checker) {
 		}
 	}
 	if f := c.Overlay.IdentityKey; f != "" {
-		if _, err := os.Stat(c.Path(f)); err == nil {
+		switch _, err := os.Stat(c.Path(f)); {
+		case errors.Is(err, fs.ErrNotExist): // created at start
+		case err != nil:
+			k.add("overlay.identity_key", "%s", c.fileErr(f, err))
+		default:
 			if _, err := overlay.LoadIdentity(c.Path(f)); err != nil {
 				k.add("overlay.identity_key", "%s", c.fileErr(f, err))
 			}
 		}
 	}
+}
+
+// maxConfigFile bounds what a file a config names may hold (keys,
+// certificates, CRLs, users, tokens): larger is a mistake, or a device.
+const maxConfigFile = 64 << 20
+
+// checkRegular reports, for each file the config names that exists, one
+// that is not a regular file of at most maxConfigFile bytes (a FIFO would
+// block the reader, /dev/zero never end). It returns whether all are.
+func (c *Config) checkRegular(k *checker) bool {
+	ok := true
+	check := func(path, f string) {
+		if f == "" {
+			return
+		}
+		st, err := os.Stat(c.Path(f))
+		switch {
+		case err != nil:
+			return // the loader reports it
+		case !st.Mode().IsRegular():
+			k.add(path, "%s is not a regular file (%v)", f, st.Mode().Type())
+			ok = false
+		case st.Size() > maxConfigFile:
+			k.add(path, "%s holds %d bytes, more than a config's file may (%d)", f, st.Size(), maxConfigFile)
+			ok = false
+		}
+	}
+	for i, a := range c.TrustAnchors {
+		check(fmt.Sprintf("trust_anchors[%d]", i), a)
+	}
+	for i, a := range c.Overlay.MemberCA {
+		check(fmt.Sprintf("overlay.member_ca[%d]", i), a)
+	}
+	for _, f := range [][2]string{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}, {"registrar.users_file", c.Registrar.UsersFile},
+		{"api_tokens_file", c.APITokensFile}, {"overlay.identity_key", c.Overlay.IdentityKey}, {"overlay.member_cert", c.Overlay.MemberCert},
+		{"overlay.psk_file", c.Overlay.PSKFile}, {"overlay.crl_file", c.Overlay.CRLFile}} {
+		check(f[0], f[1])
+	}
+	return ok
 }
 
 // fileErr says what is wrong with the file the config calls name: the
@@ -303,15 +349,6 @@ func checkHostPort(s string) error {
 		return fmt.Errorf("host %q: want an IP address or a name", host)
 	}
 	return nil
-}
-
-// readable reports whether a file can be opened for reading.
-func readable(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	return f.Close()
 }
 
 // unwrapConfig drops a leading "config: " (ErrConfig's text) that the

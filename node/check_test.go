@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,10 +51,13 @@ func domainDir(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	for name, text := range map[string]string{"tokens": "t0ken-of-32-characters-or-more-xx\n", "junk.pem": "not a certificate\n"} {
+	for name, text := range map[string]string{"tokens": "t0ken-of-32-characters-or-more-xx\n", "junk.pem": "not a certificate\n", "short-tokens": "short\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -110,6 +114,8 @@ func TestCheckFindsWhatRunRefuses(t *testing.T) {
 		{"cache_ttl without a unit", "cache_ttl: 30s", "cache_ttl: 30", `line 20: proxy.cache_ttl: want a duration like "30s" or "1m30s", got "30"`},
 		{"a choice", "  users_file: users.json", "  users_file: users.json\n  mode: statefull", `line 19: registrar.mode: "statefull": want stateless, local, hybrid`},
 		{"api tokens missing", "api_tokens_file: tokens", "api_tokens_file: gone", `line 16: api_tokens_file: gone: no such file or directory`},
+		{"api token too short", "api_tokens_file: tokens", "api_tokens_file: short-tokens", `line 16: api_tokens_file: line 1: a token needs at least 16 characters`},
+		{"a FIFO for a file", "users_file: users.json", "users_file: fifo", `line 18: registrar.users_file: fifo is not a regular file`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

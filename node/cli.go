@@ -19,23 +19,30 @@ import (
 // store, so no two may share a data_dir.
 func LoadConfigs(paths, overrides []string) ([]*Config, error) {
 	var cfgs []*Config
-	dirs := map[string]string{}
 	for _, p := range paths {
 		cfg, err := CheckConfig(p, overrides)
 		if err != nil {
 			return nil, err
 		}
-		// Two nodes on one data dir would mix their stores (and leveldb
-		// would refuse the second).
-		if d := cfg.Path(cfg.Overlay.DataDir); d != "" {
-			if other, ok := dirs[d]; ok {
-				return nil, fmt.Errorf("run: %s and %s share data_dir %s; every overlay needs its own store", other, p, d)
-			}
-			dirs[d] = p
-		}
 		cfgs = append(cfgs, cfg)
 	}
-	return cfgs, nil
+	return cfgs, CheckStores(paths, cfgs)
+}
+
+// CheckStores refuses configs (read from paths) run in one process that
+// share a data_dir: two nodes on one would mix their stores (and leveldb
+// would refuse the second).
+func CheckStores(paths []string, cfgs []*Config) error {
+	dirs := map[string]string{}
+	for i, cfg := range cfgs {
+		if d := cfg.Path(cfg.Overlay.DataDir); d != "" {
+			if other, ok := dirs[d]; ok {
+				return fmt.Errorf("run: %s and %s share data_dir %s; every overlay needs its own store", other, paths[i], d)
+			}
+			dirs[d] = paths[i]
+		}
+	}
+	return nil
 }
 
 // RunAll starts a node of each config and runs them until ctx ends, then

@@ -58,6 +58,14 @@ func TestDebInstallPurge(t *testing.T) {
 	if out, err := run(t, "getent", "passwd", "lsnode"); err != nil || !strings.Contains(out, "/var/lib/lsnode") {
 		t.Errorf("no lsnode user: %v %s", err, out)
 	}
+	// /etc/lsnode is root's and the service's group reads it; the CA key
+	// is root's alone.
+	for path, want := range map[string]string{"/etc/lsnode": "drwxr-x--- root:lsnode", "/etc/lsnode/trust/ca.key": "-rw------- root:root",
+		"/etc/lsnode/trust/ca.pem": "-rw-r----- root:lsnode", "/var/lib/lsnode": "drwxr-x--- lsnode:lsnode"} {
+		if out, err := run(t, "stat", "-c", "%A %U:%G", path); err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("%s: %q %v, want %q", path, out, err, want)
+		}
+	}
 	if out, err := run(t, "/usr/bin/lsnode", "version"); err != nil || !strings.Contains(out, `"commit"`) {
 		t.Errorf("lsnode version: %v\n%s", err, out)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -30,10 +31,37 @@ func InitDomainCA(dir, name string, validity time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteKeyPEM(filepath.Join(dir, CAKeyFile), ca.Key); err != nil {
+	if err := writeNewKey(filepath.Join(dir, CAKeyFile), ca.Key); err != nil {
 		return err
 	}
-	return WriteCertPEM(filepath.Join(dir, CACertFile), ca.Cert.Raw)
+	return writeNew(filepath.Join(dir, CACertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o644)
+}
+
+// writeNew creates path with data; it never replaces or follows what is
+// there (O_EXCL), so a file or link another user placed first is an error,
+// not a target.
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %s exists; move it away to write a new one", ErrConfig, path)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// writeNewKey writes a private key (PKCS #8 PEM, 0600) with writeNew.
+func writeNewKey(path string, key any) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 // IssueDomainFiles issues a certificate for domain with the CA in caDir
@@ -48,10 +76,8 @@ func IssueDomainFiles(caDir, domain, outDir string, validity time.Duration) (cer
 		return "", "", err
 	}
 	certFile, keyFile = filepath.Join(outDir, domain+".pem"), filepath.Join(outDir, domain+".key")
-	for _, f := range []string{certFile, keyFile} {
-		if _, err := os.Stat(f); !errors.Is(err, fs.ErrNotExist) {
-			return "", "", fmt.Errorf("%w: %s exists; move it away to issue a new one", ErrConfig, f)
-		}
+	if _, err := os.Lstat(certFile); err == nil {
+		return "", "", fmt.Errorf("%w: %s exists; move it away to issue a new one", ErrConfig, certFile)
 	}
 	der, key, err := ca.IssueDomain([]string{domain}, validity)
 	if err != nil {
@@ -60,10 +86,14 @@ func IssueDomainFiles(caDir, domain, outDir string, validity time.Duration) (cer
 	if err := os.MkdirAll(outDir, 0o700); err != nil {
 		return "", "", err
 	}
-	if err := WriteKeyPEM(keyFile, key); err != nil {
+	if err := writeNewKey(keyFile, key); err != nil {
 		return "", "", err
 	}
-	return certFile, keyFile, WriteCertPEM(certFile, der)
+	if err := writeNew(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		os.Remove(keyFile) // ours: written above
+		return "", "", err
+	}
+	return certFile, keyFile, nil
 }
 
 // DomainCSR writes a certificate signing request for domain (the DNS SAN
@@ -77,7 +107,7 @@ func DomainCSR(domain, keyFile, csrFile string) (created bool, err error) {
 	key, err := readECKey(keyFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err == nil {
-			err = WriteKeyPEM(keyFile, key)
+			err = writeNewKey(keyFile, key)
 			created = true
 		}
 	}
@@ -89,7 +119,16 @@ func DomainCSR(domain, keyFile, csrFile string) (created bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	return created, os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644)
+	// A request may be made again: replaced, but never through a link.
+	f, err := os.OpenFile(csrFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return created, err
+	}
+	if _, err := f.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})); err != nil {
+		f.Close()
+		return created, err
+	}
+	return created, f.Close()
 }
 
 func readECKey(path string) (*ecdsa.PrivateKey, error) {

@@ -3,6 +3,7 @@ package registrar
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/lsnode/lsnode/lsp"
 )
@@ -61,7 +63,7 @@ func (f *UsersFile) Add(username, aor, password string, replace bool) (UserHash,
 	i := slices.IndexFunc(f.Users, func(x UserHash) bool { return x.Username == username })
 	switch {
 	case i >= 0 && !replace:
-		return UserHash{}, fmt.Errorf("%w: user %q exists (replace it to change its password)", ErrUsers, username)
+		return UserHash{}, fmt.Errorf("%w: user %q exists (--replace changes its AOR and password)", ErrUsers, username)
 	case i >= 0:
 		f.Users[i] = u
 	default:
@@ -80,22 +82,45 @@ func (f *UsersFile) Remove(username string) error {
 	return nil
 }
 
-// SaveAtomic writes the file (mode 0600) through a temporary file in its
-// directory, so a reader (a starting node) never sees half of it.
+// SaveAtomic writes the file through a temporary file in its directory,
+// so a reader (a starting node) never sees half of it. A file it replaces
+// keeps its mode and, when this process may set them, its owner and group
+// (root:lsnode 0640 stays readable by the service); a new one is 0600.
 func (f *UsersFile) SaveAtomic(path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
 	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUsers, path, errors.Unwrap(err))
+	}
 	name := tmp.Name()
-	tmp.Close()
-	if err := f.Save(name); err != nil {
+	fail := func(err error) error {
+		tmp.Close()
 		os.Remove(name)
-		return err
+		return fmt.Errorf("%w: %s: %v", ErrUsers, path, err)
+	}
+	if st, err := os.Stat(path); err == nil {
+		if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+			return fail(err)
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			_ = tmp.Chown(int(sys.Uid), int(sys.Gid)) // only root may; others keep theirs
+		}
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fail(err)
 	}
 	if err := os.Rename(name, path); err != nil {
 		os.Remove(name)
-		return err
+		return fmt.Errorf("%w: %s: %v", ErrUsers, path, err)
 	}
 	return nil
 }

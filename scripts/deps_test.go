@@ -16,11 +16,12 @@ import (
 // run from it).
 func barePath(t *testing.T, hidden ...string) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "bin")
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "bin")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	openUp(t, dir)
+	openUp(t, dir, tmp)
 	skip := map[string]bool{}
 	for _, h := range hidden {
 		skip[h] = true
@@ -46,13 +47,21 @@ func barePath(t *testing.T, hidden ...string) string {
 	return dir
 }
 
-// openUp lets every user through dir and its parents up to the system's
-// temporary directory (t.TempDir makes them 0700).
-func openUp(t *testing.T, dir string) {
+// openUp lets every user through dir and its parents up to the test's
+// own temporary directory (tmp, from t.TempDir, and the directory the
+// testing package made for it: both 0700), and no further.
+func openUp(t *testing.T, dir, tmp string) {
 	t.Helper()
-	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+	stop := filepath.Dir(tmp)
+	if !strings.HasPrefix(dir, tmp) {
+		t.Fatalf("openUp: %s is not under %s", dir, tmp)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		if d == stop {
+			return
 		}
 	}
 }
@@ -61,11 +70,12 @@ func openUp(t *testing.T, dir string) {
 // part of a checkout 'make test' runs before any test.
 func copyRepo(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "lsnode")
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "lsnode")
 	if err := os.MkdirAll(filepath.Join(dir, "scripts"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	openUp(t, filepath.Join(dir, "scripts"))
+	openUp(t, filepath.Join(dir, "scripts"), tmp)
 	for _, f := range []struct {
 		from, to string
 		mode     os.FileMode

@@ -172,6 +172,14 @@ func TestDashboard(t *testing.T) {
 	if !strings.Contains(dom, contact) || !strings.Contains(dom, `class="peer self"`) {
 		t.Fatalf("result table lacks %s or the picture lacks this node", contact)
 	}
+	// Bucket bars carry their counts; link labels are drawn over the boxes
+	// (with a halo); R and the shared bits are explained.
+	for _, want := range []string{`class="count"`, `<g class="labels"><text`, `class="label halo"`, `title="R: the replicas`,
+		`<title>leading bits this replica's ID shares`, `class="lines"`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("dashboard has no %s", want)
+		}
+	}
 
 	// Iterative: the Kademlia route is drawn, hop by hop.
 	dom = string(headless(t, exe, base+"?iterative=1&aor="+url.QueryEscape(aor), "--dump-dom"))

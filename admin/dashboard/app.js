@@ -100,14 +100,15 @@ function renderState(s) {
 
 function renderBuckets(b) {
   const box = document.getElementById("buckets");
-  const W = 320, H = 120, max = Math.max(1, ...b);
-  const svg = sv("svg", { width: W, height: H + 20, id: "buckets-svg", "data-buckets": b.length });
+  const W = 320, H = 120, TOPPAD = 14, max = Math.max(1, ...b);
+  const svg = sv("svg", { width: W, height: H + 20 + TOPPAD, viewBox: `0 ${-TOPPAD} ${W} ${H + 20 + TOPPAD}`, id: "buckets-svg", "data-buckets": b.length });
   const bw = Math.max(4, Math.min(24, Math.floor((W - 20) / Math.max(1, b.length))));
   b.forEach((n, i) => {
     const h = Math.round((n / max) * H);
     const r = sv("rect", { x: 10 + i * bw, y: H - h, width: bw - 2, height: h, fill: "#0969da" });
     r.append(sv("title", {}, `bucket ${i}: ${n} peers`));
     svg.append(r);
+    if (n > 0) svg.append(sv("text", { x: 10 + i * bw + (bw - 2) / 2, y: H - h - 2, "text-anchor": "middle", class: "count" }, n));
     if (b.length <= 16 || i % 4 === 0) svg.append(sv("text", { x: 10 + i * bw, y: H + 14 }, i));
   });
   box.replaceChildren(svg);
@@ -186,8 +187,10 @@ function drawLookup(tr) {
   const svg = sv("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, id: "path-svg",
     "data-asked": tr.asked.length, "data-route": route.length, role: "img",
     "aria-label": `lookup of ${tr.aor}: ${tr.asked.length} replicas asked` });
-  const edges = sv("g", { class: "edges" }), nodes = sv("g", { class: "nodes" });
-  svg.append(edges, nodes);
+  // Labels go last, over the boxes, with a halo: a short link's label
+  // (this node answering as its own replica) would hide behind a box.
+  const edges = sv("g", { class: "edges" }), nodes = sv("g", { class: "nodes" }), labels = sv("g", { class: "labels" });
+  svg.append(edges, nodes, labels);
 
   // Column titles.
   const title = (col, text) => svg.append(sv("text", { x: 20 + col * COLW, y: 14, class: "label" }, text));
@@ -204,7 +207,7 @@ function drawLookup(tr) {
     const path = sv("path", { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, class: "edge " + cls });
     if (color) path.setAttribute("stroke", color);
     edges.append(path);
-    if (label) edges.append(sv("text", { x: x2 - 8, y: y2 - 5, class: "label", "text-anchor": "end" }, label));
+    if (label) labels.append(sv("text", { x: x2 - 8, y: y2 - 5, class: "label halo", "text-anchor": "end" }, label));
   };
   const box = (p, color, line1, line2, attrs, tip) => {
     const g = sv("g", attrs);
@@ -233,8 +236,10 @@ function drawLookup(tr) {
     link(self, p, "fetch", COLORS[v], lbl);
     if (from !== self) link(from, p, "route", null, "");
     link(p, keyPos, "keyline", null, "");
-    edges.append(sv("text", { x: p.x + BW + 6, y: p.y + BH / 2 - 4, class: "label" },
-      `${a.common_prefix} bit${a.common_prefix === 1 ? "" : "s"} shared`));
+    const bits = sv("text", { x: p.x + BW + 6, y: p.y + BH / 2 - 4, class: "label" },
+      `${a.common_prefix} bit${a.common_prefix === 1 ? "" : "s"} shared`);
+    bits.append(sv("title", {}, "leading bits this replica's ID shares with the AOR's key: the R replicas are the members sharing the most"));
+    labels.append(bits);
     box(p, COLORS[v], short(a.peer) + (a.peer === tr.self ? " (self)" : ""), detail(a),
       { class: "peer replica", "data-peer": a.peer, "data-status": a.status, "data-hops": a.hops, "data-verdict": v },
       a.peer + "\n" + (a.error || (a.live || []).join("\n")));
@@ -273,13 +278,15 @@ async function lookup(aor, iterative) {
       `${tr.asked.length} replica(s) asked, ${answered} answered (R=${tr.replicas}, waits for ${tr.need})` +
       (tr.route && tr.route.length ? `; Kademlia route: ${tr.route.length} queries` : "") +
       (tr.error ? "; failed: " + tr.error : "");
+    sum.title = `R: the replicas an AOR's record is kept on (lsp.replicas). A read asks them and waits for ${tr.need} ` +
+      "answers before it merges them; a write returns once W of them (lsp.write_quorum) hold it.";
     if (tr.error) sum.className = "error";
     pic.replaceChildren(drawLookup(tr), legend(tr.route && tr.route.length));
     document.getElementById("asked-title").hidden = false;
     table("lookup-asked", ["peer", "round", "hops", "shared bits", "sent", "latency", "status", "returned", "error"],
       tr.asked.map(a => [el("span", { class: "mono", title: a.peer, text: short(a.peer) }), a.round, a.hops,
         a.common_prefix, ms(a.sent_ns), a.status === "answered" || a.status === "failed" ? ms(a.took_ns) : "",
-        a.status, [detail(a), ...(a.live || [])].join("\n"), a.error || a.forged || ""]));
+        a.status, el("span", { class: "lines", text: [detail(a), ...(a.live || [])].join("\n") }), a.error || a.forged || ""]));
     const routed = !!(tr.route && tr.route.length);
     document.getElementById("route-title").hidden = !routed;
     document.getElementById("lookup-route").hidden = !routed;

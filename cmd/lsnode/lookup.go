@@ -10,7 +10,7 @@ import (
 
 func cmdLookup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newClientFlags("lookup", stderr)
-	if err := fs.Parse(cli.Reorder(args)); err != nil || *fs.config == "" || fs.NArg() != 1 {
+	if err := fs.ParseAnywhere(args); err != nil || *fs.config == "" || fs.NArg() != 1 {
 		return cli.UsageErr(err, "lookup: want --config FILE and one AOR")
 	}
 	aor, err := lsp.Canonical(fs.Arg(0))

@@ -24,11 +24,14 @@ func userFlags(name string, args []string, stderr io.Writer, more func(*cli.Flag
 	if more != nil {
 		more(fs)
 	}
-	if err := fs.Parse(cli.Reorder(args)); err != nil || *file == "" {
+	if err := fs.ParseAnywhere(args); err != nil || *file == "" {
 		return nil, "", nil, cli.UsageErr(err, "user %s: want --file FILE (see 'lsnode help user')", name)
 	}
 	f, err := registrar.OpenUsers(*file, *realm)
-	return f, *file, fs.Args(), err
+	if err != nil {
+		return nil, "", nil, cli.Fail(1, "%v", err)
+	}
+	return f, *file, fs.Args(), nil
 }
 
 func cmdUserAdd(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,7 +57,7 @@ func cmdUserAdd(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		err = f.SaveAtomic(file)
 	}
 	if err != nil {
-		return err
+		return cli.Fail(1, "%v", err)
 	}
 	fmt.Fprintf(stdout, "%s: user %s (%s) in realm %s\n", file, u.Username, u.AOR, f.Realm)
 	if generated {
@@ -69,9 +72,12 @@ func cmdUserRemove(_ context.Context, args []string, stdout, stderr io.Writer) e
 		return cli.UsageErr(err, "user remove: want --file FILE USER")
 	}
 	if err := f.Remove(rest[0]); err != nil {
-		return err
+		return cli.Fail(1, "%v", err)
 	}
-	return f.SaveAtomic(file)
+	if err := f.SaveAtomic(file); err != nil {
+		return cli.Fail(1, "%v", err)
+	}
+	return nil
 }
 
 func cmdUserList(_ context.Context, args []string, stdout, stderr io.Writer) error {

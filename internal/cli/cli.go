@@ -164,7 +164,7 @@ func Group(name string, subs ...Sub) Command {
 	}
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if len(args) == 0 {
-			return Fail(2, "%s: want %s (see '%s help')", name, orList(quoted), prog)
+			return Fail(2, "%s: want %s (see '%s help %s')", name, orList(quoted), prog, name)
 		}
 		for _, s := range subs {
 			if s.Name == args[0] {

@@ -60,7 +60,7 @@ func TestRun(t *testing.T) {
 		{[]string{"echo", "a", "b"}, 0, "", ""},
 		{[]string{"lost"}, 1, "", "lsnode: lost\n"},
 		{[]string{"frobnicate"}, 2, "", "lsnode: unknown command \"frobnicate\" (see 'lsnode help')\n"},
-		{[]string{"ca"}, 2, "", "lsnode: ca: want 'init', 'sign' or 'revoke' (see 'lsnode help')\n"},
+		{[]string{"ca"}, 2, "", "lsnode: ca: want 'init', 'sign' or 'revoke' (see 'lsnode help ca')\n"},
 		{[]string{"ca", "x"}, 2, "", "lsnode: ca: unknown subcommand \"x\" (want init, sign or revoke)\n"},
 		{[]string{"ca", "sign", "--dir", "d"}, 0, "", ""},
 	} {
@@ -76,7 +76,7 @@ func TestRun(t *testing.T) {
 	}
 	if g := Group("testnet", Sub{"init", nil}, Sub{"run", nil}); Exit(g(context.Background(), nil, nil, nil), io.Discard) != 2 {
 		t.Error("a group without a subcommand is not exit 2")
-	} else if err := g(context.Background(), nil, nil, nil); err.Error() != "testnet: want 'init' or 'run' (see 'lsnode help')" {
+	} else if err := g(context.Background(), nil, nil, nil); err.Error() != "testnet: want 'init' or 'run' (see 'lsnode help testnet')" {
 		t.Errorf("group without a subcommand: %q", err)
 	}
 }
@@ -104,6 +104,17 @@ func TestParse(t *testing.T) {
 	if code := Exit(fs.Parse([]string{"-h"}), &errb); code != 2 ||
 		errb.String() != "usage of lsnode id:\n  -config string\n    \tnode config file\n" {
 		t.Errorf("-h: %d %q", code, errb.String())
+	}
+}
+
+// TestParseAnywhere: flags after positional arguments, boolean ones taking
+// no value.
+func TestParseAnywhere(t *testing.T) {
+	fs := NewFlags("x", io.Discard)
+	file := fs.String("file", "", "")
+	strict := fs.Bool("strict", false, "")
+	if err := fs.ParseAnywhere([]string{"--strict", "bob", "--file", "f.json"}); err != nil || !*strict || *file != "f.json" || fs.NArg() != 1 || fs.Arg(0) != "bob" {
+		t.Fatalf("ParseAnywhere: %v strict=%v file=%q args=%v", err, *strict, *file, fs.Args())
 	}
 }
 

@@ -42,14 +42,17 @@ func (fs *FlagSet) Parse(args []string) error {
 
 // Reorder moves flags before positional arguments, so "lookup AOR --config F"
 // works as well as "lookup --config F AOR". A flag without "=" takes the
-// next argument as its value.
-func Reorder(args []string) []string {
+// next argument as its value (FlagSet.ParseAnywhere knows the boolean
+// flags, which take none).
+func Reorder(args []string) []string { return reorder(args, func(string) bool { return false }) }
+
+func reorder(args []string, isBool func(name string) bool) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) {
+			if !strings.Contains(a, "=") && !isBool(strings.TrimLeft(a, "-")) && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -58,6 +61,19 @@ func Reorder(args []string) []string {
 		pos = append(pos, a)
 	}
 	return append(flags, pos...)
+}
+
+// ParseAnywhere is Parse with flags allowed after positional arguments
+// (Reorder), boolean flags taking no value.
+func (fs *FlagSet) ParseAnywhere(args []string) error {
+	return fs.Parse(reorder(args, func(name string) bool {
+		f := fs.Lookup(name)
+		if f == nil {
+			return false
+		}
+		b, ok := f.Value.(interface{ IsBoolFlag() bool })
+		return ok && b.IsBoolFlag()
+	}))
 }
 
 // StringList is a repeatable string flag.
