@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/lsnode/lsnode/lsp"
@@ -180,8 +181,18 @@ func (n *Node) startRelay(context.Context) (err error) {
 	return nil
 }
 
-// announce advertises the relays started in the overlay's membership.
+// announce advertises the relays started in the overlay's membership,
+// then the node's name and domain (for other nodes' dashboards; as every
+// service, the member's own claim, signed by its key: not verified, and
+// the first dropped past the overlay's bound on services).
 func (n *Node) announce(context.Context) error {
-	n.overlay.Announce(n.services...)
+	svcs := slices.Clone(n.services)
+	if n.cfg.Name != "" {
+		svcs = append(svcs, "name:"+n.cfg.Name)
+	}
+	if n.cfg.Domain != "" {
+		svcs = append(svcs, "domain:"+n.cfg.Domain)
+	}
+	n.overlay.Announce(svcs...)
 	return nil
 }

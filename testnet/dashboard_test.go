@@ -174,6 +174,13 @@ func TestDashboard(t *testing.T) {
 	}
 	// Bucket bars carry their counts; link labels are drawn over the boxes
 	// (with a halo); R and the shared bits are explained.
+	// Members are shown by the names and domains they announce, as claims.
+	if !regexp.MustCompile(`<span class="announced" title="name and domain as the member announces them[^"]*">node1 · b\.example</span>`).MatchString(dom) {
+		t.Errorf("the members table does not name node1 of b.example")
+	}
+	if !regexp.MustCompile(`<g class="peer replica"[^>]*>(?:<[^>]*>)*<text[^>]*>node\d`).MatchString(dom) {
+		t.Errorf("the lookup picture does not name its replicas")
+	}
 	for _, want := range []string{`class="count"`, `<g class="labels"><text`, `class="label halo"`, `title="R: the replicas`,
 		`<title>leading bits this replica's ID shares`, `class="lines"`} {
 		if !strings.Contains(dom, want) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,16 +308,21 @@ func TestChurn(t *testing.T) {
 		// the next wave. Two nodes stopped at once may hold both of an
 		// AOR's copies when it had only two (a CI run lost sight of one
 		// that way: the wave came before its third copy was back).
-		waitFor(t, 30*time.Second, "every AOR has three live copies", func() error {
+		// The bound is liveness, not speed: 60 s under the race detector on
+		// two busy cores (a CI run took more than 30 s once). A failure
+		// says who holds the AOR and where each holder would place it.
+		waitFor(t, 60*time.Second, "every AOR has three live copies", func() error {
 			for aor := range want {
-				copies := 0
+				var holders []string
 				for _, i := range nw.Running() {
 					if nw.Node(i).Location().Holds(aor) > 0 {
-						copies++
+						holders = append(holders, fmt.Sprintf("%s (places it on %v)", nw.Manifest.Nodes[i].Name,
+							nodeNames(nw, idx, nw.Node(i).Overlay().Closest(lsp.Key(aor), 3))))
 					}
 				}
-				if copies < 3 {
-					return fmt.Errorf("%s has %d live copies", aor, copies)
+				if len(holders) < 3 {
+					return fmt.Errorf("%s has %d live copies, wave %d stopped %v: %s", aor, len(holders), w/2+1,
+						victims[w:w+2], strings.Join(holders, "; "))
 				}
 			}
 			return nil
@@ -343,4 +349,17 @@ func TestChurn(t *testing.T) {
 	}
 	checkAll(t, nw, victims[0], want)
 	checkAll(t, nw, victims[len(victims)-1], want)
+}
+
+// nodeNames names peers by their testnet node names.
+func nodeNames[P fmt.Stringer](nw *testnet.Network, idx map[string]int, peers []P) []string {
+	out := make([]string, len(peers))
+	for i, p := range peers {
+		if j, ok := idx[p.String()]; ok {
+			out[i] = nw.Manifest.Nodes[j].Name
+		} else {
+			out[i] = p.String()
+		}
+	}
+	return out
 }

@@ -22,6 +22,27 @@ function sv(tag, attrs, text) {
 }
 
 function short(id) { return id ? "…" + id.slice(-6) : ""; }
+
+// Names and domains members announce (services "name:…", "domain:…"):
+// their own claims, shown as such, never trusted.
+const announced = new Map();
+function learnNames(members) {
+  for (const m of members) {
+    const a = {};
+    for (const s of m.services || []) {
+      if (s.startsWith("name:")) a.name = s.slice(5);
+      else if (s.startsWith("domain:")) a.domain = s.slice(7);
+    }
+    if (a.name || a.domain) announced.set(m.id, a); else announced.delete(m.id);
+  }
+}
+// label is a peer's announced name (and domain), else its short ID.
+function label(id) {
+  const a = announced.get(id);
+  if (!a) return short(id);
+  return (a.name || short(id)) + (a.domain ? " · " + a.domain : "");
+}
+const CLAIM = "name and domain as the member announces them (its own claim, not verified)";
 function ms(ns) { return (ns / 1e6).toFixed(ns < 1e7 ? 2 : 1) + " ms"; }
 function bytes(n) {
   const u = ["B", "KiB", "MiB", "GiB"];
@@ -89,12 +110,15 @@ function renderState(s) {
   if (s.proxy) relay.push(["calls anchored", s.proxy.Anchored], ["offers already at an overlay relay", s.proxy.Relayed],
     ["NAT flows used", s.proxy.Flowed], ["NAT flows kept alive", s.proxy.Flows]);
   table("relay", ["", ""], relay);
+  learnNames(s.members);
   document.getElementById("members-note").textContent =
     `${s.members.length} of ${s.members_total}, nearest to this node first (bits of ID shared)`;
-  table("members", ["peer", "shared bits", "connected", "latency", "services"], s.members.map(m => [
+  table("members", ["peer", "announced as", "shared bits", "connected", "latency", "services"], s.members.map(m => [
     el("span", { class: "mono", title: m.id, text: m.self ? m.id + " (this node)" : m.id }),
+    el("span", { class: "announced", title: CLAIM, text: announced.has(m.id) ? label(m.id) : "" }),
     m.self ? "" : m.common_prefix, m.self ? "" : (m.connected ? "yes" : "no"),
-    m.latency_ms ? m.latency_ms.toFixed(2) + " ms" : "", (m.services || []).join(" "),
+    m.latency_ms ? m.latency_ms.toFixed(2) + " ms" : "",
+    (m.services || []).filter(x => !x.startsWith("name:") && !x.startsWith("domain:")).join(" "),
   ]));
 }
 
@@ -225,7 +249,7 @@ function drawLookup(tr) {
     const p = pos.get("route:" + q.peer);
     const from = q.from && pos.has("route:" + q.from) ? pos.get("route:" + q.from) : self;
     link(from, p, "route", null, "");
-    box(p, q.error ? COLORS.failed : COLORS.route, short(q.peer),
+    box(p, q.error ? COLORS.failed : COLORS.route, label(q.peer),
       q.error ? "query failed" : `${q.closer} closer · ${ms(q.took_ns)}`,
       { class: "peer route", "data-peer": q.peer, "data-hop": q.hop }, q.peer + (q.error ? "\n" + q.error : ""));
   }
@@ -240,9 +264,9 @@ function drawLookup(tr) {
       `${a.common_prefix} bit${a.common_prefix === 1 ? "" : "s"} shared`);
     bits.append(sv("title", {}, "leading bits this replica's ID shares with the AOR's key: the R replicas are the members sharing the most"));
     labels.append(bits);
-    box(p, COLORS[v], short(a.peer) + (a.peer === tr.self ? " (self)" : ""), detail(a),
+    box(p, COLORS[v], label(a.peer) + (a.peer === tr.self ? " (self)" : ""), detail(a),
       { class: "peer replica", "data-peer": a.peer, "data-status": a.status, "data-hops": a.hops, "data-verdict": v },
-      a.peer + "\n" + (a.error || (a.live || []).join("\n")));
+      a.peer + (announced.has(a.peer) ? "\n" + CLAIM : "") + "\n" + (a.error || (a.live || []).join("\n")));
   }
   const kp = keyPos;
   nodes.append(sv("polygon", { points: `${kp.x},${kp.y + BH / 2} ${kp.x + 14},${kp.y + BH / 2 - 14} ${kp.x + 28},${kp.y + BH / 2} ${kp.x + 14},${kp.y + BH / 2 + 14}`, fill: "#1f2328" }));
@@ -284,14 +308,14 @@ async function lookup(aor, iterative) {
     pic.replaceChildren(drawLookup(tr), legend(tr.route && tr.route.length));
     document.getElementById("asked-title").hidden = false;
     table("lookup-asked", ["peer", "round", "hops", "shared bits", "sent", "latency", "status", "returned", "error"],
-      tr.asked.map(a => [el("span", { class: "mono", title: a.peer, text: short(a.peer) }), a.round, a.hops,
+      tr.asked.map(a => [el("span", { class: "mono", title: a.peer, text: label(a.peer) }), a.round, a.hops,
         a.common_prefix, ms(a.sent_ns), a.status === "answered" || a.status === "failed" ? ms(a.took_ns) : "",
         a.status, el("span", { class: "lines", text: [detail(a), ...(a.live || [])].join("\n") }), a.error || a.forged || ""]));
     const routed = !!(tr.route && tr.route.length);
     document.getElementById("route-title").hidden = !routed;
     document.getElementById("lookup-route").hidden = !routed;
     table("lookup-route", ["peer", "hop", "named by", "sent", "latency", "closer peers", "error"],
-      (tr.route || []).map(q => [el("span", { class: "mono", title: q.peer, text: short(q.peer) }), q.hop,
+      (tr.route || []).map(q => [el("span", { class: "mono", title: q.peer, text: label(q.peer) }), q.hop,
         (q.from ? short(q.from) : "routing table") + (q.again ? " (asked again)" : ""), ms(q.sent_ns),
         q.took_ns ? ms(q.took_ns) : "", q.closer, q.error || ""]));
     document.getElementById("bindings-title").hidden = false;
@@ -318,11 +342,13 @@ document.addEventListener("DOMContentLoaded", () => {
     lookup(aor, it);
   });
   const params = new URLSearchParams(location.search);
-  if (params.get("aor")) {
-    document.getElementById("aor").value = params.get("aor");
-    document.getElementById("iterative").checked = params.get("iterative") === "1";
-    lookup(params.get("aor"), params.get("iterative") === "1");
-  }
-  refresh();
+  // The state first: it names the members the lookup's picture shows.
+  refresh().then(() => {
+    if (params.get("aor")) {
+      document.getElementById("aor").value = params.get("aor");
+      document.getElementById("iterative").checked = params.get("iterative") === "1";
+      lookup(params.get("aor"), params.get("iterative") === "1");
+    }
+  });
   setInterval(refresh, 5000);
 });
