@@ -61,6 +61,7 @@ type members struct {
 	regionLive int
 	auto       bool
 	resized    time.Time
+	joinedAt   time.Time // when resize first saw the view joined
 
 	sendMu sync.Mutex
 	queues map[peer.ID]chan []byte
@@ -559,13 +560,33 @@ func (m *members) liveScaled() (scaled, live int) {
 // once per 30 s: wider as soon as the region holds too few members,
 // narrower only when it holds over four times too many. Called locked.
 func (m *members) resize(mm *membership.Membership, now time.Time) {
-	if !m.auto || !mm.Joined() || now.Sub(m.resized) < 30*time.Second {
+	if !m.auto || !mm.Joined() {
+		m.joinedAt = time.Time{}
+		return
+	}
+	if m.joinedAt.IsZero() {
+		m.joinedAt = now
+	}
+	if now.Sub(m.resized) < 30*time.Second {
 		return
 	}
 	bits, _ := mm.Region()
 	est := m.regionLive << bits
 	if m.regionLive < minRegionLive {
-		est = m.o.routingTableEstimate() // a handful says little
+		// A handful says little: estimate from kad-dht's routing table.
+		var sample int
+		est, sample = m.o.routingTableEstimate()
+		if sample < estimateSample {
+			// Too few peers to estimate from. Just joined: the join's
+			// lookups are still filling the table (an estimate from one
+			// or two close peers can be 200 for 10 members, and a
+			// region it picks sticks for 30 s). Settled: they did, and
+			// this small table is the overlay.
+			if now.Sub(m.joinedAt) < max(20*m.o.cfg.GossipInterval, 2*time.Second) {
+				return
+			}
+			est = sample + 1
+		}
 	}
 	want := regionFor(est)
 	if want == bits || want == bits+1 {

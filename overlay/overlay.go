@@ -619,16 +619,23 @@ func (o *Overlay) Size() int {
 	if n, live := o.members.liveScaled(); live > 1 {
 		return n
 	}
-	return max(1, o.routingTableEstimate())
+	est, _ := o.routingTableEstimate()
+	return max(1, est)
 }
+
+// estimateSample: routingTableEstimate's estimate is a median over this
+// many of the nearest peers.
+const estimateSample = 8
 
 // routingTableEstimate: in a network of N nodes with uniformly random IDs, the
 // i-th closest peer to a point lies at normalised XOR distance ≈ i/(N+1).
-func (o *Overlay) routingTableEstimate() int {
+// sample is how many peers it took (fewer than estimateSample: the table
+// holds no more).
+func (o *Overlay) routingTableEstimate() (est, sample int) {
 	self := kb.ConvertPeerID(o.host.ID())
-	near := o.dht.RoutingTable().NearestPeers(self, 8)
+	near := o.dht.RoutingTable().NearestPeers(self, estimateSample)
 	if len(near) == 0 {
-		return 0
+		return 0, 0
 	}
 	// One estimate per neighbour, then their median: a mean is ruled by a
 	// single neighbour that happens to sit very close (an estimate of 334
@@ -642,10 +649,10 @@ func (o *Overlay) routingTableEstimate() int {
 		ests = append(ests, float64(i+1)/d-1)
 	}
 	if len(ests) == 0 {
-		return 0
+		return 0, len(near)
 	}
 	slices.Sort(ests)
-	return int(math.Round(ests[len(ests)/2])) + 1
+	return int(math.Round(ests[len(ests)/2])) + 1, len(near)
 }
 
 func normDistance(a, b kb.ID) float64 {

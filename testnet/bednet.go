@@ -154,12 +154,13 @@ func (n *BedNet) Run(ctx context.Context, h Host, args ...string) (string, error
 	return string(out), err
 }
 
-// WaitSize waits until node i counts size members (`lsnode status`).
+// WaitSize waits until node i itself (`lsnode status --strict`: not a
+// bootstrap peer answering for it while it starts) counts size members.
 func (n *BedNet) WaitSize(ctx context.Context, i, size int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	want := fmt.Sprintf(`"size_estimate": %d`, size)
 	for {
-		out, err := n.Run(ctx, n.Hosts[i], "status", "--config", n.Configs[i])
+		out, err := n.Run(ctx, n.Hosts[i], "status", "--strict", "--config", n.Configs[i])
 		if err == nil && strings.Contains(out, want) {
 			return nil
 		}

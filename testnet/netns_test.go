@@ -83,7 +83,7 @@ func TestNetnsBed(t *testing.T) {
 	}
 	joined := time.Since(t0)
 	time.Sleep(time.Second) // gossip rounds: the clients must stay out of the members' views
-	if out, err := run(pub[0], "status", "--config", cfgs[0]); err != nil || !strings.Contains(out, fmt.Sprintf(`"size_estimate": %d`, len(pub))) {
+	if out, err := run(pub[0], "status", "--strict", "--config", cfgs[0]); err != nil || !strings.Contains(out, fmt.Sprintf(`"size_estimate": %d`, len(pub))) {
 		t.Fatalf("a member counts a NAT'd client: %v\n%s", err, out)
 	}
 
@@ -101,7 +101,12 @@ func TestNetnsBed(t *testing.T) {
 	// The NAT'd client node reads it through the overlay (its own lsp
 	// service, outbound to the replicas).
 	if out, err := run(hosts[len(pub)], "lookup", "--config", cfgs[len(pub)], "sip:alice@a.example"); err != nil || !strings.Contains(out, natted.IP+":5060") {
-		t.Fatalf("lookup by the NAT'd client node: %v\n%s", err, out)
+		// What the node saw, for the report: its status, and whether the
+		// binding shows up a moment later.
+		st, _ := run(hosts[len(pub)], "status", "--strict", "--config", cfgs[len(pub)])
+		time.Sleep(2 * time.Second)
+		again, aerr := run(hosts[len(pub)], "lookup", "--config", cfgs[len(pub)], "sip:alice@a.example")
+		t.Fatalf("lookup by the NAT'd client node: %v\n%s\nits status: %s\n2 s later: %v\n%s", err, out, st, aerr, again)
 	}
 	other := bed.Behind(1)[0]
 	lt := time.Now()
@@ -213,12 +218,12 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPee
 	sinceStart := started.Add(time.Duration(found.Ms * float64(time.Millisecond))).Sub(nw.Started(pub))
 	// AutoNAT has found the NAT'd lsnode private, it says so with its
 	// relayed addresses, and it is still no member.
-	out, err := nw.Run(ctx, nw.Hosts[pub], "status", "--config", nw.Configs[pub])
+	out, err := nw.Run(ctx, nw.Hosts[pub], "status", "--strict", "--config", nw.Configs[pub])
 	if err != nil || !strings.Contains(out, `"reachability": "private"`) || !strings.Contains(out, "/p2p-circuit") ||
 		!strings.Contains(out, `"answered_by": "`+nw.Manifest.Nodes[pub].PeerID) {
 		t.Fatalf("status of the NAT'd lsnode: %v\n%s", err, out)
 	}
-	if out, err := nw.Run(ctx, nw.Hosts[0], "status", "--config", nw.Configs[0]); err != nil || !strings.Contains(out, `"reachability": "public"`) {
+	if out, err := nw.Run(ctx, nw.Hosts[0], "status", "--strict", "--config", nw.Configs[0]); err != nil || !strings.Contains(out, `"reachability": "public"`) {
 		t.Fatalf("status of a public member: %v\n%s", err, out)
 	}
 	if err := nw.WaitSize(ctx, 0, pub, time.Second); err != nil {
