@@ -19,10 +19,11 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 }
 
 // TestDebInstallPurge: 'make deb' builds a package that installs with
-// dpkg -i (the binary, the unit, /etc/lsnode/node.yaml, the lsnode user
-// and /var/lib/lsnode), whose lsnode reports its version and whose example
-// config passes 'config check' as root and as the service's user; dpkg
-// --purge leaves nothing behind.
+// the quick start's dpkg -i (the binary, the unit, /etc/lsnode/node.yaml,
+// the lsnode user and /var/lib/lsnode), whose lsnode reports its version
+// and whose example config passes 'config check' as root and as the
+// service's user; the docs' command blocks run on it (walkQuickstarts);
+// dpkg --purge leaves nothing behind.
 func TestDebInstallPurge(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -45,11 +46,9 @@ func TestDebInstallPurge(t *testing.T) {
 	if len(debs) != 1 || !strings.Contains(out, debs[0]) {
 		t.Fatalf("make deb made %v:\n%s", debs, out)
 	}
-	deb := debs[0]
 	t.Cleanup(func() { run(t, "dpkg", "--purge", "lsnode") })
-	if out, err := run(t, "dpkg", "-i", deb); err != nil {
-		t.Fatalf("dpkg -i: %v\n%s", err, out)
-	}
+	w := newWalk(t, dir)
+	w.block("quickstart-federation.md", 0, dir, nil) // sudo dpkg -i lsnode_*.deb
 	for _, p := range leftovers {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("installed, but %v", err)
@@ -75,6 +74,7 @@ func TestDebInstallPurge(t *testing.T) {
 			t.Errorf("%v: %v\n%s", append(as[:1], args...), err, out)
 		}
 	}
+	walkQuickstarts(t, w)
 	if out, err := run(t, "dpkg", "--purge", "lsnode"); err != nil {
 		t.Fatalf("dpkg --purge: %v\n%s", err, out)
 	}

@@ -8,11 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lsnode/lsnode/internal/mdblocks"
 )
 
 // readmeBlocks are the README's sh blocks after its first (make run, make
@@ -23,11 +24,8 @@ func readmeBlocks(t *testing.T) (blocks []string, lines []int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile("(?s)```sh\n(.*?)```")
-	indent := regexp.MustCompile("(?m)^  ") // a block in a list item
-	for _, m := range re.FindAllSubmatchIndex(b, -1) {
-		blocks = append(blocks, indent.ReplaceAllString(string(b[m[2]:m[3]]), ""))
-		lines = append(lines, 1+strings.Count(string(b[:m[0]]), "\n"))
+	for _, bl := range mdblocks.Find(b, "sh") {
+		blocks, lines = append(blocks, bl.Text), append(lines, bl.Line)
 	}
 	if len(blocks) < 6 || !strings.HasPrefix(blocks[0], "make run") {
 		t.Fatalf("README: %d sh blocks, the first %q", len(blocks), blocks[0])

@@ -25,6 +25,7 @@ var allowed = map[string][]string{
 	"metrics":            nil,
 	"internal/yamlconf":  {"internal/suggest"},
 	"internal/suggest":   nil,
+	"internal/mdblocks":  nil,
 	"internal/archtest":  nil,
 	"scripts":            nil,
 	"packaging":          nil,
