@@ -45,6 +45,14 @@ func CheckStores(paths []string, cfgs []*Config) error {
 	return nil
 }
 
+// Refused reports whether err, from RunAll, is one that starting the node
+// again will not mend: a config it refuses, or the federation's refusal
+// of the node (its member certificate, its private-network key, a
+// member's word).
+func Refused(err error) bool {
+	return errors.Is(err, ErrConfig) || errors.Is(err, overlay.ErrMembership)
+}
+
 // RunAll starts a node of each config and runs them until ctx ends, then
 // closes them all. If one fails to start, those started are closed.
 func RunAll(ctx context.Context, cfgs []*Config, opts Options) error {

@@ -1,12 +1,15 @@
 package node_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lsnode/lsnode/node"
+	"github.com/lsnode/lsnode/overlay"
 )
 
 // TestLoadConfigs: nodes run in one process keep their own stores: two
@@ -33,5 +36,24 @@ func TestLoadConfigs(t *testing.T) {
 	_, id, err := node.LoadPeerID(a)
 	if _, again, _ := node.LoadPeerID(a); err != nil || id == "" || again != id {
 		t.Fatalf("peer ID: %v %v %v", id, again, err)
+	}
+}
+
+// TestRefused: what 'lsnode run' exits 3 on, for the unit not to restart
+// it: a config it refuses, a federation's refusal; not a failure a later
+// start may not meet.
+func TestRefused(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("node n: %w", fmt.Errorf("%w: handshake failed: wrong key", overlay.ErrMembership)), true},
+		{node.ConfigErrors{{Path: "sip", Line: 3, Msg: "want HOST:PORT"}}, true},
+		{fmt.Errorf("listen udp 127.0.0.1:5060: %w", errors.New("address already in use")), false},
+		{nil, false},
+	} {
+		if got := node.Refused(c.err); got != c.want {
+			t.Errorf("Refused(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -580,12 +580,17 @@ func (m *members) resize(mm *membership.Membership, now time.Time) {
 			// Too few peers to estimate from. Just joined: the join's
 			// lookups are still filling the table (an estimate from one
 			// or two close peers can be 200 for 10 members, and a
-			// region it picks sticks for 30 s). Settled: they did, and
-			// this small table is the overlay.
+			// region it picks sticks for 30 s).
 			if now.Sub(m.joinedAt) < max(20*m.o.cfg.GossipInterval, 2*time.Second) {
 				return
 			}
-			est = sample + 1
+			// Settled: the lookups found fewer peers than the sample
+			// asks, so this table is the overlay, unless the subnet
+			// diversity limit keeps the table small (MaxPerSubnet: then
+			// the distances are all there is to go by).
+			if m.o.cfg.MaxPerSubnet == 0 {
+				est = sample + 1
+			}
 		}
 	}
 	want := regionFor(est)

@@ -48,7 +48,7 @@ func TestDebInstallPurge(t *testing.T) {
 	}
 	t.Cleanup(func() { run(t, "dpkg", "--purge", "lsnode") })
 	w := newWalk(t, dir)
-	w.block("quickstart-federation.md", 0, dir, nil) // sudo dpkg -i lsnode_*.deb
+	w.block("quickstart-federation.md", 0, dir, false, nil, "") // sudo dpkg -i lsnode_*.deb
 	for _, p := range leftovers {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("installed, but %v", err)

@@ -168,7 +168,7 @@ func TestFederationCLI(t *testing.T) {
 	code, checked, _ := lsnode(t, append([]string{"config", "check", cfgA}, sets...)...)
 	runCode, _, refused := lsnode(t, append([]string{"run", "--config", cfgA}, sets...)...)
 	for _, want := range []string{`sip: "127.0.0.1": want HOST:PORT`, `proxy.trusted_networks[0]: "10.0.0.0/33" is not a CIDR`, `relay.media_ports: "5000-4000"`} {
-		if code != 1 || runCode == 0 || !strings.Contains(checked, want) || !strings.Contains(refused, want) {
+		if code != 1 || runCode != 3 || !strings.Contains(checked, want) || !strings.Contains(refused, want) {
 			t.Fatalf("want %q from both:\nconfig check (exit %d):\n%s\nrun (exit %d):\n%s", want, code, checked, runCode, refused)
 		}
 	}

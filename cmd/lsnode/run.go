@@ -22,11 +22,13 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	cfgs, err := node.LoadConfigs(paths, append(node.EnvOverrides(os.Environ()), sets...))
 	if err != nil {
-		return err
+		return cli.WithCode(3, err) // refused: a restart would be too (the unit's RestartPreventExitStatus=3)
 	}
 	log, err := cli.NewLogger(stderr, cmp.Or(*level, cfgs[0].LogLevel, "info"), cmp.Or(*format, cfgs[0].LogFormat))
-	if err != nil {
-		return err
+	if err == nil {
+		if err = node.RunAll(ctx, cfgs, node.Options{Logger: log}); node.Refused(err) {
+			return cli.WithCode(3, err) // by the federation, or a config it refuses
+		}
 	}
-	return node.RunAll(ctx, cfgs, node.Options{Logger: log})
+	return err
 }

@@ -106,10 +106,17 @@ func Exit(err error, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 2
 	}
-	// A message of several lines (a config's problems) keeps them, indented.
-	fmt.Fprintln(stderr, prog+": "+strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	fmt.Fprintln(stderr, prog+": "+indented(err))
 	return 2
 }
+
+// indented is err's message; one of several lines (a config's problems)
+// keeps them, indented.
+func indented(err error) string { return strings.ReplaceAll(err.Error(), "\n", "\n  ") }
+
+// WithCode is err as an *ExitError of code, its message as Exit prints
+// any error's.
+func WithCode(code int, err error) error { return &ExitError{Code: code, Msg: indented(err)} }
 
 // ExitError carries a process exit code, and a message unless the command
 // printed its own.
