@@ -1,6 +1,9 @@
 package lsp
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrBadAOR: the AOR is not a URI lsp can key.
@@ -22,6 +25,9 @@ var (
 	ErrNoCredential = errors.New("lsp: no domain credential")
 	// ErrUnavailable: not enough replicas answered (write or read quorum).
 	ErrUnavailable = errors.New("lsp: replicas unavailable")
+	// errNotJoined: this node's overlay has not joined yet, so it cannot
+	// place a key (its view may lack the replicas).
+	errNotJoined = fmt.Errorf("%w: this node has not joined the overlay yet (no bootstrap peer has answered)", ErrUnavailable)
 	// ErrRemote: the remote side failed for a reason of its own.
 	ErrRemote = errors.New("lsp: remote error")
 	// ErrOutOfOrder: a replica holds the same binding from the same Call-ID

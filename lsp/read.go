@@ -67,6 +67,9 @@ func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer, round
 	if s.ctx.Err() != nil {
 		return nil, nil, ErrClosed
 	}
+	if !s.ov.Joined() {
+		return nil, nil, errNotJoined // not "none": the view may lack the replicas
+	}
 	r, w := s.quorum()
 	need := max(1, r-w+1)
 	tr.quorum(r, need)

@@ -107,6 +107,10 @@ func (s *Service) writeQuorum(ctx context.Context, kind msgType, es []*entry, ch
 		q.failAll(ErrClosed)
 		return
 	}
+	if !s.ov.Joined() {
+		q.failAll(errNotJoined) // its view may place the AOR on itself alone
+		return
+	}
 	plan := map[string][]overlay.PeerID{}
 	for _, aor := range q.order {
 		// A partial view routes to a key outside its region first; a

@@ -479,6 +479,12 @@ func (m *members) forget(p peer.ID) {
 	_ = m.do(func(mm *membership.Membership, _ time.Time) error { mm.Forget(string(p)); return nil })
 }
 
+func (m *members) joined() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m.Joined()
+}
+
 func (m *members) list() []peer.ID {
 	m.mu.Lock()
 	ids := m.m.Live(time.Now())

@@ -550,6 +550,19 @@ func (o *Overlay) Alive(p peer.ID) bool {
 	return alive
 }
 
+// Joined reports whether this node has joined the overlay: a view pulled
+// from a member (or a member joined it), or no bootstrap peer configured
+// but itself (the overlay's first node). Until then its view cannot tell
+// "no such binding" from "not seen yet".
+func (o *Overlay) Joined() bool {
+	for _, ai := range o.cfg.bootstrap {
+		if ai.ID != o.host.ID() {
+			return o.members.joined()
+		}
+	}
+	return true
+}
+
 // Members returns the live members, this node included unless it is a
 // client.
 func (o *Overlay) Members() []peer.ID { return o.members.list() }
