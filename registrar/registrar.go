@@ -246,6 +246,11 @@ func status(req *sip.Request, code int, reason string) *sip.Response {
 // address it came from ("ip:port"). It never panics on bad input: malformed
 // requests get 400 with a reason.
 func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string) *sip.Response {
+	if r.inflight.Load() >= int64(r.cfg.MaxInFlight) {
+		// Full: shed before the checks below (digest included), which
+		// only the REGISTERs let in pay for.
+		return r.unavailable(req, "Overloaded")
+	}
 	aor, trusted, res := r.admit(req, source)
 	if res != nil {
 		return res

@@ -421,7 +421,8 @@ func TestNATEdge(t *testing.T) {
 // waiting on the location service, a REGISTER that would be challenged
 // (no, made-up or wrong credentials) gets 503 with Retry-After instead,
 // while one answering its challenge still goes through; at MaxInFlight
-// both are shed. An open
+// both are shed, before any check, so a shed answer's nonce stays good
+// for its retransmission. An open
 // registrar (no challenge to save) sheds only at MaxInFlight.
 func TestOverloadShedsNewFirst(t *testing.T) {
 	r := newTestRegistrar(t, true, nil)
@@ -446,8 +447,18 @@ func TestOverloadShedsNewFirst(t *testing.T) {
 	// bob's credentials for alice are refused (403), not shed.
 	want(t, do(r, authorize(t, req2, chal2, "SHA-256", "bob", "secret-b")), 403)
 	want(t, do(r, authorize(t, req, chal, "MD5", "alice", "secret-a")), 200)
+	r.inflight.Store(0)
+	req3 := register(t, "sip:alice@a.example", "o6", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	chal3 := do(r, req3)
+	want(t, chal3, 401)
 	r.inflight.Store(int64(r.cfg.MaxInFlight))
 	want(t, do(r, authorize(t, req2, chal2, "MD5", "alice", "secret-a")), 503)
+	answered := authorize(t, req3, chal3, "MD5", "alice", "secret-a")
+	want(t, do(r, answered), 503)
+	// Shed before its credentials were checked, it cost its nonce nothing:
+	// sent again once there is room, it registers.
+	r.inflight.Store(0)
+	want(t, do(r, answered), 200)
 
 	open := newTestRegistrar(t, false, nil)
 	open.inflight.Store(int64(open.cfg.MaxInFlight / 2))
