@@ -25,9 +25,9 @@ var (
 	ErrNoCredential = errors.New("lsp: no domain credential")
 	// ErrUnavailable: not enough replicas answered (write or read quorum).
 	ErrUnavailable = errors.New("lsp: replicas unavailable")
-	// errNotJoined: this node's overlay has not joined yet, so it cannot
-	// place a key (its view may lack the replicas).
-	errNotJoined = fmt.Errorf("%w: this node has not joined the overlay yet (no bootstrap peer has answered)", ErrUnavailable)
+	// ErrNotJoined: this node has not joined its overlay yet, so it cannot
+	// place a key (its view may lack the replicas). It is ErrUnavailable.
+	ErrNotJoined = fmt.Errorf("%w: this node has not joined the overlay yet", ErrUnavailable)
 	// ErrRemote: the remote side failed for a reason of its own.
 	ErrRemote = errors.New("lsp: remote error")
 	// ErrOutOfOrder: a replica holds the same binding from the same Call-ID

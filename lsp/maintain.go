@@ -51,6 +51,9 @@ func (s *Service) maintain() {
 // rebalance pushes records to peers that joined their closest set since they
 // were placed (a join, or a replica that left or crashed being replaced).
 func (s *Service) rebalance(ctx context.Context) {
+	if !s.ov.Joined() {
+		return // a view of itself alone would place every record here
+	}
 	work := s.store.replan(s.self, time.Now(), s.closest)
 	if len(work) == 0 {
 		return

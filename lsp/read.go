@@ -68,7 +68,7 @@ func (s *Service) fetchTraced(ctx context.Context, aor string, tr *tracer, round
 		return nil, nil, ErrClosed
 	}
 	if !s.ov.Joined() {
-		return nil, nil, errNotJoined // not "none": the view may lack the replicas
+		return nil, nil, ErrNotJoined // not "none": the view may lack the replicas
 	}
 	r, w := s.quorum()
 	need := max(1, r-w+1)

@@ -33,6 +33,9 @@ func (s *Service) handlePut(ctx context.Context, from overlay.PeerID, m *message
 	if len(m.Entries) == 0 {
 		return errorReply(fmt.Errorf("%w: PUT without entries", ErrMalformed))
 	}
+	if !s.ov.Joined() {
+		return errorReply(ErrNotJoined) // before verifying what the write would refuse anyway
+	}
 	// A PUT is written to R replicas per AOR: one token per AOR (the
 	// request's own paid for the first).
 	aors := map[string]bool{}

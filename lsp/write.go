@@ -108,7 +108,7 @@ func (s *Service) writeQuorum(ctx context.Context, kind msgType, es []*entry, ch
 		return
 	}
 	if !s.ov.Joined() {
-		q.failAll(errNotJoined) // its view may place the AOR on itself alone
+		q.failAll(ErrNotJoined) // its view may place the AOR on itself alone
 		return
 	}
 	plan := map[string][]overlay.PeerID{}

@@ -22,18 +22,12 @@ const (
 type view struct{ n *Node }
 
 // Ready says why the node should not get traffic yet, "" when it should:
-// joined (the view holds another member, or the node is alone by
-// configuration) and SIP listening when configured.
+// joined (overlay.Joined: what the location service also waits for) and
+// SIP listening when configured.
 func (v view) Ready() string {
 	n := v.n
-	others := 0
-	for _, p := range n.overlay.Members() {
-		if p != n.overlay.ID() {
-			others++
-		}
-	}
-	if others == 0 && len(n.cfg.Overlay.Bootstrap) > 0 {
-		return "no other overlay member reached yet"
+	if !n.overlay.Joined() {
+		return "not joined: no bootstrap peer has answered yet"
 	}
 	if n.cfg.SIP != "" && n.sip == nil {
 		return "SIP not listening"

@@ -62,6 +62,7 @@ type members struct {
 	auto       bool
 	resized    time.Time
 	joinedAt   time.Time // when resize first saw the view joined
+	wasJoined  atomic.Bool
 
 	sendMu sync.Mutex
 	queues map[peer.ID]chan []byte
@@ -479,10 +480,20 @@ func (m *members) forget(p peer.ID) {
 	_ = m.do(func(mm *membership.Membership, _ time.Time) error { mm.Forget(string(p)); return nil })
 }
 
+// joined reports whether the view has ever held an answer to a join (or
+// another member): sticky, so a node whose peers all went keeps serving
+// from what it holds rather than refusing until one comes back.
 func (m *members) joined() bool {
+	if m.wasJoined.Load() {
+		return true
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.m.Joined()
+	ok := m.m.Joined()
+	m.mu.Unlock()
+	if ok {
+		m.wasJoined.Store(true)
+	}
+	return ok
 }
 
 func (m *members) list() []peer.ID {

@@ -69,7 +69,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.unanchor(dialogMediaKeys(req)...)
 	}
 	if d.code != 0 {
-		var hdrs []sip.Header
+		hdrs := d.hdrs
 		if d.code == 302 {
 			p.stats.redirected.Add(1)
 			hdrs = contactHeaders(d.contacts)

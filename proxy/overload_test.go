@@ -125,3 +125,19 @@ func TestInflightShares(t *testing.T) {
 		t.Fatal("refused after the slots were released")
 	}
 }
+
+// TestLookupUnavailable: when the location service cannot answer (this
+// node has not joined its overlay), a request for one of the domain's
+// AORs gets 503 with Retry-After, not a "no such user".
+func TestLookupUnavailable(t *testing.T) {
+	tp := startProxy(t, Proxying, func(c *Config) { c.RetryAfter = 7 * time.Second })
+	tp.loc.mu.Lock()
+	tp.loc.err = lsp.ErrNotJoined
+	tp.loc.mu.Unlock()
+	u := newUA(t)
+	u.send(tp.addr, u.request("MESSAGE", "sip:alice@a.example", "Call-ID: not-joined"))
+	r := u.statusOf("not-joined", 3*time.Second)
+	if r.StatusCode != 503 || r.GetHeader("Retry-After") == nil || r.GetHeader("Retry-After").Value() != "7" {
+		t.Fatalf("%d %s, Retry-After %v; want 503 with Retry-After: 7", r.StatusCode, r.Reason, r.GetHeader("Retry-After"))
+	}
+}

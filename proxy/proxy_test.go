@@ -27,7 +27,8 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 type memLocation struct {
 	mu  sync.Mutex
 	aor map[string][]lsp.Binding
-	n   int // lookups
+	n   int   // lookups
+	err error // a fault to inject: what every lookup fails with
 }
 
 func (m *memLocation) Publish(_ context.Context, aor string, bs ...lsp.Binding) error {
@@ -45,6 +46,9 @@ func (m *memLocation) Lookup(_ context.Context, aor string) ([]lsp.Binding, erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.n++
+	if m.err != nil {
+		return nil, m.err
+	}
 	c, err := lsp.Canonical(aor)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,8 @@ type decision struct {
 	minted bool
 	// deny: the relay policy refused the request (gate's answer).
 	deny *sip.Response
+	// hdrs: headers of the answer (code), e.g. a 503's Retry-After.
+	hdrs []sip.Header
 }
 
 func answer(code int, reason string) decision { return decision{code: code, reason: reason} }
@@ -253,7 +255,9 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 	if err != nil {
 		p.log.Warn("location lookup failed", "call", callID(req), "aor", aor, "err", err)
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, lsp.ErrUnavailable) {
-			return answer(503, "Location service unavailable")
+			d := answer(503, "Location service unavailable")
+			d.hdrs = []sip.Header{retryAfter(p.cfg.RetryAfter.Seconds())}
+			return d
 		}
 		return answer(500, "Location service error")
 	}

@@ -144,7 +144,9 @@ func (h *hybrid) Remove(ctx context.Context, aor string, ids ...string) error {
 
 func (h *hybrid) Lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
 	bs, err := h.overlay.Lookup(ctx, aor)
-	if err == nil || !errors.Is(err, lsp.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+	// Not joined yet: the mirror may be empty (a restart), and its "none"
+	// would pass for the overlay's.
+	if err == nil || errors.Is(err, lsp.ErrNotJoined) || !errors.Is(err, lsp.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 		return bs, err
 	}
 	h.log("overlay unavailable, answering from the local mirror", "aor", aor, "err", err)

@@ -246,10 +246,15 @@ func status(req *sip.Request, code int, reason string) *sip.Response {
 // address it came from ("ip:port"). It never panics on bad input: malformed
 // requests get 400 with a reason.
 func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string) *sip.Response {
-	if r.inflight.Load() >= int64(r.cfg.MaxInFlight) {
-		// Full: shed before the checks below (digest included), which
-		// only the REGISTERs let in pay for.
-		return r.unavailable(req, "Overloaded")
+	if req.Method == sip.REGISTER {
+		// A slot first: full, the REGISTER is shed before the checks
+		// below (digest included), so a shed answer to a challenge keeps
+		// its nonce, and only the REGISTERs let in pay for them.
+		if n := r.inflight.Add(1); n > int64(r.cfg.MaxInFlight) {
+			r.inflight.Add(-1)
+			return r.unavailable(req, "Overloaded")
+		}
+		defer r.inflight.Add(-1)
 	}
 	aor, trusted, res := r.admit(req, source)
 	if res != nil {
@@ -261,11 +266,6 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	if n := r.inflight.Add(1); n > int64(r.cfg.MaxInFlight) {
-		r.inflight.Add(-1)
-		return r.unavailable(req, "Overloaded")
-	}
-	defer r.inflight.Add(-1)
 	u := update{req: req, aor: aor, source: source, callID: req.CallID().Value(), cseq: req.CSeq().SeqNo,
 		path: headerValues(req, "Path"), now: time.Now(), contacts: contacts}
 	if reg, ok := r.loc.(lsp.Registry); ok && !wildcard && len(contacts) > 0 && !slices.ContainsFunc(contacts, func(c contact) bool { return c.expires == 0 }) {
@@ -330,7 +330,8 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 	// Steps 3–4: authentication and authorisation.
 	if r.users != nil {
 		if res := r.authenticateAs(req, aor, source, uasAuth()); res != nil {
-			if res.StatusCode == 401 && r.inflight.Load() >= int64(r.cfg.MaxInFlight/2) {
+			// inflight counts this REGISTER's own slot.
+			if res.StatusCode == 401 && r.inflight.Load() > int64(max(1, r.cfg.MaxInFlight/2)) {
 				// Under load, no new challenges: the registrations
 				// answering one (a nonce is good once) finish first.
 				return "", false, r.unavailable(req, "Overloaded")

@@ -322,10 +322,14 @@ func FuzzRegister(f *testing.F) {
 type switchable struct {
 	*localStore
 	down bool
+	err  error // what a read fails with when down (default: no replica answered)
 }
 
 func (s *switchable) Lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
 	if s.down {
+		if s.err != nil {
+			return nil, s.err
+		}
 		return nil, fmt.Errorf("%w: no replica answered", lsp.ErrUnavailable)
 	}
 	return s.localStore.Lookup(ctx, aor)
@@ -348,6 +352,10 @@ func TestHybridFallsBackToMirror(t *testing.T) {
 	if cs := contacts(res); len(cs) != 1 || !strings.Contains(cs[0], "192.0.2.1") {
 		t.Fatalf("query with the overlay down: %v", cs)
 	}
+	// Not joined yet, the mirror's word is not the overlay's (after a
+	// restart it holds nothing): 503, not the mirror's bindings.
+	ov.err = lsp.ErrNotJoined
+	want(t, do(r, register(t, alice, "h4", 1)), 503)
 	// Writes still need the overlay: a write it cannot take is a 5xx.
 	r2, _ := New(Config{Domain: "a.example", Mode: Hybrid, Location: failing{fmt.Errorf("%w", lsp.ErrUnavailable)}, Logger: quiet()})
 	want(t, do(r2, register(t, alice, "h3", 1, "Contact: <sip:alice@192.0.2.2>")), 503)
