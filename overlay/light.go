@@ -25,7 +25,7 @@ func NewLightHost(psk pnet.PSK) (host.Host, error) {
 		libp2p.NoListenAddrs,
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Muxer(yamux.ID, muxer()),
 		libp2p.EnableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("lsnode-client"),
