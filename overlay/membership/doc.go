@@ -35,7 +35,11 @@
 //     first the 16 leaf digests of each such bucket and then the items of
 //     the leaves that differ), at most once per SyncEvery per peer, each
 //     answer taken only when asked for. At 10 000 members a bucket's
-//     items cost 2.8 KB and its leaf digests 144 bytes.
+//     items cost 2.8 KB and its leaf digests 144 bytes. Anti-entropy runs
+//     between members that know each other; two parts that do not (a
+//     partition each side has purged) are joined by Merge, a join's
+//     exchange of views, which the overlay starts with a bootstrap peer
+//     its view does not hold (Poke pings one it holds dead).
 //
 //   - Suspicion needs two accusers (Lifeguard's confirmations, made
 //     cheap): a prober whose probe failed holds its signed accusation

@@ -153,13 +153,15 @@ func (m *Membership) probeTo(typ byte, seq uint64, p string) []byte {
 // Knows reports whether id is in the view (in any state), or is this node.
 func (m *Membership) Knows(id string) bool { return m.known(id) }
 
-// Merge asks p, a member of this node's region that the view does not
-// hold (found by the overlay's routing), for its view of the region, as
-// a join asks, and tells it of this node: two parts of a region that
-// joined apart (each through members that did not know the other) merge.
-// The answer is a third party's word: its members are on probation.
+// Merge asks p, a member of this node's region (the whole overlay for a
+// full view) that the view does not hold (found by the overlay's
+// routing, or a bootstrap peer), for its view of the region, as a join
+// asks, and tells it of this node: two parts that joined apart (each
+// through members that did not know the other), or that a partition kept
+// apart until each purged the other, merge. The answer is a third
+// party's word: its members are on probation.
 func (m *Membership) Merge(now time.Time, p string) {
-	if m.region.bits > 0 && m.region.has(hashOf(KeyID(p))) && !m.known(p) {
+	if m.region.has(hashOf(KeyID(p))) && !m.known(p) {
 		m.join(now, p, false)
 	}
 }
