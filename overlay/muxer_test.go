@@ -12,19 +12,20 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // TestIdleConnectionIsQuiet: a connection that carries nothing sends no
-// payload for longer than yamux's keepalive and round-trip intervals (30 s
-// each by default, which TestIdleConnectionIsQuiet/default checks it would
-// see): an idle member's traffic must not grow with its connections. The
-// kernel's TCP keepalive probes carry no payload, so they do not count.
+// payload for 33 s, longer than libp2p's yamux keepalive and round-trip
+// intervals (30 s each; the default subtest checks it sees them), shorter
+// than lsnode's (muxKeepAlive): an idle member's traffic must not grow
+// with its connections. The kernel's TCP keepalive probes carry no
+// payload, so they do not count.
 func TestIdleConnectionIsQuiet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits 35 s")
@@ -49,11 +50,11 @@ func TestIdleConnectionIsQuiet(t *testing.T) {
 			if len(conns) != 1 {
 				t.Fatalf("%d connections", len(conns))
 			}
-			port := localPort(t, conns[0])
+			port, peerPort := localPort(t, conns[0].LocalMultiaddr()), localPort(t, conns[0].RemoteMultiaddr())
 			time.Sleep(2 * time.Second) // identify's exchange
-			before := payloadBytes(t, port)
+			before := payloadBytes(t, port, peerPort)
 			time.Sleep(33 * time.Second)
-			after := payloadBytes(t, port)
+			after := payloadBytes(t, port, peerPort)
 			t.Logf("payload bytes on the connection (local port %d), sent+received: %d, then %d 33 s later", port, before, after)
 			if quiet := after == before; quiet != tc.quiet {
 				t.Fatalf("quiet %v, want %v: %d bytes over 33 s idle", quiet, tc.quiet, after-before)
@@ -77,26 +78,26 @@ func quietHost(t *testing.T, mux *yamux.Transport, listen bool) host.Host {
 	return h
 }
 
-func localPort(t *testing.T, c network.Conn) int {
+func localPort(t *testing.T, a ma.Multiaddr) int {
 	t.Helper()
-	na, err := manet.ToNetAddr(c.LocalMultiaddr())
+	na, err := manet.ToNetAddr(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, ok := na.(*net.TCPAddr)
+	ta, ok := na.(*net.TCPAddr)
 	if !ok {
 		t.Fatalf("not TCP: %v", na)
 	}
-	return a.Port
+	return ta.Port
 }
 
 var ssBytes = regexp.MustCompile(`bytes_(?:sent|received):(\d+)`)
 
 // payloadBytes: what the kernel counts as sent and received on the TCP
-// socket bound to local port (ss -ti).
-func payloadBytes(t *testing.T, port int) int64 {
+// socket from local port to peer port (ss -ti).
+func payloadBytes(t *testing.T, port, peer int) int64 {
 	t.Helper()
-	out, err := exec.Command("ss", "-tinH", "state", "established", fmt.Sprintf("( sport = :%d )", port)).CombinedOutput()
+	out, err := exec.Command("ss", "-tinH", "state", "established", fmt.Sprintf("( sport = :%d and dport = :%d )", port, peer)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ss: %v: %s", err, out)
 	}

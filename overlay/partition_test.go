@@ -12,12 +12,13 @@ import (
 // TestPartitionHeals: two parts of one overlay that formed apart become
 // one. B's members list A's first member as a bootstrap peer too, but it
 // was not up when they joined, so B is an overlay of its own, as the two
-// sides of a partition are once each has purged the other. Every 300
-// gossip periods (6 s here) a member checks on a bootstrap peer that is
-// not live in its view (members.heals): one it does not hold is asked for
-// its view, as a join asks, the two exchange views, and every view holds
-// all six. Checked: with heals returning false, and with the digest poke
-// that was there before, this fails after 60 s with every view at 3.
+// sides of a partition are once each has purged the other. Every
+// healRounds (3 s here: run ticks at least 10 ms apart) a member checks on
+// a bootstrap peer its view holds dead or not at all (members.heals): one
+// it does not hold is asked for its view, as a join asks, the two exchange
+// views, and every view holds all six. Checked: with heals returning
+// false, and with the digest poke that was there before, this fails after
+// 60 s with every view at 3.
 func TestPartitionHeals(t *testing.T) {
 	keyA0, err := GenerateIdentity()
 	if err != nil {
