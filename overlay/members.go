@@ -361,13 +361,14 @@ func (m *members) run(ctx context.Context) {
 				m.o.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
 				m.o.clearDialBackoff(ai.ID)
 				mm.Join(now, string(ai.ID))
-			case round%healRounds == 0 && m.heals(mm, now, ai.ID):
-				m.o.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
-				m.o.clearDialBackoff(ai.ID) // failed checks during the partition must not delay this one
-				if mm.Knows(string(ai.ID)) {
-					mm.Poke(string(ai.ID)) // dead here: an answer gets it its accusation to refute
-				} else {
-					mm.Merge(now, string(ai.ID)) // purged here, or never seen: the two views are exchanged
+			case round%healRounds == 0:
+				// A partition's other side, if any (membership.Heal). Its
+				// sender dials once this lock is released (addrsFor), so
+				// the addresses and a backoff cleared of the partition's
+				// failed checks are in place for it.
+				if mm.Heal(now, string(ai.ID)) {
+					m.o.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+					m.o.clearDialBackoff(ai.ID)
 				}
 			}
 			return nil
@@ -523,28 +524,9 @@ func kid(key kb.ID) [32]byte {
 }
 
 // healRounds: run's rounds (a fifth of a gossip period each) between two
-// checks on a bootstrap peer: 60 gossip periods, a minute by default.
+// checks on a bootstrap peer (membership.Heal): 60 gossip periods, a
+// minute by default.
 const healRounds = 5 * 60
-
-// heals: every healRounds a member checks on a bootstrap peer, which heals
-// a partition: a part of the overlay cut off from the rest for long
-// enough has declared the rest dead, then purged it, and the rest it.
-// Only a bootstrap peer that this view holds dead, or does not hold
-// though it belongs there (in this node's region), can be on the other
-// side: one held dead is pinged (its answer gets it its accusation, which
-// it refutes, and its side's digests then differ from this side's), one
-// not held is asked for its view (membership.Merge). One held in any
-// other state (live, on probation, suspected, over its subnet's cap) is on
-// this side. Checking it anyway had every member dial the few bootstrap
-// peers each minute: N/3 connections and digest checks a minute at each
-// of them, a cost that grew with the overlay. Called locked.
-func (m *members) heals(mm *membership.Membership, now time.Time, boot peer.ID) bool {
-	if !mm.Covers(kid(kb.ConvertPeerID(boot))) {
-		return false
-	}
-	st := mm.State(now, string(boot))
-	return st == "unknown" || st == "dead"
-}
 
 // merge, every 10 s, asks a member of this node's region that kad-dht's
 // routing table holds near it and the view does not (a part of the region

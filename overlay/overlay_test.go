@@ -24,7 +24,12 @@ func startN(t *testing.T, n int, name string) []*Overlay { return startWith(t, n
 
 func waitMembers(t *testing.T, os []*Overlay, want int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	waitMembersWithin(t, os, want, 15*time.Second)
+}
+
+func waitMembersWithin(t *testing.T, os []*Overlay, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		ok := true
 		for _, o := range os {

@@ -38,8 +38,8 @@
 //     items cost 2.8 KB and its leaf digests 144 bytes. Anti-entropy runs
 //     between members that know each other; two parts that do not (a
 //     partition each side has purged) are joined by Merge, a join's
-//     exchange of views, which the overlay starts with a bootstrap peer
-//     its view does not hold (Poke pings one it holds dead).
+//     exchange of views, which Heal starts with a bootstrap peer the view
+//     does not hold (and one it holds dead is pinged).
 //
 //   - Suspicion needs two accusers (Lifeguard's confirmations, made
 //     cheap): a prober whose probe failed holds its signed accusation

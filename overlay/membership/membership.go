@@ -533,10 +533,30 @@ func (m *Membership) SetServe(now time.Time, serve bool) error {
 	return m.announce(now)
 }
 
-// Poke sends p this node's digest (an anti-entropy check with a peer
-// outside the rings, e.g. a bootstrap peer now and then, which heals a
-// partition).
-func (m *Membership) Poke(p string) {
-	m.seq++
-	m.send(p, m.probeTo(msgPing, m.seq, p))
+// Heal checks on p, a peer that may be on the other side of a partition
+// (a bootstrap peer), and reports whether it sent anything. A part of the
+// overlay cut off from the rest for long enough has declared the rest
+// dead, then purged it, and the rest it; only a peer that this view holds
+// dead, or does not hold though it belongs in it (this node's region),
+// can be on the other side. One held dead is pinged with this node's
+// digest (its answer gets it its accusation, which it refutes, and the
+// two sides' digests then differ); one not held is asked for its view
+// (Merge). One held in any other state (live, on probation, suspected,
+// over its group's cap) is on this side, and is left alone: checking it
+// anyway cost the few bootstrap peers a dial and a digest check per
+// member and interval, a cost that grew with the overlay.
+func (m *Membership) Heal(now time.Time, p string) bool {
+	if !m.region.has(hashOf(KeyID(p))) || p == m.cfg.Self {
+		return false
+	}
+	switch r := m.v.get(hashOf(KeyID(p))); {
+	case r == nil || r.e.ID != p:
+		m.join(now, p, false)
+	case r.dead:
+		m.seq++
+		m.send(p, m.probeTo(msgPing, m.seq, p))
+	default:
+		return false
+	}
+	return true
 }

@@ -155,7 +155,7 @@ func (m *Membership) Knows(id string) bool { return m.known(id) }
 
 // Merge asks p, a member of this node's region (the whole overlay for a
 // full view) that the view does not hold (found by the overlay's
-// routing, or a bootstrap peer), for its view of the region, as a join
+// routing, or a bootstrap peer: Heal), for its view of the region, as a join
 // asks, and tells it of this node: two parts that joined apart (each
 // through members that did not know the other), or that a partition kept
 // apart until each purged the other, merge. The answer is a third
