@@ -205,7 +205,8 @@ const dedupeAfter = 10 * time.Second
 // different connections and leave the pair cold. Past two, either end
 // closes the idle extras: no peer holds more by protection. The connection
 // kept is the one libp2p opens new streams on (isBetterConn: unlimited,
-// direct, most streams, newest), so none is opening on one closed.
+// direct, most streams, newest), so none is opening on one closed; the
+// one closed carries no stream younger than dedupeAfter (idleDup).
 func (m *members) dedupe(protected map[peer.ID]bool) {
 	byPeer := map[peer.ID][]network.Conn{}
 	for _, c := range m.o.host.Network().Conns() {
@@ -225,11 +226,31 @@ func (m *members) dedupe(protected map[peer.ID]bool) {
 			}
 		}
 		for _, c := range cs {
-			if c != keep && len(c.GetStreams()) == 0 && now.Sub(c.Stat().Opened) >= dedupeAfter {
+			if c != keep && idleDup(c, now) {
 				_ = c.Close()
 			}
 		}
 	}
+}
+
+// idleDup: c has been open dedupeAfter and carries no stream opened since.
+// A stream that old is a pooled one (a membership sender, an LSP or
+// kad-dht stream kept for the next request), not a request being made:
+// its owner opens a fresh one, on the connection kept, when a write or a
+// reused request fails on it (lsp and kad-dht retry a stale pooled stream
+// once, the membership's anti-entropy repairs a lost frame). Waiting for
+// none at all would keep a pair's two connections for good once each end
+// pooled a stream on a different one.
+func idleDup(c network.Conn, now time.Time) bool {
+	if now.Sub(c.Stat().Opened) < dedupeAfter {
+		return false
+	}
+	for _, s := range c.GetStreams() {
+		if now.Sub(s.Stat().Opened) < dedupeAfter {
+			return false
+		}
+	}
+	return true
 }
 
 // betterConn: the order libp2p's swarm picks a connection for a new stream

@@ -2,12 +2,16 @@ package overlay
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multistream"
 )
 
 // coldFrom counts the members of os that o has no connection to.
@@ -87,8 +91,8 @@ func TestWarmConnections(t *testing.T) {
 }
 
 // TestDedupe: a second connection between two members (as when they dial
-// each other at once) is closed once idle, by one end only: the pair stays
-// connected.
+// each other at once) is closed once it carries no stream younger than
+// dedupeAfter, by one end only: the pair stays connected.
 func TestDedupe(t *testing.T) {
 	os := startN(t, 2, "ov-dedupe")
 	waitMembers(t, os, 2)
@@ -107,21 +111,61 @@ func TestDedupe(t *testing.T) {
 		if try == 50 {
 			t.Fatal("no second connection after 50 simultaneous dials")
 		}
+		// Both ends closed and seeing it (or one would reuse the
+		// connection the other is closing), no dial backoff left by a
+		// failed try (or every later one fails at once), then both dial
+		// at once.
 		_ = a.host.Network().ClosePeer(b.ID())
+		_ = b.host.Network().ClosePeer(a.ID())
+		for i := 0; i < 100 && (len(a.host.Network().ConnsToPeer(b.ID())) > 0 || len(b.host.Network().ConnsToPeer(a.ID())) > 0); i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
+		a.clearDialBackoff(b.ID())
+		b.clearDialBackoff(a.ID())
 		var wg sync.WaitGroup
+		start := make(chan struct{})
 		for _, d := range [][2]*Overlay{{a, b}, {b, a}} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				<-start
 				_ = d[0].host.Connect(context.Background(), peer.AddrInfo{ID: d[1].ID(), Addrs: d[1].host.Addrs()})
 			}()
 		}
+		close(start)
 		wg.Wait()
 		time.Sleep(50 * time.Millisecond)
 	}
-	deadline := time.Now().Add(dedupeAfter + 10*time.Second)
+	// Each connection carries a pooled stream, as when each end's
+	// membership sender (or LSP pool) opened its stream on a different
+	// one: the duplicate is closed all the same once that stream is old.
+	const held = "/lsnode-test/held/1"
+	b.host.SetStreamHandler(held, func(s network.Stream) { _, _ = io.Copy(io.Discard, s) })
+	for _, c := range a.host.Network().ConnsToPeer(b.ID()) {
+		s, err := c.NewStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetProtocol(held); err != nil {
+			t.Fatal(err)
+		}
+		if err := multistream.SelectProtoOrFail[protocol.ID](held, s); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Reset()
+	}
+	deadline := time.Now().Add(2*dedupeAfter + 10*time.Second)
 	for len(a.host.Network().ConnsToPeer(b.ID())) > 1 {
 		if time.Now().After(deadline) {
+			for _, o := range []*Overlay{a, b} {
+				for _, c := range o.host.Network().ConnsToPeer(o.peerOther(a, b)) {
+					var ps []string
+					for _, s := range c.GetStreams() {
+						ps = append(ps, fmt.Sprintf("%s/%v/%v", s.Protocol(), s.Stat().Direction, time.Since(s.Stat().Opened).Round(time.Millisecond)))
+					}
+					t.Logf("%s (self<other %v): conn %s %v age %v streams %v", o.ID(), o.ID() < o.peerOther(a, b), c.ID(), c.Stat().Direction, time.Since(c.Stat().Opened).Round(time.Millisecond), ps)
+				}
+			}
 			t.Fatalf("still %d connections between the two", len(a.host.Network().ConnsToPeer(b.ID())))
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -157,4 +201,11 @@ func TestWarmBackoff(t *testing.T) {
 			t.Errorf("after %d dials, %v later: due %v, want %v", c.n, c.after, got, c.due)
 		}
 	}
+}
+
+func (o *Overlay) peerOther(a, b *Overlay) peer.ID {
+	if o == a {
+		return b.ID()
+	}
+	return a.ID()
 }
