@@ -169,7 +169,9 @@ type ProxyConfig struct {
 	// RecordRoute keeps the proxy on the path of the dialogs it routes.
 	RecordRoute bool `json:"record_route,omitempty"`
 	// StaticPeers: next-hop SIP URIs per foreign domain, tried in order when
-	// the overlay has no binding (a federation's redirect server is followed).
+	// the overlay has no binding; "*" for every domain without an entry (a
+	// federation's redirect server, whose 3xx is followed). In redirect
+	// mode, the table the 302s name next hops from.
 	StaticPeers map[string][]string `json:"static_peers,omitempty"`
 	// DNSServer (host:port) for RFC 3263 routing; "" uses /etc/resolv.conf,
 	// "off" disables DNS routing.

@@ -13,7 +13,6 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
-	"github.com/lsnode/lsnode/sipnet"
 )
 
 // asIs is a client option that leaves a request exactly as prepared.
@@ -248,6 +247,8 @@ func (p *Proxy) count(t target) {
 		p.stats.static.Add(1)
 	case viaDNS:
 		p.stats.dns.Add(1)
+	case viaRedirect:
+		p.stats.followed.Add(1)
 	}
 }
 
@@ -612,22 +613,48 @@ func (p *Proxy) watchBranch(ctx context.Context, b *branch, events chan<- branch
 // recurse forwards req to the Contacts of a 3xx (one level, RFC 3261
 // §16.7 step 4).
 func (p *Proxy) recurse(req *sip.Request, tx sip.ServerTransaction, res *sip.Response, cancelled <-chan struct{}) (*sip.Response, bool) {
-	var group []target
+	var ts []target
 	for _, h := range res.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {
 			continue
 		}
-		t, err := uriTarget(c.Address, c.Address, viaRedirect)
-		t.peer = sipnet.PeerName(c.Address.Host)
-		if err == nil && !p.isSelf(&c.Address) {
-			group = append(group, t)
+		t, err := redirectTarget(c.Address, req.Recipient.Host)
+		if err != nil {
+			p.log.Debug("3xx Contact not followed", "call", callID(req), "contact", c.Address.String(), "err", err)
+			continue
+		}
+		if p.isSelf(&t.uri) && len(t.route) == 0 {
+			continue
+		}
+		if len(t.route) > 0 {
+			var next sip.Uri
+			if _, err := sip.ParseAddressValue(t.route[0], &next, nil); err != nil || p.isSelf(&next) {
+				continue
+			}
+		}
+		t.q = 1
+		if q, ok := c.Params.Get("q"); ok {
+			if v, err := strconv.ParseFloat(q, 64); err == nil && v > 0 && v <= 1 {
+				t.q = v
+			}
+		}
+		ts = append(ts, t)
+	}
+	// RFC 3261 §16.6: equal q in parallel, a lower q once the higher
+	// failed; a 6xx ends the search.
+	var best *sip.Response
+	for _, group := range byQ(ts) {
+		r, done := p.fork(req, tx, group, cancelled)
+		if done {
+			return r, true
+		}
+		best = better(best, r)
+		if best != nil && best.StatusCode >= 600 {
+			break
 		}
 	}
-	if len(group) == 0 {
-		return nil, false
-	}
-	return p.fork(req, tx, group, cancelled)
+	return best, false
 }
 
 // sendCancel sends CANCEL for an INVITE branch that has had a provisional
@@ -734,11 +761,23 @@ func better(a, b *sip.Response) *sip.Response {
 }
 
 // contactHeaders lists bindings as Contact headers of a 3xx.
+//
+// A binding's Path goes as a Route in its Contact's headers (RFC 3261
+// §19.1.5): the caller that follows the 302 reaches the binding through
+// the same edge proxy (a NAT'd UA's flow) a proxy would.
 func contactHeaders(bs []lsp.Binding) []sip.Header {
 	var out []sip.Header
 	now := time.Now()
 	for _, b := range bs {
-		v := "<" + strings.Trim(b.Contact, "<>") + ">"
+		c := strings.Trim(b.Contact, "<>")
+		if len(b.Path) > 0 {
+			sep := "?"
+			if strings.Contains(c, "?") {
+				sep = "&"
+			}
+			c += sep + "Route=" + escapeHeaderValue(strings.Join(b.Path, ","))
+		}
+		v := "<" + c + ">"
 		if b.Q > 0 {
 			v += ";q=" + strconv.FormatFloat(b.Q, 'f', -1, 64)
 		}

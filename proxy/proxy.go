@@ -45,8 +45,10 @@ type Config struct {
 	// RecordRoute keeps this proxy on the dialog's path.
 	RecordRoute bool
 	// Static lists next hops (SIP URIs such as "sip:10.0.0.2:5060") per
-	// foreign domain, tried in order when the overlay has no binding. A
-	// peer answering 3xx (a federation's redirect server) is followed.
+	// foreign domain, tried in order when the overlay has no binding;
+	// CatchAll ("*") for every domain without an entry. A peer answering
+	// 3xx (a federation's redirect server) is followed. Redirecting, the
+	// 302s name a domain's entries as its next hops (redirectVia).
 	Static map[string][]string
 	// DNS resolves foreign domains (RFC 3263) when neither the overlay nor
 	// a static peer knows them; nil disables DNS routing.
@@ -343,6 +345,7 @@ type Stats struct {
 	Direct      int64 // requests sent straight to a Contact found in the overlay
 	Redirected  int64 // 3xx answers in redirect mode
 	Static, DNS int64 // requests sent to a static peer / to a DNS target
+	Followed    int64 // requests sent to a Contact of a static peer's 3xx
 	CacheHits   int64 // lookups answered from the cache
 	Lookups     int64 // lookups that went to the location service
 	Local       int64 // final responses generated here (4xx/5xx, 302)
@@ -359,8 +362,8 @@ type Stats struct {
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, cacheHits, lookups, local, failovers, refused, shed, anchored, relayed atomic.Int64
-	natPings, natPingsAnswered, flowed                                                                                           atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, followed, cacheHits, lookups, local, failovers, refused, shed, anchored, relayed atomic.Int64
+	natPings, natPingsAnswered, flowed                                                                                                     atomic.Int64
 }
 
 // callID is a message's Call-ID for log correlation ("" without one).
@@ -380,7 +383,7 @@ func (p *Proxy) Responses() *sipnet.StatusCounts { return &p.responses }
 func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Flows: p.Flows(), InFlight: p.inflight.now(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
-		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(),
+		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(), Followed: c.followed.Load(),
 		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
 		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
 }

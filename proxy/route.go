@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -302,11 +304,29 @@ func (p *Proxy) popSelfRoutes(req *sip.Request) (flowTo *target, token string, o
 	return flowTo, token, true
 }
 
-// foreign routes a request for a domain that is not ours and that the
-// overlay does not know: to its static peers, else to its RFC 3263 DNS
-// targets.
-func (p *Proxy) foreign(ctx context.Context, req *sip.Request, domain string) decision {
+// CatchAll is the key of Config.Static whose next hops serve every
+// foreign domain without hops of its own (a federation's redirect server).
+const CatchAll = "*"
+
+// staticHops returns the configured next hops of domain, else the
+// catch-all ones (catchAll true).
+func (p *Proxy) staticHops(domain string) (hops []string, catchAll bool) {
 	if hops := p.cfg.Static[strings.ToLower(domain)]; len(hops) > 0 {
+		return hops, false
+	}
+	return p.cfg.Static[CatchAll], true
+}
+
+// foreign routes a request for a domain that is not ours and that the
+// overlay does not know: to its static peers (the domain's own, else the
+// catch-all ones), else to its RFC 3263 DNS targets. A redirect server
+// answers 302 with the domain's static peers as next hops, and proxies
+// nothing.
+func (p *Proxy) foreign(ctx context.Context, req *sip.Request, domain string) decision {
+	if hops, catchAll := p.staticHops(domain); len(hops) > 0 {
+		if p.cfg.Mode == Redirecting {
+			return redirectVia(req.Recipient, hops)
+		}
 		// Static peers are alternatives, tried one after the other; those
 		// that missed their last keepalive go last.
 		var up, down [][]target
@@ -320,6 +340,11 @@ func (p *Proxy) foreign(ctx context.Context, req *sip.Request, domain string) de
 				continue
 			}
 			t.peer = strings.ToLower(domain) // the peer stands for the domain
+			if catchAll {
+				// A catch-all peer (a federation's redirect server) stands
+				// for no domain but its own name.
+				t.peer = sipnet.PeerName(u.Host)
+			}
 			if p.peerDown(h) {
 				down = append(down, []target{t})
 			} else {
@@ -328,6 +353,9 @@ func (p *Proxy) foreign(ctx context.Context, req *sip.Request, domain string) de
 		}
 		groups := append(up, down...)
 		return decision{groups: groups, failover: true}
+	}
+	if p.cfg.Mode == Redirecting {
+		return answer(404, "Not Found") // a redirect server proxies nothing
 	}
 	if p.cfg.DNS != nil {
 		ts, err := p.cfg.DNS.Targets(ctx, req.Recipient)
@@ -342,6 +370,116 @@ func (p *Proxy) foreign(ctx context.Context, req *sip.Request, domain string) de
 		return decision{groups: groups, failover: true}
 	}
 	return answer(404, "Not Found")
+}
+
+// redirectVia is a redirect server's answer for a foreign domain
+// (speermint-flows §7.1): 302 with the Request-URI as the Contact and one of
+// the domain's next hops as a Route in its headers, one Contact per hop,
+// in the configured order by q.
+func redirectVia(ruri sip.Uri, hops []string) decision {
+	to := *ruri.Clone()
+	to.Headers = nil
+	var cs []lsp.Binding
+	for i, h := range hops {
+		var u sip.Uri
+		if err := sip.ParseUri(h, &u); err != nil {
+			continue
+		}
+		if u.UriParams == nil {
+			u.UriParams = sip.NewParams()
+		}
+		if !u.UriParams.Has("lr") {
+			u.UriParams.Add("lr", "")
+		}
+		cs = append(cs, lsp.Binding{Contact: to.String(), Path: []string{"<" + u.String() + ">"}, Q: max(0.1, 1-0.1*float64(i))})
+	}
+	if len(cs) == 0 {
+		return answer(404, "Not Found")
+	}
+	return decision{code: 302, reason: "Moved Temporarily", contacts: cs}
+}
+
+// redirectTarget is the branch a 3xx Contact names (RFC 3261 §8.1.3.4):
+// the Contact without its headers is the Request-URI; a Route among its
+// headers (§19.1.5: a federation's redirect server naming a domain's next
+// hop, a redirect server naming a NAT'd binding's edge proxy) is the path
+// the request takes first, as a binding's Path is. A TLS connection to a
+// Route's hop must be one of domain, the redirected request's (the hop
+// stands for it, as a static peer or a binding's edge proxy does); to the
+// Contact, one of its host.
+func redirectTarget(c sip.Uri, domain string) (target, error) {
+	ruri := *c.Clone()
+	ruri.Headers = nil
+	next, route := ruri, []string(nil)
+	if c.Headers != nil {
+		if v, ok := c.Headers.Get("Route"); ok {
+			raw, err := url.PathUnescape(v)
+			if err != nil {
+				return target{}, fmt.Errorf("Route header of a Contact: %w", err)
+			}
+			route = splitHeaderValues(raw)
+			if len(route) == 0 {
+				return target{}, errors.New("empty Route header of a Contact")
+			}
+			var u sip.Uri
+			if _, err := sip.ParseAddressValue(route[0], &u, nil); err != nil {
+				return target{}, fmt.Errorf("Route header of a Contact: %w", err)
+			}
+			next = u
+		}
+	}
+	t, err := uriTarget(next, ruri, viaRedirect)
+	if err != nil {
+		return target{}, err
+	}
+	t.route = route
+	t.peer = sipnet.PeerName(next.Host)
+	if len(route) > 0 {
+		t.peer = strings.ToLower(strings.TrimSuffix(domain, "."))
+	}
+	return t, nil
+}
+
+// splitHeaderValues splits a comma-separated header value list (name-addr
+// values: commas inside <> or quotes do not split).
+func splitHeaderValues(s string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			depth++
+		case c == '>' && depth > 0:
+			depth--
+		case c == ',' && depth == 0:
+			if v := strings.TrimSpace(s[start:i]); v != "" {
+				out = append(out, v)
+			}
+			start = i + 1
+		}
+	}
+	if v := strings.TrimSpace(s[start:]); v != "" {
+		out = append(out, v)
+	}
+	return out
+}
+
+// escapeHeaderValue escapes a URI header's value (RFC 3261 §25.1 hvalue:
+// unreserved and hnv-unreserved characters stay, the rest is %HH).
+func escapeHeaderValue(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.!~*'()[]/?:+$", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 // aorOf strips a Request-URI to its AOR (scheme, user, host).
@@ -412,6 +550,12 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 		}
 		ts = append(ts, t)
 	}
+	return byQ(ts)
+}
+
+// byQ groups targets by q, highest first (RFC 3261 §16.6: equal q in
+// parallel, lower q after higher q failed), keeping their order in a group.
+func byQ(ts []target) [][]target {
 	slices.SortStableFunc(ts, func(a, b target) int {
 		switch {
 		case a.q > b.q:

@@ -94,7 +94,11 @@ func (p *sippProc) wait(timeout time.Duration) error {
 
 func startCallNet(t *testing.T, tweak func(m *testnet.Manifest, c *node.Config)) (*testnet.Manifest, *testnet.Network) {
 	t.Helper()
-	spec := testnet.Spec{Dir: t.TempDir(), Nodes: 6, PerDomain: 2}
+	return startCallNetOf(t, testnet.Spec{Dir: t.TempDir(), Nodes: 6, PerDomain: 2}, tweak)
+}
+
+func startCallNetOf(t *testing.T, spec testnet.Spec, tweak func(m *testnet.Manifest, c *node.Config)) (*testnet.Manifest, *testnet.Network) {
+	t.Helper()
 	m, err := testnet.Init(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +258,79 @@ func freeTCPPort(t testing.TB) int {
 // proxy, over mutually authenticated TLS; the call completes. A client
 // certificate from another CA is refused at b.example's TLS port, and a
 // peer whose server certificate a.example does not trust gets no request.
+// TestFederationRedirectServer is speermint-flows §7.1 with sipp at both
+// ends: c.example's node is the federation's redirect server (proxy mode
+// redirect, its table naming b.example's node as b.example's next hop);
+// a.example's proxy sends what it cannot place (b.example keeps its
+// bindings out of the overlay: registrar mode local) to its catch-all
+// static peer, the redirect server, and follows its 302. The call
+// completes (INVITE → 302 → ACK to the redirect server, INVITE to b.example
+// → 100/180/200, ACK, BYE), the redirect server answered one 302 and
+// proxied nothing, and a.example's proxy sent the INVITE to the next hop
+// the 302 named.
+func TestFederationRedirectServer(t *testing.T) {
+	first := func(m *testnet.Manifest, domain string) testnet.NodeInfo {
+		for _, n := range m.Nodes {
+			if n.Domain == domain {
+				return n
+			}
+		}
+		panic("no node of " + domain)
+	}
+	spec := testnet.Spec{Dir: t.TempDir(), Nodes: 6, PerDomain: 2, Domains: []string{"a.example", "b.example", "c.example"}}
+	m, nw := startCallNetOf(t, spec, func(m *testnet.Manifest, c *node.Config) {
+		bFront, fed := first(m, "b.example"), first(m, "c.example")
+		switch {
+		case c.Domain == "b.example":
+			c.Registrar.Mode = "local"
+			// sipp's UAS answers a call's requests to where its INVITE
+			// came from: b.example stays on the dialog's path.
+			c.Proxy.RecordRoute = true
+		case c.Name == fed.Name:
+			c.Proxy.Mode = "redirect"
+			c.Proxy.StaticPeers = map[string][]string{"b.example": {"sip:" + bFront.SIP}}
+		case c.Domain == "a.example":
+			c.Proxy.RecordRoute = true
+			c.Proxy.StaticPeers = map[string][]string{"*": {"sip:" + fed.SIP}}
+		}
+	})
+	idx := func(name string) int {
+		for i, n := range m.Nodes {
+			if n.Name == name {
+				return i
+			}
+		}
+		panic(name)
+	}
+	bIdx, fedIdx := idx(first(m, "b.example").Name), idx(first(m, "c.example").Name)
+	aIdx := domainNodes(nw, "a.example")[0]
+	bob := domainUser(m, "b.example", 0)
+	user := strings.TrimPrefix(strings.Split(bob.AOR, "@")[0], "sip:")
+	uasPort := freeUDPPort(t)
+	uas := startSipp(t, "uas", "uas.xml", uasPort, "-m", "1", "-timeout", "40s")
+	if err := (sippRun{registrar: nw.Node(bIdx).SIPAddr(), user: user, authUser: bob.Username, pass: bob.Password,
+		domain: "b.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort), expires: 600, final: 200}).run(t); err != nil {
+		t.Fatal(err)
+	}
+	uac := startSipp(t, "uac", "uac.xml", freeUDPPort(t), nw.Node(aIdx).SIPAddr(),
+		"-s", user, "-key", "domain", "b.example", "-m", "1", "-timeout", "30s")
+	if err := uac.wait(45 * time.Second); err != nil {
+		t.Fatal(err, "\ncallee:", uas.wait(time.Second))
+	}
+	if err := uas.wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := nw.Node(fedIdx).Proxy().Stats(); st.Redirected != 1 || st.Forwarded != 0 {
+		t.Fatalf("redirect server %+v: want one 302 and nothing proxied", st)
+	}
+	if st := nw.Node(aIdx).Proxy().Stats(); st.Static != 1 || st.Followed != 1 {
+		t.Fatalf("a.example proxy %+v: want the INVITE sent to the redirect server once and to the next hop it named once", st)
+	}
+	if st := nw.Node(bIdx).Proxy().Stats(); st.Requests < 3 {
+		t.Fatalf("b.example proxy %+v: want the INVITE, ACK and BYE", st)
+	}
+}
+
 func TestProxyTLSPeering(t *testing.T) {
 	rogue := rogueTLSServer(t)
 	var bFront string
