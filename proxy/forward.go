@@ -775,7 +775,14 @@ func contactHeaders(bs []lsp.Binding) []sip.Header {
 			if strings.Contains(c, "?") {
 				sep = "&"
 			}
-			c += sep + "Route=" + escapeHeaderValue(strings.Join(b.Path, ","))
+			route := make([]string, len(b.Path))
+			for i, v := range b.Path {
+				if v = strings.TrimSpace(v); !strings.HasPrefix(v, "<") {
+					v = "<" + v + ">" // Route takes name-addrs: a bare URI's params would be the header's
+				}
+				route[i] = v
+			}
+			c += sep + "Route=" + escapeHeaderValue(strings.Join(route, ","))
 		}
 		v := "<" + c + ">"
 		if b.Q > 0 {

@@ -307,6 +307,7 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 		port := map[string]int{"callee": 30000, "caller": 30002}[f.who]
 		s := strings.ReplaceAll(string(b), "RTP_PORT", fmt.Sprint(port))
 		s = strings.ReplaceAll(s, "RTP_CMD", fmt.Sprintf("env LSNODE_BED_RTP=1 %s %d %s", os.Args[0], port, rtpOut(f.who)))
+		s = strings.ReplaceAll(s, "CONTACT_IP", calleeHost.IP)
 		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}

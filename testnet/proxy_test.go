@@ -36,14 +36,17 @@ type sippProc struct {
 	done chan error
 }
 
-// startSipp starts sipp with a scenario from testdata/sipp and args, bound
-// to 127.0.0.1:port.
+// startSipp starts sipp with a scenario from testdata/sipp (or at an
+// absolute path) and args, bound to 127.0.0.1:port.
 func startSipp(t *testing.T, name, scenario string, port int, args ...string) *sippProc {
 	t.Helper()
 	if _, err := exec.LookPath("sipp"); err != nil {
 		t.Fatal("sipp not installed (Debian package sip-tester; scripts/deps test installs it)")
 	}
 	scen, err := filepath.Abs(filepath.Join("testdata/sipp", scenario))
+	if filepath.IsAbs(scenario) { // a copy the test made
+		scen = scenario
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,6 +331,56 @@ func TestFederationRedirectServer(t *testing.T) {
 	}
 	if st := nw.Node(bIdx).Proxy().Stats(); st.Requests < 3 {
 		t.Fatalf("b.example proxy %+v: want the INVITE, ACK and BYE", st)
+	}
+}
+
+// TestRedirectToNATFlow is p2p-ipcom §4's pure redirect mode with sipp at
+// both ends: a.example's node is a redirect server; bob's UA registers a
+// private Contact (10.0.0.5) from its loopback socket, as a UA behind a
+// NAT does, so its binding's Path is the node's flow to that socket. An
+// INVITE for bob gets 302 naming the Contact with the flow as a Route in
+// its headers; sipp follows it (ACK, INVITE through the Route) and the call
+// completes down the flow (INVITE/180/200/ACK/BYE). What the overlay does
+// not hold is refused, never proxied.
+func TestRedirectToNATFlow(t *testing.T) {
+	m, nw := startCallNet(t, func(m *testnet.Manifest, c *node.Config) {
+		if c.Domain == "a.example" {
+			c.Proxy.Mode = "redirect"
+			c.Proxy.RecordRoute = true // the dialog's ACK and BYE go down the flow too
+		}
+	})
+	aIdx := domainNodes(nw, "a.example")[0]
+	bob := domainUser(m, "a.example", 1)
+	user := strings.TrimPrefix(strings.Split(bob.AOR, "@")[0], "sip:")
+	dir := t.TempDir()
+	for _, name := range []string{"nat-callee.xml", "nat-callee-ooc.xml"} {
+		b, err := os.ReadFile(filepath.Join("testdata/sipp", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.NewReplacer("CONTACT_IP", "10.0.0.5", "RTP_PORT", "30000", "RTP_CMD", "true").Replace(string(b))
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	callee := startSipp(t, "callee", filepath.Join(dir, "nat-callee.xml"), freeUDPPort(t), nw.Node(aIdx).SIPAddr(),
+		"-oocsf", filepath.Join(dir, "nat-callee-ooc.xml"), "-au", bob.Username, "-ap", bob.Password, "-auth_uri", "a.example",
+		"-key", "user", user, "-key", "domain", "a.example", "-m", "1")
+	waitFor(t, 15*time.Second, "bob's binding with a Path", func() error {
+		bs, err := nw.Node(aIdx).Location().Lookup(context.Background(), bob.AOR)
+		if err != nil || len(bs) != 1 || len(bs[0].Path) == 0 {
+			return fmt.Errorf("%v: %+v", err, bs)
+		}
+		return nil
+	})
+	uac := startSipp(t, "uac", "uac_redirect.xml", freeUDPPort(t), nw.Node(aIdx).SIPAddr(),
+		"-s", user, "-key", "domain", "a.example", "-m", "1", "-timeout", "30s")
+	if err := uac.wait(45 * time.Second); err != nil {
+		t.Fatal(err, "\ncallee:", callee.out.String())
+	}
+	st := nw.Node(aIdx).Proxy().Stats()
+	if st.Redirected != 1 || st.Flowed < 1 || st.Direct != 0 {
+		t.Fatalf("redirect server %+v: want one 302, the INVITE down the flow, nothing routed by location", st)
 	}
 }
 
