@@ -144,8 +144,16 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 			}
 			if len(kinds) == 0 { // no line we classify: show sipp's own words
 				kinds = map[string]int{"errors.log: " + firstLines(errs, 3): 1}
+				whys = append(whys, fmt.Sprintf("%v %v", p.err, kinds))
+				continue
 			}
-			whys = append(whys, fmt.Sprintf("%v %v", p.err, kinds))
+			// Classified: sipp's exit status without its screen (which
+			// filled the benchmark's log, truncating what followed).
+			status := ""
+			if p.err != nil {
+				status, _, _ = strings.Cut(p.err.Error(), ":")
+			}
+			whys = append(whys, fmt.Sprintf("%s %v", status, kinds))
 		}
 	}
 	r.why = strings.Join(whys, "; ")
