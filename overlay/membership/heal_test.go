@@ -61,3 +61,37 @@ func TestHeal(t *testing.T) {
 		t.Fatalf("not healed 30 s after Heal: %s", strings.Join(out, ", "))
 	}
 }
+
+// TestHealDead: after a cut shorter than the tombstone, each side holds the
+// other dead (not yet purged): Heal of a member held dead pings it (one
+// message, to it), and the two sides are whole again.
+func TestHealDead(t *testing.T) {
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, fmt.Sprintf("d%d", i))
+	}
+	n := joinedNet(t, ids, 40, 0)
+	n.run(30 * time.Second)
+	side := func(id string) bool { return id < "d4" }
+	n.drop = func(from, to string, _ []byte) bool { return side(from) != side(to) }
+	n.run(2 * time.Minute)
+	n.drop = nil
+	if s := n.nodes["d1"].State(n.now, "d6"); s != "dead" {
+		t.Fatalf("after a 2-minute cut d1 holds d6 %s, want dead (tombstoned, not purged)", s)
+	}
+	q := len(n.queue)
+	if !n.nodes["d1"].Heal(n.now, "d6") {
+		t.Fatal("Heal of a member held dead sent nothing")
+	}
+	if sent := n.queue[q:]; len(sent) != 1 || sent[0].from != "d1" || sent[0].to != "d6" {
+		t.Fatalf("Heal of a member held dead sent %d messages (%+v), want one ping to it", len(sent), sent)
+	}
+	n.run(time.Minute)
+	for _, a := range ids {
+		for _, b := range ids {
+			if !n.nodes[a].Alive(n.now, b) {
+				t.Fatalf("a minute after the cut and Heal, %s holds %s %s", a, b, n.nodes[a].State(n.now, b))
+			}
+		}
+	}
+}
