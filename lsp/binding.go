@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,6 +69,14 @@ func (b Binding) validate() error {
 	for _, p := range b.Path {
 		if p == "" || len(p) > maxURILength {
 			return fmt.Errorf("%w: bad Path entry", ErrInvalid)
+		}
+	}
+	// Each of these goes into a SIP message as it is (a Request-URI, a
+	// Route, a Contact of a 302): a control character (CR LF) would end a
+	// header there and start one of the signer's choosing.
+	for _, f := range append([]string{b.Contact, b.Instance, b.CallID, b.Received}, b.Path...) {
+		if strings.ContainsFunc(f, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return fmt.Errorf("%w: control character in a binding", ErrInvalid)
 		}
 	}
 	return nil

@@ -93,6 +93,25 @@ func TestVerify(t *testing.T) {
 	nc.B.Timestamp = time.Now()
 	_ = biloxi.sign([]*entry{nc})
 	refused("non-canonical AOR", ErrInvalid, nc, biloxi.Chain)
+
+	// A Path or Contact with CR LF, signed by its own domain, is refused:
+	// a proxy would copy it into a Route or Request-URI of other domains'
+	// requests, a header of the signer's choosing after it.
+	for name, b := range map[string]Binding{
+		"CRLF in Path":    {Contact: "sip:x@y", Path: []string{"<sip:edge;lr>\r\nP-Asserted-Identity: <sip:boss@a.example>"}},
+		"CRLF in Contact": {Contact: "sip:x@y\r\nX: 1"},
+		"NUL in Call-ID":  {Contact: "sip:x@y", CallID: "a\x00b"},
+	} {
+		b.Expires, b.Timestamp = time.Now().Add(time.Hour), time.Now()
+		ev := &entry{AOR: bob, B: b}
+		if err := biloxi.sign([]*entry{ev}); err != nil {
+			t.Fatal(err)
+		}
+		refused(name, ErrInvalid, ev, biloxi.Chain)
+		if _, err := prepare(biloxi, &clock{}, bob, []Binding{b}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("prepare with %s: %v", name, err)
+		}
+	}
 }
 
 func TestMergeLastWriterWins(t *testing.T) {

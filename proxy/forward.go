@@ -13,6 +13,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // asIs is a client option that leaves a request exactly as prepared.
@@ -427,7 +428,7 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 				return nil, true
 			}
 		case <-f.cancelled:
-			f.cancelled = nil
+			f.cancelled, f.wasCancelled = nil, true
 			f.cancelAll()
 		case <-timerC:
 			timerC, f.resetC = nil, nil
@@ -452,15 +453,16 @@ func (p *Proxy) fork(req *sip.Request, tx sip.ServerTransaction, group []target,
 
 // forking is the state of one fork while it waits for its branches.
 type forking struct {
-	p         *Proxy
-	req       *sip.Request
-	tx        sip.ServerTransaction
-	branches  []*branch
-	pending   int           // branches without a final response
-	best      *sip.Response // best final response so far
-	got2xx    bool
-	resetC    func()          // restarts Timer C; nil when there is none (any longer)
-	cancelled <-chan struct{} // closed when the caller cancels; nil once seen
+	p            *Proxy
+	req          *sip.Request
+	tx           sip.ServerTransaction
+	branches     []*branch
+	pending      int           // branches without a final response
+	best         *sip.Response // best final response so far
+	got2xx       bool
+	resetC       func()          // restarts Timer C; nil when there is none (any longer)
+	cancelled    <-chan struct{} // closed when the caller cancels; nil once seen
+	wasCancelled bool            // the caller cancelled: no branch starts any more
 }
 
 // cancelAll cancels every branch still pending.
@@ -521,9 +523,10 @@ func (f *forking) event(ev branchEvent) bool {
 	if res.StatusCode >= 600 {
 		f.cancelAll()
 	}
-	if res.IsRedirection() && b.t.how == viaStatic {
-		// A federation's redirect server: follow its Contacts.
-		if r, done := p.recurse(req, f.tx, res, f.cancelled); done {
+	if followable(res.StatusCode) && b.t.how == viaStatic && !f.wasCancelled {
+		// A federation's redirect server: follow its Contacts (not once
+		// the caller cancelled: no new branch then, RFC 3261 §16.10).
+		if r, done := p.recurse(req, f.tx, res, b.t, f.cancelled); done {
 			f.cancelAll()
 			return true
 		} else if r != nil {
@@ -610,13 +613,40 @@ func (p *Proxy) watchBranch(ctx context.Context, b *branch, events chan<- branch
 	}
 }
 
-// recurse forwards req to the Contacts of a 3xx (one level, RFC 3261
-// §16.7 step 4).
-func (p *Proxy) recurse(req *sip.Request, tx sip.ServerTransaction, res *sip.Response, cancelled <-chan struct{}) (*sip.Response, bool) {
+// maxRedirectTargets bounds the Contacts of a 3xx a proxy follows, and
+// the next hops a redirect server names: one request must not become
+// hundreds of branches.
+const maxRedirectTargets = 8
+
+// followable: the 3xx answers whose Contacts are locations of the callee
+// (RFC 3261 §21.3): 300, 301 and 302; not 305 (Use Proxy, deprecated) or
+// 380 (Alternative Service: a description, not a place to send to).
+func followable(code int) bool { return code >= 300 && code <= 302 }
+
+// recurse follows the Contacts of a 3xx that from, a static peer (a
+// federation's redirect server), answered, forking req to them in q order
+// (RFC 3261 §16.6: equal q in parallel, a lower q once the higher failed,
+// a 6xx or the caller's CANCEL ends the search); at most
+// maxRedirectTargets distinct ones. For a SIPS Request-URI only SIPS
+// targets reached over TLS are taken (§16.7 step 4: no downgrade). A
+// target on this host or link is allowed only when from is too (an
+// operator's own redirect server, the testnet's); else whoever answered
+// the 3xx (a UA behind a static peer that proxies) would choose where
+// this proxy sends, past the trusted sender's exemption (destAllowed). It
+// returns the best response and whether a 2xx ended the transaction.
+func (p *Proxy) recurse(req *sip.Request, tx sip.ServerTransaction, res *sip.Response, from target, cancelled <-chan struct{}) (*sip.Response, bool) {
+	fromLocal := false
+	if h, _, err := net.SplitHostPort(from.dest); err == nil {
+		if ip := net.ParseIP(h); ip != nil && sipnet.HostOrLink(ip) {
+			fromLocal = true
+		}
+	}
+	secure := strings.EqualFold(req.Recipient.Scheme, "sips")
+	seen := map[string]bool{}
 	var ts []target
 	for _, h := range res.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
-		if !ok {
+		if !ok || len(ts) == maxRedirectTargets {
 			continue
 		}
 		t, err := redirectTarget(c.Address, req.Recipient.Host)
@@ -624,27 +654,38 @@ func (p *Proxy) recurse(req *sip.Request, tx sip.ServerTransaction, res *sip.Res
 			p.log.Debug("3xx Contact not followed", "call", callID(req), "contact", c.Address.String(), "err", err)
 			continue
 		}
-		if p.isSelf(&t.uri) && len(t.route) == 0 {
+		if secure && (!strings.EqualFold(t.uri.Scheme, "sips") || t.tr != "TLS") {
 			continue
 		}
+		var next sip.Uri
 		if len(t.route) > 0 {
-			var next sip.Uri
-			if _, err := sip.ParseAddressValue(t.route[0], &next, nil); err != nil || p.isSelf(&next) {
+			if _, err := sip.ParseAddressValue(t.route[0], &next, nil); err != nil {
 				continue
 			}
+		} else {
+			next = t.uri
 		}
+		key := t.uri.String() + "|" + strings.Join(t.route, ",")
+		if p.isSelf(&next) || seen[key] {
+			continue
+		}
+		seen[key] = true
+		t.local = fromLocal
 		t.q = 1
 		if q, ok := c.Params.Get("q"); ok {
-			if v, err := strconv.ParseFloat(q, 64); err == nil && v > 0 && v <= 1 {
+			if v, err := strconv.ParseFloat(q, 64); err == nil && v >= 0 && v <= 1 {
 				t.q = v
 			}
 		}
 		ts = append(ts, t)
 	}
-	// RFC 3261 §16.6: equal q in parallel, a lower q once the higher
-	// failed; a 6xx ends the search.
 	var best *sip.Response
 	for _, group := range byQ(ts) {
+		select {
+		case <-cancelled:
+			return best, false
+		default:
+		}
 		r, done := p.fork(req, tx, group, cancelled)
 		if done {
 			return r, true

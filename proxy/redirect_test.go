@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -212,6 +213,10 @@ func TestRedirectTargetRefuses(t *testing.T) {
 		"sip:bob@b.example?Route=",                               // empty Route
 		"sip:bob@b.example?Route=%zz",                            // bad escape
 		"sip:bob@b.example?Route=" + url.PathEscape("<sip:;lr>"), // no host
+		"sip:bob@b.example?Route=%3Csip:hop;lr%3E%0D%0AP-Asserted-Identity:%20%3Csip:boss@a.example%3E",                                                   // a header of its own
+		"sip:bob@b.example?Route=%3Csip:hop;lr%3E%00",                                                                                                     // NUL
+		"sip:bob@b.example?Route=" + url.PathEscape("<sip:a;lr>,<sip:b;lr>,<sip:c;lr>,<sip:d;lr>,<sip:e;lr>,<sip:f;lr>,<sip:g;lr>,<sip:h;lr>,<sip:i;lr>"), // 9 hops
+		"sip:bob@b.example;maddr=[]", // no host once the brackets go
 	} {
 		var u sip.Uri
 		if err := sip.ParseUri(c, &u); err != nil {
@@ -238,13 +243,136 @@ func FuzzRedirectTarget(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if tg.dest == "" || tg.uri.Headers != nil && tg.uri.Headers.Length() > 0 {
+		if h, _, err := net.SplitHostPort(tg.dest); err != nil || h == "" || tg.uri.Headers != nil && tg.uri.Headers.Length() > 0 {
 			t.Fatalf("%q: target %+v", s, tg)
 		}
-		for _, v := range splitHeaderValues(s) {
-			if strings.TrimSpace(v) == "" {
-				t.Fatalf("%q: blank value", s)
+		// What goes out as Route headers: name-addrs that parse back,
+		// no control character, at most maxRoutes.
+		if len(tg.route) > maxRoutes {
+			t.Fatalf("%q: %d routes", s, len(tg.route))
+		}
+		for _, v := range tg.route {
+			var r sip.Uri
+			if strings.ContainsAny(v, "\r\n\x00") || !strings.HasPrefix(v, "<") || !strings.HasSuffix(v, ">") {
+				t.Fatalf("%q: Route value %q", s, v)
+			}
+			if _, err := sip.ParseAddressValue(v, &r, nil); err != nil {
+				t.Fatalf("%q: Route value %q does not parse: %v", s, v, err)
 			}
 		}
 	})
+}
+
+// TestPathRebuilt: a binding whose Path carries CR LF (lsp refuses to
+// store one; a store that did not) is not routed with it: the Route sent
+// is rebuilt from the parsed URI, or the binding is skipped.
+func TestPathRebuilt(t *testing.T) {
+	callee := newUA(t)
+	got := answerAll(callee)
+	tp := startProxy(t, Proxying, nil)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example", lsp.Binding{Contact: "sip:alice@" + callee.addr(),
+		Path: []string{"<sip:" + callee.addr() + ";lr>\r\nP-Asserted-Identity: <sip:boss@a.example>"}, Expires: time.Now().Add(time.Hour)})
+	u := newUA(t)
+	u.send(tp.addr, u.request("MESSAGE", "sip:alice@a.example"))
+	if r := u.status(3 * time.Second); r.StatusCode == 200 {
+		req := <-got
+		if req.GetHeader("P-Asserted-Identity") != nil {
+			t.Fatalf("a Path's CR LF became a header: %v", req.GetHeader("P-Asserted-Identity"))
+		}
+	}
+	select {
+	case req := <-got:
+		t.Fatalf("the callee got %s", req.Method)
+	default:
+	}
+}
+
+// TestRedirectedDestination: a trusted sender's request is sent anywhere
+// it names, but a target a 3xx named is checked as an untrusted sender's
+// would be (this host and link refused) unless the redirect server that
+// answered is itself on this host or link (recurse sets local).
+func TestRedirectedDestination(t *testing.T) {
+	tp := startProxy(t, Proxying, nil)
+	u := newUA(t)
+	var req *sip.Request
+	m, err := sip.ParseMessage([]byte(u.request("INVITE", "sip:bob@b.example")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req = m.(*sip.Request)
+	req.SetSource(u.addr()) // loopback: trusted
+	if !tp.p.trusted(req) {
+		t.Fatal("a loopback sender is not trusted: this test shows nothing")
+	}
+	loop := target{dest: "127.0.0.1:6379", tr: "TCP"}
+	for _, c := range []struct {
+		how   via
+		local bool
+		want  bool
+	}{{viaStatic, false, true}, {viaURI, false, true}, {viaRedirect, false, false}, {viaRedirect, true, true}} {
+		tg := loop
+		tg.how, tg.local = c.how, c.local
+		if got := tp.p.destAllowed(context.Background(), req, tg); got != c.want {
+			t.Errorf("%v to %s (local %v) from a trusted sender: allowed %v, want %v", c.how, tg.dest, c.local, got, c.want)
+		}
+	}
+}
+
+// TestNoRecursionAfterCancel: a 302 that comes after the caller's CANCEL
+// is not followed (RFC 3261 §16.10: no new branch once cancelled), so the
+// target it names never rings with nobody to cancel it.
+func TestNoRecursionAfterCancel(t *testing.T) {
+	fed, target := newUA(t), newUA(t)
+	got := answerAll(target)
+	cancelled := make(chan struct{})
+	go func() { // fed: 180 to the INVITE; on CANCEL, 200 to it and then 302 to the INVITE
+		buf := make([]byte, 65535)
+		var inv *sip.Request
+		for {
+			n, from, err := fed.conn.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			m, err := sip.ParseMessage(buf[:n])
+			req, ok := m.(*sip.Request)
+			if err != nil || !ok {
+				continue
+			}
+			switch req.Method {
+			case sip.INVITE:
+				inv = req
+				_, _ = fed.conn.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 180, "Ringing", nil).String()), from)
+			case sip.CANCEL:
+				_, _ = fed.conn.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), from)
+				res := sip.NewResponseFromRequest(inv, 302, "Moved Temporarily", nil)
+				res.AppendHeader(sip.NewHeader("Contact", "<sip:bob@b.example?Route="+escapeHeaderValue("<sip:"+target.addr()+";lr>")+">"))
+				_, _ = fed.conn.WriteToUDP([]byte(res.String()), from)
+				close(cancelled)
+			}
+		}
+	}()
+	member := startProxy(t, Proxying, func(c *Config) {
+		c.Static = map[string][]string{CatchAll: {"sip:" + fed.addr()}}
+	})
+	u := newUA(t)
+	via := "Via: SIP/2.0/UDP " + u.addr() + ";branch=z9hG4bKcancel1"
+	inv := u.request("INVITE", "sip:bob@b.example", via, "Call-ID: cancel1", "From: <sip:carol@c.example>;tag=1")
+	u.send(member.addr, inv)
+	if r := u.status(3 * time.Second); r.StatusCode != 180 {
+		t.Fatalf("want 180 first, got %d", r.StatusCode)
+	}
+	u.send(member.addr, u.request("CANCEL", "sip:bob@b.example", via, "Call-ID: cancel1", "From: <sip:carol@c.example>;tag=1", "CSeq: 1 CANCEL"))
+	select {
+	case <-cancelled:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the member proxy sent no CANCEL to the redirect server")
+	}
+	select {
+	case req := <-got:
+		t.Fatalf("the 302 after CANCEL was followed: the target got %s", req.Method)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if st := member.p.Stats(); st.Followed != 0 {
+		t.Fatalf("stats %+v: followed a redirect after CANCEL", st)
+	}
 }

@@ -323,8 +323,11 @@ func (p *Proxy) staticHops(domain string) (hops []string, catchAll bool) {
 // answers 302 with the domain's static peers as next hops, and proxies
 // nothing.
 func (p *Proxy) foreign(ctx context.Context, req *sip.Request, domain string) decision {
-	if hops, catchAll := p.staticHops(domain); len(hops) > 0 {
+	if hops, catchAll := p.staticHops(domain); len(hops) > 0 && !(catchAll && p.cfg.Mode == Redirecting) {
 		if p.cfg.Mode == Redirecting {
+			// A domain's own entry only: a catch-all hop (another
+			// redirect server) stands for no domain, and a member
+			// follows no redirect to a redirect server.
 			return redirectVia(req.Recipient, hops)
 		}
 		// Static peers are alternatives, tried one after the other; those
@@ -380,7 +383,7 @@ func redirectVia(ruri sip.Uri, hops []string) decision {
 	to := *ruri.Clone()
 	to.Headers = nil
 	var cs []lsp.Binding
-	for i, h := range hops {
+	for i, h := range hops[:min(len(hops), maxRedirectTargets)] {
 		var u sip.Uri
 		if err := sip.ParseUri(h, &u); err != nil {
 			continue
@@ -417,15 +420,9 @@ func redirectTarget(c sip.Uri, domain string) (target, error) {
 			if err != nil {
 				return target{}, fmt.Errorf("Route header of a Contact: %w", err)
 			}
-			route = splitHeaderValues(raw)
-			if len(route) == 0 {
-				return target{}, errors.New("empty Route header of a Contact")
-			}
-			var u sip.Uri
-			if _, err := sip.ParseAddressValue(route[0], &u, nil); err != nil {
+			if route, next, err = routeSet(splitHeaderValues(raw)); err != nil {
 				return target{}, fmt.Errorf("Route header of a Contact: %w", err)
 			}
-			next = u
 		}
 	}
 	t, err := uriTarget(next, ruri, viaRedirect)
@@ -438,6 +435,39 @@ func redirectTarget(c sip.Uri, domain string) (target, error) {
 		t.peer = strings.ToLower(strings.TrimSuffix(domain, "."))
 	}
 	return t, nil
+}
+
+// maxRoutes bounds a route set taken from a binding's Path or a 3xx
+// Contact (lsp allows 8 Path entries).
+const maxRoutes = 8
+
+// routeSet checks a route set that came from elsewhere (a binding's Path,
+// a 3xx Contact's Route header) and rebuilds each value from its parsed
+// URI, so nothing but a URI goes out in a Route header: a value with a
+// control character (CR LF: a header of its own, or a second message on a
+// stream) or text past its name-addr is never copied. It returns the
+// values and the first hop's URI.
+func routeSet(vals []string) ([]string, sip.Uri, error) {
+	if len(vals) == 0 || len(vals) > maxRoutes {
+		return nil, sip.Uri{}, fmt.Errorf("%d Route values (want 1 to %d)", len(vals), maxRoutes)
+	}
+	out := make([]string, len(vals))
+	var first sip.Uri
+	for i, v := range vals {
+		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, sip.Uri{}, errors.New("control character in a Route value")
+		}
+		var u sip.Uri
+		if _, err := sip.ParseAddressValue(v, &u, nil); err != nil || strings.Trim(u.Host, "[]") == "" {
+			return nil, sip.Uri{}, fmt.Errorf("Route value %q is not a SIP URI", v)
+		}
+		u.Headers = nil
+		out[i] = "<" + u.String() + ">"
+		if i == 0 {
+			first = u
+		}
+	}
+	return out, first, nil
 }
 
 // splitHeaderValues splits a comma-separated header value list (name-addr
@@ -511,11 +541,13 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 		var route []string
 		if len(b.Path) > 0 {
 			// RFC 3327: the request follows the Path to the registrar's
-			// edge proxy before the Contact.
-			var pu sip.Uri
-			if _, err := sip.ParseAddressValue(b.Path[0], &pu, nil); err == nil {
-				next, route = pu, slices.Clone(b.Path)
+			// edge proxy before the Contact. A domain signed it, but
+			// any domain may sign: rebuilt, never copied (routeSet).
+			rs, pu, err := routeSet(b.Path)
+			if err != nil {
+				continue
 			}
+			next, route = pu, rs
 		}
 		t, err := uriTarget(next, u, viaOverlay)
 		if err != nil {
@@ -584,8 +616,8 @@ func uriTarget(next, ruri sip.Uri, how via) (target, error) {
 	if m, ok := next.UriParams.Get("maddr"); ok && m != "" {
 		host = m
 	}
-	if host == "" {
-		return target{}, errors.New("no host")
+	if !hostName(host) {
+		return target{}, fmt.Errorf("bad host %q", host)
 	}
 	tr := "UDP"
 	if v, ok := next.UriParams.Get("transport"); ok && v != "" {
@@ -604,13 +636,36 @@ func uriTarget(next, ruri sip.Uri, how via) (target, error) {
 	return target{uri: ruri, dest: net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)), tr: tr, how: how}, nil
 }
 
+// hostName: h is an IP address (an IPv6 one in brackets or not) or a DNS
+// name's letters, digits, dots, hyphens and underscores (RFC 3261 §25.1
+// host, _ as SRV-style names have it).
+func hostName(h string) bool {
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); ip != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // destAllowed is the last check before a request leaves: a destination on
 // this host or link, named or resolved, is only for trusted senders, NAT
 // flows this proxy keeps and bindings registered from this host. Whatever
 // named it (a Contact, a Path, a Route, DNS, an authenticated user's
 // Request-URI), requests never reach the node's own services otherwise.
 func (p *Proxy) destAllowed(ctx context.Context, req *sip.Request, t target) bool {
-	if t.flow || t.local || p.trusted(req) {
+	if t.flow || t.local || p.trusted(req) && t.how != viaRedirect {
+		// A trusted sender chose its destination; a 3xx's Contact was
+		// chosen by whoever answered (a UA behind a static peer that is
+		// a proxy): unless the redirect server is on this host or link
+		// (recurse sets local), it gets the checks below.
 		return true
 	}
 	host, _, err := net.SplitHostPort(t.dest)

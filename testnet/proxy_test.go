@@ -256,11 +256,6 @@ func freeTCPPort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestProxyTLSPeering: b.example keeps its registrations to itself (local
-// mode), so a.example reaches bob through its static peer, b.example's
-// proxy, over mutually authenticated TLS; the call completes. A client
-// certificate from another CA is refused at b.example's TLS port, and a
-// peer whose server certificate a.example does not trust gets no request.
 // TestFederationRedirectServer is speermint-flows §7.1 with sipp at both
 // ends: c.example's node is the federation's redirect server (proxy mode
 // redirect, its table naming b.example's node as b.example's next hop);
@@ -384,6 +379,11 @@ func TestRedirectToNATFlow(t *testing.T) {
 	}
 }
 
+// TestProxyTLSPeering: b.example keeps its registrations to itself (local
+// mode), so a.example reaches bob through its static peer, b.example's
+// proxy, over mutually authenticated TLS; the call completes. A client
+// certificate from another CA is refused at b.example's TLS port, and a
+// peer whose server certificate a.example does not trust gets no request.
 func TestProxyTLSPeering(t *testing.T) {
 	rogue := rogueTLSServer(t)
 	var bFront string
