@@ -77,7 +77,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.respond(tx, req, d.code, d.reason, hdrs...)
 		return
 	}
-	ownsMedia := p.anchorOffer(req)
+	ownsMedia := p.anchorOffer(req, d.groups)
 	p.forward(req, tx, d.groups, d.failover, ownsMedia)
 }
 

@@ -23,8 +23,11 @@ func hasSDP(m interface {
 // anchorOffer rewrites an initial INVITE's SDP offer to the relay when the
 // media policy says so, and reports whether it made a session (only then
 // may the INVITE's failure end it). The callee is told to send to leg 1; what the
-// caller wants comes from its SDP.
-func (p *Proxy) anchorOffer(req *sip.Request) bool {
+// caller wants comes from its SDP. "auto" anchors when either side is
+// behind a NAT: the caller (privateParty) or a callee among the targets
+// (natted; speermint-flows §8: a public caller's media would go to the
+// NAT'd callee's private address), the relay latching its real one.
+func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	if p.cfg.MediaPolicy == "off" || req.Method != sip.INVITE || req.To().Params.Has("tag") || !hasSDP(req) {
 		return false
 	}
@@ -38,7 +41,7 @@ func (p *Proxy) anchorOffer(req *sip.Request) bool {
 		return false
 	}
 	if p.cfg.MediaPolicy == "auto" {
-		if !p.privateParty(req, ip) {
+		if !p.privateParty(req, ip) && !nattedCallee(groups) {
 			return false
 		}
 		if p.cfg.AtRelay != nil && p.cfg.AtRelay(ip, port) {
@@ -60,6 +63,18 @@ func (p *Proxy) anchorOffer(req *sip.Request) bool {
 	req.SetBody(body)
 	p.stats.anchored.Add(1)
 	return true
+}
+
+// nattedCallee: a target is a binding behind a NAT.
+func nattedCallee(groups [][]target) bool {
+	for _, g := range groups {
+		for _, t := range g {
+			if t.natted {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // privateParty: the offer's connection address (media), the caller's

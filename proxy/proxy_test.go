@@ -561,9 +561,11 @@ func TestMediaAnchored(t *testing.T) {
 	}
 }
 
-// TestMediaAuto: policy "auto" anchors an offer from a private address and
-// leaves a public one alone, and an offer a NAT'd caller's proxy already
-// anchored on an overlay relay too (one relay serves the call).
+// TestMediaAuto: policy "auto" anchors an offer from a private address,
+// and one from a public address to a NAT'd callee (speermint §8), and
+// leaves a public one to a public callee alone, and an offer a NAT'd
+// caller's proxy already anchored on an overlay relay too (one relay
+// serves the call).
 func TestMediaAuto(t *testing.T) {
 	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41100, MaxPort: 41199, Logger: quiet()})
 	if err != nil {
@@ -578,24 +580,30 @@ func TestMediaAuto(t *testing.T) {
 	caller, callee := newUA(t), newUA(t)
 	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
 		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	// dave is behind a NAT: a private Contact, registered from the
+	// callee's (public here: loopback) socket, where requests go.
+	_ = tp.loc.Publish(context.Background(), "sip:dave@b.example",
+		lsp.Binding{Contact: "sip:dave@10.0.0.7:5060", Received: callee.addr(), Expires: time.Now().Add(time.Hour)})
 	natted := "Contact: <sip:carol@10.0.0.5:5060>"
 	for _, c := range []struct {
 		addr     string
 		port     int
 		contact  string
+		to       string
 		anchored bool
 	}{
-		{"192.0.2.10", 5004, "", false},
-		{"10.0.0.5", 5004, "", true},
-		{"192.0.2.50", 40010, natted, false}, // NAT'd caller, media already at relay b
-		{"192.0.2.50", 5004, natted, true},   // the relay's host, not its media ports
+		{"192.0.2.10", 5004, "", "bob", false},
+		{"10.0.0.5", 5004, "", "bob", true},
+		{"192.0.2.50", 40010, natted, "bob", false}, // NAT'd caller, media already at relay b
+		{"192.0.2.50", 5004, natted, "bob", true},   // the relay's host, not its media ports
+		{"192.0.2.10", 5006, "", "dave", true},      // a public caller to a NAT'd callee
 	} {
 		callID := fmt.Sprintf("auto-%s-%d", c.addr, c.port)
 		hdrs := []string{"Call-ID: " + callID}
 		if c.contact != "" {
 			hdrs = append(hdrs, c.contact)
 		}
-		msg := withSDPAt(caller.request("INVITE", "sip:bob@b.example", hdrs...), c.addr, c.port)
+		msg := withSDPAt(caller.request("INVITE", "sip:"+c.to+"@b.example", hdrs...), c.addr, c.port)
 		caller.send(tp.addr, msg)
 		var inv *sip.Request
 		for inv == nil || inv.CallID().Value() != callID { // skip an earlier call's retransmission
@@ -615,7 +623,7 @@ func TestMediaAuto(t *testing.T) {
 	if n := media.Sessions(); n != 0 {
 		t.Fatalf("%d sessions left after failed calls", n)
 	}
-	if st := tp.p.Stats(); st.Anchored != 2 || st.Relayed != 1 {
-		t.Fatalf("stats: %d anchored, %d relayed; want 2, 1", st.Anchored, st.Relayed)
+	if st := tp.p.Stats(); st.Anchored != 3 || st.Relayed != 1 {
+		t.Fatalf("stats: %d anchored, %d relayed; want 3, 1", st.Anchored, st.Relayed)
 	}
 }

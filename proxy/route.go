@@ -39,6 +39,10 @@ type target struct {
 	q     float64
 	how   via
 	flow  bool // dest is a NAT flow this proxy keeps (flow.go)
+	// natted: the binding's UA is behind a NAT (its REGISTER came through
+	// an edge's flow, or from elsewhere than its private Contact): media
+	// to the address its SDP names would not reach it.
+	natted bool
 	// local: dest may be on this host: a binding registered from this
 	// host (its received address is loopback), or a hop of a dialog whose
 	// party there was one (its token says so).
@@ -555,6 +559,7 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 		}
 		t.route = route
 		t.peer = sipnet.PeerName(next.Host)
+		t.natted = sipnet.BehindNAT(u.Host, b.Received)
 		if len(route) > 0 {
 			t.peer = strings.ToLower(domain)
 			// Our own flow first in the Path: straight down it.
