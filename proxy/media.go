@@ -35,11 +35,12 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	if id == "" || p.anchored(id) {
 		return false // no From tag, or a session of this call exists: not ours to change
 	}
-	_, ip, port, err := relay.RewriteSDP(req.Body(), "127.0.0.1", 0) // where the caller wants media
+	_, streams, err := relay.RewriteSDP(req.Body(), "127.0.0.1", nil) // where the caller wants media
 	if err != nil {
 		p.log.Debug("media relay: offer not anchored", "call", id, "err", err)
 		return false
 	}
+	ip, port := streams[0].IP, streams[0].Port
 	if p.cfg.MediaPolicy == "auto" {
 		if !p.privateParty(req, ip) && !nattedCallee(groups) {
 			return false
@@ -50,14 +51,33 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 			return false
 		}
 	}
-	rip, rport, err := p.cfg.Media.Offer(p.ctx, id, ip, port)
-	if err != nil {
-		p.log.Warn("media relay: no session", "call", id, "err", err)
-		return false
+	// Every stream (audio, video, ...; the first MaxStreams) gets a
+	// session; the body names one relay address, so a stream whose session
+	// is elsewhere (another overlay relay) is declined, as one without a
+	// session is. Without the first, nothing is anchored.
+	rip, ports := "", make([]int, len(streams))
+	for k, st := range streams[:min(len(streams), relay.MaxStreams)] {
+		if st.Port == 0 {
+			continue
+		}
+		key := relay.StreamKey(id, k)
+		r, rp, err := p.cfg.Media.Offer(p.ctx, key, st.IP, st.Port)
+		switch {
+		case err != nil && k == 0:
+			p.log.Warn("media relay: no session", "call", id, "err", err)
+			return false
+		case err != nil:
+			p.log.Debug("media relay: stream declined", "call", id, "stream", k, "err", err)
+			continue
+		case rip != "" && r != rip:
+			p.cfg.Media.End(key)
+			continue
+		}
+		rip, ports[k] = r, rp
 	}
-	body, _, _, err := relay.RewriteSDP(req.Body(), rip, rport)
+	body, _, err := relay.RewriteSDP(req.Body(), rip, ports)
 	if err != nil {
-		p.cfg.Media.End(id)
+		p.unanchor(id)
 		return false
 	}
 	req.SetBody(body)
@@ -107,16 +127,34 @@ func (p *Proxy) anchorAnswer(res *sip.Response) {
 	if id == "" || !p.anchored(id) {
 		return
 	}
-	_, ip, port, err := relay.RewriteSDP(res.Body(), "127.0.0.1", 0)
+	_, streams, err := relay.RewriteSDP(res.Body(), "127.0.0.1", nil)
 	if err != nil {
 		return
 	}
-	rip, rport, err := p.cfg.Media.Answer(p.ctx, id, ip, port)
-	if err != nil {
-		p.log.Warn("media relay: answer not anchored", "call", id, "err", err)
+	rip, ports := "", make([]int, len(streams))
+	for k, st := range streams[:min(len(streams), relay.MaxStreams)] {
+		key := relay.StreamKey(id, k)
+		if !p.cfg.Media.Has(key) {
+			continue // not relayed: the offer declined it
+		}
+		if st.Port == 0 {
+			p.cfg.Media.End(key) // the callee declined it
+			continue
+		}
+		r, rp, err := p.cfg.Media.Answer(p.ctx, key, st.IP, st.Port)
+		if err != nil {
+			p.log.Warn("media relay: answer not anchored", "call", id, "stream", k, "err", err)
+			if k == 0 {
+				return
+			}
+			continue
+		}
+		rip, ports[k] = r, rp
+	}
+	if rip == "" {
 		return
 	}
-	if body, _, _, err := relay.RewriteSDP(res.Body(), rip, rport); err == nil {
+	if body, _, err := relay.RewriteSDP(res.Body(), rip, ports); err == nil {
 		res.SetBody(body)
 	}
 }
@@ -160,14 +198,18 @@ func (p *Proxy) anchored(key string) bool {
 	return key != "" && p.cfg.Media != nil && p.cfg.Media.Has(key)
 }
 
-// unanchor ends a call's relay session (BYE, CANCEL, failed INVITE).
+// unanchor ends a call's relay sessions, one per stream (BYE, CANCEL,
+// failed INVITE).
 func (p *Proxy) unanchor(keys ...string) {
 	if p.cfg.Media == nil {
 		return
 	}
 	for _, k := range keys {
-		if k != "" {
-			p.cfg.Media.End(k)
+		if k == "" {
+			continue
+		}
+		for i := range relay.MaxStreams {
+			p.cfg.Media.End(relay.StreamKey(k, i))
 		}
 	}
 }

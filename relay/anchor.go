@@ -328,9 +328,20 @@ func (r *Remote) call(ctx context.Context, p overlay.PeerID, op int, callID stri
 
 // Offer implements Anchor on a relay picked among those announced.
 func (r *Remote) Offer(ctx context.Context, callID string, ip net.IP, port int) (string, int, error) {
-	p, err := r.pick()
-	if err != nil {
-		return "", 0, err
+	// A call's other streams (StreamKey) go to the relay of its first:
+	// one SDP body names one relay address.
+	r.mu.Lock()
+	var p overlay.PeerID
+	ok := false
+	if i := strings.LastIndexByte(callID, '#'); i > 0 {
+		p, ok = r.calls[callID[:i]]
+	}
+	r.mu.Unlock()
+	if !ok {
+		var err error
+		if p, err = r.pick(); err != nil {
+			return "", 0, err
+		}
 	}
 	rip, rport, err := r.call(ctx, p, opOffer, callID, ip, port)
 	if err != nil {

@@ -9,17 +9,45 @@ import (
 	"strings"
 )
 
-// ErrNoMedia: an SDP body without an audio stream to relay.
-var ErrNoMedia = errors.New("relay: SDP has no audio stream")
+// ErrNoMedia: an SDP body whose first media stream is not active (no m=
+// line, or port 0): nothing to relay.
+var ErrNoMedia = errors.New("relay: SDP has no active first media stream")
 
-// RewriteSDP points an SDP body's first audio stream at ip:port (RTCP at
-// port+1): every c= line, that m= line's port and an a=rtcp attribute
-// (RFC 3605). It returns the new body and where the stream pointed before
-// (the party's receive address). Other streams are declined (port 0).
-func RewriteSDP(body []byte, ip string, port int) ([]byte, net.IP, int, error) {
+// MaxStreams bounds the media streams relayed for one call (audio, video,
+// ...): the first MaxStreams m= lines; an offer's later ones are declined
+// (port 0).
+const MaxStreams = 4
+
+// Stream is one m= line of an SDP body: its media type, and where its
+// party receives it (Port 0: declined, or past MaxStreams).
+type Stream struct {
+	Media string
+	IP    net.IP
+	Port  int
+}
+
+// StreamKey names the relay session of a call's stream i (the i-th m=
+// line): the call's own key for the first, key#i for the others, so a
+// relay's Has(key) tells whether the call is anchored at all.
+func StreamKey(key string, i int) string {
+	if i == 0 {
+		return key
+	}
+	return key + "#" + strconv.Itoa(i)
+}
+
+// RewriteSDP points an SDP body's streams at the relay: every c= line at
+// ip, the i-th m= line's port at ports[i] and its a=rtcp attribute (RFC
+// 3605) at ports[i]+1; a stream whose ports[i] is 0, or past len(ports)
+// or MaxStreams, is declined (port 0). It returns the new body and every
+// m= line's stream as it was (its party's receive address: the media
+// level c= line, else the session's). ErrNoMedia when the first m= line is
+// not active; an error for a body it cannot read. With ports nil it only
+// reads (the body it returns then declines every stream).
+func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 	relayIP := net.ParseIP(ip)
 	if relayIP == nil {
-		return nil, nil, 0, fmt.Errorf("relay: bad relay address %q", ip)
+		return nil, nil, fmt.Errorf("relay: bad relay address %q", ip)
 	}
 	family := "IP4"
 	if relayIP.To4() == nil {
@@ -30,59 +58,62 @@ func RewriteSDP(body []byte, ip string, port int) ([]byte, net.IP, int, error) {
 		nl = "\n"
 	}
 	lines := strings.Split(strings.TrimRight(string(body), "\r\n"), nl)
-	var sessionAddr, mediaAddr net.IP
-	origPort := -1
-	inAudio, seenAudio := false, false
+	var sessionAddr net.IP
+	var streams []Stream
+	var local []net.IP // each stream's media-level address, if any
 	for i, l := range lines {
 		l = strings.TrimRight(l, "\r")
+		cur := len(streams) - 1 // the stream this line belongs to (-1: session level)
 		switch {
 		case strings.HasPrefix(l, "m="):
-			inAudio = false
 			f := strings.Fields(l[2:])
-			if !seenAudio && len(f) >= 3 && f[0] == "audio" {
-				p, err := strconv.Atoi(f[1])
-				if err != nil || p < 0 || p > 65535 {
-					return nil, nil, 0, fmt.Errorf("relay: bad m= line %q", l)
-				}
-				origPort, inAudio, seenAudio = p, true, true
-				f[1] = strconv.Itoa(port)
-				lines[i] = "m=" + strings.Join(f, " ")
-			} else if len(f) >= 3 {
-				// Only one stream is relayed; the session address now
-				// names the relay, so other streams are declined (port 0).
-				f[1] = "0"
-				lines[i] = "m=" + strings.Join(f, " ")
+			if len(f) < 3 {
+				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
 			}
+			p, err := strconv.Atoi(f[1])
+			if err != nil || p < 0 || p > 65535 {
+				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
+			}
+			k := len(streams)
+			streams, local = append(streams, Stream{Media: f[0], Port: p}), append(local, nil)
+			to := 0
+			if p != 0 && k < len(ports) && k < MaxStreams {
+				to = ports[k]
+			}
+			f[1] = strconv.Itoa(to)
+			lines[i] = "m=" + strings.Join(f, " ")
 		case strings.HasPrefix(l, "c="):
 			f := strings.Fields(l[2:])
 			if len(f) != 3 {
-				return nil, nil, 0, fmt.Errorf("relay: bad c= line %q", l)
+				return nil, nil, fmt.Errorf("relay: bad c= line %q", l)
 			}
 			addr := net.ParseIP(strings.SplitN(f[2], "/", 2)[0])
 			if addr == nil {
-				return nil, nil, 0, fmt.Errorf("relay: c= address %q is not an IP", f[2])
+				return nil, nil, fmt.Errorf("relay: c= address %q is not an IP", f[2])
 			}
-			if !seenAudio {
+			if cur < 0 {
 				sessionAddr = addr
-			} else if inAudio {
-				mediaAddr = addr
 			} else {
-				continue // another stream's own address: left alone
+				local[cur] = addr
 			}
 			lines[i] = "c=IN " + family + " " + relayIP.String()
-		case inAudio && strings.HasPrefix(l, "a=rtcp:"):
-			lines[i] = "a=rtcp:" + strconv.Itoa(port+1)
+		case cur >= 0 && strings.HasPrefix(l, "a=rtcp:"):
+			if cur < len(ports) && cur < MaxStreams && ports[cur] != 0 {
+				lines[i] = "a=rtcp:" + strconv.Itoa(ports[cur]+1)
+			}
 		}
 	}
-	if origPort < 0 {
-		return nil, nil, 0, ErrNoMedia
+	if len(streams) == 0 || streams[0].Port == 0 {
+		return nil, nil, ErrNoMedia
 	}
-	orig := mediaAddr
-	if orig == nil {
-		orig = sessionAddr
+	for k := range streams {
+		streams[k].IP = sessionAddr
+		if local[k] != nil {
+			streams[k].IP = local[k]
+		}
+		if streams[k].IP == nil && streams[k].Port != 0 {
+			return nil, nil, errors.New("relay: SDP has no connection address for a stream")
+		}
 	}
-	if orig == nil {
-		return nil, nil, 0, errors.New("relay: SDP has no connection address")
-	}
-	return []byte(strings.Join(lines, nl) + nl), orig, origPort, nil
+	return []byte(strings.Join(lines, nl) + nl), streams, nil
 }

@@ -400,4 +400,42 @@ func natCall(t *testing.T, ctx context.Context, nw *testnet.BedNet) {
 	}
 	t.Logf("NAT'd call: registered behind NAT 0, idle %v (NAT UDP timeout %v, keepalive every %v), call through b.example's node and the flow took %v (sipp run); RTP received callee %d/100 from %v, caller %d/100 from %v",
 		idle, natUDPTimeout, natUDPTimeout/4, callTime.Round(time.Millisecond), res[0].Received, res[0].From, res[1].Received, res[1].From)
+
+	// A caller on a public host (speermint-flows §8): its own address is
+	// public, so only the callee's side tells b.example's proxy to anchor
+	// (media auto: the binding is behind a NAT). Without it the caller
+	// would send to the callee's private address and the callee would
+	// receive nothing.
+	pubCaller := nw.Bed.Public()[len(nw.Bed.Public())-1]
+	for _, who := range []string{"callee", "caller"} {
+		_ = os.Remove(rtpOut(who))
+	}
+	pcall := nw.Bed.Command(callCtx, pubCaller, "sipp", m.Nodes[bIdx].SIP, "-sf", "nat-caller.xml", "-s", calleeUser,
+		"-key", "cdomain", "a.example", "-key", "caller", callerUser, "-key", "mydomain", "b.example",
+		"-au", caller.Username, "-ap", caller.Password, "-auth_uri", calleeUser+"@a.example", "-timeout", "40s",
+		"-i", pubCaller.IP, "-p", "5090", "-m", "1", "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "public-caller-errors.log"))
+	pcall.Dir = dir
+	if out, err := pcall.CombinedOutput(); err != nil {
+		errs, _ := os.ReadFile(filepath.Join(dir, "public-caller-errors.log"))
+		t.Fatalf("call from a public host to the UA behind NAT 0: %v\n%s\ncaller errors:\n%s", err, tail(out), tail(errs))
+	}
+	for i, who := range []string{"callee", "caller"} {
+		waitFor(t, 10*time.Second, who+"'s RTP result of the public caller's call", func() error {
+			b, err := os.ReadFile(rtpOut(who))
+			if err != nil {
+				return err
+			}
+			return json.Unmarshal(b, &res[i])
+		})
+		if r := res[i]; r.Received < 50 {
+			t.Fatalf("public caller's call: %s received %d of the other party's 100 RTP packets (sent %d): %+v", who, r.Received, r.Sent, r)
+		}
+		for _, from := range res[i].From {
+			if host, _, _ := net.SplitHostPort(from); !public[host] || host == pubCaller.IP {
+				t.Fatalf("public caller's call: %s received RTP from %s, not from a relay", who, from)
+			}
+		}
+	}
+	t.Logf("public caller to the NAT'd callee: RTP received callee %d/100 from %v, caller %d/100 from %v (anchored for the callee's NAT)",
+		res[0].Received, res[0].From, res[1].Received, res[1].From)
 }
