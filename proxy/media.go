@@ -3,7 +3,9 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -41,6 +43,9 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 		return false
 	}
 	ip, port := streams[0].IP, streams[0].Port
+	if port == 0 {
+		return false // the first stream decides, and holds the call's session
+	}
 	if p.cfg.MediaPolicy == "auto" {
 		if !p.privateParty(req, ip) && !nattedCallee(groups) {
 			return false
@@ -51,13 +56,25 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 			return false
 		}
 	}
+	src := ""
+	if !p.trusted(req) { // a trusted network's proxy speaks for many callers
+		src, _, _ = net.SplitHostPort(req.Source())
+	}
+	budget, ok := p.anchors.room(src, p.cfg.Media.Has)
+	if !ok {
+		p.log.Debug("media relay: offer not anchored: its source holds its share of relay sessions", "call", id, "source", src)
+		return false
+	}
 	// Every stream (audio, video, ...; the first MaxStreams) gets a
 	// session; the body names one relay address, so a stream whose session
 	// is elsewhere (another overlay relay) is declined, as one without a
-	// session is. Without the first, nothing is anchored.
+	// session is. Without the first, nothing is anchored. A stream at
+	// another address than the first's is declined too: a party's streams
+	// share its address, and the relay would send the callee's media
+	// (video, at its rate) wherever the offer names, to a third party.
 	rip, ports := "", make([]int, len(streams))
 	for k, st := range streams[:min(len(streams), relay.MaxStreams)] {
-		if st.Port == 0 {
+		if st.Port == 0 || !st.IP.Equal(ip) || k > 0 && budget == 0 {
 			continue
 		}
 		key := relay.StreamKey(id, k)
@@ -74,6 +91,8 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 			continue
 		}
 		rip, ports[k] = r, rp
+		p.anchors.add(src, key)
+		budget = max(0, budget-1)
 	}
 	body, _, err := relay.RewriteSDP(req.Body(), rip, ports)
 	if err != nil {
@@ -131,22 +150,26 @@ func (p *Proxy) anchorAnswer(res *sip.Response) {
 	if err != nil {
 		return
 	}
+	// The callee's streams share one address too (its first active
+	// stream's). A stream it declines keeps its session: a later answer
+	// (the 200 after a 183, another fork's) may take it; BYE, CANCEL, a
+	// failed INVITE or 60 s idle end it.
+	var at net.IP
+	for _, st := range streams {
+		if st.Port != 0 {
+			at = st.IP
+			break
+		}
+	}
 	rip, ports := "", make([]int, len(streams))
 	for k, st := range streams[:min(len(streams), relay.MaxStreams)] {
 		key := relay.StreamKey(id, k)
-		if !p.cfg.Media.Has(key) {
-			continue // not relayed: the offer declined it
-		}
-		if st.Port == 0 {
-			p.cfg.Media.End(key) // the callee declined it
-			continue
+		if !p.cfg.Media.Has(key) || st.Port == 0 || !st.IP.Equal(at) {
+			continue // not relayed (the offer declined it), or declined here
 		}
 		r, rp, err := p.cfg.Media.Answer(p.ctx, key, st.IP, st.Port)
 		if err != nil {
 			p.log.Warn("media relay: answer not anchored", "call", id, "stream", k, "err", err)
-			if k == 0 {
-				return
-			}
 			continue
 		}
 		rip, ports[k] = r, rp
@@ -171,8 +194,8 @@ func mediaKey(m interface {
 		return ""
 	}
 	tag, _ := f.Params.Get("tag")
-	if tag == "" {
-		return ""
+	if tag == "" || strings.ContainsRune(c.Value()+tag, '#') {
+		return "" // '#' is in no Call-ID or tag (RFC 3261 word, token): StreamKey's
 	}
 	return c.Value() + "|" + tag
 }
@@ -212,4 +235,52 @@ func (p *Proxy) unanchor(keys ...string) {
 			p.cfg.Media.End(relay.StreamKey(k, i))
 		}
 	}
+}
+
+// maxAnchoredPerSource bounds the relay sessions (one per stream) calls
+// from one untrusted source address hold at once: four streams per call
+// made one sender able to take a relay's every port pair with the
+// requests it may have in flight.
+const maxAnchoredPerSource = 64
+
+// maxAnchorSources bounds the sources anchorQuota keeps.
+const maxAnchorSources = 4096
+
+// anchorQuota counts the relay sessions of each untrusted source. A
+// session the relay ended (BYE, idle) is dropped when its source is next
+// counted: the relay (Has) is what is true.
+type anchorQuota struct {
+	mu sync.Mutex
+	by map[string][]string // source IP → stream session keys
+}
+
+// room prunes src's ended sessions and returns how many more it may open;
+// ok is false when none (src "" is unbounded).
+func (q *anchorQuota) room(src string, has func(string) bool) (int, bool) {
+	if src == "" {
+		return maxAnchoredPerSource, true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	keys := slices.DeleteFunc(q.by[src], func(k string) bool { return !has(k) })
+	if len(keys) == 0 {
+		delete(q.by, src)
+	} else {
+		q.by[src] = keys
+	}
+	n := maxAnchoredPerSource - len(keys)
+	return n, n > 0
+}
+
+// add counts key against src.
+func (q *anchorQuota) add(src, key string) {
+	if src == "" {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.by[src]; !ok && len(q.by) >= maxAnchorSources {
+		clear(q.by) // bounded: what is forgotten is counted again by its next offers
+	}
+	q.by[src] = append(q.by[src], key)
 }

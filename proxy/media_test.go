@@ -37,16 +37,11 @@ func streamPorts(body []byte) map[string]int {
 
 // TestMediaAllStreams: every stream of an anchored offer goes through the
 // relay, video as well as audio (speermint-flows §8: the SBE relays the
-// call's media, not its first stream); a stream the callee declines has
-// its session ended; video RTP flows both ways through the relay; BYE
-// ends every session of the call.
+// call's media, not its first stream); a stream the callee declines is
+// declined to the caller; video RTP flows both ways through the relay;
+// BYE ends every session of the call.
 func TestMediaAllStreams(t *testing.T) {
-	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41200, MaxPort: 41299, Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer media.Close()
-	tp := startProxy(t, Proxying, func(c *Config) { c.Media, c.MediaPolicy = media, "always" })
+	tp, media := alwaysAnchoring(t, 41200, 41299, 0, nil)
 	caller, callee := newUA(t), newUA(t)
 	audioA, videoA, textA, audioB, videoB := newUA(t), newUA(t), newUA(t), newUA(t), newUA(t)
 	port := func(u *ua) int { return u.conn.LocalAddr().(*net.UDPAddr).Port }
@@ -76,8 +71,10 @@ func TestMediaAllStreams(t *testing.T) {
 	if ans.StatusCode != 200 || answered["video"] == 0 || answered["video"] == port(videoB) || answered["text"] != 0 {
 		t.Fatalf("answer: %d\n%s", ans.StatusCode, ans.Body())
 	}
-	if n := media.Sessions(); n != 2 {
-		t.Fatalf("%d relay sessions after the callee declined the text stream, want 2", n)
+	if n := media.Sessions(); n != 3 {
+		// The declined stream's session waits for a later answer (another
+		// fork's, the 200 after a 183); BYE ends it.
+		t.Fatalf("%d relay sessions after the callee declined the text stream, want 3 until BYE", n)
 	}
 	relayA := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: answered["video"]}
 	relayB := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: offered["video"]}
@@ -105,4 +102,124 @@ func TestMediaAllStreams(t *testing.T) {
 			t.Fatalf("%d media sessions after BYE", media.Sessions())
 		}
 	}
+}
+
+// TestMediaStreamsRefused: what an offer or answer cannot make the relay
+// do with its streams. A stream at another address than the party's first
+// is declined (the relay would stream the callee's video to a third
+// party); a port count ("5000/2") is declined, not an unreadable offer; a
+// From tag with '#' (StreamKey's separator, in no valid tag) is not
+// anchored; a 183 declining video does not take it from the 200 that
+// accepts it; an answer declining its first stream still gets its other
+// streams at the relay.
+func TestMediaStreamsRefused(t *testing.T) {
+	tp, media := alwaysAnchoring(t, 41300, 41399, 0, nil)
+	caller, callee := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	invite := func(body string, hdrs ...string) *sip.Request {
+		t.Helper()
+		msg := strings.Replace(caller.request("INVITE", "sip:bob@b.example", hdrs...), "Content-Length: 0\r\n\r\n",
+			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+		caller.send(tp.addr, msg)
+		for {
+			// Skip the ACKs the proxy sends for an earlier call's 486.
+			if r, ok := callee.recv(3 * time.Second).(*sip.Request); ok && r.Method == sip.INVITE {
+				return r
+			}
+		}
+	}
+	answer := func(inv *sip.Request, code int, body string) *sip.Response {
+		t.Helper()
+		res := sip.NewResponseFromRequest(inv, code, "", []byte(body))
+		res.To().Params.Add("tag", "b")
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		callee.send(tp.addr, res.String())
+		return caller.status(3 * time.Second)
+	}
+
+	// Video aimed at a third party (a media-level address of its own).
+	third := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n" +
+		"m=video 5006 RTP/AVP 96\r\nc=IN IP4 127.0.0.99\r\na=rtcp:5007 IN IP4 127.0.0.99\r\nm=video 5000/2 RTP/AVP 96\r\n"
+	inv := invite(third, "Call-ID: refused-1")
+	got := streamPorts(inv.Body())
+	if got["audio"] == 0 || got["audio"] == 5004 || strings.Contains(string(inv.Body()), "m=video 5006") || strings.Contains(string(inv.Body()), "127.0.0.99") {
+		t.Fatalf("offer with a third party's video:\n%s", inv.Body())
+	}
+	if n := media.Sessions(); n != 1 {
+		t.Fatalf("%d sessions for an offer with one relayable stream", n)
+	}
+	answer(inv, 486, "")
+
+	// '#' in the From tag: not anchored at all.
+	inv = invite(avSDP(5004, 5006, 0), "Call-ID: refused-2", "From: <sip:carol@c.example>;tag=x#1")
+	if streamPorts(inv.Body())["audio"] != 5004 {
+		t.Fatalf("an offer from a tag with '#' was anchored:\n%s", inv.Body())
+	}
+	answer(inv, 486, "")
+
+	// A 183 declining video, then a 200 taking it; an answer declining
+	// audio still relays video.
+	inv = invite(avSDP(5004, 5006, 0), "Call-ID: refused-3")
+	ringing := answer(inv, 183, avSDP(6004, 0, 0))
+	if streamPorts(ringing.Body())["video"] != 0 {
+		t.Fatalf("183 declining video:\n%s", ringing.Body())
+	}
+	ok := answer(inv, 200, avSDP(0, 6006, 0))
+	if p := streamPorts(ok.Body()); p["audio"] != 0 || p["video"] == 0 || p["video"] == 6006 {
+		t.Fatalf("200 taking video (declined by the 183) and declining audio:\n%s", ok.Body())
+	}
+	if n := media.Sessions(); n != 2 {
+		t.Fatalf("%d sessions, want the call's two", n)
+	}
+}
+
+// TestMediaQuotaPerSource: calls from one untrusted source hold at most
+// maxAnchoredPerSource relay sessions (a stream each): past it, a call's
+// further streams, then whole calls, are not anchored; a trusted network's
+// proxy is not counted.
+func TestMediaQuotaPerSource(t *testing.T) {
+	tp, media := alwaysAnchoring(t, 42000, 42999, 500, func(c *Config) {
+		c.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(192, 0, 2, 0), Mask: net.CIDRMask(24, 32)}} // loopback is not trusted
+	})
+	caller, callee := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example", // registered from this host: the proxy may send there
+		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Received: callee.addr(), Expires: time.Now().Add(time.Hour)})
+	calls := maxAnchoredPerSource/3 + 2 // three streams a call
+	anchored := 0
+	for i := range calls {
+		body := avSDP(5004, 5006, 5008)
+		msg := strings.Replace(caller.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: quota-%d", i)), "Content-Length: 0\r\n\r\n",
+			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+		caller.send(tp.addr, msg)
+		inv := callee.recv(3 * time.Second).(*sip.Request)
+		if streamPorts(inv.Body())["audio"] != 5004 {
+			anchored++
+		}
+	}
+	if n := media.Sessions(); n != maxAnchoredPerSource {
+		t.Fatalf("%d calls of three streams from one source hold %d relay sessions, want %d", calls, n, maxAnchoredPerSource)
+	}
+	if anchored != calls-1 {
+		t.Fatalf("%d of %d calls anchored, want all but the last (whose source holds its share)", anchored, calls)
+	}
+}
+
+// alwaysAnchoring starts a proxy whose media policy is "always", on a relay
+// of ports lo..hi that may send to loopback; mutate changes its config.
+func alwaysAnchoring(t *testing.T, lo, hi, sessions int, mutate func(*Config)) (*testProxy, *relay.Media) {
+	t.Helper()
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: lo, MaxPort: hi, MaxSessions: sessions,
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { media.Close() })
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.Media, c.MediaPolicy = media, "always"
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	return tp, media
 }

@@ -159,6 +159,8 @@ type Proxy struct {
 
 	rrKey []byte // keys the Record-Route tokens (rrtoken.go)
 
+	anchors *anchorQuota // relay sessions per untrusted source (media.go)
+
 	responses sipnet.StatusCounts // final responses sent upstream
 }
 
@@ -251,7 +253,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}, inflight: newInflight(cfg.MaxInFlight),
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}, inflight: newInflight(cfg.MaxInFlight), anchors: &anchorQuota{by: map[string][]string{}},
 		flows: cfg.Flows, rrKey: cfg.RouteSecret}
 	if len(p.rrKey) == 0 {
 		// No domain key to derive from: dialogs record-routed by this

@@ -493,12 +493,7 @@ func mediaPort(t *testing.T, body []byte) int {
 // relay's address), a stranger's packets are dropped, and the session is
 // gone after BYE.
 func TestMediaAnchored(t *testing.T) {
-	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 41000, MaxPort: 41099, Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer media.Close()
-	tp := startProxy(t, Proxying, func(c *Config) { c.Media, c.MediaPolicy = media, "always" })
+	tp, media := alwaysAnchoring(t, 41000, 41099, 0, nil)
 	caller, callee := newUA(t), newUA(t)
 	rtpA, rtpB := newUA(t), newUA(t) // each party's RTP socket
 	portOf := func(u *ua) int { return u.conn.LocalAddr().(*net.UDPAddr).Port }

@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// ErrNoMedia: an SDP body whose first media stream is not active (no m=
-// line, or port 0): nothing to relay.
-var ErrNoMedia = errors.New("relay: SDP has no active first media stream")
+// ErrNoMedia: an SDP body without an active media stream (no m= line
+// with a port): nothing to relay.
+var ErrNoMedia = errors.New("relay: SDP has no active media stream")
 
 // MaxStreams bounds the media streams relayed for one call (audio, video,
 // ...): the first MaxStreams m= lines; an offer's later ones are declined
@@ -39,11 +39,14 @@ func StreamKey(key string, i int) string {
 // RewriteSDP points an SDP body's streams at the relay: every c= line at
 // ip, the i-th m= line's port at ports[i] and its a=rtcp attribute (RFC
 // 3605) at ports[i]+1; a stream whose ports[i] is 0, or past len(ports)
-// or MaxStreams, is declined (port 0). It returns the new body and every
-// m= line's stream as it was (its party's receive address: the media
-// level c= line, else the session's). ErrNoMedia when the first m= line is
-// not active; an error for a body it cannot read. With ports nil it only
-// reads (the body it returns then declines every stream).
+// or MaxStreams, or with a port count ("5000/2"), is declined (port 0, its
+// a=rtcp line dropped: it may name the party's address). It returns the
+// new body and every m= line's stream as it was (its party's receive
+// address: the media-level c= line, else the session's; Port 0 for a
+// stream that cannot be relayed). ErrNoMedia when no stream is active; an
+// error for a body it cannot read. Lines end in CRLF or LF (a body mixing
+// them is read line by line all the same: no line hides in another). With
+// ports nil it only reads (the body it returns then declines every stream).
 func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 	relayIP := net.ParseIP(ip)
 	if relayIP == nil {
@@ -57,11 +60,13 @@ func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 	if !bytes.Contains(body, []byte("\r\n")) {
 		nl = "\n"
 	}
-	lines := strings.Split(strings.TrimRight(string(body), "\r\n"), nl)
+	lines := strings.Split(strings.TrimRight(string(body), "\r\n"), "\n")
 	var sessionAddr net.IP
 	var streams []Stream
 	var local []net.IP // each stream's media-level address, if any
-	for i, l := range lines {
+	var relayed []bool // each stream is pointed at the relay
+	out := lines[:0:0]
+	for _, l := range lines {
 		l = strings.TrimRight(l, "\r")
 		cur := len(streams) - 1 // the stream this line belongs to (-1: session level)
 		switch {
@@ -70,9 +75,16 @@ func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 			if len(f) < 3 {
 				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
 			}
-			p, err := strconv.Atoi(f[1])
+			num, count, hasCount := strings.Cut(f[1], "/")
+			p, err := strconv.Atoi(num)
 			if err != nil || p < 0 || p > 65535 {
 				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
+			}
+			if n, err := strconv.Atoi(count); hasCount && (err != nil || n < 1) {
+				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
+			}
+			if hasCount {
+				p = 0 // a port range: not one pair the relay can stand for
 			}
 			k := len(streams)
 			streams, local = append(streams, Stream{Media: f[0], Port: p}), append(local, nil)
@@ -80,8 +92,9 @@ func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 			if p != 0 && k < len(ports) && k < MaxStreams {
 				to = ports[k]
 			}
+			relayed = append(relayed, to != 0)
 			f[1] = strconv.Itoa(to)
-			lines[i] = "m=" + strings.Join(f, " ")
+			l = "m=" + strings.Join(f, " ")
 		case strings.HasPrefix(l, "c="):
 			f := strings.Fields(l[2:])
 			if len(f) != 3 {
@@ -96,24 +109,30 @@ func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 			} else {
 				local[cur] = addr
 			}
-			lines[i] = "c=IN " + family + " " + relayIP.String()
+			l = "c=IN " + family + " " + relayIP.String()
 		case cur >= 0 && strings.HasPrefix(l, "a=rtcp:"):
-			if cur < len(ports) && cur < MaxStreams && ports[cur] != 0 {
-				lines[i] = "a=rtcp:" + strconv.Itoa(ports[cur]+1)
+			if !relayed[cur] {
+				continue
 			}
+			l = "a=rtcp:" + strconv.Itoa(ports[cur]+1)
 		}
+		out = append(out, l)
 	}
-	if len(streams) == 0 || streams[0].Port == 0 {
-		return nil, nil, ErrNoMedia
-	}
+	active := false
 	for k := range streams {
 		streams[k].IP = sessionAddr
 		if local[k] != nil {
 			streams[k].IP = local[k]
 		}
-		if streams[k].IP == nil && streams[k].Port != 0 {
-			return nil, nil, errors.New("relay: SDP has no connection address for a stream")
+		if streams[k].Port != 0 {
+			if streams[k].IP == nil {
+				return nil, nil, errors.New("relay: SDP has no connection address for a stream")
+			}
+			active = true
 		}
 	}
-	return []byte(strings.Join(lines, nl) + nl), streams, nil
+	if !active {
+		return nil, nil, ErrNoMedia
+	}
+	return []byte(strings.Join(out, nl) + nl), streams, nil
 }
