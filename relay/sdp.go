@@ -71,20 +71,9 @@ func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 		cur := len(streams) - 1 // the stream this line belongs to (-1: session level)
 		switch {
 		case strings.HasPrefix(l, "m="):
-			f := strings.Fields(l[2:])
-			if len(f) < 3 {
-				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
-			}
-			num, count, hasCount := strings.Cut(f[1], "/")
-			p, err := strconv.Atoi(num)
-			if err != nil || p < 0 || p > 65535 {
-				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
-			}
-			if n, err := strconv.Atoi(count); hasCount && (err != nil || n < 1) {
-				return nil, nil, fmt.Errorf("relay: bad m= line %q", l)
-			}
-			if hasCount {
-				p = 0 // a port range: not one pair the relay can stand for
+			f, p, err := mLine(l)
+			if err != nil {
+				return nil, nil, err
 			}
 			k := len(streams)
 			streams, local = append(streams, Stream{Media: f[0], Port: p}), append(local, nil)
@@ -118,21 +107,52 @@ func RewriteSDP(body []byte, ip string, ports []int) ([]byte, []Stream, error) {
 		}
 		out = append(out, l)
 	}
+	if err := addresses(streams, sessionAddr, local); err != nil {
+		return nil, nil, err
+	}
+	return []byte(strings.Join(out, nl) + nl), streams, nil
+}
+
+// mLine reads an m= line: its fields and its port, 0 for a port range
+// ("5000/2": not one pair the relay can stand for).
+func mLine(l string) ([]string, int, error) {
+	f := strings.Fields(l[2:])
+	if len(f) < 3 {
+		return nil, 0, fmt.Errorf("relay: bad m= line %q", l)
+	}
+	num, count, hasCount := strings.Cut(f[1], "/")
+	p, err := strconv.Atoi(num)
+	if err != nil || p < 0 || p > 65535 {
+		return nil, 0, fmt.Errorf("relay: bad m= line %q", l)
+	}
+	if n, err := strconv.Atoi(count); hasCount && (err != nil || n < 1) {
+		return nil, 0, fmt.Errorf("relay: bad m= line %q", l)
+	}
+	if hasCount {
+		p = 0
+	}
+	return f, p, nil
+}
+
+// addresses sets each stream's address (its media-level one, else the
+// session's): ErrNoMedia when no stream is active, an error when an active
+// one has none.
+func addresses(streams []Stream, session net.IP, local []net.IP) error {
 	active := false
 	for k := range streams {
-		streams[k].IP = sessionAddr
+		streams[k].IP = session
 		if local[k] != nil {
 			streams[k].IP = local[k]
 		}
 		if streams[k].Port != 0 {
 			if streams[k].IP == nil {
-				return nil, nil, errors.New("relay: SDP has no connection address for a stream")
+				return errors.New("relay: SDP has no connection address for a stream")
 			}
 			active = true
 		}
 	}
 	if !active {
-		return nil, nil, ErrNoMedia
+		return ErrNoMedia
 	}
-	return []byte(strings.Join(out, nl) + nl), streams, nil
+	return nil
 }
