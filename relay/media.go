@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,6 @@ type Media struct {
 	mu       sync.Mutex
 	byID     map[sessionKey]*Session
 	perOwner map[string]int // sessions by remote owner
-	next     int            // next port to try
 	wg       sync.WaitGroup
 	done     chan struct{}
 	once     sync.Once
@@ -89,7 +89,7 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 		cfg.Logger = slog.Default()
 	}
 	m := &Media{cfg: cfg, ip: ip, log: cfg.Logger.With("component", "media"), byID: map[sessionKey]*Session{},
-		perOwner: map[string]int{}, next: cfg.MinPort, done: make(chan struct{})}
+		perOwner: map[string]int{}, done: make(chan struct{})}
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.reap() }()
 	return m, nil
@@ -173,15 +173,16 @@ func (m *Media) open(k sessionKey) (*Session, error) {
 	return s, nil
 }
 
-// bindLocked binds an even/odd port pair from the range.
+// bindLocked binds an even/odd port pair from the range, from a random
+// one on: a leg latches the first packet that reaches it (a NAT'd party's
+// real address is unknown), so its port must not be guessable from the
+// last one (allocated in order, a sender spraying the next ports took a
+// fresh call's media: "RTP bleed").
 func (m *Media) bindLocked() (*leg, error) {
 	span := (m.cfg.MaxPort - m.cfg.MinPort + 1) / 2
+	start := rand.IntN(max(span, 1))
 	for tries := 0; tries < span; tries++ {
-		p := m.next
-		m.next += 2
-		if m.next+1 > m.cfg.MaxPort {
-			m.next = m.cfg.MinPort
-		}
+		p := m.cfg.MinPort + 2*((start+tries)%span)
 		rtp, err := net.ListenUDP("udp", &net.UDPAddr{IP: m.ip, Port: p})
 		if err != nil {
 			continue

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -106,3 +107,32 @@ func TestMediaSessions(t *testing.T) {
 }
 
 func sleepMS(n int) { <-time.After(time.Duration(n) * time.Millisecond) }
+
+// TestMediaPortsUnpredictable: a session's ports do not follow from the
+// last one's (a leg latches the first packet that reaches it: in order, a
+// sender spraying the next ports took a fresh call's media). Ten sessions
+// in a range of 500 pairs: in order they would be 20 consecutive pairs.
+func TestMediaPortsUnpredictable(t *testing.T) {
+	m, err := NewMedia(MediaConfig{IP: "127.0.0.1", MinPort: 43200, MaxPort: 44199, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var ports []int
+	for i := range 10 {
+		s, err := m.Session(fmt.Sprint("s", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, s.Port(0), s.Port(1))
+	}
+	next := 0
+	for i := 1; i < len(ports); i++ {
+		if ports[i] == ports[i-1]+2 {
+			next++
+		}
+	}
+	if next == len(ports)-1 {
+		t.Fatalf("ports allocated in order: %v", ports)
+	}
+}
