@@ -412,25 +412,13 @@ func TestRelayPolicy(t *testing.T) {
 func TestStaticPeerKeepalive(t *testing.T) {
 	silent, live := newUA(t), newUA(t)
 	got := make(chan string, 16)
-	go func() { // live answers everything with 200 and reports the methods
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := live.conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			m, err := sip.ParseMessage(buf[:n])
-			req, ok := m.(*sip.Request)
-			if err != nil || !ok {
-				continue
-			}
-			select {
-			case got <- string(req.Method):
-			default:
-			}
-			_, _ = live.conn.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), from)
+	live.serve(func(req *sip.Request, reply func(*sip.Response)) { // 200 to everything; reports the methods
+		select {
+		case got <- string(req.Method):
+		default:
 		}
-	}()
+		reply(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
 	silentURI, liveURI := "sip:"+silent.addr(), "sip:"+live.addr()
 	tp := startProxy(t, Proxying, func(c *Config) {
 		c.Static = map[string][]string{"d.example": {silentURI, liveURI}}

@@ -13,10 +13,9 @@ import (
 	"github.com/lsnode/lsnode/lsp"
 )
 
-// answerAll makes u a UAS that answers every request with 200 and hands
-// the requests it got to the returned channel.
-func answerAll(u *ua) <-chan *sip.Request {
-	got := make(chan *sip.Request, 16)
+// serve runs u as a UAS until its socket closes: each request it reads
+// goes to answer, with reply to send responses to where it came from.
+func (u *ua) serve(answer func(req *sip.Request, reply func(*sip.Response))) {
 	go func() {
 		buf := make([]byte, 65535)
 		for {
@@ -29,13 +28,22 @@ func answerAll(u *ua) <-chan *sip.Request {
 			if err != nil || !ok {
 				continue
 			}
-			select {
-			case got <- req:
-			default:
-			}
-			_, _ = u.conn.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), from)
+			answer(req, func(res *sip.Response) { _, _ = u.conn.WriteToUDP([]byte(res.String()), from) })
 		}
 	}()
+}
+
+// answerAll makes u a UAS that answers every request with 200 and hands
+// the requests it got to the returned channel.
+func answerAll(u *ua) <-chan *sip.Request {
+	got := make(chan *sip.Request, 16)
+	u.serve(func(req *sip.Request, reply func(*sip.Response)) {
+		select {
+		case got <- req:
+		default:
+		}
+		reply(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
 	return got
 }
 
@@ -92,26 +100,14 @@ func TestFederationRedirectACK(t *testing.T) {
 	fed, bProxy := newUA(t), newUA(t)
 	got := answerAll(bProxy)
 	seen := make(chan *sip.Request, 8)
-	go func() { // fed answers INVITEs 302 via bProxy and reports what it gets
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := fed.conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			m, err := sip.ParseMessage(buf[:n])
-			req, ok := m.(*sip.Request)
-			if err != nil || !ok {
-				continue
-			}
-			seen <- req
-			if req.Method == sip.INVITE {
-				res := sip.NewResponseFromRequest(req, 302, "Moved Temporarily", nil)
-				res.AppendHeader(sip.NewHeader("Contact", "<sip:bob@b.example?Route="+escapeHeaderValue("<sip:"+bProxy.addr()+";lr>")+">"))
-				_, _ = fed.conn.WriteToUDP([]byte(res.String()), from)
-			}
+	fed.serve(func(req *sip.Request, reply func(*sip.Response)) { // 302 to INVITEs, via bProxy; reports what it gets
+		seen <- req
+		if req.Method == sip.INVITE {
+			res := sip.NewResponseFromRequest(req, 302, "Moved Temporarily", nil)
+			res.AppendHeader(sip.NewHeader("Contact", "<sip:bob@b.example?Route="+escapeHeaderValue("<sip:"+bProxy.addr()+";lr>")+">"))
+			reply(res)
 		}
-	}()
+	})
 	member := startProxy(t, Proxying, func(c *Config) {
 		c.Static = map[string][]string{CatchAll: {"sip:" + fed.addr()}}
 	})
@@ -136,23 +132,14 @@ func TestFederationRedirectACK(t *testing.T) {
 func TestRedirectFollowedOnlyFromStaticPeers(t *testing.T) {
 	lure, victim := newUA(t), newUA(t)
 	got := answerAll(victim)
-	go func() { // lure answers every request 302 to the victim
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := lure.conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			m, err := sip.ParseMessage(buf[:n])
-			req, ok := m.(*sip.Request)
-			if err != nil || !ok || req.Method == sip.ACK {
-				continue
-			}
-			res := sip.NewResponseFromRequest(req, 302, "Moved", nil)
-			res.AppendHeader(sip.NewHeader("Contact", "<sip:x@victim.example?Route="+escapeHeaderValue("<sip:"+victim.addr()+";lr>")+">"))
-			_, _ = lure.conn.WriteToUDP([]byte(res.String()), from)
+	lure.serve(func(req *sip.Request, reply func(*sip.Response)) { // 302 to the victim
+		if req.Method == sip.ACK {
+			return
 		}
-	}()
+		res := sip.NewResponseFromRequest(req, 302, "Moved", nil)
+		res.AppendHeader(sip.NewHeader("Contact", "<sip:x@victim.example?Route="+escapeHeaderValue("<sip:"+victim.addr()+";lr>")+">"))
+		reply(res)
+	})
 	tp := startProxy(t, Proxying, nil)
 	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
 		lsp.Binding{Contact: "sip:alice@" + lure.addr(), Expires: time.Now().Add(time.Hour)})
@@ -325,32 +312,20 @@ func TestNoRecursionAfterCancel(t *testing.T) {
 	fed, target := newUA(t), newUA(t)
 	got := answerAll(target)
 	cancelled := make(chan struct{})
-	go func() { // fed: 180 to the INVITE; on CANCEL, 200 to it and then 302 to the INVITE
-		buf := make([]byte, 65535)
-		var inv *sip.Request
-		for {
-			n, from, err := fed.conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			m, err := sip.ParseMessage(buf[:n])
-			req, ok := m.(*sip.Request)
-			if err != nil || !ok {
-				continue
-			}
-			switch req.Method {
-			case sip.INVITE:
-				inv = req
-				_, _ = fed.conn.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 180, "Ringing", nil).String()), from)
-			case sip.CANCEL:
-				_, _ = fed.conn.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), from)
-				res := sip.NewResponseFromRequest(inv, 302, "Moved Temporarily", nil)
-				res.AppendHeader(sip.NewHeader("Contact", "<sip:bob@b.example?Route="+escapeHeaderValue("<sip:"+target.addr()+";lr>")+">"))
-				_, _ = fed.conn.WriteToUDP([]byte(res.String()), from)
-				close(cancelled)
-			}
+	var invite *sip.Request                                       // the serving goroutine's alone
+	fed.serve(func(req *sip.Request, reply func(*sip.Response)) { // 180 to the INVITE; on CANCEL, 200 to it and then 302 to the INVITE
+		switch req.Method {
+		case sip.INVITE:
+			invite = req
+			reply(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+		case sip.CANCEL:
+			reply(sip.NewResponseFromRequest(req, 200, "OK", nil))
+			res := sip.NewResponseFromRequest(invite, 302, "Moved Temporarily", nil)
+			res.AppendHeader(sip.NewHeader("Contact", "<sip:bob@b.example?Route="+escapeHeaderValue("<sip:"+target.addr()+";lr>")+">"))
+			reply(res)
+			close(cancelled)
 		}
-	}()
+	})
 	member := startProxy(t, Proxying, func(c *Config) {
 		c.Static = map[string][]string{CatchAll: {"sip:" + fed.addr()}}
 	})

@@ -15,12 +15,7 @@ import (
 // longer holds) asks it for its view, and every view holds all eight.
 // Checked: without that Heal, every view is still at 4 30 s later.
 func TestHeal(t *testing.T) {
-	var ids []string
-	for i := range 8 {
-		ids = append(ids, fmt.Sprintf("h%d", i))
-	}
-	n := joinedNet(t, ids, 40, 0)
-	n.run(30 * time.Second)
+	ids, n := eightJoined(t, "h")
 	all := func() bool {
 		for _, a := range ids {
 			for _, b := range ids {
@@ -66,12 +61,7 @@ func TestHeal(t *testing.T) {
 // other dead (not yet purged): Heal of a member held dead pings it (one
 // message, to it), and the two sides are whole again.
 func TestHealDead(t *testing.T) {
-	var ids []string
-	for i := range 8 {
-		ids = append(ids, fmt.Sprintf("d%d", i))
-	}
-	n := joinedNet(t, ids, 40, 0)
-	n.run(30 * time.Second)
+	ids, n := eightJoined(t, "d")
 	side := func(id string) bool { return id < "d4" }
 	n.drop = func(from, to string, _ []byte) bool { return side(from) != side(to) }
 	n.run(2 * time.Minute)
@@ -94,4 +84,16 @@ func TestHealDead(t *testing.T) {
 			}
 		}
 	}
+}
+
+// eightJoined is a test network of eight members named prefix0…prefix7,
+// 30 s after they joined.
+func eightJoined(t *testing.T, prefix string) ([]string, *testNet) {
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, fmt.Sprintf("%s%d", prefix, i))
+	}
+	n := joinedNet(t, ids, 40, 0)
+	n.run(30 * time.Second)
+	return ids, n
 }
