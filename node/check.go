@@ -168,11 +168,40 @@ func (c *Config) checkOverlay(k *checker) {
 			k.add(fmt.Sprintf("overlay.bootstrap[%d]", i), "%q: %v (want /ip4/HOST/tcp/PORT/p2p/PEER-ID, the peer ID as 'lsnode id' prints it)", s, err)
 		}
 	}
+	c.checkDomainOverlay(k)
 	if b := c.Overlay.RegionBits; b < 0 || b > 6 || (b > 0 && c.Overlay.View != overlay.ViewPartial) {
 		k.add("overlay.region_bits", "%d: want 1 to 6 with view: partial (0: automatic)", b)
 	}
 	if g, f := time.Duration(c.Overlay.GossipInterval), time.Duration(c.Overlay.FailAfter); g < 0 || f < 0 || (f > 0 && f < 2*max(g, time.Second)) {
 		k.add("overlay.fail_after", "%v: want at least twice gossip_interval", f)
+	}
+}
+
+// checkDomainOverlay: registrar.domain_overlay, for local and hybrid
+// front-ends with the domain's credential.
+func (c *Config) checkDomainOverlay(k *checker) {
+	d := c.Registrar.DomainOverlay
+	if len(d.Listen) == 0 {
+		if len(d.Bootstrap) > 0 {
+			k.add("registrar.domain_overlay.listen", "empty: the other front-ends reach this one there (bootstrap alone is not enough)")
+		}
+		return
+	}
+	if m := c.Registrar.Mode; m != string(registrar.Local) && m != string(registrar.Hybrid) {
+		k.add("registrar.domain_overlay", "is for registrar.mode local or hybrid (a stateless front-end keeps its bindings in the overlay alone)")
+	}
+	if c.SIP == "" || c.Domain == "" {
+		k.add("registrar.domain_overlay", "needs sip and a domain: its key is derived from the domain's")
+	}
+	for i, s := range d.Listen {
+		if err := overlay.CheckListenAddr(s); err != nil {
+			k.add(fmt.Sprintf("registrar.domain_overlay.listen[%d]", i), "%q: %v", s, err)
+		}
+	}
+	for i, s := range d.Bootstrap {
+		if err := overlay.CheckBootstrapAddr(s); err != nil {
+			k.add(fmt.Sprintf("registrar.domain_overlay.bootstrap[%d]", i), "%q: %v (want /ip4/HOST/tcp/PORT/p2p/PEER-ID, the front-end's 'lsnode id')", s, err)
+		}
 	}
 }
 

@@ -138,8 +138,14 @@ type OverlayConfig struct {
 
 // RegistrarConfig is the registrar section (used when SIP is set).
 type RegistrarConfig struct {
-	// Mode: "stateless" (default: overlay only) or "local".
+	// Mode: "stateless" (default: overlay only), "local" (bindings kept
+	// out of the overlay) or "hybrid" (published into the overlay and
+	// mirrored locally).
 	Mode string `json:"mode,omitempty"`
+	// DomainOverlay (local and hybrid modes): where the domain's
+	// front-ends share the bindings they keep, so a UA registered at one
+	// is reached through any. Absent: each front-end keeps its own.
+	DomainOverlay DomainOverlayConfig `json:"domain_overlay,omitempty"`
 	// UsersFile holds HA1 credentials; empty disables digest authentication.
 	UsersFile string `json:"users_file,omitempty"`
 	// DigestAlgorithms offered, most preferred first. Default SHA-256, MD5
@@ -159,6 +165,18 @@ type RegistrarConfig struct {
 	// MaxInFlight: REGISTERs waiting on the location service at once;
 	// beyond it 503 with Retry-After. Default 2048.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+}
+
+// DomainOverlayConfig is a domain's private overlay: its front-ends run the
+// location service protocol among themselves, apart from the public
+// overlay. Only holders of the domain's key can connect: its
+// private-network key is derived from that key. The node's identity (its
+// 'lsnode id') is its identity there too.
+type DomainOverlayConfig struct {
+	// Listen: multiaddrs (TCP) this front-end is reached at by the others.
+	Listen []string `json:"listen,omitempty"`
+	// Bootstrap: the other front-ends' addresses there, with /p2p/PEER-ID.
+	Bootstrap []string `json:"bootstrap,omitempty"`
 }
 
 // ProxyConfig is the proxy section (used when SIP is set): the proxy

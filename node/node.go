@@ -67,11 +67,13 @@ type Node struct {
 	certs   []certInfo // the domain and member certificates, when held
 
 	// What the start steps hand on to the later ones.
-	anchors  *x509.CertPool
-	cred     *lsp.Credential
-	fed      *overlay.Federation
-	anchor   relay.Anchor // the proxy's media relay
-	services []string     // announced in the overlay
+	anchors       *x509.CertPool
+	cred          *lsp.Credential
+	fed           *overlay.Federation
+	anchor        relay.Anchor     // the proxy's media relay
+	shared        *lsp.Service     // the domain's shared location service
+	domainOverlay *overlay.Overlay // its overlay
+	services      []string         // announced in the overlay
 
 	mu      sync.Mutex
 	closers []func() error // what the start steps started, in order
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Node, error) {
 		n.startOverlay,
 		n.startLocation,
 		n.join,
+		n.startDomainLocation,
 		n.startMedia,
 		n.startSIPRoles,
 		n.startRelay,
@@ -138,11 +141,15 @@ func (n *Node) Overlay() *overlay.Overlay { return n.overlay }
 // Location returns the node's in-process location service.
 func (n *Node) Location() *lsp.Service { return n.lsp }
 
+// DomainLocation returns the domain's shared location service
+// (registrar.domain_overlay) and its overlay; nil without one.
+func (n *Node) DomainLocation() (*lsp.Service, *overlay.Overlay) { return n.shared, n.domainOverlay }
+
 // startSIP starts the node's SIP transport and its SIP roles on it: the
 // TLS configs, the stack (sockets bound, nothing served yet), the NAT flows
 // (unless the config turns the proxy off), the registrar with the flows'
 // Edge, the proxy, each role's handlers, and only then serving.
-func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp.LocationService, media relay.Anchor,
+func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc, shared lsp.LocationService, media relay.Anchor,
 	atRelay func(net.IP, int) bool, log *slog.Logger) (_ *sipnet.Stack, _ *registrar.Registrar, _ *proxy.Proxy, err error) {
 	// One list of trusted senders for both SIP roles: they may relay (the
 	// proxy) and put Paths and any Contact in a REGISTER (the registrar).
@@ -182,6 +189,9 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc lsp
 		}
 	}
 	rc, err := registrarConfig(cfg, cred, loc, trusted, flows, log)
+	if shared != nil {
+		rc.Shared = shared
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}

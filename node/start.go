@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lsnode/lsnode/lsp"
@@ -82,9 +85,19 @@ func (n *Node) startOverlay(ctx context.Context) error {
 
 // startLocation starts the location service on the overlay.
 func (n *Node) startLocation(ctx context.Context) (err error) {
+	n.lsp, err = n.newLocation(ctx, n.overlay, n.log)
+	if err != nil {
+		return err
+	}
+	n.onClose(n.lsp.Close)
+	return nil
+}
+
+// newLocation is the location service of the lsp section on ov.
+func (n *Node) newLocation(ctx context.Context, ov *overlay.Overlay, log *slog.Logger) (*lsp.Service, error) {
 	c := n.cfg.LSP
-	n.lsp, err = lsp.New(ctx, lsp.Config{
-		Overlay:           n.overlay,
+	return lsp.New(ctx, lsp.Config{
+		Overlay:           ov,
 		Credential:        n.cred,
 		TrustAnchors:      n.anchors,
 		Replicas:          c.Replicas,
@@ -100,12 +113,62 @@ func (n *Node) startLocation(ctx context.Context) (err error) {
 		MaxDomainBytes:    c.MaxDomainBytes,
 		PeerRate:          c.PeerRate,
 		PeerBurst:         c.PeerBurst,
-		Logger:            n.log,
+		Logger:            log,
 	})
+}
+
+// startDomainLocation starts the domain's shared location service when the
+// registrar has a domain_overlay: the LSP on a private overlay of the
+// domain's front-ends (p2p-ipcom §4's local location service, reached
+// through the same protocol). Its private-network key is derived from the
+// domain's key, so only the domain's front-ends can connect; records there
+// are signed by the domain credential as in the public overlay. Joining
+// goes on in the background while no other front-end answers.
+func (n *Node) startDomainLocation(ctx context.Context) (err error) {
+	d := n.cfg.Registrar.DomainOverlay
+	if len(d.Listen) == 0 || n.cfg.SIP == "" {
+		return nil
+	}
+	if n.cred == nil {
+		return fmt.Errorf("%w: registrar.domain_overlay needs the domain's credential (cert_file, key_file)", ErrConfig)
+	}
+	psk, err := n.cred.DeriveSecret("domain overlay " + n.cfg.Domain)
 	if err != nil {
 		return err
 	}
-	n.onClose(n.lsp.Close)
+	key, err := overlay.LoadOrCreateIdentity(n.cfg.Path(n.cfg.Overlay.IdentityKey))
+	if err != nil {
+		return err
+	}
+	log := n.log.With("overlay", "domain")
+	ov, err := overlay.New(ctx, overlay.Config{
+		Name:              "domain." + strings.ToLower(n.cfg.Domain),
+		Identity:          key,
+		ListenAddrs:       d.Listen,
+		Bootstrap:         d.Bootstrap,
+		GossipInterval:    time.Duration(n.cfg.Overlay.GossipInterval),
+		FailAfter:         time.Duration(n.cfg.Overlay.FailAfter),
+		DisableDHTRefresh: n.opts.DisableDHTRefresh,
+		PrivateNetwork:    psk,
+		Logger:            log,
+	})
+	if err != nil {
+		return fmt.Errorf("registrar.domain_overlay: %w", err)
+	}
+	n.onClose(ov.Close)
+	if n.shared, err = n.newLocation(ctx, ov, log); err != nil {
+		return err
+	}
+	n.onClose(n.shared.Close)
+	n.domainOverlay = ov
+	jctx, cancel := context.WithTimeout(ctx, n.opts.JoinTimeout)
+	defer cancel()
+	if err := ov.Join(jctx); err != nil {
+		if !errors.Is(err, overlay.ErrBootstrap) {
+			return fmt.Errorf("registrar.domain_overlay: %w", err)
+		}
+		log.Warn("no other front-end of the domain answered; retrying in the background", "err", err)
+	}
 	return nil
 }
 
@@ -154,7 +217,11 @@ func (n *Node) startSIPRoles(context.Context) (err error) {
 	atRelay := func(ip net.IP, port int) bool {
 		return n.overlay.AnyService(func(s string) bool { return relay.InEndpoint(s, ip, port) })
 	}
-	if n.sip, n.reg, n.proxy, err = startSIP(n.cfg, n.cred, n.anchors, n.lsp, n.anchor, atRelay, n.log); err != nil {
+	var shared lsp.LocationService // nil, not a nil *lsp.Service
+	if n.shared != nil {
+		shared = n.shared
+	}
+	if n.sip, n.reg, n.proxy, err = startSIP(n.cfg, n.cred, n.anchors, n.lsp, shared, n.anchor, atRelay, n.log); err != nil {
 		return err
 	}
 	n.onClose(n.sip.Close)

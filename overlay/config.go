@@ -109,6 +109,11 @@ type Config struct {
 	// Federation closes the overlay to holders of member certificates (and of
 	// its private-network key, if it has one). Nil: an open overlay.
 	Federation *Federation
+	// PrivateNetwork closes the overlay to the holders of this libp2p
+	// private-network key (32 bytes), with no member certificates: a
+	// domain's front-ends sharing its bindings, the key derived from the
+	// domain's. A Federation's own key takes precedence. TCP only.
+	PrivateNetwork PSK
 	// Logger; default slog.Default(). Tagged with component=overlay.
 	Logger *slog.Logger
 }

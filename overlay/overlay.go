@@ -92,6 +92,9 @@ func New(ctx context.Context, cfg Config) (o *Overlay, err error) {
 	if o.store, err = openStore(r.DataDir); err != nil {
 		return nil, err
 	}
+	if k := r.PrivateNetwork; k != nil && len(k) != 32 {
+		return nil, fmt.Errorf("%w: private-network key of %d bytes: want 32", ErrConfig, len(k))
+	}
 	if f := r.Federation; f != nil {
 		// Fail fast on our own membership: a node whose certificate the
 		// federation would refuse should say so, not wander unadmitted.
@@ -145,8 +148,8 @@ func (o *Overlay) startHost() error {
 		return fmt.Errorf("overlay: connection manager: %w", err)
 	}
 	hostOpts := o.natOptions()
-	if r.Federation != nil && r.Federation.PSK != nil {
-		hostOpts = append(hostOpts, libp2p.PrivateNetwork(r.Federation.PSK))
+	if psk := o.PrivateNetwork(); psk != nil {
+		hostOpts = append(hostOpts, libp2p.PrivateNetwork(psk))
 	}
 	o.host, err = libp2p.New(append(hostOpts,
 		libp2p.Identity(r.Identity),
@@ -385,16 +388,16 @@ func (o *Overlay) explainJoin(ai peer.AddrInfo, err error) error {
 			return err
 		}
 	}
-	f := o.cfg.Federation
+	psk := o.PrivateNetwork()
 	switch firstWords(o.ctx, ai) {
 	case speaksClear:
-		if f == nil || f.PSK == nil {
+		if psk == nil {
 			return err // a busy peer: the join is retried
 		}
-		return fmt.Errorf("%w: handshake with %s failed: this node has a private-network key (fingerprint %s) and the peer has none: %v", ErrMembership, p, pki.PSKFingerprint(f.PSK), err)
+		return fmt.Errorf("%w: handshake with %s failed: this node has a private-network key (fingerprint %s) and the peer has none: %v", ErrMembership, p, pki.PSKFingerprint(psk), err)
 	case speaksKeyed:
-		if f != nil && f.PSK != nil {
-			return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's: %v", ErrMembership, p, pki.PSKFingerprint(f.PSK), err)
+		if psk != nil {
+			return fmt.Errorf("%w: handshake with %s failed: this node's private-network key (fingerprint %s) is not the overlay's: %v", ErrMembership, p, pki.PSKFingerprint(psk), err)
 		}
 		return fmt.Errorf("%w: handshake with %s failed: overlay %q is a private network, and its members need its key (overlay.psk_file): %v", ErrMembership, p, o.cfg.Name, err)
 	}
@@ -424,10 +427,10 @@ func (o *Overlay) HandleClients(pid protocol.ID, h network.StreamHandler) {
 // PrivateNetwork returns the overlay's private-network key, nil if none:
 // a client host must use it to connect.
 func (o *Overlay) PrivateNetwork() pnet.PSK {
-	if o.cfg.Federation == nil {
-		return nil
+	if f := o.cfg.Federation; f != nil && f.PSK != nil {
+		return f.PSK
 	}
-	return o.cfg.Federation.PSK
+	return o.cfg.PrivateNetwork
 }
 
 // What a libp2p listener sends first on a new TCP connection.

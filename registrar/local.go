@@ -119,12 +119,13 @@ func (s *localStore) expireLocked(canon string, now time.Time) {
 	}
 }
 
-// hybrid writes to the overlay and mirrors to the embedded store; reads come
-// from the overlay and fall back to the mirror while the overlay is
-// unavailable, so this front-end can still answer for what it registered.
+// hybrid writes to the overlay and mirrors to the domain's shared location
+// service (or the embedded store); reads come from the overlay and fall back
+// to the mirror while the overlay is unavailable, so the domain's front-ends
+// can still answer for what they registered.
 type hybrid struct {
 	overlay lsp.LocationService
-	local   *localStore
+	local   lsp.LocationService
 	log     func(msg string, args ...any)
 }
 

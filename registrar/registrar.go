@@ -29,10 +29,12 @@ type Mode string
 const (
 	// Stateless publishes into the overlay only (the draft's stateless registrar).
 	Stateless Mode = "stateless"
-	// Local keeps bindings in this process only.
+	// Local keeps bindings out of the overlay: in the domain's shared
+	// location service (Config.Shared), else in this process only.
 	Local Mode = "local"
-	// Hybrid publishes into the overlay and mirrors in this process; reads
-	// fall back to the mirror while the overlay is unavailable.
+	// Hybrid publishes into the overlay and mirrors to the domain's shared
+	// location service (else to this process); reads fall back to the
+	// mirror while the overlay is unavailable.
 	Hybrid Mode = "hybrid"
 )
 
@@ -44,6 +46,11 @@ type Config struct {
 	Mode Mode
 	// Location is the location service (Stateless and Hybrid modes).
 	Location lsp.LocationService
+	// Shared is the domain's own location service (Local and Hybrid
+	// modes): the LSP on a private overlay of the domain's front-ends, so a
+	// binding made at one is found at every other (p2p-ipcom §4). Nil: a
+	// store in this process, which no other front-end sees.
+	Shared lsp.LocationService
 	// Users with their HA1 hashes; nil disables authentication.
 	Users *UsersFile
 	// NonceSecret keys the stateless nonces; front-ends of one domain share
@@ -196,9 +203,15 @@ func New(cfg Config) (*Registrar, error) {
 	case Stateless:
 		r.loc = cfg.Location
 	case Local:
-		r.loc = newLocalStore()
+		r.loc = cfg.Shared
+		if r.loc == nil {
+			r.loc = newLocalStore()
+		}
 	case Hybrid:
-		h := &hybrid{overlay: cfg.Location, local: newLocalStore(), log: cfg.Logger.Warn}
+		h := &hybrid{overlay: cfg.Location, local: cfg.Shared, log: cfg.Logger.Warn}
+		if h.local == nil {
+			h.local = newLocalStore()
+		}
 		r.loc = h
 		if reg, ok := cfg.Location.(lsp.Registry); ok {
 			r.loc = &hybridRegistry{hybrid: h, reg: reg}
