@@ -239,6 +239,9 @@ type chain struct {
 	leaf     *x509.Certificate
 	ders     [][]byte
 	notAfter time.Time
+	// by is the domain certificate that signed an AOR certificate leaf
+	// (pki.IssueAOR); nil for a leaf issued by a CA.
+	by *x509.Certificate
 
 	mu      sync.Mutex
 	domains map[string]bool // domains the leaf's DNS SANs were found to cover
@@ -249,8 +252,13 @@ type chain struct {
 const maxCachedDomains = 1024
 
 // authorizes is authorizes(c.leaf, aor) with DNS matches cached per domain.
+// An AOR certificate authorizes its URI SAN's AOR alone, of a domain its
+// signing domain certificate covers.
 func (c *chain) authorizes(aor string) bool {
 	d := Domain(aor)
+	if c.by != nil {
+		return d != "" && len(c.leaf.DNSNames) == 0 && c.by.VerifyHostname(d) == nil && authorizes(c.leaf, aor)
+	}
 	c.mu.Lock()
 	ok := c.domains[d]
 	c.mu.Unlock()
@@ -306,12 +314,26 @@ func (v *Verifier) chainFor(fp [32]byte, certs [][]byte) (*chain, error) {
 	if leaf == nil {
 		return nil, fmt.Errorf("%w: signing certificate %x not supplied", ErrForbidden, fp[:6])
 	}
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter,
+	by, err := delegator(leaf, certs, now)
+	if err != nil {
+		return nil, err
+	}
+	verified := leaf // what must chain to the anchors: the leaf, or its domain certificate
+	if by != nil {
+		verified = by
+	}
+	chains, err := verified.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter,
 		CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
-		return nil, fmt.Errorf("%w: certificate %q: %v", ErrForbidden, leaf.Subject.CommonName, err)
+		return nil, fmt.Errorf("%w: certificate %q: %v", ErrForbidden, verified.Subject.CommonName, err)
 	}
-	c = &chain{leaf: leaf, ders: [][]byte{leaf.Raw}, notAfter: leaf.NotAfter}
+	c = &chain{leaf: leaf, ders: [][]byte{leaf.Raw}, notAfter: leaf.NotAfter, by: by}
+	if by != nil {
+		c.ders = append(c.ders, by.Raw)
+		if by.NotAfter.Before(c.notAfter) {
+			c.notAfter = by.NotAfter
+		}
+	}
 	for _, cert := range chains[0][1:] {
 		if cert.NotAfter.Before(c.notAfter) {
 			c.notAfter = cert.NotAfter
@@ -327,6 +349,35 @@ func (v *Verifier) chainFor(fp [32]byte, certs [][]byte) (*chain, error) {
 	v.chains[fp] = c
 	v.mu.Unlock()
 	return c, nil
+}
+
+// delegator returns the domain certificate among certs that signed leaf,
+// when leaf is an AOR certificate (pki.IssueAOR: issued by a domain's
+// credential, not by a CA); nil when a CA issued leaf. An AOR certificate
+// must name AORs only (URI SANs, no DNS name), be no CA, be valid now and
+// carry no critical extension this code does not understand.
+func delegator(leaf *x509.Certificate, certs [][]byte, now time.Time) (*x509.Certificate, error) {
+	var by *x509.Certificate
+	for _, der := range certs {
+		if c, err := x509.ParseCertificate(der); err == nil && !c.IsCA && !c.Equal(leaf) &&
+			string(c.RawSubject) == string(leaf.RawIssuer) &&
+			c.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
+			by = c
+			break
+		}
+	}
+	switch {
+	case by == nil:
+		return nil, nil
+	case leaf.IsCA || len(leaf.DNSNames) > 0 || len(leaf.URIs) == 0 || len(leaf.IPAddresses) > 0 || len(leaf.EmailAddresses) > 0:
+		return nil, fmt.Errorf("%w: AOR certificate %q: want AOR URIs alone, and no CA", ErrForbidden, leaf.Subject.CommonName)
+	case now.Before(leaf.NotBefore) || now.After(leaf.NotAfter):
+		return nil, fmt.Errorf("%w: AOR certificate %q: not valid now (%s to %s)", ErrForbidden, leaf.Subject.CommonName,
+			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	case len(leaf.UnhandledCriticalExtensions) > 0:
+		return nil, fmt.Errorf("%w: AOR certificate %q: unhandled critical extension", ErrForbidden, leaf.Subject.CommonName)
+	}
+	return by, nil
 }
 
 // verify checks one decoded entry: field validity, clock bounds, the signing
