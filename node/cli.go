@@ -105,13 +105,35 @@ func Dial(ctx context.Context, cfg *Config, withCred bool) (*lsp.Client, error) 
 
 // dial is Dial; strict asks the node alone, never its bootstrap peers.
 func dial(ctx context.Context, cfg *Config, withCred, strict bool) (*lsp.Client, error) {
-	key, err := overlay.LoadIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	dc, err := dialConfig(cfg, withCred, strict)
 	if err != nil {
 		return nil, err
 	}
+	return lsp.Dial(ctx, dc)
+}
+
+// DialConfigOf is how a client reaches the overlay through the node of
+// the config at path: that node, then its bootstrap peers; the overlay's
+// name, trust anchors and private-network key. No credential: a client
+// brings its own (an AOR certificate, 'lsnode ua publish').
+func DialConfigOf(path string) (lsp.DialConfig, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return lsp.DialConfig{}, err
+	}
+	return dialConfig(cfg, false, false)
+}
+
+// dialConfig is dial's config: the node itself first, then its bootstrap
+// peers (strict: the node alone).
+func dialConfig(cfg *Config, withCred, strict bool) (lsp.DialConfig, error) {
+	key, err := overlay.LoadIdentity(cfg.Path(cfg.Overlay.IdentityKey))
+	if err != nil {
+		return lsp.DialConfig{}, err
+	}
 	id, err := overlay.PeerIDOf(key)
 	if err != nil {
-		return nil, err
+		return lsp.DialConfig{}, err
 	}
 	// The node itself first (on loopback if it listens everywhere), then
 	// its bootstrap peers.
@@ -121,11 +143,11 @@ func dial(ctx context.Context, cfg *Config, withCred, strict bool) (*lsp.Client,
 	}
 	candidates, err := overlay.ParseAddrInfos(self)
 	if err != nil {
-		return nil, err
+		return lsp.DialConfig{}, err
 	}
 	boots, err := overlay.ParseAddrInfos(cfg.Overlay.Bootstrap)
 	if err != nil {
-		return nil, err
+		return lsp.DialConfig{}, err
 	}
 	dc := lsp.DialConfig{ClientConfig: lsp.ClientConfig{Overlay: cfg.Overlay.Name}, Name: "node " + cfg.Name + " or its bootstrap peers",
 		Candidates: append(candidates, boots...)}
@@ -133,19 +155,19 @@ func dial(ctx context.Context, cfg *Config, withCred, strict bool) (*lsp.Client,
 		dc.Name, dc.Candidates = "node "+cfg.Name, candidates
 	}
 	if dc.TrustAnchors, err = cfg.LoadTrustAnchors(); err != nil {
-		return nil, err
+		return lsp.DialConfig{}, err
 	}
 	if withCred {
 		if dc.Credential, err = cfg.LoadCredential(); err != nil {
-			return nil, err
+			return lsp.DialConfig{}, err
 		}
 	}
 	fed, err := cfg.LoadFederation()
 	if err != nil {
-		return nil, err
+		return lsp.DialConfig{}, err
 	}
 	if fed != nil {
 		dc.PSK = fed.PSK
 	}
-	return lsp.Dial(ctx, dc)
+	return dc, nil
 }

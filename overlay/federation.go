@@ -66,6 +66,19 @@ func SignMember(dir string, id PeerID, name string, validity time.Duration, out 
 	return pki.SignMember(dir, pub, id.String(), name, validity, out)
 }
 
+// LoadPSK reads a private-network key file (lsnode ca init's swarm.key).
+func LoadPSK(path string) (PSK, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: private-network key: %v", ErrConfig, err)
+	}
+	psk, err := pnet.DecodeV1PSK(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: private-network key %s: %v", ErrConfig, path, err)
+	}
+	return psk, nil
+}
+
 // LoadFederation reads a federation's files: the private-network key (""
 // for none), the CA certificates, this node's member certificate chain and
 // the CA's revocation list ("" for none; its signature must verify against
@@ -73,12 +86,9 @@ func SignMember(dir string, id PeerID, name string, validity time.Duration, out 
 func LoadFederation(pskFile string, caFiles []string, certFile, crlFile string) (*Federation, error) {
 	f := &Federation{CAs: x509.NewCertPool(), Revoked: map[string]bool{}}
 	if pskFile != "" {
-		b, err := os.ReadFile(pskFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: private-network key: %v", ErrConfig, err)
-		}
-		if f.PSK, err = pnet.DecodeV1PSK(bytes.NewReader(b)); err != nil {
-			return nil, fmt.Errorf("%w: private-network key %s: %v", ErrConfig, pskFile, err)
+		var err error
+		if f.PSK, err = LoadPSK(pskFile); err != nil {
+			return nil, err
 		}
 	}
 	if len(caFiles) == 0 {

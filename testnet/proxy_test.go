@@ -150,28 +150,36 @@ func TestProxyBypass(t *testing.T) {
 		domain: "b.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort), expires: 600, final: 200}).run(t); err != nil {
 		t.Fatal(err)
 	}
+	bypassCall(t, nw, aNode, user, "b.example", bNodes, uas)
+	st := nw.Node(aNode).Proxy().Stats()
+	if st.Direct < 1 || st.Lookups < 1 {
+		t.Errorf("a.example proxy: %+v, want the INVITE sent straight to the Contact after an overlay lookup", st)
+	}
+	t.Logf("a.example proxy: %+v", st)
+}
+
+// bypassCall has a sipp UAC call user@domain through node via's proxy; the
+// UAS answers it, and none of the nodes untouched sees a request of the
+// call (the callee's domain is bypassed).
+func bypassCall(t *testing.T, nw *testnet.Network, via int, user, domain string, untouched []int, uas *sippProc) {
+	t.Helper()
 	before := map[int]int64{}
-	for _, i := range bNodes {
+	for _, i := range untouched {
 		before[i] = nw.Node(i).Proxy().Stats().Requests
 	}
-	uac := startSipp(t, "uac", "uac.xml", freeUDPPort(t), nw.Node(aNode).SIPAddr(),
-		"-s", user, "-key", "domain", "b.example", "-m", "1", "-timeout", "30s")
+	uac := startSipp(t, "uac", "uac.xml", freeUDPPort(t), nw.Node(via).SIPAddr(),
+		"-s", user, "-key", "domain", domain, "-m", "1", "-timeout", "30s")
 	if err := uac.wait(45 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := uas.wait(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range bNodes {
+	for _, i := range untouched {
 		if got := nw.Node(i).Proxy().Stats().Requests; got != before[i] {
-			t.Errorf("b.example node %d saw %d requests of the call: the bypass failed", i, got-before[i])
+			t.Errorf("%s node %d saw %d requests of the call: the bypass failed", domain, i, got-before[i])
 		}
 	}
-	st := nw.Node(aNode).Proxy().Stats()
-	if st.Direct < 1 || st.Lookups < 1 {
-		t.Errorf("a.example proxy: %+v, want the INVITE sent straight to the Contact after an overlay lookup", st)
-	}
-	t.Logf("a.example proxy: %+v", st)
 }
 
 // dnsServer serves a zone on loopback UDP for RFC 3263 tests.

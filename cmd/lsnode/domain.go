@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/lsnode/lsnode/internal/cli"
+	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/pki"
 )
 
 // cmdDomain makes a domain's credential: with a CA of our own (ca, issue)
 // or a request for someone else's (csr).
 var cmdDomain = cli.Group("domain", cli.Sub{Name: "ca", Run: cmdDomainCA}, cli.Sub{Name: "issue", Run: cmdDomainIssue},
-	cli.Sub{Name: "csr", Run: cmdDomainCSR})
+	cli.Sub{Name: "csr", Run: cmdDomainCSR}, cli.Sub{Name: "aor", Run: cmdDomainAOR})
 
 func cmdDomainCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlags("domain ca", stderr)
@@ -64,5 +65,30 @@ func cmdDomainCSR(_ context.Context, args []string, stdout, stderr io.Writer) er
 		verb = "created"
 	}
 	fmt.Fprintf(stdout, "request for %s written to %s (key %s %s); have a CA sign it, e.g. certbot certonly --csr %s\n", *domain, *out, *key, verb, *out)
+	return nil
+}
+
+// cmdDomainAOR issues an AOR certificate with the domain's credential: a
+// UA holding it publishes its own binding (lsnode ua publish).
+func cmdDomainAOR(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlags("domain aor", stderr)
+	cert := fs.String("cert", "", "the domain's certificate (a node's cert_file)")
+	key := fs.String("key", "", "its key (key_file)")
+	aor := fs.String("aor", "", "the AOR, sip:USER@DOMAIN")
+	out := fs.String("out", ".", "directory to write USER@DOMAIN.pem and USER@DOMAIN.key to")
+	days := fs.Int("days", 30, "validity in days (at most 90: nothing revokes it before it expires)")
+	if err := fs.Parse(args); err != nil || *cert == "" || *key == "" || *aor == "" || fs.NArg() > 0 || *days <= 0 {
+		return cli.UsageErr(err, "domain aor: want --cert FILE --key FILE --aor AOR [--out DIR] [--days N]")
+	}
+	canon, err := lsp.Canonical(*aor)
+	if err != nil {
+		return err
+	}
+	c, k, err := pki.IssueAORFiles(*cert, *key, canon, *out, time.Duration(*days)*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "AOR certificate of %s: %s (key %s); publish with: lsnode ua publish --cert %s --key %s --aor %s --contact URI --config NODE.yaml\n",
+		canon, c, k, c, k, canon)
 	return nil
 }

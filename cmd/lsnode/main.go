@@ -41,5 +41,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 var commands = cli.Commands{
 	"run": cmdRun, "testnet": cmdTestnet, "testbed": cmdTestbed, "chaos": cmdChaos,
 	"lookup": cmdLookup, "publish": cmdPublish, "remove": cmdRemove, "status": cmdStatus, "relays": cmdRelays,
-	"ca": cmdCA, "domain": cmdDomain, "user": cmdUser, "id": cmdID, "config": cmdConfig, "version": cmdVersion, "--version": cmdVersion,
+	"ca": cmdCA, "domain": cmdDomain, "ua": cmdUA, "user": cmdUser, "id": cmdID, "config": cmdConfig, "version": cmdVersion, "--version": cmdVersion,
 }

@@ -70,12 +70,33 @@ func TestCLI(t *testing.T) {
 		res.Bindings[0].Contact != "sip:alice@127.0.0.1:5070" || res.Bindings[0].Signer != "a.example" {
 		t.Fatalf("lookup output %q: %v", out, err)
 	}
+	// A UA as its own registrar: an AOR certificate from a.example's
+	// credential publishes through the overlay-only node.
+	uaDir := t.TempDir()
+	if code, out, errs := lsnode(t, "domain", "aor", "--cert", filepath.Join(dir, m.Domains[0].Cert), "--key", filepath.Join(dir, m.Domains[0].Key),
+		"--aor", "sip:Carol@a.example", "--out", uaDir, "--days", "1"); code != 0 || !strings.Contains(out, "carol@a.example.pem") {
+		t.Fatalf("domain aor: %d %q %q", code, out, errs)
+	}
+	carolCert, carolKey := filepath.Join(uaDir, "carol@a.example.pem"), filepath.Join(uaDir, "carol@a.example.key")
+	if code, out, errs := lsnode(t, "ua", "publish", "--cert", carolCert, "--key", carolKey, "--aor", "sip:carol@a.example",
+		"--contact", "sip:carol@127.0.0.1:5090", "--expires", "60", "--config", cfgO); code != 0 {
+		t.Fatalf("ua publish: %d %q %q", code, out, errs)
+	}
+	if code, out, _ = lsnode(t, "lookup", "--config", cfgB, "sip:carol@a.example"); code != 0 || !strings.Contains(out, `"signer": "sip:carol@a.example"`) {
+		t.Fatalf("lookup of the UA's own binding: %d %q", code, out)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
 		code int
 		msg  string
 	}{
+		{"an AOR certificate for another AOR", []string{"ua", "publish", "--cert", carolCert, "--key", carolKey, "--aor", "sip:alice@a.example",
+			"--contact", "sip:x@y", "--config", cfgO}, 2, "does not cover sip:alice@a.example"},
+		{"an AOR of another domain", []string{"domain", "aor", "--cert", filepath.Join(dir, m.Domains[0].Cert), "--key", filepath.Join(dir, m.Domains[0].Key),
+			"--aor", "sip:carol@b.example", "--out", uaDir}, 2, "does not cover sip:carol@b.example"},
+		{"ua publish without an overlay", []string{"ua", "publish", "--cert", carolCert, "--key", carolKey, "--aor", "sip:carol@a.example",
+			"--contact", "sip:x@y"}, 2, "want --cert FILE"},
 		{"not found", []string{"lookup", "--config", cfgB, "sip:nobody@a.example"}, 1, "not found"},
 		{"wrong domain credential", []string{"publish", "--config", cfgB, "--aor", "sip:alice@a.example", "--contact", "sip:x@y"}, 2, "forbidden"},
 		{"overlay-only node cannot publish", []string{"publish", "--config", cfgO, "--aor", "sip:alice@a.example", "--contact", "sip:x@y"}, 2, "no domain credential"},

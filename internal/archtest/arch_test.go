@@ -43,7 +43,8 @@ var allowed = map[string][]string{
 	"internal/promsnap":  nil,
 	"node":               {"*"},
 	"testnet":            {"node", "pki", "lsp", "overlay", "registrar"},
-	"cmd/lsnode":         {"node", "testnet", "lsp", "pki", "registrar", "internal/cli"},
+	"ua":                 {"lsp", "overlay"},
+	"cmd/lsnode":         {"node", "testnet", "lsp", "pki", "registrar", "ua", "internal/cli"},
 }
 
 // libp2pAllowed may import libp2p (and multiaddr) in non-test code.
@@ -135,14 +136,15 @@ func TestFunctionLength(t *testing.T) {
 // TestThinMain: the CLI parses, calls and prints; the work lives in the
 // library packages. A command is a file of its own (a group's
 // subcommands share one) of at most 100 lines, and the whole CLI stays
-// under 800 (21 commands and subcommands groups' worth of flags; it was
-// 600 before 'domain' and 'user').
+// under 950 (23 commands and subcommand groups' worth of flags; it was
+// 600 before 'domain' and 'user', 800 before 'domain aor' and 'ua').
 func TestThinMain(t *testing.T) {
+	const cmdLimit = 950
 	for _, p := range packages(t) {
 		var limit int
 		switch strings.TrimPrefix(p.ImportPath, module+"/") {
 		case "cmd/lsnode":
-			limit = 800
+			limit = cmdLimit
 		case "lsp":
 			// lsp/service.go alone: the Service type and its wiring.
 			b, err := os.ReadFile(filepath.Join(p.Dir, "service.go"))
@@ -160,7 +162,7 @@ func TestThinMain(t *testing.T) {
 				t.Fatal(err)
 			}
 			n := bytes.Count(b, []byte("\n"))
-			if n > 100 && limit == 800 {
+			if n > 100 && limit == cmdLimit {
 				t.Errorf("%s/%s is %d lines: a command file parses, calls and prints (limit 100)", p.ImportPath, f, n)
 			}
 			lines += n
