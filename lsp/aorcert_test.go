@@ -86,15 +86,19 @@ func TestAORCertificates(t *testing.T) {
 		t.Error("b.example's credential issued a certificate for an AOR of a.example")
 	}
 
-	refused := func(name string, cred *Credential, aor string) {
+	refusedBinding := func(name string, cred *Credential, aor string, b Binding) {
 		t.Helper()
-		es := signed(t, a, aor, binding("sip:x@192.0.2.9", time.Hour))
+		es := signed(t, a, aor, b)
 		if err := cred.sign(es); err != nil { // by cred, whatever it covers: the client's check is skipped
 			t.Fatal(err)
 		}
 		if _, err := v.verify(es[0], cred.Chain); !errors.Is(err, ErrForbidden) {
 			t.Errorf("%s: %v, want ErrForbidden", name, err)
 		}
+	}
+	refused := func(name string, cred *Credential, aor string) {
+		t.Helper()
+		refusedBinding(name, cred, aor, binding("sip:x@192.0.2.9", time.Hour))
 	}
 	aliceCred := aorCred(t, a, alice)
 	if _, err := prepare(aliceCred, &clock{}, bob, []Binding{binding("sip:bob@192.0.2.2", time.Hour)}); !errors.Is(err, ErrForbidden) {
@@ -105,6 +109,15 @@ func TestAORCertificates(t *testing.T) {
 	refused("an AOR certificate with a DNS name", forgedAORCred(t, a, aorTemplate(alice, []string{"a.example"}, time.Now().Add(time.Hour))), alice)
 	refused("an expired AOR certificate", forgedAORCred(t, a, aorTemplate(alice, nil, time.Now().Add(-time.Hour))), alice)
 	refused("a domain of another CA", forgedAORCred(t, rogue, aorTemplate(alice, nil, time.Now().Add(time.Hour))), alice)
+	refused("an AOR certificate valid for years", forgedAORCred(t, a, aorTemplate(alice, nil, time.Now().Add(5*365*24*time.Hour))), alice)
+	// What only a registrar observes is not a UA's to claim: a proxy
+	// would send requests to a Received or through a Path.
+	withReceived := binding("sip:alice@192.0.2.1", time.Hour)
+	withReceived.Received = "127.0.0.1:6379"
+	refusedBinding("an AOR certificate's binding with a Received", aliceCred, alice, withReceived)
+	withPath := binding("sip:alice@192.0.2.1", time.Hour)
+	withPath.Path = []string{"<sip:127.0.0.1:5060;lr>"}
+	refusedBinding("an AOR certificate's binding with a Path", aliceCred, alice, withPath)
 	// An AOR certificate cannot issue another.
 	carol := "sip:carol@a.example"
 	second := forgedAORCred(t, aliceCred, aorTemplate(carol, nil, time.Now().Add(time.Hour)))

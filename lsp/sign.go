@@ -10,10 +10,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/lsnode/lsnode/pki"
 )
 
 // rootContext is prepended to a Merkle root before signing (domain separation).
@@ -257,7 +260,8 @@ const maxCachedDomains = 1024
 func (c *chain) authorizes(aor string) bool {
 	d := Domain(aor)
 	if c.by != nil {
-		return d != "" && len(c.leaf.DNSNames) == 0 && c.by.VerifyHostname(d) == nil && authorizes(c.leaf, aor)
+		return d != "" && net.ParseIP(d) == nil && len(c.leaf.DNSNames) == 0 && len(c.by.DNSNames) > 0 &&
+			c.by.VerifyHostname(d) == nil && authorizes(c.leaf, aor)
 	}
 	c.mu.Lock()
 	ok := c.domains[d]
@@ -358,10 +362,17 @@ func (v *Verifier) chainFor(fp [32]byte, certs [][]byte) (*chain, error) {
 // carry no critical extension this code does not understand.
 func delegator(leaf *x509.Certificate, certs [][]byte, now time.Time) (*x509.Certificate, error) {
 	var by *x509.Certificate
+	tries := 0 // signature checks: a message cannot buy more than maxDelegators per entry
 	for _, der := range certs {
-		if c, err := x509.ParseCertificate(der); err == nil && !c.IsCA && !c.Equal(leaf) &&
-			string(c.RawSubject) == string(leaf.RawIssuer) &&
-			c.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
+		if tries == maxDelegators {
+			break
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil || c.IsCA || c.Equal(leaf) || string(c.RawSubject) != string(leaf.RawIssuer) {
+			continue
+		}
+		tries++
+		if c.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
 			by = c
 			break
 		}
@@ -369,6 +380,8 @@ func delegator(leaf *x509.Certificate, certs [][]byte, now time.Time) (*x509.Cer
 	switch {
 	case by == nil:
 		return nil, nil
+	case leaf.NotAfter.Sub(leaf.NotBefore) > pki.MaxAORValidity+2*time.Hour:
+		return nil, fmt.Errorf("%w: AOR certificate %q: valid longer than %v", ErrForbidden, leaf.Subject.CommonName, pki.MaxAORValidity)
 	case leaf.IsCA || len(leaf.DNSNames) > 0 || len(leaf.URIs) == 0 || len(leaf.IPAddresses) > 0 || len(leaf.EmailAddresses) > 0:
 		return nil, fmt.Errorf("%w: AOR certificate %q: want AOR URIs alone, and no CA", ErrForbidden, leaf.Subject.CommonName)
 	case now.Before(leaf.NotBefore) || now.After(leaf.NotAfter):
@@ -379,6 +392,10 @@ func delegator(leaf *x509.Certificate, certs [][]byte, now time.Time) (*x509.Cer
 	}
 	return by, nil
 }
+
+// maxDelegators bounds the certificates tried as an AOR certificate's
+// signer (same subject as its issuer) per verification.
+const maxDelegators = 4
 
 // verify checks one decoded entry: field validity, clock bounds, the signing
 // chain, the certificate's authority over the AOR and the root signature.
@@ -407,6 +424,11 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 	}
 	if !c.authorizes(e.AOR) {
 		return nil, fmt.Errorf("%w: %w: certificate %q does not cover %q", ErrForbidden, errForged, c.leaf.Subject.CommonName, e.AOR)
+	}
+	if c.by != nil && (len(e.B.Path) > 0 || e.B.Received != "") {
+		// What a registrar observed (the REGISTER's source, its edge
+		// proxies): a UA's own word on it would steer proxies.
+		return nil, fmt.Errorf("%w: an AOR certificate's binding of %q carries a Path or Received (a registrar's fields)", ErrForbidden, e.AOR)
 	}
 	root := rootOf(e)
 	key := sigKey(e.CertFP, root, e.Sig)

@@ -193,6 +193,9 @@ func (c *Config) checkDomainOverlay(k *checker) {
 	if c.SIP == "" || c.Domain == "" {
 		k.add("registrar.domain_overlay", "needs sip and a domain: its key is derived from the domain's")
 	}
+	if len(c.Domain) > 56 {
+		k.add("registrar.domain_overlay", "the domain %q is longer than 56 characters: its overlay's name (domain.DOMAIN) would be too long", c.Domain)
+	}
 	for i, s := range d.Listen {
 		if err := overlay.CheckListenAddr(s); err != nil {
 			k.add(fmt.Sprintf("registrar.domain_overlay.listen[%d]", i), "%q: %v", s, err)

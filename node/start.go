@@ -132,7 +132,8 @@ func (n *Node) startDomainLocation(ctx context.Context) (err error) {
 	if n.cred == nil {
 		return fmt.Errorf("%w: registrar.domain_overlay needs the domain's credential (cert_file, key_file)", ErrConfig)
 	}
-	psk, err := n.cred.DeriveSecret("domain overlay " + n.cfg.Domain)
+	domain := strings.ToLower(n.cfg.Domain)
+	psk, err := n.cred.DeriveSecret("domain overlay " + domain)
 	if err != nil {
 		return err
 	}
@@ -142,7 +143,7 @@ func (n *Node) startDomainLocation(ctx context.Context) (err error) {
 	}
 	log := n.log.With("overlay", "domain")
 	ov, err := overlay.New(ctx, overlay.Config{
-		Name:              "domain." + strings.ToLower(n.cfg.Domain),
+		Name:              "domain." + domain,
 		Identity:          key,
 		ListenAddrs:       d.Listen,
 		Bootstrap:         d.Bootstrap,
@@ -150,6 +151,7 @@ func (n *Node) startDomainLocation(ctx context.Context) (err error) {
 		FailAfter:         time.Duration(n.cfg.Overlay.FailAfter),
 		DisableDHTRefresh: n.opts.DisableDHTRefresh,
 		PrivateNetwork:    psk,
+		ServeAlone:        true, // a front-end works while the others are down
 		Logger:            log,
 	})
 	if err != nil {

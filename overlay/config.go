@@ -109,6 +109,12 @@ type Config struct {
 	// Federation closes the overlay to holders of member certificates (and of
 	// its private-network key, if it has one). Nil: an open overlay.
 	Federation *Federation
+	// ServeAlone: the node counts as joined from the start, bootstrap
+	// peers or not, and serves with what its view holds until it reaches
+	// them (it keeps trying): one of a domain's front-ends, which must
+	// work while the others are down. Without it a node whose bootstrap
+	// peers never answered refuses reads and writes (ErrNotJoined).
+	ServeAlone bool
 	// PrivateNetwork closes the overlay to the holders of this libp2p
 	// private-network key (32 bytes), with no member certificates: a
 	// domain's front-ends sharing its bindings, the key derived from the

@@ -558,6 +558,9 @@ func (o *Overlay) Alive(p peer.ID) bool {
 // but itself (the overlay's first node). Until then its view cannot tell
 // "no such binding" from "not seen yet".
 func (o *Overlay) Joined() bool {
+	if o.cfg.ServeAlone {
+		return true
+	}
 	for _, ai := range o.cfg.bootstrap {
 		if ai.ID != o.host.ID() {
 			return o.members.joined()

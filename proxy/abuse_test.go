@@ -76,6 +76,10 @@ func TestOpenRelay(t *testing.T) {
 		lsp.Binding{Contact: "sip:bob@" + target, Expires: time.Now().Add(time.Hour), Received: "203.0.113.5:5060"})
 	_ = tp.loc.Publish(context.Background(), "sip:carol@a.example",
 		lsp.Binding{Contact: "sip:carol@localhost:" + lport, Expires: time.Now().Add(time.Hour), Received: "203.0.113.5:5060"})
+	// Another domain's word that the UA registered from "this" host (its
+	// own loopback at best): no exemption here.
+	_ = tp.loc.Publish(context.Background(), "sip:dave@a.example",
+		lsp.Binding{Contact: "sip:dave@10.9.9.9", Expires: time.Now().Add(time.Hour), Received: local.addr(), Signer: "b.example"})
 	u := newUA(t) // the attacker
 	self := tp.addr
 	// A Via naming the target's host: the answer goes to the packet's
@@ -109,6 +113,7 @@ func TestOpenRelay(t *testing.T) {
 		{"huge header", u.request("MESSAGE", "sip:x@"+target, "X-Pad: "+strings.Repeat("a", 20000)), 407},
 		{"our user bound to this host", u.request("MESSAGE", "sip:bob@a.example"), 403},
 		{"our user bound to a name of this host", u.request("MESSAGE", "sip:carol@a.example"), 403},
+		{"a binding another domain signed, received on loopback", u.request("MESSAGE", "sip:dave@a.example"), 403},
 	}
 	for _, c := range cases {
 		t.Log(c.name)

@@ -576,7 +576,7 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 			// came from, not the private one in its Contact.
 			t.dest = b.Received
 		}
-		if h, _, err := net.SplitHostPort(b.Received); err == nil {
+		if h, _, err := net.SplitHostPort(b.Received); err == nil && p.ownBinding(b) {
 			if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
 				t.local = true
 			}
@@ -588,6 +588,15 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 		ts = append(ts, t)
 	}
 	return byQ(ts)
+}
+
+// ownBinding: b was registered with this proxy's domain (signed by its
+// credential, or from the registrar's own in-process store, unsigned), so
+// a loopback Received means this host. Another domain's, or an AOR
+// certificate's, names its own host at best, and a forged one this
+// proxy's services.
+func (p *Proxy) ownBinding(b lsp.Binding) bool {
+	return b.Signer == "" || strings.EqualFold(b.Signer, p.cfg.Domain)
 }
 
 // byQ groups targets by q, highest first (RFC 3261 §16.6: equal q in

@@ -129,18 +129,26 @@ type hybrid struct {
 	log     func(msg string, args ...any)
 }
 
+// Publish writes to the overlay; the mirror's failure is logged, not the
+// REGISTER's: the binding is where it must be.
 func (h *hybrid) Publish(ctx context.Context, aor string, bs ...lsp.Binding) error {
 	if err := h.overlay.Publish(ctx, aor, bs...); err != nil {
 		return err
 	}
-	return h.local.Publish(ctx, aor, bs...)
+	if err := h.local.Publish(ctx, aor, bs...); err != nil {
+		h.log("local mirror refused a binding", "aor", aor, "err", err)
+	}
+	return nil
 }
 
 func (h *hybrid) Remove(ctx context.Context, aor string, ids ...string) error {
 	if err := h.overlay.Remove(ctx, aor, ids...); err != nil {
 		return err
 	}
-	return h.local.Remove(ctx, aor, ids...)
+	if err := h.local.Remove(ctx, aor, ids...); err != nil {
+		h.log("local mirror kept a removed binding", "aor", aor, "err", err)
+	}
+	return nil
 }
 
 func (h *hybrid) Lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {

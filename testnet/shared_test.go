@@ -20,7 +20,8 @@ import (
 // UAC calls alice through the second, and again after the first is
 // stopped (the binding is replicated on both). alice's binding never
 // enters the public overlay. A node holding another private-network key
-// cannot join the domain overlay. In hybrid mode the binding is in both
+// cannot join the domain overlay. A front-end restarted while the other is
+// down takes REGISTERs alone. In hybrid mode the binding is in both
 // overlays.
 func TestSharedLocalLocation(t *testing.T) {
 	for _, mode := range []string{"local", "hybrid"} {
@@ -132,5 +133,17 @@ func sharedLocation(t *testing.T, mode string) {
 	call(a1)
 	if err := uas.wait(10 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+
+	// A front-end that starts while the others are down serves alone.
+	if err := nw.StopNode(a1); err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.StartNode(ctx, a1); err != nil {
+		t.Fatal(err)
+	}
+	if err := (sippRun{registrar: nw.Node(a1).SIPAddr(), user: user, authUser: alice.Username, pass: alice.Password,
+		domain: "a.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort+1), expires: 600, final: 200}).run(t); err != nil {
+		t.Fatalf("REGISTER at a front-end whose peers are down: %v", err)
 	}
 }

@@ -181,7 +181,7 @@ const retryAfter = 30 * time.Second
 
 func (p *Publisher) refresh(ctx context.Context) {
 	defer close(p.done)
-	wait := p.cfg.Expires / 2
+	wait := max(p.cfg.Expires/2, time.Second)
 	for {
 		select {
 		case <-ctx.Done():
@@ -197,12 +197,12 @@ func (p *Publisher) refresh(ctx context.Context) {
 			p.refreshes++
 		}
 		p.mu.Unlock()
-		wait = p.cfg.Expires / 2
+		wait = max(p.cfg.Expires/2, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			wait = min(p.cfg.Expires/4, retryAfter)
+			wait = max(min(p.cfg.Expires/4, retryAfter), time.Second)
 			p.cfg.Logger.Warn("ua: refresh failed; retrying", "aor", p.cfg.AOR, "in", wait, "err", err)
 		}
 	}

@@ -35,8 +35,8 @@ func cmdUAPublish(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		(*cfgPath == "") == (*overlayName == "" && len(nodes) == 0) {
 		return cli.UsageErr(err, "ua publish: want --cert FILE --key FILE --aor AOR --contact URI and --config FILE or --overlay NAME --node ADDR --trust-anchors FILE")
 	}
-	if *expires <= 0 {
-		return cli.Fail(2, "ua publish: --expires must be positive")
+	if *expires < 60 {
+		return cli.Fail(2, "ua publish: --expires must be at least 60 (seconds)")
 	}
 	cfg, err := uaConfig(*cfgPath, *overlayName, nodes, anchors, *psk)
 	if err != nil {
