@@ -109,6 +109,9 @@ func (c *Config) checkRoles(k *checker) {
 	if c.HTTP != "" && (c.TURN == "" || c.SIP == "" || c.Registrar.UsersFile == "") {
 		k.add("http", "http (TURN credentials for SIP users) needs turn, sip and registrar.users_file")
 	}
+	if c.Overlay.TargetConns < 0 {
+		k.add("overlay.target_conns", "must be positive (absent: the default)")
+	}
 	if c.Registrar.MaxInFlight < 0 {
 		k.add("registrar.max_in_flight", "must be positive (absent: the default)")
 	}

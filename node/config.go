@@ -114,6 +114,15 @@ type OverlayConfig struct {
 	// MaxConnsPerIP: concurrent libp2p connections from one IPv4 address
 	// (IPv6 /56). Default 64; libp2p's own 8 is too few behind a NAT.
 	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`
+	// TargetConns / WarmConns bound what the node's connections cost (about
+	// 50 KB of memory each, goroutine stacks the most): the connection
+	// manager trims idle ones past target_conns (default 64); while the
+	// overlay has at most warm_conns other members, the node keeps one to
+	// each, so one-hop reads and writes never wait on a dial (default 112;
+	// -1: never). Lower both on a node with little memory: reads to the
+	// members it is not connected to then pay a dial.
+	TargetConns int `json:"target_conns,omitempty"`
+	WarmConns   int `json:"warm_conns,omitempty"`
 	// MaxPerSubnet: at most this many members per IPv4 /24 or IPv6 /48
 	// hold replicas in this node's view (a Sybil diversity limit for open
 	// overlays; kad-dht's routing table gets its own). 0: no limit.

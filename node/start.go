@@ -69,6 +69,8 @@ func (n *Node) startOverlay(ctx context.Context) error {
 		MaxPerSubnet:      cfg.Overlay.MaxPerSubnet,
 		BenchmarkValues:   cfg.Overlay.BenchmarkValues,
 		MaxConnsPerIP:     cfg.Overlay.MaxConnsPerIP,
+		TargetConns:       cfg.Overlay.TargetConns,
+		WarmConns:         cfg.Overlay.WarmConns,
 		Client:            cfg.Overlay.Client,
 		Reachability:      cfg.Overlay.Reachability,
 		RelayService:      cfg.Overlay.RelayService,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -57,8 +58,12 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		b.Fatal(err)
 	}
 	opts := testnet.RunOptions{Logger: quiet()}
-	if bits := envInt("LSNODE_IDLE_PARTIAL", 0); bits > 0 {
-		opts.Tweak = func(cfg *node.Config) { cfg.Overlay.View, cfg.Overlay.RegionBits = "partial", bits }
+	bits := envInt("LSNODE_IDLE_PARTIAL", 0)
+	opts.Tweak = func(cfg *node.Config) {
+		if bits > 0 {
+			cfg.Overlay.View, cfg.Overlay.RegionBits = "partial", bits
+		}
+		connBudget(cfg)
 	}
 	nw, err := testnet.Start(context.Background(), dir, opts)
 	if err != nil {
@@ -86,6 +91,11 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 	tx0, cpu0, m0, t0 := loopbackBytes(b), cpuSeconds(b), sent(), time.Now()
 	time.Sleep(window)
 	tx1, cpu1, m1, secs := loopbackBytes(b), cpuSeconds(b), sent(), time.Since(t0).Seconds()
+	if os.Getenv("LSNODE_IDLE_FREEOS") != "" { // what the nodes hold, without the start-up's retained peak
+		before := rssBytes()
+		debug.FreeOSMemory()
+		fmt.Printf("RSS per node before FreeOSMemory %.1f MB, after %.1f MB\n", float64(before)/1e6/float64(n), float64(rssBytes())/1e6/float64(n))
+	}
 	c := idleCost{n: n, bytesPerSec: float64(tx1-tx0) / float64(n) / secs, rss: float64(rssBytes()) / float64(n),
 		cpu: (cpu1 - cpu0) / secs, members: float64(m1-m0) / float64(n) / secs}
 	for i := range n {
@@ -106,6 +116,16 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		writeHeap(b, fmt.Sprintf("%s.%d", path, n))
 	}
 	return c
+}
+
+// connBudget sets the connection budget of LSNODE_BENCH_CONNS
+// ("TARGET,WARM": overlay.target_conns and warm_conns), if given.
+func connBudget(cfg *node.Config) {
+	if v := os.Getenv("LSNODE_BENCH_CONNS"); v != "" {
+		target, warm, _ := strings.Cut(v, ",")
+		cfg.Overlay.TargetConns, _ = strconv.Atoi(target)
+		cfg.Overlay.WarmConns, _ = strconv.Atoi(warm)
+	}
 }
 
 // writeHeap writes the heap's profile after a collection to path.

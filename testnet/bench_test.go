@@ -125,7 +125,7 @@ func BenchmarkOverlay100(b *testing.B) {
 		}
 		initDur := time.Since(t0)
 		nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(),
-			Tweak: func(c *node.Config) { fastGossip(c); c.Overlay.BenchmarkValues = true }})
+			Tweak: func(c *node.Config) { fastGossip(c); c.Overlay.BenchmarkValues = true; connBudget(c) }})
 		if err != nil {
 			b.Fatal(err)
 		}
