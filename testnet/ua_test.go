@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +84,27 @@ func TestUAOwnRegistrar(t *testing.T) {
 	}
 	if bs, err := nw.Node(b).Location().Lookup(ctx, carol); err != nil || len(bs) != 0 {
 		t.Errorf("after the UA stopped: %+v %v, want no binding", bs, err)
+	}
+
+	// A certificate about to expire: refreshing stops, and says why.
+	cert, key, err = pki.IssueAORFiles(filepath.Join(dir, dom.Cert), filepath.Join(dir, dom.Key), carol, t.TempDir(), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Credential, err = lsp.LoadCredential(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Expires = 2 * time.Second
+	short, err := ua.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-short.Stopped():
+		if _, err := short.Refreshes(); err == nil || !strings.Contains(err.Error(), "expired") {
+			t.Errorf("refreshing stopped with %v, want the credential's expiry", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("still refreshing 10 s after a 3 s certificate")
 	}
 }

@@ -80,6 +80,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: the credential %q does not cover %s", ErrConfig, c.Credential.Leaf.Subject.CommonName, canon)
 	}
 	c.AOR = canon
+	if exp := expiry(c.Credential); !time.Now().Before(exp) {
+		return c, fmt.Errorf("%w: the credential expired at %s (the AOR certificate, or its domain's)", ErrConfig, exp.UTC().Format(time.RFC3339))
+	}
 	if c.Expires == 0 {
 		c.Expires = time.Hour
 	}
@@ -112,6 +115,17 @@ func Target(name string, nodes, anchorFiles []string, pskFile string) (Config, e
 		}
 	}
 	return cfg, nil
+}
+
+// expiry is when the first certificate of c's chain expires.
+func expiry(c *lsp.Credential) time.Time {
+	exp := c.Leaf.NotAfter
+	for _, der := range c.Chain {
+		if cert, err := x509.ParseCertificate(der); err == nil && cert.NotAfter.Before(exp) {
+			exp = cert.NotAfter
+		}
+	}
+	return exp
 }
 
 // Publish publishes cfg's binding once, through the first of cfg.Nodes that
@@ -188,6 +202,13 @@ func (p *Publisher) refresh(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
+		if exp := expiry(p.cfg.Credential); !time.Now().Before(exp) {
+			p.mu.Lock()
+			p.lastErr = fmt.Errorf("ua: %s: the credential expired at %s; the binding lapses", p.cfg.AOR, exp.UTC().Format(time.RFC3339))
+			p.mu.Unlock()
+			p.cfg.Logger.Error("ua: refreshing stopped", "aor", p.cfg.AOR, "err", p.lastErr)
+			return
+		}
 		pctx, cancel := context.WithTimeout(ctx, min(p.cfg.Expires/4, retryAfter)+10*time.Second)
 		_, err := publish(pctx, p.cfg)
 		cancel()
@@ -207,6 +228,10 @@ func (p *Publisher) refresh(ctx context.Context) {
 		}
 	}
 }
+
+// Stopped is closed when refreshing stops: at Close, or when the
+// credential expired (Refreshes says so).
+func (p *Publisher) Stopped() <-chan struct{} { return p.done }
 
 // Refreshes returns how many refreshes succeeded, and the last one's error
 // (nil after a success).

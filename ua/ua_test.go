@@ -18,7 +18,7 @@ import (
 
 // credFor is a self-signed credential whose URI SAN is aor (enough for the
 // checks before any dial).
-func credFor(t *testing.T, aor string) *lsp.Credential {
+func credFor(t *testing.T, aor string, notAfter ...time.Time) *lsp.Credential {
 	t.Helper()
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -27,6 +27,9 @@ func credFor(t *testing.T, aor string) *lsp.Credential {
 	u, _ := url.Parse(aor)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: aor}, URIs: []*url.URL{u},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	if len(notAfter) > 0 {
+		tmpl.NotAfter = notAfter[0]
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +75,11 @@ func TestConfigRefused(t *testing.T) {
 		if _, err := c.withDefaults(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrConfig mentioning %q", name, err, tc.want)
 		}
+	}
+	expired := good
+	expired.Credential = credFor(t, "sip:alice@a.example", time.Now().Add(-time.Minute))
+	if _, err := expired.withDefaults(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("an expired credential: %v", err)
 	}
 	if _, err := Target("public", []string{"/ip4/127.0.0.1/tcp/1"}, []string{"ca.pem"}, ""); err == nil {
 		t.Error("Target took a member without a peer ID")

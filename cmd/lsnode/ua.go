@@ -61,7 +61,12 @@ func cmdUAPublish(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "published %s -> %s, refreshed every %ds until interrupted\n", *aor, *contact, *expires/2)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-p.Stopped(): // the credential expired
+		_, err := p.Refreshes()
+		return err
+	}
 	cctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if err := p.Close(cctx); err != nil {
