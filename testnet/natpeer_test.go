@@ -53,7 +53,15 @@ type peerEvent struct {
 	Relays  []string  `json:"relays,omitempty"`
 	Addr    string    `json:"addr,omitempty"`
 	Lookups []float64 `json:"lookups_ms,omitempty"`
+	Rounds  int       `json:"rounds,omitempty"` // of hole punching, for "direct"
 }
+
+// punchWait is how long a round of hole punching gets before the peer
+// reconnects through the relay for another, at most maxPunches rounds.
+const (
+	punchWait  = 25 * time.Second
+	maxPunches = 4
+)
 
 func report(v any) {
 	b, _ := json.Marshal(v)
@@ -212,21 +220,32 @@ func bedPeer() error {
 		return fmt.Errorf("the first connection to the target is not only a relayed one: %v", conns)
 	}
 	var direct network.Conn
+	tries, try := 1, time.Now()
 	for direct == nil {
 		for _, c := range h.Network().ConnsToPeer(target) {
 			if !c.Stat().Limited && !isCircuit(c.RemoteMultiaddr()) {
 				direct = c
 			}
 		}
+		if direct == nil && time.Since(try) > punchWait && tries < maxPunches {
+			// DCUtR gives up after its few attempts in a row (the NATs'
+			// timing on a loaded machine): a new relayed connection
+			// starts a new round, as a peer that reconnects would.
+			_ = h.Network().ClosePeer(target)
+			if err := h.Connect(ctx, peer.AddrInfo{ID: target, Addrs: relayed}); err != nil {
+				return fmt.Errorf("connect through the relay again: %w", err)
+			}
+			tries, try = tries+1, time.Now()
+		}
 		if direct == nil {
 			select {
 			case <-ctx.Done():
-				return errors.New("no direct connection to the target: hole punching did not succeed")
+				return fmt.Errorf("no direct connection to the target after %d rounds of hole punching", tries)
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}
-	report(peerEvent{Event: "direct", Ms: msf(time.Since(st)), Addr: direct.RemoteMultiaddr().String()})
+	report(peerEvent{Event: "direct", Ms: msf(time.Since(st)), Addr: direct.RemoteMultiaddr().String(), Rounds: tries})
 	c, err := lsp.NewClient(lsp.ClientConfig{Streams: ov2, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
 	if err != nil {
 		return err

@@ -231,7 +231,7 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPee
 	}
 	relayed := p.next(t, "relayed", time.Minute)
 	reserved := p.next(t, "reserved", time.Minute)
-	direct := p.next(t, "direct", time.Minute)
+	direct := p.next(t, "direct", maxPunches*punchWait+30*time.Second)
 	// The direct connection goes to NAT 0's address: through both NATs.
 	if !strings.Contains(direct.Addr, "/ip4/"+nw.Bed.Routers[0].IP+"/") {
 		t.Fatalf("direct connection to %s, want NAT 0's address %s", direct.Addr, nw.Bed.Routers[0].IP)
@@ -261,8 +261,8 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPee
 	}
 	t.Logf("NAT'd lsnode (AutoNAT auto): relayed addresses found %v after its start (FIND_PEER every 250 ms from a peer that started %v after it and joined in %.0f ms); relays %v",
 		sinceStart.Round(100*time.Millisecond), started.Sub(nw.Started(pub)).Round(100*time.Millisecond), joined.Ms, found.Relays)
-	t.Logf("lookup through the NAT'd lsnode from behind the other NAT: relayed p50 %.2f ms p99 %.2f ms (n=%d); hole-punched p50 %.2f ms p99 %.2f ms (n=%d); direct connection %.0f ms after the relayed one (%s)",
-		pctl(relayed.Lookups, 0.5), pctl(relayed.Lookups, 0.99), len(relayed.Lookups), pctl(punched.Lookups, 0.5), pctl(punched.Lookups, 0.99), len(punched.Lookups), direct.Ms, direct.Addr)
+	t.Logf("lookup through the NAT'd lsnode from behind the other NAT: relayed p50 %.2f ms p99 %.2f ms (n=%d); hole-punched p50 %.2f ms p99 %.2f ms (n=%d); direct connection %.0f ms after the relayed one (%s), in %d round(s) of hole punching",
+		pctl(relayed.Lookups, 0.5), pctl(relayed.Lookups, 0.99), len(relayed.Lookups), pctl(punched.Lookups, 0.5), pctl(punched.Lookups, 0.99), len(punched.Lookups), direct.Ms, direct.Addr, direct.Rounds)
 	t.Logf("a node with reachability private (no AutoNAT) held a relay reservation %.0f ms after its start", reserved.Ms)
 	t.Logf("relay %d killed: re-reserved and reachable through %v in %.0f ms", victim, re.Relays, re.Ms)
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +45,7 @@ func sharedLocation(t *testing.T, mode string) {
 		if len(ports) == 0 {
 			for _, n := range m.Nodes {
 				if n.Domain == "a.example" {
-					ports[n.Name] = freeTCPPort(t)
+					ports[n.Name] = stablePort(t)
 				}
 			}
 		}
@@ -146,4 +148,20 @@ func sharedLocation(t *testing.T, mode string) {
 		domain: "a.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort+1), expires: 600, final: 200}).run(t); err != nil {
 		t.Fatalf("REGISTER at a front-end whose peers are down: %v", err)
 	}
+}
+
+// stablePort returns a TCP port free on 127.0.0.1 below the ephemeral
+// range (32768 up), so that no listener on port 0 (the testnet's nodes)
+// takes it between this check and the node's own listen.
+func stablePort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + mrand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port in 20000-31999")
+	return 0
 }
