@@ -78,8 +78,11 @@ func sharedLocation(t *testing.T, mode string) {
 	user := strings.TrimPrefix(strings.Split(alice.AOR, "@")[0], "sip:")
 	uasPort := freeUDPPort(t)
 	uas := startSipp(t, "uas", "uas.xml", uasPort, "-m", "2", "-timeout", "50s")
-	if err := (sippRun{registrar: nw.Node(a0).SIPAddr(), user: user, authUser: alice.Username, pass: alice.Password,
-		domain: "a.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort), expires: 600, final: 200}).run(t); err != nil {
+	register := func(at, port int) error { // alice's REGISTER at front-end at, Contact on port
+		return sippRun{registrar: nw.Node(at).SIPAddr(), user: user, authUser: alice.Username, pass: alice.Password,
+			domain: "a.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, port), expires: 600, final: 200}.run(t)
+	}
+	if err := register(a0, uasPort); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -144,8 +147,7 @@ func sharedLocation(t *testing.T, mode string) {
 	if err := nw.StartNode(ctx, a1); err != nil {
 		t.Fatal(err)
 	}
-	if err := (sippRun{registrar: nw.Node(a1).SIPAddr(), user: user, authUser: alice.Username, pass: alice.Password,
-		domain: "a.example", contact: fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, uasPort+1), expires: 600, final: 200}).run(t); err != nil {
+	if err := register(a1, uasPort+1); err != nil {
 		t.Fatalf("REGISTER at a front-end whose peers are down: %v", err)
 	}
 }
