@@ -112,6 +112,9 @@ func (c *Config) checkRoles(k *checker) {
 	if c.Overlay.TargetConns < 0 {
 		k.add("overlay.target_conns", "must be positive (absent: the default)")
 	}
+	if c.Overlay.ConnGrace < 0 {
+		k.add("overlay.conn_grace", "must be positive (absent: the default)")
+	}
 	if c.Registrar.MaxInFlight < 0 {
 		k.add("registrar.max_in_flight", "must be positive (absent: the default)")
 	}

@@ -119,6 +119,8 @@ func TestCheckFindsWhatRunRefuses(t *testing.T) {
 			`line 22: registrar.domain_overlay.bootstrap[0]: "/ip4/127.0.0.1/tcp/4102": no /p2p/PEER-ID at its end`},
 		{"negative connection target", "  listen: [/ip4/127.0.0.1/tcp/0]", "  listen: [/ip4/127.0.0.1/tcp/0]\n  target_conns: -5",
 			`line 10: overlay.target_conns: must be positive`},
+		{"negative connection grace", "  listen: [/ip4/127.0.0.1/tcp/0]", "  listen: [/ip4/127.0.0.1/tcp/0]\n  conn_grace: -5s",
+			`line 10: overlay.conn_grace: must be positive`},
 		{"api tokens missing", "api_tokens_file: tokens", "api_tokens_file: gone", `line 16: api_tokens_file: gone: no such file or directory`},
 		{"api token too short", "api_tokens_file: tokens", "api_tokens_file: short-tokens", `line 16: api_tokens_file: line 1: a token needs at least 16 characters`},
 		{"a FIFO for a file", "users_file: users.json", "users_file: fifo", `line 18: registrar.users_file: fifo is not a regular file`},

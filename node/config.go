@@ -120,9 +120,14 @@ type OverlayConfig struct {
 	// overlay has at most warm_conns other members, the node keeps one to
 	// each, so one-hop reads and writes never wait on a dial (default 112;
 	// -1: never). Lower both on a node with little memory: reads to the
-	// members it is not connected to then pay a dial.
-	TargetConns int `json:"target_conns,omitempty"`
-	WarmConns   int `json:"warm_conns,omitempty"`
+	// members it is not connected to then pay a dial. ConnGrace (default
+	// 1m): how long a new connection is kept before it may be trimmed; a
+	// joining node reaches most of a small overlay within it, so shorten
+	// it too (10s) to keep that start-up peak, and the memory it leaves,
+	// down.
+	TargetConns int      `json:"target_conns,omitempty"`
+	WarmConns   int      `json:"warm_conns,omitempty"`
+	ConnGrace   Duration `json:"conn_grace,omitempty"`
 	// MaxPerSubnet: at most this many members per IPv4 /24 or IPv6 /48
 	// hold replicas in this node's view (a Sybil diversity limit for open
 	// overlays; kad-dht's routing table gets its own). 0: no limit.

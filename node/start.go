@@ -71,6 +71,7 @@ func (n *Node) startOverlay(ctx context.Context) error {
 		MaxConnsPerIP:     cfg.Overlay.MaxConnsPerIP,
 		TargetConns:       cfg.Overlay.TargetConns,
 		WarmConns:         cfg.Overlay.WarmConns,
+		ConnGrace:         time.Duration(cfg.Overlay.ConnGrace),
 		Client:            cfg.Overlay.Client,
 		Reachability:      cfg.Overlay.Reachability,
 		RelayService:      cfg.Overlay.RelayService,

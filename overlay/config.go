@@ -35,6 +35,13 @@ type Config struct {
 	// idle connections (not to ring neighbours, a minute old at least) are
 	// closed down to three quarters of it. Default min(64, MaxConns).
 	TargetConns int
+	// ConnGrace is how long a new connection is exempt from the
+	// connection manager's trimming. Default 1 minute. A joining node's
+	// kad-dht bootstrap and the membership's first exchanges reach most of
+	// a small overlay within it, so during the first ConnGrace a node may
+	// hold far more than TargetConns connections; a shorter grace keeps
+	// that peak (and the memory it leaves behind) down.
+	ConnGrace time.Duration
 	// WarmConns: while the live view has at most this many members besides
 	// this node, it keeps a connection to each (protected from the
 	// connection manager, dialled in the background), so one-hop reads and
@@ -175,21 +182,7 @@ func (c Config) resolve() (*resolved, error) {
 	default:
 		return nil, fmt.Errorf("%w: reachability %q: want public, private or auto", ErrConfig, r.Reachability)
 	}
-	if r.MaxConns <= 0 {
-		r.MaxConns = 192
-	}
-	if r.TargetConns <= 0 || r.TargetConns > r.MaxConns {
-		r.TargetConns = min(64, r.MaxConns)
-	}
-	if r.WarmConns == 0 {
-		r.WarmConns = min(112, r.MaxConns*3/4)
-	}
-	if r.MaxFDs <= 0 {
-		r.MaxFDs = 1024
-	}
-	if r.MaxConnsPerIP <= 0 {
-		r.MaxConnsPerIP = 64
-	}
+	r.connDefaults()
 	if r.MaxUnconfirmed <= 0 {
 		r.MaxUnconfirmed = 1024
 	}
@@ -217,6 +210,28 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	r.Logger = r.Logger.With("component", "overlay", "overlay", r.Name)
 	return r, nil
+}
+
+// connDefaults fills in the connection limits left zero.
+func (r *resolved) connDefaults() {
+	if r.MaxConns <= 0 {
+		r.MaxConns = 192
+	}
+	if r.TargetConns <= 0 || r.TargetConns > r.MaxConns {
+		r.TargetConns = min(64, r.MaxConns)
+	}
+	if r.ConnGrace <= 0 {
+		r.ConnGrace = time.Minute
+	}
+	if r.WarmConns == 0 {
+		r.WarmConns = min(112, r.MaxConns*3/4)
+	}
+	if r.MaxFDs <= 0 {
+		r.MaxFDs = 1024
+	}
+	if r.MaxConnsPerIP <= 0 {
+		r.MaxConnsPerIP = 64
+	}
 }
 
 // CheckListenAddr reports whether s is a multiaddr a node can listen on

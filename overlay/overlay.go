@@ -143,7 +143,7 @@ func (o *Overlay) startHost() error {
 	if err != nil {
 		return fmt.Errorf("overlay: resource manager: %w", err)
 	}
-	cm, err := connmgr.NewConnManager(r.TargetConns*3/4, r.TargetConns, connmgr.WithGracePeriod(time.Minute))
+	cm, err := connmgr.NewConnManager(r.TargetConns*3/4, r.TargetConns, connmgr.WithGracePeriod(r.ConnGrace))
 	if err != nil {
 		return fmt.Errorf("overlay: connection manager: %w", err)
 	}
@@ -158,7 +158,7 @@ func (o *Overlay) startHost() error {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, muxer()),
 		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionManager(budgetCM{cm}),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("lsnode"),
 	)...)

@@ -1,6 +1,7 @@
 package testnet_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -65,12 +66,20 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		}
 		connBudget(cfg)
 	}
+	var peaked chan string
+	if os.Getenv("LSNODE_IDLE_CONNS") != "" {
+		peaked = make(chan string, 1)
+		go func() { peaked <- peakGoroutines(n, settle, os.Getenv("LSNODE_IDLE_PEAKPROFILE")) }()
+	}
 	nw, err := testnet.Start(context.Background(), dir, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer nw.Close()
 	time.Sleep(settle)
+	if peaked != nil {
+		fmt.Println(<-peaked)
+	}
 	sent := func() (t uint64) {
 		for i := range n {
 			t += nw.Node(i).Overlay().MembershipStats().BytesSent
@@ -118,14 +127,40 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 	return c
 }
 
-// connBudget sets the connection budget of LSNODE_BENCH_CONNS
-// ("TARGET,WARM": overlay.target_conns and warm_conns), if given.
-func connBudget(cfg *node.Config) {
-	if v := os.Getenv("LSNODE_BENCH_CONNS"); v != "" {
-		target, warm, _ := strings.Cut(v, ",")
-		cfg.Overlay.TargetConns, _ = strconv.Atoi(target)
-		cfg.Overlay.WarmConns, _ = strconv.Atoi(warm)
+// peakGoroutines samples the goroutine count every 50 ms for d, says the
+// highest per node and when it was, and writes the goroutine profile
+// taken at that moment to path (if given): what the start-up's memory
+// peak is made of.
+func peakGoroutines(n int, d time.Duration, path string) string {
+	var peak int
+	var at time.Duration
+	var prof bytes.Buffer
+	t0 := time.Now()
+	for time.Since(t0) < d {
+		if g := runtime.NumGoroutine(); g > peak {
+			peak, at = g, time.Since(t0)
+			if path != "" && g > 20*n {
+				prof.Reset()
+				pprof.Lookup("goroutine").WriteTo(&prof, 0)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	if path != "" && prof.Len() > 0 {
+		os.WriteFile(path, prof.Bytes(), 0o644)
+	}
+	return fmt.Sprintf("peak goroutines per node %d, %.1f s after the start", peak/n, at.Seconds())
+}
+
+// connBudget sets the connection budget of LSNODE_BENCH_CONNS
+// ("TARGET,WARM[,GRACE]": overlay.target_conns, warm_conns and
+// conn_grace), if given.
+func connBudget(cfg *node.Config) {
+	c, err := testnet.ParseConnBudget(os.Getenv("LSNODE_BENCH_CONNS"))
+	if err != nil {
+		panic(err)
+	}
+	c.Apply(&cfg.Overlay)
 }
 
 // writeHeap writes the heap's profile after a collection to path.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,51 @@ type Spec struct {
 	// overlay.region_bits): "" is the full view.
 	View       string
 	RegionBits int
+	// Conns is every node's connection budget; zero keeps the defaults.
+	Conns ConnBudget
+}
+
+// ConnBudget is a node's overlay.target_conns, warm_conns and conn_grace
+// (zero: the default).
+type ConnBudget struct {
+	Target, Warm int
+	Grace        time.Duration
+}
+
+// ParseConnBudget reads "TARGET,WARM[,GRACE]" (a benchmark's
+// LSNODE_BENCH_CONNS: 16,-1,20s); "" is the defaults.
+func ParseConnBudget(v string) (ConnBudget, error) {
+	var c ConnBudget
+	if v == "" {
+		return c, nil
+	}
+	f := strings.Split(v, ",")
+	if len(f) < 2 || len(f) > 3 {
+		return c, fmt.Errorf("connection budget %q: want TARGET,WARM[,GRACE]", v)
+	}
+	var err1, err2, err3 error
+	c.Target, err1 = strconv.Atoi(f[0])
+	c.Warm, err2 = strconv.Atoi(f[1])
+	if len(f) == 3 {
+		c.Grace, err3 = time.ParseDuration(f[2])
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return c, fmt.Errorf("connection budget %q: %w", v, err)
+	}
+	return c, nil
+}
+
+// Apply sets the budget's non-zero parts in cfg.
+func (c ConnBudget) Apply(cfg *node.OverlayConfig) {
+	if c.Target != 0 {
+		cfg.TargetConns = c.Target
+	}
+	if c.Warm != 0 {
+		cfg.WarmConns = c.Warm
+	}
+	if c.Grace != 0 {
+		cfg.ConnGrace = node.Duration(c.Grace)
+	}
 }
 
 var demoUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"}
@@ -215,6 +261,7 @@ func nodeConfig(spec Spec, m *Manifest, i, port int) node.Config {
 		},
 		LSP: node.LSPConfig{Replicas: spec.Replicas},
 	}
+	spec.Conns.Apply(&cfg.Overlay)
 	for j := 0; j < min(3, len(m.Nodes)); j++ {
 		if j != i {
 			cfg.Overlay.Bootstrap = append(cfg.Overlay.Bootstrap, m.Nodes[j].Multiaddrs...)

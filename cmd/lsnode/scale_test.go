@@ -55,12 +55,16 @@ func BenchmarkScale(b *testing.B) {
 	}
 	churn := time.Duration(benchEnv("LSNODE_SCALE_CHURN", 60)) * time.Second
 	var parts []string
+	var err error
 	for i := 0; i < b.N; i++ {
 		parts = parts[:0]
 		for _, n := range sizes {
 			dir := filepath.Join(b.TempDir(), "tn")
 			gossip := time.Duration(benchEnv("LSNODE_SCALE_GOSSIP_MS", 1000)) * time.Millisecond
 			spec := testnet.Spec{Dir: dir, Nodes: n, GossipInterval: gossip}
+			if spec.Conns, err = testnet.ParseConnBudget(os.Getenv("LSNODE_BENCH_CONNS")); err != nil {
+				b.Fatal(err)
+			}
 			if bits := benchEnv("LSNODE_SCALE_REGION_BITS", 0); bits > 0 {
 				spec.View, spec.RegionBits = "partial", bits
 			}

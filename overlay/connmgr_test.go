@@ -1,0 +1,67 @@
+package overlay
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+)
+
+// TestConnBudget: a member connected to every other member (as after a
+// joining node's kad-dht bootstrap in a small overlay) is trimmed back to
+// its budget, TargetConns plus the ring neighbours it protects, once
+// ConnGrace has passed. kad-dht protects the peers of its two farthest
+// buckets, about three quarters of the overlay; budgetCM makes that a tag.
+func TestConnBudget(t *testing.T) {
+	const n, target = 24, 8
+	os := startWith(t, n, "ov-budget", func(_ int, c *Config) {
+		c.TargetConns, c.WarmConns, c.ConnGrace = target, -1, time.Second
+	})
+	waitMembers(t, os, n)
+	ctx := context.Background()
+	for _, a := range os {
+		for _, b := range os {
+			if a != b {
+				if err := a.host.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.host.Addrs()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	far := func(o *Overlay) (k int) { // the peers kad-dht would protect
+		for _, p := range o.dht.RoutingTable().ListPeers() {
+			if kb.CommonPrefixLen(kb.ConvertPeerID(o.ID()), kb.ConvertPeerID(p)) < 2 {
+				k++
+			}
+		}
+		return k
+	}
+	if k := far(os[0]); k <= target {
+		t.Fatalf("node 0's routing table has %d peers in its two farthest buckets, not more than the budget %d: this test shows nothing", k, target)
+	}
+	over := func(o *Overlay) (k int) { // connected peers past the budget, ring neighbours aside
+		seen := map[peer.ID]bool{}
+		for _, c := range o.host.Network().Conns() {
+			p := c.RemotePeer()
+			if !seen[p] && !o.host.ConnManager().IsProtected(p, "members") {
+				k++
+			}
+			seen[p] = true
+		}
+		return max(0, k-target)
+	}
+	deadline := time.Now().Add(40 * time.Second)
+	for i := 0; i < n; {
+		if over(os[i]) == 0 {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d holds %d connections past its budget of %d (+ ring neighbours) after 40 s; %d routing-table peers in its farthest buckets",
+				i, over(os[i]), target, far(os[i]))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
