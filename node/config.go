@@ -122,9 +122,10 @@ type OverlayConfig struct {
 	// -1: never). Lower both on a node with little memory: reads to the
 	// members it is not connected to then pay a dial. ConnGrace (default
 	// 1m): how long a new connection is kept before it may be trimmed; a
-	// joining node reaches most of a small overlay within it, so shorten
-	// it too (10s) to keep that start-up peak, and the memory it leaves,
-	// down.
+	// joining node reaches most of a small overlay within it, and a
+	// shorter grace keeps that start-up peak (and the memory it leaves)
+	// down, but 10s and 20s kept a 100-node testnet on 2 cores from
+	// converging (README).
 	TargetConns int      `json:"target_conns,omitempty"`
 	WarmConns   int      `json:"warm_conns,omitempty"`
 	ConnGrace   Duration `json:"conn_grace,omitempty"`

@@ -147,7 +147,9 @@ func peakGoroutines(n int, d time.Duration, path string) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if path != "" && prof.Len() > 0 {
-		os.WriteFile(path, prof.Bytes(), 0o644)
+		if err := os.WriteFile(path, prof.Bytes(), 0o644); err != nil {
+			return fmt.Sprintf("peak goroutines per node %d; its profile: %v", peak/n, err)
+		}
 	}
 	return fmt.Sprintf("peak goroutines per node %d, %.1f s after the start", peak/n, at.Seconds())
 }
