@@ -2,10 +2,12 @@ package overlay
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -14,6 +16,10 @@ import (
 // its budget, TargetConns plus the ring neighbours it protects, once
 // ConnGrace has passed. kad-dht protects the peers of its two farthest
 // buckets, about three quarters of the overlay; budgetCM makes that a tag.
+// Trimmed, the overlay is stable: over the next 10 s no member opens more
+// than a few connections (the membership does not redial what the
+// connection manager trims, round after round) and every view still holds
+// every member.
 func TestConnBudget(t *testing.T) {
 	const n, target = 24, 8
 	os := startWith(t, n, "ov-budget", func(_ int, c *Config) {
@@ -63,5 +69,21 @@ func TestConnBudget(t *testing.T) {
 				i, over(os[i]), target, far(os[i]))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	opened := make([]atomic.Int64, n)
+	for i, o := range os {
+		o.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(network.Network, network.Conn) { opened[i].Add(1) }})
+	}
+	time.Sleep(10 * time.Second)
+	for i, o := range os {
+		// A neighbour's connection trimmed by the other end's manager is
+		// reopened once; a churn of trim and redial opens one or more a
+		// second.
+		if k := opened[i].Load(); k > 3 {
+			t.Errorf("node %d opened %d connections in 10 s once trimmed to its budget", i, k)
+		}
+		if k := len(o.Members()); k != n {
+			t.Errorf("node %d sees %d of %d members once trimmed to its budget", i, k, n)
+		}
 	}
 }
