@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -206,7 +207,8 @@ func overload(b *testing.B, g sippGen, max int) (goodput float64, recovery time.
 // same 10000 users): the sustained REGISTER rate (≥20 s, 0 failed calls;
 // LSNODE_BENCH_HOLD overrides), driven by LSNODE_BENCH_SIPP sipp processes
 // (2) with their CPU; latency at half that rate; goodput at twice it and
-// the recovery after. Also one LSP publish (the floor of REGISTER→200) and
+// the recovery after (LSNODE_BENCH_CPUPROFILE=path: a CPU profile of the
+// digest-on runs alone). Also one LSP publish (the floor of REGISTER→200) and
 // REGISTER→visible from another domain. One summary line.
 func BenchmarkRegister(b *testing.B) {
 	for _, tool := range []string{"sipp", "kamailio"} {
@@ -279,7 +281,9 @@ func BenchmarkRegister(b *testing.B) {
 	if path := os.Getenv("LSNODE_BENCH_HEAPPROFILE"); path != "" { // what the nodes hold after the digest-off runs
 		writeHeap(b, path)
 	}
+	stop := cpuProfile(b, os.Getenv("LSNODE_BENCH_CPUPROFILE")) // the digest-on runs alone
 	ours[true] = measureRegistrar(b, gen(authAddr, true), hold)
+	stop()
 	var regs, batches, dropped int64
 	for _, i := range []int{0, 2} {
 		r, bt := nw.Node(i).Location().RegisterStats()
@@ -430,4 +434,26 @@ func recoveryTime(perSec []int, max int) time.Duration {
 		return -1
 	}
 	return time.Duration(recovered) * time.Second
+}
+
+// cpuProfile profiles the process's CPU into path, if not empty, until the
+// function it returns is called.
+func cpuProfile(b *testing.B, path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
