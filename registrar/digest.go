@@ -1,8 +1,7 @@
 package registrar
 
 import (
-	"net"
-
+	"bytes"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha256"
@@ -11,6 +10,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -77,16 +77,20 @@ func algBit(alg string) byte {
 
 // requestHash is H(request) of a SIP request (see nonces), received from
 // source ("ip:port"; its IP is bound: a retry comes from the UA's address).
+// Each field goes in with its length first; the fields are gathered in one
+// buffer (the URI written into it, not formatted apart) and hashed once.
 func requestHash(req *sip.Request, source string) []byte {
-	h := sha256.New()
-	put := func(s string) {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+	var b bytes.Buffer
+	b.Grow(512)
+	field := func(write func()) {
+		at := b.Len()
+		b.Write([]byte{0, 0, 0, 0})
+		write()
+		binary.BigEndian.PutUint32(b.Bytes()[at:], uint32(b.Len()-at-4))
 	}
+	put := func(s string) { field(func() { b.WriteString(s) }) }
 	put(string(req.Method))
-	put(req.Recipient.String())
+	field(func() { req.Recipient.StringWrite(&b) })
 	for _, name := range []string{"Call-ID", "From", "To"} {
 		if v := req.GetHeader(name); v != nil {
 			put(v.Value())
@@ -104,7 +108,8 @@ func requestHash(req *sip.Request, source string) []byte {
 		put("e" + strings.TrimSpace(e.Value()))
 	}
 	put(string(req.Body()))
-	return h.Sum(nil)
+	sum := sha256.Sum256(b.Bytes())
+	return sum[:]
 }
 
 // digestRequest is what a nonce is bound to: the request's hash and the
