@@ -97,6 +97,10 @@ type entry struct {
 	raw  []byte   // signed content as received or sealed
 	leaf [32]byte // hash of raw
 	wire []byte   // encoded entry, once signed or decoded
+	// unchecked (atomic; 1: yes): a replica took e without checking its
+	// root signature (from its holder, see holder.go, or loaded from disk)
+	// and checks it before handing e to anyone (Service.vetted).
+	unchecked uint32
 }
 
 // newer reports whether e supersedes o (two entries of one binding).

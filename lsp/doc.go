@@ -18,7 +18,11 @@
 // whose SAN covers the AOR's domain and chains to the overlay's trust anchors.
 // A batch of bindings is signed once over a Merkle root; each binding carries
 // its inclusion path, so replicas and readers verify one signature per batch
-// and cache verified roots and certificate chains by fingerprint.
+// and cache verified roots and certificate chains by fingerprint. A writer
+// that proved to a replica it holds its key (holder.go) spares the replica
+// even that: in an overlay much larger than R a batch touches R replicas per
+// binding, so batching alone leaves about R checks per REGISTER. What a
+// replica took unchecked is checked before it leaves the replica.
 //
 // The registrar/proxy-facing API is LocationService, implemented in-process by
 // Service and remotely by Client (NewClient over streams the caller has, or
@@ -36,6 +40,7 @@
 //	binding.go   Binding and the stored entry, merge order
 //	wire.go      the message and entry wire format
 //	sign.go      Credential (Merkle-batch signing), Verifier (chains, cached roots)
+//	holder.go    holder proofs: a writer's key bound to its peer; entries taken unchecked, vetted on the way out
 //	config.go    Config and its defaults
 //	service.go   Service: New, Close, goroutine lifetime, replica placement, calls to replicas
 //	write.go     writes: Publish, Remove, and writeQuorum, the one write coordinator

@@ -59,7 +59,9 @@ func (s *Service) rebalance(ctx context.Context) {
 		return
 	}
 	perPeer := map[overlay.PeerID][]*entry{}
-	for _, w := range work {
+	for i := range work {
+		w := &work[i]
+		w.entries = s.vetted(ctx, w.entries, nil) // a forgery would fail the whole message
 		for _, p := range w.targets {
 			perPeer[p] = append(perPeer[p], w.entries...)
 		}

@@ -56,7 +56,7 @@ func (l *liar) fault(_ peer.ID, m *message) *message {
 			}
 			l.mu.Unlock()
 			if len(first) > 0 {
-				_, _ = s.applyVerified(context.Background(), first, m.Certs)
+				_, _ = s.applyVerified(context.Background(), first, m.Certs, nil)
 			}
 		}
 		return &message{Type: msgReply, Count: uint64(len(m.Entries))}

@@ -50,7 +50,7 @@ func (s *Service) handleReplica(ctx context.Context, from overlay.PeerID, m *mes
 	case msgStore:
 		return s.handleStore(ctx, from, m)
 	case msgRegister:
-		return s.handleRegister(ctx, m)
+		return s.handleRegister(ctx, from, m)
 	case msgFetch:
 		return s.handleFetch(m)
 	}
@@ -68,7 +68,7 @@ func (s *Service) handleFetch(m *message) *message {
 		if err != nil || canon != aor {
 			return errorReply(fmt.Errorf("%w: AOR %q is not canonical", ErrMalformed, aor))
 		}
-		reply.Entries = append(reply.Entries, s.store.get(aor, now, chains)...)
+		reply.Entries = append(reply.Entries, s.vetted(s.ctx, s.store.get(aor, now, chains), nil)...)
 	}
 	reply.Certs = flatten(chains)
 	return reply
@@ -78,7 +78,11 @@ func (s *Service) handleFetch(m *message) *message {
 // all or nothing. A write over the record quota is answered with the
 // record (the proof the writer checks).
 func (s *Service) handleStore(ctx context.Context, from overlay.PeerID, m *message) *message {
-	n, err := s.applyVerified(ctx, m.Entries, m.Certs)
+	held, err := s.heldBy(from, m)
+	if err != nil {
+		return errorReply(err)
+	}
+	n, err := s.applyVerified(ctx, m.Entries, m.Certs, held)
 	if err != nil {
 		s.cfg.Logger.Info("store refused", "from", from, "err", err)
 		reply := errorReply(err)
@@ -88,7 +92,7 @@ func (s *Service) handleStore(ctx context.Context, from overlay.PeerID, m *messa
 			for _, e := range qe.proof {
 				chains[e.CertFP] = s.store.chain(e.CertFP)
 			}
-			reply.Entries, reply.Certs = qe.proof, flatten(chains)
+			reply.Entries, reply.Certs = s.vetted(ctx, qe.proof, held), flatten(chains)
 		}
 		return reply
 	}
@@ -100,11 +104,15 @@ func (s *Service) handleStore(ctx context.Context, from overlay.PeerID, m *messa
 // records (tombstones included, so the coordinator merges correctly) and
 // the refused AORs' proof: the entries that beat the write, or the record
 // over its quota.
-func (s *Service) handleRegister(ctx context.Context, m *message) *message {
+func (s *Service) handleRegister(ctx context.Context, from overlay.PeerID, m *message) *message {
 	if len(m.Entries) == 0 {
 		return errorReply(fmt.Errorf("%w: REGISTER without entries", ErrMalformed))
 	}
-	chains, err := s.verifyAll(m.Entries, m.Certs)
+	holder, err := s.heldBy(from, m)
+	if err != nil {
+		return errorReply(err)
+	}
+	chains, err := s.verifyAll(m.Entries, m.Certs, holder)
 	if err != nil {
 		return errorReply(err)
 	}
@@ -136,26 +144,27 @@ func (s *Service) handleRegister(ctx context.Context, m *message) *message {
 		}
 		reply.Entries = append(reply.Entries, s.store.get(e.AOR, now, held)...)
 	}
+	reply.Entries = s.vetted(ctx, reply.Entries, holder)
 	reply.Certs = flatten(held)
 	return reply
 }
 
-// applyVerified verifies every entry (all or nothing) and merges them into
-// the local store.
-func (s *Service) applyVerified(ctx context.Context, es []*entry, certs [][]byte) (int, error) {
-	chains, err := s.verifyAll(es, certs)
+// applyVerified verifies every entry (all or nothing; held: see
+// verifyHeld) and merges them into the local store.
+func (s *Service) applyVerified(ctx context.Context, es []*entry, certs [][]byte, held *[32]byte) (int, error) {
+	chains, err := s.verifyAll(es, certs, held)
 	if err != nil {
 		return 0, err
 	}
 	return s.store.apply(ctx, es, chains, s.closest)
 }
 
-// verifyAll verifies every entry (all or nothing) and returns the verified
-// chains by fingerprint.
-func (s *Service) verifyAll(es []*entry, certs [][]byte) (map[[32]byte][][]byte, error) {
+// verifyAll verifies every entry (all or nothing; held: see verifyHeld)
+// and returns the verified chains by fingerprint.
+func (s *Service) verifyAll(es []*entry, certs [][]byte, held *[32]byte) (map[[32]byte][][]byte, error) {
 	chains := map[[32]byte][][]byte{}
 	for _, e := range es {
-		c, err := s.verifier.verify(e, certs)
+		c, err := s.verifier.verifyHeld(e, certs, held)
 		if err != nil {
 			return nil, err
 		}

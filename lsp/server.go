@@ -48,7 +48,7 @@ func (s *Service) handlePut(ctx context.Context, from overlay.PeerID, m *message
 	if !s.limit.allowN(from, len(aors)-1) {
 		return errorReply(ErrRateLimited)
 	}
-	chains, err := s.verifyAll(m.Entries, m.Certs)
+	chains, err := s.verifyAll(m.Entries, m.Certs, nil)
 	if err != nil {
 		return errorReply(err)
 	}

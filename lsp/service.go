@@ -23,6 +23,9 @@ type Service struct {
 	verifier *Verifier
 	rpc      *rpc
 	clk      clock
+	// holder: this node's holder proof for its credential (holder.go),
+	// sent with what it writes to replicas; nil without a credential.
+	holder []byte
 
 	storeProto, clientProto overlay.Protocol
 
@@ -75,6 +78,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		limit:       newLimiter(cfg.PeerRate, cfg.PeerBurst),
 		regSlots:    make(chan struct{}, regPipeline),
 		ops:         newOps(),
+	}
+	if cfg.Credential != nil {
+		if s.holder, err = cfg.Credential.holderProof(s.ov.Name(), s.self); err != nil {
+			return nil, err
+		}
 	}
 	n, err := s.store.load(ctx, time.Now())
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lsnode/lsnode/pki"
@@ -102,6 +103,14 @@ func (c *Credential) DeriveSecret(label string) ([]byte, error) {
 	m := hmac.New(sha256.New, der)
 	m.Write([]byte("lsnode derived secret\x00" + label))
 	return m.Sum(nil), nil
+}
+
+// fpOrZero is c's fingerprint, zero for no credential.
+func (c *Credential) fpOrZero() [32]byte {
+	if c == nil {
+		return [32]byte{}
+	}
+	return c.fp
 }
 
 // Domains lists the DNS names the credential covers.
@@ -231,6 +240,10 @@ type Verifier struct {
 	// sigGeneration: when the current one fills, it becomes the old one
 	// (recent roots stay cached, memory stays bounded).
 	sigs, oldSigs map[[32]byte]struct{}
+	// H(fp, peer and overlay, proof) of checked holder proofs.
+	holders map[[32]byte]struct{}
+	// sigChecks counts the signatures checked (roots and holder proofs).
+	sigChecks atomic.Uint64
 }
 
 // sigGeneration bounds one generation of the verified-root cache (two
@@ -286,7 +299,7 @@ func (c *chain) authorizes(aor string) bool {
 // the timestamp.
 func NewVerifier(roots *x509.CertPool, skew, maxTTL time.Duration) *Verifier {
 	return &Verifier{roots: roots, skew: skew, maxTTL: maxTTL, now: time.Now, maxSize: 4096,
-		chains: map[[32]byte]*chain{}, sigs: map[[32]byte]struct{}{}}
+		chains: map[[32]byte]*chain{}, sigs: map[[32]byte]struct{}{}, holders: map[[32]byte]struct{}{}}
 }
 
 // chainFor returns the verified chain of fingerprint fp, verifying it from
@@ -401,6 +414,13 @@ const maxDelegators = 4
 // chain, the certificate's authority over the AOR and the root signature.
 // It returns the verified chain.
 func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
+	return v.verifyHeld(e, certs, nil)
+}
+
+// verifyHeld is verify, except that the root signature of an entry signed
+// by held (the credential the sender proved it holds, see holder) is not
+// checked, nor remembered as checked: e is marked unchecked instead.
+func (v *Verifier) verifyHeld(e *entry, certs [][]byte, held *[32]byte) (*chain, error) {
 	canon, err := Canonical(e.AOR)
 	if err != nil {
 		return nil, err
@@ -430,6 +450,10 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 		// proxies): a UA's own word on it would steer proxies.
 		return nil, fmt.Errorf("%w: an AOR certificate's binding of %q carries a Path or Received (a registrar's fields)", ErrForbidden, e.AOR)
 	}
+	if held != nil && *held == e.CertFP {
+		atomic.StoreUint32(&e.unchecked, 1)
+		return c, nil
+	}
 	root := rootOf(e)
 	key := sigKey(e.CertFP, root, e.Sig)
 	v.mu.Lock()
@@ -441,6 +465,7 @@ func (v *Verifier) verify(e *entry, certs [][]byte) (*chain, error) {
 	if ok {
 		return c, nil
 	}
+	v.sigChecks.Add(1)
 	if !verifyRoot(c.leaf.PublicKey, root, e.Sig) {
 		return nil, fmt.Errorf("%w: %w: bad signature on %q", ErrForbidden, errForged, e.AOR)
 	}

@@ -280,6 +280,7 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 			if expired {
 				s.addGhost(rec, e)
 			} else {
+				e.unchecked = 1 // what the disk holds is checked again before it is handed out
 				rec.entries[id] = e
 			}
 		}
@@ -561,6 +562,20 @@ func (s *store) setPlaced(aor string, set []overlay.PeerID) {
 		rec.placed = set
 	}
 	s.mu.Unlock()
+}
+
+// drop removes e from its record, if the record still holds it: an entry
+// whose signature failed its check (see Service.vetted).
+func (s *store) drop(ctx context.Context, e *entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.recs[e.AOR]
+	if rec == nil || rec.entries[e.B.ID()] != e {
+		return nil
+	}
+	delete(rec.entries, e.B.ID())
+	s.account(e, -1)
+	return s.ds.Put(ctx, recordKey(e.AOR), rec.encode())
 }
 
 func (s *store) chain(fp [32]byte) [][]byte {

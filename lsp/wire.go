@@ -16,7 +16,8 @@ import (
 //
 //	message  {1: version=1, 2: type, 3: status, 4: error, 5: repeated cert DER,
 //	          6: repeated entry, 7: repeated aor, 8: count, 9: repeated aor
-//	          over its record quota (reply to REGISTER)}
+//	          over its record quota (reply to REGISTER), 10: the sender's
+//	          holder proof (STORE, REGISTER: fingerprint, then signature)}
 //	types    1 STORE, 2 FETCH, 7 REGISTER (replica protocol); 3 PUT, 4 GET,
 //	         6 INFO, 8 RELAYS (client protocol); 5 REPLY (status, error text, entries,
 //	         certs, count; to a REGISTER: the records of the accepted AORs
@@ -65,6 +66,7 @@ type message struct {
 	AORs    []string
 	Count   uint64
 	Quota   []string // in a reply to REGISTER: AORs refused by the record quota
+	Holder  []byte   // the sender's holder proof (holder.go), on STORE and REGISTER
 }
 
 func (m *message) encode() []byte {
@@ -102,6 +104,7 @@ func (m *message) appendFrame() ([]byte, int) {
 	for _, a := range m.Quota {
 		size += len(a) + 1 + binary.MaxVarintLen64
 	}
+	size += len(m.Holder) + 1 + binary.MaxVarintLen64
 	b := make([]byte, binary.MaxVarintLen64, binary.MaxVarintLen64+size)
 	b = appendUint(b, 1, wireVersion)
 	b = appendUint(b, 2, uint64(m.Type))
@@ -125,6 +128,9 @@ func (m *message) appendFrame() ([]byte, int) {
 	}
 	for _, a := range m.Quota {
 		b = appendString(b, 9, a)
+	}
+	if len(m.Holder) > 0 {
+		b = appendBytes(b, 10, m.Holder)
 	}
 	return b, binary.MaxVarintLen64
 }
@@ -171,9 +177,14 @@ func decodeMessage(b []byte) (*message, error) {
 				return fmt.Errorf("%w: quota list", ErrTooLarge)
 			}
 			m.Quota = append(m.Quota, string(v))
+		case 10:
+			if len(v) > holderProofSize {
+				return fmt.Errorf("%w: holder proof", ErrTooLarge)
+			}
+			m.Holder = v
 		}
 		return nil
-	}, ".vvvbbbbvb")
+	}, ".vvvbbbbvbb")
 	if err != nil {
 		return nil, err
 	}

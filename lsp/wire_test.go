@@ -99,7 +99,14 @@ func TestWriteGolden(t *testing.T) {
 	store := (&message{Type: msgStore, Entries: es, Certs: cred.Chain}).encode()
 	fetch := (&message{Type: msgFetch, AORs: []string{"sip:bob@biloxi.example"}}).encode()
 	reply := (&message{Type: msgReply, Status: statusForbidden, Error: "lsp: forbidden: bad signature"}).encode()
+	proof, err := cred.holderProof("lsp-test", "12D3KooWholder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	register := (&message{Type: msgRegister, Entries: es, Certs: cred.Chain, Holder: proof}).encode()
 	samples := map[string][]byte{
+		"valid-register-holder.bin":   register,
+		"toolarge-holder.bin":         append(append(appendUint(nil, 1, 1), appendUint(nil, 2, 7)...), appendBytes(nil, 10, make([]byte, holderProofSize+1))...),
 		"valid-store.bin":             store,
 		"valid-fetch.bin":             fetch,
 		"valid-error-reply.bin":       reply,
@@ -150,7 +157,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded message does not decode: %v", err)
 		}
-		if len(m2.Entries) != len(m.Entries) || len(m2.Certs) != len(m.Certs) || len(m2.AORs) != len(m.AORs) {
+		if len(m2.Entries) != len(m.Entries) || len(m2.Certs) != len(m.Certs) || len(m2.AORs) != len(m.AORs) || !bytes.Equal(m2.Holder, m.Holder) {
 			t.Fatalf("round trip changed the message")
 		}
 		for i := range m.Entries {

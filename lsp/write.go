@@ -392,7 +392,11 @@ func (s *Service) writeTo(ctx context.Context, p overlay.PeerID, kind msgType, e
 		for _, e := range batch {
 			need[e.CertFP] = chains[e.CertFP]
 		}
-		reply, err := s.call(ctx, p, &message{Type: kind, Entries: batch, Certs: flatten(need)})
+		m := &message{Type: kind, Entries: batch, Certs: flatten(need)}
+		if _, ours := need[s.cfg.Credential.fpOrZero()]; ours && p != s.self {
+			m.Holder = s.holder
+		}
+		reply, err := s.call(ctx, p, m)
 		if err != nil {
 			rep.err = err
 			if reply != nil {
