@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -284,5 +285,55 @@ func BenchmarkDigestRegister(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRequestHashBinds: a nonce is bound to every part of the request it
+// was minted for: the same request (parsed again) hashes the same, and a
+// change in any part it covers hashes differently.
+func TestRequestHashBinds(t *testing.T) {
+	const base = "REGISTER sip:a.example;transport=udp SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK1;rport\r\n" +
+		"To: \"Alice\" <sip:alice@a.example>\r\nFrom: <sip:alice@a.example>;tag=x\r\n" +
+		"Call-ID: c1\r\nCSeq: 1 REGISTER\r\n" +
+		"Contact: <sip:alice@[2001:db8::9]:5060;transport=tcp>;expires=60\r\n" +
+		"Path: <sip:edge.a.example;lr>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+	hash := func(raw, source string) []byte {
+		t.Helper()
+		m, err := sip.ParseMessage([]byte(raw))
+		if err != nil {
+			t.Fatalf("parse: %v\n%s", err, raw)
+		}
+		return requestHash(m.(*sip.Request), source)
+	}
+	const src = "192.0.2.9:5060"
+	h0 := hash(base, src)
+	if !bytes.Equal(h0, hash(base, "192.0.2.9:6000")) {
+		t.Fatal("the same request from another port of the same address hashes differently")
+	}
+	for _, c := range [][2]string{
+		{"sip:a.example;transport=udp SIP", "sip:b.example;transport=udp SIP"},
+		{"sip:a.example;transport=udp SIP", "sip:a.example:5070;transport=udp SIP"},
+		{"sip:a.example;transport=udp SIP", "sip:a.example;transport=tcp SIP"},
+		{"sip:a.example;transport=udp SIP", "sips:a.example;transport=udp SIP"},
+		{"\"Alice\" <sip:alice", "\"Mallory\" <sip:alice"},
+		{"From: <sip:alice@a.example>;tag=x", "From: <sip:alice@a.example>;tag=y"},
+		{"From: <sip:alice@a.example>", "From: <sip:bob@a.example>"},
+		{"Call-ID: c1", "Call-ID: c2"},
+		{"[2001:db8::9]:5060", "[2001:db8::10]:5060"},
+		{";transport=tcp>;expires=60", ";transport=tcp>;expires=61"},
+		{"<sip:edge.a.example;lr>", "<sip:evil.example;lr>"},
+		{"Expires: 600", "Expires: 601"},
+	} {
+		changed := strings.Replace(base, c[0], c[1], 1)
+		if changed == base {
+			t.Fatalf("the test's change %q does not apply", c[0])
+		}
+		if bytes.Equal(h0, hash(changed, src)) {
+			t.Errorf("%q → %q: the same hash", c[0], c[1])
+		}
+	}
+	if bytes.Equal(h0, hash(base, "192.0.2.10:5060")) {
+		t.Error("another source address: the same hash")
 	}
 }
