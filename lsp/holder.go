@@ -7,9 +7,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/lsnode/lsnode/overlay"
 )
@@ -32,33 +34,64 @@ import (
 // certificate authorizes, an AOR certificate's limits), and entries of any
 // other credential in the message are verified as before.
 //
-// What the replica stores then carries a signature it did not check; a
-// reader or another replica that gets the entry from it checks it, as for
-// any entry, so a holder that sends a bad signature loses its own entries
-// there and gains nothing it could not do with a good one. A proof named
-// for another peer, replayed by someone else, grants nothing: the peer
-// must be the one the message came from.
+// What the replica stores then carries a signature it did not check
+// (entry.unchecked). It checks it before the entry leaves the replica
+// (Service.vetted) or decides anything for someone else (an out-of-order
+// refusal, a record quota: store.vetLocked), and buries a forgery as a
+// ghost, so a holder that sends a bad signature loses its own entries and
+// gains nothing it could not do with a good one; no reader or writer sees
+// the forgery and takes the replica for a liar. A proof named for another
+// peer, replayed by someone else, grants nothing: the peer must be the one
+// the message came from. A proof expires within holderLife.
 
 // holderContext is prepended to what a holder proof signs.
 const holderContext = "lsnode lsp/v1 holder\x00"
 
-// holderProofSize bounds a proof on the wire: a fingerprint and a
-// signature.
-const holderProofSize = 32 + maxSigSize
+// A proof is good for holderLife (a stolen peer key replays it for that
+// long at most) and renewed when half of it is left.
+const holderLife = time.Hour
+
+// holderProofSize bounds a proof on the wire: a fingerprint, an expiry
+// and a signature.
+const holderProofSize = 32 + 8 + maxSigSize
 
 // holderMessage is what a holder proof signs.
-func holderMessage(name string, p overlay.PeerID, fp [32]byte) []byte {
+func holderMessage(name string, p overlay.PeerID, fp [32]byte, expires uint64) []byte {
 	msg := append([]byte(holderContext), name...)
 	msg = append(msg, 0)
 	msg = append(msg, p...)
 	msg = append(msg, 0)
-	return append(msg, fp[:]...)
+	msg = append(msg, fp[:]...)
+	return binary.BigEndian.AppendUint64(msg, expires)
 }
 
-// holderProof is c's proof that peer p holds it in overlay name: its
-// fingerprint, then its signature.
-func (c *Credential) holderProof(name string, p overlay.PeerID) ([]byte, error) {
-	msg := holderMessage(name, p, c.fp)
+// holderProof is a proof this node sends and when it expires.
+type holderProof struct {
+	b       []byte
+	expires time.Time
+}
+
+// holderProof returns this node's current holder proof, signing a new one
+// when half of the current one's life is gone.
+func (s *Service) holderProof() ([]byte, error) {
+	now := time.Now()
+	if h := s.holder.Load(); h != nil && now.Add(holderLife/2).Before(h.expires) {
+		return h.b, nil
+	}
+	exp := now.Add(holderLife).Truncate(time.Second)
+	b, err := s.cfg.Credential.holderProof(s.ov.Name(), s.self, exp)
+	if err != nil {
+		return nil, err
+	}
+	s.holder.Store(&holderProof{b: b, expires: exp})
+	return b, nil
+}
+
+// holderProof is c's proof that peer p holds it in overlay name until
+// expires: its fingerprint, the expiry (Unix seconds), then its signature.
+func (c *Credential) holderProof(name string, p overlay.PeerID, expires time.Time) ([]byte, error) {
+	exp := uint64(expires.Unix())
+	msg := holderMessage(name, p, c.fp, exp)
 	var sig []byte
 	var err error
 	switch k := c.key.(type) {
@@ -71,32 +104,43 @@ func (c *Credential) holderProof(name string, p overlay.PeerID) ([]byte, error) 
 	if err != nil {
 		return nil, fmt.Errorf("lsp: holder proof: %w", err)
 	}
-	return append(append([]byte(nil), c.fp[:]...), sig...), nil
+	b := append(append([]byte(nil), c.fp[:]...), binary.BigEndian.AppendUint64(nil, exp)...)
+	return append(b, sig...), nil
 }
 
 // holder checks a holder proof that came with a message from peer from in
 // overlay name, and returns the fingerprint of the credential from holds.
-// A proof checked before costs a hash; a bad one is an error (ErrForbidden),
-// as a bad signature is.
+// A peer that proved it holds that credential before, with a proof not
+// yet expired, costs a map lookup; a bad, expired or too long-lived proof
+// is an error (ErrForbidden), as a bad signature is.
 func (v *Verifier) holder(name string, from overlay.PeerID, proof []byte, certs [][]byte) ([32]byte, error) {
 	var fp [32]byte
-	if len(proof) <= len(fp) || len(proof) > holderProofSize {
+	if len(proof) <= 40 || len(proof) > holderProofSize {
 		return fp, fmt.Errorf("%w: holder proof of %d bytes", ErrMalformed, len(proof))
 	}
 	copy(fp[:], proof)
-	sig := proof[len(fp):]
-	key := sigKey(fp, sha256.Sum256([]byte(string(from)+"\x00"+name)), sig)
+	exp := binary.BigEndian.Uint64(proof[32:40])
+	sig := proof[40:]
+	now := v.now()
+	key := holderKey{peer: from, fp: fp}
 	v.mu.Lock()
-	_, ok := v.holders[key]
+	until, ok := v.holders[key]
 	v.mu.Unlock()
-	if ok {
+	if ok && now.Before(until) {
 		return fp, nil
+	}
+	expires := time.Unix(int64(min(exp, 1<<40)), 0)
+	switch {
+	case !now.Before(expires.Add(v.skew)):
+		return fp, fmt.Errorf("%w: holder proof of %s expired at %s", ErrForbidden, from, expires.UTC().Format(time.RFC3339))
+	case expires.After(now.Add(holderLife + v.skew)):
+		return fp, fmt.Errorf("%w: holder proof of %s valid until %s, longer than %v", ErrForbidden, from, expires.UTC().Format(time.RFC3339), holderLife)
 	}
 	c, err := v.chainFor(fp, certs)
 	if err != nil {
 		return fp, err
 	}
-	msg := holderMessage(name, from, fp)
+	msg := holderMessage(name, from, fp, exp)
 	v.sigChecks.Add(1)
 	switch k := c.leaf.PublicKey.(type) {
 	case ed25519.PublicKey:
@@ -104,6 +148,8 @@ func (v *Verifier) holder(name string, from overlay.PeerID, proof []byte, certs 
 	case *ecdsa.PublicKey:
 		d := sha256.Sum256(msg)
 		ok = ecdsa.VerifyASN1(k, d[:], sig)
+	default:
+		ok = false
 	}
 	if !ok {
 		return fp, fmt.Errorf("%w: %w: holder proof of %s does not verify", ErrForbidden, errForged, from)
@@ -112,12 +158,22 @@ func (v *Verifier) holder(name string, from overlay.PeerID, proof []byte, certs 
 	if len(v.holders) >= maxHolders {
 		clear(v.holders) // peers prove themselves again, once each
 	}
-	v.holders[key] = struct{}{}
+	if c.notAfter.Before(expires) {
+		expires = c.notAfter
+	}
+	v.holders[key] = expires
 	v.mu.Unlock()
 	return fp, nil
 }
 
-// maxHolders bounds the holder proofs a verifier remembers.
+// holderKey names a proven holder: a peer and a credential it holds.
+type holderKey struct {
+	peer overlay.PeerID
+	fp   [32]byte
+}
+
+// maxHolders bounds the holders a verifier remembers: a peer takes at most
+// one place per credential whose key it holds.
 const maxHolders = 4096
 
 // heldBy returns the credential the sender of m proved it holds (see
@@ -127,7 +183,7 @@ func (s *Service) heldBy(from overlay.PeerID, m *message) (*[32]byte, error) {
 	if len(m.Holder) == 0 || from == "" {
 		return nil, nil
 	}
-	if len(m.Holder) > 32 && !slices.ContainsFunc(m.Entries, func(e *entry) bool { return string(e.CertFP[:]) == string(m.Holder[:32]) }) {
+	if len(m.Holder) >= 32 && !slices.ContainsFunc(m.Entries, func(e *entry) bool { return string(e.CertFP[:]) == string(m.Holder[:32]) }) {
 		return nil, nil // no entry of that credential here: nothing to spare
 	}
 	fp, err := s.verifier.holder(s.ov.Name(), from, m.Holder, m.Certs)

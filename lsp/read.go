@@ -271,7 +271,7 @@ func (q *quorumRead) more(ctx context.Context, r, need int) bool {
 func (s *Service) fetchLocal(aor string) fetchResult {
 	held := map[[32]byte][][]byte{}
 	res := fetchResult{p: s.self, chains: map[[32]byte][][]byte{}}
-	for _, e := range s.store.get(aor, time.Now(), held) {
+	for _, e := range s.vetted(s.ctx, s.store.get(aor, time.Now(), held), nil) {
 		c, err := s.verifier.verify(e, held[e.CertFP])
 		if err != nil {
 			s.cfg.Logger.Warn("local store holds an entry that fails verification", "aor", aor, "err", err)

@@ -24,8 +24,8 @@ type Service struct {
 	rpc      *rpc
 	clk      clock
 	// holder: this node's holder proof for its credential (holder.go),
-	// sent with what it writes to replicas; nil without a credential.
-	holder []byte
+	// sent with what it writes to replicas, renewed before it expires.
+	holder atomic.Pointer[holderProof]
 
 	storeProto, clientProto overlay.Protocol
 
@@ -79,8 +79,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		regSlots:    make(chan struct{}, regPipeline),
 		ops:         newOps(),
 	}
+	s.store.check = func(e *entry, chain [][]byte) bool {
+		_, err := s.verifier.verify(e, chain)
+		return err == nil
+	}
 	if cfg.Credential != nil {
-		if s.holder, err = cfg.Credential.holderProof(s.ov.Name(), s.self); err != nil {
+		if _, err := s.holderProof(); err != nil {
 			return nil, err
 		}
 	}

@@ -240,8 +240,8 @@ type Verifier struct {
 	// sigGeneration: when the current one fills, it becomes the old one
 	// (recent roots stay cached, memory stays bounded).
 	sigs, oldSigs map[[32]byte]struct{}
-	// H(fp, peer and overlay, proof) of checked holder proofs.
-	holders map[[32]byte]struct{}
+	// proven holders (holder.go), until their proof or certificate expires
+	holders map[holderKey]time.Time
 	// sigChecks counts the signatures checked (roots and holder proofs).
 	sigChecks atomic.Uint64
 }
@@ -299,7 +299,7 @@ func (c *chain) authorizes(aor string) bool {
 // the timestamp.
 func NewVerifier(roots *x509.CertPool, skew, maxTTL time.Duration) *Verifier {
 	return &Verifier{roots: roots, skew: skew, maxTTL: maxTTL, now: time.Now, maxSize: 4096,
-		chains: map[[32]byte]*chain{}, sigs: map[[32]byte]struct{}{}, holders: map[[32]byte]struct{}{}}
+		chains: map[[32]byte]*chain{}, sigs: map[[32]byte]struct{}{}, holders: map[holderKey]time.Time{}}
 }
 
 // chainFor returns the verified chain of fingerprint fp, verifying it from

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
@@ -36,6 +37,10 @@ type store struct {
 	// as a ghost (the longest any signed version of a binding may live:
 	// MaxTTL), so an older version replayed after it expired stays dead.
 	retain time.Duration
+
+	// check verifies an entry the replica took unchecked (entry.unchecked)
+	// against its chain; nil: every entry counts as checked.
+	check func(e *entry, chain [][]byte) bool
 
 	mu      sync.RWMutex
 	recs    map[string]*record
@@ -293,7 +298,11 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 func (s *store) apply(ctx context.Context, es []*entry, chains map[[32]byte][][]byte, placement func(aor string) []overlay.PeerID) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if over, records := s.overQuota(es); len(over) > 0 {
+	over, records := s.overQuota(es)
+	if len(records) > 0 && s.vetRecords(ctx, records) {
+		over, records = s.overQuota(es)
+	}
+	if len(over) > 0 {
 		qe := &quotaError{}
 		for aor := range over {
 			if qe.err == nil {
@@ -321,6 +330,9 @@ func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	over, records := s.overQuota(es)
+	if len(records) > 0 && s.vetRecords(ctx, records) {
+		over, records = s.overQuota(es)
+	}
 	refused = map[string]bool{}
 	proof = map[string][]*entry{}
 	now := time.Now()
@@ -330,7 +342,7 @@ func (s *store) applyIf(ctx context.Context, es []*entry, chains map[[32]byte][]
 			continue
 		}
 		old := rec.entries[e.B.ID()]
-		if old != nil && old.B.Expires.After(now) && beats(old, e) {
+		if old != nil && old.B.Expires.After(now) && beats(old, e) && s.vetLocked(ctx, rec, old) {
 			refused[e.AOR] = true
 			proof[e.AOR] = append(proof[e.AOR], old)
 			if c := s.certs[old.CertFP]; c != nil {
@@ -564,8 +576,11 @@ func (s *store) setPlaced(aor string, set []overlay.PeerID) {
 	s.mu.Unlock()
 }
 
-// drop removes e from its record, if the record still holds it: an entry
-// whose signature failed its check (see Service.vetted).
+// drop turns e into a ghost of its record, if the record still holds it:
+// an entry whose signature failed its check (see Service.vetted). It is
+// never handed out again, but, as a ghost, still keeps the older versions
+// it displaced from being replayed (its holder could have done as much
+// with a good signature).
 func (s *store) drop(ctx context.Context, e *entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -573,9 +588,46 @@ func (s *store) drop(ctx context.Context, e *entry) error {
 	if rec == nil || rec.entries[e.B.ID()] != e {
 		return nil
 	}
+	return s.bury(ctx, rec, e)
+}
+
+// bury moves e from rec's entries to its ghosts and persists rec (s.mu
+// held).
+func (s *store) bury(ctx context.Context, rec *record, e *entry) error {
 	delete(rec.entries, e.B.ID())
-	s.account(e, -1)
+	s.addGhost(rec, e)
 	return s.ds.Put(ctx, recordKey(e.AOR), rec.encode())
+}
+
+// vetLocked checks e, an entry of rec, if the replica took it unchecked,
+// before it decides anything for someone else (a refusal, a quota): true
+// when it stands; a forgery is buried (s.mu held).
+func (s *store) vetLocked(ctx context.Context, rec *record, e *entry) bool {
+	if s.check == nil || atomic.LoadUint32(&e.unchecked) == 0 {
+		return true
+	}
+	if s.check(e, s.certs[e.CertFP]) {
+		atomic.StoreUint32(&e.unchecked, 0)
+		return true
+	}
+	_ = s.bury(ctx, rec, e) // a failed write leaves it unchecked in the datastore: checked again after a reload
+	return false
+}
+
+// vetRecords checks the unchecked entries of the records of aors (s.mu
+// held) and reports whether any was buried.
+func (s *store) vetRecords(ctx context.Context, aors map[string]bool) bool {
+	buried := false
+	for aor := range aors {
+		if rec := s.recs[aor]; rec != nil {
+			for _, e := range rec.entries {
+				if !s.vetLocked(ctx, rec, e) {
+					buried = true
+				}
+			}
+		}
+	}
+	return buried
 }
 
 func (s *store) chain(fp [32]byte) [][]byte {

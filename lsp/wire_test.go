@@ -99,7 +99,7 @@ func TestWriteGolden(t *testing.T) {
 	store := (&message{Type: msgStore, Entries: es, Certs: cred.Chain}).encode()
 	fetch := (&message{Type: msgFetch, AORs: []string{"sip:bob@biloxi.example"}}).encode()
 	reply := (&message{Type: msgReply, Status: statusForbidden, Error: "lsp: forbidden: bad signature"}).encode()
-	proof, err := cred.holderProof("lsp-test", "12D3KooWholder")
+	proof, err := cred.holderProof("lsp-test", "12D3KooWholder", exp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -395,7 +395,7 @@ func (s *Service) writeTo(ctx context.Context, p overlay.PeerID, kind msgType, e
 		}
 		m := &message{Type: kind, Entries: batch, Certs: flatten(need)}
 		if _, ours := need[s.cfg.Credential.fpOrZero()]; ours && p != s.self {
-			m.Holder = s.holder
+			m.Holder, _ = s.holderProof() // without one (it cannot sign now), the replica checks the batch
 		}
 		reply, err := s.call(ctx, p, m)
 		if err != nil {
