@@ -2,11 +2,6 @@ package lsp
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -92,15 +87,7 @@ func (s *Service) holderProof() ([]byte, error) {
 func (c *Credential) holderProof(name string, p overlay.PeerID, expires time.Time) ([]byte, error) {
 	exp := uint64(expires.Unix())
 	msg := holderMessage(name, p, c.fp, exp)
-	var sig []byte
-	var err error
-	switch k := c.key.(type) {
-	case ed25519.PrivateKey:
-		sig = ed25519.Sign(k, msg)
-	default:
-		d := sha256.Sum256(msg)
-		sig, err = k.Sign(rand.Reader, d[:], crypto.SHA256)
-	}
+	sig, err := c.signMsg(msg)
 	if err != nil {
 		return nil, fmt.Errorf("lsp: holder proof: %w", err)
 	}
@@ -142,15 +129,7 @@ func (v *Verifier) holder(name string, from overlay.PeerID, proof []byte, certs 
 	}
 	msg := holderMessage(name, from, fp, exp)
 	v.sigChecks.Add(1)
-	switch k := c.leaf.PublicKey.(type) {
-	case ed25519.PublicKey:
-		ok = ed25519.Verify(k, msg, sig)
-	case *ecdsa.PublicKey:
-		d := sha256.Sum256(msg)
-		ok = ecdsa.VerifyASN1(k, d[:], sig)
-	default:
-		ok = false
-	}
+	ok = verifyMsg(c.leaf.PublicKey, msg, sig)
 	if !ok {
 		return fp, fmt.Errorf("%w: %w: holder proof of %s does not verify", ErrForbidden, errForged, from)
 	}

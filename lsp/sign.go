@@ -150,7 +150,12 @@ func (c *Credential) sign(es []*entry) error {
 }
 
 func (c *Credential) signRoot(root [32]byte) ([]byte, error) {
-	msg := append([]byte(rootContext), root[:]...)
+	return c.signMsg(append([]byte(rootContext), root[:]...))
+}
+
+// signMsg signs msg with the credential's key (Ed25519 over msg, ECDSA
+// over its SHA-256).
+func (c *Credential) signMsg(msg []byte) ([]byte, error) {
 	switch k := c.key.(type) {
 	case ed25519.PrivateKey:
 		return ed25519.Sign(k, msg), nil
@@ -161,7 +166,11 @@ func (c *Credential) signRoot(root [32]byte) ([]byte, error) {
 }
 
 func verifyRoot(pub any, root [32]byte, sig []byte) bool {
-	msg := append([]byte(rootContext), root[:]...)
+	return verifyMsg(pub, append([]byte(rootContext), root[:]...), sig)
+}
+
+// verifyMsg checks a signMsg signature.
+func verifyMsg(pub any, msg, sig []byte) bool {
 	switch k := pub.(type) {
 	case ed25519.PublicKey:
 		return ed25519.Verify(k, msg, sig)
