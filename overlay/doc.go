@@ -15,7 +15,10 @@
 // fits WarmConns (112 by default) a node keeps a connection to every member,
 // protected from the connection manager and dialled in the background
 // (warm.go), so a one-hop read or write never waits on a dial; beyond that
-// its reads dial the replicas they need, as kad-dht's do.
+// its reads dial the replicas they need, as kad-dht's do. A full view also
+// fills kad-dht's routing table (viewroutes.go) instead of kad-dht's
+// bootstrap walk and periodic refresh, which dialled most members of the
+// overlay at each join.
 //
 // The overlay knows nothing about SIP or bindings: keys are opaque strings.
 package overlay

@@ -204,7 +204,7 @@ func (o *Overlay) dhtOptions() []dht.Option {
 		// no namespace validates (pk and ipns included).
 		opts = append(opts, dht.DisableValues(), dht.Validator(record.NamespacedValidator{}))
 	}
-	if r.DisableDHTRefresh {
+	if r.DisableDHTRefresh || o.feedsRoutes() {
 		opts = append(opts, dht.DisableAutoRefresh())
 	}
 	if r.MaxPerSubnet > 0 {
@@ -235,6 +235,10 @@ func (o *Overlay) startMembers() error {
 	go func() { defer o.wg.Done(); o.watchReachability(reach) }()
 	go func() { defer o.wg.Done(); o.members.run(o.ctx) }()
 	go func() { defer o.wg.Done(); o.members.warm(o.ctx) }()
+	if o.feedsRoutes() {
+		o.wg.Add(1)
+		go func() { defer o.wg.Done(); o.members.feedRoutes(o.ctx) }()
+	}
 	return nil
 }
 
@@ -306,7 +310,8 @@ func limitsFor(maxConns, maxFDs int) rcmgr.ConcreteLimitConfig {
 }
 
 // Join connects to the bootstrap peers, pulls their membership view and
-// bootstraps kad-dht. It returns ErrBootstrap if bootstrap peers were
+// bootstraps kad-dht (a full view: fills its routing table from the view
+// instead, viewroutes.go). It returns ErrBootstrap if bootstrap peers were
 // configured and none answered; the node keeps retrying them in the background.
 func (o *Overlay) Join(ctx context.Context) error {
 	if len(o.cfg.bootstrap) == 0 {
@@ -349,6 +354,9 @@ func (o *Overlay) Join(ctx context.Context) error {
 			return all
 		}
 		return fmt.Errorf("%w: %w", ErrBootstrap, all)
+	}
+	if o.feedsRoutes() {
+		return nil // the view fills kad-dht's table (viewroutes.go)
 	}
 	if err := o.dht.Bootstrap(ctx); err != nil {
 		return err
