@@ -39,7 +39,7 @@ func (o *Overlay) feedsRoutes() bool {
 func (m *members) feedRoutes(ctx context.Context) {
 	ch, done := m.subscribe()
 	defer done()
-	fed := map[peer.ID]time.Time{}
+	f := &routesFeed{fed: map[peer.ID]time.Time{}, tried: map[peer.ID]bool{}}
 	t := time.NewTicker(max(m.o.cfg.GossipInterval, 100*time.Millisecond))
 	defer t.Stop()
 	changed := true
@@ -54,15 +54,24 @@ func (m *members) feedRoutes(ctx context.Context) {
 		}
 		if changed {
 			changed = false
-			m.feedRoutesOnce(time.Now(), fed)
+			m.feedRoutesOnce(time.Now(), f)
 		}
 	}
 }
 
+// routesFeed is what feedRoutes keeps between passes. A pass costs
+// O(members): the table's own lookups (Find sorts the whole table) are
+// not used, and a member the table refused (its bucket full) is offered
+// again only once the table has lost a peer.
+type routesFeed struct {
+	fed   map[peer.ID]time.Time // table peers, when their addresses were last given
+	tried map[peer.ID]bool      // the live members of the last pass
+	size  int                   // the table's size after the last pass
+}
+
 // feedRoutesOnce adds the view's live members to the routing table and
-// takes out those it no longer holds live; fed records when each table
-// peer's addresses were last given to the peerstore.
-func (m *members) feedRoutesOnce(now time.Time, fed map[peer.ID]time.Time) {
+// takes out the peers it does not hold live.
+func (m *members) feedRoutesOnce(now time.Time, f *routesFeed) {
 	type member struct {
 		id    peer.ID
 		addrs [][]byte
@@ -76,27 +85,36 @@ func (m *members) feedRoutesOnce(now time.Time, fed map[peer.ID]time.Time) {
 		return true
 	})
 	m.mu.Unlock()
-	rt := m.o.dht.RoutingTable()
-	ps := m.o.host.Peerstore()
-	in := make(map[peer.ID]bool, len(live))
+	isLive := make(map[peer.ID]bool, len(live))
 	for _, l := range live {
-		in[l.id] = true
-		if _, err := rt.TryAddPeer(l.id, false, false); err != nil || rt.Find(l.id) == "" {
-			continue // its bucket is full (or the diversity filter says no)
-		}
-		if at, ok := fed[l.id]; !ok || now.Sub(at) > routesFeedTTL/2 {
-			ps.AddAddrs(l.id, decodeAddrs(l.addrs), routesFeedTTL)
-			fed[l.id] = now
-		}
+		isLive[l.id] = true
 	}
+	rt := m.o.dht.RoutingTable()
+	in := map[peer.ID]bool{}
+	room := rt.Size() < f.size // kad-dht took a peer out since
 	for _, p := range rt.ListPeers() {
-		if !in[p] {
+		if isLive[p] {
+			in[p] = true
+		} else {
 			rt.RemovePeer(p)
+			room = true
 		}
 	}
-	for p := range fed {
-		if rt.Find(p) == "" {
-			delete(fed, p)
+	ps := m.o.host.Peerstore()
+	for _, l := range live {
+		if !in[l.id] && (!f.tried[l.id] || room) {
+			// Refused when its bucket is full (or by the diversity filter).
+			in[l.id], _ = rt.TryAddPeer(l.id, false, false)
+		}
+		if at, ok := f.fed[l.id]; in[l.id] && (!ok || now.Sub(at) > routesFeedTTL/2) {
+			ps.AddAddrs(l.id, decodeAddrs(l.addrs), routesFeedTTL)
+			f.fed[l.id] = now
 		}
 	}
+	for p := range f.fed {
+		if !in[p] {
+			delete(f.fed, p)
+		}
+	}
+	f.tried, f.size = isLive, rt.Size()
 }
