@@ -64,7 +64,8 @@ type Overlay struct {
 	members *members
 	routes  *routes      // a partial view's routes to keys outside its region
 	reach   atomic.Int32 // network.Reachability, from AutoNAT or forced
-	// relayView is members once made, for autorelay's peer source.
+	// relayView is members once made, for autorelay's peer source and
+	// the routing table's filter (both may run before it is).
 	relayView atomic.Pointer[members]
 
 	ctx    context.Context
@@ -207,14 +208,31 @@ func (o *Overlay) dhtOptions() []dht.Option {
 	if r.DisableDHTRefresh || o.feedsRoutes() {
 		opts = append(opts, dht.DisableAutoRefresh())
 	}
-	if r.MaxPerSubnet > 0 {
+	if r.MaxPerSubnet > 0 && !o.feedsRoutes() {
 		// kad-dht's own diversity filter on its routing table (groups by
-		// IPv4 /16 or IPv6 ASN): per bucket and for the whole table.
+		// IPv4 /16 or IPv6 ASN): per bucket and for the whole table. A fed
+		// table needs none: the view it is fed from caps members per
+		// subnet by their announced addresses, and this filter, which
+		// knows a peer's addresses only from a connection, would refuse
+		// every member this node is not connected to.
 		opts = append(opts, dht.RoutingTablePeerDiversityFilter(dht.NewRTPeerDiversityFilter(o.host, r.MaxPerSubnet, 4*r.MaxPerSubnet)))
 	}
-	if o.admit != nil {
-		opts = append(opts, dht.RoutingTableFilter(func(_ interface{}, p peer.ID) bool { return !o.admit.refusedNow(p) }))
-	}
+	opts = append(opts, dht.RoutingTableFilter(func(_ interface{}, p peer.ID) bool {
+		if o.admit != nil && o.admit.refusedNow(p) {
+			return false
+		}
+		if !o.feedsRoutes() {
+			return true
+		}
+		// A fed table takes from kad-dht only the view's live members
+		// (relayView: the view may not be made yet).
+		m := o.relayView.Load()
+		if m == nil {
+			return false
+		}
+		alive, _ := m.aliveIn(p)
+		return alive
+	}))
 	return opts
 }
 

@@ -2,8 +2,10 @@ package overlay
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/lsnode/lsnode/overlay/membership"
 )
@@ -20,13 +22,24 @@ import (
 // up, so such a node does not walk: it puts the live members in the table
 // (kad-dht keeps its bucket size of them; a member that goes is taken out)
 // and gives the peerstore the addresses of those it keeps, which kad-dht's
-// FIND_NODE answers need. The table then serves partial views and clients
-// as the walk would, and kad-dht's own refresh is off. A partial view or a
+// FIND_NODE answers need, replaced when a member's entry is a new
+// incarnation. The table then serves partial views and clients as the
+// walk would, and kad-dht's own refresh is off. A pass runs on each change
+// of the view and every 10 minutes; it marks every table peer
+// irreplaceable, and kad-dht's own finds are let in only if the view holds
+// them live (a routing-table filter, overlay.go), so no peer the view does
+// not vouch for is handed to those who ask. A partial view or a
 // client still walks: its view does not hold the members it needs.
 
 // routesFeedTTL is how long the addresses given to the peerstore for a
-// routing-table peer last; they are given again at half of it.
-const routesFeedTTL = time.Hour
+// routing-table peer last (a value of its own: they are told apart from
+// others by it when a member announces new ones). A pass gives them again
+// at half of it, and one runs every routesFeedEvery even when the view
+// has not changed.
+const (
+	routesFeedTTL   = 61 * time.Minute
+	routesFeedEvery = 10 * time.Minute
+)
 
 // feedsRoutes says whether this node's view, not kad-dht's walk, fills its
 // routing table: a full view that serves.
@@ -35,14 +48,15 @@ func (o *Overlay) feedsRoutes() bool {
 }
 
 // feedRoutes runs until ctx ends, bringing the routing table to the view
-// on each change of it, at most once per gossip period.
+// on each change of it (at most once per gossip period) and every
+// routesFeedEvery.
 func (m *members) feedRoutes(ctx context.Context) {
 	ch, done := m.subscribe()
 	defer done()
-	f := &routesFeed{fed: map[peer.ID]time.Time{}, tried: map[peer.ID]bool{}}
+	f := &routesFeed{fed: map[peer.ID]fedAddrs{}, tried: map[peer.ID]bool{}}
 	t := time.NewTicker(max(m.o.cfg.GossipInterval, 100*time.Millisecond))
 	defer t.Stop()
-	changed := true
+	changed, last := true, time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -50,37 +64,46 @@ func (m *members) feedRoutes(ctx context.Context) {
 		case <-ch:
 			changed = true
 			continue
-		case <-t.C:
-		}
-		if changed {
-			changed = false
-			m.feedRoutesOnce(time.Now(), f)
+		case now := <-t.C:
+			if changed || now.Sub(last) >= routesFeedEvery {
+				changed, last = false, now
+				m.feedRoutesOnce(now, f)
+			}
 		}
 	}
 }
 
 // routesFeed is what feedRoutes keeps between passes. A pass costs
 // O(members): the table's own lookups (Find sorts the whole table) are
-// not used, and a member the table refused (its bucket full) is offered
+// not used, and a member the table refused for a full bucket is offered
 // again only once the table has lost a peer.
 type routesFeed struct {
-	fed   map[peer.ID]time.Time // table peers, when their addresses were last given
-	tried map[peer.ID]bool      // the live members of the last pass
-	size  int                   // the table's size after the last pass
+	fed   map[peer.ID]fedAddrs // table peers whose addresses were given
+	tried map[peer.ID]bool     // members refused for a full bucket
 }
 
-// feedRoutesOnce adds the view's live members to the routing table and
-// takes out the peers it does not hold live.
+// fedAddrs: when a peer's addresses were given, from which incarnation of
+// its entry.
+type fedAddrs struct {
+	at  time.Time
+	inc uint64
+}
+
+type liveMember struct {
+	id    peer.ID
+	inc   uint64
+	addrs [][]byte
+}
+
+// feedRoutesOnce adds the view's live members to the routing table, takes
+// out the peers it does not hold live, and marks every peer irreplaceable
+// (the view, not kad-dht's own finds, decides who is in).
 func (m *members) feedRoutesOnce(now time.Time, f *routesFeed) {
-	type member struct {
-		id    peer.ID
-		addrs [][]byte
-	}
-	var live []member
+	var live []liveMember
 	m.mu.Lock()
 	m.m.Each(now, func(e *membership.Entry) bool {
 		if p := peer.ID(e.ID); p != m.self {
-			live = append(live, member{p, e.Addrs})
+			live = append(live, liveMember{p, e.Inc, e.Addrs})
 		}
 		return true
 	})
@@ -91,30 +114,53 @@ func (m *members) feedRoutesOnce(now time.Time, f *routesFeed) {
 	}
 	rt := m.o.dht.RoutingTable()
 	in := map[peer.ID]bool{}
-	room := rt.Size() < f.size // kad-dht took a peer out since
 	for _, p := range rt.ListPeers() {
 		if isLive[p] {
 			in[p] = true
 		} else {
 			rt.RemovePeer(p)
-			room = true
 		}
 	}
-	ps := m.o.host.Peerstore()
-	for _, l := range live {
-		if !in[l.id] && (!f.tried[l.id] || room) {
-			// Refused when its bucket is full (or by the diversity filter).
-			in[l.id], _ = rt.TryAddPeer(l.id, false, false)
-		}
-		if at, ok := f.fed[l.id]; in[l.id] && (!ok || now.Sub(at) > routesFeedTTL/2) {
-			ps.AddAddrs(l.id, decodeAddrs(l.addrs), routesFeedTTL)
-			f.fed[l.id] = now
-		}
-	}
+	room := false // a peer left the table since the last pass
 	for p := range f.fed {
 		if !in[p] {
+			room = true
 			delete(f.fed, p)
 		}
 	}
-	f.tried, f.size = isLive, rt.Size()
+	for _, l := range live {
+		if !in[l.id] && (!f.tried[l.id] || room) {
+			ok, err := rt.TryAddPeer(l.id, false, false)
+			in[l.id] = ok
+			if errors.Is(err, kb.ErrPeerRejectedNoCapacity) {
+				f.tried[l.id] = true
+			} else {
+				delete(f.tried, l.id)
+			}
+		}
+		if in[l.id] {
+			m.feedAddrs(now, f, l)
+		}
+	}
+	for p := range f.tried {
+		if !isLive[p] {
+			delete(f.tried, p)
+		}
+	}
+	rt.MarkAllPeersIrreplaceable()
+}
+
+// feedAddrs gives the peerstore a table peer's announced addresses, again
+// at half their TTL, and replaces them when its entry is a new incarnation.
+func (m *members) feedAddrs(now time.Time, f *routesFeed, l liveMember) {
+	ps := m.o.host.Peerstore()
+	was, ok := f.fed[l.id]
+	if ok && was.inc == l.inc && now.Sub(was.at) <= routesFeedTTL/2 {
+		return
+	}
+	if ok && was.inc != l.inc {
+		ps.UpdateAddrs(l.id, routesFeedTTL, 0) // the old incarnation's
+	}
+	ps.AddAddrs(l.id, decodeAddrs(l.addrs), routesFeedTTL)
+	f.fed[l.id] = fedAddrs{at: now, inc: l.inc}
 }
