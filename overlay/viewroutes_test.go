@@ -1,10 +1,16 @@
 package overlay
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // TestJoinFeedsRoutes: a full view joining an overlay of 30 dials a few
@@ -53,5 +59,93 @@ func TestJoinFeedsRoutes(t *testing.T) {
 			t.Fatalf("member %s is still in the joiner's routing table 30 s after it went (view: %s)", gone.ID().ShortString(), j.members.state(gone.ID()))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestFedTableDiversity: members on 12 loopback /24s (one /16, the group
+// kad-dht's diversity filter counts) with max_per_subnet 2, which the view
+// allows (two per /24). A full view's routing table holds all 12: kad-dht's
+// filter, which sees a peer's addresses only once connected and would keep
+// at most 4×2 of one /16, is not in a fed table's way.
+func TestFedTableDiversity(t *testing.T) {
+	const n = 12
+	os := startWith(t, n, "ov-feed-div", func(i int, c *Config) {
+		c.WarmConns = -1
+		c.MaxPerSubnet = 2
+		c.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.%d.1/tcp/0", 20+i)}
+	})
+	waitMembers(t, os, n)
+	j := os[n-1]
+	rt := j.dht.RoutingTable()
+	deadline := time.Now().Add(15 * time.Second)
+	for rt.Size() < n-1 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rt.Size() < n-1 {
+		t.Fatalf("the routing table holds %d of the %d other members", rt.Size(), n-1)
+	}
+}
+
+// TestFedTableOutsider: a kad-dht server of the overlay's protocol that is
+// not a member (it never joined the view) connects to a member and answers
+// its queries. A fed table takes only the view's live members, so the
+// outsider is neither in the member's table nor handed out in its FIND_NODE
+// answers; it stays out when the member's feed runs again.
+func TestFedTableOutsider(t *testing.T) {
+	const name = "ov-feed-out"
+	os := startWith(t, 6, name, func(_ int, c *Config) { c.WarmConns = -1 })
+	waitMembers(t, os, 6)
+	m := os[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	outsider := func() (host.Host, *dht.IpfsDHT) {
+		h := quietHost(t, muxer(), true)
+		d, err := dht.New(h, dht.Mode(dht.ModeServer), dht.ProtocolPrefix(protocol.ID(ProtocolPrefix(name))),
+			dht.DisableValues(), dht.DisableProviders(), dht.DisableAutoRefresh())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		if err := h.Connect(ctx, peer.AddrInfo{ID: m.ID(), Addrs: m.host.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		for d.RoutingTable().Size() == 0 { // kad-dht takes the member once identified
+			if ctx.Err() != nil {
+				t.Fatal("the outsider's routing table never took the member")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return h, d
+	}
+	oh, od := outsider()
+	// The outsider walks through the member: the member sees it answer
+	// as a DHT server, which is what makes kad-dht take a peer.
+	if _, err := od.GetClosestPeers(ctx, string(m.ID())); err != nil {
+		t.Fatalf("the outsider's walk: %v", err)
+	}
+	time.Sleep(2 * time.Second) // kad-dht's check of a new peer, a feed pass
+	if m.dht.RoutingTable().Find(oh.ID()) != "" {
+		t.Fatal("the member's routing table took the outsider")
+	}
+	// Another asker's FIND_NODE walk gets members only (the table's
+	// bucket size exceeds the members: a table peer would be handed out
+	// for any key; kad-dht also hands out a connected peer asked for by
+	// its own ID, which is not a table's answer).
+	ah, ad := outsider()
+	ps, err := ad.GetClosestPeers(ctx, "any key")
+	if err != nil {
+		t.Fatalf("the asker's walk: %v", err)
+	}
+	members := map[peer.ID]bool{}
+	for _, o := range os {
+		members[o.ID()] = true
+	}
+	for _, p := range ps {
+		if !members[p] && p != ah.ID() {
+			t.Fatalf("a FIND_NODE walk through member %s was handed %s, not a member", m.ID().ShortString(), p.ShortString())
+		}
+	}
+	if m.dht.RoutingTable().Find(oh.ID()) != "" || m.dht.RoutingTable().Find(ah.ID()) != "" {
+		t.Fatal("the member's routing table took an outsider")
 	}
 }
