@@ -24,7 +24,9 @@ import (
 // and gives the peerstore the addresses of those it keeps, which kad-dht's
 // FIND_NODE answers need, replaced when a member's entry is a new
 // incarnation. The table then serves partial views and clients as the
-// walk would, and kad-dht's own refresh is off. A pass runs on each change
+// walk would, and kad-dht's own refresh is off. A member kad-dht drops
+// (its query failed, or it stopped serving the DHT) is offered again only
+// after 10 minutes or as a new incarnation. A pass runs on each change
 // of the view and every 10 minutes; it marks every table peer
 // irreplaceable, and kad-dht's own finds are let in only if the view holds
 // them live (a routing-table filter, overlay.go), so no peer the view does
@@ -53,7 +55,7 @@ func (o *Overlay) feedsRoutes() bool {
 func (m *members) feedRoutes(ctx context.Context) {
 	ch, done := m.subscribe()
 	defer done()
-	f := &routesFeed{fed: map[peer.ID]fedAddrs{}, tried: map[peer.ID]bool{}}
+	f := &routesFeed{fed: map[peer.ID]fedAddrs{}, tried: map[peer.ID]bool{}, dropped: map[peer.ID]fedAddrs{}}
 	t := time.NewTicker(max(m.o.cfg.GossipInterval, 100*time.Millisecond))
 	defer t.Stop()
 	changed, last := true, time.Time{}
@@ -80,6 +82,14 @@ func (m *members) feedRoutes(ctx context.Context) {
 type routesFeed struct {
 	fed   map[peer.ID]fedAddrs // table peers whose addresses were given
 	tried map[peer.ID]bool     // members refused for a full bucket
+	// dropped: live members kad-dht took out of the table (a failed
+	// query, or identify says it no longer serves the DHT), with when and
+	// the incarnation then. The view vouches that such a member is up,
+	// not that it answers FIND_NODE: it is offered again only after
+	// routesFeedEvery or as a new incarnation, so a member that answers
+	// probes but refuses DHT streams is not handed to askers on every
+	// change of the view.
+	dropped map[peer.ID]fedAddrs
 }
 
 // fedAddrs: when a peer's addresses were given, from which incarnation of
@@ -122,13 +132,22 @@ func (m *members) feedRoutesOnce(now time.Time, f *routesFeed) {
 		}
 	}
 	room := false // a peer left the table since the last pass
-	for p := range f.fed {
+	for p, a := range f.fed {
 		if !in[p] {
 			room = true
+			if isLive[p] {
+				f.dropped[p] = fedAddrs{at: now, inc: a.inc}
+			}
 			delete(f.fed, p)
 		}
 	}
 	for _, l := range live {
+		if d, ok := f.dropped[l.id]; ok {
+			if d.inc == l.inc && now.Sub(d.at) < routesFeedEvery {
+				continue
+			}
+			delete(f.dropped, l.id)
+		}
 		if !in[l.id] && (!f.tried[l.id] || room) {
 			ok, err := rt.TryAddPeer(l.id, false, false)
 			in[l.id] = ok
@@ -145,6 +164,11 @@ func (m *members) feedRoutesOnce(now time.Time, f *routesFeed) {
 	for p := range f.tried {
 		if !isLive[p] {
 			delete(f.tried, p)
+		}
+	}
+	for p := range f.dropped {
+		if !isLive[p] {
+			delete(f.dropped, p)
 		}
 	}
 	rt.MarkAllPeersIrreplaceable()

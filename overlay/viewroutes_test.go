@@ -149,3 +149,44 @@ func TestFedTableOutsider(t *testing.T) {
 		t.Fatal("the member's routing table took an outsider")
 	}
 }
+
+// TestFedTableDropped: a member that stops serving the DHT (it still
+// answers the membership's probes, so the view holds it live) is dropped
+// by kad-dht, and the next passes of the feed, on changes of the view, do
+// not put it back: the view vouches that it is up, not that it answers
+// FIND_NODE.
+func TestFedTableDropped(t *testing.T) {
+	const name = "ov-feed-drop"
+	os := startWith(t, 6, name, func(_ int, c *Config) { c.WarmConns = -1 })
+	waitMembers(t, os, 6)
+	m, k := os[0], os[5]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := m.host.Connect(ctx, peer.AddrInfo{ID: k.ID(), Addrs: k.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	rt := m.dht.RoutingTable()
+	for rt.Find(k.ID()) == "" {
+		if ctx.Err() != nil {
+			t.Fatal("the member's routing table never held k")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	k.host.RemoveStreamHandler(protocol.ID(ProtocolPrefix(name) + "/kad/1.0.0")) // identify tells m
+	for rt.Find(k.ID()) != "" {
+		if ctx.Err() != nil {
+			t.Fatal("kad-dht kept a member that stopped serving the DHT")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Changes of the view: two members join, each a feed pass.
+	os = append(os, startWith(t, 2, name, func(_ int, c *Config) { c.WarmConns = -1; c.Bootstrap = m.Addrs() })...)
+	waitMembers(t, os, 8)
+	time.Sleep(time.Second)
+	if rt.Find(k.ID()) != "" {
+		t.Fatal("the feed put back a member kad-dht dropped")
+	}
+	if st := m.members.state(k.ID()); st != "live" { // else the test shows nothing
+		t.Fatalf("k is %s in m's view", st)
+	}
+}
