@@ -22,6 +22,11 @@ type sippGen struct {
 	csvs             []string // one per process
 	port             int      // process k sends from port+k
 	extra            []string
+	// hard: the processes quit at the run's end, calls in progress and
+	// all (sipp's global timeout), instead of finishing their calls: an
+	// overload ends when it is meant to, not when the last of its
+	// retransmitted calls gives up.
+	hard bool
 }
 
 // sippResult is what one run of a sippGen saw.
@@ -80,6 +85,10 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	ctx, cancel := context.WithTimeout(context.Background(), dur+60*time.Second)
 	defer cancel()
 	t0 := time.Now()
+	timeout := dur + 40*time.Second
+	if g.hard {
+		timeout = dur
+	}
 	var wg sync.WaitGroup
 	for j := range procs {
 		share := rate / k
@@ -93,7 +102,7 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 		p.dir = tb.TempDir()
 		p.cmd = exec.CommandContext(ctx, "sipp", g.target, "-sf", g.scenario, "-inf", g.csvs[j], "-r", fmt.Sprint(share),
 			"-m", fmt.Sprint(int(float64(share)*dur.Seconds())), "-i", "127.0.0.1", "-p", fmt.Sprint(g.port+j),
-			"-auth_uri", "a.example", "-buff_size", "4194304", "-nostdin", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+40),
+			"-auth_uri", "a.example", "-buff_size", "4194304", "-nostdin", "-timeout", fmt.Sprintf("%ds", int(timeout.Seconds())),
 			"-trace_err", "-error_file", "errors.log", "-trace_stat", "-fd", "1", "-stf", "stat.csv",
 			"-trace_rtt", "-rtt_freq", "1",
 			// No default behaviours: sipp ends a failed call with a BYE
