@@ -164,7 +164,7 @@ func (s *Service) quorum() (r, w int) {
 	if bits, _ := s.ov.Region(); bits > 0 {
 		n = s.ov.Size() // a partial view holds its region alone
 	} else {
-		n = len(s.ov.Members())
+		n = s.ov.MemberCount()
 	}
 	r = min(s.cfg.Replicas, n)
 	return r, max(1, min(s.cfg.WriteQuorum, r))

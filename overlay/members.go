@@ -330,7 +330,7 @@ func (m *members) run(ctx context.Context) {
 			m.protect(mm.Neighbours())
 			bits, _ := mm.Region()
 			if bits > 0 || m.auto {
-				m.regionLive = len(mm.Live(now))
+				m.regionLive = mm.LiveCount(now)
 				m.resize(mm, now)
 			}
 			if bits > 0 && round%50 == 25 {
@@ -502,6 +502,12 @@ func (m *members) joined() bool {
 	return ok
 }
 
+func (m *members) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m.LiveCount(time.Now())
+}
+
 func (m *members) list() []peer.ID {
 	m.mu.Lock()
 	ids := m.m.Live(time.Now())
@@ -580,7 +586,7 @@ func (m *members) liveScaled() (scaled, live int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	bits, _ := m.m.Region()
-	live = len(m.m.Live(time.Now()))
+	live = m.m.LiveCount(time.Now())
 	return live << bits, live
 }
 

@@ -599,6 +599,10 @@ func (o *Overlay) Joined() bool {
 // client.
 func (o *Overlay) Members() []peer.ID { return o.members.list() }
 
+// MemberCount is len(Members()) without the list (it may lag a member's
+// probation or local suspicion running out by a second).
+func (o *Overlay) MemberCount() int { return o.members.count() }
+
 // Suspect marks p as unreachable from here for FailAfter: it is left out of
 // Closest until its heartbeat is seen again after that.
 func (o *Overlay) Suspect(p peer.ID) {

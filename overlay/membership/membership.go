@@ -212,6 +212,10 @@ type Membership struct {
 	health              int                 // local health score (Lifeguard), 0 best
 	cappedAt            uint64
 	stats               Stats
+	// LiveCount's answer, as of the version and time it was counted.
+	liveN   int
+	liveVer uint64
+	liveAt  time.Time
 }
 
 type freshItem struct {

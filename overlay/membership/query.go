@@ -2,9 +2,11 @@ package membership
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
-	"encoding/binary"
+	"math/bits"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -83,6 +85,20 @@ func (m *Membership) Each(now time.Time, f func(e *Entry) bool) {
 	})
 }
 
+// LiveCount is len(Live(now)) without the list, counted again only when
+// the view has changed or a second has passed (what makes a member live
+// may also run out with time: a probation, a local suspicion). Every
+// lookup and registration sizes its quorum by it; counting the view each
+// time cost 0.6 ms at 10 000 members.
+func (m *Membership) LiveCount(now time.Time) int {
+	if m.liveAt.IsZero() || m.liveVer != m.version || now.Sub(m.liveAt) >= time.Second || now.Before(m.liveAt) {
+		n := 0
+		m.Each(now, func(*Entry) bool { n++; return true })
+		m.liveN, m.liveVer, m.liveAt = n, m.version, now
+	}
+	return m.liveN
+}
+
 // Live returns the ids of the live members.
 func (m *Membership) Live(now time.Time) []string {
 	var out []string
@@ -134,38 +150,77 @@ func (m *Membership) Suspected(now time.Time, kid [32]byte, n int) []string {
 	})
 }
 
+// nearest returns the ids of the n records nearest kid (XOR of Kademlia
+// IDs) for which ok holds, nearest first. It widens a block of the index
+// (the records that share the key's first L bits, L from the longest
+// prefix any record shares down) until the block holds n records ok
+// takes: every record in the block is nearer the key than any outside
+// it, so the n nearest of the block are the answer. The cost is a few
+// binary searches and the block's records, not the view's size (a scan of
+// the view took 0.3 ms at 10 000 members, for every lookup and
+// registration).
 func (m *Membership) nearest(kid [32]byte, n int, ok func(*rec) bool) []string {
 	if n <= 0 || !m.Covers(kid) {
 		return nil // a partial view knows nothing of the key's neighbours
+	}
+	idx := m.v.index()
+	k0 := kprefix(kid)
+	pos, _ := slices.BinarySearchFunc(idx, k0, func(e idxEnt, k uint64) int { return cmp.Compare(e.k, k) })
+	// The longest prefix a record shares with the key: blocks longer
+	// than that are empty.
+	l := 0
+	if pos < len(idx) {
+		l = bits.LeadingZeros64(idx[pos].k ^ k0)
+	}
+	if pos > 0 {
+		l = max(l, bits.LeadingZeros64(idx[pos-1].k^k0))
+	}
+	lo, hi, found := pos, pos, 0
+	count := func(from, to int) {
+		for _, e := range idx[from:to] {
+			if r := m.v.get(e.h); r != nil && ok(r) {
+				found++
+			}
+		}
+	}
+	for ; ; l-- {
+		first, last := k0, k0 // the block of prefix length l: [first, last]
+		if l < 64 {
+			mask := ^uint64(0) >> l
+			first, last = k0&^mask, k0|mask
+		}
+		nlo := sort.Search(lo, func(i int) bool { return idx[i].k >= first })
+		nhi := hi + sort.Search(len(idx)-hi, func(i int) bool { return idx[hi+i].k > last })
+		count(nlo, lo)
+		count(hi, nhi)
+		lo, hi = nlo, nhi
+		if found >= n || l == 0 {
+			break
+		}
 	}
 	type cand struct {
 		id string
 		d  [32]byte
 	}
-	best := make([]cand, 0, n+1)
-	k0 := binary.BigEndian.Uint64(kid[:8])
-	m.v.each(func(r *rec) bool {
-		if !ok(r) {
-			return true
-		}
-		d0 := binary.BigEndian.Uint64(r.kid[:8]) ^ k0
-		if len(best) == n && d0 > binary.BigEndian.Uint64(best[n-1].d[:8]) {
-			return true
+	best := make([]cand, 0, min(n, found)+1)
+	for _, e := range idx[lo:hi] {
+		r := m.v.get(e.h)
+		if r == nil || !ok(r) {
+			continue
 		}
 		var d [32]byte
 		for i := range d {
 			d[i] = r.kid[i] ^ kid[i]
 		}
 		if len(best) == n && bytes.Compare(d[:], best[n-1].d[:]) >= 0 {
-			return true
+			continue
 		}
 		i, _ := slices.BinarySearchFunc(best, d, func(c cand, t [32]byte) int { return bytes.Compare(c.d[:], t[:]) })
 		best = slices.Insert(best, i, cand{r.e.ID, d})
 		if len(best) > n {
 			best = best[:n]
 		}
-		return true
-	})
+	}
 	out := make([]string, len(best))
 	for i, c := range best {
 		out[i] = c.id

@@ -1,8 +1,10 @@
 package membership
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"time"
 )
 
@@ -155,6 +157,57 @@ type view struct {
 	own     map[uint64]*rec // nil value: deleted from the base
 	n       int
 	digests [buckets]uint64 // stable digest per bucket
+	// idx orders the records by the first 64 bits of their Kademlia ID:
+	// Closest's index (see nearest), built on its first use and kept in
+	// step by add and del after. Not shared: a simulator's views share
+	// their base, and only the views asked for replicas pay for one.
+	idx []idxEnt
+}
+
+// idxEnt is one record in view.idx: its Kademlia prefix and id hash.
+type idxEnt struct{ k, h uint64 }
+
+// kprefix is the first 64 bits of a Kademlia ID.
+func kprefix(kid [32]byte) uint64 { return binary.BigEndian.Uint64(kid[:8]) }
+
+// index returns idx, building it if need be.
+func (v *view) index() []idxEnt {
+	if v.idx == nil {
+		idx := make([]idxEnt, 0, v.n+1)
+		v.each(func(r *rec) bool {
+			idx = append(idx, idxEnt{kprefix(r.kid), r.h})
+			return true
+		})
+		slices.SortFunc(idx, cmpIdx)
+		v.idx = idx
+	}
+	return v.idx
+}
+
+func cmpIdx(a, b idxEnt) int {
+	if c := cmp.Compare(a.k, b.k); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.h, b.h)
+}
+
+// indexAdd and indexDel keep a built idx in step with the records.
+func (v *view) indexAdd(r *rec) {
+	if v.idx == nil {
+		return
+	}
+	e := idxEnt{kprefix(r.kid), r.h}
+	i, _ := slices.BinarySearchFunc(v.idx, e, cmpIdx)
+	v.idx = slices.Insert(v.idx, i, e)
+}
+
+func (v *view) indexDel(r *rec) {
+	if v.idx == nil {
+		return
+	}
+	if i, ok := slices.BinarySearchFunc(v.idx, idxEnt{kprefix(r.kid), r.h}, cmpIdx); ok {
+		v.idx = slices.Delete(v.idx, i, i+1)
+	}
 }
 
 func newView(s *Snapshot) *view {
@@ -186,17 +239,24 @@ func (v *view) mut(h uint64) *rec {
 }
 
 func (v *view) add(r *rec) {
-	if v.get(r.h) == nil {
+	switch old := v.get(r.h); {
+	case old == nil:
 		v.n++
+		v.indexAdd(r)
+	case old.kid != r.kid: // another ID with the same hash takes the slot
+		v.indexDel(old)
+		v.indexAdd(r)
 	}
 	v.own[r.h] = r
 }
 
 func (v *view) del(h uint64) {
-	if v.get(h) == nil {
+	r := v.get(h)
+	if r == nil {
 		return
 	}
 	v.n--
+	v.indexDel(r)
 	if _, ok := v.base[h]; ok {
 		v.own[h] = nil
 	} else {
