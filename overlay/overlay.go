@@ -40,8 +40,6 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/lsnode/lsnode/pki"
-
-	"github.com/lsnode/lsnode/overlay/membership"
 )
 
 // ValueNamespace is the kad-dht value namespace the overlay accepts with
@@ -633,26 +631,25 @@ const (
 // included), by peer. Announcements are as trustworthy as the member that
 // signed them: use them to find candidates, not to trust them.
 func (o *Overlay) Services() map[peer.ID][]string {
-	out := map[peer.ID][]string{}
-	o.members.each(func(id peer.ID, e *membership.Entry) bool {
-		if len(e.Services) > 0 {
-			out[id] = slices.Clone(e.Services)
-		}
-		return true
-	})
+	a := o.members.announced()
+	out := make(map[peer.ID][]string, len(a))
+	for id, svcs := range a {
+		out[id] = slices.Clone(svcs)
+	}
 	return out
 }
 
 // AnyService reports whether a live member (this node included) announces
 // a service match accepts: Services without the copy, for per-request
-// checks.
+// checks. Its cost is the members that announce a service, not the view's
+// size (it may lag a change by a second).
 func (o *Overlay) AnyService(match func(string) bool) bool {
-	found := false
-	o.members.each(func(_ peer.ID, e *membership.Entry) bool {
-		found = slices.ContainsFunc(e.Services, match)
-		return !found
-	})
-	return found
+	for _, svcs := range o.members.announced() {
+		if slices.ContainsFunc(svcs, match) {
+			return true
+		}
+	}
+	return false
 }
 
 // Changes returns a channel that receives a value (coalesced) whenever the set
