@@ -28,7 +28,14 @@ type rpc struct {
 	busy     map[*pooled]struct{} // carrying a request: reset by close
 	closed   bool
 	inflight map[overlay.PeerID]chan struct{} // bounds requests in flight per peer
+	// frames holds request buffers (*[]byte) for reuse: a request is
+	// written whole before its call returns, and the stream copies it.
+	frames sync.Pool
 }
+
+// keptFrame: a stream's reply buffer is kept for the next reply up to
+// this size.
+const keptFrame = 16 << 10
 
 // maxInflightPerPeer bounds the requests in flight to one peer. Beyond it a
 // request waits (within its deadline): back-pressure instead of streams
@@ -64,7 +71,17 @@ func (c *rpc) call(ctx context.Context, p overlay.PeerID, proto overlay.Protocol
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	b := req.frame()
+	buf, _ := c.frames.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	b := req.frameIn(*buf)
+	defer func() {
+		if cap(b) <= keptFrame {
+			*buf = b[:0]
+			c.frames.Put(buf)
+		}
+	}()
 	if n, _ := binary.Uvarint(b); n > uint64(c.maxMsg) {
 		return nil, fmt.Errorf("%w: request of %d bytes", ErrTooLarge, n)
 	}
@@ -212,6 +229,7 @@ func (c *rpc) close() {
 // one reply frame; a frame that does not decode gets an error reply and ends
 // the stream.
 func serve(ctx context.Context, s overlay.Stream, maxMsg int, handle func(context.Context, overlay.PeerID, *message) *message) {
+	var out []byte // the replies' buffer, reused (the stream copies what it writes)
 	defer s.Close()
 	r := bufio.NewReader(s)
 	from := s.Conn().RemotePeer()
@@ -232,9 +250,13 @@ func serve(ctx context.Context, s overlay.Stream, maxMsg int, handle func(contex
 			reply = handle(ctx, from, req)
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := s.Write(reply.frame()); err != nil {
+		out = reply.frameIn(out)
+		if _, err := s.Write(out); err != nil {
 			s.Reset()
 			return
+		}
+		if cap(out) > keptFrame {
+			out = nil // a big reply's buffer is not held for the stream's life
 		}
 	}
 }

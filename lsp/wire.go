@@ -70,14 +70,18 @@ type message struct {
 }
 
 func (m *message) encode() []byte {
-	b, start := m.appendFrame()
+	b, start := m.appendFrame(nil)
 	return b[start:]
 }
 
 // frame is encode with the varint length prefix of a stream frame, built in
 // one buffer.
-func (m *message) frame() []byte {
-	b, _ := m.appendFrame()
+func (m *message) frame() []byte { return m.frameIn(nil) }
+
+// frameIn is frame built in buf when it has the room (a buffer the caller
+// reuses once the frame is written), in a new one otherwise.
+func (m *message) frameIn(buf []byte) []byte {
+	b, _ := m.appendFrame(buf)
 	n := len(b) - binary.MaxVarintLen64
 	var pre [binary.MaxVarintLen64]byte
 	k := binary.PutUvarint(pre[:], uint64(n))
@@ -86,9 +90,10 @@ func (m *message) frame() []byte {
 	return b[start:]
 }
 
-// appendFrame encodes m after binary.MaxVarintLen64 reserved bytes, into a
-// buffer sized once. It returns the buffer and where the message starts.
-func (m *message) appendFrame() ([]byte, int) {
+// appendFrame encodes m after binary.MaxVarintLen64 reserved bytes, into
+// buf if it has the room, else into a buffer sized once. It returns the
+// buffer and where the message starts.
+func (m *message) appendFrame(buf []byte) ([]byte, int) {
 	entries := make([][]byte, len(m.Entries))
 	size := 4*binary.MaxVarintLen64 + len(m.Error) + binary.MaxVarintLen64
 	for i, e := range m.Entries {
@@ -105,7 +110,12 @@ func (m *message) appendFrame() ([]byte, int) {
 		size += len(a) + 1 + binary.MaxVarintLen64
 	}
 	size += len(m.Holder) + 1 + binary.MaxVarintLen64
-	b := make([]byte, binary.MaxVarintLen64, binary.MaxVarintLen64+size)
+	var b []byte
+	if cap(buf) >= binary.MaxVarintLen64+size {
+		b = buf[:binary.MaxVarintLen64]
+	} else {
+		b = make([]byte, binary.MaxVarintLen64, binary.MaxVarintLen64+size)
+	}
 	b = appendUint(b, 1, wireVersion)
 	b = appendUint(b, 2, uint64(m.Type))
 	if m.Status != 0 {
