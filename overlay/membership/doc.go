@@ -79,6 +79,14 @@
 //     never confirms another's. Keys outside the region are the
 //     overlay's to route (kad-dht).
 //
+//   - Queries on the request path cost what they return, not N: Closest
+//     (every lookup and registration's replica set) searches an index of
+//     the view ordered by Kademlia prefix, kept in step with the view
+//     once built (16 bytes a member, only in views that are asked);
+//     LiveCount (the quorum's size) is counted again only on a change or
+//     after a second. At 10 000 members a scan cost 0.3 ms and 0.6 ms
+//     for them; the index answers in about 1 µs (BenchmarkClosest).
+//
 // Why our own protocol rather than hashicorp/memberlist: memberlist's
 // entries are not signed (any member can declare any other dead or
 // alive, which is fine in one operator's data centre and not on the open
