@@ -22,10 +22,9 @@ type sippGen struct {
 	csvs             []string // one per process
 	port             int      // process k sends from port+k
 	extra            []string
-	// hard: the processes quit at the run's end, calls in progress and
-	// all (sipp's global timeout), instead of finishing their calls: an
-	// overload ends when it is meant to, not when the last of its
-	// retransmitted calls gives up.
+	// hard: the processes stop at the run's end, calls in progress and
+	// all, instead of finishing their calls: an overload ends when it is
+	// meant to, not when the last of its retransmitted calls gives up.
 	hard bool
 }
 
@@ -82,13 +81,17 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 		err error
 	}
 	procs := make([]one, k)
-	ctx, cancel := context.WithTimeout(context.Background(), dur+60*time.Second)
+	timeout, kill := dur+40*time.Second, dur+60*time.Second
+	if g.hard {
+		// sipp's global timeout only stops new calls: it then waits for
+		// those in progress, and a sipp starved of CPU runs behind its
+		// clock. Killed 2 s after the end (its statistics file is
+		// written each second).
+		timeout, kill = dur, dur+2*time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kill)
 	defer cancel()
 	t0 := time.Now()
-	timeout := dur + 40*time.Second
-	if g.hard {
-		timeout = dur
-	}
 	var wg sync.WaitGroup
 	for j := range procs {
 		share := rate / k
