@@ -59,16 +59,10 @@ type members struct {
 	// whether its bits follow the overlay's size (auto) and when they last
 	// changed. The bits themselves are the membership's (Region).
 	regionLive int
-	// The live members' announced services (Services, AnyService: per
-	// call and per request), gathered again on a change of the view or
-	// after a second, as LiveCount counts; shared read-only.
-	svcs      map[peer.ID][]string
-	svcsVer   uint64
-	svcsAt    time.Time
-	auto      bool
-	resized   time.Time
-	joinedAt  time.Time // when resize first saw the view joined
-	wasJoined atomic.Bool
+	auto       bool
+	resized    time.Time
+	joinedAt   time.Time // when resize first saw the view joined
+	wasJoined  atomic.Bool
 
 	sendMu sync.Mutex
 	queues map[peer.ID]chan []byte
@@ -668,23 +662,12 @@ func (m *members) suspected(key kb.ID, n int) []peer.ID {
 	return toPeers(ids)
 }
 
-// announced returns the live members' services by peer (this node's
+// announced returns the live members' services by id (this node's
 // included), which the caller must not modify.
-func (m *members) announced() map[peer.ID][]string {
-	now := time.Now()
+func (m *members) announced() map[string][]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if v := m.m.Version(); m.svcs == nil || m.svcsVer != v || now.Sub(m.svcsAt) >= time.Second || now.Before(m.svcsAt) {
-		out := map[peer.ID][]string{}
-		m.m.Each(now, func(e *membership.Entry) bool {
-			if len(e.Services) > 0 {
-				out[peer.ID(e.ID)] = e.Services
-			}
-			return true
-		})
-		m.svcs, m.svcsVer, m.svcsAt = out, v, now
-	}
-	return m.svcs
+	return m.m.Announced(time.Now())
 }
 
 // each calls f with every live member's entry (this node's included).

@@ -634,7 +634,7 @@ func (o *Overlay) Services() map[peer.ID][]string {
 	a := o.members.announced()
 	out := make(map[peer.ID][]string, len(a))
 	for id, svcs := range a {
-		out[id] = slices.Clone(svcs)
+		out[peer.ID(id)] = slices.Clone(svcs)
 	}
 	return out
 }

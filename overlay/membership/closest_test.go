@@ -137,8 +137,8 @@ func TestNearestIndex(t *testing.T) {
 	}
 }
 
-// TestLiveCount: LiveCount follows the view's changes at once and a
-// probation that runs out within a second.
+// TestLiveCount: LiveCount and Announced follow the view's changes at
+// once and a probation that runs out within a second.
 func TestLiveCount(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	m := viewOf(t, snapshotOf(t, 20), "m0", now)
@@ -146,7 +146,7 @@ func TestLiveCount(t *testing.T) {
 		t.Fatalf("LiveCount %d, Live %d", got, want)
 	}
 	kid := KeyID("late")
-	r := &rec{h: hashOf(kid), kid: kid, e: &Entry{ID: "late"}, until: now.Add(500 * time.Millisecond)}
+	r := &rec{h: hashOf(kid), kid: kid, e: &Entry{ID: "late", Services: []string{"turn:192.0.2.1:3478"}}, until: now.Add(500 * time.Millisecond)}
 	m.v.add(r)
 	m.version++ // as apply does for a new member
 	if got, want := m.LiveCount(now), len(m.Live(now)); got != want {
@@ -155,5 +155,8 @@ func TestLiveCount(t *testing.T) {
 	later := now.Add(1100 * time.Millisecond)
 	if got, want := m.LiveCount(later), len(m.Live(later)); got != want || got != len(m.Live(now))+1 {
 		t.Fatalf("after its probation: LiveCount %d, Live %d (before %d)", got, want, len(m.Live(now)))
+	}
+	if len(m.Announced(now)) != 0 || len(m.Announced(later)["late"]) != 1 {
+		t.Fatalf("announced on probation %v, after it %v", m.Announced(now), m.Announced(later))
 	}
 }

@@ -212,10 +212,18 @@ type Membership struct {
 	health              int                 // local health score (Lifeguard), 0 best
 	cappedAt            uint64
 	stats               Stats
-	// LiveCount's answer, as of the version and time it was counted.
-	liveN   int
-	liveVer uint64
-	liveAt  time.Time
+	// LiveCount's and Announced's answers, as of the version and time
+	// they were gathered (summary).
+	sum    liveSummary
+	sumVer uint64
+	sumAt  time.Time
+}
+
+// liveSummary is what the request path asks of the live members, gathered
+// in one walk of the view.
+type liveSummary struct {
+	n        int
+	services map[string][]string // by member id; shared, read-only
 }
 
 type freshItem struct {

@@ -85,18 +85,35 @@ func (m *Membership) Each(now time.Time, f func(e *Entry) bool) {
 	})
 }
 
-// LiveCount is len(Live(now)) without the list, counted again only when
-// the view has changed or a second has passed (what makes a member live
-// may also run out with time: a probation, a local suspicion). Every
-// lookup and registration sizes its quorum by it; counting the view each
-// time cost 0.6 ms at 10 000 members.
-func (m *Membership) LiveCount(now time.Time) int {
-	if m.liveAt.IsZero() || m.liveVer != m.version || now.Sub(m.liveAt) >= time.Second || now.Before(m.liveAt) {
-		n := 0
-		m.Each(now, func(*Entry) bool { n++; return true })
-		m.liveN, m.liveVer, m.liveAt = n, m.version, now
+// summary returns the live members' count and announced services,
+// gathered again only when the view has changed or a second has passed
+// (what makes a member live may also run out with time: a probation, a
+// local suspicion). Every lookup and registration sizes its quorum by the
+// count, and the proxy asks the services on every request: a walk of the
+// view each time cost 0.6 ms at 10 000 members.
+func (m *Membership) summary(now time.Time) liveSummary {
+	if m.sumAt.IsZero() || m.sumVer != m.version || now.Sub(m.sumAt) >= time.Second || now.Before(m.sumAt) {
+		sum := liveSummary{services: map[string][]string{}}
+		m.Each(now, func(e *Entry) bool {
+			sum.n++
+			if len(e.Services) > 0 {
+				sum.services[e.ID] = e.Services
+			}
+			return true
+		})
+		m.sum, m.sumVer, m.sumAt = sum, m.version, now
 	}
-	return m.liveN
+	return m.sum
+}
+
+// LiveCount is len(Live(now)) without the list (see summary: it may lag
+// by a second).
+func (m *Membership) LiveCount(now time.Time) int { return m.summary(now).n }
+
+// Announced returns the live members' announced services by id, which
+// the caller must not modify (see summary: it may lag by a second).
+func (m *Membership) Announced(now time.Time) map[string][]string {
+	return m.summary(now).services
 }
 
 // Live returns the ids of the live members.
