@@ -185,8 +185,10 @@ func overload(b *testing.B, g sippGen, max int) (goodput float64, recovery time.
 	after.port = g.port + len(g.csvs)
 	g.hard = true // the overload stops at 10 s, its calls in progress with it
 	done := make(chan sippResult, 1)
+	stop := cpuProfile(b, g.overloadProfile)
 	go func() { done <- g.run(b, 2*max, 10*time.Second) }()
 	time.Sleep(10 * time.Second)
+	stop()
 	ra := after.run(b, max, 10*time.Second)
 	ro := <-done
 	if len(ro.perSec) > 1 {
@@ -209,7 +211,8 @@ func overload(b *testing.B, g sippGen, max int) (goodput float64, recovery time.
 // LSNODE_BENCH_HOLD overrides), driven by LSNODE_BENCH_SIPP sipp processes
 // (2) with their CPU; latency at half that rate; goodput at twice it and
 // the recovery after (LSNODE_BENCH_CPUPROFILE=path: a CPU profile of the
-// digest-on runs alone). Also one LSP publish (the floor of REGISTER→200) and
+// digest-on runs alone; LSNODE_BENCH_OVERLOADPROFILE=path: of the
+// digest-off overload). Also one LSP publish (the floor of REGISTER→200) and
 // REGISTER→visible from another domain. One summary line.
 func BenchmarkRegister(b *testing.B) {
 	for _, tool := range []string{"sipp", "kamailio"} {
@@ -278,7 +281,9 @@ func BenchmarkRegister(b *testing.B) {
 		}
 		floor.seq = append(floor.seq, time.Since(t0))
 	}
-	ours := map[bool]regFigures{false: measureRegistrar(b, gen(openAddr, false), hold)}
+	open := gen(openAddr, false)
+	open.overloadProfile = os.Getenv("LSNODE_BENCH_OVERLOADPROFILE")
+	ours := map[bool]regFigures{false: measureRegistrar(b, open, hold)}
 	if path := os.Getenv("LSNODE_BENCH_HEAPPROFILE"); path != "" { // what the nodes hold after the digest-off runs
 		writeHeap(b, path)
 	}

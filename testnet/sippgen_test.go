@@ -26,6 +26,9 @@ type sippGen struct {
 	// all, instead of finishing their calls: an overload ends when it is
 	// meant to, not when the last of its retransmitted calls gives up.
 	hard bool
+	// overloadProfile: a CPU profile of the process during overload's
+	// run at twice the maximum, when not empty.
+	overloadProfile string
 }
 
 // sippResult is what one run of a sippGen saw.
