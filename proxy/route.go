@@ -267,6 +267,9 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		}
 		return answer(500, "Location service error")
 	}
+	if bs, ok = instanceOf(req.Recipient, bs); !ok {
+		return answer(480, "Temporarily Unavailable")
+	}
 	if len(bs) > 0 {
 		if p.cfg.Mode == Redirecting {
 			return decision{code: 302, reason: "Moved Temporarily", contacts: bs}
@@ -280,6 +283,22 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		return answer(480, "Temporarily Unavailable")
 	}
 	return p.foreign(ctx, req, domain)
+}
+
+// instanceOf keeps, when ruri is a public GRUU (RFC 5627 §3.1), the
+// bindings of the instance it names; ok false when the AOR has bindings
+// but none of that instance (it is not registered: 480, §5.3). Any other
+// ruri keeps bs. (A temporary GRUU is an AOR of its own holding its
+// instance's bindings alone: registrar/gruu.go.)
+func instanceOf(ruri sip.Uri, bs []lsp.Binding) (_ []lsp.Binding, ok bool) {
+	gr, isGRUU := ruri.UriParams.Get("gr")
+	if !isGRUU || gr == "" || len(bs) == 0 {
+		return bs, true
+	}
+	bs = slices.DeleteFunc(slices.Clone(bs), func(b lsp.Binding) bool {
+		return b.Instance == "" || !strings.EqualFold(lsp.InstanceGR(b.Instance), gr)
+	})
+	return bs, len(bs) > 0
 }
 
 // popSelfRoutes removes the Routes naming us from the top of req (§16.4;

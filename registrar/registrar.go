@@ -56,6 +56,9 @@ type Config struct {
 	// NonceSecret keys the stateless nonces; front-ends of one domain share
 	// it. Required with Users.
 	NonceSecret []byte
+	// GRUUSecret keys the temporary GRUUs (RFC 5627; see gruu.go); front-
+	// ends of one domain share it. Nil: public GRUUs only.
+	GRUUSecret []byte
 	// Algorithms offered in challenges, most preferred first (RFC 8760 §2.4:
 	// a UAC uses the topmost one it supports). Default SHA-256, MD5; put MD5
 	// first for UAs that only read the first challenge.
@@ -136,6 +139,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if (c.Mode == Stateless || c.Mode == Hybrid) && c.Location == nil {
 		return c, fmt.Errorf("%w: %s mode needs a location service", ErrConfig, c.Mode)
+	}
+	if c.GRUUSecret != nil && len(c.GRUUSecret) < 16 {
+		return c, fmt.Errorf("%w: GRUU secret shorter than 16 bytes", ErrConfig)
 	}
 	if c.Users != nil {
 		if len(c.NonceSecret) < 16 {
@@ -281,7 +287,11 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	defer cancel()
 	u := update{req: req, aor: aor, source: source, callID: req.CallID().Value(), cseq: req.CSeq().SeqNo,
 		path: headerValues(req, "Path"), now: time.Now(), contacts: contacts}
-	if reg, ok := r.loc.(lsp.Registry); ok && !wildcard && len(contacts) > 0 && !slices.ContainsFunc(contacts, func(c contact) bool { return c.expires == 0 }) {
+	// One round trip for the common case. A REGISTER that asks for GRUUs
+	// reads first: a binding whose Call-ID changes takes its temporary
+	// GRUU with it.
+	if reg, ok := r.loc.(lsp.Registry); ok && !wildcard && len(contacts) > 0 && !slices.ContainsFunc(contacts, func(c contact) bool { return c.expires == 0 }) &&
+		!(len(r.cfg.GRUUSecret) > 0 && supportsGRUU(req) && slices.ContainsFunc(contacts, func(c contact) bool { return c.binding.Instance != "" })) {
 		return r.register(ctx, reg, u)
 	}
 	current, err := r.loc.Lookup(ctx, aor)
@@ -292,7 +302,7 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	case wildcard:
 		return r.removeAll(ctx, u, current)
 	case len(contacts) == 0: // a query
-		return r.ok(req, current)
+		return r.ok(req, aor, current, nil)
 	}
 	return r.apply(ctx, u, current)
 }
@@ -340,6 +350,11 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 	if lsp.Domain(aor) != r.cfg.Domain {
 		return "", false, status(req, 403, "Not authoritative for "+lsp.Domain(aor))
 	}
+	// RFC 5627: a GRUU names a registered instance; it is never registered
+	// itself, and temporary GRUUs' user parts are ours alone.
+	if to.Address.UriParams.Has("gr") || strings.HasPrefix(strings.ToLower(to.Address.User), TempGRUUPrefix) {
+		return "", false, status(req, 403, "A GRUU is not an address-of-record")
+	}
 	// Steps 3–4: authentication and authorisation.
 	if r.users != nil {
 		if res := r.authenticateAs(req, aor, source, uasAuth()); res != nil {
@@ -380,7 +395,7 @@ func (r *Registrar) register(ctx context.Context, reg lsp.Registry, u update) *s
 	if err != nil {
 		return r.failed(u.req, "register", err)
 	}
-	return r.ok(u.req, final)
+	return r.ok(u.req, u.aor, final, nil)
 }
 
 // removeAll answers Contact: * (RFC 3261 §10.3 step 6): remove all, unless
@@ -395,8 +410,9 @@ func (r *Registrar) removeAll(ctx context.Context, u update, current []lsp.Bindi
 		if err := r.loc.Remove(ctx, u.aor); err != nil {
 			return r.failed(u.req, "remove", err)
 		}
+		r.withdrawTemp(ctx, u.aor, current)
 	}
-	return r.ok(u.req, nil)
+	return r.ok(u.req, u.aor, nil, nil)
 }
 
 // apply publishes and removes u's contacts against the current bindings
@@ -406,12 +422,16 @@ func (r *Registrar) apply(ctx context.Context, u update, current []lsp.Binding) 
 	for _, b := range current {
 		byID[b.ID()] = b
 	}
-	var publish []lsp.Binding
+	var publish, ended []lsp.Binding
 	var remove []string
 	for _, c := range u.contacts {
 		id := c.binding.ID()
-		if old, ok := byID[id]; ok && old.CallID == u.callID && old.CSeq >= u.cseq {
+		old, had := byID[id]
+		if had && old.CallID == u.callID && old.CSeq >= u.cseq {
 			return status(u.req, 500, "Request out of order")
+		}
+		if had && (c.expires == 0 || old.CallID != u.callID) {
+			ended = append(ended, old) // a registration ends, or another replaces it
 		}
 		if c.expires == 0 {
 			remove = append(remove, id)
@@ -432,6 +452,8 @@ func (r *Registrar) apply(ctx context.Context, u update, current []lsp.Binding) 
 			return r.failed(u.req, "remove", err)
 		}
 	}
+	r.withdrawTemp(ctx, u.aor, ended)
+	temp := r.issueTemp(ctx, u, publish)
 	// Answer from the location service, not from memory: the list then
 	// includes what other front-ends wrote meanwhile (a quorum read sees
 	// every acknowledged write, ours included).
@@ -439,7 +461,7 @@ func (r *Registrar) apply(ctx context.Context, u update, current []lsp.Binding) 
 	if err != nil {
 		return r.failed(u.req, "lookup", err)
 	}
-	return r.ok(u.req, final)
+	return r.ok(u.req, u.aor, final, temp)
 }
 
 // binding completes one of u's contacts into the binding to store.
@@ -660,8 +682,11 @@ func (r *Registrar) parseContacts(req *sip.Request, source string, trusted bool)
 	return out, wildcard, nil
 }
 
-// ok builds the 200 listing every current binding with its remaining expiry.
-func (r *Registrar) ok(req *sip.Request, bs []lsp.Binding) *sip.Response {
+// ok builds the 200 listing every current binding of aor with its
+// remaining expiry and, when req asked for GRUUs, each instance's public
+// GRUU and the temporary GRUUs of temp (by instance).
+func (r *Registrar) ok(req *sip.Request, aor string, bs []lsp.Binding, temp map[string]string) *sip.Response {
+	gruu := supportsGRUU(req)
 	res := status(req, 200, "OK")
 	now := time.Now()
 	slices.SortFunc(bs, func(a, b lsp.Binding) int { return strings.Compare(a.ID(), b.ID()) })
@@ -680,6 +705,12 @@ func (r *Registrar) ok(req *sip.Request, bs []lsp.Binding) *sip.Response {
 		}
 		if b.RegID != 0 {
 			v.WriteString(";reg-id=" + strconv.FormatUint(uint64(b.RegID), 10))
+		}
+		if gruu && b.Instance != "" {
+			v.WriteString(`;pub-gruu="` + pubGRUU(aor, b.Instance) + `"`)
+			if t, ok := temp[b.Instance]; ok {
+				v.WriteString(`;temp-gruu="` + t + `"`)
+			}
 		}
 		res.AppendHeader(sip.NewHeader("Contact", v.String()))
 	}

@@ -295,11 +295,13 @@ func FuzzRegister(f *testing.F) {
 		"Contact: <sip:a@h>;+sip.instance=\"<urn:x>\";reg-id=1;q=0.5\r\nPath: <sip:p;lr>\r\n",
 		"Contact: <sip:a@h>\r\nAuthorization: Digest username=\"alice\", realm=\"a.example\", nonce=\"x\", uri=\"sip:a.example\", response=\"0\"\r\n",
 		"Require: path, foo\r\nExpires: 99999999999\r\n",
+		"Supported: gruu\r\nContact: <sip:a@192.0.2.1>;+sip.instance=\"<urn:uuid:1>\";reg-id=2\r\nExpires: 60\r\n",
 	} {
 		f.Add([]byte(base + extra + "Content-Length: 0\r\n\r\n"))
 	}
 	r := newTestRegistrar(f, true, nil)
 	open := newTestRegistrar(f, false, nil)
+	open.cfg.GRUUSecret = []byte("0123456789abcdef0123")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := sip.ParseMessage(b)
 		if err != nil {

@@ -27,7 +27,9 @@ type sippRun struct {
 	domain    string
 	contact   string
 	expires   int
-	final     int // status the authenticated REGISTER must get
+	final     int      // status the authenticated REGISTER must get
+	headers   []string // more header lines of both REGISTERs
+	messages  *string  // when set, receives sipp's message trace
 }
 
 // freeUDPPort returns a port free on 127.0.0.1 for sipp's own socket.
@@ -52,7 +54,12 @@ func (r sippRun) run(t *testing.T) error {
 	}
 	dir := t.TempDir()
 	scen := filepath.Join(dir, "register.xml")
-	if err := os.WriteFile(scen, []byte(strings.ReplaceAll(string(tmpl), "FINAL_STATUS", fmt.Sprint(r.final))), 0o644); err != nil {
+	extra := ""
+	for _, h := range r.headers {
+		extra += "      " + h + "\n"
+	}
+	text := strings.ReplaceAll(strings.ReplaceAll(string(tmpl), "FINAL_STATUS", fmt.Sprint(r.final)), "      EXTRA_HEADERS\n", extra)
+	if err := os.WriteFile(scen, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if r.authUser == "" {
@@ -64,9 +71,14 @@ func (r sippRun) run(t *testing.T) error {
 		"-p", fmt.Sprint(freeUDPPort(t)), "-au", r.authUser, "-ap", r.pass, "-auth_uri", r.domain,
 		"-key", "user", r.user, "-key", "domain", r.domain, "-key", "contact", r.contact,
 		"-key", "expires", fmt.Sprint(r.expires), "-timeout", "20s", "-nostdin",
-		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
+		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"))
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
+	if r.messages != nil {
+		msgs, _ := os.ReadFile(filepath.Join(dir, "messages.log"))
+		*r.messages = string(msgs)
+	}
 	if err != nil {
 		errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
 		return fmt.Errorf("sipp %s (%s, contact %s, want %d): %v\n%s\n%s", r.user, r.registrar, r.contact, r.final, err, tail(out), errs)
