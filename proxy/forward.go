@@ -155,10 +155,12 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	if code, _ := p.validate(req); code != 0 {
 		return // nobody answers an ACK
 	}
-	if req.Route() == nil && net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) == nil {
+	if req.Route() == nil && net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) == nil && !req.Recipient.UriParams.Has("gr") {
 		// The ACK of a 2xx goes to the callee's Contact; one addressed to
 		// an AOR is the ACK of a non-2xx whose transaction is gone: it
-		// stops here (RFC 3261 §17.2.1), it is not routed by DNS.
+		// stops here (RFC 3261 §17.2.1), it is not routed by DNS. A
+		// callee's Contact may be a GRUU (RFC 5627 §4.2): it is found in
+		// the overlay like any.
 		return
 	}
 	if p.peerPolicy(req) != nil {
@@ -270,7 +272,7 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 		for i := len(rr) - 1; i >= 0; i-- {
 			out.PrependHeader(sip.NewHeader("Record-Route", rr[i]))
 		}
-	} else if (p.cfg.RecordRoute || req.Method == sip.INVITE && p.anchored(mediaKey(req))) && req.Method != sip.ACK && !req.To().Params.Has("tag") {
+	} else if (p.cfg.RecordRoute || t.gruu || req.Method == sip.INVITE && p.anchored(mediaKey(req))) && req.Method != sip.ACK && !req.To().Params.Has("tag") {
 		// One entry per side, each reachable over that side's transport;
 		// two when they differ (RFC 5658 double record-routing).
 		in := strings.ToUpper(req.Transport())

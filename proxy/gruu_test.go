@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -50,5 +53,54 @@ func TestInstanceOf(t *testing.T) {
 	}
 	if len(bs) != 5 || bs[1].Contact != "sip:a@192.0.2.2" {
 		t.Fatalf("instanceOf changed its input (the lookup cache's): %+v", bs)
+	}
+}
+
+// TestGRUUInDialog: a UA's GRUU is its Contact in dialogs (RFC 5627
+// §4.2), a name only the overlay resolves. An untrusted sender's request
+// to it is let through only inside a dialog this proxy record-routed for
+// that very Contact (its token), as one to an address is; a token of
+// another dialog, of another Contact, or on a new request opens nothing.
+func TestGRUUInDialog(t *testing.T) {
+	_, other, _ := net.ParseCIDR("10.255.0.0/16")
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.TrustedNetworks = []*net.IPNet{other} // the senders below are untrusted
+		c.Authorize = proxyAuthorizer("a.example", map[string]string{"alice": "secret-a"})
+	})
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@192.0.2.20:5060", Instance: "<urn:uuid:b1>", Expires: time.Now().Add(time.Hour)},
+		lsp.Binding{Contact: "sip:bob@192.0.2.21:5060", Instance: "<urn:uuid:b2>", Expires: time.Now().Add(time.Hour)})
+	gruu := "sip:bob@b.example;gr=urn:uuid:b1"
+	var u sip.Uri
+	if err := sip.ParseUri(gruu, &u); err != nil {
+		t.Fatal(err)
+	}
+	minted := tp.p.rrToken("call-1", uriHop(u))
+	route := func(tok string) string { return "Route: <sip:" + tp.addr + ";lr;" + rrParam + "=" + tok + ">" }
+	caller := newUA(t)
+	for _, c := range []struct {
+		name, msg string
+		open      bool
+	}{
+		{"BYE of the dialog", caller.request("BYE", gruu, "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), true},
+		{"another dialog", caller.request("BYE", gruu, "To: <sip:bob@b.example>;tag=b", "Call-ID: call-2", route(minted)), false},
+		{"the AOR, not the GRUU", caller.request("BYE", "sip:bob@b.example", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), false},
+		{"another instance", caller.request("BYE", "sip:bob@b.example;gr=urn:uuid:b2", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1",
+			route(tp.p.rrToken("call-1", "b.example:5061"))), false},
+		{"a new request", caller.request("INVITE", gruu, "Call-ID: call-1", route(minted)), false},
+	} {
+		m, err := sip.ParseMessage([]byte(c.msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := m.(*sip.Request)
+		req.SetSource("198.51.100.9:5060")
+		d := tp.p.decide(context.Background(), req, tp.p.gate(req))
+		if open := d.deny == nil && d.open && d.minted; open != c.open {
+			t.Errorf("%s: open %v (deny %v), want %v", c.name, open, d.deny, c.open)
+		}
+		if c.open && (len(d.groups) != 1 || len(d.groups[0]) != 1 || d.groups[0][0].dest != "192.0.2.20:5060") {
+			t.Errorf("%s: routed to %+v, want bob's first instance alone", c.name, d.groups)
+		}
 	}
 }

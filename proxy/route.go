@@ -50,6 +50,10 @@ type target struct {
 	// peer: the domain a TLS connection to dest must present a
 	// certificate of (RFC 5922); "" checks the chain only.
 	peer string
+	// gruu: the binding has an instance, so its UA may give its GRUU as
+	// its Contact: a name only the overlay resolves, so the dialog is
+	// record-routed through this proxy.
+	gruu bool
 }
 
 // decision is what to do with a request: answer it here, or forward to
@@ -244,13 +248,23 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		t.local = p.rrTokenAllows(token, callID(req), localHop(t.dest))
 		return decision{groups: [][]target{{t}}, open: minted, minted: minted}
 	}
+	return p.byLocation(ctx, req, token, gate)
+}
+
+// byLocation routes a request whose Request-URI is a name by the overlay's
+// bindings of it, else (a foreign domain the overlay does not know) by
+// foreign. A GRUU is a Contact a UA gives in its dialogs (RFC 5627 §4.2):
+// a request of a dialog this proxy record-routed, to the Contact its
+// token names, is let through as one to an address would be.
+func (p *Proxy) byLocation(ctx context.Context, req *sip.Request, token string, gate func() *sip.Response) decision {
 	aor, err := lsp.Canonical(aorOf(req.Recipient))
 	if err != nil {
 		return answer(404, "Not Found")
 	}
 	domain := lsp.Domain(aor)
+	minted := req.Recipient.UriParams.Has("gr") && p.rrTokenAllows(token, callID(req), uriHop(req.Recipient))
 	own := p.cfg.Domain != "" && strings.EqualFold(domain, p.cfg.Domain)
-	if !own && gate != nil {
+	if !own && gate != nil && !minted {
 		// A foreign destination: only for trusted or authenticated
 		// senders, decided before any lookup or DNS work is spent on it.
 		if res := gate(); res != nil {
@@ -267,14 +281,15 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 		}
 		return answer(500, "Location service error")
 	}
-	if bs, ok = instanceOf(req.Recipient, bs); !ok {
+	bs, ok := instanceOf(req.Recipient, bs)
+	if !ok {
 		return answer(480, "Temporarily Unavailable")
 	}
 	if len(bs) > 0 {
 		if p.cfg.Mode == Redirecting {
 			return decision{code: 302, reason: "Moved Temporarily", contacts: bs}
 		}
-		return decision{groups: p.bindingGroups(bs, domain, req.Recipient), open: own}
+		return decision{groups: p.bindingGroups(bs, domain, req.Recipient), open: own || minted, minted: minted}
 	}
 	if own {
 		if p.cfg.KnownUser != nil && !p.cfg.KnownUser(aor) {
@@ -576,7 +591,7 @@ func (p *Proxy) bindingGroups(bs []lsp.Binding, domain string, ruri sip.Uri) [][
 		if err != nil {
 			continue
 		}
-		t.route = route
+		t.route, t.gruu = route, b.Instance != ""
 		t.peer = sipnet.PeerName(next.Host)
 		t.natted = sipnet.BehindNAT(u.Host, b.Received)
 		if len(route) > 0 {

@@ -86,7 +86,12 @@ func contactHop(m interface{ Contact() *sip.ContactHeader }) string {
 	if c == nil {
 		return ""
 	}
-	t, err := uriTarget(c.Address, c.Address, viaURI)
+	return uriHop(c.Address)
+}
+
+// uriHop is the hop (host:port) a URI names in a token; "" for none.
+func uriHop(u sip.Uri) string {
+	t, err := uriTarget(u, u, viaURI)
 	if err != nil {
 		return ""
 	}

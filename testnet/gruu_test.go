@@ -129,3 +129,41 @@ func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\r\n")
 	return line
 }
+
+// TestGRUUBaresip: baresip (RFC 5626 outbound, so it registers an
+// instance and asks for GRUUs) registers bob at b.example and gives its
+// public GRUU as its Contact in dialogs. baresip alice calls bob's public
+// and then temporary GRUU through a.example's node: each call is set up,
+// its ACK and BYE (addressed to the GRUU: a name only the overlay
+// resolves) reach bob through a.example's proxy, which record-routed the
+// dialog, and no node of b.example sees any of it.
+func TestGRUUBaresip(t *testing.T) {
+	m, nw := startCallNet(t, nil)
+	aReg := nw.Node(domainNodes(nw, "a.example")[0]).SIPAddr()
+	bNodes := domainNodes(nw, "b.example")
+	alice, bob := domainUser(m, "a.example", 0), domainUser(m, "b.example", 1)
+	callee := baresipWith(t, bob, nw.Node(bNodes[0]).SIPAddr(), ";sipnat=outbound", "-t", "60")
+	callee.await(t, `temp-gruu="[^"]+"`, 20*time.Second, nil)
+	out := string(callee.out.Bytes())
+	pub, temp := pubGRUUAttr.FindStringSubmatch(out)[1], tempGRUUAttr.FindStringSubmatch(out)[1]
+	before := map[int]int64{}
+	for _, i := range bNodes {
+		before[i] = nw.Node(i).Proxy().Stats().Requests
+	}
+	for n, gruu := range []string{pub, temp} {
+		caller := baresip(t, alice, aReg, "-e", "/dial "+gruu, "-t", "6")
+		caller.await(t, `Call established: `+regexp.QuoteMeta(gruu), 20*time.Second, nil)
+		// The callee's side is established when the ACK came.
+		callee.await(t, fmt.Sprintf(`(?s)(Call established.*){%d}`, n+1), 10*time.Second, nil)
+		// caller quits at 6 s: its BYE goes to the GRUU.
+		callee.await(t, fmt.Sprintf(`(?s)(Call with [^\n]* terminated.*){%d}`, n+1), 20*time.Second, nil)
+	}
+	if strings.Contains(string(callee.out.Bytes()), "timeout") {
+		t.Errorf("bob's baresip saw a timeout:\n%s", tail(callee.out.Bytes()))
+	}
+	for _, i := range bNodes {
+		if got := nw.Node(i).Proxy().Stats().Requests; got != before[i] {
+			t.Errorf("b.example node %d saw %d requests of the calls to GRUUs", i, got-before[i])
+		}
+	}
+}

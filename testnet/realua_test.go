@@ -117,6 +117,12 @@ func freeSIPPort(t *testing.T) int {
 // proxy), answering calls itself, with SIP tracing on.
 func baresip(t *testing.T, u testnet.User, reg string, extra ...string) *uaProc {
 	t.Helper()
+	return baresipWith(t, u, reg, "", extra...)
+}
+
+// baresipWith is baresip with more account parameters (";regid=1").
+func baresipWith(t *testing.T, u testnet.User, reg, params string, extra ...string) *uaProc {
+	t.Helper()
 	dir := t.TempDir()
 	config := fmt.Sprintf(`poll_method epoll
 sip_listen 127.0.0.1:%d
@@ -129,13 +135,13 @@ module opus.so
 module g711.so
 module ausine.so
 module aubridge.so
+module uuid.so
 module account.so
 module menu.so
-module uuid.so
 `, freeSIPPort(t))
 	user := strings.TrimPrefix(u.AOR, "sip:")
-	account := fmt.Sprintf("<%s>;auth_user=%s;auth_pass=%s;outbound=\"sip:%s\";regint=600;answermode=auto;audio_codecs=opus/48000/2,PCMU\n",
-		u.AOR, u.Username, u.Password, reg)
+	account := fmt.Sprintf("<%s>;auth_user=%s;auth_pass=%s;outbound=\"sip:%s\";regint=600;answermode=auto;audio_codecs=opus/48000/2,PCMU%s\n",
+		u.AOR, u.Username, u.Password, reg, params)
 	for name, body := range map[string]string{"config": config, "accounts": account} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
