@@ -155,7 +155,7 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	if code, _ := p.validate(req); code != 0 {
 		return // nobody answers an ACK
 	}
-	if req.Route() == nil && net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) == nil && !req.Recipient.UriParams.Has("gr") {
+	if _, gruu := sipnet.GRUU(&req.Recipient); req.Route() == nil && net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) == nil && !gruu {
 		// The ACK of a 2xx goes to the callee's Contact; one addressed to
 		// an AOR is the ACK of a non-2xx whose transaction is gone: it
 		// stops here (RFC 3261 §17.2.1), it is not routed by DNS. A

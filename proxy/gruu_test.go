@@ -28,6 +28,7 @@ func TestInstanceOf(t *testing.T) {
 		{"sip:a@a.example;gr=urn:uuid:aa", []string{"sip:a@192.0.2.1"}, true},
 		{"sip:a@a.example;gr=urn:uuid:bb", []string{"sip:a@192.0.2.2", "sip:a@192.0.2.3"}, true},
 		{"sip:a@a.example;gr=urn:x%3By", []string{"sip:a@192.0.2.5"}, true},
+		{"sip:a@a.example;gr=urn%3Auuid%3AAA", []string{"sip:a@192.0.2.1"}, true},
 		{"sip:a@a.example;gr=urn:uuid:cc", nil, false},
 		{"sip:a@a.example;gr=", []string{"sip:a@192.0.2.1", "sip:a@192.0.2.2", "sip:a@192.0.2.3", "sip:a@192.0.2.4", "sip:a@192.0.2.5"}, true}, // names no instance
 		{"sip:tgruu.abc@a.example;gr", []string{"sip:a@192.0.2.1", "sip:a@192.0.2.2", "sip:a@192.0.2.3", "sip:a@192.0.2.4", "sip:a@192.0.2.5"}, true},
@@ -75,7 +76,7 @@ func TestGRUUInDialog(t *testing.T) {
 	if err := sip.ParseUri(gruu, &u); err != nil {
 		t.Fatal(err)
 	}
-	minted := tp.p.rrToken("call-1", uriHop(u))
+	minted := tp.p.rrToken("call-1", gruuHop(u))
 	route := func(tok string) string { return "Route: <sip:" + tp.addr + ";lr;" + rrParam + "=" + tok + ">" }
 	caller := newUA(t)
 	for _, c := range []struct {
@@ -85,8 +86,13 @@ func TestGRUUInDialog(t *testing.T) {
 		{"BYE of the dialog", caller.request("BYE", gruu, "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), true},
 		{"another dialog", caller.request("BYE", gruu, "To: <sip:bob@b.example>;tag=b", "Call-ID: call-2", route(minted)), false},
 		{"the AOR, not the GRUU", caller.request("BYE", "sip:bob@b.example", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), false},
-		{"another instance", caller.request("BYE", "sip:bob@b.example;gr=urn:uuid:b2", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1",
-			route(tp.p.rrToken("call-1", "b.example:5061"))), false},
+		{"the GRUU escaped, its parameter's name in capitals", caller.request("BYE", "sip:bob@b.example;GR=urn%3Auuid%3Ab1", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), true},
+		// The token names one GRUU, not its host: another instance of
+		// the AOR, the AOR's every binding (a bare gr), another user of
+		// the domain.
+		{"another instance", caller.request("BYE", "sip:bob@b.example;gr=urn:uuid:b2", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), false},
+		{"a bare gr", caller.request("BYE", "sip:bob@b.example;gr", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), false},
+		{"another user", caller.request("BYE", "sip:eve@b.example;gr=urn:uuid:b1", "To: <sip:bob@b.example>;tag=b", "Call-ID: call-1", route(minted)), false},
 		{"a new request", caller.request("INVITE", gruu, "Call-ID: call-1", route(minted)), false},
 	} {
 		m, err := sip.ParseMessage([]byte(c.msg))

@@ -262,7 +262,7 @@ func (p *Proxy) byLocation(ctx context.Context, req *sip.Request, token string, 
 		return answer(404, "Not Found")
 	}
 	domain := lsp.Domain(aor)
-	minted := req.Recipient.UriParams.Has("gr") && p.rrTokenAllows(token, callID(req), uriHop(req.Recipient))
+	minted := p.rrTokenAllows(token, callID(req), gruuHop(req.Recipient))
 	own := p.cfg.Domain != "" && strings.EqualFold(domain, p.cfg.Domain)
 	if !own && gate != nil && !minted {
 		// A foreign destination: only for trusted or authenticated
@@ -306,12 +306,12 @@ func (p *Proxy) byLocation(ctx context.Context, req *sip.Request, token string, 
 // ruri keeps bs. (A temporary GRUU is an AOR of its own holding its
 // instance's bindings alone: registrar/gruu.go.)
 func instanceOf(ruri sip.Uri, bs []lsp.Binding) (_ []lsp.Binding, ok bool) {
-	gr, isGRUU := ruri.UriParams.Get("gr")
+	gr, isGRUU := sipnet.GRUU(&ruri)
 	if !isGRUU || gr == "" || len(bs) == 0 {
 		return bs, true
 	}
 	bs = slices.DeleteFunc(slices.Clone(bs), func(b lsp.Binding) bool {
-		return b.Instance == "" || !strings.EqualFold(lsp.InstanceGR(b.Instance), gr)
+		return b.Instance == "" || !strings.EqualFold(sipnet.InstanceID(b.Instance), gr)
 	})
 	return bs, len(bs) > 0
 }

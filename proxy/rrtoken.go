@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // Record-Route tokens. A Route naming this proxy is trusted (it lets a
@@ -86,16 +89,29 @@ func contactHop(m interface{ Contact() *sip.ContactHeader }) string {
 	if c == nil {
 		return ""
 	}
-	return uriHop(c.Address)
-}
-
-// uriHop is the hop (host:port) a URI names in a token; "" for none.
-func uriHop(u sip.Uri) string {
-	t, err := uriTarget(u, u, viaURI)
+	if h := gruuHop(c.Address); h != "" {
+		return h
+	}
+	t, err := uriTarget(c.Address, c.Address, viaURI)
 	if err != nil {
 		return ""
 	}
 	return t.dest
+}
+
+// gruuHop is the hop a GRUU Contact (RFC 5627 §4.2) names in a token: the
+// GRUU itself, canonical AOR and instance, for its host stands for every
+// user of a domain; "" when u is no GRUU.
+func gruuHop(u sip.Uri) string {
+	gr, ok := sipnet.GRUU(&u)
+	if !ok {
+		return ""
+	}
+	aor, err := lsp.Canonical(aorOf(u))
+	if err != nil {
+		return ""
+	}
+	return "gruu:" + aor + ";gr=" + strings.ToLower(gr)
 }
 
 // withToken is a Record-Route value with its token replaced by tok.

@@ -106,6 +106,15 @@ func TestGRUU(t *testing.T) {
 	if bs := tempBindings(t, r, temp3); len(bs) != 1 {
 		t.Fatalf("the phone's temporary GRUU: %+v", bs)
 	}
+	// A refresh under another Call-ID that does not ask for GRUUs still
+	// ends the last registration's temporary GRUU (no orphan records).
+	want(t, do(r, register(t, alice, "p3", 1, "Contact: <"+phone+">"+inst1, "Expires: 600")), 200)
+	if bs := tempBindings(t, r, temp3); len(bs) != 0 {
+		t.Fatalf("temporary GRUU of a replaced registration: %+v", bs)
+	}
+	res = do(r, register(t, alice, "p3", 2, "Contact: <"+phone+">"+inst1, "Expires: 600", "Supported: gruu"))
+	want(t, res, 200)
+	_, temp3 = gruusOf(t, contacts(res), phone)
 	// Contact: * ends them all.
 	want(t, do(r, register(t, alice, "x1", 1, "Contact: *", "Expires: 0")), 200)
 	if bs := tempBindings(t, r, temp3); len(bs) != 0 {
@@ -113,7 +122,8 @@ func TestGRUU(t *testing.T) {
 	}
 	// A GRUU is never registered: not a temporary one (which would take
 	// it over), not a public one.
-	for _, to := range []string{strings.TrimSuffix(temp3, ";gr"), "sip:TGRUU.x@a.example", pub1} {
+	for _, to := range []string{strings.TrimSuffix(temp3, ";gr"), "sip:TGRUU.x@a.example", "sip:%74gruu.x@a.example", pub1,
+		"sip:alice@a.example;GR=urn:x"} {
 		want(t, do(r, register(t, to, "z1", 1, "Contact: <sip:mallory@192.0.2.66>", "Expires: 600")), 403)
 	}
 }

@@ -287,11 +287,12 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 	defer cancel()
 	u := update{req: req, aor: aor, source: source, callID: req.CallID().Value(), cseq: req.CSeq().SeqNo,
 		path: headerValues(req, "Path"), now: time.Now(), contacts: contacts}
-	// One round trip for the common case. A REGISTER that asks for GRUUs
-	// reads first: a binding whose Call-ID changes takes its temporary
-	// GRUU with it.
+	// One round trip for the common case. A REGISTER of an instance reads
+	// first (with GRUUs on), whether it asks for GRUUs or not: a binding
+	// whose Call-ID changes takes the temporary GRUU it may have had with
+	// it (gruu.go).
 	if reg, ok := r.loc.(lsp.Registry); ok && !wildcard && len(contacts) > 0 && !slices.ContainsFunc(contacts, func(c contact) bool { return c.expires == 0 }) &&
-		!(len(r.cfg.GRUUSecret) > 0 && supportsGRUU(req) && slices.ContainsFunc(contacts, func(c contact) bool { return c.binding.Instance != "" })) {
+		!(len(r.cfg.GRUUSecret) > 0 && slices.ContainsFunc(contacts, func(c contact) bool { return c.binding.Instance != "" })) {
 		return r.register(ctx, reg, u)
 	}
 	current, err := r.loc.Lookup(ctx, aor)
@@ -351,8 +352,10 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 		return "", false, status(req, 403, "Not authoritative for "+lsp.Domain(aor))
 	}
 	// RFC 5627: a GRUU names a registered instance; it is never registered
-	// itself, and temporary GRUUs' user parts are ours alone.
-	if to.Address.UriParams.Has("gr") || strings.HasPrefix(strings.ToLower(to.Address.User), TempGRUUPrefix) {
+	// itself, and temporary GRUUs' user parts are ours alone (read from
+	// the canonical AOR: "%74gruu." is one too).
+	if _, gruu := sipnet.GRUU(&to.Address); gruu || strings.HasPrefix(strings.TrimPrefix(aor, "sip:"), TempGRUUPrefix) ||
+		strings.HasPrefix(strings.TrimPrefix(aor, "sips:"), TempGRUUPrefix) {
 		return "", false, status(req, 403, "A GRUU is not an address-of-record")
 	}
 	// Steps 3–4: authentication and authorisation.
@@ -452,8 +455,6 @@ func (r *Registrar) apply(ctx context.Context, u update, current []lsp.Binding) 
 			return r.failed(u.req, "remove", err)
 		}
 	}
-	r.withdrawTemp(ctx, u.aor, ended)
-	temp := r.issueTemp(ctx, u, publish)
 	// Answer from the location service, not from memory: the list then
 	// includes what other front-ends wrote meanwhile (a quorum read sees
 	// every acknowledged write, ours included).
@@ -461,7 +462,11 @@ func (r *Registrar) apply(ctx context.Context, u update, current []lsp.Binding) 
 	if err != nil {
 		return r.failed(u.req, "lookup", err)
 	}
-	return r.ok(u.req, u.aor, final, temp)
+	// The registration stands; its temporary GRUUs' writes come last, so
+	// one that fails or runs out of time costs the 200 its temp-gruu
+	// alone.
+	r.withdrawTemp(ctx, u.aor, ended)
+	return r.ok(u.req, u.aor, final, r.issueTemp(ctx, u, publish))
 }
 
 // binding completes one of u's contacts into the binding to store.
