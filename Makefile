@@ -45,13 +45,14 @@ run: build
 	@test -f $(TESTNET)/testnet.json || $(BIN) testnet init --dir $(TESTNET) --nodes $(NODES) --domains $(DOMAINS)
 	$(BIN) testnet run --dir $(TESTNET)
 
-# Seven benchmarks, each ending with a one-line summary: the 100-node overlay
+# Eight benchmarks, each ending with a one-line summary: the 100-node overlay
 # against kad-dht, sipp REGISTER and call load against lsnode and Kamailio,
 # the dashboard's traced lookups against plain ones, what GRUUs cost a
-# REGISTER and a lookup, TURN relaying against coturn, and the RTP relay.
+# REGISTER and a lookup, how fast a change reaches a watcher, TURN relaying
+# against coturn, and the RTP relay.
 bench: build
 	@scripts/deps bench
-	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU' -benchtime 1x -timeout 40m ./testnet/
+	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU|BenchmarkWatch' -benchtime 1x -timeout 40m ./testnet/
 	$(GO) test -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
 
 # The reported soak: REGISTER at 80% of the measured sustained maximum

@@ -53,6 +53,8 @@ func (s *Service) handleReplica(ctx context.Context, from overlay.PeerID, m *mes
 		return s.handleRegister(ctx, from, m)
 	case msgFetch:
 		return s.handleFetch(m)
+	case msgWatch:
+		return s.handleWatch(ctx, from, m)
 	}
 	return errorReply(fmt.Errorf("%w: message type %d on the replica protocol", ErrMalformed, m.Type))
 }

@@ -28,6 +28,7 @@ type rpc struct {
 	busy     map[*pooled]struct{} // carrying a request: reset by close
 	closed   bool
 	inflight map[overlay.PeerID]chan struct{} // bounds requests in flight per peer
+	perPeer  int                              // that bound (maxInflightPerPeer)
 	// frames holds request buffers (*[]byte) for reuse: a request is
 	// written whole before its call returns, and the stream copies it.
 	frames sync.Pool
@@ -57,7 +58,13 @@ const maxIdlePerPeer = 32
 
 func newRPC(streams overlay.Streams, maxMsg int, timeout time.Duration) *rpc {
 	return &rpc{streams: streams, maxMsg: maxMsg, timeout: timeout, idle: map[poolKey][]*pooled{},
-		busy: map[*pooled]struct{}{}, inflight: map[overlay.PeerID]chan struct{}{}}
+		busy: map[*pooled]struct{}{}, inflight: map[overlay.PeerID]chan struct{}{}, perPeer: maxInflightPerPeer}
+}
+
+// withInflight sets the bound of requests in flight per peer.
+func (c *rpc) withInflight(n int) *rpc {
+	c.perPeer = n
+	return c
 }
 
 // errDial marks a failure to reach the peer at all.
@@ -88,7 +95,7 @@ func (c *rpc) call(ctx context.Context, p overlay.PeerID, proto overlay.Protocol
 	c.mu.Lock()
 	sem := c.inflight[p]
 	if sem == nil {
-		sem = make(chan struct{}, maxInflightPerPeer)
+		sem = make(chan struct{}, c.perPeer)
 		c.inflight[p] = sem
 	}
 	c.mu.Unlock()
@@ -96,7 +103,7 @@ func (c *rpc) call(ctx context.Context, p overlay.PeerID, proto overlay.Protocol
 	case sem <- struct{}{}:
 		defer func() { <-sem }()
 	case <-ctx.Done():
-		return nil, fmt.Errorf("lsp: %s: %d requests in flight: %w", p, maxInflightPerPeer, ctx.Err())
+		return nil, fmt.Errorf("lsp: %s: %d requests in flight: %w", p, c.perPeer, ctx.Err())
 	}
 	for attempt := 0; ; attempt++ {
 		ps, reused, err := c.get(ctx, p, proto)
@@ -137,10 +144,19 @@ func (c *rpc) call(ctx context.Context, p overlay.PeerID, proto overlay.Protocol
 func (c *rpc) roundTrip(ctx context.Context, ps *pooled, req []byte) (*message, error) {
 	dl, _ := ctx.Deadline()
 	_ = ps.s.SetDeadline(dl)
+	// A cancelled call ends at once, not at its deadline (a WATCH waits
+	// up to watchPoll for its answer).
+	stop := context.AfterFunc(ctx, func() { _ = ps.s.SetDeadline(time.Now()) })
 	if _, err := ps.s.Write(req); err != nil {
+		stop()
 		return nil, err
 	}
 	b, err := overlay.ReadFrame(ps.r, c.maxMsg)
+	if !stop() {
+		// Cancelled meanwhile: the stream's deadline may have passed, so
+		// it is not put back in the pool.
+		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
 	if err != nil {
 		return nil, err
 	}

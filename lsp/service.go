@@ -22,6 +22,10 @@ type Service struct {
 	store    *store
 	verifier *Verifier
 	rpc      *rpc
+	// watchRPC carries WATCHes (watch.go) on streams and slots of their
+	// own, so long waits never hold what other requests need.
+	watchRPC *rpc
+	watching watchLimit // the WATCHes this replica serves
 	clk      clock
 	// holder: this node's holder proof for its credential (holder.go),
 	// sent with what it writes to replicas, renewed before it expires.
@@ -71,6 +75,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			SignerEntries: cfg.MaxDomainBindings, SignerBytes: cfg.MaxDomainBytes, Retain: cfg.MaxTTL}),
 		verifier:    NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
 		rpc:         newRPC(cfg.Overlay, cfg.MaxMessage, cfg.RequestTimeout),
+		watchRPC:    newRPC(cfg.Overlay, cfg.MaxMessage, cfg.RequestTimeout).withInflight(watchPerPeer),
 		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),
 		clientProto: cfg.Overlay.Protocol("client", "1.0.0"),
 		serving:     map[overlay.Stream]struct{}{},
@@ -122,6 +127,7 @@ func (s *Service) Close() error {
 		}
 		s.mu.Unlock()
 		s.rpc.close()
+		s.watchRPC.close()
 		s.wg.Wait()
 	})
 	return nil

@@ -46,6 +46,10 @@ type store struct {
 	recs    map[string]*record
 	certs   map[[32]byte][][]byte // verified chains by leaf fingerprint
 	signers map[string]*usage     // by the AORs' domain (only its signers write it)
+	// seq numbers the records' changes (record.version); changes holds,
+	// by AOR, a channel closed at its record's next change (watch.go).
+	seq     uint64
+	changes map[string]chan struct{}
 }
 
 type usage struct{ n, bytes int }
@@ -79,6 +83,8 @@ type record struct {
 	// none). An entry of a binding the record has no trace of, no newer
 	// than floor, is dropped as a possible replay, until floor + retain.
 	floor time.Time
+	// version: the store's seq at the record's last change (watch.go).
+	version uint64
 }
 
 func (r *record) empty() bool {
@@ -86,7 +92,7 @@ func (r *record) empty() bool {
 }
 
 func newStore(d ds.Datastore, q quota) *store {
-	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}, signers: map[string]*usage{},
+	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}, signers: map[string]*usage{}, changes: map[string]chan struct{}{},
 		maxEntries: q.RecordEntries, maxBytes: q.RecordBytes, signerEntries: q.SignerEntries, signerBytes: q.SignerBytes,
 		retain: q.Retain}
 }
@@ -413,6 +419,7 @@ func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byt
 		n++
 	}
 	for aor, rec := range changed {
+		s.changedLocked(aor, rec)
 		if err := s.ds.Put(ctx, recordKey(aor), rec.encode()); err != nil {
 			return n, fmt.Errorf("lsp: persist record: %w", err)
 		}

@@ -18,7 +18,7 @@ import (
 //	          6: repeated entry, 7: repeated aor, 8: count, 9: repeated aor
 //	          over its record quota (reply to REGISTER), 10: the sender's
 //	          holder proof (STORE, REGISTER: fingerprint, then signature)}
-//	types    1 STORE, 2 FETCH, 7 REGISTER (replica protocol); 3 PUT, 4 GET,
+//	types    1 STORE, 2 FETCH, 7 REGISTER, 9 WATCH (replica protocol); 3 PUT, 4 GET,
 //	         6 INFO, 8 RELAYS (client protocol); 5 REPLY (status, error text, entries,
 //	         certs, count; to a REGISTER: the records of the accepted AORs
 //	         and, as aors, the AORs refused as out of order)
@@ -43,6 +43,7 @@ const (
 	msgInfo     // client: overlay size estimate (reply Count)
 	msgRegister // replica: conditional store; reply carries the AORs' records
 	msgRelays   // client: relays announced in the overlay (reply aors: "peer-id service")
+	msgWatch    // replica: answer when the AOR's record is past a version (watch.go; reply Count)
 )
 
 // Limits applied while decoding, before anything is allocated for a field.
@@ -201,7 +202,7 @@ func decodeMessage(b []byte) (*message, error) {
 	if version != wireVersion {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, version)
 	}
-	if m.Type < msgStore || m.Type > msgRelays {
+	if m.Type < msgStore || m.Type > msgWatch {
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, m.Type)
 	}
 	return m, nil

@@ -66,6 +66,7 @@ func (p *Proxy) lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
 	now := time.Now()
 	if bs, ok := p.cache.get(aor, now); ok && (len(bs) > 0 || p.cfg.NegativeTTL > 0) {
 		p.stats.cacheHits.Add(1)
+		p.followChanges(aor)
 		return bs, nil
 	}
 	p.stats.lookups.Add(1)
@@ -75,6 +76,13 @@ func (p *Proxy) lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.keep(aor, bs, now)
+	p.followChanges(aor)
+	return bs, nil
+}
+
+// keep caches aor's bindings bs, read at now.
+func (p *Proxy) keep(aor string, bs []lsp.Binding, now time.Time) {
 	ttl := p.cfg.CacheTTL
 	if len(bs) == 0 {
 		ttl = p.cfg.NegativeTTL
@@ -88,7 +96,73 @@ func (p *Proxy) lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
 		}
 		p.cache.put(aor, bs, until)
 	}
-	return bs, nil
+}
+
+// maxFollowed bounds the AORs a proxy follows at once (each holds a
+// WATCH at each of the AOR's replicas; a replica serves 128 of one peer):
+// the first looked up while fewer are followed; the others' cache is
+// TTL-bound alone.
+const maxFollowed = 64
+
+// follows are the AORs the proxy follows: while an AOR is looked up at
+// least once a CacheTTL, a watch of the location service (lsp.Watcher)
+// puts each change of its bindings in the cache as it happens, so a
+// cached lookup is exact (to the change's delivery, a few ms) instead of
+// up to CacheTTL old. The TTL still bounds an entry if the watch fails.
+type follows struct {
+	mu sync.Mutex
+	m  map[string]*followed
+}
+
+type followed struct {
+	cancel context.CancelFunc
+	idle   *time.Timer // ends the watch a CacheTTL after the AOR's last lookup
+}
+
+// followChanges follows aor's changes, or keeps following them a
+// CacheTTL longer.
+func (p *Proxy) followChanges(aor string) {
+	w, ok := p.cfg.Location.(lsp.Watcher)
+	if !ok || p.cfg.CacheTTL <= 0 {
+		return
+	}
+	f := &p.follow
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if x := f.m[aor]; x != nil {
+		x.idle.Reset(p.cfg.CacheTTL)
+		return
+	}
+	if len(f.m) >= maxFollowed {
+		return
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	ch, err := w.Watch(ctx, aor)
+	if err != nil {
+		cancel()
+		return
+	}
+	x := &followed{cancel: cancel, idle: time.AfterFunc(p.cfg.CacheTTL, cancel)}
+	if f.m == nil {
+		f.m = map[string]*followed{}
+	}
+	f.m[aor] = x
+	started := p.spawn(func() {
+		for bs := range ch {
+			p.keep(aor, bs, time.Now())
+			p.stats.pushed.Add(1)
+		}
+		x.idle.Stop()
+		f.mu.Lock()
+		if f.m[aor] == x {
+			delete(f.m, aor)
+		}
+		f.mu.Unlock()
+	})
+	if !started {
+		cancel()
+		delete(f.m, aor)
+	}
 }
 
 // drop forgets the cached lookup of req's AOR (a branch to it failed: the

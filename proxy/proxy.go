@@ -133,6 +133,7 @@ type Config struct {
 type Proxy struct {
 	cfg    Config
 	cache  *cache
+	follow follows // the cached AORs the location service tells changes of
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -350,6 +351,7 @@ type Stats struct {
 	Followed    int64 // requests sent to a Contact of a static peer's 3xx
 	CacheHits   int64 // lookups answered from the cache
 	Lookups     int64 // lookups that went to the location service
+	Pushed      int64 // cached lookups replaced by a change the location service told (followChanges)
 	Local       int64 // final responses generated here (4xx/5xx, 302)
 	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
 	Refused     int64 // requests refused by the relay policy (403/407)
@@ -364,8 +366,8 @@ type Stats struct {
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, followed, cacheHits, lookups, local, failovers, refused, shed, anchored, relayed atomic.Int64
-	natPings, natPingsAnswered, flowed                                                                                                     atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, followed, cacheHits, lookups, pushed, local, failovers, refused, shed, anchored, relayed atomic.Int64
+	natPings, natPingsAnswered, flowed                                                                                                             atomic.Int64
 }
 
 // callID is a message's Call-ID for log correlation ("" without one).
@@ -386,7 +388,7 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Flows: p.Flows(), InFlight: p.inflight.now(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(), Followed: c.followed.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Pushed: c.pushed.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
 		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
 }
 

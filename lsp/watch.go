@@ -1,0 +1,313 @@
+package lsp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lsnode/lsnode/overlay"
+)
+
+// Watching an AOR. A member that wants to know when an AOR's bindings
+// change asks each of its R replicas, WATCH {aor, count}, to answer with
+// the version of the replica's record of the AOR (0: none) once it is not
+// count−1: at once when it already is not (count 0 asks for the current
+// version), else at its next change, or after watchPoll with the same
+// version (the watcher asks again). A replica's version is its own count
+// of the changes it applied; it means nothing elsewhere, and a replica
+// that restarts starts again (the watcher then sees a change that was
+// not, and reads once more).
+//
+// A WATCH answer carries no bindings: on any change a watcher makes one
+// quorum read, verified and merged like any (Watch). So a lying replica
+// can only cost the watcher reads (each WATCH is rate limited like every
+// request), or keep quiet: the other replicas still tell, and a change
+// reaches at least W of them. Watches use their own streams and their own
+// bound per peer (watchPerPeer), so they never hold the slots ordinary
+// requests need; a replica serves at most maxWatchesPerPeer of one peer's
+// and maxWatches in all, refusing more (ErrRateLimited), and the watcher
+// then asks again after watchRetry. A replica that answers every WATCH at
+// once with a new version costs its watcher at most a WATCH to it each
+// watchGap and a read each watchGap (changes closer than that come as
+// one read).
+const (
+	watchGap          = 20 * time.Millisecond
+	watchPoll         = 20 * time.Second
+	watchRetry        = time.Second
+	watchFirst        = 2 * time.Second // how long Watch waits for the replicas' versions before its first read
+	watchPerPeer      = 64              // a watcher's WATCHes in flight to one replica
+	maxWatchesPerPeer = 128
+	maxWatches        = 8192
+)
+
+// Watcher follows an AOR's bindings (implemented by Service).
+type Watcher interface {
+	// Watch sends aor's live bindings on the channel it returns, first
+	// as they are and then after each change, until ctx ends; the channel
+	// is then closed. A reader that falls behind gets the newest.
+	Watch(ctx context.Context, aor string) (<-chan []Binding, error)
+}
+
+var _ Watcher = (*Service)(nil)
+
+// changedLocked numbers rec's change and wakes aor's watchers. s.mu is
+// held for writing.
+func (s *store) changedLocked(aor string, rec *record) {
+	s.seq++
+	rec.version = s.seq
+	if ch := s.changes[aor]; ch != nil {
+		close(ch)
+		delete(s.changes, aor)
+	}
+}
+
+// awaitChange returns the version of aor's record (0: none) and, when it
+// is since, a channel closed at the record's next change.
+func (s *store) awaitChange(aor string, since uint64) (uint64, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var v uint64
+	if rec := s.recs[aor]; rec != nil {
+		v = rec.version
+	}
+	if v != since {
+		return v, nil
+	}
+	ch := s.changes[aor]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.changes[aor] = ch
+	}
+	return v, ch
+}
+
+// watchLimit counts the WATCHes a replica is serving, per peer and in all.
+type watchLimit struct {
+	mu     sync.Mutex
+	byPeer map[overlay.PeerID]int
+	total  int
+}
+
+func (l *watchLimit) acquire(p overlay.PeerID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byPeer == nil {
+		l.byPeer = map[overlay.PeerID]int{}
+	}
+	if l.total >= maxWatches || l.byPeer[p] >= maxWatchesPerPeer {
+		return false
+	}
+	l.total++
+	l.byPeer[p]++
+	return true
+}
+
+func (l *watchLimit) release(p overlay.PeerID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.byPeer[p]--; l.byPeer[p] <= 0 {
+		delete(l.byPeer, p)
+	}
+}
+
+// handleWatch is the replica side of WATCH.
+func (s *Service) handleWatch(ctx context.Context, from overlay.PeerID, m *message) *message {
+	if len(m.AORs) != 1 {
+		return errorReply(fmt.Errorf("%w: WATCH of %d AORs", ErrMalformed, len(m.AORs)))
+	}
+	aor := m.AORs[0]
+	if canon, err := Canonical(aor); err != nil || canon != aor {
+		return errorReply(fmt.Errorf("%w: AOR %q is not canonical", ErrMalformed, aor))
+	}
+	if !s.watching.acquire(from) {
+		return errorReply(fmt.Errorf("%w: %d watches", ErrRateLimited, maxWatchesPerPeer))
+	}
+	defer s.watching.release(from)
+	v, changed := s.store.awaitChange(aor, m.Count-1) // count 0: ^0, never a version
+	if changed != nil {
+		t := time.NewTimer(watchPoll)
+		defer t.Stop()
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		v, _ = s.store.awaitChange(aor, ^uint64(0)) // the version now
+	}
+	return &message{Type: msgReply, Count: v}
+}
+
+// Watch implements Watcher: one poller per replica of the AOR (each
+// follows whichever member is that replica now), and a quorum read after
+// each change they report. The first read comes once every replica gave
+// its version (or after watchFirst), so no change between the two is
+// missed.
+func (s *Service) Watch(ctx context.Context, aor string) (<-chan []Binding, error) {
+	canon, err := Canonical(aor)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan []Binding, 1)
+	w := &watch{s: s, aor: canon, out: out, kick: make(chan struct{}, 1)}
+	if !s.spawn(func() { w.run(ctx) }) {
+		return nil, ErrClosed
+	}
+	return out, nil
+}
+
+// watch is one Watch in progress.
+type watch struct {
+	s    *Service
+	aor  string
+	out  chan []Binding
+	kick chan struct{} // a replica reported a change
+}
+
+func (w *watch) run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(w.s.ctx, cancel)
+	defer stop()
+	defer cancel()
+	defer close(w.out)
+	r, _ := w.s.quorum()
+	ready := make(chan struct{}, r)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := 0; i < r; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.poll(ctx, i, ready)
+		}()
+	}
+	first := time.NewTimer(watchFirst)
+	defer first.Stop()
+	for n := 0; n < r; n++ {
+		select {
+		case <-ready:
+		case <-first.C:
+			n = r
+		case <-ctx.Done():
+			return
+		}
+	}
+	for {
+		retry := watchPoll
+		read := time.Now()
+		if bs, err := w.s.Lookup(ctx, w.aor); err == nil {
+			w.deliver(bs)
+		} else {
+			retry = watchRetry
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-w.kick:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+		if !pause(ctx, watchGap-time.Since(read)) {
+			return
+		}
+	}
+}
+
+// pause waits d (nothing when d ≤ 0); false when ctx ended first.
+func pause(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// deliver puts bs in out, in place of what its reader has not taken.
+func (w *watch) deliver(bs []Binding) {
+	for {
+		select {
+		case w.out <- bs:
+			return
+		default:
+		}
+		select {
+		case <-w.out:
+		default:
+		}
+	}
+}
+
+// poll follows the version of the AOR's i-th replica, kicking the reader
+// at each change (and when the replica is another member than before),
+// and signals ready after its first answer or failure.
+func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
+	var peer overlay.PeerID
+	var since uint64
+	known, answered, signalled := false, false, false
+	for ctx.Err() == nil {
+		var err error
+		sent := time.Now()
+		if ps := w.s.closest(w.aor); i < len(ps) {
+			if ps[i] != peer {
+				peer, known = ps[i], false
+			}
+			var v uint64
+			if v, err = w.s.watchOnce(ctx, peer, w.aor, since, known); err == nil {
+				// A new replica's version is news too: the change may
+				// have come while the watcher moved.
+				if (v != since || !known) && answered {
+					select {
+					case w.kick <- struct{}{}:
+					default:
+					}
+				}
+				since, known, answered = v, true, true
+			}
+		} else {
+			err = ErrUnavailable
+		}
+		if !signalled {
+			ready <- struct{}{}
+			signalled = true
+		}
+		wait := watchGap - time.Since(sent)
+		if err != nil {
+			wait = watchRetry
+		}
+		pause(ctx, wait)
+	}
+}
+
+// watchOnce sends one WATCH to p (this node's own replica in process)
+// and returns the version it answered: at once unless known, else once it
+// is not since.
+func (s *Service) watchOnce(ctx context.Context, p overlay.PeerID, aor string, since uint64, known bool) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, watchPoll+5*time.Second)
+	defer cancel()
+	m := &message{Type: msgWatch, AORs: []string{aor}}
+	if known {
+		m.Count = since + 1
+	}
+	var reply *message
+	var err error
+	if p == s.self {
+		if reply = s.handleReplica(ctx, p, m); reply.Status != statusOK {
+			err = fmt.Errorf("%w: %s", errOfStatus(reply.Status), reply.Error)
+		}
+	} else {
+		reply, err = s.watchRPC.call(ctx, p, s.storeProto, m)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return reply.Count, nil
+}
