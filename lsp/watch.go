@@ -28,11 +28,12 @@ import (
 // requests need; a replica serves at most maxWatchesPerPeer of one peer's
 // and maxWatches in all, refusing more (ErrRateLimited), and the watcher
 // then asks again after watchRetry. A replica that answers every WATCH at
-// once with a new version costs its watcher at most a WATCH to it each
-// watchGap and a read each watchGap (changes closer than that come as
-// one read).
+// once with a new version costs its watcher at most watchBurst WATCHes to
+// it and reads, then one each watchGap (changes closer than that come as
+// one read); changes further apart come at once.
 const (
 	watchGap          = 20 * time.Millisecond
+	watchBurst        = 10
 	watchPoll         = 20 * time.Second
 	watchRetry        = time.Second
 	watchFirst        = 2 * time.Second // how long Watch waits for the replicas' versions before its first read
@@ -193,9 +194,9 @@ func (w *watch) run(ctx context.Context) {
 			return
 		}
 	}
+	var reads pacer
 	for {
 		retry := watchPoll
-		read := time.Now()
 		if bs, err := w.s.Lookup(ctx, w.aor); err == nil {
 			w.deliver(bs)
 		} else {
@@ -210,10 +211,37 @@ func (w *watch) run(ctx context.Context) {
 			return
 		}
 		t.Stop()
-		if !pause(ctx, watchGap-time.Since(read)) {
+		if !reads.wait(ctx) {
 			return
 		}
 	}
+}
+
+// pacer is a token bucket of watchBurst tokens, one more each watchGap.
+type pacer struct {
+	tokens float64
+	last   time.Time
+}
+
+// wait takes a token, waiting for one when none is left; false when ctx
+// ended first.
+func (p *pacer) wait(ctx context.Context) bool {
+	now := time.Now()
+	if p.last.IsZero() {
+		p.tokens = watchBurst
+	} else {
+		p.tokens = min(watchBurst, p.tokens+float64(now.Sub(p.last))/float64(watchGap))
+	}
+	p.last = now
+	if p.tokens >= 1 {
+		p.tokens--
+		return true
+	}
+	if !pause(ctx, time.Duration((1-p.tokens)*float64(watchGap))) {
+		return false
+	}
+	p.tokens, p.last = 0, time.Now()
+	return true
 }
 
 // pause waits d (nothing when d ≤ 0); false when ctx ended first.
@@ -253,9 +281,9 @@ func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
 	var peer overlay.PeerID
 	var since uint64
 	known, answered, signalled := false, false, false
+	var sends pacer
 	for ctx.Err() == nil {
 		var err error
-		sent := time.Now()
 		if ps := w.s.closest(w.aor); i < len(ps) {
 			if ps[i] != peer {
 				peer, known = ps[i], false
@@ -279,11 +307,11 @@ func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
 			ready <- struct{}{}
 			signalled = true
 		}
-		wait := watchGap - time.Since(sent)
 		if err != nil {
-			wait = watchRetry
+			pause(ctx, watchRetry)
+		} else {
+			sends.wait(ctx)
 		}
-		pause(ctx, wait)
 	}
 }
 

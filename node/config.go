@@ -180,6 +180,10 @@ type RegistrarConfig struct {
 	// MaxInFlight: REGISTERs waiting on the location service at once;
 	// beyond it 503 with Retry-After. Default 2048.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+	// NoGRUU: issue no GRUUs (RFC 5627). With them, a REGISTER of an
+	// instance (+sip.instance) costs a read before its write, which
+	// keeps its temporary GRUU in step with it.
+	NoGRUU bool `json:"no_gruu,omitempty"`
 }
 
 // DomainOverlayConfig is a domain's private overlay: its front-ends run the

@@ -232,8 +232,10 @@ func registrarConfig(cfg *Config, cred *lsp.Credential, loc lsp.LocationService,
 		rc.Edge = flows.Edge
 	}
 	var err error
-	if rc.GRUUSecret, err = cred.DeriveSecret("registrar temporary gruus " + cfg.Domain); err != nil {
-		return rc, err
+	if !cfg.Registrar.NoGRUU {
+		if rc.GRUUSecret, err = cred.DeriveSecret("registrar temporary gruus " + cfg.Domain); err != nil {
+			return rc, err
+		}
 	}
 	if cfg.Registrar.UsersFile == "" {
 		log.Warn("registrar: no users_file: REGISTER from anyone is accepted (registrar.open)", "domain", cfg.Domain)
