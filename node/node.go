@@ -19,6 +19,7 @@ import (
 	"github.com/lsnode/lsnode/metrics"
 	"github.com/lsnode/lsnode/overlay"
 	"github.com/lsnode/lsnode/proxy"
+	"github.com/lsnode/lsnode/regevent"
 	"github.com/lsnode/lsnode/registrar"
 	"github.com/lsnode/lsnode/relay"
 	"github.com/lsnode/lsnode/sipnet"
@@ -208,8 +209,15 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc, sh
 	if rc.Users != nil {
 		realm = rc.Users.Realm
 	}
-	px, err := newProxy(cfg, r, realm, flows, flowSecret, trusted, media, atRelay, log)
+	local, err := regEvents(cfg, r, loc, stack, log)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	px, err := newProxy(cfg, r, realm, flows, flowSecret, trusted, media, atRelay, local, log)
+	if err != nil {
+		if local != nil {
+			local.Close()
+		}
 		return nil, nil, nil, err
 	}
 	if err := px.Attach(stack); err != nil {
@@ -258,7 +266,7 @@ func registrarConfig(cfg *Config, cred *lsp.Credential, loc lsp.LocationService,
 // proxy authentication (in realm, "" without users) are handed over as
 // values, so neither package knows the other.
 func newProxy(cfg *Config, r *registrar.Registrar, realm string, flows *sipnet.Flows, routeSecret []byte,
-	trusted []*net.IPNet, media relay.Anchor, atRelay func(net.IP, int) bool, log *slog.Logger) (*proxy.Proxy, error) {
+	trusted []*net.IPNet, media relay.Anchor, atRelay func(net.IP, int) bool, local proxy.Local, log *slog.Logger) (*proxy.Proxy, error) {
 	pc := cfg.Proxy
 	var dns *proxy.Resolver
 	if pc.DNSServer != "off" {
@@ -282,7 +290,25 @@ func newProxy(cfg *Config, r *registrar.Registrar, realm string, flows *sipnet.F
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
 		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval),
-		Media: media, MediaPolicy: pc.Media, AtRelay: atRelay, MaxInFlight: pc.MaxInFlight, Logger: log})
+		Media: media, MediaPolicy: pc.Media, AtRelay: atRelay, MaxInFlight: pc.MaxInFlight, Local: local, Logger: log})
+}
+
+// regEvents is the reg event notifier (RFC 3680) of a domain node whose
+// registrar has users and whose location service tells changes; nil
+// otherwise.
+func regEvents(cfg *Config, r *registrar.Registrar, loc lsp.LocationService, stack *sipnet.Stack, log *slog.Logger) (proxy.Local, error) {
+	w, ok := loc.(lsp.Watcher)
+	if !ok || cfg.Registrar.UsersFile == "" || cfg.Domain == "" {
+		return nil, nil
+	}
+	n, err := regevent.New(regevent.Config{Domain: cfg.Domain, Watch: w, Authorize: r.AuthorizeSubscriber, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Attach(stack); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // sipTLS builds the SIP TLS configs of a node with a domain certificate

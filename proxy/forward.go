@@ -31,6 +31,9 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.respond(tx, req, code, reason, hdrs...)
 		return
 	}
+	if p.cfg.Local != nil && p.cfg.Local.Handle(req, tx) {
+		return
+	}
 	source, target, ok := p.inflight.acquire(req, p.trusted(req))
 	if !ok {
 		p.stats.shed.Add(1)

@@ -97,6 +97,11 @@ type Config struct {
 	// values of this realm are consumed here, never forwarded. Default
 	// Domain.
 	Realm string
+	// Local, when set, is offered every request that passed the checks of
+	// the request itself, before it is routed: true when it answered it
+	// (the node's reg event notifier, regevent). The proxy owns it: Close
+	// closes it.
+	Local Local
 	// Authorize checks a request from an untrusted source for credentials
 	// of the user in its From: nil to relay it, else the 407/403 to send.
 	// Nil refuses such requests with 403.
@@ -322,7 +327,17 @@ func (p *Proxy) Close() error {
 	p.runMu.Unlock()
 	p.cancel()
 	p.wg.Wait()
+	if p.cfg.Local != nil {
+		return p.cfg.Local.Close()
+	}
 	return nil
+}
+
+// Local answers some requests at the proxy's node instead of routing
+// them (see Config.Local).
+type Local interface {
+	Handle(*sip.Request, sip.ServerTransaction) bool
+	Close() error
 }
 
 // spawn runs fn on a goroutine Close waits for; once Close has begun it

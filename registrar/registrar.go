@@ -751,6 +751,18 @@ func (r *Registrar) AuthorizeProxy(req *sip.Request) *sip.Response {
 	return r.authenticateAs(req, aor, req.Source(), proxyAuth())
 }
 
+// AuthorizeSubscriber returns nil when req (a SUBSCRIBE to the
+// registrations of aor, RFC 3680 §4.6) carries valid Authorization of the
+// user of aor itself, else the 401 or 403 to send; nil when this
+// registrar has no users (an open registrar, whose bindings anyone may
+// write).
+func (r *Registrar) AuthorizeSubscriber(req *sip.Request, aor string) *sip.Response {
+	if r.users == nil {
+		return nil
+	}
+	return r.authenticateAs(req, aor, req.Source(), uasAuth())
+}
+
 // CheckDigest verifies a digest Authorization value (RFC 7616/8760, as
 // for SIP) of an HTTP request with method and request URI against the
 // users file, for other services of the node (the relay's credential

@@ -30,7 +30,10 @@ func (u *rawUA) request(timeout time.Duration, code int) string {
 			case "via", "v", "from", "f", "call-id", "i", "cseq":
 				res += line + "\r\n"
 			case "to", "t":
-				res += line + ";tag=callee\r\n"
+				if !strings.Contains(line, "tag=") { // an initial request
+					line += ";tag=callee"
+				}
+				res += line + "\r\n"
 			}
 		}
 		_, _ = u.conn.WriteToUDP([]byte(res+"Content-Length: 0\r\n\r\n"), from)

@@ -36,6 +36,7 @@ var allowed = map[string][]string{
 	"lsp":                {"overlay", "pki", "internal/promsnap"},
 	"relay":              {"overlay", "internal/promsnap"},
 	"registrar":          {"lsp", "sipnet"},
+	"regevent":           {"lsp", "sipnet"},
 	"proxy":              {"lsp", "relay", "sipnet", "internal/promsnap"},
 	"admin":              {"lsp", "internal/httpserve"},
 	"httpapi":            {"lsp", "internal/httpserve"},
