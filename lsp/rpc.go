@@ -262,6 +262,8 @@ func serve(ctx context.Context, s overlay.Stream, maxMsg int, handle func(contex
 		var reply *message
 		if err != nil {
 			reply = errorReply(err)
+		} else if req.Type == msgWatch {
+			reply = handle(context.WithValue(ctx, streamKey{}, s), from, req)
 		} else {
 			reply = handle(ctx, from, req)
 		}

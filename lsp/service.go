@@ -26,6 +26,7 @@ type Service struct {
 	// own, so long waits never hold what other requests need.
 	watchRPC *rpc
 	watching watchLimit // the WATCHes this replica serves
+	watches  watchHub   // this node's watches of AORs, one per AOR
 	clk      clock
 	// holder: this node's holder proof for its credential (holder.go),
 	// sent with what it writes to replicas, renewed before it expires.

@@ -46,10 +46,14 @@ type store struct {
 	recs    map[string]*record
 	certs   map[[32]byte][][]byte // verified chains by leaf fingerprint
 	signers map[string]*usage     // by the AORs' domain (only its signers write it)
-	// seq numbers the records' changes (record.version); changes holds,
-	// by AOR, a channel closed at its record's next change (watch.go).
+	// seq numbers the records' changes (record.version; it starts at the
+	// store's start time in ns, so a restarted replica's versions do not
+	// repeat the ones it gave before); changes holds, by AOR, a channel
+	// closed at its record's next change, while waiting counts its
+	// waiters (watch.go).
 	seq     uint64
 	changes map[string]chan struct{}
+	waiting map[string]int
 }
 
 type usage struct{ n, bytes int }
@@ -93,6 +97,7 @@ func (r *record) empty() bool {
 
 func newStore(d ds.Datastore, q quota) *store {
 	return &store{ds: d, recs: map[string]*record{}, certs: map[[32]byte][][]byte{}, signers: map[string]*usage{}, changes: map[string]chan struct{}{},
+		waiting: map[string]int{}, seq: uint64(max(time.Now().UnixNano(), 0)),
 		maxEntries: q.RecordEntries, maxBytes: q.RecordBytes, signerEntries: q.SignerEntries, signerBytes: q.SignerBytes,
 		retain: q.Retain}
 }

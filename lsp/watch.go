@@ -64,8 +64,10 @@ func (s *store) changedLocked(aor string, rec *record) {
 }
 
 // awaitChange returns the version of aor's record (0: none) and, when it
-// is since, a channel closed at the record's next change.
-func (s *store) awaitChange(aor string, since uint64) (uint64, <-chan struct{}) {
+// is since, a channel closed at the record's next change and the function
+// that ends the wait (the channel goes with its last waiter: an AOR that
+// never changes leaves nothing behind).
+func (s *store) awaitChange(aor string, since uint64) (uint64, <-chan struct{}, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var v uint64
@@ -73,14 +75,48 @@ func (s *store) awaitChange(aor string, since uint64) (uint64, <-chan struct{}) 
 		v = rec.version
 	}
 	if v != since {
-		return v, nil
+		return v, nil, func() {}
 	}
 	ch := s.changes[aor]
 	if ch == nil {
 		ch = make(chan struct{})
 		s.changes[aor] = ch
 	}
-	return v, ch
+	s.waiting[aor]++
+	return v, ch, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.waiting[aor]--; s.waiting[aor] > 0 {
+			return
+		}
+		delete(s.waiting, aor)
+		if s.changes[aor] == ch {
+			delete(s.changes, aor)
+		}
+	}
+}
+
+// streamKey carries, in a WATCH handler's context, the stream it came on.
+type streamKey struct{}
+
+// untilGone ends wait when st's far end goes away (it sends nothing while
+// it waits for a reply: a read returns at its reset or close; a byte it
+// sends instead breaks the protocol, and st is reset). The function it
+// returns stops the reader, before serve reads st again.
+func untilGone(st overlay.Stream, gone context.CancelFunc) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b [1]byte
+		if n, _ := st.Read(b[:]); n > 0 {
+			st.Reset()
+		}
+		gone()
+	}()
+	return func() {
+		_ = st.SetReadDeadline(time.Now())
+		<-done
+	}
 }
 
 // watchLimit counts the WATCHes a replica is serving, per peer and in all.
@@ -126,52 +162,113 @@ func (s *Service) handleWatch(ctx context.Context, from overlay.PeerID, m *messa
 		return errorReply(fmt.Errorf("%w: %d watches", ErrRateLimited, maxWatchesPerPeer))
 	}
 	defer s.watching.release(from)
-	v, changed := s.store.awaitChange(aor, m.Count-1) // count 0: ^0, never a version
+	v, changed, release := s.store.awaitChange(aor, m.Count-1) // count 0: ^0, never a version
+	defer release()
 	if changed != nil {
+		wait, gone := context.WithCancel(ctx)
+		defer gone()
+		if st, ok := ctx.Value(streamKey{}).(overlay.Stream); ok {
+			defer untilGone(st, gone)()
+		}
 		t := time.NewTimer(watchPoll)
 		defer t.Stop()
 		select {
 		case <-changed:
 		case <-t.C:
-		case <-ctx.Done():
+		case <-wait.Done():
 		}
-		v, _ = s.store.awaitChange(aor, ^uint64(0)) // the version now
+		v, _, _ = s.store.awaitChange(aor, ^uint64(0)) // the version now
 	}
 	return &message{Type: msgReply, Count: v}
 }
 
-// Watch implements Watcher: one poller per replica of the AOR (each
-// follows whichever member is that replica now), and a quorum read after
-// each change they report. The first read comes once every replica gave
-// its version (or after watchFirst), so no change between the two is
-// missed.
+// Watch implements Watcher. The watchers of one AOR on a node share one
+// watch: one poller per replica of the AOR (each follows whichever member
+// is that replica now), and a quorum read after each change they report,
+// sent to every watcher. Its first read comes once every replica gave its
+// version (or after watchFirst), so no change between the two is missed;
+// a watcher that joins a running watch gets its last read at once.
 func (s *Service) Watch(ctx context.Context, aor string) (<-chan []Binding, error) {
 	canon, err := Canonical(aor)
 	if err != nil {
 		return nil, err
 	}
 	out := make(chan []Binding, 1)
-	w := &watch{s: s, aor: canon, out: out, kick: make(chan struct{}, 1)}
-	if !s.spawn(func() { w.run(ctx) }) {
-		return nil, ErrClosed
+	h := &s.watches
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]*watch{}
 	}
+	w := h.m[canon]
+	if w == nil {
+		wctx, cancel := context.WithCancel(s.ctx)
+		w = &watch{s: s, aor: canon, cancel: cancel, kick: make(chan struct{}, 1), outs: map[chan []Binding][]func() bool{}}
+		if !s.spawn(func() { w.run(wctx) }) {
+			cancel()
+			return nil, ErrClosed
+		}
+		h.m[canon] = w
+	}
+	if w.have {
+		deliver(out, w.last)
+	}
+	// Whichever ends first ends the watcher, and stops the other's
+	// callback (set here under h.mu, which leave takes).
+	leave := func() { h.leave(w, out) }
+	w.outs[out] = []func() bool{context.AfterFunc(ctx, leave), context.AfterFunc(s.ctx, leave)}
 	return out, nil
 }
 
-// watch is one Watch in progress.
+// watchHub holds a node's watches, one per AOR watched.
+type watchHub struct {
+	mu sync.Mutex
+	m  map[string]*watch
+}
+
+// leave ends one watcher of w (its channel closes), and w with its last.
+func (h *watchHub) leave(w *watch, out chan []Binding) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	stops, ok := w.outs[out]
+	if !ok {
+		return
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	delete(w.outs, out)
+	close(out)
+	if len(w.outs) == 0 {
+		w.cancel()
+		if h.m[w.aor] == w {
+			delete(h.m, w.aor)
+		}
+	}
+}
+
+// publish sends bs to every watcher of w.
+func (h *watchHub) publish(w *watch, bs []Binding) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w.last, w.have = bs, true
+	for out := range w.outs {
+		deliver(out, bs)
+	}
+}
+
+// watch is the watch of one AOR; its fields past kick are the hub's.
 type watch struct {
-	s    *Service
-	aor  string
-	out  chan []Binding
-	kick chan struct{} // a replica reported a change
+	s      *Service
+	aor    string
+	cancel context.CancelFunc
+	kick   chan struct{}                    // a replica reported a change
+	outs   map[chan []Binding][]func() bool // each watcher's channel, and its callbacks' stops
+	last   []Binding
+	have   bool
 }
 
 func (w *watch) run(ctx context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(w.s.ctx, cancel)
-	defer stop()
-	defer cancel()
-	defer close(w.out)
 	r, _ := w.s.quorum()
 	ready := make(chan struct{}, r)
 	var wg sync.WaitGroup
@@ -198,7 +295,7 @@ func (w *watch) run(ctx context.Context) {
 	for {
 		retry := watchPoll
 		if bs, err := w.s.Lookup(ctx, w.aor); err == nil {
-			w.deliver(bs)
+			w.s.watches.publish(w, bs)
 		} else {
 			retry = watchRetry
 		}
@@ -259,16 +356,17 @@ func pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// deliver puts bs in out, in place of what its reader has not taken.
-func (w *watch) deliver(bs []Binding) {
+// deliver puts bs in out, in place of what its reader has not taken (out
+// is written under the hub's lock alone).
+func deliver(out chan []Binding, bs []Binding) {
 	for {
 		select {
-		case w.out <- bs:
+		case out <- bs:
 			return
 		default:
 		}
 		select {
-		case <-w.out:
+		case <-out:
 		default:
 		}
 	}
@@ -280,7 +378,7 @@ func (w *watch) deliver(bs []Binding) {
 func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
 	var peer overlay.PeerID
 	var since uint64
-	known, answered, signalled := false, false, false
+	known, answered, signalled, failed := false, false, false, false
 	var sends pacer
 	for ctx.Err() == nil {
 		var err error
@@ -290,15 +388,16 @@ func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
 			}
 			var v uint64
 			if v, err = w.s.watchOnce(ctx, peer, w.aor, since, known); err == nil {
-				// A new replica's version is news too: the change may
-				// have come while the watcher moved.
-				if (v != since || !known) && answered {
+				// A new replica's version is news too (the change may
+				// have come while the watcher moved), and so is any
+				// answer after a failure.
+				if (v != since || !known) && answered || failed {
 					select {
 					case w.kick <- struct{}{}:
 					default:
 					}
 				}
-				since, known, answered = v, true, true
+				since, known, answered, failed = v, true, true, false
 			}
 		} else {
 			err = ErrUnavailable
@@ -308,6 +407,7 @@ func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
 			signalled = true
 		}
 		if err != nil {
+			failed = true
 			pause(ctx, watchRetry)
 		} else {
 			sends.wait(ctx)

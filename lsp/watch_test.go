@@ -69,9 +69,34 @@ func TestWatch(t *testing.T) {
 		}
 		t.Logf("step %d reached the watcher in %v", i, time.Since(t0))
 	}
-	cancel()
-	for range ch { // closed once the watch ended
+	// A second watcher of the AOR shares the watch, and gets its state
+	// at once.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	ch2, err := c.svcs[4].Watch(ctx2, aor)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if got := next(t, ch2, time.Second); !slices.Equal(got, steps[len(steps)-1].want) {
+		t.Fatalf("the second watcher's first: %v", got)
+	}
+	h := &c.svcs[4].watches
+	h.mu.Lock()
+	shared := len(h.m)
+	h.mu.Unlock()
+	if shared != 1 {
+		t.Fatalf("%d watches for one AOR", shared)
+	}
+	cancel()
+	for range ch { // closed once the watcher left
+	}
+	cancel2()
+	for range ch2 {
+	}
+	waitFor(t, 2*time.Second, "the watch to end with its last watcher", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.m) == 0
+	})
 }
 
 // TestWatchRequests: the replica side of WATCH answers at once with its
@@ -98,10 +123,12 @@ func TestWatchRequests(t *testing.T) {
 	if err := c.svcs[0].Publish(ctx, aor, binding("sip:carol@192.0.2.3", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	reply, err = c.raw(from, replica, &message{Type: msgWatch, AORs: []string{aor}})
-	if err != nil || reply.Count == 0 {
-		t.Fatalf("after a publish: version %d, %v", reply.Count, err)
-	}
+	// The write returned after W replicas; this one may apply it a
+	// moment later.
+	waitFor(t, 5*time.Second, "the replica's version after a publish", func() bool {
+		reply, err = c.raw(from, replica, &message{Type: msgWatch, AORs: []string{aor}})
+		return err == nil && reply.Count > 0
+	})
 	v := reply.Count
 	done := make(chan uint64, 1)
 	go func() {
@@ -120,9 +147,34 @@ func TestWatchRequests(t *testing.T) {
 	if err := c.svcs[0].Publish(ctx, aor, binding("sip:carol@192.0.2.4", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if got := <-done; got == 0 || got == v {
+	got := <-done
+	if got == 0 || got == v {
 		t.Fatalf("after a change: version %d (was %d)", got, v)
 	}
+	// A watcher that leaves frees its place at once: the replica's slot
+	// and the record's channel.
+	var rs *Service
+	for _, x := range c.svcs {
+		if x.self == replica {
+			rs = x
+		}
+	}
+	for i := 0; i < 5; i++ {
+		cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err := c.svcs[from].watchRPC.call(cctx, replica, c.svcs[from].storeProto, &message{Type: msgWatch, AORs: []string{aor}, Count: got + 1})
+		cancel()
+		if err == nil {
+			t.Fatal("a WATCH answered with no change")
+		}
+	}
+	waitFor(t, 3*time.Second, "the replica to let the watchers that left go", func() bool {
+		rs.watching.mu.Lock()
+		n := rs.watching.total
+		rs.watching.mu.Unlock()
+		rs.store.mu.Lock()
+		defer rs.store.mu.Unlock()
+		return n == 0 && len(rs.store.changes) == 0 && len(rs.store.waiting) == 0
+	})
 	for _, m := range []*message{
 		{Type: msgWatch},
 		{Type: msgWatch, AORs: []string{aor, aor}},

@@ -66,7 +66,9 @@ func (p *Proxy) lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
 	now := time.Now()
 	if bs, ok := p.cache.get(aor, now); ok && (len(bs) > 0 || p.cfg.NegativeTTL > 0) {
 		p.stats.cacheHits.Add(1)
-		p.followChanges(aor)
+		if len(bs) > 0 {
+			p.followChanges(aor)
+		}
 		return bs, nil
 	}
 	p.stats.lookups.Add(1)
@@ -77,7 +79,9 @@ func (p *Proxy) lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
 		return nil, err
 	}
 	p.keep(aor, bs, now)
-	p.followChanges(aor)
+	if len(bs) > 0 { // an AOR with no binding is not followed: anyone can ask for any
+		p.followChanges(aor)
+	}
 	return bs, nil
 }
 

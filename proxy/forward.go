@@ -31,9 +31,6 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.respond(tx, req, code, reason, hdrs...)
 		return
 	}
-	if p.cfg.Local != nil && p.cfg.Local.Handle(req, tx) {
-		return
-	}
 	source, target, ok := p.inflight.acquire(req, p.trusted(req))
 	if !ok {
 		p.stats.shed.Add(1)
@@ -41,6 +38,9 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	defer p.inflight.release(source, target)
+	if p.cfg.Local != nil && p.cfg.Local.Handle(req, tx) { // (shed like the rest above)
+		return
+	}
 	if res := p.peerPolicy(req); res != nil {
 		p.stats.refused.Add(1)
 		p.stats.local.Add(1)

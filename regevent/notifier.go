@@ -137,10 +137,14 @@ type subscription struct {
 	target                      sip.Uri
 	route                       []string
 	dest, transport             string
-	refresh                     chan time.Time // a new expiry (zero: unsubscribe)
-	cseq                        uint32
-	version                     uint64
-	had                         bool
+	// mu guards until, the expiry Handle sets (zero: unsubscribed); poke
+	// tells run it changed.
+	mu      sync.Mutex
+	until   time.Time
+	poke    chan struct{}
+	cseq    uint32
+	version uint64
+	had     bool
 }
 
 // Handle takes a SUBSCRIBE of the reg event package for an AOR of the
@@ -151,8 +155,7 @@ func (n *Notifier) Handle(req *sip.Request, tx sip.ServerTransaction) bool {
 		return false // (the proxy's checks answer one without To, From or Call-ID)
 	}
 	if tag, ok := req.To().Params.Get("tag"); ok && tag != "" {
-		n.inDialog(req, tx, tag)
-		return true
+		return n.inDialog(req, tx, tag)
 	}
 	aor, err := lsp.Canonical(aorOf(req.Recipient))
 	if err != nil || lsp.Domain(aor) != n.cfg.Domain {
@@ -177,12 +180,15 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, aor str
 	}
 	s := &subscription{aor: aor, callID: req.CallID().Value(), localTag: newTag(), remoteTag: fromTag,
 		remote: from.Address.String(), target: *c.Address.Clone(), dest: req.Source(), transport: req.Transport(),
-		refresh: make(chan time.Time, 1), cseq: 1}
+		until: time.Now().Add(exp), poke: make(chan struct{}, 1), cseq: 1}
 	for _, rr := range req.GetHeaders("Record-Route") {
 		s.route = append(s.route, rr.Value())
 	}
 	s.key = s.callID + "\x00" + s.localTag
-	if !n.add(s) {
+	ctx, cancel := context.WithCancel(n.ctx)
+	ch, err := n.cfg.Watch.Watch(ctx, aor)
+	if err != nil || !n.add(s) {
+		cancel()
 		res := sip.NewResponseFromRequest(req, 503, "Too many subscriptions", nil)
 		res.AppendHeader(sip.NewHeader("Retry-After", "60"))
 		_ = tx.Respond(res)
@@ -193,16 +199,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, aor str
 	res.AppendHeader(sip.NewHeader("Contact", "<sip:"+n.self+">"))
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(exp.Seconds()))))
 	_ = tx.Respond(res)
-	s.refresh <- time.Now().Add(exp)
-	ctx, cancel := context.WithCancel(n.ctx)
-	ch, err := n.cfg.Watch.Watch(ctx, aor)
-	if err != nil {
-		cancel()
-		n.remove(s)
-		return
-	}
-	n.wg.Add(1)
-	go func() {
+	go func() { // counted in n.wg by add
 		defer n.wg.Done()
 		defer cancel()
 		defer n.remove(s)
@@ -210,7 +207,8 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, aor str
 	}()
 }
 
-// add counts s in, within the bounds.
+// add counts s in, within the bounds, and its goroutine in n.wg (under
+// n.mu, so never once Close began).
 func (n *Notifier) add(s *subscription) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -219,6 +217,7 @@ func (n *Notifier) add(s *subscription) bool {
 	}
 	n.subs[s.key] = s
 	n.byAOR[s.aor]++
+	n.wg.Add(1)
 	return true
 }
 
@@ -234,19 +233,24 @@ func (n *Notifier) remove(s *subscription) {
 	}
 }
 
-// inDialog answers a refresh or an unsubscribe (Expires: 0).
-func (n *Notifier) inDialog(req *sip.Request, tx sip.ServerTransaction, tag string) {
+// inDialog answers a refresh or an unsubscribe (Expires: 0) of one of
+// our subscriptions; false for another's (another notifier's, through
+// this node's proxy), which the proxy routes.
+func (n *Notifier) inDialog(req *sip.Request, tx sip.ServerTransaction, tag string) bool {
 	n.mu.Lock()
 	s := n.subs[req.CallID().Value()+"\x00"+tag]
 	n.mu.Unlock()
 	fromTag, _ := req.From().Params.Get("tag")
 	if s == nil || fromTag != s.remoteTag {
+		if h, p := splitHostPort(n.self); req.Recipient.User != "" || req.Recipient.Host != h || req.Recipient.Port != p {
+			return false
+		}
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Subscription does not exist", nil))
-		return
+		return true
 	}
 	exp, ok := n.admit(req, tx, s.aor)
 	if !ok {
-		return
+		return true
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(exp.Seconds()))))
@@ -255,11 +259,14 @@ func (n *Notifier) inDialog(req *sip.Request, tx sip.ServerTransaction, tag stri
 	if exp == 0 {
 		until = time.Time{}
 	}
-	select { // the newest expiry wins
-	case <-s.refresh:
-	default:
+	s.mu.Lock()
+	s.until = until
+	s.mu.Unlock()
+	select {
+	case s.poke <- struct{}{}:
+	default: // one is pending: run reads the newest
 	}
-	s.refresh <- until
+	return true
 }
 
 // admit runs the checks every SUBSCRIBE of aor passes (authorization,
@@ -308,8 +315,10 @@ func (n *Notifier) expiry(req *sip.Request) (time.Duration, *sip.Response) {
 // fails (481, no answer) ends the subscription.
 func (n *Notifier) run(ctx context.Context, s *subscription, ch <-chan []lsp.Binding) {
 	var bs []lsp.Binding
-	var until time.Time
-	timer := time.NewTimer(time.Hour)
+	s.mu.Lock()
+	until := s.until
+	s.mu.Unlock()
+	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
 	have := false // the watch gave the state once
 	for {
@@ -324,16 +333,16 @@ func (n *Notifier) run(ctx context.Context, s *subscription, ch <-chan []lsp.Bin
 			if have && same(bs, next) {
 				continue
 			}
-			bs, have = next, true
-			if !until.IsZero() {
-				state = "active"
-			}
-		case u := <-s.refresh:
-			if until = u; u.IsZero() {
+			bs, have, state = next, true, "active"
+		case <-s.poke:
+			s.mu.Lock()
+			until = s.until
+			s.mu.Unlock()
+			if until.IsZero() {
 				n.notify(ctx, s, bs, "terminated;reason=timeout")
 				return
 			}
-			timer.Reset(time.Until(u))
+			timer.Reset(time.Until(until))
 			if have {
 				state = "active"
 			}

@@ -79,6 +79,7 @@ func subscribeReq(t testing.TB, ruri string, headers ...string) *sip.Request {
 // TestHandle: which SUBSCRIBEs the notifier takes, and its answers.
 func TestHandle(t *testing.T) {
 	n := newTestNotifier(t, func(c *Config) { c.MaxPerAOR = 1 })
+	n.self = "127.0.0.1:5060"
 	bob := "sip:bob@b.example"
 	for _, c := range []struct {
 		name string
@@ -92,7 +93,8 @@ func TestHandle(t *testing.T) {
 		{"another body type", subscribeReq(t, bob, "Accept: text/plain"), 406},
 		{"too brief", subscribeReq(t, bob, "Expires: 10"), 423},
 		{"bad Expires", subscribeReq(t, bob, "Expires: soon"), 400},
-		{"an unknown dialog", subscribeReq(t, bob, "To: <sip:bob@b.example>;tag=nosuch"), 481},
+		{"an unknown dialog of ours", subscribeReq(t, "sip:127.0.0.1:5060", "To: <sip:bob@b.example>;tag=nosuch"), 481},
+		{"another notifier's dialog", subscribeReq(t, bob, "To: <sip:bob@b.example>;tag=theirs"), 0},
 		{"reg in the compact form, accepted", subscribeReq(t, bob, "o: reg;id=1", "Accept: application/reginfo+xml"), 200},
 		{"one more than MaxPerAOR", subscribeReq(t, bob), 503},
 	} {

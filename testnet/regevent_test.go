@@ -21,6 +21,13 @@ import (
 // response's text.
 func (u *rawUA) subscribe(t *testing.T, registrar, aor string, user testnet.User, callID string, headers ...string) string {
 	t.Helper()
+	return u.subscribeAt(t, registrar, aor, aor, user, callID, headers...)
+}
+
+// subscribeAt is subscribe with another Request-URI (a dialog's remote
+// target).
+func (u *rawUA) subscribeAt(t *testing.T, registrar, ruri, aor string, user testnet.User, callID string, headers ...string) string {
+	t.Helper()
 	if callID == "" {
 		callID = fmt.Sprint("sub-", time.Now().UnixNano())
 	}
@@ -28,7 +35,7 @@ func (u *rawUA) subscribe(t *testing.T, registrar, aor string, user testnet.User
 		local := u.conn.LocalAddr().String()
 		m := fmt.Sprintf("SUBSCRIBE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%d;rport\r\nMax-Forwards: 70\r\n"+
 			"From: <%s>;tag=watcher\r\nCall-ID: %s\r\nCSeq: %d SUBSCRIBE\r\nContact: <sip:watcher@%s>\r\nEvent: reg\r\n",
-			aor, local, time.Now().UnixNano(), user.AOR, callID, cseq, local)
+			ruri, local, time.Now().UnixNano(), user.AOR, callID, cseq, local)
 		for _, h := range append(headers, extra...) {
 			m += h + "\r\n"
 		}
@@ -47,7 +54,7 @@ func (u *rawUA) subscribe(t *testing.T, registrar, aor string, user testnet.User
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, err := digest.Digest(chal, digest.Options{Method: "SUBSCRIBE", URI: aor, Username: user.Username, Password: user.Password, Count: 1, Cnonce: "0a4f113b"})
+	cred, err := digest.Digest(chal, digest.Options{Method: "SUBSCRIBE", URI: ruri, Username: user.Username, Password: user.Password, Count: 1, Cnonce: "0a4f113b"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +118,7 @@ func TestRegEvent(t *testing.T) {
 	}
 	toTag := regexp.MustCompile(`(?m)^To: .*;tag=([^;\r]+)`).FindStringSubmatch(res)[1]
 	callID := regexp.MustCompile(`(?m)^Call-ID: (.*)\r$`).FindStringSubmatch(res)[1]
+	target := regexp.MustCompile(`(?m)^Contact: <([^>]+)>`).FindStringSubmatch(res)[1] // the dialog's remote target
 	notify := w.request(5*time.Second, 200)
 	if !strings.HasPrefix(notify, "NOTIFY ") || !strings.Contains(notify, "Event: reg") || !strings.Contains(notify, "Subscription-State: active") {
 		t.Fatalf("first NOTIFY: %q", notify)
@@ -131,11 +139,11 @@ func TestRegEvent(t *testing.T) {
 		t.Fatalf("after the REGISTER: %s", body)
 	}
 	// A dialog the node never made.
-	if res := w.subscribe(t, front, bob.AOR, bob, callID, "To: <"+bob.AOR+">;tag=nosuch"); !strings.HasPrefix(res, "SIP/2.0 481") {
+	if res := w.subscribeAt(t, front, target, bob.AOR, bob, callID, "To: <"+bob.AOR+">;tag=nosuch"); !strings.HasPrefix(res, "SIP/2.0 481") {
 		t.Fatalf("unknown dialog: %s", firstLine(res))
 	}
 	// Unsubscribe: within the dialog, Expires: 0.
-	res = w.subscribe(t, front, bob.AOR, bob, callID, "To: <"+bob.AOR+">;tag="+toTag, "Expires: 0")
+	res = w.subscribeAt(t, front, target, bob.AOR, bob, callID, "To: <"+bob.AOR+">;tag="+toTag, "Expires: 0")
 	if !strings.HasPrefix(res, "SIP/2.0 200") {
 		t.Fatalf("unsubscribe: %s", firstLine(res))
 	}
