@@ -137,14 +137,16 @@ type subscription struct {
 	target                      sip.Uri
 	route                       []string
 	dest, transport             string
-	// mu guards until, the expiry Handle sets (zero: unsubscribed); poke
-	// tells run it changed.
-	mu      sync.Mutex
-	until   time.Time
-	poke    chan struct{}
-	cseq    uint32
-	version uint64
-	had     bool
+	// mu guards until, the expiry Handle sets (zero: unsubscribed), and
+	// what a refresh changes (target, dest, remoteCSeq: RFC 6665 §4.1.2.2,
+	// a SUBSCRIBE refreshes the remote target); poke tells run.
+	mu         sync.Mutex
+	until      time.Time
+	remoteCSeq uint32
+	poke       chan struct{}
+	cseq       uint32
+	version    uint64
+	had        bool
 }
 
 // Handle takes a SUBSCRIBE of the reg event package for an AOR of the
@@ -180,7 +182,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, aor str
 	}
 	s := &subscription{aor: aor, callID: req.CallID().Value(), localTag: newTag(), remoteTag: fromTag,
 		remote: from.Address.String(), target: *c.Address.Clone(), dest: req.Source(), transport: req.Transport(),
-		until: time.Now().Add(exp), poke: make(chan struct{}, 1), cseq: 1}
+		until: time.Now().Add(exp), poke: make(chan struct{}, 1), cseq: 1, remoteCSeq: req.CSeq().SeqNo}
 	for _, rr := range req.GetHeaders("Record-Route") {
 		s.route = append(s.route, rr.Value())
 	}
@@ -252,6 +254,17 @@ func (n *Notifier) inDialog(req *sip.Request, tx sip.ServerTransaction, tag stri
 	if !ok {
 		return true
 	}
+	s.mu.Lock()
+	if req.CSeq().SeqNo <= s.remoteCSeq { // RFC 3261 §12.2.2
+		s.mu.Unlock()
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "CSeq out of order", nil))
+		return true
+	}
+	s.remoteCSeq = req.CSeq().SeqNo
+	if c := req.Contact(); c != nil {
+		s.target, s.dest = *c.Address.Clone(), req.Source()
+	}
+	s.mu.Unlock()
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(exp.Seconds()))))
 	_ = tx.Respond(res)
@@ -320,10 +333,17 @@ func (n *Notifier) run(ctx context.Context, s *subscription, ch <-chan []lsp.Bin
 	s.mu.Unlock()
 	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
+	// lapse fires when the first listed binding expires: a binding's
+	// expiry is no write, so no watch tells it; full state without it
+	// is the news.
+	lapse := time.NewTimer(time.Hour)
+	defer lapse.Stop()
 	have := false // the watch gave the state once
 	for {
 		state := ""
 		select {
+		case <-lapse.C:
+			state = "active"
 		case next, ok := <-ch:
 			if !ok {
 				return
@@ -365,7 +385,20 @@ func (n *Notifier) run(ctx context.Context, s *subscription, ch <-chan []lsp.Bin
 		if !n.notify(ctx, s, bs, state) {
 			return
 		}
+		lapse.Reset(nextLapse(bs, time.Now()))
 	}
+}
+
+// nextLapse is how long until the first of bs expires (an hour when none
+// will).
+func nextLapse(bs []lsp.Binding, now time.Time) time.Duration {
+	d := time.Hour
+	for _, b := range bs {
+		if left := b.Expires.Sub(now); left > 0 && left < d {
+			d = left + 10*time.Millisecond
+		}
+	}
+	return d
 }
 
 // notify sends one NOTIFY of s with bs and waits for its answer; false
@@ -377,7 +410,10 @@ func (n *Notifier) notify(ctx context.Context, s *subscription, bs []lsp.Binding
 	body := document(s.aor, s.version, bs, s.had, time.Now())
 	s.version++
 	s.had = s.had || len(bs) > 0
-	req := sip.NewRequest(sip.NOTIFY, *s.target.Clone())
+	s.mu.Lock()
+	target, dest := *s.target.Clone(), s.dest
+	s.mu.Unlock()
+	req := sip.NewRequest(sip.NOTIFY, target)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: s.transport, Params: sip.NewParams()}
 	via.Host, via.Port = splitHostPort(n.self)
 	via.Params.Add("branch", sip.GenerateBranch())
@@ -398,7 +434,7 @@ func (n *Notifier) notify(ctx context.Context, s *subscription, bs []lsp.Binding
 	req.AppendHeader(sip.NewHeader("Content-Type", ContentType))
 	req.SetBody(body)
 	req.SetTransport(s.transport)
-	req.SetDestination(s.dest)
+	req.SetDestination(dest)
 	ctx, cancel := context.WithTimeout(ctx, 32*time.Second)
 	defer cancel()
 	tx, err := n.client.TransactionRequest(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })

@@ -614,6 +614,7 @@ func rogueTLSServer(t *testing.T) *rogueServer {
 type rawUA struct {
 	t    *testing.T
 	conn *net.UDPConn
+	cseq int // the last CSeq of its SUBSCRIBEs (one dialog's rise)
 }
 
 func newRawUA(t *testing.T) *rawUA {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/icholy/digest"
 
+	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/testnet"
 )
 
@@ -44,7 +45,8 @@ func (u *rawUA) subscribeAt(t *testing.T, registrar, ruri, aor string, user test
 		}
 		return m + "Content-Length: 0\r\n\r\n"
 	}
-	u.send(registrar, msg(1))
+	u.cseq++
+	u.send(registrar, msg(u.cseq))
 	res := u.response(t, 5*time.Second)
 	if !strings.HasPrefix(res, "SIP/2.0 401") {
 		return res
@@ -58,7 +60,8 @@ func (u *rawUA) subscribeAt(t *testing.T, registrar, ruri, aor string, user test
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.send(registrar, msg(2, "Authorization: "+cred.String()))
+	u.cseq++
+	u.send(registrar, msg(u.cseq, "Authorization: "+cred.String()))
 	return u.response(t, 5*time.Second)
 }
 
@@ -103,7 +106,9 @@ func validReginfo(t *testing.T, notify string) string {
 // node), and a last one when he unsubscribes. Another user's credentials
 // get 403, a dialog the node never made 481.
 func TestRegEvent(t *testing.T) {
-	m, nw := startCallNet(t, nil)
+	m, nw := startCallNet(t, func(_ *testnet.Manifest, c *node.Config) {
+		c.Registrar.MinExpires = node.Duration(time.Second) // a binding that lapses within the test
+	})
 	bNodes := domainNodes(nw, "b.example")
 	bob, carol := domainUser(m, "b.example", 0), domainUser(m, "b.example", 1)
 	user := strings.TrimPrefix(strings.Split(bob.AOR, "@")[0], "sip:")
@@ -138,10 +143,32 @@ func TestRegEvent(t *testing.T) {
 	if body := validReginfo(t, notify); !strings.Contains(body, "<uri>"+contact+"</uri>") || !strings.Contains(body, `state="active"`) {
 		t.Fatalf("after the REGISTER: %s", body)
 	}
+	// A second device for 2 s: listed, then gone when it lapses (no
+	// write tells that: the notifier's own timer).
+	brief := fmt.Sprintf("sip:%s@127.0.0.1:%d", user, freeUDPPort(t))
+	if err := (sippRun{registrar: nw.Node(bNodes[1]).SIPAddr(), user: user, authUser: bob.Username, pass: bob.Password,
+		domain: "b.example", contact: "<" + brief + ">", expires: 2, final: 200}).run(t); err != nil {
+		t.Fatal(err)
+	}
+	if body := validReginfo(t, w.request(5*time.Second, 200)); !strings.Contains(body, brief) || !strings.Contains(body, contact) {
+		t.Fatalf("with the second device: %s", body)
+	}
+	lapsed := time.Now()
+	if body := validReginfo(t, w.request(5*time.Second, 200)); strings.Contains(body, brief) || !strings.Contains(body, contact) {
+		t.Fatalf("after the second device's registration lapsed: %s", body)
+	}
+	t.Logf("the lapse's NOTIFY %v after the one listing it", time.Since(lapsed))
 	// A dialog the node never made.
 	if res := w.subscribeAt(t, front, target, bob.AOR, bob, callID, "To: <"+bob.AOR+">;tag=nosuch"); !strings.HasPrefix(res, "SIP/2.0 481") {
 		t.Fatalf("unknown dialog: %s", firstLine(res))
 	}
+	// A refresh with an older CSeq than the dialog's (a replay): 500.
+	last := w.cseq
+	w.cseq = 0
+	if res := w.subscribeAt(t, front, target, bob.AOR, bob, callID, "To: <"+bob.AOR+">;tag="+toTag, "Expires: 600"); !strings.HasPrefix(res, "SIP/2.0 500") {
+		t.Fatalf("a refresh with an old CSeq: %s", firstLine(res))
+	}
+	w.cseq = last
 	// Unsubscribe: within the dialog, Expires: 0.
 	res = w.subscribeAt(t, front, target, bob.AOR, bob, callID, "To: <"+bob.AOR+">;tag="+toTag, "Expires: 0")
 	if !strings.HasPrefix(res, "SIP/2.0 200") {
