@@ -273,13 +273,16 @@ func (w *watch) run(ctx context.Context) {
 	ready := make(chan struct{}, r)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for i := 0; i < r; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.poll(ctx, i, ready)
-		}()
+	pollers := func(from, to int) {
+		for i := from; i < to; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.poll(ctx, i, ready)
+			}()
+		}
 	}
+	pollers(0, r)
 	first := time.NewTimer(watchFirst)
 	defer first.Stop()
 	for n := 0; n < r; n++ {
@@ -293,6 +296,12 @@ func (w *watch) run(ctx context.Context) {
 	}
 	var reads pacer
 	for {
+		// An overlay that grew since (a watch begun on a young node) has
+		// more replicas to follow.
+		if now, _ := w.s.quorum(); now > r {
+			pollers(r, now)
+			r = now
+		}
 		retry := watchPoll
 		if bs, err := w.s.Lookup(ctx, w.aor); err == nil {
 			w.s.watches.publish(w, bs)
@@ -403,7 +412,10 @@ func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
 			err = ErrUnavailable
 		}
 		if !signalled {
-			ready <- struct{}{}
+			select {
+			case ready <- struct{}{}:
+			default: // a poller added later: nobody waits for it
+			}
 			signalled = true
 		}
 		if err != nil {

@@ -25,6 +25,7 @@ type cache struct {
 type cached struct {
 	bs    []lsp.Binding
 	until time.Time
+	asOf  time.Time // when the lookup began, or the change was told
 }
 
 func newCache(max int) *cache { return &cache{max: max, entries: map[string]cached{}} }
@@ -50,13 +51,18 @@ func (c *cache) get(aor string, now time.Time) ([]lsp.Binding, bool) {
 	return live, true
 }
 
-func (c *cache) put(aor string, bs []lsp.Binding, until time.Time) {
+// put keeps aor's bindings bs as of asOf; an entry of a later asOf (a
+// change told while the lookup ran) stays.
+func (c *cache) put(aor string, bs []lsp.Binding, until, asOf time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e, ok := c.entries[aor]; ok && e.asOf.After(asOf) {
+		return
+	}
 	if len(c.entries) >= c.max {
 		clear(c.entries)
 	}
-	c.entries[aor] = cached{bs: bs, until: until}
+	c.entries[aor] = cached{bs: bs, until: until, asOf: asOf}
 }
 
 // lookup returns aor's bindings, from the cache when fresh. A positive
@@ -98,7 +104,7 @@ func (p *Proxy) keep(aor string, bs []lsp.Binding, now time.Time) {
 				until = b.Expires
 			}
 		}
-		p.cache.put(aor, bs, until)
+		p.cache.put(aor, bs, until, now)
 	}
 }
 

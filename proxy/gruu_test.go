@@ -110,3 +110,16 @@ func TestGRUUInDialog(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheKeepsNewerPush: a lookup that began before a change was told
+// does not put its older answer over the change.
+func TestCacheKeepsNewerPush(t *testing.T) {
+	c := newCache(10)
+	now := time.Now()
+	pushed := []lsp.Binding{{Contact: "sip:new@192.0.2.2", Expires: now.Add(time.Hour)}}
+	c.put("sip:a@a.example", pushed, now.Add(time.Minute), now.Add(time.Millisecond))
+	c.put("sip:a@a.example", []lsp.Binding{{Contact: "sip:old@192.0.2.1", Expires: now.Add(time.Hour)}}, now.Add(time.Minute), now)
+	if bs, ok := c.get("sip:a@a.example", now); !ok || len(bs) != 1 || bs[0].Contact != "sip:new@192.0.2.2" {
+		t.Fatalf("cache holds %+v", bs)
+	}
+}
