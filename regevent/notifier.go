@@ -76,6 +76,7 @@ type Notifier struct {
 	log    *slog.Logger
 	client *sipgo.Client
 	self   string // host:port of our SIP address (Contact, Via)
+	tls    string // host:port of our SIP TLS address ("" without)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -105,7 +106,7 @@ func (n *Notifier) Attach(s *sipnet.Stack) error {
 	if err != nil {
 		return fmt.Errorf("regevent: %w", err)
 	}
-	n.client, n.self = c, s.Addr()
+	n.client, n.self, n.tls = c, s.Addr(), s.TLSAddr()
 	context.AfterFunc(s.Context(), n.cancel)
 	return nil
 }
@@ -198,7 +199,7 @@ func (n *Notifier) subscribe(req *sip.Request, tx sip.ServerTransaction, aor str
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.To().Params.Add("tag", s.localTag)
-	res.AppendHeader(sip.NewHeader("Contact", "<sip:"+n.self+">"))
+	res.AppendHeader(sip.NewHeader("Contact", n.contact(s.transport)))
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(exp.Seconds()))))
 	_ = tx.Respond(res)
 	go func() { // counted in n.wg by add
@@ -244,7 +245,7 @@ func (n *Notifier) inDialog(req *sip.Request, tx sip.ServerTransaction, tag stri
 	n.mu.Unlock()
 	fromTag, _ := req.From().Params.Get("tag")
 	if s == nil || fromTag != s.remoteTag {
-		if h, p := splitHostPort(n.self); req.Recipient.User != "" || req.Recipient.Host != h || req.Recipient.Port != p {
+		if h, p := splitHostPort(n.addr(req.Transport())); req.Recipient.User != "" || req.Recipient.Host != h || req.Recipient.Port != p {
 			return false
 		}
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Subscription does not exist", nil))
@@ -415,7 +416,7 @@ func (n *Notifier) notify(ctx context.Context, s *subscription, bs []lsp.Binding
 	s.mu.Unlock()
 	req := sip.NewRequest(sip.NOTIFY, target)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: s.transport, Params: sip.NewParams()}
-	via.Host, via.Port = splitHostPort(n.self)
+	via.Host, via.Port = splitHostPort(n.addr(s.transport))
 	via.Params.Add("branch", sip.GenerateBranch())
 	req.AppendHeader(via)
 	mf := sip.MaxForwardsHeader(70)
@@ -428,7 +429,7 @@ func (n *Notifier) notify(ctx context.Context, s *subscription, bs []lsp.Binding
 	for _, r := range s.route {
 		req.AppendHeader(sip.NewHeader("Route", r))
 	}
-	req.AppendHeader(sip.NewHeader("Contact", "<sip:"+n.self+">"))
+	req.AppendHeader(sip.NewHeader("Contact", n.contact(s.transport)))
 	req.AppendHeader(sip.NewHeader("Event", "reg"))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", ContentType))
@@ -477,4 +478,21 @@ func same(a, b []lsp.Binding) bool {
 		}
 	}
 	return true
+}
+
+// addr is our address on a transport: the TLS listener's for TLS.
+func (n *Notifier) addr(transport string) string {
+	if strings.EqualFold(transport, "TLS") && n.tls != "" {
+		return n.tls
+	}
+	return n.self
+}
+
+// contact is our Contact on a transport: a subscriber over TLS gets the
+// TLS listener, so its refreshes stay on TLS.
+func (n *Notifier) contact(transport string) string {
+	if a := n.addr(transport); a != n.self {
+		return "<sip:" + a + ";transport=tls>"
+	}
+	return "<sip:" + n.self + ">"
 }
