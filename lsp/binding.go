@@ -136,22 +136,3 @@ func (e *entry) newer(o *entry) bool {
 
 // live reports whether e is a binding to return at time now.
 func (e *entry) live(now time.Time) bool { return !e.Removed && e.B.Expires.After(now) }
-
-// InstanceGR is the gr parameter of a public GRUU (RFC 5627 §3.1) for an
-// instance (the +sip.instance value, "<urn:...>"): the URN without its
-// angle brackets, each character a URI parameter may not hold escaped
-// (RFC 3261 §25.1 paramchar). A proxy keeps, of an AOR's bindings, those
-// whose InstanceGR equals a GRUU's gr (case-insensitively).
-func InstanceGR(instance string) string {
-	id := strings.TrimSuffix(strings.TrimPrefix(instance, "<"), ">")
-	var b strings.Builder
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!~*'()[]/:&+$", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
-}

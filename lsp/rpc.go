@@ -29,6 +29,10 @@ type rpc struct {
 	closed   bool
 	inflight map[overlay.PeerID]chan struct{} // bounds requests in flight per peer
 	perPeer  int                              // that bound (maxInflightPerPeer)
+	// abortOnCancel: a cancelled call ends at once, not at its deadline
+	// (the watches' rpc: a WATCH waits up to watchPoll). Others keep
+	// their deadline alone, without a callback per request.
+	abortOnCancel bool
 	// frames holds request buffers (*[]byte) for reuse: a request is
 	// written whole before its call returns, and the stream copies it.
 	frames sync.Pool
@@ -61,9 +65,10 @@ func newRPC(streams overlay.Streams, maxMsg int, timeout time.Duration) *rpc {
 		busy: map[*pooled]struct{}{}, inflight: map[overlay.PeerID]chan struct{}{}, perPeer: maxInflightPerPeer}
 }
 
-// withInflight sets the bound of requests in flight per peer.
-func (c *rpc) withInflight(n int) *rpc {
-	c.perPeer = n
+// forWatches bounds its requests in flight per peer to n, and ends a
+// cancelled one at once.
+func (c *rpc) forWatches(n int) *rpc {
+	c.perPeer, c.abortOnCancel = n, true
 	return c
 }
 
@@ -144,9 +149,10 @@ func (c *rpc) call(ctx context.Context, p overlay.PeerID, proto overlay.Protocol
 func (c *rpc) roundTrip(ctx context.Context, ps *pooled, req []byte) (*message, error) {
 	dl, _ := ctx.Deadline()
 	_ = ps.s.SetDeadline(dl)
-	// A cancelled call ends at once, not at its deadline (a WATCH waits
-	// up to watchPoll for its answer).
-	stop := context.AfterFunc(ctx, func() { _ = ps.s.SetDeadline(time.Now()) })
+	stop := func() bool { return true }
+	if c.abortOnCancel {
+		stop = context.AfterFunc(ctx, func() { _ = ps.s.SetDeadline(time.Now()) })
+	}
 	if _, err := ps.s.Write(req); err != nil {
 		stop()
 		return nil, err

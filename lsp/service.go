@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			SignerEntries: cfg.MaxDomainBindings, SignerBytes: cfg.MaxDomainBytes, Retain: cfg.MaxTTL}),
 		verifier:    NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
 		rpc:         newRPC(cfg.Overlay, cfg.MaxMessage, cfg.RequestTimeout),
-		watchRPC:    newRPC(cfg.Overlay, cfg.MaxMessage, cfg.RequestTimeout).withInflight(watchPerPeer),
+		watchRPC:    newRPC(cfg.Overlay, cfg.MaxMessage, cfg.RequestTimeout).forWatches(watchPerPeer),
 		storeProto:  cfg.Overlay.Protocol("store", "1.0.0"),
 		clientProto: cfg.Overlay.Protocol("client", "1.0.0"),
 		serving:     map[overlay.Stream]struct{}{},

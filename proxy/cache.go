@@ -8,6 +8,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // maxCached bounds the lookup cache; when full it is emptied (a hot AOR is
@@ -178,7 +179,7 @@ func (p *Proxy) followChanges(aor string) {
 // drop forgets the cached lookup of req's AOR (a branch to it failed: the
 // bindings may have changed).
 func (c *cache) drop(req *sip.Request) {
-	aor, err := lsp.Canonical(aorOf(req.Recipient))
+	aor, err := lsp.Canonical(sipnet.AOROf(req.Recipient))
 	if err != nil {
 		return
 	}

@@ -257,7 +257,7 @@ func (p *Proxy) decide(ctx context.Context, req *sip.Request, gate func() *sip.R
 // a request of a dialog this proxy record-routed, to the Contact its
 // token names, is let through as one to an address would be.
 func (p *Proxy) byLocation(ctx context.Context, req *sip.Request, token string, gate func() *sip.Response) decision {
-	aor, err := lsp.Canonical(aorOf(req.Recipient))
+	aor, err := lsp.Canonical(sipnet.AOROf(req.Recipient))
 	if err != nil {
 		return answer(404, "Not Found")
 	}
@@ -548,18 +548,6 @@ func escapeHeaderValue(v string) string {
 		fmt.Fprintf(&b, "%%%02X", c)
 	}
 	return b.String()
-}
-
-// aorOf strips a Request-URI to its AOR (scheme, user, host).
-func aorOf(u sip.Uri) string {
-	scheme := strings.ToLower(u.Scheme)
-	if scheme == "" {
-		scheme = "sip"
-	}
-	if u.User == "" {
-		return scheme + ":" + u.Host
-	}
-	return scheme + ":" + u.User + "@" + u.Host
 }
 
 // bindingGroups turns bindings into target groups by q, highest first

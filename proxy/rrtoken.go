@@ -107,7 +107,7 @@ func gruuHop(u sip.Uri) string {
 	if !ok {
 		return ""
 	}
-	aor, err := lsp.Canonical(aorOf(u))
+	aor, err := lsp.Canonical(sipnet.AOROf(u))
 	if err != nil {
 		return ""
 	}

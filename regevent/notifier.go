@@ -122,13 +122,6 @@ func (n *Notifier) Close() error {
 	return nil
 }
 
-// Count returns the subscriptions in force.
-func (n *Notifier) Count() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.subs)
-}
-
 // subscription is one reg subscription: its dialog and its goroutine's
 // inbox.
 type subscription struct {
@@ -160,7 +153,7 @@ func (n *Notifier) Handle(req *sip.Request, tx sip.ServerTransaction) bool {
 	if tag, ok := req.To().Params.Get("tag"); ok && tag != "" {
 		return n.inDialog(req, tx, tag)
 	}
-	aor, err := lsp.Canonical(aorOf(req.Recipient))
+	aor, err := lsp.Canonical(sipnet.AOROf(req.Recipient))
 	if err != nil || lsp.Domain(aor) != n.cfg.Domain {
 		return false
 	}

@@ -42,15 +42,6 @@ func accepts(req *sip.Request) bool {
 	return false
 }
 
-// aorOf is the scheme:user@host of a Request-URI.
-func aorOf(u sip.Uri) string {
-	scheme := strings.ToLower(u.Scheme)
-	if scheme == "" {
-		scheme = "sip"
-	}
-	return scheme + ":" + u.User + "@" + u.Host
-}
-
 // newTag is a random dialog tag.
 func newTag() string {
 	b := make([]byte, 8)

@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 // GRUUs (RFC 5627), resolvable by any proxy of the overlay with no state
@@ -35,9 +36,9 @@ import (
 // per REGISTER, so a peer that gets it twice within one registration can
 // tell it is the same UA instance (docs/security.md).
 
-// TempGRUUPrefix starts the user part of a temporary GRUU; no AOR may use
+// tempGRUUPrefix starts the user part of a temporary GRUU; no AOR may use
 // it.
-const TempGRUUPrefix = "tgruu."
+const tempGRUUPrefix = "tgruu."
 
 // maxTempGRUUs bounds the temporary GRUUs one REGISTER gets (each costs a
 // write to the overlay; a UA registers one instance): the Contacts past it
@@ -51,7 +52,7 @@ const maxTempGRUUs = 4
 const tempInstance = "<urn:lsnode:tgruu>"
 
 // pubGRUU is the public GRUU of instance at aor (RFC 5627 §3.1).
-func pubGRUU(aor, instance string) string { return aor + ";gr=" + lsp.InstanceGR(instance) }
+func pubGRUU(aor, instance string) string { return aor + ";gr=" + sipnet.InstanceGR(instance) }
 
 // tempAOR is the AOR a temporary GRUU's binding copy is stored under:
 // unguessable without the secret, the same for one registration (aor,
@@ -63,7 +64,7 @@ func tempAOR(secret []byte, domain, aor, instance, callID string) string {
 		m.Write([]byte{0})
 	}
 	id := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil)[:15])
-	return "sip:" + TempGRUUPrefix + strings.ToLower(id) + "@" + domain
+	return "sip:" + tempGRUUPrefix + strings.ToLower(id) + "@" + domain
 }
 
 // supportsGRUU reports whether req carries Supported: gruu (RFC 5627

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/sipnet"
 )
 
 var (
@@ -159,7 +160,7 @@ func TestInstanceGR(t *testing.T) {
 		"<a b\"c>":     "a%20b%22c",
 		"no-brackets!": "no-brackets!",
 	} {
-		if got := lsp.InstanceGR(in); got != want {
+		if got := sipnet.InstanceGR(in); got != want {
 			t.Errorf("InstanceGR(%q) = %q, want %q", in, got, want)
 		}
 	}

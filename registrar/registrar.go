@@ -354,8 +354,8 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 	// RFC 5627: a GRUU names a registered instance; it is never registered
 	// itself, and temporary GRUUs' user parts are ours alone (read from
 	// the canonical AOR: "%74gruu." is one too).
-	if _, gruu := sipnet.GRUU(&to.Address); gruu || strings.HasPrefix(strings.TrimPrefix(aor, "sip:"), TempGRUUPrefix) ||
-		strings.HasPrefix(strings.TrimPrefix(aor, "sips:"), TempGRUUPrefix) {
+	if _, gruu := sipnet.GRUU(&to.Address); gruu || strings.HasPrefix(strings.TrimPrefix(aor, "sip:"), tempGRUUPrefix) ||
+		strings.HasPrefix(strings.TrimPrefix(aor, "sips:"), tempGRUUPrefix) {
 		return "", false, status(req, 403, "A GRUU is not an address-of-record")
 	}
 	// Steps 3–4: authentication and authorisation.

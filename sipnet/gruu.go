@@ -1,6 +1,7 @@
 package sipnet
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 
@@ -27,4 +28,34 @@ func GRUU(u *sip.Uri) (gr string, ok bool) {
 // form a public GRUU's gr names once decoded.
 func InstanceID(instance string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(instance, "<"), ">")
+}
+
+// InstanceGR is the gr parameter of a public GRUU for an instance:
+// InstanceID with each character a URI parameter may not hold escaped
+// (RFC 3261 §25.1 paramchar). GRUU decodes it back.
+func InstanceGR(instance string) string {
+	id := InstanceID(instance)
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!~*'()[]/:&+$", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
+}
+
+// AOROf strips a Request-URI to its AOR (scheme, user, host), for
+// lsp.Canonical.
+func AOROf(u sip.Uri) string {
+	scheme := strings.ToLower(u.Scheme)
+	if scheme == "" {
+		scheme = "sip"
+	}
+	if u.User == "" {
+		return scheme + ":" + u.Host
+	}
+	return scheme + ":" + u.User + "@" + u.Host
 }
