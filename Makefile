@@ -45,14 +45,16 @@ run: build
 	@test -f $(TESTNET)/testnet.json || $(BIN) testnet init --dir $(TESTNET) --nodes $(NODES) --domains $(DOMAINS)
 	$(BIN) testnet run --dir $(TESTNET)
 
-# Eight benchmarks, each ending with a one-line summary: the 100-node overlay
+# Nine benchmarks, each ending with a one-line summary: the 100-node overlay
 # against kad-dht, sipp REGISTER and call load against lsnode and Kamailio,
 # the dashboard's traced lookups against plain ones, what GRUUs cost a
-# REGISTER and a lookup, how fast a change reaches a watcher, TURN relaying
-# against coturn, and the RTP relay.
+# REGISTER and a lookup, how fast a change reaches a watcher, private
+# records against records in clear (and their CPU per binding), TURN
+# relaying against coturn, and the RTP relay.
 bench: build
 	@scripts/deps bench
-	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU|BenchmarkWatch' -benchtime 1x -timeout 40m ./testnet/
+	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU|BenchmarkWatch|BenchmarkPrivate' -benchtime 1x -timeout 40m ./testnet/
+	$(GO) test -run '^$$' -bench 'BenchmarkPrivateBinding' -benchmem ./lsp/
 	$(GO) test -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
 
 # The reported soak: REGISTER at 80% of the measured sustained maximum

@@ -101,7 +101,7 @@ func TestAORCertificates(t *testing.T) {
 		refusedBinding(name, cred, aor, binding("sip:x@192.0.2.9", time.Hour))
 	}
 	aliceCred := aorCred(t, a, alice)
-	if _, err := prepare(aliceCred, &clock{}, bob, []Binding{binding("sip:bob@192.0.2.2", time.Hour)}); !errors.Is(err, ErrForbidden) {
+	if _, err := prepare(aliceCred, &clock{}, bob, []Binding{binding("sip:bob@192.0.2.2", time.Hour)}, nil); !errors.Is(err, ErrForbidden) {
 		t.Errorf("alice's credential prepared a write of bob: %v", err)
 	}
 	refused("alice's certificate writing bob", aliceCred, bob)

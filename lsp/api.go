@@ -48,17 +48,19 @@ func (c *clock) next(min time.Time) time.Time {
 	return t
 }
 
-// prepare builds signed entries for aor from bindings.
-func prepare(cred *Credential, clk *clock, aor string, bs []Binding) ([]*entry, error) {
-	es, err := build(cred, clk, aor, bs)
+// prepare builds signed entries for aor from bindings, hidden by k (nil:
+// in clear).
+func prepare(cred *Credential, clk *clock, aor string, bs []Binding, k *sealer) ([]*entry, error) {
+	es, err := build(cred, clk, aor, bs, k)
 	if err != nil {
 		return nil, err
 	}
 	return es, cred.sign(es)
 }
 
-// build checks bindings and turns them into unsigned entries of aor.
-func build(cred *Credential, clk *clock, aor string, bs []Binding) ([]*entry, error) {
+// build checks bindings and turns them into unsigned entries of aor,
+// hidden by k (nil: in clear).
+func build(cred *Credential, clk *clock, aor string, bs []Binding, k *sealer) ([]*entry, error) {
 	if cred == nil {
 		return nil, ErrNoCredential
 	}
@@ -94,11 +96,13 @@ func build(cred *Credential, clk *clock, aor string, bs []Binding) ([]*entry, er
 		}
 		es[i] = &entry{AOR: canon, B: b}
 	}
+	k.hideAll(es)
 	return es, nil
 }
 
-// tombstones builds signed removals of the current entries matching ids.
-func tombstones(cred *Credential, clk *clock, aor string, current []*entry, ids []string) ([]*entry, error) {
+// tombstones builds signed removals of the current entries (opened) matching
+// ids, hidden by k (nil: in clear).
+func tombstones(cred *Credential, clk *clock, aor string, current []*entry, ids []string, k *sealer) ([]*entry, error) {
 	if cred == nil {
 		return nil, ErrNoCredential
 	}
@@ -115,6 +119,7 @@ func tombstones(cred *Credential, clk *clock, aor string, current []*entry, ids 
 	if len(es) == 0 {
 		return nil, nil
 	}
+	k.hideAll(es)
 	return es, cred.sign(es)
 }
 

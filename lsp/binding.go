@@ -88,6 +88,9 @@ type entry struct {
 	AOR     string
 	B       Binding
 	Removed bool
+	// sealed is a private record's binding, encrypted (private.go); nil
+	// for a record in clear.
+	sealed []byte
 
 	CertFP [32]byte   // SHA-256 of the signing leaf certificate (DER)
 	Sig    []byte     // signature over the batch's Merkle root

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lsnode/lsnode/overlay"
@@ -33,6 +34,10 @@ type ClientConfig struct {
 	MaxTTL         time.Duration
 	MaxMessage     int
 	RequestTimeout time.Duration
+	// Records: "private" or "clear", how the overlay keeps its records
+	// (Config.PrivateRecords); "" (default): as the server's INFO says,
+	// asked once before the first read or write.
+	Records string
 }
 
 // withDefaults validates c, then returns it with every zero field set to
@@ -47,6 +52,8 @@ func (c ClientConfig) withDefaults() (ClientConfig, error) {
 		return c, fmt.Errorf("%w: client: no server", ErrConfig)
 	case c.TrustAnchors == nil:
 		return c, fmt.Errorf("%w: client: no trust anchors", ErrConfig)
+	case c.Records != "" && c.Records != "private" && c.Records != "clear":
+		return c, fmt.Errorf("%w: client: records %q: want private or clear", ErrConfig, c.Records)
 	}
 	if err := nonNegative([]named{
 		{"max clock skew", float64(c.MaxClockSkew)}, {"max TTL", float64(c.MaxTTL)},
@@ -70,7 +77,9 @@ type Client struct {
 	proto    overlay.Protocol
 	verifier *Verifier
 	clk      clock
-	owned    io.Closer // the dialer Dial made for this client; nil: none
+	mu       sync.Mutex // guards records
+	records  string     // "private" or "clear" once known
+	owned    io.Closer  // the dialer Dial made for this client; nil: none
 }
 
 // addrBook is what a Streams that keeps addresses offers (overlay.Dialer).
@@ -109,7 +118,15 @@ func (c *Client) Server() overlay.AddrInfo { return c.cfg.Server }
 
 // Publish implements LocationService.
 func (c *Client) Publish(ctx context.Context, aor string, bindings ...Binding) error {
-	es, err := prepare(c.cfg.Credential, &c.clk, aor, bindings)
+	private, err := c.private(ctx)
+	if err != nil {
+		return err
+	}
+	canon, k, err := recordOf(private, aor)
+	if err != nil {
+		return err
+	}
+	es, err := prepare(c.cfg.Credential, &c.clk, canon, bindings, k)
 	if err != nil {
 		return err
 	}
@@ -125,7 +142,7 @@ func (c *Client) putEntries(ctx context.Context, es []*entry) error {
 
 // Lookup implements LocationService.
 func (c *Client) Lookup(ctx context.Context, aor string) ([]Binding, error) {
-	_, merged, err := c.get(ctx, aor)
+	_, _, merged, err := c.get(ctx, aor)
 	if err != nil {
 		return nil, err
 	}
@@ -136,19 +153,24 @@ func (c *Client) Lookup(ctx context.Context, aor string) ([]Binding, error) {
 }
 
 // get fetches and verifies the merged entries of aor.
-func (c *Client) get(ctx context.Context, aor string) (string, map[string]*entry, error) {
-	canon, err := Canonical(aor)
+func (c *Client) get(ctx context.Context, aor string) (string, *sealer, map[string]*entry, error) {
+	private, err := c.private(ctx)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	reply, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgGet, AORs: []string{canon}})
+	canon, k, err := recordOf(private, aor)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
+	}
+	name := k.nameOf(canon)
+	reply, err := c.rpc.call(ctx, c.cfg.Server.ID, c.proto, &message{Type: msgGet, AORs: []string{name}})
+	if err != nil {
+		return "", nil, nil, err
 	}
 	merged := map[string]*entry{}
 	var ok []*entry
 	for _, e := range reply.Entries {
-		if e.AOR != canon {
+		if e.AOR != name {
 			continue
 		}
 		if _, err := c.verifier.verify(e, reply.Certs); err != nil {
@@ -157,7 +179,10 @@ func (c *Client) get(ctx context.Context, aor string) (string, map[string]*entry
 		ok = append(ok, e)
 	}
 	merge(merged, ok)
-	return canon, merged, nil
+	return canon, k, k.openAll(merged, func(e *entry) bool {
+		ch, _ := c.verifier.chainFor(e.CertFP, nil) // verified (and cached) above
+		return ch == nil || ch.by != nil
+	}), nil
 }
 
 // Remove implements LocationService.
@@ -165,7 +190,7 @@ func (c *Client) Remove(ctx context.Context, aor string, ids ...string) error {
 	if c.cfg.Credential == nil {
 		return ErrNoCredential
 	}
-	canon, merged, err := c.get(ctx, aor)
+	canon, k, merged, err := c.get(ctx, aor)
 	if err != nil {
 		return err
 	}
@@ -173,11 +198,32 @@ func (c *Client) Remove(ctx context.Context, aor string, ids ...string) error {
 	for _, e := range merged {
 		current = append(current, e)
 	}
-	es, err := tombstones(c.cfg.Credential, &c.clk, canon, current, ids)
+	es, err := tombstones(c.cfg.Credential, &c.clk, canon, current, ids, k)
 	if err != nil || len(es) == 0 {
 		return err
 	}
 	return c.putEntries(ctx, es)
+}
+
+// private reports whether the overlay keeps private records: as configured,
+// else as the server said (asked once; an older server's silence: clear).
+func (c *Client) private(ctx context.Context) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.records == "" {
+		c.records = c.cfg.Records
+	}
+	if c.records == "" {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		c.records = info.Records
+		if c.records != "private" {
+			c.records = "clear"
+		}
+	}
+	return c.records == "private", nil
 }
 
 // OverlaySize asks the server for its estimate of the overlay's size.
@@ -194,6 +240,7 @@ type NodeInfo struct {
 	Size         int      // its estimate of the overlay's size
 	Reachability string   // "public", "private" or "unknown" ("" from older nodes)
 	Relayed      []string // its circuit relay addresses (reservations)
+	Records      string   // "private" or "clear" (Config.PrivateRecords; "" from older nodes)
 }
 
 // Info asks the server for its overlay size estimate, its reachability
@@ -211,6 +258,8 @@ func (c *Client) Info(ctx context.Context) (NodeInfo, error) {
 			info.Reachability = v
 		case "relayed":
 			info.Relayed = append(info.Relayed, v)
+		case "records":
+			info.Records = v
 		}
 	}
 	return info, nil

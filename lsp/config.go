@@ -52,6 +52,11 @@ type Config struct {
 	// ErrRateLimited. Defaults 20000/s and 20000.
 	PeerRate  float64
 	PeerBurst int
+	// PrivateRecords hides records from their replicas (private.go): they
+	// are stored under a hash of the AOR and their bindings sealed under a
+	// key derived from it. Every member of an overlay must agree on it: a
+	// reader looks an AOR up only under the name this setting gives it.
+	PrivateRecords bool
 	// Logger; default slog.Default(). Tagged with component=lsp.
 	Logger *slog.Logger
 

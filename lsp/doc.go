@@ -31,6 +31,19 @@
 // and answer with the AOR's record), with concurrent registrations coalesced
 // into one signed batch and one message per replica.
 //
+// Private records (Config.PrivateRecords, private.go) keep a record's AOR
+// and bindings from its replicas: the record is stored under a hash of the
+// canonical AOR (its domain in clear, for the signer check and the domain
+// quota), each binding's identity and Call-ID become keyed hashes (enough
+// for the replica's merge and CSeq order), and the binding itself is sealed
+// (AES-256-GCM) under a key derived from the AOR, inside the signed content.
+// Why this and not more: a replica must still verify who wrote a record
+// (the domain), order a registration's writes (hidden Call-ID, CSeq in
+// clear) and expire it (expiry in clear); everything else only a reader
+// needs, and a reader knows the AOR. Keys come from the AOR alone, so any
+// reader, in any domain, needs nothing but the AOR (no key distribution),
+// and a guessable AOR is readable by whoever guesses it (docs/security.md).
+//
 // Files:
 //
 //	doc.go       this overview
@@ -38,6 +51,7 @@
 //	api.go       LocationService; building, signing and merging entries
 //	aor.go       canonical AORs and keys
 //	binding.go   Binding and the stored entry, merge order
+//	private.go   private records: names, hiding and opening bindings
 //	wire.go      the message and entry wire format
 //	sign.go      Credential (Merkle-batch signing), Verifier (chains, cached roots)
 //	holder.go    holder proofs: a writer's key bound to its peer; entries taken unchecked, vetted on the way out

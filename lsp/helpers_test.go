@@ -84,7 +84,7 @@ func (ca *testCA) issue(t testing.TB, dnsNames []string, uris []string, useECDSA
 func signed(t testing.TB, cred *Credential, aor string, bs ...Binding) []*entry {
 	t.Helper()
 	var clk clock
-	es, err := prepare(cred, &clk, aor, bs)
+	es, err := prepare(cred, &clk, aor, bs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func TestHolderProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	var clk clock
-	atlEntries, err := build(fe, &clk, victim, []Binding{reg("sip:mallory@203.0.113.68", "m", 1)})
+	atlEntries, err := build(fe, &clk, victim, []Binding{reg("sip:mallory@203.0.113.68", "m", 1)}, nil)
 	if err == nil {
 		err = atl.sign(atlEntries) // well signed, by the wrong domain
 	}

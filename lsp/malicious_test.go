@@ -75,7 +75,7 @@ func (l *liar) fault(_ peer.ID, m *message) *message {
 				es = append(es, &f)
 			}
 			var clk clock
-			if rogue, err := prepare(l.rogue, &clk, aor, []Binding{{Contact: "sip:mallory@203.0.113.67", Expires: time.Now().Add(time.Hour)}}); err == nil {
+			if rogue, err := prepare(l.rogue, &clk, aor, []Binding{{Contact: "sip:mallory@203.0.113.67", Expires: time.Now().Add(time.Hour)}}, nil); err == nil {
 				es = append(es, rogue...)
 			}
 		}

@@ -16,15 +16,25 @@ import (
 // Lookup implements LocationService.
 func (s *Service) Lookup(ctx context.Context, aor string) (_ []Binding, err error) {
 	defer s.observe("lookup", time.Now(), &err)
-	canon, err := Canonical(aor)
+	canon, k, err := recordOf(s.cfg.PrivateRecords, aor)
 	if err != nil {
 		return nil, err
 	}
-	merged, chains, err := s.fetch(ctx, canon)
+	merged, chains, err := s.fetch(ctx, k.nameOf(canon))
 	if err != nil {
 		return nil, err
 	}
-	return s.live(merged, chains), nil
+	return s.live(s.opened(k, merged, chains), chains), nil
+}
+
+// opened is k.openAll of a fetch's merge: a binding of a private record
+// signed by an AOR certificate may not carry a registrar's fields (the
+// replicas, which check that on records in clear, cannot see them).
+func (s *Service) opened(k *sealer, merged map[string]*entry, chains map[[32]byte][][]byte) map[string]*entry {
+	return k.openAll(merged, func(e *entry) bool {
+		c, _ := s.verifier.chainFor(e.CertFP, chains[e.CertFP])
+		return c == nil || c.by != nil
+	})
 }
 
 // live returns the live bindings of a fetch's merge, each with its signer.

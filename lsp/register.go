@@ -34,7 +34,8 @@ const (
 
 type regReq struct {
 	ctx context.Context // the caller's: once done, nobody waits for the outcome
-	aor string
+	aor string          // the name its record is stored under
+	k   *sealer         // opens the record (nil: in clear)
 	es  []*entry
 	out chan regOutcome // buffered: the batch never blocks on a caller that left
 }
@@ -58,14 +59,18 @@ type regOutcome struct {
 // Register implements Registry.
 func (s *Service) Register(ctx context.Context, aor string, bindings ...Binding) (_ []Binding, err error) {
 	defer s.observe("register", time.Now(), &err)
-	es, err := build(s.cfg.Credential, &s.clk, aor, bindings)
+	canon, k, err := recordOf(s.cfg.PrivateRecords, aor)
+	if err != nil {
+		return nil, err
+	}
+	es, err := build(s.cfg.Credential, &s.clk, canon, bindings, k)
 	if err != nil {
 		return nil, err
 	}
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	r := &regReq{ctx: ctx, aor: es[0].AOR, es: es, out: make(chan regOutcome, 1)}
+	r := &regReq{ctx: ctx, aor: es[0].AOR, k: k, es: es, out: make(chan regOutcome, 1)}
 	select {
 	case s.regq <- r:
 	default:
@@ -183,12 +188,12 @@ func (s *Service) runBatch(batch []*regReq) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	s.writeQuorum(ctx, msgRegister, all, chainsOf(s.cfg.Credential), func(aor string, o writeOutcome) {
-		out := regOutcome{err: o.err}
-		if o.err == nil {
-			out.bs = s.live(o.merged, o.chains)
-		}
 		for _, r := range batch {
 			if r.aor == aor {
+				out := regOutcome{err: o.err}
+				if o.err == nil {
+					out.bs = s.live(s.opened(r.k, o.merged, o.chains), o.chains)
+				}
 				r.out <- out
 			}
 		}

@@ -161,11 +161,30 @@ func (s *Service) applyVerified(ctx context.Context, es []*entry, certs [][]byte
 	return s.store.apply(ctx, es, chains, s.closest)
 }
 
+// keptAs refuses an entry not kept as this overlay keeps records
+// (Config.PrivateRecords): with private records, an AOR in clear that has a
+// private name (a reader would never look for it there); without, a
+// private name. A writer configured unlike the overlay learns it at once.
+func (s *Service) keptAs(e *entry) error {
+	switch private := isPrivateName(e.AOR); {
+	case private && !s.cfg.PrivateRecords:
+		return fmt.Errorf("%w: a private record, and this overlay keeps records in clear", ErrInvalid)
+	case !private && s.cfg.PrivateRecords:
+		if _, ok := privateName(e.AOR); ok {
+			return fmt.Errorf("%w: %q in clear, and this overlay keeps private records", ErrInvalid, e.AOR)
+		}
+	}
+	return nil
+}
+
 // verifyAll verifies every entry (all or nothing; held: see verifyHeld)
 // and returns the verified chains by fingerprint.
 func (s *Service) verifyAll(es []*entry, certs [][]byte, held *[32]byte) (map[[32]byte][][]byte, error) {
 	chains := map[[32]byte][][]byte{}
 	for _, e := range es {
+		if err := s.keptAs(e); err != nil {
+			return nil, err
+		}
 		c, err := s.verifier.verifyHeld(e, certs, held)
 		if err != nil {
 			return nil, err

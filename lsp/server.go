@@ -97,7 +97,11 @@ func (s *Service) handleGet(ctx context.Context, from overlay.PeerID, m *message
 // facts in AORs (older clients read only Count).
 func (s *Service) handleInfo() *message {
 	reach := strings.ToLower(strings.TrimPrefix(s.ov.Reachability().String(), "Reachability"))
-	reply := &message{Type: msgReply, Count: uint64(s.ov.Size()), AORs: []string{"reachability " + reach}}
+	records := "clear"
+	if s.cfg.PrivateRecords {
+		records = "private"
+	}
+	reply := &message{Type: msgReply, Count: uint64(s.ov.Size()), AORs: []string{"reachability " + reach, "records " + records}}
 	for _, a := range s.ov.RelayedAddrs() {
 		if len(reply.AORs) < maxAORs {
 			reply.AORs = append(reply.AORs, "relayed "+a.String())

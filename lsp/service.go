@@ -154,7 +154,8 @@ func (s *Service) spawn(fn func()) bool {
 // replica store holds, without asking any other node.
 func (s *Service) Holds(aor string) int {
 	n := 0
-	for _, e := range s.store.get(aor, time.Now(), map[[32]byte][][]byte{}) {
+	name := sealerFor(s.cfg.PrivateRecords, aor).nameOf(aor)
+	for _, e := range s.store.get(name, time.Now(), map[[32]byte][][]byte{}) {
 		if !e.Removed {
 			n++
 		}

@@ -124,6 +124,13 @@ func authorizes(leaf *x509.Certificate, aor string) bool {
 		if u.String() == aor {
 			return true
 		}
+		if isPrivateName(aor) { // the private name of the AOR the certificate names
+			if canon, err := Canonical(u.String()); err == nil {
+				if name, ok := privateName(canon); ok && name == aor {
+					return true
+				}
+			}
+		}
 	}
 	return false
 }
@@ -438,6 +445,9 @@ func (v *Verifier) verifyHeld(e *entry, certs [][]byte, held *[32]byte) (*chain,
 		return nil, fmt.Errorf("%w: AOR %q is not canonical", ErrInvalid, e.AOR)
 	}
 	if err := e.B.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkHidden(e); err != nil {
 		return nil, err
 	}
 	now := v.now()

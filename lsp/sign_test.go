@@ -69,7 +69,7 @@ func TestVerify(t *testing.T) {
 
 	// atlanta's credential may not write biloxi's AOR: prepare refuses, and
 	// an entry crafted anyway is refused by the verifier.
-	if _, err := prepare(atlanta, &clock{}, bob, []Binding{binding("sip:x@y", time.Hour)}); !errors.Is(err, ErrForbidden) {
+	if _, err := prepare(atlanta, &clock{}, bob, []Binding{binding("sip:x@y", time.Hour)}, nil); !errors.Is(err, ErrForbidden) {
 		t.Errorf("prepare with another domain's credential: %v", err)
 	}
 	cross := &entry{AOR: bob, B: binding("sip:x@y", time.Hour)}
@@ -108,7 +108,7 @@ func TestVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 		refused(name, ErrInvalid, ev, biloxi.Chain)
-		if _, err := prepare(biloxi, &clock{}, bob, []Binding{b}); !errors.Is(err, ErrInvalid) {
+		if _, err := prepare(biloxi, &clock{}, bob, []Binding{b}, nil); !errors.Is(err, ErrInvalid) {
 			t.Errorf("prepare with %s: %v", name, err)
 		}
 	}

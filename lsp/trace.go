@@ -68,19 +68,20 @@ type TraceReply struct {
 // replicas are found by kad-dht's iterative lookup instead of the view.
 // A failed lookup still returns its trace, with Err set.
 func (s *Service) Trace(ctx context.Context, aor string, iterative bool) (*Trace, error) {
-	canon, err := Canonical(aor)
+	canon, k, err := recordOf(s.cfg.PrivateRecords, aor)
 	if err != nil {
 		return nil, err
 	}
-	key := overlay.KeyPosition(Key(canon))
-	tr := &tracer{start: time.Now(), key: key, at: map[overlay.PeerID]int{}, t: &Trace{
+	name := k.nameOf(canon)
+	key := overlay.KeyPosition(Key(name))
+	tr := &tracer{start: time.Now(), key: key, k: k, at: map[overlay.PeerID]int{}, t: &Trace{
 		AOR: canon, Key: hex.EncodeToString(key), Self: s.self, Iterative: iterative, Asked: []TraceReply{}, Bindings: []Binding{},
 	}}
-	merged, chains, err := s.fetchTraced(ctx, canon, tr, nil)
+	merged, chains, err := s.fetchTraced(ctx, name, tr, nil)
 	if err != nil {
 		tr.t.Err = err.Error()
 	} else {
-		tr.t.Bindings = s.live(merged, chains)
+		tr.t.Bindings = s.live(s.opened(k, merged, chains), chains)
 		tr.settle(merged)
 	}
 	tr.t.Took = time.Since(tr.start)
@@ -97,6 +98,7 @@ type tracer struct {
 	start time.Time
 	key   []byte // the AOR key's keyspace position
 	t     *Trace
+	k     *sealer                // opens a private record's bindings (nil: in clear)
 	at    map[overlay.PeerID]int // index in t.Asked
 	hops  map[overlay.PeerID]int // from the iterative route
 	// answers by peer, to compare with the merge
@@ -167,7 +169,11 @@ func (tr *tracer) answered(res fetchResult) {
 		case e.Removed:
 			a.Removed++
 		case e.B.Expires.After(now):
-			a.Live = append(a.Live, e.B.Contact)
+			contact := e.B.Contact
+			if o, err := tr.k.open(e); err == nil {
+				contact = o.B.Contact
+			}
+			a.Live = append(a.Live, contact)
 		}
 	}
 	if tr.answers == nil {

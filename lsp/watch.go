@@ -189,7 +189,7 @@ func (s *Service) handleWatch(ctx context.Context, from overlay.PeerID, m *messa
 // version (or after watchFirst), so no change between the two is missed;
 // a watcher that joins a running watch gets its last read at once.
 func (s *Service) Watch(ctx context.Context, aor string) (<-chan []Binding, error) {
-	canon, err := Canonical(aor)
+	canon, k, err := recordOf(s.cfg.PrivateRecords, aor)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (s *Service) Watch(ctx context.Context, aor string) (<-chan []Binding, erro
 	w := h.m[canon]
 	if w == nil {
 		wctx, cancel := context.WithCancel(s.ctx)
-		w = &watch{s: s, aor: canon, cancel: cancel, kick: make(chan struct{}, 1), outs: map[chan []Binding][]func() bool{}}
+		w = &watch{s: s, aor: canon, name: k.nameOf(canon), cancel: cancel, kick: make(chan struct{}, 1), outs: map[chan []Binding][]func() bool{}}
 		if !s.spawn(func() { w.run(wctx) }) {
 			cancel()
 			return nil, ErrClosed
@@ -260,7 +260,8 @@ func (h *watchHub) publish(w *watch, bs []Binding) {
 // watch is the watch of one AOR; its fields past kick are the hub's.
 type watch struct {
 	s      *Service
-	aor    string
+	aor    string // canonical, for its reads
+	name   string // its record's name, for its replicas
 	cancel context.CancelFunc
 	kick   chan struct{}                    // a replica reported a change
 	outs   map[chan []Binding][]func() bool // each watcher's channel, and its callbacks' stops
@@ -391,12 +392,12 @@ func (w *watch) poll(ctx context.Context, i int, ready chan<- struct{}) {
 	var sends pacer
 	for ctx.Err() == nil {
 		var err error
-		if ps := w.s.closest(w.aor); i < len(ps) {
+		if ps := w.s.closest(w.name); i < len(ps) {
 			if ps[i] != peer {
 				peer, known = ps[i], false
 			}
 			var v uint64
-			if v, err = w.s.watchOnce(ctx, peer, w.aor, since, known); err == nil {
+			if v, err = w.s.watchOnce(ctx, peer, w.name, since, known); err == nil {
 				// A new replica's version is news too (the change may
 				// have come while the watcher moved), and so is any
 				// answer after a failure.

@@ -26,7 +26,8 @@ import (
 //	          4: repeated merkle sibling, 5: leaf index}
 //	content  {1: aor, 2: contact, 3: expires unix ms, 4: q×1000, 5: instance,
 //	          6: reg-id, 7: repeated path, 8: call-id, 9: cseq, 10: received,
-//	          11: timestamp unix ns, 12: removed}
+//	          11: timestamp unix ns, 12: removed, 13: sealed binding of a
+//	          private record (private.go)}
 //
 // The signed content is re-encoded deterministically by the signer, and its
 // SHA-256 (with a leaf prefix) is the Merkle leaf.
@@ -210,7 +211,7 @@ func decodeMessage(b []byte) (*message, error) {
 
 // content encodes the signed fields of e deterministically.
 func (e *entry) content() []byte {
-	b := make([]byte, 0, 128+len(e.AOR)+len(e.B.Contact))
+	b := make([]byte, 0, 128+len(e.AOR)+len(e.B.Contact)+len(e.sealed))
 	b = appendString(b, 1, e.AOR)
 	b = appendString(b, 2, e.B.Contact)
 	b = appendUint(b, 3, uint64(e.B.Expires.UnixMilli()))
@@ -238,6 +239,9 @@ func (e *entry) content() []byte {
 	b = appendUint(b, 11, uint64(e.B.Timestamp.UnixNano()))
 	if e.Removed {
 		b = appendUint(b, 12, 1)
+	}
+	if len(e.sealed) > 0 {
+		b = appendBytes(b, 13, e.sealed)
 	}
 	return b
 }
@@ -381,9 +385,14 @@ func (e *entry) decodeContent(b []byte) error {
 			ts, haveTS = u, true
 		case 12:
 			e.Removed = u != 0
+		case 13:
+			if len(v) > maxSealed {
+				return fmt.Errorf("%w: sealed binding longer than %d", ErrTooLarge, maxSealed)
+			}
+			e.sealed = v
 		}
 		return err
-	}, ".bbvvbvbbvbvv")
+	}, ".bbvvbvbbvbvvb")
 	if err != nil {
 		return err
 	}

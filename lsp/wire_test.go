@@ -97,6 +97,13 @@ func TestWriteGolden(t *testing.T) {
 		Binding{Contact: "sip:bob@192.0.2.5", Expires: exp, Q: 0.5, Instance: "<urn:uuid:1>", RegID: 1, Path: []string{"<sip:edge;lr>"},
 			CallID: "c@h", CSeq: 7, Received: "192.0.2.5:5060", Timestamp: time.Unix(1800000000, 6)})
 	store := (&message{Type: msgStore, Entries: es, Certs: cred.Chain}).encode()
+	var clk clock
+	hidden, err := prepare(cred, &clk, "sip:bob@biloxi.example", []Binding{{Contact: "sip:bob@192.0.2.6", Expires: exp, Instance: "<urn:uuid:2>",
+		CallID: "d@h", CSeq: 8, Timestamp: time.Unix(1800000000, 7)}}, sealerFor(true, "sip:bob@biloxi.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	private := (&message{Type: msgStore, Entries: hidden, Certs: cred.Chain}).encode()
 	fetch := (&message{Type: msgFetch, AORs: []string{"sip:bob@biloxi.example"}}).encode()
 	reply := (&message{Type: msgReply, Status: statusForbidden, Error: "lsp: forbidden: bad signature"}).encode()
 	proof, err := cred.holderProof("lsp-test", "12D3KooWholder", exp)
@@ -108,6 +115,7 @@ func TestWriteGolden(t *testing.T) {
 		"valid-register-holder.bin":   register,
 		"toolarge-holder.bin":         append(append(appendUint(nil, 1, 1), appendUint(nil, 2, 7)...), appendBytes(nil, 10, make([]byte, holderProofSize+1))...),
 		"valid-store.bin":             store,
+		"valid-store-private.bin":     private,
 		"valid-fetch.bin":             fetch,
 		"valid-error-reply.bin":       reply,
 		"malformed-truncated.bin":     store[:len(store)/2],

@@ -21,7 +21,11 @@ import (
 // Publish implements LocationService.
 func (s *Service) Publish(ctx context.Context, aor string, bindings ...Binding) (err error) {
 	defer s.observe("publish", time.Now(), &err)
-	es, err := prepare(s.cfg.Credential, &s.clk, aor, bindings)
+	canon, k, err := recordOf(s.cfg.PrivateRecords, aor)
+	if err != nil {
+		return err
+	}
+	es, err := prepare(s.cfg.Credential, &s.clk, canon, bindings, k)
 	if err != nil {
 		return err
 	}
@@ -35,19 +39,20 @@ func (s *Service) Remove(ctx context.Context, aor string, ids ...string) (err er
 	if s.cfg.Credential == nil {
 		return ErrNoCredential
 	}
-	canon, err := Canonical(aor)
+	canon, k, err := recordOf(s.cfg.PrivateRecords, aor)
 	if err != nil {
 		return err
 	}
-	merged, _, err := s.fetch(ctx, canon)
+	merged, chains, err := s.fetch(ctx, k.nameOf(canon))
 	if err != nil {
 		return err
 	}
+	merged = s.opened(k, merged, chains)
 	current := make([]*entry, 0, len(merged))
 	for _, e := range merged {
 		current = append(current, e)
 	}
-	es, err := tombstones(s.cfg.Credential, &s.clk, canon, current, ids)
+	es, err := tombstones(s.cfg.Credential, &s.clk, canon, current, ids, k)
 	if err != nil || len(es) == 0 {
 		return err
 	}

@@ -227,6 +227,7 @@ func (c *Config) checkChoices(k *checker) {
 	one("proxy.mode", c.Proxy.Mode, "proxy", "redirect", "off")
 	one("proxy.media", c.Proxy.Media, "off", "always", "auto")
 	one("overlay.view", c.Overlay.View, overlay.ViewFull, overlay.ViewPartial)
+	one("overlay.records", c.Overlay.Records, "private", "clear")
 	one("overlay.reachability", c.Overlay.Reachability, overlay.ReachPublic, overlay.ReachPrivate, overlay.ReachAuto)
 	for i, a := range c.Registrar.DigestAlgorithms {
 		one(fmt.Sprintf("registrar.digest_algorithms[%d]", i), a, "SHA-256", "MD5")

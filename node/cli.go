@@ -149,7 +149,11 @@ func dialConfig(cfg *Config, withCred, strict bool) (lsp.DialConfig, error) {
 	if err != nil {
 		return lsp.DialConfig{}, err
 	}
-	dc := lsp.DialConfig{ClientConfig: lsp.ClientConfig{Overlay: cfg.Overlay.Name}, Name: "node " + cfg.Name + " or its bootstrap peers",
+	records := "clear"
+	if cfg.PrivateRecords() {
+		records = "private"
+	}
+	dc := lsp.DialConfig{ClientConfig: lsp.ClientConfig{Overlay: cfg.Overlay.Name, Records: records}, Name: "node " + cfg.Name + " or its bootstrap peers",
 		Candidates: append(candidates, boots...)}
 	if strict {
 		dc.Name, dc.Candidates = "node "+cfg.Name, candidates

@@ -140,7 +140,14 @@ type OverlayConfig struct {
 	View string `json:"view,omitempty"`
 	// RegionBits (partial view, 1-6): the region is 1/2^bits of the
 	// overlay; 0 (default) follows the overlay's size, about 64 members.
-	RegionBits int      `json:"region_bits,omitempty"`
+	RegionBits int `json:"region_bits,omitempty"`
+	// Records: "private" (records stored under a hash of the AOR, their
+	// bindings sealed under a key derived from it: a member reads only
+	// the AORs it knows; see docs/security.md) or "clear". Default:
+	// private on a public overlay, clear on a federation overlay
+	// (member_ca). Every member of an overlay must agree: a replica
+	// refuses a write kept the other way.
+	Records    string   `json:"records,omitempty"`
 	MemberCA   []string `json:"member_ca,omitempty"`
 	MemberCert string   `json:"member_cert,omitempty"`
 	PSKFile    string   `json:"psk_file,omitempty"`
@@ -415,6 +422,15 @@ func (c *Config) Save(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// PrivateRecords reports whether the overlay keeps private records
+// (overlay.records, by default on unless the overlay is a federation's).
+func (c *Config) PrivateRecords() bool {
+	if c.Overlay.Records != "" {
+		return c.Overlay.Records == "private"
+	}
+	return len(c.Overlay.MemberCA) == 0
 }
 
 // LoadTrustAnchors reads the config's trust anchors into a pool.

@@ -88,7 +88,7 @@ func (n *Node) startOverlay(ctx context.Context) error {
 
 // startLocation starts the location service on the overlay.
 func (n *Node) startLocation(ctx context.Context) (err error) {
-	n.lsp, err = n.newLocation(ctx, n.overlay, n.log)
+	n.lsp, err = n.newLocation(ctx, n.overlay, n.cfg.PrivateRecords(), n.log)
 	if err != nil {
 		return err
 	}
@@ -96,8 +96,9 @@ func (n *Node) startLocation(ctx context.Context) (err error) {
 	return nil
 }
 
-// newLocation is the location service of the lsp section on ov.
-func (n *Node) newLocation(ctx context.Context, ov *overlay.Overlay, log *slog.Logger) (*lsp.Service, error) {
+// newLocation is the location service of the lsp section on ov, its
+// records private or in clear.
+func (n *Node) newLocation(ctx context.Context, ov *overlay.Overlay, private bool, log *slog.Logger) (*lsp.Service, error) {
 	c := n.cfg.LSP
 	return lsp.New(ctx, lsp.Config{
 		Overlay:           ov,
@@ -116,6 +117,7 @@ func (n *Node) newLocation(ctx context.Context, ov *overlay.Overlay, log *slog.L
 		MaxDomainBytes:    c.MaxDomainBytes,
 		PeerRate:          c.PeerRate,
 		PeerBurst:         c.PeerBurst,
+		PrivateRecords:    private,
 		Logger:            log,
 	})
 }
@@ -161,7 +163,7 @@ func (n *Node) startDomainLocation(ctx context.Context) (err error) {
 		return fmt.Errorf("registrar.domain_overlay: %w", err)
 	}
 	n.onClose(ov.Close)
-	if n.shared, err = n.newLocation(ctx, ov, log); err != nil {
+	if n.shared, err = n.newLocation(ctx, ov, false, log); err != nil { // the domain's own front-ends only
 		return err
 	}
 	n.onClose(n.shared.Close)

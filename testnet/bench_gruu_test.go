@@ -91,11 +91,22 @@ func BenchmarkGRUU(b *testing.B) {
 // smallBenchNet starts a 6-node testnet (two domains of two nodes, R=3,
 // W=2) for a benchmark, closed when it ends, its routing tables filled.
 func smallBenchNet(b *testing.B, overlay string) *testnet.Network {
+	return smallBenchNetWith(b, overlay, nil)
+}
+
+// smallBenchNetWith is smallBenchNet with tweak (nil: none) applied to
+// every node's config.
+func smallBenchNetWith(b *testing.B, overlay string, tweak func(c *node.Config)) *testnet.Network {
 	spec := testnet.Spec{Dir: b.TempDir(), Nodes: 6, PerDomain: 2, Overlay: overlay}
 	if _, err := testnet.Init(spec); err != nil {
 		b.Fatal(err)
 	}
-	nw, err := testnet.Start(context.Background(), spec.Dir, testnet.RunOptions{Logger: quiet(), Tweak: func(c *node.Config) { fastGossip(c) }})
+	nw, err := testnet.Start(context.Background(), spec.Dir, testnet.RunOptions{Logger: quiet(), Tweak: func(c *node.Config) {
+		fastGossip(c)
+		if tweak != nil {
+			tweak(c)
+		}
+	}})
 	if err != nil {
 		b.Fatal(err)
 	}
