@@ -251,7 +251,8 @@ func BenchmarkRegister(b *testing.B) {
 	}
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: benchLogger(b), Tweak: func(c *node.Config) {
 		fastGossip(c)
-		c.Registrar.DigestAlgorithms = []string{"MD5"} // what sipp and the Kamailio config speak: one challenge
+		c.Overlay.Records = os.Getenv("LSNODE_BENCH_RECORDS") // "": the default, private
+		c.Registrar.DigestAlgorithms = []string{"MD5"}        // what sipp and the Kamailio config speak: one challenge
 		switch c.Name {
 		case "node0":
 			c.Registrar.UsersFile = usersPath
