@@ -111,8 +111,21 @@ func (n *Notifier) Attach(s *sipnet.Stack) error {
 	return nil
 }
 
-// Close ends every subscription (without a last NOTIFY) and waits for
-// their goroutines.
+// closing reports whether Close was called (not the stack gone).
+func (n *Notifier) closing() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
+}
+
+// deactivateWait bounds the last NOTIFY of each subscription at Close.
+const deactivateWait = 2 * time.Second
+
+// Close ends every subscription with a last NOTIFY, terminated with reason
+// deactivated (RFC 6665 §4.2.2: the subscriber may subscribe again at
+// once, to another front-end of the domain), and waits for their
+// goroutines: at most deactivateWait for the subscribers' answers. When
+// the SIP stack goes first, no NOTIFY can go.
 func (n *Notifier) Close() error {
 	n.mu.Lock()
 	n.closed = true
@@ -141,6 +154,7 @@ type subscription struct {
 	cseq       uint32
 	version    uint64
 	had        bool
+	last       map[string]lsp.Binding // the live bindings of the last NOTIFY, by ID
 }
 
 // Handle takes a SUBSCRIBE of the reg event package for an AOR of the
@@ -370,6 +384,11 @@ func (n *Notifier) run(ctx context.Context, s *subscription, ch <-chan []lsp.Bin
 			n.notify(ctx, s, bs, "terminated;reason=timeout")
 			return
 		case <-ctx.Done():
+			if n.closing() {
+				dctx, cancel := context.WithTimeout(context.Background(), deactivateWait)
+				n.notify(dctx, s, bs, "terminated;reason=deactivated")
+				cancel()
+			}
 			return
 		}
 		if state == "" {
@@ -401,7 +420,8 @@ func (n *Notifier) notify(ctx context.Context, s *subscription, bs []lsp.Binding
 	if n.client == nil { // not attached to a stack
 		return false
 	}
-	body := document(s.aor, s.version, bs, s.had, time.Now())
+	body, live := document(s.aor, s.version, bs, s.last, s.had, time.Now())
+	s.last = live
 	s.version++
 	s.had = s.had || len(bs) > 0
 	s.mu.Lock()

@@ -122,16 +122,21 @@ func TestHandle(t *testing.T) {
 }
 
 // TestDocument: reginfo documents validate against RFC 3680's schema,
-// whatever a Contact holds.
+// whatever a Contact holds; a Contact of the last document that is gone is
+// told once, terminated, as expired or unregistered.
 func TestDocument(t *testing.T) {
 	now := time.Now()
+	doc := func(v uint64, bs []lsp.Binding, last map[string]lsp.Binding, had bool) []byte {
+		d, _ := document("sip:bob@b.example", v, bs, last, had, now)
+		return d
+	}
+	kept := lsp.Binding{Contact: `sip:bob@192.0.2.1;x="<&>"`, Expires: now.Add(time.Hour), Q: 0.5, CallID: `a&b<c>`, CSeq: 7}
+	lapsed := lsp.Binding{Contact: "sip:lapsed@192.0.2.3", Expires: now.Add(-time.Second)}
+	removed := lsp.Binding{Contact: "sip:removed@192.0.2.4", Expires: now.Add(time.Hour)}
 	docs := map[string][]byte{
-		"init":       document("sip:bob@b.example", 0, nil, false, now),
-		"terminated": document("sip:bob@b.example", 3, nil, true, now),
-		"active": document("sip:bob@b.example", 1, []lsp.Binding{
-			{Contact: `sip:bob@192.0.2.1;x="<&>"`, Expires: now.Add(time.Hour), Q: 0.5, CallID: `a&b<c>`, CSeq: 7},
-			{Contact: "sip:old@192.0.2.2", Expires: now.Add(-time.Second)},
-		}, false, now),
+		"init":       doc(0, nil, nil, false),
+		"terminated": doc(3, nil, map[string]lsp.Binding{lapsed.ID(): lapsed, removed.ID(): removed}, true),
+		"active":     doc(1, []lsp.Binding{kept, {Contact: "sip:old@192.0.2.2", Expires: now.Add(-time.Second)}}, nil, false),
 	}
 	if _, err := exec.LookPath("xmllint"); err != nil {
 		t.Fatal("xmllint not installed (Debian package libxml2-utils; scripts/deps test installs it)")
@@ -150,6 +155,21 @@ func TestDocument(t *testing.T) {
 	}
 	if s := string(docs["active"]); strings.Contains(s, "old@") || !strings.Contains(s, "&lt;&amp;&gt;") {
 		t.Errorf("expired Contact listed, or a Contact not escaped: %s", s)
+	}
+	s := string(docs["terminated"])
+	for _, want := range []string{`state="terminated" event="expired" expires="0"><uri>sip:lapsed@`, `state="terminated" event="unregistered" expires="0"><uri>sip:removed@`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("terminated document lacks %s: %s", want, s)
+		}
+	}
+	// What was told terminated is not told again.
+	d, live := document("sip:bob@b.example", 4, nil, map[string]lsp.Binding{}, true, now)
+	if strings.Contains(string(d), "<contact") || len(live) != 0 {
+		t.Errorf("the next document: %s", d)
+	}
+	_, live = document("sip:bob@b.example", 2, []lsp.Binding{kept, lapsed}, nil, false, now)
+	if len(live) != 1 || live[kept.ID()].Contact != kept.Contact {
+		t.Errorf("live bindings of a document: %v", live)
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lsnode/lsnode/lsp"
@@ -42,23 +44,35 @@ type contact struct {
 
 // document is the full state of aor's registration, version v: its live
 // bindings (state "init" when it never had one here, "terminated" when
-// it had and has none now).
-func document(aor string, v uint64, bs []lsp.Binding, had bool, now time.Time) []byte {
+// it had and has none now), and once, as terminated contacts (RFC 3680
+// §5.3), the bindings of the last document (last, by ID) that are not live
+// now: "expired" when their expiry has passed, else "unregistered". It
+// returns the document and its live bindings by ID (the next one's last).
+func document(aor string, v uint64, bs []lsp.Binding, last map[string]lsp.Binding, had bool, now time.Time) ([]byte, map[string]lsp.Binding) {
 	reg := registration{AOR: aor, ID: shortID("r", aor), State: "active"}
+	live := map[string]lsp.Binding{}
 	for _, b := range bs {
 		left := math.Ceil(b.Expires.Sub(now).Seconds())
 		if left <= 0 {
 			continue
 		}
-		c := contact{ID: shortID("c", aor+"\x00"+b.ID()), State: "active", Event: "registered", Expires: uint64(left),
-			CallID: b.CallID, CSeq: b.CSeq, URI: b.Contact}
-		if b.Q > 0 {
-			c.Q = strconv.FormatFloat(b.Q, 'f', -1, 64)
-		}
-		reg.Contact = append(reg.Contact, c)
+		live[b.ID()] = b
+		reg.Contact = append(reg.Contact, contactOf(aor, b, "active", "registered", uint64(left)))
 	}
+	var gone []contact
+	for id, b := range last {
+		if _, ok := live[id]; !ok {
+			event := "unregistered"
+			if !b.Expires.After(now) {
+				event = "expired"
+			}
+			gone = append(gone, contactOf(aor, b, "terminated", event, 0))
+		}
+	}
+	slices.SortFunc(gone, func(a, b contact) int { return strings.Compare(a.ID, b.ID) })
+	reg.Contact = append(reg.Contact, gone...)
 	switch {
-	case len(reg.Contact) > 0:
+	case len(live) > 0:
 	case had:
 		reg.State = "terminated"
 	default:
@@ -68,7 +82,17 @@ func document(aor string, v uint64, bs []lsp.Binding, had bool, now time.Time) [
 	if err != nil { // strings and numbers only: cannot fail
 		panic(err)
 	}
-	return append([]byte(xml.Header), out...)
+	return append([]byte(xml.Header), out...), live
+}
+
+// contactOf is the contact element of binding b of aor.
+func contactOf(aor string, b lsp.Binding, state, event string, expires uint64) contact {
+	c := contact{ID: shortID("c", aor+"\x00"+b.ID()), State: state, Event: event, Expires: expires,
+		CallID: b.CallID, CSeq: b.CSeq, URI: b.Contact}
+	if b.Q > 0 {
+		c.Q = strconv.FormatFloat(b.Q, 'f', -1, 64)
+	}
+	return c
 }
 
 // shortID is a stable identifier of s: the same binding keeps its id

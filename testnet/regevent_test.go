@@ -103,8 +103,10 @@ func validReginfo(t *testing.T, notify string) string {
 // b.example's node; the NOTIFYs carry reginfo documents that validate
 // against RFC 3680's schema: first "init", then bob's Contact once he
 // registers through the other front-end (the location service told the
-// node), and a last one when he unsubscribes. Another user's credentials
-// get 403, a dialog the node never made 481.
+// node), one telling a lapsed Contact expired, and a last one when he
+// unsubscribes; a node that stops ends its subscriptions with reason
+// deactivated. Another user's credentials get 403, a dialog the node never
+// made 481.
 func TestRegEvent(t *testing.T) {
 	m, nw := startCallNet(t, func(_ *testnet.Manifest, c *node.Config) {
 		c.Registrar.MinExpires = node.Duration(time.Second) // a binding that lapses within the test
@@ -143,8 +145,8 @@ func TestRegEvent(t *testing.T) {
 	if body := validReginfo(t, notify); !strings.Contains(body, "<uri>"+contact+"</uri>") || !strings.Contains(body, `state="active"`) {
 		t.Fatalf("after the REGISTER: %s", body)
 	}
-	// A second device for 2 s: listed, then gone when it lapses (no
-	// write tells that: the notifier's own timer).
+	// A second device for 2 s: listed, then told expired when it lapses
+	// (no write tells that: the notifier's own timer), then gone.
 	brief := fmt.Sprintf("sip:%s@127.0.0.1:%d", user, freeUDPPort(t))
 	if err := (sippRun{registrar: nw.Node(bNodes[1]).SIPAddr(), user: user, authUser: bob.Username, pass: bob.Password,
 		domain: "b.example", contact: "<" + brief + ">", expires: 2, final: 200}).run(t); err != nil {
@@ -154,7 +156,8 @@ func TestRegEvent(t *testing.T) {
 		t.Fatalf("with the second device: %s", body)
 	}
 	lapsed := time.Now()
-	if body := validReginfo(t, w.request(5*time.Second, 200)); strings.Contains(body, brief) || !strings.Contains(body, contact) {
+	if body := validReginfo(t, w.request(5*time.Second, 200)); !regexp.MustCompile(`state="terminated" event="expired" expires="0"[^>]*><uri>`+regexp.QuoteMeta(brief)).MatchString(body) ||
+		!strings.Contains(body, `event="registered" expires="`) || !strings.Contains(body, contact) {
 		t.Fatalf("after the second device's registration lapsed: %s", body)
 	}
 	t.Logf("the lapse's NOTIFY %v after the one listing it", time.Since(lapsed))
@@ -178,8 +181,28 @@ func TestRegEvent(t *testing.T) {
 	if !strings.Contains(notify, "Subscription-State: terminated") {
 		t.Fatalf("last NOTIFY: %q", notify)
 	}
-	validReginfo(t, notify)
+	if body := validReginfo(t, notify); strings.Contains(body, brief) {
+		t.Fatalf("the expired device told again: %s", body)
+	}
 	if extra := w.request(300*time.Millisecond, 200); extra != "" {
 		t.Fatalf("a NOTIFY after the last: %q", firstLine(extra))
+	}
+	// A node that stops tells its subscribers to subscribe again
+	// elsewhere (RFC 6665 §4.2.2).
+	if res := w.subscribe(t, front, bob.AOR, bob, "", "Expires: 600"); !strings.HasPrefix(res, "SIP/2.0 200") {
+		t.Fatalf("second SUBSCRIBE: %s", firstLine(res))
+	}
+	if body := validReginfo(t, w.request(5*time.Second, 200)); !strings.Contains(body, contact) {
+		t.Fatalf("second subscription's first NOTIFY: %s", body)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- nw.StopNode(bNodes[0]) }()
+	notify = w.request(5*time.Second, 200)
+	if !strings.Contains(notify, "Subscription-State: terminated;reason=deactivated") {
+		t.Fatalf("NOTIFY of a node stopping: %q", notify)
+	}
+	validReginfo(t, notify)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
 	}
 }
