@@ -180,7 +180,7 @@ func (c *Client) get(ctx context.Context, aor string) (string, *sealer, map[stri
 	}
 	merge(merged, ok)
 	return canon, k, k.openAll(merged, func(e *entry) bool {
-		ch, _ := c.verifier.chainFor(e.CertFP, nil) // verified (and cached) above
+		ch, _ := c.verifier.chainFor(e.CertFP, reply.Certs) // verified above
 		return ch == nil || ch.by != nil
 	}), nil
 }

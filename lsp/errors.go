@@ -33,6 +33,10 @@ var (
 	// ErrOutOfOrder: a replica holds the same binding from the same Call-ID
 	// with an equal or higher CSeq (RFC 3261 §10.3 step 7).
 	ErrOutOfOrder = errors.New("lsp: request out of order")
+	// ErrRecordsMode: a write kept in clear on an overlay of private
+	// records, or private on one in clear (Config.PrivateRecords): the
+	// writer's config disagrees with the replica's.
+	ErrRecordsMode = errors.New("lsp: record kept unlike this overlay keeps records (overlay.records)")
 	// ErrClosed: the service is closed.
 	ErrClosed = errors.New("lsp: closed")
 	// ErrConfig: a Config, ClientConfig or DialConfig is missing a
@@ -47,6 +51,7 @@ const (
 	statusForbidden   = 403
 	statusTooLarge    = 413
 	statusConflict    = 409
+	statusMode        = 412
 	statusInvalid     = 422
 	statusInternal    = 500
 	statusUnavailable = 503
@@ -66,6 +71,8 @@ func statusOf(err error) uint64 {
 		return statusInvalid
 	case errors.Is(err, ErrOutOfOrder):
 		return statusConflict
+	case errors.Is(err, ErrRecordsMode):
+		return statusMode
 	case errors.Is(err, ErrUnavailable):
 		return statusUnavailable
 	}
@@ -84,6 +91,8 @@ func errOfStatus(code uint64) error {
 		return ErrInvalid
 	case statusConflict:
 		return ErrOutOfOrder
+	case statusMode:
+		return ErrRecordsMode
 	case statusUnavailable:
 		return ErrUnavailable
 	}

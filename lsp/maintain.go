@@ -62,6 +62,12 @@ func (s *Service) rebalance(ctx context.Context) {
 	for i := range work {
 		w := &work[i]
 		w.entries = s.vetted(ctx, w.entries, nil) // a forgery would fail the whole message
+		if len(w.entries) > 0 && s.keptAs(w.entries[0]) != nil {
+			// Stored before this node's overlay.records changed: no
+			// reader looks for it here, and every replica would refuse
+			// the message it went in. It expires where it is.
+			continue
+		}
 		for _, p := range w.targets {
 			perPeer[p] = append(perPeer[p], w.entries...)
 		}

@@ -215,7 +215,9 @@ func checkHidden(e *entry) error {
 		}
 		return nil
 	}
-	hiddenField := func(s string) bool { return len(s) == hiddenLen && s[0] == '~' }
+	hiddenField := func(s string) bool {
+		return len(s) == hiddenLen && s[0] == '~' && !strings.ContainsFunc(s[1:], func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '2' && r <= '7') })
+	}
 	switch {
 	case len(e.sealed) == 0:
 		return fmt.Errorf("%w: private record entry without a sealed binding", ErrInvalid)

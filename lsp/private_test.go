@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -165,13 +166,22 @@ func storeAll(t *testing.T, c *cluster, es []*entry, cred *Credential) []string 
 // they are signed by cred, and signs them.
 func hiddenEntries(t *testing.T, cred *Credential, aor string, k *sealer, alter func(e *entry), bs ...Binding) []*entry {
 	t.Helper()
+	return sealedEntries(t, cred, aor, k, func(*entry) {}, alter, bs...)
+}
+
+// sealedEntries is hiddenEntries with before changing each entry before k
+// hides it (what k seals) and after changing it after (its clear fields).
+func sealedEntries(t *testing.T, cred *Credential, aor string, k *sealer, before, after func(e *entry), bs ...Binding) []*entry {
+	t.Helper()
 	var clk clock
-	es, err := build(cred, &clk, aor, bs, k)
+	es, err := build(cred, &clk, aor, bs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range es {
-		alter(e)
+		before(e)
+		k.hide(e)
+		after(e)
 	}
 	if err := cred.sign(es); err != nil {
 		t.Fatal(err)
@@ -212,9 +222,23 @@ func TestPrivateRecordsAttacked(t *testing.T) {
 
 	// A signer of the domain (a front-end gone bad) can write what no
 	// replica can tell from a true binding; the reader drops it.
-	longer := hiddenEntries(t, biloxi, aor, k, func(e *entry) { e.B.Expires = e.B.Expires.Add(24 * time.Hour) }, binding("sip:bob@192.0.2.10", time.Hour))
-	moved := hiddenEntries(t, biloxi, alice, ka, func(e *entry) { e.AOR = k.name }, binding("sip:alice@192.0.2.11", time.Hour))
-	for name, es := range map[string][]*entry{"an expiry unlike the sealed one": longer, "alice's binding under bob's name": moved} {
+	withCall := func(contact string) Binding {
+		b := binding(contact, time.Hour)
+		b.CallID, b.CSeq = "c1", 2
+		return b
+	}
+	dropped := map[string][]*entry{
+		"an expiry unlike the sealed one":  hiddenEntries(t, biloxi, aor, k, func(e *entry) { e.B.Expires = e.B.Expires.Add(24 * time.Hour) }, binding("sip:bob@192.0.2.10", time.Hour)),
+		"alice's binding under bob's name": hiddenEntries(t, biloxi, alice, ka, func(e *entry) { e.AOR = k.name }, binding("sip:alice@192.0.2.11", time.Hour)),
+		"a CSeq unlike the sealed one":     hiddenEntries(t, biloxi, aor, k, func(e *entry) { e.B.CSeq++ }, withCall("sip:bob@192.0.2.12")),
+		"a Call-ID unlike the sealed one":  hiddenEntries(t, biloxi, aor, k, func(e *entry) { e.B.CallID = k.hidden("call-id", "c2") }, withCall("sip:bob@192.0.2.13")),
+		"a timestamp unlike the sealed one": hiddenEntries(t, biloxi, aor, k, func(e *entry) { e.B.Timestamp = e.B.Timestamp.Add(time.Millisecond) },
+			binding("sip:bob@192.0.2.14", time.Hour)),
+		"alice's binding sealed under bob's key": sealedEntries(t, biloxi, alice, k, func(*entry) {}, func(*entry) {}, binding("sip:alice@192.0.2.15", time.Hour)),
+		"a live binding sealed in a removal": sealedEntries(t, biloxi, aor, k, func(*entry) {}, func(e *entry) { e.Removed = true },
+			binding("sip:bob@192.0.2.16", time.Hour)),
+	}
+	for name, es := range dropped {
 		for i, e := range storeAll(t, c, es, biloxi) {
 			if e != "" {
 				t.Fatalf("%s: replica %d refused it: %s", name, i, e)
@@ -354,4 +378,23 @@ func BenchmarkPrivateBinding(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRecordsModeMismatch: a writer configured in clear on an overlay of
+// private records gets each write refused with ErrRecordsMode, and
+// distrusts no replica for it (they are honest: its config is wrong).
+func TestRecordsModeMismatch(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := newClusterWith(t, 5, []*Credential{biloxi}, ca, func(i int, cfg *Config) { cfg.PrivateRecords = i > 0 })
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		err := c.svcs[0].Publish(ctx, fmt.Sprintf("sip:bob%d@biloxi.example", i), binding("sip:bob@192.0.2.1", time.Hour))
+		if !errors.Is(err, ErrRecordsMode) || !strings.Contains(err.Error(), "this overlay keeps private records") {
+			t.Fatalf("publish %d: %v, want ErrRecordsMode", i, err)
+		}
+	}
+	if d := c.svcs[0].Distrusted(); len(d) > 0 {
+		t.Fatalf("the misconfigured writer distrusts %d honest replicas", len(d))
+	}
 }

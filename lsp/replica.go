@@ -168,10 +168,10 @@ func (s *Service) applyVerified(ctx context.Context, es []*entry, certs [][]byte
 func (s *Service) keptAs(e *entry) error {
 	switch private := isPrivateName(e.AOR); {
 	case private && !s.cfg.PrivateRecords:
-		return fmt.Errorf("%w: a private record, and this overlay keeps records in clear", ErrInvalid)
+		return fmt.Errorf("%w: a private record, and this overlay keeps records in clear", ErrRecordsMode)
 	case !private && s.cfg.PrivateRecords:
 		if _, ok := privateName(e.AOR); ok {
-			return fmt.Errorf("%w: %q in clear, and this overlay keeps private records", ErrInvalid, e.AOR)
+			return fmt.Errorf("%w: %q in clear, and this overlay keeps private records", ErrRecordsMode, e.AOR)
 		}
 	}
 	return nil

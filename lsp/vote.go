@@ -25,7 +25,8 @@ const (
 	// coordinator's iterative fallback.
 	voteFailed
 	// voteRefused: refused with proof that its record is full (the
-	// record's signed entries, too many with the write). One vote against:
+	// record's signed entries, too many with the write), or because the
+	// replica keeps records unlike this node (ErrRecordsMode). One vote against:
 	// the write fails once so many replicas refuse that W acks are
 	// impossible.
 	voteRefused
@@ -212,6 +213,11 @@ func (s *Service) judge(aor string, es []*entry, a answer) (verdict, error) {
 			return voteLie, errors.New("refused by the record quota, but its record with the write is within it")
 		}
 		return voteRefused, fmt.Errorf("%w: %s: over the record quota of a replica (%d entries)", ErrTooLarge, aor, len(proof))
+	case errors.Is(a.claim, ErrRecordsMode):
+		// An honest replica configured unlike this node: every replica
+		// answers so, and the write fails once W acks are impossible. A
+		// liar saying so is one vote against, no veto.
+		return voteRefused, a.claim
 	case errors.Is(a.claim, ErrForbidden), errors.Is(a.claim, ErrInvalid), errors.Is(a.claim, ErrMalformed), errors.Is(a.claim, ErrBadAOR):
 		// This node signed or verified the write: no honest replica (with
 		// the overlay's trust anchors and a sane clock) refuses it.

@@ -44,6 +44,10 @@ type Config struct {
 	Nodes []overlay.AddrInfo
 	// PSK: the overlay's private-network key; nil for an open overlay.
 	PSK overlay.PSK
+	// Records: "private" or "clear", how the overlay keeps records
+	// (overlay.records); "" takes the word of the node it publishes
+	// through (lsp.ClientConfig.Records).
+	Records string
 	// AOR and the Contact it is reached at. Required.
 	AOR, Contact string
 	// Expires is the binding's lifetime; it is refreshed at half of it.
@@ -157,7 +161,7 @@ func (c Config) binding() lsp.Binding {
 
 func dial(ctx context.Context, cfg Config) (*lsp.Client, error) {
 	return lsp.Dial(ctx, lsp.DialConfig{ClientConfig: lsp.ClientConfig{Overlay: cfg.Overlay,
-		Credential: cfg.Credential, TrustAnchors: cfg.TrustAnchors}, Candidates: cfg.Nodes, PSK: cfg.PSK})
+		Credential: cfg.Credential, TrustAnchors: cfg.TrustAnchors, Records: cfg.Records}, Candidates: cfg.Nodes, PSK: cfg.PSK})
 }
 
 // Publisher keeps a binding published: Start publishes it, a goroutine

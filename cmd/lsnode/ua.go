@@ -30,6 +30,7 @@ func cmdUAPublish(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Var(&nodes, "node", "an overlay member, /ip4/HOST/tcp/PORT/p2p/PEER-ID (repeatable; without --config)")
 	fs.Var(&anchors, "trust-anchors", "the overlay's trust anchors, PEM (repeatable; without --config)")
 	psk := fs.String("psk", "", "the overlay's private-network key file, if it has one (without --config)")
+	records := fs.String("records", "", "how the overlay keeps records, private or clear (without --config; default: as the node says)")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each publication")
 	if err := fs.Parse(args); err != nil || *cert == "" || *key == "" || *aor == "" || *contact == "" || fs.NArg() > 0 ||
 		(*cfgPath == "") == (*overlayName == "" && len(nodes) == 0) {
@@ -44,6 +45,9 @@ func cmdUAPublish(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if cfg.Credential, err = lsp.LoadCredential(*cert, *key); err != nil {
 		return err
+	}
+	if *records != "" {
+		cfg.Records = *records
 	}
 	cfg.AOR, cfg.Contact, cfg.Expires = *aor, *contact, time.Duration(*expires)*time.Second
 	pctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -86,5 +90,5 @@ func uaConfig(cfgPath, name string, nodes, anchors []string, pskFile string) (ua
 	if err != nil {
 		return ua.Config{}, err
 	}
-	return ua.Config{TrustAnchors: dc.TrustAnchors, Overlay: dc.Overlay, Nodes: dc.Candidates, PSK: dc.PSK}, nil
+	return ua.Config{TrustAnchors: dc.TrustAnchors, Overlay: dc.Overlay, Nodes: dc.Candidates, PSK: dc.PSK, Records: dc.Records}, nil
 }
