@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
+	"hash"
 	"strings"
 )
 
@@ -45,12 +46,14 @@ const hiddenLen = 27
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// sealer hides and opens the record of one canonical AOR.
+// sealer hides and opens the record of one canonical AOR. One goroutine
+// uses it at a time (each read or write makes its own).
 type sealer struct {
 	aor  string // canonical
 	name string // what replicas store it under
 	aead cipher.AEAD
-	mac  []byte // key of the hidden identities and Call-IDs
+	mac  []byte    // key of the hidden identities and Call-IDs
+	h    hash.Hash // HMAC under mac, made once and reset per use
 }
 
 // derive returns the 32-byte value for purpose from a canonical AOR.
@@ -122,9 +125,16 @@ func (k *sealer) nameOf(canon string) string {
 
 // hidden returns the keyed hash of one field value of kind.
 func (k *sealer) hidden(kind, v string) string {
-	m := hmac.New(sha256.New, k.mac)
-	m.Write([]byte(kind + "\x00" + v))
-	return "~" + strings.ToLower(b32.EncodeToString(m.Sum(nil)[:16]))
+	if k.h == nil {
+		k.h = hmac.New(sha256.New, k.mac)
+	} else {
+		k.h.Reset()
+	}
+	k.h.Write([]byte(kind))
+	k.h.Write([]byte{0})
+	k.h.Write([]byte(v))
+	var sum [sha256.Size]byte
+	return "~" + strings.ToLower(b32.EncodeToString(k.h.Sum(sum[:0])[:16]))
 }
 
 // hide turns an unsigned entry of k's AOR into its private form, in place.
