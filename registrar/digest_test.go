@@ -311,6 +311,9 @@ func TestRequestHashBinds(t *testing.T) {
 	if !bytes.Equal(h0, hash(base, "192.0.2.9:6000")) {
 		t.Fatal("the same request from another port of the same address hashes differently")
 	}
+	if !bytes.Equal(h0, hash(strings.Replace(base, "Path:", "PATH:", 1), src)) {
+		t.Fatal("a header name in other case hashes differently")
+	}
 	for _, c := range [][2]string{
 		{"sip:a.example;transport=udp SIP", "sip:b.example;transport=udp SIP"},
 		{"sip:a.example;transport=udp SIP", "sip:a.example:5070;transport=udp SIP"},
