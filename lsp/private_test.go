@@ -398,3 +398,48 @@ func TestRecordsModeMismatch(t *testing.T) {
 		t.Fatalf("the misconfigured writer distrusts %d honest replicas", len(d))
 	}
 }
+
+// TestRebalanceAfterModeChange: records a node stored in clear before its
+// overlay kept private records (put in its store directly, as a restart
+// with the other setting leaves them) are not re-replicated: every replica
+// would refuse the STORE they went in, with the private records placed
+// along with them. Joining nodes still get every private record that moves
+// to them.
+func TestRebalanceAfterModeChange(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	c := privateCluster(t, 4, []*Credential{biloxi}, ca)
+	ctx := context.Background()
+	var aors []string
+	for i := 0; i < 30; i++ {
+		aor := fmt.Sprintf("sip:user%d@biloxi.example", i)
+		if err := c.svcs[0].Publish(ctx, aor, binding(fmt.Sprintf("sip:u%d@192.0.2.1", i), time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		aors = append(aors, aor)
+		stale := signed(t, biloxi, fmt.Sprintf("sip:old%d@biloxi.example", i), binding("sip:old@192.0.2.2", time.Hour))
+		for _, s := range c.svcs {
+			if _, err := s.store.apply(ctx, stale, chainsOf(biloxi), s.closest); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := 0; i < 3; i++ {
+		c.add(t, nil)
+	}
+	c.converge(t)
+	byID := map[peer.ID]*Service{}
+	for i, ov := range c.ovs {
+		byID[ov.ID()] = c.svcs[i]
+	}
+	waitFor(t, 20*time.Second, "every private record sits on each of its R closest nodes", func() bool {
+		for _, aor := range aors {
+			for _, p := range c.ovs[0].Closest(Key(sealerFor(true, aor).name), 3) {
+				if byID[p].Holds(aor) == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
