@@ -238,10 +238,18 @@ func (m *members) write(p peer.ID, s network.Stream, msg []byte) network.Stream 
 }
 
 // open opens a membership stream to p, dialling the addresses its entry
-// announces if not connected.
+// announces if not connected. It waits twice a gossip period (at least
+// 2 s), stretched by the local health score like the protocol's own
+// timeouts (Lifeguard): on a node so loaded that its probes go unanswered,
+// a dial (handshake and identify) takes longer too, and a stream given up
+// on drops the probe it carried, so the node would keep accusing members
+// it cannot reach in time rather than members that are down.
 func (m *members) open(p peer.ID) (network.Stream, error) {
 	m.addrsFor(p)
-	ctx, cancel := context.WithTimeout(m.o.ctx, max(2*m.o.cfg.GossipInterval, 2*time.Second))
+	m.mu.Lock()
+	health := m.m.Health()
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(m.o.ctx, max(2*m.o.cfg.GossipInterval, 2*time.Second)*time.Duration(1+health))
 	defer cancel()
 	return m.o.routed.NewStream(ctx, p, m.o.membersProtocol())
 }

@@ -488,6 +488,9 @@ func (m *Membership) Stats() Stats {
 	return st
 }
 
+// Health is the local health score (Lifeguard): 0 best, maxHealth worst.
+func (m *Membership) Health() int { return m.health }
+
 // Version changes whenever the set of live members may have changed.
 func (m *Membership) Version() uint64 { return m.version }
 
