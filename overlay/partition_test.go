@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -28,12 +29,21 @@ func TestPartitionHeals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A's first member's port, below the ephemeral range (32768 up): B's
+	// members listen on port 0, and one took a port freed here once (CI:
+	// 'peer id mismatch' dialling a0, its bootstrap failed).
+	port := 0
+	for range 100 {
+		p := 20000 + mrand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			port = p
+			break
+		}
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	if port == 0 {
+		t.Fatal("no free port in 20000-31999")
+	}
 	a0 := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, idA0)
 	const gossip = 20 * time.Millisecond
 	b := startWith(t, 3, "ov-heal", func(i int, c *Config) {
