@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -97,6 +98,17 @@ func (c *Config) checkRoles(k *checker) {
 	if c.SIPTLS != "" && c.SIP == "" {
 		k.add("sip_tls", "needs sip")
 	}
+	if c.SIPWS != "" && c.SIP == "" {
+		k.add("sip_ws", "needs sip")
+	}
+	if c.SIPWSS != "" && (c.SIP == "" || c.CertFile == "") {
+		k.add("sip_wss", "needs sip and the domain certificate (cert_file)")
+	}
+	for _, o := range c.SIPWSOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			k.add("sip_ws_origins", "%q is not an origin (https://host[:port])", o)
+		}
+	}
 	if c.SIP != "" && c.Domain == "" {
 		k.add("sip", "%q needs a domain to register for", c.SIP)
 	}
@@ -129,7 +141,7 @@ func (c *Config) checkRoles(k *checker) {
 // checkAddrs: every host:port the node listens on or sends to.
 func (c *Config) checkAddrs(k *checker) {
 	for _, a := range []struct{ path, v string }{
-		{"sip", c.SIP}, {"sip_tls", c.SIPTLS}, {"turn", c.TURN}, {"http", c.HTTP},
+		{"sip", c.SIP}, {"sip_tls", c.SIPTLS}, {"sip_ws", c.SIPWS}, {"sip_wss", c.SIPWSS}, {"turn", c.TURN}, {"http", c.HTTP},
 		{"admin", c.Admin}, {"api", c.API}, {"relay.tls", c.Relay.TLS},
 	} {
 		if a.v != "" {

@@ -62,8 +62,16 @@ type Config struct {
 	SIP string `json:"sip,omitempty"`
 	// SIPTLS serves SIP over TLS with the domain certificate (needs SIP).
 	SIPTLS string `json:"sip_tls,omitempty"`
-	TURN   string `json:"turn,omitempty"`
-	HTTP   string `json:"http,omitempty"`
+	// SIPWS and SIPWSS serve SIP over WebSocket (RFC 7118), ws:// and
+	// wss:// with the domain certificate, for browser softphones (needs
+	// SIP). SIPWSOrigins lists the other origins ("https://host[:port]")
+	// whose pages may open them; a page of the listener's own origin and
+	// a client that sends no Origin (not a browser) always may.
+	SIPWS        string   `json:"sip_ws,omitempty"`
+	SIPWSS       string   `json:"sip_wss,omitempty"`
+	SIPWSOrigins []string `json:"sip_ws_origins,omitempty"`
+	TURN         string   `json:"turn,omitempty"`
+	HTTP         string   `json:"http,omitempty"`
 	// Admin (host:port) serves /metrics (Prometheus), /healthz and /readyz;
 	// AdminPprof adds /debug/pprof/. Keep it on loopback or a management
 	// network: it has no authentication.

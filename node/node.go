@@ -169,7 +169,7 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc, sh
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	stack, err := sipnet.Listen(sipnet.Config{Addr: cfg.SIP, TLS: tlsCfg, Logger: log})
+	stack, err := sipnet.Listen(sipnet.Config{Addr: cfg.SIP, TLS: tlsCfg, WS: sipWS(cfg, tlsCfg), Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -322,6 +322,36 @@ func sipTLS(cfg *Config, anchors *x509.CertPool) (*sipnet.TLS, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return t, nil
+}
+
+// sipWS configures the SIP WebSocket listeners; nil without them. A
+// browser presents no client certificate: wss does not ask for one.
+func sipWS(cfg *Config, t *sipnet.TLS) *sipnet.WS {
+	if cfg.SIPWS == "" && cfg.SIPWSS == "" {
+		return nil
+	}
+	ws := &sipnet.WS{Addr: cfg.SIPWS, TLSAddr: cfg.SIPWSS, Origins: cfg.SIPWSOrigins}
+	if cfg.SIPWSS != "" && t != nil {
+		ws.TLSConfig = t.Config.Clone()
+		ws.TLSConfig.ClientAuth, ws.TLSConfig.ClientCAs = tls.NoClientCert, nil
+	}
+	return ws
+}
+
+// SIPWSAddr returns the SIP over WebSocket address (ws://), or "".
+func (n *Node) SIPWSAddr() string {
+	if n.sip == nil {
+		return ""
+	}
+	return n.sip.WSAddr()
+}
+
+// SIPWSSAddr returns the SIP over secure WebSocket address (wss://), or "".
+func (n *Node) SIPWSSAddr() string {
+	if n.sip == nil {
+		return ""
+	}
+	return n.sip.WSSAddr()
 }
 
 // newTURN starts the TURN server; its REST secret is derived from the

@@ -31,7 +31,7 @@ func (p *Proxy) flowRecordRoutes(req *sip.Request, t target) []string {
 	if t.flow {
 		rr = append(rr, p.flows.URI(t.dest, t.tr))
 	}
-	if c := req.Contact(); c != nil && sipnet.BehindNAT(c.Address.Host, req.Source()) {
+	if c := req.Contact(); c != nil && sipnet.NeedsFlow(c.Address.Host, req.Source(), req.Transport()) {
 		rr = append(rr, p.flows.URI(req.Source(), strings.ToUpper(req.Transport())))
 	}
 	// The dialog's token too: a request that comes up the flow goes on
@@ -50,6 +50,29 @@ func (p *Proxy) flowTarget(u *sip.Uri) (dest, tr string, ok bool) {
 		return "", "", false
 	}
 	return p.flows.Parse(u.User)
+}
+
+// wsConnected: t is not over a WebSocket, or its UA's WebSocket is open
+// here. A WebSocket UA cannot be connected to (RFC 7118 §5): without its
+// connection, sipgo would dial a WebSocket to whatever address a binding
+// names.
+func (p *Proxy) wsConnected(t target) bool {
+	if !sipnet.IsWS(t.tr) {
+		return true
+	}
+	if p.tpl == nil {
+		return false
+	}
+	pool := p.tpl.Pool(t.tr)
+	if pool == nil {
+		return false
+	}
+	c := pool.Get(t.dest)
+	if c == nil {
+		return false
+	}
+	c.Ref(-1) // Get took a reference
+	return true
 }
 
 // natKeepalive pings every live flow each NATKeepalive.

@@ -563,6 +563,15 @@ func (p *Proxy) startBranch(req *sip.Request, t target, events chan<- branchEven
 		p.log.Warn("branch refused: destination on this host or link", "call", callID(req), "dest", t.dest)
 		return nil, cancel, sip.NewResponseFromRequest(b.out, 403, "Destination not allowed", nil)
 	}
+	if !p.wsConnected(t) {
+		timerB()
+		p.log.Debug("branch failed: WebSocket UA not connected", "call", callID(req), "dest", t.dest, "flow", t.flow)
+		p.cache.drop(req)
+		if t.flow {
+			return nil, cancel, sip.NewResponseFromRequest(b.out, 430, "Flow Failed", nil) // RFC 5626 §5.3
+		}
+		return nil, cancel, sip.NewResponseFromRequest(b.out, 480, "Temporarily Unavailable", nil)
+	}
 	var err error
 	b.tx, err = p.transaction(ctx, b.out, t)
 	if err != nil {

@@ -64,6 +64,9 @@ func (p *Proxy) pingPeers() {
 // ping sends one OPTIONS to t and reports whether anything answered within
 // the keepalive timeout.
 func (p *Proxy) ping(t target) bool {
+	if !p.wsConnected(t) {
+		return false
+	}
 	req := sip.NewRequest(sip.OPTIONS, *t.uri.Clone())
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
 		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}

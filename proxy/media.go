@@ -37,6 +37,10 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	if id == "" || p.anchored(id) {
 		return false // no From tag, or a session of this call exists: not ours to change
 	}
+	if webRTC(req.Body()) {
+		p.log.Debug("media relay: offer not anchored: ICE or secure media (WebRTC) finds its own way, through TURN", "call", id)
+		return false
+	}
 	_, streams, err := relay.RewriteSDP(req.Body(), "127.0.0.1", nil) // where the caller wants media
 	if err != nil {
 		p.log.Debug("media relay: offer not anchored", "call", id, "err", err)
@@ -102,6 +106,23 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	req.SetBody(body)
 	p.stats.anchored.Add(1)
 	return true
+}
+
+// webRTC: an SDP body whose media the RTP relay must not anchor: it uses
+// ICE (its candidates, not c=, say where media goes; a browser behind a NAT
+// gets a TURN relay instead) or secure RTP (SAVP, SAVPF: DTLS-SRTP or
+// SDES, which a plain RTP relay would only break).
+func webRTC(body []byte) bool {
+	for _, l := range strings.Split(string(body), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "a=ice-ufrag:") || strings.HasPrefix(l, "a=candidate:") {
+			return true
+		}
+		if f := strings.Fields(l); strings.HasPrefix(l, "m=") && len(f) > 2 && strings.Contains(strings.ToUpper(f[2]), "SAVP") {
+			return true
+		}
+	}
+	return false
 }
 
 // nattedCallee: a target is a binding behind a NAT.

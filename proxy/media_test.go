@@ -104,6 +104,32 @@ func TestMediaAllStreams(t *testing.T) {
 	}
 }
 
+// TestMediaWebRTCNotAnchored: a browser's offer (ICE, DTLS-SRTP) keeps
+// its media off the RTP relay even when the policy anchors every call; a
+// plain RTP offer in the same setup is anchored (the test can fail).
+func TestMediaWebRTCNotAnchored(t *testing.T) {
+	tp, media := alwaysAnchoring(t, 41300, 41399, 0, nil)
+	caller, callee := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	webrtc := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n" +
+		"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef0123456789\r\n" +
+		"a=fingerprint:sha-256 00:11\r\na=setup:actpass\r\na=candidate:1 1 udp 2122260223 10.0.0.5 50000 typ host\r\n"
+	plain := avSDP(40100, 0, 0)
+	for i, body := range []string{webrtc, plain} {
+		msg := strings.Replace(caller.request("INVITE", "sip:bob@b.example", fmt.Sprintf("Call-ID: webrtc-%d", i)), "Content-Length: 0\r\n\r\n",
+			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+		caller.send(tp.addr, msg)
+		inv := callee.recv(3 * time.Second).(*sip.Request)
+		if anchored := string(inv.Body()) != body; anchored != (i == 1) {
+			t.Errorf("offer %d anchored %v (sessions %d):\n%s", i, anchored, media.Sessions(), inv.Body())
+		}
+	}
+	if !webRTC([]byte(webrtc)) || webRTC([]byte(plain)) || !webRTC([]byte("m=audio 5 RTP/SAVP 0\r\n")) {
+		t.Error("webRTC misreads an offer")
+	}
+}
+
 // TestMediaStreamsRefused: what an offer or answer cannot make the relay
 // do with its streams. A stream at another address than the party's first
 // is declined (the relay would stream the callee's video to a third

@@ -62,6 +62,9 @@ func (p *Proxy) tlsPeerDomains(req *sip.Request) (domains []string, ok bool) {
 // writeStateless sends out (an ACK) to t without a transaction; on a TLS
 // connection only to a peer of t.peer, as transaction does.
 func (p *Proxy) writeStateless(ctx context.Context, out *sip.Request, t target) error {
+	if !p.wsConnected(t) {
+		return fmt.Errorf("%s: WebSocket UA not connected", t.dest)
+	}
 	if t.tr != "TLS" || t.peer == "" || p.tpl == nil {
 		return p.client.WriteRequest(out, asIs)
 	}

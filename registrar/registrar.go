@@ -438,7 +438,7 @@ func (r *Registrar) apply(ctx context.Context, u update, current []lsp.Binding) 
 		}
 		if c.expires == 0 {
 			remove = append(remove, id)
-			if r.cfg.Edge != nil && len(u.path) == 0 && natted(c.binding.Contact, u.source) {
+			if r.cfg.Edge != nil && len(u.path) == 0 && natted(c.binding.Contact, u.source, u.req.Transport()) {
 				r.cfg.Edge(u.source, u.req.Transport(), time.Time{})
 			}
 			continue
@@ -475,7 +475,7 @@ func (r *Registrar) binding(u update, c contact) lsp.Binding {
 	b.Expires = u.now.Add(c.expires)
 	b.CallID, b.CSeq, b.Path = u.callID, u.cseq, u.path
 	b.Received = u.source
-	if r.cfg.Edge != nil && len(u.path) == 0 && natted(b.Contact, u.source) {
+	if r.cfg.Edge != nil && len(u.path) == 0 && natted(b.Contact, u.source, u.req.Transport()) {
 		if pv := r.cfg.Edge(u.source, u.req.Transport(), b.Expires); pv != "" {
 			b.Path = []string{pv}
 		}
@@ -486,9 +486,13 @@ func (r *Registrar) binding(u update, c contact) lsp.Binding {
 // Responses counts the registrar's final responses by method and code.
 func (r *Registrar) Responses() *sipnet.StatusCounts { return &r.responses }
 
-// natted reports whether a Contact URI's host is behind a NAT from
-// source (see BehindNAT).
-func natted(contactURI, source string) bool {
+// natted reports whether a Contact URI's UA is reached only through the
+// flow its REGISTER came by, from source over transport: behind a NAT or
+// on a WebSocket (see sipnet.NeedsFlow).
+func natted(contactURI, source, transport string) bool {
+	if sipnet.IsWS(transport) {
+		return true
+	}
 	var u sip.Uri
 	if err := sip.ParseUri(strings.Trim(contactURI, "<>"), &u); err != nil {
 		return false

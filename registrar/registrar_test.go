@@ -421,8 +421,16 @@ func TestNATEdge(t *testing.T) {
 		{"not a uri", "198.51.100.7:1", false},
 		{"sip:a@192.168.1.2", "garbage", false},
 	} {
-		if got := natted(c.contact, c.source); got != c.want {
+		if got := natted(c.contact, c.source, "UDP"); got != c.want {
 			t.Errorf("natted(%q, %q) = %v", c.contact, c.source, got)
+		}
+	}
+	// A WebSocket UA is reached down its flow whatever its Contact says.
+	for _, c := range []string{"sip:a@x.invalid;transport=ws", "sip:a@198.51.100.7", "not a uri"} {
+		for _, tr := range []string{"WS", "wss"} {
+			if !natted(c, "198.51.100.7:1", tr) {
+				t.Errorf("natted(%q) over %s = false", c, tr)
+			}
 		}
 	}
 }

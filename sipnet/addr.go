@@ -17,6 +17,20 @@ func BehindNAT(contactHost, source string) bool {
 	return !ip.Equal(net.ParseIP(src))
 }
 
+// NeedsFlow reports whether a UA whose Contact host is contactHost, whose
+// request came from source over transport, is reached only through the
+// connection or NAT mapping its request came by: behind a NAT, or on a
+// WebSocket (RFC 7118 §5: a WebSocket client cannot be connected to; its
+// Contact host is often a made-up ".invalid" name).
+func NeedsFlow(contactHost, source, transport string) bool {
+	return IsWS(transport) || BehindNAT(contactHost, source)
+}
+
+// IsWS reports whether transport is SIP over WebSocket (WS or WSS).
+func IsWS(transport string) bool {
+	return strings.EqualFold(transport, "WS") || strings.EqualFold(transport, "WSS")
+}
+
 // PrivateAddr: RFC 1918, IPv6 ULA or RFC 6598 shared (carrier NAT) space.
 func PrivateAddr(ip net.IP) bool {
 	v4 := ip.To4()

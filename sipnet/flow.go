@@ -93,7 +93,7 @@ func NewFlows(secret []byte, addr, tlsAddr string) (*Flows, error) {
 // and down the flow; "" when the flow cannot be used.
 func (f *Flows) Edge(source, transport string, until time.Time) string {
 	tr := strings.ToUpper(transport)
-	if tr != "UDP" && tr != "TCP" && tr != "TLS" {
+	if tr != "UDP" && tr != "TCP" && tr != "TLS" && tr != "WS" && tr != "WSS" {
 		return ""
 	}
 	if _, _, err := net.SplitHostPort(source); err != nil {
@@ -112,15 +112,28 @@ func (f *Flows) Edge(source, transport string, until time.Time) string {
 }
 
 // URI is the Path or Record-Route value naming this stack with the flow
-// token of dest over tr (UDP, TCP or TLS).
+// token of dest over tr (UDP, TCP, TLS, WS or WSS). Other proxies reach
+// this stack over the flow's transport, or for a WebSocket's over UDP
+// (WS) and TLS (WSS): they cannot open a WebSocket to a UA's flow, and a
+// UA sends every request over its own WebSocket whatever a route says.
 func (f *Flows) URI(dest, tr string) string {
+	reach := tr
+	switch tr {
+	case "WS":
+		reach = "UDP"
+	case "WSS":
+		reach = "TLS"
+	}
 	self := f.self
-	if tr == "TLS" && f.tlsSelf.port != 0 {
+	switch {
+	case reach == "TLS" && f.tlsSelf.port != 0:
 		self = f.tlsSelf
+	case tr == "WSS": // no TLS listener: the stack's TCP one
+		reach = "TCP"
 	}
 	uri := "sip:" + f.Token(dest, tr) + "@" + net.JoinHostPort(self.host, strconv.Itoa(self.port)) + ";lr;ob"
-	if tr != "UDP" {
-		uri += ";transport=" + strings.ToLower(tr)
+	if reach != "UDP" {
+		uri += ";transport=" + strings.ToLower(reach)
 	}
 	return "<" + uri + ">"
 }

@@ -44,6 +44,21 @@ func TestFlowEdge(t *testing.T) {
 	if p := other.URI("198.51.100.7:40124", "TLS"); !strings.HasSuffix(p, "@192.0.2.1:5060;lr;ob;transport=tls>") {
 		t.Fatalf("TLS flow without a TLS address %q", p)
 	}
+	// A WebSocket's flow is reached over UDP (ws) or TLS (wss): no
+	// proxy can open a WebSocket to it; its token keeps the transport.
+	if p := f.Edge("198.51.100.7:40125", "ws", time.Now().Add(time.Minute)); !strings.HasSuffix(p, "@192.0.2.1:5060;lr;ob>") {
+		t.Fatalf("WS flow %q", p)
+	}
+	if p := f.URI("198.51.100.7:40126", "WSS"); !strings.HasSuffix(p, "@192.0.2.1:5061;lr;ob;transport=tls>") {
+		t.Fatalf("WSS flow %q", p)
+	}
+	if p := other.URI("198.51.100.7:40126", "WSS"); !strings.HasSuffix(p, "@192.0.2.1:5060;lr;ob;transport=tcp>") {
+		t.Fatalf("WSS flow without a TLS address %q", p)
+	}
+	if dest, tr, ok := f.Parse(strings.TrimPrefix(strings.Split(f.URI("198.51.100.7:40126", "WSS"), "@")[0], "<sip:")); !ok || dest != "198.51.100.7:40126" || tr != "WSS" {
+		t.Fatalf("WSS token: %s %s %v", dest, tr, ok)
+	}
+	f.Edge("198.51.100.7:40125", "WS", time.Time{})
 	f.Edge("198.51.100.7:40123", "udp", time.Time{})
 	f.Edge("198.51.100.7:40124", "TLS", time.Now().Add(-time.Second))
 	if f.Len() != 0 {

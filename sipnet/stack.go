@@ -27,6 +27,8 @@ type Config struct {
 	// TLS, when set, also serves SIP over TLS (RFC 3261 §26.3.1) and
 	// configures the TLS connections the stack opens.
 	TLS *TLS
+	// WS, when set, also serves SIP over WebSocket (RFC 7118).
+	WS *WS
 	// Logger; default slog.Default(). sipgo's own log is tagged
 	// component=sip.
 	Logger *slog.Logger
@@ -45,6 +47,9 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: SIP TLS address %s without a server config", ErrConfig, c.TLS.Addr)
 		}
 	}
+	if err := c.WS.check(); err != nil {
+		return c, err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -60,6 +65,7 @@ type Stack struct {
 	udp       *net.UDPConn
 	tcp       net.Listener
 	tls       net.Listener // nil without TLS
+	ws        []*wsServer  // the ws:// and wss:// listeners (WS)
 	unhandled atomic.Pointer[func(*sip.Response)]
 	stateless *stateless
 	log       *slog.Logger
@@ -99,9 +105,18 @@ func (s *Stack) open(cfg Config) (err error) {
 	}
 	_ = s.udp.SetReadBuffer(socketBuffer)
 	_ = s.udp.SetWriteBuffer(socketBuffer)
+	if cfg.WS != nil {
+		if s.ws, err = listenWS(cfg.WS, cfg.Logger); err != nil {
+			return err
+		}
+	}
+	ws := func() *sip.TransportWS {
+		return &sip.TransportWS{ReadTimeout: wsReadTimeout, WriteTimeout: wsWriteTimeout}
+	}
 	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("lsnode"),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(s.unhandledResponse)),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(s.readFilter))}
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(s.readFilter),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{WS: ws(), WSS: &sip.TransportWSS{TransportWS: ws()}}))}
 	if cfg.TLS != nil && cfg.TLS.Client != nil {
 		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(cfg.TLS.Client))
 	}
@@ -248,6 +263,33 @@ func (s *Stack) Serve() {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); _ = s.srv.ServeTLS(s.tls) }()
 	}
+	for _, w := range s.ws {
+		s.wg.Add(2)
+		go func() { defer s.wg.Done(); _ = w.serve() }()
+		go func() {
+			defer s.wg.Done()
+			if w.ln.tlsSrv {
+				_ = s.srv.ServeWSS(w.ln)
+			} else {
+				_ = s.srv.ServeWS(w.ln)
+			}
+		}()
+	}
+}
+
+// WSAddr returns the ws:// listener's address, or "" without one.
+func (s *Stack) WSAddr() string { return s.wsAddr(false) }
+
+// WSSAddr returns the wss:// listener's address, or "" without one.
+func (s *Stack) WSSAddr() string { return s.wsAddr(true) }
+
+func (s *Stack) wsAddr(secure bool) string {
+	for _, w := range s.ws {
+		if w.ln.tlsSrv == secure {
+			return w.tcp.Addr().String()
+		}
+	}
+	return ""
 }
 
 // Close stops serving, closes the sockets and the user agent's
@@ -280,6 +322,9 @@ func (s *Stack) release() {
 	}
 	if s.tls != nil {
 		s.tls.Close()
+	}
+	for _, w := range s.ws {
+		w.close()
 	}
 	if s.ua != nil {
 		s.ua.Close()

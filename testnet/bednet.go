@@ -115,7 +115,9 @@ func (n *BedNet) placeConfig(i int, path string, rewrite func(string) string, ed
 		return a
 	}
 	c.SIP, c.SIPTLS, c.TURN, c.HTTP = onHost(c.SIP), onHost(c.SIPTLS), onHost(c.TURN), onHost(c.HTTP)
+	c.SIPWS, c.SIPWSS = onHost(c.SIPWS), onHost(c.SIPWSS)
 	m.Nodes[i].SIP, m.Nodes[i].SIPTLS, m.Nodes[i].TURN, m.Nodes[i].HTTP = c.SIP, c.SIPTLS, c.TURN, c.HTTP
+	m.Nodes[i].SIPWS, m.Nodes[i].SIPWSS = c.SIPWS, c.SIPWSS
 	if c.Domain != "" && c.SIP != "" {
 		c.Relay.MediaIP = host.IP
 		if c.Proxy.Media == "" {

@@ -124,6 +124,13 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 	if path := os.Getenv("LSNODE_IDLE_HEAPPROFILE"); path != "" { // what the running nodes hold
 		writeHeap(b, fmt.Sprintf("%s.%d", path, n))
 	}
+	if path := os.Getenv("LSNODE_IDLE_GOROUTINES"); path != "" { // what the running nodes' goroutines wait in
+		var prof bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&prof, 1)
+		if err := os.WriteFile(fmt.Sprintf("%s.%d", path, n), prof.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
 	return c
 }
 

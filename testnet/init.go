@@ -123,12 +123,13 @@ func Init(spec Spec) (*Manifest, error) {
 		return nil, err
 	}
 	domainNodes := len(spec.Domains) * spec.PerDomain
-	ports, err := spec.ports(spec.Nodes + 6*domainNodes)
+	ports, err := spec.ports(spec.Nodes + 8*domainNodes)
 	if err != nil {
 		return nil, err
 	}
 	role := func(k int) []int { return ports[spec.Nodes+k*domainNodes : spec.Nodes+(k+1)*domainNodes] }
 	sipPorts, tlsPorts, turnPorts, httpPorts, adminPorts, apiPorts := role(0), role(1), role(2), role(3), role(4), role(5)
+	wsPorts, wssPorts := role(6), role(7)
 	for i := 0; i < spec.Nodes; i++ {
 		ni, err := initNode(spec, fmt.Sprintf("node%d", i), ports[i])
 		if err != nil {
@@ -138,6 +139,8 @@ func Init(spec Spec) (*Manifest, error) {
 			ni.Domain = spec.Domains[i%len(spec.Domains)]
 			ni.SIP = fmt.Sprintf("127.0.0.1:%d", sipPorts[i])
 			ni.SIPTLS = fmt.Sprintf("127.0.0.1:%d", tlsPorts[i])
+			ni.SIPWS = fmt.Sprintf("127.0.0.1:%d", wsPorts[i])
+			ni.SIPWSS = fmt.Sprintf("127.0.0.1:%d", wssPorts[i])
 			ni.TURN = fmt.Sprintf("127.0.0.1:%d", turnPorts[i])
 			ni.HTTP = fmt.Sprintf("127.0.0.1:%d", httpPorts[i])
 			ni.Admin = fmt.Sprintf("127.0.0.1:%d", adminPorts[i])
@@ -277,7 +280,7 @@ func nodeConfig(spec Spec, m *Manifest, i, port int) node.Config {
 	if ni.Domain != "" {
 		cfg.CertFile = filepath.Join("..", "..", "domains", ni.Domain, "cert.pem")
 		cfg.KeyFile = filepath.Join("..", "..", "domains", ni.Domain, "key.pem")
-		cfg.SIP, cfg.SIPTLS = ni.SIP, ni.SIPTLS
+		cfg.SIP, cfg.SIPTLS, cfg.SIPWS, cfg.SIPWSS = ni.SIP, ni.SIPTLS, ni.SIPWS, ni.SIPWSS
 		cfg.Registrar.UsersFile = filepath.Join("..", "..", "domains", ni.Domain, "users.json")
 		cfg.TURN, cfg.HTTP, cfg.Admin = ni.TURN, ni.HTTP, ni.Admin
 		cfg.API, cfg.APITokensFile = ni.API, apiTokensFile

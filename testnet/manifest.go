@@ -47,8 +47,11 @@ type NodeInfo struct {
 	Multiaddrs []string `json:"multiaddrs"`
 	SIP        string   `json:"sip"`
 	SIPTLS     string   `json:"sip_tls,omitempty"`
-	TURN       string   `json:"turn"`
-	HTTP       string   `json:"http"`
+	// SIPWS and SIPWSS serve SIP over WebSocket (ws://, wss://).
+	SIPWS  string `json:"sip_ws,omitempty"`
+	SIPWSS string `json:"sip_wss,omitempty"`
+	TURN   string `json:"turn"`
+	HTTP   string `json:"http"`
 	// Admin serves /metrics, /healthz, /readyz and the dashboard.
 	Admin string `json:"admin,omitempty"`
 	// API serves the HTTP API (docs/openapi.yaml) to APIToken's bearer.
@@ -126,7 +129,7 @@ func (m *Manifest) Env(dir string) string {
 		}
 		n, v := m.Nodes[i], envName(d.Name)
 		export(v+"_NODE", filepath.Join(dir, n.Config))
-		for _, a := range [][2]string{{"SIP", n.SIP}, {"SIP_TLS", n.SIPTLS}, {"TURN", n.TURN}, {"HTTP", n.HTTP}, {"ADMIN", n.Admin},
+		for _, a := range [][2]string{{"SIP", n.SIP}, {"SIP_TLS", n.SIPTLS}, {"SIP_WS", n.SIPWS}, {"SIP_WSS", n.SIPWSS}, {"TURN", n.TURN}, {"HTTP", n.HTTP}, {"ADMIN", n.Admin},
 			{"API", n.API}, {"API_TOKEN", n.APIToken}} {
 			export(v+"_"+a[0], a[1])
 		}
