@@ -101,8 +101,11 @@ func (c *Config) checkRoles(k *checker) {
 	if c.SIPWS != "" && c.SIP == "" {
 		k.add("sip_ws", "needs sip")
 	}
-	if c.SIPWSS != "" && (c.SIP == "" || c.CertFile == "") {
-		k.add("sip_wss", "needs sip and the domain certificate (cert_file)")
+	if c.SIPWSS != "" && (c.SIP == "" || c.CertFile == "" && c.SIPWSSCert == "") {
+		k.add("sip_wss", "needs sip and a certificate (sip_wss_cert, or the domain's cert_file)")
+	}
+	if (c.SIPWSSCert == "") != (c.SIPWSSKey == "") {
+		k.add("sip_wss_cert", "sip_wss_cert and sip_wss_key go together")
 	}
 	for _, o := range c.SIPWSOrigins {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {

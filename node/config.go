@@ -70,8 +70,14 @@ type Config struct {
 	SIPWS        string   `json:"sip_ws,omitempty"`
 	SIPWSS       string   `json:"sip_wss,omitempty"`
 	SIPWSOrigins []string `json:"sip_ws_origins,omitempty"`
-	TURN         string   `json:"turn,omitempty"`
-	HTTP         string   `json:"http,omitempty"`
+	// SIPWSSCert and SIPWSSKey (PEM) are the certificate wss serves
+	// instead of the domain certificate: browsers accept only one from a
+	// CA they trust for the page's host name, with an ECDSA or RSA key
+	// (not Ed25519, which the domain credential may be).
+	SIPWSSCert string `json:"sip_wss_cert,omitempty"`
+	SIPWSSKey  string `json:"sip_wss_key,omitempty"`
+	TURN       string `json:"turn,omitempty"`
+	HTTP       string `json:"http,omitempty"`
 	// Admin (host:port) serves /metrics (Prometheus), /healthz and /readyz;
 	// AdminPprof adds /debug/pprof/. Keep it on loopback or a management
 	// network: it has no authentication.

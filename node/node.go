@@ -75,6 +75,7 @@ type Node struct {
 	shared        *lsp.Service     // the domain's shared location service
 	domainOverlay *overlay.Overlay // its overlay
 	services      []string         // announced in the overlay
+	turnLater     turnLater        // the TURN server, for the softphone
 
 	mu      sync.Mutex
 	closers []func() error // what the start steps started, in order
@@ -169,7 +170,11 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc, sh
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	stack, err := sipnet.Listen(sipnet.Config{Addr: cfg.SIP, TLS: tlsCfg, WS: sipWS(cfg, tlsCfg), Logger: log})
+	ws, err := sipWS(cfg, tlsCfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stack, err := sipnet.Listen(sipnet.Config{Addr: cfg.SIP, TLS: tlsCfg, WS: ws, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -202,7 +207,6 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc, sh
 	}
 	r.Attach(stack)
 	if pc.Mode == "off" {
-		stack.Serve()
 		return stack, r, nil, nil
 	}
 	realm := "" // no users: the proxy authenticates no one
@@ -224,7 +228,6 @@ func startSIP(cfg *Config, cred *lsp.Credential, anchors *x509.CertPool, loc, sh
 		px.Close()
 		return nil, nil, nil, err
 	}
-	stack.Serve()
 	return stack, r, px, nil
 }
 
@@ -326,16 +329,24 @@ func sipTLS(cfg *Config, anchors *x509.CertPool) (*sipnet.TLS, error) {
 
 // sipWS configures the SIP WebSocket listeners; nil without them. A
 // browser presents no client certificate: wss does not ask for one.
-func sipWS(cfg *Config, t *sipnet.TLS) *sipnet.WS {
+func sipWS(cfg *Config, t *sipnet.TLS) (*sipnet.WS, error) {
 	if cfg.SIPWS == "" && cfg.SIPWSS == "" {
-		return nil
+		return nil, nil
 	}
 	ws := &sipnet.WS{Addr: cfg.SIPWS, TLSAddr: cfg.SIPWSS, Origins: cfg.SIPWSOrigins}
-	if cfg.SIPWSS != "" && t != nil {
+	switch {
+	case cfg.SIPWSS == "":
+	case cfg.SIPWSSCert != "":
+		pair, err := tls.LoadX509KeyPair(cfg.Path(cfg.SIPWSSCert), cfg.Path(cfg.SIPWSSKey))
+		if err != nil {
+			return nil, fmt.Errorf("%w: sip_wss_cert: %v", ErrConfig, err)
+		}
+		ws.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	case t != nil:
 		ws.TLSConfig = t.Config.Clone()
 		ws.TLSConfig.ClientAuth, ws.TLSConfig.ClientCAs = tls.NoClientCert, nil
 	}
-	return ws
+	return ws, nil
 }
 
 // SIPWSAddr returns the SIP over WebSocket address (ws://), or "".

@@ -9,11 +9,13 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
 	"github.com/lsnode/lsnode/relay"
+	"github.com/lsnode/lsnode/softphone"
 )
 
 // The start steps New runs in order. Each reads the config and what the
@@ -235,7 +237,37 @@ func (n *Node) startSIPRoles(context.Context) (err error) {
 	if n.proxy != nil { // closed before the stack: its goroutines use the stack's connections
 		n.onClose(n.proxy.Close)
 	}
+	if n.cfg.SIPWS != "" || n.cfg.SIPWSS != "" {
+		sc := softphone.Config{Relay: &n.turnLater, TTL: time.Duration(n.cfg.Relay.CredentialTTL), Origins: n.cfg.SIPWSOrigins, Logger: n.log}
+		if n.cfg.Registrar.UsersFile != "" {
+			sc.Users = n.reg
+		}
+		h, err := softphone.Handler(sc)
+		if err != nil {
+			return err
+		}
+		n.sip.HandleHTTP(h)
+	}
+	n.sip.Serve()
 	return nil
+}
+
+// turnLater is the softphone's view of the TURN server, which starts
+// after the SIP stack serves: no relay ("" address) until then.
+type turnLater struct{ p atomic.Pointer[relay.Server] }
+
+func (t *turnLater) Credentials(user string, ttl time.Duration) (string, string) {
+	if r := t.p.Load(); r != nil {
+		return r.Credentials(user, ttl)
+	}
+	return "", ""
+}
+
+func (t *turnLater) Addr() string {
+	if r := t.p.Load(); r != nil {
+		return r.Addr()
+	}
+	return ""
 }
 
 // startRelay starts the TURN server when the config has one.
@@ -247,6 +279,7 @@ func (n *Node) startRelay(context.Context) (err error) {
 		return err
 	}
 	n.onClose(n.relay.Close)
+	n.turnLater.p.Store(n.relay)
 	addr := n.relay.Addr()
 	n.services = append(n.services, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
 	if t := n.relay.TLSAddr(); t != "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -66,6 +67,7 @@ type Stack struct {
 	tcp       net.Listener
 	tls       net.Listener // nil without TLS
 	ws        []*wsServer  // the ws:// and wss:// listeners (WS)
+	wsCfg     *WS          // the stack's copy of Config.WS
 	unhandled atomic.Pointer[func(*sip.Response)]
 	stateless *stateless
 	log       *slog.Logger
@@ -106,7 +108,9 @@ func (s *Stack) open(cfg Config) (err error) {
 	_ = s.udp.SetReadBuffer(socketBuffer)
 	_ = s.udp.SetWriteBuffer(socketBuffer)
 	if cfg.WS != nil {
-		if s.ws, err = listenWS(cfg.WS, cfg.Logger); err != nil {
+		w := *cfg.WS // HandleHTTP sets its Handler
+		s.wsCfg = &w
+		if s.ws, err = listenWS(s.wsCfg, cfg.Logger); err != nil {
 			return err
 		}
 	}
@@ -274,6 +278,16 @@ func (s *Stack) Serve() {
 				_ = s.srv.ServeWS(w.ln)
 			}
 		}()
+	}
+}
+
+// HandleHTTP sets the handler of the HTTP requests on the WebSocket
+// listeners that are not SIP handshakes (WS.Handler). Before Serve, like
+// Handle; without WebSocket listeners it does nothing.
+func (s *Stack) HandleHTTP(h http.Handler) {
+	s.mustNotServe()
+	if s.wsCfg != nil {
+		s.wsCfg.Handler = h
 	}
 }
 

@@ -40,6 +40,7 @@ var allowed = map[string][]string{
 	"proxy":              {"lsp", "relay", "sipnet", "internal/promsnap"},
 	"admin":              {"lsp", "internal/httpserve"},
 	"httpapi":            {"lsp", "internal/httpserve"},
+	"softphone":          nil,
 	"internal/httpserve": nil,
 	"internal/promsnap":  nil,
 	"node":               {"*"},
