@@ -270,6 +270,13 @@ func (t *turnLater) Addr() string {
 	return ""
 }
 
+func (t *turnLater) TLSAddr() string {
+	if r := t.p.Load(); r != nil {
+		return r.TLSAddr()
+	}
+	return ""
+}
+
 // startRelay starts the TURN server when the config has one.
 func (n *Node) startRelay(context.Context) (err error) {
 	if n.cfg.TURN == "" {

@@ -52,15 +52,19 @@ func (p *Proxy) flowTarget(u *sip.Uri) (dest, tr string, ok bool) {
 	return p.flows.Parse(u.User)
 }
 
-// wsConnected: t is not over a WebSocket, or its UA's WebSocket is open
-// here. A WebSocket UA cannot be connected to (RFC 7118 §5): without its
-// connection, sipgo would dial a WebSocket to whatever address a binding
-// names.
+// wsConnected: t is not over a WebSocket, or it is one of this node's
+// flows (a token only this node mints names the UA's own connection) and
+// that WebSocket is open here. A WebSocket UA cannot be connected to (RFC
+// 7118 §5): without its connection sipgo would dial a WebSocket to
+// whatever address a binding names. And a WebSocket target that is no flow
+// (a Request-URI or Route with ;transport=ws) is refused: sipgo's pool
+// also knows each connection by the listener's address, which would send
+// the request down whichever browser connected last.
 func (p *Proxy) wsConnected(t target) bool {
 	if !sipnet.IsWS(t.tr) {
 		return true
 	}
-	if p.tpl == nil {
+	if p.tpl == nil || !t.flow {
 		return false
 	}
 	pool := p.tpl.Pool(t.tr)

@@ -292,24 +292,11 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 	out.SetTransport(t.tr)
 	out.SetDestination(t.dest)
 	out.Laddr = sip.Addr{}
-	if t.tr == "UDP" && len(out.Body()) > udpBodyMax && len(out.String()) > udpMessageMax {
-		// RFC 3261 §18.1.1: a request larger than 1300 bytes (a browser's
-		// WebRTC offer) goes over TCP, to the same address, its Via
-		// saying so; sipgo refuses to send it over UDP.
-		via.Transport = "TCP"
-		out.SetTransport("TCP")
-	} else if t.tr == "UDP" {
+	if t.tr == "UDP" {
 		out.Laddr = p.laddr // from the listening socket, so replies come back to it
 	}
 	return out
 }
-
-// udpMessageMax: a request larger than this is not sent over UDP (RFC 3261
-// §18.1.1); udpBodyMax: one whose body is no larger is not measured.
-const (
-	udpMessageMax = 1300
-	udpBodyMax    = 600
-)
 
 // callerToken is the Record-Route token a dialog-forming request carries
 // downstream: the caller's side (its Contact, and the address the request

@@ -15,6 +15,15 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
+// init lets sipgo send UDP datagrams of any size. It refuses those over
+// 1300 bytes (sip.UDPMTUSize less 200), dropping a response and failing
+// a request, which a browser's WebRTC offer or answer (2 to 5 KB) always
+// is: a call between a browser and a UDP phone could not complete. RFC
+// 3261 §18.1.1 would send such a request over TCP, which a UDP-only phone
+// refuses; like Kamailio's default, the datagram is sent and fragmented.
+// The same value for every stack in the process, set before any runs.
+func init() { sip.UDPMTUSize = 65535 + 200 }
+
 // socketBuffer is the UDP receive/send buffer: with the kernel's default
 // buffers datagrams are dropped under load (Kamailio's clean REGISTER rate
 // on this project's bench machine fell by a quarter to a half).

@@ -29,12 +29,16 @@ const (
 	wsHeaderTimeout = 5 * time.Second
 	// wsMaxHeader bounds a request's header.
 	wsMaxHeader = 8 << 10
-	// wsMaxConns bounds the WebSocket connections open on a stack (each
-	// holds a goroutine and a 64 KB read buffer in sipgo).
+	// wsMaxConns bounds the WebSocket connections open on a listener
+	// (each holds a goroutine and a 64 KB read buffer in sipgo), and
+	// wsMaxPerIP those from one address, so one host cannot take them all.
+	// Behind a carrier NAT or a web proxy many users share an address.
 	wsMaxConns = 8192
+	wsMaxPerIP = 64
 	// wsReadTimeout closes a WebSocket that sent nothing for this long. A
 	// registered UA's flow gets an OPTIONS each proxy.nat_keepalive (20 s),
-	// which its answer follows; a connection that never registered ends.
+	// which its answer follows; an idle one that never registered ends (one
+	// that keeps sending CRLF keepalives stays: wsMaxPerIP bounds those).
 	wsReadTimeout = 5 * time.Minute
 	// wsWriteTimeout bounds one frame's write to a UA.
 	wsWriteTimeout = 10 * time.Second
@@ -89,14 +93,24 @@ type wsListener struct {
 	once   sync.Once
 	open   chan struct{} // a token per connection open (wsMaxConns)
 	tlsSrv bool
+
+	mu     sync.Mutex
+	closed bool
+	live   map[*replayConn]bool // handed over and not closed: Close closes them
+	perIP  map[string]int
 }
 
 func newWSListener(addr net.Addr, tlsSrv bool) *wsListener {
 	return &wsListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{}),
-		open: make(chan struct{}, wsMaxConns), tlsSrv: tlsSrv}
+		open: make(chan struct{}, wsMaxConns), tlsSrv: tlsSrv, live: map[*replayConn]bool{}, perIP: map[string]int{}}
 }
 
 func (l *wsListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done: // first: nothing is accepted once closing
+		return nil, net.ErrClosed
+	default:
+	}
 	select {
 	case c := <-l.conns:
 		return c, nil
@@ -105,9 +119,60 @@ func (l *wsListener) Accept() (net.Conn, error) {
 	}
 }
 
+// Close stops accepting and closes every connection handed over (sipgo's
+// pool may have been emptied before one of them joined it).
 func (l *wsListener) Close() error {
 	l.once.Do(func() { close(l.done) })
+	l.mu.Lock()
+	l.closed = true
+	live := make([]*replayConn, 0, len(l.live))
+	for c := range l.live {
+		live = append(live, c)
+	}
+	l.mu.Unlock()
+	for _, c := range live {
+		c.Close()
+	}
 	return nil
+}
+
+// admit takes a place for a connection from ip: false when the listener
+// is full, closed, or ip holds its share.
+func (l *wsListener) admit(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.perIP[ip] >= wsMaxPerIP {
+		return false
+	}
+	select {
+	case l.open <- struct{}{}:
+	default:
+		return false
+	}
+	l.perIP[ip]++
+	return true
+}
+
+// track registers c as live (false once closing: c is then not handed
+// over); done gives its place back.
+func (l *wsListener) track(c *replayConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.live[c] = true
+	return true
+}
+
+func (l *wsListener) done1(c *replayConn, ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.live, c)
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+	<-l.open
 }
 
 func (l *wsListener) Addr() net.Addr { return l.addr }
@@ -139,7 +204,10 @@ func listenWS(cfg *WS, log *slog.Logger) ([]*wsServer, error) {
 		s := &wsServer{tcp: tcp, ln: newWSListener(tcp.Addr(), l.tls != nil)}
 		s.http = &http.Server{Handler: wsHandler(cfg, s.ln), ReadHeaderTimeout: wsHeaderTimeout,
 			IdleTimeout: time.Minute, MaxHeaderBytes: wsMaxHeader, TLSConfig: l.tls,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			// HTTP/1.1 only: a handshake must be an Upgrade this handler
+			// hands over, never an HTTP/2 extended CONNECT.
+			TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 		out = append(out, s)
 	}
 	return out, nil
@@ -179,14 +247,13 @@ func wsHandler(cfg *WS, ln *wsListener) http.Handler {
 			http.Error(w, why, status)
 			return
 		}
-		select {
-		case ln.open <- struct{}{}:
-		default:
+		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if !ln.admit(ip) {
 			w.Header().Set("Retry-After", "30")
 			http.Error(w, "too many SIP WebSocket connections", http.StatusServiceUnavailable)
 			return
 		}
-		handOver(w, r, ln)
+		handOver(w, r, ln, ip)
 	})
 }
 
@@ -229,8 +296,9 @@ func headerHas(h http.Header, name, token string) bool {
 // handOver takes the connection off the HTTP server and gives it to
 // sipgo, which reads the handshake request again (from memory) and
 // answers it.
-func handOver(w http.ResponseWriter, r *http.Request, ln *wsListener) {
-	release := func() { <-ln.open }
+func handOver(w http.ResponseWriter, r *http.Request, ln *wsListener, ip string) {
+	var c *replayConn
+	release := func() { ln.done1(c, ip) }
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		release()
@@ -248,7 +316,11 @@ func handOver(w http.ResponseWriter, r *http.Request, ln *wsListener) {
 	_ = r.Header.Write(&req)
 	req.WriteString("\r\n")
 	pending, _ := rw.Reader.Peek(rw.Reader.Buffered())
-	c := &replayConn{Conn: conn, r: io.MultiReader(&req, bytes.NewReader(bytes.Clone(pending))), release: release}
+	c = &replayConn{Conn: conn, r: io.MultiReader(&req, bytes.NewReader(bytes.Clone(pending))), release: release}
+	if !ln.track(c) {
+		c.Close()
+		return
+	}
 	select {
 	case ln.conns <- c:
 	case <-ln.done:

@@ -189,6 +189,17 @@ func TestWebSocketLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+	// One address holds at most wsMaxPerIP of them.
+	for len(ln.open) == cap(ln.open) {
+		time.Sleep(20 * time.Millisecond) // c's place, given back
+	}
+	<-ln.open // the places taken above
+	ln.mu.Lock()
+	ln.perIP["127.0.0.1"] = wsMaxPerIP
+	ln.mu.Unlock()
+	if _, err := wsDial(t, s.WSAddr(), nil, nil); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("past the per-address limit: %v, want 503", err)
+	}
 }
 
 func TestWSConfig(t *testing.T) {

@@ -98,6 +98,9 @@ func turn(cfg Config, w http.ResponseWriter, r *http.Request) {
 		for _, c := range challenges {
 			w.Header().Add("X-SIP-Authenticate", c)
 		}
+		// A 401 names a scheme (RFC 9110 §11.6.1): one no browser knows,
+		// so none shows a login box.
+		w.Header().Set("WWW-Authenticate", `X-SIP-Digest realm="softphone"`)
 		http.Error(w, "digest authentication with a SIP user's credentials required", http.StatusUnauthorized)
 		return
 	}
@@ -106,16 +109,27 @@ func turn(cfg Config, w http.ResponseWriter, r *http.Request) {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		// Bound to every address: the browser reaches the relay where it
 		// reached this page.
-		if h, _, err := net.SplitHostPort(r.Host); err == nil {
-			host = h
-		} else {
-			host = r.Host
-		}
+		host = pageHost(r)
 	}
 	addr := net.JoinHostPort(strings.Trim(host, "[]"), port)
+	uris := []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}
+	if t, ok := cfg.Relay.(interface{ TLSAddr() string }); ok {
+		if _, tport, err := net.SplitHostPort(t.TLSAddr()); err == nil {
+			// TURN over TLS (through firewalls that pass only TLS) is named
+			// by the host the page came from: the certificate's name.
+			uris = append(uris, "turns:"+net.JoinHostPort(pageHost(r), tport)+"?transport=tcp")
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"username": user, "password": pass, "ttl": int(cfg.TTL.Seconds()),
-		"uris": []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"username": user, "password": pass, "ttl": int(cfg.TTL.Seconds()), "uris": uris})
+}
+
+// pageHost is the host name the page's request named.
+func pageHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		return strings.Trim(h, "[]")
+	}
+	return strings.Trim(r.Host, "[]")
 }
 
 // cors lets a page of an allowed other origin call h with its

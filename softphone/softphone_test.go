@@ -23,7 +23,8 @@ type relay struct{ addr string }
 func (r relay) Credentials(user string, _ time.Duration) (string, string) {
 	return "123:" + user, "secret"
 }
-func (r relay) Addr() string { return r.addr }
+func (r relay) Addr() string    { return r.addr }
+func (r relay) TLSAddr() string { return "0.0.0.0:5349" }
 
 func get(t *testing.T, h http.Handler, method, path string, hdr map[string]string) *httptest.ResponseRecorder {
 	t.Helper()
@@ -69,7 +70,7 @@ func TestHandler(t *testing.T) {
 		t.Errorf("preflight: %d %v", pre.Code, pre.Header())
 	}
 	w := get(t, h, "GET", TurnPath, map[string]string{"Origin": "https://app.a.example"})
-	if w.Code != http.StatusUnauthorized || len(w.Header().Values("X-SIP-Authenticate")) != 2 || w.Header().Get("WWW-Authenticate") != "" ||
+	if w.Code != http.StatusUnauthorized || len(w.Header().Values("X-SIP-Authenticate")) != 2 || !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "X-SIP-Digest ") ||
 		!strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), "X-SIP-Authenticate") {
 		t.Errorf("no credentials: %d %v", w.Code, w.Header())
 	}
@@ -82,7 +83,7 @@ func TestHandler(t *testing.T) {
 		URIs               []string `json:"uris"`
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &c); err != nil || w.Code != 200 || c.Username != "123:alice@a.example" ||
-		len(c.URIs) != 2 || c.URIs[0] != "turn:node.a.example:3478?transport=udp" || w.Header().Get("Cache-Control") != "no-store" {
+		len(c.URIs) != 3 || c.URIs[0] != "turn:node.a.example:3478?transport=udp" || c.URIs[2] != "turns:node.a.example:5349?transport=tcp" || w.Header().Get("Cache-Control") != "no-store" {
 		t.Errorf("credentials: %d %s %+v", w.Code, w.Body, c)
 	}
 	h2, _ := Handler(Config{Users: users{}, Relay: relay{""}})

@@ -193,7 +193,8 @@ func testnetTLS(t *testing.T, dir, domain string) *tls.Config {
 // bob, a sipp UA registered at b.example. Then the attacks: a call to
 // alice once her WebSocket is closed gets 430 (Flow Failed) at once; a
 // binding whose Contact names a WebSocket elsewhere (a domain may sign
-// anything) gets 480 and no connection is opened to it.
+// anything) gets 480 and no connection is opened to it; a Request-URI
+// naming the node's own WebSocket listener goes down no one's socket.
 func TestWebSocketCalls(t *testing.T) {
 	dir := t.TempDir()
 	m, nw := startCallNetOf(t, testnet.Spec{Dir: dir, Nodes: 6, PerDomain: 2}, nil)
@@ -281,5 +282,17 @@ func TestWebSocketCalls(t *testing.T) {
 	case <-dialled:
 		t.Error("the proxy opened a connection to a binding's WebSocket Contact")
 	case <-time.After(300 * time.Millisecond):
+	}
+
+	// A Request-URI naming the node's own wss listener is no flow: sipgo's
+	// pool knows the last connection by that address (carol's here), and
+	// the request would go down it.
+	if st := cp.call("sip:x@" + nw.Node(b).SIPWSSAddr() + ";transport=wss"); st != 480 {
+		t.Errorf("a call to the wss listener's own address: %d, want 480", st)
+	}
+	select {
+	case inv := <-cp.invites:
+		t.Errorf("carol's WebSocket got a request no flow named: %s %s", inv.Method, inv.Recipient.String())
+	default:
 	}
 }

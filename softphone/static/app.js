@@ -8,13 +8,15 @@ const status = (s) => { $('status').textContent = s; };
 const wsURL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
 let phone = null, current = null, statsTimer = null;
 
-$('login').querySelector('[name=domain]').value = new URLSearchParams(location.search).get('domain') || '';
+const domain = new URLSearchParams(location.search).get('domain') || location.hostname;
+$('login').querySelector('[name=domain]').value = domain;
+status(`Log in as a user of ${domain} (SIP over ${location.protocol === 'https:' ? 'wss' : 'ws'} to ${location.host}).`);
 
 $('login').addEventListener('submit', async (e) => {
   e.preventDefault();
   const f = new FormData(e.target);
   try {
-    const iceServers = await turnServers(location.origin, f.get('user'), f.get('password'));
+    const iceServers = await turnServers(location.origin, f.get('user'), f.get('password'), f.get('domain'));
     phone = new Phone({ ws: wsURL, user: f.get('user'), domain: f.get('domain'), password: f.get('password'), iceServers,
       iceTransportPolicy: f.get('relay') ? 'relay' : 'all' });
     await phone.connect();

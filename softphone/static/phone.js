@@ -86,9 +86,9 @@ function digestFields(ch) {
 }
 
 // authorize answers one of challenges (SHA-256, qop=auth; RFC 7616, RFC
-// 8760) for method and uri; null when none is SHA-256.
-export async function authorize(challenges, user, password, method, uri) {
-  const ch = challenges.map(digestFields).find((c) => (c.algorithm || 'MD5').toUpperCase() === 'SHA-256');
+// 8760) for method and uri, of realm when given; null when none is.
+export async function authorize(challenges, user, password, method, uri, realm = '') {
+  const ch = challenges.map(digestFields).find((c) => (c.algorithm || 'MD5').toUpperCase() === 'SHA-256' && (!realm || c.realm === realm));
   if (!ch) return null;
   const cnonce = rand(16), nc = '00000001';
   const ha1 = await sha256(`${user}:${ch.realm}:${password}`);
@@ -153,10 +153,18 @@ export class Phone extends EventTarget {
     if (res.status === 401 || res.status === 407) {
       if (method === 'INVITE') this.ackFailure(uri, headersFor(null), res);
       const name = res.status === 401 ? 'www-authenticate' : 'proxy-authenticate';
-      const auth = await authorize(res.headers.filter(([k]) => k === name).map(([, v]) => v), this.user, this.password, method, uri);
-      if (!auth) throw new Error('no SHA-256 digest challenge');
+      const challenges = res.headers.filter(([k]) => k === name).map(([, v]) => v);
+      // The password answers only our own domain's realm, learned from
+      // the first REGISTER: a domain we call may not collect a digest of it.
+      if (method === 'REGISTER' && !this.realm) {
+        const c = challenges.map(digestFields).find((x) => (x.algorithm || '').toUpperCase() === 'SHA-256');
+        if (c) this.realm = c.realm;
+      }
+      const auth = await authorize(challenges, this.user, this.password, method, uri, this.realm || this.domain);
+      if (!auth) throw new Error(`${method}: no SHA-256 digest challenge of realm ${this.realm || this.domain}`);
       res = await this.request(method, uri, headersFor([res.status === 401 ? 'Authorization' : 'Proxy-Authorization', auth]), body, onProvisional);
     }
+    if (method === 'INVITE' && res.status >= 300) this.ackFailure(uri, headersFor(null), res);
     return res;
   }
 
@@ -187,7 +195,12 @@ export class Phone extends EventTarget {
     if (!msg) return;
     if (msg.status) {
       const p = this.pending.get(param(msg.all('via')[0] || '', 'branch'));
-      if (!p) return;
+      if (!p) {
+        // A 2xx to an INVITE again: its ACK was lost (RFC 3261 §13.2.2.4).
+        const c = this.calls.get(msg.get('call-id'));
+        if (msg.status >= 200 && msg.status < 300 && c && c.ack && /INVITE/.test(msg.get('cseq'))) this.send(c.ack);
+        return;
+      }
       if (msg.status < 200) { if (p.onProvisional) p.onProvisional(msg); return; }
       clearTimeout(p.timer);
       this.pending.delete(param(msg.all('via')[0], 'branch'));
@@ -207,7 +220,7 @@ export class Phone extends EventTarget {
         if (call) call.ended('remote hung up');
         break;
       case 'CANCEL':
-        this.respond(msg, call ? 200 : 481, call ? 'OK' : 'Call/Transaction Does Not Exist');
+        this.respond(msg, call ? 200 : 481, call ? 'OK' : 'Call/Transaction Does Not Exist', [], '', call ? call.localTag : '');
         if (call && !call.answered) { this.respond(call.invite, 487, 'Request Terminated', [], '', call.localTag); call.ended('cancelled'); }
         break;
       default: this.respond(msg, 405, 'Method Not Allowed');
@@ -317,7 +330,8 @@ export class Call extends EventTarget {
     const h = [...this.routes.map((r) => ['Route', r]), ['From', this.fromHeader], ['To', this.toHeader], ['Call-ID', this.callID],
       ['CSeq', `${seq} ${method}`]];
     if (method === 'ACK') {
-      this.phone.send(build(`ACK ${this.remoteTarget} SIP/2.0`, [['Via', this.phone.via('z9hG4bK' + rand(16))], ['Max-Forwards', '70'], ...h]));
+      this.ack = build(`ACK ${this.remoteTarget} SIP/2.0`, [['Via', this.phone.via('z9hG4bK' + rand(16))], ['Max-Forwards', '70'], ...h]);
+      this.phone.send(this.ack);
       return Promise.resolve(null);
     }
     return this.phone.request(method, this.remoteTarget, h);
@@ -360,12 +374,12 @@ export class Call extends EventTarget {
 // /softphone/turn, digest with the SIP password; the challenge comes as
 // X-SIP-Authenticate so a browser shows no login box) as RTCIceServer
 // entries; [] when the node has no relay.
-export async function turnServers(base, user, password) {
+export async function turnServers(base, user, password, realm = '') {
   const path = '/softphone/turn';
   let res = await fetch(base + path, { credentials: 'omit' });
   if (res.status === 401) {
     const challenges = res.headers.get('X-SIP-Authenticate');
-    const auth = challenges && await authorize(challenges.split(/,\s*(?=Digest )/), user, password, 'GET', path);
+    const auth = challenges && await authorize(challenges.split(/,\s*(?=Digest )/), user, password, 'GET', path, realm);
     if (!auth) throw new Error('TURN credentials: no SHA-256 digest challenge');
     res = await fetch(base + path, { credentials: 'omit', headers: { Authorization: auth } });
   }
