@@ -390,6 +390,13 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, groups [][]t
 		p.respond(tx, req, 500, "Next hop unavailable")
 		return
 	}
+	if best.StatusCode == 430 && len(req.GetHeaders("Via")) <= 1 {
+		// A failed flow (RFC 5626 §11) goes back to the proxy that chose
+		// it; an endpoint (one Via: the request came from it) would take
+		// it for a 400. The UA is not reachable now.
+		p.respond(tx, req, 480, "Temporarily Unavailable")
+		return
+	}
 	p.relay(tx, best, nil)
 }
 

@@ -191,7 +191,8 @@ func testnetTLS(t *testing.T, dir, domain string) *tls.Config {
 // her WebSocket (the flow; a.example's node is reached only as the
 // flow's holder). carol registers over wss at b.example's node and calls
 // bob, a sipp UA registered at b.example. Then the attacks: a call to
-// alice once her WebSocket is closed gets 430 (Flow Failed) at once; a
+// alice once her WebSocket is closed fails at once (her node answers 430
+// Flow Failed, which b.example's proxy turns into 480 for the caller); a
 // binding whose Contact names a WebSocket elsewhere (a domain may sign
 // anything) gets 480 and no connection is opened to it; a Request-URI
 // naming the node's own WebSocket listener goes down no one's socket.
@@ -252,10 +253,19 @@ func TestWebSocketCalls(t *testing.T) {
 	ap.close()
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
-	if st := cp.call(alice.AOR); st != 430 {
-		t.Errorf("a call to alice with her WebSocket closed: %d, want 430 Flow Failed", st)
+	if st := cp.call(alice.AOR); st != 480 {
+		t.Errorf("a call to alice with her WebSocket closed: %d, want 480 (her node's 430 Flow Failed, which no endpoint sees)", st)
 	}
-	t.Logf("430 after %v", time.Since(start))
+	t.Logf("480 after %v", time.Since(start))
+	var flowFailed int64
+	nw.Node(a).Proxy().Responses().Each(func(m string, code int, n int64) {
+		if m == "INVITE" && code == 430 {
+			flowFailed += n
+		}
+	})
+	if flowFailed != 1 {
+		t.Errorf("alice's node answered %d INVITEs 430, want 1 (to b.example's proxy)", flowFailed)
+	}
 
 	// A binding whose Contact is a WebSocket elsewhere: nothing dials it.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
