@@ -24,7 +24,7 @@ import (
 )
 
 // chromium finds headless Chromium (Debian's chromium); CI installs it.
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {

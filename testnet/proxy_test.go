@@ -100,7 +100,7 @@ func startCallNet(t *testing.T, tweak func(m *testnet.Manifest, c *node.Config))
 	return startCallNetOf(t, testnet.Spec{Dir: t.TempDir(), Nodes: 6, PerDomain: 2}, tweak)
 }
 
-func startCallNetOf(t *testing.T, spec testnet.Spec, tweak func(m *testnet.Manifest, c *node.Config)) (*testnet.Manifest, *testnet.Network) {
+func startCallNetOf(t testing.TB, spec testnet.Spec, tweak func(m *testnet.Manifest, c *node.Config)) (*testnet.Manifest, *testnet.Network) {
 	t.Helper()
 	m, err := testnet.Init(spec)
 	if err != nil {

@@ -52,7 +52,7 @@ type harness struct {
 	events []harnessEvent
 }
 
-func startHarness(t *testing.T) *harness {
+func startHarness(t testing.TB) *harness {
 	t.Helper()
 	page, err := os.ReadFile("testdata/softphone/harness.html")
 	if err != nil {
@@ -87,7 +87,7 @@ func startHarness(t *testing.T) *harness {
 
 // wait returns the events of role once one named ev arrived, failing on
 // an error event or after d.
-func (h *harness) wait(t *testing.T, role, ev string, d time.Duration) []harnessEvent {
+func (h *harness) wait(t testing.TB, role, ev string, d time.Duration) []harnessEvent {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -116,7 +116,7 @@ func (h *harness) wait(t *testing.T, role, ev string, d time.Duration) []harness
 
 // startBrowser runs headless Chromium on url with fake media devices
 // until the test ends.
-func startBrowser(t *testing.T, exe, url string) {
+func startBrowser(t testing.TB, exe, url string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -157,25 +157,11 @@ func startBrowser(t *testing.T, exe, url string) {
 // allocation.
 func TestSoftphoneCalls(t *testing.T) {
 	exe := chromium(t)
-	h := startHarness(t)
-	dir := t.TempDir()
-	cert, key := webCert(t)
-	m, nw := startCallNetOf(t, testnet.Spec{Dir: dir, Nodes: 6, PerDomain: 1}, func(_ *testnet.Manifest, c *node.Config) {
-		c.SIPWSOrigins = []string{h.origin}
-		// The testnet's domain keys are Ed25519, which browsers do not
-		// accept from a TLS server.
-		c.SIPWSSCert, c.SIPWSSKey = cert, key
-	})
+	h, m, nw := softphoneNet(t)
 	a, b := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
 	alice, bob := domainUser(m, "a.example", 0), domainUser(m, "b.example", 0)
 	page := func(role string, n int, u testnet.User, domain string, extra url.Values) string {
-		wss := nw.Node(n).SIPWSSAddr()
-		v := url.Values{"role": {role}, "base": {"https://" + wss}, "ws": {"wss://" + wss + "/"}, "user": {u.Username},
-			"domain": {domain}, "password": {u.Password}, "media": {"1"}}
-		for k, x := range extra {
-			v[k] = x
-		}
-		return h.origin + "/harness?" + v.Encode()
+		return h.page(nw, role, n, u, domain, extra)
 	}
 	// The page itself: its module runs under its CSP.
 	dom := string(headless(t, exe, "http://"+nw.Node(a).SIPWSAddr()+"/softphone/?domain=a.example", "--dump-dom"))
@@ -254,9 +240,69 @@ func TestSoftphoneCalls(t *testing.T) {
 	}
 }
 
+// softphoneNet starts a harness and a 6-node testnet whose domain nodes
+// let the harness's pages use their WebSocket listeners.
+func softphoneNet(t testing.TB) (*harness, *testnet.Manifest, *testnet.Network) {
+	t.Helper()
+	h := startHarness(t)
+	cert, key := webCert(t)
+	m, nw := startCallNetOf(t, testnet.Spec{Dir: t.TempDir(), Nodes: 6, PerDomain: 1}, func(_ *testnet.Manifest, c *node.Config) {
+		c.SIPWSOrigins = []string{h.origin}
+		// The testnet's domain keys are Ed25519, which browsers do not
+		// accept from a TLS server.
+		c.SIPWSSCert, c.SIPWSSKey = cert, key
+	})
+	return h, m, nw
+}
+
+// page is the harness's URL for a page of role, as user u of domain at
+// node n (over wss), with extra parameters.
+func (h *harness) page(nw *testnet.Network, role string, n int, u testnet.User, domain string, extra url.Values) string {
+	wss := nw.Node(n).SIPWSSAddr()
+	v := url.Values{"role": {role}, "base": {"https://" + wss}, "ws": {"wss://" + wss + "/"}, "user": {u.Username},
+		"domain": {domain}, "password": {u.Password}, "media": {"1"}}
+	for k, x := range extra {
+		v[k] = x
+	}
+	return h.origin + "/harness?" + v.Encode()
+}
+
+// BenchmarkSoftphone: call setup between two headless Chromium browsers
+// (alice at a.example's node, bob at b.example's, over wss, ICE through
+// the TURN relays only): LSNODE_BENCH_CALLS (20) calls, each timed from
+// the INVITE's sending to its 200 at the caller (after the caller's own
+// ICE gathering, before the callee's: the answer waits for it). One-line
+// lsnode softphone bench: summary.
+func BenchmarkSoftphone(b *testing.B) {
+	exe := chromium(b)
+	h, m, nw := softphoneNet(b)
+	an, bn := domainNodes(nw, "a.example")[0], domainNodes(nw, "b.example")[0]
+	alice, bob := domainUser(m, "a.example", 0), domainUser(m, "b.example", 0)
+	calls := envInt("LSNODE_BENCH_CALLS", 20)
+	startBrowser(b, exe, h.page(nw, "callee", bn, bob, "b.example", url.Values{"media": {"0"}}))
+	h.wait(b, "callee", "registered", 30*time.Second)
+	b.ResetTimer()
+	startBrowser(b, exe, h.page(nw, "caller", an, alice, "a.example", url.Values{"target": {bob.AOR}, "calls": {fmt.Sprint(calls)}, "media": {"0"}}))
+	var setups []float64
+	for _, e := range h.wait(b, "caller", "done", time.Duration(calls)*10*time.Second) {
+		if e.Ev == "answered" {
+			setups = append(setups, e.SetupMs)
+		}
+	}
+	b.StopTimer()
+	if len(setups) != calls {
+		b.Fatalf("%d of %d calls answered", len(setups), calls)
+	}
+	slices.Sort(setups)
+	p99 := setups[min(len(setups)-1, len(setups)*99/100)]
+	b.ReportMetric(setups[len(setups)/2], "ms-setup-p50")
+	fmt.Printf("lsnode softphone bench: browser to browser over wss, relay-only ICE, %d calls: setup (INVITE → 200 at the caller) p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		calls, setups[len(setups)/2], p99, setups[len(setups)-1])
+}
+
 // webCert writes a self-signed ECDSA certificate for 127.0.0.1 (a web
 // server's, as a browser takes it) and its key; their paths.
-func webCert(t *testing.T) (string, string) {
+func webCert(t testing.TB) (string, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
