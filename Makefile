@@ -107,6 +107,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCanonical -fuzztime $(FUZZTIME) ./lsp/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeGossip -fuzztime $(FUZZTIME) ./overlay/
 	$(GO) test -run '^$$' -fuzz FuzzAdmission -fuzztime $(FUZZTIME) ./overlay/
+	$(GO) test -run '^$$' -fuzz FuzzWSHandshake -fuzztime $(FUZZTIME) ./sipnet/
 	$(GO) test -run '^$$' -fuzz FuzzConfig -fuzztime $(FUZZTIME) ./node/
 	$(GO) test -run '^$$' -fuzz FuzzAPIBinding -fuzztime $(FUZZTIME) ./node/
 	$(GO) test -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME) ./registrar/

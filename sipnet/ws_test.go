@@ -210,3 +210,37 @@ func TestWSConfig(t *testing.T) {
 		}
 	}
 }
+
+// FuzzWSHandshake sends whatever bytes to a WebSocket listener as a client
+// would, then hangs up: nothing panics, and every connection's place is
+// given back (a handshake refused, upgraded, broken or followed by frames).
+func FuzzWSHandshake(f *testing.F) {
+	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: quiet(), WS: &WS{Addr: "127.0.0.1:0"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	s.Serve()
+	hs := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n"
+	for _, seed := range []string{hs + "\r\n", hs + "Origin: https://evil.example\r\n\r\n", hs + "\r\n\x81\x85abcd\x01\x02\x03\x04\x05",
+		strings.Replace(hs, "sip", "chat", 1) + "\r\n", "GET /softphone/ HTTP/1.1\r\nHost: x\r\n\r\n", "\x16\x03\x01garbage", hs} {
+		f.Add([]byte(seed))
+	}
+	ln := s.ws[0].ln
+	f.Fuzz(func(t *testing.T, req []byte) {
+		c, err := net.Dial("tcp", s.WSAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		_, _ = c.Write(req)
+		_, _ = io.Copy(io.Discard, c) // until the deadline or the server's close
+		c.Close()
+		for deadline := time.Now().Add(5 * time.Second); len(ln.open) > 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d WebSocket places still taken after the client left (input %q)", len(ln.open), req)
+			}
+		}
+	})
+}
