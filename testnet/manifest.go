@@ -98,6 +98,9 @@ func (m *Manifest) Try(dir, exe string) string {
 	if ex.Admin != "" {
 		fmt.Fprintf(&b, "dashboard of %s: http://%s/dashboard/\n", ex.Name, ex.Admin)
 	}
+	if ex.SIPWS != "" {
+		fmt.Fprintf(&b, "softphone of %s (a browser; log in as a user of %s): http://%s/softphone/\n", ex.Domain, ex.Domain, ex.SIPWS)
+	}
 	v := envName(ex.Domain)
 	aor := "sip:alice@" + ex.Domain
 	fmt.Fprintf(&b, "then try:\n  %s publish --config $%s_NODE --aor %s --contact sip:alice@127.0.0.1:5070 --expires 3600\n  %s lookup --config $LAST_NODE %s\n",
