@@ -62,8 +62,11 @@ function inCall(call) {
     clearInterval(statsTimer);
     current = null;
   });
+  // The remote tracks exist once the remote description is set, which
+  // happened before this (the answer, or the offer we answered).
   const audio = new Audio();
-  call.pc.addEventListener('track', (ev) => { audio.srcObject = ev.streams[0]; audio.play().catch(() => {}); });
+  audio.srcObject = new MediaStream(call.pc.getReceivers().map((r) => r.track));
+  audio.play().catch(() => {});
   statsTimer = setInterval(() => showPath(call), 1000);
 }
 
