@@ -33,13 +33,13 @@ func mountDashboard(mux *http.ServeMux, n Node) {
 		panic(err) // the embedded directory is part of the binary
 	}
 	static := http.StripPrefix("/dashboard/", http.FileServerFS(files))
-	mux.Handle("GET /dashboard/", secured(static))
+	mux.Handle("GET /dashboard/", httpserve.Page(static))
 	mux.Handle("GET /{$}", http.RedirectHandler("/dashboard/", http.StatusFound))
-	mux.Handle("GET /dashboard/api/state", secured(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /dashboard/api/state", httpserve.Page(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		httpserve.WriteJSON(w, http.StatusOK, n.State())
 	})))
 	sem := make(chan struct{}, dashLookups)
-	mux.Handle("GET /dashboard/api/lookup", secured(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /dashboard/api/lookup", httpserve.Page(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		aor := strings.TrimSpace(r.URL.Query().Get("aor"))
 		if aor == "" {
 			httpserve.WriteError(w, http.StatusBadRequest, "aor is required")
@@ -65,17 +65,4 @@ func mountDashboard(mux *http.ServeMux, n Node) {
 		}
 		httpserve.WriteJSON(w, http.StatusOK, tr)
 	})))
-}
-
-// secured adds the headers that keep the dashboard's page its own: no
-// script but its own files, no framing, no content sniffing.
-func secured(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("Cache-Control", "no-store")
-		h.ServeHTTP(w, r)
-	})
 }

@@ -8,7 +8,9 @@
 //     Writes are signed with the node's domain credential, so they are
 //     limited to its domain's AORs (the Location says no to the others).
 //   - TURN credentials (ListenTURN): GET /turn/credentials hands a SIP user
-//     who authenticates with digest ephemeral TURN REST credentials.
+//     who authenticates with digest ephemeral TURN REST credentials. The
+//     same handler (TURNCredentials) serves the softphone's page, its
+//     challenges in a header a browser does not act on.
 //
 // Each reads the node through a small interface it declares (Location,
 // DigestChecker, TURNIssuer) and starts nothing but its own server.

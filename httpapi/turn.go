@@ -39,29 +39,74 @@ type TURNConfig struct {
 // ListenTURN serves GET /turn/credentials on cfg.Addr: ephemeral TURN
 // credentials for a SIP user who authenticates with digest. Close stops it.
 func ListenTURN(cfg TURNConfig) (*Server, error) {
-	if cfg.Users == nil || cfg.Relay == nil || cfg.TTL <= 0 {
-		return nil, errors.New("httpapi: TURN credentials need Users, a Relay and a TTL")
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	h, err := TURNCredentials(cfg.Users, cfg.Relay, cfg.TTL, false)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /turn/credentials", func(w http.ResponseWriter, r *http.Request) {
-		aor, challenges := cfg.Users.CheckDigest(r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"))
+	mux.Handle("GET /turn/credentials", h)
+	return serve(cfg.Addr, mux, 0, 0, cfg.Logger)
+}
+
+// TURNCredentials hands a SIP user who authenticates with digest (users)
+// ephemeral credentials of relay, valid for ttl, and the relay's turn:
+// URIs (and turns: when it serves TLS). A relay bound to every address is
+// named by the host the request named. forBrowser sends the challenges as
+// X-SIP-Authenticate, with WWW-Authenticate naming a scheme no browser
+// knows, so a page answers them itself and no login box shows; a relay
+// whose Addr is "" (not started) gets 404.
+func TURNCredentials(users DigestChecker, relay TURNIssuer, ttl time.Duration, forBrowser bool) (http.Handler, error) {
+	if users == nil || relay == nil || ttl <= 0 {
+		return nil, errors.New("httpapi: TURN credentials need Users, a Relay and a TTL")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if relay.Addr() == "" {
+			http.Error(w, "this node has no TURN relay", http.StatusNotFound)
+			return
+		}
+		aor, challenges := users.CheckDigest(r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"))
 		if aor == "" {
+			name := "WWW-Authenticate"
+			if forBrowser {
+				name = "X-SIP-Authenticate"
+				w.Header().Set("WWW-Authenticate", `X-SIP-Digest realm="softphone"`) // RFC 9110 §11.6.1 wants one
+			}
 			for _, c := range challenges {
-				w.Header().Add("WWW-Authenticate", c)
+				w.Header().Add(name, c)
 			}
 			http.Error(w, "digest authentication with a SIP user's credentials required", http.StatusUnauthorized)
 			return
 		}
-		user, pass := cfg.Relay.Credentials(strings.TrimPrefix(aor, "sip:"), cfg.TTL)
-		host, port, _ := net.SplitHostPort(cfg.Relay.Addr())
-		addr := net.JoinHostPort(host, port)
+		user, pass := relay.Credentials(strings.TrimPrefix(aor, "sip:"), ttl)
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(map[string]any{"username": user, "password": pass, "ttl": int(cfg.TTL.Seconds()),
-			"uris": []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}})
-	})
-	return serve(cfg.Addr, mux, 0, 0, cfg.Logger)
+		_ = json.NewEncoder(w).Encode(map[string]any{"username": user, "password": pass, "ttl": int(ttl.Seconds()), "uris": turnURIs(relay, r)})
+	}), nil
+}
+
+// turnURIs names relay's listeners, by the request's host where the relay
+// is bound to every address.
+func turnURIs(relay TURNIssuer, r *http.Request) []string {
+	reqHost := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		reqHost = h
+	}
+	reqHost = strings.Trim(reqHost, "[]")
+	host, port, _ := net.SplitHostPort(relay.Addr())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = reqHost
+	}
+	addr := net.JoinHostPort(host, port)
+	uris := []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}
+	if t, ok := relay.(interface{ TLSAddr() string }); ok {
+		if _, tport, err := net.SplitHostPort(t.TLSAddr()); err == nil {
+			// Over TLS the name must be the certificate's: the host the
+			// request named.
+			uris = append(uris, "turns:"+net.JoinHostPort(reqHost, tport)+"?transport=tcp")
+		}
+	}
+	return uris
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lsnode/lsnode/httpapi"
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/overlay"
 	"github.com/lsnode/lsnode/relay"
@@ -238,9 +239,11 @@ func (n *Node) startSIPRoles(context.Context) (err error) {
 		n.onClose(n.proxy.Close)
 	}
 	if n.cfg.SIPWS != "" || n.cfg.SIPWSS != "" {
-		sc := softphone.Config{Relay: &n.turnLater, TTL: time.Duration(n.cfg.Relay.CredentialTTL), Origins: n.cfg.SIPWSOrigins, Logger: n.log}
+		sc := softphone.Config{Origins: n.cfg.SIPWSOrigins}
 		if n.cfg.Registrar.UsersFile != "" {
-			sc.Users = n.reg
+			if sc.Credentials, err = httpapi.TURNCredentials(n.reg, &n.turnLater, time.Duration(n.cfg.Relay.CredentialTTL), true); err != nil {
+				return err
+			}
 		}
 		h, err := softphone.Handler(sc)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lsnode/lsnode/httpapi"
 )
 
 type users struct{}
@@ -46,7 +48,14 @@ func get(t *testing.T, h http.Handler, method, path string, hdr map[string]strin
 // the digest user with the relay's address (the page's host when the
 // relay listens on every address), and is 404 without a relay.
 func TestHandler(t *testing.T) {
-	h, err := Handler(Config{Users: users{}, Relay: relay{"0.0.0.0:3478"}, Origins: []string{"https://app.a.example"}})
+	creds := func(r relay) http.Handler {
+		h, err := httpapi.TURNCredentials(users{}, r, 12*time.Hour, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	h, err := Handler(Config{Credentials: creds(relay{"0.0.0.0:3478"}), Origins: []string{"https://app.a.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +95,10 @@ func TestHandler(t *testing.T) {
 		len(c.URIs) != 3 || c.URIs[0] != "turn:node.a.example:3478?transport=udp" || c.URIs[2] != "turns:node.a.example:5349?transport=tcp" || w.Header().Get("Cache-Control") != "no-store" {
 		t.Errorf("credentials: %d %s %+v", w.Code, w.Body, c)
 	}
-	h2, _ := Handler(Config{Users: users{}, Relay: relay{""}})
-	if w := get(t, h2, "GET", TurnPath, map[string]string{"Authorization": "Digest good"}); w.Code != http.StatusNotFound {
-		t.Errorf("without a relay: %d", w.Code)
+	for _, c := range []Config{{Credentials: creds(relay{""})}, {}} {
+		h2, _ := Handler(c)
+		if w := get(t, h2, "GET", TurnPath, map[string]string{"Authorization": "Digest good"}); w.Code != http.StatusNotFound {
+			t.Errorf("without a relay (not started, or no credentials): %d", w.Code)
+		}
 	}
 }

@@ -40,7 +40,7 @@ var allowed = map[string][]string{
 	"proxy":              {"lsp", "relay", "sipnet", "internal/promsnap"},
 	"admin":              {"lsp", "internal/httpserve"},
 	"httpapi":            {"lsp", "internal/httpserve"},
-	"softphone":          nil,
+	"softphone":          {"internal/httpserve"},
 	"internal/httpserve": nil,
 	"internal/promsnap":  nil,
 	"node":               {"*"},
