@@ -67,6 +67,7 @@ type warmState struct {
 	tries     map[peer.ID]warmTry   // warming dials, per member
 	grew      time.Time             // when a member new to seen became live
 	over      time.Time             // since when the view is past WarmConns (zero: it is not)
+	lifted    bool                  // the protections are lifted, the view being past WarmConns
 }
 
 type warmTry struct {
@@ -119,29 +120,19 @@ func (m *members) warm(ctx context.Context) {
 // members, chosen at random, this node has no connection to and is to dial
 // (warmSettle, warmDefer).
 func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
+	period := m.o.cfg.GossipInterval
+	// The count first (the membership keeps it): past the bound, a view
+	// is not walked each second, which would cost every node O(N).
+	if m.lift(ws, m.count()-1 <= m.o.cfg.WarmConns, now) {
+		return nil
+	}
 	var live []peer.ID
 	for _, p := range m.list() {
 		if p != m.self {
 			live = append(live, p)
 		}
 	}
-	period := m.o.cfg.GossipInterval
 	fits := len(live) <= m.o.cfg.WarmConns
-	switch {
-	case fits:
-		ws.over = time.Time{}
-	case ws.over.IsZero():
-		ws.over = now
-	}
-	if !fits && now.Sub(ws.over) >= warmLift*period {
-		clear(ws.seen)
-		clear(ws.tries)
-		ws.coldSince = nil
-		ws.protected = reprotect(m.o.host.ConnManager(), warmTag, ws.protected, nil)
-		m.warming.Store(false)
-		m.coldN.Store(0)
-		return nil
-	}
 	if len(ws.seen) > 4*max(m.o.cfg.WarmConns, 1) {
 		clear(ws.seen) // members come and go: this forgets those gone
 	}
@@ -193,6 +184,32 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 	return out
 }
 
+// lift notes since when the view is past WarmConns (fits: it is not) and,
+// once it has been for warmLift periods, lifts the warm protections (once)
+// and reports true: nothing is to be warmed.
+func (m *members) lift(ws *warmState, fits bool, now time.Time) bool {
+	switch {
+	case fits:
+		ws.over = time.Time{}
+	case ws.over.IsZero():
+		ws.over = now
+	}
+	if fits || now.Sub(ws.over) < warmLift*m.o.cfg.GossipInterval {
+		ws.lifted = false
+		return false
+	}
+	if !ws.lifted {
+		clear(ws.seen)
+		clear(ws.tries)
+		ws.coldSince = nil
+		ws.protected = reprotect(m.o.host.ConnManager(), warmTag, ws.protected, nil)
+		m.warming.Store(false)
+		m.coldN.Store(0)
+		ws.lifted = true
+	}
+	return true
+}
+
 // dedupeAfter: a second connection to a peer is closed once it has been
 // open this long (a stream may be opening on a fresh one).
 const dedupeAfter = 10 * time.Second
@@ -208,6 +225,9 @@ const dedupeAfter = 10 * time.Second
 // direct, most streams, newest), so none is opening on one closed; the
 // one closed carries no stream younger than dedupeAfter (idleDup).
 func (m *members) dedupe(protected map[peer.ID]bool) {
+	if len(protected) == 0 {
+		return // a view past WarmConns: nothing is protected as warm
+	}
 	byPeer := map[peer.ID][]network.Conn{}
 	for _, c := range m.o.host.Network().Conns() {
 		if p := c.RemotePeer(); protected[p] {

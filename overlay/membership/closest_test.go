@@ -152,11 +152,26 @@ func TestLiveCount(t *testing.T) {
 	if got, want := m.LiveCount(now), len(m.Live(now)); got != want {
 		t.Fatalf("after a member on probation came: LiveCount %d, Live %d", got, want)
 	}
-	later := now.Add(1100 * time.Millisecond)
+	later := now.Add(500 * time.Millisecond) // the instant it ends, with no Tick and no new version
 	if got, want := m.LiveCount(later), len(m.Live(later)); got != want || got != len(m.Live(now))+1 {
 		t.Fatalf("after its probation: LiveCount %d, Live %d (before %d)", got, want, len(m.Live(now)))
 	}
 	if len(m.Announced(now)) != 0 || len(m.Announced(later)["late"]) != 1 {
 		t.Fatalf("announced on probation %v, after it %v", m.Announced(now), m.Announced(later))
+	}
+	// A local suspicion takes a member out at once and gives it back when
+	// it runs out, again without a Tick.
+	n := m.LiveCount(later)
+	victim := m.Live(later)[3]
+	m.Suspect(later, victim)
+	if got := m.LiveCount(later); got != n-1 {
+		t.Fatalf("while suspected locally: LiveCount %d, want %d", got, n-1)
+	}
+	back := later.Add(m.cfg.LocalSuspect)
+	if got, want := m.LiveCount(back.Add(-time.Millisecond)), n-1; got != want {
+		t.Fatalf("just before the suspicion ends: LiveCount %d, want %d", got, want)
+	}
+	if got, want := m.LiveCount(back), len(m.Live(back)); got != want || got != n {
+		t.Fatalf("once it ends: LiveCount %d, Live %d, want %d", got, want, n)
 	}
 }

@@ -214,9 +214,10 @@ type Membership struct {
 	stats               Stats
 	// LiveCount's and Announced's answers, as of the version and time
 	// they were gathered (summary).
-	sum    liveSummary
-	sumVer uint64
-	sumAt  time.Time
+	sum     liveSummary
+	sumVer  uint64
+	sumAt   time.Time
+	sumNext time.Time // the next time a member's liveness changes with time alone
 }
 
 // liveSummary is what the request path asks of the live members, gathered
