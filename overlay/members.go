@@ -71,7 +71,10 @@ type members struct {
 	// What warm did and saw: connections it opened; whether the view fits
 	// WarmConns and how many live members had no connection, at its last
 	// look.
-	warmed  atomic.Uint64
+	warmed atomic.Uint64
+	// dials counts the membership streams that had to dial (no connection
+	// to the peer), by the type of the message that opened them.
+	dials   [16]atomic.Uint64
 	warming atomic.Bool
 	coldN   atomic.Int64
 
@@ -214,6 +217,9 @@ func (m *members) write(p peer.ID, s network.Stream, msg []byte) network.Stream 
 	for attempt := 0; attempt < 2; attempt++ {
 		fresh := s == nil
 		if fresh {
+			if m.o.host.Network().Connectedness(p) != network.Connected {
+				m.dials[msg[0]&15].Add(1)
+			}
 			var err error
 			if s, err = m.open(p); err != nil {
 				m.o.cfg.Logger.Debug("membership stream", "peer", p, "err", err)

@@ -60,8 +60,9 @@ type Overlay struct {
 	dht     *dht.IpfsDHT
 	store   ds.Batching
 	members *members
-	routes  *routes      // a partial view's routes to keys outside its region
-	reach   atomic.Int32 // network.Reachability, from AutoNAT or forced
+	routes  *routes          // a partial view's routes to keys outside its region
+	reach   atomic.Int32     // network.Reachability, from AutoNAT or forced
+	opened  [2]atomic.Uint64 // connections opened since the start: outbound, inbound
 	// relayView is members once made, for autorelay's peer source and
 	// the routing table's filter (both may run before it is).
 	relayView atomic.Pointer[members]
@@ -167,6 +168,9 @@ func (o *Overlay) startHost() error {
 		return fmt.Errorf("overlay: libp2p host: %w", err)
 	}
 	o.routed = o.host
+	o.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		o.opened[c.Stat().Direction&1].Add(1)
+	}})
 	if r.Federation != nil {
 		o.admit = newAdmission(o, r.Federation)
 		o.host.SetStreamHandler(o.admit.proto, o.admit.handle)

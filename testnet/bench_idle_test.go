@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -105,8 +106,10 @@ func measureIdle(b *testing.B, n int, settle, window time.Duration) idleCost {
 		debug.FreeOSMemory()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		fmt.Printf("RSS per node before FreeOSMemory %.1f MB, after %.1f MB (heap in use %.1f MB, stacks %.1f MB)\n", float64(before)/1e6/float64(n), float64(rssBytes())/1e6/float64(n),
-			float64(ms.HeapInuse)/1e6/float64(n), float64(ms.StackInuse)/1e6/float64(n))
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(live)
+		fmt.Printf("RSS per node before FreeOSMemory %.1f MB, after %.1f MB (heap in use %.1f MB, of it live %.1f MB; stacks %.1f MB)\n", float64(before)/1e6/float64(n), float64(rssBytes())/1e6/float64(n),
+			float64(ms.HeapInuse)/1e6/float64(n), float64(live[0].Value.Uint64())/1e6/float64(n), float64(ms.StackInuse)/1e6/float64(n))
 	}
 	c := idleCost{n: n, bytesPerSec: float64(tx1-tx0) / float64(n) / secs, rss: float64(rssBytes()) / float64(n),
 		cpu: (cpu1 - cpu0) / secs, members: float64(m1-m0) / float64(n) / secs}

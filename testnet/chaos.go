@@ -61,6 +61,10 @@ type ChaosSpec struct {
 	// every grouped process is sent SIGQUIT first (Go writes each
 	// goroutine's stack there), for a post-mortem of a stalled node.
 	Dump string
+	// Profile, when set, is a directory: each grouped process writes a CPU
+	// profile of its first two minutes (its start and the overlay's
+	// convergence) to group-K.cpu there.
+	Profile string
 }
 
 // ChaosReport is what a chaos run found (`lsnode chaos` prints it as JSON).

@@ -133,8 +133,11 @@ func (c *chaos) startGroup(g *group) error {
 	for k, i := range g.nodes {
 		only[k] = strconv.Itoa(i)
 	}
-	g.cmd = exec.Command(c.spec.Exe, "testnet", "run", "--dir", c.dir, "--only", strings.Join(only, ","),
-		"--stats", "1s", "--log-level", "error")
+	args := []string{"testnet", "run", "--dir", c.dir, "--only", strings.Join(only, ","), "--stats", "1s", "--log-level", "error"}
+	if c.spec.Profile != "" {
+		args = append(args, "--cpuprofile", filepath.Join(c.spec.Profile, fmt.Sprintf("group-%d.cpu", len(c.groups))))
+	}
+	g.cmd = exec.Command(c.spec.Exe, args...)
 	g.cmd.Env = append(os.Environ(), "LSNODE_TEST_MAIN=1")
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	g.cmd.Stderr = c.spec.Log

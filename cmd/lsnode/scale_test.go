@@ -38,7 +38,9 @@ func benchEnv(name string, def int) int {
 // at its production gossip interval, 1 s (LSNODE_SCALE_GOSSIP_MS; the
 // testnet's own default is 500 ms). LSNODE_SCALE_DUMP=DIR keeps each
 // grouped process's stderr in DIR and, when members do not converge, its
-// goroutines' stacks (ChaosSpec.Dump). LSNODE_SCALE_REGION_BITS=B gives
+// goroutines' stacks (ChaosSpec.Dump); LSNODE_SCALE_CPUPROFILE=DIR, a
+// CPU profile of each grouped process's first two minutes there
+// (ChaosSpec.Profile). LSNODE_SCALE_REGION_BITS=B gives
 // every node a partial view of B region bits (overlay.view: partial).
 func BenchmarkScale(b *testing.B) {
 	var sizes []int
@@ -78,7 +80,7 @@ func BenchmarkScale(b *testing.B) {
 				Warmup:   time.Duration(benchEnv("LSNODE_SCALE_WARMUP", 75)) * time.Second,
 				Duration: churn, KillEvery: time.Minute / time.Duration(victims), Down: 2 * time.Second,
 				Settle: 5 * time.Second, Grace: 15 * time.Second, Pace: 200 * time.Millisecond, Log: os.Stderr,
-				Dump: os.Getenv("LSNODE_SCALE_DUMP")})
+				Dump: os.Getenv("LSNODE_SCALE_DUMP"), Profile: os.Getenv("LSNODE_SCALE_CPUPROFILE")})
 			if err != nil {
 				b.Errorf("%d nodes: %v", n, err)
 				continue

@@ -65,13 +65,19 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 	persist := fs.Bool("persist", false, "keep node stores on disk instead of in memory")
 	level := fs.String("log-level", "warn", "log level")
 	only, stats := fs.String("only", "", "comma-separated node indexes to run here (the others run elsewhere); default all"), fs.Duration("stats", 0, "print the nodes' load (JSON) at this interval (0: never)")
-	if err := fs.Parse(args); err != nil || *dir == "" || fs.NArg() > 0 || *stats < 0 {
-		return cli.UsageErr(err, "testnet run: want --dir DIR, a --stats interval ≥ 0 and no arguments")
+	cpuprof, profFor := fs.String("cpuprofile", "", "write a CPU profile of this process's first --profile-for to this file (then every tenth node's connection use to stderr)"), fs.Duration("profile-for", 2*time.Minute, "how long --cpuprofile profiles, from the start")
+	if err := fs.Parse(args); err != nil || *dir == "" || fs.NArg() > 0 || *stats < 0 || *profFor <= 0 {
+		return cli.UsageErr(err, "testnet run: want --dir DIR, a --stats interval ≥ 0, a --profile-for > 0 and no arguments")
 	}
 	log, err := cli.NewLogger(stderr, *level, "text")
 	if err != nil {
 		return err
 	}
+	prof, err := testnet.ProfileCPU(*cpuprof, *profFor, stderr)
+	if err != nil {
+		return cli.Fail(1, "testnet run: --cpuprofile: %v", err)
+	}
+	defer prof.Stop()
 	opts := testnet.RunOptions{Persist: *persist, Logger: log, DisableDHTRefresh: true}
 	if opts.Only, err = testnet.ParseNodes(*only); err != nil {
 		return cli.Fail(2, "testnet run: --only: %v", err)
@@ -87,6 +93,7 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "testnet ready: %d nodes, %d domains, overlay %q, started in %v\n%s",
 			len(m.Nodes), len(m.Domains), m.Overlay, time.Since(start).Round(time.Millisecond), m.Try(*dir, os.Args[0]))
 	}
+	prof.Watch(nw)
 	nw.PrintLoad(ctx, *stats, stdout)
 	fmt.Fprintln(stdout, "stopping testnet")
 	return nw.Close()
