@@ -522,6 +522,19 @@ func (m *members) count() int {
 	return m.m.LiveCount(time.Now())
 }
 
+// others is count() without this node (which a node that does not serve
+// is not among).
+func (m *members) others() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	n := m.m.LiveCount(now)
+	if m.m.Alive(now, string(m.self)) {
+		n--
+	}
+	return n
+}
+
 func (m *members) list() []peer.ID {
 	m.mu.Lock()
 	ids := m.m.Live(time.Now())

@@ -123,7 +123,7 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 	period := m.o.cfg.GossipInterval
 	// The count first (the membership keeps it): past the bound, a view
 	// is not walked each second, which would cost every node O(N).
-	if m.lift(ws, m.count()-1 <= m.o.cfg.WarmConns, now) {
+	if m.lift(ws, m.others() <= m.o.cfg.WarmConns, now) {
 		return nil
 	}
 	var live []peer.ID

@@ -115,7 +115,9 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 			m.ringDel(r.h)
 		}
 	}
-	if r.live(now) || wasCand {
+	if r.candidate() || wasCand {
+		// Also a candidate not live yet (a probation begun): the live
+		// summary keeps the instant its probation ends (summary).
 		m.version++
 	}
 	m.fresh = append(m.fresh, freshItem{it: r.item(), from: from})

@@ -148,7 +148,7 @@ func TestLiveCount(t *testing.T) {
 	kid := KeyID("late")
 	r := &rec{h: hashOf(kid), kid: kid, e: &Entry{ID: "late", Services: []string{"turn:192.0.2.1:3478"}}, until: now.Add(500 * time.Millisecond)}
 	m.v.add(r)
-	m.version++ // as apply does for a new member
+	m.version++ // as changed does for a new candidate, live or on probation
 	if got, want := m.LiveCount(now), len(m.Live(now)); got != want {
 		t.Fatalf("after a member on probation came: LiveCount %d, Live %d", got, want)
 	}

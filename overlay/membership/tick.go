@@ -72,9 +72,14 @@ func (m *Membership) expire(now time.Time) {
 			break
 		}
 		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.pub() == t.kind && t.h != m.selfH {
+			wasCand := r.candidate() // a loud lone suspect is live until it dies
 			m.v.undigest(m.v.mut(t.h))
 			m.v.del(t.h)
 			delete(m.suspects, t.h)
+			if wasCand {
+				m.ringDel(t.h)
+				m.version++
+			}
 		}
 	}
 	m.expireSmall(now)
