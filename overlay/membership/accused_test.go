@@ -354,3 +354,70 @@ func TestAccuserKeepsToPlausible(t *testing.T) {
 		t.Errorf("x holds s %s after spreading an accusation no one else believes", st)
 	}
 }
+
+// TestPurgedSuspectLeavesCount: a loud lone accusation old enough that
+// its tombstone time comes before its subject's suspicion ends has the
+// subject purged while it is still live; the live count (cached until the
+// view changes) must drop with it at once, and the rings must let it go.
+func TestPurgedSuspectLeavesCount(t *testing.T) {
+	ids := []string{"a", "b", "c", "x"}
+	n := joinedNet(t, ids, 23, 0)
+	a := n.nodes["a"]
+	n.run(a.cfg.Tombstone + time.Minute) // x's incarnation older than a tombstone
+	liar := n.nodes["b"]
+	x := liar.v.get(hashOf(KeyID("x")))
+	at := n.now.Add(-a.cfg.Tombstone + 10*time.Millisecond)
+	raw, err := liar.sign(liar.accPrefix(), accusationBody("x", x.e.Inc, "b", uint64(at.UnixNano())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Receive(n.now, "b", encodeUpdates(msgUpdates, [][]byte{x.e.Raw}, [][]byte{raw})); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.State(n.now, "x"); st != "live" {
+		t.Fatalf("x is %s at a after the aged lone accusation, want live (suspected)", st)
+	}
+	before := a.LiveCount(n.now)
+	later := n.now.Add(20 * time.Millisecond) // the purge is due, the suspicion is not over
+	a.Tick(later)
+	if a.v.get(x.h) != nil {
+		t.Fatal("x was not purged: the test does not reach the case")
+	}
+	if got, want := a.LiveCount(later), len(a.Live(later)); got != want || got != before-1 {
+		t.Fatalf("after the purge: LiveCount %d, Live %d (before %d)", got, want, before)
+	}
+	for _, p := range a.successors() {
+		if p == "x" {
+			t.Fatal("x, purged, is still a ring successor")
+		}
+	}
+}
+
+// TestProbationCountedWhenItEnds: a member told by a third party comes on
+// probation; the live count (cached until the view changes or a known
+// instant passes) takes it the instant its probation ends, with no Tick.
+func TestProbationCountedWhenItEnds(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	n := joinedNet(t, ids, 29, 0)
+	n.run(30 * time.Second)
+	a := n.nodes["a"]
+	y := n.add("y", 99) // not joined: only its signed entry travels
+	yRaw := y.v.get(y.selfH).e.Raw
+	before := a.LiveCount(n.now)
+	if err := a.Receive(n.now, "b", encodeUpdates(msgUpdates, [][]byte{yRaw}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.State(n.now, "y"); st != "probation" {
+		t.Fatalf("y told by b is %s at a, want probation", st)
+	}
+	if got := a.LiveCount(n.now); got != before {
+		t.Fatalf("on probation: LiveCount %d, want %d", got, before)
+	}
+	end := a.v.get(hashOf(KeyID("y"))).until
+	if got := a.LiveCount(end.Add(-time.Millisecond)); got != before {
+		t.Fatalf("just before the probation ends: LiveCount %d, want %d", got, before)
+	}
+	if got, want := a.LiveCount(end), len(a.Live(end)); got != want || got != before+1 {
+		t.Fatalf("the instant it ends: LiveCount %d, Live %d, want %d", got, want, before+1)
+	}
+}
