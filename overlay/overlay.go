@@ -169,7 +169,11 @@ func (o *Overlay) startHost() error {
 	}
 	o.routed = o.host
 	o.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		o.opened[c.Stat().Direction&1].Add(1)
+		if c.Stat().Direction == network.DirInbound {
+			o.opened[1].Add(1)
+		} else {
+			o.opened[0].Add(1)
+		}
 	}})
 	if r.Federation != nil {
 		o.admit = newAdmission(o, r.Federation)

@@ -67,7 +67,6 @@ type warmState struct {
 	tries     map[peer.ID]warmTry   // warming dials, per member
 	grew      time.Time             // when a member new to seen became live
 	over      time.Time             // since when the view is past WarmConns (zero: it is not)
-	lifted    bool                  // the protections are lifted, the view being past WarmConns
 }
 
 type warmTry struct {
@@ -185,8 +184,8 @@ func (m *members) cold(ws *warmState, now time.Time) []peer.ID {
 }
 
 // lift notes since when the view is past WarmConns (fits: it is not) and,
-// once it has been for warmLift periods, lifts the warm protections (once)
-// and reports true: nothing is to be warmed.
+// once it has been for warmLift periods, lifts the warm protections and
+// reports true: nothing is to be warmed.
 func (m *members) lift(ws *warmState, fits bool, now time.Time) bool {
 	switch {
 	case fits:
@@ -195,18 +194,14 @@ func (m *members) lift(ws *warmState, fits bool, now time.Time) bool {
 		ws.over = now
 	}
 	if fits || now.Sub(ws.over) < warmLift*m.o.cfg.GossipInterval {
-		ws.lifted = false
 		return false
 	}
-	if !ws.lifted {
-		clear(ws.seen)
-		clear(ws.tries)
-		ws.coldSince = nil
-		ws.protected = reprotect(m.o.host.ConnManager(), warmTag, ws.protected, nil)
-		m.warming.Store(false)
-		m.coldN.Store(0)
-		ws.lifted = true
-	}
+	clear(ws.seen) // all of it costs nothing once lifted
+	clear(ws.tries)
+	ws.coldSince = nil
+	ws.protected = reprotect(m.o.host.ConnManager(), warmTag, ws.protected, nil)
+	m.warming.Store(false)
+	m.coldN.Store(0)
 	return true
 }
 
