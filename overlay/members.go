@@ -74,7 +74,10 @@ type members struct {
 	warmed atomic.Uint64
 	// dials counts the membership streams that had to dial (no connection
 	// to the peer), by the type of the message that opened them.
-	dials   [16]atomic.Uint64
+	dials [16]atomic.Uint64
+	// held counts the messages a sender dropped without dialling, in the
+	// hold after it failed to open a stream to their peer (Deferrable).
+	held    atomic.Uint64
 	warming atomic.Bool
 	coldN   atomic.Int64
 
@@ -189,6 +192,7 @@ func (m *members) sender(p peer.ID, q chan []byte) {
 	}()
 	idle := time.NewTimer(time.Minute)
 	defer idle.Stop()
+	var h hold
 	for {
 		var msg []byte
 		select {
@@ -206,8 +210,40 @@ func (m *members) sender(p peer.ID, q chan []byte) {
 			continue
 		}
 		idle.Reset(time.Minute)
-		s = m.write(p, s, msg)
+		if s == nil && membership.Deferrable(msg) && h.on(time.Now()) {
+			m.held.Add(1)
+			continue
+		}
+		opening := s == nil
+		// No stream after write: it tried a fresh one (at first, or in
+		// place of a stale one) and failed.
+		if s = m.write(p, s, msg); s == nil || opening {
+			h.after(time.Now(), s != nil, m.o.cfg.GossipInterval)
+		}
 	}
+}
+
+// hold is a sender's back-off after it failed to open a stream: while on,
+// it drops what the protocol repairs anyway (Deferrable) instead of
+// dialling again for each message. A Have flushed to a member that does
+// not answer yet (a join wave, a member gone but not yet declared) would
+// otherwise cost a dial, often a handshake, every flush. It starts at one
+// gossip period and doubles to 32; a stream opened (a probe gets through)
+// ends it.
+type hold struct {
+	until time.Time
+	wait  time.Duration
+}
+
+func (h *hold) on(now time.Time) bool { return now.Before(h.until) }
+
+func (h *hold) after(now time.Time, ok bool, period time.Duration) {
+	if ok {
+		*h = hold{}
+		return
+	}
+	h.wait = min(max(2*h.wait, period), 32*period)
+	h.until = now.Add(h.wait)
 }
 
 // write sends msg on s (opened first if nil), once more on a fresh stream

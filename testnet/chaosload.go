@@ -133,7 +133,7 @@ func (c *chaos) startGroup(g *group) error {
 	for k, i := range g.nodes {
 		only[k] = strconv.Itoa(i)
 	}
-	args := []string{"testnet", "run", "--dir", c.dir, "--only", strings.Join(only, ","), "--stats", "1s", "--log-level", "error"}
+	args := []string{"testnet", "run", "--dir", c.dir, "--only", strings.Join(only, ","), "--stats", "5s", "--log-level", "error"}
 	if c.spec.Profile != "" {
 		args = append(args, "--cpuprofile", filepath.Join(c.spec.Profile, fmt.Sprintf("group-%d.cpu", len(c.groups))))
 	}
@@ -179,7 +179,8 @@ func (c *chaos) dumpGroups() {
 	}
 }
 
-// read follows the group's output: its start line, then a Load a second.
+// read follows the group's output: its start line, then a Load every
+// five seconds (each costs the group a walk of every view).
 func (g *group) read(out io.Reader) {
 	defer close(g.done)
 	sc := bufio.NewScanner(out)
@@ -342,14 +343,19 @@ func (c *chaos) cost(a, b costSample) ChaosCost {
 	var grouped, rss float64
 	for k, g := range c.groups {
 		grouped += float64(len(g.nodes))
-		cc.MembershipBytesPerSec += float64(b.loads[k].MembershipBytes - a.loads[k].MembershipBytes)
+		// Per second of the group's own readings: it prints one every
+		// few seconds, so they lag the sample by up to that.
+		la, lb := a.loads[k], b.loads[k]
+		if d := lb.At.Sub(la.At).Seconds(); d > 0 {
+			cc.MembershipBytesPerSec += float64(lb.MembershipBytes-la.MembershipBytes) / d
+		}
 		cc.Conns += float64(b.loads[k].Conns)
 		if r, err := ProcRSS(strconv.Itoa(g.cmd.Process.Pid)); err == nil {
 			rss += float64(r)
 		}
 	}
 	if grouped > 0 {
-		cc.MembershipBytesPerSec /= grouped * secs
+		cc.MembershipBytesPerSec /= grouped
 		cc.Conns /= grouped
 		cc.RSSBytes = rss / grouped
 	}

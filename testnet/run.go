@@ -307,9 +307,11 @@ func (n *Network) Close() error {
 // Load is a snapshot of what the running nodes of a Network hold and have
 // sent (a Chaos run reads it from each of its processes).
 type Load struct {
-	Nodes      int `json:"nodes"`
-	MembersMin int `json:"members_min"` // the smallest live view among them
-	MembersMax int `json:"members_max"`
+	// At: when it was taken (a reader may see it seconds later).
+	At         time.Time `json:"at"`
+	Nodes      int       `json:"nodes"`
+	MembersMin int       `json:"members_min"` // the smallest live view among them
+	MembersMax int       `json:"members_max"`
 	// Views: each node's live view, by name.
 	Views map[string]int `json:"views,omitempty"`
 	// Conns: overlay connections, summed over the nodes.
@@ -343,7 +345,7 @@ type Load struct {
 
 // Load returns the running nodes' Load.
 func (n *Network) Load() Load {
-	var l Load
+	l := Load{At: time.Now()}
 	for _, i := range n.Running() {
 		nd := n.Node(i)
 		if nd == nil {

@@ -517,3 +517,19 @@ func encodeSubSync(mask uint64, subs []uint64) []byte {
 func KeyID(id string) [32]byte { return sha256.Sum256([]byte(id)) }
 
 func hashOf(kid [32]byte) uint64 { return binary.BigEndian.Uint64(kid[:8]) | 1 }
+
+// Deferrable tells whether msg is dissemination or repair (a Have, Want,
+// Updates, Sync, Summary or SubSync): a transport that just failed to reach
+// the peer may drop it, since anti-entropy and other announcers make up
+// for it. Probes, joins and accusations are not: the failure detector and
+// a subject's refutation depend on their reaching the peer, or failing to.
+func Deferrable(msg []byte) bool {
+	if len(msg) == 0 {
+		return false
+	}
+	switch msg[0] {
+	case msgHave, msgWant, msgUpdates, msgSync, msgSummary, msgSubSync:
+		return true
+	}
+	return false
+}
