@@ -210,16 +210,15 @@ func (m *members) sender(p peer.ID, q chan []byte) {
 			continue
 		}
 		idle.Reset(time.Minute)
-		if s == nil && membership.Deferrable(msg) && h.on(time.Now()) {
+		// Held back only when opening would dial: on a connection p
+		// keeps to this node (a NAT'd member's) a stream costs nothing.
+		if s == nil && membership.Deferrable(msg) && h.on(time.Now()) && m.o.host.Network().Connectedness(p) != network.Connected {
 			m.held.Add(1)
 			continue
 		}
-		opening := s == nil
-		// No stream after write: it tried a fresh one (at first, or in
-		// place of a stale one) and failed.
-		if s = m.write(p, s, msg); s == nil || opening {
-			h.after(time.Now(), s != nil, m.o.cfg.GossipInterval)
-		}
+		var reached bool
+		s, reached = m.write(p, s, msg)
+		h.after(time.Now(), reached, m.o.cfg.GossipInterval)
 	}
 }
 
@@ -248,8 +247,12 @@ func (h *hold) after(now time.Time, ok bool, period time.Duration) {
 
 // write sends msg on s (opened first if nil), once more on a fresh stream
 // when a kept stream went stale (the peer restarted, the connection was
-// trimmed); it returns the stream to keep, nil when none is open.
-func (m *members) write(p peer.ID, s network.Stream, msg []byte) network.Stream {
+// trimmed); it returns the stream to keep, nil when none is open, and
+// whether p was reached (the message went out, or a fresh stream opened
+// even if the write on it then failed; a kept stream gone stale proves
+// nothing).
+func (m *members) write(p peer.ID, s network.Stream, msg []byte) (network.Stream, bool) {
+	reached := false
 	for attempt := 0; attempt < 2; attempt++ {
 		fresh := s == nil
 		if fresh {
@@ -260,23 +263,22 @@ func (m *members) write(p peer.ID, s network.Stream, msg []byte) network.Stream 
 			if s, err = m.open(p); err != nil {
 				m.o.cfg.Logger.Debug("membership stream", "peer", p, "err", err)
 				m.failed(p, err)
-				return nil
+				return nil, reached
 			}
-		}
-		if fresh {
 			m.opened(p)
+			reached = true
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(max(m.o.cfg.GossipInterval, time.Second)))
 		if err := WriteFrame(s, msg); err == nil {
-			return s
+			return s, true
 		}
 		s.Reset()
 		s = nil
 		if fresh {
-			return nil
+			return nil, true
 		}
 	}
-	return nil
+	return nil, reached
 }
 
 // open opens a membership stream to p, dialling the addresses its entry

@@ -65,6 +65,10 @@ type ChaosSpec struct {
 	// profile of its first two minutes (its start and the overlay's
 	// convergence) to group-K.cpu there.
 	Profile string
+	// StatsEvery is how often each grouped process reports its Load
+	// (testnet run --stats); each costs it a walk of every view. Default
+	// 1s; a window of cost (Idle) should span several.
+	StatsEvery time.Duration
 }
 
 // ChaosReport is what a chaos run found (`lsnode chaos` prints it as JSON).

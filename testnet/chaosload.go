@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -133,7 +134,7 @@ func (c *chaos) startGroup(g *group) error {
 	for k, i := range g.nodes {
 		only[k] = strconv.Itoa(i)
 	}
-	args := []string{"testnet", "run", "--dir", c.dir, "--only", strings.Join(only, ","), "--stats", "5s", "--log-level", "error"}
+	args := []string{"testnet", "run", "--dir", c.dir, "--only", strings.Join(only, ","), "--stats", cmp.Or(c.spec.StatsEvery, time.Second).String(), "--log-level", "error"}
 	if c.spec.Profile != "" {
 		args = append(args, "--cpuprofile", filepath.Join(c.spec.Profile, fmt.Sprintf("group-%d.cpu", len(c.groups))))
 	}
@@ -180,7 +181,7 @@ func (c *chaos) dumpGroups() {
 }
 
 // read follows the group's output: its start line, then a Load every
-// five seconds (each costs the group a walk of every view).
+// StatsEvery.
 func (g *group) read(out io.Reader) {
 	defer close(g.done)
 	sc := bufio.NewScanner(out)
@@ -340,14 +341,15 @@ func (c *chaos) cost(a, b costSample) ChaosCost {
 	secs := b.at.Sub(a.at).Seconds()
 	n := float64(len(c.m.Nodes))
 	cc := ChaosCost{Seconds: secs, LoopbackBytesPerSec: float64(b.lo-a.lo) / n / secs, CPU: (b.cpu - a.cpu) / secs}
-	var grouped, rss float64
+	var grouped, rss, reported float64
 	for k, g := range c.groups {
 		grouped += float64(len(g.nodes))
-		// Per second of the group's own readings: it prints one every
-		// few seconds, so they lag the sample by up to that.
+		// Per second of the group's own readings (they lag the sample
+		// by up to StatsEvery), over the groups with two of them.
 		la, lb := a.loads[k], b.loads[k]
-		if d := lb.At.Sub(la.At).Seconds(); d > 0 {
+		if d := lb.At.Sub(la.At).Seconds(); d > 0 && !la.At.IsZero() {
 			cc.MembershipBytesPerSec += float64(lb.MembershipBytes-la.MembershipBytes) / d
+			reported += float64(len(g.nodes))
 		}
 		cc.Conns += float64(b.loads[k].Conns)
 		if r, err := ProcRSS(strconv.Itoa(g.cmd.Process.Pid)); err == nil {
@@ -355,7 +357,7 @@ func (c *chaos) cost(a, b costSample) ChaosCost {
 		}
 	}
 	if grouped > 0 {
-		cc.MembershipBytesPerSec /= grouped
+		cc.MembershipBytesPerSec /= max(reported, 1)
 		cc.Conns /= grouped
 		cc.RSSBytes = rss / grouped
 	}

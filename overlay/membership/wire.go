@@ -519,16 +519,18 @@ func KeyID(id string) [32]byte { return sha256.Sum256([]byte(id)) }
 func hashOf(kid [32]byte) uint64 { return binary.BigEndian.Uint64(kid[:8]) | 1 }
 
 // Deferrable tells whether msg is dissemination or repair (a Have, Want,
-// Updates, Sync, Summary or SubSync): a transport that just failed to reach
-// the peer may drop it, since anti-entropy and other announcers make up
-// for it. Probes, joins and accusations are not: the failure detector and
-// a subject's refutation depend on their reaching the peer, or failing to.
+// Sync, Summary or SubSync): a transport that just failed to reach the
+// peer may drop it, since other announcers and anti-entropy make up for
+// it. The rest are not: probes, joins and their snapshots, accusations,
+// and Updates, which besides answering a Want carry what a subject must
+// hear to refute (its confirmed accusation, the accusations a node holds
+// of it) and a leave, sent once.
 func Deferrable(msg []byte) bool {
 	if len(msg) == 0 {
 		return false
 	}
 	switch msg[0] {
-	case msgHave, msgWant, msgUpdates, msgSync, msgSummary, msgSubSync:
+	case msgHave, msgWant, msgSync, msgSummary, msgSubSync:
 		return true
 	}
 	return false
