@@ -33,6 +33,14 @@ func (closedWatch) Watch(context.Context, string) (<-chan []lsp.Binding, error) 
 	return ch, nil
 }
 
+// openWatch is a location service whose watches tell nothing and last
+// until their subscription ends: a subscription stays counted.
+type openWatch struct{}
+
+func (openWatch) Watch(context.Context, string) (<-chan []lsp.Binding, error) {
+	return make(chan []lsp.Binding), nil
+}
+
 func newTestNotifier(t testing.TB, mutate func(*Config)) *Notifier {
 	t.Helper()
 	cfg := Config{Domain: "b.example", Watch: closedWatch{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -78,7 +86,10 @@ func subscribeReq(t testing.TB, ruri string, headers ...string) *sip.Request {
 
 // TestHandle: which SUBSCRIBEs the notifier takes, and its answers.
 func TestHandle(t *testing.T) {
-	n := newTestNotifier(t, func(c *Config) { c.MaxPerAOR = 1 })
+	// An open watch: with one that ends at once, the accepted subscription
+	// could end (and leave the count) before the SUBSCRIBE one over
+	// MaxPerAOR, which then got 200 on a loaded machine.
+	n := newTestNotifier(t, func(c *Config) { c.MaxPerAOR = 1; c.Watch = openWatch{} })
 	n.self = "127.0.0.1:5060"
 	bob := "sip:bob@b.example"
 	for _, c := range []struct {
