@@ -23,6 +23,9 @@ type cluster struct {
 	// its overlay's.
 	tweak   func(i int, cfg *Config)
 	ovTweak func(i int, cfg *overlay.Config)
+	// disk: each overlay keeps its datastore in a directory of its own,
+	// so its replica store writes through to it (in memory it does not).
+	disk bool
 }
 
 // newCluster starts n overlay nodes with a location service each; node i
@@ -33,7 +36,17 @@ func newCluster(t testing.TB, n int, creds []*Credential, ca *testCA) *cluster {
 
 func newClusterWith(t testing.TB, n int, creds []*Credential, ca *testCA, tweak func(i int, cfg *Config)) *cluster {
 	t.Helper()
-	c := &cluster{ca: ca, tweak: tweak}
+	return startCluster(t, &cluster{ca: ca, tweak: tweak}, n, creds)
+}
+
+// newDiskCluster is newClusterWith with each node's datastore on disk.
+func newDiskCluster(t testing.TB, n int, creds []*Credential, ca *testCA, tweak func(i int, cfg *Config)) *cluster {
+	t.Helper()
+	return startCluster(t, &cluster{ca: ca, tweak: tweak, disk: true}, n, creds)
+}
+
+func startCluster(t testing.TB, c *cluster, n int, creds []*Credential) *cluster {
+	t.Helper()
 	t.Cleanup(func() {
 		for i := range c.svcs {
 			c.svcs[i].Close()
@@ -66,6 +79,9 @@ func (c *cluster) add(t testing.TB, cred *Credential) {
 	}
 	ocfg := overlay.Config{Name: "lsp-test", Identity: key, Bootstrap: boot,
 		GossipInterval: 100 * time.Millisecond, DisableDHTRefresh: true, Logger: log}
+	if c.disk {
+		ocfg.DataDir = t.TempDir()
+	}
 	if c.ovTweak != nil {
 		c.ovTweak(len(c.ovs), &ocfg)
 	}

@@ -197,7 +197,7 @@ func (c *cluster) index(p peer.ID) int {
 func TestHolderProofDisk(t *testing.T) {
 	ca := newTestCA(t)
 	fe := ca.issue(t, []string{"biloxi.example"}, nil, false)
-	c := newCluster(t, 1, []*Credential{fe}, ca)
+	c := newDiskCluster(t, 1, []*Credential{fe}, ca, nil)
 	s := c.svcs[0]
 	good := signed(t, fe, "sip:a@biloxi.example", binding("sip:a@192.0.2.1", time.Hour))
 	bad := signed(t, fe, "sip:b@biloxi.example", binding("sip:b@192.0.2.2", time.Hour))

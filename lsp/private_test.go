@@ -14,7 +14,7 @@ import (
 )
 
 func privateCluster(t *testing.T, n int, creds []*Credential, ca *testCA) *cluster {
-	return newClusterWith(t, n, creds, ca, func(_ int, cfg *Config) { cfg.PrivateRecords = true })
+	return newDiskCluster(t, n, creds, ca, func(_ int, cfg *Config) { cfg.PrivateRecords = true }) // a store on disk: what dump reads
 }
 
 // dump is everything a node's replica store holds: the records in its

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lsnode/lsnode/overlay"
@@ -61,6 +62,15 @@ type Service struct {
 	ops *prometheus.HistogramVec
 }
 
+// persisted is the datastore the replica store writes through to: none for
+// an overlay whose own datastore is in memory (see store.ds).
+func persisted(ov *overlay.Overlay) ds.Datastore {
+	if !ov.Persistent() {
+		return nil
+	}
+	return ov.Datastore()
+}
+
 // New starts the location service on cfg.Overlay: it loads the persisted
 // replica store, registers the protocol handlers and starts the rebalancer.
 func New(ctx context.Context, cfg Config) (*Service, error) {
@@ -72,7 +82,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg:  cfg,
 		ov:   cfg.Overlay,
 		self: cfg.Overlay.ID(),
-		store: newStore(cfg.Overlay.Datastore(), quota{RecordEntries: cfg.MaxBindings, RecordBytes: cfg.MaxRecordBytes,
+		store: newStore(persisted(cfg.Overlay), quota{RecordEntries: cfg.MaxBindings, RecordBytes: cfg.MaxRecordBytes,
 			SignerEntries: cfg.MaxDomainBindings, SignerBytes: cfg.MaxDomainBytes, Retain: cfg.MaxTTL}),
 		verifier:    NewVerifier(cfg.TrustAnchors, cfg.MaxClockSkew, cfg.MaxTTL),
 		rpc:         newRPC(cfg.Overlay, cfg.MaxMessage, cfg.RequestTimeout),

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
 	dssync "github.com/ipfs/go-datastore/sync"
 )
 
@@ -174,5 +175,40 @@ func TestStoreGhostsBounded(t *testing.T) {
 	}
 	if has, _ := s.ds.Has(ctx, recordKey(aor)); has {
 		t.Fatal("record still persisted")
+	}
+}
+
+// TestWriteThroughOnlyOnDisk: a replica store writes its records through to
+// the node's datastore when that is on disk (and reloads them: see
+// TestHolderProofDisk), and not when the datastore is a map in memory,
+// where a second copy would only cost memory and CPU.
+func TestWriteThroughOnlyOnDisk(t *testing.T) {
+	ca := newTestCA(t)
+	cred := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	ctx := context.Background()
+	for _, disk := range []bool{false, true} {
+		c := startCluster(t, &cluster{ca: ca, disk: disk}, 3, []*Credential{cred})
+		if _, err := c.svcs[0].Register(ctx, "sip:bob@biloxi.example", binding("sip:bob@192.0.2.1", time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		held, written := 0, 0
+		for i, ov := range c.ovs {
+			held += c.svcs[i].Holds("sip:bob@biloxi.example")
+			res, err := ov.Datastore().Query(ctx, query.Query{Prefix: dsRecords, KeysOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, err := res.Rest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			written += len(all)
+		}
+		if held < 2 {
+			t.Fatalf("disk %v: %d replicas hold the binding, want the write quorum (2) at least", disk, held)
+		}
+		if want := map[bool]int{false: 0, true: held}[disk]; written != want {
+			t.Errorf("disk %v: %d records in the datastores of %d replicas holding one, want %d", disk, written, held, want)
+		}
 	}
 }

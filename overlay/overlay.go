@@ -516,6 +516,10 @@ func (o *Overlay) DHT() *dht.IpfsDHT { return o.dht }
 // key prefix of your own).
 func (o *Overlay) Datastore() ds.Batching { return o.store }
 
+// Persistent reports whether Datastore outlives the process (Config.DataDir
+// is set); without one it is a map in memory.
+func (o *Overlay) Persistent() bool { return o.cfg.DataDir != "" }
+
 // ID returns this node's peer ID.
 func (o *Overlay) ID() peer.ID { return o.host.ID() }
 
