@@ -198,8 +198,9 @@ type RegistrarConfig struct {
 	Open       bool     `json:"open,omitempty"`
 	MinExpires Duration `json:"min_expires,omitempty"`
 	MaxExpires Duration `json:"max_expires,omitempty"`
-	// MaxInFlight: REGISTERs waiting on the location service at once;
-	// beyond it 503 with Retry-After. Default 2048.
+	// MaxInFlight: REGISTERs waiting on the location service at once
+	// (over UDP also those the SIP stack holds before the registrar sees
+	// them); beyond it 503 with Retry-After. Default 2048.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// NoGRUU: issue no GRUUs (RFC 5627). With them, a REGISTER of an
 	// instance (+sip.instance) costs a read before its write, which

@@ -3,6 +3,7 @@ package registrar
 import (
 	"bufio"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,27 @@ func TestAttach(t *testing.T) {
 	r.Responses().Each(func(m string, code int, n int64) { got[m+" "+string(rune('0'+code/100))] += n })
 	if got["REGISTER 2"] != 2 || got["MESSAGE 4"] != 1 {
 		t.Fatalf("responses counted %v", got)
+	}
+	// At MaxInFlight a REGISTER over UDP is refused on the reader, from its
+	// bytes, and counted like the others; over TCP by Handle.
+	r.inflight.Store(int64(r.cfg.MaxInFlight))
+	for _, network := range []string{"udp", "tcp"} {
+		if res := send(network, "REGISTER"); res.StatusCode != 503 || res.GetHeader("Retry-After") == nil || res.GetHeader("Retry-After").Value() != "5" {
+			t.Fatalf("REGISTER over %s at MaxInFlight: %s", network, res)
+		}
+	}
+	if shed := s.StatelessStats().Shed; shed != 1 {
+		t.Fatalf("%d REGISTERs shed on the reader, want 1 (the UDP one)", shed)
+	}
+	got = map[string]int64{}
+	r.Responses().Each(func(m string, code int, n int64) { got[m+" "+strconv.Itoa(code)] += n })
+	if got["REGISTER 503"] != 2 {
+		t.Fatalf("responses counted %v", got)
+	}
+	// The REGISTERs the stack holds count too, handled or not yet.
+	r.inflight.Store(0)
+	if r.overloaded(r.cfg.MaxInFlight-1) != 0 || r.overloaded(r.cfg.MaxInFlight) != r.cfg.RetryAfter {
+		t.Fatal("overloaded does not shed at MaxInFlight requests in hand")
 	}
 }
 

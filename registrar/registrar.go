@@ -83,9 +83,10 @@ type Config struct {
 	RetryAfter time.Duration
 	// Timeout bounds the location-service calls of one REGISTER. Default 5s.
 	Timeout time.Duration
-	// MaxInFlight bounds the REGISTERs waiting on the location service;
-	// beyond it a REGISTER gets 503 with Retry-After at once, so overload
-	// sheds instead of piling up timeouts. Default 2048. With digest on,
+	// MaxInFlight bounds the REGISTERs waiting on the location service
+	// (over UDP, also those the stack holds: Attach); beyond it a REGISTER
+	// gets 503 with Retry-After at once, so overload sheds instead of
+	// piling up timeouts. Default 2048. With digest on,
 	// from half of it a REGISTER that would be challenged (no valid
 	// credentials) gets the 503 instead of a 401: a registration already
 	// challenged is let finish rather than refused after its 401 was paid

@@ -39,19 +39,23 @@ type StatelessHandler func(req *sip.Request) *sip.Response
 // stateless is a Stack's state for the methods answered statelessly.
 type stateless struct {
 	handlers map[string]StatelessHandler // by method; written before Serve only
+	shed     map[string]shedHook         // ShedStateless's, likewise
 	parser   *sip.Parser
 	seed     maphash.Seed
 	slots    chan struct{}
 	replay   *replayCache
 	scratch  []byte // the UDP reader's copy of a cached response
+	shedBuf  []byte // the UDP reader's 503s (shed.go)
 	dropped  atomic.Int64
 	replayed atomic.Int64
 	oversize atomic.Int64
+	shedded  atomic.Int64
 }
 
 func newStateless() *stateless {
 	return &stateless{
 		handlers: map[string]StatelessHandler{},
+		shed:     map[string]shedHook{},
 		parser:   sip.NewParser(),
 		seed:     maphash.MakeSeed(),
 		slots:    make(chan struct{}, statelessLimit),
@@ -86,12 +90,19 @@ func (s *Stack) HandleStateless(method sip.RequestMethod, h StatelessHandler) {
 	}))
 }
 
-// StatelessStats reports the retransmissions answered from the cache,
-// the datagrams dropped because statelessLimit requests were in hand, and
-// the responses not sent for their size.
-func (s *Stack) StatelessStats() (replayed, dropped, oversize int64) {
+// StatelessCounts are what happened to the requests taken statelessly
+// over UDP, since the stack started.
+type StatelessCounts struct {
+	Replayed int64 // retransmissions answered from the cache
+	Dropped  int64 // datagrams dropped because statelessLimit requests were in hand
+	Oversize int64 // responses not sent for their size
+	Shed     int64 // requests answered 503 on the reader (ShedStateless)
+}
+
+// StatelessStats reports StatelessCounts.
+func (s *Stack) StatelessStats() StatelessCounts {
 	st := s.stateless
-	return st.replayed.Load(), st.dropped.Load(), st.oversize.Load()
+	return StatelessCounts{Replayed: st.replayed.Load(), Dropped: st.dropped.Load(), Oversize: st.oversize.Load(), Shed: st.shedded.Load()}
 }
 
 // readFilter is sipgo's hook on every datagram and stream read: a request
@@ -119,6 +130,9 @@ func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error
 		return nil, nil
 	} else if state == replayPending {
 		return nil, nil // being answered: the answer will do for both
+	}
+	if s.shedRaw(string(method), key, data, from) {
+		return nil, nil
 	}
 	if !s.enter() {
 		return nil, nil

@@ -28,7 +28,8 @@ import (
 
 const benchPassword = "benchpass"
 
-// maxRate probes rising rates for 5 s each, then confirms the best over
+// maxRate probes rising rates for 5 s each (a failed probe is tried once
+// more, so one noisy probe does not set the figure), then confirms the best over
 // `hold` with zero failed calls (stepping down if the long run fails). It
 // returns the rate and the confirming run.
 func maxRate(b *testing.B, g sippGen, hold time.Duration) (int, sippResult) {
@@ -43,7 +44,12 @@ func maxRate(b *testing.B, g sippGen, hold time.Duration) (int, sippResult) {
 	}
 	best := -1
 	for i, r := range rates {
-		if res := g.run(b, r, 5*time.Second); !res.ok() {
+		res := g.run(b, r, 5*time.Second)
+		if !res.ok() { // one 5 s probe is noisy on 2 cores: a rate fails when it fails twice
+			b.Logf("sipp at %d/s for 5s against %s: %d of %d calls failed (%s); once more", r, g.target, res.calls-res.success, res.calls, res.why)
+			res = g.run(b, r, 5*time.Second)
+		}
+		if !res.ok() {
 			b.Logf("sipp at %d/s for 5s against %s: %d of %d calls failed: %s", r, g.target, res.calls-res.success, res.calls, res.why)
 			break
 		}

@@ -1,0 +1,207 @@
+package sipnet
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// TestRawReject: the 503 built from a request's bytes echoes its Via
+// lines, From, To (with a tag of ours unless it has one), Call-ID and
+// CSeq, as sipgo reads them, and goes where RFC 3261 §18.2.2 / RFC 3581
+// send a response; a request not in the plain form is left to the usual
+// path.
+func TestRawReject(t *testing.T) {
+	plain := register("UDP 192.0.2.1:5070", "r1")
+	for _, tc := range []struct {
+		name, req string
+		port      int // 0: not answered here
+		toTag     string
+	}{
+		{"plain", plain, 5070, "ab12"},
+		{"rport", strings.Replace(plain, ";branch", ";rport;branch", 1), 40000, "ab12"},
+		{"no port", register("UDP host.example", "r2"), 5060, "ab12"},
+		{"IPv6", register("UDP [2001:db8::1]:5072", "r3"), 5072, "ab12"},
+		{"IPv6 no port", register("UDP [2001:db8::1]", "r4"), 5060, "ab12"},
+		{"compact", "REGISTER sip:a.example SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.1:5071;branch=z9hG4bKc\r\n" +
+			"t: <sip:x@a.example>;tag=theirs\r\nf: <sip:x@a.example>;tag=1\r\ni: c-test\r\nCSeq: 7 REGISTER\r\nl: 0\r\n\r\n", 5071, "theirs"},
+		{"two Vias", strings.Replace(plain, "Max-Forwards", "Via: SIP/2.0/UDP 198.51.100.1:5080;branch=z9hG4bKp\r\nMax-Forwards", 1), 5070, "ab12"},
+		{"tag in the URI only", strings.Replace(plain, "To: <sip:x@a.example>", "To: <sip:x@a.example;tag=uri>", 1), 5070, "ab12"},
+		{"folded", strings.Replace(plain, "Max-Forwards: 70\r\n", "Max-Forwards:\r\n 70\r\n", 1), 0, ""},
+		{"no Call-ID", strings.Replace(plain, "Call-ID: r1-test\r\n", "", 1), 0, ""},
+		{"two Froms", strings.Replace(plain, "Max-Forwards", "From: <sip:y@a.example>;tag=2\r\nMax-Forwards", 1), 0, ""},
+		{"bare LF", strings.Replace(plain, "Max-Forwards: 70\r\n", "Max-Forwards: 70\n", 1), 0, ""},
+		{"no Via", strings.Replace(plain, "Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKr1\r\n", "", 1), 0, ""},
+		{"bad Via port", register("UDP 192.0.2.1:99999", "r5"), 0, ""},
+		{"not SIP/2.0", strings.Replace(plain, " SIP/2.0\r\n", " SIP/3.0\r\n", 1), 0, ""},
+		{"no blank line", strings.TrimSuffix(plain, "\r\n"), 0, ""},
+	} {
+		out, port, ok := rawReject(nil, []byte(tc.req), 40000, "503 Service Unavailable", 5, []byte("ab12"))
+		if !ok {
+			if tc.port != 0 {
+				t.Errorf("%s: not answered", tc.name)
+			}
+			continue
+		}
+		if tc.port == 0 {
+			t.Errorf("%s: answered %q, want it left to the usual path", tc.name, out)
+			continue
+		}
+		if port != tc.port {
+			t.Errorf("%s: to port %d, want %d", tc.name, port, tc.port)
+		}
+		req := parseRequest(t, tc.req)
+		res := parseResponse(t, out)
+		if res.StatusCode != 503 || res.GetHeader("Retry-After") == nil || res.GetHeader("Retry-After").Value() != "5" {
+			t.Errorf("%s: %q, want 503 with Retry-After: 5", tc.name, out)
+		}
+		echoes(t, tc.name, req, res)
+		if tag, _ := res.To().Params.Get("tag"); tag != tc.toTag {
+			t.Errorf("%s: To tag %q, want %q", tc.name, tag, tc.toTag)
+		}
+	}
+}
+
+func parseRequest(t *testing.T, s string) *sip.Request {
+	t.Helper()
+	m, err := sip.NewParser().ParseSIP([]byte(s))
+	if err != nil {
+		t.Fatalf("sipgo cannot read the request: %v", err)
+	}
+	return m.(*sip.Request)
+}
+
+func parseResponse(t *testing.T, b []byte) *sip.Response {
+	t.Helper()
+	m, err := sip.NewParser().ParseSIP(b)
+	res, ok := m.(*sip.Response)
+	if err != nil || !ok {
+		t.Fatalf("sipgo cannot read %q as a response: %v", b, err)
+	}
+	return res
+}
+
+// echoes checks res carries what a response to req must echo.
+func echoes(t *testing.T, name string, req *sip.Request, res *sip.Response) {
+	t.Helper()
+	rv, qv := res.GetHeaders("Via"), req.GetHeaders("Via")
+	if len(rv) != len(qv) {
+		t.Errorf("%s: %d Via headers, want %d", name, len(rv), len(qv))
+	}
+	for i := range min(len(rv), len(qv)) {
+		if rv[i].Value() != qv[i].Value() {
+			t.Errorf("%s: Via %d is %q, want %q", name, i, rv[i].Value(), qv[i].Value())
+		}
+	}
+	if res.CallID().Value() != req.CallID().Value() || res.CSeq().Value() != req.CSeq().Value() ||
+		res.From().Value() != req.From().Value() || res.To().Address.String() != req.To().Address.String() {
+		t.Errorf("%s: Call-ID, CSeq, From or To differ: %q", name, res.String())
+	}
+}
+
+// TestShedStateless: while the hook says busy, a REGISTER over UDP is
+// answered 503 with the hook's Retry-After without its handler running,
+// and counted; once not busy, the same request is handled.
+func TestShedStateless(t *testing.T) {
+	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var calls atomic.Int64
+	var busy atomic.Bool
+	var counts StatusCounts
+	var held atomic.Pointer[chan struct{}]
+	var seen atomic.Int64
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+		calls.Add(1)
+		if h := held.Swap(nil); h != nil {
+			<-*h
+		}
+		return sip.NewResponseFromRequest(req, 200, "OK", nil)
+	})
+	s.ShedStateless(sip.REGISTER, func(inHand int) time.Duration {
+		seen.Store(int64(inHand))
+		if busy.Load() {
+			return 7 * time.Second
+		}
+		return 0
+	}, &counts)
+	s.Serve()
+	c := udpPeer(t, s.udp.LocalAddr().String())
+	local := c.LocalAddr().String()
+	busy.Store(true)
+	req := register("UDP "+local, "s1")
+	res := parseResponse(t, []byte(roundTrip(t, c, req)))
+	if res.StatusCode != 503 || res.GetHeader("Retry-After").Value() != "7" || calls.Load() != 0 {
+		t.Fatalf("busy: %d (Retry-After %v), handler ran %d times; want 503, 7, 0", res.StatusCode, res.GetHeader("Retry-After"), calls.Load())
+	}
+	echoes(t, "busy", parseRequest(t, req), res)
+	if st := s.StatelessStats(); st.Shed != 1 {
+		t.Fatalf("shed count %d, want 1", st.Shed)
+	}
+	n503 := int64(0)
+	counts.Each(func(method string, code int, n int64) {
+		if method == "REGISTER" && code == 503 {
+			n503 += n
+		}
+	})
+	if n503 != 1 {
+		t.Fatalf("%d 503s to REGISTER counted, want 1", n503)
+	}
+	busy.Store(false)
+	if res := parseResponse(t, []byte(roundTrip(t, c, req))); res.StatusCode != 200 || calls.Load() != 1 {
+		t.Fatalf("not busy: %d, handler ran %d times; want 200, 1", res.StatusCode, calls.Load())
+	}
+	// The hook is told what is in hand: one request its handler holds.
+	hold := make(chan struct{})
+	held.Store(&hold)
+	if _, err := c.Write([]byte(register("UDP "+local, "s2"))); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); calls.Load() < 2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	res = parseResponse(t, []byte(roundTrip(t, c, register("UDP "+local, "s3"))))
+	close(hold)
+	if res.StatusCode != 200 || seen.Load() != 1 {
+		t.Fatalf("with one request in hand: %d, the hook was told %d in hand; want 200, 1", res.StatusCode, seen.Load())
+	}
+}
+
+// FuzzRawReject: whatever the bytes, rawReject does not panic; what it
+// answers, sipgo reads as a 503 echoing what a response must, no bigger
+// than the request and some fixed lines (it amplifies nothing).
+func FuzzRawReject(f *testing.F) {
+	f.Add([]byte(register("UDP 192.0.2.1:5070", "f1")))
+	f.Add([]byte(register("UDP [::1]", "f2")))
+	f.Add([]byte("REGISTER sip:a SIP/2.0\r\nv: SIP/2.0/UDP h;rport\r\nf: a\r\nt: b\r\ni: c\r\nCSeq: 1 REGISTER\r\n\r\n"))
+	f.Add([]byte("REGISTER sip:a SIP/2.0\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, port, ok := rawReject(nil, data, 40000, "503 Service Unavailable", 5, []byte("ab12"))
+		if !ok {
+			return
+		}
+		if port < 1 || port > 65535 {
+			t.Fatalf("port %d", port)
+		}
+		if len(out) > len(data)+100 {
+			t.Fatalf("%d bytes answered to %d", len(out), len(data))
+		}
+		m, err := sip.NewParser().ParseSIP(data)
+		req, isReq := m.(*sip.Request)
+		if err != nil || !isReq || req.CallID() == nil || req.CSeq() == nil || req.From() == nil || req.To() == nil || req.Via() == nil {
+			return // sipgo reads the request otherwise; the bytes echoed are still its
+		}
+		res, err := sip.NewParser().ParseSIP(out)
+		if err != nil {
+			t.Fatalf("sipgo reads a request it cannot answer %q: %v", out, err)
+		}
+		if r, isRes := res.(*sip.Response); !isRes || r.StatusCode != 503 || r.CallID() == nil || r.CallID().Value() != req.CallID().Value() {
+			t.Fatalf("%q answered %q", data, out)
+		}
+	})
+}
