@@ -21,8 +21,12 @@ import (
 // CSeq), adds a To tag and Retry-After, and sends it to where the
 // response would go; nothing is parsed into a message and no goroutine
 // starts. A request it cannot answer so (folded lines, a header missing
-// or repeated, a Via it does not read) takes the usual path, where the
-// handler refuses it the usual way.
+// or repeated, a Via it does not read, a 503 that would be longer than
+// the request) is dropped while the hook says busy: on the usual path it
+// would wait in front of the handler after all. The top Via is echoed as
+// it came, without RFC 3581's received and rport values: the UA matches
+// the 503 by branch and CSeq all the same (only its NAT discovery misses
+// them, on a refusal).
 
 // maxRawHeaders bounds the header lines rawReject looks at.
 const maxRawHeaders = 64
@@ -47,8 +51,10 @@ func (s *Stack) ShedStateless(method sip.RequestMethod, busy func(inHand int) ti
 }
 
 // shedRaw answers data from `from` with a 503 built from its bytes if the
-// method's shed hook says so, and reports whether it did (then the
-// request is done with).
+// method's shed hook says so, and reports whether the request is done
+// with: answered so, or, while busy, dropped when it is not in the form
+// rawReject reads (the usual path would let it queue in front of the
+// handler after all; a real UA sends it again).
 func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAddr) bool {
 	st := s.stateless
 	hook, ok := st.shed[method]
@@ -62,8 +68,9 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	var tag [16]byte
 	hex := strconv.AppendUint(tag[:0], key, 16)
 	out, port, ok := rawReject(st.shedBuf[:0], data, from.Port, "503 Service Unavailable", max(int(d/time.Second), 1), hex)
-	if !ok {
-		return false
+	if !ok || len(out) > len(data) { // never more bytes out than in
+		st.dropped.Add(1)
+		return true
 	}
 	st.shedBuf = out
 	st.shedded.Add(1)
@@ -79,18 +86,23 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 // goes to at the source's IP: the source port with rport in the top Via
 // (RFC 3581), else the Via's sent-by port (RFC 3261 §18.2.2, 5060 by
 // default). ok is false when req is not a request in the plain form this
-// reads (see Shedding above); dst is then of no use.
+// reads (see Shedding above: also a control character in a line it would
+// echo, a CSeq not "number method-of-the-request-line", a quoted string in
+// the top Via or after the To's name-addr); dst is then of no use. Each
+// line is scanned a bounded number of times and nothing is allocated
+// beyond dst.
 func rawReject(dst, req []byte, srcPort int, status string, retry int, tag []byte) (out []byte, port int, ok bool) {
 	end := bytes.Index(req, []byte("\r\n\r\n"))
 	if end < 0 {
 		return nil, 0, false
 	}
-	lines := req[:end+2]
-	first, rest, _ := bytes.Cut(lines, []byte("\r\n"))
-	if !bytes.HasSuffix(first, []byte(" SIP/2.0")) || bytes.Count(first, []byte(" ")) != 2 {
+	first, rest, _ := bytes.Cut(req[:end+2], []byte("\r\n"))
+	method, uri, _ := bytes.Cut(first, []byte(" "))
+	if len(method) == 0 || !bytes.HasSuffix(uri, []byte(" SIP/2.0")) || bytes.Count(first, []byte(" ")) != 2 || !plain(first) {
 		return nil, 0, false
 	}
-	var via [][]byte
+	var vias [8][]byte
+	nvia := 0
 	var from, to, callID, cseq []byte
 	once := func(p *[]byte, line []byte) bool {
 		if *p != nil {
@@ -103,41 +115,50 @@ func rawReject(dst, req []byte, srcPort int, status string, retry int, tag []byt
 		var line []byte
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, _, found := bytes.Cut(line, []byte(":"))
-		if n == maxRawHeaders || !found || len(line) == 0 || line[0] == ' ' || line[0] == '\t' || bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
-			return nil, 0, false // folded, bare LF or CR, or not a header
+		if n == maxRawHeaders || !found || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+			return nil, 0, false // folded, or not a header
 		}
+		name = bytes.TrimRight(name, " \t")
 		good := true
-		switch string(bytes.ToLower(bytes.TrimRight(name, " \t"))) {
-		case "via", "v":
-			via = append(via, line)
-		case "from", "f":
+		switch {
+		case headerIs(name, "via", "v"):
+			if nvia == len(vias) {
+				return nil, 0, false
+			}
+			vias[nvia] = line
+			nvia++
+		case headerIs(name, "from", "f"):
 			good = once(&from, line)
-		case "to", "t":
+		case headerIs(name, "to", "t"):
 			good = once(&to, line)
-		case "call-id", "i":
+		case headerIs(name, "call-id", "i"):
 			good = once(&callID, line)
-		case "cseq":
+		case headerIs(name, "cseq", ""):
 			good = once(&cseq, line)
 		}
-		if !good {
+		if !good || !plain(line) {
 			return nil, 0, false
 		}
 	}
-	if len(via) == 0 || from == nil || to == nil || callID == nil || cseq == nil {
+	if nvia == 0 || from == nil || to == nil || callID == nil || !cseqOf(cseq, method) {
 		return nil, 0, false
 	}
-	if port, ok = viaPort(via[0], srcPort); !ok {
+	if port, ok = viaPort(vias[0], srcPort); !ok {
+		return nil, 0, false
+	}
+	tagged, ok := hasTag(to)
+	if !ok {
 		return nil, 0, false
 	}
 	out = append(dst, "SIP/2.0 "...)
 	out = append(out, status...)
 	out = append(out, "\r\n"...)
-	for _, v := range via {
+	for _, v := range vias[:nvia] {
 		out = append(append(out, v...), "\r\n"...)
 	}
 	out = append(append(out, from...), "\r\n"...)
 	out = append(out, to...)
-	if !hasTag(to) {
+	if !tagged {
 		out = append(append(out, ";tag="...), tag...)
 	}
 	out = append(out, "\r\n"...)
@@ -149,54 +170,127 @@ func rawReject(dst, req []byte, srcPort int, status string, retry int, tag []byt
 	return out, port, true
 }
 
+// headerIs reports whether name is long or, when short is not empty, the
+// compact form short, in any case.
+func headerIs(name []byte, long, short string) bool {
+	return bytes.EqualFold(name, []byte(long)) || short != "" && bytes.EqualFold(name, []byte(short))
+}
+
+// plain reports whether line holds no control character but HT (CR and
+// LF included: a line is never echoed with one).
+func plain(line []byte) bool {
+	for _, c := range line {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// cseqOf reports whether a CSeq header line is "CSeq: <number> <method>".
+func cseqOf(line, method []byte) bool {
+	_, v, _ := bytes.Cut(line, []byte(":"))
+	num, m, ok := bytes.Cut(bytes.TrimSpace(v), []byte(" "))
+	if !ok || len(num) == 0 || len(num) > 10 || !bytes.Equal(bytes.TrimLeft(m, " \t"), method) {
+		return false
+	}
+	for _, c := range num {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// maxRawParams bounds the parameters read in a Via or To line.
+const maxRawParams = 32
+
 // hasTag reports whether a To header line carries a tag parameter: after
 // the name-addr's '>' if it has one, else anywhere in the value (an
-// addr-spec's parameters are the header's).
-func hasTag(line []byte) bool {
+// addr-spec's parameters are the header's). ok is false for parameters
+// it does not read (quoted, or too many).
+func hasTag(line []byte) (tagged, ok bool) {
 	_, v, _ := bytes.Cut(line, []byte(":"))
 	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
 		v = v[i:]
+	} else if bytes.IndexByte(v, '"') >= 0 {
+		return false, false
 	}
-	for _, p := range bytes.Split(v, []byte(";"))[1:] {
+	if bytes.IndexByte(v, '"') >= 0 {
+		return false, false
+	}
+	_, v, _ = bytes.Cut(v, []byte(";"))
+	for n := 0; len(v) > 0; n++ {
+		if n == maxRawParams {
+			return false, false
+		}
+		var p []byte
+		p, v, _ = bytes.Cut(v, []byte(";"))
 		k, _, _ := bytes.Cut(p, []byte("="))
 		if bytes.EqualFold(bytes.TrimSpace(k), []byte("tag")) {
-			return true
+			tagged = true
 		}
 	}
-	return false
+	return tagged, true
 }
 
 // viaPort is where a response goes by the first value of a Via header
 // line: srcPort with an rport parameter, else the sent-by port, else
-// 5060. It reads "SIP/2.0/<transport> host[:port]" and parameters; ok is
-// false for anything else.
+// 5060. It reads "SIP/2.0/<transport> host[:port]" and unquoted
+// parameters (an IPv6 host in brackets); ok is false for anything else.
 func viaPort(line []byte, srcPort int) (int, bool) {
 	_, v, _ := bytes.Cut(line, []byte(":"))
-	v, _, _ = bytes.Cut(v, []byte(",")) // the first value
-	proto, rest, ok := bytes.Cut(bytes.TrimLeft(v, " \t"), []byte(" "))
-	if !ok || !bytes.HasPrefix(bytes.ToUpper(proto), []byte("SIP/2.0/")) {
+	if bytes.IndexByte(v, '"') >= 0 {
 		return 0, false
 	}
-	params := bytes.Split(bytes.TrimSpace(rest), []byte(";"))
-	sentBy := bytes.TrimSpace(params[0])
-	for _, p := range params[1:] {
+	v, _, _ = bytes.Cut(v, []byte(",")) // the first value
+	proto, rest, ok := bytes.Cut(bytes.TrimLeft(v, " \t"), []byte(" "))
+	if !ok || len(proto) < 9 || !bytes.EqualFold(proto[:8], []byte("SIP/2.0/")) {
+		return 0, false
+	}
+	sentBy, params, _ := bytes.Cut(bytes.TrimSpace(rest), []byte(";"))
+	sentBy = bytes.TrimSpace(sentBy)
+	for n := 0; len(params) > 0; n++ {
+		if n == maxRawParams {
+			return 0, false
+		}
+		var p []byte
+		p, params, _ = bytes.Cut(params, []byte(";"))
 		k, _, _ := bytes.Cut(p, []byte("="))
 		if bytes.EqualFold(bytes.TrimSpace(k), []byte("rport")) {
 			return srcPort, true
 		}
 	}
 	host, port := sentBy, []byte(nil)
-	if i := bytes.LastIndexByte(sentBy, ':'); i >= 0 && (sentBy[0] != '[' || bytes.IndexByte(sentBy, ']') < i) {
+	if len(sentBy) > 0 && sentBy[0] == '[' {
+		end := bytes.IndexByte(sentBy, ']')
+		if end < 0 {
+			return 0, false
+		}
+		host = sentBy[:end+1]
+		if rest := sentBy[end+1:]; len(rest) > 0 {
+			if rest[0] != ':' {
+				return 0, false
+			}
+			port = rest[1:]
+		}
+	} else if i := bytes.IndexByte(sentBy, ':'); i >= 0 {
 		host, port = sentBy[:i], sentBy[i+1:]
 	}
-	if len(host) == 0 || bytes.ContainsAny(host, " \t") {
+	if len(host) == 0 || bytes.ContainsAny(host, " \t:") && host[0] != '[' {
 		return 0, false
 	}
 	if port == nil {
 		return 5060, true
 	}
-	n, err := strconv.Atoi(string(port))
-	if err != nil || n < 1 || n > 65535 {
+	n := 0
+	for _, c := range port {
+		if c < '0' || c > '9' || n > 65535 {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 1 || n > 65535 {
 		return 0, false
 	}
 	return n, true

@@ -1,6 +1,7 @@
 package sipnet
 
 import (
+	"bytes"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -38,6 +39,16 @@ func TestRawReject(t *testing.T) {
 		{"bad Via port", register("UDP 192.0.2.1:99999", "r5"), 0, ""},
 		{"not SIP/2.0", strings.Replace(plain, " SIP/2.0\r\n", " SIP/3.0\r\n", 1), 0, ""},
 		{"no blank line", strings.TrimSuffix(plain, "\r\n"), 0, ""},
+		// What the attacker's review sent: nothing of it is echoed.
+		{"control byte", strings.Replace(plain, "Call-ID: r1", "Call-ID: \x1br1", 1), 0, ""},
+		{"CSeq of another method", strings.Replace(plain, "CSeq: 1 REGISTER", "CSeq: 1 INVITE", 1), 0, ""},
+		{"CSeq without a number", strings.Replace(plain, "CSeq: 1 REGISTER", "CSeq: REGISTER", 1), 0, ""},
+		{"quoted Via parameter", strings.Replace(plain, ";branch", `;x="a,b";rport;branch`, 1), 0, ""},
+		{"signed port", register("UDP 192.0.2.1:+53", "r6"), 0, ""},
+		{"IPv6 without brackets", register("UDP 2001:db8::1", "r7"), 0, ""},
+		{"quoted To parameter", strings.Replace(plain, "To: <sip:x@a.example>", `To: <sip:x@a.example>;tag=1;p=">"`, 1), 0, ""},
+		{"many To parameters", strings.Replace(plain, "To: <sip:x@a.example>", "To: <sip:x@a.example>"+strings.Repeat(";", 4000), 1), 0, ""},
+		{"nine Vias", strings.Replace(plain, "Max-Forwards", strings.Repeat("Via: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKp\r\n", 8)+"Max-Forwards", 1), 0, ""},
 	} {
 		out, port, ok := rawReject(nil, []byte(tc.req), 40000, "503 Service Unavailable", 5, []byte("ab12"))
 		if !ok {
@@ -152,6 +163,32 @@ func TestShedStateless(t *testing.T) {
 	if n503 != 1 {
 		t.Fatalf("%d 503s to REGISTER counted, want 1", n503)
 	}
+	// Busy, a request the reader cannot answer from its bytes is dropped,
+	// not queued in front of the handler: a real UA sends it again.
+	if _, err := c.Write([]byte(strings.Replace(register("UDP "+local, "s4"), "Max-Forwards: 70\r\n", "Max-Forwards:\r\n 70\r\n", 1))); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); s.StatelessStats().Dropped == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := s.StatelessStats(); st.Dropped != 1 || st.Shed != 1 || calls.Load() != 0 {
+		t.Fatalf("a folded request while busy: %+v, handler ran %d times; want 1 dropped, 1 shed, 0", st, calls.Load())
+	}
+	// Nor is a 503 longer than its request sent (a spoofed source's
+	// amplifier): the shortest request answerable is dropped.
+	tiny := "REGISTER a SIP/2.0\r\nv:SIP/2.0/UDP " + local + "\r\nf:a\r\nt:b\r\ni:c\r\nCSeq:1 REGISTER\r\n\r\n"
+	if _, port, ok := rawReject(nil, []byte(tiny), 1, "503 Service Unavailable", 7, []byte("ab12")); !ok || port < 1 {
+		t.Fatal("the tiny request is not answerable")
+	}
+	if _, err := c.Write([]byte(tiny)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); s.StatelessStats().Dropped == 1 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := s.StatelessStats(); st.Dropped != 2 || st.Shed != 1 {
+		t.Fatalf("a request shorter than its 503 while busy: %+v; want 2 dropped, 1 shed", st)
+	}
 	busy.Store(false)
 	if res := parseResponse(t, []byte(roundTrip(t, c, req))); res.StatusCode != 200 || calls.Load() != 1 {
 		t.Fatalf("not busy: %d, handler ran %d times; want 200, 1", res.StatusCode, calls.Load())
@@ -188,8 +225,11 @@ func FuzzRawReject(f *testing.F) {
 		if port < 1 || port > 65535 {
 			t.Fatalf("port %d", port)
 		}
-		if len(out) > len(data)+100 {
+		if len(out) > len(data)+100 { // shedRaw sends nothing longer than data
 			t.Fatalf("%d bytes answered to %d", len(out), len(data))
+		}
+		if !plain(bytes.ReplaceAll(out, []byte("\r\n"), nil)) {
+			t.Fatalf("a control character echoed in %q", out)
 		}
 		m, err := sip.NewParser().ParseSIP(data)
 		req, isReq := m.(*sip.Request)
