@@ -23,10 +23,8 @@ import (
 // starts. A request it cannot answer so (folded lines, a header missing
 // or repeated, a Via it does not read, a 503 that would be longer than
 // the request) is dropped while the hook says busy: on the usual path it
-// would wait in front of the handler after all. The top Via is echoed as
-// it came, without RFC 3581's received and rport values: the UA matches
-// the 503 by branch and CSeq all the same (only its NAT discovery misses
-// them, on a refusal).
+// would wait in front of the handler after all. The top Via gets the
+// received and rport values a response carries (topVia).
 
 // maxRawHeaders bounds the header lines rawReject looks at.
 const maxRawHeaders = 64
@@ -67,7 +65,7 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	}
 	var tag [16]byte
 	hex := strconv.AppendUint(tag[:0], key, 16)
-	out, port, ok := rawReject(st.shedBuf[:0], data, from.Port, "503 Service Unavailable", max(int(d/time.Second), 1), hex)
+	out, port, ok := rawReject(st.shedBuf[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), hex)
 	if !ok || len(out) > len(data) { // never more bytes out than in
 		st.dropped.Add(1)
 		return true
@@ -91,7 +89,7 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 // the top Via or after the To's name-addr); dst is then of no use. Each
 // line is scanned a bounded number of times and nothing is allocated
 // beyond dst.
-func rawReject(dst, req []byte, srcPort int, status string, retry int, tag []byte) (out []byte, port int, ok bool) {
+func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag []byte) (out []byte, port int, ok bool) {
 	end := bytes.Index(req, []byte("\r\n\r\n"))
 	if end < 0 {
 		return nil, 0, false
@@ -143,7 +141,8 @@ func rawReject(dst, req []byte, srcPort int, status string, retry int, tag []byt
 	if nvia == 0 || from == nil || to == nil || callID == nil || !cseqOf(cseq, method) {
 		return nil, 0, false
 	}
-	if port, ok = viaPort(vias[0], srcPort); !ok {
+	port, host, rport, ok := viaPort(vias[0], src.Port)
+	if !ok {
 		return nil, 0, false
 	}
 	tagged, ok := hasTag(to)
@@ -153,7 +152,8 @@ func rawReject(dst, req []byte, srcPort int, status string, retry int, tag []byt
 	out = append(dst, "SIP/2.0 "...)
 	out = append(out, status...)
 	out = append(out, "\r\n"...)
-	for _, v := range vias[:nvia] {
+	out = topVia(out, vias[0], host, rport, src)
+	for _, v := range vias[1:nvia] {
 		out = append(append(out, v...), "\r\n"...)
 	}
 	out = append(append(out, from...), "\r\n"...)
@@ -236,62 +236,101 @@ func hasTag(line []byte) (tagged, ok bool) {
 
 // viaPort is where a response goes by the first value of a Via header
 // line: srcPort with an rport parameter, else the sent-by port, else
-// 5060. It reads "SIP/2.0/<transport> host[:port]" and unquoted
-// parameters (an IPv6 host in brackets); ok is false for anything else.
-func viaPort(line []byte, srcPort int) (int, bool) {
+// 5060; with the sent-by host and whether rport was there. It reads
+// "SIP/2.0/<transport> host[:port]" and unquoted parameters (an IPv6
+// host in brackets); ok is false for anything else.
+func viaPort(line []byte, srcPort int) (port int, host []byte, rport, ok bool) {
 	_, v, _ := bytes.Cut(line, []byte(":"))
 	if bytes.IndexByte(v, '"') >= 0 {
-		return 0, false
+		return 0, nil, false, false
 	}
 	v, _, _ = bytes.Cut(v, []byte(",")) // the first value
-	proto, rest, ok := bytes.Cut(bytes.TrimLeft(v, " \t"), []byte(" "))
-	if !ok || len(proto) < 9 || !bytes.EqualFold(proto[:8], []byte("SIP/2.0/")) {
-		return 0, false
+	proto, rest, found := bytes.Cut(bytes.TrimLeft(v, " \t"), []byte(" "))
+	if !found || len(proto) < 9 || !bytes.EqualFold(proto[:8], []byte("SIP/2.0/")) {
+		return 0, nil, false, false
 	}
 	sentBy, params, _ := bytes.Cut(bytes.TrimSpace(rest), []byte(";"))
 	sentBy = bytes.TrimSpace(sentBy)
 	for n := 0; len(params) > 0; n++ {
 		if n == maxRawParams {
-			return 0, false
+			return 0, nil, false, false
 		}
 		var p []byte
 		p, params, _ = bytes.Cut(params, []byte(";"))
 		k, _, _ := bytes.Cut(p, []byte("="))
 		if bytes.EqualFold(bytes.TrimSpace(k), []byte("rport")) {
-			return srcPort, true
+			rport = true
 		}
 	}
-	host, port := sentBy, []byte(nil)
+	var portText []byte
+	host = sentBy
 	if len(sentBy) > 0 && sentBy[0] == '[' {
 		end := bytes.IndexByte(sentBy, ']')
 		if end < 0 {
-			return 0, false
+			return 0, nil, false, false
 		}
 		host = sentBy[:end+1]
 		if rest := sentBy[end+1:]; len(rest) > 0 {
 			if rest[0] != ':' {
-				return 0, false
+				return 0, nil, false, false
 			}
-			port = rest[1:]
+			portText = rest[1:]
 		}
 	} else if i := bytes.IndexByte(sentBy, ':'); i >= 0 {
-		host, port = sentBy[:i], sentBy[i+1:]
-	}
-	if len(host) == 0 || bytes.ContainsAny(host, " \t:") && host[0] != '[' {
-		return 0, false
-	}
-	if port == nil {
-		return 5060, true
-	}
-	n := 0
-	for _, c := range port {
-		if c < '0' || c > '9' || n > 65535 {
-			return 0, false
+		host, portText = sentBy[:i], sentBy[i+1:]
+		if portText == nil {
+			portText = []byte{}
 		}
-		n = n*10 + int(c-'0')
 	}
-	if n < 1 || n > 65535 {
-		return 0, false
+	if len(host) == 0 || host[0] != '[' && bytes.ContainsAny(host, " \t:") {
+		return 0, nil, false, false
 	}
-	return n, true
+	switch {
+	case rport:
+		port = srcPort
+	case portText == nil:
+		port = 5060
+	default:
+		for _, c := range portText {
+			if c < '0' || c > '9' || port > 65535 {
+				return 0, nil, false, false
+			}
+			port = port*10 + int(c-'0')
+		}
+	}
+	if port < 1 || port > 65535 {
+		return 0, nil, false, false
+	}
+	return port, host, rport, true
+}
+
+// topVia appends the top Via line as a response carries it (RFC 3261
+// §18.2.1, RFC 3581 §4): its first value with received set to the source
+// IP when the sent-by host is another or rport was asked for, and rport
+// given the source port; the line's other values as they came. line has
+// passed viaPort (unquoted, at most maxRawParams parameters).
+func topVia(out, line, host []byte, rport bool, src *net.UDPAddr) []byte {
+	first, more := line, []byte(nil)
+	if i := bytes.IndexByte(line, ','); i >= 0 {
+		first, more = line[:i], line[i:]
+	}
+	head, params, _ := bytes.Cut(first, []byte(";"))
+	out = append(out, bytes.TrimRight(head, " \t")...)
+	for len(params) > 0 {
+		var p []byte
+		p, params, _ = bytes.Cut(params, []byte(";"))
+		k, _, _ := bytes.Cut(p, []byte("="))
+		if k = bytes.TrimSpace(k); bytes.EqualFold(k, []byte("rport")) || bytes.EqualFold(k, []byte("received")) {
+			continue
+		}
+		out = append(append(out, ';'), p...)
+	}
+	ip := src.IP.String()
+	if rport || !bytes.Equal(bytes.Trim(host, "[]"), []byte(ip)) {
+		out = append(append(out, ";received="...), ip...)
+	}
+	if rport {
+		out = strconv.AppendInt(append(out, ";rport="...), int64(src.Port), 10)
+	}
+	return append(append(out, more...), "\r\n"...)
 }

@@ -2,6 +2,7 @@ package sipnet
 
 import (
 	"bytes"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 // path.
 func TestRawReject(t *testing.T) {
 	plain := register("UDP 192.0.2.1:5070", "r1")
+	src := &net.UDPAddr{IP: net.IPv4(198, 51, 100, 9), Port: 40000}
 	for _, tc := range []struct {
 		name, req string
 		port      int // 0: not answered here
@@ -50,7 +52,7 @@ func TestRawReject(t *testing.T) {
 		{"many To parameters", strings.Replace(plain, "To: <sip:x@a.example>", "To: <sip:x@a.example>"+strings.Repeat(";", 4000), 1), 0, ""},
 		{"nine Vias", strings.Replace(plain, "Max-Forwards", strings.Repeat("Via: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKp\r\n", 8)+"Max-Forwards", 1), 0, ""},
 	} {
-		out, port, ok := rawReject(nil, []byte(tc.req), 40000, "503 Service Unavailable", 5, []byte("ab12"))
+		out, port, ok := rawReject(nil, []byte(tc.req), src, "503 Service Unavailable", 5, []byte("ab12"))
 		if !ok {
 			if tc.port != 0 {
 				t.Errorf("%s: not answered", tc.name)
@@ -70,6 +72,15 @@ func TestRawReject(t *testing.T) {
 			t.Errorf("%s: %q, want 503 with Retry-After: 5", tc.name, out)
 		}
 		echoes(t, tc.name, req, res)
+		// RFC 3261 §18.2.1, RFC 3581 §4: the source address in the top Via.
+		if got, _ := res.Via().Params.Get("received"); got != "198.51.100.9" {
+			t.Errorf("%s: received=%q in %q", tc.name, got, res.Via().Value())
+		}
+		if _, asked := req.Via().Params.Get("rport"); asked {
+			if got, _ := res.Via().Params.Get("rport"); got != "40000" {
+				t.Errorf("%s: rport=%q in %q", tc.name, got, res.Via().Value())
+			}
+		}
 		if tag, _ := res.To().Params.Get("tag"); tag != tc.toTag {
 			t.Errorf("%s: To tag %q, want %q", tc.name, tag, tc.toTag)
 		}
@@ -103,7 +114,7 @@ func echoes(t *testing.T, name string, req *sip.Request, res *sip.Response) {
 		t.Errorf("%s: %d Via headers, want %d", name, len(rv), len(qv))
 	}
 	for i := range min(len(rv), len(qv)) {
-		if rv[i].Value() != qv[i].Value() {
+		if bareVia(rv[i].Value()) != bareVia(qv[i].Value()) {
 			t.Errorf("%s: Via %d is %q, want %q", name, i, rv[i].Value(), qv[i].Value())
 		}
 	}
@@ -111,6 +122,23 @@ func echoes(t *testing.T, name string, req *sip.Request, res *sip.Response) {
 		res.From().Value() != req.From().Value() || res.To().Address.String() != req.To().Address.String() {
 		t.Errorf("%s: Call-ID, CSeq, From or To differ: %q", name, res.String())
 	}
+}
+
+// bareVia is a Via value without its received and rport parameters
+// (which a response sets in its top Via).
+func bareVia(v string) string {
+	first, more, _ := strings.Cut(v, ",")
+	var keep []string
+	for i, p := range strings.Split(first, ";") {
+		k, _, _ := strings.Cut(p, "=")
+		if i == 0 || !strings.EqualFold(k, "received") && !strings.EqualFold(k, "rport") {
+			keep = append(keep, p)
+		}
+	}
+	if more != "" {
+		return strings.Join(keep, ";") + "," + more
+	}
+	return strings.Join(keep, ";")
 }
 
 // TestShedStateless: while the hook says busy, a REGISTER over UDP is
@@ -177,7 +205,7 @@ func TestShedStateless(t *testing.T) {
 	// Nor is a 503 longer than its request sent (a spoofed source's
 	// amplifier): the shortest request answerable is dropped.
 	tiny := "REGISTER a SIP/2.0\r\nv:SIP/2.0/UDP " + local + "\r\nf:a\r\nt:b\r\ni:c\r\nCSeq:1 REGISTER\r\n\r\n"
-	if _, port, ok := rawReject(nil, []byte(tiny), 1, "503 Service Unavailable", 7, []byte("ab12")); !ok || port < 1 {
+	if _, port, ok := rawReject(nil, []byte(tiny), c.LocalAddr().(*net.UDPAddr), "503 Service Unavailable", 7, []byte("ab12")); !ok || port < 1 {
 		t.Fatal("the tiny request is not answerable")
 	}
 	if _, err := c.Write([]byte(tiny)); err != nil {
@@ -217,15 +245,16 @@ func FuzzRawReject(f *testing.F) {
 	f.Add([]byte(register("UDP [::1]", "f2")))
 	f.Add([]byte("REGISTER sip:a SIP/2.0\r\nv: SIP/2.0/UDP h;rport\r\nf: a\r\nt: b\r\ni: c\r\nCSeq: 1 REGISTER\r\n\r\n"))
 	f.Add([]byte("REGISTER sip:a SIP/2.0\r\n\r\n"))
+	src := &net.UDPAddr{IP: net.ParseIP("2001:db8::9"), Port: 40000}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, port, ok := rawReject(nil, data, 40000, "503 Service Unavailable", 5, []byte("ab12"))
+		out, port, ok := rawReject(nil, data, src, "503 Service Unavailable", 5, []byte("ab12"))
 		if !ok {
 			return
 		}
 		if port < 1 || port > 65535 {
 			t.Fatalf("port %d", port)
 		}
-		if len(out) > len(data)+100 { // shedRaw sends nothing longer than data
+		if len(out) > len(data)+160 { // shedRaw sends nothing longer than data
 			t.Fatalf("%d bytes answered to %d", len(out), len(data))
 		}
 		if !plain(bytes.ReplaceAll(out, []byte("\r\n"), nil)) {
