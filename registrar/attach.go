@@ -44,7 +44,9 @@ func (r *Registrar) Attach(s *sipnet.Stack) {
 // loaded registrar would have served (digest on, 4000/s failed 1457 of
 // 20000 REGISTERs in one run).
 func (r *Registrar) overloaded(inHand int) time.Duration {
-	if inHand >= 2*r.cfg.MaxInFlight || r.inflight.Load() >= int64(r.cfg.MaxInFlight) {
+	// Below the stack's own limit, or a MaxInFlight over half of it would
+	// never be reached in hand: past the limit datagrams go unanswered.
+	if inHand >= min(2*r.cfg.MaxInFlight, sipnet.StatelessLimit*7/8) || r.inflight.Load() >= int64(r.cfg.MaxInFlight) {
 		return r.cfg.RetryAfter
 	}
 	return 0

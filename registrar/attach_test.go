@@ -95,6 +95,12 @@ func TestAttach(t *testing.T) {
 	if r.overloaded(2*r.cfg.MaxInFlight-1) != 0 || r.overloaded(2*r.cfg.MaxInFlight) != r.cfg.RetryAfter {
 		t.Fatal("overloaded does not shed at MaxInFlight requests in hand")
 	}
+	// A MaxInFlight beyond half the stack's limit sheds before the limit.
+	big := newTestRegistrar(t, false, nil)
+	big.cfg.MaxInFlight = sipnet.StatelessLimit
+	if big.overloaded(sipnet.StatelessLimit-1) != big.cfg.RetryAfter {
+		t.Fatal("with MaxInFlight at the stack's limit, nothing is shed before the stack drops")
+	}
 }
 
 // TestAuthorizeProxy: the proxy's check of a request for relaying: 407

@@ -24,13 +24,18 @@ import (
 // the transaction would have. Over TCP and TLS (no retransmissions, Timer J
 // is 0) the same handler runs inside sipgo's transaction.
 const (
-	replayWindow   = 32       // seconds a final response answers retransmissions (Timer J)
-	replayBudget   = 64 << 20 // bytes of responses kept; beyond, the oldest go early
-	statelessLimit = 8192     // requests being answered at once; beyond, datagrams are dropped (the UA retransmits)
+	replayWindow = 32       // seconds a final response answers retransmissions (Timer J)
+	replayBudget = 64 << 20 // bytes of responses kept; beyond, the oldest go early
 	// statelessMaxDatagram: bigger requests go to sipgo's transactions
 	// (it bounds what the requests in hand hold: 8192 × 8 KB).
 	statelessMaxDatagram = 8 << 10
 )
+
+// StatelessLimit is how many requests taken statelessly over UDP a stack
+// holds at once (being answered, or waiting to be); beyond, datagrams are
+// dropped (the UA retransmits). A shed hook's threshold (ShedStateless)
+// must be below it to ever be reached.
+const StatelessLimit = 8192
 
 // StatelessHandler answers a request with its final response, or nil to
 // send nothing. It must not keep req.
@@ -58,7 +63,7 @@ func newStateless() *stateless {
 		shed:     map[string]shedHook{},
 		parser:   sip.NewParser(),
 		seed:     maphash.MakeSeed(),
-		slots:    make(chan struct{}, statelessLimit),
+		slots:    make(chan struct{}, StatelessLimit),
 		replay:   newReplayCache(replayWindow, replayBudget, time.Now()),
 	}
 }
@@ -94,7 +99,7 @@ func (s *Stack) HandleStateless(method sip.RequestMethod, h StatelessHandler) {
 // over UDP, since the stack started.
 type StatelessCounts struct {
 	Replayed int64 // retransmissions answered from the cache
-	Dropped  int64 // datagrams dropped because statelessLimit requests were in hand
+	Dropped  int64 // datagrams dropped because StatelessLimit requests were in hand
 	Oversize int64 // responses not sent for their size
 	Shed     int64 // requests answered 503 on the reader (ShedStateless)
 }
@@ -229,7 +234,7 @@ const replayChunk = 64 << 10
 // (in use or free), so the memory held is bounded by the budget however
 // the sizes vary; the index holds no pointers, so the collector scans
 // none of it. Requests being answered are kept apart (they are bounded by
-// statelessLimit) and never evicted. Safe for concurrent use.
+// StatelessLimit) and never evicted. Safe for concurrent use.
 type replayCache struct {
 	mu        sync.Mutex
 	window    uint32
