@@ -213,8 +213,6 @@ func hasTag(line []byte) (tagged, ok bool) {
 	_, v, _ := bytes.Cut(line, []byte(":"))
 	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
 		v = v[i:]
-	} else if bytes.IndexByte(v, '"') >= 0 {
-		return false, false
 	}
 	if bytes.IndexByte(v, '"') >= 0 {
 		return false, false
