@@ -55,7 +55,11 @@ func Canonical(aor string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %q: %v", ErrBadAOR, aor, err)
 	}
-	out = scheme + ":" + out
+	if len(s) == len(scheme)+1+len(out) && s[:colon] == scheme && s[colon+1:] == out {
+		out = s // already canonical (as every AOR a replica checks is): nothing to build
+	} else {
+		out = scheme + ":" + out
+	}
 	if len(out) > MaxAORLength {
 		return "", fmt.Errorf("%w: canonical form longer than %d", ErrBadAOR, MaxAORLength)
 	}
@@ -105,6 +109,9 @@ func canonicalUserHost(scheme, rest string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if len(rest) == len(user)+1+len(host) && rest[:len(user)] == user && rest[len(user)] == '@' && rest[len(user)+1:] == host {
+		return rest, nil // already canonical
+	}
 	return user + "@" + host, nil
 }
 
@@ -134,7 +141,7 @@ func canonicalHost(h string) (string, error) {
 	if h == "" || len(h) > 253 {
 		return "", fmt.Errorf("bad host length")
 	}
-	for _, label := range strings.Split(h, ".") {
+	for label := range strings.SplitSeq(h, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return "", fmt.Errorf("bad host %q", h)
 		}

@@ -76,3 +76,26 @@ func FuzzCanonical(f *testing.F) {
 		}
 	})
 }
+
+// TestCanonicalAllocs: an AOR already in canonical form (as every AOR a
+// replica checks is) comes back as it is, without a new string or a split
+// of its host; one that is not is still rewritten.
+func TestCanonicalAllocs(t *testing.T) {
+	for _, aor := range []string{"sip:alice@atlanta.example", "sips:bob@biloxi.example.com", "priv:abcdefgh@biloxi.example"} {
+		if got, err := Canonical(aor); err != nil || got != aor {
+			t.Fatalf("Canonical(%q) = %q, %v", aor, got, err)
+		}
+		if n := testing.AllocsPerRun(100, func() { _, _ = Canonical(aor) }); n != 0 {
+			t.Errorf("Canonical(%q): %.0f allocations, want 0", aor, n)
+		}
+	}
+	for in, want := range map[string]string{
+		"SIP:Alice@Atlanta.Example:5060;transport=tcp": "sip:alice@atlanta.example",
+		"<sip:bob@biloxi.example.>":                    "sip:bob@biloxi.example",
+		"sip:carol:secret@chicago.example":             "sip:carol@chicago.example",
+	} {
+		if got, err := Canonical(in); err != nil || got != want {
+			t.Errorf("Canonical(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

@@ -31,6 +31,8 @@ type Credential struct {
 	Leaf  *x509.Certificate
 	key   crypto.Signer
 	fp    [32]byte
+
+	covered domainCache // domains Leaf's DNS SANs were found to cover
 }
 
 // NewCredential builds a Credential from a DER chain (leaf first) and the
@@ -90,7 +92,9 @@ func LoadTrustAnchors(files ...string) (*x509.CertPool, error) {
 
 // Authorizes reports whether the credential's certificate may write aor
 // (canonical): a DNS SAN covering its domain, or a URI SAN equal to the AOR.
-func (c *Credential) Authorizes(aor string) bool { return authorizes(c.Leaf, aor) }
+func (c *Credential) Authorizes(aor string) bool {
+	return c.covered.covers(c.Leaf, Domain(aor)) || authorizes(c.Leaf, aor)
+}
 
 // DeriveSecret returns a 32-byte secret derived from the credential's private
 // key and label: services of one domain (e.g. two registrar front-ends
@@ -275,13 +279,44 @@ type chain struct {
 	// (pki.IssueAOR); nil for a leaf issued by a CA.
 	by *x509.Certificate
 
-	mu      sync.Mutex
-	domains map[string]bool // domains the leaf's DNS SANs were found to cover
+	covered domainCache // domains the leaf's DNS SANs were found to cover
 }
 
-// maxCachedDomains bounds a chain's domain cache (a wildcard SAN covers any
+// domainCache remembers the domains a certificate's DNS SANs cover:
+// x509's hostname match allocates a dozen objects, and every binding a
+// front-end signs or a replica verifies asks it again.
+type domainCache struct {
+	mu      sync.Mutex
+	domains map[string]bool
+}
+
+// maxCachedDomains bounds a domain cache (a wildcard SAN covers any
 // number of names).
 const maxCachedDomains = 1024
+
+// covers reports whether leaf's DNS SANs cover domain d, asking x509 once
+// per domain.
+func (c *domainCache) covers(leaf *x509.Certificate, d string) bool {
+	if d == "" || len(leaf.DNSNames) == 0 {
+		return false
+	}
+	c.mu.Lock()
+	ok := c.domains[d]
+	c.mu.Unlock()
+	if ok {
+		return true
+	}
+	if leaf.VerifyHostname(d) != nil {
+		return false
+	}
+	c.mu.Lock()
+	if c.domains == nil || len(c.domains) >= maxCachedDomains {
+		c.domains = map[string]bool{}
+	}
+	c.domains[d] = true
+	c.mu.Unlock()
+	return true
+}
 
 // authorizes is authorizes(c.leaf, aor) with DNS matches cached per domain.
 // An AOR certificate authorizes its URI SAN's AOR alone, of a domain its
@@ -292,22 +327,7 @@ func (c *chain) authorizes(aor string) bool {
 		return d != "" && net.ParseIP(d) == nil && len(c.leaf.DNSNames) == 0 && len(c.by.DNSNames) > 0 &&
 			c.by.VerifyHostname(d) == nil && authorizes(c.leaf, aor)
 	}
-	c.mu.Lock()
-	ok := c.domains[d]
-	c.mu.Unlock()
-	if ok {
-		return true
-	}
-	if d != "" && len(c.leaf.DNSNames) > 0 && c.leaf.VerifyHostname(d) == nil {
-		c.mu.Lock()
-		if c.domains == nil || len(c.domains) >= maxCachedDomains {
-			c.domains = map[string]bool{}
-		}
-		c.domains[d] = true
-		c.mu.Unlock()
-		return true
-	}
-	return authorizes(c.leaf, aor)
+	return c.covered.covers(c.leaf, d) || authorizes(c.leaf, aor)
 }
 
 // NewVerifier returns a verifier for the given trust anchors. skew bounds how

@@ -178,3 +178,24 @@ func TestSignedHereTrustsOnlyWhatWasSigned(t *testing.T) {
 		t.Fatalf("altered entry: %v", err)
 	}
 }
+
+// TestAuthorizesCached: a credential asks x509 once per domain, so a
+// front-end signing a binding does not pay x509's hostname match (a dozen
+// allocations) each time; what it does not cover is still refused.
+func TestAuthorizesCached(t *testing.T) {
+	ca := newTestCA(t)
+	cred := ca.issue(t, []string{"biloxi.example", "*.atlanta.example"}, nil, false)
+	for _, aor := range []string{"sip:bob@biloxi.example", "sip:alice@pc.atlanta.example"} {
+		if !cred.Authorizes(aor) {
+			t.Fatalf("%s not authorized", aor)
+		}
+		if n := testing.AllocsPerRun(100, func() { cred.Authorizes(aor) }); n != 0 {
+			t.Errorf("Authorizes(%q): %.0f allocations after the first, want 0", aor, n)
+		}
+	}
+	for _, aor := range []string{"sip:eve@evil.example", "sip:bob@biloxi.example.evil", "sip:x@atlanta.example"} {
+		if cred.Authorizes(aor) {
+			t.Errorf("%s authorized", aor)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,43 +145,58 @@ func (s *store) recordOf(aor string, chains map[[32]byte][][]byte) []*entry {
 	return out
 }
 
-// overQuota lists the AORs of es whose records would exceed the quota
-// with es applied, and among them those over their record's own quota
-// (s.mu held).
-func (s *store) overQuota(es []*entry) (over, records map[string]bool) {
-	type size struct {
-		n, bytes int
-		ids      map[string]bool
-		// ghosts the write replaces (their usage goes)
-		ghostN, ghostBytes int
-	}
-	sizes := map[string]*size{}
+// quotaSize is what one AOR's record would hold with a write applied.
+type quotaSize struct {
+	aor            string
+	n, bytes       int
+	oldN, oldBytes int      // the record as stored
+	added          []string // ids of the write the record does not hold
+	// ghosts the write replaces (their usage goes)
+	ghostN, ghostBytes int
+}
+
+// quotaSizes sizes the records of es's AORs with es applied, one per AOR
+// in one allocation: a batch's AORs are mostly distinct, each a record of
+// one or two bindings (s.mu held).
+func (s *store) quotaSizes(es []*entry) []quotaSize {
+	pool := make([]quotaSize, 0, len(es))
+	sizes := make(map[string]*quotaSize, len(es))
 	for _, e := range es {
+		rec := s.recs[e.AOR]
 		z := sizes[e.AOR]
 		if z == nil {
-			z = &size{ids: map[string]bool{}}
-			if rec := s.recs[e.AOR]; rec != nil {
-				for id, old := range rec.entries {
-					z.ids[id] = true
-					z.bytes += len(old.encode())
+			pool = append(pool, quotaSize{aor: e.AOR})
+			z = &pool[len(pool)-1] // pool never grows past its capacity: z stays valid
+			if rec != nil {
+				for _, old := range rec.entries {
+					z.oldBytes += len(old.encode())
 				}
-				z.n = len(rec.entries)
+				z.oldN = len(rec.entries)
 			}
+			z.n, z.bytes = z.oldN, z.oldBytes
 			sizes[e.AOR] = z
 		}
 		id := e.B.ID()
-		if rec := s.recs[e.AOR]; rec != nil && rec.entries[id] != nil {
-			z.bytes -= len(rec.entries[id].encode())
-		} else if !z.ids[id] {
+		if old := rec.entry(id); old != nil {
+			z.bytes -= len(old.encode())
+		} else if !slices.Contains(z.added, id) {
 			z.n++
+			z.added = append(z.added, id)
 			if g := rec.ghost(id); g != nil {
 				z.ghostN++
 				z.ghostBytes += len(g.encode())
 			}
 		}
-		z.ids[id] = true
 		z.bytes += len(e.encode())
 	}
+	return pool
+}
+
+// overQuota lists the AORs of es whose records would exceed the quota
+// with es applied, and among them those over their record's own quota
+// (s.mu held).
+func (s *store) overQuota(es []*entry) (over, records map[string]bool) {
+	pool := s.quotaSizes(es)
 	mark := func(aor string) {
 		if over == nil {
 			over = map[string]bool{}
@@ -188,7 +204,8 @@ func (s *store) overQuota(es []*entry) (over, records map[string]bool) {
 		over[aor] = true
 	}
 	deltas := map[string]*usage{}
-	for aor, z := range sizes {
+	for i := range pool {
+		z, aor := &pool[i], pool[i].aor
 		if z.n > s.maxEntries || z.bytes > s.maxBytes {
 			mark(aor)
 			if records == nil {
@@ -203,13 +220,8 @@ func (s *store) overQuota(es []*entry) (over, records map[string]bool) {
 			du = &usage{}
 			deltas[d] = du
 		}
-		du.n, du.bytes = du.n+z.n-z.ghostN, du.bytes+z.bytes-z.ghostBytes
-		if rec := s.recs[aor]; rec != nil {
-			du.n -= len(rec.entries)
-			for _, old := range rec.entries {
-				du.bytes -= len(old.encode())
-			}
-		}
+		du.n += z.n - z.ghostN - z.oldN
+		du.bytes += z.bytes - z.ghostBytes - z.oldBytes
 	}
 	for d, du := range deltas {
 		cur := s.signers[d]
@@ -217,14 +229,22 @@ func (s *store) overQuota(es []*entry) (over, records map[string]bool) {
 			cur = &usage{}
 		}
 		if (du.n > 0 && cur.n+du.n > s.signerEntries) || (du.bytes > 0 && cur.bytes+du.bytes > s.signerBytes) {
-			for aor := range sizes {
-				if Domain(aor) == d {
+			for i := range pool {
+				if aor := pool[i].aor; Domain(aor) == d {
 					mark(aor)
 				}
 			}
 		}
 	}
 	return over, records
+}
+
+// entry returns r's entry of binding id (r may be nil).
+func (r *record) entry(id string) *entry {
+	if r == nil {
+		return nil
+	}
+	return r.entries[id]
 }
 
 // ghost returns r's ghost of binding id (r may be nil).
@@ -432,7 +452,7 @@ func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byt
 	}
 	for aor, rec := range changed {
 		s.changedLocked(aor, rec)
-		if err := s.put(ctx, recordKey(aor), rec.encode); err != nil {
+		if err := s.putRecord(ctx, aor, rec); err != nil {
 			return n, fmt.Errorf("lsp: persist record: %w", err)
 		}
 	}
@@ -498,7 +518,7 @@ func (s *store) gc(ctx context.Context, now time.Time) (int, error) {
 				err = s.ds.Delete(ctx, recordKey(aor))
 			}
 		} else {
-			err = s.put(ctx, recordKey(aor), rec.encode)
+			err = s.putRecord(ctx, aor, rec)
 		}
 		if err != nil {
 			return dropped, fmt.Errorf("lsp: gc: %w", err)
@@ -617,7 +637,7 @@ func (s *store) drop(ctx context.Context, e *entry) error {
 func (s *store) bury(ctx context.Context, rec *record, e *entry) error {
 	delete(rec.entries, e.B.ID())
 	s.addGhost(rec, e)
-	return s.put(ctx, recordKey(e.AOR), rec.encode)
+	return s.putRecord(ctx, e.AOR, rec)
 }
 
 // put writes what value returns under key, if the store writes through.
@@ -626,6 +646,15 @@ func (s *store) put(ctx context.Context, key ds.Key, value func() []byte) error 
 		return nil
 	}
 	return s.ds.Put(ctx, key, value())
+}
+
+// putRecord writes rec through to the datastore, if there is one (its key
+// is not even made otherwise).
+func (s *store) putRecord(ctx context.Context, aor string, rec *record) error {
+	if s.ds == nil {
+		return nil
+	}
+	return s.put(ctx, recordKey(aor), rec.encode)
 }
 
 // vetLocked checks e, an entry of rec, if the replica took it unchecked,

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -292,6 +293,8 @@ func decodeEntry(b []byte) (*entry, error) {
 	e := &entry{wire: b}
 	var content []byte
 	haveFP := false
+	var proof [maxProofDepth][32]byte // copied out at its length: one exact allocation
+	depth := 0
 	err := walk(b, func(num protowire.Number, _ protowire.Type, v []byte, u uint64) error {
 		switch num {
 		case 1:
@@ -308,13 +311,11 @@ func decodeEntry(b []byte) (*entry, error) {
 			}
 			e.Sig = v
 		case 4:
-			if len(v) != 32 || len(e.Proof) >= maxProofDepth {
+			if len(v) != 32 || depth >= maxProofDepth {
 				return fmt.Errorf("%w: merkle path", ErrMalformed)
 			}
-			if e.Proof == nil { // one allocation for a batch of up to 1024 entries
-				e.Proof = make([][32]byte, 0, 10)
-			}
-			e.Proof = append(e.Proof, [32]byte(v))
+			proof[depth] = [32]byte(v)
+			depth++
 		case 5:
 			e.Index = u
 		}
@@ -325,6 +326,9 @@ func decodeEntry(b []byte) (*entry, error) {
 	}
 	if content == nil || !haveFP || len(e.Sig) == 0 {
 		return nil, fmt.Errorf("%w: entry lacks content, fingerprint or signature", ErrMalformed)
+	}
+	if depth > 0 {
+		e.Proof = slices.Clone(proof[:depth])
 	}
 	if e.Index >= 1<<len(e.Proof) {
 		return nil, fmt.Errorf("%w: leaf index %d beyond a path of %d", ErrMalformed, e.Index, len(e.Proof))
