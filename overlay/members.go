@@ -75,6 +75,9 @@ type members struct {
 	// dials counts the membership streams that had to dial (no connection
 	// to the peer), by the type of the message that opened them.
 	dials [16]atomic.Uint64
+	// senders counts the per-peer senders started, by the type of the
+	// message that started each: whom a node talks to, not how often.
+	sendersBy [16]atomic.Uint64
 	// held counts the messages a sender dropped without dialling, in the
 	// hold after it failed to open a stream to their peer (Deferrable).
 	held    atomic.Uint64
@@ -171,6 +174,9 @@ func (m *members) enqueue(p peer.ID, msg []byte) {
 	if q == nil {
 		q = make(chan []byte, 256)
 		m.queues[p] = q
+		if len(msg) > 0 {
+			m.sendersBy[msg[0]&15].Add(1)
+		}
 		m.wg.Add(1)
 		go m.sender(p, q)
 	}

@@ -167,13 +167,14 @@ func (o *Overlay) ConnUse() string {
 			streams[string(s.Protocol())]++
 		}
 	}
-	var dials []uint64
+	var dials, senders []uint64
 	for i := range o.members.dials {
 		dials = append(dials, o.members.dials[i].Load())
+		senders = append(senders, o.members.sendersBy[i].Load())
 	}
-	return fmt.Sprintf("%d conns to %d peers (%d not in the view): %d to routing-table peers, %d to ring neighbours, %d without streams, %d warmed so far (%d cold); streams %v (routing table %d, membership senders %d); opened since the start %d out, %d in; membership dials by message type %v, %d messages held back from unreachable peers",
+	return fmt.Sprintf("%d conns to %d peers (%d not in the view): %d to routing-table peers, %d to ring neighbours, %d without streams, %d warmed so far (%d cold); streams %v (routing table %d, membership senders %d); opened since the start %d out, %d in; membership dials by message type %v, senders started by message type %v, %d messages held back from unreachable peers",
 		len(conns), len(peers), strangers, inRT, ring, idle, o.members.warmed.Load(), o.members.coldN.Load(), streams, rt.Size(), o.members.senders(),
-		o.opened[0].Load(), o.opened[1].Load(), dials, o.members.held.Load())
+		o.opened[0].Load(), o.opened[1].Load(), dials, senders, o.members.held.Load())
 }
 
 // MembershipSendFailuresTo counts the membership streams to p this node
