@@ -68,7 +68,8 @@ func startUAS(b *testing.B, port int) func() {
 // INVITE), against Kamailio routing the same scenario with
 // lookup("location") on its in-memory usrloc, in the same run (first,
 // alone on the machine, before the testnet starts); and the latency an
-// overlay lookup adds to a call.
+// overlay lookup adds to a call. LSNODE_BENCH_CPUPROFILE: a CPU profile of
+// the testnet's runs (not Kamailio's).
 func BenchmarkCall(b *testing.B) {
 	for _, tool := range []string{"sipp", "kamailio"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -136,8 +137,10 @@ func BenchmarkCall(b *testing.B) {
 		}
 		look.seq = append(look.seq, time.Since(t0))
 	}
+	stop := cpuProfile(b, os.Getenv("LSNODE_BENCH_CPUPROFILE")) // the testnet's runs alone
 	rCached, _ := maxRate(b, gen(cached.SIPAddr()), hold)
 	rCold, _ := maxRate(b, gen(cold.SIPAddr()), hold)
+	stop()
 	stCached, stCold := cached.Proxy().Stats(), cold.Proxy().Stats()
 	ratio := func(a, k int) float64 { return float64(a) / float64(max(k, 1)) }
 	b.ReportMetric(float64(rCached), "lsnode-cached-calls/s")
