@@ -157,7 +157,17 @@ func (c *rpc) roundTrip(ctx context.Context, ps *pooled, req []byte) (*message, 
 		stop()
 		return nil, err
 	}
-	b, err := overlay.ReadFrame(ps.r, c.maxMsg)
+	buf, _ := c.frames.Get().(*[]byte) // decodeMessage copies what it keeps
+	if buf == nil {
+		buf = new([]byte)
+	}
+	b, err := overlay.ReadFrameInto(ps.r, c.maxMsg, *buf)
+	defer func() {
+		if cap(b) > cap(*buf) && cap(b) <= keptFrame {
+			*buf = b[:0] // grown for this reply, kept for the next
+		}
+		c.frames.Put(buf)
+	}()
 	if !stop() {
 		// Cancelled meanwhile: the stream's deadline may have passed, so
 		// it is not put back in the pool.
@@ -252,12 +262,13 @@ func (c *rpc) close() {
 // the stream.
 func serve(ctx context.Context, s overlay.Stream, maxMsg int, handle func(context.Context, overlay.PeerID, *message) *message) {
 	var out []byte // the replies' buffer, reused (the stream copies what it writes)
+	var in []byte  // the requests' buffer, reused (decodeMessage copies what it keeps)
 	defer s.Close()
 	r := bufio.NewReader(s)
 	from := s.Conn().RemotePeer()
 	for ctx.Err() == nil {
 		_ = s.SetReadDeadline(time.Now().Add(streamIdle))
-		b, err := overlay.ReadFrame(r, maxMsg)
+		b, err := overlay.ReadFrameInto(r, maxMsg, in)
 		if err != nil {
 			if errors.Is(err, overlay.ErrFrameTooLarge) {
 				_ = overlay.WriteFrame(s, errorReply(fmt.Errorf("%w: %v", ErrTooLarge, err)).encode())
@@ -265,6 +276,9 @@ func serve(ctx context.Context, s overlay.Stream, maxMsg int, handle func(contex
 			return
 		}
 		req, err := decodeMessage(b)
+		if in = b[:0]; cap(in) > keptFrame {
+			in = nil // a big request's buffer is not held for the stream's life
+		}
 		var reply *message
 		if err != nil {
 			reply = errorReply(err)

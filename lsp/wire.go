@@ -148,6 +148,9 @@ func (m *message) appendFrame(buf []byte) ([]byte, int) {
 	return b, binary.MaxVarintLen64
 }
 
+// decodeMessage decodes one message. What it keeps it copies (entries,
+// certificates, the holder proof, strings), so the caller may reuse b as
+// soon as it returns.
 func decodeMessage(b []byte) (*message, error) {
 	m := &message{}
 	version := uint64(0)
@@ -168,7 +171,7 @@ func decodeMessage(b []byte) (*message, error) {
 			if len(m.Certs) >= maxCerts || len(v) > maxCertSize {
 				return fmt.Errorf("%w: certificates", ErrTooLarge)
 			}
-			m.Certs = append(m.Certs, v)
+			m.Certs = append(m.Certs, bytes.Clone(v))
 		case 6:
 			if len(m.Entries) >= maxEntries {
 				return fmt.Errorf("%w: more than %d entries", ErrTooLarge, maxEntries)
@@ -194,7 +197,7 @@ func decodeMessage(b []byte) (*message, error) {
 			if len(v) > holderProofSize {
 				return fmt.Errorf("%w: holder proof", ErrTooLarge)
 			}
-			m.Holder = v
+			m.Holder = bytes.Clone(v)
 		}
 		return nil
 	}, ".vvvbbbbvbb")

@@ -22,7 +22,12 @@ func WriteFrame(w io.Writer, b []byte) error {
 
 // ReadFrame reads one varint-length-prefixed frame of at most max bytes. A
 // longer frame is refused before anything is allocated for it.
-func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
+func ReadFrame(r *bufio.Reader, max int) ([]byte, error) { return ReadFrameInto(r, max, nil) }
+
+// ReadFrameInto is ReadFrame into buf's storage when it is large enough (a
+// new slice otherwise), for a caller that reuses one buffer for frame after
+// frame once it has copied out what it keeps.
+func ReadFrameInto(r *bufio.Reader, max int, buf []byte) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		return nil, err
@@ -30,7 +35,12 @@ func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 	if n > uint64(max) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
-	b := make([]byte, n)
+	var b []byte
+	if uint64(cap(buf)) >= n {
+		b = buf[:n]
+	} else {
+		b = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r, b); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
