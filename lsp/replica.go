@@ -31,7 +31,7 @@ func (s *Service) handleStream(st overlay.Stream, h func(context.Context, overla
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	serve(s.ctx, st, s.cfg.MaxMessage, func(ctx context.Context, from overlay.PeerID, m *message) *message {
+	serve(s.ctx, st, s.cfg.MaxMessage, &s.rpc.frames, func(ctx context.Context, from overlay.PeerID, m *message) *message {
 		if !s.limit.allow(from) {
 			return errorReply(ErrRateLimited)
 		}

@@ -39,8 +39,27 @@ type rpc struct {
 }
 
 // keptFrame: a stream's reply buffer is kept for the next reply up to
-// this size.
+// this size, and so is a pooled frame buffer.
 const keptFrame = 16 << 10
+
+// takeFrame takes a frame buffer from pool (frames is one per rpc; the
+// server's streams share their service's): a request being written, a
+// reply or request being read.
+func takeFrame(pool *sync.Pool) *[]byte {
+	if buf, _ := pool.Get().(*[]byte); buf != nil {
+		return buf
+	}
+	return new([]byte)
+}
+
+// putFrame gives buf back to pool once b, the frame built or read in it,
+// is no longer used: with b's storage when b outgrew it within keptFrame.
+func putFrame(pool *sync.Pool, buf *[]byte, b []byte) {
+	if cap(b) > cap(*buf) && cap(b) <= keptFrame {
+		*buf = b[:0]
+	}
+	pool.Put(buf)
+}
 
 // maxInflightPerPeer bounds the requests in flight to one peer. Beyond it a
 // request waits (within its deadline): back-pressure instead of streams
@@ -83,17 +102,9 @@ func (c *rpc) call(ctx context.Context, p overlay.PeerID, proto overlay.Protocol
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	buf, _ := c.frames.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-	}
+	buf := takeFrame(&c.frames)
 	b := req.frameIn(*buf)
-	defer func() {
-		if cap(b) <= keptFrame {
-			*buf = b[:0]
-			c.frames.Put(buf)
-		}
-	}()
+	defer putFrame(&c.frames, buf, b)
 	if n, _ := binary.Uvarint(b); n > uint64(c.maxMsg) {
 		return nil, fmt.Errorf("%w: request of %d bytes", ErrTooLarge, n)
 	}
@@ -157,17 +168,9 @@ func (c *rpc) roundTrip(ctx context.Context, ps *pooled, req []byte) (*message, 
 		stop()
 		return nil, err
 	}
-	buf, _ := c.frames.Get().(*[]byte) // decodeMessage copies what it keeps
-	if buf == nil {
-		buf = new([]byte)
-	}
+	buf := takeFrame(&c.frames) // decodeMessage copies what it keeps
 	b, err := overlay.ReadFrameInto(ps.r, c.maxMsg, *buf)
-	defer func() {
-		if cap(b) > cap(*buf) && cap(b) <= keptFrame {
-			*buf = b[:0] // grown for this reply, kept for the next
-		}
-		c.frames.Put(buf)
-	}()
+	defer putFrame(&c.frames, buf, b)
 	if !stop() {
 		// Cancelled meanwhile: the stream's deadline may have passed, so
 		// it is not put back in the pool.
@@ -260,25 +263,30 @@ func (c *rpc) close() {
 // serve runs a request loop on one stream: each request frame gets exactly
 // one reply frame; a frame that does not decode gets an error reply and ends
 // the stream.
-func serve(ctx context.Context, s overlay.Stream, maxMsg int, handle func(context.Context, overlay.PeerID, *message) *message) {
+func serve(ctx context.Context, s overlay.Stream, maxMsg int, frames *sync.Pool, handle func(context.Context, overlay.PeerID, *message) *message) {
 	var out []byte // the replies' buffer, reused (the stream copies what it writes)
-	var in []byte  // the requests' buffer, reused (decodeMessage copies what it keeps)
 	defer s.Close()
 	r := bufio.NewReader(s)
 	from := s.Conn().RemotePeer()
 	for ctx.Err() == nil {
 		_ = s.SetReadDeadline(time.Now().Add(streamIdle))
-		b, err := overlay.ReadFrameInto(r, maxMsg, in)
+		// A request is read into a pooled buffer once it starts to
+		// arrive: an idle stream holds none (decodeMessage copies what it
+		// keeps, so the buffer goes back as soon as it returns).
+		if _, err := r.Peek(1); err != nil {
+			return
+		}
+		buf := takeFrame(frames)
+		b, err := overlay.ReadFrameInto(r, maxMsg, *buf)
 		if err != nil {
+			putFrame(frames, buf, nil)
 			if errors.Is(err, overlay.ErrFrameTooLarge) {
 				_ = overlay.WriteFrame(s, errorReply(fmt.Errorf("%w: %v", ErrTooLarge, err)).encode())
 			}
 			return
 		}
 		req, err := decodeMessage(b)
-		if in = b[:0]; cap(in) > keptFrame {
-			in = nil // a big request's buffer is not held for the stream's life
-		}
+		putFrame(frames, buf, b)
 		var reply *message
 		if err != nil {
 			reply = errorReply(err)

@@ -149,10 +149,36 @@ func (s *store) recordOf(aor string, chains map[[32]byte][][]byte) []*entry {
 type quotaSize struct {
 	aor            string
 	n, bytes       int
-	oldN, oldBytes int      // the record as stored
-	added          []string // ids of the write the record does not hold
+	oldN, oldBytes int             // the record as stored
+	added          []string        // ids of the write the record does not hold
+	addedSet       map[string]bool // the same, once there are more than a few
 	// ghosts the write replaces (their usage goes)
 	ghostN, ghostBytes int
+}
+
+// addID notes id as one the write adds to the record; false if it was
+// noted already. A short list first (a REGISTER adds one or two
+// bindings), a set past 8: a batch of thousands of bindings for one AOR
+// must not cost a scan each under the store's lock.
+func (z *quotaSize) addID(id string) bool {
+	if z.addedSet != nil {
+		if z.addedSet[id] {
+			return false
+		}
+		z.addedSet[id] = true
+		return true
+	}
+	if slices.Contains(z.added, id) {
+		return false
+	}
+	if z.added = append(z.added, id); len(z.added) > 8 {
+		z.addedSet = make(map[string]bool, 2*len(z.added))
+		for _, a := range z.added {
+			z.addedSet[a] = true
+		}
+		z.added = nil
+	}
+	return true
 }
 
 // quotaSizes sizes the records of es's AORs with es applied, one per AOR
@@ -179,9 +205,8 @@ func (s *store) quotaSizes(es []*entry) []quotaSize {
 		id := e.B.ID()
 		if old := rec.entry(id); old != nil {
 			z.bytes -= len(old.encode())
-		} else if !slices.Contains(z.added, id) {
+		} else if z.addID(id) {
 			z.n++
-			z.added = append(z.added, id)
 			if g := rec.ghost(id); g != nil {
 				z.ghostN++
 				z.ghostBytes += len(g.encode())

@@ -212,3 +212,21 @@ func TestWriteThroughOnlyOnDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestAddID: the ids a write adds to one record are counted once each,
+// before and after the list becomes a set (a batch of thousands of
+// bindings for one AOR must not cost a scan per binding under the lock).
+func TestAddID(t *testing.T) {
+	var z quotaSize
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 20; i++ {
+			id := fmt.Sprintf("sip:b%d@192.0.2.1", i)
+			if got := z.addID(id); got != (round == 0) {
+				t.Fatalf("round %d, id %d: addID = %v", round, i, got)
+			}
+		}
+	}
+	if z.addedSet == nil || len(z.addedSet) != 20 {
+		t.Fatalf("set of %d ids, want 20", len(z.addedSet))
+	}
+}

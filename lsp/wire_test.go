@@ -3,6 +3,7 @@ package lsp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -67,8 +68,15 @@ func TestGolden(t *testing.T) {
 		m, err := decodeMessage(b)
 		// The frame's buffer is reused for the next frame (rpc.go): what
 		// decoded must not change when it is.
+		var held string
+		if err == nil {
+			held = heldBytes(m)
+		}
 		for i := range b {
 			b[i] = 0xAA
+		}
+		if err == nil && heldBytes(m) != held {
+			t.Errorf("%s: a decoded field changed when the frame's buffer was overwritten", name)
 		}
 		switch {
 		case strings.HasPrefix(name, "valid-"):
@@ -165,11 +173,11 @@ func FuzzDecodeMessage(f *testing.F) {
 		b := bytes.Clone(in)
 		m, err := decodeMessage(b)
 		if err == nil { // nothing decoded aliases the frame, which is reused
-			enc := m.encode()
+			enc, held := m.encode(), heldBytes(m)
 			for i := range b {
 				b[i] = 0xAA
 			}
-			if !bytes.Equal(m.encode(), enc) {
+			if !bytes.Equal(m.encode(), enc) || heldBytes(m) != held {
 				t.Fatalf("the message changed when its frame's buffer was overwritten")
 			}
 		}
@@ -193,4 +201,32 @@ func FuzzDecodeMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// heldBytes is every byte a decoded message keeps, field by field (the
+// entries' encodings are cached, so re-encoding alone would not show an
+// entry's signature or content pointing into the frame).
+func heldBytes(m *message) string {
+	var b strings.Builder
+	put := func(v string) { fmt.Fprintf(&b, "%d:%s|", len(v), v) }
+	for _, c := range m.Certs {
+		put(string(c))
+	}
+	put(string(m.Holder))
+	put(m.Error)
+	for _, e := range m.Entries {
+		put(string(e.wire))
+		put(string(e.raw))
+		put(string(e.Sig))
+		put(string(e.sealed))
+		put(string(e.leaf[:]))
+		put(e.AOR + e.B.Contact + e.B.Instance + e.B.CallID + e.B.Received + strings.Join(e.B.Path, ","))
+		for _, p := range e.Proof {
+			put(string(p[:]))
+		}
+	}
+	for _, a := range append(append([]string{}, m.AORs...), m.Quota...) {
+		put(a)
+	}
+	return b.String()
 }

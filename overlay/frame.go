@@ -36,7 +36,7 @@ func ReadFrameInto(r *bufio.Reader, max int, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
 	var b []byte
-	if uint64(cap(buf)) >= n {
+	if buf != nil && uint64(cap(buf)) >= n {
 		b = buf[:n]
 	} else {
 		b = make([]byte, n)
