@@ -93,7 +93,7 @@ func LoadTrustAnchors(files ...string) (*x509.CertPool, error) {
 // Authorizes reports whether the credential's certificate may write aor
 // (canonical): a DNS SAN covering its domain, or a URI SAN equal to the AOR.
 func (c *Credential) Authorizes(aor string) bool {
-	return c.covered.covers(c.Leaf, Domain(aor)) || authorizes(c.Leaf, aor)
+	return c.covered.covers(c.Leaf, Domain(aor)) || authorizesURI(c.Leaf, aor)
 }
 
 // DeriveSecret returns a 32-byte secret derived from the credential's private
@@ -120,10 +120,10 @@ func (c *Credential) fpOrZero() [32]byte {
 // Domains lists the DNS names the credential covers.
 func (c *Credential) Domains() []string { return slices.Clone(c.Leaf.DNSNames) }
 
-func authorizes(leaf *x509.Certificate, aor string) bool {
-	if d := Domain(aor); d != "" && len(leaf.DNSNames) > 0 && leaf.VerifyHostname(d) == nil {
-		return true
-	}
+// authorizesURI reports whether one of leaf's URI SANs names aor (or, for
+// a private record, the AOR whose name it is). The DNS SANs are the
+// domainCache's to check (covers), once per domain.
+func authorizesURI(leaf *x509.Certificate, aor string) bool {
 	for _, u := range leaf.URIs {
 		if u.String() == aor {
 			return true
@@ -325,9 +325,9 @@ func (c *chain) authorizes(aor string) bool {
 	d := Domain(aor)
 	if c.by != nil {
 		return d != "" && net.ParseIP(d) == nil && len(c.leaf.DNSNames) == 0 && len(c.by.DNSNames) > 0 &&
-			c.by.VerifyHostname(d) == nil && authorizes(c.leaf, aor)
+			c.by.VerifyHostname(d) == nil && authorizesURI(c.leaf, aor)
 	}
-	return c.covered.covers(c.leaf, d) || authorizes(c.leaf, aor)
+	return c.covered.covers(c.leaf, d) || authorizesURI(c.leaf, aor)
 }
 
 // NewVerifier returns a verifier for the given trust anchors. skew bounds how
