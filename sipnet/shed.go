@@ -9,7 +9,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Shedding on the UDP reader. Under overload a REGISTER that is refused
+// Shedding on a UDP reader. Under overload a REGISTER that is refused
 // still cost what one that is served costs before its handler: a
 // goroutine, sipgo's parse of every header, a response built as a message
 // and printed. The register bench measured the refusals at about a third
@@ -37,7 +37,7 @@ type shedHook struct {
 
 // ShedStateless gives method's stateless handler over UDP a shed hook:
 // while busy returns d > 0, a new request of method is answered 503 with
-// Retry-After d (whole seconds, at least 1) on the UDP reader, before
+// Retry-After d (whole seconds, at least 1) on a UDP reader, before
 // anything else is done with it (see above), and counted in counts if it
 // is set. busy is told how many requests taken statelessly are in hand
 // (parsed or waiting to be, answered or waiting on their handler): under
@@ -65,12 +65,14 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	}
 	var tag [16]byte
 	hex := strconv.AppendUint(tag[:0], key, 16)
-	out, port, ok := rawReject(st.shedBuf[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), hex)
+	buf := st.buffer()
+	defer st.bufs.Put(buf)
+	out, port, ok := rawReject((*buf)[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), hex)
 	if !ok || len(out) > len(data) { // never more bytes out than in
 		st.dropped.Add(1)
 		return true
 	}
-	st.shedBuf = out
+	*buf = out
 	st.shedded.Add(1)
 	if hook.counts != nil {
 		hook.counts.Add(method, 503)

@@ -49,8 +49,7 @@ type stateless struct {
 	seed     maphash.Seed
 	slots    chan struct{}
 	replay   *replayCache
-	scratch  []byte // the UDP reader's copy of a cached response
-	shedBuf  []byte // the UDP reader's 503s (shed.go)
+	bufs     sync.Pool // *[]byte: a UDP reader's copy of a cached response, or its 503 (shed.go)
 	dropped  atomic.Int64
 	replayed atomic.Int64
 	oversize atomic.Int64
@@ -113,8 +112,10 @@ func (s *Stack) StatelessStats() StatelessCounts {
 // readFilter is sipgo's hook on every datagram and stream read: a request
 // of a stateless method on the UDP listener is taken here (sipgo then
 // skips it); everything else goes on to sipgo unchanged. It runs on the
-// UDP reader's goroutine and never blocks or fails (an error would stop
-// sipgo's reader).
+// UDP readers' goroutines (udpReaders of them, at once) and never blocks
+// or fails (an error would stop sipgo's reader). Two readers may hold a
+// request and its retransmission at once: only the one whose claim
+// succeeds answers it.
 func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	st := s.stateless
 	if len(st.handlers) == 0 || p.Transport != "UDP" || p.LocalAddr != s.udp.LocalAddr() {
@@ -127,19 +128,7 @@ func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error
 		return data, nil
 	}
 	key := st.key(from, data)
-	var state replayState
-	var port int
-	if st.scratch, port, state = st.replay.lookup(key, time.Now(), st.scratch[:0]); state == replayDone {
-		st.replayed.Add(1)
-		_, _ = s.udp.WriteTo(st.scratch, &net.UDPAddr{IP: from.IP, Port: port, Zone: from.Zone})
-		return nil, nil
-	} else if state == replayPending {
-		return nil, nil // being answered: the answer will do for both
-	}
-	if s.shedRaw(string(method), key, data, from) {
-		return nil, nil
-	}
-	if !s.enter() {
+	if s.replayed(key, from) || s.shedRaw(string(method), key, data, from) || !s.enter() {
 		return nil, nil
 	}
 	select {
@@ -149,9 +138,38 @@ func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error
 		st.dropped.Add(1)
 		return nil, nil
 	}
-	st.replay.pending(key)
+	if !st.replay.claim(key) { // another reader took a copy meanwhile
+		<-st.slots
+		s.handlers.Done()
+		return nil, nil
+	}
 	go s.answer(h, key, bytes.Clone(data), from)
 	return nil, nil
+}
+
+// replayed reports whether the request with key is one already seen:
+// answered (the kept response is sent again) or being answered (that
+// answer will do for both).
+func (s *Stack) replayed(key uint64, from *net.UDPAddr) bool {
+	st := s.stateless
+	buf := st.buffer()
+	defer st.bufs.Put(buf)
+	var state replayState
+	var port int
+	*buf, port, state = st.replay.lookup(key, time.Now(), (*buf)[:0])
+	if state == replayDone {
+		st.replayed.Add(1)
+		_, _ = s.udp.WriteTo(*buf, &net.UDPAddr{IP: from.IP, Port: port, Zone: from.Zone})
+	}
+	return state != replayNew
+}
+
+// buffer returns a reader's scratch buffer; Put it back in st.bufs.
+func (st *stateless) buffer() *[]byte {
+	if b, ok := st.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
 }
 
 // answer parses one datagram, runs its handler and sends the response
@@ -341,11 +359,20 @@ func (c *replayCache) lookup(key uint64, now time.Time, dst []byte) ([]byte, int
 	return append(dst, ch[l.off:l.off+l.n]...), int(l.port), replayDone
 }
 
-// pending marks key as being answered.
-func (c *replayCache) pending(key uint64) {
+// claim marks key as being answered, unless it is already, or was
+// answered (another reader holds a copy of the request, or held one
+// since lookup): false then.
+func (c *replayCache) claim(key uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, ok := c.pend[key]; ok {
+		return false
+	}
+	if _, ok := c.idx[key]; ok {
+		return false
+	}
 	c.pend[key] = struct{}{}
+	return true
 }
 
 // done keeps key's response (a copy), sent to port. Over the budget the

@@ -3,6 +3,7 @@ package sipnet
 import (
 	"bytes"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -205,11 +206,16 @@ func TestReplayCache(t *testing.T) {
 		_, _, st := c.lookup(key, now, nil)
 		return st
 	}
-	c.pending(1)
+	if !c.claim(1) || c.claim(1) {
+		t.Fatal("claim: the first should succeed, a second not")
+	}
 	if state(1, at(0.5)) != replayPending || state(2, at(0.5)) != replayNew {
 		t.Fatal("pending")
 	}
 	c.done(1, []byte("one"), 5070, at(1.5)) // answered in a later second than it came
+	if c.claim(1) {
+		t.Fatal("claim of an answered request: another reader's copy would be answered again")
+	}
 	if got, port, st := c.lookup(1, at(31), nil); st != replayDone || string(got) != "one" || port != 5070 {
 		t.Fatalf("at 31 s: %q %d %v", got, port, st)
 	}
@@ -217,9 +223,9 @@ func TestReplayCache(t *testing.T) {
 		t.Fatal("kept past the window")
 	}
 	big := bytes.Repeat([]byte{'x'}, 40<<10) // one a chunk
-	c.pending(99)                            // being answered all along
+	c.claim(99)                              // being answered all along
 	for i := 0; i < 5; i++ {
-		c.pending(uint64(10 + i))
+		c.claim(uint64(10 + i))
 		c.done(uint64(10+i), big, 5060, at(40+float64(i)))
 		if _, held := c.len(); held > 2 {
 			t.Fatalf("%d chunks held, budget 2", held)
@@ -306,4 +312,44 @@ func (c *replayCache) len() (int, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.idx) + len(c.pend), c.held
+}
+
+// TestStatelessCopiesAcrossReaders: the UDP socket has several readers,
+// so a request and its retransmissions are read at once by different
+// goroutines; the handler still runs once per request, and every copy
+// is answered from it or dropped while it runs.
+func TestStatelessCopiesAcrossReaders(t *testing.T) {
+	if udpReaders() < 2 {
+		t.Fatalf("%d UDP readers", udpReaders())
+	}
+	s, calls := statelessStack(t, nil)
+	c := udpPeer(t, s.Addr())
+	_ = c.SetReadBuffer(socketBuffer) // up to a response per copy
+	const requests, copies = 300, 6
+	for i := range requests {
+		req := []byte(register("UDP "+c.LocalAddr().String(), "c"+strconv.Itoa(i)))
+		for range copies {
+			if _, err := c.Write(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	buf := make([]byte, 4096)
+	answered := map[string]bool{}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for len(answered) < requests {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%d of %d requests answered: %v", len(answered), requests, err)
+		}
+		res, err := sip.ParseMessage(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		answered[res.CallID().Value()] = true
+	}
+	time.Sleep(100 * time.Millisecond)
+	if calls.Load() != requests {
+		t.Fatalf("the handler ran %d times for %d requests", calls.Load(), requests)
+	}
 }

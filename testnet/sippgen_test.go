@@ -150,6 +150,9 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 		r.rtt = append(r.rtt, sippRTTs(p.dir)...)
 		if failed > 0 || p.err != nil {
 			errs, _ := os.ReadFile(filepath.Join(p.dir, "errors.log"))
+			if keep := os.Getenv("LSNODE_BENCH_KEEPERR"); keep != "" {
+				_ = os.WriteFile(filepath.Join(keep, fmt.Sprintf("errors-%d-%d.log", rate, time.Now().UnixMilli())), errs, 0o644)
+			}
 			kinds := failureCounts(errs, g.scenario)
 			for k, n := range kinds {
 				if r.kinds == nil {
