@@ -61,6 +61,7 @@
 //	vote.go      how the coordinator counts each replica's answer (no single-replica veto)
 //	register.go  Register: coalescing registrations into signed REGISTER batches
 //	read.go      reads: Lookup and the quorum read (fetch), read repair
+//	batch.go     FETCHes to one replica batched while 8 are in flight
 //	trace.go     Trace: a lookup recorded step by step for the dashboard
 //	replica.go   the replica side: stream handlers, STORE/REGISTER/FETCH on the store
 //	server.go    the client protocol's server side (PUT, GET, INFO, RELAYS)

@@ -295,7 +295,7 @@ func (s *Service) fetchLocal(aor string) fetchResult {
 
 // fetchFrom asks p for aor and keeps only the entries that verify.
 func (s *Service) fetchFrom(ctx context.Context, p overlay.PeerID, aor string) fetchResult {
-	reply, err := s.call(ctx, p, &message{Type: msgFetch, AORs: []string{aor}})
+	reply, err := s.fetches.fetch(ctx, p, aor)
 	if err != nil {
 		return fetchResult{p: p, err: err}
 	}

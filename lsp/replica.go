@@ -52,6 +52,14 @@ func (s *Service) handleReplica(ctx context.Context, from overlay.PeerID, m *mes
 	case msgRegister:
 		return s.handleRegister(ctx, from, m)
 	case msgFetch:
+		// One token per AOR (the message's own was taken): a batch of
+		// lookups costs what they would have alone.
+		if len(m.AORs) > maxGetAORs {
+			return errorReply(fmt.Errorf("%w: FETCH of %d AORs, at most %d", ErrTooLarge, len(m.AORs), maxGetAORs))
+		}
+		if !s.limit.allowN(from, len(m.AORs)-1) {
+			return errorReply(ErrRateLimited)
+		}
 		return s.handleFetch(m)
 	case msgWatch:
 		return s.handleWatch(ctx, from, m)

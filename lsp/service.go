@@ -26,8 +26,9 @@ type Service struct {
 	// watchRPC carries WATCHes (watch.go) on streams and slots of their
 	// own, so long waits never hold what other requests need.
 	watchRPC *rpc
-	watching watchLimit // the WATCHes this replica serves
-	watches  watchHub   // this node's watches of AORs, one per AOR
+	fetches  *fetchBatcher // the replica FETCHes of lookups (batch.go)
+	watching watchLimit    // the WATCHes this replica serves
+	watches  watchHub      // this node's watches of AORs, one per AOR
 	clk      clock
 	// holder: this node's holder proof for its credential (holder.go),
 	// sent with what it writes to replicas, renewed before it expires.
@@ -95,6 +96,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		regSlots:    make(chan struct{}, regPipeline),
 		ops:         newOps(),
 	}
+	s.fetches = newFetchBatcher(s)
 	s.store.check = func(e *entry, chain [][]byte) bool {
 		_, err := s.verifier.verify(e, chain)
 		return err == nil

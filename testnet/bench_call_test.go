@@ -95,12 +95,13 @@ func BenchmarkCall(b *testing.B) {
 		return sippGen{target: target, scenario: uac, csvs: []string{csv}, port: port, extra: args}
 	}
 	// Kamailio first, alone on the machine (the testnet is not started yet).
-	rKam := 0
+	rKam, oKam := 0, "-"
 	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
 		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
 		k := startKamailioWith(b, "proxy.cfg", kaddr, false)
 		registerRaw(b, kaddr, aor, contact)
 		rKam, _ = maxRate(b, gen(kaddr), hold)
+		oKam = callOverload(b, gen(kaddr), rKam)
 		k.stop()
 	}
 	log := benchLogger(b)
@@ -140,6 +141,7 @@ func BenchmarkCall(b *testing.B) {
 	stop := cpuProfile(b, os.Getenv("LSNODE_BENCH_CPUPROFILE")) // the testnet's runs alone
 	rCached, _ := maxRate(b, gen(cached.SIPAddr()), hold)
 	rCold, _ := maxRate(b, gen(cold.SIPAddr()), hold)
+	oCold := callOverload(b, gen(cold.SIPAddr()), rCold)
 	stop()
 	stCached, stCold := cached.Proxy().Stats(), cold.Proxy().Stats()
 	ratio := func(a, k int) float64 { return float64(a) / float64(max(k, 1)) }
@@ -148,7 +150,22 @@ func BenchmarkCall(b *testing.B) {
 	b.ReportMetric(float64(rKam), "kamailio-calls/s")
 	fmt.Printf("\nlsnode call bench: sustained %v with 0 failed calls through an a.example proxy, callee in b.example, 10-node testnet | "+
 		"cached lookup: %d/s (%.2fx Kamailio) | cold lookup per INVITE: %d/s (%.2fx) | Kamailio lookup(location)+t_relay: %d/s | "+
+		"at 2x load, calls completed: cold %s, Kamailio %s | "+
 		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d\n",
-		hold, rCached, ratio(rCached, rKam), rCold, ratio(rCold, rKam), rKam,
+		hold, rCached, ratio(rCached, rKam), rCold, ratio(rCold, rKam), rKam, oCold, oKam,
 		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups)
+}
+
+// callOverload is overload's goodput (calls completed a second while
+// twice max are offered, over max) and recovery, for the summary.
+func callOverload(b *testing.B, g sippGen, max int) string {
+	if max == 0 {
+		return "-"
+	}
+	goodput, recovery := overload(b, g, max)
+	rec := "never in 10s"
+	if recovery >= 0 {
+		rec = recovery.String()
+	}
+	return fmt.Sprintf("%.0f%% of max (recovery %s)", 100*goodput, rec)
 }
