@@ -3,6 +3,7 @@ package lsp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -17,24 +18,36 @@ import (
 // handling under a millisecond. The write path already batches (many
 // bindings per STORE); the read path does now: while maxFetchesInFlight
 // FETCHes to a peer are unanswered, the next lookups for that peer wait
-// and go together, in one FETCH of up to maxGetAORs AORs, as soon as one
-// in flight returns. There is no timer: a lookup to a peer with fewer in
+// and go together, in one FETCH of up to maxBatchAORs AORs, as soon as
+// one in flight returns. There is no timer: a lookup to a peer with fewer in
 // flight goes at once, alone, as before. A lookup only ever joins a batch
 // not yet sent, so its answer is the replica's state after the lookup
 // began, as its own FETCH would have been; the same AOR asked twice in
 // one batch is asked once. A batch that fails for its size (a reply over
-// MaxMessage) is asked again AOR by AOR.
+// MaxMessage or with too many certificates) is asked again AOR by AOR.
+// Waiting is bounded: at most maxWaitingBatches batches per peer (past
+// them a lookup's FETCH to that peer fails at once, as unavailable), and a
+// batch whose lookups all gave up is not sent (a replica that accepts
+// FETCHes and never answers drains 8 per RequestTimeout, slower than
+// lookups arrive).
 
 // maxFetchesInFlight bounds the FETCHes in flight to one peer before
-// lookups for it are batched.
-const maxFetchesInFlight = 8
+// lookups for it are batched; maxBatchAORs the AORs of one batch (their
+// certificates must fit maxCerts); maxWaitingBatches the batches waiting
+// for one peer.
+const (
+	maxFetchesInFlight = 8
+	maxBatchAORs       = 16
+	maxWaitingBatches  = 4
+)
 
 // fetchBatcher holds, per peer, the FETCHes in flight and the batches
 // waiting for one of them to end.
 type fetchBatcher struct {
-	s  *Service
-	mu sync.Mutex
-	by map[overlay.PeerID]*peerFetches
+	s    *Service
+	call func(ctx context.Context, p overlay.PeerID, m *message) (*message, error) // s.call; tests replace it
+	mu   sync.Mutex
+	by   map[overlay.PeerID]*peerFetches
 }
 
 type peerFetches struct {
@@ -43,16 +56,18 @@ type peerFetches struct {
 }
 
 // fetchBatch is one FETCH being gathered, then sent: done is closed once
-// reply and err are set.
+// reply and err are set. waiters counts the lookups still waiting for it
+// (guarded by the batcher's mu).
 type fetchBatch struct {
-	aors  []string
-	done  chan struct{}
-	reply *message
-	err   error
+	aors    []string
+	waiters int
+	done    chan struct{}
+	reply   *message
+	err     error
 }
 
 func newFetchBatcher(s *Service) *fetchBatcher {
-	return &fetchBatcher{s: s, by: map[overlay.PeerID]*peerFetches{}}
+	return &fetchBatcher{s: s, call: s.call, by: map[overlay.PeerID]*peerFetches{}}
 }
 
 // fetch asks p for aor's records, alone or in a batch, and returns the
@@ -68,54 +83,74 @@ func (b *fetchBatcher) fetch(ctx context.Context, p overlay.PeerID, aor string) 
 		q.inflight++
 		b.mu.Unlock()
 		defer b.finished(p)
-		return b.s.call(ctx, p, &message{Type: msgFetch, AORs: []string{aor}})
+		return b.call(ctx, p, &message{Type: msgFetch, AORs: []string{aor}})
 	}
 	batch := q.join(aor)
 	b.mu.Unlock()
+	if batch == nil {
+		return nil, fmt.Errorf("%w: %s: %d FETCHes in flight and %d batches waiting", ErrUnavailable, p, maxFetchesInFlight, maxWaitingBatches)
+	}
 	select {
 	case <-batch.done:
 	case <-ctx.Done():
-		return nil, ctx.Err() // the batch goes anyway, for the others
+		b.mu.Lock()
+		batch.waiters--
+		b.mu.Unlock()
+		return nil, ctx.Err()
 	}
 	if batch.err != nil && len(batch.aors) > 1 && (errors.Is(batch.err, overlay.ErrFrameTooLarge) || errors.Is(batch.err, ErrTooLarge)) {
-		return b.s.call(ctx, p, &message{Type: msgFetch, AORs: []string{aor}})
+		return b.call(ctx, p, &message{Type: msgFetch, AORs: []string{aor}})
 	}
 	return batch.reply, batch.err
 }
 
-// join adds aor to the newest waiting batch with room (or one of its
-// own) and returns it. Locked.
+// join adds aor to the newest waiting batch with room (or to a new one)
+// and returns it, with one more waiter; nil when maxWaitingBatches are
+// full. Locked.
 func (q *peerFetches) join(aor string) *fetchBatch {
-	if n := len(q.waiting); n > 0 {
+	n := len(q.waiting)
+	if n > 0 {
 		last := q.waiting[n-1]
-		if slices.Contains(last.aors, aor) {
-			return last
-		}
-		if len(last.aors) < maxGetAORs {
-			last.aors = append(last.aors, aor)
+		if slices.Contains(last.aors, aor) || len(last.aors) < maxBatchAORs {
+			if !slices.Contains(last.aors, aor) {
+				last.aors = append(last.aors, aor)
+			}
+			last.waiters++
 			return last
 		}
 	}
-	batch := &fetchBatch{aors: []string{aor}, done: make(chan struct{})}
+	if n >= maxWaitingBatches {
+		return nil
+	}
+	batch := &fetchBatch{aors: []string{aor}, waiters: 1, done: make(chan struct{})}
 	q.waiting = append(q.waiting, batch)
 	return batch
 }
 
-// finished ends one FETCH to p: the oldest waiting batch, if any, is sent
-// in its place.
+// finished ends one FETCH to p: the oldest waiting batch that a lookup
+// still waits for, if any, is sent in its place (those none waits for
+// are dropped).
 func (b *fetchBatcher) finished(p overlay.PeerID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.by[p]
 	q.inflight--
-	if len(q.waiting) == 0 {
+	var batch *fetchBatch
+	for batch == nil && len(q.waiting) > 0 {
+		if w := q.waiting[0]; w.waiters > 0 {
+			batch = w
+		} else {
+			close(w.done)
+		}
+		q.waiting[0] = nil
+		q.waiting = q.waiting[1:]
+	}
+	if batch == nil {
 		if q.inflight == 0 {
 			delete(b.by, p)
 		}
 		return
 	}
-	batch := q.waiting[0]
-	q.waiting = q.waiting[1:]
 	q.inflight++
 	if b.s.spawn(func() { b.send(p, batch) }) {
 		return
@@ -135,7 +170,7 @@ func (b *fetchBatcher) finished(p overlay.PeerID) {
 // send asks p for batch's AORs and hands the reply to its lookups.
 func (b *fetchBatcher) send(p overlay.PeerID, batch *fetchBatch) {
 	ctx, cancel := context.WithTimeout(b.s.ctx, b.s.cfg.RequestTimeout)
-	batch.reply, batch.err = b.s.call(ctx, p, &message{Type: msgFetch, AORs: batch.aors})
+	batch.reply, batch.err = b.call(ctx, p, &message{Type: msgFetch, AORs: batch.aors})
 	cancel()
 	close(batch.done)
 	b.finished(p)

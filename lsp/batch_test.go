@@ -74,8 +74,11 @@ func TestFetchBatching(t *testing.T) {
 	if wrong.Load() > 0 {
 		t.Fatalf("%d of %d lookups wrong, first: %v", wrong.Load(), lookups, firstErr.Load())
 	}
-	if dup != "" {
-		t.Fatalf("a FETCH asked for %s twice", dup)
+	dupMu.Lock()
+	twice := dup
+	dupMu.Unlock()
+	if twice != "" {
+		t.Fatalf("a FETCH asked for %s twice", twice)
 	}
 	// Unbatched: a FETCH per lookup to each remote replica (2 or 3).
 	if f := fetches.Load(); f >= lookups || maxAORs.Load() < 2 {
@@ -85,8 +88,9 @@ func TestFetchBatching(t *testing.T) {
 }
 
 // TestFetchChargedPerAOR: a FETCH of n AORs takes n of the sender's
-// tokens, and one of more than maxGetAORs is refused: a batch costs a
-// replica no more than its lookups alone would have.
+// tokens (the ones past the first as a debt its next requests pay), and
+// one of more than maxGetAORs is refused: a batch costs a replica no more
+// than its lookups alone would have.
 func TestFetchChargedPerAOR(t *testing.T) {
 	ca := newTestCA(t)
 	c := newCluster(t, 3, nil, ca)
@@ -98,13 +102,94 @@ func TestFetchChargedPerAOR(t *testing.T) {
 		}
 		return m
 	}
+	rateLimited := func(err error) bool {
+		return errors.Is(err, ErrUnavailable) && strings.Contains(err.Error(), "rate limited")
+	}
 	if _, err := c.raw(1, c.ovs[0].ID(), aorsN(maxGetAORs+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("FETCH of %d AORs: %v, want ErrTooLarge", maxGetAORs+1, err)
 	}
-	if _, err := c.raw(1, c.ovs[0].ID(), aorsN(5)); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "rate limited") {
-		t.Fatalf("FETCH of 5 AORs after one token was spent: %v, want rate limited", err)
+	// 4 tokens left: a FETCH of 5 AORs is served and leaves a debt.
+	if _, err := c.raw(1, c.ovs[0].ID(), aorsN(5)); err != nil {
+		t.Fatalf("FETCH of 5 AORs with 4 tokens: %v", err)
 	}
-	if _, err := c.raw(2, c.ovs[0].ID(), aorsN(5)); err != nil {
-		t.Fatalf("FETCH of 5 AORs with a full bucket of 5: %v", err)
+	if _, err := c.raw(1, c.ovs[0].ID(), aorsN(1)); !rateLimited(err) {
+		t.Fatalf("FETCH after the debt: %v, want rate limited", err)
 	}
+	if _, err := c.raw(2, c.ovs[0].ID(), aorsN(1)); err != nil {
+		t.Fatalf("another peer was limited too: %v", err)
+	}
+}
+
+// TestFetchBatcherBounded: behind a replica that never answers, lookups
+// wait in at most maxWaitingBatches batches of at most maxBatchAORs AORs
+// (past them a lookup fails at once, unavailable), and a batch whose
+// lookups all gave up is not sent when a FETCH in flight ends.
+func TestFetchBatcherBounded(t *testing.T) {
+	ca := newTestCA(t)
+	c := newCluster(t, 1, nil, ca)
+	b := newFetchBatcher(c.svcs[0])
+	var sent sync.Map // AOR → FETCHes that asked for it
+	release := make(chan struct{})
+	b.call = func(ctx context.Context, _ overlay.PeerID, m *message) (*message, error) {
+		for _, a := range m.AORs {
+			n, _ := sent.LoadOrStore(a, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		}
+		select {
+		case <-release:
+			return &message{Type: msgReply}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	p := c.ovs[0].ID()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range maxFetchesInFlight { // in flight, never answered until release
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = b.fetch(ctx, p, fmt.Sprintf("sip:f%d@a.example", i)) }()
+	}
+	waitFor(t, 3*time.Second, "FETCHes in flight", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.by[p] != nil && b.by[p].inflight == maxFetchesInFlight
+	})
+	gaveUp, cancel := context.WithCancel(ctx)
+	errs := make(chan error, maxWaitingBatches*maxBatchAORs)
+	for i := range maxWaitingBatches * maxBatchAORs { // fills every waiting batch
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := b.fetch(gaveUp, p, fmt.Sprintf("sip:w%d@a.example", i))
+			errs <- err
+		}()
+	}
+	waitFor(t, 3*time.Second, "waiting batches full", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		q := b.by[p]
+		return len(q.waiting) == maxWaitingBatches && len(q.waiting[maxWaitingBatches-1].aors) == maxBatchAORs
+	})
+	if _, err := b.fetch(ctx, p, "sip:late@a.example"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a lookup past the waiting batches: %v, want ErrUnavailable at once", err)
+	}
+	cancel() // every waiting lookup gives up
+	for range maxWaitingBatches * maxBatchAORs {
+		if err := <-errs; !errors.Is(err, context.Canceled) {
+			t.Fatalf("a waiting lookup that gave up: %v", err)
+		}
+	}
+	close(release) // the FETCHes in flight end: nothing waits for the batches
+	wg.Wait()
+	waitFor(t, 3*time.Second, "the batcher empty", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.by) == 0
+	})
+	sent.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), "sip:w") {
+			t.Errorf("%s was sent though its lookup gave up", k)
+		}
+		return true
+	})
 }

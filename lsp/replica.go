@@ -53,13 +53,12 @@ func (s *Service) handleReplica(ctx context.Context, from overlay.PeerID, m *mes
 		return s.handleRegister(ctx, from, m)
 	case msgFetch:
 		// One token per AOR (the message's own was taken): a batch of
-		// lookups costs what they would have alone.
+		// lookups costs what they would have alone, paid for (like a
+		// client read's extra rounds) by the peer's next requests.
 		if len(m.AORs) > maxGetAORs {
 			return errorReply(fmt.Errorf("%w: FETCH of %d AORs, at most %d", ErrTooLarge, len(m.AORs), maxGetAORs))
 		}
-		if !s.limit.allowN(from, len(m.AORs)-1) {
-			return errorReply(ErrRateLimited)
-		}
+		s.limit.charge(from, len(m.AORs)-1)
 		return s.handleFetch(m)
 	case msgWatch:
 		return s.handleWatch(ctx, from, m)

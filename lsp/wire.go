@@ -52,7 +52,7 @@ const (
 const (
 	DefaultMaxMessage = 1 << 20
 	maxEntries        = 4096
-	maxCerts          = 16
+	maxCerts          = 64 // a batched FETCH's reply (batch.go) carries its AORs' chains
 	maxCertSize       = 8 << 10
 	maxSigSize        = 256
 	maxProofDepth     = 32
