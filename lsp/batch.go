@@ -111,10 +111,11 @@ func (q *peerFetches) join(aor string) *fetchBatch {
 	n := len(q.waiting)
 	if n > 0 {
 		last := q.waiting[n-1]
-		if slices.Contains(last.aors, aor) || len(last.aors) < maxBatchAORs {
-			if !slices.Contains(last.aors, aor) {
-				last.aors = append(last.aors, aor)
-			}
+		has := slices.Contains(last.aors, aor)
+		if !has && len(last.aors) < maxBatchAORs {
+			last.aors, has = append(last.aors, aor), true
+		}
+		if has {
 			last.waiters++
 			return last
 		}
