@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"strconv"
 	"strings"
@@ -14,18 +15,25 @@ import (
 	"github.com/lsnode/lsnode/sipnet"
 )
 
+// attached serves r on a stack on loopback, closed with the test.
+func attached(t *testing.T, r *Registrar) *sipnet.Stack {
+	t.Helper()
+	s, err := sipnet.Listen(sipnet.Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	r.Attach(s)
+	s.Serve()
+	return s
+}
+
 // TestAttach: attached to a stack on loopback, the registrar answers
 // REGISTER over UDP and TCP and any other method with 405 and Allow:
 // REGISTER, and counts its responses.
 func TestAttach(t *testing.T) {
 	r := newTestRegistrar(t, false, nil)
-	s, err := sipnet.Listen(sipnet.Config{Addr: "127.0.0.1:0", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	r.Attach(s)
-	s.Serve()
+	s := attached(t, r)
 	send := func(network, method string) *sip.Response {
 		t.Helper()
 		c, err := net.Dial(network, s.Addr())
@@ -92,15 +100,98 @@ func TestAttach(t *testing.T) {
 	}
 	// The REGISTERs the stack holds count too, handled or not yet.
 	r.inflight.Store(0)
-	if r.overloaded(2*r.cfg.MaxInFlight-1) != 0 || r.overloaded(2*r.cfg.MaxInFlight) != r.cfg.RetryAfter {
+	if r.overloaded(sipnet.ShedInfo{InHand: 2*r.cfg.MaxInFlight - 1}) != 0 || r.overloaded(sipnet.ShedInfo{InHand: 2 * r.cfg.MaxInFlight}) != r.cfg.RetryAfter {
 		t.Fatal("overloaded does not shed at MaxInFlight requests in hand")
 	}
 	// A MaxInFlight beyond half the stack's limit sheds before the limit.
 	big := newTestRegistrar(t, false, nil)
 	big.cfg.MaxInFlight = sipnet.StatelessLimit
-	if big.overloaded(sipnet.StatelessLimit-1) != big.cfg.RetryAfter {
+	if big.overloaded(sipnet.ShedInfo{InHand: sipnet.StatelessLimit - 1}) != big.cfg.RetryAfter {
 		t.Fatal("with MaxInFlight at the stack's limit, nothing is shed before the stack drops")
 	}
+}
+
+// TestAdmittedOnReader: over UDP the reader's shed hook is a REGISTER's
+// admission. With digest on and half of MaxInFlight waiting, a REGISTER
+// without credentials (it would be challenged) is refused there, from
+// its bytes, and one with credentials is let in; a REGISTER let in is
+// not refused for load again once parsed (Handle's own bound is for TCP
+// and TLS), even if MaxInFlight are waiting by then.
+func TestAdmittedOnReader(t *testing.T) {
+	r := newTestRegistrar(t, true, nil)
+	half, full := int64(r.cfg.MaxInFlight/2), int64(r.cfg.MaxInFlight)
+	for _, c := range []struct {
+		inflight int64
+		in       sipnet.ShedInfo
+		shed     bool
+	}{
+
+		{half - 1, sipnet.ShedInfo{}, false},
+		{half, sipnet.ShedInfo{}, true},
+		{half, sipnet.ShedInfo{Credentials: true}, false},
+		{full - 1, sipnet.ShedInfo{Credentials: true}, false},
+		{full, sipnet.ShedInfo{Credentials: true}, true},
+	} {
+		r.inflight.Store(c.inflight)
+		if got := r.overloaded(c.in) > 0; got != c.shed {
+			t.Errorf("%d waiting, %+v: shed %v, want %v", c.inflight, c.in, got, c.shed)
+		}
+	}
+	open := newTestRegistrar(t, false, nil)
+	open.inflight.Store(half)
+	if open.overloaded(sipnet.ShedInfo{}) != 0 {
+		t.Error("an open registrar (nothing to challenge) sheds at half of MaxInFlight")
+	}
+
+	// Over a stack: the hook sees whether the datagram carries credentials.
+	s := attached(t, r)
+	c, err := net.Dial("udp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	send := func(callID, extra string) *sip.Response {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		msg := "REGISTER sip:a.example SIP/2.0\r\nVia: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bK" + callID + ";rport\r\n" +
+			"Max-Forwards: 70\r\nTo: <sip:alice@a.example>\r\nFrom: <sip:alice@a.example>;tag=1\r\n" +
+			"Call-ID: " + callID + "\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@" + c.LocalAddr().String() + ">\r\n" + extra +
+			"Expires: 600\r\nUser-Agent: lsnode-test/1.0 (a 503 is never longer than its request)\r\nContent-Length: 0\r\n\r\n"
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%v (%+v)", err, s.StatelessStats())
+		}
+		m, err := sip.ParseMessage(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.(*sip.Response)
+	}
+	r.inflight.Store(half)
+	if res := send("adm1", ""); res.StatusCode != 503 || s.StatelessStats().Shed != 1 {
+		t.Fatalf("without credentials at half of MaxInFlight: %d, %d shed on the reader; want 503, 1", res.StatusCode, s.StatelessStats().Shed)
+	}
+	made := `Authorization: Digest username="alice", realm="a.example", nonce="AAAA", uri="sip:a.example", response="00000000000000000000000000000000", algorithm=MD5` + "\r\n"
+	// Let in on the reader, it is checked (a made-up nonce is challenged
+	// anew, which Handle still refuses as a new challenge: 503, but after
+	// the parse, so not counted as shed on the reader).
+	if res := send("adm2", made); res.StatusCode != 503 || s.StatelessStats().Shed != 1 {
+		t.Fatalf("with credentials at half of MaxInFlight: %d, %d shed on the reader; want 503 from Handle, 1", res.StatusCode, s.StatelessStats().Shed)
+	}
+	// Admitted, a REGISTER is served however many wait by the time its
+	// handler runs; not admitted (TCP, TLS), it is refused at MaxInFlight.
+	req := register(t, "sip:alice@a.example", "adm3", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	r.inflight.Store(0)
+	chal := do(r, req)
+	want(t, chal, 401)
+	answered := authorize(t, req, chal, "MD5", "alice", "secret-a")
+	r.inflight.Store(full)
+	want(t, r.handle(context.Background(), answered, "192.0.2.9:40000", false), 503)
+	want(t, r.handle(context.Background(), answered, "192.0.2.9:40000", true), 200)
 }
 
 // TestAuthorizeProxy: the proxy's check of a request for relaying: 407

@@ -31,19 +31,30 @@ const maxRawHeaders = 64
 
 // shedHook is one method's ShedStateless.
 type shedHook struct {
-	busy   func(inHand int) time.Duration
+	busy   func(ShedInfo) time.Duration
 	counts *StatusCounts
+}
+
+// ShedInfo is what a shed hook is told of a request arriving over UDP.
+type ShedInfo struct {
+	// InHand: how many requests taken statelessly the stack holds (parsed
+	// or waiting to be, answered or waiting on their handler): under
+	// overload most of them wait for the CPU before their handler sees
+	// them.
+	InHand int
+	// Credentials: the request carries an Authorization or
+	// Proxy-Authorization header (it answers a challenge, or claims to;
+	// nothing is checked).
+	Credentials bool
 }
 
 // ShedStateless gives method's stateless handler over UDP a shed hook:
 // while busy returns d > 0, a new request of method is answered 503 with
 // Retry-After d (whole seconds, at least 1) on a UDP reader, before
 // anything else is done with it (see above), and counted in counts if it
-// is set. busy is told how many requests taken statelessly are in hand
-// (parsed or waiting to be, answered or waiting on their handler): under
-// overload most of them wait for the CPU before their handler sees them.
-// Before Serve, like HandleStateless.
-func (s *Stack) ShedStateless(method sip.RequestMethod, busy func(inHand int) time.Duration, counts *StatusCounts) {
+// is set. A request busy lets in reaches the handler as admitted
+// (StatelessHandler). Before Serve, like HandleStateless.
+func (s *Stack) ShedStateless(method sip.RequestMethod, busy func(ShedInfo) time.Duration, counts *StatusCounts) {
 	s.mustNotServe()
 	s.stateless.shed[string(method)] = shedHook{busy: busy, counts: counts}
 }
@@ -59,7 +70,7 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	if !ok {
 		return false
 	}
-	d := hook.busy(len(st.slots))
+	d := hook.busy(ShedInfo{InHand: len(st.slots), Credentials: hasCredentials(data)})
 	if d <= 0 {
 		return false
 	}
@@ -170,6 +181,31 @@ func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag 
 	out = strconv.AppendInt(out, int64(retry), 10)
 	out = append(out, "\r\nContent-Length: 0\r\n\r\n"...)
 	return out, port, true
+}
+
+// hasCredentials reports whether the header section of the request in req
+// has an Authorization or Proxy-Authorization line (folded lines and
+// lines without a colon are skipped; nothing else is checked). Lines end
+// in CRLF or, as sipgo also reads them, LF alone.
+func hasCredentials(req []byte) bool {
+	_, rest, _ := bytes.Cut(req, []byte("\n")) // the request line
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			return false // the end of the header section
+		}
+		name, _, found := bytes.Cut(line, []byte(":"))
+		if !found || len(name) < len("authorization") || name[0] == ' ' || name[0] == '\t' {
+			continue
+		}
+		name = bytes.TrimRight(name, " \t")
+		if headerIs(name, "authorization", "") || headerIs(name, "proxy-authorization", "") {
+			return true
+		}
+	}
+	return false
 }
 
 // headerIs reports whether name is long or, when short is not empty, the

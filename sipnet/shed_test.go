@@ -155,15 +155,15 @@ func TestShedStateless(t *testing.T) {
 	var counts StatusCounts
 	var held atomic.Pointer[chan struct{}]
 	var seen atomic.Int64
-	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request, _ bool) *sip.Response {
 		calls.Add(1)
 		if h := held.Swap(nil); h != nil {
 			<-*h
 		}
 		return sip.NewResponseFromRequest(req, 200, "OK", nil)
 	})
-	s.ShedStateless(sip.REGISTER, func(inHand int) time.Duration {
-		seen.Store(int64(inHand))
+	s.ShedStateless(sip.REGISTER, func(in ShedInfo) time.Duration {
+		seen.Store(int64(in.InHand))
 		if busy.Load() {
 			return 7 * time.Second
 		}
@@ -271,6 +271,56 @@ func FuzzRawReject(f *testing.F) {
 		}
 		if r, isRes := res.(*sip.Response); !isRes || r.StatusCode != 503 || r.CallID() == nil || r.CallID().Value() != req.CallID().Value() {
 			t.Fatalf("%q answered %q", data, out)
+		}
+	})
+}
+
+// TestHasCredentials: an Authorization or Proxy-Authorization line in the
+// header section, in any case, with blanks before its colon; not in a
+// folded line, another header's value or the body.
+func TestHasCredentials(t *testing.T) {
+	base := "REGISTER sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCSeq: 1 REGISTER\r\n"
+	for _, c := range []struct {
+		extra, body string
+		want        bool
+	}{
+		{"", "", false},
+		{"Authorization: Digest username=\"a\"\r\n", "", true},
+		{"authorization : Digest\r\n", "", true},
+		{"PROXY-AUTHORIZATION:Digest\r\n", "", true},
+		{"X-Authorization: Digest\r\n", "", false},
+		{"Subject: x\r\n Authorization: Digest\r\n", "", false},
+		{"Subject: Authorization: Digest\r\n", "", false},
+		{"", "Authorization: Digest\r\n", false},
+	} {
+		msg := base + c.extra + "\r\n" + c.body
+		if got := hasCredentials([]byte(msg)); got != c.want {
+			t.Errorf("%q: %v, want %v", msg, got, c.want)
+		}
+	}
+}
+
+// FuzzHasCredentials: where sipgo reads a request whose lines all end in
+// CRLF, unfolded, hasCredentials agrees with it on whether an
+// Authorization or Proxy-Authorization header is there (with bare LFs and
+// CRs sipgo has readings of its own: "\r\n\nAuthorization:" is a header
+// to it; hasCredentials then only errs towards "no credentials", which
+// under load costs the sender a 503 it would have had as a challenge).
+func FuzzHasCredentials(f *testing.F) {
+	f.Add([]byte(register("UDP 192.0.2.1:5070", "f1")))
+	f.Add([]byte("REGISTER sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nAuthorization: Digest a=b\r\n\r\n"))
+	f.Add([]byte("REGISTER sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nproxy-authorization : x\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := hasCredentials(data)
+		m, err := sip.NewParser().ParseSIP(data)
+		req, isReq := m.(*sip.Request)
+		crlf := bytes.Count(data, []byte("\r\n"))
+		if err != nil || !isReq || bytes.Count(data, []byte("\n")) != crlf || bytes.Count(data, []byte("\r")) != crlf ||
+			bytes.Contains(data, []byte("\r\n ")) || bytes.Contains(data, []byte("\r\n\t")) {
+			return
+		}
+		if want := req.GetHeader("Authorization") != nil || req.GetHeader("Proxy-Authorization") != nil; got != want {
+			t.Fatalf("%q: hasCredentials %v, sipgo %v", data, got, want)
 		}
 	})
 }

@@ -38,8 +38,13 @@ const (
 const StatelessLimit = 8192
 
 // StatelessHandler answers a request with its final response, or nil to
-// send nothing. It must not keep req.
-type StatelessHandler func(req *sip.Request) *sip.Response
+// send nothing. It must not keep req. admitted is true when the request
+// came over UDP and its method's shed hook (ShedStateless) let it in on
+// the reader: the hook is then the request's admission, and a handler
+// that bounds its load the same way need not (and should not) refuse it
+// again after it was parsed. Over TCP and TLS, and for a method without a
+// hook, admitted is false.
+type StatelessHandler func(req *sip.Request, admitted bool) *sip.Response
 
 // stateless is a Stack's state for the methods answered statelessly.
 type stateless struct {
@@ -88,7 +93,7 @@ func (s *Stack) HandleStateless(method sip.RequestMethod, h StatelessHandler) {
 	s.mustNotServe()
 	s.stateless.handlers[string(method)] = h
 	s.srv.OnRequest(method, s.tracked(func(req *sip.Request, tx sip.ServerTransaction) {
-		if res := h(req); res != nil {
+		if res := h(req, false); res != nil {
 			_ = tx.Respond(res)
 		}
 	}))
@@ -143,7 +148,8 @@ func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error
 		s.handlers.Done()
 		return nil, nil
 	}
-	go s.answer(h, key, bytes.Clone(data), from)
+	_, hooked := st.shed[string(method)] // shedRaw let it in
+	go s.answer(h, hooked, key, bytes.Clone(data), from)
 	return nil, nil
 }
 
@@ -172,13 +178,14 @@ func (st *stateless) buffer() *[]byte {
 	return new([]byte)
 }
 
-// answer parses one datagram, runs its handler and sends the response
-// (RFC 3261 §18.2.2, RFC 3581: to the source IP, at the source port with
-// rport, else at the Via's), keeping its bytes for the retransmissions.
+// answer parses one datagram, runs its handler (admitted: a shed hook let
+// it in) and sends the response (RFC 3261 §18.2.2, RFC 3581: to the
+// source IP, at the source port with rport, else at the Via's), keeping
+// its bytes for the retransmissions.
 // A response more than three times the request (and over 1300 bytes) is
 // not sent: over UDP it would make us an amplifier for a spoofed source
 // (sipgo's transactions refused anything over 1300 bytes).
-func (s *Stack) answer(h StatelessHandler, key uint64, data []byte, from *net.UDPAddr) {
+func (s *Stack) answer(h StatelessHandler, admitted bool, key uint64, data []byte, from *net.UDPAddr) {
 	st := s.stateless
 	defer s.handlers.Done()
 	defer func() { <-st.slots }()
@@ -192,7 +199,7 @@ func (s *Stack) answer(h StatelessHandler, key uint64, data []byte, from *net.UD
 	req.SetTransport("UDP")
 	req.SetSource(from.String())
 	to := responsePort(req, from.Port)
-	res := h(req)
+	res := h(req, admitted)
 	if res == nil {
 		st.replay.forget(key)
 		return

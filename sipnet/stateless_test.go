@@ -30,7 +30,7 @@ func statelessStack(t *testing.T, release chan struct{}) (*Stack, *atomic.Int64)
 	}
 	t.Cleanup(func() { s.Close() })
 	var calls atomic.Int64
-	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request, _ bool) *sip.Response {
 		n := calls.Add(1)
 		if release != nil {
 			<-release
@@ -292,7 +292,7 @@ func FuzzStatelessFilter(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer s.Close()
-	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request, _ bool) *sip.Response {
 		return sip.NewResponseFromRequest(req, 200, "OK", nil)
 	})
 	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} // discard
@@ -331,7 +331,7 @@ func TestStatelessCopiesAcrossReaders(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	var mu sync.Mutex
 	runs := map[string]int{}
-	s.HandleStateless(sip.REGISTER, func(req *sip.Request) *sip.Response {
+	s.HandleStateless(sip.REGISTER, func(req *sip.Request, _ bool) *sip.Response {
 		mu.Lock()
 		runs[req.CallID().Value()]++
 		mu.Unlock()
