@@ -70,12 +70,10 @@ func tempAOR(secret []byte, domain, aor, instance, callID string) string {
 // supportsGRUU reports whether req carries Supported: gruu (RFC 5627
 // §5.1: no GRUU is returned otherwise).
 func supportsGRUU(req *sip.Request) bool {
-	for _, name := range []string{"Supported", "k"} {
-		for _, v := range headerValues(req, name) {
-			for _, tag := range strings.Split(v, ",") {
-				if strings.EqualFold(strings.TrimSpace(tag), "gruu") {
-					return true
-				}
+	for _, v := range headerValues(req, "Supported", "k") {
+		for _, tag := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tag), "gruu") {
+				return true
 			}
 		}
 	}

@@ -188,3 +188,24 @@ func TestTempGRUUFlows(t *testing.T) {
 		t.Fatalf("after one flow ended: %+v", bs)
 	}
 }
+
+// TestSupportsGRUU: the gruu option tag is found in Supported in any case
+// and in its compact form k, among other tags; not elsewhere.
+func TestSupportsGRUU(t *testing.T) {
+	for _, c := range []struct {
+		header string
+		want   bool
+	}{
+		{"Supported: path, gruu", true},
+		{"supported: GRUU", true},
+		{"k: outbound,gruu", true},
+		{"Supported: path, outbound", false},
+		{"Require: gruu", false},
+		{"X-Supported: gruu", false},
+	} {
+		req := register(t, "sip:alice@a.example", "sg", 1, "Contact: <sip:alice@192.0.2.9:5060>", c.header)
+		if got := supportsGRUU(req); got != c.want {
+			t.Errorf("%q: %v, want %v", c.header, got, c.want)
+		}
+	}
+}

@@ -891,10 +891,17 @@ func (r *Registrar) authenticateAs(req *sip.Request, aor, source string, k authK
 	return nil
 }
 
-func headerValues(req *sip.Request, name string) []string {
+// headerValues returns the values of req's headers named one of names,
+// in any case, in their order. One pass, comparing without lowercasing:
+// sipgo's GetHeaders lowercases every header's name on each call, and
+// supportsGRUU's two lookups alone took 1.2% of a loaded testnet's CPU
+// (register bench profile, digest off, 10 000/s).
+func headerValues(req *sip.Request, names ...string) []string {
 	var out []string
-	for _, h := range req.GetHeaders(name) {
-		out = append(out, h.Value())
+	for _, h := range req.Headers() {
+		if n := h.Name(); slices.ContainsFunc(names, func(name string) bool { return strings.EqualFold(n, name) }) {
+			out = append(out, h.Value())
+		}
 	}
 	return out
 }
