@@ -277,15 +277,17 @@ func TestForeignByeKeepsMedia(t *testing.T) {
 }
 
 // TestProxyAuthorizationConsumed: credentials of our realm never travel
-// downstream, whether or not the policy needed them; another realm's do.
+// downstream, whether or not the policy needed them, however the header's
+// name is written; another realm's do.
 func TestProxyAuthorizationConsumed(t *testing.T) {
 	tp := startProxy(t, Proxying, nil)
 	alice, u := newUA(t), newUA(t)
 	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
 		lsp.Binding{Contact: "sip:alice@" + alice.addr(), Expires: time.Now().Add(time.Hour)})
 	ours := `Proxy-Authorization: Digest username="carol", realm="a.example", nonce="n", uri="sip:alice@a.example", response="0"`
+	lower := `proxy-authorization: Digest username="dave", realm="a.example", nonce="n", uri="sip:alice@a.example", response="0"`
 	theirs := `Proxy-Authorization: Digest username="carol", realm="c.example", nonce="n", uri="sip:alice@a.example", response="0"`
-	u.send(tp.addr, u.request("MESSAGE", "sip:alice@a.example", ours, theirs))
+	u.send(tp.addr, u.request("MESSAGE", "sip:alice@a.example", ours, lower, theirs))
 	got, ok := alice.recv(3 * time.Second).(*sip.Request)
 	if !ok {
 		t.Fatal("MESSAGE not forwarded")

@@ -143,8 +143,7 @@ func (p *Proxy) consumeCredentials(req *sip.Request) {
 			keep = append(keep, h.Value())
 		}
 	}
-	for req.RemoveHeader("Proxy-Authorization") {
-	}
+	sipnet.RemoveHeaders(req, "Proxy-Authorization") // "proxy-authorization:" too
 	for _, v := range keep {
 		req.AppendHeader(sip.NewHeader("Proxy-Authorization", v))
 	}

@@ -343,8 +343,7 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 		// RFC 3327: a Path is added by proxies in front of the registrar;
 		// one from an untrusted sender would route its AOR's calls
 		// anywhere (our own host included). Not stored, not echoed.
-		for req.RemoveHeader("Path") {
-		}
+		sipnet.RemoveHeaders(req, "Path") // "path:" too
 	}
 	// Step 1: the Request-URI names the domain whose bindings are asked for.
 	if !strings.EqualFold(strings.TrimSuffix(req.Recipient.Host, "."), r.cfg.Domain) {
@@ -899,7 +898,7 @@ func (r *Registrar) authenticateAs(req *sip.Request, aor, source string, k authK
 func headerValues(req *sip.Request, names ...string) []string {
 	var out []string
 	for _, h := range req.Headers() {
-		if n := h.Name(); slices.ContainsFunc(names, func(name string) bool { return strings.EqualFold(n, name) }) {
+		if n := h.Name(); slices.ContainsFunc(names, func(name string) bool { return sipnet.HeaderNameIs(n, name) }) {
 			out = append(out, h.Value())
 		}
 	}

@@ -435,6 +435,23 @@ func TestNATEdge(t *testing.T) {
 	}
 }
 
+// TestUntrustedPathAnyCase: an untrusted sender's Path is neither stored
+// nor echoed, however its name is written (header names are
+// case-insensitive; sipgo's RemoveHeader is not).
+func TestUntrustedPathAnyCase(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	res := do(r, register(t, "sip:alice@a.example", "p1", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600",
+		"path: <sip:evil.example;lr>", "PATH: <sip:evil2.example;lr>", "Path: <sip:evil3.example;lr>"))
+	want(t, res, 200)
+	if hs := res.GetHeaders("Path"); len(hs) != 0 {
+		t.Fatalf("200 echoes %v", hs)
+	}
+	bs, _ := r.loc.Lookup(context.Background(), "sip:alice@a.example")
+	if len(bs) != 1 || len(bs[0].Path) != 0 {
+		t.Fatalf("stored %+v", bs)
+	}
+}
+
 // TestOverloadShedsNewFirst: with digest on and half of MaxInFlight
 // waiting on the location service, a REGISTER that would be challenged
 // (no, made-up or wrong credentials) gets 503 with Retry-After instead,

@@ -209,9 +209,9 @@ func hasCredentials(req []byte) bool {
 }
 
 // headerIs reports whether name is long or, when short is not empty, the
-// compact form short, in any case.
+// compact form short, in any ASCII case.
 func headerIs(name []byte, long, short string) bool {
-	return bytes.EqualFold(name, []byte(long)) || short != "" && bytes.EqualFold(name, []byte(short))
+	return HeaderNameIs(string(name), long) || short != "" && HeaderNameIs(string(name), short)
 }
 
 // plain reports whether line holds no control character but HT (CR and
