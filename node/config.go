@@ -200,7 +200,9 @@ type RegistrarConfig struct {
 	MaxExpires Duration `json:"max_expires,omitempty"`
 	// MaxInFlight: REGISTERs waiting on the location service at once
 	// (over UDP also those the SIP stack holds before the registrar sees
-	// them); beyond it 503 with Retry-After. Default 2048.
+	// them); beyond it 503 with Retry-After. Over UDP the SIP stack's
+	// readers decide, and those they let in are refused afterwards only
+	// past twice it. Default 2048.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// NoGRUU: issue no GRUUs (RFC 5627). With them, a REGISTER of an
 	// instance (+sip.instance) costs a read before its write, which

@@ -128,9 +128,9 @@ func TestAdmittedOnReader(t *testing.T) {
 
 		{half - 1, sipnet.ShedInfo{}, false},
 		{half, sipnet.ShedInfo{}, true},
-		{half, sipnet.ShedInfo{Credentials: true}, false},
-		{full - 1, sipnet.ShedInfo{Credentials: true}, false},
-		{full, sipnet.ShedInfo{Credentials: true}, true},
+		{half, sipnet.ShedInfo{Authorization: true}, false},
+		{full - 1, sipnet.ShedInfo{Authorization: true}, false},
+		{full, sipnet.ShedInfo{Authorization: true}, true},
 	} {
 		r.inflight.Store(c.inflight)
 		if got := r.overloaded(c.in) > 0; got != c.shed {
@@ -175,12 +175,16 @@ func TestAdmittedOnReader(t *testing.T) {
 	if res := send("adm1", ""); res.StatusCode != 503 || s.StatelessStats().Shed != 1 {
 		t.Fatalf("without credentials at half of MaxInFlight: %d, %d shed on the reader; want 503, 1", res.StatusCode, s.StatelessStats().Shed)
 	}
+	// A proxy's credentials are not the registrar's.
+	if res := send("adm1p", `Proxy-Authorization: Digest username="alice", realm="a.example", nonce="AAAA", uri="sip:a.example", response="00000000000000000000000000000000"`+"\r\n"); res.StatusCode != 503 || s.StatelessStats().Shed != 2 {
+		t.Fatalf("with Proxy-Authorization alone at half of MaxInFlight: %d, %d shed on the reader; want 503, 2", res.StatusCode, s.StatelessStats().Shed)
+	}
 	made := `Authorization: Digest username="alice", realm="a.example", nonce="AAAA", uri="sip:a.example", response="00000000000000000000000000000000", algorithm=MD5` + "\r\n"
 	// Let in on the reader, it is checked (a made-up nonce is challenged
 	// anew, which Handle still refuses as a new challenge: 503, but after
 	// the parse, so not counted as shed on the reader).
-	if res := send("adm2", made); res.StatusCode != 503 || s.StatelessStats().Shed != 1 {
-		t.Fatalf("with credentials at half of MaxInFlight: %d, %d shed on the reader; want 503 from Handle, 1", res.StatusCode, s.StatelessStats().Shed)
+	if res := send("adm2", made); res.StatusCode != 503 || s.StatelessStats().Shed != 2 {
+		t.Fatalf("with credentials at half of MaxInFlight: %d, %d shed on the reader; want 503 from Handle, 2", res.StatusCode, s.StatelessStats().Shed)
 	}
 	// Admitted, a REGISTER is served however many wait by the time its
 	// handler runs; not admitted (TCP, TLS), it is refused at MaxInFlight.
@@ -189,9 +193,13 @@ func TestAdmittedOnReader(t *testing.T) {
 	chal := do(r, req)
 	want(t, chal, 401)
 	answered := authorize(t, req, chal, "MD5", "alice", "secret-a")
-	r.inflight.Store(full)
+	r.inflight.Store(2*full - 1) // Handle adds its own: twice MaxInFlight
 	want(t, r.handle(context.Background(), answered, "192.0.2.9:40000", false), 503)
 	want(t, r.handle(context.Background(), answered, "192.0.2.9:40000", true), 200)
+	// Past twice MaxInFlight (readers admitting at once, TCP sharing the
+	// count), even an admitted REGISTER is refused.
+	r.inflight.Store(2 * full)
+	want(t, r.handle(context.Background(), answered, "192.0.2.9:40000", true), 503)
 }
 
 // TestAuthorizeProxy: the proxy's check of a request for relaying: 407

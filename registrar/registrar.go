@@ -86,7 +86,9 @@ type Config struct {
 	// MaxInFlight bounds the REGISTERs waiting on the location service
 	// (over UDP, also those the stack holds: Attach); beyond it a REGISTER
 	// gets 503 with Retry-After at once, so overload sheds instead of
-	// piling up timeouts. Default 2048. With digest on,
+	// piling up timeouts. Default 2048. Over UDP the stack's UDP readers
+	// decide, and those they let in wait up to twice it (queued for the
+	// CPU or waiting on the location service). With digest on,
 	// from half of it a REGISTER that would be challenged (no valid
 	// credentials) gets the 503 instead of a 401: a registration already
 	// challenged is let finish rather than refused after its 401 was paid
@@ -270,7 +272,10 @@ func (r *Registrar) Handle(ctx context.Context, req *sip.Request, source string)
 }
 
 // handle is Handle; admitted: the UDP reader's shed hook (overloaded) let
-// the REGISTER in, so MaxInFlight is not checked again here. Between the
+// the REGISTER in, so it is checked here only against twice MaxInFlight
+// (the hook's own bound on those in hand, which admitted REGISTERs count
+// in; a bound for the few readers admitting at once and REGISTERs over
+// TCP or TLS sharing the count), not against MaxInFlight. Between the
 // two checks a REGISTER waits for the CPU: checked twice, under overload
 // most REGISTERs the reader let in found the slots taken by then and were
 // refused here, after the parse the reader's refusal saves (register
@@ -282,7 +287,7 @@ func (r *Registrar) handle(ctx context.Context, req *sip.Request, source string,
 		// A slot first: full, the REGISTER is shed before the checks
 		// below (digest included), so a shed answer to a challenge keeps
 		// its nonce, and only the REGISTERs let in pay for them.
-		if n := r.inflight.Add(1); n > int64(r.cfg.MaxInFlight) && !admitted {
+		if n := r.inflight.Add(1); n > int64(r.cfg.MaxInFlight) && !admitted || n > 2*int64(r.cfg.MaxInFlight) {
 			r.inflight.Add(-1)
 			return r.unavailable(req, "Overloaded")
 		}

@@ -42,10 +42,9 @@ type ShedInfo struct {
 	// overload most of them wait for the CPU before their handler sees
 	// them.
 	InHand int
-	// Credentials: the request carries an Authorization or
-	// Proxy-Authorization header (it answers a challenge, or claims to;
-	// nothing is checked).
-	Credentials bool
+	// Authorization: the request carries an Authorization header (it
+	// answers a UAS's challenge, or claims to; nothing is checked).
+	Authorization bool
 }
 
 // ShedStateless gives method's stateless handler over UDP a shed hook:
@@ -70,7 +69,7 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	if !ok {
 		return false
 	}
-	d := hook.busy(ShedInfo{InHand: len(st.slots), Credentials: hasCredentials(data)})
+	d := hook.busy(ShedInfo{InHand: len(st.slots), Authorization: hasAuthorization(data)})
 	if d <= 0 {
 		return false
 	}
@@ -183,11 +182,11 @@ func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag 
 	return out, port, true
 }
 
-// hasCredentials reports whether the header section of the request in req
-// has an Authorization or Proxy-Authorization line (folded lines and
-// lines without a colon are skipped; nothing else is checked). Lines end
-// in CRLF or, as sipgo also reads them, LF alone.
-func hasCredentials(req []byte) bool {
+// hasAuthorization reports whether the header section of the request in
+// req has an Authorization line (folded lines and lines without a colon
+// are skipped; nothing else is checked). Lines end in CRLF or, as sipgo
+// also reads them, LF alone.
+func hasAuthorization(req []byte) bool {
 	_, rest, _ := bytes.Cut(req, []byte("\n")) // the request line
 	for len(rest) > 0 {
 		var line []byte
@@ -201,7 +200,7 @@ func hasCredentials(req []byte) bool {
 			continue
 		}
 		name = bytes.TrimRight(name, " \t")
-		if headerIs(name, "authorization", "") || headerIs(name, "proxy-authorization", "") {
+		if headerIs(name, "authorization", "") {
 			return true
 		}
 	}

@@ -377,3 +377,61 @@ func TestStatelessCopiesAcrossReaders(t *testing.T) {
 		}
 	}
 }
+
+// TestStatelessAdmitted: a handler is told a request was admitted only
+// when it came over UDP through its method's shed hook: not for a method
+// without a hook, not over TCP, not for a datagram too big for the
+// stateless path (sipgo's transaction handles it).
+func TestStatelessAdmitted(t *testing.T) {
+	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var mu sync.Mutex
+	admitted := map[string]bool{}
+	h := func(req *sip.Request, in bool) *sip.Response {
+		mu.Lock()
+		admitted[req.CallID().Value()] = in
+		mu.Unlock()
+		return sip.NewResponseFromRequest(req, 200, "OK", nil)
+	}
+	s.HandleStateless(sip.REGISTER, h)
+	s.HandleStateless(sip.OPTIONS, h)
+	s.ShedStateless(sip.REGISTER, func(ShedInfo) time.Duration { return 0 }, nil)
+	s.Serve()
+	c := udpPeer(t, s.Addr())
+	local := c.LocalAddr().String()
+	roundTrip(t, c, register("UDP "+local, "adm-udp"))
+	roundTrip(t, c, strings.ReplaceAll(register("UDP "+local, "adm-options"), "REGISTER", "OPTIONS"))
+	big := strings.Replace(register("UDP "+local, "adm-big"), "Content-Length", "X-Pad: "+strings.Repeat("x", statelessMaxDatagram)+"\r\nContent-Length", 1)
+	if _, err := c.Write([]byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	_ = tcp.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := tcp.Write([]byte(register("TCP "+tcp.LocalAddr().String(), "adm-tcp"))); err != nil {
+		t.Fatal(err)
+	}
+	readStatus(t, tcp)
+	want := map[string]bool{"adm-udp-test": true, "adm-options-test": false, "adm-big-test": false, "adm-tcp-test": false}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(admitted)
+		mu.Unlock()
+		if n == len(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, w := range want {
+		if got, ok := admitted[id]; !ok || got != w {
+			t.Errorf("%s: handled %v, admitted %v; want admitted %v", id, ok, got, w)
+		}
+	}
+}
