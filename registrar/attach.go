@@ -52,7 +52,7 @@ func (r *Registrar) overloaded(in sipnet.ShedInfo) time.Duration {
 	// Below the stack's own limit, or a MaxInFlight over half of it would
 	// never be reached in hand: past the limit datagrams go unanswered.
 	if in.InHand >= min(2*r.cfg.MaxInFlight, sipnet.StatelessLimit*7/8) || inflight >= int64(r.cfg.MaxInFlight) ||
-		!in.Authorization && r.challengesPaused(inflight) {
+		r.challengesPaused(inflight) && !in.HasAuthorization() {
 		return r.cfg.RetryAfter
 	}
 	return 0

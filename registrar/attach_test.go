@@ -120,6 +120,7 @@ func TestAttach(t *testing.T) {
 func TestAdmittedOnReader(t *testing.T) {
 	r := newTestRegistrar(t, true, nil)
 	half, full := int64(r.cfg.MaxInFlight/2), int64(r.cfg.MaxInFlight)
+	authz := sipnet.ShedInfo{Request: []byte("REGISTER sip:a.example SIP/2.0\r\nAuthorization: Digest username=\"alice\"\r\n\r\n")}
 	for _, c := range []struct {
 		inflight int64
 		in       sipnet.ShedInfo
@@ -128,9 +129,9 @@ func TestAdmittedOnReader(t *testing.T) {
 
 		{half - 1, sipnet.ShedInfo{}, false},
 		{half, sipnet.ShedInfo{}, true},
-		{half, sipnet.ShedInfo{Authorization: true}, false},
-		{full - 1, sipnet.ShedInfo{Authorization: true}, false},
-		{full, sipnet.ShedInfo{Authorization: true}, true},
+		{half, authz, false},
+		{full - 1, authz, false},
+		{full, authz, true},
 	} {
 		r.inflight.Store(c.inflight)
 		if got := r.overloaded(c.in) > 0; got != c.shed {

@@ -2,10 +2,11 @@ package sipnet
 
 import "github.com/emiago/sipgo/sip"
 
-// HeaderNameIs reports whether a header's name is name, in any ASCII case
-// (RFC 3261 §7.3.1: header names are case-insensitive; sipgo lowercases
-// ASCII only, so no other folding either).
-func HeaderNameIs(got, name string) bool {
+// HeaderNameIs reports whether a header's name (parsed, or raw bytes) is
+// name, in any ASCII case (RFC 3261 §7.3.1: header names are
+// case-insensitive; sipgo lowercases ASCII only, so no other folding
+// either).
+func HeaderNameIs[S ~string | ~[]byte](got S, name string) bool {
 	if len(got) != len(name) {
 		return false
 	}

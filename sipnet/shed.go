@@ -42,10 +42,15 @@ type ShedInfo struct {
 	// overload most of them wait for the CPU before their handler sees
 	// them.
 	InHand int
-	// Authorization: the request carries an Authorization header (it
-	// answers a UAS's challenge, or claims to; nothing is checked).
-	Authorization bool
+	// Request is the datagram's bytes, for the hook's duration only.
+	Request []byte
 }
+
+// HasAuthorization reports whether the request carries an Authorization
+// header (it answers a UAS's challenge, or claims to; nothing is
+// checked). It reads the header section, so a hook asks only when the
+// answer matters.
+func (in ShedInfo) HasAuthorization() bool { return hasAuthorization(in.Request) }
 
 // ShedStateless gives method's stateless handler over UDP a shed hook:
 // while busy returns d > 0, a new request of method is answered 503 with
@@ -69,7 +74,7 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	if !ok {
 		return false
 	}
-	d := hook.busy(ShedInfo{InHand: len(st.slots), Authorization: hasAuthorization(data)})
+	d := hook.busy(ShedInfo{InHand: len(st.slots), Request: data})
 	if d <= 0 {
 		return false
 	}
@@ -210,7 +215,7 @@ func hasAuthorization(req []byte) bool {
 // headerIs reports whether name is long or, when short is not empty, the
 // compact form short, in any ASCII case.
 func headerIs(name []byte, long, short string) bool {
-	return HeaderNameIs(string(name), long) || short != "" && HeaderNameIs(string(name), short)
+	return HeaderNameIs(name, long) || short != "" && HeaderNameIs(name, short)
 }
 
 // plain reports whether line holds no control character but HT (CR and
