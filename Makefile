@@ -114,6 +114,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzFlowToken -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzStatelessFilter -fuzztime $(FUZZTIME) ./sipnet/
+	$(GO) test -run '^$$' -fuzz FuzzShedAck -fuzztime $(FUZZTIME) ./sipnet/
 	$(GO) test -run '^$$' -fuzz FuzzRewriteSDP -fuzztime $(FUZZTIME) ./relay/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeControl -fuzztime $(FUZZTIME) ./relay/
 	$(GO) test -run '^$$' -fuzz FuzzMediaEndpoint -fuzztime $(FUZZTIME) ./relay/

@@ -136,6 +136,9 @@ func (c *Config) checkRoles(k *checker) {
 	if c.Proxy.MaxInFlight < 0 {
 		k.add("proxy.max_in_flight", "must be positive (absent: the default)")
 	}
+	if b := c.Proxy.ShedBacklog; b > 1 || b != b {
+		k.add("proxy.shed_backlog", "%v: want a share of the receive buffer, at most 1 (negative: never)", b)
+	}
 	if r, w := c.LSP.Replicas, c.LSP.WriteQuorum; r < 0 || w < 0 || (r > 0 && w > r) {
 		k.add("lsp.write_quorum", "%d with %d replicas: want 1 to replicas (absent: the default)", w, r)
 	}

@@ -246,6 +246,12 @@ type ProxyConfig struct {
 	// source address and per Request-URI); beyond it 503 with Retry-After.
 	// Trusted networks are never shed. Default 8192.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+	// ShedBacklog: while datagrams not read yet fill this share (0 to 1)
+	// of the SIP UDP socket's receive buffer (the CPU is behind, and the
+	// kernel will soon drop the ACKs and BYEs of calls in progress), a
+	// new INVITE over UDP is answered 503 with Retry-After before it is
+	// parsed, whoever sent it. Default 0.5; negative: never.
+	ShedBacklog float64 `json:"shed_backlog,omitempty"`
 	// Media: "off" (default), "always" or "auto" (a private address in the
 	// offer or Contact) anchors calls' media on the node's RTP relay
 	// (relay.media_ip), rewriting the SDP of offer and answer.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -130,6 +131,17 @@ func TestExampleConfig(t *testing.T) {
 	c.Proxy.MaxInFlight = -1
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "max_in_flight") {
 		t.Fatalf("negative proxy.max_in_flight: %v", err)
+	}
+	c.Proxy.MaxInFlight = 0
+	for _, b := range []float64{1.5, math.NaN()} {
+		c.Proxy.ShedBacklog = b
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "shed_backlog") {
+			t.Fatalf("proxy.shed_backlog %v: %v", b, err)
+		}
+	}
+	c.Proxy.ShedBacklog = -1 // never
+	if err := c.Validate(); err != nil {
+		t.Fatalf("proxy.shed_backlog -1: %v", err)
 	}
 }
 

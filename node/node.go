@@ -293,7 +293,7 @@ func newProxy(cfg *Config, r *registrar.Registrar, realm string, flows *sipnet.F
 		Mode: proxy.Mode(pc.Mode), RecordRoute: pc.RecordRoute, Static: pc.StaticPeers, DNS: dns,
 		CacheTTL: time.Duration(pc.CacheTTL), NegativeTTL: time.Duration(pc.NegativeTTL),
 		InviteTimeout: time.Duration(pc.InviteTimeout), KeepaliveInterval: time.Duration(pc.KeepaliveInterval),
-		Media: media, MediaPolicy: pc.Media, AtRelay: atRelay, MaxInFlight: pc.MaxInFlight, Local: local, Logger: log})
+		Media: media, MediaPolicy: pc.Media, AtRelay: atRelay, MaxInFlight: pc.MaxInFlight, ShedBacklog: pc.ShedBacklog, Local: local, Logger: log})
 }
 
 // regEvents is the reg event notifier (RFC 3680) of a domain node whose

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"math"
+	mrand "math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -130,6 +132,17 @@ type Config struct {
 	// shed. Default 8192.
 	MaxInFlight int
 	RetryAfter  time.Duration
+	// ShedBacklog: while datagrams not read yet fill at least this share
+	// (0 to 1) of the UDP socket's receive buffer, the CPU is not keeping
+	// up and the kernel will soon drop the ACKs and BYEs of the calls in
+	// progress; new INVITEs (no To tag) over UDP are then answered 503
+	// with Retry-After on the socket's reader, before they are parsed or
+	// cost a goroutine, whoever sent them (trusted senders too: an edge
+	// proxy tries another server): a share of them rising from none at
+	// ShedBacklog to all halfway from there to a full buffer (shedShare).
+	// Requests in a dialog and responses are never shed here. Default
+	// 0.5; negative disables (sipnet.ShedNew).
+	ShedBacklog float64
 	// Logger; default slog.Default(). Tagged component=proxy.
 	Logger *slog.Logger
 }
@@ -238,6 +251,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = 5 * time.Second
 	}
+	if c.ShedBacklog == 0 {
+		c.ShedBacklog = 0.5
+	}
+	if c.ShedBacklog > 1 || math.IsNaN(c.ShedBacklog) {
+		return c, fmt.Errorf("%w: shed backlog %v (want a share of the receive buffer, at most 1)", ErrConfig, c.ShedBacklog)
+	}
 	if c.KeepaliveInterval == 0 {
 		c.KeepaliveInterval = 30 * time.Second
 	}
@@ -307,6 +326,9 @@ func (p *Proxy) Attach(s *sipnet.Stack) error {
 	s.Handle(sip.ACK, p.handleAck)
 	s.Handle(sip.CANCEL, p.handleCancel)
 	s.HandleOther(p.handle)
+	if p.cfg.ShedBacklog > 0 {
+		s.ShedNew(sip.INVITE, p.behind, &p.responses)
+	}
 	// The proxy's work ends with the stack it serves on, whichever is
 	// closed first.
 	context.AfterFunc(s.Context(), p.cancel)
@@ -331,6 +353,30 @@ func (p *Proxy) Close() error {
 		return p.cfg.Local.Close()
 	}
 	return nil
+}
+
+// behind is the shed hook of new INVITEs on the UDP readers
+// (Config.ShedBacklog): Retry-After for a share of them (shedShare) while
+// the socket's backlog is at ShedBacklog or more.
+func (p *Proxy) behind(in sipnet.ShedInfo) time.Duration {
+	s := shedShare(in.Backlog(), p.cfg.ShedBacklog)
+	if s <= 0 || s < 1 && mrand.Float64() >= s {
+		return 0
+	}
+	p.stats.readerShed.Add(1)
+	return p.cfg.RetryAfter
+}
+
+// shedShare is the share of new INVITEs shed at a backlog: none below
+// from, then rising in a straight line to all of them halfway from there
+// to a full buffer (random early detection, as routers drop packets: a
+// burst the readers catch up with costs a few calls, not every one that
+// arrives during it, and a backlog that keeps growing is met with more).
+func shedShare(backlog, from float64) float64 {
+	if from <= 0 || backlog < from {
+		return 0
+	}
+	return min(1, (backlog-from)/((1-from)/2))
 }
 
 // Local answers some requests at the proxy's node instead of routing
@@ -371,6 +417,7 @@ type Stats struct {
 	Failovers   int64 // alternative servers tried after one failed (503 or no answer)
 	Refused     int64 // requests refused by the relay policy (403/407)
 	Shed        int64 // requests answered 503 because MaxInFlight were being routed
+	ReaderShed  int64 // new INVITEs refused on the UDP reader for its backlog (ShedBacklog): 503, or dropped if unreadable there
 	Anchored    int64 // calls whose media was anchored on the relay
 	Relayed     int64 // offers left as they were ("auto"): their media already goes to an overlay relay
 	// NATPings: OPTIONS sent down NAT flows; NATPingsAnswered: those
@@ -381,8 +428,8 @@ type Stats struct {
 }
 
 type counters struct {
-	requests, forwarded, direct, redirected, static, dns, followed, cacheHits, lookups, pushed, local, failovers, refused, shed, anchored, relayed atomic.Int64
-	natPings, natPingsAnswered, flowed                                                                                                             atomic.Int64
+	requests, forwarded, direct, redirected, static, dns, followed, cacheHits, lookups, pushed, local, failovers, refused, shed, readerShed, anchored, relayed atomic.Int64
+	natPings, natPingsAnswered, flowed                                                                                                                         atomic.Int64
 }
 
 // callID is a message's Call-ID for log correlation ("" without one).
@@ -403,7 +450,7 @@ func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	return Stats{Flows: p.Flows(), InFlight: p.inflight.now(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(), Followed: c.followed.Load(),
-		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Pushed: c.pushed.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
+		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Pushed: c.pushed.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), ReaderShed: c.readerShed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
 		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
 }
 

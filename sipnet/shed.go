@@ -44,6 +44,20 @@ type ShedInfo struct {
 	InHand int
 	// Request is the datagram's bytes, for the hook's duration only.
 	Request []byte
+
+	stack *Stack
+}
+
+// Backlog is the share of the UDP socket's receive buffer taken by
+// datagrams not read yet (0 to 1; 0 where the system does not tell),
+// read from the kernel at most once a millisecond: how far the readers
+// are behind. At 1 the kernel drops what arrives, responses and ACKs of
+// the calls in progress as much as new requests.
+func (in ShedInfo) Backlog() float64 {
+	if in.stack == nil {
+		return 0
+	}
+	return in.stack.backlog()
 }
 
 // HasAuthorization reports whether the request carries an Authorization
@@ -74,18 +88,27 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	if !ok {
 		return false
 	}
-	d := hook.busy(ShedInfo{InHand: len(st.slots), Request: data})
+	d := hook.busy(ShedInfo{InHand: len(st.slots), Request: data, stack: s})
 	if d <= 0 {
 		return false
 	}
-	var tag [16]byte
-	hex := strconv.AppendUint(tag[:0], key, 16)
+	s.refuse(hook, method, data, from, d, false)
+	return true
+}
+
+// refuse answers the request in data with a 503 with Retry-After d built
+// from its bytes (rawReject), counted in st and hook.counts; it drops the
+// request instead when it is not in the form rawReject reads, when the
+// 503 would be longer than the request (never more bytes out than in),
+// or, with untaggedOnly, when its To has a tag.
+func (s *Stack) refuse(hook shedHook, method string, data []byte, from *net.UDPAddr, d time.Duration, untaggedOnly bool) {
+	st := s.stateless
 	buf := st.buffer()
 	defer st.bufs.Put(buf)
-	out, port, ok := rawReject((*buf)[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), hex)
-	if !ok || len(out) > len(data) { // never more bytes out than in
+	out, port, tagged, ok := rawReject((*buf)[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), st.mintTag)
+	if !ok || untaggedOnly && tagged || len(out) > len(data) {
 		st.dropped.Add(1)
-		return true
+		return
 	}
 	*buf = out
 	st.shedded.Add(1)
@@ -93,7 +116,6 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 		hook.counts.Add(method, 503)
 	}
 	_, _ = s.udp.WriteTo(out, &net.UDPAddr{IP: from.IP, Port: port, Zone: from.Zone})
-	return true
 }
 
 // rawReject appends to dst a final response ("SIP/2.0 " + status) to the
@@ -103,18 +125,20 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 // default). ok is false when req is not a request in the plain form this
 // reads (see Shedding above: also a control character in a line it would
 // echo, a CSeq not "number method-of-the-request-line", a quoted string in
-// the top Via or after the To's name-addr); dst is then of no use. Each
+// the top Via or after the To's name-addr); dst is then of no use. A To
+// without a tag gets one, mint's (appended to dst from the Call-ID's
+// value); tagged reports the request's own (in a dialog). Each
 // line is scanned a bounded number of times and nothing is allocated
 // beyond dst.
-func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag []byte) (out []byte, port int, ok bool) {
+func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, mint func(dst, callID []byte) []byte) (out []byte, port int, tagged, ok bool) {
 	end := bytes.Index(req, []byte("\r\n\r\n"))
 	if end < 0 {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
 	first, rest, _ := bytes.Cut(req[:end+2], []byte("\r\n"))
 	method, uri, _ := bytes.Cut(first, []byte(" "))
 	if len(method) == 0 || !bytes.HasSuffix(uri, []byte(" SIP/2.0")) || bytes.Count(first, []byte(" ")) != 2 || !plain(first) {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
 	var vias [8][]byte
 	nvia := 0
@@ -131,14 +155,14 @@ func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag 
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, _, found := bytes.Cut(line, []byte(":"))
 		if n == maxRawHeaders || !found || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
-			return nil, 0, false // folded, or not a header
+			return nil, 0, false, false // folded, or not a header
 		}
 		name = bytes.TrimRight(name, " \t")
 		good := true
 		switch {
 		case headerIs(name, "via", "v"):
-			if nvia == len(vias) {
-				return nil, 0, false
+			if nvia == len(vias) || !viaValues(line) {
+				return nil, 0, false, false
 			}
 			vias[nvia] = line
 			nvia++
@@ -152,19 +176,19 @@ func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag 
 			good = once(&cseq, line)
 		}
 		if !good || !plain(line) {
-			return nil, 0, false
+			return nil, 0, false, false
 		}
 	}
 	if nvia == 0 || from == nil || to == nil || callID == nil || !cseqOf(cseq, method) {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
 	port, host, rport, ok := viaPort(vias[0], src.Port)
 	if !ok {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
-	tagged, ok := hasTag(to)
+	_, tagged, ok = toTag(to)
 	if !ok {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
 	out = append(dst, "SIP/2.0 "...)
 	out = append(out, status...)
@@ -176,7 +200,8 @@ func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag 
 	out = append(append(out, from...), "\r\n"...)
 	out = append(out, to...)
 	if !tagged {
-		out = append(append(out, ";tag="...), tag...)
+		_, id, _ := bytes.Cut(callID, []byte(":"))
+		out = mint(append(out, ";tag="...), bytes.TrimSpace(id))
 	}
 	out = append(out, "\r\n"...)
 	out = append(append(out, callID...), "\r\n"...)
@@ -184,7 +209,7 @@ func rawReject(dst, req []byte, src *net.UDPAddr, status string, retry int, tag 
 	out = append(out, "Retry-After: "...)
 	out = strconv.AppendInt(out, int64(retry), 10)
 	out = append(out, "\r\nContent-Length: 0\r\n\r\n"...)
-	return out, port, true
+	return out, port, tagged, true
 }
 
 // hasAuthorization reports whether the header section of the request in
@@ -247,31 +272,54 @@ func cseqOf(line, method []byte) bool {
 // maxRawParams bounds the parameters read in a Via or To line.
 const maxRawParams = 32
 
-// hasTag reports whether a To header line carries a tag parameter: after
-// the name-addr's '>' if it has one, else anywhere in the value (an
-// addr-spec's parameters are the header's). ok is false for parameters
-// it does not read (quoted, or too many).
-func hasTag(line []byte) (tagged, ok bool) {
+// toTag reads a To header line's tag parameter: after the name-addr's
+// '>' if it has one, else anywhere in the value (an addr-spec's
+// parameters are the header's). ok is false for parameters it does not
+// read (quoted, or too many).
+func toTag(line []byte) (tag []byte, tagged, ok bool) {
 	_, v, _ := bytes.Cut(line, []byte(":"))
 	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
 		v = v[i:]
 	}
 	if bytes.IndexByte(v, '"') >= 0 {
-		return false, false
+		return nil, false, false
 	}
 	_, v, _ = bytes.Cut(v, []byte(";"))
 	for n := 0; len(v) > 0; n++ {
 		if n == maxRawParams {
-			return false, false
+			return nil, false, false
 		}
 		var p []byte
 		p, v, _ = bytes.Cut(v, []byte(";"))
-		k, _, _ := bytes.Cut(p, []byte("="))
-		if bytes.EqualFold(bytes.TrimSpace(k), []byte("tag")) {
-			tagged = true
+		k, val, _ := bytes.Cut(p, []byte("="))
+		if bytes.EqualFold(bytes.TrimSpace(k), []byte("tag")) && !tagged {
+			tag, tagged = bytes.TrimSpace(val), true
 		}
 	}
-	return tagged, true
+	return tag, tagged, true
+}
+
+// viaValues reports whether every value of a Via header line starts
+// "SIP/2.0/<transport> " and none is quoted: the lines rawReject echoes
+// are ones the 503's reader reads as Vias (the fuzzer found a request
+// sipgo read whose 503, echoing a Via value "0000000", it did not).
+func viaValues(line []byte) bool {
+	_, v, _ := bytes.Cut(line, []byte(":"))
+	if bytes.IndexByte(v, '"') >= 0 {
+		return false
+	}
+	for n := 0; len(v) > 0; n++ {
+		if n == maxRawParams {
+			return false
+		}
+		var one []byte
+		one, v, _ = bytes.Cut(v, []byte(","))
+		proto, rest, found := bytes.Cut(bytes.TrimLeft(one, " \t"), []byte(" "))
+		if !found || len(proto) < 9 || !bytes.EqualFold(proto[:8], []byte("SIP/2.0/")) || len(bytes.TrimSpace(rest)) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // viaPort is where a response goes by the first value of a Via header

@@ -52,7 +52,7 @@ func TestRawReject(t *testing.T) {
 		{"many To parameters", strings.Replace(plain, "To: <sip:x@a.example>", "To: <sip:x@a.example>"+strings.Repeat(";", 4000), 1), 0, ""},
 		{"nine Vias", strings.Replace(plain, "Max-Forwards", strings.Repeat("Via: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKp\r\n", 8)+"Max-Forwards", 1), 0, ""},
 	} {
-		out, port, ok := rawReject(nil, []byte(tc.req), src, "503 Service Unavailable", 5, []byte("ab12"))
+		out, port, _, ok := rawReject(nil, []byte(tc.req), src, "503 Service Unavailable", 5, mintAB12)
 		if !ok {
 			if tc.port != 0 {
 				t.Errorf("%s: not answered", tc.name)
@@ -86,6 +86,9 @@ func TestRawReject(t *testing.T) {
 		}
 	}
 }
+
+// mintAB12 mints the tag "ab12" whatever the Call-ID.
+func mintAB12(dst, _ []byte) []byte { return append(dst, "ab12"...) }
 
 func parseRequest(t *testing.T, s string) *sip.Request {
 	t.Helper()
@@ -205,7 +208,7 @@ func TestShedStateless(t *testing.T) {
 	// Nor is a 503 longer than its request sent (a spoofed source's
 	// amplifier): the shortest request answerable is dropped.
 	tiny := "REGISTER a SIP/2.0\r\nv:SIP/2.0/UDP " + local + "\r\nf:a\r\nt:b\r\ni:c\r\nCSeq:1 REGISTER\r\n\r\n"
-	if _, port, ok := rawReject(nil, []byte(tiny), c.LocalAddr().(*net.UDPAddr), "503 Service Unavailable", 7, []byte("ab12")); !ok || port < 1 {
+	if _, port, _, ok := rawReject(nil, []byte(tiny), c.LocalAddr().(*net.UDPAddr), "503 Service Unavailable", 7, mintAB12); !ok || port < 1 {
 		t.Fatal("the tiny request is not answerable")
 	}
 	if _, err := c.Write([]byte(tiny)); err != nil {
@@ -247,7 +250,7 @@ func FuzzRawReject(f *testing.F) {
 	f.Add([]byte("REGISTER sip:a SIP/2.0\r\n\r\n"))
 	src := &net.UDPAddr{IP: net.ParseIP("2001:db8::9"), Port: 40000}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, port, ok := rawReject(nil, data, src, "503 Service Unavailable", 5, []byte("ab12"))
+		out, port, _, ok := rawReject(nil, data, src, "503 Service Unavailable", 5, mintAB12)
 		if !ok {
 			return
 		}

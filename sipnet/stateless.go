@@ -50,6 +50,8 @@ type StatelessHandler func(req *sip.Request, admitted bool) *sip.Response
 type stateless struct {
 	handlers map[string]StatelessHandler // by method; written before Serve only
 	shed     map[string]shedHook         // ShedStateless's, likewise
+	shedNew  map[string]shedHook         // ShedNew's, likewise
+	passed   *passed                     // requests ShedNew's hooks let in (shednew.go)
 	parser   *sip.Parser
 	seed     maphash.Seed
 	slots    chan struct{}
@@ -59,12 +61,16 @@ type stateless struct {
 	replayed atomic.Int64
 	oversize atomic.Int64
 	shedded  atomic.Int64
+	shedAcks atomic.Int64
+	backlogState
 }
 
 func newStateless() *stateless {
 	return &stateless{
 		handlers: map[string]StatelessHandler{},
 		shed:     map[string]shedHook{},
+		shedNew:  map[string]shedHook{},
+		passed:   newPassed(),
 		parser:   sip.NewParser(),
 		seed:     maphash.MakeSeed(),
 		slots:    make(chan struct{}, StatelessLimit),
@@ -105,13 +111,14 @@ type StatelessCounts struct {
 	Replayed int64 // retransmissions answered from the cache
 	Dropped  int64 // datagrams dropped because StatelessLimit requests were in hand
 	Oversize int64 // responses not sent for their size
-	Shed     int64 // requests answered 503 on the reader (ShedStateless)
+	Shed     int64 // requests answered 503 on the reader (ShedStateless, ShedNew)
+	ShedAcks int64 // ACKs of ShedNew's 503s absorbed on the reader
 }
 
 // StatelessStats reports StatelessCounts.
 func (s *Stack) StatelessStats() StatelessCounts {
 	st := s.stateless
-	return StatelessCounts{Replayed: st.replayed.Load(), Dropped: st.dropped.Load(), Oversize: st.oversize.Load(), Shed: st.shedded.Load()}
+	return StatelessCounts{Replayed: st.replayed.Load(), Dropped: st.dropped.Load(), Oversize: st.oversize.Load(), Shed: st.shedded.Load(), ShedAcks: st.shedAcks.Load()}
 }
 
 // readFilter is sipgo's hook on every datagram and stream read: a request
@@ -123,13 +130,22 @@ func (s *Stack) StatelessStats() StatelessCounts {
 // succeeds answers it.
 func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	st := s.stateless
-	if len(st.handlers) == 0 || p.Transport != "UDP" || p.LocalAddr != s.udp.LocalAddr() {
+	if len(st.handlers) == 0 && len(st.shedNew) == 0 || p.Transport != "UDP" || p.LocalAddr != s.udp.LocalAddr() {
 		return data, nil
 	}
 	method, _, ok := bytes.Cut(data[:min(len(data), 24)], []byte(" "))
-	h := st.handlers[string(method)]
 	from, isUDP := p.RemoteAddr.(*net.UDPAddr)
-	if !ok || h == nil || !isUDP || len(data) > statelessMaxDatagram {
+	if !ok || !isUDP {
+		return data, nil
+	}
+	h := st.handlers[string(method)]
+	if h == nil {
+		if s.shedNewRaw(string(method), data, from) {
+			return nil, nil
+		}
+		return data, nil
+	}
+	if len(data) > statelessMaxDatagram {
 		return data, nil
 	}
 	key := st.key(from, data)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,6 +109,9 @@ func BenchmarkCall(b *testing.B) {
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: log, Tweak: func(c *node.Config) {
 		fastGossip(c)
 		c.Proxy.DNSServer = "off"
+		if v, err := strconv.ParseFloat(os.Getenv("LSNODE_BENCH_SHED_BACKLOG"), 64); err == nil {
+			c.Proxy.ShedBacklog = v // -1: the proxies never shed on the reader
+		}
 		if c.Name == "node2" {
 			c.Proxy.CacheTTL = node.Duration(-1) // every INVITE looks up the overlay
 			c.Proxy.NegativeTTL = node.Duration(-1)
@@ -151,9 +155,9 @@ func BenchmarkCall(b *testing.B) {
 	fmt.Printf("\nlsnode call bench: sustained %v with 0 failed calls through an a.example proxy, callee in b.example, 10-node testnet | "+
 		"cached lookup: %d/s (%.2fx Kamailio) | cold lookup per INVITE: %d/s (%.2fx) | Kamailio lookup(location)+t_relay: %d/s | "+
 		"at 2x load, calls completed: cold %s, Kamailio %s | "+
-		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d\n",
+		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d, INVITEs shed on the reader %d\n",
 		hold, rCached, ratio(rCached, rKam), rCold, ratio(rCold, rKam), rKam, oCold, oKam,
-		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups)
+		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups, stCold.ReaderShed)
 }
 
 // callOverload is overload's goodput (calls completed a second while

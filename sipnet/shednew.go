@@ -1,0 +1,218 @@
+package sipnet
+
+import (
+	"bytes"
+	"encoding/hex"
+	"hash/maphash"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Shedding new transactions on a UDP reader. A proxy's call costs it
+// a dozen messages, each parsed on its own goroutine; past what the CPU
+// can serve, those goroutines queue in front of the UDP readers too, the
+// socket's receive buffer fills and the kernel drops datagrams: the ACKs,
+// BYEs and responses of the calls in progress as much as new INVITEs. The
+// call bench saw the proxy's socket drop tens of thousands of datagrams
+// at 3 000 calls/s, and calls fail for an ACK lost. With ShedNew, a new
+// request of the method (no To tag: one that would start a dialog) is
+// answered 503 on the reader, from its bytes, while the hook says busy;
+// nothing else is: in-dialog requests and responses are what finishes
+// the calls already taken.
+//
+// Such a 503 is outside any transaction of sipgo's, so the ACK the client
+// sends for it (RFC 3261 §17.1.1.3) would reach the handlers as an ACK of
+// nothing. Its To tag is minted from the Call-ID under the stack's seed
+// (mintTag), and an ACK carrying the tag its Call-ID mints is taken off
+// the socket here (shedAck); a retransmission of the INVITE gets the same
+// tag. A retransmission of a request the reader let in is never shed: it
+// belongs to a transaction sipgo holds (passed).
+
+// shedTagPrefix starts every tag mintTag makes, so an ACK is looked at
+// only when its bytes hold it.
+const shedTagPrefix = "ls503x"
+
+// passedWindow is how long a request let in is known as one (its
+// retransmissions last Timer B, 64*T1 = 32 s, at most); passedLimit
+// bounds the keys of one window (beyond, the older window goes early).
+const (
+	passedWindow = 32 * time.Second
+	passedLimit  = 1 << 17
+)
+
+// backlogEvery is how often the kernel is asked for the socket's backlog.
+const backlogEvery = time.Millisecond
+
+// ShedNew gives requests of method that start a transaction of sipgo's
+// (not HandleStateless's; INVITE in a proxy) a shed hook over UDP, asked
+// of each such request without a To tag that is not a retransmission of
+// one let in: while busy returns d > 0, the request is answered 503 with
+// Retry-After d (whole seconds, at least 1) on a UDP reader and counted
+// in counts if it is set (or, when not in the form rawReject reads,
+// dropped), and the ACK of that 503 is absorbed (see above). Before
+// Serve.
+func (s *Stack) ShedNew(method sip.RequestMethod, busy func(ShedInfo) time.Duration, counts *StatusCounts) {
+	s.mustNotServe()
+	s.stateless.shedNew[string(method)] = shedHook{busy: busy, counts: counts}
+}
+
+// shedNewRaw is readFilter's for a method not answered statelessly: it
+// reports whether data is done with (a new request answered 503, or
+// dropped while busy when it is not in the form rawReject reads; an ACK
+// of such a 503). Anything else is only noted (a request let in) and goes
+// on to sipgo.
+func (s *Stack) shedNewRaw(method string, data []byte, from *net.UDPAddr) bool {
+	st := s.stateless
+	if method == "ACK" {
+		return s.shedAck(data)
+	}
+	hook, ok := st.shedNew[method]
+	if !ok {
+		return false
+	}
+	key := st.key(from, data)
+	if st.passed.has(key) {
+		return false
+	}
+	if to, _ := rawHeaders(data); to != nil {
+		if _, tagged, _ := toTag(to); tagged {
+			return false // in a dialog: the usual path
+		}
+	}
+	d := hook.busy(ShedInfo{Request: data, stack: s})
+	if d <= 0 {
+		st.passed.add(key, time.Now())
+		return false
+	}
+	// (untaggedOnly: a tagged To line rawHeaders did not see first.)
+	s.refuse(hook, method, data, from, d, true)
+	return true
+}
+
+// shedAck reports whether the ACK in data acknowledges a 503 of
+// shedNewRaw's (its To tag is the one its Call-ID mints), and counts it.
+func (s *Stack) shedAck(data []byte) bool {
+	st := s.stateless
+	if len(st.shedNew) == 0 || !bytes.Contains(data, []byte(shedTagPrefix)) {
+		return false
+	}
+	to, callID := rawHeaders(data)
+	if to == nil || callID == nil {
+		return false
+	}
+	tag, tagged, ok := toTag(to)
+	if !ok || !tagged {
+		return false
+	}
+	_, id, _ := bytes.Cut(callID, []byte(":"))
+	var want [len(shedTagPrefix) + 16]byte
+	if !bytes.Equal(tag, st.mintTag(want[:0], bytes.TrimSpace(id))) {
+		return false
+	}
+	st.shedAcks.Add(1)
+	return true
+}
+
+// rawHeaders finds the To and Call-ID lines (long or compact form; the
+// first of each) in a request's header section, at most maxRawHeaders
+// lines of it; nil for one not found.
+func rawHeaders(req []byte) (to, callID []byte) {
+	_, rest, _ := bytes.Cut(req, []byte("\n")) // the request line
+	for n := 0; len(rest) > 0 && n < maxRawHeaders && (to == nil || callID == nil); n++ {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break // the end of the header section
+		}
+		name, _, found := bytes.Cut(line, []byte(":"))
+		if !found || len(name) == 0 || name[0] == ' ' || name[0] == '\t' {
+			continue
+		}
+		name = bytes.TrimRight(name, " \t")
+		switch {
+		case to == nil && headerIs(name, "to", "t"):
+			to = line
+		case callID == nil && headerIs(name, "call-id", "i"):
+			callID = line
+		}
+	}
+	return to, callID
+}
+
+// mintTag appends the To tag of the stack's reader-made responses to a
+// request of Call-ID id: shedTagPrefix and 16 hex digits of a hash keyed
+// by the stack's seed, so nobody outside can mint one for a Call-ID.
+func (st *stateless) mintTag(dst, id []byte) []byte {
+	var h maphash.Hash
+	h.SetSeed(st.seed)
+	h.WriteString(shedTagPrefix)
+	h.Write(id)
+	var sum [8]byte
+	v := h.Sum64()
+	for i := range sum {
+		sum[i] = byte(v >> (56 - 8*i))
+	}
+	dst = append(dst, shedTagPrefix...)
+	return hex.AppendEncode(dst, sum[:])
+}
+
+// backlog is ShedInfo.Backlog: the share of the UDP socket's receive
+// buffer in use, asked of the kernel at most every backlogEvery.
+func (s *Stack) backlog() float64 {
+	st := s.stateless
+	now := time.Now().UnixNano()
+	if at := st.backlogAt.Load(); now-at < int64(backlogEvery) && at != 0 {
+		return math.Float64frombits(st.backlogVal.Load())
+	}
+	st.backlogAt.Store(now)
+	v := socketBacklog(s.udp)
+	st.backlogVal.Store(math.Float64bits(v))
+	return v
+}
+
+// passed is the set of requests (by key) a reader let in, for
+// passedWindow and up to twice that: two generations of keys, the older
+// dropped when the newer is passedWindow old or holds passedLimit keys.
+type passed struct {
+	mu       sync.Mutex
+	cur, old map[uint64]struct{}
+	since    time.Time
+}
+
+func newPassed() *passed {
+	return &passed{cur: map[uint64]struct{}{}, old: map[uint64]struct{}{}}
+}
+
+func (p *passed) add(key uint64, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.since.IsZero() {
+		p.since = now
+	}
+	if now.Sub(p.since) >= passedWindow || len(p.cur) >= passedLimit {
+		p.old, p.cur, p.since = p.cur, make(map[uint64]struct{}, len(p.cur)), now
+	}
+	p.cur[key] = struct{}{}
+}
+
+func (p *passed) has(key uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, in := p.cur[key]
+	if !in {
+		_, in = p.old[key]
+	}
+	return in
+}
+
+// backlogState is what backlog keeps between asks.
+type backlogState struct {
+	backlogAt  atomic.Int64  // unix nanoseconds of the last ask
+	backlogVal atomic.Uint64 // its answer, float64 bits
+}

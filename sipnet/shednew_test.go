@@ -1,0 +1,222 @@
+package sipnet
+
+import (
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+func invite(via, callID, toParams string) string {
+	return "INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP " + via + ";branch=z9hG4bK" + callID + "\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:bob@b.example>" + toParams + "\r\nFrom: <sip:alice@a.example>;tag=a1\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@" + via + ">\r\nContent-Length: 0\r\n\r\n"
+}
+
+func ack(via, callID, branch, toTag string) string {
+	return "ACK sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP " + via + ";branch=z9hG4bK" + branch + "\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:bob@b.example>;tag=" + toTag + "\r\nFrom: <sip:alice@a.example>;tag=a1\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+}
+
+// TestShedNew: while the hook says busy, a new INVITE over UDP is answered
+// 503 on the reader (its handler never runs), with a To tag its Call-ID
+// mints, the same for a retransmission; the ACK of that 503 is absorbed,
+// an ACK with a made-up tag of the same form is not. Not busy, an INVITE
+// is let in, and its retransmission is not shed once busy again (it
+// belongs to sipgo's transaction); an INVITE in a dialog and a method
+// without a hook are never shed, and the hook is asked only of new
+// requests.
+func TestShedNew(t *testing.T) {
+	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var invites, acks, optionsSeen, asked atomic.Int64
+	var busy atomic.Bool
+	var counts StatusCounts
+	s.Handle(sip.INVITE, func(req *sip.Request, tx sip.ServerTransaction) {
+		invites.Add(1)
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
+	})
+	s.Handle(sip.ACK, func(*sip.Request, sip.ServerTransaction) { acks.Add(1) })
+	s.Handle(sip.OPTIONS, func(req *sip.Request, tx sip.ServerTransaction) {
+		optionsSeen.Add(1)
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	s.ShedNew(sip.INVITE, func(in ShedInfo) time.Duration {
+		asked.Add(1)
+		if in.Backlog() < 0 || in.Backlog() > 1 {
+			t.Errorf("backlog %v", in.Backlog())
+		}
+		if busy.Load() {
+			return 9 * time.Second
+		}
+		return 0
+	}, &counts)
+	s.Serve()
+	c := udpPeer(t, s.udp.LocalAddr().String())
+	local := c.LocalAddr().String()
+
+	busy.Store(true)
+	first := invite(local, "n1", "")
+	res := parseResponse(t, []byte(roundTrip(t, c, first)))
+	tag, _ := res.To().Params.Get("tag")
+	if res.StatusCode != 503 || res.GetHeader("Retry-After").Value() != "9" || !strings.HasPrefix(tag, shedTagPrefix) {
+		t.Fatalf("busy: %d, Retry-After %v, To tag %q; want 503, 9, %s…", res.StatusCode, res.GetHeader("Retry-After"), tag, shedTagPrefix)
+	}
+	echoes(t, "busy", parseRequest(t, first), res)
+	again := parseResponse(t, []byte(roundTrip(t, c, first)))
+	if again2, _ := again.To().Params.Get("tag"); again.StatusCode != 503 || again2 != tag {
+		t.Fatalf("retransmission: %d with tag %q, want 503 with %q", again.StatusCode, again2, tag)
+	}
+	// The ACK of the 503, then one whose tag has the form but not the
+	// Call-ID's, then an OPTIONS: the handlers see them in order, so once
+	// the OPTIONS is answered the first ACK would have been seen.
+	for _, m := range []string{ack(local, "n1", "n1", tag), ack(local, "n1", "n1", shedTagPrefix+"0123456789abcdef")} {
+		if _, err := c.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := parseResponse(t, []byte(roundTrip(t, c, options("UDP "+local)))); st.StatusCode != 200 {
+		t.Fatalf("OPTIONS while busy: %d, want 200 (no hook)", st.StatusCode)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for acks.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if st := s.StatelessStats(); invites.Load() != 0 || acks.Load() != 1 || st.ShedAcks != 1 || st.Shed != 2 {
+		t.Fatalf("handlers saw %d INVITEs and %d ACKs, stack shed %d and absorbed %d ACKs; want 0, 1 (the made-up tag), 2, 1",
+			invites.Load(), acks.Load(), st.Shed, st.ShedAcks)
+	}
+	n503 := int64(0)
+	counts.Each(func(method string, code int, n int64) {
+		if method == "INVITE" && code == 503 {
+			n503 += n
+		}
+	})
+	if n503 != 2 {
+		t.Fatalf("%d 503s to INVITE counted, want 2", n503)
+	}
+
+	// Let in, then busy: its retransmission goes to the transaction
+	// (which answers it with its 486 again), not to a 503.
+	busy.Store(false)
+	second := invite(local, "n2", "")
+	if r := parseResponse(t, []byte(roundTrip(t, c, second))); r.StatusCode != 486 {
+		t.Fatalf("not busy: %d, want the handler's 486", r.StatusCode)
+	}
+	busy.Store(true)
+	if r := parseResponse(t, []byte(roundTrip(t, c, second))); r.StatusCode != 486 {
+		t.Fatalf("retransmission of an INVITE let in: %d, want the transaction's 486", r.StatusCode)
+	}
+	_, _ = c.Write([]byte(ack(local, "n2", "n2", "x"))) // ends that transaction
+	// In a dialog: never shed, and the hook is not asked.
+	before := asked.Load()
+	if r := parseResponse(t, []byte(roundTrip(t, c, invite(local, "n3", ";tag=b7")))); r.StatusCode != 486 {
+		t.Fatalf("re-INVITE while busy: %d, want the handler's 486", r.StatusCode)
+	}
+	if asked.Load() != before {
+		t.Fatalf("the hook was asked of a request in a dialog")
+	}
+	if invites.Load() != 2 {
+		t.Fatalf("handler ran %d times, want 2", invites.Load())
+	}
+}
+
+// TestSocketBacklog: the kernel's count of a socket's unread datagrams,
+// as a share of its buffer, grows as datagrams wait and is 0 once read.
+func TestSocketBacklog(t *testing.T) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if b := socketBacklog(c); b != 0 {
+		t.Fatalf("backlog of an empty socket %v", b)
+	}
+	w := udpPeer(t, c.LocalAddr().String())
+	msg := make([]byte, 1000)
+	for range 20 {
+		if _, err := w.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var b float64
+	for deadline := time.Now().Add(2 * time.Second); b == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		b = socketBacklog(c)
+	}
+	if b <= 0 || b > 1 {
+		t.Fatalf("backlog with 20 KB waiting: %v", b)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 2000)
+	for range 20 {
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := socketBacklog(c); after != 0 {
+		t.Fatalf("backlog once read: %v (was %v)", after, b)
+	}
+}
+
+// TestPassed: a key is known for passedWindow at least, and the older
+// keys go once a window holds passedLimit.
+func TestPassed(t *testing.T) {
+	p := newPassed()
+	t0 := time.Unix(1000, 0)
+	p.add(1, t0)
+	p.add(2, t0.Add(passedWindow-time.Second))
+	if !p.has(1) || !p.has(2) || p.has(3) {
+		t.Fatal("keys of this window")
+	}
+	p.add(3, t0.Add(passedWindow)) // a new window: 1 and 2 are the old one
+	if !p.has(1) || !p.has(3) {
+		t.Fatal("keys of the last window are kept")
+	}
+	p.add(4, t0.Add(2*passedWindow)) // 1 and 2 go
+	if p.has(1) || p.has(2) || !p.has(3) || !p.has(4) {
+		t.Fatal("keys two windows old are forgotten")
+	}
+	q := newPassed()
+	for k := range uint64(passedLimit + 1) {
+		q.add(k, t0)
+	}
+	if len(q.cur) != 1 || len(q.old) != passedLimit {
+		t.Fatalf("full window: %d new, %d old", len(q.cur), len(q.old))
+	}
+}
+
+// FuzzShedAck: whatever an ACK holds, it is absorbed only when its To tag
+// is the one its Call-ID mints (checked against sipgo's reading of it).
+func FuzzShedAck(f *testing.F) {
+	st := newStateless()
+	tag := string(st.mintTag(nil, []byte("c1")))
+	f.Add([]byte(ack("192.0.2.1:5070", "c1", "b1", tag)))
+	f.Add([]byte(ack("192.0.2.1:5070", "c1", "b1", shedTagPrefix+"00")))
+	f.Add([]byte("ACK sip:a SIP/2.0\nt: <sip:b>;tag=" + tag + "\ni: c1\n\n"))
+	f.Add([]byte("ACK sip:a SIP/2.0\r\n\r\n"))
+	s := &Stack{stateless: st}
+	st.shedNew["INVITE"] = shedHook{}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !s.shedAck(data) {
+			return
+		}
+		m, err := sip.NewParser().ParseSIP(data)
+		req, isReq := m.(*sip.Request)
+		if err != nil || !isReq || req.To() == nil || req.CallID() == nil {
+			return // sipgo would not have read it either
+		}
+		got, _ := req.To().Params.Get("tag")
+		if want := string(st.mintTag(nil, []byte(req.CallID().Value()))); got != want {
+			t.Fatalf("absorbed an ACK with tag %q for Call-ID %q (mints %q)", got, req.CallID().Value(), want)
+		}
+	})
+}
