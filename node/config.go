@@ -246,11 +246,12 @@ type ProxyConfig struct {
 	// source address and per Request-URI); beyond it 503 with Retry-After.
 	// Trusted networks are never shed. Default 8192.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
-	// ShedBacklog: while datagrams not read yet fill this share (0 to 1)
-	// of the SIP UDP socket's receive buffer (the CPU is behind, and the
-	// kernel will soon drop the ACKs and BYEs of calls in progress), a
-	// new INVITE over UDP is answered 503 with Retry-After before it is
-	// parsed, whoever sent it. Default 0.5; negative: never.
+	// ShedBacklog: while the SIP UDP socket's receive buffer is this full
+	// (a share of it, as the kernel counts it) the CPU is behind, and the
+	// kernel will soon drop the ACKs and BYEs of calls in progress: new
+	// INVITEs over UDP (no To tag, or one without a Route) get 503 with
+	// Retry-After 1 before they are parsed, from anyone, a share of them
+	// rising to all halfway to a full buffer. Default 0.6; negative: never.
 	ShedBacklog float64 `json:"shed_backlog,omitempty"`
 	// Media: "off" (default), "always" or "auto" (a private address in the
 	// offer or Contact) anchors calls' media on the node's RTP relay

@@ -145,11 +145,11 @@ func TestLookupUnavailable(t *testing.T) {
 
 // TestShedShare: no INVITE is shed below the threshold, a share rising
 // in a straight line above it, all of them from halfway to a full buffer;
-// a threshold of 0 or less sheds nothing.
+// a threshold of 0 or less sheds nothing, one of 1 everything once full.
 func TestShedShare(t *testing.T) {
 	for _, tc := range []struct{ backlog, from, want float64 }{
 		{0, 0.5, 0}, {0.49, 0.5, 0}, {0.5, 0.5, 0}, {0.625, 0.5, 0.5}, {0.75, 0.5, 1}, {1, 0.5, 1},
-		{0.2, 0.1, 0.2222222222222222}, {0.9, -1, 0}, {1, 0, 0},
+		{0.2, 0.1, 0.2222222222222222}, {0.9, -1, 0}, {1, 0, 0}, {1, 1, 1}, {0.99, 1, 0},
 	} {
 		if got := shedShare(tc.backlog, tc.from); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("shedShare(%v, %v) = %v, want %v", tc.backlog, tc.from, got, tc.want)

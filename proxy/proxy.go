@@ -132,16 +132,20 @@ type Config struct {
 	// shed. Default 8192.
 	MaxInFlight int
 	RetryAfter  time.Duration
-	// ShedBacklog: while datagrams not read yet fill at least this share
-	// (0 to 1) of the UDP socket's receive buffer, the CPU is not keeping
-	// up and the kernel will soon drop the ACKs and BYEs of the calls in
-	// progress; new INVITEs (no To tag) over UDP are then answered 503
-	// with Retry-After on the socket's reader, before they are parsed or
-	// cost a goroutine, whoever sent them (trusted senders too: an edge
-	// proxy tries another server): a share of them rising from none at
-	// ShedBacklog to all halfway from there to a full buffer (shedShare).
-	// Requests in a dialog and responses are never shed here. Default
-	// 0.5; negative disables (sipnet.ShedNew).
+	// ShedBacklog: while the UDP socket's receive buffer is at least this
+	// full (0 to 1 of it, in the kernel's accounting: see
+	// sipnet.ShedInfo.Backlog), the CPU is not keeping up and the kernel
+	// will soon drop the ACKs and BYEs of the calls in progress; new
+	// INVITEs over UDP (no To tag, or one without a Route) are then
+	// answered 503 with Retry-After 1 on the socket's reader, before they
+	// are parsed or cost a goroutine, whoever sent them (trusted senders
+	// too: an edge proxy tries another server; any traffic that fills the
+	// buffer turns it on, as it would have the kernel drop everyone's
+	// datagrams): a share of them rising from none at ShedBacklog to all
+	// halfway from there to a full buffer (shedShare). One the reader
+	// cannot read is dropped instead. Requests in a dialog and responses
+	// are never shed here. Default 0.6; negative disables
+	// (sipnet.ShedNew).
 	ShedBacklog float64
 	// Logger; default slog.Default(). Tagged component=proxy.
 	Logger *slog.Logger
@@ -252,7 +256,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.RetryAfter = 5 * time.Second
 	}
 	if c.ShedBacklog == 0 {
-		c.ShedBacklog = 0.5
+		c.ShedBacklog = 0.6
 	}
 	if c.ShedBacklog > 1 || math.IsNaN(c.ShedBacklog) {
 		return c, fmt.Errorf("%w: shed backlog %v (want a share of the receive buffer, at most 1)", ErrConfig, c.ShedBacklog)
@@ -356,15 +360,17 @@ func (p *Proxy) Close() error {
 }
 
 // behind is the shed hook of new INVITEs on the UDP readers
-// (Config.ShedBacklog): Retry-After for a share of them (shedShare) while
-// the socket's backlog is at ShedBacklog or more.
+// (Config.ShedBacklog): a second's Retry-After (a backlog clears in less;
+// a longer one would keep UAs and upstream proxies away for nothing, RFC
+// 3261 §21.5.4) for a share of them (shedShare) while the socket's
+// backlog is at ShedBacklog or more.
 func (p *Proxy) behind(in sipnet.ShedInfo) time.Duration {
 	s := shedShare(in.Backlog(), p.cfg.ShedBacklog)
 	if s <= 0 || s < 1 && mrand.Float64() >= s {
 		return 0
 	}
 	p.stats.readerShed.Add(1)
-	return p.cfg.RetryAfter
+	return time.Second
 }
 
 // shedShare is the share of new INVITEs shed at a backlog: none below
@@ -372,9 +378,13 @@ func (p *Proxy) behind(in sipnet.ShedInfo) time.Duration {
 // to a full buffer (random early detection, as routers drop packets: a
 // burst the readers catch up with costs a few calls, not every one that
 // arrives during it, and a backlog that keeps growing is met with more).
+// From 1, all once the buffer is full; from 0 or less, none.
 func shedShare(backlog, from float64) float64 {
-	if from <= 0 || backlog < from {
+	switch {
+	case from <= 0 || backlog < from:
 		return 0
+	case from >= 1:
+		return 1
 	}
 	return min(1, (backlog-from)/((1-from)/2))
 }

@@ -48,11 +48,15 @@ type ShedInfo struct {
 	stack *Stack
 }
 
-// Backlog is the share of the UDP socket's receive buffer taken by
-// datagrams not read yet (0 to 1; 0 where the system does not tell),
-// read from the kernel at most once a millisecond: how far the readers
-// are behind. At 1 the kernel drops what arrives, responses and ACKs of
-// the calls in progress as much as new requests.
+// Backlog is the share of the UDP socket's receive buffer the kernel
+// counts as taken (0 where the system does not tell), read at most once
+// a millisecond: how far the readers are behind. It is the kernel's
+// accounting, not the bytes of the datagrams: each datagram's overhead
+// counts (about 800 bytes on Linux), and Linux gives back memory of
+// datagrams already read lazily, up to a quarter of the buffer, so the
+// share may read high by that much (and slightly over 1). Near 1 the
+// kernel drops what arrives, responses and ACKs of the calls in progress
+// as much as new requests.
 func (in ShedInfo) Backlog() float64 {
 	if in.stack == nil {
 		return 0
@@ -92,21 +96,20 @@ func (s *Stack) shedRaw(method string, key uint64, data []byte, from *net.UDPAdd
 	if d <= 0 {
 		return false
 	}
-	s.refuse(hook, method, data, from, d, false)
+	s.refuse(hook, method, data, from, d)
 	return true
 }
 
 // refuse answers the request in data with a 503 with Retry-After d built
 // from its bytes (rawReject), counted in st and hook.counts; it drops the
 // request instead when it is not in the form rawReject reads, when the
-// 503 would be longer than the request (never more bytes out than in),
-// or, with untaggedOnly, when its To has a tag.
-func (s *Stack) refuse(hook shedHook, method string, data []byte, from *net.UDPAddr, d time.Duration, untaggedOnly bool) {
+// 503 would be longer than the request (never more bytes out than in).
+func (s *Stack) refuse(hook shedHook, method string, data []byte, from *net.UDPAddr, d time.Duration) {
 	st := s.stateless
 	buf := st.buffer()
 	defer st.bufs.Put(buf)
-	out, port, tagged, ok := rawReject((*buf)[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), st.mintTag)
-	if !ok || untaggedOnly && tagged || len(out) > len(data) {
+	out, port, _, ok := rawReject((*buf)[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), st.mintTag)
+	if !ok || len(out) > len(data) {
 		st.dropped.Add(1)
 		return
 	}

@@ -2,8 +2,9 @@ package sipnet
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
-	"hash/maphash"
 	"math"
 	"net"
 	"sync"
@@ -20,18 +21,25 @@ import (
 // BYEs and responses of the calls in progress as much as new INVITEs. The
 // call bench saw the proxy's socket drop tens of thousands of datagrams
 // at 3 000 calls/s, and calls fail for an ACK lost. With ShedNew, a new
-// request of the method (no To tag: one that would start a dialog) is
-// answered 503 on the reader, from its bytes, while the hook says busy;
-// nothing else is: in-dialog requests and responses are what finishes
-// the calls already taken.
+// request of the method is answered 503 on the reader, from its bytes,
+// while the hook says busy; nothing else is: requests in a dialog and
+// responses are what finishes the calls already taken. New is: no To tag,
+// or a To tag without a Route (a dialog this proxy is in was
+// record-routed, so its requests carry a Route; a To tag alone is no
+// proof, and would let a flood of made-up ones past the shedding). A
+// request whose To or Route the reader does not read (past
+// maxRawHeaders lines, a quoted parameter in To) goes the usual way.
 //
 // Such a 503 is outside any transaction of sipgo's, so the ACK the client
 // sends for it (RFC 3261 §17.1.1.3) would reach the handlers as an ACK of
-// nothing. Its To tag is minted from the Call-ID under the stack's seed
-// (mintTag), and an ACK carrying the tag its Call-ID mints is taken off
-// the socket here (shedAck); a retransmission of the INVITE gets the same
-// tag. A retransmission of a request the reader let in is never shed: it
-// belongs to a transaction sipgo holds (passed).
+// nothing. Its To tag (for a request without one) is minted from the
+// Call-ID under the stack's secret key (mintTag), and an ACK carrying the
+// tag its Call-ID mints is taken off the socket here (shedAck). A
+// retransmission of a request the reader refused is refused again, with
+// the same tag, busy or not (refused: the same request gets the same
+// answer, RFC 3261 §8.2.7 — a UAC that sent it twice must not see a 503
+// and then the call ring); a retransmission of a request the reader let
+// in is never refused: it belongs to a transaction sipgo holds (passed).
 
 // shedTagPrefix starts every tag mintTag makes, so an ACK is looked at
 // only when its bytes hold it.
@@ -50,11 +58,11 @@ const backlogEvery = time.Millisecond
 
 // ShedNew gives requests of method that start a transaction of sipgo's
 // (not HandleStateless's; INVITE in a proxy) a shed hook over UDP, asked
-// of each such request without a To tag that is not a retransmission of
-// one let in: while busy returns d > 0, the request is answered 503 with
-// Retry-After d (whole seconds, at least 1) on a UDP reader and counted
-// in counts if it is set (or, when not in the form rawReject reads,
-// dropped), and the ACK of that 503 is absorbed (see above). Before
+// of each new request (see above) that is not a retransmission of one
+// the reader let in or refused: while busy returns d > 0, the request is
+// answered 503 with Retry-After d (whole seconds, at least 1) on a UDP
+// reader and counted in counts if it is set (or, when not in the form
+// rawReject reads, dropped), and the ACK of that 503 is absorbed. Before
 // Serve.
 func (s *Stack) ShedNew(method sip.RequestMethod, busy func(ShedInfo) time.Duration, counts *StatusCounts) {
 	s.mustNotServe()
@@ -79,18 +87,22 @@ func (s *Stack) shedNewRaw(method string, data []byte, from *net.UDPAddr) bool {
 	if st.passed.has(key) {
 		return false
 	}
-	if to, _ := rawHeaders(data); to != nil {
-		if _, tagged, _ := toTag(to); tagged {
-			return false // in a dialog: the usual path
+	to, _, routed := rawHeaders(data)
+	if to == nil {
+		return false // not read here: the usual path
+	}
+	if _, tagged, ok := toTag(to); !ok || tagged && routed {
+		return false // in a dialog (routed by a Route: a record-routed one), or a To not read here
+	}
+	d := time.Second
+	if !st.refused.has(key) { // a retransmission of one refused is refused again
+		if d = hook.busy(ShedInfo{Request: data, stack: s}); d <= 0 {
+			st.passed.add(key, time.Now())
+			return false
 		}
+		st.refused.add(key, time.Now())
 	}
-	d := hook.busy(ShedInfo{Request: data, stack: s})
-	if d <= 0 {
-		st.passed.add(key, time.Now())
-		return false
-	}
-	// (untaggedOnly: a tagged To line rawHeaders did not see first.)
-	s.refuse(hook, method, data, from, d, true)
+	s.refuse(hook, method, data, from, d)
 	return true
 }
 
@@ -101,7 +113,7 @@ func (s *Stack) shedAck(data []byte) bool {
 	if len(st.shedNew) == 0 || !bytes.Contains(data, []byte(shedTagPrefix)) {
 		return false
 	}
-	to, callID := rawHeaders(data)
+	to, callID, _ := rawHeaders(data)
 	if to == nil || callID == nil {
 		return false
 	}
@@ -120,10 +132,11 @@ func (s *Stack) shedAck(data []byte) bool {
 
 // rawHeaders finds the To and Call-ID lines (long or compact form; the
 // first of each) in a request's header section, at most maxRawHeaders
-// lines of it; nil for one not found.
-func rawHeaders(req []byte) (to, callID []byte) {
+// lines of it (nil for one not found), and reports whether a Route line
+// is among those lines.
+func rawHeaders(req []byte) (to, callID []byte, routed bool) {
 	_, rest, _ := bytes.Cut(req, []byte("\n")) // the request line
-	for n := 0; len(rest) > 0 && n < maxRawHeaders && (to == nil || callID == nil); n++ {
+	for n := 0; len(rest) > 0 && n < maxRawHeaders; n++ {
 		var line []byte
 		line, rest, _ = bytes.Cut(rest, []byte("\n"))
 		line = bytes.TrimSuffix(line, []byte("\r"))
@@ -140,26 +153,23 @@ func rawHeaders(req []byte) (to, callID []byte) {
 			to = line
 		case callID == nil && headerIs(name, "call-id", "i"):
 			callID = line
+		case headerIs(name, "route", ""):
+			routed = true
 		}
 	}
-	return to, callID
+	return to, callID, routed
 }
 
 // mintTag appends the To tag of the stack's reader-made responses to a
-// request of Call-ID id: shedTagPrefix and 16 hex digits of a hash keyed
-// by the stack's seed, so nobody outside can mint one for a Call-ID.
+// request of Call-ID id: shedTagPrefix and 16 hex digits of an HMAC-SHA256
+// under the stack's own random key, so nobody outside can mint one for a
+// Call-ID, whatever tags of other Call-IDs it has seen.
 func (st *stateless) mintTag(dst, id []byte) []byte {
-	var h maphash.Hash
-	h.SetSeed(st.seed)
-	h.WriteString(shedTagPrefix)
-	h.Write(id)
-	var sum [8]byte
-	v := h.Sum64()
-	for i := range sum {
-		sum[i] = byte(v >> (56 - 8*i))
-	}
+	m := hmac.New(sha256.New, st.tagKey[:])
+	m.Write(id)
+	var sum [sha256.Size]byte
 	dst = append(dst, shedTagPrefix...)
-	return hex.AppendEncode(dst, sum[:])
+	return hex.AppendEncode(dst, m.Sum(sum[:0])[:8])
 }
 
 // backlog is ShedInfo.Backlog: the share of the UDP socket's receive

@@ -2,6 +2,7 @@ package sipnet
 
 import (
 	"bytes"
+	"crypto/rand"
 	"hash/maphash"
 	"net"
 	"sync"
@@ -52,6 +53,8 @@ type stateless struct {
 	shed     map[string]shedHook         // ShedStateless's, likewise
 	shedNew  map[string]shedHook         // ShedNew's, likewise
 	passed   *passed                     // requests ShedNew's hooks let in (shednew.go)
+	refused  *passed                     // and those they refused
+	tagKey   [32]byte                    // keys mintTag
 	parser   *sip.Parser
 	seed     maphash.Seed
 	slots    chan struct{}
@@ -66,16 +69,19 @@ type stateless struct {
 }
 
 func newStateless() *stateless {
-	return &stateless{
+	st := &stateless{
 		handlers: map[string]StatelessHandler{},
 		shed:     map[string]shedHook{},
 		shedNew:  map[string]shedHook{},
 		passed:   newPassed(),
+		refused:  newPassed(),
 		parser:   sip.NewParser(),
 		seed:     maphash.MakeSeed(),
 		slots:    make(chan struct{}, StatelessLimit),
 		replay:   newReplayCache(replayWindow, replayBudget, time.Now()),
 	}
+	_, _ = rand.Read(st.tagKey[:]) // never fails (crypto/rand)
+	return st
 }
 
 // key identifies a datagram from an address: a retransmission is the
