@@ -108,7 +108,11 @@ func (s *Stack) refuse(hook shedHook, method string, data []byte, from *net.UDPA
 	st := s.stateless
 	buf := st.buffer()
 	defer st.bufs.Put(buf)
-	out, port, _, ok := rawReject((*buf)[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), st.mintTag)
+	mint := st.mintTag // a tag an ACK is checked against (shedAck)
+	if method != string(sip.INVITE) {
+		mint = st.quickTag // no ACK follows: any tag will do, and an HMAC per refusal costs under load
+	}
+	out, port, _, ok := rawReject((*buf)[:0], data, from, "503 Service Unavailable", max(int(d/time.Second), 1), mint)
 	if !ok || len(out) > len(data) {
 		st.dropped.Add(1)
 		return

@@ -5,8 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash/maphash"
 	"math"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,6 +172,15 @@ func (st *stateless) mintTag(dst, id []byte) []byte {
 	var sum [sha256.Size]byte
 	dst = append(dst, shedTagPrefix...)
 	return hex.AppendEncode(dst, m.Sum(sum[:0])[:8])
+}
+
+// quickTag appends a To tag for a reader-made response no ACK follows:
+// 16 hex digits of the Call-ID's hash under the stack's seed.
+func (st *stateless) quickTag(dst, id []byte) []byte {
+	var h maphash.Hash
+	h.SetSeed(st.seed)
+	h.Write(id)
+	return strconv.AppendUint(dst, h.Sum64(), 16)
 }
 
 // backlog is ShedInfo.Backlog: the share of the UDP socket's receive
