@@ -180,7 +180,8 @@ type Proxy struct {
 	peersMu sync.Mutex
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
 
-	rrKey []byte // keys the Record-Route tokens (rrtoken.go)
+	rrKey []byte    // keys the Record-Route tokens (rrtoken.go)
+	macs  sync.Pool // hash.Hash: HMAC-SHA256s under rrKey (macOf)
 
 	anchors *anchorQuota // relay sessions per untrusted source (media.go)
 

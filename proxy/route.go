@@ -149,10 +149,13 @@ func proxyRequire(req *sip.Request) []string {
 func loopKey(req *sip.Request) string {
 	h := sha256.New()
 	h.Write([]byte(req.Recipient.String()))
+	hdrs := req.Headers()
 	for _, name := range []string{"To", "From", "Call-ID", "Proxy-Require", "Proxy-Authorization", "Route"} {
-		for _, v := range req.GetHeaders(name) {
-			h.Write([]byte{0})
-			h.Write([]byte(v.Value()))
+		for _, v := range hdrs { // (GetHeaders lowercases every header's name on each call)
+			if sipnet.HeaderNameIs(v.Name(), name) {
+				h.Write([]byte{0})
+				h.Write([]byte(v.Value()))
+			}
 		}
 	}
 	if c := req.CSeq(); c != nil {

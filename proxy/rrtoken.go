@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"hash"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -45,12 +46,29 @@ const maxHopMACs = 4 // two hops, each also as localHop
 
 // hopMAC is base64url(HMAC-SHA256(key, "rr" 0 callID 0 hop))[:8 bytes].
 func (p *Proxy) hopMAC(callID, hop string) string {
-	m := hmac.New(sha256.New, p.rrKey)
-	m.Write([]byte("rr\x00"))
-	m.Write([]byte(callID))
-	m.Write([]byte{0})
-	m.Write([]byte(strings.ToLower(hop)))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:8])
+	return p.macOf(8, "rr\x00", callID, "\x00", strings.ToLower(hop))
+}
+
+// macOf is base64url of the first n bytes of HMAC-SHA256 under rrKey of
+// the parts, one after the other. The HMACs are kept for reuse (macs):
+// a new one hashes the key twice before the first byte, and every
+// forwarded request asks for two to five of them.
+func (p *Proxy) macOf(n int, parts ...string) string {
+	m, ok := p.macs.Get().(hash.Hash)
+	if ok {
+		m.Reset()
+	} else {
+		m = hmac.New(sha256.New, p.rrKey)
+	}
+	defer p.macs.Put(m)
+	var buf [256]byte
+	in := buf[:0]
+	for _, s := range parts {
+		in = append(in, s...)
+	}
+	m.Write(in)
+	var sum [sha256.Size]byte
+	return base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:n])
 }
 
 // rrToken is the token of a dialog (callID) for its hops ("" hops are
@@ -170,10 +188,7 @@ func (p *Proxy) retoken(res *sip.Response, t *target) {
 // response arriving outside any transaction (a 2xx retransmission) is
 // passed on only if its top Via is really ours.
 func (p *Proxy) branchMAC(rnd string) string {
-	m := hmac.New(sha256.New, p.rrKey)
-	m.Write([]byte("branch\x00"))
-	m.Write([]byte(rnd))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:6])
+	return p.macOf(6, "branch\x00", rnd)
 }
 
 // ourBranch reports whether a Via branch is one this proxy wrote:
