@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,7 +227,7 @@ func dnsServer(t *testing.T, records ...string) string {
 // second, a sipp UAS over TCP, where the call completes.
 func TestProxyDNSFailover(t *testing.T) {
 	uasPort := freeTCPPort(t)
-	deadPort := freeTCPPort(t)
+	deadPort := refusedTCPPort(t)
 	addr := dnsServer(t,
 		`c.example. 60 IN NAPTR 10 10 "s" "SIP+D2T" "" _sip._tcp.c.example.`,
 		fmt.Sprintf("_sip._tcp.c.example. 60 IN SRV 10 0 %d dead.c.example.", deadPort),
@@ -252,6 +253,28 @@ func TestProxyDNSFailover(t *testing.T) {
 	if st := nw.Node(aNode).Proxy().Stats(); st.DNS < 1 || st.Failovers != 1 || st.Direct != 0 {
 		t.Fatalf("a.example proxy %+v: want the INVITE routed by DNS after one failover", st)
 	}
+}
+
+// refusedTCPPort is a port on 127.0.0.1 that refuses TCP connections for
+// the test's duration: a socket bound to it without listening holds it
+// (without SO_REUSEADDR, so no listener of the testnet's, which set it,
+// can take it as freeTCPPort's port was taken: the proxy then reached a
+// node's TLS listener instead of a dead server and never failed over).
+func refusedTCPPort(t testing.TB) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 func freeTCPPort(t testing.TB) int {
