@@ -6,7 +6,11 @@
 // flow tokens and flows of an edge proxy; counters of final responses;
 // and stateless answering over UDP (HandleStateless): a method's requests
 // are taken off the socket before sipgo makes a transaction of them, and
-// their responses' bytes alone are kept to answer retransmissions.
+// their responses' bytes alone are kept to answer retransmissions; and
+// load shedding on the UDP readers, from a request's bytes before it is
+// parsed (ShedStateless for those methods, ShedNew for new transactions
+// such as a proxy's INVITEs, with ShedInfo.Backlog, the kernel's count of
+// the socket's unread datagrams).
 //
 // The registrar (REGISTER) and the proxy (every other method) each add
 // their handlers to one Stack; neither knows the other. A node builds the
