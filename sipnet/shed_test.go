@@ -87,6 +87,17 @@ func TestRawReject(t *testing.T) {
 	}
 }
 
+// countOf is how many responses of code to method counts holds.
+func countOf(counts *StatusCounts, method string, code int) int64 {
+	var total int64
+	counts.Each(func(m string, c int, n int64) {
+		if m == method && c == code {
+			total += n
+		}
+	})
+	return total
+}
+
 // mintAB12 mints the tag "ab12" whatever the Call-ID.
 func mintAB12(dst, _ []byte) []byte { return append(dst, "ab12"...) }
 
@@ -185,12 +196,7 @@ func TestShedStateless(t *testing.T) {
 	if st := s.StatelessStats(); st.Shed != 1 {
 		t.Fatalf("shed count %d, want 1", st.Shed)
 	}
-	n503 := int64(0)
-	counts.Each(func(method string, code int, n int64) {
-		if method == "REGISTER" && code == 503 {
-			n503 += n
-		}
-	})
+	n503 := countOf(&counts, "REGISTER", 503)
 	if n503 != 1 {
 		t.Fatalf("%d 503s to REGISTER counted, want 1", n503)
 	}

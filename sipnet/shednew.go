@@ -47,12 +47,12 @@ import (
 // only when its bytes hold it.
 const shedTagPrefix = "ls503x"
 
-// passedWindow is how long a request let in is known as one (its
-// retransmissions last Timer B, 64*T1 = 32 s, at most); passedLimit
+// keysWindow is how long a request is known by its key (a request's
+// retransmissions last Timer B, 64*T1 = 32 s, at most); keysLimit
 // bounds the keys of one window (beyond, the older window goes early).
 const (
-	passedWindow = 32 * time.Second
-	passedLimit  = 1 << 17
+	keysWindow = 32 * time.Second
+	keysLimit  = 1 << 17
 )
 
 // backlogEvery is how often the kernel is asked for the socket's backlog.
@@ -197,32 +197,33 @@ func (s *Stack) backlog() float64 {
 	return v
 }
 
-// passed is the set of requests (by key) a reader let in, for
-// passedWindow and up to twice that: two generations of keys, the older
-// dropped when the newer is passedWindow old or holds passedLimit keys.
-type passed struct {
+// recentKeys is a set of requests (by key: passed, those a reader let in,
+// and refused, those it refused), each kept for
+// keysWindow and up to twice that: two generations of keys, the older
+// dropped when the newer is keysWindow old or holds keysLimit keys.
+type recentKeys struct {
 	mu       sync.Mutex
 	cur, old map[uint64]struct{}
 	since    time.Time
 }
 
-func newPassed() *passed {
-	return &passed{cur: map[uint64]struct{}{}, old: map[uint64]struct{}{}}
+func newRecentKeys() *recentKeys {
+	return &recentKeys{cur: map[uint64]struct{}{}, old: map[uint64]struct{}{}}
 }
 
-func (p *passed) add(key uint64, now time.Time) {
+func (p *recentKeys) add(key uint64, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.since.IsZero() {
 		p.since = now
 	}
-	if now.Sub(p.since) >= passedWindow || len(p.cur) >= passedLimit {
+	if now.Sub(p.since) >= keysWindow || len(p.cur) >= keysLimit {
 		p.old, p.cur, p.since = p.cur, make(map[uint64]struct{}, len(p.cur)), now
 	}
 	p.cur[key] = struct{}{}
 }
 
-func (p *passed) has(key uint64) bool {
+func (p *recentKeys) has(key uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, in := p.cur[key]

@@ -101,12 +101,7 @@ func TestShedNew(t *testing.T) {
 		t.Fatalf("handlers saw %d INVITEs and %d ACKs, stack shed %d and absorbed %d ACKs; want 0, 1 (the made-up tag), 2, 1",
 			invites.Load(), acks.Load(), st.Shed, st.ShedAcks)
 	}
-	n503 := int64(0)
-	counts.Each(func(method string, code int, n int64) {
-		if method == "INVITE" && code == 503 {
-			n503 += n
-		}
-	})
+	n503 := countOf(&counts, "INVITE", 503)
 	if n503 != 2 {
 		t.Fatalf("%d 503s to INVITE counted, want 2", n503)
 	}
@@ -195,29 +190,29 @@ func TestSocketBacklog(t *testing.T) {
 	}
 }
 
-// TestPassed: a key is known for passedWindow at least, and the older
-// keys go once a window holds passedLimit.
-func TestPassed(t *testing.T) {
-	p := newPassed()
+// TestRecentKeys: a key is known for keysWindow at least, and the older
+// keys go once a window holds keysLimit.
+func TestRecentKeys(t *testing.T) {
+	p := newRecentKeys()
 	t0 := time.Unix(1000, 0)
 	p.add(1, t0)
-	p.add(2, t0.Add(passedWindow-time.Second))
+	p.add(2, t0.Add(keysWindow-time.Second))
 	if !p.has(1) || !p.has(2) || p.has(3) {
 		t.Fatal("keys of this window")
 	}
-	p.add(3, t0.Add(passedWindow)) // a new window: 1 and 2 are the old one
+	p.add(3, t0.Add(keysWindow)) // a new window: 1 and 2 are the old one
 	if !p.has(1) || !p.has(3) {
 		t.Fatal("keys of the last window are kept")
 	}
-	p.add(4, t0.Add(2*passedWindow)) // 1 and 2 go
+	p.add(4, t0.Add(2*keysWindow)) // 1 and 2 go
 	if p.has(1) || p.has(2) || !p.has(3) || !p.has(4) {
 		t.Fatal("keys two windows old are forgotten")
 	}
-	q := newPassed()
-	for k := range uint64(passedLimit + 1) {
+	q := newRecentKeys()
+	for k := range uint64(keysLimit + 1) {
 		q.add(k, t0)
 	}
-	if len(q.cur) != 1 || len(q.old) != passedLimit {
+	if len(q.cur) != 1 || len(q.old) != keysLimit {
 		t.Fatalf("full window: %d new, %d old", len(q.cur), len(q.old))
 	}
 }

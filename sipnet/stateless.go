@@ -52,8 +52,8 @@ type stateless struct {
 	handlers map[string]StatelessHandler // by method; written before Serve only
 	shed     map[string]shedHook         // ShedStateless's, likewise
 	shedNew  map[string]shedHook         // ShedNew's, likewise
-	passed   *passed                     // requests ShedNew's hooks let in (shednew.go)
-	refused  *passed                     // and those they refused
+	passed   *recentKeys                 // requests ShedNew's hooks let in (shednew.go)
+	refused  *recentKeys                 // and those they refused
 	tagKey   [32]byte                    // keys mintTag
 	parser   *sip.Parser
 	seed     maphash.Seed
@@ -73,8 +73,8 @@ func newStateless() *stateless {
 		handlers: map[string]StatelessHandler{},
 		shed:     map[string]shedHook{},
 		shedNew:  map[string]shedHook{},
-		passed:   newPassed(),
-		refused:  newPassed(),
+		passed:   newRecentKeys(),
+		refused:  newRecentKeys(),
 		parser:   sip.NewParser(),
 		seed:     maphash.MakeSeed(),
 		slots:    make(chan struct{}, StatelessLimit),
