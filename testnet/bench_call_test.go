@@ -96,13 +96,21 @@ func BenchmarkCall(b *testing.B) {
 		return sippGen{target: target, scenario: uac, csvs: []string{csv}, port: port, extra: args}
 	}
 	// Kamailio first, alone on the machine (the testnet is not started yet).
-	rKam, oKam := 0, "-"
+	// The servers' CPU per call at one rate both sustain.
+	cpuRate := envInt("LSNODE_BENCH_CPURATE", 1000)
+	cpuOnly := os.Getenv("LSNODE_BENCH_CPUONLY") != "" // the CPU per call alone, no rate search
+	rKam, oKam, cpuKam := 0, "-", "-"
+	var kamPerCall time.Duration
 	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
 		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
 		k := startKamailioWith(b, "proxy.cfg", kaddr, false)
 		registerRaw(b, kaddr, aor, contact)
-		rKam, _ = maxRate(b, gen(kaddr), hold)
-		oKam = callOverload(b, gen(kaddr), rKam)
+		if !cpuOnly {
+			rKam, _ = maxRate(b, gen(kaddr), hold)
+			oKam = callOverload(b, gen(kaddr), rKam)
+		}
+		d, res := cpuPerCall(b, gen(kaddr), cpuRate, hold, func() (float64, error) { return groupCPU(k.cmd.Process.Pid) })
+		kamPerCall, cpuKam = d, perCall(d, res)
 		k.stop()
 	}
 	log := benchLogger(b)
@@ -142,21 +150,47 @@ func BenchmarkCall(b *testing.B) {
 		}
 		look.seq = append(look.seq, time.Since(t0))
 	}
+	idle0, err := selfCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	idle1, _ := selfCPU()
 	stop := cpuProfile(b, os.Getenv("LSNODE_BENCH_CPUPROFILE")) // the testnet's runs alone
-	rCached, _ := maxRate(b, gen(cached.SIPAddr()), hold)
-	rCold, _ := maxRate(b, gen(cold.SIPAddr()), hold)
-	oCold := callOverload(b, gen(cold.SIPAddr()), rCold)
+	// LSNODE_BENCH_HEAPPROFILE: heap profiles before and after the
+	// fixed-rate runs (their difference is what the calls allocated).
+	heap := os.Getenv("LSNODE_BENCH_HEAPPROFILE")
+	if heap != "" {
+		writeHeap(b, heap+".before")
+	}
+	dCached, bCached, oCached, resCached := allocPerCall(b, gen(cached.SIPAddr()), cpuRate, hold)
+	dCold, bCold, oCold2, resCold := allocPerCall(b, gen(cold.SIPAddr()), cpuRate, hold)
+	if heap != "" {
+		writeHeap(b, heap+".after")
+	}
+	rCached, rCold, oCold := 0, 0, "-"
+	if !cpuOnly {
+		rCached, _ = maxRate(b, gen(cached.SIPAddr()), hold)
+		rCold, _ = maxRate(b, gen(cold.SIPAddr()), hold)
+		oCold = callOverload(b, gen(cold.SIPAddr()), rCold)
+	}
 	stop()
 	stCached, stCold := cached.Proxy().Stats(), cold.Proxy().Stats()
 	ratio := func(a, k int) float64 { return float64(a) / float64(max(k, 1)) }
+	cpuRatio := "-"
+	if kamPerCall > 0 {
+		cpuRatio = fmt.Sprintf("%.2fx", float64(dCold)/float64(kamPerCall))
+	}
 	b.ReportMetric(float64(rCached), "lsnode-cached-calls/s")
 	b.ReportMetric(float64(rCold), "lsnode-cold-calls/s")
 	b.ReportMetric(float64(rKam), "kamailio-calls/s")
 	fmt.Printf("\nlsnode call bench: sustained %v with 0 failed calls through an a.example proxy, callee in b.example, 10-node testnet | "+
 		"cached lookup: %d/s (%.2fx Kamailio) | cold lookup per INVITE: %d/s (%.2fx) | Kamailio lookup(location)+t_relay: %d/s | "+
 		"at 2x load, calls completed: cold %s, Kamailio %s | "+
+		"server CPU per call at %d/s: cached %s, cold %s (%s Kamailio's), Kamailio %s; the idle testnet uses %.0f%% of a core, not subtracted; allocated per call: cached %.1f KB in %.0f objects, cold %.1f KB in %.0f | "+
 		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d, INVITEs shed on the reader %d\n",
 		hold, rCached, ratio(rCached, rKam), rCold, ratio(rCold, rKam), rKam, oCold, oKam,
+		cpuRate, perCall(dCached, resCached), perCall(dCold, resCold), cpuRatio, cpuKam, 100*(idle1-idle0)/5, bCached/1e3, oCached, bCold/1e3, oCold2,
 		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups, stCold.ReaderShed)
 }
 
