@@ -180,13 +180,13 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	if d.deny != nil || len(d.groups) == 0 || len(d.groups[0]) == 0 || !d.open && !p.trusted(req) {
 		return
 	}
-	out := p.prepare(req, d.groups[0][0])
-	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-	defer cancel()
-	if !p.destAllowed(ctx, req, d.groups[0][0]) {
+	if !p.destAllowed(p.ctx, req, d.groups[0][0]) {
 		return
 	}
-	if err := p.writeStateless(ctx, out, d.groups[0][0]); err != nil {
+	// No transaction keeps an ACK: it is rewritten where it lies, not
+	// copied.
+	out := p.rewrite(req, req, d.groups[0][0])
+	if err := p.writeStateless(p.ctx, out, d.groups[0][0]); err != nil {
 		p.log.Debug("forward ACK", "call", callID(req), "err", err)
 		return
 	}
@@ -259,7 +259,13 @@ func (p *Proxy) count(t target) {
 
 // prepare builds the copy of req sent to t (RFC 3261 §16.6).
 func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
-	out := req.Clone()
+	return p.rewrite(req, req.Clone(), t)
+}
+
+// rewrite makes out, a copy of req or req itself, the request sent to t.
+// What it reads of req it reads before out changes.
+func (p *Proxy) rewrite(req, out *sip.Request, t target) *sip.Request {
+	key := p.loopKey(req)
 	out.Recipient = *t.uri.Clone()
 	for i := len(t.route) - 1; i >= 0; i-- {
 		out.PrependHeader(sip.NewHeader("Route", t.route[i]))
@@ -286,7 +292,7 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
 		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}
 	branch := strings.TrimPrefix(sip.GenerateBranchN(12), sip.RFC3261BranchMagicCookie+".")
-	via.Params.Add("branch", sip.RFC3261BranchMagicCookie+loopKey(req)+"."+branch+p.branchMAC(branch))
+	via.Params.Add("branch", sip.RFC3261BranchMagicCookie+key+"."+branch+p.branchMAC(branch))
 	out.PrependHeader(via)
 	out.SetTransport(t.tr)
 	out.SetDestination(t.dest)

@@ -181,7 +181,8 @@ type Proxy struct {
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
 
 	rrKey []byte    // keys the Record-Route tokens (rrtoken.go)
-	macs  sync.Pool // hash.Hash: HMAC-SHA256s under rrKey (macOf)
+	macs  sync.Pool // *macState: HMAC-SHA256s under rrKey (macOf)
+	loops sync.Pool // *loopState (loopKey)
 
 	anchors *anchorQuota // relay sessions per untrusted source (media.go)
 

@@ -251,7 +251,7 @@ func TestLocalAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Our Via second: the request went through us, then another hop.
-	loopMsg := strings.Replace(raw, "Max-Forwards:", "Via: SIP/2.0/UDP "+tp.addr+";branch=z9hG4bK"+loopKey(req.(*sip.Request))+".abc\r\nMax-Forwards:", 1)
+	loopMsg := strings.Replace(raw, "Max-Forwards:", "Via: SIP/2.0/UDP "+tp.addr+";branch=z9hG4bK"+(&Proxy{}).loopKey(req.(*sip.Request))+".abc\r\nMax-Forwards:", 1)
 	u.send(tp.addr, loopMsg)
 	if r := u.status(3 * time.Second); r.StatusCode != 482 {
 		t.Errorf("loop: got %d, want 482", r.StatusCode)

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net"
 	"net/url"
 	"slices"
@@ -146,22 +148,48 @@ func proxyRequire(req *sip.Request) []string {
 // loopKey hashes what RFC 3261 §16.6 item 8 says a spiral changes and a
 // loop does not; it goes into our Via branch so a request coming back
 // unchanged is recognised (§16.3 item 4).
-func loopKey(req *sip.Request) string {
-	h := sha256.New()
-	h.Write([]byte(req.Recipient.String()))
+func (p *Proxy) loopKey(req *sip.Request) string {
+	st, ok := p.loops.Get().(*loopState)
+	if !ok {
+		st = &loopState{h: sha256.New()}
+	}
+	defer p.loops.Put(st)
+	return st.key(req)
+}
+
+// loopState is a reusable hash and buffer for loopKey: the key is
+// written from the parsed request without a string per header.
+type loopState struct {
+	h   hash.Hash
+	buf bytes.Buffer
+	sum [sha256.Size]byte
+}
+
+func (st *loopState) key(req *sip.Request) string {
+	st.h.Reset()
+	st.buf.Reset()
+	req.Recipient.StringWrite(&st.buf)
+	st.h.Write(st.buf.Bytes())
 	hdrs := req.Headers()
 	for _, name := range []string{"To", "From", "Call-ID", "Proxy-Require", "Proxy-Authorization", "Route"} {
 		for _, v := range hdrs { // (GetHeaders lowercases every header's name on each call)
 			if sipnet.HeaderNameIs(v.Name(), name) {
-				h.Write([]byte{0})
-				h.Write([]byte(v.Value()))
+				// The value: what StringWrite puts after "Name: ".
+				st.buf.Reset()
+				v.StringWrite(&st.buf)
+				b := st.buf.Bytes()
+				if i := bytes.Index(b, []byte(": ")); i >= 0 {
+					b = b[i+2:]
+				}
+				st.h.Write([]byte{0})
+				st.h.Write(b)
 			}
 		}
 	}
 	if c := req.CSeq(); c != nil {
-		h.Write([]byte(strconv.FormatUint(uint64(c.SeqNo), 10)))
+		st.h.Write(strconv.AppendUint(st.sum[:0], uint64(c.SeqNo), 10))
 	}
-	return hex.EncodeToString(h.Sum(nil)[:6])
+	return hex.EncodeToString(st.h.Sum(st.sum[:0])[:6])
 }
 
 // looped reports whether one of the request's Vias is ours with the same
@@ -177,7 +205,7 @@ func (p *Proxy) looped(req *sip.Request) bool {
 		b = strings.TrimPrefix(b, sip.RFC3261BranchMagicCookie)
 		if i := strings.IndexByte(b, '.'); i > 0 {
 			if key == "" {
-				key = loopKey(req)
+				key = p.loopKey(req)
 			}
 			if b[:i] == key {
 				return true

@@ -54,21 +54,28 @@ func (p *Proxy) hopMAC(callID, hop string) string {
 // a new one hashes the key twice before the first byte, and every
 // forwarded request asks for two to five of them.
 func (p *Proxy) macOf(n int, parts ...string) string {
-	m, ok := p.macs.Get().(hash.Hash)
+	m, ok := p.macs.Get().(*macState)
 	if ok {
-		m.Reset()
+		m.h.Reset()
 	} else {
-		m = hmac.New(sha256.New, p.rrKey)
+		m = &macState{h: hmac.New(sha256.New, p.rrKey)}
 	}
 	defer p.macs.Put(m)
-	var buf [256]byte
-	in := buf[:0]
+	in := m.in[:0]
 	for _, s := range parts {
 		in = append(in, s...)
 	}
-	m.Write(in)
-	var sum [sha256.Size]byte
-	return base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:n])
+	m.h.Write(in)
+	return string(base64.RawURLEncoding.AppendEncode(m.out[:0], m.h.Sum(m.sum[:0])[:n]))
+}
+
+// macState is a reusable HMAC and the buffers macOf fills, which would
+// otherwise go to the heap on every call (the hash is an interface).
+type macState struct {
+	h   hash.Hash
+	in  [256]byte
+	sum [sha256.Size]byte
+	out [44]byte // base64 of a whole sum
 }
 
 // rrToken is the token of a dialog (callID) for its hops ("" hops are

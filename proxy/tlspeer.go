@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -60,7 +61,8 @@ func (p *Proxy) tlsPeerDomains(req *sip.Request) (domains []string, ok bool) {
 }
 
 // writeStateless sends out (an ACK) to t without a transaction; on a TLS
-// connection only to a peer of t.peer, as transaction does.
+// connection only to a peer of t.peer, as transaction does (connecting
+// for at most 5 s).
 func (p *Proxy) writeStateless(ctx context.Context, out *sip.Request, t target) error {
 	if !p.wsConnected(t) {
 		return fmt.Errorf("%s: WebSocket UA not connected", t.dest)
@@ -68,6 +70,8 @@ func (p *Proxy) writeStateless(ctx context.Context, out *sip.Request, t target) 
 	if t.tr != "TLS" || t.peer == "" || p.tpl == nil {
 		return p.client.WriteRequest(out, asIs)
 	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	conn, err := p.tpl.ClientRequestConnection(ctx, out)
 	if err != nil {
 		return err
