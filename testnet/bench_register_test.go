@@ -245,14 +245,25 @@ func BenchmarkRegister(b *testing.B) {
 		}
 		return sippGen{target: target, scenario: noauth, csvs: csvs, port: port}
 	}
-	kam := map[bool]regFigures{}
+	// The servers' CPU per REGISTER at one rate both sustain.
+	cpuRate := envInt("LSNODE_BENCH_CPURATE", 2000)
+	cpuOnly := os.Getenv("LSNODE_BENCH_CPUONLY") != "" // the CPU per REGISTER alone, no rate search
+	kam, kamCPU := map[bool]regFigures{}, map[bool]time.Duration{}
 	for _, auth := range []bool{false, true} {
 		if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") != "" {
 			break
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
 		k := startKamailio(b, addr, auth)
-		kam[auth] = measureRegistrar(b, gen(addr, auth), hold)
+		if !cpuOnly {
+			kam[auth] = measureRegistrar(b, gen(addr, auth), hold)
+		}
+		d, res := cpuPerCall(b, gen(addr, auth), cpuRate, hold, func() (float64, error) { return groupCPU(k.cmd.Process.Pid) })
+		if res.ok() {
+			kamCPU[auth] = d
+		} else {
+			b.Logf("Kamailio at %d/s for %v (digest %v): %d of %d REGISTERs failed: %s", cpuRate, hold, auth, res.calls-res.success, res.calls, res.why)
+		}
 		k.stop()
 	}
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: benchLogger(b), Tweak: func(c *node.Config) {
@@ -288,15 +299,39 @@ func BenchmarkRegister(b *testing.B) {
 		}
 		floor.seq = append(floor.seq, time.Since(t0))
 	}
-	open := gen(openAddr, false)
-	open.overloadProfile = os.Getenv("LSNODE_BENCH_OVERLOADPROFILE")
-	ours := map[bool]regFigures{false: measureRegistrar(b, open, hold)}
-	if path := os.Getenv("LSNODE_BENCH_HEAPPROFILE"); path != "" { // what the nodes hold after the digest-off runs
-		writeHeap(b, path)
+	type perReg struct {
+		cpu            time.Duration
+		bytes, objects float64
+		res            sippResult
 	}
-	stop := cpuProfile(b, os.Getenv("LSNODE_BENCH_CPUPROFILE")) // the digest-on runs alone
-	ours[true] = measureRegistrar(b, gen(authAddr, true), hold)
-	stop()
+	var mine [2]perReg // digest off, on
+	for i, g := range []sippGen{gen(openAddr, false), gen(authAddr, true)} {
+		r := &mine[i]
+		r.cpu, r.bytes, r.objects, r.res = allocPerCall(b, g, cpuRate, hold)
+	}
+	ours := map[bool]regFigures{}
+	if !cpuOnly {
+		open := gen(openAddr, false)
+		open.overloadProfile = os.Getenv("LSNODE_BENCH_OVERLOADPROFILE")
+		ours[false] = measureRegistrar(b, open, hold)
+		if path := os.Getenv("LSNODE_BENCH_HEAPPROFILE"); path != "" { // what the nodes hold after the digest-off runs
+			writeHeap(b, path)
+		}
+		stop := cpuProfile(b, os.Getenv("LSNODE_BENCH_CPUPROFILE")) // the digest-on runs alone
+		ours[true] = measureRegistrar(b, gen(authAddr, true), hold)
+		stop()
+	}
+	cpuFig := func(auth bool) string {
+		r := mine[0]
+		if auth {
+			r = mine[1]
+		}
+		s := fmt.Sprintf("lsnode %s (%.1f KB in %.0f objects allocated)", perCall(r.cpu, r.res), r.bytes/1e3, r.objects)
+		if k := kamCPU[auth]; k > 0 {
+			s += fmt.Sprintf(", Kamailio %.0fµs (%.2fx)", float64(k)/1e3, float64(r.cpu)/float64(k))
+		}
+		return s
+	}
 	var regs, batches, dropped int64
 	for _, i := range []int{0, 2} {
 		r, bt := nw.Node(i).Location().RegisterStats()
@@ -307,8 +342,10 @@ func BenchmarkRegister(b *testing.B) {
 	b.ReportMetric(float64(kam[false].max), "kamailio-reg/s")
 	fmt.Printf("\nlsnode register bench: sustained %v with 0 failed calls, %d sipp processes, each server alone | "+
 		"digest off: %.2fx, lsnode %v; Kamailio %v | digest on: %.2fx, lsnode %v; Kamailio %v | "+
+		"server CPU per REGISTER at %d/s: digest off %s; digest on %s | "+
 		"one LSP publish (W=2) p50 %s p99 %s | REGISTER->visible from b.example p50 %s p99 %s (%d errors of %d) | %d registrations in %d batches, %d dropped unsent (caller gone)\n",
 		hold, procs, ratio(ours[false].max, kam[false].max), ours[false], kam[false], ratio(ours[true].max, kam[true].max), ours[true], kam[true],
+		cpuRate, cpuFig(false), cpuFig(true),
 		ms(floor.p(0.5)), ms(floor.p(0.99)), ms(vis.p(0.5)), ms(vis.p(0.99)), vis.errs, len(vis.seq)+vis.errs, regs, batches, dropped)
 }
 
