@@ -259,7 +259,49 @@ func (p *Proxy) count(t target) {
 
 // prepare builds the copy of req sent to t (RFC 3261 §16.6).
 func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
-	return p.rewrite(req, req.Clone(), t)
+	return p.rewrite(req, shallowCopy(req), t)
+}
+
+// shallowResponse is a copy of res that shares its header values and
+// body, for relay: what relay changes (the top Via, Record-Route, an
+// anchored body) it removes or replaces, never changing a header in
+// place, and sipgo's transactions only read a response.
+func shallowResponse(res *sip.Response) *sip.Response {
+	out := sip.NewResponse(res.StatusCode, res.Reason)
+	out.SipVersion = res.SipVersion
+	for _, h := range res.Headers() {
+		out.AppendHeader(h)
+	}
+	out.SetBody(res.Body())
+	out.SetTransport(res.Transport())
+	out.SetSource(res.Source())
+	out.SetDestination(res.Destination())
+	return out
+}
+
+// shallowCopy is a copy of req that shares its header values and body:
+// once a request is forwarded neither the proxy nor sipgo changes a header
+// of it in place (a response built from it clones the headers it takes;
+// anchorOffer rewrites the body before any copy), and what rewrite
+// changes it replaces, but Max-Forwards, which it decrements: that one is
+// the copy's own. A deep copy (sip.Request.Clone) was about a tenth of
+// what the proxy allocated per call.
+func shallowCopy(req *sip.Request) *sip.Request {
+	out := sip.NewRequest(req.Method, req.Recipient)
+	out.SipVersion = req.SipVersion
+	for _, h := range req.Headers() {
+		if mf, ok := h.(*sip.MaxForwardsHeader); ok {
+			own := *mf
+			h = &own
+		}
+		out.AppendHeader(h)
+	}
+	out.SetBody(req.Body())
+	out.SetTransport(req.Transport())
+	out.SetSource(req.Source())
+	out.SetDestination(req.Destination())
+	out.Laddr = req.Laddr
+	return out
 }
 
 // rewrite makes out, a copy of req or req itself, the request sent to t.
@@ -770,7 +812,7 @@ func (p *Proxy) sendCancel(b *branch) {
 // t is where the request went: with the response's Contact, the hops the
 // caller's requests in the dialog may go to (rrtoken.go).
 func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response, t *target) {
-	out := res.Clone()
+	out := shallowResponse(res)
 	out.RemoveHeader("Via")
 	if res.StatusCode > 100 && res.StatusCode < 300 {
 		p.retoken(out, t)

@@ -72,13 +72,23 @@ func FuzzRoute(f *testing.F) {
 				}
 			}
 		}
+		before := req.String()
 		for _, g := range d.groups {
 			for _, tg := range g {
 				if tg.dest == "" || tg.tr == "" {
 					t.Fatalf("branch without destination: %+v", tg)
 				}
-				_ = p.prepare(req, tg)
+				out := p.prepare(req, tg)
+				if mf := out.MaxForwards(); mf != nil {
+					mf.Dec() // a copy's own Max-Forwards, not the request's
+				}
 			}
+		}
+		// A branch's copy shares the request's header values: making
+		// it leaves the request (which its server transaction answers
+		// from) as it was.
+		if after := req.String(); after != before {
+			t.Fatalf("prepare changed the request:\n%s\nnow:\n%s", before, after)
 		}
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
 )
 
 // BenchmarkForwardMarks: what prepare and record-routing compute per
@@ -108,5 +110,69 @@ func TestLoopKeyStable(t *testing.T) {
 				t.Errorf("%s: loop key %q, want %q", req.Method, got, want)
 			}
 		}
+	}
+}
+
+// respondTx is a server transaction that keeps what it is asked to send.
+type respondTx struct {
+	sip.ServerTransaction
+	sent []*sip.Response
+}
+
+func (tx *respondTx) Respond(res *sip.Response) error {
+	tx.sent = append(tx.sent, res)
+	return nil
+}
+
+// TestCopiesLeaveOriginals: a branch's request and a relayed response are
+// copies sharing header values with what they copy (no deep copy per
+// message); making and changing them leaves the original as it was: the
+// request its server transaction answers from, the response its client
+// transaction holds.
+func TestCopiesLeaveOriginals(t *testing.T) {
+	p, err := New(Config{Domain: "a.example", Location: &memLocation{aor: map[string][]lsp.Binding{}}, Logger: quiet(), RecordRoute: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.self = hostPort{"127.0.0.1", 5060}
+	m, err := sip.ParseMessage([]byte("INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@a.example>;tag=1\r\nTo: <sip:bob@b.example>\r\nCall-ID: c@x\r\nCSeq: 1 INVITE\r\n" +
+		"Contact: <sip:alice@192.0.2.1:5070>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := m.(*sip.Request)
+	req.SetSource("192.0.2.1:5070")
+	before := req.String()
+	tg := target{uri: sip.Uri{Scheme: "sip", User: "bob", Host: "192.0.2.9", Port: 5080}, dest: "192.0.2.9:5080", tr: "UDP",
+		route: []string{"<sip:edge.b.example;lr>"}}
+	out := p.prepare(req, tg)
+	out.MaxForwards().Dec()
+	out.SetBody([]byte("v=0\nchanged\n"))
+	if got := req.String(); got != before {
+		t.Errorf("prepare changed the request:\n%s\nnow:\n%s", before, got)
+	}
+	if mf := out.MaxForwards(); mf == nil || mf.Val() != 68 || req.MaxForwards().Val() != 70 {
+		t.Errorf("Max-Forwards: copy %v, request %d", mf, req.MaxForwards().Val())
+	}
+	if len(out.GetHeaders("Via")) != 2 || out.Route() == nil || len(out.GetHeaders("Record-Route")) != 1 {
+		t.Errorf("copy sent to the branch:\n%s", out)
+	}
+
+	// The callee's 200, as it comes back: our Via on top, our Record-Route.
+	res := sip.NewResponseFromRequest(out, 200, "OK", []byte("v=0\n"))
+	res.AppendHeader(sip.NewHeader("Contact", "<sip:bob@192.0.2.9:5080>"))
+	resBefore := res.String()
+	tx := &respondTx{}
+	p.relay(tx, res, &tg)
+	if got := res.String(); got != resBefore {
+		t.Errorf("relay changed the response:\n%s\nnow:\n%s", resBefore, got)
+	}
+	if len(tx.sent) != 1 || len(tx.sent[0].GetHeaders("Via")) != 1 || len(res.GetHeaders("Via")) != 2 {
+		t.Fatalf("relayed %v", tx.sent)
+	}
+	rr := tx.sent[0].GetHeaders("Record-Route")
+	if len(rr) != 1 || rr[0].Value() == res.GetHeaders("Record-Route")[0].Value() {
+		t.Errorf("relayed Record-Route %v: want the token for the callee's side", rr)
 	}
 }
