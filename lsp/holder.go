@@ -178,7 +178,7 @@ func (s *Service) heldBy(from overlay.PeerID, m *message) (*[32]byte, error) {
 // credential the requester proved it holds) go back to it unchecked: it
 // checks what it signed itself.
 func (s *Service) vetted(ctx context.Context, es []*entry, exempt *[32]byte) []*entry {
-	out := es[:0:0]
+	out := make([]*entry, 0, len(es))
 	for _, e := range es {
 		if atomic.LoadUint32(&e.unchecked) == 0 || exempt != nil && *exempt == e.CertFP {
 			out = append(out, e)
