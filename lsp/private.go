@@ -1,6 +1,7 @@
 package lsp
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -54,6 +55,19 @@ type sealer struct {
 	aead cipher.AEAD
 	mac  []byte    // key of the hidden identities and Call-IDs
 	h    hash.Hash // HMAC under mac, made once and reset per use
+	// sealed: what this sealer hid, each entry's sealed bytes with its
+	// content and clear fields, so open knows its own entries when a
+	// write's replies bring them back (a REGISTER's 200 lists the
+	// record) without decrypting them or hashing their fields again.
+	sealed []hiddenEntry
+}
+
+// hiddenEntry is one entry a sealer hid: its sealed bytes, the content
+// they seal, and the clear fields it got.
+type hiddenEntry struct {
+	sealed, plain []byte
+	clear         Binding
+	removed       bool
 }
 
 // derive returns the 32-byte value for purpose from a canonical AOR.
@@ -153,6 +167,7 @@ func (k *sealer) hide(e *entry) {
 		b.CallID = k.hidden("call-id", e.B.CallID)
 	}
 	e.AOR, e.B = k.name, b
+	k.sealed = append(k.sealed, hiddenEntry{sealed: bytes.Clone(e.sealed), plain: plain, clear: b, removed: e.Removed})
 }
 
 // hideAll hides every entry of es.
@@ -172,6 +187,17 @@ func (k *sealer) open(e *entry) (*entry, error) {
 	n := k.aead.NonceSize()
 	if e.AOR != k.name || len(e.sealed) < n {
 		return nil, fmt.Errorf("%w: not a sealed binding of this record", ErrInvalid)
+	}
+	if h := k.hid(e); h != nil { // one of ours, clear fields and all
+		o := &entry{}
+		if err := o.decodeContent(h.plain); err != nil {
+			return nil, err
+		}
+		if err := o.B.validate(); err != nil {
+			return nil, err
+		}
+		o.CertFP, o.Sig, o.Proof, o.Index, o.leaf = e.CertFP, e.Sig, e.Proof, e.Index, e.leaf
+		return o, nil
 	}
 	plain, err := k.aead.Open(nil, e.sealed[:n], e.sealed[n:], []byte(k.name))
 	if err != nil {
@@ -194,6 +220,20 @@ func (k *sealer) open(e *entry) (*entry, error) {
 	}
 	o.CertFP, o.Sig, o.Proof, o.Index, o.leaf = e.CertFP, e.Sig, e.Proof, e.Index, e.leaf
 	return o, nil
+}
+
+// hid returns the entry this sealer hid that e is, sealed bytes and
+// clear fields alike (then e opens to what it sealed, which open's checks
+// passed when it was made), or nil.
+func (k *sealer) hid(e *entry) *hiddenEntry {
+	for i := range k.sealed {
+		h := &k.sealed[i]
+		if bytes.Equal(h.sealed, e.sealed) && h.removed == e.Removed && h.clear.Contact == e.B.Contact && h.clear.CallID == e.B.CallID &&
+			h.clear.CSeq == e.B.CSeq && h.clear.Expires.Equal(e.B.Expires) && h.clear.Timestamp.Equal(e.B.Timestamp) {
+			return h
+		}
+	}
+	return nil
 }
 
 // openAll returns the bindings merged holds, opened and keyed by their own

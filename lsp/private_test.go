@@ -443,3 +443,52 @@ func TestRebalanceAfterModeChange(t *testing.T) {
 		return true
 	})
 }
+
+// TestSealerKnowsItsOwn: a sealer opens an entry it hid (a write's
+// replies bring the record back) to what a fresh sealer opens it to,
+// without decrypting it; the same sealed bytes with any clear field
+// changed, or sealed bytes changed (a copy or the entry itself), are
+// refused as before.
+func TestSealerKnowsItsOwn(t *testing.T) {
+	aor := "sip:bob@biloxi.example"
+	b := secretBinding(7)
+	b.Timestamp = time.UnixMilli(time.Now().UnixMilli())
+	b.Expires = time.UnixMilli(b.Expires.UnixMilli())
+	k := sealerFor(true, aor)
+	e := &entry{AOR: aor, B: b}
+	k.hide(e)
+	e.CertFP, e.Sig = [32]byte{1}, []byte("sig")
+
+	mine, err := k.open(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := sealerFor(true, aor).open(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mine.content(), fresh.content()) || mine.CertFP != fresh.CertFP || !bytes.Equal(mine.Sig, fresh.Sig) || mine.B.Contact != b.Contact {
+		t.Fatalf("own entry opened to %+v, a fresh sealer's to %+v", mine, fresh)
+	}
+
+	changed := map[string]func(*entry){
+		"expiry":    func(c *entry) { c.B.Expires = c.B.Expires.Add(time.Hour) },
+		"CSeq":      func(c *entry) { c.B.CSeq++ },
+		"timestamp": func(c *entry) { c.B.Timestamp = c.B.Timestamp.Add(time.Millisecond) },
+		"Call-ID":   func(c *entry) { c.B.CallID = k.hidden("call-id", "other") },
+		"identity":  func(c *entry) { c.B.Contact = k.hidden("id", "sip:eve@192.0.2.66") },
+		"removal":   func(c *entry) { c.Removed = true },
+		"sealed":    func(c *entry) { c.sealed = bytes.Clone(c.sealed); c.sealed[len(c.sealed)-1] ^= 1 },
+	}
+	for name, change := range changed {
+		c := *e
+		change(&c)
+		if o, err := k.open(&c); err == nil {
+			t.Errorf("%s changed: opened to %+v", name, o.B)
+		}
+	}
+	e.sealed[len(e.sealed)-1] ^= 1 // the hidden entry itself, changed in place
+	if o, err := k.open(e); err == nil {
+		t.Errorf("sealed bytes changed in place: opened to %+v", o.B)
+	}
+}
