@@ -183,8 +183,9 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	if !p.destAllowed(p.ctx, req, d.groups[0][0]) {
 		return
 	}
-	// No transaction keeps an ACK: it is rewritten where it lies, not
-	// copied.
+	// The ACK is rewritten where it lies, not copied: sipgo's server
+	// transaction for it reads only its method, and ends when this
+	// handler returns.
 	out := p.rewrite(req, req, d.groups[0][0])
 	if err := p.writeStateless(p.ctx, out, d.groups[0][0]); err != nil {
 		p.log.Debug("forward ACK", "call", callID(req), "err", err)
@@ -305,7 +306,9 @@ func shallowCopy(req *sip.Request) *sip.Request {
 }
 
 // rewrite makes out, a copy of req or req itself, the request sent to t.
-// What it reads of req it reads before out changes.
+// The loop key is taken before out changes; what it reads of req after
+// (method, To, From, Call-ID, Contact, source, transport) it never
+// changes.
 func (p *Proxy) rewrite(req, out *sip.Request, t target) *sip.Request {
 	key := p.loopKey(req)
 	out.Recipient = *t.uri.Clone()
