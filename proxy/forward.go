@@ -264,45 +264,48 @@ func (p *Proxy) prepare(req *sip.Request, t target) *sip.Request {
 }
 
 // shallowResponse is a copy of res that shares its header values and
-// body, for relay: what relay changes (the top Via, Record-Route, an
-// anchored body) it removes or replaces, never changing a header in
+// body (share), for relay: what relay changes (the top Via, Record-Route,
+// an anchored body) it removes or replaces, never changing a header in
 // place, and sipgo's transactions only read a response.
 func shallowResponse(res *sip.Response) *sip.Response {
 	out := sip.NewResponse(res.StatusCode, res.Reason)
 	out.SipVersion = res.SipVersion
-	for _, h := range res.Headers() {
-		out.AppendHeader(h)
-	}
-	out.SetBody(res.Body())
-	out.SetTransport(res.Transport())
-	out.SetSource(res.Source())
-	out.SetDestination(res.Destination())
+	share(out, res)
 	return out
 }
 
-// shallowCopy is a copy of req that shares its header values and body:
-// once a request is forwarded neither the proxy nor sipgo changes a header
-// of it in place (a response built from it clones the headers it takes;
-// anchorOffer rewrites the body before any copy), and what rewrite
-// changes it replaces, but Max-Forwards, which it decrements: that one is
-// the copy's own. A deep copy (sip.Request.Clone) was about a tenth of
-// what the proxy allocated per call.
+// shallowCopy is a copy of req that shares its header values and body
+// (share): once a request is forwarded neither the proxy nor sipgo
+// changes a header of it in place (a response built from it clones the
+// headers it takes; anchorOffer rewrites the body before any copy), and
+// what rewrite changes it replaces, but Max-Forwards, which it
+// decrements: that one is the copy's own. A deep copy (sip.Request.Clone)
+// was about a tenth of what the proxy allocated per call.
 func shallowCopy(req *sip.Request) *sip.Request {
 	out := sip.NewRequest(req.Method, req.Recipient)
 	out.SipVersion = req.SipVersion
-	for _, h := range req.Headers() {
-		if mf, ok := h.(*sip.MaxForwardsHeader); ok {
-			own := *mf
-			h = &own
-		}
+	share(out, req)
+	out.Laddr = req.Laddr
+	if mf := out.MaxForwards(); mf != nil {
+		own := *mf
+		out.ReplaceHeader(&own)
+	}
+	return out
+}
+
+// share gives out, a new message, in's headers (the same values, in a
+// list of out's own), body, transport and addresses.
+func share(out, in interface {
+	sip.Message
+	Headers() []sip.Header
+}) {
+	for _, h := range in.Headers() {
 		out.AppendHeader(h)
 	}
-	out.SetBody(req.Body())
-	out.SetTransport(req.Transport())
-	out.SetSource(req.Source())
-	out.SetDestination(req.Destination())
-	out.Laddr = req.Laddr
-	return out
+	out.SetBody(in.Body())
+	out.SetTransport(in.Transport())
+	out.SetSource(in.Source())
+	out.SetDestination(in.Destination())
 }
 
 // rewrite makes out, a copy of req or req itself, the request sent to t.

@@ -109,7 +109,7 @@ func BenchmarkCall(b *testing.B) {
 			rKam, _ = maxRate(b, gen(kaddr), hold)
 			oKam = callOverload(b, gen(kaddr), rKam)
 		}
-		d, res := cpuPerCall(b, gen(kaddr), cpuRate, hold, func() (float64, error) { return groupCPU(k.cmd.Process.Pid) })
+		d, res := cpuPerCall(b, gen(kaddr), cpuRate, hold, func() (float64, error) { return testnet.GroupCPU(k.cmd.Process.Pid) })
 		kamPerCall, cpuKam = d, perCall(d, res)
 		k.stop()
 	}

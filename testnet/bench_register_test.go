@@ -258,7 +258,7 @@ func BenchmarkRegister(b *testing.B) {
 		if !cpuOnly {
 			kam[auth] = measureRegistrar(b, gen(addr, auth), hold)
 		}
-		d, res := cpuPerCall(b, gen(addr, auth), cpuRate, hold, func() (float64, error) { return groupCPU(k.cmd.Process.Pid) })
+		d, res := cpuPerCall(b, gen(addr, auth), cpuRate, hold, func() (float64, error) { return testnet.GroupCPU(k.cmd.Process.Pid) })
 		if res.ok() {
 			kamCPU[auth] = d
 		} else {

@@ -3,6 +3,7 @@ package testnet
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -29,27 +30,62 @@ func ProcRSS(pid string) (int64, error) {
 // ProcCPU returns the CPU seconds process pid ("self") has used (user +
 // system) and those of its children it has waited for.
 func ProcCPU(pid string) (own, children float64, err error) {
+	st, err := procStat(pid)
+	return st.own, st.children, err
+}
+
+// GroupCPU returns the CPU seconds the live processes of process group
+// pgid have used (user + system; e.g. a server and the workers it forked,
+// none of which exit).
+func GroupCPU(pgid int) (float64, error) {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, path := range stats {
+		st, err := procStat(filepath.Base(filepath.Dir(path)))
+		if err == nil && st.pgrp == pgid { // (one gone since the glob is skipped)
+			sum += st.own
+		}
+	}
+	return sum, nil
+}
+
+// stat is what procStat reads of a process.
+type stat struct {
+	pgrp          int
+	own, children float64 // CPU seconds, user + system
+}
+
+// procStat reads /proc/pid/stat.
+func procStat(pid string) (stat, error) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0, 0, err
+		return stat{}, err
 	}
 	// The fields after the command name (which may hold spaces).
 	end := strings.LastIndexByte(string(b), ')')
 	if end < 0 || end+2 > len(b) {
-		return 0, 0, fmt.Errorf("testnet: /proc/%s/stat unreadable", pid)
+		return stat{}, fmt.Errorf("testnet: /proc/%s/stat unreadable", pid)
 	}
 	f := strings.Fields(string(b[end+2:]))
 	if len(f) < 15 {
-		return 0, 0, fmt.Errorf("testnet: /proc/%s/stat unreadable", pid)
+		return stat{}, fmt.Errorf("testnet: /proc/%s/stat unreadable", pid)
 	}
-	var t [4]float64
+	var st stat
+	if st.pgrp, err = strconv.Atoi(f[2]); err != nil {
+		return stat{}, fmt.Errorf("testnet: /proc/%s/stat: %w", pid, err)
+	}
+	var t [4]float64 // utime, stime, cutime, cstime
 	for k := range t {
 		if t[k], err = strconv.ParseFloat(f[11+k], 64); err != nil {
-			return 0, 0, fmt.Errorf("testnet: /proc/%s/stat: %w", pid, err)
+			return stat{}, fmt.Errorf("testnet: /proc/%s/stat: %w", pid, err)
 		}
 	}
 	const userHZ = 100
-	return (t[0] + t[1]) / userHZ, (t[2] + t[3]) / userHZ, nil
+	st.own, st.children = (t[0]+t[1])/userHZ, (t[2]+t[3])/userHZ
+	return st, nil
 }
 
 // LoopbackSent returns the bytes sent on the loopback interface so far

@@ -2,47 +2,12 @@ package testnet_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/lsnode/lsnode/testnet"
 )
-
-// groupCPU is the CPU time, in seconds, used so far by the live
-// processes of process group pgid (Kamailio's main process and the
-// workers it forked; none of them exit during a run).
-func groupCPU(pgid int) (float64, error) {
-	procs, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, path := range procs {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // gone since the glob
-		}
-		end := strings.LastIndexByte(string(b), ')')
-		if end < 0 || end+2 > len(b) {
-			continue
-		}
-		f := strings.Fields(string(b[end+2:]))
-		// f[2] is the process group; f[11] and f[12] utime and stime.
-		if len(f) < 13 || f[2] != strconv.Itoa(pgid) {
-			continue
-		}
-		own, _, err := testnet.ProcCPU(strings.TrimSuffix(strings.TrimPrefix(path, "/proc/"), "/stat"))
-		if err == nil {
-			sum += own
-		}
-	}
-	return sum, nil
-}
 
 // selfCPU is this process's CPU time so far: the in-process testnet's
 // nodes (sipp runs in processes of its own).
