@@ -38,6 +38,16 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	defer p.inflight.release(source, target)
+	if req.Method == sip.INVITE {
+		// RFC 3261 §16.2: stop the caller's retransmissions at once. And
+		// before anything below changes req: sipgo's transaction sends a
+		// 100 of its own from req 200 ms after it began unless a response
+		// was sent, on a goroutine of its own, so a routing decision that
+		// took longer (a slow lookup) had it read req's headers while
+		// popSelfRoutes, consumeCredentials and markReceived rewrote them
+		// (a data race; the caller also got two 100s).
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
+	}
 	if p.cfg.Local != nil && p.cfg.Local.Handle(req, tx) { // (shed like the rest above)
 		return
 	}
@@ -61,10 +71,6 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	p.consumeCredentials(req)
-	if req.Method == sip.INVITE {
-		// RFC 3261 §16.2: stop the caller's retransmissions at once.
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
-	}
 	p.markReceived(req)
 	if req.Method == sip.BYE && d.code == 0 && (d.minted || p.trusted(req)) {
 		// The call is over whatever the BYE's answer; anchored calls are

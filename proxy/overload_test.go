@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,5 +155,59 @@ func TestShedShare(t *testing.T) {
 		if got := shedShare(tc.backlog, tc.from); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("shedShare(%v, %v) = %v, want %v", tc.backlog, tc.from, got, tc.want)
 		}
+	}
+}
+
+// TestSlowLookupOneTrying: an INVITE whose lookup takes longer than
+// sipgo's 200 ms provisional timer gets one 100 Trying, the proxy's own,
+// sent before the routing decision rewrites the request (its Route naming
+// the proxy popped). Before, the transaction's timer sent
+// a 100 from the request while the handler rewrote it (the race detector
+// caught it under load) and the proxy sent a second one after the lookup.
+func TestSlowLookupOneTrying(t *testing.T) {
+	tp := startProxy(t, Proxying, nil)
+	callee := newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
+		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Expires: time.Now().Add(time.Hour), Received: callee.addr()})
+	tp.loc.mu.Lock()
+	tp.loc.delay = 600 * time.Millisecond
+	tp.loc.mu.Unlock()
+	caller := newUA(t)
+	caller.send(tp.addr, caller.request("INVITE", "sip:alice@a.example", "Call-ID: slow-lookup", "Route: <sip:"+tp.addr+";lr>"))
+	inv, ok := callee.recv(5 * time.Second).(*sip.Request)
+	if !ok || inv.Method != sip.INVITE {
+		t.Fatal("INVITE not forwarded")
+	}
+	for _, r := range inv.GetHeaders("Route") {
+		if strings.Contains(r.Value(), tp.addr) {
+			t.Fatalf("forwarded with the proxy's own Route: %s", r.Value())
+		}
+	}
+	// Everything the caller got until well after the INVITE went on: a
+	// second 100 would have been sent by now (the proxy's, after the
+	// lookup; the timer's, 200 ms in).
+	var trying int
+	buf := make([]byte, 65535)
+	_ = caller.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	for {
+		n, _, err := caller.conn.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		m, err := sip.ParseMessage(buf[:n])
+		if err != nil {
+			t.Fatalf("unparsable message: %v\n%s", err, buf[:n])
+		}
+		r, ok := m.(*sip.Response)
+		if !ok {
+			t.Fatalf("caller got a request: %v", m)
+		}
+		if r.StatusCode != 100 {
+			t.Fatalf("caller got %d %s before the callee answered", r.StatusCode, r.Reason)
+		}
+		trying++
+	}
+	if trying != 1 {
+		t.Fatalf("caller got %d 100 Trying, want 1", trying)
 	}
 }

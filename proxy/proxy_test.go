@@ -25,10 +25,11 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // memLocation is a location service held in memory: the bindings are the
 // test's input, the overlay is not what these tests are about.
 type memLocation struct {
-	mu  sync.Mutex
-	aor map[string][]lsp.Binding
-	n   int   // lookups
-	err error // a fault to inject: what every lookup fails with
+	mu    sync.Mutex
+	aor   map[string][]lsp.Binding
+	n     int           // lookups
+	err   error         // a fault to inject: what every lookup fails with
+	delay time.Duration // another: how long every lookup takes
 }
 
 func (m *memLocation) Publish(_ context.Context, aor string, bs ...lsp.Binding) error {
@@ -42,7 +43,17 @@ func (m *memLocation) Publish(_ context.Context, aor string, bs ...lsp.Binding) 
 	return nil
 }
 
-func (m *memLocation) Lookup(_ context.Context, aor string) ([]lsp.Binding, error) {
+func (m *memLocation) Lookup(ctx context.Context, aor string) ([]lsp.Binding, error) {
+	m.mu.Lock()
+	delay := m.delay
+	m.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.n++
