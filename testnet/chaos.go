@@ -63,7 +63,8 @@ type ChaosSpec struct {
 	Dump string
 	// Profile, when set, is a directory: each grouped process writes a CPU
 	// profile of its first two minutes (its start and the overlay's
-	// convergence) to group-K.cpu there.
+	// convergence) to group-K.cpu there, and with Idle its heap at the end
+	// of the idle window to group-K.heap.
 	Profile string
 	// StatsEvery is how often each grouped process reports its Load
 	// (testnet run --stats); each costs it a walk of every view. Default
@@ -153,6 +154,9 @@ func Chaos(ctx context.Context, dir string, spec ChaosSpec) (ChaosReport, error)
 		}
 		if c.rep.Idle, err = c.measure(ctx, c.spec.Idle); err != nil {
 			return ChaosReport{}, err
+		}
+		if c.spec.Profile != "" {
+			c.signalGroups(syscall.SIGUSR1) // their heaps standing still
 		}
 	}
 	cctx, cancel := context.WithCancel(ctx)

@@ -136,7 +136,8 @@ func (c *chaos) startGroup(g *group) error {
 	}
 	args := []string{"testnet", "run", "--dir", c.dir, "--only", strings.Join(only, ","), "--stats", cmp.Or(c.spec.StatsEvery, time.Second).String(), "--log-level", "error"}
 	if c.spec.Profile != "" {
-		args = append(args, "--cpuprofile", filepath.Join(c.spec.Profile, fmt.Sprintf("group-%d.cpu", len(c.groups))))
+		args = append(args, "--cpuprofile", filepath.Join(c.spec.Profile, fmt.Sprintf("group-%d.cpu", len(c.groups))),
+			"--heapprofile", filepath.Join(c.spec.Profile, fmt.Sprintf("group-%d.heap", len(c.groups))))
 	}
 	g.cmd = exec.Command(c.spec.Exe, args...)
 	g.cmd.Env = append(os.Environ(), "LSNODE_TEST_MAIN=1")
@@ -163,15 +164,20 @@ func (c *chaos) startGroup(g *group) error {
 	return nil
 }
 
+// signalGroups sends sig to every grouped process.
+func (c *chaos) signalGroups(sig os.Signal) {
+	for _, g := range c.groups {
+		_ = g.cmd.Process.Signal(sig)
+	}
+}
+
 // dumpGroups, with spec.Dump set, has every grouped process write its
 // goroutines' stacks to its log (SIGQUIT) and waits for them to exit.
 func (c *chaos) dumpGroups() {
 	if c.spec.Dump == "" {
 		return
 	}
-	for _, g := range c.groups {
-		_ = g.cmd.Process.Signal(syscall.SIGQUIT)
-	}
+	c.signalGroups(syscall.SIGQUIT)
 	for _, g := range c.groups {
 		select {
 		case <-g.done:

@@ -1,12 +1,16 @@
 package testnet
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -79,4 +83,56 @@ func (n *Network) PrintConnUse(w io.Writer) {
 			}
 		}
 	}
+}
+
+// HeapOnSignal writes this process's heap profile to path, after a
+// garbage collection, each time it receives SIGUSR1, and the runtime's
+// memory split as one line to w; until ctx ends or the returned stop is
+// called. An empty path does nothing. ChaosSpec.Profile signals its
+// grouped processes at the end of the idle window: what a node holds
+// standing still.
+func HeapOnSignal(ctx context.Context, path string, w io.Writer) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				if err := writeHeap(path); err != nil {
+					fmt.Fprintf(w, "heap profile: %v\n", err)
+					continue
+				}
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				fmt.Fprintf(w, "heap profile %s: heap in use %d, live %d, idle %d (released %d), stacks %d, goroutines %d\n",
+					path, ms.HeapInuse, ms.HeapAlloc, ms.HeapIdle, ms.HeapReleased, ms.StackInuse, runtime.NumGoroutine())
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		cancel()
+		<-done
+	}
+}
+
+func writeHeap(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

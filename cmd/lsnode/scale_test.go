@@ -39,7 +39,8 @@ func benchEnv(name string, def int) int {
 // testnet's own default is 500 ms). LSNODE_SCALE_DUMP=DIR keeps each
 // grouped process's stderr in DIR and, when members do not converge, its
 // goroutines' stacks (ChaosSpec.Dump); LSNODE_SCALE_CPUPROFILE=DIR, a
-// CPU profile of each grouped process's first two minutes there
+// CPU profile of each grouped process's first two minutes there and its
+// heap at the end of the idle window, with its memory split on stderr
 // (ChaosSpec.Profile). LSNODE_SCALE_REGION_BITS=B gives
 // every node a partial view of B region bits (overlay.view: partial).
 func BenchmarkScale(b *testing.B) {

@@ -61,9 +61,8 @@ func cmdTestnetInit(_ context.Context, args []string, stdout, stderr io.Writer) 
 
 func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlags("testnet run", stderr)
-	dir := fs.String("dir", "", "testnet directory (from 'lsnode testnet init')")
-	persist := fs.Bool("persist", false, "keep node stores on disk instead of in memory")
-	level := fs.String("log-level", "warn", "log level")
+	dir, persist := fs.String("dir", "", "testnet directory (from 'lsnode testnet init')"), fs.Bool("persist", false, "keep node stores on disk instead of in memory")
+	level, heapprof := fs.String("log-level", "warn", "log level"), fs.String("heapprofile", "", "on each SIGUSR1, write this process's heap profile to this file (and its memory split to stderr)")
 	only, stats := fs.String("only", "", "comma-separated node indexes to run here (the others run elsewhere); default all"), fs.Duration("stats", 0, "print the nodes' load (JSON) at this interval (0: never)")
 	cpuprof, profFor := fs.String("cpuprofile", "", "write a CPU profile of this process's first --profile-for to this file (then every tenth node's connection use to stderr)"), fs.Duration("profile-for", 2*time.Minute, "how long --cpuprofile profiles, from the start")
 	if err := fs.Parse(args); err != nil || *dir == "" || fs.NArg() > 0 || *stats < 0 || *profFor <= 0 {
@@ -73,6 +72,7 @@ func cmdTestnetRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	defer testnet.HeapOnSignal(ctx, *heapprof, stderr)()
 	prof, err := testnet.ProfileCPU(*cpuprof, *profFor, stderr)
 	if err != nil {
 		return cli.Fail(1, "testnet run: --cpuprofile: %v", err)
