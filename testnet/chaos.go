@@ -91,6 +91,9 @@ type ChaosReport struct {
 	Seconds       float64 `json:"seconds"`
 	// Processes: how many processes ran the nodes.
 	Processes int `json:"processes"`
+	// Converged: seconds from the last process started to every view
+	// complete (the reader's, and every grouped node's).
+	Converged float64 `json:"converged_seconds"`
 	// Idle and Churn: the cost before and during the kills (with
 	// ChaosSpec.Idle).
 	Idle  *ChaosCost `json:"idle,omitempty"`
@@ -143,9 +146,11 @@ func Chaos(ctx context.Context, dir string, spec ChaosSpec) (ChaosReport, error)
 	if err := c.startAll(ctx); err != nil {
 		return ChaosReport{}, err
 	}
+	started := time.Now()
 	if err := c.waitMembers(ctx); err != nil {
 		return ChaosReport{}, err
 	}
+	c.rep.Converged = time.Since(started).Seconds()
 	if c.spec.Idle > 0 {
 		select {
 		case <-ctx.Done():

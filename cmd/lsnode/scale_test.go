@@ -90,8 +90,8 @@ func BenchmarkScale(b *testing.B) {
 			if err := rep.Err(); err != nil {
 				b.Error(err)
 			}
-			line := fmt.Sprintf("%d nodes in %d processes: idle %v; churn %v, %d kills, %d of %d bindings lost, %d of %d lookups failed",
-				n, rep.Processes, rep.Idle, rep.Churn, rep.Kills, rep.Lost, rep.Published, rep.FailedDuring, rep.LookupsDuring)
+			line := fmt.Sprintf("%d nodes in %d processes, views complete %.0f s after the start: idle %v; churn %v, %d kills, %d of %d bindings lost, %d of %d lookups failed",
+				n, rep.Processes, rep.Converged, rep.Idle, rep.Churn, rep.Kills, rep.Lost, rep.Published, rep.FailedDuring, rep.LookupsDuring)
 			fmt.Println(line) // each size as it ends: a later one may fail
 			parts = append(parts, line)
 			b.ReportMetric(rep.Idle.LoopbackBytesPerSec, fmt.Sprintf("idleB/s/node@%d", n))
