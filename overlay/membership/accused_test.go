@@ -15,11 +15,13 @@ type testNet struct {
 	nodes map[string]*Membership
 	queue []testMsg
 	drop  func(from, to string, b []byte) bool
+	delay func(from, to string, b []byte) time.Duration // nil: the next step
 }
 
 type testMsg struct {
 	from, to string
 	b        []byte
+	at       time.Time // not delivered before (zero: the next step)
 }
 
 type testTransport struct {
@@ -28,7 +30,11 @@ type testTransport struct {
 }
 
 func (tr testTransport) Send(to string, b []byte) {
-	tr.n.queue = append(tr.n.queue, testMsg{tr.from, to, append([]byte(nil), b...)})
+	msg := testMsg{from: tr.from, to: to, b: append([]byte(nil), b...)}
+	if tr.n.delay != nil {
+		msg.at = tr.n.now.Add(tr.n.delay(tr.from, to, b))
+	}
+	tr.n.queue = append(tr.n.queue, msg)
 }
 
 func testSig(id string, msg []byte) []byte {
@@ -78,6 +84,10 @@ func (n *testNet) run(d time.Duration) {
 		q := n.queue
 		n.queue = nil
 		for _, msg := range q {
+			if msg.at.After(n.now) {
+				n.queue = append(n.queue, msg)
+				continue
+			}
 			if m, ok := n.nodes[msg.to]; ok && (n.drop == nil || !n.drop(msg.from, msg.to, msg.b)) {
 				_ = m.Receive(n.now, msg.from, msg.b)
 			}

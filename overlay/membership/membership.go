@@ -149,6 +149,7 @@ type Stats struct {
 	BadMessages          uint64
 	OverUnconfirmed      uint64 // new members refused by MaxUnconfirmed
 	Accusations          uint64 // made by this node
+	LateAcks             uint64 // acks of probes that had failed (health)
 	Refutations          uint64 // of accusations of this node
 	Syncs                uint64 // anti-entropy exchanges started
 	Bans                 uint64 // peers caught sending a bad signature
@@ -178,6 +179,7 @@ type Membership struct {
 	fresh      []freshItem
 	pending    map[uint64]*wanted
 	probe      *probe
+	failed     *probe // the last probe that failed, until its ack comes late
 	probeIdx   int
 	nextProbe  time.Time
 	urgent     string    // a successor another prober accused: probe it next
@@ -245,7 +247,17 @@ type probe struct {
 	seq      uint64
 	sent     time.Time
 	indirect bool
-	cold     bool // no exchange with target yet (a connection to set up)
+	cold     bool          // no exchange with target yet (a connection to set up)
+	rto      time.Duration // the target's retransmission timeout (rto), when sent
+	helpers  []string      // asked to ping target (indirect): their acks count
+}
+
+// acks: from is the probe's target or a helper asked to ping it, the
+// only peers whose ack of the probe counts (another's would be a guess of
+// the sequence number, to keep a dead member live or this node's health
+// score up).
+func (p *probe) acks(from string) bool {
+	return from == p.target || contains(p.helpers, from)
 }
 
 type relay struct {
@@ -269,6 +281,9 @@ type peerState struct {
 	// toldAcc: when it was last sent its own accusation (tellAccused);
 	// toldCur: when it was last sent this node's entry (tellCurrent).
 	toldAcc, toldCur time.Time
+	// srtt, rttvar: its probes' round trips, smoothed (RFC 6298), from
+	// its own acks, late ones too (zero: none yet).
+	srtt, rttvar time.Duration
 	// joined: the region its last join was answered for.
 	joined region
 	// region: what it last said it shares with this node (told: it did).

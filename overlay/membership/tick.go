@@ -120,16 +120,15 @@ func (m *Membership) probeStep(now time.Time) {
 	if p := m.probe; p != nil {
 		if !p.indirect && !now.Before(p.sent.Add(m.probeTimeout(p))) {
 			p.indirect = true
-			n := 0
 			for _, q := range m.Neighbours() {
-				if q != p.target && n < 2 {
+				if q != p.target && len(p.helpers) < 2 {
 					m.send(q, encodePingReq(p.seq, p.target))
-					n++
+					p.helpers = append(p.helpers, q)
 				}
 			}
 		}
 		if !now.Before(p.sent.Add(2 * m.probeTimeout(p))) {
-			m.probe = nil
+			m.probe, m.failed = nil, p
 			m.unwell()
 			if m.cfg.Serve {
 				m.accuse(now, p.target)
@@ -159,8 +158,11 @@ func (m *Membership) probeStep(now time.Time) {
 		m.nextProbe = now.Add(period)
 	}
 	m.seq++
-	_, warm := m.peers[t]
+	ps, warm := m.peers[t]
 	m.probe = &probe{target: t, seq: m.seq, sent: now, cold: !warm}
+	if warm {
+		m.probe.rto = ps.rto()
+	}
 	m.send(t, m.probeTo(msgPing, m.seq, t))
 }
 
@@ -305,9 +307,27 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 		m.send(rl.requester, encodeProbe(msgAck, rl.seq, 0))
 		return
 	}
-	if p := m.probe; p != nil && p.seq == msg.seq {
+	if p := m.probe; p != nil && p.seq == msg.seq && p.acks(from) {
 		m.probe = nil
+		if from == p.target {
+			m.peer(now, from).sample(now.Sub(p.sent))
+		}
 		m.health = max(m.health-1, 0)
+		m.answered(p.target)
+	}
+	if p := m.failed; p != nil && p.seq == msg.seq && p.acks(from) {
+		// A late ack (Lifeguard's sign of a slow network or a busy
+		// machine, its own or the target's): the target lives, so this
+		// node's quiet accusation of it, if not spread yet, is dropped as
+		// a timely ack drops it, and the health score goes up, stretching
+		// the next timeouts. Under load that is what stops false
+		// accusations from feeding on the CPU their refutations cost.
+		m.failed = nil
+		m.stats.LateAcks++
+		if from == p.target {
+			m.peer(now, from).sample(now.Sub(p.sent))
+		}
+		m.unwell()
 		m.answered(p.target)
 	}
 	if msg.digest != 0 && m.syncsWith(from) {
@@ -713,11 +733,35 @@ func (m *Membership) timeout() time.Duration {
 // probeTimeout is p's timeout: a first probe of a peer this node has not
 // exchanged probes with includes setting up a connection, so it gets
 // coldProbe times longer.
+//
+// A target that answered before gets at least its retransmission timeout
+// (rto): a member on a slow path or a busy machine, whose acks come after
+// PingTimeout, is probed with a timeout its round trips fit, not accused
+// every few probes (each accusation costs every view a signature check,
+// and its refutation another: on an overloaded machine that cost fed the
+// overload). It is bounded by what the health score could stretch the
+// timeout to, so a member cannot buy itself a longer one by answering late.
 func (m *Membership) probeTimeout(p *probe) time.Duration {
 	if p.cold {
 		return coldProbe * m.timeout()
 	}
-	return m.timeout()
+	return max(m.timeout(), min(p.rto, (1+maxHealth)*m.cfg.PingTimeout))
+}
+
+// sample takes the round trip d of a direct probe of the peer (RFC 6298's
+// smoothing, its K = 4).
+func (ps *peerState) sample(d time.Duration) {
+	if ps.srtt == 0 {
+		ps.srtt, ps.rttvar = d, d/2
+		return
+	}
+	ps.rttvar = (3*ps.rttvar + (ps.srtt - d).Abs()) / 4
+	ps.srtt = (7*ps.srtt + d) / 8
+}
+
+// rto is the peer's retransmission timeout: zero before a first sample.
+func (ps *peerState) rto() time.Duration {
+	return ps.srtt + 4*ps.rttvar
 }
 
 const coldProbe = 4
