@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -475,6 +476,7 @@ func (c *chaos) waitMembers(ctx context.Context) error {
 	timeout := 30*time.Second + time.Duration(n)*200*time.Millisecond
 	deadline := time.Now().Add(timeout)
 	lag := ""
+	tr := c.newTrace(fmt.Sprintf("all %d members", n))
 	for time.Now().Before(deadline) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		cl, err := c.dial(cctx, c.reader, false)
@@ -487,7 +489,9 @@ func (c *chaos) waitMembers(ctx context.Context) error {
 		}
 		cancel()
 		var ok bool
-		if ok, lag = c.groupsConverged(n); ok && (last == n || c.partial) {
+		ok, lag = c.groupsConverged(n)
+		tr.step(fmt.Sprintf("%d at the reader; %s", last, cmp.Or(lag, "groups converged")))
+		if ok && (last == n || c.partial) {
 			return nil // a partial view's size is an estimate
 		}
 		select {

@@ -112,8 +112,10 @@ func (c *chaos) startGroups(ctx context.Context) error {
 // waitGroups waits until every grouped node sees n members.
 func (c *chaos) waitGroups(ctx context.Context, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	tr := c.newTrace(fmt.Sprintf("%d grouped nodes", n))
 	for {
 		ok, lag := c.groupsConverged(n)
+		tr.step(lag)
 		if ok {
 			return nil
 		}
@@ -298,12 +300,61 @@ func (c *chaos) selfOf(unseen []string) string {
 	return strings.Join(out, "; ")
 }
 
+// traceEvery: how often a wait for the views logs its progress.
+const traceEvery = 10 * time.Second
+
+// trace logs, every traceEvery of a wait, what the testnet spent since
+// the last line: the CPU of its processes, and the accusations and
+// refutations its grouped nodes made (a start that does not settle keeps
+// accusing live members), with the smallest view's lag.
+type trace struct {
+	c    *chaos
+	what string
+	t0   time.Time
+	last costSample
+	acc  [3]uint64
+}
+
+func (c *chaos) newTrace(what string) *trace {
+	tr := &trace{c: c, what: what, t0: time.Now()}
+	tr.last, _ = c.sample()
+	tr.acc = tr.accused(tr.last)
+	return tr
+}
+
+func (tr *trace) accused(s costSample) (n [3]uint64) {
+	for _, l := range s.loads {
+		n[0] += l.Accusations
+		n[1] += l.Refutations
+		n[2] += l.LateAcks
+	}
+	return n
+}
+
+// step logs a line if traceEvery passed since the last one.
+func (tr *trace) step(lag string) {
+	if time.Since(tr.last.at) < traceEvery {
+		return
+	}
+	s, err := tr.c.sample()
+	if err != nil {
+		return
+	}
+	acc := tr.accused(s)
+	secs := s.at.Sub(tr.last.at).Seconds()
+	fmt.Fprintf(tr.c.spec.Log, "waiting for %s, %.0fs: CPU %.0f%% (grouped processes %.0f%%), %d accusations, %d refutations and %d late acks in %.0fs; %s\n",
+		tr.what, time.Since(tr.t0).Seconds(), 100*(s.cpu-tr.last.cpu)/secs, 100*(s.groupCPU-tr.last.groupCPU)/secs,
+		acc[0]-tr.acc[0], acc[1]-tr.acc[1], acc[2]-tr.acc[2], secs, cmp.Or(lag, "converged"))
+	tr.last, tr.acc = s, acc
+}
+
 // costSample is one reading of the counters a ChaosCost is made of.
 type costSample struct {
-	at    time.Time
-	lo    int64
-	cpu   float64
-	loads []Load
+	at       time.Time
+	lo       int64
+	cpu      float64
+	groupCPU float64 // of it, the grouped processes'
+	loads    []Load
 }
 
 func (c *chaos) sample() (costSample, error) {
@@ -324,6 +375,9 @@ func (c *chaos) sample() (costSample, error) {
 	}
 	for _, g := range c.groups {
 		s.loads = append(s.loads, g.Load())
+		if own, _, err := ProcCPU(strconv.Itoa(g.cmd.Process.Pid)); err == nil {
+			s.groupCPU += own
+		}
 	}
 	return s, nil
 }

@@ -323,6 +323,7 @@ type Load struct {
 	SentByType  []uint64 `json:"sent_by_type"`
 	Accusations uint64   `json:"accusations"`
 	Refutations uint64   `json:"refutations"`
+	LateAcks    uint64   `json:"late_acks"` // acks of probes that had failed
 	// Missing: how the node with the smallest view sees the testnet's
 	// nodes it does not list live, counted by membership state (nodes
 	// not running anywhere are "unknown").
@@ -374,6 +375,7 @@ func (n *Network) Load() Load {
 		l.MembershipBytes += ms.BytesSent
 		l.Accusations += ms.Accusations
 		l.Refutations += ms.Refutations
+		l.LateAcks += ms.LateAcks
 		if l.SentByType == nil {
 			l.SentByType = make([]uint64, len(ms.SentByType)-1)
 		}
