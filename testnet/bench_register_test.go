@@ -217,7 +217,8 @@ func overload(b *testing.B, g sippGen, max int) (goodput float64, recovery time.
 // LSNODE_BENCH_HOLD overrides), driven by LSNODE_BENCH_SIPP sipp processes
 // (2) with their CPU; latency at half that rate; goodput at twice it and
 // the recovery after (LSNODE_BENCH_CPUPROFILE=path: a CPU profile of the
-// digest-on runs alone; LSNODE_BENCH_OVERLOADPROFILE=path: of the
+// digest-on runs alone, or with LSNODE_BENCH_CPUONLY of the CPU runs at
+// LSNODE_BENCH_CPURATE; LSNODE_BENCH_OVERLOADPROFILE=path: of the
 // digest-off overload). Also one LSP publish (the floor of REGISTER→200) and
 // REGISTER→visible from another domain. One summary line.
 func BenchmarkRegister(b *testing.B) {
@@ -305,10 +306,15 @@ func BenchmarkRegister(b *testing.B) {
 		res            sippResult
 	}
 	var mine [2]perReg // digest off, on
+	stopCPU := func() {}
+	if cpuOnly { // no rate search: the profile is of the CPU runs
+		stopCPU = cpuProfile(b, os.Getenv("LSNODE_BENCH_CPUPROFILE"))
+	}
 	for i, g := range []sippGen{gen(openAddr, false), gen(authAddr, true)} {
 		r := &mine[i]
 		r.cpu, r.bytes, r.objects, r.res = allocPerCall(b, g, cpuRate, hold)
 	}
+	stopCPU()
 	ours := map[bool]regFigures{}
 	if !cpuOnly {
 		open := gen(openAddr, false)
