@@ -323,6 +323,17 @@ func (m *Membership) answered(id string) {
 	}
 }
 
+// withdraw drops this node's own quiet accusation of id (not spread: the
+// member is still live here), as a late ack of the probe that made it
+// shows id answers. Another's accusation stands.
+func (m *Membership) withdraw(id string) {
+	h := hashOf(KeyID(id))
+	if r := m.v.get(h); r != nil && r.e.ID == id && r.acc != nil && r.acc.Accuser == m.cfg.Self && r.pub() == kindAlive {
+		m.v.mut(h).acc = nil
+		delete(m.suspects, h)
+	}
+}
+
 func minTime(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b

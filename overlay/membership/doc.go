@@ -64,15 +64,17 @@
 //     must refute accusations of itself, stretches its timeouts and probe
 //     period (up to 9×): an overloaded node stops accusing healthy ones.
 //     A first probe of a peer (a connection to set up) gets 4× the time.
-//     An ack that comes after its probe failed (late) raises the score
-//     too, and drops the failed probe's accusation if it has not spread;
-//     and each probe waits at least its target's retransmission timeout
-//     (RFC 6298, from the target's own acks, late ones included, bounded
-//     by the 9×), so a member on a slow path or a busy machine is not
-//     accused every few probes. On 300 real nodes on 2 cores, that cycle
-//     (accusations, refutations, a signature check of each in every view,
-//     more CPU, later acks) kept the machine saturated after a start.
-//     Only the target's and the asked helpers' acks count.
+//     Each probe waits at least its target's retransmission timeout
+//     (RFC 6298, from the target's own acks to warm probes, late ones
+//     included, each sample and the timeout bounded by the 9×), so a
+//     member on a slow path or a busy machine is not accused every few
+//     probes; an ack that comes after its probe failed (late), within
+//     twice that bound, withdraws this node's accusation of the target if
+//     it has not spread. On 300 real nodes on 2 cores, the cycle of
+//     false accusations, refutations, a signature check of each in every
+//     view, more CPU and later acks kept the machine saturated after a
+//     start. Only the target's and the asked helpers' acks count, and a
+//     helper passes on only the target's own.
 //
 //   - Partial views (region.go): a node that cannot afford the full view
 //     keeps one region of the id-hash space (RegionBits, at most a 64th),

@@ -262,6 +262,7 @@ func (p *probe) acks(from string) bool {
 
 type relay struct {
 	requester string
+	target    string // pinged for requester: only its ack is passed on
 	seq       uint64
 	at        time.Time
 }

@@ -160,6 +160,9 @@ func (m *Membership) probeStep(now time.Time) {
 	m.seq++
 	ps, warm := m.peers[t]
 	m.probe = &probe{target: t, seq: m.seq, sent: now, cold: !warm}
+	if f := m.failed; f != nil && f.target == t {
+		m.failed = nil // this probe tells
+	}
 	if warm {
 		m.probe.rto = ps.rto()
 	}
@@ -251,7 +254,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	case msgPingReq:
 		if len(m.relays) < 64 && msg.target != m.cfg.Self {
 			m.seq++
-			m.relays[m.seq] = relay{requester: from, seq: msg.seq, at: now}
+			m.relays[m.seq] = relay{requester: from, target: msg.target, seq: msg.seq, at: now}
 			m.send(msg.target, encodeProbe(msgPing, m.seq, 0))
 		}
 	case msgHave:
@@ -302,33 +305,38 @@ func (m *Membership) tellAccused(now time.Time, from string) {
 }
 
 func (m *Membership) onAck(now time.Time, from string, msg *message) {
-	if rl, ok := m.relays[msg.seq]; ok {
+	if rl, ok := m.relays[msg.seq]; ok && from == rl.target {
 		delete(m.relays, msg.seq)
 		m.send(rl.requester, encodeProbe(msgAck, rl.seq, 0))
 		return
 	}
 	if p := m.probe; p != nil && p.seq == msg.seq && p.acks(from) {
 		m.probe = nil
-		if from == p.target {
-			m.peer(now, from).sample(now.Sub(p.sent))
+		if from == p.target && !p.cold { // a cold probe's includes a connection set up
+			m.peer(now, from).sample(min(now.Sub(p.sent), m.maxTimeout()))
 		}
 		m.health = max(m.health-1, 0)
 		m.answered(p.target)
 	}
 	if p := m.failed; p != nil && p.seq == msg.seq && p.acks(from) {
-		// A late ack (Lifeguard's sign of a slow network or a busy
-		// machine, its own or the target's): the target lives, so this
-		// node's quiet accusation of it, if not spread yet, is dropped as
-		// a timely ack drops it, and the health score goes up, stretching
-		// the next timeouts. Under load that is what stops false
-		// accusations from feeding on the CPU their refutations cost.
+		// A late ack (a slow path, or a busy machine, this one or the
+		// target's): its round trip goes into the target's rto, so the
+		// next probe waits long enough for it. Within the longest
+		// timeout the target could get, it is as good as live: this
+		// node's own accusation of it is withdrawn if it has not spread
+		// (it was sent to the target's other probers, and stands there).
+		// Later than that it is failing and the accusation stands: a
+		// target that answers each probe just after it failed would
+		// otherwise never be accused, and would hold this node's probes.
 		m.failed = nil
 		m.stats.LateAcks++
-		if from == p.target {
-			m.peer(now, from).sample(now.Sub(p.sent))
+		rtt := now.Sub(p.sent)
+		if from == p.target && !p.cold {
+			m.peer(now, from).sample(min(rtt, m.maxTimeout()))
 		}
-		m.unwell()
-		m.answered(p.target)
+		if rtt <= 2*m.maxTimeout() {
+			m.withdraw(p.target)
+		}
 	}
 	if msg.digest != 0 && m.syncsWith(from) {
 		m.learnRegion(now, from, msg.region)
@@ -745,7 +753,13 @@ func (m *Membership) probeTimeout(p *probe) time.Duration {
 	if p.cold {
 		return coldProbe * m.timeout()
 	}
-	return max(m.timeout(), min(p.rto, (1+maxHealth)*m.cfg.PingTimeout))
+	return max(m.timeout(), min(p.rto, m.maxTimeout()))
+}
+
+// maxTimeout is the longest a probe waits before going indirect: what the
+// health score can stretch PingTimeout to, and the bound of a target's rto.
+func (m *Membership) maxTimeout() time.Duration {
+	return (1 + maxHealth) * m.cfg.PingTimeout
 }
 
 // sample takes the round trip d of a direct probe of the peer (RFC 6298's
