@@ -314,21 +314,11 @@ func (m *Membership) recheckDead(now time.Time) {
 // answered drops a quiet accusation of id, which just answered this
 // node's probe (directly or through a neighbour): no one else heard of
 // it. A message from id alone does not: a member that can send but not
-// receive must still be found out.
-func (m *Membership) answered(id string) {
+// receive must still be found out. With mine, only this node's own
+// accusation is dropped (a late ack: another's stands).
+func (m *Membership) answered(id string, mine bool) {
 	h := hashOf(KeyID(id))
-	if r := m.v.get(h); r != nil && r.e.ID == id && r.acc != nil && r.pub() == kindAlive {
-		m.v.mut(h).acc = nil
-		delete(m.suspects, h)
-	}
-}
-
-// withdraw drops this node's own quiet accusation of id (not spread: the
-// member is still live here), as a late ack of the probe that made it
-// shows id answers. Another's accusation stands.
-func (m *Membership) withdraw(id string) {
-	h := hashOf(KeyID(id))
-	if r := m.v.get(h); r != nil && r.e.ID == id && r.acc != nil && r.acc.Accuser == m.cfg.Self && r.pub() == kindAlive {
+	if r := m.v.get(h); r != nil && r.e.ID == id && r.acc != nil && r.pub() == kindAlive && (!mine || r.acc.Accuser == m.cfg.Self) {
 		m.v.mut(h).acc = nil
 		delete(m.suspects, h)
 	}

@@ -7,10 +7,10 @@ import (
 
 // TestLateAcksCalmProbers: a member whose acks all arrive 1.2 s late (a
 // busy machine: the default probe fails after 1 s) is live throughout.
-// Its probers take each late ack as the sign of a slow network (the
-// health score goes up, stretching their timeouts) and drop the
-// accusation the failed probe made before it spreads, so it is accused
-// now and then, not every other probe, and refutes seldom.
+// Its probers learn its round trip from the late acks (its rto, so their
+// next probes wait long enough) and withdraw the accusation the failed
+// probe made before it spreads, so it is accused now and then, not every
+// other probe, and refutes seldom.
 func TestLateAcksCalmProbers(t *testing.T) {
 	ids := []string{"a", "b", "c", "d", "e", "f", "x"}
 	n := joinedNet(t, ids, 7, 0)

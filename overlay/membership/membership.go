@@ -149,7 +149,7 @@ type Stats struct {
 	BadMessages          uint64
 	OverUnconfirmed      uint64 // new members refused by MaxUnconfirmed
 	Accusations          uint64 // made by this node
-	LateAcks             uint64 // acks of probes that had failed (health)
+	LateAcks             uint64 // acks of probes that had failed
 	Refutations          uint64 // of accusations of this node
 	Syncs                uint64 // anti-entropy exchanges started
 	Bans                 uint64 // peers caught sending a bad signature

@@ -312,11 +312,9 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 	}
 	if p := m.probe; p != nil && p.seq == msg.seq && p.acks(from) {
 		m.probe = nil
-		if from == p.target && !p.cold { // a cold probe's includes a connection set up
-			m.peer(now, from).sample(min(now.Sub(p.sent), m.maxTimeout()))
-		}
+		m.sampleRTT(now, p, from)
 		m.health = max(m.health-1, 0)
-		m.answered(p.target)
+		m.answered(p.target, false)
 	}
 	if p := m.failed; p != nil && p.seq == msg.seq && p.acks(from) {
 		// A late ack (a slow path, or a busy machine, this one or the
@@ -330,12 +328,9 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 		// otherwise never be accused, and would hold this node's probes.
 		m.failed = nil
 		m.stats.LateAcks++
-		rtt := now.Sub(p.sent)
-		if from == p.target && !p.cold {
-			m.peer(now, from).sample(min(rtt, m.maxTimeout()))
-		}
-		if rtt <= 2*m.maxTimeout() {
-			m.withdraw(p.target)
+		m.sampleRTT(now, p, from)
+		if now.Sub(p.sent) <= 2*m.maxTimeout() {
+			m.answered(p.target, true)
 		}
 	}
 	if msg.digest != 0 && m.syncsWith(from) {
@@ -760,6 +755,15 @@ func (m *Membership) probeTimeout(p *probe) time.Duration {
 // health score can stretch PingTimeout to, and the bound of a target's rto.
 func (m *Membership) maxTimeout() time.Duration {
 	return (1 + maxHealth) * m.cfg.PingTimeout
+}
+
+// sampleRTT takes p's round trip into its target's rto when the ack came
+// from the target itself (not relayed) and p was warm (a cold probe's
+// includes setting up a connection), capped at maxTimeout.
+func (m *Membership) sampleRTT(now time.Time, p *probe, from string) {
+	if from == p.target && !p.cold {
+		m.peer(now, from).sample(min(now.Sub(p.sent), m.maxTimeout()))
+	}
 }
 
 // sample takes the round trip d of a direct probe of the peer (RFC 6298's
