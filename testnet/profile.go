@@ -86,11 +86,12 @@ func (n *Network) PrintConnUse(w io.Writer) {
 }
 
 // HeapOnSignal writes this process's heap profile to path, after a
-// garbage collection, each time it receives SIGUSR1, and the runtime's
-// memory split as one line to w; until ctx ends or the returned stop is
-// called. An empty path does nothing. ChaosSpec.Profile signals its
-// grouped processes at the end of the idle window: what a node holds
-// standing still.
+// garbage collection, and its goroutines (counted by stack) to
+// path.goroutines, each time it receives SIGUSR1, and the runtime's memory
+// split as one line to w; until ctx ends or the returned stop is called.
+// An empty path does nothing. ChaosSpec.Profile signals its grouped
+// processes at the end of the idle window: what a node holds standing
+// still.
 func HeapOnSignal(ctx context.Context, path string, w io.Writer) (stop func()) {
 	if path == "" {
 		return func() {}
@@ -131,6 +132,18 @@ func writeHeap(path string) error {
 		return err
 	}
 	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// The goroutines beside it, counted by stack: at idle their stacks
+	// are as much of a node's memory as its heap.
+	if f, err = os.Create(path + ".goroutines"); err != nil {
+		return err
+	}
+	if err := pprof.Lookup("goroutine").WriteTo(f, 1); err != nil {
 		f.Close()
 		return err
 	}
