@@ -130,7 +130,7 @@ type OverlayConfig struct {
 	MaxConnsPerIP int `json:"max_conns_per_ip,omitempty"`
 	// TargetConns / WarmConns bound what the node's connections cost (about
 	// 50 KB of memory each, goroutine stacks the most): the connection
-	// manager trims idle ones past target_conns (default 64); while the
+	// manager trims idle ones past target_conns (default 32); while the
 	// overlay has at most warm_conns other members, the node keeps one to
 	// each, so one-hop reads and writes never wait on a dial (default 112;
 	// -1: never). Lower both on a node with little memory: reads to the
