@@ -199,21 +199,27 @@ type Membership struct {
 	listeners map[string]time.Time
 	unconf    map[string]int
 	unconfAll int
-	joinFrom  string
+	joinFrom  string // the peer last asked to join through
+	// joins: the peers asked to join through in the last half SyncEvery
+	// (their answers are taken for that long), at most maxJoins; trusted:
+	// the answer needs no probation (a boot's, from Join). A node joins
+	// through all its bootstrap peers at once: with only the last one
+	// asked remembered, the others' answers put every member on
+	// probation, off the rings, and the joiner flooded and probed the
+	// whole view (at 300 members, 30 joiners dialled ~300 each within a
+	// second, and the probes their handshakes delayed were accused).
+	joins map[string]joinAsk
 	// joinedAt: when the answer to a join came (a partial view's region
-	// may hold no one else yet: an empty answer is an answer); joinAsked:
-	// when the join was sent (its answer is taken for half SyncEvery);
-	// joinTrusted: the answer needs no probation (a first join's boot).
-	joinedAt, joinAsked time.Time
-	joinTrusted         bool
-	version             uint64
-	now                 time.Time           // of the latest call
-	onProb              map[uint64]struct{} // members on probation: probed, not on the rings
-	offRing             map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
-	capped              map[uint64]bool     // over MaxPerGroup, as of cappedAt
-	health              int                 // local health score (Lifeguard), 0 best
-	cappedAt            uint64
-	stats               Stats
+	// may hold no one else yet: an empty answer is an answer).
+	joinedAt time.Time
+	version  uint64
+	now      time.Time           // of the latest call
+	onProb   map[uint64]struct{} // members on probation: probed, not on the rings
+	offRing  map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
+	capped   map[uint64]bool     // over MaxPerGroup, as of cappedAt
+	health   int                 // local health score (Lifeguard), 0 best
+	cappedAt uint64
+	stats    Stats
 	// LiveCount's and Announced's answers, as of the version and time
 	// they were gathered (summary).
 	sum     liveSummary
@@ -462,8 +468,33 @@ func (m *Membership) Join(now time.Time, boot string) {
 	m.join(now, boot, true)
 }
 
+// joinAsk is one join asked for: when, and whether its answer is trusted.
+type joinAsk struct {
+	at      time.Time
+	trusted bool
+}
+
+// maxJoins bounds the joins remembered: a node asks its bootstrap peers
+// (a handful), one at a time after that.
+const maxJoins = 8
+
 func (m *Membership) join(now time.Time, boot string, trusted bool) {
-	m.joinFrom, m.joinAsked, m.joinTrusted = boot, now, trusted
+	m.joinFrom = boot
+	if m.joins == nil {
+		m.joins = map[string]joinAsk{}
+	}
+	var oldest string
+	for p, a := range m.joins {
+		if now.Sub(a.at) > m.cfg.SyncEvery/2 {
+			delete(m.joins, p)
+		} else if oldest == "" || a.at.Before(m.joins[oldest].at) {
+			oldest = p
+		}
+	}
+	if _, ok := m.joins[boot]; !ok && len(m.joins) >= maxJoins {
+		delete(m.joins, oldest)
+	}
+	m.joins[boot] = joinAsk{at: now, trusted: trusted}
 	var entries [][]byte
 	if r := m.v.get(m.selfH); m.cfg.Serve && r != nil {
 		entries = [][]byte{r.e.Raw}

@@ -262,14 +262,15 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	case msgWant:
 		m.onWant(from, msg.items)
 	case msgUpdates, msgSnapshot:
-		// A join's answer is trusted (no probation) only from the peer
-		// asked, while the join is pending; a widened region's (SetRegion)
+		// A join's answer is trusted (no probation) only from a peer
+		// asked, while its join is pending; a widened region's (SetRegion)
 		// never: it comes from a member that only says its view holds it.
-		answer := msg.typ == msgSnapshot && from == m.joinFrom && !m.joinAsked.IsZero() && now.Sub(m.joinAsked) <= m.cfg.SyncEvery/2
+		ask, asked := m.joins[from]
+		answer := msg.typ == msgSnapshot && asked && now.Sub(ask.at) <= m.cfg.SyncEvery/2
 		if answer && m.region.bits > 0 {
 			m.joinedAt = now
 		}
-		m.onUpdates(now, from, msg, answer && m.joinTrusted)
+		m.onUpdates(now, from, msg, answer && ask.trusted)
 	case msgJoin:
 		m.onJoin(now, from, msg)
 	case msgSync:
