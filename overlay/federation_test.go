@@ -177,7 +177,7 @@ func TestFederationAdmission(t *testing.T) {
 				// Whatever it tried, the members neither list nor serve it.
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				boot := members[len(members)-1]
-				_ = o.members.join(ctx, boot.ID())
+				_ = o.members.join(ctx, boot.ID(), false)
 				s, serr := o.host.NewStream(ctx, boot.ID(), boot.membersProtocol())
 				if serr == nil {
 					_ = s.SetDeadline(time.Now().Add(time.Second))

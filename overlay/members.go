@@ -413,7 +413,7 @@ func (m *members) run(ctx context.Context) {
 				// A partial view: through a member near this node (its
 				// region), as kad-dht's routing table knows them.
 				if ps := m.o.dht.RoutingTable().NearestPeers(kb.ConvertPeerID(m.self), 3); len(ps) > 0 {
-					mm.Join(now, string(ps[m.rng.IntN(len(ps))]))
+					mm.JoinNear(now, string(ps[m.rng.IntN(len(ps))]))
 				}
 			case !mm.Joined():
 				m.o.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
@@ -460,14 +460,22 @@ func reprotect(cm connmgr.ConnManager, tag string, old map[peer.ID]bool, ps []pe
 }
 
 // join asks p for its view and waits for the answer. It opens a stream
-// first, so a federation's refusal comes back as the error.
-func (m *members) join(ctx context.Context, p peer.ID) error {
+// first, so a federation's refusal comes back as the error. near: p was
+// found, not configured (membership.JoinNear).
+func (m *members) join(ctx context.Context, p peer.ID, near bool) error {
 	s, err := m.o.routed.NewStream(ctx, p, m.o.membersProtocol())
 	if err != nil {
 		return err
 	}
 	s.Close()
-	if err := m.do(func(mm *membership.Membership, now time.Time) error { mm.Join(now, string(p)); return nil }); err != nil {
+	if err := m.do(func(mm *membership.Membership, now time.Time) error {
+		if near {
+			mm.JoinNear(now, string(p))
+		} else {
+			mm.Join(now, string(p))
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(5*time.Second, 5*m.o.cfg.GossipInterval))

@@ -356,7 +356,7 @@ func (o *Overlay) Join(ctx context.Context) error {
 			defer wg.Done()
 			err := o.host.Connect(ctx, ai)
 			if err == nil {
-				err = o.members.join(ctx, ai.ID)
+				err = o.members.join(ctx, ai.ID, false)
 			}
 			if err != nil {
 				err = o.explainJoin(ai, err)

@@ -187,7 +187,7 @@ func (o *Overlay) joinRegion(ctx context.Context) {
 	}
 	for _, p := range ps {
 		if _, in := o.members.aliveIn(p); p != o.host.ID() && in {
-			if err := o.members.join(ctx, p); err == nil {
+			if err := o.members.join(ctx, p, true); err == nil {
 				return
 			}
 		}

@@ -53,3 +53,40 @@ func TestJoinThroughSeveralBoots(t *testing.T) {
 		t.Fatalf("in its first 3 s the joiner flooded or probed %d members, its ring neighbours being %d", k, len(j.Neighbours()))
 	}
 }
+
+// TestJoinNearTrustEndsAtNextAsk (attack review): a peer found near this
+// node's id (JoinNear: a partial view's nearest members, from kad-dht)
+// has its answer trusted only while it is the last peer asked; a
+// bootstrap peer's (Join) for the whole join window. Otherwise a sybil
+// placed near a partial view's id would have its members taken live
+// without probation for half SyncEvery after the node asked elsewhere.
+func TestJoinNearTrustEndsAtNextAsk(t *testing.T) {
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	j := n.add("joiner", 1)
+	member := func(id string) []byte {
+		raw, err := SignEntry("test", id, uint64(n.now.UnixNano()), [][]byte{[]byte(id)}, nil, false, 0,
+			func(m []byte) ([]byte, error) { return testSig(id, m), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	j.Join(n.now, "boot1")
+	j.JoinNear(n.now, "near")
+	n.now = n.now.Add(time.Second)
+	j.Join(n.now, "boot2")
+	n.now = n.now.Add(5 * time.Second)
+	_ = j.Receive(n.now, "near", encodeUpdates(msgSnapshot, [][]byte{member("sybil")}, nil))
+	_ = j.Receive(n.now, "boot1", encodeUpdates(msgSnapshot, [][]byte{member("honest")}, nil))
+	if st := j.State(n.now, "sybil"); st != "probation" {
+		t.Fatalf("a member from the answer of a near peer no longer the last asked is %s, want probation", st)
+	}
+	if st := j.State(n.now, "honest"); st != "live" {
+		t.Fatalf("a member from a bootstrap peer's answer within the window is %s, want live", st)
+	}
+	j.JoinNear(n.now, "near2")
+	_ = j.Receive(n.now, "near2", encodeUpdates(msgSnapshot, [][]byte{member("close")}, nil))
+	if st := j.State(n.now, "close"); st != "live" {
+		t.Fatalf("a member from the answer of the near peer last asked is %s, want live", st)
+	}
+}

@@ -201,8 +201,8 @@ type Membership struct {
 	unconfAll int
 	joinFrom  string // the peer last asked to join through
 	// joins: the peers asked to join through in the last half SyncEvery
-	// (their answers are taken for that long), at most maxJoins; trusted:
-	// the answer needs no probation (a boot's, from Join). A node joins
+	// (their answers are taken for that long), at most maxJoins, with how
+	// far each answer skips probation (joinTrust). A node joins
 	// through all its bootstrap peers at once: with only the last one
 	// asked remembered, the others' answers put every member on
 	// probation, off the rings, and the joiner flooded and probed the
@@ -463,22 +463,41 @@ func NewSnapshot(raws [][]byte) (*Snapshot, error) {
 }
 
 // Join asks boot for its view (and, for a member, to spread this node's
-// entry). Call it again if no answer came.
+// entry). Call it again if no answer came. boot is a peer the operator
+// configured: its answer skips probation while the join is pending (half
+// SyncEvery), alongside the other bootstrap peers asked meanwhile.
 func (m *Membership) Join(now time.Time, boot string) {
-	m.join(now, boot, true)
+	m.join(now, boot, joinTrusted)
 }
 
-// joinAsk is one join asked for: when, and whether its answer is trusted.
-type joinAsk struct {
-	at      time.Time
-	trusted bool
+// JoinNear is Join through a peer found rather than configured (a partial
+// view's nearest members, as kad-dht knows them): its answer skips
+// probation only while it is the last peer asked, so a sybil placed near
+// this node's id cannot have its members taken live for the whole window.
+func (m *Membership) JoinNear(now time.Time, p string) {
+	m.join(now, p, joinLatest)
 }
+
+// joinAsk is one join asked for: when, and how far its answer is trusted.
+type joinAsk struct {
+	at    time.Time
+	trust joinTrust
+}
+
+type joinTrust int
+
+const (
+	joinUntrusted joinTrust = iota // its members on probation (Merge, a widened region)
+	joinLatest                     // trusted while the last asked (JoinNear)
+	joinTrusted                    // trusted (Join: a bootstrap peer)
+)
 
 // maxJoins bounds the joins remembered: a node asks its bootstrap peers
-// (a handful), one at a time after that.
+// at once (a handful: past maxJoins the first asked's answer goes on
+// probation), one at a time after that.
 const maxJoins = 8
 
-func (m *Membership) join(now time.Time, boot string, trusted bool) {
+func (m *Membership) join(now time.Time, boot string, trust joinTrust) {
 	m.joinFrom = boot
 	if m.joins == nil {
 		m.joins = map[string]joinAsk{}
@@ -494,7 +513,7 @@ func (m *Membership) join(now time.Time, boot string, trusted bool) {
 	if _, ok := m.joins[boot]; !ok && len(m.joins) >= maxJoins {
 		delete(m.joins, oldest)
 	}
-	m.joins[boot] = joinAsk{at: now, trusted: trusted}
+	m.joins[boot] = joinAsk{at: now, trust: trust}
 	var entries [][]byte
 	if r := m.v.get(m.selfH); m.cfg.Serve && r != nil {
 		entries = [][]byte{r.e.Raw}
@@ -614,7 +633,7 @@ func (m *Membership) Heal(now time.Time, p string) bool {
 	}
 	switch r := m.v.get(hashOf(KeyID(p))); {
 	case r == nil || r.e.ID != p:
-		m.join(now, p, false)
+		m.join(now, p, joinUntrusted)
 	case r.dead:
 		m.seq++
 		m.send(p, m.probeTo(msgPing, m.seq, p))

@@ -162,7 +162,7 @@ func (m *Membership) Knows(id string) bool { return m.known(id) }
 // party's word: its members are on probation.
 func (m *Membership) Merge(now time.Time, p string) {
 	if m.region.has(hashOf(KeyID(p))) && !m.known(p) {
-		m.join(now, p, false)
+		m.join(now, p, joinUntrusted)
 	}
 }
 
@@ -216,7 +216,7 @@ func (m *Membership) SetRegion(now time.Time, bits int, from string) error {
 		from = m.joinFrom
 	}
 	if wider && from != "" {
-		m.join(now, from, false)
+		m.join(now, from, joinUntrusted)
 	}
 	return nil
 }

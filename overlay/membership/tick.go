@@ -270,7 +270,8 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		if answer && m.region.bits > 0 {
 			m.joinedAt = now
 		}
-		m.onUpdates(now, from, msg, answer && ask.trusted)
+		trusted := ask.trust == joinTrusted || ask.trust == joinLatest && from == m.joinFrom
+		m.onUpdates(now, from, msg, answer && trusted)
 	case msgJoin:
 		m.onJoin(now, from, msg)
 	case msgSync:
