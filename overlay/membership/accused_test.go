@@ -16,6 +16,7 @@ type testNet struct {
 	queue []testMsg
 	drop  func(from, to string, b []byte) bool
 	delay func(from, to string, b []byte) time.Duration // nil: the next step
+	tap   func(from, to string, b []byte)               // sees every message sent
 }
 
 type testMsg struct {
@@ -31,6 +32,9 @@ type testTransport struct {
 
 func (tr testTransport) Send(to string, b []byte) {
 	msg := testMsg{from: tr.from, to: to, b: append([]byte(nil), b...)}
+	if tr.n.tap != nil {
+		tr.n.tap(tr.from, to, b)
+	}
 	if tr.n.delay != nil {
 		msg.at = tr.n.now.Add(tr.n.delay(tr.from, to, b))
 	}

@@ -600,6 +600,15 @@ func (m *Membership) Neighbours() []string {
 // and probe a member that is alone of its kind; the others of a kind are
 // probed by their own rings, whose accusations every view takes
 // (credible).
+//
+// Of the members on probation in the gap it takes the maxProbFan nearest
+// (by ring distance): the gap holds the whole view when there are no
+// rings yet (a Merge), and a third party can fill it with up to
+// MaxUnconfirmed/4 identities of its own, ground to sit after this node
+// with a victim's address, which would make every flush one message per
+// identity. One probe per Period reaches only a few of them in a
+// Probation anyway; those further away are probed once the nearer leave
+// probation, or by their ring predecessor once they are live.
 func (m *Membership) successors() []string {
 	var out []string
 	for j := 0; j < m.cfg.Rings; j++ {
@@ -607,17 +616,44 @@ func (m *Membership) successors() []string {
 			out = append(out, r.e.ID)
 		}
 	}
+	var near [maxProbFan]struct {
+		r *rec
+		d uint64
+	}
+	k := 0
 	for h := range m.onProb {
 		r := m.v.get(h)
 		if r == nil || !r.candidate() || h == m.selfH {
 			continue
 		}
-		if j := m.inGap(r); j >= 0 && !contains(out, r.e.ID) {
-			out = append(out, r.e.ID)
+		j := m.inGap(r)
+		if j < 0 {
+			continue
+		}
+		d := m.after(j, r)
+		if k == maxProbFan && d >= near[k-1].d {
+			continue
+		}
+		if k < maxProbFan {
+			k++
+		}
+		i := k - 1
+		for ; i > 0 && near[i-1].d > d; i-- {
+			near[i] = near[i-1]
+		}
+		near[i].r, near[i].d = r, d
+	}
+	for _, c := range near[:k] {
+		if !contains(out, c.r.e.ID) {
+			out = append(out, c.r.e.ID)
 		}
 	}
 	return m.bridges(out)
 }
+
+// maxProbFan bounds the members on probation a node probes and floods to
+// (successors).
+const maxProbFan = 8
 
 // inGap returns a ring on which r comes between this node and its
 // successor, or -1.

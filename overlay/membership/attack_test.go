@@ -186,3 +186,60 @@ func TestAttackQuietThenLoud(t *testing.T) {
 		t.Errorf("x refuted %d times over 6 spread accusations", got)
 	}
 }
+
+// A member told of many identities that land in its ring gap (ids ground
+// to sit just after it, their addresses a victim's) keeps a bounded fan-out:
+// it floods news to and probes at most maxProbFan of them at a time, not
+// all, so a third party cannot turn it into a reflector of one Have per
+// sybil per flush. They stay on probation and are still probed, a few at
+// a time. Before the bound n00 sent to all 200 in 10 s.
+func TestAttackSybilsInGap(t *testing.T) {
+	ids := names(8)
+	n := settledNet(t, ids, 600)
+	a := n.nodes["n00"]
+	var raws [][]byte
+	for i := 0; len(raws) < 200 && i < 2_000_000; i++ {
+		id := fmt.Sprintf("sybil%d", i)
+		if a.inGap(&rec{kid: KeyID(id)}) < 0 {
+			continue
+		}
+		raw, err := SignEntry("test", id, 1, [][]byte{[]byte("victim")}, nil, false, 0,
+			func(msg []byte) ([]byte, error) { return testSig(id, msg), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	if len(raws) < 200 {
+		t.Fatalf("ground %d sybils in the gap", len(raws))
+	}
+	_ = a.Receive(n.now, "n01", encodeUpdates(msgUpdates, raws, nil))
+	if got := len(a.onProb); got < 100 {
+		t.Fatalf("%d sybils taken on probation: the test tests nothing", got)
+	}
+	to := map[string]int{}
+	n.tap = func(from, dst string, b []byte) {
+		if from == "n00" {
+			to[dst]++
+		}
+	}
+	// News to flood: a member re-signs, so every flush has something.
+	for i := 0; i < 10; i++ {
+		n.nodes["n03"].SetSelf(n.now, [][]byte{[]byte(fmt.Sprint("n03-", i))}, nil)
+		n.run(time.Second)
+	}
+	sybils := 0
+	for dst := range to {
+		if len(dst) > 5 && dst[:5] == "sybil" {
+			sybils++
+		}
+	}
+	if s := a.successors(); len(s) > a.cfg.Rings+maxProbFan+a.cfg.Rings {
+		t.Errorf("%d successors with %d sybils on probation in the gap", len(s), len(a.onProb))
+	}
+	// The nearest maxProbFan, and those after them as the probes find the
+	// nearest unreachable and accuse them (no longer candidates).
+	if sybils == 0 || sybils > 3*maxProbFan {
+		t.Errorf("n00 sent to %d of %d sybils in 10 s (want 1 to %d)", sybils, len(raws), 3*maxProbFan)
+	}
+}
