@@ -25,11 +25,15 @@ var _ Registry = (*Service)(nil)
 // regPipeline earlier batches are in flight (waiting up to regLinger to
 // fill); a lone request goes at once.
 const (
-	regQueue        = 4096             // queued registrations; beyond, Register sheds (ErrUnavailable)
-	regPipeline     = 8                // batches in flight at once
-	regBatchAORs    = 64               // AORs per batch (a reply carries each one's record)
-	regBatchEntries = 512              // entries per batch
-	regLinger       = time.Millisecond // how long a batch waits to fill while another is in flight
+	regQueue        = 4096 // queued registrations; beyond, Register sheds (ErrUnavailable)
+	regPipeline     = 8    // batches in flight at once
+	regBatchAORs    = 64   // AORs per batch (a reply carries each one's record)
+	regBatchEntries = 512  // entries per batch
+	// regLinger: how long a batch waits to fill while another is in
+	// flight. 3 ms (was 1): at 2000 REGISTERs/s batches grew from 3.9 to
+	// 6.2 AORs, and the testnet's CPU per REGISTER fell by about a fifth
+	// (register bench); a lone request still goes at once.
+	regLinger = 3 * time.Millisecond
 )
 
 type regReq struct {
