@@ -591,25 +591,34 @@ func (m *Membership) Neighbours() []string {
 	return out
 }
 
-// successors are the members this node probes and floods to: its ring
-// successors; members on probation between it and one of them (so each
-// has a confirmed predecessor probing it: an unreachable identity is
-// accused even in a chain of them); and on each ring the first member
-// after it whose view differs in kind (ringable), if that comes before
-// its successor. Those bridge the flood between full and partial views
-// and probe a member that is alone of its kind; the others of a kind are
+// successors are the members this node probes: its ring successors;
+// members on probation between it and one of them (so each has a
+// confirmed predecessor probing it: an unreachable identity is accused
+// even in a chain of them); and on each ring the first member after it
+// whose view differs in kind (ringable), if that comes before its
+// successor. Those bridge the flood between full and partial views and
+// probe a member that is alone of its kind; the others of a kind are
 // probed by their own rings, whose accusations every view takes
-// (credible).
-//
-// Of the members on probation in the gap it takes the maxProbFan nearest
-// (by ring distance): the gap holds the whole view when there are no
-// rings yet (a Merge), and a third party can fill it with up to
-// MaxUnconfirmed/4 identities of its own, ground to sit after this node
-// with a victim's address, which would make every flush one message per
-// identity. One probe per Period reaches only a few of them in a
-// Probation anyway; those further away are probed once the nearer leave
-// probation, or by their ring predecessor once they are live.
-func (m *Membership) successors() []string {
+// (credible). Probes go one a Period, round robin, whatever their number.
+func (m *Membership) successors() []string { return m.targets(-1) }
+
+// floodTargets are the successors a flush sends news to, with at most
+// maxProbFan of the members on probation, the nearest by ring distance.
+// The gap holds the whole view before there are rings (a Merge), and a
+// third party can fill it with up to MaxUnconfirmed/4 identities of its
+// own, ground to sit after this node with a victim's address: every
+// flush would be one message per identity. Probes are not bounded so: a
+// bound on them would let identities that keep re-signing (and so stay
+// on probation) hold every slot and shield the ones behind them from
+// ever being probed.
+func (m *Membership) floodTargets() []string { return m.targets(maxProbFan) }
+
+// maxProbFan bounds the members on probation a flush sends to.
+const maxProbFan = 8
+
+// targets returns the successors with at most limit members on
+// probation (all of them if limit < 0).
+func (m *Membership) targets(limit int) []string {
 	var out []string
 	for j := 0; j < m.cfg.Rings; j++ {
 		if r := m.v.get(m.succ[j]); r != nil && !contains(out, r.e.ID) {
@@ -626,15 +635,18 @@ func (m *Membership) successors() []string {
 		if r == nil || !r.candidate() || h == m.selfH {
 			continue
 		}
-		j := m.inGap(r)
-		if j < 0 {
+		d, in := m.gapDistance(r)
+		if !in || contains(out, r.e.ID) {
 			continue
 		}
-		d := m.after(j, r)
-		if k == maxProbFan && d >= near[k-1].d {
+		if limit < 0 {
+			out = append(out, r.e.ID)
 			continue
 		}
-		if k < maxProbFan {
+		if k == limit && d >= near[k-1].d {
+			continue
+		}
+		if k < limit {
 			k++
 		}
 		i := k - 1
@@ -644,26 +656,27 @@ func (m *Membership) successors() []string {
 		near[i].r, near[i].d = r, d
 	}
 	for _, c := range near[:k] {
-		if !contains(out, c.r.e.ID) {
-			out = append(out, c.r.e.ID)
-		}
+		out = append(out, c.r.e.ID)
 	}
 	return m.bridges(out)
 }
 
-// maxProbFan bounds the members on probation a node probes and floods to
-// (successors).
-const maxProbFan = 8
-
-// inGap returns a ring on which r comes between this node and its
-// successor, or -1.
-func (m *Membership) inGap(r *rec) int {
+// gapDistance reports whether r comes between this node and its
+// successor on some ring, and its least distance from this node on
+// those rings.
+func (m *Membership) gapDistance(r *rec) (uint64, bool) {
+	var best uint64
+	in := false
 	for j := 0; j < m.cfg.Rings; j++ {
-		if s := m.v.get(m.succ[j]); s == nil || m.after(j, r) < m.after(j, s) {
-			return j
+		a := m.after(j, r)
+		if s := m.v.get(m.succ[j]); s != nil && a >= m.after(j, s) {
+			continue
+		}
+		if !in || a < best {
+			best, in = a, true
 		}
 	}
-	return -1
+	return best, in
 }
 
 // bridges adds to out, per ring, the first member of another kind in

@@ -181,7 +181,7 @@ func (m *Membership) flush(now time.Time) {
 	m.nextFlush = now.Add(m.cfg.FlushEvery)
 	fresh := newest(m.fresh)
 	m.fresh = nil
-	targets := m.successors()
+	targets := m.floodTargets()
 	for p := range m.listeners {
 		targets = append(targets, p)
 	}
