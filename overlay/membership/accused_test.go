@@ -17,6 +17,7 @@ type testNet struct {
 	drop  func(from, to string, b []byte) bool
 	delay func(from, to string, b []byte) time.Duration // nil: the next step
 	tap   func(from, to string, b []byte)               // sees every message sent
+	cfg   func(*Config)                                 // adjusts each node's config before New
 }
 
 type testMsg struct {
@@ -57,10 +58,14 @@ func (n *testNet) addRings(id string, seed uint64, rings int) *Membership {
 // addRegion adds a member keeping a partial view of bits (0: full).
 func (n *testNet) addRegion(id string, seed uint64, rings, bits int) *Membership {
 	n.t.Helper()
-	m, err := New(Config{Name: "test", Self: id, Serve: true, Addrs: [][]byte{[]byte(id)}, Rings: rings, RegionBits: bits,
+	cfg := Config{Name: "test", Self: id, Serve: true, Addrs: [][]byte{[]byte(id)}, Rings: rings, RegionBits: bits,
 		Sign:   func(msg []byte) ([]byte, error) { return testSig(id, msg), nil },
 		Verify: func(id string, msg, sig []byte) bool { return string(testSig(id, msg)) == string(sig) },
-		Rand:   rand.New(rand.NewPCG(seed, seed))}, testTransport{n, id}, n.now, nil)
+		Rand:   rand.New(rand.NewPCG(seed, seed))}
+	if n.cfg != nil {
+		n.cfg(&cfg)
+	}
+	m, err := New(cfg, testTransport{n, id}, n.now, nil)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -72,7 +77,13 @@ func (n *testNet) addRegion(id string, seed uint64, rings, bits int) *Membership
 // the default), each but the first asked to join through the first.
 func joinedNet(t *testing.T, ids []string, seed uint64, rings int) *testNet {
 	t.Helper()
-	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}}
+	return joinedNetWith(t, ids, seed, rings, nil)
+}
+
+// joinedNetWith is joinedNet with cfg applied to each node's config.
+func joinedNetWith(t *testing.T, ids []string, seed uint64, rings int, cfg func(*Config)) *testNet {
+	t.Helper()
+	n := &testNet{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*Membership{}, cfg: cfg}
 	for i, id := range ids {
 		n.addRings(id, uint64(i)+seed, rings)
 	}

@@ -58,7 +58,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		// one incarnation stand unaccused for Probation.
 		r.until = now.Add(m.cfg.Probation)
 		heap.Push(&m.probQ, timer{at: r.until, h: h, kind: 2})
-		m.onProb[h] = struct{}{}
+		m.onProb[h] = false
 	}
 	m.changed(now, r, wasCand, from)
 	if moved && wasCand && h != m.selfH {
@@ -91,7 +91,7 @@ func (m *Membership) takeNew(now time.Time, e *Entry, h uint64, kid [32]byte, fr
 		m.unconf[g]++
 		m.unconfAll++
 		heap.Push(&m.probQ, timer{at: r.until, h: h, inc: e.Inc, group: g})
-		m.onProb[h] = struct{}{}
+		m.onProb[h] = false
 	}
 	m.v.add(r)
 	m.changed(now, r, false, from)
@@ -509,7 +509,10 @@ func (m *Membership) onAccuse(now time.Time, from string, msg *message) {
 			m.ban(now, from)
 			return
 		}
-		if ok && m.probes(hashOf(KeyID(a.Subject))) && !now.Before(m.urgentAt) {
+		h := hashOf(KeyID(a.Subject))
+		if _, onProb := m.onProb[h]; ok && onProb {
+			m.onProb[h] = false // probed again, first (probationStep)
+		} else if ok && m.probes(h) && !now.Before(m.urgentAt) {
 			m.urgent = a.Subject
 		}
 	}
@@ -591,33 +594,34 @@ func (m *Membership) Neighbours() []string {
 	return out
 }
 
-// successors are the members this node probes: its ring successors;
-// members on probation between it and one of them (so each has a
-// confirmed predecessor probing it: an unreachable identity is accused
-// even in a chain of them); and on each ring the first member after it
+// successors are the members this node probes round robin, one a
+// Period: its ring successors, and on each ring the first member after it
 // whose view differs in kind (ringable), if that comes before its
 // successor. Those bridge the flood between full and partial views and
 // probe a member that is alone of its kind; the others of a kind are
 // probed by their own rings, whose accusations every view takes
-// (credible). Probes go one a Period, round robin, whatever their number.
-func (m *Membership) successors() []string { return m.targets(-1) }
+// (credible). The members on probation in its gaps are probed apart, once
+// each probation (probationStep): identities that stay on probation (they
+// keep re-signing) or never answer would otherwise take turns from the
+// ring successors, whose failures then go unseen for as many periods.
+func (m *Membership) successors() []string { return m.targets(0) }
 
 // floodTargets are the successors a flush sends news to, with at most
 // maxProbFan of the members on probation, the nearest by ring distance.
 // The gap holds the whole view before there are rings (a Merge), and a
 // third party can fill it with up to MaxUnconfirmed/4 identities of its
 // own, ground to sit after this node with a victim's address: every
-// flush would be one message per identity. Probes are not bounded so: a
-// bound on them would let identities that keep re-signing (and so stay
-// on probation) hold every slot and shield the ones behind them from
-// ever being probed.
+// flush would be one message per identity. Their probes are bounded
+// otherwise (probationStep): by the nearest, identities that keep
+// re-signing (and so stay on probation) would hold every place and shield
+// the ones behind them from ever being probed.
 func (m *Membership) floodTargets() []string { return m.targets(maxProbFan) }
 
 // maxProbFan bounds the members on probation a flush sends to.
 const maxProbFan = 8
 
-// targets returns the successors with at most limit members on
-// probation (all of them if limit < 0).
+// targets returns the ring successors and bridges with the limit members
+// on probation in this node's gaps nearest to it.
 func (m *Membership) targets(limit int) []string {
 	var out []string
 	for j := 0; j < m.cfg.Rings; j++ {
@@ -631,16 +635,15 @@ func (m *Membership) targets(limit int) []string {
 	}
 	k := 0
 	for h := range m.onProb {
+		if limit <= 0 {
+			break
+		}
 		r := m.v.get(h)
 		if r == nil || !r.candidate() || h == m.selfH {
 			continue
 		}
 		d, in := m.gapDistance(r)
 		if !in || contains(out, r.e.ID) {
-			continue
-		}
-		if limit < 0 {
-			out = append(out, r.e.ID)
 			continue
 		}
 		if k == limit && d >= near[k-1].d {

@@ -60,6 +60,18 @@
 //     SuspectTimeout until purged: if its spread was lost, an answer
 //     gets the member its accusation to refute.
 //
+//   - Probation (the sybil defence): a member a third party announces is
+//     not live (off the rings, in no replica set) until one incarnation
+//     has stood Probation unaccused. Its probers (the members it follows
+//     on a ring) probe it once each probation, apart from their ring
+//     probes: the one whose probation ends first first, at most four in
+//     flight, so identities that stay on probation (they keep re-signing)
+//     cannot take the turns meant for one behind them. A prober ends its
+//     probation only once it has answered (else it is extended and
+//     probed again); the others when it ends unaccused: an unreachable
+//     identity's probers accuse it as a pair within that time. A join's
+//     answer leaves out the members on probation.
+//
 //   - Lifeguard's local health: a node whose probes go unanswered, or that
 //     must refute accusations of itself, stretches its timeouts and probe
 //     period (up to 9×): an overloaded node stops accusing healthy ones.

@@ -190,6 +190,10 @@ type Membership struct {
 	// recheck: members dead on this node's own accusation, and when to
 	// ping them next (an answer gets them their accusation to refute).
 	recheck map[uint64]time.Time
+	// probProbes: the probes of members on probation in flight
+	// (probationStep); none started before nextProbProbe.
+	probProbes    []*probe
+	nextProbProbe time.Time
 	// nextFlush: news waits until then (FlushEvery).
 	nextFlush time.Time
 	probQ     timerHeap // probation ends and local suspicions
@@ -214,7 +218,7 @@ type Membership struct {
 	joinedAt time.Time
 	version  uint64
 	now      time.Time           // of the latest call
-	onProb   map[uint64]struct{} // members on probation: probed, not on the rings
+	onProb   map[uint64]bool     // members on probation (off the rings): probed by this node yet in this probation
 	offRing  map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
 	capped   map[uint64]bool     // over MaxPerGroup, as of cappedAt
 	health   int                 // local health score (Lifeguard), 0 best
@@ -331,7 +335,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		peers:     map[string]*peerState{},
 		listeners: map[string]time.Time{},
 		unconf:    map[string]int{},
-		onProb:    map[uint64]struct{}{},
+		onProb:    map[uint64]bool{},
 		offRing:   map[uint64]struct{}{},
 		now:       now,
 	}

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"container/heap"
 	"math/bits"
 	"time"
 )
@@ -12,6 +13,7 @@ func (m *Membership) Tick(now time.Time) {
 	m.now = now
 	m.expire(now)
 	m.probeStep(now)
+	m.probationStep(now)
 	m.flush(now)
 }
 
@@ -22,7 +24,18 @@ func (m *Membership) expire(now time.Time) {
 			break
 		}
 		if t.kind != 1 {
-			if r := m.v.get(t.h); r != nil && !now.Before(r.until) {
+			switch r := m.v.get(t.h); {
+			case r == nil:
+				delete(m.onProb, t.h)
+			case now.Before(r.until): // restarted since
+			case m.unproven(r):
+				r = m.v.mut(t.h)
+				r.until = now.Add(m.cfg.Probation)
+				m.onProb[t.h] = false
+				heap.Push(&m.probQ, timer{at: r.until, h: t.h, inc: t.inc, group: t.group, kind: t.kind})
+				m.version++
+				continue // a new member stays counted against its group
+			default:
 				delete(m.onProb, t.h)
 				if r.candidate() && t.h != m.selfH {
 					if !r.confirmed {
@@ -30,8 +43,6 @@ func (m *Membership) expire(now time.Time) {
 					}
 					m.ringAdd(r)
 				}
-			} else if r == nil {
-				delete(m.onProb, t.h)
 			}
 		}
 		if t.kind == 0 { // a new member's probation ends
@@ -167,6 +178,88 @@ func (m *Membership) probeStep(now time.Time) {
 		m.probe.rto = ps.rto()
 	}
 	m.send(t, m.probeTo(msgPing, m.seq, t))
+}
+
+// unproven: r is on probation in one of this node's gaps (so it is one of
+// r's probers) and has not answered it, nor sent it anything, yet. Its
+// probation does not end here then, whatever the time: it is extended,
+// and r probed again. Other views take it when its probation ends
+// unaccused; a member that cannot be reached is accused by its probers
+// (a pair, spread at once) within that time, since each probes it ahead
+// of the members whose probations end later (probationStep).
+func (m *Membership) unproven(r *rec) bool {
+	if !m.cfg.Serve || r.confirmed || !r.candidate() || r.h == m.selfH {
+		return false
+	}
+	_, in := m.gapDistance(r)
+	return in
+}
+
+// maxProbProbes bounds the probes of members on probation in flight.
+const maxProbProbes = 4
+
+// probationStep probes the members on probation in this node's gaps, once
+// each probation (again when it is extended or restarted, or another
+// prober accuses them), the one whose probation ends first first, beside
+// the ring probes and at most maxProbProbes at a time, one started each
+// Period/8. Identities ground to sit right after this node cannot shield
+// a later one from its probers: every one that keeps re-signing goes
+// behind it. A failed probe accuses its target; it does not count against
+// this node's health (an identity that never answers says nothing of
+// this node's own speed).
+func (m *Membership) probationStep(now time.Time) {
+	keep := m.probProbes[:0]
+	for _, p := range m.probProbes {
+		if !p.indirect && !now.Before(p.sent.Add(m.probeTimeout(p))) {
+			p.indirect = true
+			for _, q := range m.Neighbours() {
+				if q != p.target && len(p.helpers) < 2 {
+					m.send(q, encodePingReq(p.seq, p.target))
+					p.helpers = append(p.helpers, q)
+				}
+			}
+		}
+		if now.Before(p.sent.Add(2 * m.probeTimeout(p))) {
+			keep = append(keep, p)
+		} else {
+			m.accuse(now, p.target)
+		}
+	}
+	clear(m.probProbes[len(keep):])
+	m.probProbes = keep
+	if !m.cfg.Serve || len(m.probProbes) >= maxProbProbes || now.Before(m.nextProbProbe) {
+		return
+	}
+	var next *rec
+	for h, probed := range m.onProb {
+		if probed {
+			continue
+		}
+		r := m.v.get(h)
+		if r == nil || !r.candidate() || r.confirmed || h == m.selfH {
+			m.onProb[h] = true // nothing to learn (unproven looks again at its end)
+			continue
+		}
+		if _, in := m.gapDistance(r); !in {
+			m.onProb[h] = true
+			continue
+		}
+		if next == nil || r.until.Before(next.until) || r.until.Equal(next.until) && h < next.h {
+			next = r
+		}
+	}
+	if next == nil {
+		return
+	}
+	m.onProb[next.h] = true
+	m.nextProbProbe = now.Add(m.cfg.Period / 8)
+	m.seq++
+	p := &probe{target: next.e.ID, seq: m.seq, sent: now, cold: true}
+	if ps, ok := m.peers[p.target]; ok {
+		p.cold, p.rto = false, ps.rto()
+	}
+	m.probProbes = append(m.probProbes, p)
+	m.send(p.target, m.probeTo(msgPing, p.seq, p.target))
 }
 
 // flush announces what this node learnt since the last flush to its ring
@@ -311,6 +404,14 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 		delete(m.relays, msg.seq)
 		m.send(rl.requester, encodeProbe(msgAck, rl.seq, 0))
 		return
+	}
+	for i, p := range m.probProbes {
+		if p.seq == msg.seq && p.acks(from) {
+			m.probProbes = append(m.probProbes[:i], m.probProbes[i+1:]...)
+			m.sampleRTT(now, p, from)
+			m.answered(p.target, false)
+			break
+		}
 	}
 	if p := m.probe; p != nil && p.seq == msg.seq && p.acks(from) {
 		m.probe = nil
@@ -538,7 +639,7 @@ func (m *Membership) offer(now time.Time, e *Entry, from string, trusted bool) {
 }
 
 // onJoin takes a joining member's entry (from itself: no probation) and
-// answers with the whole view.
+// answers with the whole view but the members on probation in it.
 func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 	if !m.cfg.Serve {
 		return
@@ -568,7 +669,10 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 	b := batch{m: m, to: from, typ: msgSnapshot, max: 1024}
 	sent := false
 	m.v.each(func(r *rec) bool {
-		if ok && g.has(r.h) {
+		// Not a member on probation here: the joiner takes the answer as
+		// its own view (no probation), so one would be live there at once.
+		// It hears of it from the flood, or anti-entropy, like any view.
+		if ok && g.has(r.h) && !now.Before(r.until) {
 			b.add(r)
 			sent = true
 		}
