@@ -33,7 +33,14 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	if !accused && !e.Left && !trusted && now.Sub(r.changed) < m.cfg.SuspectTimeout {
 		// At most one new incarnation per SuspectTimeout unless it
 		// answers an accusation: a member's key holder re-announcing
-		// without pause would otherwise outrun every accusation.
+		// without pause would otherwise outrun every accusation. The
+		// newest is kept and taken later (expireSmall): an identity's key
+		// holder could otherwise give its probers one incarnation and the
+		// other views a newer one, which the probers' flood then reaches
+		// too early to take, so the other views never hear it accused.
+		if d, ok := m.deferred[h]; ok && newer(e.Inc, kindAlive, d.e.Inc, kindAlive) || !ok && len(m.deferred) < maxDeferred {
+			m.deferred[h] = deferredEntry{e: e, from: from}
+		}
 		return false
 	}
 	moved := r.e.Region != e.Region // on the rings or off them
@@ -57,8 +64,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		// than accusations of its older incarnations arrive) must have
 		// one incarnation stand unaccused for Probation.
 		r.until = now.Add(m.cfg.Probation)
-		heap.Push(&m.probQ, timer{at: r.until, h: h, kind: 2})
-		m.onProb[h] = false
+		m.probationTimers(r, 2)
 	}
 	m.changed(now, r, wasCand, from)
 	if moved && wasCand && h != m.selfH {
@@ -90,8 +96,7 @@ func (m *Membership) takeNew(now time.Time, e *Entry, h uint64, kid [32]byte, fr
 		r.until, r.group = now.Add(m.cfg.Probation), g
 		m.unconf[g]++
 		m.unconfAll++
-		heap.Push(&m.probQ, timer{at: r.until, h: h, inc: e.Inc, group: g})
-		m.onProb[h] = false
+		m.probationTimers(r, 0)
 	}
 	m.v.add(r)
 	m.changed(now, r, false, from)
@@ -511,7 +516,7 @@ func (m *Membership) onAccuse(now time.Time, from string, msg *message) {
 		}
 		h := hashOf(KeyID(a.Subject))
 		if _, onProb := m.onProb[h]; ok && onProb {
-			m.onProb[h] = false // probed again, first (probationStep)
+			m.onProb[h] = probUnprobed // probed again, first (probationStep)
 		} else if ok && m.probes(h) && !now.Before(m.urgentAt) {
 			m.urgent = a.Subject
 		}

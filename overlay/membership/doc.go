@@ -64,13 +64,15 @@
 //     not live (off the rings, in no replica set) until one incarnation
 //     has stood Probation unaccused. Its probers (the members it follows
 //     on a ring) probe it once each probation, apart from their ring
-//     probes: the one whose probation ends first first, at most four in
-//     flight, so identities that stay on probation (they keep re-signing)
-//     cannot take the turns meant for one behind them. A prober ends its
-//     probation only once it has answered (else it is extended and
-//     probed again); the others when it ends unaccused: an unreachable
-//     identity's probers accuse it as a pair within that time. A join's
-//     answer leaves out the members on probation.
+//     probes: the one whose probation ends first first, at most 16 in
+//     flight, each failing within Probation/8, so identities that stay on
+//     probation (they keep re-signing) cannot take the turns meant for
+//     one behind them. A prober ends its probation only once it has
+//     answered a probe (else it is extended and probed again); the others
+//     when it ends unaccused: an unreachable identity's probers accuse it
+//     as a pair within that time. A join's answer leaves out the members
+//     on probation, and an entry that came too soon after the last
+//     (SuspectTimeout) is taken later, not dropped.
 //
 //   - Lifeguard's local health: a node whose probes go unanswered, or that
 //     must refute accusations of itself, stretches its timeouts and probe

@@ -194,6 +194,10 @@ type Membership struct {
 	// (probationStep); none started before nextProbProbe.
 	probProbes    []*probe
 	nextProbProbe time.Time
+	// deferred: the newest entry of each member that came within
+	// SuspectTimeout of its last (take), taken once that has passed or the
+	// member is accused; at most maxDeferred.
+	deferred map[uint64]deferredEntry
 	// nextFlush: news waits until then (FlushEvery).
 	nextFlush time.Time
 	probQ     timerHeap // probation ends and local suspicions
@@ -218,7 +222,7 @@ type Membership struct {
 	joinedAt time.Time
 	version  uint64
 	now      time.Time           // of the latest call
-	onProb   map[uint64]bool     // members on probation (off the rings): probed by this node yet in this probation
+	onProb   map[uint64]uint8    // members on probation (off the rings): how far this node probed them in this probation
 	offRing  map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
 	capped   map[uint64]bool     // over MaxPerGroup, as of cappedAt
 	health   int                 // local health score (Lifeguard), 0 best
@@ -251,6 +255,18 @@ type wanted struct {
 	until time.Time
 	alts  []string
 }
+
+type deferredEntry struct {
+	e    *Entry
+	from string
+}
+
+// Members on probation, as probed by this node (onProb).
+const (
+	probUnprobed = iota // not probed in this probation yet
+	probProbed          // probed (or left alone: not in this node's gaps)
+	probAnswered        // answered a probe, directly or through a helper
+)
 
 type probe struct {
 	target   string
@@ -335,7 +351,8 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		peers:     map[string]*peerState{},
 		listeners: map[string]time.Time{},
 		unconf:    map[string]int{},
-		onProb:    map[uint64]bool{},
+		onProb:    map[uint64]uint8{},
+		deferred:  map[uint64]deferredEntry{},
 		offRing:   map[uint64]struct{}{},
 		now:       now,
 	}

@@ -23,18 +23,19 @@ func (m *Membership) expire(now time.Time) {
 		if !ok {
 			break
 		}
+		if t.kind == probCheck {
+			if r := m.v.get(t.h); r != nil && r.until.Equal(t.at.Add(m.cfg.Probation/4)) && m.unproven(r) {
+				m.extend(now, r)
+			}
+			continue
+		}
 		if t.kind != 1 {
 			switch r := m.v.get(t.h); {
 			case r == nil:
 				delete(m.onProb, t.h)
-			case now.Before(r.until): // restarted since
+			case now.Before(r.until): // restarted or extended since
 			case m.unproven(r):
-				r = m.v.mut(t.h)
-				r.until = now.Add(m.cfg.Probation)
-				m.onProb[t.h] = false
-				heap.Push(&m.probQ, timer{at: r.until, h: t.h, inc: t.inc, group: t.group, kind: t.kind})
-				m.version++
-				continue // a new member stays counted against its group
+				m.extend(now, r)
 			default:
 				delete(m.onProb, t.h)
 				if r.candidate() && t.h != m.selfH {
@@ -97,8 +98,19 @@ func (m *Membership) expire(now time.Time) {
 	m.recheckDead(now)
 }
 
-// expireSmall drops stale relays and followers and retries lost fetches.
+// expireSmall drops stale relays and followers, retries lost fetches and
+// takes deferred entries.
 func (m *Membership) expireSmall(now time.Time) {
+	for h, d := range m.deferred {
+		r := m.v.get(h)
+		switch {
+		case r == nil || r.e.ID != d.e.ID || !newer(d.e.Inc, kindAlive, r.e.Inc, r.kind()):
+			delete(m.deferred, h)
+		case r.acc != nil || r.dead || !now.Before(r.changed.Add(m.cfg.SuspectTimeout)):
+			delete(m.deferred, h)
+			m.take(now, d.e, d.from, false)
+		}
+	}
 	for s, rl := range m.relays {
 		if now.Sub(rl.at) > m.cfg.Period {
 			delete(m.relays, s)
@@ -181,36 +193,68 @@ func (m *Membership) probeStep(now time.Time) {
 }
 
 // unproven: r is on probation in one of this node's gaps (so it is one of
-// r's probers) and has not answered it, nor sent it anything, yet. Its
+// r's probers) and has not answered its probe in this probation yet. Its
 // probation does not end here then, whatever the time: it is extended,
 // and r probed again. Other views take it when its probation ends
 // unaccused; a member that cannot be reached is accused by its probers
 // (a pair, spread at once) within that time, since each probes it ahead
 // of the members whose probations end later (probationStep).
 func (m *Membership) unproven(r *rec) bool {
-	if !m.cfg.Serve || r.confirmed || !r.candidate() || r.h == m.selfH {
+	if !m.cfg.Serve || m.onProb[r.h] == probAnswered || !r.candidate() || r.h == m.selfH {
 		return false
 	}
 	_, in := m.gapDistance(r)
 	return in
 }
 
+// extend puts r on probation again here, and has it probed again: it is
+// unproven a quarter of a probation before its end, or at the end.
+func (m *Membership) extend(now time.Time, r *rec) {
+	r = m.v.mut(r.h)
+	r.until = now.Add(m.cfg.Probation)
+	m.probationTimers(r, 2)
+	m.version++
+}
+
+// probationTimers schedules the end of r's probation (a timer of kind: 0
+// for a new member, counted against its group, 2 when restarted or
+// extended) and a prober's check a quarter of a probation before (unproven
+// then, it is extended: its probers must not hold it live for as long as
+// a Tick at the end), and has it probed (probationStep).
+func (m *Membership) probationTimers(r *rec, kind uint8) {
+	heap.Push(&m.probQ, timer{at: r.until, h: r.h, inc: r.e.Inc, group: r.group, kind: kind})
+	heap.Push(&m.probQ, timer{at: r.until.Add(-m.cfg.Probation / 4), h: r.h, kind: probCheck})
+	m.onProb[r.h] = probUnprobed
+}
+
+// probCheck is the kind of a probation's check timer (probationTimers).
+const probCheck = 3
+
 // maxProbProbes bounds the probes of members on probation in flight.
-const maxProbProbes = 4
+const maxProbProbes = 16
+
+// maxDeferred bounds the entries kept to take later (take).
+const maxDeferred = 1024
 
 // probationStep probes the members on probation in this node's gaps, once
 // each probation (again when it is extended or restarted, or another
-// prober accuses them), the one whose probation ends first first, beside
-// the ring probes and at most maxProbProbes at a time, one started each
-// Period/8. Identities ground to sit right after this node cannot shield
-// a later one from its probers: every one that keeps re-signing goes
-// behind it. A failed probe accuses its target; it does not count against
-// this node's health (an identity that never answers says nothing of
-// this node's own speed).
+// prober accuses them), those accused first, then the one whose probation
+// ends first, beside
+// the ring probes, at most maxProbProbes at a time, one started each
+// Period/16. A probe fails within Probation/8 whatever the health score,
+// so a pair of probers accuses an unreachable identity before the other
+// views end its probation. Identities ground to sit right after this node
+// cannot shield a later one from its probers by re-signing (each goes
+// behind it); told before it and left alone, each holds a place for at
+// most Probation/8, so it takes about 6 × maxProbProbes of them in a
+// prober's gaps. A failed probe accuses
+// its target; it does not count against this node's health (an identity
+// that never answers says nothing of this node's own speed), and costs
+// at most 16 pings a second toward the addresses identities claim.
 func (m *Membership) probationStep(now time.Time) {
 	keep := m.probProbes[:0]
 	for _, p := range m.probProbes {
-		if !p.indirect && !now.Before(p.sent.Add(m.probeTimeout(p))) {
+		if !p.indirect && !now.Before(p.sent.Add(m.probationTimeout(p))) {
 			p.indirect = true
 			for _, q := range m.Neighbours() {
 				if q != p.target && len(p.helpers) < 2 {
@@ -219,9 +263,10 @@ func (m *Membership) probationStep(now time.Time) {
 				}
 			}
 		}
-		if now.Before(p.sent.Add(2 * m.probeTimeout(p))) {
+		switch {
+		case now.Before(p.sent.Add(2 * m.probationTimeout(p))):
 			keep = append(keep, p)
-		} else {
+		case m.cfg.Serve:
 			m.accuse(now, p.target)
 		}
 	}
@@ -231,28 +276,28 @@ func (m *Membership) probationStep(now time.Time) {
 		return
 	}
 	var next *rec
-	for h, probed := range m.onProb {
-		if probed {
+	for h, st := range m.onProb {
+		if st != probUnprobed {
 			continue
 		}
 		r := m.v.get(h)
-		if r == nil || !r.candidate() || r.confirmed || h == m.selfH {
-			m.onProb[h] = true // nothing to learn (unproven looks again at its end)
+		if r == nil || !r.candidate() || h == m.selfH {
+			m.onProb[h] = probProbed // nothing to learn (unproven looks again at its end)
 			continue
 		}
 		if _, in := m.gapDistance(r); !in {
-			m.onProb[h] = true
+			m.onProb[h] = probProbed
 			continue
 		}
-		if next == nil || r.until.Before(next.until) || r.until.Equal(next.until) && h < next.h {
+		if next == nil || first(r, next) {
 			next = r
 		}
 	}
 	if next == nil {
 		return
 	}
-	m.onProb[next.h] = true
-	m.nextProbProbe = now.Add(m.cfg.Period / 8)
+	m.onProb[next.h] = probProbed
+	m.nextProbProbe = now.Add(m.cfg.Period / 16)
 	m.seq++
 	p := &probe{target: next.e.ID, seq: m.seq, sent: now, cold: true}
 	if ps, ok := m.peers[p.target]; ok {
@@ -260,6 +305,22 @@ func (m *Membership) probationStep(now time.Time) {
 	}
 	m.probProbes = append(m.probProbes, p)
 	m.send(p.target, m.probeTo(msgPing, p.seq, p.target))
+}
+
+// first: a is probed before b (probationStep): accused by another prober
+// first (it asks for a confirmation), then the one whose probation ends
+// first.
+func first(a, b *rec) bool {
+	if (a.acc != nil) != (b.acc != nil) {
+		return a.acc != nil
+	}
+	return a.until.Before(b.until) || a.until.Equal(b.until) && a.h < b.h
+}
+
+// probationTimeout is a probation probe's timeout (to go indirect, and
+// again to fail): a ring probe's, at most Probation/16.
+func (m *Membership) probationTimeout(p *probe) time.Duration {
+	return min(m.probeTimeout(p), m.cfg.Probation/16)
 }
 
 // flush announces what this node learnt since the last flush to its ring
@@ -410,6 +471,9 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 			m.probProbes = append(m.probProbes[:i], m.probProbes[i+1:]...)
 			m.sampleRTT(now, p, from)
 			m.answered(p.target, false)
+			if h := hashOf(KeyID(p.target)); m.onProb[h] == probProbed {
+				m.onProb[h] = probAnswered
+			}
 			break
 		}
 	}
