@@ -9,6 +9,12 @@ import (
 // view's; from is the peer it came from, trusted that the view it came
 // with needs no probation (this node's own, or its join's answer).
 func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bool {
+	return m.takeEntry(now, e, from, trusted, false)
+}
+
+// takeEntry is take; answering, e answers an accusation of itself (it is
+// the incarnation accused), so it is not held to one a SuspectTimeout.
+func (m *Membership) takeEntry(now time.Time, e *Entry, from string, trusted, answering bool) bool {
 	kid := KeyID(e.ID)
 	h := hashOf(kid)
 	if !m.region.has(h) {
@@ -30,7 +36,7 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 	}
 	wasCand, wasLive := r.candidate(), r.live(now)
 	accused := r.acc != nil || r.dead
-	if !accused && !e.Left && !trusted && now.Sub(r.changed) < m.cfg.SuspectTimeout {
+	if !accused && !answering && !e.Left && !trusted && now.Sub(r.changed) < m.cfg.SuspectTimeout {
 		// At most one new incarnation per SuspectTimeout unless it
 		// answers an accusation: a member's key holder re-announcing
 		// without pause would otherwise outrun every accusation. The
@@ -38,7 +44,11 @@ func (m *Membership) take(now time.Time, e *Entry, from string, trusted bool) bo
 		// holder could otherwise give its probers one incarnation and the
 		// other views a newer one, which the probers' flood then reaches
 		// too early to take, so the other views never hear it accused.
-		if d, ok := m.deferred[h]; ok && newer(e.Inc, kindAlive, d.e.Inc, kindAlive) || !ok && len(m.deferred) < maxDeferred {
+		// A member on probation here is kept even past maxDeferred
+		// (MaxUnconfirmed bounds them): others' entries cannot crowd it
+		// out.
+		_, onProb := m.onProb[h]
+		if d, ok := m.deferred[h]; ok && newer(e.Inc, kindAlive, d.e.Inc, kindAlive) || !ok && (onProb || len(m.deferred) < maxDeferred) {
 			m.deferred[h] = deferredEntry{e: e, from: from}
 		}
 		return false
@@ -150,6 +160,14 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	}
 	h := hashOf(KeyID(a.Subject))
 	r := m.v.get(h)
+	if d, ok := m.deferred[h]; ok && r != nil && d.e.ID == a.Subject && d.e.Inc == a.Inc && a.Inc > r.e.Inc {
+		// It accuses the incarnation kept for later (take): taken now,
+		// or the accusation would be lost, and the incarnation's
+		// probation end unaccused here when it is taken.
+		delete(m.deferred, h)
+		m.takeEntry(now, d.e, d.from, false, true)
+		r = m.v.get(h)
+	}
 	if r == nil || r.e.ID != a.Subject || r.e.Left || r.acc2 != nil || a.Inc != r.e.Inc {
 		return false
 	}
@@ -368,12 +386,16 @@ func (m *Membership) plausible(accuser, subject [32]byte) bool {
 // plausibleAt is plausible for an accuser whose view is a region of bits
 // (0: full): its rings hold the overlay's members of its region (which
 // must hold the subject), about the view's size scaled to the whole
-// overlay and back down.
+// overlay and back down. Members on probation are not counted: a third
+// party can add up to MaxUnconfirmed of them, and in a small overlay that
+// made every honest prober's accusation implausible (the probers of an
+// identity no one could reach were not believed, nor the identity ever
+// dead: TestAttackSplitIncarnationsDeferredFull).
 func (m *Membership) plausibleAt(accuser, subject [32]byte, bits int) bool {
 	if !regionOf(hashOf(accuser), bits).has(hashOf(subject)) {
 		return false
 	}
-	n := uint64(max(m.v.n, 1)) << m.region.bits >> bits
+	n := uint64(max(m.v.n-len(m.onProb), 1)) << m.region.bits >> bits
 	if n <= 32 {
 		return true
 	}
@@ -515,8 +537,10 @@ func (m *Membership) onAccuse(now time.Time, from string, msg *message) {
 			return
 		}
 		h := hashOf(KeyID(a.Subject))
-		if _, onProb := m.onProb[h]; ok && onProb {
-			m.onProb[h] = probUnprobed // probed again, first (probationStep)
+		if st, onProb := m.onProb[h]; ok && onProb {
+			if st != probAnswered { // an answer in this probation stands
+				m.onProb[h] = probUnprobed // probed again (probationStep)
+			}
 		} else if ok && m.probes(h) && !now.Before(m.urgentAt) {
 			m.urgent = a.Subject
 		}

@@ -71,8 +71,10 @@
 //     answered a probe (else it is extended and probed again); the others
 //     when it ends unaccused: an unreachable identity's probers accuse it
 //     as a pair within that time. A join's answer leaves out the members
-//     on probation, and an entry that came too soon after the last
-//     (SuspectTimeout) is taken later, not dropped.
+//     on probation, an entry that came too soon after the last
+//     (SuspectTimeout) is taken later, not dropped, and the members on
+//     probation do not count in the view's size that judges whether an
+//     accuser is near enough to its subject (plausible).
 //
 //   - Lifeguard's local health: a node whose probes go unanswered, or that
 //     must refute accusations of itself, stretches its timeouts and probe

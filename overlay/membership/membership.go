@@ -194,6 +194,7 @@ type Membership struct {
 	// (probationStep); none started before nextProbProbe.
 	probProbes    []*probe
 	nextProbProbe time.Time
+	probLate      []*probe // the last maxProbProbes that failed, for late acks
 	// deferred: the newest entry of each member that came within
 	// SuspectTimeout of its last (take), taken once that has passed or the
 	// member is accused; at most maxDeferred.

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -289,5 +290,253 @@ func TestProbationAnsweredThroughHelpers(t *testing.T) {
 					h, len(l), len(ids), p, n.nodes[p].State(n.now, h))
 			}
 		})
+	}
+}
+
+// accusation is by's signed accusation of subject's incarnation inc.
+func accusation(m *Membership, subject string, inc uint64, by string, at time.Time) []byte {
+	body := accusationBody(subject, inc, by, uint64(at.UnixNano()))
+	return appendSig(body, testSig(by, append(m.accPrefix(), body...)))
+}
+
+// TestAttackLiarKeepsHonestOnProbation: a member (a plausible accuser in
+// a view of 12) replays one signed accusation of an honest joiner to the
+// joiner's probers, every 50 or 200 ms. An answer in this probation
+// stands: the probers hold it live within the minute, as without the
+// liar. (Each accusation made them probe it again, and an answer that
+// came after was not counted: they extended it for good, probing it 40
+// times a second.)
+func TestAttackLiarKeepsHonestOnProbation(t *testing.T) {
+	for _, every := range []int{0, 1, 4} { // steps of 50 ms; 0: no liar
+		for seed := uint64(700); seed < 703; seed++ {
+			t.Run(fmt.Sprintf("every=%d/%d", every, seed), func(t *testing.T) {
+				n, ids := probationNet(t, seed)
+				h := "honest"
+				probers, _ := shielded(n, ids, h, 0)
+				liar := ""
+				for _, o := range ids[1:] {
+					if !contains(probers, o) {
+						liar = o
+						break
+					}
+				}
+				pings := 0
+				n.tap = func(from, to string, b []byte) {
+					if to == h && len(b) > 0 && b[0] == msgPing {
+						pings++
+					}
+				}
+				n.addRings(h, seed+100, 0).Join(n.now, ids[0])
+				var acc []byte
+				for i := 0; i < 1200; i++ { // 60 s
+					n.run(50 * time.Millisecond)
+					if every == 0 || i%every != 0 {
+						continue
+					}
+					for _, p := range probers {
+						m := n.nodes[p]
+						if r := m.v.get(hashOf(KeyID(h))); r != nil {
+							if acc == nil {
+								acc = accusation(m, h, r.e.Inc, liar, n.now)
+							}
+							_ = m.Receive(n.now, liar, encodeUpdates(msgAccuse, nil, [][]byte{acc}))
+						}
+					}
+				}
+				for _, p := range probers {
+					if !n.nodes[p].Alive(n.now, h) {
+						t.Errorf("prober %s holds the honest member %s after 60 s (%d pings to it)", p, n.nodes[p].State(n.now, h), pings)
+					}
+				}
+				t.Logf("probers %v, liar %s: %d pings to the member in 60 s", probers, liar, pings)
+			})
+		}
+	}
+}
+
+// TestAttackAccusedShieldsFirst: shields told first, unreachable, whose
+// confirmed accusations the attacker refutes (so they come back on
+// probation), and that a lying member also accuses to their probers. Had
+// accused members gone first (to confirm the accusation), they would
+// have kept the probes from the identity behind them (16 shields per
+// prober got it live at 16 s).
+func TestAttackAccusedShieldsFirst(t *testing.T) {
+	for _, lie := range []bool{false, true} {
+		for _, k := range []int{8, 16, 32} {
+			for seed := uint64(700); seed < 703; seed++ {
+				t.Run(fmt.Sprintf("lie=%v/shields=%d/seed=%d", lie, k, seed), func(t *testing.T) {
+					n, ids := probationNet(t, seed)
+					u := fmt.Sprintf("unreachable%d", seed)
+					probers, shields := shielded(n, ids, u, k)
+					liar := ""
+					for _, o := range ids[1:] {
+						if !contains(probers, o) {
+							liar = o
+							break
+						}
+					}
+					n.drop = func(from, to string, b []byte) bool { return to == u || contains(shields, to) }
+					var rs [][]byte
+					for _, s := range shields {
+						rs = append(rs, signAt(t, s, uint64(n.now.UnixNano())))
+					}
+					tellTo(n, ids, rs)
+					n.run(time.Second)
+					tellTo(n, ids, [][]byte{signAt(t, u, uint64(n.now.UnixNano()))})
+					neverLive(t, n, ids, u, 30*time.Second, 50*time.Millisecond, func() {
+						var refute [][]byte
+						for _, s := range shields {
+							for _, o := range ids {
+								if r := n.nodes[o].v.get(hashOf(KeyID(s))); r != nil && (r.acc2 != nil || r.dead) {
+									refute = append(refute, signAt(t, s, uint64(n.now.UnixNano())))
+									break
+								}
+							}
+						}
+						if len(refute) > 0 {
+							tellTo(n, ids, refute)
+						}
+						for _, p := range probers {
+							if !lie {
+								break
+							}
+							m := n.nodes[p]
+							var accs [][]byte
+							for _, s := range shields {
+								if r := m.v.get(hashOf(KeyID(s))); r != nil && r.acc == nil && !r.dead {
+									accs = append(accs, accusation(m, s, r.e.Inc, liar, n.now))
+								}
+							}
+							for len(accs) > 0 {
+								c := min(4, len(accs))
+								_ = m.Receive(n.now, liar, encodeUpdates(msgAccuse, nil, accs[:c]))
+								accs = accs[c:]
+							}
+						}
+					})
+				})
+			}
+		}
+	}
+}
+
+// TestAttackSplitIncarnationsDeferredFull: the split incarnations of
+// TestAttackSplitIncarnations with each prober's kept entries (at most
+// maxDeferred) filled first by 1023 sybils relayed from four /24s, each
+// told twice within SuspectTimeout (outside the probers' gaps: in them,
+// so many are shields, as in TestAttackShieldsToldFirst). A member on
+// probation is kept all the same. The sybils on probation also made the
+// view look 1035 strong, so every honest prober's accusation looked
+// implausible (plausibleAt counts members on probation no more).
+func TestAttackSplitIncarnationsDeferredFull(t *testing.T) {
+	for seed := uint64(700); seed < 703; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			n, ids := probationNet(t, seed)
+			for _, id := range ids {
+				n.nodes[id].cfg.Group = func(p string) string { return p } // a /24 each
+			}
+			relays := []string{"n01", "n02", "n03", "n04"}
+			u := fmt.Sprintf("unreachable%d", seed)
+			probers, _ := shielded(n, ids, u, 0)
+			var others []string
+			for _, o := range ids {
+				if !contains(probers, o) && o != "n01" {
+					others = append(others, o)
+				}
+			}
+			n.drop = func(from, to string, b []byte) bool { return to == u || strings.HasPrefix(to, "syb") }
+			now := uint64(n.now.UnixNano())
+			tellTo(n, probers, [][]byte{signAt(t, u, now)})
+			var sybils []string // outside the probers' gaps: not shields (TestAttackShieldsToldFirst)
+			for i := 0; len(sybils) < 1023; i++ {
+				s := fmt.Sprintf("syb%d-%d", seed, i)
+				in := false
+				for _, p := range probers {
+					_, g := n.nodes[p].gapDistance(&rec{kid: KeyID(s)})
+					in = in || g
+				}
+				if !in {
+					sybils = append(sybils, s)
+				}
+			}
+			for round := uint64(1); round <= 2; round++ {
+				for i, s := range sybils {
+					raw := signAt(t, s, now+round)
+					for _, p := range probers {
+						_ = n.nodes[p].Receive(n.now, relays[i%4], encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+					}
+				}
+			}
+			for _, l := range relays { // their own entries, twice: the second is kept
+				for k := uint64(1); k <= 2; k++ {
+					raw := signAt(t, l, uint64(n.now.UnixNano())+k)
+					for _, p := range probers {
+						_ = n.nodes[p].Receive(n.now, l, encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+					}
+				}
+			}
+			if d := len(n.nodes[probers[0]].deferred); d < maxDeferred {
+				t.Fatalf("prober %s keeps %d entries, the test wants it full (%d)", probers[0], d, maxDeferred)
+			}
+			tellTo(n, others, [][]byte{signAt(t, u, now+uint64(time.Hour))})
+			neverLive(t, n, ids, u, 60*time.Second, time.Second, nil)
+		})
+	}
+}
+
+// TestAttackSplitIncarnationsOlderFirst: the probers get incarnation A,
+// five other views the newer B, and the rest hear of both from the
+// flood, A first (B kept for later). The probers accuse B (they take it
+// when they accuse A); the accusation of B reaches the views that hold A
+// while B is kept: it takes B then, or the accusation would be lost and
+// B's probation end unaccused there.
+func TestAttackSplitIncarnationsOlderFirst(t *testing.T) {
+	for seed := uint64(700); seed < 704; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			n, ids := probationNet(t, seed)
+			u := fmt.Sprintf("unreachable%d", seed)
+			probers, _ := shielded(n, ids, u, 0)
+			var others []string
+			for _, o := range ids {
+				if !contains(probers, o) && !contains([]string{"n01", "n02", "n03", "n04"}, o) {
+					others = append(others, o)
+				}
+			}
+			n.drop = func(from, to string, b []byte) bool { return to == u }
+			now := uint64(n.now.UnixNano())
+			tellTo(n, probers, [][]byte{signAt(t, u, now)})
+			tellTo(n, others, [][]byte{signAt(t, u, now+uint64(time.Hour))})
+			neverLive(t, n, ids, u, 60*time.Second, time.Second, nil)
+		})
+	}
+}
+
+// TestProbationSlowPath: an honest member whose every message takes up
+// to 1.6 s each way is live in every view within 40 s: a probation probe
+// waits for its rto (from its own acks), and a late ack counts.
+func TestProbationSlowPath(t *testing.T) {
+	for _, oneway := range []time.Duration{700 * time.Millisecond, 1100 * time.Millisecond, 1600 * time.Millisecond} {
+		for seed := uint64(700); seed < 703; seed++ {
+			t.Run(fmt.Sprintf("%v/%d", oneway, seed), func(t *testing.T) {
+				n, ids := probationNet(t, seed)
+				h := "slow"
+				n.delay = func(from, to string, b []byte) time.Duration {
+					if from == h || to == h {
+						return oneway
+					}
+					return 0
+				}
+				n.addRings(h, seed+100, 0).Join(n.now, ids[0])
+				all := append(ids[:len(ids):len(ids)], h)
+				for i := 1; i <= 40; i++ {
+					n.run(time.Second)
+					if len(liveIn(n, all, h)) == len(ids) {
+						t.Logf("round trip %v: live everywhere at %d s, %d refutations", 2*oneway, i, n.nodes[h].Stats().Refutations)
+						return
+					}
+				}
+				t.Fatalf("round trip %v: live in %d of %d views after 40 s, %d refutations", 2*oneway, len(liveIn(n, all, h)), len(ids), n.nodes[h].Stats().Refutations)
+			})
+		}
 	}
 }

@@ -227,6 +227,14 @@ func (m *Membership) probationTimers(r *rec, kind uint8) {
 	m.onProb[r.h] = probUnprobed
 }
 
+// probAnswered marks id, if on probation, answered in this probation.
+func (m *Membership) probAnswered(id string) {
+	h := hashOf(KeyID(id))
+	if _, ok := m.onProb[h]; ok {
+		m.onProb[h] = probAnswered
+	}
+}
+
 // probCheck is the kind of a probation's check timer (probationTimers).
 const probCheck = 3
 
@@ -238,8 +246,10 @@ const maxDeferred = 1024
 
 // probationStep probes the members on probation in this node's gaps, once
 // each probation (again when it is extended or restarted, or another
-// prober accuses them), those accused first, then the one whose probation
-// ends first, beside
+// prober accuses them, unless they answered), the one whose probation
+// ends first first (not those accused: unreachable identities the
+// attacker has accused, and refutes, would go ahead of the one they
+// shield), beside
 // the ring probes, at most maxProbProbes at a time, one started each
 // Period/16. A probe fails within Probation/8 whatever the health score,
 // so a pair of probers accuses an unreachable identity before the other
@@ -268,6 +278,10 @@ func (m *Membership) probationStep(now time.Time) {
 			keep = append(keep, p)
 		case m.cfg.Serve:
 			m.accuse(now, p.target)
+			if len(m.probLate) == maxProbProbes {
+				m.probLate = m.probLate[1:]
+			}
+			m.probLate = append(m.probLate, p)
 		}
 	}
 	clear(m.probProbes[len(keep):])
@@ -289,7 +303,7 @@ func (m *Membership) probationStep(now time.Time) {
 			m.onProb[h] = probProbed
 			continue
 		}
-		if next == nil || first(r, next) {
+		if next == nil || r.until.Before(next.until) || r.until.Equal(next.until) && h < next.h {
 			next = r
 		}
 	}
@@ -307,20 +321,12 @@ func (m *Membership) probationStep(now time.Time) {
 	m.send(p.target, m.probeTo(msgPing, p.seq, p.target))
 }
 
-// first: a is probed before b (probationStep): accused by another prober
-// first (it asks for a confirmation), then the one whose probation ends
-// first.
-func first(a, b *rec) bool {
-	if (a.acc != nil) != (b.acc != nil) {
-		return a.acc != nil
-	}
-	return a.until.Before(b.until) || a.until.Equal(b.until) && a.h < b.h
-}
-
 // probationTimeout is a probation probe's timeout (to go indirect, and
-// again to fail): a ring probe's, at most Probation/16.
+// again to fail): a ring probe's, at most Probation/16, but at least the
+// target's rto (bounded as a ring probe's), which only its own acks
+// raise: a member on a slow path is not accused on every probe.
 func (m *Membership) probationTimeout(p *probe) time.Duration {
-	return min(m.probeTimeout(p), m.cfg.Probation/16)
+	return max(min(m.probeTimeout(p), m.cfg.Probation/16), min(p.rto, m.maxTimeout()))
 }
 
 // flush announces what this node learnt since the last flush to its ring
@@ -471,8 +477,21 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 			m.probProbes = append(m.probProbes[:i], m.probProbes[i+1:]...)
 			m.sampleRTT(now, p, from)
 			m.answered(p.target, false)
-			if h := hashOf(KeyID(p.target)); m.onProb[h] == probProbed {
-				m.onProb[h] = probAnswered
+			m.probAnswered(p.target)
+			break
+		}
+	}
+	for i, p := range m.probLate {
+		if p.seq == msg.seq && p.acks(from) {
+			// Late (a slow path): its round trip goes into the target's
+			// rto, and within the longest timeout it is an answer, this
+			// node's accusation withdrawn if it has not spread (as a
+			// ring probe's, onAck below).
+			m.probLate = append(m.probLate[:i], m.probLate[i+1:]...)
+			m.sampleRTT(now, p, from)
+			if now.Sub(p.sent) <= 2*m.maxTimeout() {
+				m.answered(p.target, true)
+				m.probAnswered(p.target)
 			}
 			break
 		}
