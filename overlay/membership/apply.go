@@ -45,9 +45,10 @@ func (m *Membership) takeEntry(now time.Time, e *Entry, from string, trusted, an
 		// other views a newer one, which the probers' flood then reaches
 		// too early to take, so the other views never hear it accused.
 		// A member on probation here is kept even past maxDeferred
-		// (MaxUnconfirmed bounds them): others' entries cannot crowd it
-		// out.
+		// (takeNew bounds them to MaxUnconfirmed): others' entries
+		// cannot crowd it out.
 		_, onProb := m.onProb[h]
+		onProb = onProb && len(m.onProb) <= m.cfg.MaxUnconfirmed
 		if d, ok := m.deferred[h]; ok && newer(e.Inc, kindAlive, d.e.Inc, kindAlive) || !ok && (onProb || len(m.deferred) < maxDeferred) {
 			m.deferred[h] = deferredEntry{e: e, from: from}
 		}
@@ -98,8 +99,12 @@ func (m *Membership) takeNew(now time.Time, e *Entry, h uint64, kid [32]byte, fr
 		if m.cfg.Group != nil {
 			g = m.cfg.Group(from)
 		}
+		// Members on probation count until their probation ends, or,
+		// when restarted or extended, as long as it lasts (onProb): one
+		// that keeps re-signing would otherwise free its place for
+		// another at its first probation's end.
 		limit := m.cfg.MaxUnconfirmed
-		if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) {
+		if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) || len(m.onProb) >= limit {
 			m.stats.OverUnconfirmed++
 			return false
 		}
@@ -160,10 +165,12 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	}
 	h := hashOf(KeyID(a.Subject))
 	r := m.v.get(h)
-	if d, ok := m.deferred[h]; ok && r != nil && d.e.ID == a.Subject && d.e.Inc == a.Inc && a.Inc > r.e.Inc {
+	if d, ok := m.deferred[h]; ok && r != nil && d.e.ID == a.Subject && d.e.Inc == a.Inc && a.Inc > r.e.Inc && m.credible(a, r) {
 		// It accuses the incarnation kept for later (take): taken now,
 		// or the accusation would be lost, and the incarnation's
-		// probation end unaccused here when it is taken.
+		// probation end unaccused here when it is taken. Only a credible
+		// one (its signature checked): anyone could otherwise lift the
+		// one-a-SuspectTimeout bound on new incarnations.
 		delete(m.deferred, h)
 		m.takeEntry(now, d.e, d.from, false, true)
 		r = m.v.get(h)
@@ -385,17 +392,13 @@ func (m *Membership) plausible(accuser, subject [32]byte) bool {
 
 // plausibleAt is plausible for an accuser whose view is a region of bits
 // (0: full): its rings hold the overlay's members of its region (which
-// must hold the subject), about the view's size scaled to the whole
-// overlay and back down. Members on probation are not counted: a third
-// party can add up to MaxUnconfirmed of them, and in a small overlay that
-// made every honest prober's accusation implausible (the probers of an
-// identity no one could reach were not believed, nor the identity ever
-// dead: TestAttackSplitIncarnationsDeferredFull).
+// must hold the subject), about the number of members past probation in
+// the view (density) scaled to the whole overlay and back down.
 func (m *Membership) plausibleAt(accuser, subject [32]byte, bits int) bool {
 	if !regionOf(hashOf(accuser), bits).has(hashOf(subject)) {
 		return false
 	}
-	n := uint64(max(m.v.n-len(m.onProb), 1)) << m.region.bits >> bits
+	n := uint64(max(m.density(), 1)) << m.region.bits >> bits
 	if n <= 32 {
 		return true
 	}
@@ -410,6 +413,31 @@ func (m *Membership) plausibleAt(accuser, subject [32]byte, bits int) bool {
 		}
 	}
 	return false
+}
+
+// density is the number of members on the rings' terms (candidates past
+// their probation), counted at most once per StableAfter unless the view
+// grew or shrank by an eighth since. Not the view's size: a third party
+// can add MaxUnconfirmed members on probation, and departed ones (their
+// tombstones last Tombstone), and in a small overlay either made every
+// honest prober's accusation implausible (TestAttackSplitIncarnationsDeferredFull,
+// TestAttackTombstonesInflate); nor the view's size less those on
+// probation: members purged while on probation were still counted out, and
+// any two members' accusations plausible (TestAttackGhostProbation).
+func (m *Membership) density() int {
+	n := m.v.n
+	if m.dens.at.IsZero() || m.now.Sub(m.dens.at) >= m.cfg.StableAfter || m.now.Before(m.dens.at) ||
+		n > m.dens.viewN+m.dens.viewN/8 || n < m.dens.viewN-m.dens.viewN/8 {
+		k := 0
+		m.v.each(func(r *rec) bool {
+			if r.candidate() && !m.now.Before(r.until) {
+				k++
+			}
+			return true
+		})
+		m.dens.n, m.dens.viewN, m.dens.at = k, n, m.now
+	}
+	return m.dens.n
 }
 
 // refute answers an accusation of this node's current incarnation with a

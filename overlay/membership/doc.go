@@ -64,17 +64,19 @@
 //     not live (off the rings, in no replica set) until one incarnation
 //     has stood Probation unaccused. Its probers (the members it follows
 //     on a ring) probe it once each probation, apart from their ring
-//     probes: the one whose probation ends first first, at most 16 in
-//     flight, each failing within Probation/8, so identities that stay on
+//     probes: the one whose probation ends first first, at most 16
+//     started in any Probation/8, each failing within that (longer only
+//     for a target whose own acks came slowly), so identities that stay on
 //     probation (they keep re-signing) cannot take the turns meant for
 //     one behind them. A prober ends its probation only once it has
 //     answered a probe (else it is extended and probed again); the others
 //     when it ends unaccused: an unreachable identity's probers accuse it
 //     as a pair within that time. A join's answer leaves out the members
 //     on probation, an entry that came too soon after the last
-//     (SuspectTimeout) is taken later, not dropped, and the members on
-//     probation do not count in the view's size that judges whether an
-//     accuser is near enough to its subject (plausible).
+//     (SuspectTimeout) is taken later, not dropped, and only members past
+//     probation count in the density that judges whether an accuser is
+//     near enough to its subject (plausible): a third party can add a
+//     thousand members on probation, or departed, to any view.
 //
 //   - Lifeguard's local health: a node whose probes go unanswered, or that
 //     must refute accusations of itself, stretches its timeouts and probe

@@ -195,6 +195,12 @@ type Membership struct {
 	probProbes    []*probe
 	nextProbProbe time.Time
 	probLate      []*probe // the last maxProbProbes that failed, for late acks
+	// dens: density's count (n), with the view's size (viewN) and the
+	// time (at) it was counted at.
+	dens struct {
+		n, viewN int
+		at       time.Time
+	}
 	// deferred: the newest entry of each member that came within
 	// SuspectTimeout of its last (take), taken once that has passed or the
 	// member is accused; at most maxDeferred.

@@ -88,6 +88,7 @@ func (m *Membership) expire(now time.Time) {
 			m.v.undigest(m.v.mut(t.h))
 			m.v.del(t.h)
 			delete(m.suspects, t.h)
+			delete(m.onProb, t.h)
 			if wasCand {
 				m.ringDel(t.h)
 				m.version++
@@ -238,7 +239,8 @@ func (m *Membership) probAnswered(id string) {
 // probCheck is the kind of a probation's check timer (probationTimers).
 const probCheck = 3
 
-// maxProbProbes bounds the probes of members on probation in flight.
+// maxProbProbes bounds the probes of members on probation started in any
+// Probation/8.
 const maxProbProbes = 16
 
 // maxDeferred bounds the entries kept to take later (take).
@@ -249,18 +251,18 @@ const maxDeferred = 1024
 // prober accuses them, unless they answered), the one whose probation
 // ends first first (not those accused: unreachable identities the
 // attacker has accused, and refutes, would go ahead of the one they
-// shield), beside
-// the ring probes, at most maxProbProbes at a time, one started each
-// Period/16. A probe fails within Probation/8 whatever the health score,
-// so a pair of probers accuses an unreachable identity before the other
-// views end its probation. Identities ground to sit right after this node
-// cannot shield a later one from its probers by re-signing (each goes
-// behind it); told before it and left alone, each holds a place for at
-// most Probation/8, so it takes about 6 × maxProbProbes of them in a
-// prober's gaps. A failed probe accuses
-// its target; it does not count against this node's health (an identity
-// that never answers says nothing of this node's own speed), and costs
-// at most 16 pings a second toward the addresses identities claim.
+// shield), beside the ring probes, one started each Period/16 and at most
+// maxProbProbes in any Probation/8. A probe fails within Probation/8
+// whatever the health score (later only for a target whose own acks were
+// slow: it then no longer holds a place), so a pair of probers accuses an
+// unreachable identity before the other views end its probation.
+// Identities ground to sit right after this node cannot shield a later
+// one from its probers by re-signing (each goes behind it); told before it
+// and left alone, it takes about 6 × maxProbProbes of them in a prober's
+// gaps. A failed probe accuses its target; it does not count against this
+// node's health (an identity that never answers says nothing of this
+// node's own speed). Toward the addresses identities claim it costs at
+// most 8 probes a second, sustained (each a ping and two ping-reqs).
 func (m *Membership) probationStep(now time.Time) {
 	keep := m.probProbes[:0]
 	for _, p := range m.probProbes {
@@ -286,7 +288,13 @@ func (m *Membership) probationStep(now time.Time) {
 	}
 	clear(m.probProbes[len(keep):])
 	m.probProbes = keep
-	if !m.cfg.Serve || len(m.probProbes) >= maxProbProbes || now.Before(m.nextProbProbe) {
+	young := 0 // a probe holds a place for Probation/8 at most, whatever its target's rto
+	for _, p := range m.probProbes {
+		if now.Sub(p.sent) < m.cfg.Probation/8 {
+			young++
+		}
+	}
+	if !m.cfg.Serve || young >= maxProbProbes || now.Before(m.nextProbProbe) {
 		return
 	}
 	var next *rec
@@ -489,7 +497,7 @@ func (m *Membership) onAck(now time.Time, from string, msg *message) {
 			// ring probe's, onAck below).
 			m.probLate = append(m.probLate[:i], m.probLate[i+1:]...)
 			m.sampleRTT(now, p, from)
-			if now.Sub(p.sent) <= 2*m.maxTimeout() {
+			if now.Sub(p.sent) <= 3*m.maxTimeout() { // it failed at 2 × its timeout, at most maxTimeout
 				m.answered(p.target, true)
 				m.probAnswered(p.target)
 			}
