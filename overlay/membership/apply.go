@@ -45,14 +45,24 @@ func (m *Membership) takeEntry(now time.Time, e *Entry, from string, trusted, an
 		// other views a newer one, which the probers' flood then reaches
 		// too early to take, so the other views never hear it accused.
 		// A member on probation here is kept even past maxDeferred
-		// (takeNew bounds them to MaxUnconfirmed): others' entries
+		// (chargeProb bounds them to MaxUnconfirmed): others' entries
 		// cannot crowd it out.
 		_, onProb := m.onProb[h]
-		onProb = onProb && len(m.onProb) <= m.cfg.MaxUnconfirmed
 		if d, ok := m.deferred[h]; ok && newer(e.Inc, kindAlive, d.e.Inc, kindAlive) || !ok && (onProb || len(m.deferred) < maxDeferred) {
 			m.deferred[h] = deferredEntry{e: e, from: from}
 		}
 		return false
+	}
+	if !trusted && from != e.ID && !r.confirmed && !e.Left {
+		// Its probation restarts (below): charged to the peer's group,
+		// within its bounds, or the incarnation is not taken.
+		g := ""
+		if m.cfg.Group != nil {
+			g = m.cfg.Group(from)
+		}
+		if !m.chargeProb(h, g) {
+			return false
+		}
 	}
 	moved := r.e.Region != e.Region // on the rings or off them
 	r = m.v.mut(h)
@@ -99,18 +109,10 @@ func (m *Membership) takeNew(now time.Time, e *Entry, h uint64, kid [32]byte, fr
 		if m.cfg.Group != nil {
 			g = m.cfg.Group(from)
 		}
-		// Members on probation count until their probation ends, or,
-		// when restarted or extended, as long as it lasts (onProb): one
-		// that keeps re-signing would otherwise free its place for
-		// another at its first probation's end.
-		limit := m.cfg.MaxUnconfirmed
-		if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) || len(m.onProb) >= limit {
-			m.stats.OverUnconfirmed++
+		if !m.chargeProb(h, g) {
 			return false
 		}
-		r.until, r.group = now.Add(m.cfg.Probation), g
-		m.unconf[g]++
-		m.unconfAll++
+		r.until = now.Add(m.cfg.Probation)
 		m.probationTimers(r, 0)
 	}
 	m.v.add(r)
@@ -416,8 +418,9 @@ func (m *Membership) plausibleAt(accuser, subject [32]byte, bits int) bool {
 }
 
 // density is the number of members on the rings' terms (candidates past
-// their probation), counted at most once per StableAfter unless the view
-// grew or shrank by an eighth since. Not the view's size: a third party
+// their probation), counted at most once per StableAfter unless the view,
+// or the members on probation in it, grew or shrank by an eighth of the
+// view since (a heal's members past probation all at once). Not the view's size: a third party
 // can add MaxUnconfirmed members on probation, and departed ones (their
 // tombstones last Tombstone), and in a small overlay either made every
 // honest prober's accusation implausible (TestAttackSplitIncarnationsDeferredFull,
@@ -425,9 +428,10 @@ func (m *Membership) plausibleAt(accuser, subject [32]byte, bits int) bool {
 // probation: members purged while on probation were still counted out, and
 // any two members' accusations plausible (TestAttackGhostProbation).
 func (m *Membership) density() int {
-	n := m.v.n
+	n, p := m.v.n, len(m.onProb)
 	if m.dens.at.IsZero() || m.now.Sub(m.dens.at) >= m.cfg.StableAfter || m.now.Before(m.dens.at) ||
-		n > m.dens.viewN+m.dens.viewN/8 || n < m.dens.viewN-m.dens.viewN/8 {
+		n > m.dens.viewN+m.dens.viewN/8 || n < m.dens.viewN-m.dens.viewN/8 ||
+		p > m.dens.onProb+m.dens.viewN/8 || p < m.dens.onProb-m.dens.viewN/8 {
 		k := 0
 		m.v.each(func(r *rec) bool {
 			if r.candidate() && !m.now.Before(r.until) {
@@ -435,7 +439,7 @@ func (m *Membership) density() int {
 			}
 			return true
 		})
-		m.dens.n, m.dens.viewN, m.dens.at = k, n, m.now
+		m.dens.n, m.dens.viewN, m.dens.onProb, m.dens.at = k, n, p, m.now
 	}
 	return m.dens.n
 }

@@ -71,7 +71,10 @@
 //     one behind them. A prober ends its probation only once it has
 //     answered a probe (else it is extended and probed again); the others
 //     when it ends unaccused: an unreachable identity's probers accuse it
-//     as a pair within that time. A join's answer leaves out the members
+//     as a pair within that time. Members on probation are charged to the
+//     group (/24) of the peer that told of them, a quarter of
+//     MaxUnconfirmed each, for as long as they stay on probation. A
+//     join's answer leaves out the members
 //     on probation, an entry that came too soon after the last
 //     (SuspectTimeout) is taken later, not dropped, and only members past
 //     probation count in the density that judges whether an accuser is

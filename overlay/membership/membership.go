@@ -195,11 +195,11 @@ type Membership struct {
 	probProbes    []*probe
 	nextProbProbe time.Time
 	probLate      []*probe // the last maxProbProbes that failed, for late acks
-	// dens: density's count (n), with the view's size (viewN) and the
-	// time (at) it was counted at.
+	// dens: density's count (n), with the view's size (viewN), the
+	// members on probation (onProb) and the time (at) it was counted at.
 	dens struct {
-		n, viewN int
-		at       time.Time
+		n, viewN, onProb int
+		at               time.Time
 	}
 	// deferred: the newest entry of each member that came within
 	// SuspectTimeout of its last (take), taken once that has passed or the
@@ -228,13 +228,16 @@ type Membership struct {
 	// may hold no one else yet: an empty answer is an answer).
 	joinedAt time.Time
 	version  uint64
-	now      time.Time           // of the latest call
-	onProb   map[uint64]uint8    // members on probation (off the rings): how far this node probed them in this probation
-	offRing  map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
-	capped   map[uint64]bool     // over MaxPerGroup, as of cappedAt
-	health   int                 // local health score (Lifeguard), 0 best
-	cappedAt uint64
-	stats    Stats
+	now      time.Time        // of the latest call
+	onProb   map[uint64]uint8 // members on probation (off the rings): how far this node probed them in this probation
+	// probGroup: the group each member on probation is charged to
+	// (chargeProb).
+	probGroup map[uint64]string
+	offRing   map[uint64]struct{} // members whose views differ in kind from this one's (ringable; some may be gone: checked on use)
+	capped    map[uint64]bool     // over MaxPerGroup, as of cappedAt
+	health    int                 // local health score (Lifeguard), 0 best
+	cappedAt  uint64
+	stats     Stats
 	// LiveCount's and Announced's answers, as of the version and time
 	// they were gathered (summary).
 	sum     liveSummary
@@ -359,6 +362,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		listeners: map[string]time.Time{},
 		unconf:    map[string]int{},
 		onProb:    map[uint64]uint8{},
+		probGroup: map[uint64]string{},
 		deferred:  map[uint64]deferredEntry{},
 		offRing:   map[uint64]struct{}{},
 		now:       now,
@@ -598,11 +602,10 @@ func (m *Membership) Digest() uint64 { return m.v.digest() }
 // timers
 
 type timer struct {
-	at    time.Time
-	h     uint64
-	inc   uint64
-	kind  uint8
-	group string // a new member's probation (kind 0): whom it counts against
+	at   time.Time
+	h    uint64
+	inc  uint64
+	kind uint8
 }
 
 type timerHeap []timer

@@ -734,3 +734,136 @@ func TestAttackSlowShields(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackJoinDenialOneGroup: one peer (one /24) tells 256 new sybils
+// each probation (its group's quarter of MaxUnconfirmed) and re-signs all
+// it told every 4 s, so they stay on probation. Charged to its group for
+// as long as they stay, they cannot fill the view's places for members on
+// probation: other peers' members are taken (953e4f2 refused 60 of 60).
+func TestAttackJoinDenialOneGroup(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	m := viewOf(t, snapshotOf(t, 50), "m0", now)
+	m.cfg.Group = func(p string) string { return p }
+	var sybils []string
+	refused, joiners := 0, 0
+	for sec := 1; sec <= 90; sec++ {
+		for step := 0; step < 10; step++ {
+			now = now.Add(100 * time.Millisecond)
+			m.Tick(now)
+		}
+		inc := uint64(now.UnixNano())
+		var rs [][]byte
+		if sec%4 == 0 {
+			for _, s := range sybils {
+				rs = append(rs, signAt(t, s, inc))
+			}
+		}
+		if sec%7 == 1 && len(sybils) < 1024 {
+			for i := 0; i < 256; i++ {
+				s := fmt.Sprintf("syb%d", len(sybils))
+				sybils = append(sybils, s)
+				rs = append(rs, signAt(t, s, inc))
+			}
+		}
+		for len(rs) > 0 {
+			c := min(1024, len(rs))
+			_ = m.Receive(now, "m1", encodeUpdates(msgUpdates, rs[:c], nil))
+			rs = rs[c:]
+		}
+		if sec > 30 {
+			joiners++
+			before := m.stats.OverUnconfirmed
+			_ = m.Receive(now, "m9", encodeUpdates(msgUpdates, [][]byte{signAt(t, fmt.Sprintf("joiner%d", sec), inc)}, nil))
+			if m.stats.OverUnconfirmed != before {
+				refused++
+			}
+		}
+	}
+	if refused > 0 || m.unconf["m1"] > m.cfg.MaxUnconfirmed/4 {
+		t.Fatalf("%d of %d members told by another peer refused; %d on probation charged to the one group (at most %d)",
+			refused, joiners, m.unconf["m1"], m.cfg.MaxUnconfirmed/4)
+	}
+}
+
+// TestAttackOnProbationViaTombstones: six rounds of 1024 sybils told and
+// departed (tombstones, 5 min), then new incarnations of all 6144 from one
+// peer: a refutation of a member never confirmed restarts its probation,
+// and is charged like a new member, so at most MaxUnconfirmed are on
+// probation and one group holds at most a quarter (6144, and every
+// member told by another peer refused, before).
+func TestAttackOnProbationViaTombstones(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	m := viewOf(t, snapshotOf(t, 50), "m0", now)
+	m.cfg.Group = func(p string) string { return p }
+	relays := []string{"m1", "m2", "m3", "m4"}
+	var all []string
+	for round := 0; round < 6; round++ {
+		prefix := fmt.Sprintf("tomb%d-", round)
+		departed(t, m, now, prefix, 1024, uint64(now.UnixNano()), relays)
+		for i := 0; i < 1024; i++ {
+			all = append(all, fmt.Sprintf("%s%d", prefix, i))
+		}
+		for step := 0; step < 70; step++ { // 7 s: past Probation (6 s)
+			now = now.Add(100 * time.Millisecond)
+			m.Tick(now)
+		}
+	}
+	inc := uint64(now.UnixNano())
+	for i := 0; i < len(all); i += 1024 {
+		var rs [][]byte
+		for _, s := range all[i:min(i+1024, len(all))] {
+			rs = append(rs, signAt(t, s, inc))
+		}
+		_ = m.Receive(now, "m1", encodeUpdates(msgUpdates, rs, nil))
+	}
+	_ = m.Receive(now, "m9", encodeUpdates(msgUpdates, [][]byte{signAt(t, "joiner", inc)}, nil))
+	if len(m.onProb) > m.cfg.MaxUnconfirmed || m.unconf["m1"] > m.cfg.MaxUnconfirmed/4 || m.State(now, "joiner") != "probation" {
+		t.Fatalf("%d on probation (MaxUnconfirmed %d), %d charged to the one peer; a member another peer told: %s",
+			len(m.onProb), m.cfg.MaxUnconfirmed, m.unconf["m1"], m.State(now, "joiner"))
+	}
+}
+
+// TestAttackHealWindowDensity: a view of 20 takes 280 members on
+// probation (a heal into a larger part). While they are on probation the
+// density is 20, and any two members' accusations are plausible (a view
+// of at most 32 members takes them all: open, docs/security.md). Once
+// their probations end the density is counted again at once (the members
+// on probation fell by more than an eighth of the view): two members far
+// from a member's ring places no longer get it suspect (they did for up to
+// StableAfter, the count cached).
+func TestAttackHealWindowDensity(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	ref := viewOf(t, snapshotOf(t, 300), "m0", now)
+	m := viewOf(t, snapshotOf(t, 20), "m0", now)
+	m.cfg.Group = func(p string) string { return p }
+	var rs [][]byte
+	for i := 20; i < 300; i++ {
+		rs = append(rs, signAt(t, fmt.Sprintf("m%d", i), uint64(now.UnixNano())))
+	}
+	for g := 0; g < 4; g++ {
+		_ = m.Receive(now, fmt.Sprintf("m%d", 1+g), encodeUpdates(msgUpdates, rs[g*70:(g+1)*70], nil))
+	}
+	_ = m.density() // counted during the probations
+	for end := now.Add(9500 * time.Millisecond); now.Before(end); {
+		now = now.Add(100 * time.Millisecond)
+		m.Tick(now)
+	}
+	var s, x1, x2 string
+	for i := 10; i < 20 && x2 == ""; i++ {
+		s, x1, x2 = fmt.Sprintf("m%d", i), "", ""
+		for j := 20; j < 300 && x2 == ""; j++ {
+			if x := fmt.Sprintf("m%d", j); !ref.plausible(KeyID(x), KeyID(s)) {
+				if x1 == "" {
+					x1 = x
+				} else {
+					x2 = x
+				}
+			}
+		}
+	}
+	r := m.v.get(hashOf(KeyID(s)))
+	_ = m.Receive(now, x1, encodeUpdates(msgUpdates, nil, [][]byte{accusation(m, s, r.e.Inc, x1, now), accusation(m, s, r.e.Inc, x2, now)}))
+	if st := m.State(now, s); st != "live" {
+		t.Fatalf("after the probations (%d on probation, density %d), %s and %s's accusations got %s %s", len(m.onProb), m.density(), x1, x2, s, st)
+	}
+}

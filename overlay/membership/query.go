@@ -262,7 +262,7 @@ func (m *Membership) Freeze() *Snapshot {
 	s := &Snapshot{recs: map[uint64]*rec{}, region: m.region}
 	m.v.each(func(r *rec) bool {
 		c := *r
-		c.until, c.group, c.local, c.digested = time.Time{}, "", time.Time{}, c.contribution()
+		c.until, c.local, c.digested = time.Time{}, time.Time{}, c.contribution()
 		c.confirmed = true
 		s.recs[c.h] = &c
 		s.digests[bucketOf(c.h)] ^= c.digested

@@ -198,7 +198,7 @@ func (m *Membership) SetRegion(now time.Time, bits int, from string) error {
 		m.v.undigest(m.v.mut(h))
 		m.v.del(h)
 		delete(m.suspects, h)
-		delete(m.onProb, h)
+		m.leaveProb(h)
 		delete(m.pending, h)
 		delete(m.recheck, h)
 	}

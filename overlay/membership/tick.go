@@ -23,8 +23,13 @@ func (m *Membership) expire(now time.Time) {
 		if !ok {
 			break
 		}
-		if t.kind == probCheck {
-			if r := m.v.get(t.h); r != nil && r.until.Equal(t.at.Add(m.cfg.Probation/4)) && m.unproven(r) {
+		if t.kind == probCheck || t.kind == probFinal {
+			r := m.v.get(t.h)
+			switch {
+			case r == nil || !m.unproven(r):
+			case t.kind == probCheck && r.until.Equal(t.at.Add(m.cfg.Probation/4)):
+				m.onProb[t.h] = probUnprobed // probed again, now (the earliest end)
+			case t.kind == probFinal && r.until.Equal(t.at.Add(m.cfg.Probation/16)):
 				m.extend(now, r)
 			}
 			continue
@@ -32,29 +37,18 @@ func (m *Membership) expire(now time.Time) {
 		if t.kind != 1 {
 			switch r := m.v.get(t.h); {
 			case r == nil:
-				delete(m.onProb, t.h)
+				m.leaveProb(t.h)
 			case now.Before(r.until): // restarted or extended since
 			case m.unproven(r):
 				m.extend(now, r)
 			default:
-				delete(m.onProb, t.h)
+				m.leaveProb(t.h)
 				if r.candidate() && t.h != m.selfH {
 					if !r.confirmed {
 						m.v.mut(t.h).confirmed = true
 					}
 					m.ringAdd(r)
 				}
-			}
-		}
-		if t.kind == 0 { // a new member's probation ends
-			g := t.group
-			if r := m.v.get(t.h); r != nil && r.group != "" && r.until.Equal(t.at) {
-				m.v.mut(t.h).group = ""
-			}
-			m.unconf[g]--
-			m.unconfAll--
-			if m.unconf[g] <= 0 {
-				delete(m.unconf, g)
 			}
 		}
 		m.version++
@@ -88,7 +82,7 @@ func (m *Membership) expire(now time.Time) {
 			m.v.undigest(m.v.mut(t.h))
 			m.v.del(t.h)
 			delete(m.suspects, t.h)
-			delete(m.onProb, t.h)
+			m.leaveProb(t.h)
 			if wasCand {
 				m.ringDel(t.h)
 				m.version++
@@ -209,7 +203,7 @@ func (m *Membership) unproven(r *rec) bool {
 }
 
 // extend puts r on probation again here, and has it probed again: it is
-// unproven a quarter of a probation before its end, or at the end.
+// unproven a sixteenth of a probation before its end, or at the end.
 func (m *Membership) extend(now time.Time, r *rec) {
 	r = m.v.mut(r.h)
 	r.until = now.Add(m.cfg.Probation)
@@ -218,14 +212,55 @@ func (m *Membership) extend(now time.Time, r *rec) {
 }
 
 // probationTimers schedules the end of r's probation (a timer of kind: 0
-// for a new member, counted against its group, 2 when restarted or
-// extended) and a prober's check a quarter of a probation before (unproven
-// then, it is extended: its probers must not hold it live for as long as
-// a Tick at the end), and has it probed (probationStep).
+// for a new member, 2 when restarted or extended) and a prober's two
+// checks before it: a quarter of a probation before, unproven, it is
+// probed again (it may have come into this node's gaps since it was
+// passed over, or the probe been lost); a sixteenth before, still
+// unproven, it is extended (its probers must not hold it live for as
+// long as a Tick at the end). It has it probed (probationStep).
 func (m *Membership) probationTimers(r *rec, kind uint8) {
-	heap.Push(&m.probQ, timer{at: r.until, h: r.h, inc: r.e.Inc, group: r.group, kind: kind})
+	heap.Push(&m.probQ, timer{at: r.until, h: r.h, inc: r.e.Inc, kind: kind})
 	heap.Push(&m.probQ, timer{at: r.until.Add(-m.cfg.Probation / 4), h: r.h, kind: probCheck})
+	heap.Push(&m.probQ, timer{at: r.until.Add(-m.cfg.Probation / 16), h: r.h, kind: probFinal})
 	m.onProb[r.h] = probUnprobed
+}
+
+// chargeProb counts member h, put on probation by what a peer of group g
+// told, against MaxUnconfirmed and a quarter of it per group, for as long
+// as it stays on probation (restarted or extended, leaveProb): false, and
+// nothing changed, when over. One on probation already stays charged as it
+// was. A group charged only until a member's first probation ended could
+// keep its members on probation by re-signing them and add as many more
+// each probation, and fill the view (one /24 kept every other member
+// out, TestAttackJoinDenialOneGroup).
+func (m *Membership) chargeProb(h uint64, g string) bool {
+	if _, ok := m.probGroup[h]; ok {
+		return true
+	}
+	limit := m.cfg.MaxUnconfirmed
+	if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) {
+		m.stats.OverUnconfirmed++
+		return false
+	}
+	m.probGroup[h] = g
+	m.unconf[g]++
+	m.unconfAll++
+	return true
+}
+
+// leaveProb: h is on probation here no more.
+func (m *Membership) leaveProb(h uint64) {
+	delete(m.onProb, h)
+	g, ok := m.probGroup[h]
+	if !ok {
+		return
+	}
+	delete(m.probGroup, h)
+	m.unconf[g]--
+	m.unconfAll--
+	if m.unconf[g] <= 0 {
+		delete(m.unconf, g)
+	}
 }
 
 // probAnswered marks id, if on probation, answered in this probation.
@@ -236,8 +271,11 @@ func (m *Membership) probAnswered(id string) {
 	}
 }
 
-// probCheck is the kind of a probation's check timer (probationTimers).
-const probCheck = 3
+// The kinds of a probation's checks (probationTimers).
+const (
+	probCheck = 3
+	probFinal = 4
+)
 
 // maxProbProbes bounds the probes of members on probation started in any
 // Probation/8.

@@ -26,7 +26,6 @@ type rec struct {
 	dead     bool
 	deadline time.Time // suspect → dead
 	until    time.Time // probation end: not live before (unconfirmed)
-	group    string    // of the peer that told us, while on probation
 	local    time.Time // this node's own suspicion (Suspect): not live before
 	digested uint64    // contribution XORed into the stable digest, 0 if none
 	// confirmed: came from the member itself (or a trusted view), sent
