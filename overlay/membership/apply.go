@@ -37,32 +37,11 @@ func (m *Membership) takeEntry(now time.Time, e *Entry, from string, trusted, an
 	wasCand, wasLive := r.candidate(), r.live(now)
 	accused := r.acc != nil || r.dead
 	if !accused && !answering && !e.Left && !trusted && now.Sub(r.changed) < m.cfg.SuspectTimeout {
-		// At most one new incarnation per SuspectTimeout unless it
-		// answers an accusation: a member's key holder re-announcing
-		// without pause would otherwise outrun every accusation. The
-		// newest is kept and taken later (expireSmall): an identity's key
-		// holder could otherwise give its probers one incarnation and the
-		// other views a newer one, which the probers' flood then reaches
-		// too early to take, so the other views never hear it accused.
-		// A member on probation here is kept even past maxDeferred
-		// (chargeProb bounds them to MaxUnconfirmed): others' entries
-		// cannot crowd it out.
-		_, onProb := m.onProb[h]
-		if d, ok := m.deferred[h]; ok && newer(e.Inc, kindAlive, d.e.Inc, kindAlive) || !ok && (onProb || len(m.deferred) < maxDeferred) {
-			m.deferred[h] = deferredEntry{e: e, from: from}
-		}
+		m.keep(h, e, from)
 		return false
 	}
-	if !trusted && from != e.ID && !r.confirmed && !e.Left {
-		// Its probation restarts (below): charged to the peer's group,
-		// within its bounds, or the incarnation is not taken.
-		g := ""
-		if m.cfg.Group != nil {
-			g = m.cfg.Group(from)
-		}
-		if !m.chargeProb(h, g) {
-			return false
-		}
+	if !trusted && from != e.ID && !r.confirmed && !e.Left && !m.chargeProb(h, m.groupOf(from)) {
+		return false // its probation would restart (below): over its group's bound
 	}
 	moved := r.e.Region != e.Region // on the rings or off them
 	r = m.v.mut(h)
@@ -100,16 +79,38 @@ func (m *Membership) takeEntry(now time.Time, e *Entry, from string, trusted, an
 	return true
 }
 
+// keep holds e, which came within SuspectTimeout of the member's last
+// incarnation taken, to take later (expireSmall, or accept when an
+// accusation of it comes). At most one new incarnation per SuspectTimeout
+// unless it answers an accusation: a member's key holder re-announcing
+// without pause would otherwise outrun every accusation. The newest is
+// kept, not dropped: an identity's key holder could otherwise give its
+// probers one incarnation and the other views a newer one, which the
+// probers' flood then reaches too early to take, so the other views never
+// hear it accused. A member on probation here is kept even past
+// maxDeferred (chargeProb bounds them to MaxUnconfirmed): others' entries
+// cannot crowd it out.
+func (m *Membership) keep(h uint64, e *Entry, from string) {
+	_, onProb := m.onProb[h]
+	if d, ok := m.deferred[h]; ok && newer(e.Inc, kindAlive, d.e.Inc, kindAlive) || !ok && (onProb || len(m.deferred) < maxDeferred) {
+		m.deferred[h] = deferredEntry{e: e, from: from}
+	}
+}
+
+// groupOf is the group (/24) of peer p, "" without Config.Group.
+func (m *Membership) groupOf(p string) string {
+	if m.cfg.Group == nil {
+		return ""
+	}
+	return m.cfg.Group(p)
+}
+
 // takeNew adds a member the view did not hold: on probation when a third
 // party told of it, within MaxUnconfirmed.
 func (m *Membership) takeNew(now time.Time, e *Entry, h uint64, kid [32]byte, from string, trusted bool) bool {
 	r := &rec{h: h, kid: kid, e: e, changed: now, confirmed: trusted || from == e.ID}
 	if !trusted && from != e.ID {
-		g := ""
-		if m.cfg.Group != nil {
-			g = m.cfg.Group(from)
-		}
-		if !m.chargeProb(h, g) {
+		if !m.chargeProb(h, m.groupOf(from)) {
 			return false
 		}
 		r.until = now.Add(m.cfg.Probation)
