@@ -41,7 +41,8 @@ func (m *Membership) takeEntry(now time.Time, e *Entry, from string, trusted, an
 		return false
 	}
 	if !trusted && from != e.ID && !r.confirmed && !e.Left && !m.chargeProb(h, m.groupOf(from)) {
-		return false // its probation would restart (below): over its group's bound
+		m.keep(h, e, from) // its probation would restart (below): over its group's bound, for now
+		return false
 	}
 	moved := r.e.Region != e.Region // on the rings or off them
 	r = m.v.mut(h)
@@ -161,6 +162,15 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 // replica set and costs the overlay no broadcast.
 func (m *Membership) accept(now time.Time, a, with *Accusation, from string, loud bool) bool {
 	if a.Subject == a.Accuser {
+		return false
+	}
+	if from != m.cfg.Self && (a.Accuser == m.cfg.Self || with != nil && with.Accuser == m.cfg.Self) {
+		// This node's own accusations it makes itself (accuse), and
+		// credible does not check its signature on them: one in its name
+		// from anyone else (a forgery, or its own coming back) is not
+		// taken. A stranger could otherwise kill any member in the view
+		// of each of its probers, which then spread the forgery and were
+		// banned by every other view as liars.
 		return false
 	}
 	if a.Subject == m.cfg.Self {

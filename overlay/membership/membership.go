@@ -67,7 +67,9 @@ type Config struct {
 	// disseminates along. Default 4 (up to 8 neighbours).
 	Rings int
 	// MaxUnconfirmed bounds the members on probation that third parties
-	// announced: in all, and a quarter of it per Group. Default 1024.
+	// announced: in all, and a quarter of it per Group of the peer that
+	// passed each on (without Group, every peer is one group: a quarter in
+	// all). Default 1024.
 	MaxUnconfirmed int
 	// Group names where a peer's messages come from (an IPv4 /24); nil:
 	// one group.
@@ -147,7 +149,7 @@ type Stats struct {
 	Verifies             uint64 // signatures checked
 	BadSignatures        uint64
 	BadMessages          uint64
-	OverUnconfirmed      uint64 // new members refused by MaxUnconfirmed
+	OverUnconfirmed      uint64 // new members, and refutations of members never confirmed, refused by MaxUnconfirmed
 	Accusations          uint64 // made by this node
 	LateAcks             uint64 // acks of probes that had failed
 	Refutations          uint64 // of accusations of this node

@@ -641,7 +641,16 @@ func TestAttackTombstonesInflate(t *testing.T) {
 func TestAttackForgedAccusationTakesKept(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	m := viewOf(t, snapshotOf(t, 50), "m0", now)
-	y := "m7"
+	if taken := forgedTakes(t, m, now, "m7", "zz-nobody"); taken > 1 {
+		t.Fatalf("%d new incarnations taken within 2 s (SuspectTimeout %v)", taken, m.cfg.SuspectTimeout)
+	}
+}
+
+// forgedTakes re-announces member y to m every 100 ms for 2 s from now,
+// each time with an accusation of the new incarnation in accuser's name,
+// its signature garbage: how many of the 20 incarnations m took at once.
+func forgedTakes(t *testing.T, m *Membership, now time.Time, y, accuser string) int {
+	t.Helper()
 	inc := uint64(now.UnixNano())
 	_ = m.Receive(now, "m1", encodeUpdates(msgUpdates, [][]byte{signAt(t, y, inc)}, nil))
 	taken := 0
@@ -650,15 +659,13 @@ func TestAttackForgedAccusationTakesKept(t *testing.T) {
 		m.Tick(now)
 		inc++
 		_ = m.Receive(now, "m1", encodeUpdates(msgUpdates, [][]byte{signAt(t, y, inc)}, nil))
-		forged := appendSig(accusationBody(y, inc, "zz-nobody", uint64(now.UnixNano())), []byte("garbage"))
+		forged := appendSig(accusationBody(y, inc, accuser, uint64(now.UnixNano())), []byte("garbage"))
 		_ = m.Receive(now, "zz-stranger", encodeUpdates(msgAccuse, nil, [][]byte{forged}))
 		if m.v.get(hashOf(KeyID(y))).e.Inc == inc {
 			taken++
 		}
 	}
-	if taken > 1 {
-		t.Fatalf("%d new incarnations taken within 2 s (SuspectTimeout %v)", taken, m.cfg.SuspectTimeout)
-	}
+	return taken
 }
 
 // TestOnProbationBounded: sybils re-signed every 4 s stay on probation
@@ -865,5 +872,38 @@ func TestAttackHealWindowDensity(t *testing.T) {
 	_ = m.Receive(now, x1, encodeUpdates(msgUpdates, nil, [][]byte{accusation(m, s, r.e.Inc, x1, now), accusation(m, s, r.e.Inc, x2, now)}))
 	if st := m.State(now, s); st != "live" {
 		t.Fatalf("after the probations (%d on probation, density %d), %s and %s's accusations got %s %s", len(m.onProb), m.density(), x1, x2, s, st)
+	}
+}
+
+// TestAttackForgedOwnAccusation: a stranger sends a view an accusation in
+// the view's own name, its signature garbage and backdated (so aged), of
+// a member the view plausibly probes. The view checks no signature of its
+// own accusations (credible): it took the forgery, held the member dead
+// ten seconds later, and spread it, and every other view banned it for a
+// bad signature. It also took a new incarnation each time a forgery of
+// the kept one came (20 in 2 s). Now its own accusations are taken only
+// from itself.
+func TestAttackForgedOwnAccusation(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	m := viewOf(t, snapshotOf(t, 50), "m0", now)
+	var y string
+	for i := 2; i < 50 && y == ""; i++ {
+		if id := fmt.Sprintf("m%d", i); m.plausible(m.selfKid, KeyID(id)) {
+			y = id
+		}
+	}
+	r := m.v.get(hashOf(KeyID(y)))
+	forged := appendSig(accusationBody(y, r.e.Inc, "m0", uint64(now.Add(-30*time.Second).UnixNano())), []byte("garbage"))
+	_ = m.Receive(now, "zz-stranger", encodeUpdates(msgUpdates, nil, [][]byte{forged}))
+	for i := 0; i < 100; i++ {
+		now = now.Add(100 * time.Millisecond)
+		m.Tick(now)
+	}
+	if st := m.State(now, y); st != "live" {
+		t.Fatalf("a forged accusation in m0's own name got %s %s", y, st)
+	}
+	taken := forgedTakes(t, m, now, "m7", "m0")
+	if taken > 1 {
+		t.Fatalf("%d new incarnations taken within 2 s through forgeries in m0's own name", taken)
 	}
 }

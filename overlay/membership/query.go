@@ -154,6 +154,7 @@ func (m *Membership) Forget(id string) {
 		m.v.undigest(m.v.mut(h))
 		m.v.del(h)
 		delete(m.suspects, h)
+		m.leaveProb(h)
 		if wasCand {
 			m.ringDel(h)
 		}

@@ -39,9 +39,10 @@ func (m *Membership) expire(now time.Time) {
 			case r == nil:
 				m.leaveProb(t.h)
 			case now.Before(r.until): // restarted or extended since
-			case m.unproven(r):
-				m.extend(now, r)
 			default:
+				// Not extended a sixteenth before (probFinal): it ends here.
+				// Extending now would take back a member this node's
+				// queries have held live since its end (until the Tick).
 				m.leaveProb(t.h)
 				if r.candidate() && t.h != m.selfH {
 					if !r.confirmed {
@@ -195,15 +196,15 @@ func (m *Membership) probeStep(now time.Time) {
 // (a pair, spread at once) within that time, since each probes it ahead
 // of the members whose probations end later (probationStep).
 func (m *Membership) unproven(r *rec) bool {
-	if !m.cfg.Serve || m.onProb[r.h] == probAnswered || !r.candidate() || r.h == m.selfH {
-		return false
+	if st, ok := m.onProb[r.h]; !ok || st == probAnswered || !m.cfg.Serve || !r.candidate() || r.h == m.selfH {
+		return false // not on probation here (a timer of one ended), or answered
 	}
 	_, in := m.gapDistance(r)
 	return in
 }
 
 // extend puts r on probation again here, and has it probed again: it is
-// unproven a sixteenth of a probation before its end, or at the end.
+// unproven a sixteenth of a probation before its end.
 func (m *Membership) extend(now time.Time, r *rec) {
 	r = m.v.mut(r.h)
 	r.until = now.Add(m.cfg.Probation)
@@ -212,7 +213,8 @@ func (m *Membership) extend(now time.Time, r *rec) {
 }
 
 // probationTimers schedules the end of r's probation (a timer of kind: 0
-// for a new member, 2 when restarted or extended) and a prober's two
+// for a new member, 2 when restarted or extended: they act alike) and a
+// prober's two
 // checks before it: a quarter of a probation before, unproven, it is
 // probed again (it may have come into this node's gaps since it was
 // passed over, or the probe been lost); a sixteenth before, still
