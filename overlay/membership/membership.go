@@ -215,7 +215,6 @@ type Membership struct {
 	peers     map[string]*peerState
 	listeners map[string]time.Time
 	unconf    map[string]int
-	unconfAll int
 	joinFrom  string // the peer last asked to join through
 	// joins: the peers asked to join through in the last half SyncEvery
 	// (their answers are taken for that long), at most maxJoins, with how

@@ -223,23 +223,32 @@ func TestAttackPingsItsProbers(t *testing.T) {
 // keeps the newer and takes it once the older is accused.
 func TestAttackSplitIncarnations(t *testing.T) {
 	for seed := uint64(700); seed < 704; seed++ {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			n, ids := probationNet(t, seed)
-			u := fmt.Sprintf("unreachable%d", seed)
-			probers, _ := shielded(n, ids, u, 0)
-			var others []string
-			for _, o := range ids {
-				if !contains(probers, o) && o != "n01" {
-					others = append(others, o)
-				}
-			}
-			n.drop = func(from, to string, b []byte) bool { return to == u }
-			now := uint64(n.now.UnixNano())
-			tellTo(n, probers, [][]byte{signAt(t, u, now)})
-			tellTo(n, others, [][]byte{signAt(t, u, now+uint64(time.Hour))})
-			neverLive(t, n, ids, u, 60*time.Second, time.Second, nil)
-		})
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { splitIncarnations(t, seed, []string{"n01"}, nil) })
 	}
+}
+
+// splitIncarnations gives the probers of an unreachable identity one
+// incarnation and the views but those in skip (and the probers) a newer
+// one, an hour ahead, after fill (if not nil) has had its way with the
+// probers; the identity must never be live.
+func splitIncarnations(t *testing.T, seed uint64, skip []string, fill func(n *testNet, ids, probers []string, now uint64)) {
+	n, ids := probationNet(t, seed)
+	u := fmt.Sprintf("unreachable%d", seed)
+	probers, _ := shielded(n, ids, u, 0)
+	var others []string
+	for _, o := range ids {
+		if !contains(probers, o) && !contains(skip, o) {
+			others = append(others, o)
+		}
+	}
+	n.drop = func(from, to string, b []byte) bool { return to == u || strings.HasPrefix(to, "syb") }
+	now := uint64(n.now.UnixNano())
+	tellTo(n, probers, [][]byte{signAt(t, u, now)})
+	if fill != nil {
+		fill(n, ids, probers, now)
+	}
+	tellTo(n, others, [][]byte{signAt(t, u, now+uint64(time.Hour))})
+	neverLive(t, n, ids, u, 60*time.Second, time.Second, nil)
 }
 
 // TestAttackSlowProbers: probers whose health score is up (overloaded,
@@ -431,55 +440,43 @@ func TestAttackAccusedShieldsFirst(t *testing.T) {
 func TestAttackSplitIncarnationsDeferredFull(t *testing.T) {
 	for seed := uint64(700); seed < 703; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			n, ids := probationNet(t, seed)
-			for _, id := range ids {
-				n.nodes[id].cfg.Group = func(p string) string { return p } // a /24 each
-			}
-			relays := []string{"n01", "n02", "n03", "n04"}
-			u := fmt.Sprintf("unreachable%d", seed)
-			probers, _ := shielded(n, ids, u, 0)
-			var others []string
-			for _, o := range ids {
-				if !contains(probers, o) && o != "n01" {
-					others = append(others, o)
+			splitIncarnations(t, seed, []string{"n01"}, func(n *testNet, ids, probers []string, now uint64) {
+				for _, id := range ids {
+					n.nodes[id].cfg.Group = func(p string) string { return p } // a /24 each
 				}
-			}
-			n.drop = func(from, to string, b []byte) bool { return to == u || strings.HasPrefix(to, "syb") }
-			now := uint64(n.now.UnixNano())
-			tellTo(n, probers, [][]byte{signAt(t, u, now)})
-			var sybils []string // outside the probers' gaps: not shields (TestAttackShieldsToldFirst)
-			for i := 0; len(sybils) < 1023; i++ {
-				s := fmt.Sprintf("syb%d-%d", seed, i)
-				in := false
-				for _, p := range probers {
-					_, g := n.nodes[p].gapDistance(&rec{kid: KeyID(s)})
-					in = in || g
-				}
-				if !in {
-					sybils = append(sybils, s)
-				}
-			}
-			for round := uint64(1); round <= 2; round++ {
-				for i, s := range sybils {
-					raw := signAt(t, s, now+round)
+				relays := []string{"n01", "n02", "n03", "n04"}
+				var sybils []string // outside the probers' gaps: not shields (TestAttackShieldsToldFirst)
+				for i := 0; len(sybils) < 1023; i++ {
+					s := fmt.Sprintf("syb%d-%d", seed, i)
+					in := false
 					for _, p := range probers {
-						_ = n.nodes[p].Receive(n.now, relays[i%4], encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+						_, g := n.nodes[p].gapDistance(&rec{kid: KeyID(s)})
+						in = in || g
+					}
+					if !in {
+						sybils = append(sybils, s)
 					}
 				}
-			}
-			for _, l := range relays { // their own entries, twice: the second is kept
-				for k := uint64(1); k <= 2; k++ {
-					raw := signAt(t, l, uint64(n.now.UnixNano())+k)
-					for _, p := range probers {
-						_ = n.nodes[p].Receive(n.now, l, encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+				for round := uint64(1); round <= 2; round++ {
+					for i, s := range sybils {
+						raw := signAt(t, s, now+round)
+						for _, p := range probers {
+							_ = n.nodes[p].Receive(n.now, relays[i%4], encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+						}
 					}
 				}
-			}
-			if d := len(n.nodes[probers[0]].deferred); d < maxDeferred {
-				t.Fatalf("prober %s keeps %d entries, the test wants it full (%d)", probers[0], d, maxDeferred)
-			}
-			tellTo(n, others, [][]byte{signAt(t, u, now+uint64(time.Hour))})
-			neverLive(t, n, ids, u, 60*time.Second, time.Second, nil)
+				for _, l := range relays { // their own entries, twice: the second is kept
+					for k := uint64(1); k <= 2; k++ {
+						raw := signAt(t, l, uint64(n.now.UnixNano())+k)
+						for _, p := range probers {
+							_ = n.nodes[p].Receive(n.now, l, encodeUpdates(msgUpdates, [][]byte{raw}, nil))
+						}
+					}
+				}
+				if d := len(n.nodes[probers[0]].deferred); d < maxDeferred {
+					t.Fatalf("prober %s keeps %d entries, the test wants it full (%d)", probers[0], d, maxDeferred)
+				}
+			})
 		})
 	}
 }
@@ -493,20 +490,7 @@ func TestAttackSplitIncarnationsDeferredFull(t *testing.T) {
 func TestAttackSplitIncarnationsOlderFirst(t *testing.T) {
 	for seed := uint64(700); seed < 704; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			n, ids := probationNet(t, seed)
-			u := fmt.Sprintf("unreachable%d", seed)
-			probers, _ := shielded(n, ids, u, 0)
-			var others []string
-			for _, o := range ids {
-				if !contains(probers, o) && !contains([]string{"n01", "n02", "n03", "n04"}, o) {
-					others = append(others, o)
-				}
-			}
-			n.drop = func(from, to string, b []byte) bool { return to == u }
-			now := uint64(n.now.UnixNano())
-			tellTo(n, probers, [][]byte{signAt(t, u, now)})
-			tellTo(n, others, [][]byte{signAt(t, u, now+uint64(time.Hour))})
-			neverLive(t, n, ids, u, 60*time.Second, time.Second, nil)
+			splitIncarnations(t, seed, []string{"n01", "n02", "n03", "n04"}, nil)
 		})
 	}
 }

@@ -132,19 +132,25 @@ func (m *Membership) expireSmall(now time.Time) {
 	}
 }
 
+// goIndirect asks two neighbours to ping p's target (its ack through them
+// counts, probe.acks).
+func (m *Membership) goIndirect(p *probe) {
+	p.indirect = true
+	for _, q := range m.Neighbours() {
+		if q != p.target && len(p.helpers) < 2 {
+			m.send(q, encodePingReq(p.seq, p.target))
+			p.helpers = append(p.helpers, q)
+		}
+	}
+}
+
 // probeStep pings the next ring successor each Period, asks two other
 // neighbours to ping it when it does not answer, and accuses it when no
 // ack came at all.
 func (m *Membership) probeStep(now time.Time) {
 	if p := m.probe; p != nil {
 		if !p.indirect && !now.Before(p.sent.Add(m.probeTimeout(p))) {
-			p.indirect = true
-			for _, q := range m.Neighbours() {
-				if q != p.target && len(p.helpers) < 2 {
-					m.send(q, encodePingReq(p.seq, p.target))
-					p.helpers = append(p.helpers, q)
-				}
-			}
+			m.goIndirect(p)
 		}
 		if !now.Before(p.sent.Add(2 * m.probeTimeout(p))) {
 			m.probe, m.failed = nil, p
@@ -240,13 +246,12 @@ func (m *Membership) chargeProb(h uint64, g string) bool {
 		return true
 	}
 	limit := m.cfg.MaxUnconfirmed
-	if m.unconfAll >= limit || m.unconf[g] >= max(1, limit/4) {
+	if len(m.probGroup) >= limit || m.unconf[g] >= max(1, limit/4) {
 		m.stats.OverUnconfirmed++
 		return false
 	}
 	m.probGroup[h] = g
 	m.unconf[g]++
-	m.unconfAll++
 	return true
 }
 
@@ -259,7 +264,6 @@ func (m *Membership) leaveProb(h uint64) {
 	}
 	delete(m.probGroup, h)
 	m.unconf[g]--
-	m.unconfAll--
 	if m.unconf[g] <= 0 {
 		delete(m.unconf, g)
 	}
@@ -307,13 +311,7 @@ func (m *Membership) probationStep(now time.Time) {
 	keep := m.probProbes[:0]
 	for _, p := range m.probProbes {
 		if !p.indirect && !now.Before(p.sent.Add(m.probationTimeout(p))) {
-			p.indirect = true
-			for _, q := range m.Neighbours() {
-				if q != p.target && len(p.helpers) < 2 {
-					m.send(q, encodePingReq(p.seq, p.target))
-					p.helpers = append(p.helpers, q)
-				}
-			}
+			m.goIndirect(p)
 		}
 		switch {
 		case now.Before(p.sent.Add(2 * m.probationTimeout(p))):
