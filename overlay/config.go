@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -83,6 +84,10 @@ type Config struct {
 	// for hole punching and a few requests) and AutoNAT dial-backs. The
 	// member announces it in gossip, where private nodes find relays.
 	RelayService bool
+	// HolePunchTracer, when set, receives the hole punching (DCUtR) events
+	// of a node that is not public: each attempt's addresses, result and
+	// error (to count direct against relayed, or to report a failure).
+	HolePunchTracer holepunch.EventTracer
 	// MaxConnsPerIP bounds concurrent connections from one IPv4 address (or
 	// IPv6 /56; 8× that per /48). libp2p's default is 8, too few for the
 	// members and clients behind one NAT. Loopback is never limited.

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/lsnode/lsnode/overlay/membership"
@@ -43,7 +44,11 @@ func (o *Overlay) natOptions() []libp2p.Option {
 		// Private or auto: the relay transport to reserve on members and
 		// to dial relayed peers, and hole punching to leave the relay.
 		step := max(r.GossipInterval, time.Second)
-		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableHolePunching(),
+		var hp []holepunch.Option
+		if r.HolePunchTracer != nil {
+			hp = append(hp, holepunch.WithTracer(r.HolePunchTracer))
+		}
+		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableHolePunching(hp...),
 			libp2p.EnableAutoRelayWithPeerSource(o.relayCandidates,
 				autorelay.WithMinCandidates(1),
 				autorelay.WithBootDelay(5*step),

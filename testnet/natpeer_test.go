@@ -12,11 +12,14 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -57,11 +60,87 @@ type peerEvent struct {
 }
 
 // punchWait is how long a round of hole punching gets before the peer
-// reconnects through the relay for another, at most maxPunches rounds.
+// reconnects through the relay for another, at most maxPunches rounds. A
+// round of the target's DCUtR can take 40 s (a direct dial and three
+// attempts, each up to 10 s): a new relayed connection while one runs
+// starts none (the target holds one round per peer).
 const (
-	punchWait  = 25 * time.Second
-	maxPunches = 4
+	punchWait  = 45 * time.Second
+	maxPunches = 3
 )
+
+// punchThrough waits for DCUtR to turn h's relayed connection to target
+// into a direct one, reconnecting through the relay for a new round every
+// punchWait. On failure it says what hole punching saw on this side.
+func punchThrough(ctx context.Context, h host.Host, target peer.ID, relayed []ma.Multiaddr, trace *punchTrace) (network.Conn, int, error) {
+	tries, try := 1, time.Now()
+	trace.add("round 1: connected through the relay")
+	for {
+		for _, c := range h.Network().ConnsToPeer(target) {
+			if !c.Stat().Limited && !isCircuit(c.RemoteMultiaddr()) {
+				return c, tries, nil
+			}
+		}
+		if time.Since(try) > punchWait {
+			if tries == maxPunches {
+				return nil, tries, fmt.Errorf("no direct connection to the target after %d rounds of hole punching of %v; "+
+					"this side's public addresses %v, the target's addresses here %v, connections %v; hole punching events here:\n%s",
+					tries, punchWait, publicAddrs(h), h.Peerstore().Addrs(target), connAddrs(h.Network().ConnsToPeer(target)), trace)
+			}
+			// DCUtR gives up after its few attempts in a row (the NATs'
+			// timing on a loaded machine): a new relayed connection
+			// starts a new round, as a peer that reconnects would.
+			_ = h.Network().ClosePeer(target)
+			if err := h.Connect(ctx, peer.AddrInfo{ID: target, Addrs: relayed}); err != nil {
+				return nil, tries, fmt.Errorf("connect through the relay again: %w", err)
+			}
+			tries, try = tries+1, time.Now()
+			trace.add(fmt.Sprintf("round %d: reconnected through the relay", tries))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, tries, fmt.Errorf("no direct connection to the target after %d rounds of hole punching: %w\n%s", tries, ctx.Err(), trace)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func connAddrs(cs []network.Conn) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, fmt.Sprintf("%s (limited %v)", c.RemoteMultiaddr(), c.Stat().Limited))
+	}
+	return out
+}
+
+// punchTrace keeps the hole punching events of the peer's second node.
+type punchTrace struct {
+	mu    sync.Mutex
+	start time.Time
+	lines []string
+}
+
+func (p *punchTrace) Trace(e *holepunch.Event) {
+	p.add(fmt.Sprintf("%s %+v", e.Type, e.Evt))
+}
+
+func (p *punchTrace) add(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.start.IsZero() {
+		p.start = time.Now()
+	}
+	p.lines = append(p.lines, fmt.Sprintf("+%.1fs %s", time.Since(p.start).Seconds(), line))
+}
+
+func (p *punchTrace) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.lines) == 0 {
+		return "(none: the target started no round)"
+	}
+	return strings.Join(p.lines, "\n")
+}
 
 func report(v any) {
 	b, _ := json.Marshal(v)
@@ -82,7 +161,7 @@ func report(v any) {
 //     through it.
 func bedPeer() error {
 	env := func(k string) string { return os.Getenv("LSNODE_BED_" + k) }
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
 	t0 := time.Now()
 	cfg, err := node.LoadConfig(env("CONFIG"))
@@ -100,13 +179,14 @@ func bedPeer() error {
 	aor, want := env("AOR"), env("WANT")
 	gossip, _ := time.ParseDuration(env("GOSSIP"))
 	// joinPrivate starts a node with reachability private and joins.
-	joinPrivate := func() (*overlay.Overlay, error) {
+	joinPrivate := func(tr holepunch.EventTracer) (*overlay.Overlay, error) {
 		key, err := overlay.GenerateIdentity()
 		if err != nil {
 			return nil, err
 		}
 		ov, err := overlay.New(ctx, overlay.Config{Name: cfg.Overlay.Name, Identity: key, Reachability: overlay.ReachPrivate,
-			ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip})
+			ListenAddrs: []string{"/ip4/0.0.0.0/tcp/0"}, Bootstrap: strings.Split(env("BOOTSTRAP"), ","), GossipInterval: gossip,
+			HolePunchTracer: tr})
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +196,7 @@ func bedPeer() error {
 		}
 		return ov, nil
 	}
-	ov, err := joinPrivate()
+	ov, err := joinPrivate(nil)
 	if err != nil {
 		return err
 	}
@@ -188,7 +268,8 @@ func bedPeer() error {
 	// punching has likely been and gone): it connects through the relay
 	// only, and hole punching must give it a direct connection.
 	st2 := time.Now()
-	ov2, err := joinPrivate()
+	trace := &punchTrace{}
+	ov2, err := joinPrivate(trace)
 	if err != nil {
 		return err
 	}
@@ -219,31 +300,9 @@ func bedPeer() error {
 	if conns := h.Network().ConnsToPeer(target); len(conns) != 1 || !conns[0].Stat().Limited {
 		return fmt.Errorf("the first connection to the target is not only a relayed one: %v", conns)
 	}
-	var direct network.Conn
-	tries, try := 1, time.Now()
-	for direct == nil {
-		for _, c := range h.Network().ConnsToPeer(target) {
-			if !c.Stat().Limited && !isCircuit(c.RemoteMultiaddr()) {
-				direct = c
-			}
-		}
-		if direct == nil && time.Since(try) > punchWait && tries < maxPunches {
-			// DCUtR gives up after its few attempts in a row (the NATs'
-			// timing on a loaded machine): a new relayed connection
-			// starts a new round, as a peer that reconnects would.
-			_ = h.Network().ClosePeer(target)
-			if err := h.Connect(ctx, peer.AddrInfo{ID: target, Addrs: relayed}); err != nil {
-				return fmt.Errorf("connect through the relay again: %w", err)
-			}
-			tries, try = tries+1, time.Now()
-		}
-		if direct == nil {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("no direct connection to the target after %d rounds of hole punching", tries)
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
+	direct, tries, err := punchThrough(ctx, h, target, relayed, trace)
+	if err != nil {
+		return err
 	}
 	report(peerEvent{Event: "direct", Ms: msf(time.Since(st)), Addr: direct.RemoteMultiaddr().String(), Rounds: tries})
 	c, err := lsp.NewClient(lsp.ClientConfig{Streams: ov2, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})

@@ -43,7 +43,7 @@ func TestNetnsBed(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", exe, "../cmd/lsnode").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	t0 := time.Now()
 	bed, err := testnet.NewBed(ctx, testnet.BedSpec{Public: 6, NATs: []int{2, 10}, UDPTimeout: natUDPTimeout})
