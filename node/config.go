@@ -290,6 +290,10 @@ type RelayConfig struct {
 	// policy denies them (loopback, private, link-local, CGNAT, multicast):
 	// TURN peers and RTP relay media targets alike.
 	Allow []string `json:"allow,omitempty"`
+	// AllowSelf lets the relay reach this host's own addresses where Allow
+	// admits them (a testnet on loopback). Off by default: a TURN user or
+	// an SDP never reaches the node's own services from its own address.
+	AllowSelf bool `json:"allow_self,omitempty"`
 	// MaxAllocations in total (default 1000) and per user (default 10).
 	MaxAllocations int `json:"max_allocations,omitempty"`
 	MaxPerUser     int `json:"max_per_user,omitempty"`

@@ -390,7 +390,7 @@ func newTURN(cfg *Config, cred *lsp.Credential, log *slog.Logger) (*relay.Server
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	}
 	return relay.New(relay.Config{Addr: cfg.TURN, TLSAddr: rc.TLS, TLS: tlsCfg, RelayIP: rc.RelayIP, Realm: rc.Realm, Secret: secret,
-		Allow: allow, MaxAllocations: rc.MaxAllocations, MaxPerUser: rc.MaxPerUser, Logger: log})
+		Allow: allow, AllowSelf: rc.AllowSelf, MaxAllocations: rc.MaxAllocations, MaxPerUser: rc.MaxPerUser, Logger: log})
 }
 
 // newMedia starts the RTP relay.
@@ -399,7 +399,7 @@ func newMedia(cfg *Config, log *slog.Logger) (*relay.Media, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc := relay.MediaConfig{IP: cfg.Relay.MediaIP, Allow: allow, Logger: log}
+	mc := relay.MediaConfig{IP: cfg.Relay.MediaIP, Allow: allow, AllowSelf: cfg.Relay.AllowSelf, Logger: log}
 	if r := cfg.Relay.MediaPorts; r != "" {
 		if mc.MinPort, mc.MaxPort, err = ParsePortRange(r); err != nil {
 			return nil, fmt.Errorf("%w: relay.media_ports %v", ErrConfig, err)

@@ -30,7 +30,7 @@ func victim(t *testing.T) (*net.UDPConn, string) {
 func loopbackMedia(t *testing.T, lo, hi int) *relay.Media {
 	t.Helper()
 	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: lo, MaxPort: hi, Logger: quiet(),
-		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}})
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, AllowSelf: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -236,7 +236,7 @@ func TestMediaQuotaPerSource(t *testing.T) {
 func alwaysAnchoring(t *testing.T, lo, hi, sessions int, mutate func(*Config)) (*testProxy, *relay.Media) {
 	t.Helper()
 	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: lo, MaxPort: hi, MaxSessions: sessions,
-		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, Logger: quiet()})
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, AllowSelf: true, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

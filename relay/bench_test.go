@@ -88,7 +88,7 @@ func BenchmarkTURN(b *testing.B) {
 	n := envInt("LSNODE_BENCH_TURN_MSGS", 2000)
 	interval := envInt("LSNODE_BENCH_TURN_INTERVAL_MS", 1)
 	s, err := New(Config{Addr: "127.0.0.1:0", Realm: "a.example", Secret: []byte(secret), Logger: quiet(),
-		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, MaxAllocations: 1000, MaxPerUser: 1000})
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, AllowSelf: true, MaxAllocations: 1000, MaxPerUser: 1000})
 	if err != nil {
 		b.Fatal(err)
 	}

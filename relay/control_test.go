@@ -51,7 +51,7 @@ func mediaNet(t *testing.T, mc MediaConfig) (*Media, peer.ID, *Remote, *Remote) 
 		}
 		ovs = append(ovs, ov)
 	}
-	mc.IP, mc.Logger = "127.0.0.1", quiet()
+	mc.IP, mc.Logger, mc.AllowSelf = "127.0.0.1", quiet(), true // every party is on loopback, this host
 	m, err := NewMedia(mc)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func received(c *net.UDPConn, d time.Duration, send func()) bool {
 // list covering loopback, the same offer is accepted and media flows.
 func TestControlPeerPolicy(t *testing.T) {
 	ctx := context.Background()
-	m, _, a, _ := mediaNet(t, MediaConfig{MinPort: 45000, MaxPort: 45099, Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 2), Mask: net.CIDRMask(32, 32)}}})
+	m, _, a, _ := mediaNet(t, MediaConfig{MinPort: 45000, MaxPort: 45099, Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 2), Mask: net.CIDRMask(32, 32)}}, AllowSelf: true})
 	target := udpOn(t, "127.0.0.1") // what an attacker aims the relay at
 	for _, ip := range []string{"127.0.0.1", "10.1.2.3", "192.168.1.1", "100.64.0.1", "169.254.169.254", "::1", "fe80::1", "0.0.0.0", "224.0.0.1"} {
 		if _, _, err := a.Offer(ctx, "call-"+ip, net.ParseIP(ip), 4000); !errors.Is(err, ErrTarget) {
@@ -170,7 +170,7 @@ func TestMediaLatchPolicy(t *testing.T) {
 	ctx := context.Background()
 	for _, allow := range []bool{false, true} {
 		mc := MediaConfig{IP: "127.0.0.1", MinPort: 45200, MaxPort: 45299, Logger: quiet(),
-			Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 2), Mask: net.CIDRMask(32, 32)}}}
+			Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 2), Mask: net.CIDRMask(32, 32)}}, AllowSelf: true}
 		if allow {
 			mc.Allow = loopback()
 		}

@@ -30,6 +30,11 @@ type MediaConfig struct {
 	// although the peer policy denies them (Restricted): the same list as
 	// the TURN server's Config.Allow (the testnet allows loopback).
 	Allow []*net.IPNet
+	// AllowSelf lets media go to this host's own addresses (its
+	// interfaces', IP) where Allow or the default policy admits them: a
+	// testnet on loopback. Off (the default), an SDP never points the
+	// relay at the node's own services.
+	AllowSelf bool
 	// Idle ends a session with no packets for this long. Default 60s.
 	Idle time.Duration
 	// Logger; default slog.Default().
@@ -47,6 +52,7 @@ type MediaConfig struct {
 type Media struct {
 	cfg      MediaConfig
 	ip       net.IP
+	self     *selfAddrs // nil with AllowSelf
 	log      *slog.Logger
 	mu       sync.Mutex
 	byID     map[sessionKey]*Session
@@ -90,6 +96,9 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	}
 	m := &Media{cfg: cfg, ip: ip, log: cfg.Logger.With("component", "media"), byID: map[sessionKey]*Session{},
 		perOwner: map[string]int{}, done: make(chan struct{})}
+	if !cfg.AllowSelf {
+		m.self = newSelfAddrs(ip)
+	}
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.reap() }()
 	return m, nil
@@ -240,7 +249,9 @@ func (s *Session) setParty(i int, ip net.IP, port int, send bool) {
 }
 
 // permitted: the peer policy lets media go to ip (the TURN server's).
-func (m *Media) permitted(ip net.IP) bool { return permitted(m.cfg.Allow, ip) }
+func (m *Media) permitted(ip net.IP) bool {
+	return permitted(m.cfg.Allow, ip) && (m.self == nil || !m.self.has(ip))
+}
 
 // target decides what the relay does with a party's SDP address: send to
 // it (send), or, for a NAT'd party's private address when not strict,

@@ -13,7 +13,7 @@ import (
 // the same round trip direct, and the forwarding rate of a one-way burst
 // (160-byte packets, sent as fast as one socket can for 2 s) with its loss.
 func BenchmarkMediaRelay(b *testing.B) {
-	m, err := NewMedia(MediaConfig{IP: "127.0.0.1", MinPort: 43000, MaxPort: 43099, Allow: loopback(), Logger: quiet()})
+	m, err := NewMedia(MediaConfig{IP: "127.0.0.1", MinPort: 43000, MaxPort: 43099, Allow: loopback(), AllowSelf: true, Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,11 @@ type Config struct {
 	// policy denies them (loopback, RFC 1918, link-local, CGNAT, multicast,
 	// unspecified, ULA, cloud metadata): the testnet allows loopback.
 	Allow []*net.IPNet
+	// AllowSelf lets relaying reach this host's own addresses (its
+	// interfaces', RelayIP, Addr's host) where Allow or the default policy
+	// admits them: a testnet on loopback. Off (the default), a TURN user
+	// never reaches the node's own services from the node's own address.
+	AllowSelf bool
 	// MaxAllocations bounds live allocations in total (default 1000) and
 	// per user (default 10).
 	MaxAllocations, MaxPerUser int
@@ -66,6 +72,8 @@ type Server struct {
 	// checks MESSAGE-INTEGRITY: only a request whose integrity verifies
 	// (checked here on the request pion is handling, see capture) is
 	// charged, so wrong passwords from any number of ports lock no one out.
+	self *selfAddrs // nil with AllowSelf
+
 	mu      sync.Mutex
 	clients map[string]*client // "udp/ip:port" → user and last authentication
 	perUser map[string]int
@@ -106,6 +114,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), perUser: map[string]int{}, clients: map[string]*client{},
 		capture: capture{conns: map[string][]*frameConn{}}}
+	if !cfg.AllowSelf {
+		s.self = newSelfAddrs(relayIP, net.ParseIP(host))
+	}
 	if s.udp, err = net.ListenPacket("udp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("relay: listen udp %s: %w", cfg.Addr, err)
 	}
@@ -247,9 +258,10 @@ func (s *Server) admit(key, user string, now time.Time) bool {
 }
 
 // permit is the peer policy: addresses a relay must not reach unless the
-// config allows them (an open relay into the operator's own networks).
+// config allows them (an open relay into the operator's own networks), and
+// never the host itself (unless AllowSelf).
 func (s *Server) permit(_ net.Addr, peer net.IP) bool {
-	if !permitted(s.cfg.Allow, peer) {
+	if !permitted(s.cfg.Allow, peer) || s.self != nil && s.self.has(peer) {
 		s.denied.Add(1)
 		return false
 	}
@@ -289,17 +301,52 @@ func (s *Server) Allocations() int64 { return s.allocs.Load() }
 // Restricted reports whether the default policy denies relaying to ip:
 // loopback, private (RFC 1918, ULA), link-local (cloud metadata
 // 169.254.169.254 included), CGNAT (100.64/10), multicast, unspecified and
-// broadcast addresses.
+// broadcast addresses, and the other special-purpose blocks no public peer
+// is on (IANA's registries: 0/8, 192.0.0/24, 198.18/15, 240/4, IPv6
+// site-local, discard-only, IPv4-compatible and Teredo). An IPv6 address
+// that carries an IPv4 one (NAT64 64:ff9b::/96, 6to4 2002::/16) is judged
+// by that address; local-use NAT64 (64:ff9b:1::/48) is denied whole.
 func Restricted(ip net.IP) bool {
 	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast() {
 		return true
 	}
 	if v4 := ip.To4(); v4 != nil {
-		return v4[0] == 100 && v4[1]&0xc0 == 64 || v4.Equal(net.IPv4bcast) || v4[0] == 0
+		return v4[0] == 100 && v4[1]&0xc0 == 64 || v4.Equal(net.IPv4bcast) || v4[0] == 0 ||
+			v4[0] == 192 && v4[1] == 0 && v4[2] == 0 || v4[0] == 198 && v4[1]&0xfe == 18 || v4[0] >= 240
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return true
+	}
+	for _, p := range deniedIPv6 {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return Restricted(net.IPv4(b[12], b[13], b[14], b[15]))
+	case sixToFour.Contains(a):
+		return Restricted(net.IPv4(b[2], b[3], b[4], b[5]))
 	}
 	return false
 }
+
+// IPv6 blocks no public peer is on (read only), and those that carry an
+// IPv4 address.
+var (
+	deniedIPv6 = []netip.Prefix{
+		netip.MustParsePrefix("fec0::/10"),      // site-local
+		netip.MustParsePrefix("::/96"),          // IPv4-compatible (the IPv4-mapped ones are To4 above)
+		netip.MustParsePrefix("100::/64"),       // discard-only
+		netip.MustParsePrefix("2001::/32"),      // Teredo
+		netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64
+	}
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
 
 // quotaGenerator allocates relayed addresses up to MaxAllocations live ones.
 type quotaGenerator struct {

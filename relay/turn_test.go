@@ -29,7 +29,7 @@ func loopback() []*net.IPNet {
 
 func startTURN(t *testing.T, allow []*net.IPNet, mutate func(*Config)) *Server {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", Realm: "a.example", Secret: []byte("0123456789abcdef-turn"), Allow: allow, Logger: quiet()}
+	cfg := Config{Addr: "127.0.0.1:0", Realm: "a.example", Secret: []byte("0123456789abcdef-turn"), Allow: allow, AllowSelf: true, Logger: quiet()}
 	if mutate != nil {
 		mutate(&cfg)
 	}

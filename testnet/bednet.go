@@ -120,6 +120,10 @@ func (n *BedNet) placeConfig(i int, path string, rewrite func(string) string, ed
 	m.Nodes[i].SIPWS, m.Nodes[i].SIPWSS = c.SIPWS, c.SIPWSS
 	if c.Domain != "" && c.SIP != "" {
 		c.Relay.MediaIP = host.IP
+		// The testbed's internet is in 192.0.0.0/24, a special-purpose
+		// block the relay's policy denies (relay.Restricted): its peers
+		// are allowed here, explicitly.
+		c.Relay.Allow = append(c.Relay.Allow, internet+".0/24")
 		if c.Proxy.Media == "" {
 			c.Proxy.Media = "auto"
 		}

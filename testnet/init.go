@@ -285,8 +285,8 @@ func nodeConfig(spec Spec, m *Manifest, i, port int) node.Config {
 		cfg.TURN, cfg.HTTP, cfg.Admin = ni.TURN, ni.HTTP, ni.Admin
 		cfg.API, cfg.APITokensFile = ni.API, apiTokensFile
 		// Every testnet peer is on loopback, which the relay's default
-		// policy denies: allowed here, explicitly.
-		cfg.Relay.Allow = []string{"127.0.0.0/8"}
+		// policy denies, and on this host: allowed here, explicitly.
+		cfg.Relay.Allow, cfg.Relay.AllowSelf = []string{"127.0.0.0/8"}, true
 	}
 	return cfg
 }
