@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -62,7 +63,7 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	}
 	src := ""
 	if !p.trusted(req) { // a trusted network's proxy speaks for many callers
-		src, _, _ = net.SplitHostPort(req.Source())
+		src = sourceGroup(req.Source())
 	}
 	budget, ok := p.anchors.room(src, p.cfg.Media.Has)
 	if !ok {
@@ -259,13 +260,35 @@ func (p *Proxy) unanchor(keys ...string) {
 }
 
 // maxAnchoredPerSource bounds the relay sessions (one per stream) calls
-// from one untrusted source address hold at once: four streams per call
-// made one sender able to take a relay's every port pair with the
-// requests it may have in flight.
-const maxAnchoredPerSource = 64
+// from one untrusted source network (IPv4 /24, IPv6 /64) hold at once:
+// four streams per call made one sender able to take a relay's every port
+// pair with the requests it may have in flight, and 64 a source let four
+// addresses (spoofable, over UDP) take a default relay's 250 sessions.
+const maxAnchoredPerSource = 16
 
-// maxAnchorSources bounds the sources anchorQuota keeps.
+// maxAnchorSources bounds the source networks anchorQuota keeps; beyond
+// it (after dropping ended sessions) a new network anchors nothing.
 const maxAnchorSources = 4096
+
+// sourceGroup is the network a source address counts against: its IPv4
+// /24 or IPv6 /64 (one host holds many addresses of either).
+func sourceGroup(source string) string {
+	host, _, err := net.SplitHostPort(source)
+	if err != nil {
+		host = source
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap()
+	bits := 64
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
+}
 
 // anchorQuota counts the relay sessions of each untrusted source. A
 // session the relay ended (BYE, idle) is dropped when its source is next
@@ -276,13 +299,27 @@ type anchorQuota struct {
 }
 
 // room prunes src's ended sessions and returns how many more it may open;
-// ok is false when none (src "" is unbounded).
+// ok is false when none (src "" is unbounded). A new source when
+// maxAnchorSources hold sessions gets none: forgetting them would let
+// each open its share again.
 func (q *anchorQuota) room(src string, has func(string) bool) (int, bool) {
 	if src == "" {
 		return maxAnchoredPerSource, true
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if _, ok := q.by[src]; !ok && len(q.by) >= maxAnchorSources {
+		for s, keys := range q.by {
+			if keys = slices.DeleteFunc(keys, func(k string) bool { return !has(k) }); len(keys) == 0 {
+				delete(q.by, s)
+			} else {
+				q.by[s] = keys
+			}
+		}
+		if len(q.by) >= maxAnchorSources {
+			return 0, false
+		}
+	}
 	keys := slices.DeleteFunc(q.by[src], func(k string) bool { return !has(k) })
 	if len(keys) == 0 {
 		delete(q.by, src)
@@ -300,8 +337,5 @@ func (q *anchorQuota) add(src, key string) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, ok := q.by[src]; !ok && len(q.by) >= maxAnchorSources {
-		clear(q.by) // bounded: what is forgotten is counted again by its next offers
-	}
-	q.by[src] = append(q.by[src], key)
+	q.by[src] = append(q.by[src], key) // room let src in: bounded by maxAnchorSources
 }

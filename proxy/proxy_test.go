@@ -526,10 +526,26 @@ func TestMediaAnchored(t *testing.T) {
 			t.Fatalf("want %q from the relay's %v, got %q from %v (%v)", payload, from, buf[:n], src, err)
 		}
 	}
-	_, _ = rtpA.conn.WriteToUDP([]byte("rtp a->b"), relayA)
-	expect(rtpB, relayB, "rtp a->b")
+	// A party that has sent nothing gets a few packets at most: the SDP is
+	// the sender's word, and b's address could be anyone's.
+	for i := 0; i < 40; i++ {
+		_, _ = rtpA.conn.WriteToUDP([]byte("rtp a->b, b silent"), relayA)
+	}
+	got := 0
+	for {
+		_ = rtpB.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, _, err := rtpB.conn.ReadFromUDP(make([]byte, 1500)); err != nil {
+			break
+		}
+		got++
+	}
+	if got == 0 || got > 16 {
+		t.Fatalf("b, silent, got %d of a's 40 packets, want 1 to 16", got)
+	}
 	_, _ = rtpB.conn.WriteToUDP([]byte("rtp b->a"), relayB)
 	expect(rtpA, relayA, "rtp b->a")
+	_, _ = rtpA.conn.WriteToUDP([]byte("rtp a->b"), relayA)
+	expect(rtpB, relayB, "rtp a->b")
 	stranger := newUA(t)
 	_, _ = stranger.conn.WriteToUDP([]byte("injected"), relayA)
 	_, _ = rtpA.conn.WriteToUDP([]byte("rtp a->b 2"), relayA)

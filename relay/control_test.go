@@ -157,6 +157,7 @@ func TestControlPeerPolicy(t *testing.T) {
 	}
 	sess2 := sessionOf(m2, b.ov.ID().String(), "call")
 	toRelay2 := &net.UDPAddr{IP: net.ParseIP("127.0.0.1"), Port: sess2.Port(0)}
+	_, _ = target.WriteToUDP([]byte("rtp"), &net.UDPAddr{IP: net.ParseIP("127.0.0.1"), Port: sess2.Port(1)}) // the callee speaks first: nothing goes to it before
 	if !received(target, 3*time.Second, func() { _, _ = party.WriteToUDP([]byte("rtp"), toRelay2) }) {
 		t.Fatal("with loopback allowed, media did not reach the callee")
 	}
@@ -229,6 +230,7 @@ func TestControlOwnership(t *testing.T) {
 	}
 	s := sessionOf(m, a.ov.ID().String(), "call")
 	toRelay := &net.UDPAddr{IP: net.ParseIP("127.0.0.1"), Port: s.Port(0)}
+	_, _ = callee.WriteToUDP([]byte("rtp"), &net.UDPAddr{IP: net.ParseIP("127.0.0.1"), Port: s.Port(1)}) // the callee speaks first
 	if !received(callee, 3*time.Second, func() { _, _ = caller.WriteToUDP([]byte("rtp"), toRelay) }) {
 		t.Fatal("a's call lost its media")
 	}

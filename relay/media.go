@@ -124,7 +124,20 @@ type leg struct {
 	peer  [2]atomic.Pointer[net.UDPAddr] // where this party receives (latched or from SDP)
 	latch [2]atomic.Bool                 // peer was learnt from a packet
 	want  atomic.Pointer[net.IP]         // the party's address from its SDP
+	// heard: a packet of the party's (RTP or RTCP) latched one of its
+	// sockets. Until then at most unheardBudget packets are sent to it (to
+	// the address its SDP names): an SDP is anyone's word, and the relay
+	// would otherwise stream a call's media at a victim that never asked
+	// for it; a party that waits for media before it sends (an echo, a
+	// recorder) gets enough to start.
+	heard   atomic.Bool
+	unheard atomic.Int32 // packets sent to it before heard
 }
+
+// unheardBudget bounds what a leg sends to a party it has not heard from:
+// a third of a second of 20 ms audio. An INVITE naming a victim's address
+// gets it at most that many packets per stream (2.7 KB of PCMU).
+const unheardBudget = 16
 
 // Addr returns the RTP address (ip, port) a leg listens on.
 func (l *leg) port() int { return l.conns[0].LocalAddr().(*net.UDPAddr).Port }
@@ -268,9 +281,11 @@ func (m *Media) target(ip net.IP, strict bool) (send bool, err error) {
 }
 
 // pump forwards what party i sends on socket c to the other party, from the
-// other leg's socket (so each party sees the relay as its peer). The first
-// packet latches the party's address; packets from elsewhere are dropped
-// (a session carries only its own call's media).
+// other leg's socket (so each party sees the relay as its peer); to a party
+// that has sent nothing itself, at most unheardBudget packets. The first
+// packet latches the
+// party's address; packets from elsewhere are dropped (a session carries
+// only its own call's media).
 func (s *Session) pump(i, c int) {
 	in, other := s.legs[i], s.legs[1-i]
 	buf := make([]byte, 1500)
@@ -286,13 +301,14 @@ func (s *Session) pump(i, c int) {
 			}
 			in.peer[c].Store(src)
 			in.latch[c].Store(true)
+			in.heard.Store(true)
 		} else if p := in.peer[c].Load(); !p.IP.Equal(src.IP) || p.Port != src.Port {
 			s.m.dropped.Add(1)
 			continue
 		}
 		s.last.Store(time.Now().UnixNano())
 		dst := other.peer[c].Load()
-		if dst == nil {
+		if dst == nil || !other.heard.Load() && other.unheard.Add(1) > unheardBudget {
 			s.m.dropped.Add(1)
 			continue
 		}

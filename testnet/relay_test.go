@@ -132,7 +132,9 @@ func anchoredCall(t *testing.T, remote bool) {
 		}
 		if local {
 			c.Relay.MediaIP, c.Relay.MediaPorts = "127.0.0.1", fmt.Sprintf("%d-%d", base, base+99)
-			c.Relay.Allow = []string{"127.0.0.0/8"} // the sipp parties are on loopback, which the media policy denies
+			// The sipp parties are on loopback, on this host, which the
+			// media policy denies.
+			c.Relay.Allow, c.Relay.AllowSelf = []string{"127.0.0.0/8"}, true
 			base += 100
 		}
 		if c.Domain == "a.example" {

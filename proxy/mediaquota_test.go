@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/lsnode/lsnode/lsp"
+)
+
+// TestSourceGroup: a source counts against its IPv4 /24 or IPv6 /64.
+func TestSourceGroup(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.2:5060":          "127.0.0.0/24",
+		"203.0.113.77:1":          "203.0.113.0/24",
+		"[::ffff:203.0.113.77]:1": "203.0.113.0/24",
+		"[2001:db8:1:2:3::4]:5":   "2001:db8:1:2::/64",
+		"garbage":                 "garbage",
+	} {
+		if got := sourceGroup(in); got != want {
+			t.Errorf("sourceGroup(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestAttackMediaQuotaPerNetwork: unauthenticated INVITEs from several
+// addresses of one /24 (one host, or spoofed over UDP) hold at most
+// maxAnchoredPerSource relay sessions together; a caller from another
+// network is still anchored. Counted per address, three addresses held
+// three shares (four took a default relay's 250 sessions).
+func TestAttackMediaQuotaPerNetwork(t *testing.T) {
+	tp, media := alwaysAnchoring(t, 43000, 43999, 0, func(c *Config) {
+		c.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(192, 0, 2, 0), Mask: net.CIDRMask(24, 32)}} // loopback is not trusted
+	})
+	callee := newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
+		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Received: callee.addr(), Expires: time.Now().Add(time.Hour)})
+	sdp := "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n"
+	invite := func(u *ua, id string) bool {
+		t.Helper()
+		msg := strings.Replace(u.request("INVITE", "sip:alice@a.example", "Call-ID: "+id), "Content-Length: 0\r\n\r\n",
+			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
+		u.send(tp.addr, msg)
+		for {
+			m := callee.recv(3 * time.Second)
+			if inv, ok := m.(*sip.Request); ok && inv.CallID().Value() == id {
+				return streamPorts(inv.Body())["audio"] != 5004
+			}
+		}
+	}
+	from := func(ip net.IP) *ua {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &ua{t: t, conn: c}
+	}
+	anchored := 0
+	for src := 2; src <= 4; src++ {
+		u := from(net.IPv4(127, 0, 0, byte(src)))
+		for i := 0; i < maxAnchoredPerSource; i++ {
+			if invite(u, fmt.Sprintf("flood-%d-%d", src, i)) {
+				anchored++
+			}
+		}
+	}
+	if anchored != maxAnchoredPerSource || media.Sessions() != maxAnchoredPerSource {
+		t.Fatalf("three addresses of 127.0.0.0/24: %d calls anchored, %d relay sessions, want %d", anchored, media.Sessions(), maxAnchoredPerSource)
+	}
+	if !invite(from(net.IPv4(127, 0, 1, 2)), "other-network") {
+		t.Fatal("a caller from another network is not anchored")
+	}
+}
