@@ -65,11 +65,13 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	if !p.trusted(req) { // a trusted network's proxy speaks for many callers
 		src = sourceGroup(req.Source())
 	}
-	budget, ok := p.anchors.room(src, p.cfg.Media.Has)
-	if !ok {
+	budget := p.anchors.take(src, min(len(streams), relay.MaxStreams), p.cfg.Media.Has)
+	if budget == 0 {
 		p.log.Debug("media relay: offer not anchored: its source holds its share of relay sessions", "call", id, "source", src)
 		return false
 	}
+	var charged []string
+	defer func(reserved int) { p.anchors.settle(src, reserved, charged) }(budget)
 	// Every stream (audio, video, ...; the first MaxStreams) gets a
 	// session; the body names one relay address, so a stream whose session
 	// is elsewhere (another overlay relay) is declined, as one without a
@@ -96,7 +98,7 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 			continue
 		}
 		rip, ports[k] = r, rp
-		p.anchors.add(src, key)
+		charged = append(charged, key)
 		budget = max(0, budget-1)
 	}
 	body, _, err := relay.RewriteSDP(req.Body(), rip, ports)
@@ -260,7 +262,7 @@ func (p *Proxy) unanchor(keys ...string) {
 }
 
 // maxAnchoredPerSource bounds the relay sessions (one per stream) calls
-// from one untrusted source network (IPv4 /24, IPv6 /64) hold at once:
+// from one untrusted source network (IPv4 /24, IPv6 /56) hold at once:
 // four streams per call made one sender able to take a relay's every port
 // pair with the requests it may have in flight, and 64 a source let four
 // addresses (spoofable, over UDP) take a default relay's 250 sessions.
@@ -271,7 +273,7 @@ const maxAnchoredPerSource = 16
 const maxAnchorSources = 4096
 
 // sourceGroup is the network a source address counts against: its IPv4
-// /24 or IPv6 /64 (one host holds many addresses of either).
+// /24 or IPv6 /56 (one host or customer holds many addresses of either).
 func sourceGroup(source string) string {
 	host, _, err := net.SplitHostPort(source)
 	if err != nil {
@@ -282,7 +284,7 @@ func sourceGroup(source string) string {
 		return host
 	}
 	a = a.Unmap()
-	bits := 64
+	bits := 56 // an IPv6 customer's usual delegation (a /64 each let one take 16 shares)
 	if a.Is4() {
 		bits = 24
 	}
@@ -290,52 +292,71 @@ func sourceGroup(source string) string {
 	return p.String()
 }
 
-// anchorQuota counts the relay sessions of each untrusted source. A
-// session the relay ended (BYE, idle) is dropped when its source is next
-// counted: the relay (Has) is what is true.
+// anchorQuota counts the relay sessions of each untrusted source network,
+// and the share its offers in flight have taken (the relay may be a
+// remote one, a round trip away: counted only once made, concurrent
+// offers each saw the whole share free). A session the relay ended (BYE,
+// idle) is dropped when its source is next counted: the relay (Has) is
+// what is true.
 type anchorQuota struct {
-	mu sync.Mutex
-	by map[string][]string // source IP → stream session keys
+	mu   sync.Mutex
+	by   map[string][]string // source network → stream session keys
+	held map[string]int      // source network → sessions its offers in flight may still open
 }
 
-// room prunes src's ended sessions and returns how many more it may open;
-// ok is false when none (src "" is unbounded). A new source when
-// maxAnchorSources hold sessions gets none: forgetting them would let
-// each open its share again.
-func (q *anchorQuota) room(src string, has func(string) bool) (int, bool) {
+// take reserves up to want of src's share for one offer and returns how
+// many it got (src "" is unbounded); settle gives back the reservation.
+// A new source when maxAnchorSources hold sessions gets none: forgetting
+// them would let each open its share again.
+func (q *anchorQuota) take(src string, want int, has func(string) bool) int {
 	if src == "" {
-		return maxAnchoredPerSource, true
+		return want
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if _, ok := q.by[src]; !ok && len(q.by) >= maxAnchorSources {
-		for s, keys := range q.by {
-			if keys = slices.DeleteFunc(keys, func(k string) bool { return !has(k) }); len(keys) == 0 {
-				delete(q.by, s)
-			} else {
-				q.by[s] = keys
-			}
+		for s := range q.by {
+			q.prune(s, has)
 		}
 		if len(q.by) >= maxAnchorSources {
-			return 0, false
+			return 0
 		}
 	}
-	keys := slices.DeleteFunc(q.by[src], func(k string) bool { return !has(k) })
-	if len(keys) == 0 {
-		delete(q.by, src)
-	} else {
-		q.by[src] = keys
+	q.prune(src, has)
+	n := min(want, maxAnchoredPerSource-len(q.by[src])-q.held[src])
+	if n <= 0 {
+		return 0
 	}
-	n := maxAnchoredPerSource - len(keys)
-	return n, n > 0
+	q.held[src] += n
+	if q.by[src] == nil {
+		q.by[src] = []string{} // counted among the sources while it holds a reservation
+	}
+	return n
 }
 
-// add counts key against src.
-func (q *anchorQuota) add(src, key string) {
+// prune drops src's ended sessions, and src when nothing is left.
+func (q *anchorQuota) prune(src string, has func(string) bool) {
+	keys := slices.DeleteFunc(q.by[src], func(k string) bool { return !has(k) })
+	if len(keys) == 0 && q.held[src] == 0 {
+		delete(q.by, src)
+		return
+	}
+	q.by[src] = keys
+}
+
+// settle ends an offer's reservation of reserved sessions, charging the
+// ones it made (keys).
+func (q *anchorQuota) settle(src string, reserved int, keys []string) {
 	if src == "" {
 		return
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.by[src] = append(q.by[src], key) // room let src in: bounded by maxAnchorSources
+	if q.held[src] -= reserved; q.held[src] <= 0 {
+		delete(q.held, src)
+	}
+	q.by[src] = append(q.by[src], keys...)
+	if len(q.by[src]) == 0 && q.held[src] == 0 {
+		delete(q.by, src)
+	}
 }

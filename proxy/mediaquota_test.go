@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/lsnode/lsnode/lsp"
+	"github.com/lsnode/lsnode/relay"
 )
 
 // TestSourceGroup: a source counts against its IPv4 /24 or IPv6 /64.
@@ -19,7 +20,7 @@ func TestSourceGroup(t *testing.T) {
 		"127.0.0.2:5060":          "127.0.0.0/24",
 		"203.0.113.77:1":          "203.0.113.0/24",
 		"[::ffff:203.0.113.77]:1": "203.0.113.0/24",
-		"[2001:db8:1:2:3::4]:5":   "2001:db8:1:2::/64",
+		"[2001:db8:1:2:3::4]:5":   "2001:db8:1::/56",
 		"garbage":                 "garbage",
 	} {
 		if got := sourceGroup(in); got != want {
@@ -75,5 +76,57 @@ func TestAttackMediaQuotaPerNetwork(t *testing.T) {
 	}
 	if !invite(from(net.IPv4(127, 0, 1, 2)), "other-network") {
 		t.Fatal("a caller from another network is not anchored")
+	}
+}
+
+// slowAnchor is a relay whose Offer takes a round trip (relay.Remote, an
+// overlay member's relay over the control protocol).
+type slowAnchor struct {
+	*relay.Media
+	d time.Duration
+}
+
+func (s slowAnchor) Offer(ctx context.Context, id string, ip net.IP, port int) (string, int, error) {
+	time.Sleep(s.d)
+	return s.Media.Offer(ctx, id, ip, port)
+}
+
+// TestAttackMediaQuotaInFlight: INVITEs from one address in flight
+// together, on a relay a round trip away, hold no more than the share
+// together: it is taken before the offer, not counted after it (48 of 48
+// sessions were made when each saw 16 free).
+func TestAttackMediaQuotaInFlight(t *testing.T) {
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 44000, MaxPort: 44999,
+		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, AllowSelf: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { media.Close() })
+	tp := startProxy(t, Proxying, func(c *Config) {
+		c.Media, c.MediaPolicy = slowAnchor{media, 100 * time.Millisecond}, "always"
+		c.TrustedNetworks = []*net.IPNet{{IP: net.IPv4(192, 0, 2, 0), Mask: net.CIDRMask(24, 32)}} // loopback is not trusted
+	})
+	callee := newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
+		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Received: callee.addr(), Expires: time.Now().Add(time.Hour)})
+	sdp := "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n"
+	u := newUA(t)
+	const n = 48
+	for i := range n {
+		msg := strings.Replace(u.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: race-%d", i)), "Content-Length: 0\r\n\r\n",
+			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
+		u.send(tp.addr, msg)
+	}
+	anchored := 0
+	for seen := map[string]bool{}; len(seen) < n; {
+		if inv, ok := callee.recv(5 * time.Second).(*sip.Request); ok && inv.Method == sip.INVITE && !seen[inv.CallID().Value()] {
+			seen[inv.CallID().Value()] = true
+			if streamPorts(inv.Body())["audio"] != 5004 {
+				anchored++
+			}
+		}
+	}
+	if s := media.Sessions(); s != maxAnchoredPerSource || anchored != maxAnchoredPerSource {
+		t.Fatalf("%d INVITEs in flight from one address: %d anchored, %d relay sessions, want %d", n, anchored, s, maxAnchoredPerSource)
 	}
 }

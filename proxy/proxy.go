@@ -284,7 +284,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}, inflight: newInflight(cfg.MaxInFlight), anchors: &anchorQuota{by: map[string][]string{}},
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}, inflight: newInflight(cfg.MaxInFlight), anchors: &anchorQuota{by: map[string][]string{}, held: map[string]int{}},
 		flows: cfg.Flows, rrKey: cfg.RouteSecret}
 	if len(p.rrKey) == 0 {
 		// No domain key to derive from: dialogs record-routed by this

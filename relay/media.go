@@ -124,20 +124,35 @@ type leg struct {
 	peer  [2]atomic.Pointer[net.UDPAddr] // where this party receives (latched or from SDP)
 	latch [2]atomic.Bool                 // peer was learnt from a packet
 	want  atomic.Pointer[net.IP]         // the party's address from its SDP
-	// heard: a packet of the party's (RTP or RTCP) latched one of its
-	// sockets. Until then at most unheardBudget packets are sent to it (to
-	// the address its SDP names): an SDP is anyone's word, and the relay
-	// would otherwise stream a call's media at a victim that never asked
-	// for it; a party that waits for media before it sends (an echo, a
-	// recorder) gets enough to start.
-	heard   atomic.Bool
-	unheard atomic.Int32 // packets sent to it before heard
+	// unheard counts the packets sent on each socket to the address the
+	// party's SDP names, before a packet of the party's latched that
+	// socket: at most unheardBudget, for the leg's life (a later answer
+	// naming another address gets no more). An SDP is anyone's word: the
+	// relay would otherwise stream a call's media at a victim that never
+	// asked for it; a party that waits for media before it sends (an
+	// echo, a recorder) gets enough to start.
+	unheard [2]atomic.Int32
 }
 
-// unheardBudget bounds what a leg sends to a party it has not heard from:
-// a third of a second of 20 ms audio. An INVITE naming a victim's address
-// gets it at most that many packets per stream (2.7 KB of PCMU).
+// unheardBudget bounds what a leg's socket sends to a party before the
+// party's own packets latched it: a third of a second of 20 ms audio. An
+// INVITE naming a victim's address gets it at most that many packets per
+// stream and socket (2.7 KB of PCMU).
 const unheardBudget = 16
+
+// spend takes one of socket c's unheardBudget packets; false when none is
+// left (the count stops there: it never wraps).
+func (l *leg) spend(c int) bool {
+	for {
+		n := l.unheard[c].Load()
+		if n >= unheardBudget {
+			return false
+		}
+		if l.unheard[c].CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
 
 // Addr returns the RTP address (ip, port) a leg listens on.
 func (l *leg) port() int { return l.conns[0].LocalAddr().(*net.UDPAddr).Port }
@@ -281,9 +296,9 @@ func (m *Media) target(ip net.IP, strict bool) (send bool, err error) {
 }
 
 // pump forwards what party i sends on socket c to the other party, from the
-// other leg's socket (so each party sees the relay as its peer); to a party
-// that has sent nothing itself, at most unheardBudget packets. The first
-// packet latches the
+// other leg's socket (so each party sees the relay as its peer); to a
+// socket of the party's its own packets have not latched, at most
+// unheardBudget packets. The first packet latches the
 // party's address; packets from elsewhere are dropped (a session carries
 // only its own call's media).
 func (s *Session) pump(i, c int) {
@@ -301,14 +316,13 @@ func (s *Session) pump(i, c int) {
 			}
 			in.peer[c].Store(src)
 			in.latch[c].Store(true)
-			in.heard.Store(true)
 		} else if p := in.peer[c].Load(); !p.IP.Equal(src.IP) || p.Port != src.Port {
 			s.m.dropped.Add(1)
 			continue
 		}
 		s.last.Store(time.Now().UnixNano())
 		dst := other.peer[c].Load()
-		if dst == nil || !other.heard.Load() && other.unheard.Add(1) > unheardBudget {
+		if dst == nil || !other.latch[c].Load() && !other.spend(c) {
 			s.m.dropped.Add(1)
 			continue
 		}

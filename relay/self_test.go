@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// TestSelfAddrs: every address of this host's interfaces, every loopback
-// address and the configured ones are the host's own; another is not.
+// TestSelfAddrs: every address of this host's interfaces and its subnet's
+// broadcast, every loopback, unspecified, multicast or broadcast address,
+// the configured ones, and NAT64 or 6to4 forms of them are the host's own;
+// another is not.
 func TestSelfAddrs(t *testing.T) {
 	s := newSelfAddrs(net.ParseIP("203.0.113.9"))
 	addrs, err := net.InterfaceAddrs()
@@ -17,16 +19,32 @@ func TestSelfAddrs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && !s.has(n.IP) {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		if !s.has(n.IP) {
 			t.Errorf("%s, an address of this host's interfaces, is not its own", n.IP)
 		}
+		if v4 := n.IP.To4(); v4 != nil {
+			ones, bits := n.Mask.Size()
+			ones -= bits - 32 // a 16-byte mask of an IPv4 address
+			mask, bcast := net.CIDRMask(ones, 32), make(net.IP, 4)
+			for i := range 4 {
+				bcast[i] = v4[i] | ^mask[i]
+			}
+			if ones < 31 && !s.has(bcast) {
+				t.Errorf("%s, the broadcast address of %s, is not this host's own", bcast, n)
+			}
+		}
 	}
-	for _, a := range []string{"127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1", "203.0.113.9", "::ffff:203.0.113.9"} {
+	for _, a := range []string{"127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1", "203.0.113.9", "::ffff:203.0.113.9",
+		"0.0.0.0", "::", "224.0.0.1", "239.1.2.3", "ff02::1", "255.255.255.255", "64:ff9b::7f00:1", "64:ff9b::cb00:7109", "2002:cb00:7109::1"} {
 		if !s.has(net.ParseIP(a)) {
 			t.Errorf("%s is not this host's own", a)
 		}
 	}
-	for _, a := range []string{"198.51.100.7", "2001:db8::7"} {
+	for _, a := range []string{"198.51.100.7", "2001:db8::7", "64:ff9b::c633:6407"} {
 		if s.has(net.ParseIP(a)) {
 			t.Errorf("%s is taken for this host's own", a)
 		}
