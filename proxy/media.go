@@ -65,7 +65,13 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	if !p.trusted(req) { // a trusted network's proxy speaks for many callers
 		src = sourceGroup(req.Source())
 	}
-	budget := p.anchors.take(src, min(len(streams), relay.MaxStreams), p.cfg.Media.Has)
+	want := 0 // the streams the loop below may anchor: active, at the first one's address
+	for _, st := range streams[:min(len(streams), relay.MaxStreams)] {
+		if st.Port != 0 && st.IP.Equal(ip) {
+			want++
+		}
+	}
+	budget := p.anchors.take(src, want, p.cfg.Media.Has)
 	if budget == 0 {
 		p.log.Debug("media relay: offer not anchored: its source holds its share of relay sessions", "call", id, "source", src)
 		return false

@@ -91,12 +91,12 @@ func (s slowAnchor) Offer(ctx context.Context, id string, ip net.IP, port int) (
 	return s.Media.Offer(ctx, id, ip, port)
 }
 
-// TestAttackMediaQuotaInFlight: INVITEs from one address in flight
-// together, on a relay a round trip away, hold no more than the share
-// together: it is taken before the offer, not counted after it (48 of 48
-// sessions were made when each saw 16 free).
-func TestAttackMediaQuotaInFlight(t *testing.T) {
-	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: 44000, MaxPort: 44999,
+// slowAnchoring starts a proxy anchoring every call on a relay of ports
+// lo..lo+999 whose offers take 100 ms (slowAnchor), with alice registered
+// at the returned callee.
+func slowAnchoring(t *testing.T, lo int) (*testProxy, *relay.Media, *ua) {
+	t.Helper()
+	media, err := relay.NewMedia(relay.MediaConfig{IP: "127.0.0.1", MinPort: lo, MaxPort: lo + 999,
 		Allow: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}, AllowSelf: true, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +109,15 @@ func TestAttackMediaQuotaInFlight(t *testing.T) {
 	callee := newUA(t)
 	_ = tp.loc.Publish(context.Background(), "sip:alice@a.example",
 		lsp.Binding{Contact: "sip:alice@" + callee.addr(), Received: callee.addr(), Expires: time.Now().Add(time.Hour)})
+	return tp, media, callee
+}
+
+// TestAttackMediaQuotaInFlight: INVITEs from one address in flight
+// together, on a relay a round trip away, hold no more than the share
+// together: it is taken before the offer, not counted after it (48 of 48
+// sessions were made when each saw 16 free).
+func TestAttackMediaQuotaInFlight(t *testing.T) {
+	tp, media, callee := slowAnchoring(t, 44000)
 	sdp := "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n"
 	u := newUA(t)
 	const n = 48
@@ -128,5 +137,34 @@ func TestAttackMediaQuotaInFlight(t *testing.T) {
 	}
 	if s := media.Sessions(); s != maxAnchoredPerSource || anchored != maxAnchoredPerSource {
 		t.Fatalf("%d INVITEs in flight from one address: %d anchored, %d relay sessions, want %d", n, anchored, s, maxAnchoredPerSource)
+	}
+}
+
+// TestMediaQuotaReservesActiveStreams: an offer reserves the share of the
+// streams it may anchor (active, at its first stream's address), not of
+// every m= line: sixteen calls in flight from one network, each with one
+// audio stream and three declined ones, are all anchored (each reserved
+// four of the sixteen: four were).
+func TestMediaQuotaReservesActiveStreams(t *testing.T) {
+	tp, _, callee := slowAnchoring(t, 45000)
+	sdp := "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n" +
+		"m=video 0 RTP/AVP 96\r\nm=text 0 RTP/AVP 98\r\nm=audio 0 RTP/AVP 0\r\n"
+	u := newUA(t)
+	for i := range maxAnchoredPerSource {
+		msg := strings.Replace(u.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: one-of-four-%d", i)), "Content-Length: 0\r\n\r\n",
+			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
+		u.send(tp.addr, msg)
+	}
+	anchored := 0
+	for seen := map[string]bool{}; len(seen) < maxAnchoredPerSource; {
+		if inv, ok := callee.recv(5 * time.Second).(*sip.Request); ok && inv.Method == sip.INVITE && !seen[inv.CallID().Value()] {
+			seen[inv.CallID().Value()] = true
+			if !strings.Contains(string(inv.Body()), "m=audio 5004 ") {
+				anchored++
+			}
+		}
+	}
+	if anchored != maxAnchoredPerSource {
+		t.Fatalf("%d of %d one-stream calls (three m= lines declined) in flight from one network anchored", anchored, maxAnchoredPerSource)
 	}
 }

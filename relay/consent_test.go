@@ -114,3 +114,52 @@ func TestUnheardBudgetSaturates(t *testing.T) {
 		t.Fatalf("count %d after the budget ran out, want it held at %d", n, unheardBudget)
 	}
 }
+
+// TestMediaRecvonlyParty: a party that never sends RTP (a recvonly
+// recorder, a paging speaker) but sends RTCP from its SDP's address has
+// consented: it gets the whole stream, not unheardBudget packets.
+func TestMediaRecvonlyParty(t *testing.T) {
+	caller := udpOn(t, "127.0.0.2")
+	cRTP, cRTCP := pairOn(t, "127.0.0.3")
+	m, err := NewMedia(MediaConfig{IP: "127.0.0.1", MinPort: 43800, MaxPort: 43899, Allow: loopback(), AllowSelf: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	ca := caller.LocalAddr().(*net.UDPAddr)
+	_, calleeSendsTo, err := m.Offer(ctx, "r|t", ca.IP, ca.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, callerSendsTo, err := m.Answer(ctx, "r|t", net.ParseIP("127.0.0.3"), portOf(cRTP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cRTCP.WriteToUDP([]byte("rtcp-rr"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: calleeSendsTo + 1})
+	time.Sleep(50 * time.Millisecond)
+	pkt := make([]byte, 172)
+	for i := range 200 {
+		_, _ = caller.WriteToUDP(pkt, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: callerSendsTo})
+		if i%20 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if got := countIn(cRTP); got < 150 {
+		t.Fatalf("a recvonly party that sends RTCP from its SDP's address got %d of 200 RTP packets", got)
+	}
+}
+
+// pairOn binds an RTP socket on ip and its RTCP one at the next port.
+func pairOn(t *testing.T, ip string) (*net.UDPConn, *net.UDPConn) {
+	t.Helper()
+	for range 50 {
+		rtp := udpOn(t, ip)
+		if rtcp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: portOf(rtp) + 1}); err == nil {
+			t.Cleanup(func() { rtcp.Close() })
+			return rtp, rtcp
+		}
+	}
+	t.Fatalf("no RTP/RTCP port pair free on %s", ip)
+	return nil, nil
+}

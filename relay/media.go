@@ -154,6 +154,13 @@ func (l *leg) spend(c int) bool {
 	}
 }
 
+// heardAt: the party's own packets latched its socket c from ip (a
+// recvonly party's RTCP from the address its RTP goes to is its consent).
+func (l *leg) heardAt(c int, ip net.IP) bool {
+	p := l.peer[c].Load()
+	return l.latch[c].Load() && p != nil && p.IP.Equal(ip)
+}
+
 // Addr returns the RTP address (ip, port) a leg listens on.
 func (l *leg) port() int { return l.conns[0].LocalAddr().(*net.UDPAddr).Port }
 
@@ -297,8 +304,8 @@ func (m *Media) target(ip net.IP, strict bool) (send bool, err error) {
 
 // pump forwards what party i sends on socket c to the other party, from the
 // other leg's socket (so each party sees the relay as its peer); to a
-// socket of the party's its own packets have not latched, at most
-// unheardBudget packets. The first packet latches the
+// socket of the party's its own packets have not latched, nor its other
+// socket from that address, at most unheardBudget packets. The first packet latches the
 // party's address; packets from elsewhere are dropped (a session carries
 // only its own call's media).
 func (s *Session) pump(i, c int) {
@@ -322,7 +329,7 @@ func (s *Session) pump(i, c int) {
 		}
 		s.last.Store(time.Now().UnixNano())
 		dst := other.peer[c].Load()
-		if dst == nil || !other.latch[c].Load() && !other.spend(c) {
+		if dst == nil || !other.latch[c].Load() && !other.heardAt(1-c, dst.IP) && !other.spend(c) {
 			s.m.dropped.Add(1)
 			continue
 		}
