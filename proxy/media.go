@@ -61,17 +61,7 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 			return false
 		}
 	}
-	src := ""
-	if !p.trusted(req) { // a trusted network's proxy speaks for many callers
-		src = sourceGroup(req.Source())
-	}
-	want := 0 // the streams the loop below may anchor: active, at the first one's address
-	for _, st := range streams[:min(len(streams), relay.MaxStreams)] {
-		if st.Port != 0 && st.IP.Equal(ip) {
-			want++
-		}
-	}
-	budget := p.anchors.take(src, want, p.cfg.Media.Has)
+	src, budget := p.reserve(req, streams)
 	if budget == 0 {
 		p.log.Debug("media relay: offer not anchored: its source holds its share of relay sessions", "call", id, "source", src)
 		return false
@@ -115,6 +105,22 @@ func (p *Proxy) anchorOffer(req *sip.Request, groups [][]target) bool {
 	req.SetBody(body)
 	p.stats.anchored.Add(1)
 	return true
+}
+
+// reserve takes the share of relay sessions an offer's streams may need
+// (active, at the first stream's address) from its source network's
+// (src; "" for a trusted network's proxy, which speaks for many callers).
+func (p *Proxy) reserve(req *sip.Request, streams []relay.Stream) (src string, n int) {
+	if !p.trusted(req) {
+		src = sourceGroup(req.Source())
+	}
+	want := 0
+	for _, st := range streams[:min(len(streams), relay.MaxStreams)] {
+		if st.Port != 0 && st.IP.Equal(streams[0].IP) {
+			want++
+		}
+	}
+	return src, p.anchors.take(src, want, p.cfg.Media.Has)
 }
 
 // webRTC: an SDP body whose media the RTP relay must not anchor: it uses
