@@ -26,6 +26,7 @@ import (
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/node"
 	"github.com/lsnode/lsnode/overlay"
+	"github.com/lsnode/lsnode/testnet"
 )
 
 // TestMain runs this test binary as the NAT'd peer of TestNetnsBed when
@@ -60,49 +61,72 @@ type peerEvent struct {
 }
 
 // punchWait is how long a round of hole punching gets before the peer
-// reconnects through the relay for another, at most maxPunches rounds. A
-// round of the target's DCUtR can take 40 s (a direct dial and three
-// attempts, each up to 10 s): a new relayed connection while one runs
-// starts none (the target holds one round per peer).
+// tries another from a fresh node, at most maxPunches rounds. A round of
+// the target's DCUtR can take 40 s (a direct dial and three attempts, each
+// up to 10 s).
 const (
 	punchWait  = 45 * time.Second
 	maxPunches = 3
 )
 
-// punchThrough waits for DCUtR to turn h's relayed connection to target
-// into a direct one, reconnecting through the relay for a new round every
-// punchWait. On failure it says what hole punching saw on this side.
-func punchThrough(ctx context.Context, h host.Host, target peer.ID, relayed []ma.Multiaddr, trace *punchTrace) (network.Conn, int, error) {
-	tries, try := 1, time.Now()
-	trace.add("round 1: connected through the relay")
-	for {
+// punchingNode joins a NAT'd node (reachability private, hole punching
+// traced in trace) and waits until it holds a relay reservation (reported
+// as "reserved" for the first one) and the members have told it its
+// public (NAT) address, where hole punching starts.
+func punchingNode(ctx context.Context, join func(holepunch.EventTracer) (*overlay.Overlay, error), trace *punchTrace, first bool) (*overlay.Overlay, error) {
+	st := time.Now()
+	ov, err := join(trace)
+	if err != nil {
+		return nil, err
+	}
+	for len(ov.RelayedAddrs()) == 0 {
+		select {
+		case <-ctx.Done():
+			ov.Close()
+			return nil, errors.New("the second NAT'd node (reachability private) reserved no relay")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if first {
+		report(peerEvent{Event: "reserved", Ms: msf(time.Since(st))})
+	}
+	h := ov.Host()
+	for i := 0; i < 300 && len(publicAddrs(h)) == 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(publicAddrs(h)) == 0 {
+		ov.Close()
+		return nil, errors.New("the second NAT'd node learnt no public address of its own from the members")
+	}
+	return ov, nil
+}
+
+// punchRound connects h to target through the relay only and waits
+// punchWait for DCUtR to give it a direct connection (nil: none; what it
+// saw goes to trace).
+func punchRound(ctx context.Context, h host.Host, target peer.ID, relayed []ma.Multiaddr, trace *punchTrace, round int) (network.Conn, error) {
+	if err := h.Connect(ctx, peer.AddrInfo{ID: target, Addrs: relayed}); err != nil {
+		return nil, fmt.Errorf("connect through the relay: %w", err)
+	}
+	if conns := h.Network().ConnsToPeer(target); len(conns) != 1 || !conns[0].Stat().Limited {
+		return nil, fmt.Errorf("the first connection to the target is not only a relayed one: %v", conns)
+	}
+	trace.add(fmt.Sprintf("round %d: %s connected through the relay; its public addresses %v", round, h.ID(), publicAddrs(h)))
+	for try := time.Now(); time.Since(try) < punchWait; {
 		for _, c := range h.Network().ConnsToPeer(target) {
 			if !c.Stat().Limited && !isCircuit(c.RemoteMultiaddr()) {
-				return c, tries, nil
+				return c, nil
 			}
-		}
-		if time.Since(try) > punchWait {
-			if tries == maxPunches {
-				return nil, tries, fmt.Errorf("no direct connection to the target after %d rounds of hole punching of %v; "+
-					"this side's public addresses %v, the target's addresses here %v, connections %v; hole punching events here:\n%s",
-					tries, punchWait, publicAddrs(h), h.Peerstore().Addrs(target), connAddrs(h.Network().ConnsToPeer(target)), trace)
-			}
-			// DCUtR gives up after its few attempts in a row (the NATs'
-			// timing on a loaded machine): a new relayed connection
-			// starts a new round, as a peer that reconnects would.
-			_ = h.Network().ClosePeer(target)
-			if err := h.Connect(ctx, peer.AddrInfo{ID: target, Addrs: relayed}); err != nil {
-				return nil, tries, fmt.Errorf("connect through the relay again: %w", err)
-			}
-			tries, try = tries+1, time.Now()
-			trace.add(fmt.Sprintf("round %d: reconnected through the relay", tries))
 		}
 		select {
 		case <-ctx.Done():
-			return nil, tries, fmt.Errorf("no direct connection to the target after %d rounds of hole punching: %w\n%s", tries, ctx.Err(), trace)
+			return nil, fmt.Errorf("no direct connection to the target: %w\n%s", ctx.Err(), trace)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	trace.add(fmt.Sprintf("round %d: no direct connection in %v; the target's addresses here %v, connections %v",
+		round, punchWait, h.Peerstore().Addrs(target), connAddrs(h.Network().ConnsToPeer(target))))
+	return nil, nil
 }
 
 func connAddrs(cs []network.Conn) []string {
@@ -266,44 +290,35 @@ func bedPeer() error {
 	// 3. A second NAT'd node, which has not touched the target (the
 	// first one's FIND_PEER connected to it, through the relay, and hole
 	// punching has likely been and gone): it connects through the relay
-	// only, and hole punching must give it a direct connection.
-	st2 := time.Now()
+	// only, and hole punching must give it a direct connection. A round
+	// that gets none (DCUtR's three attempts) is followed by one from a
+	// fresh node (another port, other NAT mappings), at most maxPunches.
 	trace := &punchTrace{}
-	ov2, err := joinPrivate(trace)
-	if err != nil {
-		return err
+	var ov2 *overlay.Overlay
+	var direct network.Conn
+	var st time.Time
+	tries := 0
+	for direct == nil {
+		if tries++; tries > maxPunches {
+			return fmt.Errorf("no direct connection to the target after %d rounds of hole punching of %v, each from a fresh node; hole punching events here:\n%s",
+				maxPunches, punchWait, trace)
+		}
+		ov, err := punchingNode(ctx, joinPrivate, trace, tries == 1)
+		if err != nil {
+			return err
+		}
+		st = time.Now()
+		if direct, err = punchRound(ctx, ov.Host(), target, relayed, trace, tries); err != nil || direct == nil {
+			ov.Close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		ov2 = ov
 	}
 	defer ov2.Close()
 	h := ov2.Host()
-	// Reachability private (no AutoNAT): how soon it holds a relay
-	// reservation of its own.
-	for len(ov2.RelayedAddrs()) == 0 {
-		select {
-		case <-ctx.Done():
-			return errors.New("the second NAT'd node (reachability private) reserved no relay")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	report(peerEvent{Event: "reserved", Ms: msf(time.Since(st2))})
-	// Hole punching starts once the members have told it its public
-	// (NAT) address.
-	for i := 0; i < 300 && len(publicAddrs(h)) == 0; i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(publicAddrs(h)) == 0 {
-		return errors.New("the second NAT'd node learnt no public address of its own from the members")
-	}
-	st := time.Now()
-	if err := h.Connect(ctx, peer.AddrInfo{ID: target, Addrs: relayed}); err != nil {
-		return fmt.Errorf("connect through the relay: %w", err)
-	}
-	if conns := h.Network().ConnsToPeer(target); len(conns) != 1 || !conns[0].Stat().Limited {
-		return fmt.Errorf("the first connection to the target is not only a relayed one: %v", conns)
-	}
-	direct, tries, err := punchThrough(ctx, h, target, relayed, trace)
-	if err != nil {
-		return err
-	}
 	report(peerEvent{Event: "direct", Ms: msf(time.Since(st)), Addr: direct.RemoteMultiaddr().String(), Rounds: tries})
 	c, err := lsp.NewClient(lsp.ClientConfig{Streams: ov2, Overlay: cfg.Overlay.Name, Server: peer.AddrInfo{ID: target}, TrustAnchors: pool})
 	if err != nil {
@@ -473,23 +488,50 @@ type bedPeerProc struct {
 
 func (p *bedPeerProc) next(t *testing.T, event string, timeout time.Duration) peerEvent {
 	t.Helper()
+	e, err := p.nextErr(event, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// nextErr is next, failing with an error instead of the test.
+func (p *bedPeerProc) nextErr(event string, timeout time.Duration) (peerEvent, error) {
 	select {
 	case e, ok := <-p.events:
-		if !ok {
-			t.Fatalf("the NAT'd peer exited before %q", event)
+		switch {
+		case !ok:
+			return e, fmt.Errorf("the NAT'd peer exited before %q", event)
+		case e.Event == "error":
+			return e, fmt.Errorf("the NAT'd peer: %s", e.Error)
+		case e.Event != event:
+			return e, fmt.Errorf("the NAT'd peer reported %q, want %q", e.Event, event)
 		}
-		if e.Event == "error" {
-			t.Fatalf("the NAT'd peer: %s", e.Error)
-		}
-		if e.Event != event {
-			t.Fatalf("the NAT'd peer reported %q, want %q", e.Event, event)
-		}
-		return e
+		return e, nil
 	case <-time.After(timeout):
-		t.Fatalf("the NAT'd peer did not report %q in %v", event, timeout)
+		return peerEvent{}, fmt.Errorf("the NAT'd peer did not report %q in %v", event, timeout)
 	}
-	return peerEvent{}
 }
+
+// natConntrack is what the NAT routers' connection tracking holds of TCP
+// between their internet addresses (hole punching's SYNs), for a failure's
+// report.
+func natConntrack(b *testnet.Bed) string {
+	var out strings.Builder
+	for _, r := range b.Routers {
+		raw, err := exec.Command("ip", "netns", "exec", r.NS, "cat", "/proc/net/nf_conntrack").CombinedOutput()
+		fmt.Fprintf(&out, "router %s (%s): %v\n", r.Name, r.IP, err)
+		for _, l := range strings.Split(string(raw), "\n") {
+			if strings.Contains(l, "tcp") && strings.Count(l, internetPrefix) >= 2 {
+				out.WriteString("  " + strings.Join(strings.Fields(l), " ") + "\n")
+			}
+		}
+	}
+	return out.String()
+}
+
+// internetPrefix: the testbed's internet addresses (testnet's internet).
+const internetPrefix = "=192.0.0."
 
 func pctl(v []float64, p float64) float64 {
 	s := slices.Clone(v)

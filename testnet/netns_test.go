@@ -231,7 +231,10 @@ func natLookups(t *testing.T, ctx context.Context, nw *testnet.BedNet, p *bedPee
 	}
 	relayed := p.next(t, "relayed", time.Minute)
 	reserved := p.next(t, "reserved", time.Minute)
-	direct := p.next(t, "direct", maxPunches*punchWait+30*time.Second)
+	direct, err := p.nextErr("direct", maxPunches*(punchWait+20*time.Second)+30*time.Second)
+	if err != nil {
+		t.Fatalf("%v\nconnection tracking of the NAT routers (TCP between internet addresses):\n%s", err, natConntrack(nw.Bed))
+	}
 	// The direct connection goes to NAT 0's address: through both NATs.
 	if !strings.Contains(direct.Addr, "/ip4/"+nw.Bed.Routers[0].IP+"/") {
 		t.Fatalf("direct connection to %s, want NAT 0's address %s", direct.Addr, nw.Bed.Routers[0].IP)
