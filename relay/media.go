@@ -305,9 +305,9 @@ func (m *Media) target(ip net.IP, strict bool) (send bool, err error) {
 // pump forwards what party i sends on socket c to the other party, from the
 // other leg's socket (so each party sees the relay as its peer); to a
 // socket of the party's its own packets have not latched, nor its other
-// socket from that address, at most unheardBudget packets. The first packet latches the
-// party's address; packets from elsewhere are dropped (a session carries
-// only its own call's media).
+// socket from that address, at most unheardBudget packets. The first
+// packet latches the party's address; packets from elsewhere are dropped
+// (a session carries only its own call's media).
 func (s *Session) pump(i, c int) {
 	in, other := s.legs[i], s.legs[1-i]
 	buf := make([]byte, 1500)

@@ -14,9 +14,8 @@ const selfRefresh = 10 * time.Second
 // selfAddrs tells whether an IP is one of this host's own: a loopback,
 // unspecified, multicast or broadcast address, an address of one of its
 // interfaces or its subnet's broadcast or network address, one the relay
-// was configured with, or a NAT64 or 6to4 form of any of these (its relay
-// and listener addresses, which a 1:1 NAT's public address may be). A
-// relay that sent there would carry a TURN user's or an SDP's packets to
+// was configured with (its relay and listener addresses), or a NAT64 or
+// 6to4 form of any of these. A relay that sent there would carry a TURN user's or an SDP's packets to
 // the node's own SIP, TURN and media ports (and any other service on the
 // host) from the node's own address, which the node may trust.
 type selfAddrs struct {

@@ -324,12 +324,8 @@ func Restricted(ip net.IP) bool {
 			return true
 		}
 	}
-	b := a.As16()
-	switch {
-	case nat64.Contains(a):
-		return Restricted(net.IPv4(b[12], b[13], b[14], b[15]))
-	case sixToFour.Contains(a):
-		return Restricted(net.IPv4(b[2], b[3], b[4], b[5]))
+	if v4, ok := embeddedIPv4(a); ok {
+		return Restricted(v4.AsSlice())
 	}
 	return false
 }
