@@ -403,7 +403,9 @@ func TestPurgedSuspectLeavesCount(t *testing.T) {
 		t.Fatalf("x is %s at a after the aged lone accusation, want live (suspected)", st)
 	}
 	before := a.LiveCount(n.now)
-	later := n.now.Add(20 * time.Millisecond) // the purge is due, the suspicion is not over
+	// The purge is due (at the whole period after it: settle), the
+	// suspicion is not over.
+	later := n.now.Add(10 * time.Millisecond).Truncate(a.cfg.Period).Add(a.cfg.Period)
 	a.Tick(later)
 	if a.v.get(x.h) != nil {
 		t.Fatal("x was not purged: the test does not reach the case")

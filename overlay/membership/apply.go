@@ -46,8 +46,7 @@ func (m *Membership) takeEntry(now time.Time, e *Entry, from string, trusted, an
 	}
 	moved := r.e.Region != e.Region // on the rings or off them
 	r = m.v.mut(h)
-	r.changed = now
-	m.v.undigest(r)
+	r.changed = now // its stable digest keeps the old version's part until this one is stable
 	if r.acc != nil {
 		delete(m.suspects, h)
 	}
@@ -228,7 +227,6 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	}
 	m.suspects[h] = struct{}{}
 	if r.pub() != kindAlive {
-		m.v.undigest(r)
 		m.changed(now, r, wasCand, from)
 		if probed && m.cfg.Serve {
 			// Its probers tell it, so it can refute: a confirmed suspect
@@ -317,7 +315,6 @@ func (m *Membership) die(now time.Time, h uint64, r *rec) {
 		// has since grown past believing (made while it was joining).
 		r.acc = nil
 	case r.pub() == kindAlive:
-		m.v.undigest(r)
 		r.loud, r.dead = true, true
 		m.changed(now, r, wasCand, "")
 	default:
@@ -676,9 +673,10 @@ func (m *Membership) Neighbours() []string {
 // each probation (probationStep): identities that stay on probation (they
 // keep re-signing) or never answer would otherwise take turns from the
 // ring successors, whose failures then go unseen for as many periods.
-func (m *Membership) successors() []string { return m.targets(0) }
+func (m *Membership) successors() []string { return m.targets(m.cfg.Rings, 0) }
 
-// floodTargets are the successors a flush sends news to, with at most
+// floodTargets are the successors on the first FloodRings rings a flush
+// sends news to, with at most
 // maxProbFan of the members on probation, the nearest by ring distance.
 // The gap holds the whole view before there are rings (a Merge), and a
 // third party can fill it with up to MaxUnconfirmed/4 identities of its
@@ -687,16 +685,16 @@ func (m *Membership) successors() []string { return m.targets(0) }
 // otherwise (probationStep): by the nearest, identities that keep
 // re-signing (and so stay on probation) would hold every place and shield
 // the ones behind them from ever being probed.
-func (m *Membership) floodTargets() []string { return m.targets(maxProbFan) }
+func (m *Membership) floodTargets() []string { return m.targets(m.cfg.FloodRings, maxProbFan) }
 
 // maxProbFan bounds the members on probation a flush sends to.
 const maxProbFan = 8
 
-// targets returns the ring successors and bridges with the limit members
-// on probation in this node's gaps nearest to it.
-func (m *Membership) targets(limit int) []string {
+// targets returns the successors on the first rings rings and the bridges,
+// with the limit members on probation in this node's gaps nearest to it.
+func (m *Membership) targets(rings, limit int) []string {
 	var out []string
-	for j := 0; j < m.cfg.Rings; j++ {
+	for j := 0; j < rings; j++ {
 		if r := m.v.get(m.succ[j]); r != nil && !contains(out, r.e.ID) {
 			out = append(out, r.e.ID)
 		}

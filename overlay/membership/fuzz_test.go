@@ -35,6 +35,9 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodeUpdates(msgAccuse, nil, [][]byte{accRaw}))
 	f.Add(encodeUpdates(msgUpdates, [][]byte{raw}, [][]byte{accRaw, accRaw}))
 	f.Add(encodeItems(msgWant, []item{{h: 5, inc: 9, kind: kindConfirmed}}))
+	if a, err := DecodeAccusation(accRaw); err == nil {
+		f.Add(appendCompact([]byte{msgUpdates}, [][]byte{compactAcc(a), compactAcc(a)}))
+	}
 	var d [buckets]uint64
 	f.Add(encodeSync(&d, region{}))
 	f.Add(encodeSync(&d, region{bits: 2, prefix: 3}))

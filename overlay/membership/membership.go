@@ -66,6 +66,11 @@ type Config struct {
 	// Rings: how many rings (1-4) this node probes a successor on and
 	// disseminates along. Default 4 (up to 8 neighbours).
 	Rings int
+	// FloodRings: news is announced to the successors on the first this
+	// many rings (1 to Rings). Default 3: a random graph of out-degree
+	// three spreads a change in O(log N) hops as four does, and each
+	// node gets each announcement three times instead of four.
+	FloodRings int
 	// MaxUnconfirmed bounds the members on probation that third parties
 	// announced: in all, and a quarter of it per Group of the peer that
 	// passed each on (without Group, every peer is one group: a quarter in
@@ -126,6 +131,10 @@ func (c *Config) defaults() {
 	if c.Rings <= 0 || c.Rings > 4 {
 		c.Rings = 4
 	}
+	if c.FloodRings <= 0 {
+		c.FloodRings = 3
+	}
+	c.FloodRings = min(c.FloodRings, c.Rings)
 	if c.MaxUnconfirmed <= 0 {
 		c.MaxUnconfirmed = 1024
 	}
@@ -265,6 +274,9 @@ type wanted struct {
 	it    item
 	until time.Time
 	alts  []string
+	// full: its accusations are asked for in full, not compact (the
+	// view lacked an accuser).
+	full bool
 }
 
 type deferredEntry struct {

@@ -99,22 +99,23 @@ func TestSubSyncBadInput(t *testing.T) {
 
 // A failure's news costs its accusations, not the entry again: a node
 // that holds the accused incarnation asks for the accusations alone
-// (flagHeld), is sent them alone, and takes them.
+// (flagHeld), is sent them alone in compact form, and takes them.
 func TestWantAccusationsAlone(t *testing.T) {
 	ids := names(40)
 	n := settledNet(t, ids, 91)
 	x := "n03"
 	var sizes []int
-	var entries int
+	var entries, full int
 	n.drop = func(from, to string, b []byte) bool {
 		if to == x || from == x && b[0] != msgPing && b[0] != msgAck {
 			return true // x is gone
 		}
 		if b[0] == msgUpdates {
 			msg, err := decodeMessage(b)
-			if err == nil && len(msg.accs) > 0 {
+			if err == nil && len(msg.accs)+len(msg.compact) > 0 {
 				sizes = append(sizes, len(b))
 				entries += len(msg.entries)
+				full += len(msg.accs)
 			}
 		}
 		return false
@@ -130,6 +131,16 @@ func TestWantAccusationsAlone(t *testing.T) {
 	}
 	if entries*10 > len(sizes) {
 		t.Errorf("%d of %d updates carrying accusations carried the entry too", entries, len(sizes))
+	}
+	// In compact form (compactAcc): a pair in about 210 bytes, not 340.
+	if full*10 > len(sizes) {
+		t.Errorf("%d of %d updates carrying accusations carried them in full", full, len(sizes))
+	}
+	for _, size := range sizes {
+		if size > 260 {
+			t.Errorf("an update carrying a pair of accusations alone took %d bytes", size)
+			break
+		}
 	}
 }
 
@@ -179,5 +190,92 @@ func TestSyncAttacks(t *testing.T) {
 	_ = m.Receive(n.now, "n02", encodeLeafSummary([]uint16{0, 1, 2, 3}, nil))
 	if answered(msgHave) {
 		t.Error("a second leaf summary (a replay) was answered")
+	}
+}
+
+// TestDigestWhileSpreading: views that have and have not yet heard of a
+// change keep equal digests while it spreads (each keeps the last stable
+// version's part until the new one is stable), so anti-entropy does not
+// start for news still on its way; once stable, they agree on the new
+// version. Before, each change made every view that had it differ from
+// every one that had not, and at 10 000 members with churn (make sim)
+// nearly every neighbour's digest differed twice in a row.
+func TestDigestWhileSpreading(t *testing.T) {
+	ids := names(20)
+	n := settledNet(t, ids, 41)
+	d0 := n.nodes["n00"].Digest()
+	for _, id := range ids {
+		if d := n.nodes[id].Digest(); d != d0 {
+			t.Fatalf("settled: %s's digest %x, n00's %x", id, d, d0)
+		}
+	}
+	if err := n.nodes["n07"].SetSelf(n.now, [][]byte{[]byte("n07-new")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	split := 0
+	for i := 0; i < 40; i++ {
+		n.run(50 * time.Millisecond)
+		var have, lack []string
+		for _, id := range ids {
+			if string(n.nodes[id].Entry("n07").Addrs[0]) == "n07-new" {
+				have = append(have, id)
+			} else {
+				lack = append(lack, id)
+			}
+		}
+		if len(have) > 0 && len(lack) > 0 {
+			split++
+			if a, b := n.nodes[have[0]].Digest(), n.nodes[lack[0]].Digest(); a != b {
+				t.Fatalf("while spreading: %s (has it) %x, %s (has not) %x", have[0], a, lack[0], b)
+			}
+		}
+	}
+	if split == 0 {
+		t.Fatal("never caught the change spreading")
+	}
+	n.run(15 * time.Second)
+	d1 := n.nodes["n00"].Digest()
+	for _, id := range ids {
+		if d := n.nodes[id].Digest(); d != d1 {
+			t.Fatalf("stable again: %s's digest %x, n00's %x", id, d, d1)
+		}
+	}
+	if d1 == d0 {
+		t.Fatal("the digest never took the new version")
+	}
+}
+
+// TestDigestSettledOnPeriods: a view's digest is settled on whole
+// periods, at a tick and when a probe comes: a view that has not ticked
+// since a change became stable compares a neighbour's probe, sent just
+// after it did, against the same digest the neighbour sent.
+func TestDigestSettledOnPeriods(t *testing.T) {
+	ids := names(12)
+	n := settledNet(t, ids, 43)
+	if err := n.nodes["n07"].SetSelf(n.now, [][]byte{[]byte("n07-new")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	inc := n.nodes["n07"].Entry("n07").Inc
+	n.run(5 * time.Second)
+	a, b := n.nodes["n01"], n.nodes["n02"]
+	stable := time.Unix(0, int64(inc)).Add(a.cfg.StableAfter)
+	boundary := stable.Add(a.cfg.Period - 1).Truncate(a.cfg.Period) // the first at or after it
+	before := boundary.Add(-100 * time.Millisecond)
+	a.Tick(before)
+	b.Tick(before)
+	if a.Digest() != b.Digest() {
+		t.Fatal("the two views differ before the change is stable")
+	}
+	old := a.Digest()
+	a.Tick(boundary.Add(10 * time.Millisecond))
+	if a.Digest() == old {
+		t.Fatal("the change did not become stable at the boundary")
+	}
+	ping := a.probeTo(msgPing, 99, "n02")
+	if err := b.Receive(boundary.Add(30*time.Millisecond), "n01", ping); err != nil {
+		t.Fatal(err)
+	}
+	if b.Digest() != a.Digest() {
+		t.Fatalf("n02 compared n01's probe against %x, n01 sent %x", b.Digest(), a.Digest())
 	}
 }

@@ -64,17 +64,36 @@ func (m *Membership) expire(now time.Time) {
 			m.die(now, h, r)
 		}
 	}
+	m.settle(now)
+	m.expireSmall(now)
+	m.recheckDead(now)
+}
+
+// settle brings the stable digest to the last whole Period before now: the
+// versions stable by then go in (each replacing the last stable one's
+// part) and tombstones due by then are purged. Settled on those
+// boundaries, at each tick and before a probe's digest is compared or
+// answered, two views that hold the same versions send and compare the
+// same digest whatever their ticks' phases (settled at each tick, views a
+// tick apart differed for the moments each change took to become stable
+// in both: at a few changes a second, one neighbour's digest in three).
+func (m *Membership) settle(now time.Time) {
+	cut := now.Truncate(m.cfg.Period)
 	for {
-		t, ok := m.stableQ.due(now)
+		t, ok := m.stableQ.due(cut)
 		if !ok {
 			break
 		}
-		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.pub() == t.kind && r.digested == 0 {
+		// A version stable now replaces the last stable one's part of
+		// the digest (kept while this one spread: two views hearing of a
+		// change a second apart would otherwise differ that second, and
+		// with a few changes a second always differ somewhere).
+		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.pub() == t.kind && r.digested != r.contribution() {
 			m.v.digestIn(m.v.mut(t.h))
 		}
 	}
 	for {
-		t, ok := m.purgeQ.due(now)
+		t, ok := m.purgeQ.due(cut)
 		if !ok {
 			break
 		}
@@ -90,8 +109,6 @@ func (m *Membership) expire(now time.Time) {
 			}
 		}
 	}
-	m.expireSmall(now)
-	m.recheckDead(now)
 }
 
 // expireSmall drops stale relays and followers, retries lost fetches and
@@ -128,7 +145,9 @@ func (m *Membership) expireSmall(now time.Time) {
 		// Lost on the way, or the peer is gone: ask another announcer.
 		p := w.alts[0]
 		w.alts, w.until = w.alts[1:], now.Add(m.timeout())
-		m.send(p, encodeItems(msgWant, []item{m.asked(w.it)}))
+		it := m.asked(w.it)
+		it.held = it.held && !w.full
+		m.send(p, encodeItems(msgWant, []item{it}))
 	}
 }
 
@@ -378,8 +397,9 @@ func (m *Membership) probationTimeout(p *probe) time.Duration {
 // flush announces what this node learnt since the last flush to its ring
 // successors and followers, except to the peer it came from. The
 // successors on a few random rings form a random directed graph of out
-// degree Rings, which floods to everyone in O(log N) hops; each member
-// hears of a change from about Rings predecessors and fetches it once.
+// degree FloodRings, which floods to everyone in O(log N) hops; each
+// member hears of a change from about FloodRings predecessors and fetches
+// it once.
 func (m *Membership) flush(now time.Time) {
 	if len(m.fresh) == 0 || now.Before(m.nextFlush) {
 		return
@@ -443,6 +463,9 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	}
 	m.heard(from)
 	defer m.tellAccused(now, from) // after the message: it may be the refutation
+	if msg.typ == msgPing || msg.typ == msgAck {
+		m.settle(now) // the digest it carries and the one it gets
+	}
 	switch msg.typ {
 	case msgPing:
 		if msg.digest != 0 && m.syncsWith(from) {
@@ -709,6 +732,7 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 		}
 		accs = append(accs, a)
 	}
+	accs = m.expandCompact(from, msg.compact, accs)
 	for i, a := range accs {
 		// A confirmation travels right after the accusation it confirms
 		// (rec.accs): the first of a member's pair carries the second.
@@ -726,6 +750,46 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 			delete(m.pending, h) // an unchecked answer does not end the fetch
 		}
 	}
+}
+
+// expandCompact appends to accs the compact accusations (compactAcc) of
+// an answer to this node's fetch, rebuilt from the ids its view holds:
+// only those of a member being fetched, of the incarnation held here (a
+// stranger's compact form names nothing this node asked for). A member's
+// accusations are taken together or not at all; when the view lacks an
+// accuser, they are asked of the same peer again in full, once a fetch.
+func (m *Membership) expandCompact(from string, cs []compactAccusation, accs []*Accusation) []*Accusation {
+	var full []item
+	skip := map[uint64]bool{}
+	for _, c := range cs {
+		w, asked := m.pending[c.subject]
+		s := m.v.get(c.subject)
+		switch {
+		case !asked || s == nil || s.e.Inc != c.inc:
+			skip[c.subject] = true
+		case m.v.get(c.accuser) == nil:
+			skip[c.subject] = true
+			if !w.full {
+				w.full = true
+				full = append(full, w.it)
+			}
+		}
+	}
+	for _, c := range cs {
+		if skip[c.subject] {
+			continue
+		}
+		a, err := c.expand(m.v.get(c.subject).e.ID, m.v.get(c.accuser).e.ID)
+		if err != nil {
+			m.stats.BadMessages++
+			continue
+		}
+		accs = append(accs, a)
+	}
+	if len(full) > 0 {
+		m.send(from, encodeItems(msgWant, full))
+	}
+	return accs
 }
 
 // ban ignores everything but probes from p for BanFor.
@@ -1034,11 +1098,11 @@ func (m *Membership) heard(from string) {
 // batch sends records (entry and accusation) to a peer in messages of at
 // most max entries.
 type batch struct {
-	m             *Membership
-	to            string
-	typ           byte
-	max           int
-	entries, accs [][]byte
+	m                      *Membership
+	to                     string
+	typ                    byte
+	max                    int
+	entries, accs, compact [][]byte
 }
 
 func (b *batch) add(r *rec) {
@@ -1049,17 +1113,29 @@ func (b *batch) add(r *rec) {
 	}
 }
 
-// addAccs adds r's accusations alone (the asker holds the entry).
+// addAccs adds r's accusations alone (the asker holds the entry), in
+// compact form (compactAcc) when both can be: a pair stays together.
 func (b *batch) addAccs(r *rec) {
-	b.accs = append(b.accs, r.accs()...)
-	if len(b.accs) >= 2*b.max {
+	as := r.accusations()
+	var cs [][]byte
+	for _, a := range as {
+		if c := compactAcc(a); c != nil {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == len(as) {
+		b.compact = append(b.compact, cs...)
+	} else {
+		b.accs = append(b.accs, r.accs()...)
+	}
+	if len(b.accs)+len(b.compact) >= 2*b.max {
 		b.flush()
 	}
 }
 
 func (b *batch) flush() {
-	if len(b.entries) > 0 || len(b.accs) > 0 {
-		b.m.send(b.to, encodeUpdates(b.typ, b.entries, b.accs))
-		b.entries, b.accs = nil, nil
+	if len(b.entries) > 0 || len(b.accs) > 0 || len(b.compact) > 0 {
+		b.m.send(b.to, appendCompact(encodeUpdates(b.typ, b.entries, b.accs), b.compact))
+		b.entries, b.accs, b.compact = nil, nil, nil
 	}
 }

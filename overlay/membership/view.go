@@ -69,13 +69,22 @@ func (r *rec) pub() uint8 {
 
 // accs are r's public accusations, raw, to send with its entry.
 func (r *rec) accs() [][]byte {
+	var out [][]byte
+	for _, a := range r.accusations() {
+		out = append(out, a.Raw)
+	}
+	return out
+}
+
+// accusations are the accusations accs encodes.
+func (r *rec) accusations() []*Accusation {
 	switch {
 	case r.acc == nil || r.pub() == kindAlive: // alive, left, or held quietly
 		return nil
 	case r.acc2 != nil:
-		return [][]byte{r.acc.Raw, r.acc2.Raw}
+		return []*Accusation{r.acc, r.acc2}
 	}
-	return [][]byte{r.acc.Raw}
+	return []*Accusation{r.acc}
 }
 
 func (r *rec) item() item { return item{h: r.h, inc: r.e.Inc, kind: r.pub()} }

@@ -232,7 +232,7 @@ const (
 	msgPingReq  = 3  // 1: seq, 2: target id
 	msgHave     = 4  // 1: items
 	msgWant     = 5  // 1: items
-	msgUpdates  = 6  // 1: entries, 2: accusations
+	msgUpdates  = 6  // 1: entries, 2: accusations, 3: compact accusations (compactAcc)
 	msgJoin     = 7  // 1: the joiner's entry (absent for a client), 3: its region
 	msgSnapshot = 8  // as msgUpdates, the answer to a join
 	msgSync     = 9  // 1: bucket digests (64 fixed64), 3: the region they cover
@@ -327,6 +327,7 @@ type message struct {
 	items   []item
 	entries [][]byte
 	accs    [][]byte
+	compact []compactAccusation // msgUpdates' field 3
 	buckets []uint64
 	mask    uint64
 	leaves  []uint16
@@ -396,6 +397,8 @@ func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x ui
 			m.entries = append(m.entries, v)
 		case num == 2 && typ == protowire.BytesType:
 			m.accs = append(m.accs, v)
+		case num == 3 && typ == protowire.BytesType && m.typ == msgUpdates:
+			err = m.addCompact(v)
 		}
 	case msgSync:
 		if num == 1 && typ == protowire.Fixed64Type && len(m.buckets) < buckets {
@@ -417,6 +420,14 @@ func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x ui
 		case num == 2 && typ == protowire.Fixed64Type && len(m.buckets) < leaves:
 			m.buckets = append(m.buckets, x)
 		}
+	}
+	return err
+}
+
+func (m *message) addCompact(v []byte) error {
+	c, err := decodeCompact(v)
+	if err == nil {
+		m.compact = append(m.compact, c)
 	}
 	return err
 }
@@ -449,6 +460,15 @@ func encodePingReq(seq uint64, target string) []byte {
 
 func encodeItems(typ byte, items []item) []byte { return appendItems([]byte{typ}, items) }
 
+// appendCompact appends compact accusations (compactAcc) as field 3.
+func appendCompact(b []byte, compact [][]byte) []byte {
+	for _, c := range compact {
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, c)
+	}
+	return b
+}
+
 func encodeUpdates(typ byte, entries, accs [][]byte) []byte {
 	b := []byte{typ}
 	for _, e := range entries {
@@ -460,6 +480,62 @@ func encodeUpdates(typ byte, entries, accs [][]byte) []byte {
 		b = protowire.AppendBytes(b, a)
 	}
 	return b
+}
+
+// compactAcc is a in the form an answer to a want of its accusations
+// alone (flagHeld) carries it, field 3 of msgUpdates: the subject's and
+// the accuser's id hashes instead of their ids, then the incarnation, the
+// time and the signature (100 bytes instead of 166 with Ed25519 ids: a
+// failure's pair is most of what it costs a view). The asker holds the
+// subject's entry (it said so) and nearly always the accuser's, and
+// rebuilds the signed body from them. Only an accusation encoded as
+// accusationBody encodes it can be rebuilt: one its accuser signed in
+// another encoding (extra fields, another order) is nil here and goes in
+// full, or the asker would check a body the accuser never signed and ban
+// the honest member that passed it on.
+func compactAcc(a *Accusation) []byte {
+	if string(appendSig(accusationBody(a.Subject, a.Inc, a.Accuser, a.Time), a.sig)) != string(a.Raw) {
+		return nil
+	}
+	b := binary.BigEndian.AppendUint64(nil, hashOf(KeyID(a.Subject)))
+	b = binary.BigEndian.AppendUint64(b, hashOf(KeyID(a.Accuser)))
+	b = binary.AppendUvarint(b, a.Inc)
+	b = binary.AppendUvarint(b, a.Time)
+	return append(b, a.sig...)
+}
+
+// compactAccusation is a decoded compactAcc.
+type compactAccusation struct {
+	subject, accuser uint64 // id hashes
+	inc, time        uint64
+	sig              []byte
+}
+
+// maxCompactSig bounds a compact accusation's signature (Ed25519's is 64).
+const maxCompactSig = 128
+
+func decodeCompact(v []byte) (compactAccusation, error) {
+	if len(v) < 16 {
+		return compactAccusation{}, bad("compact accusation of %d bytes", len(v))
+	}
+	c := compactAccusation{subject: binary.BigEndian.Uint64(v), accuser: binary.BigEndian.Uint64(v[8:])}
+	v = v[16:]
+	var n, k int
+	c.inc, n = binary.Uvarint(v)
+	if n > 0 {
+		c.time, k = binary.Uvarint(v[n:])
+	}
+	if n <= 0 || k <= 0 || len(v[n+k:]) == 0 || len(v[n+k:]) > maxCompactSig {
+		return compactAccusation{}, bad("compact accusation")
+	}
+	c.sig = v[n+k:]
+	return c, nil
+}
+
+// expand is the accusation c stands for, by the members of ids subject and
+// accuser.
+func (c compactAccusation) expand(subject, accuser string) (*Accusation, error) {
+	return DecodeAccusation(appendSig(accusationBody(subject, c.inc, accuser, c.time), c.sig))
 }
 
 // appendFixed64s appends each of xs as field num.
