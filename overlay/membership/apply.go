@@ -126,7 +126,17 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 	if r.e.Region != int(m.region.bits) {
 		m.offRing[r.h] = struct{}{}
 	}
-	heap.Push(&m.stableQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.StableAfter), h: r.h, inc: r.e.Inc, kind: r.pub()})
+	// Stable StableAfter after it was made, or after it came if its time
+	// is ahead of this node's clock: a version dated a year ahead would
+	// otherwise leave the last stable one's part in this view's digest
+	// for a year, and views that took the versions in another order
+	// another part (TestDigestFutureVersion).
+	stable := unixTime(r.eventTime())
+	if stable.After(now) {
+		stable = now
+	}
+	stable = stable.Add(m.cfg.StableAfter)
+	heap.Push(&m.stableQ, timer{at: stable, h: r.h, inc: r.e.Inc, kind: r.pub()})
 	if r.pub() != kindAlive {
 		heap.Push(&m.purgeQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.Tombstone), h: r.h, inc: r.e.Inc, kind: r.pub()})
 	}

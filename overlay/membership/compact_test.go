@@ -158,3 +158,96 @@ func TestCompactSkipsNonCanonical(t *testing.T) {
 		t.Fatalf("%d non-canonical accusations passed in compact form", compact)
 	}
 }
+
+// TestAttackCompactCollision: a compact accusation names its accuser by
+// id hash, and a view may hold another identity at that hash (two ids
+// whose hashes collide, 2^32 key generations away, each told to a part of
+// the overlay). Rebuilt with the wrong id, the accusation fails its
+// signature: that banned the honest member that answered (five in 90 s
+// in a review's run). Now the view asks for it in full, once a fetch,
+// and bans no one.
+func TestAttackCompactCollision(t *testing.T) {
+	ids := names(20)
+	n := settledNet(t, ids, 29)
+	b := n.nodes["n01"]
+	evilRaw := signAt(t, "evil", uint64(n.now.UnixNano()))
+	evil, err := DecodeEntry(evilRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// n01 holds "evil" where the others hold n06 (and, as a colliding id
+	// would be, where evil's own hash is).
+	_ = b.Receive(n.now, "evil", encodeUpdates(msgUpdates, [][]byte{evilRaw}, nil))
+	if b.Entry("evil") == nil {
+		t.Fatal("n01 did not take evil's entry")
+	}
+	r := b.v.mut(hashOf(KeyID("n06")))
+	r.e = evil
+	a, s, x1, x2 := n.nodes["n00"], "n05", "n06", "n07"
+	compact, full := 0, 0
+	n.drop = func(_, to string, msg []byte) bool {
+		if to == "n01" && msg[0] == msgUpdates {
+			if d, err := decodeMessage(msg); err == nil {
+				compact += len(d.compact)
+				full += len(d.accs)
+			}
+		}
+		return to == s && msg[0] != msgPing && msg[0] != msgAck // s never refutes
+	}
+	inc := a.v.get(hashOf(KeyID(s))).e.Inc
+	_ = a.Receive(n.now, x1, encodeUpdates(msgUpdates, nil,
+		[][]byte{accusation(a, s, inc, x1, n.now), accusation(a, s, inc, x2, n.now)}))
+	if st := a.State(n.now, s); st == "live" {
+		t.Fatalf("n00 did not take the pair: %s %s", s, st)
+	}
+	n.run(30 * time.Second)
+	if b.stats.Bans != 0 {
+		t.Fatalf("n01 banned %d honest members over a rebuilt accusation", b.stats.Bans)
+	}
+	if compact == 0 || full == 0 {
+		t.Fatalf("n01 was answered %d compact and %d full accusations: want both (asked again in full)", compact, full)
+	}
+	for _, id := range ids {
+		if id != s && id != x1 && id != x2 && id != "n01" && n.nodes[id].State(n.now, s) == "live" {
+			t.Fatalf("%s still holds %s live", id, s)
+		}
+	}
+}
+
+// TestCompactOnlyForNewAskers: a want without field 2 (a node from before
+// compact accusations, which would drop field 3) is answered in full; one
+// with it, compact.
+func TestCompactOnlyForNewAskers(t *testing.T) {
+	ids := names(12)
+	n := settledNet(t, ids, 53)
+	a, s := n.nodes["n00"], "n05"
+	r := a.v.get(hashOf(KeyID(s)))
+	_ = a.Receive(n.now, "n06", encodeUpdates(msgUpdates, nil,
+		[][]byte{accusation(a, s, r.e.Inc, "n06", n.now), accusation(a, s, r.e.Inc, "n07", n.now)}))
+	r = a.v.get(hashOf(KeyID(s)))
+	if r.pub() != kindConfirmed {
+		t.Fatalf("n00 holds %s as kind %d", s, r.pub())
+	}
+	var answers []*message
+	n.tap = func(from, to string, b []byte) {
+		if from == "n00" && to == "n09" && b[0] == msgUpdates {
+			m, err := decodeMessage(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answers = append(answers, m)
+		}
+	}
+	it := item{h: r.h, inc: r.e.Inc, kind: kindConfirmed, held: true}
+	_ = a.Receive(n.now, "n09", encodeItems(msgWant, []item{it}))
+	_ = a.Receive(n.now.Add(time.Millisecond), "n09", encodeWant([]item{it}))
+	if len(answers) != 2 {
+		t.Fatalf("%d answers", len(answers))
+	}
+	if len(answers[0].accs) != 2 || len(answers[0].compact) != 0 {
+		t.Fatalf("an old want got %d full and %d compact accusations", len(answers[0].accs), len(answers[0].compact))
+	}
+	if len(answers[1].accs) != 0 || len(answers[1].compact) != 2 {
+		t.Fatalf("a new want got %d full and %d compact accusations", len(answers[1].accs), len(answers[1].compact))
+	}
+}

@@ -26,8 +26,10 @@
 //     holding the accused incarnation asks for the accusations alone
 //     (flagHeld), and gets them in compact form (compactAcc: the ids as
 //     8-byte hashes, rebuilt from its view; 100 bytes instead of 166
-//     each), so a failure costs a view two compact accusations, not the
-//     entry again. The three rings make a random graph of out-degree
+//     each; a rebuilt one that fails its signature is asked for again in
+//     full, never a ban, since the view may hold a colliding id), so a
+//     failure costs a view two compact accusations, not the entry again.
+//     An older node's want (without field 2) is answered in full. The three rings make a random graph of out-degree
 //     three: O(log N) hops, each node receives each change from about
 //     three predecessors. Cost: O(changes), which with churn is the
 //     one-hop bound (a full view must learn every change). At 10 000

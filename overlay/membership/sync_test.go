@@ -279,3 +279,46 @@ func TestDigestSettledOnPeriods(t *testing.T) {
 		t.Fatalf("n02 compared n01's probe against %x, n01 sent %x", b.Digest(), a.Digest())
 	}
 }
+
+// TestDigestFutureVersion: a member signs one version backdated and the
+// next a year ahead; two views take them in opposite orders (the later
+// refuses the older). Each view's digest kept the last stable version's
+// part while the new one was not stable, so the two kept different parts
+// (one the backdated version's, one the version before) for a year: a
+// sync of nothing, once a period, between every such pair. A version
+// dated ahead of this node's clock is stable StableAfter after it came.
+func TestDigestFutureVersion(t *testing.T) {
+	ids := names(12)
+	n := settledNet(t, ids, 47)
+	a, b := n.nodes["n01"], n.nodes["n02"]
+	if a.Digest() != b.Digest() {
+		t.Fatal("settled views differ")
+	}
+	back := signAt(t, "n07", uint64(n.now.Add(-20*time.Second).UnixNano()))
+	ahead := signAt(t, "n07", uint64(n.now.Add(365*24*time.Hour).UnixNano()))
+	now := n.now
+	_ = a.Receive(now, "n03", encodeUpdates(msgUpdates, [][]byte{back}, nil))
+	_ = b.Receive(now, "n03", encodeUpdates(msgUpdates, [][]byte{ahead}, nil))
+	for i := 0; i < 20; i++ { // past SuspectTimeout: a takes the next version then
+		now = now.Add(250 * time.Millisecond)
+		a.Tick(now)
+		b.Tick(now)
+	}
+	_ = a.Receive(now, "n03", encodeUpdates(msgUpdates, [][]byte{ahead}, nil))
+	_ = b.Receive(now, "n03", encodeUpdates(msgUpdates, [][]byte{back}, nil))
+	for i := 0; i < 200; i++ {
+		now = now.Add(250 * time.Millisecond)
+		a.Tick(now)
+		b.Tick(now)
+	}
+	// (Only n07's part is compared: the two views tick without the
+	// network, so each accuses others as it likes.)
+	h := hashOf(KeyID("n07"))
+	ra, rb := a.v.get(h), b.v.get(h)
+	if ra.e.Inc != rb.e.Inc {
+		t.Fatalf("the views hold different versions: %d and %d", ra.e.Inc, rb.e.Inc)
+	}
+	if ra.digested != rb.digested || ra.digested != ra.contribution() {
+		t.Fatalf("50 s later, both holding the version dated a year ahead, n07's parts of the digests %x and %x (its own %x)", ra.digested, rb.digested, ra.contribution())
+	}
+}

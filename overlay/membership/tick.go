@@ -147,7 +147,7 @@ func (m *Membership) expireSmall(now time.Time) {
 		w.alts, w.until = w.alts[1:], now.Add(m.timeout())
 		it := m.asked(w.it)
 		it.held = it.held && !w.full
-		m.send(p, encodeItems(msgWant, []item{it}))
+		m.send(p, encodeWant([]item{it}))
 	}
 }
 
@@ -489,7 +489,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	case msgHave:
 		m.onHave(now, from, msg.items)
 	case msgWant:
-		m.onWant(from, msg.items)
+		m.onWant(from, msg.items, msg.compactOK)
 	case msgUpdates, msgSnapshot:
 		// A join's answer is trusted (no probation) only from a peer
 		// asked, while its join is pending; a widened region's (SetRegion)
@@ -679,7 +679,7 @@ func (m *Membership) onHave(now time.Time, from string, items []item) {
 		want = append(want, m.asked(it))
 	}
 	if len(want) > 0 {
-		m.send(from, encodeItems(msgWant, want))
+		m.send(from, encodeWant(want))
 	}
 }
 
@@ -691,8 +691,8 @@ func (m *Membership) asked(it item) item {
 	return it
 }
 
-func (m *Membership) onWant(from string, items []item) {
-	b := batch{m: m, to: from, typ: msgUpdates, max: 512}
+func (m *Membership) onWant(from string, items []item, compactOK bool) {
+	b := batch{m: m, to: from, typ: msgUpdates, max: 512, compactOK: compactOK}
 	sent := map[uint64]bool{}
 	for _, it := range items[:min(len(items), maxWant)] {
 		if r := m.v.get(it.h); r != nil && !sent[it.h] {
@@ -732,6 +732,7 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 		}
 		accs = append(accs, a)
 	}
+	rebuilt := len(accs) // accs from here on were rebuilt from compact forms
 	accs = m.expandCompact(from, msg.compact, accs)
 	for i, a := range accs {
 		// A confirmation travels right after the accusation it confirms
@@ -741,11 +742,19 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 			with = accs[i+1]
 		}
 		took := m.accept(now, a, with, from, true)
+		h := hashOf(KeyID(a.Subject))
+		if m.stats.BadSignatures != bad && i >= rebuilt {
+			// Rebuilt from this view's ids: the sender's member at one of
+			// those id hashes may be another identity (a collision ground
+			// for the purpose), and the sender no liar. Asked in full.
+			bad = m.stats.BadSignatures
+			m.askFull(from, h)
+			continue
+		}
 		if m.stats.BadSignatures != bad {
 			m.ban(now, from)
 			return
 		}
-		h := hashOf(KeyID(a.Subject))
 		if w, ok := m.pending[h]; ok && (took || !m.wants(w.it)) {
 			delete(m.pending, h) // an unchecked answer does not end the fetch
 		}
@@ -759,7 +768,6 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 // accusations are taken together or not at all; when the view lacks an
 // accuser, they are asked of the same peer again in full, once a fetch.
 func (m *Membership) expandCompact(from string, cs []compactAccusation, accs []*Accusation) []*Accusation {
-	var full []item
 	skip := map[uint64]bool{}
 	for _, c := range cs {
 		w, asked := m.pending[c.subject]
@@ -769,10 +777,7 @@ func (m *Membership) expandCompact(from string, cs []compactAccusation, accs []*
 			skip[c.subject] = true
 		case m.v.get(c.accuser) == nil:
 			skip[c.subject] = true
-			if !w.full {
-				w.full = true
-				full = append(full, w.it)
-			}
+			m.askFull(from, w.it.h)
 		}
 	}
 	for _, c := range cs {
@@ -786,10 +791,16 @@ func (m *Membership) expandCompact(from string, cs []compactAccusation, accs []*
 		}
 		accs = append(accs, a)
 	}
-	if len(full) > 0 {
-		m.send(from, encodeItems(msgWant, full))
-	}
 	return accs
+}
+
+// askFull asks from again, in full (entry and accusations), for the member
+// of id hash h being fetched: once a fetch.
+func (m *Membership) askFull(from string, h uint64) {
+	if w, ok := m.pending[h]; ok && !w.full {
+		w.full = true
+		m.send(from, encodeWant([]item{w.it}))
+	}
 }
 
 // ban ignores everything but probes from p for BanFor.
@@ -1103,6 +1114,7 @@ type batch struct {
 	typ                    byte
 	max                    int
 	entries, accs, compact [][]byte
+	compactOK              bool // the asker takes compact accusations
 }
 
 func (b *batch) add(r *rec) {
@@ -1123,7 +1135,7 @@ func (b *batch) addAccs(r *rec) {
 			cs = append(cs, c)
 		}
 	}
-	if len(cs) == len(as) {
+	if b.compactOK && len(cs) == len(as) {
 		b.compact = append(b.compact, cs...)
 	} else {
 		b.accs = append(b.accs, r.accs()...)

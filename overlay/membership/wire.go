@@ -231,7 +231,7 @@ const (
 	msgAck      = 2  // 1: seq, 2: digest, 3: region
 	msgPingReq  = 3  // 1: seq, 2: target id
 	msgHave     = 4  // 1: items
-	msgWant     = 5  // 1: items
+	msgWant     = 5  // 1: items, 2: 1 if the asker takes compact accusations
 	msgUpdates  = 6  // 1: entries, 2: accusations, 3: compact accusations (compactAcc)
 	msgJoin     = 7  // 1: the joiner's entry (absent for a client), 3: its region
 	msgSnapshot = 8  // as msgUpdates, the answer to a join
@@ -328,10 +328,13 @@ type message struct {
 	entries [][]byte
 	accs    [][]byte
 	compact []compactAccusation // msgUpdates' field 3
-	buckets []uint64
-	mask    uint64
-	leaves  []uint16
-	region  region // field 3 of a probe, join or sync (region.go)
+	// compactOK: msgWant's field 2, the asker takes compact accusations
+	// (an older node's want lacks it, and is answered in full).
+	compactOK bool
+	buckets   []uint64
+	mask      uint64
+	leaves    []uint16
+	region    region // field 3 of a probe, join or sync (region.go)
 }
 
 const maxItems = 1 << 16
@@ -388,8 +391,11 @@ func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x ui
 			m.target = string(v)
 		}
 	case msgHave, msgWant:
-		if num == 1 && typ == protowire.BytesType {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
 			m.items, err = decodeItems(v, maxItems, m.typ == msgWant)
+		case num == 2 && typ == protowire.VarintType && m.typ == msgWant:
+			m.compactOK = x == 1
 		}
 	case msgUpdates, msgSnapshot, msgJoin, msgAccuse:
 		switch {
@@ -459,6 +465,13 @@ func encodePingReq(seq uint64, target string) []byte {
 }
 
 func encodeItems(typ byte, items []item) []byte { return appendItems([]byte{typ}, items) }
+
+// encodeWant is a msgWant that takes compact accusations (field 2).
+func encodeWant(items []item) []byte {
+	b := encodeItems(msgWant, items)
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	return protowire.AppendVarint(b, 1)
+}
 
 // appendCompact appends compact accusations (compactAcc) as field 3.
 func appendCompact(b []byte, compact [][]byte) []byte {
