@@ -49,8 +49,7 @@ func TestMediaAllStreams(t *testing.T) {
 		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
 
 	body := avSDP(port(audioA), port(videoA), port(textA))
-	msg := strings.Replace(caller.request("INVITE", "sip:bob@b.example"), "Content-Length: 0\r\n\r\n",
-		fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+	msg := withBody(caller.request("INVITE", "sip:bob@b.example"), body)
 	caller.send(tp.addr, msg)
 	inv := callee.recv(3 * time.Second).(*sip.Request)
 	offered := streamPorts(inv.Body())
@@ -117,8 +116,7 @@ func TestMediaWebRTCNotAnchored(t *testing.T) {
 		"a=fingerprint:sha-256 00:11\r\na=setup:actpass\r\na=candidate:1 1 udp 2122260223 10.0.0.5 50000 typ host\r\n"
 	plain := avSDP(40100, 0, 0)
 	for i, body := range []string{webrtc, plain} {
-		msg := strings.Replace(caller.request("INVITE", "sip:bob@b.example", fmt.Sprintf("Call-ID: webrtc-%d", i)), "Content-Length: 0\r\n\r\n",
-			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+		msg := withBody(caller.request("INVITE", "sip:bob@b.example", fmt.Sprintf("Call-ID: webrtc-%d", i)), body)
 		caller.send(tp.addr, msg)
 		inv := callee.recv(3 * time.Second).(*sip.Request)
 		if anchored := string(inv.Body()) != body; anchored != (i == 1) {
@@ -145,8 +143,7 @@ func TestMediaStreamsRefused(t *testing.T) {
 		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
 	invite := func(body string, hdrs ...string) *sip.Request {
 		t.Helper()
-		msg := strings.Replace(caller.request("INVITE", "sip:bob@b.example", hdrs...), "Content-Length: 0\r\n\r\n",
-			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+		msg := withBody(caller.request("INVITE", "sip:bob@b.example", hdrs...), body)
 		caller.send(tp.addr, msg)
 		for {
 			// Skip the ACKs the proxy sends for an earlier call's 486.
@@ -215,8 +212,7 @@ func TestMediaQuotaPerSource(t *testing.T) {
 	anchored := 0
 	for i := range calls {
 		body := avSDP(5004, 5006, 5008)
-		msg := strings.Replace(caller.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: quota-%d", i)), "Content-Length: 0\r\n\r\n",
-			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+		msg := withBody(caller.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: quota-%d", i)), body)
 		caller.send(tp.addr, msg)
 		inv := callee.recv(3 * time.Second).(*sip.Request)
 		if streamPorts(inv.Body())["audio"] != 5004 {

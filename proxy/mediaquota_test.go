@@ -44,8 +44,7 @@ func TestAttackMediaQuotaPerNetwork(t *testing.T) {
 	sdp := "v=0\r\no=- 1 1 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n"
 	invite := func(u *ua, id string) bool {
 		t.Helper()
-		msg := strings.Replace(u.request("INVITE", "sip:alice@a.example", "Call-ID: "+id), "Content-Length: 0\r\n\r\n",
-			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
+		msg := withBody(u.request("INVITE", "sip:alice@a.example", "Call-ID: "+id), sdp)
 		u.send(tp.addr, msg)
 		for {
 			m := callee.recv(3 * time.Second)
@@ -122,8 +121,7 @@ func TestAttackMediaQuotaInFlight(t *testing.T) {
 	u := newUA(t)
 	const n = 48
 	for i := range n {
-		msg := strings.Replace(u.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: race-%d", i)), "Content-Length: 0\r\n\r\n",
-			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
+		msg := withBody(u.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: race-%d", i)), sdp)
 		u.send(tp.addr, msg)
 	}
 	anchored := 0
@@ -151,8 +149,7 @@ func TestMediaQuotaReservesActiveStreams(t *testing.T) {
 		"m=video 0 RTP/AVP 96\r\nm=text 0 RTP/AVP 98\r\nm=audio 0 RTP/AVP 0\r\n"
 	u := newUA(t)
 	for i := range maxAnchoredPerSource {
-		msg := strings.Replace(u.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: one-of-four-%d", i)), "Content-Length: 0\r\n\r\n",
-			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
+		msg := withBody(u.request("INVITE", "sip:alice@a.example", fmt.Sprintf("Call-ID: one-of-four-%d", i)), sdp)
 		u.send(tp.addr, msg)
 	}
 	anchored := 0

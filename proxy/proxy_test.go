@@ -469,9 +469,13 @@ func withSDP(msg string, rtpPort int) string { return withSDPAt(msg, "127.0.0.1"
 
 // withSDPAt is withSDP with the media at addr.
 func withSDPAt(msg, addr string, rtpPort int) string {
-	body := strings.ReplaceAll(sdpBody(rtpPort), "IN IP4 127.0.0.1", "IN IP4 "+addr)
+	return withBody(msg, strings.ReplaceAll(sdpBody(rtpPort), "IN IP4 127.0.0.1", "IN IP4 "+addr))
+}
+
+// withBody puts the SDP body sdp into a request built by ua.request.
+func withBody(msg, sdp string) string {
 	return strings.Replace(msg, "Content-Length: 0\r\n\r\n",
-		fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(body), body), 1)
+		fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
 }
 
 func mediaPort(t *testing.T, body []byte) int {
