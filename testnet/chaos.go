@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -127,9 +128,26 @@ type chaos struct {
 	bits        int  // every node's region bits, for a partial view
 	rep         ChaosReport
 
-	mu    sync.Mutex
-	acked map[string]string // AOR → contact
-	order []string
+	mu      sync.Mutex
+	acked   map[string]string // AOR → contact
+	order   []string
+	ackedAt map[string]time.Time // when each AOR's write was acknowledged
+	events  []string             // the kill schedule so far, for the log of a failed lookup
+	start0  time.Time
+}
+
+// event notes a kill or restart for the log of a failed lookup.
+func (c *chaos) event(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, fmt.Sprintf("%.2fs ", time.Since(c.start0).Seconds())+fmt.Sprintf(format, args...))
+}
+
+// recent is the last n events of the kill schedule.
+func (c *chaos) recent(n int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.events[max(0, len(c.events)-n):], "; ")
 }
 
 // Chaos runs every node of the testnet in dir as its own process, kills -9
@@ -239,7 +257,7 @@ func newChaos(dir string, spec ChaosSpec) (*chaos, error) {
 		return nil, fmt.Errorf("%w: want a testnet of at least 4 nodes, have %d", ErrChaos, len(m.Nodes))
 	}
 	c := &chaos{dir: dir, m: m, spec: spec, procs: make([]*exec.Cmd, len(m.Nodes)),
-		pub: -1, reader: len(m.Nodes) - 1, rep: ChaosReport{Nodes: len(m.Nodes)}, acked: map[string]string{}}
+		pub: -1, reader: len(m.Nodes) - 1, rep: ChaosReport{Nodes: len(m.Nodes)}, acked: map[string]string{}, ackedAt: map[string]time.Time{}, start0: time.Now()}
 	for i, n := range m.Nodes {
 		if n.Domain != "" && c.pub < 0 {
 			c.pub = i
@@ -354,6 +372,7 @@ func (c *chaos) publish(ctx context.Context) error {
 		}
 		c.mu.Lock()
 		c.acked[aor] = contact
+		c.ackedAt[aor] = time.Now()
 		c.order = append(c.order, aor)
 		c.mu.Unlock()
 		time.Sleep(c.spec.Pace)
@@ -369,12 +388,20 @@ func (c *chaos) read(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
+	// A failed lookup is asked again through the publisher's node too:
+	// whether the binding is missing for every view or for the reader's.
+	other, err := c.dial(ctx, c.pub, false)
+	if err != nil {
+		return err
+	}
+	defer other.Close()
 	for ctx.Err() == nil {
 		c.mu.Lock()
 		var aor, contact string
+		var at time.Time
 		if n := len(c.order); n > 0 {
 			aor = c.order[rand.IntN(n)]
-			contact = c.acked[aor]
+			contact, at = c.acked[aor], c.ackedAt[aor]
 		}
 		c.mu.Unlock()
 		if aor == "" {
@@ -390,7 +417,18 @@ func (c *chaos) read(ctx context.Context) error {
 		c.rep.LookupsDuring++
 		if err != nil || len(bs) != 1 || bs[0].Contact != contact {
 			c.rep.FailedDuring++
-			fmt.Fprintf(c.spec.Log, "lookup during chaos: %s: %v %v\n", aor, bs, err)
+			// What the schedule did around it, and whether it was a
+			// moment's: the same lookup again at once.
+			now := time.Since(c.start0).Seconds()
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			again, aerr := cl.Lookup(rctx, aor)
+			elsewhere, eerr := other.Lookup(rctx, aor)
+			size, _ := cl.OverlaySize(rctx)
+			otherSize, _ := other.OverlaySize(rctx)
+			rcancel()
+			fmt.Fprintf(c.spec.Log, "lookup during chaos: %s: %v %v (at %.2fs, acknowledged %.2fs before; again at once: %v %v; through the publisher's node: %v %v; "+
+				"members live in the reader's view %d, in the publisher's %d; last kills: %s)\n",
+				aor, bs, err, now, time.Since(at).Seconds(), again, aerr, elsewhere, eerr, size, otherSize, c.recent(4))
 		}
 		time.Sleep(c.spec.Pace)
 	}
@@ -417,12 +455,14 @@ func (c *chaos) kill(ctx context.Context) error {
 			v := victims[c.rep.Kills%len(victims)]
 			_ = c.procs[v].Process.Signal(syscall.SIGKILL)
 			_ = c.procs[v].Wait()
+			c.event("killed node %d", v)
 			c.rep.Kills++
 			killed[v] = true
 			time.Sleep(c.spec.Down)
 			if err := c.start(v); err != nil {
 				return err
 			}
+			c.event("restarted node %d", v)
 		}
 	}
 }
