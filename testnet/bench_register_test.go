@@ -267,6 +267,15 @@ func BenchmarkRegister(b *testing.B) {
 		}
 		k.stop()
 	}
+	// Kamailio replicated as lsnode is (three copies of each binding),
+	// though asynchronously: dmq_usrloc sends the copies after the 200.
+	kamN, kamCl := envInt("LSNODE_BENCH_KAMCLUSTER", 3), map[bool]kamClusterFigures{}
+	for _, auth := range []bool{false, true} {
+		if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") != "" || kamN < 2 {
+			break
+		}
+		kamCl[auth] = measureKamCluster(b, kamN, func(addr string) sippGen { return gen(addr, auth) }, auth, cpuOnly, cpuRate, hold)
+	}
 	nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: benchLogger(b), Tweak: func(c *node.Config) {
 		fastGossip(c)
 		c.Overlay.Records = os.Getenv("LSNODE_BENCH_RECORDS") // "": the default, private
@@ -315,6 +324,9 @@ func BenchmarkRegister(b *testing.B) {
 		r.cpu, r.bytes, r.objects, r.res = allocPerCall(b, g, cpuRate, hold)
 	}
 	stopCPU()
+	if path := os.Getenv("LSNODE_BENCH_HEAPPROFILE"); path != "" && cpuOnly { // what the CPU runs allocated
+		writeHeap(b, path)
+	}
 	ours := map[bool]regFigures{}
 	if !cpuOnly {
 		open := gen(openAddr, false)
@@ -353,6 +365,25 @@ func BenchmarkRegister(b *testing.B) {
 		hold, procs, ratio(ours[false].max, kam[false].max), ours[false], kam[false], ratio(ours[true].max, kam[true].max), ours[true], kam[true],
 		cpuRate, cpuFig(false), cpuFig(true),
 		ms(floor.p(0.5)), ms(floor.p(0.99)), ms(vis.p(0.5)), ms(vis.p(0.99)), vis.errs, len(vis.seq)+vis.errs, regs, batches, dropped)
+	if len(kamCl) > 0 {
+		cl := func(auth bool) string {
+			k := kamCl[auth]
+			r := mine[0]
+			if auth {
+				r = mine[1]
+			}
+			s := k.String()
+			if k.max > 0 && !cpuOnly {
+				s += fmt.Sprintf(", lsnode %.2fx", ratio(ours[auth].max, k.max))
+			}
+			if k.cpu > 0 {
+				s += fmt.Sprintf(", lsnode's CPU %.2fx", float64(r.cpu)/float64(k.cpu))
+			}
+			return s
+		}
+		fmt.Printf("lsnode register bench, Kamailio x%d replicated (dmq_usrloc: each save copied to the others after its 200; CPU of all instances at %d/s): digest off %s | digest on %s\n",
+			kamN, cpuRate, cl(false), cl(true))
+	}
 }
 
 // failureKinds summarises a sipp error file: unexpected responses by status
