@@ -66,6 +66,7 @@ type Overlay struct {
 	// relayView is members once made, for autorelay's peer source and
 	// the routing table's filter (both may run before it is).
 	relayView atomic.Pointer[members]
+	redials   redials
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -560,6 +561,58 @@ func (o *Overlay) Closest(key string, n int) []peer.ID {
 // its suspicion ends here.
 func (o *Overlay) Suspected(key string, n int) []peer.ID {
 	return o.members.suspected(kb.ConvertKey(key), n)
+}
+
+// Redial drops the dial backoff this node's host keeps for p after a
+// failed dial (5 s at first, growing to minutes), at most once per p per
+// redialEvery: a member suspected for such a failure may be back,
+// restarted on the same address, long before it ends, and a reader
+// asking it would otherwise fail at once without dialling. It reports
+// whether it did.
+func (o *Overlay) Redial(p peer.ID) bool {
+	if !o.redials.allow(p, time.Now()) {
+		return false
+	}
+	o.clearDialBackoff(p)
+	return true
+}
+
+// redialEvery: how often Redial drops one peer's backoff at most (so
+// lookups that find nothing dial a dead suspect at most this often, as
+// the backoff would at its first step), and maxRedials the peers it
+// remembers.
+const (
+	redialEvery = time.Second
+	maxRedials  = 4096
+)
+
+// redials remembers when Redial last dropped each peer's backoff.
+type redials struct {
+	mu   sync.Mutex
+	last map[peer.ID]time.Time
+}
+
+func (r *redials) allow(p peer.ID, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.last[p]; ok && now.Sub(t) < redialEvery {
+		return false
+	}
+	if r.last == nil {
+		r.last = map[peer.ID]time.Time{}
+	}
+	if len(r.last) >= maxRedials {
+		for q, t := range r.last {
+			if now.Sub(t) >= redialEvery {
+				delete(r.last, q)
+			}
+		}
+		if len(r.last) >= maxRedials {
+			return false
+		}
+	}
+	r.last[p] = now
+	return true
 }
 
 // ClosestIterative runs kad-dht's iterative lookup for key and returns up to n
