@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,7 +25,6 @@ type kamCluster struct {
 // lists all n in its DMQ node list.
 func startKamCluster(b *testing.B, n int, auth bool) *kamCluster {
 	b.Helper()
-	cfg, _ := filepath.Abs("testdata/kamailio/registrar-dmq.cfg")
 	dir := b.TempDir()
 	addrs := make([]string, n)
 	for i := range addrs {
@@ -36,19 +34,9 @@ func startKamCluster(b *testing.B, n int, auth bool) *kamCluster {
 	for i, addr := range addrs {
 		peer := addrs[(i+1)%n] // each knows one other; DMQ spreads the rest
 		ctl := filepath.Join(dir, fmt.Sprintf("ctl%d", i))
-		args := []string{"-f", cfg, "-l", "udp:" + addr, "-A", `PASSWORD="` + benchPassword + `"`,
-			"-A", `DMQ_SELF="sip:` + addr + `"`, "-A", `DMQ_PEER="sip:` + peer + `"`, "-A", `CTL="unix:` + ctl + `"`,
-			"-DD", "-E", "-m", "512", "-M", "64", "-w", dir}
-		if auth {
-			args = append(args, "-A", "WITH_AUTH")
-		}
-		cmd := exec.Command("kamailio", args...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			c.stop()
-			b.Fatal(err)
-		}
-		c.ks, c.ctls = append(c.ks, &kamailio{cmd: cmd}), append(c.ctls, ctl)
+		k := startKamailioWith(b, "registrar-dmq.cfg", addr, auth,
+			`DMQ_SELF="sip:`+addr+`"`, `DMQ_PEER="sip:`+peer+`"`, `CTL="unix:`+ctl+`"`)
+		c.ks, c.ctls = append(c.ks, k), append(c.ctls, ctl)
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		formed := true

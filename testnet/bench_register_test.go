@@ -71,12 +71,17 @@ func startKamailio(b *testing.B, addr string, auth bool) *kamailio {
 	return startKamailioWith(b, "registrar.cfg", addr, auth)
 }
 
-func startKamailioWith(b *testing.B, cfgName, addr string, auth bool) *kamailio {
+// startKamailioWith starts Kamailio with cfgName on addr; defines are
+// more -A NAME=VALUE definitions the config reads.
+func startKamailioWith(b *testing.B, cfgName, addr string, auth bool, defines ...string) *kamailio {
 	b.Helper()
 	cfg, _ := filepath.Abs(filepath.Join("testdata/kamailio", cfgName))
 	dir := b.TempDir()
 	args := []string{"-f", cfg, "-l", "udp:" + addr, "-A", `PASSWORD="` + benchPassword + `"`, "-DD", "-E",
 		"-m", "512", "-M", "64", "-w", dir}
+	for _, d := range defines {
+		args = append(args, "-A", d)
+	}
 	if auth {
 		args = append(args, "-A", "WITH_AUTH")
 	}
