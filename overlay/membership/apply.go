@@ -154,6 +154,9 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 		m.version++
 	}
 	m.fresh = append(m.fresh, freshItem{it: r.item(), from: from})
+	if from == m.cfg.Self || from != "" && from == m.origin {
+		m.seed(now, r)
+	}
 }
 
 // accept applies accusation a of a member's current incarnation; with,
@@ -326,7 +329,7 @@ func (m *Membership) die(now time.Time, h uint64, r *rec) {
 		r.acc = nil
 	case r.pub() == kindAlive:
 		r.loud, r.dead = true, true
-		m.changed(now, r, wasCand, "")
+		m.changed(now, r, wasCand, m.cfg.Self) // this node's accusation, spread alone
 	default:
 		r.dead = true
 		if wasCand {

@@ -50,6 +50,9 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodeUpdates(msgUpdates, [][]byte{partialRaw}, nil))
 	f.Add(encodeSubSync(3, make([]uint64, 2*subBuckets)))
 	f.Add(encodeLeafSummary([]uint16{0, 17, leaves - 1}, []item{{h: 5, inc: 9, kind: kindAlive}}))
+	news := []item{{h: 5, inc: 9, kind: kindAlive}, {h: 7, inc: 3, kind: kindConfirmed}}
+	f.Add(appendItemsAs(appendTakesNews(encodeProbe(msgPing, 7, 99)), fieldNews, news))
+	f.Add(appendItemsAs(encodeUpdates(msgUpdates, [][]byte{raw}, nil), fieldNews, news))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pub2, priv2, _ := ed25519.GenerateKey(nil)
 		now := time.Unix(1_800_000_000, 0)

@@ -32,8 +32,9 @@ type Config struct {
 	// fails after twice this. Default Period/2.
 	PingTimeout time.Duration
 	// FlushEvery: news is announced to the ring successors at most this
-	// often, in one message each (a change waits FlushEvery/2 a hop on
-	// average; each message costs ~84 bytes of headers). Default Period/2.
+	// often, in one message each, unless it rides on another message sent
+	// to them first (news.go; a change waits up to FlushEvery/2 a hop on
+	// average; each message costs ~84 bytes of headers). Default Period.
 	FlushEvery time.Duration
 	// SuspectTimeout: a member accused by two members, not refuting
 	// within this, is dead. Default 3 × Period.
@@ -102,7 +103,7 @@ func (c *Config) defaults() {
 		c.PingTimeout = c.Period / 2
 	}
 	if c.FlushEvery <= 0 {
-		c.FlushEvery = c.Period / 2
+		c.FlushEvery = c.Period
 	}
 	if c.SuspectTimeout <= 0 {
 		c.SuspectTimeout = 3 * c.Period
@@ -165,6 +166,7 @@ type Stats struct {
 	Syncs                uint64 // anti-entropy exchanges started
 	Bans                 uint64 // peers caught sending a bad signature
 	Ignored              uint64 // messages from banned peers dropped
+	NewsRidden           uint64 // announcements sent on other messages (news.go)
 	Health               int    // local health score now: 0 best, 8 worst
 }
 
@@ -218,6 +220,14 @@ type Membership struct {
 	deferred map[uint64]deferredEntry
 	// nextFlush: news waits until then (FlushEvery).
 	nextFlush time.Time
+	// floodSet: the peers the last flush sent news to; told: how much
+	// of fresh each was told since, on other messages (news.go).
+	floodSet map[string]struct{}
+	told     map[string]int
+	// origin: the member whose own entry is being taken from it (a
+	// join); seedAt: the seeds' rate bound (seed, news.go).
+	origin    string
+	seedAt    time.Time
 	probQ     timerHeap // probation ends and local suspicions
 	stableQ   timerHeap
 	purgeQ    timerHeap
@@ -339,6 +349,8 @@ type peerState struct {
 	// region: what it last said it shares with this node (told: it did).
 	region region
 	told   bool
+	// news: its probes say it reads news on other messages (news.go).
+	news bool
 }
 
 // due reports whether an act last done at *last may be done again (at
@@ -373,6 +385,8 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		recheck:   map[uint64]time.Time{},
 		peers:     map[string]*peerState{},
 		listeners: map[string]time.Time{},
+		floodSet:  map[string]struct{}{},
+		told:      map[string]int{},
 		unconf:    map[string]int{},
 		onProb:    map[uint64]uint8{},
 		probGroup: map[uint64]string{},
@@ -381,6 +395,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 		now:       now,
 	}
 	m.selfH = hashOf(m.selfKid)
+	m.seedAt = now.Add(m.cfg.Period) // nothing seeded from New (its first entry, a snapshot's)
 	m.nextProbe = now.Add(time.Duration(cfg.Rand.Int64N(int64(cfg.Period))))
 	if base != nil {
 		for h, r := range m.v.base {
@@ -583,9 +598,11 @@ func (m *Membership) Leave(now time.Time) {
 		m.send(p, msg)
 	}
 	m.fresh = nil
+	clear(m.told)
 }
 
 func (m *Membership) send(to string, msg []byte) {
+	msg = m.ride(to, msg)
 	m.stats.MsgsSent++
 	m.stats.BytesSent += uint64(len(msg))
 	m.stats.SentByType[msg[0]]++

@@ -145,9 +145,9 @@ func (s *Snapshot) Within(id string, bits int) *Snapshot {
 func (m *Membership) probeTo(typ byte, seq uint64, p string) []byte {
 	g, ok := m.shared(p)
 	if !ok {
-		return encodeProbe(typ, seq, 0)
+		return appendTakesNews(encodeProbe(typ, seq, 0))
 	}
-	return appendRegion(encodeProbe(typ, seq, m.v.digestOf(g)), g)
+	return appendTakesNews(appendRegion(encodeProbe(typ, seq, m.v.digestOf(g)), g))
 }
 
 // Knows reports whether id is in the view (in any state), or is this node.

@@ -105,12 +105,22 @@ func TestWantAccusationsAlone(t *testing.T) {
 	n := settledNet(t, ids, 91)
 	x := "n03"
 	var sizes []int
-	var entries, full int
+	var entries, full, seeded int
+	asked := map[[2]string]int{}
 	n.drop = func(from, to string, b []byte) bool {
 		if to == x || from == x && b[0] != msgPing && b[0] != msgAck {
 			return true // x is gone
 		}
-		if b[0] == msgUpdates {
+		if b[0] == msgWant {
+			asked[[2]string{from, to}]++
+		}
+		if b[0] == msgUpdates && asked[[2]string{to, from}] == 0 {
+			if msg, err := decodeMessage(b); err == nil && len(msg.accs) > 0 {
+				seeded++ // the confirming prober's push to its neighbours (seed, news.go)
+			}
+		}
+		if b[0] == msgUpdates && asked[[2]string{to, from}] > 0 {
+			asked[[2]string{to, from}]-- // an answer to a fetch
 			msg, err := decodeMessage(b)
 			if err == nil && len(msg.accs)+len(msg.compact) > 0 {
 				sizes = append(sizes, len(b))
@@ -126,8 +136,11 @@ func TestWantAccusationsAlone(t *testing.T) {
 			t.Fatalf("%s still holds x live", id)
 		}
 	}
-	if len(sizes) < len(ids)-2 {
-		t.Fatalf("%d updates carried the accusations, want one per view at least", len(sizes))
+	if len(sizes)+seeded < len(ids)-2 {
+		t.Fatalf("%d answers to fetches and %d pushes carried the accusations, want one per view at least", len(sizes), seeded)
+	}
+	if seeded > 2*8 {
+		t.Fatalf("%d pushes of the accusations, want at most its confirming prober's neighbours (8), twice", seeded)
 	}
 	if entries*10 > len(sizes) {
 		t.Errorf("%d of %d updates carrying accusations carried the entry too", entries, len(sizes))

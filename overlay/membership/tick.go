@@ -405,46 +405,27 @@ func (m *Membership) flush(now time.Time) {
 		return
 	}
 	m.nextFlush = now.Add(m.cfg.FlushEvery)
-	fresh := newest(m.fresh)
-	m.fresh = nil
 	targets := m.floodTargets()
 	for p := range m.listeners {
-		targets = append(targets, p)
+		if !contains(targets, p) { // a member on probation may follow this node still
+			targets = append(targets, p)
+		}
 	}
+	fresh := m.fresh
+	m.fresh = nil // what is sent now rides on nothing more
 	for _, p := range targets {
-		g, ok := m.shared(p)
-		if !ok {
-			continue
-		}
-		var items []item
-		for _, f := range fresh {
-			if f.from != p && g.has(f.it.h) {
-				items = append(items, f.it)
-			}
-		}
+		items := m.newsFor(p, fresh[min(m.told[p], len(fresh)):])
 		for len(items) > 0 {
 			n := min(len(items), 4096)
 			m.send(p, encodeItems(msgHave, items[:n]))
 			items = items[n:]
 		}
 	}
-}
-
-// newest keeps each member's last change of those in fresh (one message
-// can take a member through several: an entry, then an accusation, then
-// its confirmation), so a neighbour is offered, and fetches, it once.
-func newest(fresh []freshItem) []freshItem {
-	last := make(map[uint64]int, len(fresh))
-	for i, f := range fresh {
-		last[f.it.h] = i
+	clear(m.told)
+	clear(m.floodSet)
+	for _, p := range targets {
+		m.floodSet[p] = struct{}{}
 	}
-	out := fresh[:0]
-	for i, f := range fresh {
-		if last[f.it.h] == i {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // Receive handles one message from peer from.
@@ -465,6 +446,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	defer m.tellAccused(now, from) // after the message: it may be the refutation
 	if msg.typ == msgPing || msg.typ == msgAck {
 		m.settle(now) // the digest it carries and the one it gets
+		defer m.takesNews(now, from, msg)
 	}
 	switch msg.typ {
 	case msgPing:
@@ -484,7 +466,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		if len(m.relays) < 64 && msg.target != m.cfg.Self {
 			m.seq++
 			m.relays[m.seq] = relay{requester: from, target: msg.target, seq: msg.seq, at: now}
-			m.send(msg.target, encodeProbe(msgPing, m.seq, 0))
+			m.send(msg.target, appendTakesNews(encodeProbe(msgPing, m.seq, 0)))
 		}
 	case msgHave:
 		m.onHave(now, from, msg.items)
@@ -512,6 +494,9 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 	case msgAccuse:
 		m.onAccuse(now, from, msg)
 	}
+	if len(msg.news) > 0 && !m.banned(now, from) {
+		m.onHave(now, from, msg.news)
+	}
 	return nil
 }
 
@@ -538,7 +523,7 @@ func (m *Membership) tellAccused(now time.Time, from string) {
 func (m *Membership) onAck(now time.Time, from string, msg *message) {
 	if rl, ok := m.relays[msg.seq]; ok && from == rl.target {
 		delete(m.relays, msg.seq)
-		m.send(rl.requester, encodeProbe(msgAck, rl.seq, 0))
+		m.send(rl.requester, appendTakesNews(encodeProbe(msgAck, rl.seq, 0)))
 		return
 	}
 	for i, p := range m.probProbes {
@@ -850,7 +835,9 @@ func (m *Membership) onJoin(now time.Time, from string, msg *message) {
 	}
 	for _, raw := range msg.entries[:min(len(msg.entries), 1)] {
 		if e, err := DecodeEntry(raw); err == nil && e.ID == from {
+			m.origin = from              // this node is the first to hold it (seed)
 			m.offer(now, e, from, false) // the joiner's own entry, always
+			m.origin = ""
 		}
 	}
 	if !msg.region.has(hashOf(KeyID(from))) {

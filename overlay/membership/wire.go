@@ -242,6 +242,15 @@ const (
 	numMsgTypes = 13
 )
 
+// Fields any message may carry besides its own (news.go).
+const (
+	// fieldNews: announcements riding on another message (items, as a
+	// msgHave's field 1), on any message but a msgHave.
+	fieldNews = 15
+	// fieldTakesNews: a probe's (ping or ack) sender reads fieldNews.
+	fieldTakesNews = 4
+)
+
 // item names one version of one member: its id hash, incarnation and kind.
 type item struct {
 	h    uint64
@@ -279,7 +288,10 @@ func newer(inc uint64, kind uint8, thanInc uint64, thanKind uint8) bool {
 	return inc > thanInc || inc == thanInc && rank(kind) > rank(thanKind)
 }
 
-func appendItems(b []byte, items []item) []byte {
+func appendItems(b []byte, items []item) []byte { return appendItemsAs(b, 1, items) }
+
+// appendItemsAs appends items as field num.
+func appendItemsAs(b []byte, num protowire.Number, items []item) []byte {
 	var buf []byte
 	for _, it := range items {
 		buf = binary.BigEndian.AppendUint64(buf, it.h)
@@ -290,7 +302,7 @@ func appendItems(b []byte, items []item) []byte {
 		}
 		buf = append(buf, k)
 	}
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendBytes(b, buf)
 }
 
@@ -335,6 +347,10 @@ type message struct {
 	mask      uint64
 	leaves    []uint16
 	region    region // field 3 of a probe, join or sync (region.go)
+	// news: announcements riding on the message (fieldNews); takesNews:
+	// a probe's sender reads them (fieldTakesNews).
+	news      []item
+	takesNews bool
 }
 
 const maxItems = 1 << 16
@@ -376,6 +392,17 @@ func decodeMessage(b []byte) (*message, error) {
 
 func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 	var err error
+	if num == fieldNews && typ == protowire.BytesType && m.typ != msgHave {
+		if m.news != nil {
+			return bad("news twice")
+		}
+		m.news, err = decodeItems(v, maxItems, false)
+		return err
+	}
+	if num == fieldTakesNews && typ == protowire.VarintType && (m.typ == msgPing || m.typ == msgAck) {
+		m.takesNews = x == 1
+		return nil
+	}
 	if num == 3 && typ == protowire.VarintType && (m.typ == msgPing || m.typ == msgAck || m.typ == msgJoin || m.typ == msgSync) {
 		m.region, err = regionFromWire(x)
 		return err
@@ -446,6 +473,12 @@ func encodeProbe(typ byte, seq, digest uint64) []byte {
 	return protowire.AppendFixed64(b, digest)
 }
 
+// appendTakesNews says, on a probe, that its sender reads fieldNews.
+func appendTakesNews(b []byte) []byte {
+	b = protowire.AppendTag(b, fieldTakesNews, protowire.VarintType)
+	return protowire.AppendVarint(b, 1)
+}
+
 // appendRegion adds region g as field 3; the whole space goes without it
 // (what full views sent before regions).
 func appendRegion(b []byte, g region) []byte {
@@ -466,9 +499,20 @@ func encodePingReq(seq uint64, target string) []byte {
 
 func encodeItems(typ byte, items []item) []byte { return appendItems([]byte{typ}, items) }
 
-// encodeWant is a msgWant that takes compact accusations (field 2).
+// encodeWant is a msgWant that takes compact accusations (field 2). An
+// item not held goes without its incarnation (0: one byte, not nine): the
+// answer is the record the peer holds whatever the incarnation asked,
+// which only picks the accusations alone for an item held (onWant), in
+// this version and before it.
 func encodeWant(items []item) []byte {
-	b := encodeItems(msgWant, items)
+	wire := make([]item, len(items))
+	for i, it := range items {
+		if !it.held {
+			it.inc = 0
+		}
+		wire[i] = it
+	}
+	b := encodeItems(msgWant, wire)
 	b = protowire.AppendTag(b, 2, protowire.VarintType)
 	return protowire.AppendVarint(b, 1)
 }

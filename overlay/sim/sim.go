@@ -24,7 +24,7 @@ type Config struct {
 	N        int           // members at the start (and kept by churn)
 	Seed     uint64        // the run is deterministic for a seed
 	Period   time.Duration // membership probe period; default 1 s
-	Tick     time.Duration // how often each node's timers run; default 250 ms
+	Tick     time.Duration // how often each node's timers run; default Period/5, as overlay's driver
 	Warmup   time.Duration // before measuring; default 20 s
 	Duration time.Duration // measured window; default 60 s
 	// Latency median and spread (lognormal sigma); defaults 20 ms, 0.5.
@@ -59,6 +59,8 @@ type Config struct {
 	// routing ends, the key's nearest member, and takes that view.
 	Partial    float64
 	RegionBits int
+	// FlushEvery: membership.Config's (0: its default, a Period).
+	FlushEvery time.Duration
 }
 
 func (c *Config) defaults() {
@@ -66,7 +68,7 @@ func (c *Config) defaults() {
 		c.Period = time.Second
 	}
 	if c.Tick <= 0 {
-		c.Tick = 250 * time.Millisecond
+		c.Tick = c.Period / 5
 	}
 	if c.Warmup <= 0 {
 		c.Warmup = 20 * time.Second
@@ -114,6 +116,7 @@ type Report struct {
 	VerifiesPerSec             float64 // signature checks, mean
 	Joins, Failures            int     // changes made in the window
 	JoinP99, FailP99           time.Duration
+	JoinP50, FailP50           time.Duration
 	JoinMax, FailMax           time.Duration
 	Unreached                  int // changes that never reached 99% of the observers
 	LookupsDone, OneHop, Right int
@@ -131,15 +134,19 @@ type Report struct {
 	// WronglyDead: at the end, (observer, member) pairs where a member up
 	// for over a minute is not live in the observer's view; Stalls made.
 	WronglyDead, Stalls int
-	ByType              [16]float64 // payload bytes sent, all nodes, by message type
-	MsgsByType          [16]float64 // messages sent, all nodes, by type
+	// Ridden: announcements a node sent per second on other messages
+	// (membership's news.go) instead of in a have of their own.
+	Ridden     float64
+	ByType     [16]float64 // payload bytes sent, all nodes, by message type
+	MsgsByType [16]float64 // messages sent, all nodes, by type
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("sim N=%d: sent %.0f B/s/node (p99 %.0f), recv %.0f (p99 %.0f), payload %.0f B/s, %.1f msgs/s, %.1f verifies/s; "+
-		"joins %d p99 %v, failures %d p99 %v (unreached %d); lookups %d one-hop %.2f%% right after skipping dead %.2f%% hops-if-not %.2f; %d stalls, %d wrongly dead; %v real",
-		r.N, r.SentMean, r.SentP99, r.RecvMean, r.RecvP99, r.PayloadMean, r.MsgsPerSec, r.VerifiesPerSec,
-		r.Joins, r.JoinP99.Round(10*time.Millisecond), r.Failures, r.FailP99.Round(10*time.Millisecond), r.Unreached,
+	return fmt.Sprintf("sim N=%d: sent %.0f B/s/node (p99 %.0f), recv %.0f (p99 %.0f), payload %.0f B/s, %.1f msgs/s, %.1f verifies/s, %.1f announcements/s ridden; "+
+		"joins %d p50 %v p99 %v, failures %d p50 %v p99 %v (unreached %d); lookups %d one-hop %.2f%% right after skipping dead %.2f%% hops-if-not %.2f; %d stalls, %d wrongly dead; %v real",
+		r.N, r.SentMean, r.SentP99, r.RecvMean, r.RecvP99, r.PayloadMean, r.MsgsPerSec, r.VerifiesPerSec, r.Ridden,
+		r.Joins, r.JoinP50.Round(10*time.Millisecond), r.JoinP99.Round(10*time.Millisecond),
+		r.Failures, r.FailP50.Round(10*time.Millisecond), r.FailP99.Round(10*time.Millisecond), r.Unreached,
 		r.LookupsDone, pct(r.OneHop, r.LookupsDone), pct(r.Right, r.LookupsDone), r.HopsMean, r.Stalls, r.WronglyDead, r.RealTime.Round(time.Second)) +
 		r.partial()
 }
@@ -345,7 +352,7 @@ func (t transport) Send(to string, msg []byte) {
 func (w *world) start(i int32, snap *membership.Snapshot) error {
 	n := w.nodes[i]
 	m, err := membership.New(membership.Config{Name: "sim", Self: n.id, Serve: true, Addrs: addrsOf(n.id),
-		Sign: signer(n.id), Verify: verify, Period: w.cfg.Period, RegionBits: n.bits,
+		Sign: signer(n.id), Verify: verify, Period: w.cfg.Period, RegionBits: n.bits, FlushEvery: w.cfg.FlushEvery,
 		Rand: rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64()))}, transport{w, i}, w.clock(), snap)
 	if err != nil {
 		return err
@@ -611,7 +618,7 @@ func compare(a, b []byte) int {
 func (w *world) finish(end time.Duration) {
 	secs := w.cfg.Duration.Seconds()
 	var sent, recv, payload, partial []float64
-	var msgs, verifies float64
+	var msgs, verifies, ridden float64
 	var byType, msgsByType [16]float64
 	var syncs float64
 	for _, n := range w.nodes {
@@ -634,6 +641,7 @@ func (w *world) finish(end time.Duration) {
 		}
 		syncs += float64(s.Syncs - n.sent0.Syncs)
 		verifies += float64(s.Verifies-n.sent0.Verifies) / secs
+		ridden += float64(s.NewsRidden-n.sent0.NewsRidden) / secs
 	}
 	r := &w.rep
 	r.N, r.Members, r.Window = w.cfg.N, len(sent), w.cfg.Duration
@@ -645,6 +653,7 @@ func (w *world) finish(end time.Duration) {
 			r.PartialSent = mean(partial)
 		}
 		r.MsgsPerSec, r.VerifiesPerSec = msgs/float64(len(sent)), verifies/float64(len(sent))
+		r.Ridden = ridden / float64(len(sent))
 	}
 	for _, c := range w.changes {
 		if end-c.at > 30*time.Second {
@@ -654,6 +663,7 @@ func (w *world) finish(end time.Duration) {
 	r.Syncs, r.ByType, r.MsgsByType = syncs, byType, msgsByType
 	r.WronglyDead = w.wronglyDead()
 	r.FailP99, r.JoinP99 = p99d(w.spreads[0]), p99d(w.spreads[1])
+	r.FailP50, r.JoinP50 = p50d(w.spreads[0]), p50d(w.spreads[1])
 	var h float64
 	for _, x := range w.hops {
 		h += float64(x)
@@ -693,6 +703,14 @@ func mean(x []float64) float64 {
 func p99(x []float64) float64 {
 	slices.Sort(x)
 	return x[min(len(x)-1, len(x)*99/100)]
+}
+
+func p50d(x []time.Duration) time.Duration {
+	if len(x) == 0 {
+		return 0
+	}
+	slices.Sort(x)
+	return x[len(x)/2]
 }
 
 func p99d(x []time.Duration) time.Duration {

@@ -97,6 +97,22 @@ func BenchmarkSim(b *testing.B) {
 		}
 		stalls = d
 	}
+	seed := uint64(1)
+	if v := os.Getenv("LSNODE_SIM_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			b.Fatalf("LSNODE_SIM_SEED: %q is not a number", v)
+		}
+		seed = n
+	}
+	var flush time.Duration
+	if v := os.Getenv("LSNODE_SIM_FLUSH"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("LSNODE_SIM_FLUSH: %q is not a duration", v)
+		}
+		flush = d
+	}
 	var partial float64
 	bits := 0
 	if v := os.Getenv("LSNODE_SIM_PARTIAL"); v != "" {
@@ -111,8 +127,8 @@ func BenchmarkSim(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		for _, n := range sizes {
-			r, err := Run(Config{N: n, Seed: 1, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001,
-				Stalls: stalls, StallFor: 3 * time.Second, Partial: partial, RegionBits: bits})
+			r, err := Run(Config{N: n, Seed: seed, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001,
+				Stalls: stalls, StallFor: 3 * time.Second, Partial: partial, RegionBits: bits, FlushEvery: flush})
 			if err != nil {
 				b.Fatal(err)
 			}

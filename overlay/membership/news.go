@@ -1,0 +1,121 @@
+package membership
+
+import (
+	"slices"
+	"time"
+)
+
+// News rides on other messages. A flush sends each flood target the news
+// of the last FlushEvery in a msgHave of its own, and each message costs
+// about 84 bytes of headers on the wire (overlay/sim's WireOverhead), more
+// than the two or three announcements it carries. But a node talks to its
+// flood targets between flushes anyway: they fetch what it announced (its
+// msgUpdates answers their msgWant) and it probes them (they are its ring
+// successors). Each such message takes the news gathered since the target
+// was last told (fieldNews), and the next flush sends the target only
+// what came after, nothing when nothing did. The news also reaches the
+// target sooner than it would have waited for the flush.
+//
+// Only messages that are not deferrable carry news (a transport may drop a
+// deferrable one after a failed dial), and only to peers whose probes said
+// they read it (fieldTakesNews): an older node ignores the field, and would
+// have to wait for its other announcers or anti-entropy.
+
+// newsFor is the news in fresh for peer p: each member's last change,
+// unless p told this node of it, within the region this node shares with p.
+func (m *Membership) newsFor(p string, fresh []freshItem) []item {
+	g, ok := m.shared(p)
+	if !ok || len(fresh) == 0 {
+		return nil
+	}
+	last := make(map[uint64]int, len(fresh))
+	for i, f := range fresh {
+		last[f.it.h] = i
+	}
+	var items []item
+	for i, f := range fresh {
+		if last[f.it.h] == i && f.from != p && g.has(f.it.h) {
+			items = append(items, f.it)
+		}
+	}
+	return items
+}
+
+// ride appends to msg, bound for p, the news p has not been told since the
+// last flush, if p is a flood target that reads it. msg is not changed (it
+// may be sent to others too).
+func (m *Membership) ride(p string, msg []byte) []byte {
+	if len(msg) == 0 || Deferrable(msg) || len(m.fresh) <= m.told[p] || len(m.fresh)-m.told[p] > maxRide {
+		return msg // a long backlog (a merge) goes in haves, at the flush
+	}
+	if _, ok := m.floodSet[p]; !ok {
+		return msg
+	}
+	if ps := m.peers[p]; ps == nil || !ps.news {
+		return msg
+	}
+	items := m.newsFor(p, m.fresh[m.told[p]:])
+	m.told[p] = len(m.fresh)
+	if len(items) == 0 {
+		return msg
+	}
+	m.stats.NewsRidden += uint64(len(items))
+	return appendItemsAs(slices.Clip(msg), fieldNews, items)
+}
+
+// maxRide bounds the news one message carries.
+const maxRide = 256
+
+// takesNews records whether p's probe said it reads news on other
+// messages (every probe says it: a peer whose last did not, an older
+// version, gets its news in haves).
+func (m *Membership) takesNews(now time.Time, p string, msg *message) {
+	if ps := m.peers[p]; ps != nil {
+		ps.news = msg.takesNews
+	} else if msg.takesNews && m.syncsWith(p) {
+		m.peer(now, p).news = true
+	}
+}
+
+// seed pushes a change this node is the first to hold (its own entry or
+// accusation, or a joiner's entry that the joiner sent it) at once and
+// whole to its ring neighbours, which cannot hold it yet: the flood
+// starts from them and this node, without waiting for a flush and a fetch.
+// A flood's time to reach nearly every view is its start plus the log of
+// the overlay's size over its growth rate, so starting from a handful of
+// members a flush early saves most of a second at 10 000 members (make
+// sim). Only the origin seeds (a neighbour that takes the push is a third
+// party, and floods it as any change), at most seedBurst changes a
+// Period, so joins through one bootstrap member, or a member re-signing
+// its entry, cost it at most eight messages per seed and 64 a Period.
+// A leave is sent to the neighbours by Leave itself.
+func (m *Membership) seed(now time.Time, r *rec) {
+	if !m.cfg.Serve || r.e.Left {
+		return
+	}
+	if floor := now.Add(-m.cfg.Period); m.seedAt.Before(floor) {
+		m.seedAt = floor
+	}
+	if now.Before(m.seedAt) {
+		return // flooded as any change
+	}
+	m.seedAt = m.seedAt.Add(m.cfg.Period / seedBurst)
+	// An accusation goes without the entry it accuses: a neighbour
+	// holding another incarnation could not take it anyway, and fetches
+	// what the flood announces.
+	msg := encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, nil)
+	if accs := r.accs(); accs != nil {
+		msg = encodeUpdates(msgUpdates, nil, accs)
+	}
+	for _, p := range m.Neighbours() {
+		if p == r.e.ID {
+			continue
+		}
+		if g, ok := m.shared(p); ok && g.has(r.h) {
+			m.send(p, msg)
+		}
+	}
+}
+
+// seedBurst bounds the changes seeded in a Period.
+const seedBurst = 8
