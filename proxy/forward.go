@@ -10,7 +10,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/sipnet"
@@ -144,7 +143,7 @@ func (p *Proxy) consumeCredentials(req *sip.Request) {
 	}
 	var keep []string
 	for _, h := range hs {
-		c, err := digest.ParseCredentials(h.Value())
+		c, err := sipnet.ParseDigest(h.Value())
 		if err == nil && c.Realm != "" && c.Realm != p.cfg.Realm {
 			keep = append(keep, h.Value())
 		}

@@ -340,3 +340,21 @@ func TestRequestHashBinds(t *testing.T) {
 		t.Error("another source address: the same hash")
 	}
 }
+
+// TestDigestDuplicateParameter: credentials that name a parameter twice
+// are refused 400 and change nothing (a proxy in front may have checked
+// the other one; sipnet.ParseDigest); the same credentials once are taken.
+func TestDigestDuplicateParameter(t *testing.T) {
+	loc := newLocalStore()
+	r := frontEnds(t, 1, loc)[0]
+	alice := "sip:alice@a.example"
+	req := register(t, alice, "d1", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	ok := authorize(t, req, do(r, req), "SHA-256", "alice", "secret-a")
+	dup := register(t, alice, "d1", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	dup.AppendHeader(sip.NewHeader("Authorization", ok.GetHeader("Authorization").Value()+`, username="bob"`))
+	want(t, do(r, dup), 400)
+	if bs, err := loc.Lookup(context.Background(), alice); err != nil || len(bs) != 0 {
+		t.Fatalf("after the refused REGISTER: %v, %v", bs, err)
+	}
+	want(t, do(r, ok), 200)
+}

@@ -17,7 +17,6 @@ import (
 	"crypto/sha256"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
 
 	"github.com/lsnode/lsnode/lsp"
 	"github.com/lsnode/lsnode/sipnet"
@@ -828,7 +827,7 @@ func (r *Registrar) checkDigest(method, authorization string, uriOK func(string)
 	if authorization == "" {
 		return nil, digestChallenge
 	}
-	creds, err := digest.ParseCredentials(authorization)
+	creds, err := sipnet.ParseDigest(authorization)
 	if err != nil {
 		return nil, digestMalformed
 	}
