@@ -1,7 +1,6 @@
 package registrar
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha256"
@@ -82,21 +81,20 @@ func algBit(alg string) byte {
 // formatted: sipgo's formatting parses every host as an IP address (a
 // twentieth of a front-end's CPU at its digest-on maximum).
 func requestHash(req *sip.Request, source string) []byte {
-	h := fieldHash{}
-	h.b.Grow(512)
-	h.put(string(req.Method))
-	h.uri(&req.Recipient)
+	var buf [1024]byte // most requests' fields fit: nothing allocated for them
+	b := putField(buf[:0], "", string(req.Method))
+	b = putURI(b, &req.Recipient)
 	if v := req.CallID(); v != nil {
-		h.put(v.Value())
+		b = putField(b, "", v.Value())
 	}
 	if v := req.From(); v != nil {
-		h.nameAddr("f", v.DisplayName, &v.Address, v.Params)
+		b = putNameAddr(b, "f", v.DisplayName, &v.Address, v.Params)
 	}
 	if v := req.To(); v != nil {
-		h.nameAddr("t", v.DisplayName, &v.Address, v.Params)
+		b = putNameAddr(b, "t", v.DisplayName, &v.Address, v.Params)
 	}
 	if ip, _, err := net.SplitHostPort(source); err == nil {
-		h.put("s" + ip)
+		b = putField(b, "s", ip)
 	}
 	// One pass over the headers (sipgo's GetHeaders lowercases every
 	// header's name on each call: 3% of a loaded registrar's CPU), hashed
@@ -114,66 +112,64 @@ func requestHash(req *sip.Request, source string) []byte {
 	}
 	for _, v := range contacts {
 		if c, ok := v.(*sip.ContactHeader); ok {
-			h.nameAddr("Contact", c.DisplayName, &c.Address, c.Params)
+			b = putNameAddr(b, "Contact", c.DisplayName, &c.Address, c.Params)
 		} else {
-			h.put("Contact:" + v.Value())
+			b = putField(b, "Contact:", v.Value())
 		}
 	}
 	for _, v := range paths {
-		h.put("Path:" + v.Value())
+		b = putField(b, "Path:", v.Value())
 	}
 	for _, v := range routes {
-		h.put("Route:" + v.Value())
+		b = putField(b, "Route:", v.Value())
 	}
 	if e := req.GetHeader("Expires"); e != nil {
-		h.put("e" + strings.TrimSpace(e.Value()))
+		b = putField(b, "e", strings.TrimSpace(e.Value()))
 	}
-	h.put(string(req.Body()))
-	sum := sha256.Sum256(h.b.Bytes())
+	b = putField(b, "", string(req.Body()))
+	sum := sha256.Sum256(b)
 	return sum[:]
 }
 
-// fieldHash gathers length-prefixed fields for requestHash.
-type fieldHash struct{ b bytes.Buffer }
-
-func (h *fieldHash) put(s string) {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(s)))
-	h.b.Write(n[:])
-	h.b.WriteString(s)
+// putField appends one field of requestHash, prefix and s, with its
+// length first. Functions on a slice, not methods on a buffer: the
+// buffer stays on requestHash's stack.
+func putField(b []byte, prefix, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(prefix)+len(s)))
+	b = append(b, prefix...)
+	return append(b, s...)
 }
 
-func (h *fieldHash) uri(u *sip.Uri) {
-	h.put(u.Scheme)
-	h.put(u.Raw())
-	h.put(u.User)
-	h.put(u.Password)
-	h.put(u.Host)
+func putURI(b []byte, u *sip.Uri) []byte {
+	b = putField(b, "", u.Scheme)
+	b = putField(b, "", u.Raw())
+	b = putField(b, "", u.User)
+	b = putField(b, "", u.Password)
+	b = putField(b, "", u.Host)
 	if u.HierarhicalSlashes {
-		h.put("//")
+		b = putField(b, "", "//")
 	} else {
-		h.put("")
+		b = putField(b, "", "")
 	}
 	var port [4]byte
 	binary.BigEndian.PutUint32(port[:], uint32(u.Port))
-	h.put(string(port[:]))
-	h.params(u.UriParams, ';')
-	h.params(u.Headers, '&')
+	b = putField(b, "", string(port[:]))
+	b = putParams(b, u.UriParams, ';')
+	return putParams(b, u.Headers, '&')
 }
 
-func (h *fieldHash) params(p sip.HeaderParams, sep uint8) {
+func putParams(b []byte, p sip.HeaderParams, sep uint8) []byte {
 	if p != nil && p.Length() > 0 {
-		h.put(p.ToString(sep))
-	} else {
-		h.put("")
+		return putField(b, "", p.ToString(sep))
 	}
+	return putField(b, "", "")
 }
 
-func (h *fieldHash) nameAddr(kind, display string, u *sip.Uri, p sip.HeaderParams) {
-	h.put(kind)
-	h.put(display)
-	h.uri(u)
-	h.params(p, ';')
+func putNameAddr(b []byte, kind, display string, u *sip.Uri, p sip.HeaderParams) []byte {
+	b = putField(b, "", kind)
+	b = putField(b, "", display)
+	b = putURI(b, u)
+	return putParams(b, p, ';')
 }
 
 // digestRequest is what a nonce is bound to: the request's hash and the

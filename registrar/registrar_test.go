@@ -470,6 +470,9 @@ func TestOverloadShedsNewFirst(t *testing.T) {
 	r.inflight.Store(int64(r.cfg.MaxInFlight/2 - 1)) // one short of half waiting besides it
 	want(t, do(r, register(t, "sip:alice@a.example", "o0", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")), 401)
 	r.inflight.Store(int64(r.cfg.MaxInFlight / 2))
+	advance := fakeClock(r)
+	r.challengesPaused(int64(r.cfg.MaxInFlight / 2)) // half have waited since now...
+	advance(standingQueue)                           // ...long enough: a queue that stands
 	shed := do(r, register(t, "sip:alice@a.example", "o2", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600"))
 	want(t, shed, 503)
 	if shed.GetHeader("Retry-After") == nil {
