@@ -39,9 +39,10 @@ func (r *Registrar) Attach(s *sipnet.Stack) {
 // else 0: when MaxInFlight REGISTERs wait on the location service, or
 // twice that many are in the stack's hands (InHand: those, and as many
 // again queued for the CPU before Handle counts them); with digest on,
-// also when half of MaxInFlight have been waiting for standingQueue
-// (challengesPaused) and the REGISTER has no Authorization header (it
-// would be challenged: Handle's rule, decided here before the parse). Bounding only those in Handle let up to 8192 wait in
+// also when half of MaxInFlight or more have been waiting continuously for
+// standingQueue (challengesPaused) and the REGISTER has no Authorization
+// header (it would be challenged: Handle's rule, decided here before the
+// parse). Bounding only those in Handle let up to 8192 wait in
 // front of it, each parsed only to be refused there; bounding all in hand
 // at MaxInFlight refused bursts a loaded registrar would have served
 // (digest on, 4000/s failed 1457 of 20000 REGISTERs in one run). A

@@ -144,8 +144,9 @@ func TestAdmittedOnReader(t *testing.T) {
 	}
 	open := newTestRegistrar(t, false, nil)
 	open.inflight.Store(half)
+	openAdvance := fakeClock(open)
 	open.overloaded(sipnet.ShedInfo{})
-	time.Sleep(2 * standingQueue) // open has no clock to move
+	openAdvance(standingQueue)
 	if open.overloaded(sipnet.ShedInfo{}) != 0 {
 		t.Error("an open registrar (nothing to challenge) sheds at half of MaxInFlight")
 	}
@@ -211,12 +212,12 @@ func TestAdmittedOnReader(t *testing.T) {
 	want(t, r.handle(context.Background(), answered, "192.0.2.9:40000", true), 503)
 }
 
-// fakeClock gives r's nonces (and challengesPaused) a clock that stands
-// still unless moved by the function it returns.
+// fakeClock gives r's challengesPaused a clock that stands still unless
+// moved by the function it returns.
 func fakeClock(r *Registrar) (advance func(time.Duration)) {
 	var off atomic.Int64
 	base := time.Now()
-	r.nonces.now = func() time.Time { return base.Add(time.Duration(off.Load())) }
+	r.now = func() time.Time { return base.Add(time.Duration(off.Load())) }
 	return func(d time.Duration) { off.Add(int64(d)) }
 }
 
@@ -263,6 +264,34 @@ func TestChallengesPauseOnStandingQueue(t *testing.T) {
 	want(t, do(r, req), 503)
 	r.inflight.Store(0)
 	want(t, do(r, req), 401)
+
+	// A count that sheds anyway (MaxInFlight waiting) is sampled all the
+	// same: falling to half after it, the queue has stood all along.
+	shed(int64(r.cfg.MaxInFlight), sipnet.ShedInfo{})
+	advance(standingQueue)
+	if !shed(half, sipnet.ShedInfo{}) {
+		t.Fatal("the queue at MaxInFlight was not counted as standing")
+	}
+	// A REGISTER that leaves with fewer than half waiting ends it, as
+	// one arriving does.
+	r.inflight.Store(half)
+	r.release()
+	r.inflight.Store(half)
+	if shed(half, sipnet.ShedInfo{}) {
+		t.Fatal("a REGISTER leaving below half did not start the wait again")
+	}
+	// A REGISTER taking its slot in Handle (over TCP or TLS, no reader
+	// before it) samples the count too, credentials or not: the queue
+	// has stood since an authenticated one found half waiting.
+	r.inflight.Store(0)
+	req2 := register(t, "sip:alice@a.example", "stand2", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	answered := authorize(t, req2, do(r, req2), "MD5", "alice", "secret-a")
+	r.inflight.Store(half)
+	want(t, do(r, answered), 200)
+	advance(standingQueue)
+	if !shed(half, sipnet.ShedInfo{}) {
+		t.Fatal("a REGISTER taking its slot at half did not start the wait")
+	}
 }
 
 // TestAuthorizeProxy: the proxy's check of a request for relaying: 407

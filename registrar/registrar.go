@@ -88,9 +88,10 @@ type Config struct {
 	// piling up timeouts. Default 2048. Over UDP the stack's UDP readers
 	// decide, and those they let in wait up to twice it (queued for the
 	// CPU or waiting on the location service). With digest on, once
-	// half of it have been waiting for 100 ms (a queue that stands, not
-	// a burst), a REGISTER that would be challenged (no valid
-	// credentials) gets the 503 instead of a 401: a registration already
+	// half of it or more have been waiting continuously for 100 ms (a
+	// queue that stands, not a burst), a REGISTER that would be
+	// challenged (no valid credentials) gets the 503 instead of a 401: a
+	// registration already
 	// challenged is let finish rather than refused after its 401 was paid
 	// for, and no new nonces are handed out.
 	MaxInFlight int
@@ -122,6 +123,7 @@ type Registrar struct {
 	inflight  atomic.Int64        // REGISTERs waiting on the location service
 	crowded   atomic.Int64        // since when half of MaxInFlight have been waiting (ns after epoch, +1), 0 if not (challengesPaused)
 	epoch     time.Time           // New's time: crowded's origin, on the monotonic clock
+	now       func() time.Time    // challengesPaused's clock (tests move it)
 	failLog   struct {            // warnFailed's once a second
 		mu    sync.Mutex
 		last  time.Time
@@ -209,7 +211,7 @@ func New(cfg Config) (*Registrar, error) {
 		return nil, err
 	}
 	cfg.Logger = cfg.Logger.With("component", "registrar", "domain", cfg.Domain)
-	r := &Registrar{cfg: cfg, epoch: time.Now()}
+	r := &Registrar{cfg: cfg, epoch: time.Now(), now: time.Now}
 	switch cfg.Mode {
 	case Stateless:
 		r.loc = cfg.Location
@@ -289,11 +291,13 @@ func (r *Registrar) handle(ctx context.Context, req *sip.Request, source string,
 		// A slot first: full, the REGISTER is shed before the checks
 		// below (digest included), so a shed answer to a challenge keeps
 		// its nonce, and only the REGISTERs let in pay for them.
-		if n := r.inflight.Add(1); n > int64(r.cfg.MaxInFlight) && !admitted || n > 2*int64(r.cfg.MaxInFlight) {
-			r.inflight.Add(-1)
+		n := r.inflight.Add(1)
+		r.challengesPaused(n - 1) // a sample of the count, over every transport
+		if n > int64(r.cfg.MaxInFlight) && !admitted || n > 2*int64(r.cfg.MaxInFlight) {
+			r.release()
 			return r.unavailable(req, "Overloaded")
 		}
-		defer r.inflight.Add(-1)
+		defer r.release()
 	}
 	aor, trusted, res := r.admit(req, source)
 	if res != nil {
@@ -392,16 +396,25 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 	return aor, trusted, nil
 }
 
+// release gives back a REGISTER's slot; below half of MaxInFlight, the
+// queue no longer stands (challengesPaused).
+func (r *Registrar) release() {
+	if n := r.inflight.Add(-1); n < int64(max(1, r.cfg.MaxInFlight/2)) && r.crowded.Load() != 0 {
+		r.crowded.Store(0)
+	}
+}
+
 // challengesPaused reports whether a REGISTER that would be challenged is
 // refused 503 instead, with waiting REGISTERs on the location service
 // besides it: with digest on, once half of MaxInFlight or more have been
-// waiting for standingQueue (each call samples the count: every REGISTER
-// over UDP on the reader, and each challenge). A burst that fills half
-// the slots and drains (a collection, a slow batch: the register bench
-// saw 1214 waiting for an instant at 6000/s, a rate served with 500 to
-// 900 waiting) is what the slots are for; refused, it cost digest-on
-// registrations at sustainable rates (351 of 30000 at 6000/s, all at
-// one such burst). A queue that stands is overload.
+// waiting continuously for standingQueue, that is, no REGISTER arriving
+// (on the UDP reader, or taking its slot over any transport) or leaving
+// saw fewer in that time (each call samples the count). A burst that
+// fills half the slots and drains (a collection, a slow batch: the
+// register bench saw 1214 waiting for an instant at 6000/s, a rate
+// served with 500 to 900 waiting) is what the slots are for; refused, it
+// cost digest-on registrations at sustainable rates (351 of 30000 at
+// 6000/s, all at one such burst). A queue that stands is overload.
 func (r *Registrar) challengesPaused(waiting int64) bool {
 	if r.users == nil {
 		return false
@@ -412,7 +425,7 @@ func (r *Registrar) challengesPaused(waiting int64) bool {
 		}
 		return false
 	}
-	now := int64(r.nonces.now().Sub(r.epoch)) + 1 // monotonic, and never 0
+	now := int64(r.now().Sub(r.epoch)) + 1 // monotonic, and never 0
 	since := r.crowded.Load()
 	if since == 0 {
 		r.crowded.CompareAndSwap(0, now)

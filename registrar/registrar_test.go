@@ -467,12 +467,17 @@ func TestOverloadShedsNewFirst(t *testing.T) {
 	req2 := register(t, "sip:alice@a.example", "o4", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
 	chal2 := do(r, req2)
 	want(t, chal2, 401)
-	r.inflight.Store(int64(r.cfg.MaxInFlight/2 - 1)) // one short of half waiting besides it
-	want(t, do(r, register(t, "sip:alice@a.example", "o0", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")), 401)
-	r.inflight.Store(int64(r.cfg.MaxInFlight / 2))
+	half := int64(r.cfg.MaxInFlight / 2)
 	advance := fakeClock(r)
-	r.challengesPaused(int64(r.cfg.MaxInFlight / 2)) // half have waited since now...
-	advance(standingQueue)                           // ...long enough: a queue that stands
+	stand := func() { // half have waited since now, long enough: a queue that stands
+		r.inflight.Store(half)
+		r.challengesPaused(half)
+		advance(standingQueue)
+	}
+	stand()
+	r.inflight.Store(half - 1) // one short of half waiting besides it
+	want(t, do(r, register(t, "sip:alice@a.example", "o0", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")), 401)
+	stand()
 	shed := do(r, register(t, "sip:alice@a.example", "o2", 1, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600"))
 	want(t, shed, 503)
 	if shed.GetHeader("Retry-After") == nil {
