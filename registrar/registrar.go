@@ -91,9 +91,8 @@ type Config struct {
 	// half of it or more have been waiting continuously for 100 ms (a
 	// queue that stands, not a burst), a REGISTER that would be
 	// challenged (no valid credentials) gets the 503 instead of a 401: a
-	// registration already
-	// challenged is let finish rather than refused after its 401 was paid
-	// for, and no new nonces are handed out.
+	// registration already challenged is let finish rather than refused
+	// after its 401 was paid for, and no new nonces are handed out.
 	MaxInFlight int
 	// TrustedNetworks: senders whose Path headers are kept (edge proxies in
 	// front of the registrar) and whose Contacts may name any address.
