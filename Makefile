@@ -53,7 +53,7 @@ run: build
 # relaying against coturn, and the RTP relay.
 bench: build
 	@scripts/deps bench
-	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU|BenchmarkWatch|BenchmarkPrivate|BenchmarkSoftphone' -benchtime 1x -timeout 40m ./testnet/
+	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU|BenchmarkWatch|BenchmarkPrivate|BenchmarkSoftphone' -benchtime 1x -timeout 150m ./testnet/
 	$(GO) test -run '^$$' -bench 'BenchmarkPrivateBinding' -benchmem ./lsp/
 	$(GO) test -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
 
