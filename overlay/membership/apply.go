@@ -154,8 +154,11 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 		m.version++
 	}
 	m.fresh = append(m.fresh, freshItem{it: r.item(), from: from})
-	if from == m.cfg.Self || from != "" && from == m.origin {
-		m.seed(now, r)
+	switch {
+	case from == m.cfg.Self || from != "" && from == m.origin:
+		m.seed(now, r, true)
+	case from != "" && from == m.relayFrom && m.relayHops > 0:
+		m.seed(now, r, false)
 	}
 }
 
@@ -698,7 +701,18 @@ func (m *Membership) successors() []string { return m.targets(m.cfg.Rings, 0) }
 // otherwise (probationStep): by the nearest, identities that keep
 // re-signing (and so stay on probation) would hold every place and shield
 // the ones behind them from ever being probed.
-func (m *Membership) floodTargets() []string { return m.targets(m.cfg.FloodRings, maxProbFan) }
+func (m *Membership) floodTargets() []string { return m.targets(m.floodRings(), maxProbFan) }
+
+// floodRings is Config.FloodRings, or by the view's size (its default).
+func (m *Membership) floodRings() int {
+	switch {
+	case m.cfg.FloodRings > 0:
+		return m.cfg.FloodRings
+	case m.v.n >= deepSeeds:
+		return min(2, m.cfg.Rings)
+	}
+	return min(3, m.cfg.Rings)
+}
 
 // maxProbFan bounds the members on probation a flush sends to.
 const maxProbFan = 8

@@ -53,6 +53,8 @@ func FuzzReceive(f *testing.F) {
 	news := []item{{h: 5, inc: 9, kind: kindAlive}, {h: 7, inc: 3, kind: kindConfirmed}}
 	f.Add(appendItemsAs(appendTakesNews(encodeProbe(msgPing, 7, 99)), fieldNews, news))
 	f.Add(appendItemsAs(encodeUpdates(msgUpdates, [][]byte{raw}, nil), fieldNews, news))
+	f.Add(appendSeed(encodeUpdates(msgUpdates, [][]byte{raw}, nil), 2))
+	f.Add(appendSeed(encodeUpdates(msgUpdates, nil, [][]byte{accRaw, accRaw}), 1<<40))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pub2, priv2, _ := ed25519.GenerateKey(nil)
 		now := time.Unix(1_800_000_000, 0)

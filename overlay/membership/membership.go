@@ -68,10 +68,20 @@ type Config struct {
 	// disseminates along. Default 4 (up to 8 neighbours).
 	Rings int
 	// FloodRings: news is announced to the successors on the first this
-	// many rings (1 to Rings). Default 3: a random graph of out-degree
-	// three spreads a change in O(log N) hops as four does, and each
-	// node gets each announcement three times instead of four.
+	// many rings (1 to Rings). Default (0): 3, and 2 in a view of
+	// deepSeeds records or more, where seeds go three hops (SeedHops): a
+	// random graph of out-degree three spreads a change in O(log N) hops
+	// as four does, and each node gets each announcement three times
+	// instead of four; started from the few hundred members three seed
+	// hops reach, out-degree two spreads it as fast, each node getting it
+	// twice (news.go).
 	FloodRings int
+	// SeedHops: how many ring hops the member a change starts at pushes
+	// it whole (seed, news.go): 1 to its neighbours alone, each hop more
+	// relayed once more by those that took it (at most 4). Default (0):
+	// by the view's size, as many as keep the seeds' reach a small share
+	// of it (seedHops): 1 below 1024 records, 2 below deepSeeds, then 3.
+	SeedHops int
 	// MaxUnconfirmed bounds the members on probation that third parties
 	// announced: in all, and a quarter of it per Group of the peer that
 	// passed each on (without Group, every peer is one group: a quarter in
@@ -132,10 +142,8 @@ func (c *Config) defaults() {
 	if c.Rings <= 0 || c.Rings > 4 {
 		c.Rings = 4
 	}
-	if c.FloodRings <= 0 {
-		c.FloodRings = 3
-	}
-	c.FloodRings = min(c.FloodRings, c.Rings)
+	c.FloodRings = min(max(c.FloodRings, 0), c.Rings)
+	c.SeedHops = min(max(c.SeedHops, 0), maxSeedHops)
 	if c.MaxUnconfirmed <= 0 {
 		c.MaxUnconfirmed = 1024
 	}
@@ -226,8 +234,14 @@ type Membership struct {
 	told     map[string]int
 	// origin: the member whose own entry is being taken from it (a
 	// join); seedAt: the seeds' rate bound (seed, news.go).
-	origin    string
-	seedAt    time.Time
+	origin string
+	seedAt time.Time
+	// relayFrom: the peer whose seed (a msgUpdates marked fieldSeed)
+	// onUpdates is taking, whose changes this node seeds once more;
+	// relayAt: those relays' rate bound (seed).
+	relayFrom string
+	relayHops int
+	relayAt   time.Time
 	probQ     timerHeap // probation ends and local suspicions
 	stableQ   timerHeap
 	purgeQ    timerHeap
@@ -396,6 +410,7 @@ func New(cfg Config, tr Transport, now time.Time, base *Snapshot) (*Membership, 
 	}
 	m.selfH = hashOf(m.selfKid)
 	m.seedAt = now.Add(m.cfg.Period) // nothing seeded from New (its first entry, a snapshot's)
+	m.relayAt = m.seedAt
 	m.nextProbe = now.Add(time.Duration(cfg.Rand.Int64N(int64(cfg.Period))))
 	if base != nil {
 		for h, r := range m.v.base {

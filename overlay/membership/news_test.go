@@ -159,17 +159,22 @@ func TestNewsOnlyToReaders(t *testing.T) {
 	}
 }
 
-// TestSeedOnlyAtOrigin: a change is pushed whole to the ring neighbours
-// by the member it starts at alone (a neighbour that takes the push, or a
-// flood target fetching from the member, floods it as any change), and a
-// leave reaches each neighbour once.
-func TestSeedOnlyAtOrigin(t *testing.T) {
+// TestSeedTwoHops: a change is pushed whole, marked a seed, by the member
+// it starts at to its ring neighbours, and once more, unmarked, by each
+// of those to its own neighbours (relayFrom); no one else pushes it (a
+// member that takes a relay, or a flood target fetching, floods it as any
+// change), and a leave reaches each neighbour once.
+func TestSeedTwoHops(t *testing.T) {
 	ids := names(30)
 	n := settledNet(t, ids, 17)
+	for _, m := range n.nodes {
+		m.cfg.SeedHops = 2 // as a view of 1024 records or more (seedHops)
+	}
 	x := n.nodes["n05"]
 	type push struct {
-		from string
-		inc  uint64
+		from, to string
+		inc      uint64
+		marked   bool
 	}
 	var pushed []push
 	asked := map[[2]string]int{}
@@ -190,7 +195,7 @@ func TestSeedOnlyAtOrigin(t *testing.T) {
 		}
 		for _, raw := range msg.entries {
 			if e, err := DecodeEntry(raw); err == nil && e.ID == "n05" {
-				pushed = append(pushed, push{from, e.Inc})
+				pushed = append(pushed, push{from, to, e.Inc, msg.seed > 0})
 			}
 		}
 	}
@@ -200,20 +205,46 @@ func TestSeedOnlyAtOrigin(t *testing.T) {
 	}
 	inc := x.inc
 	n.run(15 * time.Second)
-	pushes := map[string]int{}
-	for _, p := range pushed {
-		if p.inc == inc {
-			pushes[p.from]++
-		}
-	}
 	for _, id := range ids {
 		if r := n.nodes[id].v.get(x.selfH); r == nil || r.e.Inc != inc {
 			t.Fatalf("%s did not take n05's new entry", id)
 		}
 	}
-	if len(pushes) != 1 || pushes["n05"] == 0 || pushes["n05"] > len(x.Neighbours()) {
-		t.Fatalf("unasked pushes of n05's new entry, by sender: %v (want n05 alone, to its %d neighbours)", pushes, len(x.Neighbours()))
+	nbrs := x.Neighbours()
+	relays := map[string]map[string]bool{}
+	origin := 0
+	for _, p := range pushed {
+		if p.inc != inc {
+			continue
+		}
+		switch {
+		case p.from == "n05":
+			if !p.marked {
+				t.Fatalf("n05's own push to %s is not marked a seed", p.to)
+			}
+			origin++
+		case p.marked:
+			t.Fatalf("%s passed the seed on marked: it would go a third hop", p.from)
+		case !contains(nbrs, p.from):
+			t.Fatalf("%s, not a neighbour of n05, pushed its entry unasked", p.from)
+		case p.to == "n05" || !contains(n.nodes[p.from].Neighbours(), p.to):
+			t.Fatalf("%s relayed n05's entry to %s, not a neighbour of its own other than n05", p.from, p.to)
+		case relays[p.from][p.to]:
+			t.Fatalf("%s relayed n05's entry to %s twice", p.from, p.to)
+		default:
+			if relays[p.from] == nil {
+				relays[p.from] = map[string]bool{}
+			}
+			relays[p.from][p.to] = true
+		}
 	}
+	if origin == 0 || origin > len(nbrs) {
+		t.Fatalf("n05 seeded its entry %d times, want 1 to %d (its neighbours)", origin, len(nbrs))
+	}
+	if len(relays) == 0 {
+		t.Fatal("no neighbour of n05 relayed its seed")
+	}
+	t.Logf("n05 seeded %d neighbours; %d of them relayed it", origin, len(relays))
 	// A leave: each neighbour is sent it once (Leave), not seeded too.
 	leaves := map[string]int{}
 	n.tap = func(from, to string, b []byte) {
@@ -267,5 +298,169 @@ func TestSeedsBounded(t *testing.T) {
 	t.Logf("%d joins at once: %d pushes (bound %d)", joins, seeded, limit)
 	if seeded == 0 || seeded > limit {
 		t.Fatalf("%d joins at once made n03 push %d entries, want 1 to %d", joins, seeded, limit)
+	}
+}
+
+// TestSeedRelaysBounded: a neighbour marking its messages seeds (a liar,
+// or a bootstrap peer many join through) makes a node relay at most
+// seedBurst changes a Period, only changes it took as new, and not from
+// its own seeds' budget: its own change right after is still seeded.
+func TestSeedRelaysBounded(t *testing.T) {
+	ids := names(20)
+	n := settledNet(t, ids, 29)
+	b := n.nodes["n03"]
+	b.cfg.SeedHops = 2
+	liar := b.Neighbours()[0] // only a ring neighbour's mark is honoured
+	relayed, own := 0, 0
+	n.tap = func(from, _ string, m []byte) {
+		if from != "n03" || m[0] != msgUpdates {
+			return
+		}
+		msg, err := decodeMessage(m)
+		if err != nil || len(msg.entries) != 1 {
+			return
+		}
+		e, err := DecodeEntry(msg.entries[0])
+		switch {
+		case err != nil:
+		case e.ID == "n03" && msg.seed > 0:
+			own++
+		case e.ID != "n03" && msg.seed == 0:
+			relayed++
+		}
+	}
+	held := b.v.get(hashOf(KeyID("n11"))).e.Raw
+	for range 5 { // an entry the view holds already is not relayed
+		if err := b.Receive(n.now, liar, appendSeed(encodeUpdates(msgUpdates, [][]byte{held}, nil), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if relayed != 0 {
+		t.Fatalf("n03 relayed an entry its view held already (%d pushes)", relayed)
+	}
+	const joins = 40
+	for i := range joins {
+		id := fmt.Sprintf("sybil%02d", i)
+		raw, err := SignEntry("test", id, uint64(n.now.UnixNano()), [][]byte{[]byte(id)}, nil, false, 0,
+			func(msg []byte) ([]byte, error) { return testSig(id, msg), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Receive(n.now, liar, appendSeed(encodeUpdates(msgUpdates, [][]byte{raw}, nil), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limit := seedBurst * len(b.Neighbours())
+	t.Logf("%d marked seeds at once: %d relayed pushes (bound %d)", joins, relayed, limit)
+	if relayed == 0 || relayed > limit {
+		t.Fatalf("%d marked seeds at once made n03 push %d entries, want 1 to %d", joins, relayed, limit)
+	}
+	if err := b.SetSelf(n.now, [][]byte{[]byte("n03-moved")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if own == 0 {
+		t.Fatal("the relays took n03's own seeds' budget: its new entry was not seeded")
+	}
+}
+
+// TestSeedHopsByViewSize: seeds go deeper, and the flood along fewer
+// rings, as the view grows; a configured value is kept.
+func TestSeedHopsByViewSize(t *testing.T) {
+	n := settledNet(t, names(3), 5)
+	m := n.nodes["n01"]
+	for _, c := range []struct{ records, hops, rings int }{
+		{3, 1, 3}, {1023, 1, 3}, {1024, 2, 3}, {8191, 2, 3}, {8192, 3, 2}, {100000, 3, 2},
+	} {
+		m.v.n = c.records
+		if h, r := m.seedHops(), m.floodRings(); h != c.hops || r != c.rings {
+			t.Errorf("a view of %d records: seeds %d hops deep along %d rings, want %d and %d", c.records, h, r, c.hops, c.rings)
+		}
+	}
+	m.cfg.SeedHops, m.cfg.FloodRings = 1, 4
+	if h, r := m.seedHops(), m.floodRings(); h != 1 || r != 4 {
+		t.Errorf("configured 1 hop and 4 rings, got %d and %d", h, r)
+	}
+}
+
+// TestSeedMarksFromNeighboursOnly: a seed's mark counts only from a ring
+// neighbour, and only for the message it is on; a relay goes on with a
+// hop fewer than the node's own seeds would go at most, never back to
+// its sender; a node whose seeds go one hop relays nothing.
+func TestSeedMarksFromNeighboursOnly(t *testing.T) {
+	ids := names(40)
+	n := settledNet(t, ids, 31)
+	b := n.nodes["n10"]
+	b.cfg.SeedHops = 3
+	var stranger string
+	for _, id := range ids {
+		if id != "n10" && !contains(b.Neighbours(), id) {
+			stranger = id
+			break
+		}
+	}
+	nbr := b.Neighbours()[0]
+	type push struct {
+		to   string
+		mark uint64
+	}
+	var pushes []push
+	n.tap = func(from, to string, m []byte) {
+		if from != "n10" || m[0] != msgUpdates {
+			return
+		}
+		if msg, err := decodeMessage(m); err == nil && len(msg.entries) == 1 {
+			if e, err := DecodeEntry(msg.entries[0]); err == nil && e.ID != "n10" {
+				pushes = append(pushes, push{to, msg.seed})
+			}
+		}
+	}
+	k := 0
+	fresh := func() []byte {
+		k++
+		id := fmt.Sprintf("new%02d", k)
+		raw, err := SignEntry("test", id, uint64(n.now.UnixNano()), [][]byte{[]byte(id)}, nil, false, 0,
+			func(msg []byte) ([]byte, error) { return testSig(id, msg), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	takes := func(from string, msg []byte) {
+		t.Helper()
+		before := b.Size()
+		if err := b.Receive(n.now, from, msg); err != nil {
+			t.Fatal(err)
+		}
+		if b.Size() != before+1 {
+			t.Fatalf("n10 did not take the new entry from %s", from)
+		}
+	}
+	for _, from := range []string{stranger, "outsider"} {
+		takes(from, appendSeed(encodeUpdates(msgUpdates, [][]byte{fresh()}, nil), 1<<40))
+		if len(pushes) != 0 {
+			t.Fatalf("a seed marked by %s, not a ring neighbour, was relayed %d times", from, len(pushes))
+		}
+	}
+	takes(nbr, appendSeed(encodeUpdates(msgUpdates, [][]byte{fresh()}, nil), 1<<40))
+	if len(pushes) == 0 {
+		t.Fatal("a ring neighbour's seed was not relayed")
+	}
+	for _, p := range pushes {
+		if p.to == nbr {
+			t.Fatalf("the seed went back to its sender %s", nbr)
+		}
+		if p.mark != 1 {
+			t.Fatalf("relayed with %d hops to go, want 1 (three hops at most: two from the neighbour)", p.mark)
+		}
+	}
+	pushes = nil
+	takes(nbr, encodeUpdates(msgUpdates, [][]byte{fresh()}, nil))
+	if len(pushes) != 0 {
+		t.Fatalf("an unmarked message after a seed was relayed %d times", len(pushes))
+	}
+	b.cfg.SeedHops = 1
+	takes(nbr, appendSeed(encodeUpdates(msgUpdates, [][]byte{fresh()}, nil), 2))
+	if len(pushes) != 0 {
+		t.Fatalf("a node whose seeds go one hop relayed %d times", len(pushes))
 	}
 }

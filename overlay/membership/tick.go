@@ -482,7 +482,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 			m.joinedAt = now
 		}
 		trusted := ask.trust == joinTrusted || ask.trust == joinLatest && from == m.joinFrom
-		m.onUpdates(now, from, msg, answer && trusted)
+		m.takeUpdates(now, from, msg, answer && trusted)
 	case msgJoin:
 		m.onJoin(now, from, msg)
 	case msgSync:
@@ -498,6 +498,19 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 		m.onHave(now, from, msg.news)
 	}
 	return nil
+}
+
+// takeUpdates takes a msgUpdates or msgSnapshot (onUpdates). What it
+// takes from a ring neighbour's seed (fieldSeed), this node relays
+// (seed): the hops left, never more than its own seeds go. Honest seeds
+// only go between ring neighbours: anyone else's mark is ignored, so a
+// stranger cannot start a tree of pushes, or spend the relays' budget.
+func (m *Membership) takeUpdates(now time.Time, from string, msg *message, trusted bool) {
+	if msg.seed > 0 && msg.typ == msgUpdates && contains(m.Neighbours(), from) {
+		m.relayFrom, m.relayHops = from, int(min(msg.seed, uint64(m.seedHops()-1)))
+		defer func() { m.relayFrom, m.relayHops = "", 0 }()
+	}
+	m.onUpdates(now, from, msg, trusted)
 }
 
 // tellAccused sends a member this view holds accused or dead, and that

@@ -249,6 +249,9 @@ const (
 	fieldNews = 15
 	// fieldTakesNews: a probe's (ping or ack) sender reads fieldNews.
 	fieldTakesNews = 4
+	// fieldSeed: a msgUpdates is a seed (news.go), to be relayed this
+	// many hops more by its receiver.
+	fieldSeed = 5
 )
 
 // item names one version of one member: its id hash, incarnation and kind.
@@ -351,6 +354,8 @@ type message struct {
 	// a probe's sender reads them (fieldTakesNews).
 	news      []item
 	takesNews bool
+	// seed: a msgUpdates' fieldSeed, the hops to relay it more.
+	seed uint64
 }
 
 const maxItems = 1 << 16
@@ -432,6 +437,8 @@ func (m *message) field(num protowire.Number, typ protowire.Type, v []byte, x ui
 			m.accs = append(m.accs, v)
 		case num == 3 && typ == protowire.BytesType && m.typ == msgUpdates:
 			err = m.addCompact(v)
+		case num == fieldSeed && typ == protowire.VarintType && m.typ == msgUpdates:
+			m.seed = x
 		}
 	case msgSync:
 		if num == 1 && typ == protowire.Fixed64Type && len(m.buckets) < buckets {
@@ -471,6 +478,15 @@ func encodeProbe(typ byte, seq, digest uint64) []byte {
 	b = protowire.AppendVarint(b, seq)
 	b = protowire.AppendTag(b, 2, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, digest)
+}
+
+// appendSeed marks a msgUpdates a seed to relay hops more (fieldSeed).
+func appendSeed(b []byte, hops int) []byte {
+	if hops <= 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, fieldSeed, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(hops))
 }
 
 // appendTakesNews says, on a probe, that its sender reads fieldNews.

@@ -61,6 +61,8 @@ type Config struct {
 	RegionBits int
 	// FlushEvery: membership.Config's (0: its default, a Period).
 	FlushEvery time.Duration
+	// FloodRings, SeedHops: membership.Config's (0: its default).
+	FloodRings, SeedHops int
 }
 
 func (c *Config) defaults() {
@@ -353,6 +355,7 @@ func (w *world) start(i int32, snap *membership.Snapshot) error {
 	n := w.nodes[i]
 	m, err := membership.New(membership.Config{Name: "sim", Self: n.id, Serve: true, Addrs: addrsOf(n.id),
 		Sign: signer(n.id), Verify: verify, Period: w.cfg.Period, RegionBits: n.bits, FlushEvery: w.cfg.FlushEvery,
+		FloodRings: w.cfg.FloodRings, SeedHops: w.cfg.SeedHops,
 		Rand: rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64()))}, transport{w, i}, w.clock(), snap)
 	if err != nil {
 		return err

@@ -113,6 +113,22 @@ func BenchmarkSim(b *testing.B) {
 		}
 		flush = d
 	}
+	var rings int
+	if v := os.Getenv("LSNODE_SIM_FLOODRINGS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 4 {
+			b.Fatalf("LSNODE_SIM_FLOODRINGS: %q is not 1 to 4", v)
+		}
+		rings = n
+	}
+	var hops int
+	if v := os.Getenv("LSNODE_SIM_SEEDHOPS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 4 {
+			b.Fatalf("LSNODE_SIM_SEEDHOPS: %q is not 1 to 4", v)
+		}
+		hops = n
+	}
 	var partial float64
 	bits := 0
 	if v := os.Getenv("LSNODE_SIM_PARTIAL"); v != "" {
@@ -128,7 +144,7 @@ func BenchmarkSim(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for _, n := range sizes {
 			r, err := Run(Config{N: n, Seed: seed, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001,
-				Stalls: stalls, StallFor: 3 * time.Second, Partial: partial, RegionBits: bits, FlushEvery: flush})
+				Stalls: stalls, StallFor: 3 * time.Second, Partial: partial, RegionBits: bits, FlushEvery: flush, FloodRings: rings, SeedHops: hops})
 			if err != nil {
 				b.Fatal(err)
 			}
