@@ -157,7 +157,7 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 	switch {
 	case from == m.cfg.Self || from != "" && from == m.origin:
 		m.seed(now, r, true)
-	case from != "" && from == m.relayFrom && m.relayHops > 0:
+	case from != "" && from == m.relayFrom:
 		m.seed(now, r, false)
 	}
 }

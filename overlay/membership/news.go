@@ -103,9 +103,9 @@ func (m *Membership) seed(now time.Time, r *rec, first bool) {
 	if !m.cfg.Serve || r.e.Left {
 		return
 	}
-	at := &m.seedAt
+	at, hops := &m.seedAt, m.seedHops()
 	if !first {
-		at = &m.relayAt
+		at, hops = &m.relayAt, m.relayHops
 	}
 	if floor := now.Add(-m.cfg.Period); at.Before(floor) {
 		*at = floor
@@ -121,11 +121,7 @@ func (m *Membership) seed(now time.Time, r *rec, first bool) {
 	if accs := r.accs(); accs != nil {
 		msg = encodeUpdates(msgUpdates, nil, accs)
 	}
-	if first {
-		msg = appendSeed(msg, m.seedHops()-1)
-	} else {
-		msg = appendSeed(msg, m.relayHops-1)
-	}
+	msg = appendSeed(msg, hops-1)
 	for _, p := range m.Neighbours() {
 		if p == r.e.ID || !first && p == m.relayFrom {
 			continue

@@ -340,12 +340,7 @@ func TestSeedRelaysBounded(t *testing.T) {
 	}
 	const joins = 40
 	for i := range joins {
-		id := fmt.Sprintf("sybil%02d", i)
-		raw, err := SignEntry("test", id, uint64(n.now.UnixNano()), [][]byte{[]byte(id)}, nil, false, 0,
-			func(msg []byte) ([]byte, error) { return testSig(id, msg), nil })
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := signAt(t, fmt.Sprintf("sybil%02d", i), uint64(n.now.UnixNano()))
 		if err := b.Receive(n.now, liar, appendSeed(encodeUpdates(msgUpdates, [][]byte{raw}, nil), 1)); err != nil {
 			t.Fatal(err)
 		}
@@ -417,13 +412,7 @@ func TestSeedMarksFromNeighboursOnly(t *testing.T) {
 	k := 0
 	fresh := func() []byte {
 		k++
-		id := fmt.Sprintf("new%02d", k)
-		raw, err := SignEntry("test", id, uint64(n.now.UnixNano()), [][]byte{[]byte(id)}, nil, false, 0,
-			func(msg []byte) ([]byte, error) { return testSig(id, msg), nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
+		return signAt(t, fmt.Sprintf("new%02d", k), uint64(n.now.UnixNano()))
 	}
 	takes := func(from string, msg []byte) {
 		t.Helper()

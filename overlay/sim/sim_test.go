@@ -113,22 +113,7 @@ func BenchmarkSim(b *testing.B) {
 		}
 		flush = d
 	}
-	var rings int
-	if v := os.Getenv("LSNODE_SIM_FLOODRINGS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 4 {
-			b.Fatalf("LSNODE_SIM_FLOODRINGS: %q is not 1 to 4", v)
-		}
-		rings = n
-	}
-	var hops int
-	if v := os.Getenv("LSNODE_SIM_SEEDHOPS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 4 {
-			b.Fatalf("LSNODE_SIM_SEEDHOPS: %q is not 1 to 4", v)
-		}
-		hops = n
-	}
+	rings, hops := envOneToFour(b, "LSNODE_SIM_FLOODRINGS"), envOneToFour(b, "LSNODE_SIM_SEEDHOPS")
 	var partial float64
 	bits := 0
 	if v := os.Getenv("LSNODE_SIM_PARTIAL"); v != "" {
@@ -153,6 +138,20 @@ func BenchmarkSim(b *testing.B) {
 			fmt.Printf("  payload B/s/node by message type (messages/s): %s\n", byType(r))
 		}
 	}
+}
+
+// envOneToFour reads a count from 1 to 4 from the variable name (0:
+// unset, the membership's default).
+func envOneToFour(b *testing.B, name string) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 4 {
+		b.Fatalf("%s: %q is not 1 to 4", name, v)
+	}
+	return n
 }
 
 // byType lists the payload each message type cost a node per second, and
