@@ -88,6 +88,11 @@ func TestHolderProof(t *testing.T) {
 	if _, err := c.svcs[0].Register(ctx, victim, reg(good, "v", 1)); err != nil {
 		t.Fatal(err)
 	}
+	// Register returns on its write quorum (two of three): the third
+	// replica, which may be r, can take the binding a moment later.
+	if !waitUntil(10*time.Second, func() bool { return c.svcs[r].Holds(victim) == 1 }) {
+		t.Fatalf("replica %d holds %d bindings of the victim after the register, want 1", r, c.svcs[r].Holds(victim))
+	}
 	forged := func(contact string) []*entry { // signed by front-end 0's credential, then changed
 		es := signed(t, fe, victim, reg("sip:victim@203.0.113.1", "v", 2))
 		es[0].B.Contact = contact

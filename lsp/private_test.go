@@ -93,6 +93,14 @@ func TestPrivateRecords(t *testing.T) {
 		t.Fatal("watch: no binding")
 	}
 
+	// The write returned on its quorum; give the third replica its moment.
+	waitUntil(5*time.Second, func() bool {
+		n := 0
+		for _, s := range c.svcs {
+			n += s.Holds("sip:bob@biloxi.example")
+		}
+		return n >= 2*3
+	})
 	held := 0
 	for i, s := range c.svcs {
 		d := dump(t, s)
