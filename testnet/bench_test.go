@@ -198,6 +198,9 @@ func BenchmarkOverlay100(b *testing.B) {
 		ratio := func(a, b time.Duration) float64 { return float64(b) / float64(max(a, 1)) }
 		b.ReportMetric(float64(lspPub.p(0.5))/1e6, "pub-p50-ms")
 		b.ReportMetric(float64(lspGet.p(0.5))/1e6, "lookup-p50-ms")
+		b.ReportMetric(float64(lspPub.p(0.99))/1e6, "pub-p99-ms")
+		b.ReportMetric(float64(lspGet.p(0.99))/1e6, "lookup-p99-ms")
+		b.ReportMetric(float64(lspPub.errs+lspGet.errs), "lsp-errors")
 		b.ReportMetric(rssPerNode, "MB-RSS/node")
 		// Latency figures are one operation at a time; ops/s with 8 workers.
 		fmt.Printf("\nlsnode bench: %d nodes start %.1fs (init %.1fs, stop %.1fs), RSS %.1f MB/node (%.1f after load) | "+

@@ -96,6 +96,10 @@ func BenchmarkScale(b *testing.B) {
 			parts = append(parts, line)
 			b.ReportMetric(rep.Idle.LoopbackBytesPerSec, fmt.Sprintf("idleB/s/node@%d", n))
 			b.ReportMetric(rep.Churn.MembershipBytesPerSec, fmt.Sprintf("churnMembershipB/s/node@%d", n))
+			b.ReportMetric(rep.Churn.LoopbackBytesPerSec, fmt.Sprintf("churnB/s/node@%d", n))
+			b.ReportMetric(rep.Idle.RSSBytes/1e6, fmt.Sprintf("idleMB-RSS/node@%d", n))
+			b.ReportMetric(100*rep.Idle.CPU, fmt.Sprintf("idleCPU%%@%d", n))
+			b.ReportMetric(float64(rep.Lost+rep.Wrong+rep.FailedDuring), fmt.Sprintf("lost+failed@%d", n))
 		}
 	}
 	fmt.Printf("lsnode scale bench: %s\n", strings.Join(parts, " | "))

@@ -134,6 +134,15 @@ func BenchmarkSim(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(r.SentMean, fmt.Sprintf("B/s/node@%d", n))
+			if r.Joins > 0 {
+				b.ReportMetric(r.JoinP99.Seconds(), fmt.Sprintf("join-p99-s@%d", n))
+			}
+			if r.Failures > 0 {
+				b.ReportMetric(r.FailP99.Seconds(), fmt.Sprintf("fail-p99-s@%d", n))
+			}
+			b.ReportMetric(pct(r.OneHop, r.LookupsDone), fmt.Sprintf("one-hop%%@%d", n))
+			b.ReportMetric(pct(r.Right, r.LookupsDone), fmt.Sprintf("right%%@%d", n))
+			b.ReportMetric(float64(r.Unreached), fmt.Sprintf("unreached@%d", n))
 			fmt.Printf("lsnode membership sim: %s\n", r)
 			fmt.Printf("  payload B/s/node by message type (messages/s): %s\n", byType(r))
 		}
