@@ -103,7 +103,7 @@ func BenchmarkCall(b *testing.B) {
 	var kamPerCall time.Duration
 	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
 		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
-		k := startKamailioWith(b, "proxy.cfg", kaddr, false)
+		k := startKamailioWith(b, "proxy.cfg", kaddr, false, 512)
 		registerRaw(b, kaddr, aor, contact)
 		if !cpuOnly {
 			rKam, _ = maxRate(b, gen(kaddr), hold)

@@ -34,7 +34,12 @@ func startKamCluster(b *testing.B, n int, auth bool) *kamCluster {
 	for i, addr := range addrs {
 		peer := addrs[(i+1)%n] // each knows one other; DMQ spreads the rest
 		ctl := filepath.Join(dir, fmt.Sprintf("ctl%d", i))
-		k := startKamailioWith(b, "registrar-dmq.cfg", addr, auth,
+		// 2 GB of shared memory each: every copy is a tm transaction kept
+		// until its timers end. With 512 MB, 64000 REGISTERs at 8000/s
+		// ran the first instance out ("short of cell shmem": 8703 copies
+		// never sent, every REGISTER still answered 200), so its figures
+		// were those of a cluster that replicates less.
+		k := startKamailioWith(b, "registrar-dmq.cfg", addr, auth, 2048,
 			`DMQ_SELF="sip:`+addr+`"`, `DMQ_PEER="sip:`+peer+`"`, `CTL="unix:`+ctl+`"`)
 		c.ks, c.ctls = append(c.ks, k), append(c.ctls, ctl)
 	}

@@ -98,17 +98,17 @@ func highestHeld(best int, holds func(i int) bool) int {
 type kamailio struct{ cmd *exec.Cmd }
 
 func startKamailio(b *testing.B, addr string, auth bool) *kamailio {
-	return startKamailioWith(b, "registrar.cfg", addr, auth)
+	return startKamailioWith(b, "registrar.cfg", addr, auth, 512)
 }
 
 // startKamailioWith starts Kamailio with cfgName on addr; defines are
 // more -A NAME=VALUE definitions the config reads.
-func startKamailioWith(b *testing.B, cfgName, addr string, auth bool, defines ...string) *kamailio {
+func startKamailioWith(b *testing.B, cfgName, addr string, auth bool, shmMB int, defines ...string) *kamailio {
 	b.Helper()
 	cfg, _ := filepath.Abs(filepath.Join("testdata/kamailio", cfgName))
 	dir := b.TempDir()
 	args := []string{"-f", cfg, "-l", "udp:" + addr, "-A", `PASSWORD="` + benchPassword + `"`, "-DD", "-E",
-		"-m", "512", "-M", "64", "-w", dir}
+		"-m", strconv.Itoa(shmMB), "-M", "64", "-w", dir}
 	for _, d := range defines {
 		args = append(args, "-A", d)
 	}
