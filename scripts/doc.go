@@ -1,3 +1,4 @@
 // Package scripts holds no Go code: its tests run the repository's shell
-// scripts (scripts/deps) the way a new user meets them.
+// scripts the way a new user meets them (scripts/deps), or on outputs
+// made up to hit each case (scripts/targets --summary).
 package scripts
