@@ -125,7 +125,12 @@ func BenchmarkOverlay100(b *testing.B) {
 		}
 		initDur := time.Since(t0)
 		nw, err := testnet.Start(context.Background(), dir, testnet.RunOptions{Logger: quiet(),
-			Tweak: func(c *node.Config) { fastGossip(c); c.Overlay.BenchmarkValues = true; connBudget(c) }})
+			Tweak: func(c *node.Config) {
+				fastGossip(c)
+				c.Overlay.BenchmarkValues = true
+				c.Overlay.Records = os.Getenv("LSNODE_BENCH_RECORDS") // "": the default, private
+				connBudget(c)
+			}})
 		if err != nil {
 			b.Fatal(err)
 		}
