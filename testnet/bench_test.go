@@ -172,6 +172,7 @@ func BenchmarkOverlay100(b *testing.B) {
 			_, w := aorOf(i)
 			return nw.Node(w).Overlay().DHT().PutValue(ctx, fmt.Sprintf("/%s/bench%d", overlay.ValueNamespace, i), value)
 		})
+		stopCPU := cpuProfile(b, os.Getenv("LSNODE_BENCH_LOOKUPPROFILE")) // the lookups alone
 		lspGet := measure("lsp Lookup", ops, parallel, func(i int) error {
 			aor, _ := aorOf(rng2(i, total))
 			bs, err := nw.Node(pick(nil)).Location().Lookup(ctx, aor)
@@ -180,6 +181,7 @@ func BenchmarkOverlay100(b *testing.B) {
 			}
 			return err
 		})
+		stopCPU()
 		kadGet := measure("kad-dht GetValue", ops, parallel, func(i int) error {
 			_, err := nw.Node(pick(nil)).Overlay().DHT().GetValue(ctx, fmt.Sprintf("/%s/bench%d", overlay.ValueNamespace, rng2(i, total)))
 			return err
