@@ -22,7 +22,9 @@
 // that proved to a replica it holds its key (holder.go) spares the replica
 // even that: in an overlay much larger than R a batch touches R replicas per
 // binding, so batching alone leaves about R checks per REGISTER. What a
-// replica took unchecked is checked before it leaves the replica.
+// replica took unchecked is checked before it leaves the replica, and in
+// the background within a budget (Config.BackgroundChecks), so that a read
+// at a light load seldom waits for it.
 //
 // The registrar/proxy-facing API is LocationService, implemented in-process by
 // Service and remotely by Client (NewClient over streams the caller has, or

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,9 @@ func TestHolderProof(t *testing.T) {
 	fe := ca.issue(t, []string{"biloxi.example"}, nil, false)
 	fe2 := ca.issue(t, []string{"biloxi.example"}, nil, true) // ECDSA
 	atl := ca.issue(t, []string{"atlanta.example"}, nil, false)
-	c := newCluster(t, 6, []*Credential{fe, fe2, atl}, ca)
+	// No background checks (TestBackgroundChecks): what is counted here
+	// and what the replicas hold until a read are the proofs' alone.
+	c := newClusterWith(t, 6, []*Credential{fe, fe2, atl}, ca, func(_ int, cfg *Config) { cfg.BackgroundChecks = -1 })
 	ctx := context.Background()
 	checks := func() (n uint64) {
 		for _, s := range c.svcs[1:] {
@@ -277,5 +280,94 @@ func TestHolderProofRefusal(t *testing.T) {
 	bs, err := c.svcs[5].Lookup(ctx, victim)
 	if err != nil || len(bs) > 1 || len(bs) == 1 && bs[0].Expires.After(time.Now().Add(61*time.Minute)) {
 		t.Fatalf("lookup = %+v, %v; the forged version was served", bs, err)
+	}
+}
+
+// TestBackgroundChecks: what replicas took unchecked from a proven holder
+// is checked in the background, with nobody reading it: a good entry ends
+// checked, and a forgery of the holder's own is buried before any read.
+// With BackgroundChecks negative both wait for a read.
+func TestBackgroundChecks(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(map[bool]string{true: "on", false: "off"}[on], func(t *testing.T) {
+			ca := newTestCA(t)
+			fe := ca.issue(t, []string{"biloxi.example"}, nil, false)
+			c := newClusterWith(t, 4, []*Credential{fe}, ca, func(_ int, cfg *Config) {
+				if !on {
+					cfg.BackgroundChecks = -1
+				}
+			})
+			ctx := context.Background()
+			const aor = "sip:bob@biloxi.example"
+			var set []peer.ID
+			if !waitUntil(10*time.Second, func() bool { set = c.svcs[0].closest(aor); return len(set) == 3 }) {
+				t.Fatalf("front-end 0 places the AOR on %d replicas, not 3", len(set))
+			}
+			// held: the replicas holding a binding of aor; unchecked: of
+			// them, those that took it without checking its signature.
+			count := func() (held, unchecked int) {
+				for _, s := range c.svcs {
+					for _, e := range s.store.get(aor, time.Now(), map[[32]byte][][]byte{}) {
+						held++
+						if atomic.LoadUint32(&e.unchecked) == 1 {
+							unchecked++
+						}
+					}
+				}
+				return held, unchecked
+			}
+			if _, err := c.svcs[0].Register(ctx, aor, reg("sip:bob@192.0.2.1", "c", 1)); err != nil {
+				t.Fatal(err)
+			}
+			if !waitUntil(10*time.Second, func() bool { h, _ := count(); return h == 3 }) {
+				h, _ := count()
+				t.Fatalf("%d replicas hold the binding, want 3", h)
+			}
+			if on {
+				if !waitUntil(10*time.Second, func() bool { _, u := count(); return u == 0 }) {
+					_, u := count()
+					t.Fatalf("%d replicas still hold the binding unchecked, none read it: want every one checked in the background", u)
+				}
+			} else {
+				time.Sleep(time.Second)
+				if _, u := count(); u < 2 {
+					t.Fatalf("without background checks %d replicas hold the binding unchecked, want the remote ones (2 or 3)", u)
+				}
+			}
+
+			// Front-end 0 writes a binding whose signature does not match,
+			// to a remote replica, with its holder proof: taken unchecked.
+			r := -1
+			for _, p := range set {
+				if i := c.index(p); i != 0 {
+					r = i
+					break
+				}
+			}
+			es := signed(t, fe, aor, reg("sip:bob@203.0.113.1", "f", 1))
+			es[0].B.Contact = "sip:mallory@203.0.113.66"
+			es[0].seal()
+			own, err := c.svcs[0].holderProof()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.deliver(0, r, &message{Type: msgRegister, Entries: es, Certs: flatten(chainsOf(fe)), Holder: own}); err != nil {
+				t.Fatalf("the holder's own write: %v", err)
+			}
+			if on {
+				if !waitUntil(10*time.Second, func() bool { return c.svcs[r].Holds(aor) == 1 }) {
+					t.Fatalf("replica %d holds %d bindings of the AOR, none read it: want the forgery buried in the background", r, c.svcs[r].Holds(aor))
+				}
+			} else {
+				time.Sleep(time.Second)
+				if got := c.svcs[r].Holds(aor); got != 2 {
+					t.Fatalf("without background checks replica %d holds %d bindings before any read, want 2 (the forgery waits for its read)", r, got)
+				}
+			}
+			bs, err := c.svcs[3].Lookup(ctx, aor)
+			if err != nil || len(bs) != 1 || bs[0].Contact != "sip:bob@192.0.2.1" {
+				t.Fatalf("lookup = %+v, %v; want the good binding alone", bs, err)
+			}
+		})
 	}
 }

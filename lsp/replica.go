@@ -133,6 +133,11 @@ func (s *Service) handleRegister(ctx context.Context, from overlay.PeerID, m *me
 	for fp, c := range chains {
 		held[fp] = c
 	}
+	for _, e := range m.Entries {
+		if !refused[e.AOR] && !over[e.AOR] {
+			s.vetLater(e)
+		}
+	}
 	reply := &message{Type: msgReply}
 	now := time.Now()
 	seen := map[string]bool{}
@@ -165,7 +170,13 @@ func (s *Service) applyVerified(ctx context.Context, es []*entry, certs [][]byte
 	if err != nil {
 		return 0, err
 	}
-	return s.store.apply(ctx, es, chains, s.closest)
+	n, err := s.store.apply(ctx, es, chains, s.closest)
+	if err == nil {
+		for _, e := range es {
+			s.vetLater(e)
+		}
+	}
+	return n, err
 }
 
 // keptAs refuses an entry not kept as this overlay keeps records

@@ -48,6 +48,7 @@ type Service struct {
 
 	regq     chan *regReq  // registrations waiting for a batch
 	regSlots chan struct{} // batches in flight
+	vetq     chan *entry   // entries taken unchecked, for vetLoop (holder.go)
 
 	regBatches, regRequests atomic.Int64
 	regDropped              atomic.Int64 // queued registrations whose caller left first
@@ -94,6 +95,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		regq:        make(chan *regReq, regQueue),
 		limit:       newLimiter(cfg.PeerRate, cfg.PeerBurst),
 		regSlots:    make(chan struct{}, regPipeline),
+		vetq:        make(chan *entry, vetQueue),
 		ops:         newOps(),
 	}
 	s.fetches = newFetchBatcher(s)
@@ -121,6 +123,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.handleStream(st, s.handleClient)
 	})
 	s.spawn(s.maintain)
+	if cfg.BackgroundChecks > 0 {
+		s.spawn(s.vetLoop)
+	}
 	if cfg.Credential != nil {
 		s.spawn(s.batchLoop)
 	}
