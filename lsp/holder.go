@@ -212,9 +212,11 @@ func (s *Service) vetted(ctx context.Context, es []*entry, exempt *[32]byte) []*
 // their read.
 const vetQueue = 4096
 
-// vetLater queues e for vetLoop if the replica took it unchecked.
+// vetLater queues e for vetLoop if the replica took it unchecked and
+// holds it (an entry the store skipped, older than what it holds, costs
+// the queue nothing).
 func (s *Service) vetLater(e *entry) {
-	if s.cfg.BackgroundChecks <= 0 || atomic.LoadUint32(&e.unchecked) == 0 {
+	if s.cfg.BackgroundChecks <= 0 || atomic.LoadUint32(&e.unchecked) == 0 || !s.store.holds(e) {
 		return
 	}
 	select {
@@ -237,8 +239,8 @@ func (s *Service) vetLoop() {
 			return
 		case e = <-s.vetq:
 		}
-		if atomic.LoadUint32(&e.unchecked) == 0 {
-			continue
+		if atomic.LoadUint32(&e.unchecked) == 0 || !s.store.holds(e) {
+			continue // checked by a read meanwhile, or replaced
 		}
 		if now := time.Now(); now.Sub(window) >= time.Second {
 			window, spent = now, 0
@@ -255,6 +257,7 @@ func (s *Service) vetLoop() {
 		}
 		before := s.verifier.sigChecks.Load()
 		s.vetted(s.ctx, []*entry{e}, nil)
+		s.bgChecked.Add(1)
 		spent += s.verifier.sigChecks.Load() - before // others' checks meanwhile too: it errs on the side of fewer
 	}
 }

@@ -323,13 +323,22 @@ func TestBackgroundChecks(t *testing.T) {
 				h, _ := count()
 				t.Fatalf("%d replicas hold the binding, want 3", h)
 			}
+			background := func() (n int64) {
+				for _, s := range c.svcs {
+					n += s.bgChecked.Load()
+				}
+				return n
+			}
 			if on {
 				if !waitUntil(10*time.Second, func() bool { _, u := count(); return u == 0 }) {
 					_, u := count()
 					t.Fatalf("%d replicas still hold the binding unchecked, none read it: want every one checked in the background", u)
 				}
+				if n := background(); n < 2 {
+					t.Fatalf("the background checked %d entries, want the remote replicas' (2 or 3)", n)
+				}
 			} else {
-				time.Sleep(time.Second)
+				time.Sleep(2 * time.Second)
 				if _, u := count(); u < 2 {
 					t.Fatalf("without background checks %d replicas hold the binding unchecked, want the remote ones (2 or 3)", u)
 				}
@@ -359,7 +368,7 @@ func TestBackgroundChecks(t *testing.T) {
 					t.Fatalf("replica %d holds %d bindings of the AOR, none read it: want the forgery buried in the background", r, c.svcs[r].Holds(aor))
 				}
 			} else {
-				time.Sleep(time.Second)
+				time.Sleep(2 * time.Second)
 				if got := c.svcs[r].Holds(aor); got != 2 {
 					t.Fatalf("without background checks replica %d holds %d bindings before any read, want 2 (the forgery waits for its read)", r, got)
 				}

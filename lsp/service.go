@@ -46,9 +46,10 @@ type Service struct {
 	mu      sync.Mutex
 	serving map[overlay.Stream]struct{} // reset on Close
 
-	regq     chan *regReq  // registrations waiting for a batch
-	regSlots chan struct{} // batches in flight
-	vetq     chan *entry   // entries taken unchecked, for vetLoop (holder.go)
+	regq      chan *regReq  // registrations waiting for a batch
+	regSlots  chan struct{} // batches in flight
+	vetq      chan *entry   // entries taken unchecked, for vetLoop (holder.go)
+	bgChecked atomic.Int64  // entries vetLoop checked
 
 	regBatches, regRequests atomic.Int64
 	regDropped              atomic.Int64 // queued registrations whose caller left first

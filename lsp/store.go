@@ -713,6 +713,15 @@ func (s *store) vetRecords(ctx context.Context, aors map[string]bool) bool {
 	return buried
 }
 
+// holds reports whether e itself (not another version of its binding)
+// is one of the store's live entries.
+func (s *store) holds(e *entry) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rec := s.recs[e.AOR]
+	return rec != nil && rec.entries[e.B.ID()] == e
+}
+
 func (s *store) chain(fp [32]byte) [][]byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
