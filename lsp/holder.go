@@ -208,15 +208,16 @@ func (s *Service) vetted(ctx context.Context, es []*entry, exempt *[32]byte) []*
 // for waits for its read, as before). A forgery found this way is buried
 // as vetted buries it.
 
-// vetQueue bounds the entries waiting for vetLoop; past it they wait for
-// their read.
-const vetQueue = 4096
+// vetQueue bounds the entries waiting for vetLoop (about 10 s of the
+// default budget, under 1 MB of entries); past it they wait for their read.
+const vetQueue = 1024
 
 // vetLater queues e for vetLoop if the replica took it unchecked and
-// holds it (an entry the store skipped, older than what it holds, costs
-// the queue nothing).
+// holds it (an entry the store skipped or refused, older than what it
+// holds, costs the queue nothing). A full queue costs the write nothing
+// either: it is looked at before the store's lock.
 func (s *Service) vetLater(e *entry) {
-	if s.cfg.BackgroundChecks <= 0 || atomic.LoadUint32(&e.unchecked) == 0 || !s.store.holds(e) {
+	if s.cfg.BackgroundChecks <= 0 || len(s.vetq) == cap(s.vetq) || atomic.LoadUint32(&e.unchecked) == 0 || !s.store.holds(e) {
 		return
 	}
 	select {

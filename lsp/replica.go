@@ -134,9 +134,7 @@ func (s *Service) handleRegister(ctx context.Context, from overlay.PeerID, m *me
 		held[fp] = c
 	}
 	for _, e := range m.Entries {
-		if !refused[e.AOR] && !over[e.AOR] {
-			s.vetLater(e)
-		}
+		s.vetLater(e)
 	}
 	reply := &message{Type: msgReply}
 	now := time.Now()
