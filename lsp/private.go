@@ -190,7 +190,7 @@ func (k *sealer) open(e *entry) (*entry, error) {
 	}
 	if h := k.hid(e); h != nil { // one of ours, clear fields and all
 		o := &entry{}
-		if err := o.decodeContent(h.plain); err != nil {
+		if err := o.decodeContent(h.plain, false); err != nil { // the sealer's, shared by every open
 			return nil, err
 		}
 		if err := o.B.validate(); err != nil {
@@ -204,7 +204,7 @@ func (k *sealer) open(e *entry) (*entry, error) {
 		return nil, fmt.Errorf("%w: sealed binding does not open", ErrInvalid)
 	}
 	o := &entry{}
-	if err := o.decodeContent(plain); err != nil {
+	if err := o.decodeContent(plain, true); err != nil {
 		return nil, err
 	}
 	if err := o.B.validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -336,7 +337,7 @@ func decodeEntry(b []byte) (*entry, error) {
 	if e.Index >= 1<<len(e.Proof) {
 		return nil, fmt.Errorf("%w: leaf index %d beyond a path of %d", ErrMalformed, e.Index, len(e.Proof))
 	}
-	if err := e.decodeContent(content); err != nil {
+	if err := e.decodeContent(content, true); err != nil {
 		return nil, err
 	}
 	e.raw = content
@@ -344,13 +345,21 @@ func decodeEntry(b []byte) (*entry, error) {
 	return e, nil
 }
 
-func (e *entry) decodeContent(b []byte) error {
+// decodeContent decodes an entry's signed fields from b. With own, b is
+// the entry's alone and never written again (decodeEntry's copy, a freshly
+// opened binding): its strings then point into b instead of each taking a
+// copy, four or five allocations fewer per entry (every replica decodes
+// every entry of a REGISTER it holds). b stays as long as any of them.
+func (e *entry) decodeContent(b []byte, own bool) error {
 	var expires, ts, q uint64
 	var haveAOR, haveExp, haveTS bool
 	err := walk(b, func(num protowire.Number, _ protowire.Type, v []byte, u uint64) error {
 		s := func(max int) (string, error) {
 			if len(v) > max {
 				return "", fmt.Errorf("%w: field %d longer than %d", ErrTooLarge, num, max)
+			}
+			if own && len(v) > 0 {
+				return unsafe.String(&v[0], len(v)), nil
 			}
 			return string(v), nil
 		}
