@@ -365,7 +365,8 @@ func (v *Verifier) chainFor(fp [32]byte, certs [][]byte) (*chain, error) {
 		}
 	}
 	if leaf == nil {
-		return nil, fmt.Errorf("%w: signing certificate %x not supplied", ErrForbidden, fp[:6])
+		short := fp // a copy: slicing fp itself would move it to the heap on every call
+		return nil, fmt.Errorf("%w: signing certificate %x not supplied", ErrForbidden, short[:6])
 	}
 	by, err := delegator(leaf, certs, now)
 	if err != nil {
