@@ -30,10 +30,17 @@ const (
 	regBatchAORs    = 64   // AORs per batch (a reply carries each one's record)
 	regBatchEntries = 512  // entries per batch
 	// regLinger: how long a batch waits to fill while another is in
-	// flight. 3 ms (was 1): at 2000 REGISTERs/s batches grew from 3.9 to
-	// 6.2 AORs, and the testnet's CPU per REGISTER fell by about a fifth
-	// (register bench); a lone request still goes at once.
-	regLinger = 3 * time.Millisecond
+	// flight; a lone request still goes at once. Each batch costs a
+	// message to every replica of its AORs (on 10 nodes, nearly all of
+	// them) and a signature check there. 1 -> 3 ms: at 2000 REGISTERs/s
+	// batches grew from 3.9 to 6.2 AORs and the testnet's CPU per
+	// REGISTER fell by about a fifth. 3 -> 8 ms: 6.7-7.0 -> 13.3-14.7
+	// AORs, CPU per REGISTER 278/308 -> 271/276/283 us digest off,
+	// 327/336 -> 281/289/276 us digest on (register bench,
+	// LSNODE_BENCH_CPUONLY=1 LSNODE_BENCH_HOLD=10, one run each; 15 ms:
+	// 22 AORs, 241 and 296 us). Under load a REGISTER waits up to 8 ms
+	// more for its 200.
+	regLinger = 8 * time.Millisecond
 )
 
 type regReq struct {
