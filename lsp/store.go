@@ -69,7 +69,7 @@ func (s *store) account(e *entry, sign int) {
 	u := s.signers[d]
 	if u == nil {
 		u = &usage{}
-		s.signers[d] = u
+		s.signers[keyOf(d)] = u
 	}
 	u.n += sign
 	u.bytes += sign * len(e.encode())
@@ -326,7 +326,7 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 			rec := s.recs[e.AOR]
 			if rec == nil {
 				rec = &record{entries: map[string]*entry{}}
-				s.recs[e.AOR] = rec
+				s.recs[keyOf(e.AOR)] = rec
 				n++
 			}
 			id := e.B.ID()
@@ -349,7 +349,7 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 				s.addGhost(rec, e)
 			} else {
 				e.unchecked = 1 // what the disk holds is checked again before it is handed out
-				rec.entries[id] = e
+				rec.entries[keyOf(id)] = e
 			}
 		}
 	}
@@ -447,7 +447,7 @@ func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byt
 			if placement != nil {
 				rec.placed = placement(e.AOR)
 			}
-			s.recs[e.AOR] = rec
+			s.recs[keyOf(e.AOR)] = rec
 		}
 		id := e.B.ID()
 		old := rec.entries[id]
@@ -471,6 +471,9 @@ func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byt
 			s.account(old, -1)
 		}
 		s.account(e, 1)
+		if old == nil {
+			id = keyOf(id)
+		}
 		rec.entries[id] = e
 		changed[e.AOR] = rec
 		n++
@@ -552,6 +555,12 @@ func (s *store) gc(ctx context.Context, now time.Time) (int, error) {
 	return dropped, nil
 }
 
+// keyOf copies a string of a decoded entry that becomes a new key of one of
+// the store's maps: the entry's strings share its wire bytes (decodeEntry),
+// and a key outlives the entry it came from (a newer version of the binding
+// keeps the old key), so it would keep those bytes too.
+func keyOf(s string) string { return strings.Clone(s) }
+
 // addGhost keeps e, an expired entry already accounted for, as a ghost of
 // rec; beyond maxEntries ghosts the oldest goes and raises the floor (s.mu
 // held).
@@ -559,7 +568,7 @@ func (s *store) addGhost(rec *record, e *entry) {
 	if rec.ghosts == nil {
 		rec.ghosts = map[string]*entry{}
 	}
-	rec.ghosts[e.B.ID()] = e
+	rec.ghosts[keyOf(e.B.ID())] = e
 	for len(rec.ghosts) > max(1, s.maxEntries) {
 		var oldest *entry
 		for _, g := range rec.ghosts {

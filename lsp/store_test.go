@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
@@ -229,4 +230,81 @@ func TestAddID(t *testing.T) {
 	if z.addedSet == nil || len(z.addedSet) != 20 {
 		t.Fatalf("set of %d ids, want 20", len(z.addedSet))
 	}
+}
+
+// TestStoreKeysOwnTheirBytes: a decoded entry's strings share its wire
+// bytes; the store's maps take copies for keys, since a key outlives the
+// entry it came from (a newer version keeps it) and would keep its bytes.
+// Run with the entries of a message decoded from the wire, as a replica
+// takes them, and a binding then replaced and expired into a ghost.
+func TestStoreKeysOwnTheirBytes(t *testing.T) {
+	ca := newTestCA(t)
+	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
+	ctx := context.Background()
+	s := newStore(dssync.MutexWrap(ds.NewMapDatastore()), quota{RecordEntries: 10, RecordBytes: 1 << 20,
+		SignerEntries: 100, SignerBytes: 1 << 20, Retain: time.Hour})
+	aor := "sip:bob@biloxi.example"
+	now := time.Now()
+	var wires [][]byte
+	decoded := func(b Binding) []*entry {
+		t.Helper()
+		m, err := decodeMessage((&message{Type: msgStore, Entries: signed(t, biloxi, aor, b)}).encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range m.Entries {
+			wires = append(wires, e.wire)
+		}
+		return m.Entries
+	}
+	b := binding("sip:bob@192.0.2.1", time.Minute)
+	b.Timestamp = now
+	first := decoded(b)
+	if _, err := s.apply(ctx, first, chainsOf(biloxi), nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := unsafe.StringData(first[0].AOR); !inAny(p, wires) {
+		t.Fatal("the decoded entry's AOR does not share its bytes: the test does not test anything")
+	}
+	b.Timestamp = now.Add(time.Second)
+	if _, err := s.apply(ctx, decoded(b), chainsOf(biloxi), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.gc(ctx, now.Add(2*time.Minute)); err != nil { // the binding's ghost
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var keys []string
+	for k, rec := range s.recs {
+		keys = append(keys, k)
+		for id := range rec.entries {
+			keys = append(keys, id)
+		}
+		for id := range rec.ghosts {
+			keys = append(keys, id)
+		}
+	}
+	for d := range s.signers {
+		keys = append(keys, d)
+	}
+	if len(keys) < 3 {
+		t.Fatalf("%d keys, want the record, the ghost and the domain", len(keys))
+	}
+	for _, k := range keys {
+		if inAny(unsafe.StringData(k), wires) {
+			t.Errorf("the store's key %q shares a decoded entry's bytes", k)
+		}
+	}
+}
+
+// inAny reports whether p points into one of bufs.
+func inAny(p *byte, bufs [][]byte) bool {
+	for _, b := range bufs {
+		if len(b) > 0 && uintptr(unsafe.Pointer(p)) >= uintptr(unsafe.Pointer(&b[0])) &&
+			uintptr(unsafe.Pointer(p)) < uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)) {
+			return true
+		}
+	}
+	return false
 }
