@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -111,7 +112,7 @@ func tombstones(cred *Credential, clk *clock, aor string, current []*entry, ids 
 		if e.Removed || (len(ids) > 0 && !slices.Contains(ids, e.B.ID()) && !slices.Contains(ids, e.B.Contact)) {
 			continue
 		}
-		b := e.B
+		b := ownBinding(e.B) // the tombstone outlives e (as a ghost, days)
 		b.Signer = ""
 		b.Timestamp = clk.next(e.B.Timestamp)
 		es = append(es, &entry{AOR: aor, B: b, Removed: true})
@@ -133,12 +134,49 @@ func merge(into map[string]*entry, es []*entry) {
 	}
 }
 
+// ownBinding returns b with its strings copied into one allocation of their
+// own (and its Path into a new slice): a decoded entry's strings share the
+// entry's wire bytes (decodeEntry), which a binding kept longer than the
+// entry must not keep.
+func ownBinding(b Binding) Binding {
+	n := len(b.Contact) + len(b.Instance) + len(b.CallID) + len(b.Received)
+	for _, p := range b.Path {
+		n += len(p)
+	}
+	if n == 0 {
+		return b
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	sb.WriteString(b.Contact)
+	sb.WriteString(b.Instance)
+	sb.WriteString(b.CallID)
+	sb.WriteString(b.Received)
+	for _, p := range b.Path {
+		sb.WriteString(p)
+	}
+	all, at := sb.String(), 0
+	take := func(s string) string {
+		at += len(s)
+		return all[at-len(s) : at]
+	}
+	b.Contact, b.Instance, b.CallID, b.Received = take(b.Contact), take(b.Instance), take(b.CallID), take(b.Received)
+	if len(b.Path) > 0 {
+		path := make([]string, len(b.Path))
+		for i, p := range b.Path {
+			path[i] = take(p)
+		}
+		b.Path = path
+	}
+	return b
+}
+
 // liveBindings returns the live bindings of merged entries, highest q first.
 func liveBindings(merged map[string]*entry, signer func(*entry) string, now time.Time) []Binding {
 	out := []Binding{}
 	for _, e := range merged {
 		if e.live(now) {
-			b := e.B
+			b := ownBinding(e.B) // callers keep bindings (caches, watches) past e
 			b.Signer = signer(e)
 			out = append(out, b)
 		}

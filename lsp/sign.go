@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -313,7 +314,7 @@ func (c *domainCache) covers(leaf *x509.Certificate, d string) bool {
 	if c.domains == nil || len(c.domains) >= maxCachedDomains {
 		c.domains = map[string]bool{}
 	}
-	c.domains[d] = true
+	c.domains[strings.Clone(d)] = true // d may point into an entry's bytes (decodeEntry)
 	c.mu.Unlock()
 	return true
 }

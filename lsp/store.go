@@ -349,7 +349,7 @@ func (s *store) load(ctx context.Context, now time.Time) (int, error) {
 				s.addGhost(rec, e)
 			} else {
 				e.unchecked = 1 // what the disk holds is checked again before it is handed out
-				rec.entries[keyOf(id)] = e
+				rec.entries[id] = e
 			}
 		}
 	}
@@ -471,9 +471,6 @@ func (s *store) applyLocked(ctx context.Context, es []*entry, chains map[[32]byt
 			s.account(old, -1)
 		}
 		s.account(e, 1)
-		if old == nil {
-			id = keyOf(id)
-		}
 		rec.entries[id] = e
 		changed[e.AOR] = rec
 		n++
@@ -555,10 +552,12 @@ func (s *store) gc(ctx context.Context, now time.Time) (int, error) {
 	return dropped, nil
 }
 
-// keyOf copies a string of a decoded entry that becomes a new key of one of
-// the store's maps: the entry's strings share its wire bytes (decodeEntry),
-// and a key outlives the entry it came from (a newer version of the binding
-// keeps the old key), so it would keep those bytes too.
+// keyOf copies a string of a decoded entry that becomes a key of the
+// store's records or domains: the entry's strings share its wire bytes
+// (decodeEntry), and such a key outlives the entry it came from (the
+// record's next version does not write the key again), so it would keep
+// those bytes too. A binding's key is written again with each version
+// (Go replaces a string key on assignment) and goes with its last one.
 func keyOf(s string) string { return strings.Clone(s) }
 
 // addGhost keeps e, an expired entry already accounted for, as a ghost of
@@ -568,7 +567,7 @@ func (s *store) addGhost(rec *record, e *entry) {
 	if rec.ghosts == nil {
 		rec.ghosts = map[string]*entry{}
 	}
-	rec.ghosts[keyOf(e.B.ID())] = e
+	rec.ghosts[e.B.ID()] = e
 	for len(rec.ghosts) > max(1, s.maxEntries) {
 		var oldest *entry
 		for _, g := range rec.ghosts {

@@ -3,6 +3,7 @@ package lsp
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -233,10 +234,13 @@ func TestAddID(t *testing.T) {
 }
 
 // TestStoreKeysOwnTheirBytes: a decoded entry's strings share its wire
-// bytes; the store's maps take copies for keys, since a key outlives the
-// entry it came from (a newer version keeps it) and would keep its bytes.
-// Run with the entries of a message decoded from the wire, as a replica
-// takes them, and a binding then replaced and expired into a ghost.
+// bytes. The keys of the store's records and domains outlive the entry
+// they came from, so they are copies; a binding's key is rewritten with
+// each version (Go replaces a string key on assignment), so it shares the
+// bytes of the entry it maps to and of no other. Bindings handed out
+// (liveBindings) and tombstones built from decoded entries own their
+// strings. Run with the entries of messages decoded from the wire, as a
+// replica takes them: a binding, its next version, then its ghost.
 func TestStoreKeysOwnTheirBytes(t *testing.T) {
 	ca := newTestCA(t)
 	biloxi := ca.issue(t, []string{"biloxi.example"}, nil, false)
@@ -257,45 +261,71 @@ func TestStoreKeysOwnTheirBytes(t *testing.T) {
 		}
 		return m.Entries
 	}
+	apply := func(es []*entry) {
+		t.Helper()
+		if _, err := s.apply(ctx, es, chainsOf(biloxi), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owns := func(what, v string, e *entry) {
+		t.Helper()
+		if p := unsafe.StringData(v); inAny(p, wires) && (e == nil || !inAny(p, [][]byte{e.wire})) {
+			t.Errorf("%s %q shares the bytes of a decoded entry it does not belong to", what, v)
+		}
+	}
+	check := func() {
+		t.Helper()
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		n := 0
+		for k, rec := range s.recs {
+			owns("record key", k, nil)
+			for id, e := range rec.entries {
+				owns("binding key", id, e)
+				n++
+			}
+			for id, e := range rec.ghosts {
+				owns("ghost key", id, e)
+				n++
+			}
+		}
+		for d := range s.signers {
+			owns("domain key", d, nil)
+		}
+		if len(s.recs) != 1 || len(s.signers) != 1 || n != 1 {
+			t.Fatalf("%d records, %d domains, %d bindings and ghosts; want 1 each", len(s.recs), len(s.signers), n)
+		}
+	}
 	b := binding("sip:bob@192.0.2.1", time.Minute)
+	b.Instance, b.CallID, b.Path = "<urn:uuid:00000000-0000-0000-0000-000000000001>", "call-1", []string{"<sip:edge.biloxi.example;lr>"}
 	b.Timestamp = now
 	first := decoded(b)
-	if _, err := s.apply(ctx, first, chainsOf(biloxi), nil); err != nil {
-		t.Fatal(err)
-	}
 	if p := unsafe.StringData(first[0].AOR); !inAny(p, wires) {
 		t.Fatal("the decoded entry's AOR does not share its bytes: the test does not test anything")
 	}
+	apply(first)
+	check()
 	b.Timestamp = now.Add(time.Second)
-	if _, err := s.apply(ctx, decoded(b), chainsOf(biloxi), nil); err != nil {
-		t.Fatal(err)
+	second := decoded(b)
+	apply(second)
+	check()
+	bs := liveBindings(map[string]*entry{"x": second[0]}, func(*entry) string { return "" }, now)
+	ts, err := tombstones(biloxi, &clock{}, aor, second, nil, nil)
+	if err != nil || len(bs) != 1 || len(ts) != 1 {
+		t.Fatalf("%d live bindings, %d tombstones (%v); want 1 each", len(bs), len(ts), err)
+	}
+	for _, x := range []Binding{bs[0], ts[0].B} {
+		for _, v := range append([]string{x.Contact, x.Instance, x.CallID, x.Received}, x.Path...) {
+			owns("a binding handed out: field", v, nil)
+		}
+	}
+	if bs[0].Contact != b.Contact || bs[0].Instance != b.Instance || bs[0].CallID != b.CallID || !slices.Equal(bs[0].Path, b.Path) {
+		t.Fatalf("liveBindings changed the binding: %+v, want %+v", bs[0], b)
 	}
 	if _, err := s.gc(ctx, now.Add(2*time.Minute)); err != nil { // the binding's ghost
 		t.Fatal(err)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var keys []string
-	for k, rec := range s.recs {
-		keys = append(keys, k)
-		for id := range rec.entries {
-			keys = append(keys, id)
-		}
-		for id := range rec.ghosts {
-			keys = append(keys, id)
-		}
-	}
-	for d := range s.signers {
-		keys = append(keys, d)
-	}
-	if len(keys) < 3 {
-		t.Fatalf("%d keys, want the record, the ghost and the domain", len(keys))
-	}
-	for _, k := range keys {
-		if inAny(unsafe.StringData(k), wires) {
-			t.Errorf("the store's key %q shares a decoded entry's bytes", k)
-		}
-	}
+	check()
 }
 
 // inAny reports whether p points into one of bufs.

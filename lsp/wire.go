@@ -349,7 +349,10 @@ func decodeEntry(b []byte) (*entry, error) {
 // the entry's alone and never written again (decodeEntry's copy, a freshly
 // opened binding): its strings then point into b instead of each taking a
 // copy, four or five allocations fewer per entry (every replica decodes
-// every entry of a REGISTER it holds). b stays as long as any of them.
+// every entry of a REGISTER it holds). b stays as long as any of them, and
+// b can be far larger than they are (a sender may pad an entry with unknown
+// fields up to a message's size): a string that outlives its entry is
+// copied where it leaves it (keyOf, ownBinding, the certificate's domains).
 func (e *entry) decodeContent(b []byte, own bool) error {
 	var expires, ts, q uint64
 	var haveAOR, haveExp, haveTS bool
@@ -455,6 +458,7 @@ func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, 
 			u, n = protowire.ConsumeVarint(b)
 		case protowire.BytesType:
 			v, n = protowire.ConsumeBytes(b)
+			v = v[:len(v):len(v)] // an append to v must not write into what follows it in b
 		}
 		if n < 0 {
 			return fmt.Errorf("%w: truncated field %d", ErrMalformed, num)
