@@ -2,10 +2,12 @@ package testnet_test
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/metrics"
-	"syscall"
 	"time"
+
+	"github.com/lsnode/lsnode/testnet"
 )
 
 // runStats is a snapshot of the Go runtime's own counters, taken around a
@@ -14,25 +16,18 @@ import (
 // with a hundred nodes in one process, every node's timers share 2 cores.
 type runStats struct {
 	at      time.Time
-	cpu     time.Duration // the process's user and system time
+	cpu     float64 // the process's user and system seconds
 	samples []metrics.Sample
 }
 
-var runStatNames = []string{
-	"/gc/cycles/total:gc-cycles",
-	"/sched/latencies:seconds",
-	"/sched/pauses/total/gc:seconds",
-}
-
 func takeRunStats() runStats {
-	s := make([]metrics.Sample, len(runStatNames))
-	for i, n := range runStatNames {
-		s[i].Name = n
+	s := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/sched/latencies:seconds"},
+		{Name: "/sched/pauses/total/gc:seconds"},
 	}
 	metrics.Read(s)
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	cpu, _, _ := testnet.ProcCPU("self")
 	return runStats{at: time.Now(), cpu: cpu, samples: s}
 }
 
@@ -46,7 +41,7 @@ func (r runStats) since(r0 runStats) string {
 		gcs = v.Uint64() - val(r0, 0).Uint64()
 	}
 	wall := r.at.Sub(r0.at).Seconds()
-	busy := (r.cpu - r0.cpu).Seconds() / max(wall, 1e-9)
+	busy := (r.cpu - r0.cpu) / max(wall, 1e-9)
 	schedP99, schedMax := histDelta(val(r0, 1), val(r, 1))
 	_, pauseMax := histDelta(val(r0, 2), val(r, 2))
 	return fmt.Sprintf("%.2fs: %d GCs, %.2f of %d cores busy, a runnable goroutine waited p99 %s max %s, GC stop-the-world max %s",
@@ -81,6 +76,9 @@ func histDelta(a, b metrics.Value) (p99, maxv float64) {
 		}
 		seen += c
 		up := hb.Buckets[i+1]
+		if math.IsInf(up, 1) {
+			up = hb.Buckets[i] // the last bucket is open: its lower bound
+		}
 		if p99 < 0 && float64(seen) >= 0.99*float64(total) {
 			p99 = up
 		}
