@@ -80,7 +80,9 @@ type Config struct {
 	// it whole (seed, news.go): 1 to its neighbours alone, each hop more
 	// relayed once more by those that took it (at most 4). Default (0):
 	// by the view's size, as many as keep the seeds' reach a small share
-	// of it (seedHops): 1 below 1024 records, 2 below deepSeeds, then 3.
+	// of it (seedHops): 1 below 1024 records, 2 below deepSeeds, then 3,
+	// and 4 for entries (seedHopsOf: a join waits out Probation after it
+	// arrives, so its spread is what a join's time can lose).
 	SeedHops int
 	// MaxUnconfirmed bounds the members on probation that third parties
 	// announced: in all, and a quarter of it per Group of the peer that

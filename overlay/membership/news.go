@@ -103,7 +103,8 @@ func (m *Membership) seed(now time.Time, r *rec, first bool) {
 	if !m.cfg.Serve || r.e.Left {
 		return
 	}
-	at, hops := &m.seedAt, m.seedHops()
+	accs := r.accs()
+	at, hops := &m.seedAt, m.seedHopsOf(accs == nil)
 	if !first {
 		at, hops = &m.relayAt, m.relayHops
 	}
@@ -118,7 +119,7 @@ func (m *Membership) seed(now time.Time, r *rec, first bool) {
 	// holding another incarnation could not take it anyway, and fetches
 	// what the flood announces.
 	msg := encodeUpdates(msgUpdates, [][]byte{r.e.Raw}, nil)
-	if accs := r.accs(); accs != nil {
+	if accs != nil {
 		msg = encodeUpdates(msgUpdates, nil, accs)
 	}
 	msg = appendSeed(msg, hops-1)
@@ -152,6 +153,24 @@ func (m *Membership) seedHops() int {
 	}
 	h := 1
 	for h < 3 && 16<<(3*(h+1)) <= m.v.n {
+		h++
+	}
+	return h
+}
+
+// seedHopsOf is how many hops a seed goes: seedHops, and for an entry (a
+// join, a new address, a refutation) one more in a view of deepSeeds
+// records or more, unless Config.SeedHops is set. A join is live in a
+// view only Probation after it came there (the sybil defence), and
+// Probation cannot be shorter than an accusation takes to spread, so a
+// join's time to reach 99% of views is its spread plus Probation: at
+// 10 000 members 2.7 s (p50) to 4.4 s (p99) of spread plus 6 s. The
+// accusations' spread is not held up that way (failures reached 99% of
+// views in 5.7 s at p99), and the fourth hop's duplicates cost half as
+// much on entries alone.
+func (m *Membership) seedHopsOf(entry bool) int {
+	h := m.seedHops()
+	if entry && m.cfg.SeedHops == 0 && m.v.n >= deepSeeds {
 		h++
 	}
 	return h

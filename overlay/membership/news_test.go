@@ -363,17 +363,18 @@ func TestSeedRelaysBounded(t *testing.T) {
 func TestSeedHopsByViewSize(t *testing.T) {
 	n := settledNet(t, names(3), 5)
 	m := n.nodes["n01"]
-	for _, c := range []struct{ records, hops, rings int }{
-		{3, 1, 3}, {1023, 1, 3}, {1024, 2, 3}, {8191, 2, 3}, {8192, 3, 2}, {100000, 3, 2},
+	for _, c := range []struct{ records, hops, entryHops, rings int }{
+		{3, 1, 1, 3}, {1023, 1, 1, 3}, {1024, 2, 2, 3}, {8191, 2, 2, 3}, {8192, 3, 4, 2}, {100000, 3, 4, 2},
 	} {
 		m.v.n = c.records
-		if h, r := m.seedHops(), m.floodRings(); h != c.hops || r != c.rings {
-			t.Errorf("a view of %d records: seeds %d hops deep along %d rings, want %d and %d", c.records, h, r, c.hops, c.rings)
+		if h, e, r := m.seedHopsOf(false), m.seedHopsOf(true), m.floodRings(); h != c.hops || e != c.entryHops || r != c.rings {
+			t.Errorf("a view of %d records: accusations seed %d hops deep, entries %d, along %d rings; want %d, %d and %d",
+				c.records, h, e, r, c.hops, c.entryHops, c.rings)
 		}
 	}
 	m.cfg.SeedHops, m.cfg.FloodRings = 1, 4
-	if h, r := m.seedHops(), m.floodRings(); h != 1 || r != 4 {
-		t.Errorf("configured 1 hop and 4 rings, got %d and %d", h, r)
+	if h, e, r := m.seedHopsOf(false), m.seedHopsOf(true), m.floodRings(); h != 1 || e != 1 || r != 4 {
+		t.Errorf("configured 1 hop and 4 rings, got %d (entries %d) and %d", h, e, r)
 	}
 }
 
@@ -451,5 +452,21 @@ func TestSeedMarksFromNeighboursOnly(t *testing.T) {
 	takes(nbr, appendSeed(encodeUpdates(msgUpdates, [][]byte{fresh()}, nil), 2))
 	if len(pushes) != 0 {
 		t.Fatalf("a node whose seeds go one hop relayed %d times", len(pushes))
+	}
+	// By size (SeedHops unset), a view of deepSeeds records relays an
+	// entry's seed on with two hops to go: entries go four hops
+	// (seedHopsOf), accusations three.
+	b.cfg.SeedHops = 0
+	size := b.v.n
+	b.v.n = deepSeeds
+	takes(nbr, appendSeed(encodeUpdates(msgUpdates, [][]byte{fresh()}, nil), 1<<40))
+	b.v.n = size + 1
+	if len(pushes) == 0 {
+		t.Fatal("a deep view's neighbour's seed was not relayed")
+	}
+	for _, p := range pushes {
+		if p.mark != 2 {
+			t.Fatalf("a deep view relayed an entry with %d hops to go, want 2 (four hops: three from the neighbour)", p.mark)
+		}
 	}
 }

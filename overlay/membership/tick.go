@@ -506,7 +506,7 @@ func (m *Membership) Receive(now time.Time, from string, b []byte) error {
 // only go between ring neighbours: anyone else's mark is ignored, so a
 // stranger cannot start a tree of pushes, or spend the relays' budget.
 func (m *Membership) takeUpdates(now time.Time, from string, msg *message, trusted bool) {
-	if hops := min(msg.seed, uint64(m.seedHops()-1)); hops > 0 && msg.typ == msgUpdates && contains(m.Neighbours(), from) {
+	if hops := min(msg.seed, uint64(m.seedHopsOf(len(msg.accs) == 0 && len(msg.compact) == 0)-1)); hops > 0 && msg.typ == msgUpdates && contains(m.Neighbours(), from) {
 		m.relayFrom, m.relayHops = from, int(hops)
 		defer func() { m.relayFrom, m.relayHops = "", 0 }()
 	}
