@@ -99,7 +99,7 @@ chaos: build
 # Issue 17's overlay targets in one run (scripts/targets: the sims at 10 000
 # and 100 000 members idle and under churn, make scale, the 100-node
 # lookup/publish bench of this tree and of TARGETS_BASELINE in turn, and
-# make chaos, about 75 minutes): a table of each target beside the figure
+# make chaos, about 80 minutes): a table of each target beside the figure
 # before the membership redesign and this run's,
 # then one `lsnode overlay targets:` line; exit 1 if one is missed.
 # TARGETS_DIR keeps the runs' outputs; TARGETS_SKIP=100k skips the
