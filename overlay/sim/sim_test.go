@@ -57,7 +57,8 @@ func TestPartialConverges(t *testing.T) {
 // BenchmarkSim runs the membership of LSNODE_SIM_MEMBERS members (default
 // 10000; a comma-separated list for several sizes) in virtual time with
 // churn at a LSNODE_SIM_MEDIAN session median (default 1h), 0.1% loss,
-// 20 s warm-up and a LSNODE_SIM_SECONDS window (default 60), and prints
+// a LSNODE_SIM_WARMUP warm-up (seconds, default 20) and a LSNODE_SIM_SECONDS
+// window (default 60), and prints
 // one line per size (LSNODE_SIM_PARTIAL=F@B: a fraction F of the members
 // keep partial views of B region bits): bytes/s per node (mean, p99), messages and signature
 // checks per second, the spread of joins and failures, and lookups.
@@ -88,6 +89,17 @@ func BenchmarkSim(b *testing.B) {
 			b.Fatalf("LSNODE_SIM_SECONDS: %q is not a whole number of seconds", v)
 		}
 		window = time.Duration(n) * time.Second
+	}
+	// LSNODE_SIM_WARMUP: seconds before the window (default 20). A view
+	// holds a dead member Tombstone (5 min) and hands it to each joiner,
+	// so bytes under churn reach their steady state only after that.
+	warmup := 20 * time.Second
+	if v := os.Getenv("LSNODE_SIM_WARMUP"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("LSNODE_SIM_WARMUP: %q is not a whole number of seconds", v)
+		}
+		warmup = time.Duration(n) * time.Second
 	}
 	var stalls time.Duration
 	if v := os.Getenv("LSNODE_SIM_STALLS"); v != "" {
@@ -128,7 +140,7 @@ func BenchmarkSim(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		for _, n := range sizes {
-			r, err := Run(Config{N: n, Seed: seed, Warmup: 20 * time.Second, Duration: window, Median: median, Loss: 0.001,
+			r, err := Run(Config{N: n, Seed: seed, Warmup: warmup, Duration: window, Median: median, Loss: 0.001,
 				Stalls: stalls, StallFor: 3 * time.Second, Partial: partial, RegionBits: bits, FlushEvery: flush, FloodRings: rings, SeedHops: hops})
 			if err != nil {
 				b.Fatal(err)
