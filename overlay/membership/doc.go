@@ -64,12 +64,15 @@
 //     one run each, same seed): join p50 8.75 -> 7.85 s, p99 9.05 ->
 //     8.11 s over ~360 joins, for 2008 -> 2036 bytes a second; failures
 //     p99 6.17 -> 6.69 s (flushing every 1.2 s as well: 2017 bytes,
-//     join p99 8.47 s, failures 6.98 s). A ring neighbour that marks a
-//     made-up identity's entry a seed thus has it pushed to about 350
-//     members instead of 50; each relay is within its node's budget
-//     (seedBurst a Period), and the flood takes the entry to every view
-//     anyway, at about a fortieth of the cost of the flood (350 pushes of
-//     some 220 bytes against 10 000 fetches). That and the news riding on
+//     join p99 8.47 s, failures 6.98 s). An entry's seeds thus reach
+//     about a quarter of a view of 10 000 (2700 members, 3100 pushes, in
+//     a model of four random rings; in the sim, updates messages rose by
+//     0.48 a second per node, some 2400 pushes a join), and those need
+//     not fetch it. A made-up identity's join, or a ring neighbour's
+//     mark on its entry (about 350 pushes), costs those pushes on top of
+//     the flood's 10 000 fetches of three messages each: each push and
+//     relay within its node's budget (seedBurst a Period), made-up
+//     identities within MaxUnconfirmed. That and the news riding on
 //     probes pay for flushing once a period instead of every half (at
 //     10 000 members with churn, make sim, ticks of Period/5 as the
 //     overlay's: 2253 → 1997 bytes a second, 12.0 → 9.1 messages, join

@@ -470,3 +470,106 @@ func TestSeedMarksFromNeighboursOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedDeepMarks: in a view of deepSeeds records (SeedHops unset), a
+// node marks its own entry's seed for three more hops (four in all) and
+// its own accusation's for two (three), and a neighbour's seed that
+// carries accusations is relayed as an accusation's, even with an entry
+// beside them (one hop more to go, not two).
+func TestSeedDeepMarks(t *testing.T) {
+	ids := names(40)
+	n := settledNet(t, ids, 37)
+	b := n.nodes["n10"]
+	size := b.v.n
+	b.v.n = deepSeeds
+	type push struct {
+		entry string // the entry's id, "" for accusations alone
+		mark  uint64
+	}
+	var pushes []push
+	n.tap = func(from, _ string, m []byte) {
+		if from != "n10" || m[0] != msgUpdates {
+			return
+		}
+		msg, err := decodeMessage(m)
+		if err != nil || msg.seed == 0 {
+			return
+		}
+		p := push{mark: msg.seed}
+		if len(msg.entries) == 1 {
+			if e, err := DecodeEntry(msg.entries[0]); err == nil {
+				p.entry = e.ID
+			}
+		}
+		pushes = append(pushes, p)
+	}
+	marks := func(entry string) []uint64 {
+		var out []uint64
+		for _, p := range pushes {
+			if p.entry == entry {
+				out = append(out, p.mark)
+			}
+		}
+		pushes = nil
+		return out
+	}
+	all := func(got []uint64, want uint64) bool {
+		for _, m := range got {
+			if m != want {
+				return false
+			}
+		}
+		return len(got) > 0
+	}
+	if err := b.SetSelf(n.now, [][]byte{[]byte("n10-moved")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := marks("n10"); !all(got, 3) {
+		t.Fatalf("n10's own entry was seeded with marks %v, want 3 to each neighbour (four hops)", got)
+	}
+	// Its own accusation, made public (as accept makes a confirmed one).
+	r := b.v.mut(hashOf(KeyID("n20")))
+	body := accusationBody("n20", r.e.Inc, "n10", uint64(n.now.UnixNano()))
+	a, err := DecodeAccusation(appendSig(body, testSig("n10", append(b.accPrefix(), body...))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.acc, r.loud = a, true
+	b.seed(n.now, r, true)
+	if got := marks(""); !all(got, 2) {
+		t.Fatalf("n10's own accusation was seeded with marks %v, want 2 to each neighbour (three hops)", got)
+	}
+	// A neighbour's seed with a new member's entry and an accusation of
+	// n30 by n31.
+	nbr := b.Neighbours()[0]
+	s := b.v.get(hashOf(KeyID("n30")))
+	body = accusationBody("n30", s.e.Inc, "n31", uint64(n.now.UnixNano()))
+	acc := appendSig(body, testSig("n31", append(b.accPrefix(), body...)))
+	fresh := signAt(t, "mixed", uint64(n.now.UnixNano()))
+	if err := b.Receive(n.now, nbr, appendSeed(encodeUpdates(msgUpdates, [][]byte{fresh}, [][]byte{acc}), 1<<40)); err != nil {
+		t.Fatal(err)
+	}
+	if got := marks("mixed"); !all(got, 1) {
+		t.Fatalf("a neighbour's seed of an entry beside an accusation was relayed with marks %v, want 1 (as an accusation's)", got)
+	}
+	// The same with the accusation in compact form.
+	s = b.v.get(hashOf(KeyID("n32")))
+	body = accusationBody("n32", s.e.Inc, "n33", uint64(n.now.UnixNano()))
+	a33, err := DecodeAccusation(appendSig(body, testSig("n33", append(b.accPrefix(), body...))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := compactAcc(a33)
+	if c == nil {
+		t.Fatal("no compact form of the accusation")
+	}
+	fresh = signAt(t, "mixed2", uint64(n.now.UnixNano()))
+	msg := appendCompact(encodeUpdates(msgUpdates, [][]byte{fresh}, nil), [][]byte{c})
+	if err := b.Receive(n.now, nbr, appendSeed(msg, 1<<40)); err != nil {
+		t.Fatal(err)
+	}
+	if got := marks("mixed2"); !all(got, 1) {
+		t.Fatalf("a neighbour's seed of an entry beside a compact accusation was relayed with marks %v, want 1", got)
+	}
+	b.v.n = size + 2
+}
