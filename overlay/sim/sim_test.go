@@ -82,25 +82,11 @@ func BenchmarkSim(b *testing.B) {
 		}
 		median = d
 	}
-	window := 60 * time.Second
-	if v := os.Getenv("LSNODE_SIM_SECONDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("LSNODE_SIM_SECONDS: %q is not a whole number of seconds", v)
-		}
-		window = time.Duration(n) * time.Second
-	}
+	window := envSeconds(b, "LSNODE_SIM_SECONDS", 60)
 	// LSNODE_SIM_WARMUP: seconds before the window (default 20). A view
 	// holds a dead member Tombstone (5 min) and hands it to each joiner,
 	// so bytes under churn reach their steady state only after that.
-	warmup := 20 * time.Second
-	if v := os.Getenv("LSNODE_SIM_WARMUP"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("LSNODE_SIM_WARMUP: %q is not a whole number of seconds", v)
-		}
-		warmup = time.Duration(n) * time.Second
-	}
+	warmup := envSeconds(b, "LSNODE_SIM_WARMUP", 20)
 	var stalls time.Duration
 	if v := os.Getenv("LSNODE_SIM_STALLS"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -192,4 +178,17 @@ func byType(r Report) string {
 		out = append(out, fmt.Sprintf("%s %.0f (%.2f msgs)", name, b/per, r.MsgsByType[t]/per))
 	}
 	return strings.Join(out, ", ")
+}
+
+// envSeconds is the whole number of seconds (at least 1) in the variable
+// name, or def when it is unset.
+func envSeconds(b *testing.B, name string, def int) time.Duration {
+	n := def
+	if v := os.Getenv(name); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("%s: %q is not a whole number of seconds", name, v)
+		}
+	}
+	return time.Duration(n) * time.Second
 }
