@@ -121,6 +121,36 @@ func (m *Membership) takeNew(now time.Time, e *Entry, h uint64, kid [32]byte, fr
 	return true
 }
 
+// A tombstone (a member departed, accused or dead) is forgotten at
+// purgeAt, its version's time plus Tombstone, in every view that holds that
+// version. Views may hold different versions of one dead member, though:
+// two of its probers' lone accusations a second apart, each spread to half
+// the overlay and neither confirming the other so late. Each half purged at
+// its own time, and in the second between, a view that still held it
+// answered anti-entropy (or a join) with it to one that had just purged it,
+// which took the entry as a new member and, its accusation no longer
+// credible (its accuser gone or off the subject's rings by then), held it
+// live: the dead member was flooded to the whole overlay again, probed,
+// accused and flooded dead, and after another Tombstone could come back
+// the same way. (In the sim at 2000 members, after a 400 s warm-up, three
+// such members were flooded to every view each minute: updates and sync
+// bytes grew by half.) So for its last retireShare a tombstone is retired:
+// still held (a copy that comes back is not new here), but out of the
+// digest and never sent, so no view teaches it to another that has
+// forgotten it, as long as the versions' times are closer than that.
+const retireShare = 10
+
+// retireAt is when r's tombstone is retired: Tombstone less a tenth after
+// its version was made.
+func (m *Membership) retireAt(r *rec) time.Time {
+	return unixTime(r.eventTime()).Add(m.cfg.Tombstone - m.cfg.Tombstone/retireShare)
+}
+
+// retired: r is a tombstone in its last tenth (retireAt), not to be sent.
+func (m *Membership) retired(now time.Time, r *rec) bool {
+	return r.pub() != kindAlive && !now.Before(m.retireAt(r))
+}
+
 // changed schedules what follows a new version of r and spreads it.
 func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 	if r.e.Region != int(m.region.bits) {
@@ -138,7 +168,7 @@ func (m *Membership) changed(now time.Time, r *rec, wasCand bool, from string) {
 	stable = stable.Add(m.cfg.StableAfter)
 	heap.Push(&m.stableQ, timer{at: stable, h: r.h, inc: r.e.Inc, kind: r.pub()})
 	if r.pub() != kindAlive {
-		heap.Push(&m.purgeQ, timer{at: unixTime(r.eventTime()).Add(m.cfg.Tombstone), h: r.h, inc: r.e.Inc, kind: r.pub()})
+		heap.Push(&m.purgeQ, timer{at: m.retireAt(r), h: r.h, inc: r.e.Inc, kind: r.pub()})
 	}
 	if r.h != m.selfH {
 		switch cand := r.candidate() && !now.Before(r.until); {

@@ -62,7 +62,9 @@ type Config struct {
 	// often. Default 30 × Period.
 	SyncEvery time.Duration
 	// Tombstone: a departed or dead member is forgotten this long after
-	// its departure or accusation was made. Default 5 min.
+	// its departure or accusation was made. Default 5 min. For its last
+	// tenth it is retired first: held, but no longer digested or sent
+	// (retireAt).
 	Tombstone time.Duration
 	// Rings: how many rings (1-4) this node probes a successor on and
 	// disseminates along. Default 4 (up to 8 neighbours).
@@ -228,6 +230,9 @@ type Membership struct {
 	// SuspectTimeout of its last (take), taken once that has passed or the
 	// member is accused; at most maxDeferred.
 	deferred map[uint64]deferredEntry
+	// early: a join's answer's accusations waiting for their accusers'
+	// entries (holdEarly).
+	early []earlyAcc
 	// nextFlush: news waits until then (FlushEvery).
 	nextFlush time.Time
 	// floodSet: the peers the last flush sent news to; told: how much
