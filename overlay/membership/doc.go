@@ -99,9 +99,12 @@
 //     (a copy sent back is not new) while out of the digest and never
 //     sent, so a view that holds another version of it (another
 //     prober's lone accusation, a second apart) cannot teach it to one
-//     that has just forgotten it. A join's answer comes in several
-//     messages, in any order: an accusation whose accuser the joiner
-//     does not hold yet waits for the rest (holdEarly). Before both, the
+//     that has just forgotten it; the price: a view still holding the
+//     member alive then is no longer corrected by anti-entropy. A join's
+//     answer comes in several messages, in any order: a trusted answer's
+//     accusation (or pair) whose accuser the joiner does not hold yet
+//     waits for the rest (holdEarly: at most 1024, for SuspectTimeout,
+//     only of a member held at that incarnation). Before both, the
 //     sim at 2000 members after a 400 s warm-up flooded several dead
 //     members back to every view each minute (the joiner held them live
 //     and taught them back after the purge): bytes a second 765–960,

@@ -230,8 +230,8 @@ type Membership struct {
 	// SuspectTimeout of its last (take), taken once that has passed or the
 	// member is accused; at most maxDeferred.
 	deferred map[uint64]deferredEntry
-	// early: a join's answer's accusations waiting for their accusers'
-	// entries (holdEarly).
+	// early: a trusted join answer's accusations waiting for their
+	// accusers' entries (holdEarly).
 	early []earlyAcc
 	// nextFlush: news waits until then (FlushEvery).
 	nextFlush time.Time

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"container/heap"
 	"math/bits"
 	"time"
@@ -88,8 +89,8 @@ func (m *Membership) settle(now time.Time) {
 		// the digest (kept while this one spread: two views hearing of a
 		// change a second apart would otherwise differ that second, and
 		// with a few changes a second always differ somewhere).
-		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.pub() == t.kind && r.digested != r.contribution() {
-			m.v.digestIn(m.v.mut(t.h))
+		if r := m.v.get(t.h); r != nil && r.e.Inc == t.inc && r.pub() == t.kind && r.digested != r.contribution() && !m.retired(cut, r) {
+			m.v.digestIn(m.v.mut(t.h)) // not once retired (StableAfter past nine tenths of Tombstone)
 		}
 	}
 	for {
@@ -747,7 +748,7 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 		if (i == 0 || accs[i-1].Subject != a.Subject) && i+1 < len(accs) && accs[i+1].Subject == a.Subject {
 			with = accs[i+1]
 		}
-		if msg.typ == msgSnapshot && m.holdEarly(now, from, a, with) {
+		if trusted && m.holdEarly(now, from, a, with) {
 			continue
 		}
 		took := m.accept(now, a, with, from, true)
@@ -768,7 +769,7 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 			delete(m.pending, h) // an unchecked answer does not end the fetch
 		}
 	}
-	if msg.typ == msgSnapshot {
+	if trusted && len(m.early) > 0 {
 		m.retryEarly(now)
 	}
 }
@@ -780,39 +781,83 @@ func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted
 // accusation from every neighbour's anti-entropy and refusing it, and once
 // the other views purged the member, taught it to them as a new one: a dead
 // member flooded back to the whole overlay. In the sim at 2000 members, six
-// of them a minute after a 400 s warm-up. So an answer's accusation by an
-// accuser this view does not hold yet waits (early) for the rest of the
-// answer, at most maxEarly of them, for SuspectTimeout.
+// of them a minute after a 400 s warm-up. So a trusted answer's accusation
+// (or pair) by an accuser this view does not hold yet waits (early) for the
+// rest of the answer: at most maxEarly, for SuspectTimeout, and only of a
+// member the view holds at the incarnation accused (its entry travels in
+// the same message), copied out of the message that brought it.
 type earlyAcc struct {
 	a, with *Accusation
+	by      [2]uint64 // the accusers' id hashes (0: none)
 	from    string
 	at      time.Time
 }
 
-const maxEarly = 1024
+const (
+	maxEarly      = 1024
+	maxEarlyBytes = 1024 // an accusation larger than this is not held
+)
 
-// holdEarly keeps a, the accusation by a stranger in this view's region
-// in an answer from a peer this node asked to join through (within the
-// window its answer is taken as one), to take when its accuser's entry
-// comes (retryEarly). Only a peer asked: anyone else could fill the list
-// before the answers came.
+// holdEarly keeps a (with its confirmation, if any), from a trusted join
+// answer, when an accuser is a stranger in this view's region, to take
+// when the accusers' entries come (retryEarly). Only a trusted answer's:
+// any peer's would let a stranger fill the list with made-up accusers
+// (nothing here checks their signatures) and crowd a real answer out.
 func (m *Membership) holdEarly(now time.Time, from string, a, with *Accusation) bool {
-	if ask, asked := m.joins[from]; !asked || now.Sub(ask.at) > m.cfg.SyncEvery/2 || m.known(a.Accuser) || !m.region.has(hashOf(KeyID(a.Accuser))) || len(m.early) >= maxEarly {
+	stranger := func(x *Accusation) uint64 {
+		if x == nil || m.known(x.Accuser) {
+			return 0
+		}
+		return hashOf(KeyID(x.Accuser))
+	}
+	by := [2]uint64{stranger(a), stranger(with)}
+	if by == [2]uint64{} || len(m.early) >= maxEarly || len(a.Raw) > maxEarlyBytes || with != nil && len(with.Raw) > maxEarlyBytes {
 		return false
 	}
-	m.early = append(m.early, earlyAcc{a: a, with: with, from: from, at: now})
+	for _, h := range by {
+		if h != 0 && !m.region.has(h) {
+			return false // a stranger outside the region: credible judges it
+		}
+	}
+	if r := m.v.get(hashOf(KeyID(a.Subject))); r == nil || r.e.ID != a.Subject || r.e.Inc != a.Inc {
+		return false
+	}
+	e := earlyAcc{a: cloneAcc(a), with: cloneAcc(with), by: by, from: from, at: now}
+	if e.a == nil || with != nil && e.with == nil {
+		return false
+	}
+	m.early = append(m.early, e)
 	return true
+}
+
+// cloneAcc is a copy of a that does not hold on to the message it came in.
+func cloneAcc(a *Accusation) *Accusation {
+	if a == nil {
+		return nil
+	}
+	c, err := DecodeAccusation(bytes.Clone(a.Raw))
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // retryEarly takes the early accusations whose accusers the view now
 // holds, and drops those held SuspectTimeout: anti-entropy brings them.
 // One with a bad signature shows its sender lies, as in onUpdates.
 func (m *Membership) retryEarly(now time.Time) {
+	held := func(h uint64, x *Accusation) bool {
+		if h == 0 {
+			return true
+		}
+		r := m.v.get(h)
+		return r != nil && r.e.ID == x.Accuser
+	}
 	keep := m.early[:0]
 	for _, e := range m.early {
 		switch {
 		case now.Sub(e.at) > m.cfg.SuspectTimeout:
-		case m.known(e.a.Accuser):
+		case held(e.by[0], e.a) && held(e.by[1], e.with):
 			bad := m.stats.BadSignatures
 			if m.accept(now, e.a, e.with, e.from, true); m.stats.BadSignatures != bad {
 				m.ban(now, e.from)

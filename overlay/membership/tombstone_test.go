@@ -5,17 +5,11 @@ import (
 	"time"
 )
 
-// TestJoinAnswerAccuserLater: a join's answer comes in several messages,
-// in any order. One holding a member's confirmed accusations before the
-// one holding the accusers' entries must still leave the member accused
-// at the joiner (it was held live there, with no tombstone, and taught to
-// the overlay again once the other views purged it), taken as soon as the
-// accusers' entries come; the same accusations from a peer the joiner did
-// not ask are not held for later.
-func TestJoinAnswerAccuserLater(t *testing.T) {
-	ids := []string{"a", "b", "c", "x"}
-	n := joinedNet(t, ids, 41, 0)
-	n.run(30 * time.Second)
+// answerParts is a join answer for x accused by b and c (a confirmed
+// pair), in two parts: the first holds the entries of a, x and those of
+// known (b and/or c), the rest the other accusers' entries.
+func answerParts(t *testing.T, n *testNet, known ...string) (first, rest []byte) {
+	t.Helper()
 	a := n.nodes["a"]
 	x := a.v.get(hashOf(KeyID("x")))
 	accuse := func(by string) []byte {
@@ -26,27 +20,55 @@ func TestJoinAnswerAccuserLater(t *testing.T) {
 		return raw
 	}
 	entry := func(id string) []byte { return a.v.get(hashOf(KeyID(id))).e.Raw }
-	first := encodeUpdates(msgSnapshot, [][]byte{entry("a"), entry("x")}, [][]byte{accuse("b"), accuse("c")})
-	rest := encodeUpdates(msgSnapshot, [][]byte{entry("b"), entry("c")}, nil)
-
-	j := n.add("j", 99)
-	j.Join(n.now, "a")
-	_ = j.Receive(n.now, "a", first)
-	if r := j.v.get(x.h); r == nil || r.acc != nil {
-		t.Fatal("the test does not reach the case: x missing, or accused before its accusers came")
+	ins, outs := [][]byte{entry("a"), entry("x")}, [][]byte{}
+	for _, id := range []string{"b", "c"} {
+		if contains(known, id) {
+			ins = append(ins, entry(id))
+		} else {
+			outs = append(outs, entry(id))
+		}
 	}
-	_ = j.Receive(n.now.Add(20*time.Millisecond), "a", rest)
-	if st := j.State(n.now, "x"); st != "suspect" {
-		t.Fatalf("x, accused by b and c in the first part of the answer, is %s at the joiner after the rest came, want suspect", st)
+	return encodeUpdates(msgSnapshot, ins, [][]byte{accuse("b"), accuse("c")}), encodeUpdates(msgSnapshot, outs, nil)
+}
+
+// TestJoinAnswerAccuserLater: a join's answer comes in several messages,
+// in any order. One holding a member's confirmed accusations before the
+// one holding the accusers' entries (both, or either of the pair) must
+// still leave the member accused at the joiner (it was held live there,
+// with no tombstone, and taught to the overlay again once the other views
+// purged it), taken as soon as the accusers' entries come; the same
+// accusations from a peer the joiner did not ask are not held for later.
+func TestJoinAnswerAccuserLater(t *testing.T) {
+	ids := []string{"a", "b", "c", "x"}
+	n := joinedNet(t, ids, 41, 0)
+	n.run(30 * time.Second)
+	xh := hashOf(KeyID("x"))
+	for i, known := range [][]string{nil, {"b"}, {"c"}} {
+		first, rest := answerParts(t, n, known...)
+		j := n.add("j", uint64(90+i))
+		j.Join(n.now, "a")
+		_ = j.Receive(n.now, "a", first)
+		if r := j.v.get(xh); r == nil || r.acc2 != nil {
+			t.Fatalf("%v known first: x missing, or confirmed before its accusers came: the test does not reach the case", known)
+		}
+		_ = j.Receive(n.now.Add(20*time.Millisecond), "a", rest)
+		if st := j.State(n.now, "x"); st != "suspect" {
+			t.Fatalf("%v known first: x, accused by b and c in the first part of the answer, is %s at the joiner after the rest came, want suspect", known, st)
+		}
+		if len(j.early) != 0 {
+			t.Fatalf("%v known first: %d accusations still held", known, len(j.early))
+		}
+		delete(n.nodes, "j")
 	}
 
 	// The same first part from a peer not asked: not held, so the rest
 	// (from anyone) does not make it count.
+	first, rest := answerParts(t, n)
 	k := n.add("k", 98)
 	k.Join(n.now, "a")
 	_ = k.Receive(n.now, "b", first)
 	_ = k.Receive(n.now, "a", rest)
-	if r := k.v.get(x.h); r != nil && r.acc != nil {
+	if r := k.v.get(xh); r != nil && r.acc != nil {
 		t.Fatal("accusations from a peer not asked to answer were held and taken later")
 	}
 	if len(k.early) != 0 {
@@ -56,7 +78,8 @@ func TestJoinAnswerAccuserLater(t *testing.T) {
 
 // TestJoinAnswerEarlyBounded: an answer's accusations by accusers the
 // joiner does not hold wait at most maxEarly at a time and at most
-// SuspectTimeout.
+// SuspectTimeout; one held with a bad signature gets its sender banned
+// when it is checked, like one checked at once.
 func TestJoinAnswerEarlyBounded(t *testing.T) {
 	ids := []string{"a", "b", "c", "x"}
 	n := joinedNet(t, ids, 43, 0)
@@ -71,6 +94,10 @@ func TestJoinAnswerEarlyBounded(t *testing.T) {
 	}
 	j := n.add("j", 97)
 	j.Join(n.now, "a")
+	_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, nil, accs))
+	if len(j.early) != 0 {
+		t.Fatalf("%d accusations held of a member the view does not hold", len(j.early))
+	}
 	_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{x.e.Raw}, accs))
 	if len(j.early) != maxEarly {
 		t.Fatalf("%d accusations held, want the bound %d", len(j.early), maxEarly)
@@ -79,12 +106,28 @@ func TestJoinAnswerEarlyBounded(t *testing.T) {
 	if len(j.early) != 0 {
 		t.Fatalf("%d accusations still held past SuspectTimeout", len(j.early))
 	}
+
+	// c's accusation forged (a bad signature), held until c's entry comes.
+	old := n.now.Add(-a.cfg.LoneSuspect) // aged: a lone one counts
+	body := accusationBody("x", x.e.Inc, "c", uint64(old.UnixNano()))
+	forged := appendSig(body, testSig("b", append(a.accPrefix(), body...)))
+	k := n.add("k", 96)
+	k.Join(n.now, "a")
+	_ = k.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{x.e.Raw, a.v.get(a.selfH).e.Raw}, [][]byte{forged}))
+	if len(k.early) != 1 || k.Stats().Bans != 0 {
+		t.Fatalf("held %d, bans %d: want the forgery held, unchecked", len(k.early), k.Stats().Bans)
+	}
+	_ = k.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{a.v.get(hashOf(KeyID("c"))).e.Raw}, nil))
+	if k.Stats().Bans != 1 {
+		t.Fatal("the held forgery, checked when its accuser came, did not get its sender banned")
+	}
 }
 
-// TestRetiredTombstoneNotTaught: in the last tenth of its Tombstone a dead
-// member's record is out of the view's digest and out of a join's answer
-// (a view that had already forgotten it took it back as a new member),
-// but still held, so a copy that comes back is not new.
+// TestRetiredTombstoneNotTaught: a dead member's record is taught (to a
+// joiner, to a fetch) while young; in the last tenth of its Tombstone it
+// is out of the view's digest, out of a join's answer and of a fetch's (a
+// view that had already forgotten it took it back as a new member), but
+// still held, so a copy that comes back is not new.
 func TestRetiredTombstoneNotTaught(t *testing.T) {
 	ids := []string{"a", "b", "c", "d", "x"}
 	n := joinedNet(t, ids, 47, 0)
@@ -101,7 +144,50 @@ func TestRetiredTombstoneNotTaught(t *testing.T) {
 	if r.digested == 0 {
 		t.Fatal("x's tombstone is not in a's digest while it is young")
 	}
+	// fetched: whether a answers b's fetch of x with it.
+	fetched := func() bool {
+		got := false
+		n.tap = func(from, to string, b []byte) {
+			if msg, err := decodeMessage(b); err == nil && from == "a" && to == "b" && msg.typ == msgUpdates {
+				for _, raw := range msg.entries {
+					if e, err := DecodeEntry(raw); err == nil && e.ID == "x" {
+						got = true
+					}
+				}
+			}
+		}
+		_ = a.Receive(n.now, "b", encodeWant([]item{a.v.get(xh).item()}))
+		n.tap = nil
+		return got
+	}
+	joinerHolds := func(name string, seed uint64) string {
+		j := n.add(name, seed)
+		j.Join(n.now, "a")
+		n.run(3 * time.Second)
+		if st := j.State(n.now, "b"); st != "live" {
+			t.Fatalf("the joiner holds b %s: its join did not complete", st)
+		}
+		defer delete(n.nodes, name)
+		switch r := j.v.get(xh); {
+		case r == nil:
+			return "unknown"
+		case r.acc == nil:
+			return "unaccused"
+		}
+		return "accused"
+	}
+	if !fetched() {
+		t.Fatal("a young tombstone is not sent to a fetch")
+	}
+	if st := joinerHolds("j1", 98); st != "accused" {
+		t.Fatalf("a joiner through a holds x, dead for 20 s, as %s", st)
+	}
+	r = a.v.get(xh)
 	retire, end := a.retireAt(r), unixTime(r.eventTime()).Add(a.cfg.Tombstone)
+	n.run(unixTime(r.eventTime()).Add(a.cfg.Tombstone * 85 / 100).Sub(n.now))
+	if r = a.v.get(xh); r == nil || r.digested == 0 || !fetched() {
+		t.Fatal("x's tombstone is out of a's digest, or not sent, before the last tenth of its Tombstone")
+	}
 	n.run(retire.Sub(n.now) + 2*a.cfg.Period)
 	if !n.now.Before(end) {
 		t.Fatal("past the purge: the test does not reach the case")
@@ -112,14 +198,11 @@ func TestRetiredTombstoneNotTaught(t *testing.T) {
 	if r.digested != 0 {
 		t.Fatal("x's retired tombstone is still in a's digest")
 	}
-	j := n.add("j", 99)
-	j.Join(n.now, "a")
-	n.run(3 * time.Second)
-	if st := j.State(n.now, "b"); st != "live" {
-		t.Fatalf("the joiner holds b %s: its join did not complete", st)
-	}
-	if st := j.State(n.now, "x"); st != "unknown" {
+	if st := joinerHolds("j2", 99); st != "unknown" {
 		t.Fatalf("a joiner through a holds x, whose tombstone is retired, as %s", st)
+	}
+	if fetched() {
+		t.Fatal("a retired tombstone is sent to a fetch")
 	}
 	// A copy of x's entry sent back to a is not a new member there.
 	_ = a.Receive(n.now, "b", encodeUpdates(msgUpdates, [][]byte{xRaw}, nil))
@@ -129,5 +212,31 @@ func TestRetiredTombstoneNotTaught(t *testing.T) {
 	n.run(end.Sub(n.now) + 2*a.cfg.Period)
 	if a.v.get(xh) != nil {
 		t.Fatal("x's tombstone outlived its Tombstone")
+	}
+}
+
+// TestRetiredStaysOutWhenStableLate: with StableAfter longer than the
+// nine tenths of Tombstone before a tombstone retires, its version
+// becomes stable after it retired: it must stay out of the digest.
+func TestRetiredStaysOutWhenStableLate(t *testing.T) {
+	n := joinedNetWith(t, []string{"a", "b", "c", "d", "x"}, 53, 0, func(c *Config) {
+		c.Tombstone, c.StableAfter = 60*time.Second, 57*time.Second
+	})
+	n.run(60 * time.Second)
+	a := n.nodes["a"]
+	xh := hashOf(KeyID("x"))
+	delete(n.nodes, "x")
+	n.run(10 * time.Second)
+	r := a.v.get(xh)
+	if r == nil || r.pub() == kindAlive {
+		t.Fatal("x is not accused at a: the test does not reach the case")
+	}
+	stable := unixTime(r.eventTime()).Add(a.cfg.StableAfter)
+	n.run(stable.Sub(n.now) + 3*a.cfg.Period/2)
+	if r = a.v.get(xh); r == nil {
+		t.Fatal("x forgotten before the test's check")
+	}
+	if r.digested != 0 {
+		t.Fatal("x's tombstone, stable after it retired, is in a's digest")
 	}
 }
