@@ -240,3 +240,40 @@ func TestRetiredStaysOutWhenStableLate(t *testing.T) {
 		t.Fatal("x's tombstone, stable after it retired, is in a's digest")
 	}
 }
+
+// TestOldLoneNotFetchedAgain: a member held accused by one member, with
+// an accusation too old to be confirmed, is not fetched again when a peer
+// announces it confirmed (the pair would be refused); one still young
+// enough to be confirmed is.
+func TestOldLoneNotFetchedAgain(t *testing.T) {
+	ids := []string{"a", "b", "c", "x"}
+	n := joinedNet(t, ids, 59, 0)
+	n.run(30 * time.Second)
+	a := n.nodes["a"]
+	xh := hashOf(KeyID("x"))
+	x := a.v.get(xh)
+	for _, tc := range []struct {
+		age  time.Duration
+		want bool
+	}{{a.cfg.LoneSuspect + time.Second, false}, {a.cfg.LoneSuspect - a.cfg.SuspectTimeout, true}} {
+		j := n.add("j", 77)
+		j.Join(n.now, "a")
+		at := n.now.Add(-tc.age)
+		raw, err := n.nodes["b"].sign(n.nodes["b"].accPrefix(), accusationBody("x", x.e.Inc, "b", uint64(at.UnixNano())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{a.v.get(a.selfH).e.Raw, x.e.Raw, a.v.get(hashOf(KeyID("b"))).e.Raw}, [][]byte{raw}))
+		if r := j.v.get(xh); r == nil || r.pub() != kindSuspect {
+			t.Fatalf("age %v: x not held as a lone suspect at the joiner: the test does not reach the case", tc.age)
+		}
+		asked := false
+		n.tap = func(from, to string, b []byte) { asked = asked || from == "j" && b[0] == msgWant }
+		_ = j.Receive(n.now, "c", encodeItems(msgHave, []item{{h: xh, inc: x.e.Inc, kind: kindConfirmed}}))
+		n.tap = nil
+		if asked != tc.want {
+			t.Fatalf("lone accusation %v old: fetched x announced confirmed %v, want %v", tc.age, asked, tc.want)
+		}
+		delete(n.nodes, "j")
+	}
+}
