@@ -243,7 +243,12 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	// A pair, or a confirmation, needs an accuser this view knows: a
 	// partial view takes strangers' accusations (credible), but two of
 	// them are still one word.
-	pair := with != nil && m.confirms(now, a, with) && (m.known(a.Accuser) || m.known(with.Accuser))
+	// A trusted join answer's pair counts however old (the answering
+	// view holds it confirmed): taken as one lone accusation, it gave the
+	// joiner another version of the member than every other view, whose
+	// tombstone retired at another time (apply.go, retireShare).
+	fresh := with != nil && (m.confirms(now, a, with) || m.answering && m.paired(a, with))
+	pair := fresh && (m.known(a.Accuser) || m.known(with.Accuser))
 	if loud && (same || r.acc == nil) && !pair && !m.aged(now, a, r.e) {
 		return false
 	}
@@ -338,10 +343,18 @@ func (m *Membership) aged(now time.Time, a *Accusation, e *Entry) bool {
 // replayed as half of a pair; one that arrives late (anti-entropy) counts
 // as an aged lone accusation, which its subject can still refute.
 func (m *Membership) confirms(now time.Time, a, b *Accusation) bool {
+	return m.paired(a, b) && m.near(unixTime(a.Time), now) && m.near(unixTime(b.Time), now)
+}
+
+// paired: b, by another accuser, accuses a's incarnation within
+// LoneSuspect of a.
+func (m *Membership) paired(a, b *Accusation) bool {
+	return b.Subject == a.Subject && b.Inc == a.Inc && b.Accuser != a.Accuser && m.near(unixTime(a.Time), unixTime(b.Time))
+}
+
+func (m *Membership) near(x, y time.Time) bool {
 	w := m.cfg.LoneSuspect
-	near := func(x, y time.Time) bool { return x.Sub(y) <= w && y.Sub(x) <= w }
-	return b.Subject == a.Subject && b.Inc == a.Inc && b.Accuser != a.Accuser &&
-		near(unixTime(a.Time), unixTime(b.Time)) && near(unixTime(a.Time), now) && near(unixTime(b.Time), now)
+	return x.Sub(y) <= w && y.Sub(x) <= w
 }
 
 // die ends h's suspicion past its deadline. A quiet lone accusation that

@@ -243,6 +243,8 @@ type Membership struct {
 	// join); seedAt: the seeds' rate bound (seed, news.go).
 	origin string
 	seedAt time.Time
+	// answering: a trusted join answer is being taken (onUpdates).
+	answering bool
 	// relayFrom: the peer whose seed (a msgUpdates marked fieldSeed)
 	// onUpdates is taking, whose changes this node seeds once more;
 	// relayAt: those relays' rate bound (seed).

@@ -727,6 +727,8 @@ func (m *Membership) onWant(now time.Time, from string, items []item, compactOK 
 // pass on what they verified, so one bad signature shows the sender lies:
 // the rest of the message is dropped and the sender banned (ban).
 func (m *Membership) onUpdates(now time.Time, from string, msg *message, trusted bool) {
+	m.answering = trusted
+	defer func() { m.answering = false }()
 	bad := m.stats.BadSignatures
 	for _, raw := range msg.entries {
 		e, err := DecodeEntry(raw)
@@ -868,7 +870,11 @@ func (m *Membership) retryEarly(now time.Time) {
 		case now.Sub(e.at) > m.cfg.SuspectTimeout:
 		case held(e.by[0], e.a) && held(e.by[1], e.with):
 			bad := m.stats.BadSignatures
-			if m.accept(now, e.a, e.with, e.from, true); m.stats.BadSignatures != bad {
+			was := m.answering
+			m.answering = true // from a trusted answer
+			m.accept(now, e.a, e.with, e.from, true)
+			m.answering = was
+			if m.stats.BadSignatures != bad {
 				m.ban(now, e.from)
 			}
 		default:

@@ -277,3 +277,44 @@ func TestOldLoneNotFetchedAgain(t *testing.T) {
 		delete(n.nodes, "j")
 	}
 }
+
+// TestJoinAnswerOldPair: a trusted join answer's confirmed pair counts
+// however old, so the joiner holds the member in the same version (and
+// retires its tombstone at the same time) as the view that answered; the
+// same old pair from anyone else is not a confirmation.
+func TestJoinAnswerOldPair(t *testing.T) {
+	ids := []string{"a", "b", "c", "x"}
+	n := joinedNet(t, ids, 61, 0)
+	n.run(30 * time.Second)
+	a := n.nodes["a"]
+	x := a.v.get(hashOf(KeyID("x")))
+	at := n.now.Add(-2 * a.cfg.LoneSuspect)
+	accuse := func(by string, at time.Time) []byte {
+		raw, err := n.nodes[by].sign(n.nodes[by].accPrefix(), accusationBody("x", x.e.Inc, by, uint64(at.UnixNano())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	entries := [][]byte{a.v.get(a.selfH).e.Raw, x.e.Raw, a.v.get(hashOf(KeyID("b"))).e.Raw, a.v.get(hashOf(KeyID("c"))).e.Raw}
+	pair := [][]byte{accuse("b", at), accuse("c", at.Add(time.Second))}
+
+	j := n.add("j", 71)
+	j.Join(n.now, "a")
+	_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, entries, pair))
+	r := j.v.get(x.h)
+	if r == nil || r.acc2 == nil {
+		t.Fatal("an old confirmed pair in a trusted join answer was not taken as a pair")
+	}
+	if want := unixTime(uint64(at.Add(time.Second).UnixNano())); !unixTime(r.eventTime()).Equal(want) {
+		t.Fatalf("the joiner's version of x is dated %v, want the pair's %v", unixTime(r.eventTime()), want)
+	}
+
+	k := n.add("k", 72)
+	k.Join(n.now, "a")
+	_ = k.Receive(n.now, "a", encodeUpdates(msgSnapshot, entries, nil))
+	_ = k.Receive(n.now, "b", encodeUpdates(msgUpdates, nil, pair))
+	if r := k.v.get(x.h); r == nil || r.acc2 != nil {
+		t.Fatal("an old pair from a peer's updates (not a join answer) confirmed x")
+	}
+}
