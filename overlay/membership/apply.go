@@ -247,12 +247,12 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	// view holds it confirmed): taken as one lone accusation, it gave the
 	// joiner another version of the member than every other view, whose
 	// tombstone retired at another time (apply.go, retireShare).
-	fresh := with != nil && (m.confirms(now, a, with) || m.answering && m.paired(a, with))
+	fresh := with != nil && (m.confirms(now, a, with) || m.answerPair(now, a, with))
 	pair := fresh && (m.known(a.Accuser) || m.known(with.Accuser))
 	if loud && (same || r.acc == nil) && !pair && !m.aged(now, a, r.e) {
 		return false
 	}
-	if r.acc != nil && !same && (!m.confirms(now, r.acc, a) || !m.known(a.Accuser) && !m.known(r.acc.Accuser)) {
+	if r.acc != nil && !same && (!m.confirms(now, r.acc, a) && !m.answerPair(now, r.acc, a) || !m.known(a.Accuser) && !m.known(r.acc.Accuser)) {
 		return false // a stale accusation does not confirm, nor is confirmed
 	}
 	if !m.credible(a, r) || pair && !m.credible(with, r) {
@@ -344,6 +344,15 @@ func (m *Membership) aged(now time.Time, a *Accusation, e *Entry) bool {
 // as an aged lone accusation, which its subject can still refute.
 func (m *Membership) confirms(now time.Time, a, b *Accusation) bool {
 	return m.paired(a, b) && m.near(unixTime(a.Time), now) && m.near(unixTime(b.Time), now)
+}
+
+// answerPair: taking a trusted join answer, b pairs with a however old,
+// but neither dated past LoneSuspect ahead (confirms' bound: a pair dated
+// a year ahead would never retire, and the joiner would pass it on in its
+// own answers).
+func (m *Membership) answerPair(now time.Time, a, b *Accusation) bool {
+	ahead := now.Add(m.cfg.LoneSuspect)
+	return m.answering && m.paired(a, b) && !unixTime(a.Time).After(ahead) && !unixTime(b.Time).After(ahead)
 }
 
 // paired: b, by another accuser, accuses a's incarnation within

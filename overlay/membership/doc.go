@@ -104,11 +104,14 @@
 //     answer comes in several messages, in any order: a trusted answer's
 //     accusation (or pair) whose accuser the joiner does not hold yet
 //     waits for the rest (holdEarly: at most 1024, for SuspectTimeout,
-//     only of a member held at that incarnation). Before both, the
-//     sim at 2000 members after a 400 s warm-up flooded several dead
-//     members back to every view each minute (the joiner held them live
-//     and taught them back after the purge): bytes a second 765–960,
-//     against 580–600 after a 20 s warm-up; with both, 592.
+//     only of a member held at that incarnation), and its confirmed
+//     pairs count however old, so the joiner holds a dead member in the
+//     answering view's version (taken as one lone accusation, the
+//     joiner's retired at another time). Before these, the sim at 2000
+//     members after a 400 s warm-up flooded several dead members back to
+//     every view each minute (the joiner held them live and taught them
+//     back after the purge): bytes a second 765–960, against 580–600
+//     after a 20 s warm-up; with them, 592–683 (per change, as after 20 s).
 //
 //   - Suspicion needs two accusers (Lifeguard's confirmations, made
 //     cheap): a prober whose probe failed holds its signed accusation

@@ -255,7 +255,7 @@ func TestOldLoneNotFetchedAgain(t *testing.T) {
 	for _, tc := range []struct {
 		age  time.Duration
 		want bool
-	}{{a.cfg.LoneSuspect + time.Second, false}, {a.cfg.LoneSuspect - a.cfg.SuspectTimeout, true}} {
+	}{{a.cfg.LoneSuspect + time.Second, false}, {a.cfg.LoneSuspect - time.Second, true}} {
 		j := n.add("j", 77)
 		j.Join(n.now, "a")
 		at := n.now.Add(-tc.age)
@@ -263,7 +263,7 @@ func TestOldLoneNotFetchedAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{a.v.get(a.selfH).e.Raw, x.e.Raw, a.v.get(hashOf(KeyID("b"))).e.Raw}, [][]byte{raw}))
+		_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{a.v.get(a.selfH).e.Raw, x.e.Raw, a.v.get(hashOf(KeyID("b"))).e.Raw, a.v.get(hashOf(KeyID("c"))).e.Raw}, [][]byte{raw}))
 		if r := j.v.get(xh); r == nil || r.pub() != kindSuspect {
 			t.Fatalf("age %v: x not held as a lone suspect at the joiner: the test does not reach the case", tc.age)
 		}
@@ -273,6 +273,22 @@ func TestOldLoneNotFetchedAgain(t *testing.T) {
 		n.tap = nil
 		if asked != tc.want {
 			t.Fatalf("lone accusation %v old: fetched x announced confirmed %v, want %v", tc.age, asked, tc.want)
+		}
+		if tc.want {
+			// The premise: a fresh pair is taken (confirms).
+			_ = j.Receive(n.now, "c", encodeUpdates(msgUpdates, nil, [][]byte{raw, accuseAt(t, n, "c", x, n.now)}))
+			if r := j.v.get(xh); r.acc2 == nil {
+				t.Fatal("a pair confirming a lone accusation young enough was not taken")
+			}
+		} else {
+			// A newer incarnation announced confirmed is fetched.
+			asked = false
+			n.tap = func(from, to string, b []byte) { asked = asked || from == "j" && b[0] == msgWant }
+			_ = j.Receive(n.now, "c", encodeItems(msgHave, []item{{h: xh, inc: x.e.Inc + 1, kind: kindConfirmed}}))
+			n.tap = nil
+			if !asked {
+				t.Fatal("a newer incarnation of x announced confirmed was not fetched")
+			}
 		}
 		delete(n.nodes, "j")
 	}
@@ -316,5 +332,96 @@ func TestJoinAnswerOldPair(t *testing.T) {
 	_ = k.Receive(n.now, "b", encodeUpdates(msgUpdates, nil, pair))
 	if r := k.v.get(x.h); r == nil || r.acc2 != nil {
 		t.Fatal("an old pair from a peer's updates (not a join answer) confirmed x")
+	}
+}
+
+// accuseAt is by's signed accusation of x's incarnation, dated at.
+func accuseAt(t *testing.T, n *testNet, by string, x *rec, at time.Time) []byte {
+	t.Helper()
+	raw, err := n.nodes[by].sign(n.nodes[by].accPrefix(), accusationBody(x.e.ID, x.e.Inc, by, uint64(at.UnixNano())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestJoinAnswerOldPairBounds: what a trusted answer's old pair is not:
+// two accusations by one accuser, of another incarnation, or too far
+// apart; nor one dated past LoneSuspect ahead. A joiner holding one
+// accuser's lone accusation from one answer takes another answer's pair
+// as its confirmation; a pair held for its accusers (holdEarly) counts as
+// the answer's; and the answer over, an old pair is no pair.
+func TestJoinAnswerOldPairBounds(t *testing.T) {
+	ids := []string{"a", "b", "c", "d", "x", "y"}
+	n := joinedNet(t, ids, 63, 0)
+	n.run(30 * time.Second)
+	a := n.nodes["a"]
+	x := a.v.get(hashOf(KeyID("x")))
+	entry := func(id string) []byte { return a.v.get(hashOf(KeyID(id))).e.Raw }
+	all := [][]byte{entry("a"), entry("b"), entry("c"), entry("d"), x.e.Raw}
+	old := n.now.Add(-2 * a.cfg.LoneSuspect)
+	other := *x
+	other.e = &Entry{ID: "x", Inc: x.e.Inc - 1}
+	seed := uint64(80)
+	confirmedAt := func(pair ...[]byte) bool {
+		seed++
+		j := n.add("j", seed)
+		defer delete(n.nodes, "j")
+		j.Join(n.now, "a")
+		_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, all, pair))
+		r := j.v.get(x.h)
+		return r != nil && r.acc2 != nil
+	}
+	for name, pair := range map[string][][]byte{
+		"one accuser twice":              {accuseAt(t, n, "b", x, old), accuseAt(t, n, "b", x, old.Add(time.Second))},
+		"another incarnation":            {accuseAt(t, n, "b", &other, old), accuseAt(t, n, "c", &other, old)},
+		"further apart than LoneSuspect": {accuseAt(t, n, "b", x, old.Add(-a.cfg.LoneSuspect-time.Second)), accuseAt(t, n, "c", x, old)},
+		"dated a year ahead":             {accuseAt(t, n, "b", x, n.now.Add(365*24*time.Hour)), accuseAt(t, n, "c", x, n.now.Add(365*24*time.Hour))},
+	} {
+		if confirmedAt(pair...) {
+			t.Errorf("%s: taken as a confirmed pair from a trusted answer", name)
+		}
+	}
+	if !confirmedAt(accuseAt(t, n, "b", x, old), accuseAt(t, n, "c", x, old)) {
+		t.Fatal("the premise: an old pair in a trusted answer is not taken")
+	}
+
+	// One answer's lone version, then another's pair.
+	j := n.add("j2", 90)
+	j.Join(n.now, "a")
+	j.Join(n.now, "d")
+	_ = j.Receive(n.now, "d", encodeUpdates(msgSnapshot, all, [][]byte{accuseAt(t, n, "b", x, old)}))
+	if r := j.v.get(x.h); r == nil || r.acc == nil || r.acc2 != nil {
+		t.Fatal("the premise: the first answer's lone accusation is not held alone")
+	}
+	_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, all, [][]byte{accuseAt(t, n, "b", x, old), accuseAt(t, n, "c", x, old)}))
+	if r := j.v.get(x.h); r.acc2 == nil {
+		t.Fatal("a second trusted answer's old pair did not confirm the lone accusation from the first")
+	}
+
+	// A pair whose accusers come later, from a peer's updates: held, and
+	// taken as the answer's pair at the next tick.
+	k := n.add("k", 91)
+	k.Join(n.now, "a")
+	_ = k.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{entry("a"), x.e.Raw, entry("d"), entry("y")}, [][]byte{accuseAt(t, n, "b", x, old), accuseAt(t, n, "c", x, old)}))
+	_ = k.Receive(n.now, "d", encodeUpdates(msgUpdates, [][]byte{entry("b"), entry("c")}, nil))
+	k.Tick(n.now)
+	if r := k.v.get(x.h); r == nil || r.acc2 == nil {
+		t.Fatal("an old pair held for its accusers was not taken as a pair")
+	}
+
+	// The answer over, an old pair is no pair: y's in plain updates, nor
+	// an old lone accusation of y confirming another sent to its prober.
+	y := a.v.get(hashOf(KeyID("y")))
+	_ = k.Receive(n.now, "b", encodeUpdates(msgUpdates, nil, [][]byte{accuseAt(t, n, "b", y, old), accuseAt(t, n, "c", y, old)}))
+	if r := k.v.get(y.h); r == nil || r.acc == nil || r.acc2 != nil {
+		t.Fatal("after a trusted answer, an old pair in updates confirmed y, or it was not taken as one lone accusation (the test does not reach the case)")
+	}
+	m := n.add("m", 92)
+	m.Join(n.now, "a")
+	_ = m.Receive(n.now, "a", encodeUpdates(msgSnapshot, append(all, entry("y")), [][]byte{accuseAt(t, n, "b", y, old)}))
+	_ = m.Receive(n.now, "d", encodeUpdates(msgAccuse, nil, [][]byte{accuseAt(t, n, "d", y, old)}))
+	if r := m.v.get(y.h); r == nil || r.acc == nil || r.acc2 != nil {
+		t.Fatal("right after a trusted answer, an old accusation sent to a prober confirmed y (or y is not held accused: the test does not reach the case)")
 	}
 }
