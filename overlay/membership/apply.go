@@ -243,12 +243,7 @@ func (m *Membership) accept(now time.Time, a, with *Accusation, from string, lou
 	// A pair, or a confirmation, needs an accuser this view knows: a
 	// partial view takes strangers' accusations (credible), but two of
 	// them are still one word.
-	// A trusted join answer's pair counts however old (the answering
-	// view holds it confirmed): taken as one lone accusation, it gave the
-	// joiner another version of the member than every other view, whose
-	// tombstone retired at another time (apply.go, retireShare).
-	fresh := with != nil && (m.confirms(now, a, with) || m.answerPair(now, a, with))
-	pair := fresh && (m.known(a.Accuser) || m.known(with.Accuser))
+	pair := with != nil && (m.confirms(now, a, with) || m.answerPair(now, a, with)) && (m.known(a.Accuser) || m.known(with.Accuser))
 	if loud && (same || r.acc == nil) && !pair && !m.aged(now, a, r.e) {
 		return false
 	}
@@ -346,10 +341,12 @@ func (m *Membership) confirms(now time.Time, a, b *Accusation) bool {
 	return m.paired(a, b) && m.near(unixTime(a.Time), now) && m.near(unixTime(b.Time), now)
 }
 
-// answerPair: taking a trusted join answer, b pairs with a however old,
-// but neither dated past LoneSuspect ahead (confirms' bound: a pair dated
-// a year ahead would never retire, and the joiner would pass it on in its
-// own answers).
+// answerPair: taking a trusted join answer, b pairs with a however old
+// (the answering view holds them confirmed: taken as one lone accusation,
+// they gave the joiner another version of the member than every other
+// view, retired at another time), but neither dated past LoneSuspect
+// ahead (confirms' bound: a pair dated a year ahead would never retire,
+// and the joiner would pass it on in its own answers).
 func (m *Membership) answerPair(now time.Time, a, b *Accusation) bool {
 	ahead := now.Add(m.cfg.LoneSuspect)
 	return m.answering && m.paired(a, b) && !unixTime(a.Time).After(ahead) && !unixTime(b.Time).After(ahead)
