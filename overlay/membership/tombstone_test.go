@@ -12,13 +12,6 @@ func answerParts(t *testing.T, n *testNet, known ...string) (first, rest []byte)
 	t.Helper()
 	a := n.nodes["a"]
 	x := a.v.get(hashOf(KeyID("x")))
-	accuse := func(by string) []byte {
-		raw, err := n.nodes[by].sign(n.nodes[by].accPrefix(), accusationBody("x", x.e.Inc, by, uint64(n.now.UnixNano())))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
 	entry := func(id string) []byte { return a.v.get(hashOf(KeyID(id))).e.Raw }
 	ins, outs := [][]byte{entry("a"), entry("x")}, [][]byte{}
 	for _, id := range []string{"b", "c"} {
@@ -28,7 +21,8 @@ func answerParts(t *testing.T, n *testNet, known ...string) (first, rest []byte)
 			outs = append(outs, entry(id))
 		}
 	}
-	return encodeUpdates(msgSnapshot, ins, [][]byte{accuse("b"), accuse("c")}), encodeUpdates(msgSnapshot, outs, nil)
+	pair := [][]byte{accuseAt(t, n, "b", x, n.now), accuseAt(t, n, "c", x, n.now)}
+	return encodeUpdates(msgSnapshot, ins, pair), encodeUpdates(msgSnapshot, outs, nil)
 }
 
 // TestJoinAnswerAccuserLater: a join's answer comes in several messages,
@@ -259,10 +253,7 @@ func TestOldLoneNotFetchedAgain(t *testing.T) {
 		j := n.add("j", 77)
 		j.Join(n.now, "a")
 		at := n.now.Add(-tc.age)
-		raw, err := n.nodes["b"].sign(n.nodes["b"].accPrefix(), accusationBody("x", x.e.Inc, "b", uint64(at.UnixNano())))
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := accuseAt(t, n, "b", x, at)
 		_ = j.Receive(n.now, "a", encodeUpdates(msgSnapshot, [][]byte{a.v.get(a.selfH).e.Raw, x.e.Raw, a.v.get(hashOf(KeyID("b"))).e.Raw, a.v.get(hashOf(KeyID("c"))).e.Raw}, [][]byte{raw}))
 		if r := j.v.get(xh); r == nil || r.pub() != kindSuspect {
 			t.Fatalf("age %v: x not held as a lone suspect at the joiner: the test does not reach the case", tc.age)
@@ -305,15 +296,8 @@ func TestJoinAnswerOldPair(t *testing.T) {
 	a := n.nodes["a"]
 	x := a.v.get(hashOf(KeyID("x")))
 	at := n.now.Add(-2 * a.cfg.LoneSuspect)
-	accuse := func(by string, at time.Time) []byte {
-		raw, err := n.nodes[by].sign(n.nodes[by].accPrefix(), accusationBody("x", x.e.Inc, by, uint64(at.UnixNano())))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
 	entries := [][]byte{a.v.get(a.selfH).e.Raw, x.e.Raw, a.v.get(hashOf(KeyID("b"))).e.Raw, a.v.get(hashOf(KeyID("c"))).e.Raw}
-	pair := [][]byte{accuse("b", at), accuse("c", at.Add(time.Second))}
+	pair := [][]byte{accuseAt(t, n, "b", x, at), accuseAt(t, n, "c", x, at.Add(time.Second))}
 
 	j := n.add("j", 71)
 	j.Join(n.now, "a")
