@@ -20,8 +20,10 @@
 //     flooded along the successors of three of the four rings (two in
 //     views of 8192 records or more: FloodRings, below) as an 18-byte
 //     announcement (id hash, incarnation,
-//     kind), news batched at most once per FlushEvery (a period: each
-//     message costs ~84 bytes of headers, more than most announcements),
+//     kind), news batched at most once per FlushEvery (a period, 5/4 of
+//     one in views of 8192 records or more, where nearly every flush has
+//     news: flushEvery; each message costs ~84 bytes of headers, more
+//     than most announcements),
 //     or sooner on a message the node sends the target anyway (news.go:
 //     a probe, an answer to its fetch); a node fetches the signed entry
 //     once (want → updates) and retries another announcer if the fetch

@@ -34,7 +34,8 @@ type Config struct {
 	// FlushEvery: news is announced to the ring successors at most this
 	// often, in one message each, unless it rides on another message sent
 	// to them first (news.go; a change waits up to FlushEvery/2 a hop on
-	// average; each message costs ~84 bytes of headers). Default Period.
+	// average; each message costs ~84 bytes of headers). Default Period,
+	// or 5/4 of it in a view of 8192 records or more (flushEvery).
 	FlushEvery time.Duration
 	// SuspectTimeout: a member accused by two members, not refuting
 	// within this, is dead. Default 3 × Period.
@@ -115,9 +116,6 @@ func (c *Config) defaults() {
 	}
 	if c.PingTimeout <= 0 {
 		c.PingTimeout = c.Period / 2
-	}
-	if c.FlushEvery <= 0 {
-		c.FlushEvery = c.Period
 	}
 	if c.SuspectTimeout <= 0 {
 		c.SuspectTimeout = 3 * c.Period

@@ -573,3 +573,32 @@ func TestSeedDeepMarks(t *testing.T) {
 	}
 	b.v.n = size + 2
 }
+
+// TestFlushEveryByViewSize: a view of deepSeeds records or more flushes
+// every 5/4 of a Period, a smaller one every Period; a configured value
+// is kept. The flush schedules the next by it.
+func TestFlushEveryByViewSize(t *testing.T) {
+	n := settledNet(t, names(3), 5)
+	m := n.nodes["n01"]
+	p := m.cfg.Period
+	for _, c := range []struct {
+		records int
+		want    time.Duration
+	}{{3, p}, {8191, p}, {8192, p * 5 / 4}, {100000, p * 5 / 4}} {
+		m.v.n = c.records
+		if got := m.flushEvery(); got != c.want {
+			t.Errorf("a view of %d records flushes every %v, want %v", c.records, got, c.want)
+		}
+		now := n.now.Add(time.Hour)
+		m.nextFlush = now
+		m.fresh = append(m.fresh, freshItem{it: item{h: 1, inc: 1}})
+		m.flush(now)
+		if got := m.nextFlush.Sub(now); got != c.want {
+			t.Errorf("a view of %d records: after a flush, the next is %v later, want %v", c.records, got, c.want)
+		}
+	}
+	m.cfg.FlushEvery = 3 * p
+	if got := m.flushEvery(); got != 3*p {
+		t.Errorf("configured %v, flushes every %v", 3*p, got)
+	}
+}

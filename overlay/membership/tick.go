@@ -403,6 +403,26 @@ func (m *Membership) probationTimeout(p *probe) time.Duration {
 	return max(min(m.probeTimeout(p), m.cfg.Probation/16), min(p.rto, m.maxTimeout()))
 }
 
+// flushEvery is Config.FlushEvery, or by the view's size: a Period, and
+// 5/4 of it in a view of deepSeeds records or more. There each change
+// reaches every view, a few a second with churn, so nearly every flush has
+// news to send and a longer one packs more of it per have (and per want
+// and updates it draws): at 10 000 members with churn (make sim, 180 s
+// window, one run each) 2034 -> 1958 bytes a second per node, 8.3 -> 7.3
+// messages, for a change's spread: joins p99 8.14 -> 8.88 s, failures
+// 6.69 -> 7.98 s (3/2 of a Period: 1922 bytes, 9.27 s and 8.91 s). In a
+// smaller view a flush carries a change or two, and waiting longer
+// saves little but slows every change.
+func (m *Membership) flushEvery() time.Duration {
+	switch {
+	case m.cfg.FlushEvery > 0:
+		return m.cfg.FlushEvery
+	case m.v.n >= deepSeeds:
+		return m.cfg.Period * 5 / 4
+	}
+	return m.cfg.Period
+}
+
 // flush announces what this node learnt since the last flush to its ring
 // successors and followers, except to the peer it came from. The
 // successors on a few random rings form a random directed graph of out
@@ -413,7 +433,7 @@ func (m *Membership) flush(now time.Time) {
 	if len(m.fresh) == 0 || now.Before(m.nextFlush) {
 		return
 	}
-	m.nextFlush = now.Add(m.cfg.FlushEvery)
+	m.nextFlush = now.Add(m.flushEvery())
 	targets := m.floodTargets()
 	for p := range m.listeners {
 		if !contains(targets, p) { // a member on probation may follow this node still
