@@ -58,6 +58,7 @@ type stateless struct {
 	parser   *sip.Parser
 	seed     maphash.Seed
 	slots    chan struct{}
+	idle     chan answerJob // unbuffered: taken only by a worker waiting for one (workers.go)
 	replay   *replayCache
 	bufs     sync.Pool // *[]byte: a UDP reader's copy of a cached response, or its 503 (shed.go)
 	dropped  atomic.Int64
@@ -65,6 +66,7 @@ type stateless struct {
 	oversize atomic.Int64
 	shedded  atomic.Int64
 	shedAcks atomic.Int64
+	workers  atomic.Int64 // workers started (workers.go)
 	backlogState
 }
 
@@ -78,6 +80,7 @@ func newStateless() *stateless {
 		parser:   sip.NewParser(),
 		seed:     maphash.MakeSeed(),
 		slots:    make(chan struct{}, StatelessLimit),
+		idle:     make(chan answerJob),
 		replay:   newReplayCache(replayWindow, replayBudget, time.Now()),
 	}
 	_, _ = rand.Read(st.tagKey[:]) // never fails (crypto/rand)
@@ -171,7 +174,7 @@ func (s *Stack) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error
 		return nil, nil
 	}
 	_, hooked := st.shed[string(method)] // shedRaw let it in
-	go s.answer(h, hooked, key, bytes.Clone(data), from)
+	s.dispatch(answerJob{h: h, admitted: hooked, key: key, data: bytes.Clone(data), from: from})
 	return nil, nil
 }
 

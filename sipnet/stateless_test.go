@@ -435,3 +435,30 @@ func TestStatelessAdmitted(t *testing.T) {
 		}
 	}
 }
+
+// TestStatelessWorkersReused: requests answered one after another run on
+// the worker that answered the first (its stack already grown), not on a
+// goroutine each, and Close ends the idle workers (it would wait for
+// them forever otherwise; TestMain finds any left).
+func TestStatelessWorkersReused(t *testing.T) {
+	s, calls := statelessStack(t, nil)
+	c := udpPeer(t, s.Addr())
+	const n = 40
+	for i := 0; i < n; i++ {
+		if got := roundTrip(t, c, register("UDP "+c.LocalAddr().String(), "w"+strconv.Itoa(i))); !strings.HasPrefix(got, "SIP/2.0 200 OK") {
+			t.Fatalf("request %d: %q", i, got)
+		}
+	}
+	// One worker, or two when a request came in before the first was back
+	// waiting; a goroutine per request would be n.
+	if started := s.stateless.workers.Load(); calls.Load() != n || started > 3 {
+		t.Fatalf("%d requests handled by %d workers started", calls.Load(), started)
+	}
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(workerIdle / 2): // before any worker's idle time ran out
+		t.Fatal("Close waited for an idle worker")
+	}
+}
