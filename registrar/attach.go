@@ -38,11 +38,10 @@ func (r *Registrar) Attach(s *sipnet.Stack) {
 // overloaded is the Retry-After for a REGISTER arriving over UDP now,
 // else 0: when MaxInFlight REGISTERs wait on the location service, or
 // twice that many are in the stack's hands (InHand: those, and as many
-// again queued for the CPU before Handle counts them); with digest on,
-// also when half of MaxInFlight or more have been waiting continuously for
-// standingQueue (challengesPaused) and the REGISTER has no Authorization
-// header (it would be challenged: Handle's rule, decided here before the
-// parse). Bounding only those in Handle let up to 8192 wait in
+// again queued for the CPU before Handle counts them); and while the
+// queue stands (queueStands): with digest off, every REGISTER, with
+// digest on one without an Authorization header (it would be challenged:
+// Handle's rule, decided here before the parse). Bounding only those in Handle let up to 8192 wait in
 // front of it, each parsed only to be refused there; bounding all in hand
 // at MaxInFlight refused bursts a loaded registrar would have served
 // (digest on, 4000/s failed 1457 of 20000 REGISTERs in one run). A
@@ -50,11 +49,11 @@ func (r *Registrar) Attach(s *sipnet.Stack) {
 // (admitted).
 func (r *Registrar) overloaded(in sipnet.ShedInfo) time.Duration {
 	inflight := r.inflight.Load()
-	paused := r.challengesPaused(inflight) // a sample of the count on every REGISTER
+	stands := r.queueStands(inflight) // a sample of the count on every REGISTER
 	// Below the stack's own limit, or a MaxInFlight over half of it would
 	// never be reached in hand: past the limit datagrams go unanswered.
 	if in.InHand >= min(2*r.cfg.MaxInFlight, sipnet.StatelessLimit*7/8) || inflight >= int64(r.cfg.MaxInFlight) ||
-		paused && !in.HasAuthorization() {
+		stands && (r.users == nil || !in.HasAuthorization()) {
 		return r.cfg.RetryAfter
 	}
 	return 0

@@ -136,19 +136,34 @@ func TestAdmittedOnReader(t *testing.T) {
 		{full, authz, true},
 	} {
 		r.inflight.Store(c.inflight)
-		r.challengesPaused(c.inflight) // this many have waited since now...
-		advance(standingQueue)         // ...for long enough: a queue that stands
+		r.queueStands(c.inflight) // this many have waited since now...
+		advance(standingQueue)    // ...for long enough: a queue that stands
 		if got := r.overloaded(c.in) > 0; got != c.shed {
 			t.Errorf("%d waiting, %+v: shed %v, want %v", c.inflight, c.in, got, c.shed)
 		}
 	}
+	// An open registrar (nothing to challenge): every REGISTER is new
+	// work, shed once the queue stands, credentials or not, until fewer
+	// than a quarter of MaxInFlight wait.
 	open := newTestRegistrar(t, false, nil)
-	open.inflight.Store(half)
 	openAdvance := fakeClock(open)
-	open.overloaded(sipnet.ShedInfo{})
+	quarter := int64(open.cfg.MaxInFlight / 4)
+	openShed := func(n int64, in sipnet.ShedInfo) bool {
+		open.inflight.Store(n)
+		return open.overloaded(in) > 0
+	}
+	if openShed(half, sipnet.ShedInfo{}) {
+		t.Error("an open registrar sheds as half of MaxInFlight begin to wait")
+	}
 	openAdvance(standingQueue)
-	if open.overloaded(sipnet.ShedInfo{}) != 0 {
-		t.Error("an open registrar (nothing to challenge) sheds at half of MaxInFlight")
+	if !openShed(half, sipnet.ShedInfo{}) || !openShed(half, authz) {
+		t.Error("an open registrar does not shed once half of MaxInFlight have waited for standingQueue")
+	}
+	if !openShed(quarter, sipnet.ShedInfo{}) {
+		t.Error("an open registrar stopped shedding before its queue drained to a quarter of MaxInFlight")
+	}
+	if openShed(quarter-1, sipnet.ShedInfo{}) || openShed(half, sipnet.ShedInfo{}) {
+		t.Error("an open registrar still sheds after its queue drained (or at once when it is half full again)")
 	}
 
 	// Over a stack: the hook sees whether the datagram carries credentials.
@@ -180,7 +195,7 @@ func TestAdmittedOnReader(t *testing.T) {
 		return m.(*sip.Response)
 	}
 	r.inflight.Store(half)
-	r.challengesPaused(half)
+	r.queueStands(half)
 	advance(standingQueue)
 	if res := send("adm1", ""); res.StatusCode != 503 || s.StatelessStats().Shed != 1 {
 		t.Fatalf("without credentials at half of MaxInFlight: %d, %d shed on the reader; want 503, 1", res.StatusCode, s.StatelessStats().Shed)
@@ -212,7 +227,7 @@ func TestAdmittedOnReader(t *testing.T) {
 	want(t, r.handle(context.Background(), answered, "192.0.2.9:40000", true), 503)
 }
 
-// fakeClock gives r's challengesPaused a clock that stands still unless
+// fakeClock gives r's queueStands a clock that stands still unless
 // moved by the function it returns.
 func fakeClock(r *Registrar) (advance func(time.Duration)) {
 	var off atomic.Int64
@@ -226,7 +241,8 @@ func fakeClock(r *Registrar) (advance func(time.Duration)) {
 // been waiting for standingQueue: a burst that drains sooner is served
 // (the register bench lost 351 of 30000 digest-on registrations at 6000/s
 // to one such burst), a dip below half starts the wait again, and one
-// with credentials is let in throughout.
+// with credentials is let in throughout. Once it stood, the queue stands
+// until fewer than a quarter wait.
 func TestChallengesPauseOnStandingQueue(t *testing.T) {
 	r := newTestRegistrar(t, true, nil)
 	advance := fakeClock(r)
@@ -272,13 +288,27 @@ func TestChallengesPauseOnStandingQueue(t *testing.T) {
 	if !shed(half, sipnet.ShedInfo{}) {
 		t.Fatal("the queue at MaxInFlight was not counted as standing")
 	}
-	// A REGISTER that leaves with fewer than half waiting ends it, as
-	// one arriving does.
+	// Once it stood, the queue stands until it drains: a REGISTER leaving
+	// with fewer than half waiting does not end it, one leaving with fewer
+	// than a quarter does, as one arriving does.
+	quarter := int64(r.cfg.MaxInFlight / 4)
 	r.inflight.Store(half)
 	r.release()
-	r.inflight.Store(half)
+	if !shed(half-1, sipnet.ShedInfo{}) {
+		t.Fatal("a standing queue ended above a quarter of MaxInFlight")
+	}
+	r.inflight.Store(quarter)
+	r.release()
 	if shed(half, sipnet.ShedInfo{}) {
-		t.Fatal("a REGISTER leaving below half did not start the wait again")
+		t.Fatal("a REGISTER leaving below a quarter did not end the standing queue")
+	}
+	advance(standingQueue)
+	if !shed(half, sipnet.ShedInfo{}) {
+		t.Fatal("half waiting for standingQueue again did not stand")
+	}
+	shed(quarter-1, sipnet.ShedInfo{}) // an arriving REGISTER's sample ends it too
+	if shed(half, sipnet.ShedInfo{}) {
+		t.Fatal("a REGISTER arriving below a quarter did not end the standing queue")
 	}
 	// A REGISTER taking its slot in Handle (over TCP or TLS, no reader
 	// before it) samples the count too, credentials or not: the queue

@@ -87,12 +87,14 @@ type Config struct {
 	// gets 503 with Retry-After at once, so overload sheds instead of
 	// piling up timeouts. Default 2048. Over UDP the stack's UDP readers
 	// decide, and those they let in wait up to twice it (queued for the
-	// CPU or waiting on the location service). With digest on, once
-	// half of it or more have been waiting continuously for 100 ms (a
-	// queue that stands, not a burst), a REGISTER that would be
-	// challenged (no valid credentials) gets the 503 instead of a 401: a
-	// registration already challenged is let finish rather than refused
-	// after its 401 was paid for, and no new nonces are handed out.
+	// CPU or waiting on the location service). Once half of it or more
+	// have been waiting continuously for 100 ms (a queue that stands, not
+	// a burst), new work gets the 503 until fewer than a quarter wait:
+	// with digest on, a REGISTER that would be challenged (no valid
+	// credentials) instead of a 401 (a registration already challenged is
+	// let finish rather than refused after its 401 was paid for, and no
+	// new nonces are handed out); with digest off, every REGISTER arriving
+	// over UDP.
 	MaxInFlight int
 	// TrustedNetworks: senders whose Path headers are kept (edge proxies in
 	// front of the registrar) and whose Contacts may name any address.
@@ -120,9 +122,10 @@ type Registrar struct {
 
 	responses sipnet.StatusCounts // final responses sent, by method and code
 	inflight  atomic.Int64        // REGISTERs waiting on the location service
-	crowded   atomic.Int64        // since when half of MaxInFlight have been waiting (ns after epoch, +1), 0 if not (challengesPaused)
+	crowded   atomic.Int64        // since when half of MaxInFlight have been waiting (ns after epoch, +1), 0 if not (queueStands)
+	draining  atomic.Bool         // the queue stood, and a quarter of MaxInFlight or more still wait (queueStands)
 	epoch     time.Time           // New's time: crowded's origin, on the monotonic clock
-	now       func() time.Time    // challengesPaused's clock (tests move it)
+	now       func() time.Time    // queueStands's clock (tests move it)
 	failLog   struct {            // warnFailed's once a second
 		mu    sync.Mutex
 		last  time.Time
@@ -291,7 +294,7 @@ func (r *Registrar) handle(ctx context.Context, req *sip.Request, source string,
 		// below (digest included), so a shed answer to a challenge keeps
 		// its nonce, and only the REGISTERs let in pay for them.
 		n := r.inflight.Add(1)
-		r.challengesPaused(n - 1) // a sample of the count, over every transport
+		r.queueStands(n - 1) // a sample of the count, over every transport
 		if n > int64(r.cfg.MaxInFlight) && !admitted || n > 2*int64(r.cfg.MaxInFlight) {
 			r.release()
 			return r.unavailable(req, "Overloaded")
@@ -384,7 +387,7 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 	if r.users != nil {
 		if res := r.authenticateAs(req, aor, source, uasAuth()); res != nil {
 			// inflight counts this REGISTER's own slot.
-			if res.StatusCode == 401 && r.challengesPaused(r.inflight.Load()-1) {
+			if res.StatusCode == 401 && r.queueStands(r.inflight.Load()-1) {
 				// Under load, no new challenges: the registrations
 				// answering one (a nonce is good once) finish first.
 				return "", false, r.unavailable(req, "Overloaded")
@@ -395,30 +398,42 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 	return aor, trusted, nil
 }
 
-// release gives back a REGISTER's slot; below half of MaxInFlight, the
-// queue no longer stands (challengesPaused).
+// release gives back a REGISTER's slot, a sample of the count while the
+// queue is crowded or draining (queueStands).
 func (r *Registrar) release() {
-	if n := r.inflight.Add(-1); n < int64(max(1, r.cfg.MaxInFlight/2)) && r.crowded.Load() != 0 {
-		r.crowded.Store(0)
+	if n := r.inflight.Add(-1); r.crowded.Load() != 0 || r.draining.Load() {
+		r.queueStands(n)
 	}
 }
 
-// challengesPaused reports whether a REGISTER that would be challenged is
-// refused 503 instead, with waiting REGISTERs on the location service
-// besides it: with digest on, once half of MaxInFlight or more have been
-// waiting continuously for standingQueue, that is, no REGISTER arriving
-// (on the UDP reader, or taking its slot over any transport) or leaving
-// saw fewer in that time (each call samples the count). A burst that
-// fills half the slots and drains (a collection, a slow batch: the
-// register bench saw 1214 waiting for an instant at 6000/s, a rate
-// served with 500 to 900 waiting) is what the slots are for; refused, it
-// cost digest-on registrations at sustainable rates (351 of 30000 at
-// 6000/s, all at one such burst). A queue that stands is overload.
-func (r *Registrar) challengesPaused(waiting int64) bool {
-	if r.users == nil {
+// queueStands reports whether the REGISTERs waiting on the location
+// service, waiting of them besides the caller, are a queue that stands:
+// half of MaxInFlight or more have been waiting continuously for
+// standingQueue, that is, no REGISTER arriving (on the UDP reader, or
+// taking its slot over any transport) or leaving saw fewer in that time
+// (each call samples the count). A burst that fills half the slots and
+// drains (a collection, a slow batch: the register bench saw 1214
+// waiting for an instant at 6000/s, a rate served with 500 to 900
+// waiting) is what the slots are for; refused, it cost digest-on
+// registrations at sustainable rates (351 of 30000 at 6000/s, all at one
+// such burst). A queue that stands is overload, and it stands until fewer
+// than a quarter of MaxInFlight wait: new work is refused meanwhile
+// (overloaded; with digest on, challenges in Handle too), so the queue
+// drains instead of staying full. A queue left full served less than a
+// short one: after twice the sustainable rate for 10 s (digest off,
+// 8000/s), the registrar then offered 8000/s answered 6000-7000 a second
+// with the rest 503, for the 10 s measured.
+func (r *Registrar) queueStands(waiting int64) bool {
+	half, quarter := int64(max(1, r.cfg.MaxInFlight/2)), int64(max(1, r.cfg.MaxInFlight/4))
+	if r.draining.Load() {
+		if waiting >= quarter {
+			return true
+		}
+		r.draining.Store(false)
+		r.crowded.Store(0)
 		return false
 	}
-	if waiting < int64(max(1, r.cfg.MaxInFlight/2)) {
+	if waiting < half {
 		if r.crowded.Load() != 0 {
 			r.crowded.Store(0)
 		}
@@ -430,11 +445,15 @@ func (r *Registrar) challengesPaused(waiting int64) bool {
 		r.crowded.CompareAndSwap(0, now)
 		return false
 	}
-	return now-since >= int64(standingQueue)
+	if now-since < int64(standingQueue) {
+		return false
+	}
+	r.draining.Store(true)
+	return true
 }
 
 // standingQueue is how long half of MaxInFlight must stay waiting before
-// challenges pause: CoDel's interval (RFC 8289 §4.2), the time in which a
+// the queue stands: CoDel's interval (RFC 8289 §4.2), the time in which a
 // good queue (a burst) drains and a bad one (more arriving than served)
 // does not.
 const standingQueue = 100 * time.Millisecond

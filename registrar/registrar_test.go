@@ -471,7 +471,7 @@ func TestOverloadShedsNewFirst(t *testing.T) {
 	advance := fakeClock(r)
 	stand := func() { // half have waited since now, long enough: a queue that stands
 		r.inflight.Store(half)
-		r.challengesPaused(half)
+		r.queueStands(half)
 		advance(standingQueue)
 	}
 	stand()
