@@ -41,8 +41,9 @@ func (r *Registrar) Attach(s *sipnet.Stack) {
 // again queued for the CPU before Handle counts them); and while the
 // queue stands (queueStands): with digest off, every REGISTER, with
 // digest on one without an Authorization header (it would be challenged:
-// Handle's rule, decided here before the parse). Bounding only those in Handle let up to 8192 wait in
-// front of it, each parsed only to be refused there; bounding all in hand
+// Handle's rule, decided here before the parse). Bounding only those in
+// Handle let up to 8192 wait in front of it, each parsed only to be
+// refused there; bounding all in hand
 // at MaxInFlight refused bursts a loaded registrar would have served
 // (digest on, 4000/s failed 1457 of 20000 REGISTERs in one run). A
 // REGISTER let in here is not refused again for MaxInFlight in Handle

@@ -378,3 +378,28 @@ func TestAuthorizeProxy(t *testing.T) {
 		t.Fatalf("registrar without users: %v, want 403", res)
 	}
 }
+
+// TestOpenDrainsEveryTransport: while an open registrar's queue stands,
+// a REGISTER not admitted on a UDP reader (TCP, TLS, WS) is refused 503
+// in Handle as the reader refuses one over UDP, so one transport cannot
+// hold the drain open against another; below a quarter waiting it is
+// served again.
+func TestOpenDrainsEveryTransport(t *testing.T) {
+	r := newTestRegistrar(t, false, nil)
+	advance := fakeClock(r)
+	half, quarter := int64(r.cfg.MaxInFlight/2), int64(r.cfg.MaxInFlight/4)
+	cseq := 0
+	req := func() *sip.Request { // each a new registration of the same binding
+		cseq++
+		return register(t, "sip:alice@a.example", "od1", cseq, "Contact: <sip:alice@192.0.2.9:5060>", "Expires: 600")
+	}
+	r.inflight.Store(half)
+	want(t, do(r, req()), 200) // half waiting begins: a burst, served
+	advance(standingQueue)
+	r.inflight.Store(half)
+	want(t, do(r, req()), 503) // it stood: refused over TCP too
+	r.inflight.Store(quarter)
+	want(t, do(r, req()), 503) // a quarter waiting besides it: still draining
+	r.inflight.Store(quarter - 1)
+	want(t, do(r, req()), 200) // drained
+}

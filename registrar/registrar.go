@@ -93,8 +93,8 @@ type Config struct {
 	// with digest on, a REGISTER that would be challenged (no valid
 	// credentials) instead of a 401 (a registration already challenged is
 	// let finish rather than refused after its 401 was paid for, and no
-	// new nonces are handed out); with digest off, every REGISTER arriving
-	// over UDP.
+	// new nonces are handed out); with digest off, every REGISTER, over
+	// any transport.
 	MaxInFlight int
 	// TrustedNetworks: senders whose Path headers are kept (edge proxies in
 	// front of the registrar) and whose Contacts may name any address.
@@ -294,8 +294,14 @@ func (r *Registrar) handle(ctx context.Context, req *sip.Request, source string,
 		// below (digest included), so a shed answer to a challenge keeps
 		// its nonce, and only the REGISTERs let in pay for them.
 		n := r.inflight.Add(1)
-		r.queueStands(n - 1) // a sample of the count, over every transport
-		if n > int64(r.cfg.MaxInFlight) && !admitted || n > 2*int64(r.cfg.MaxInFlight) {
+		stands := r.queueStands(n - 1) // a sample of the count, over every transport
+		// Not admitted on a UDP reader (TCP, TLS, WS): refused here at
+		// MaxInFlight, and by an open registrar while its queue stands
+		// (every REGISTER is new work there), as the reader refuses
+		// those over UDP: else TCP alone could hold a drain open against
+		// UDP with a quarter of the slots.
+		if n > int64(r.cfg.MaxInFlight) && !admitted || n > 2*int64(r.cfg.MaxInFlight) ||
+			stands && r.users == nil && !admitted {
 			r.release()
 			return r.unavailable(req, "Overloaded")
 		}

@@ -49,24 +49,25 @@ type StatelessHandler func(req *sip.Request, admitted bool) *sip.Response
 
 // stateless is a Stack's state for the methods answered statelessly.
 type stateless struct {
-	handlers map[string]StatelessHandler // by method; written before Serve only
-	shed     map[string]shedHook         // ShedStateless's, likewise
-	shedNew  map[string]shedHook         // ShedNew's, likewise
-	passed   *recentKeys                 // requests ShedNew's hooks let in (shednew.go)
-	refused  *recentKeys                 // and those they refused
-	tagKey   [32]byte                    // keys mintTag
-	parser   *sip.Parser
-	seed     maphash.Seed
-	slots    chan struct{}
-	idle     chan answerJob // unbuffered: taken only by a worker waiting for one (workers.go)
-	replay   *replayCache
-	bufs     sync.Pool // *[]byte: a UDP reader's copy of a cached response, or its 503 (shed.go)
-	dropped  atomic.Int64
-	replayed atomic.Int64
-	oversize atomic.Int64
-	shedded  atomic.Int64
-	shedAcks atomic.Int64
-	workers  atomic.Int64 // workers started (workers.go)
+	handlers    map[string]StatelessHandler // by method; written before Serve only
+	shed        map[string]shedHook         // ShedStateless's, likewise
+	shedNew     map[string]shedHook         // ShedNew's, likewise
+	passed      *recentKeys                 // requests ShedNew's hooks let in (shednew.go)
+	refused     *recentKeys                 // and those they refused
+	tagKey      [32]byte                    // keys mintTag
+	parser      *sip.Parser
+	seed        maphash.Seed
+	slots       chan struct{}
+	idle        chan answerJob // unbuffered: taken only by a worker waiting for one (workers.go)
+	replay      *replayCache
+	bufs        sync.Pool // *[]byte: a UDP reader's copy of a cached response, or its 503 (shed.go)
+	dropped     atomic.Int64
+	replayed    atomic.Int64
+	oversize    atomic.Int64
+	shedded     atomic.Int64
+	shedAcks    atomic.Int64
+	workers     atomic.Int64 // workers started (workers.go)
+	idleWorkers atomic.Int64 // workers waiting for a request
 	backlogState
 }
 

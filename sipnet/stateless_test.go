@@ -438,7 +438,8 @@ func TestStatelessAdmitted(t *testing.T) {
 
 // TestStatelessWorkersReused: requests answered one after another run on
 // the worker that answered the first (its stack already grown), not on a
-// goroutine each, and Close ends the idle workers (it would wait for
+// goroutine each; past maxIdleWorkers waiting, a worker ends with its
+// request; and Close ends the idle workers (it would wait for
 // them forever otherwise; TestMain finds any left).
 func TestStatelessWorkersReused(t *testing.T) {
 	s, calls := statelessStack(t, nil)
@@ -451,9 +452,28 @@ func TestStatelessWorkersReused(t *testing.T) {
 	}
 	// One worker, or two when a request came in before the first was back
 	// waiting; a goroutine per request would be n.
-	if started := s.stateless.workers.Load(); calls.Load() != n || started > 3 {
+	if started := s.stateless.workers.Load(); calls.Load() != n || started < 1 || started > 3 {
 		t.Fatalf("%d requests handled by %d workers started", calls.Load(), started)
 	}
+	// With maxIdleWorkers waiting already, a worker ends with its request
+	// instead of waiting too: the next request starts another.
+	s.stateless.idleWorkers.Add(maxIdleWorkers)
+	for i := 0; i < 3; i++ {
+		before := s.stateless.workers.Load()
+		// Wait until no worker of ours waits (the one that answered
+		// last is back waiting, or ended), so the next needs one anew.
+		deadline := time.Now().Add(3 * time.Second)
+		for s.stateless.idleWorkers.Load() > maxIdleWorkers && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := roundTrip(t, c, register("UDP "+c.LocalAddr().String(), "x"+strconv.Itoa(i))); !strings.HasPrefix(got, "SIP/2.0 200 OK") {
+			t.Fatalf("request %d past the idle cap: %q", i, got)
+		}
+		if i > 0 && s.stateless.workers.Load() != before+1 {
+			t.Fatalf("past the idle cap, a request ran on a worker kept waiting (%d started before it, %d after)", before, s.stateless.workers.Load())
+		}
+	}
+	s.stateless.idleWorkers.Add(-maxIdleWorkers)
 	closed := make(chan struct{})
 	go func() { s.Close(); close(closed) }()
 	select {

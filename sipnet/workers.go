@@ -14,14 +14,22 @@ import (
 // request now waits workerIdle for another before it ends, so under load
 // requests run on stacks already grown. A datagram still never waits for
 // a worker: with none idle, a new one starts (the requests in hand stay
-// bounded by StatelessLimit, and so do the workers busy with them). What
-// it costs: after a burst, as many workers as it had in hand stay up to
-// workerIdle, each with the stack it grew (8-16 KB), where before the
-// goroutines ended with their requests.
+// bounded by StatelessLimit, and so do the workers busy with them). At
+// most maxIdleWorkers wait at once; a worker finishing beyond them ends,
+// as every goroutine did before. A waiting worker is handed the next
+// request oldest first (a channel's receivers), so a burst's workers
+// would all stay up under any steady rate as high as their number a
+// second: the cap, not workerIdle, bounds what they keep (256 stacks of
+// 8-16 KB).
 
 // workerIdle is how long a worker waits for another request before it
 // ends.
 const workerIdle = time.Second
+
+// maxIdleWorkers bounds the workers waiting for a request at once: enough
+// for the requests a loaded registrar starts in a few milliseconds (8000
+// a second on the register bench).
+const maxIdleWorkers = 256
 
 // answerJob is one datagram for answer.
 type answerJob struct {
@@ -54,9 +62,16 @@ func (s *Stack) worker(j answerJob) {
 	for {
 		s.answer(j.h, j.admitted, j.key, j.data, j.from)
 		j = answerJob{} // nothing of the last request kept while idle
+		idle := &s.stateless.idleWorkers
+		if idle.Add(1) > maxIdleWorkers {
+			idle.Add(-1)
+			return
+		}
 		t.Reset(workerIdle)
 		var ok bool
-		if j, ok = s.await(t); !ok {
+		j, ok = s.await(t)
+		idle.Add(-1)
+		if !ok {
 			return
 		}
 	}
