@@ -305,6 +305,9 @@ func BenchmarkRegister(b *testing.B) {
 	// Kamailio replicated as lsnode is (three copies of each binding),
 	// though asynchronously: dmq_usrloc sends the copies after the 200.
 	kamN, kamCl := envInt("LSNODE_BENCH_KAMCLUSTER", 3), map[bool]kamClusterFigures{}
+	if os.Getenv("LSNODE_BENCH_KAMCLUSTER") == "0" { // envInt reads 0 as unset; here it skips
+		kamN = 0
+	}
 	for _, auth := range []bool{false, true} {
 		if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") != "" || kamN < 2 {
 			break
