@@ -122,9 +122,8 @@ type Registrar struct {
 
 	responses sipnet.StatusCounts // final responses sent, by method and code
 	inflight  atomic.Int64        // REGISTERs waiting on the location service
-	crowded   atomic.Int64        // since when half of MaxInFlight have been waiting (ns after epoch, +1), 0 if not (queueStands)
-	draining  atomic.Bool         // the queue stood, and a quarter of MaxInFlight or more still wait (queueStands)
-	epoch     time.Time           // New's time: crowded's origin, on the monotonic clock
+	queue     atomic.Int64        // queueStands's state: 0 short; > 0 since when half of MaxInFlight have been waiting (ns after epoch, +1); queueDraining
+	epoch     time.Time           // New's time: queue's origin, on the monotonic clock
 	now       func() time.Time    // queueStands's clock (tests move it)
 	failLog   struct {            // warnFailed's once a second
 		mu    sync.Mutex
@@ -407,7 +406,7 @@ func (r *Registrar) admit(req *sip.Request, source string) (aor string, trusted 
 // release gives back a REGISTER's slot, a sample of the count while the
 // queue is crowded or draining (queueStands).
 func (r *Registrar) release() {
-	if n := r.inflight.Add(-1); r.crowded.Load() != 0 || r.draining.Load() {
+	if n := r.inflight.Add(-1); r.queue.Load() != 0 {
 		r.queueStands(n)
 	}
 }
@@ -431,32 +430,36 @@ func (r *Registrar) release() {
 // with the rest 503, for the 10 s measured.
 func (r *Registrar) queueStands(waiting int64) bool {
 	half, quarter := int64(max(1, r.cfg.MaxInFlight/2)), int64(max(1, r.cfg.MaxInFlight/4))
-	if r.draining.Load() {
-		if waiting >= quarter {
-			return true
+	for { // each change a CompareAndSwap of the one state: a sample that lost a race looks again
+		st := r.queue.Load()
+		switch {
+		case st == queueDraining:
+			if waiting >= quarter {
+				return true
+			}
+			if r.queue.CompareAndSwap(st, 0) {
+				return false
+			}
+		case waiting < half:
+			if st == 0 || r.queue.CompareAndSwap(st, 0) {
+				return false
+			}
+		case st == 0:
+			r.queue.CompareAndSwap(0, int64(r.now().Sub(r.epoch))+1) // monotonic, and never 0
+			return false
+		case int64(r.now().Sub(r.epoch))+1-st < int64(standingQueue):
+			return false
+		default:
+			if r.queue.CompareAndSwap(st, queueDraining) {
+				return true
+			}
 		}
-		r.draining.Store(false)
-		r.crowded.Store(0)
-		return false
 	}
-	if waiting < half {
-		if r.crowded.Load() != 0 {
-			r.crowded.Store(0)
-		}
-		return false
-	}
-	now := int64(r.now().Sub(r.epoch)) + 1 // monotonic, and never 0
-	since := r.crowded.Load()
-	if since == 0 {
-		r.crowded.CompareAndSwap(0, now)
-		return false
-	}
-	if now-since < int64(standingQueue) {
-		return false
-	}
-	r.draining.Store(true)
-	return true
 }
+
+// queueDraining is queueStands's state once the queue stood, until fewer
+// than a quarter of MaxInFlight wait.
+const queueDraining = -1
 
 // standingQueue is how long half of MaxInFlight must stay waiting before
 // the queue stands: CoDel's interval (RFC 8289 §4.2), the time in which a
