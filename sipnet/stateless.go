@@ -204,14 +204,15 @@ func (st *stateless) buffer() *[]byte {
 	return new([]byte)
 }
 
-// answer parses one datagram, runs its handler (admitted: a shed hook let
+// answer parses j's datagram, runs its handler (admitted: a shed hook let
 // it in) and sends the response (RFC 3261 §18.2.2, RFC 3581: to the
 // source IP, at the source port with rport, else at the Via's), keeping
 // its bytes for the retransmissions.
 // A response more than three times the request (and over 1300 bytes) is
 // not sent: over UDP it would make us an amplifier for a spoofed source
 // (sipgo's transactions refused anything over 1300 bytes).
-func (s *Stack) answer(h StatelessHandler, admitted bool, key uint64, data []byte, from *net.UDPAddr) {
+func (s *Stack) answer(j answerJob) {
+	h, admitted, key, data, from := j.h, j.admitted, j.key, j.data, j.from
 	st := s.stateless
 	defer s.handlers.Done()
 	defer func() { <-st.slots }()

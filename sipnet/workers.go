@@ -60,7 +60,7 @@ func (s *Stack) worker(j answerJob) {
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
-		s.answer(j.h, j.admitted, j.key, j.data, j.from)
+		s.answer(j)
 		j = answerJob{} // nothing of the last request kept while idle
 		idle := &s.stateless.idleWorkers
 		if idle.Add(1) > maxIdleWorkers {
