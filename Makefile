@@ -50,12 +50,14 @@ run: build
 # the dashboard's traced lookups against plain ones, what GRUUs cost a
 # REGISTER and a lookup, how fast a change reaches a watcher, private
 # records against records in clear (and their CPU per binding), TURN
-# relaying against coturn, and the RTP relay.
+# relaying against coturn, and the RTP relay. -v: a benchmark's log lines
+# (each rate probed, each overload second) print as they come; without
+# it go test keeps the first ten.
 bench: build
 	@scripts/deps bench
-	$(GO) test -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU|BenchmarkWatch|BenchmarkPrivate|BenchmarkSoftphone' -benchtime 1x -timeout 150m ./testnet/
-	$(GO) test -run '^$$' -bench 'BenchmarkPrivateBinding' -benchmem ./lsp/
-	$(GO) test -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
+	$(GO) test -v -run '^$$' -bench 'BenchmarkOverlay100|BenchmarkRegister|BenchmarkCall|BenchmarkDashboard|BenchmarkGRUU|BenchmarkWatch|BenchmarkPrivate|BenchmarkSoftphone' -benchtime 1x -timeout 150m ./testnet/
+	$(GO) test -v -run '^$$' -bench 'BenchmarkPrivateBinding' -benchmem ./lsp/
+	$(GO) test -v -run '^$$' -bench 'BenchmarkTURN|BenchmarkMediaRelay' -benchtime 1x -timeout 10m ./relay/
 
 # The reported soak: REGISTER at 80% of the measured sustained maximum
 # (3000/s digest off) for 10 minutes; one summary line (RSS, live heap,

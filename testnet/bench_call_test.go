@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,8 +45,9 @@ func registerRaw(b *testing.B, registrar, aor, contact string) {
 	}
 }
 
-// startUAS runs a sipp UAS answering every call until the bench ends.
-func startUAS(b *testing.B, port int) func() {
+// startUAS runs a sipp UAS answering every call until the bench ends;
+// cpu reads the CPU seconds it has used.
+func startUAS(b *testing.B, port int) (stop func(), cpu func() (float64, error)) {
 	b.Helper()
 	scen, _ := filepath.Abs("testdata/sipp/uas_load.xml")
 	cmd := exec.Command("sipp", "-sf", scen, "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-nostdin",
@@ -56,10 +58,11 @@ func startUAS(b *testing.B, port int) func() {
 		b.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	return func() {
+	stop = func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	}
+	return stop, func() (float64, error) { return testnet.GroupCPU(cmd.Process.Pid) }
 }
 
 // BenchmarkCall measures sipp call rate (INVITE/100/200/ACK/BYE/200,
@@ -68,8 +71,9 @@ func startUAS(b *testing.B, port int) func() {
 // with the lookup cache on (cached) and off (cold: an overlay lookup per
 // INVITE), against Kamailio routing the same scenario with
 // lookup("location") on its in-memory usrloc, in the same run (first,
-// alone on the machine, before the testnet starts); and the latency an
-// overlay lookup adds to a call. LSNODE_BENCH_CPUPROFILE: a CPU profile of
+// alone on the machine, before the testnet starts), driven by
+// LSNODE_BENCH_SIPP sipp callers (2) with their CPU and the callee's;
+// and the latency an overlay lookup adds to a call. LSNODE_BENCH_CPUPROFILE: a CPU profile of
 // the testnet's runs (not Kamailio's).
 func BenchmarkCall(b *testing.B) {
 	for _, tool := range []string{"sipp", "kamailio"} {
@@ -83,30 +87,35 @@ func BenchmarkCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	uasPort := freeUDPPort(b)
-	defer startUAS(b, uasPort)()
+	stopUAS, uasCPU := startUAS(b, uasPort)
+	defer stopUAS()
 	aor, contact := "sip:bob@b.example", fmt.Sprintf("sip:bob@127.0.0.1:%d", uasPort)
 	uac, _ := filepath.Abs("testdata/sipp/uac.xml")
 	csv := filepath.Join(dir, "empty.csv")
 	if err := os.WriteFile(csv, []byte("SEQUENTIAL\nx;\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	port := freeUDPPort(b)
+	// LSNODE_BENCH_SIPP callers (2), each from its own port, and their
+	// CPU and the UAS's reported: a ratio must not be a sipp limit.
+	procs := envInt("LSNODE_BENCH_SIPP", 2)
+	port := freeUDPPorts(b, 2*procs)
 	args := []string{"-s", "bob", "-key", "domain", "b.example"}
 	gen := func(target string) sippGen {
-		return sippGen{target: target, scenario: uac, csvs: []string{csv}, port: port, extra: args}
+		return sippGen{target: target, scenario: uac, csvs: slices.Repeat([]string{csv}, procs), port: port, extra: args, peerCPU: uasCPU}
 	}
 	// Kamailio first, alone on the machine (the testnet is not started yet).
 	// The servers' CPU per call at one rate both sustain.
 	cpuRate := envInt("LSNODE_BENCH_CPURATE", 1000)
 	cpuOnly := os.Getenv("LSNODE_BENCH_CPUONLY") != "" // the CPU per call alone, no rate search
 	rKam, oKam, cpuKam := 0, "-", "-"
+	var atKam, atCached, atCold sippResult // the runs at each one's maximum
 	var kamPerCall time.Duration
 	if os.Getenv("LSNODE_BENCH_SKIP_KAMAILIO") == "" {
 		kaddr := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(b))
 		k := startKamailioWith(b, "proxy.cfg", kaddr, false, 512)
 		registerRaw(b, kaddr, aor, contact)
 		if !cpuOnly {
-			rKam, _ = maxRate(b, gen(kaddr), hold)
+			rKam, atKam = maxRate(b, gen(kaddr), hold)
 			oKam = callOverload(b, gen(kaddr), rKam)
 		}
 		d, res := cpuPerCall(b, gen(kaddr), cpuRate, hold, func() (float64, error) { return testnet.GroupCPU(k.cmd.Process.Pid) })
@@ -170,8 +179,8 @@ func BenchmarkCall(b *testing.B) {
 	}
 	rCached, rCold, oCold := 0, 0, "-"
 	if !cpuOnly {
-		rCached, _ = maxRate(b, gen(cached.SIPAddr()), hold)
-		rCold, _ = maxRate(b, gen(cold.SIPAddr()), hold)
+		rCached, atCached = maxRate(b, gen(cached.SIPAddr()), hold)
+		rCold, atCold = maxRate(b, gen(cold.SIPAddr()), hold)
 		oCold = callOverload(b, gen(cold.SIPAddr()), rCold)
 	}
 	stop()
@@ -185,13 +194,19 @@ func BenchmarkCall(b *testing.B) {
 	b.ReportMetric(float64(rCold), "lsnode-cold-calls/s")
 	b.ReportMetric(float64(rKam), "kamailio-calls/s")
 	fmt.Printf("\nlsnode call bench: sustained %v with 0 failed calls through an a.example proxy, callee in b.example, 10-node testnet | "+
-		"cached lookup: %d/s (%.2fx Kamailio) | cold lookup per INVITE: %d/s (%.2fx) | Kamailio lookup(location)+t_relay: %d/s | "+
+		"cached lookup: %d/s (%.2fx Kamailio, %s) | cold lookup per INVITE: %d/s (%.2fx, %s) | Kamailio lookup(location)+t_relay: %d/s (%s) | "+
 		"at 2x load, calls completed: cold %s, Kamailio %s | "+
 		"server CPU per call at %d/s: cached %s, cold %s (%s Kamailio's), Kamailio %s; the idle testnet uses %.0f%% of a core, not subtracted; allocated per call: cached %.1f KB in %.0f objects, cold %.1f KB in %.0f | "+
 		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d, INVITEs shed on the reader %d\n",
-		hold, rCached, ratio(rCached, rKam), rCold, ratio(rCold, rKam), rKam, oCold, oKam,
+		hold, rCached, ratio(rCached, rKam), genCPU(atCached, procs), rCold, ratio(rCold, rKam), genCPU(atCold, procs), rKam, genCPU(atKam, procs), oCold, oKam,
 		cpuRate, perCall(dCached, resCached), perCall(dCold, resCold), cpuRatio, cpuKam, 100*(idle1-idle0)/5, bCached/1e3, oCached, bCold/1e3, oCold2,
 		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups, stCold.ReaderShed)
+}
+
+// genCPU is what the generator used at a maximum: the callers' CPU (the
+// share of a core of each) and the UAS's.
+func genCPU(r sippResult, procs int) string {
+	return fmt.Sprintf("%d sipp callers %.0f%% CPU, UAS %.0f%%", procs, 100*r.cpu, 100*r.peerCPU)
 }
 
 // callOverload is overload's goodput (calls completed a second while

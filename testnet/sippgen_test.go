@@ -29,6 +29,10 @@ type sippGen struct {
 	// overloadProfile: a CPU profile of the process during overload's
 	// run at twice the maximum, when not empty.
 	overloadProfile string
+	// peerCPU, when set, reads the CPU seconds of the generator's other
+	// half (the call bench's sipp UAS, which answers every call): run
+	// reports what it used, as for the callers.
+	peerCPU func() (float64, error)
 }
 
 // sippResult is what one run of a sippGen saw.
@@ -39,10 +43,11 @@ type sippResult struct {
 	// rtt: start to final response of each successful call, for
 	// scenarios that mark it (start_rtd / rtd).
 	rtt []time.Duration
-	// cpu: the generator's CPU over the run, in cores.
-	cpu   float64
-	why   string         // what failed calls got, when some did
-	kinds map[string]int // failureCounts of all processes together
+	// cpu: the generator's CPU over the run, in cores (its processes
+	// together); peerCPU: that of sippGen.peerCPU's process.
+	cpu, peerCPU float64
+	why          string         // what failed calls got, when some did
+	kinds        map[string]int // failureCounts of all processes together
 }
 
 func (r sippResult) ok() bool { return r.calls > 0 && r.success == r.calls && r.failed == 0 }
@@ -94,6 +99,7 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kill)
 	defer cancel()
+	peer0 := g.readPeerCPU()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for j := range procs {
@@ -131,6 +137,11 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	wg.Wait()
 	secs := time.Since(t0).Seconds()
 	var r sippResult
+	if peer0 >= 0 {
+		if peer1 := g.readPeerCPU(); peer1 >= peer0 {
+			r.peerCPU = (peer1 - peer0) / secs
+		}
+	}
 	var whys []string
 	for _, p := range procs {
 		if p.cmd == nil {
@@ -176,6 +187,18 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	}
 	r.why = strings.Join(whys, "; ")
 	return r
+}
+
+// readPeerCPU is g.peerCPU's reading, or -1 without one.
+func (g sippGen) readPeerCPU() float64 {
+	if g.peerCPU == nil {
+		return -1
+	}
+	c, err := g.peerCPU()
+	if err != nil {
+		return -1
+	}
+	return c
 }
 
 // sippStats reads sipp's statistics file (-trace_stat -fd 1): the calls
