@@ -1,6 +1,7 @@
 package testnet_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -46,13 +47,16 @@ func registerRaw(b *testing.B, registrar, aor, contact string) {
 }
 
 // startUAS runs a sipp UAS answering every call until the bench ends;
-// cpu reads the CPU seconds it has used.
-func startUAS(b *testing.B, port int) (stop func(), cpu func() (float64, error)) {
+// peer reads what it has used and seen so far (its CPU, and the calls whose
+// BYE came before the ACK or that never got one, from its log).
+func startUAS(b *testing.B, port int) (stop func(), peer func() (peerReading, error)) {
 	b.Helper()
 	scen, _ := filepath.Abs("testdata/sipp/uas_load.xml")
+	dir := b.TempDir()
+	logPath := filepath.Join(dir, "uas.log")
 	cmd := exec.Command("sipp", "-sf", scen, "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-nostdin",
-		"-buff_size", "4194304")
-	cmd.Dir = b.TempDir()
+		"-buff_size", "4194304", "-trace_logs", "-log_file", logPath)
+	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -62,7 +66,14 @@ func startUAS(b *testing.B, port int) (stop func(), cpu func() (float64, error))
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	}
-	return stop, func() (float64, error) { return testnet.GroupCPU(cmd.Process.Pid) }
+	return stop, func() (peerReading, error) {
+		cpu, err := testnet.GroupCPU(cmd.Process.Pid)
+		if err != nil {
+			return peerReading{}, err
+		}
+		log, _ := os.ReadFile(logPath) // none yet: nothing logged
+		return peerReading{cpu: cpu, byeFirst: bytes.Count(log, []byte("BYE before ACK")), noAck: bytes.Count(log, []byte("no ACK"))}, nil
+	}
 }
 
 // BenchmarkCall measures sipp call rate (INVITE/100/200/ACK/BYE/200,
@@ -87,7 +98,7 @@ func BenchmarkCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	uasPort := freeUDPPort(b)
-	stopUAS, uasCPU := startUAS(b, uasPort)
+	stopUAS, uas := startUAS(b, uasPort)
 	defer stopUAS()
 	aor, contact := "sip:bob@b.example", fmt.Sprintf("sip:bob@127.0.0.1:%d", uasPort)
 	uac, _ := filepath.Abs("testdata/sipp/uac.xml")
@@ -101,7 +112,7 @@ func BenchmarkCall(b *testing.B) {
 	port := freeUDPPorts(b, 2*procs)
 	args := []string{"-s", "bob", "-key", "domain", "b.example"}
 	gen := func(target string) sippGen {
-		return sippGen{target: target, scenario: uac, csvs: slices.Repeat([]string{csv}, procs), port: port, extra: args, peerCPU: uasCPU}
+		return sippGen{target: target, scenario: uac, csvs: slices.Repeat([]string{csv}, procs), port: port, extra: args, peer: uas}
 	}
 	// Kamailio first, alone on the machine (the testnet is not started yet).
 	// The servers' CPU per call at one rate both sustain.
@@ -172,8 +183,13 @@ func BenchmarkCall(b *testing.B) {
 	if heap != "" {
 		writeHeap(b, heap+".before")
 	}
+	// The runtime's own view of those runs: how long a runnable goroutine
+	// (each SIP message is one, in sipgo) waited for a core.
+	rs := takeRunStats()
 	dCached, bCached, oCached, resCached := allocPerCall(b, gen(cached.SIPAddr()), cpuRate, hold)
+	rsCached := takeRunStats()
 	dCold, bCold, oCold2, resCold := allocPerCall(b, gen(cold.SIPAddr()), cpuRate, hold)
+	rsCold := takeRunStats().since(rsCached)
 	if heap != "" {
 		writeHeap(b, heap+".after")
 	}
@@ -196,17 +212,27 @@ func BenchmarkCall(b *testing.B) {
 	fmt.Printf("\nlsnode call bench: sustained %v with 0 failed calls through an a.example proxy, callee in b.example, 10-node testnet | "+
 		"cached lookup: %d/s (%.2fx Kamailio, %s) | cold lookup per INVITE: %d/s (%.2fx, %s) | Kamailio lookup(location)+t_relay: %d/s (%s) | "+
 		"at 2x load, calls completed: cold %s, Kamailio %s | "+
-		"server CPU per call at %d/s: cached %s, cold %s (%s Kamailio's), Kamailio %s; the idle testnet uses %.0f%% of a core, not subtracted; allocated per call: cached %.1f KB in %.0f objects, cold %.1f KB in %.0f | "+
+		"server CPU per call at %d/s: cached %s, cold %s (%s Kamailio's), Kamailio %s; the idle testnet uses %.0f%% of a core, not subtracted; allocated per call: cached %.1f KB in %.0f objects, cold %.1f KB in %.0f; the testnet's process: cached %s, %s; cold %s, %s | "+
 		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d, INVITEs shed on the reader %d\n",
 		hold, rCached, ratio(rCached, rKam), genCPU(atCached, procs), rCold, ratio(rCold, rKam), genCPU(atCold, procs), rKam, genCPU(atKam, procs), oCold, oKam,
-		cpuRate, perCall(dCached, resCached), perCall(dCold, resCold), cpuRatio, cpuKam, 100*(idle1-idle0)/5, bCached/1e3, oCached, bCold/1e3, oCold2,
+		cpuRate, perCall(dCached, resCached), perCall(dCold, resCold), cpuRatio, cpuKam, 100*(idle1-idle0)/5, bCached/1e3, oCached, bCold/1e3, oCold2, rsCached.since(rs), acks(resCached), rsCold, acks(resCold),
 		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups, stCold.ReaderShed)
 }
 
-// genCPU is what the generator used at a maximum: the callers' CPU (the
-// share of a core of each) and the UAS's.
+// genCPU is what the generator used at a maximum (the callers' CPU
+// together and the busiest one's, in shares of a core; the UAS's) and what
+// the UAS saw of its calls' ACKs; "-" without a maximum.
 func genCPU(r sippResult, procs int) string {
-	return fmt.Sprintf("%d sipp callers %.0f%% CPU, UAS %.0f%%", procs, 100*r.cpu, 100*r.peerCPU)
+	if r.calls == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d sipp callers %.0f%% CPU together, busiest %.0f%%, UAS %.0f%%; %s",
+		procs, 100*r.cpu, 100*r.cpuMax, 100*r.peer.cpu, acks(r))
+}
+
+// acks is what the UAS saw of a run's ACKs.
+func acks(r sippResult) string {
+	return fmt.Sprintf("the UAS got %d BYEs before their ACK, %d calls never ACKed", r.peer.byeFirst, r.peer.noAck)
 }
 
 // callOverload is overload's goodput (calls completed a second while

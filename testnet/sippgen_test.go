@@ -29,10 +29,10 @@ type sippGen struct {
 	// overloadProfile: a CPU profile of the process during overload's
 	// run at twice the maximum, when not empty.
 	overloadProfile string
-	// peerCPU, when set, reads the CPU seconds of the generator's other
-	// half (the call bench's sipp UAS, which answers every call): run
-	// reports what it used, as for the callers.
-	peerCPU func() (float64, error)
+	// peer, when set, reads the generator's other half (the call bench's
+	// sipp UAS, which answers every call): run reports what it used and
+	// saw over the run.
+	peer func() (peerReading, error)
 }
 
 // sippResult is what one run of a sippGen saw.
@@ -44,10 +44,11 @@ type sippResult struct {
 	// scenarios that mark it (start_rtd / rtd).
 	rtt []time.Duration
 	// cpu: the generator's CPU over the run, in cores (its processes
-	// together); peerCPU: that of sippGen.peerCPU's process.
-	cpu, peerCPU float64
-	why          string         // what failed calls got, when some did
-	kinds        map[string]int // failureCounts of all processes together
+	// together); cpuMax: its busiest process's (sipp is one thread).
+	cpu, cpuMax float64
+	peer        peerReading    // sippGen.peer's change over the run
+	why         string         // what failed calls got, when some did
+	kinds       map[string]int // failureCounts of all processes together
 }
 
 func (r sippResult) ok() bool { return r.calls > 0 && r.success == r.calls && r.failed == 0 }
@@ -99,7 +100,7 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kill)
 	defer cancel()
-	peer0 := g.readPeerCPU()
+	peer0, peerOK := g.readPeer()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for j := range procs {
@@ -137,10 +138,8 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	wg.Wait()
 	secs := time.Since(t0).Seconds()
 	var r sippResult
-	if peer0 >= 0 {
-		if peer1 := g.readPeerCPU(); peer1 >= peer0 {
-			r.peerCPU = (peer1 - peer0) / secs
-		}
+	if peer1, ok := g.readPeer(); ok && peerOK {
+		r.peer = peerReading{cpu: (peer1.cpu - peer0.cpu) / secs, byeFirst: peer1.byeFirst - peer0.byeFirst, noAck: peer1.noAck - peer0.noAck}
 	}
 	var whys []string
 	for _, p := range procs {
@@ -148,7 +147,8 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 			continue
 		}
 		if st := p.cmd.ProcessState; st != nil {
-			r.cpu += (st.UserTime() + st.SystemTime()).Seconds() / secs
+			c := (st.UserTime() + st.SystemTime()).Seconds() / secs
+			r.cpu, r.cpuMax = r.cpu+c, max(r.cpuMax, c)
 		}
 		calls, success, failed, perSec := sippStats(filepath.Join(p.dir, "stat.csv"))
 		r.calls, r.success, r.failed = r.calls+calls, r.success+success, r.failed+failed
@@ -189,16 +189,22 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	return r
 }
 
-// readPeerCPU is g.peerCPU's reading, or -1 without one.
-func (g sippGen) readPeerCPU() float64 {
-	if g.peerCPU == nil {
-		return -1
+// peerReading is what a sippGen's peer has used and seen: CPU seconds (a
+// run's change: cores), and the calls it logged whose BYE came before the
+// ACK or that were never ACKed (uas_load.xml; "never" is logged 4 s after
+// the BYE, so a run's last ones count in the next run).
+type peerReading struct {
+	cpu             float64
+	byeFirst, noAck int
+}
+
+// readPeer is g.peer's reading; false without one.
+func (g sippGen) readPeer() (peerReading, bool) {
+	if g.peer == nil {
+		return peerReading{}, false
 	}
-	c, err := g.peerCPU()
-	if err != nil {
-		return -1
-	}
-	return c
+	p, err := g.peer()
+	return p, err == nil
 }
 
 // sippStats reads sipp's statistics file (-trace_stat -fd 1): the calls
