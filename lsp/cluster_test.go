@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lsnode/lsnode/overlay"
@@ -164,7 +165,11 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // raw sends one message over the store protocol from node `from` to peer p.
 func (c *cluster) raw(from int, p peer.ID, m *message) (*message, error) {
 	s := c.svcs[from]
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A direct dial, past the swarm's dial backoff: a dial between the two
+	// that failed while the cluster formed (a loaded CI machine) left one
+	// of 5 s, and the message would fail at once ("dial backoff") though
+	// the peer is up (TestRegisterIdempotent, once in CI).
+	ctx, cancel := context.WithTimeout(network.WithForceDirectDial(context.Background(), "lsp test"), 5*time.Second)
 	defer cancel()
 	return s.rpc.call(ctx, p, s.storeProto, m)
 }
