@@ -83,9 +83,9 @@ func startUAS(b *testing.B, port int) (stop func(), peer func() (peerReading, er
 // INVITE), against Kamailio routing the same scenario with
 // lookup("location") on its in-memory usrloc, in the same run (first,
 // alone on the machine, before the testnet starts), driven by
-// LSNODE_BENCH_SIPP sipp callers (2) with their CPU and the callee's;
-// and the latency an overlay lookup adds to a call. LSNODE_BENCH_CPUPROFILE: a CPU profile of
-// the testnet's runs (not Kamailio's).
+// LSNODE_BENCH_SIPP sipp callers (2) with their CPU and the callee's; and
+// the latency an overlay lookup adds to a call. LSNODE_BENCH_CPUPROFILE: a
+// CPU profile of the testnet's runs (not Kamailio's).
 func BenchmarkCall(b *testing.B) {
 	for _, tool := range []string{"sipp", "kamailio"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -139,7 +139,7 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	secs := time.Since(t0).Seconds()
 	var r sippResult
 	if peer1, ok := g.readPeer(); ok && peerOK {
-		r.peer = peerReading{cpu: (peer1.cpu - peer0.cpu) / secs, byeFirst: peer1.byeFirst - peer0.byeFirst, noAck: peer1.noAck - peer0.noAck}
+		r.peer = peer1.since(peer0, secs)
 	}
 	var whys []string
 	for _, p := range procs {
@@ -196,6 +196,11 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 type peerReading struct {
 	cpu             float64
 	byeFirst, noAck int
+}
+
+// since is what the peer used (in cores over secs) and saw after p0.
+func (p peerReading) since(p0 peerReading, secs float64) peerReading {
+	return peerReading{cpu: (p.cpu - p0.cpu) / secs, byeFirst: p.byeFirst - p0.byeFirst, noAck: p.noAck - p0.noAck}
 }
 
 // readPeer is g.peer's reading; false without one.
