@@ -86,6 +86,9 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	ownsMedia := p.anchorOffer(req, d.groups)
+	if req.To().Params.Has("tag") {
+		p.acks.wait(p.ctx, callID(req)) // not before the ACK of the dialog's 2xx
+	}
 	p.forward(req, tx, d.groups, d.failover, ownsMedia)
 }
 
@@ -159,6 +162,7 @@ func (p *Proxy) consumeCredentials(req *sip.Request) {
 // the transaction layer.
 func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	p.stats.requests.Add(1)
+	defer p.acks.acked(callID(req)) // sent on or dropped: the dialog's requests go (ackgate.go)
 	if code, _ := p.validate(req); code != 0 {
 		return // nobody answers an ACK
 	}
@@ -827,6 +831,9 @@ func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response, t *target) {
 	out.RemoveHeader("Via")
 	if res.StatusCode > 100 && res.StatusCode < 300 {
 		p.retoken(out, t)
+	}
+	if cs := res.CSeq(); res.IsSuccess() && cs != nil && cs.MethodName == sip.INVITE {
+		p.acks.expect(callID(res), time.Now()) // before the caller can ACK it
 	}
 	p.anchorAnswer(out)
 	// Parsed off the wire, the response's destination is our own socket:

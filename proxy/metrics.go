@@ -17,6 +17,8 @@ var (
 	mNATPings      = promsnap.Desc("proxy", "nat_keepalives_total", "OPTIONS sent down NAT flows.")
 	mFlowed        = promsnap.Desc("proxy", "flow_requests_total", "Requests sent down a NAT flow.")
 	mFlows         = promsnap.Desc("proxy", "nat_flows", "NAT flows kept alive.")
+	mAckHeld       = promsnap.Desc("proxy", "ack_held_total", "Requests in a dialog held until the ACK of its 2xx went on.")
+	mAckLate       = promsnap.Desc("proxy", "ack_late_total", "Requests in a dialog sent on after waiting their longest for the ACK of its 2xx.")
 )
 
 // RegisterMetrics registers the proxy's metrics on reg: the final
@@ -26,14 +28,15 @@ var (
 // dashboard shows.
 func (p *Proxy) RegisterMetrics(reg prometheus.Registerer) error {
 	stats := promsnap.Collector{
-		Descs: []*prometheus.Desc{mForwarded, mDirect, mReceived, mCacheHits, mLookups, mAnchored, mRelayedOffers, mNATPings, mFlowed, mFlows},
+		Descs: []*prometheus.Desc{mForwarded, mDirect, mReceived, mCacheHits, mLookups, mAnchored, mRelayedOffers, mNATPings, mFlowed, mFlows, mAckHeld, mAckLate},
 		Read: func(emit promsnap.Emit) {
 			st := p.Stats()
 			for _, v := range []struct {
 				d *prometheus.Desc
 				v int64
 			}{{mReceived, st.Requests}, {mForwarded, st.Forwarded}, {mDirect, st.Direct}, {mCacheHits, st.CacheHits},
-				{mLookups, st.Lookups}, {mAnchored, st.Anchored}, {mRelayedOffers, st.Relayed}, {mNATPings, st.NATPings}, {mFlowed, st.Flowed}} {
+				{mLookups, st.Lookups}, {mAnchored, st.Anchored}, {mRelayedOffers, st.Relayed}, {mNATPings, st.NATPings}, {mFlowed, st.Flowed},
+				{mAckHeld, st.AckHeld}, {mAckLate, st.AckLate}} {
 				emit(v.d, prometheus.CounterValue, float64(v.v))
 			}
 			emit(mFlows, prometheus.GaugeValue, float64(st.Flows))

@@ -42,8 +42,8 @@ lsnode_proxy_requests_total{code="200",method="INVITE"} 1
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(page), names...); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(reg); n != 11 {
-		t.Errorf("%d series, want 11 (10 counters and gauges, 1 response count)", n)
+	if n := testutil.CollectAndCount(reg); n != 13 {
+		t.Errorf("%d series, want 13 (12 counters and gauges, 1 response count)", n)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Fatalf("promlint: %v %+v", err, problems)

@@ -176,6 +176,7 @@ type Proxy struct {
 
 	stats    counters
 	inflight *inflight // requests in handle past validation (MaxInFlight)
+	acks     *ackGate  // 2xx passed upstream whose ACK has not gone on (ackgate.go)
 
 	peersMu sync.Mutex
 	peerUp  map[string]bool // static peer URI → answered its last keepalive
@@ -284,7 +285,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}, inflight: newInflight(cfg.MaxInFlight), anchors: &anchorQuota{by: map[string][]string{}, held: map[string]int{}},
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), cache: newCache(maxCached), peerUp: map[string]bool{}, inflight: newInflight(cfg.MaxInFlight), acks: newAckGate(), anchors: &anchorQuota{by: map[string][]string{}, held: map[string]int{}},
 		flows: cfg.Flows, rrKey: cfg.RouteSecret}
 	if len(p.rrKey) == 0 {
 		// No domain key to derive from: dialogs record-routed by this
@@ -437,6 +438,9 @@ type Stats struct {
 	NATPings, NATPingsAnswered, Flowed int64
 	Flows                              int // NAT flows kept alive now (Flows)
 	InFlight                           int // requests being routed now (bounded by MaxInFlight)
+	// AckHeld: requests in a dialog held until the ACK of its 2xx went
+	// on (ackgate.go); AckLate: those sent on after ackHold without it.
+	AckHeld, AckLate int64
 }
 
 type counters struct {
@@ -463,7 +467,8 @@ func (p *Proxy) Stats() Stats {
 	return Stats{Flows: p.Flows(), InFlight: p.inflight.now(), Requests: c.requests.Load(), Forwarded: c.forwarded.Load(), Direct: c.direct.Load(),
 		Redirected: c.redirected.Load(), Static: c.static.Load(), DNS: c.dns.Load(), Followed: c.followed.Load(),
 		CacheHits: c.cacheHits.Load(), Lookups: c.lookups.Load(), Pushed: c.pushed.Load(), Local: c.local.Load(), Failovers: c.failovers.Load(), Refused: c.refused.Load(), Shed: c.shed.Load(), ReaderShed: c.readerShed.Load(), Anchored: c.anchored.Load(), Relayed: c.relayed.Load(),
-		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load()}
+		NATPings: c.natPings.Load(), NATPingsAnswered: c.natPingsAnswered.Load(), Flowed: c.flowed.Load(),
+		AckHeld: p.acks.held.Load(), AckLate: p.acks.late.Load()}
 }
 
 // respond sends a locally generated final response.

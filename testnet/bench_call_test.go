@@ -213,10 +213,10 @@ func BenchmarkCall(b *testing.B) {
 		"cached lookup: %d/s (%.2fx Kamailio, %s) | cold lookup per INVITE: %d/s (%.2fx, %s) | Kamailio lookup(location)+t_relay: %d/s (%s) | "+
 		"at 2x load, calls completed: cold %s, Kamailio %s | "+
 		"server CPU per call at %d/s: cached %s, cold %s (%s Kamailio's), Kamailio %s; the idle testnet uses %.0f%% of a core, not subtracted; allocated per call: cached %.1f KB in %.0f objects, cold %.1f KB in %.0f; the testnet's process: cached %s, %s; cold %s, %s | "+
-		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d, INVITEs shed on the reader %d\n",
+		"overlay lookup adds p50 %s p99 %s (%d errors of %d) | proxy stats cached %+v cold lookups %d, INVITEs shed on the reader %d, requests held for their ACK %d (sent on without it %d)\n",
 		hold, rCached, ratio(rCached, rKam), genCPU(atCached, procs), rCold, ratio(rCold, rKam), genCPU(atCold, procs), rKam, genCPU(atKam, procs), oCold, oKam,
 		cpuRate, perCall(dCached, resCached), perCall(dCold, resCold), cpuRatio, cpuKam, 100*(idle1-idle0)/5, bCached/1e3, oCached, bCold/1e3, oCold2, rsCached.since(rs), acks(resCached), rsCold, acks(resCold),
-		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups, stCold.ReaderShed)
+		ms(look.p(0.5)), ms(look.p(0.99)), look.errs, len(look.seq)+look.errs, stCached, stCold.Lookups, stCold.ReaderShed, stCold.AckHeld, stCold.AckLate)
 }
 
 // genCPU is what the generator used at a maximum (the callers' CPU
