@@ -482,7 +482,8 @@ func sippEvents(errs []byte) []string {
 }
 
 // finalAnswers maps the index of each message after a label "sNNN" in a
-// sipp scenario to NNN (see load_register.xml).
+// sipp scenario, up to the next label, to NNN (see load_register.xml and
+// uac.xml).
 func finalAnswers(scenario string) map[string]string {
 	b, err := os.ReadFile(scenario)
 	if err != nil {
@@ -504,6 +505,7 @@ func finalAnswers(scenario string) map[string]string {
 				continue
 			}
 			if t.Name.Local == "label" {
+				label = ""
 				for _, a := range t.Attr {
 					if a.Name.Local == "id" && len(a.Value) == 4 && a.Value[0] == 's' {
 						label = a.Value[1:]
@@ -513,7 +515,6 @@ func finalAnswers(scenario string) map[string]string {
 			}
 			if label != "" {
 				out[strconv.Itoa(index)] = label
-				label = ""
 			}
 			index++
 		case xml.EndElement:

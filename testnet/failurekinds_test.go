@@ -11,6 +11,8 @@ func TestFinalAnswers(t *testing.T) {
 	for scen, want := range map[string]map[string]string{
 		"testdata/sipp/load_register.xml":      {"6": "503", "7": "500", "8": "408"},
 		"testdata/sipp/load_register_auth.xml": {"11": "503", "12": "500", "13": "408"},
+		// Each answer's ACK, then the wait that ends the call.
+		"testdata/sipp/uac.xml": {"12": "503", "13": "503", "14": "500", "15": "500", "16": "408", "17": "408"},
 	} {
 		got := finalAnswers(scen)
 		if len(got) != len(want) {
