@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +151,64 @@ func TestAckGateWindows(t *testing.T) {
 	g.wait(context.Background(), "never expected")
 	if g.held.Load() != 1 {
 		t.Fatalf("held %d, want 1 (only d was awaited)", g.held.Load())
+	}
+}
+
+// TestAckCopiesKeepTheirBranch: the ACK is forwarded without a
+// transaction, so each copy the caller sends (one per retransmission of
+// the 2xx) must reach the callee as the same request: the same branch in
+// our Via (RFC 3261 §16.11). Another ACK gets another branch, and each
+// is one this proxy recognises as its own.
+func TestAckCopiesKeepTheirBranch(t *testing.T) {
+	tp := startProxy(t, Proxying, nil)
+	caller, callee := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	inv := answered(t, tp, caller, callee)
+	ack := inDialog(caller, callee, inv, "ACK", 1)
+	topBranch := func(r *sip.Request) string {
+		b, _ := r.Via().Params.Get("branch")
+		return b
+	}
+	// A copy that comes while sipgo still holds the last one's
+	// transaction (until its handler has returned) is absorbed, as a
+	// retransmission; a caller's copies come with the 2xx's, 0.5 s and
+	// more apart. So a copy is sent again until it is forwarded.
+	forwarded := func(msg string) *sip.Request {
+		t.Helper()
+		buf := make([]byte, 65535)
+		for try := 0; try < 10; try++ {
+			caller.send(tp.addr, msg)
+			_ = callee.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if n, _, err := callee.conn.ReadFromUDP(buf); err == nil {
+				m, err := sip.ParseMessage(buf[:n])
+				if r, ok := m.(*sip.Request); err == nil && ok && r.Method == sip.ACK {
+					return r
+				}
+				t.Fatalf("callee got %v, want an ACK", m)
+			}
+		}
+		t.Fatal("ACK not forwarded")
+		return nil
+	}
+	var got []string
+	for _, msg := range []string{ack, ack, strings.Replace(ack, "branch=z9hG4bK", "branch=z9hG4bKother", 1)} {
+		r := forwarded(msg)
+		if !tp.p.ourBranch(topBranch(r)) {
+			t.Fatalf("branch %q is not one the proxy recognises", topBranch(r))
+		}
+		got = append(got, topBranch(r))
+	}
+	if got[0] != got[1] || got[1] == got[2] {
+		t.Fatalf("branches %q: want the two copies alike and the other ACK's different", got)
+	}
+	// An RFC 2543 ACK (no magic cookie) is named by its fields.
+	old := strings.Replace(ack, "branch=z9hG4bK", "branch=2543", 1)
+	var olds []string
+	for i := 0; i < 2; i++ {
+		olds = append(olds, topBranch(forwarded(old)))
+	}
+	if olds[0] != olds[1] || olds[0] == got[0] {
+		t.Fatalf("RFC 2543 copies: branches %q (the first ACK's %q)", olds, got[0])
 	}
 }

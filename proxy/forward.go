@@ -203,6 +203,42 @@ func (p *Proxy) handleAck(req *sip.Request, _ sip.ServerTransaction) {
 	p.count(d.groups[0][0])
 }
 
+// statelessBranch is the random part of the branch of our Via on an ACK,
+// which is forwarded without a transaction: a function of the request's
+// transaction (RFC 3261 §16.11), so that each copy of an ACK (the caller
+// sends one for every retransmission of the 2xx) goes on with the same
+// branch. A random one per copy made each copy a new request to the
+// callee, and a sipp callee waiting for the BYE took the second ACK for an
+// unexpected message and dropped the call: 100 calls of 30 000 at 1500/s
+// through a proxy whose ACKs were late enough for the 2xx to be
+// retransmitted. The received branch names the transaction when it has
+// the magic cookie; otherwise (RFC 2543) its Call-ID, tags, CSeq number
+// and Request-URI do.
+func (p *Proxy) statelessBranch(req *sip.Request) string {
+	var in string
+	if v := req.Via(); v != nil {
+		in, _ = v.Params.Get("branch")
+	}
+	if !strings.HasPrefix(in, sip.RFC3261BranchMagicCookie) {
+		var b strings.Builder
+		if h := req.CallID(); h != nil { // (validate saw each of them)
+			b.WriteString(h.Value())
+		}
+		if h := req.From(); h != nil {
+			b.WriteString("\x00" + h.Value())
+		}
+		if h := req.To(); h != nil {
+			b.WriteString("\x00" + h.Value())
+		}
+		if h := req.CSeq(); h != nil {
+			b.WriteString("\x00" + strconv.FormatUint(uint64(h.SeqNo), 10))
+		}
+		b.WriteString("\x00" + req.Recipient.String())
+		in = b.String()
+	}
+	return p.macOf(9, "stateless\x00", in)
+}
+
 // handleCancel answers a CANCEL that matched no pending INVITE (the
 // transaction layer handles the ones that do).
 func (p *Proxy) handleCancel(req *sip.Request, tx sip.ServerTransaction) {
@@ -348,7 +384,12 @@ func (p *Proxy) rewrite(req, out *sip.Request, t target) *sip.Request {
 	}
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
 		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}
-	branch := strings.TrimPrefix(sip.GenerateBranchN(12), sip.RFC3261BranchMagicCookie+".")
+	var branch string
+	if req.Method == sip.ACK {
+		branch = p.statelessBranch(req) // before out (maybe req) has our Via
+	} else {
+		branch = strings.TrimPrefix(sip.GenerateBranchN(12), sip.RFC3261BranchMagicCookie+".")
+	}
 	via.Params.Add("branch", sip.RFC3261BranchMagicCookie+key+"."+branch+p.branchMAC(branch))
 	out.PrependHeader(via)
 	out.SetTransport(t.tr)
