@@ -71,8 +71,12 @@ func startUAS(b *testing.B, port int) (stop func(), peer func() (peerReading, er
 		if err != nil {
 			return peerReading{}, err
 		}
+		dropped, err := testnet.UDPDrops(port)
+		if err != nil {
+			return peerReading{}, err
+		}
 		log, _ := os.ReadFile(logPath) // none yet: nothing logged
-		return peerReading{cpu: cpu, byeFirst: bytes.Count(log, []byte("BYE before ACK")), noAck: bytes.Count(log, []byte("no ACK"))}, nil
+		return peerReading{cpu: cpu, byeFirst: bytes.Count(log, []byte("BYE before ACK")), noAck: bytes.Count(log, []byte("no ACK")), dropped: dropped}, nil
 	}
 }
 
@@ -226,8 +230,8 @@ func genCPU(r sippResult, procs int) string {
 	if r.calls == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d sipp callers %.0f%% CPU together, busiest %.0f%%, UAS %.0f%%; %s",
-		procs, 100*r.cpu, 100*r.cpuMax, 100*r.peer.cpu, acks(r))
+	return fmt.Sprintf("%d sipp callers %.0f%% CPU together, busiest %.0f%%, UAS %.0f%%; %s; %s",
+		procs, 100*r.cpu, 100*r.cpuMax, 100*r.peer.cpu, acks(r), r.droppedText(true))
 }
 
 // acks is what the UAS saw of a run's ACKs.

@@ -106,3 +106,37 @@ func LoopbackSent() (int64, error) {
 	}
 	return 0, fmt.Errorf("testnet: no loopback interface in /proc/net/dev")
 }
+
+// UDPDrops returns the datagrams the kernel dropped so far at the UDP
+// sockets bound to port (/proc/net/udp and udp6, their last column): a
+// receive buffer that overflowed. A bench reads it around a run to say
+// which side could not keep up.
+func UDPDrops(port int) (int64, error) {
+	var n int64
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return 0, err
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		for _, line := range lines[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 13 {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseInt(hexPort, 16, 32); err != nil || int(p) != port {
+				continue
+			}
+			d, err := strconv.ParseInt(fs[len(fs)-1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("testnet: %s: drops %q: %v", f, fs[len(fs)-1], err)
+			}
+			n += d
+		}
+	}
+	return n, nil
+}

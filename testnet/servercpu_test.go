@@ -57,7 +57,7 @@ func allocPerCall(b *testing.B, g sippGen, rate int, dur time.Duration) (cpu tim
 func perCall(d time.Duration, res sippResult) string {
 	s := fmt.Sprintf("%.0fµs", float64(d)/1e3)
 	if !res.ok() {
-		s += fmt.Sprintf(" (%d of %d calls failed: %v)", res.calls-res.success, res.calls, res.kinds)
+		s += fmt.Sprintf(" (%d of %d calls failed: %s)", res.calls-res.success, res.calls, res.why)
 	}
 	return s
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lsnode/lsnode/testnet"
 )
 
 // sippGen drives a target with several sipp processes at once, each with
@@ -46,9 +48,13 @@ type sippResult struct {
 	// cpu: the generator's CPU over the run, in cores (its processes
 	// together); cpuMax: its busiest process's (sipp is one thread).
 	cpu, cpuMax float64
-	peer        peerReading    // sippGen.peer's change over the run
-	why         string         // what failed calls got, when some did
-	kinds       map[string]int // failureCounts of all processes together
+	peer        peerReading // sippGen.peer's change over the run
+	// dropped: datagrams the kernel dropped over the run at the server's
+	// socket and at the callers' (a receive buffer full: that side fell
+	// behind); -1 when not read.
+	dropped struct{ server, callers int64 }
+	why     string         // what failed calls got, when some did
+	kinds   map[string]int // failureCounts of all processes together
 }
 
 func (r sippResult) ok() bool { return r.calls > 0 && r.success == r.calls && r.failed == 0 }
@@ -101,6 +107,7 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	ctx, cancel := context.WithTimeout(context.Background(), kill)
 	defer cancel()
 	peer0, peerOK := g.readPeer()
+	drops0 := g.drops(k)
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for j := range procs {
@@ -140,6 +147,13 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	var r sippResult
 	if peer1, ok := g.readPeer(); ok && peerOK {
 		r.peer = peer1.since(peer0, secs)
+	}
+	r.dropped = g.drops(k)
+	if r.dropped.server >= 0 && drops0.server >= 0 {
+		r.dropped.server -= drops0.server
+	}
+	if r.dropped.callers >= 0 && drops0.callers >= 0 {
+		r.dropped.callers -= drops0.callers
 	}
 	var whys []string
 	for _, p := range procs {
@@ -186,7 +200,43 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 		}
 	}
 	r.why = strings.Join(whys, "; ")
+	if len(whys) > 0 {
+		r.why += "; " + r.droppedText(g.peer != nil)
+	}
 	return r
+}
+
+// drops reads the kernel's drop counts at the server's socket and at the
+// k callers' (-1: not read).
+func (g sippGen) drops(k int) (d struct{ server, callers int64 }) {
+	d.server, d.callers = -1, -1
+	if _, port, err := net.SplitHostPort(g.target); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			if n, err := testnet.UDPDrops(p); err == nil {
+				d.server = n
+			}
+		}
+	}
+	var sum int64
+	for j := 0; j < k; j++ {
+		n, err := testnet.UDPDrops(g.port + j)
+		if err != nil {
+			return d
+		}
+		sum += n
+	}
+	d.callers = sum
+	return d
+}
+
+// droppedText says what the kernel dropped over the run, at each side's
+// sockets (the UAS's too, with one).
+func (r sippResult) droppedText(uas bool) string {
+	s := fmt.Sprintf("datagrams dropped at the server's socket %d, the callers' %d", r.dropped.server, r.dropped.callers)
+	if uas {
+		s += fmt.Sprintf(", the UAS's %d", r.peer.dropped)
+	}
+	return s
 }
 
 // peerReading is what a sippGen's peer has used and seen: CPU seconds (a
@@ -196,11 +246,12 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 type peerReading struct {
 	cpu             float64
 	byeFirst, noAck int
+	dropped         int64 // datagrams the kernel dropped at its socket
 }
 
 // since is what the peer used (in cores over secs) and saw after p0.
 func (p peerReading) since(p0 peerReading, secs float64) peerReading {
-	return peerReading{cpu: (p.cpu - p0.cpu) / secs, byeFirst: p.byeFirst - p0.byeFirst, noAck: p.noAck - p0.noAck}
+	return peerReading{cpu: (p.cpu - p0.cpu) / secs, byeFirst: p.byeFirst - p0.byeFirst, noAck: p.noAck - p0.noAck, dropped: p.dropped - p0.dropped}
 }
 
 // readPeer is g.peer's reading; false without one.
