@@ -46,6 +46,10 @@ func registerRaw(b *testing.B, registrar, aor, contact string) {
 	}
 }
 
+// uasAckWait is how long uas_load.xml waits for the ACK of a call whose
+// BYE came first before it logs the call never ACKed.
+const uasAckWait = 4 * time.Second
+
 // startUAS runs a sipp UAS answering every call until the bench ends;
 // peer reads what it has used and seen so far (its CPU, and the calls whose
 // BYE came before the ACK or that never got one, from its log).
