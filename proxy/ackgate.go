@@ -13,19 +13,23 @@ import (
 // came in. On a starved process that order breaks: the call bench
 // (LSNODE_BENCH_CPUONLY at 1500 calls/s, a lookup per INVITE) saw a
 // runnable goroutine wait up to 470 ms for a core, and 43 of 30 000 BYEs
-// reach the callee before the ACK the caller had sent 200 ms earlier. A
-// callee that has not seen the ACK may take such a BYE for a request of a
-// dialog not yet confirmed; sipp aborts the call.
+// reach the callee before the ACK the caller had sent 200 ms earlier (6
+// in a run the day this came in, 0 with it). A callee that has not seen
+// the ACK may take such a BYE for a request of a dialog not yet
+// confirmed; sipp aborts the call.
 //
 // So once the proxy has passed a 2xx to an INVITE upstream, a request of
 // the same Call-ID in a dialog (a To tag; not the ACK) waits until the
 // ACK of that 2xx has been sent on (or dropped) before it is sent on, for
-// ackHold at most: an ACK lost on its way here comes again only with the
-// callee's next retransmission of the 2xx, and the request must not wait
-// for that. The wait is keyed by the Call-ID alone: a request or an ACK
-// of the same Call-ID that someone made up can hold its own request
-// ackHold, or let a held one go early (which is how it went before), and
-// nothing more.
+// ackHold at most, once per 2xx: an ACK lost on its way here comes again
+// only with the callee's next retransmission of the 2xx, and the request
+// must not wait for that. The Call-ID is the INVITE's (a response is
+// matched to its request by the Via branch alone, so a callee's 2xx
+// names no Call-ID of its choosing). The wait is keyed by the Call-ID
+// alone: an ACK of the same Call-ID that someone made up lets a held
+// request go early (which is how it went before); a caller that chose
+// another's Call-ID for its INVITE, or sends BYEs of a call it never
+// ACKed, costs a request of that Call-ID one wait of ackHold.
 
 // ackHold bounds how long a request waits for the ACK (T1: the caller
 // retransmits the request itself after that, and the server transaction
@@ -34,10 +38,12 @@ const ackHold = 500 * time.Millisecond
 
 // ackWindow is how long a 2xx passed upstream is remembered without its
 // ACK (between one and two windows); ackPendingMax bounds the 2xx
-// remembered in one window (beyond, a 2xx is not waited for: as before).
+// remembered in one window, and ackMaxCallID the Call-IDs kept (beyond
+// either, a 2xx is not waited for: as before).
 const (
 	ackWindow     = 4 * time.Second
 	ackPendingMax = 1 << 16
+	ackMaxCallID  = 256
 )
 
 // ackGate is the set of 2xx passed upstream whose ACK has not been sent
@@ -66,7 +72,7 @@ func (g *ackGate) rotate(now time.Time) {
 	case age < 2*ackWindow:
 		g.prev = g.cur
 	default:
-		clear(g.prev)
+		g.prev = map[string]chan struct{}{} // (a cleared map keeps its peak size)
 	}
 	g.cur = make(map[string]chan struct{}, len(g.prev))
 	g.rotated = now
@@ -75,7 +81,7 @@ func (g *ackGate) rotate(now time.Time) {
 // expect notes that a 2xx to an INVITE of callID goes upstream now: the
 // dialog's requests wait for its ACK from here on.
 func (g *ackGate) expect(callID string, now time.Time) {
-	if callID == "" {
+	if callID == "" || len(callID) > ackMaxCallID {
 		return
 	}
 	g.mu.Lock()
@@ -107,9 +113,14 @@ func (g *ackGate) acked(callID string) {
 
 // wait holds a request in a dialog of callID until the ACK of the
 // dialog's last 2xx has been sent on, ackHold at most, or ctx ends. It
-// returns at once when no ACK is awaited.
+// returns at once when no ACK is awaited. A 2xx whose ACK did not come
+// in ackHold is not waited for again: each costs its dialog one wait at
+// most (the ACK may never pass here, or was lost), and the sender of a
+// call it answered and never ACKed cannot hold its BYEs, and their
+// in-flight slots, for long.
 func (g *ackGate) wait(ctx context.Context, callID string) {
 	g.mu.Lock()
+	g.rotate(time.Now())
 	ch := g.cur[callID]
 	if ch == nil {
 		ch = g.prev[callID]
@@ -125,7 +136,21 @@ func (g *ackGate) wait(ctx context.Context, callID string) {
 	case <-ch:
 	case <-t.C:
 		g.late.Add(1)
+		g.giveUp(callID, ch)
 	case <-ctx.Done():
+	}
+}
+
+// giveUp forgets the 2xx of callID whose ACK ch awaited (not a later one
+// of the Call-ID) and lets the other requests held behind it go.
+func (g *ackGate) giveUp(callID string, ch chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, m := range []map[string]chan struct{}{g.cur, g.prev} {
+		if m[callID] == ch {
+			delete(m, callID)
+			close(ch)
+		}
 	}
 }
 

@@ -72,7 +72,7 @@ func TestByeWaitsForAck(t *testing.T) {
 	tp.p.acks.hold.Store(int64(time.Minute)) // the order below is not up to the clock
 	inv := answered(t, tp, caller, callee)
 	caller.send(tp.addr, inDialog(caller, callee, inv, "BYE", 2))
-	time.Sleep(100 * time.Millisecond) // the BYE is in the proxy
+	waitFor(t, "the BYE held", func() bool { return tp.p.acks.held.Load() == 1 })
 	// An ACK of another call does not let it go: a BYE let go with it
 	// would reach the callee before the ACK sent after.
 	caller.send(tp.addr, caller.request("ACK", "sip:bob@"+callee.addr(), "To: <sip:bob@b.example>;tag=b", "Call-ID: another-call", "CSeq: 1 ACK"))
@@ -103,6 +103,16 @@ func TestByeWaitsForAck(t *testing.T) {
 	if st := tp.p.Stats(); st.AckHeld != 2 || st.AckLate != 1 {
 		t.Fatalf("held %d, late %d: want the second BYE held and sent on late", st.AckHeld, st.AckLate)
 	}
+	// Its 2xx is given up on: the dialog's next request is not held.
+	caller.send(tp.addr, inDialog(caller, callee, inv, "INFO", 3))
+	info := next(t, tp, callee)
+	if info.Method != sip.INFO {
+		t.Fatalf("callee got %s, want the INFO", info.Method)
+	}
+	callee.send(tp.addr, sip.NewResponseFromRequest(info, 200, "OK", nil).String())
+	if st := tp.p.Stats(); st.AckHeld != 2 {
+		t.Fatalf("held %d: a 2xx given up on held the dialog's next request", st.AckHeld)
+	}
 
 	// A BYE after the ACK, as usual, is not held; nor is anything once
 	// the 2xx are acknowledged.
@@ -111,12 +121,23 @@ func TestByeWaitsForAck(t *testing.T) {
 	if r := next(t, tp, callee); r.Method != sip.ACK {
 		t.Fatalf("callee got %s, want the ACK", r.Method)
 	}
+	waitFor(t, "the ACK's handler done", func() bool { return tp.p.acks.pending() == 0 })
 	caller.send(tp.addr, inDialog(caller, callee, inv, "BYE", 2))
 	if r := next(t, tp, callee); r.Method != sip.BYE || r.CallID().Value() != inv.CallID().Value() {
 		t.Fatalf("callee got %s %s, want the BYE", r.Method, r.CallID().Value())
 	}
-	if st := tp.p.Stats(); st.AckHeld != 2 || tp.p.acks.pending() != 1 {
-		t.Fatalf("held %d, %d 2xx pending: want nothing held after the ACK, and only the unACKed call pending", st.AckHeld, tp.p.acks.pending())
+	if st := tp.p.Stats(); st.AckHeld != 2 || tp.p.acks.pending() != 0 {
+		t.Fatalf("held %d, %d 2xx pending: want nothing held after the ACK, and nothing pending", st.AckHeld, tp.p.acks.pending())
+	}
+}
+
+// waitFor polls cond until it holds, or fails the test after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
+		}
 	}
 }
 
@@ -151,6 +172,18 @@ func TestAckGateWindows(t *testing.T) {
 	g.wait(context.Background(), "never expected")
 	if g.held.Load() != 1 {
 		t.Fatalf("held %d, want 1 (only d was awaited)", g.held.Load())
+	}
+	// A wait that runs out forgets its 2xx: one wait per 2xx at most.
+	g.hold.Store(int64(time.Millisecond))
+	g.wait(context.Background(), "d")
+	g.wait(context.Background(), "d")
+	if g.held.Load() != 2 || g.late.Load() != 1 {
+		t.Fatalf("held %d, late %d: want d waited for once more, late, then not", g.held.Load(), g.late.Load())
+	}
+	long := string(make([]byte, ackMaxCallID+1))
+	g.expect(long, t0.Add(5*ackWindow))
+	if g.cur[long] != nil {
+		t.Fatal("a Call-ID longer than ackMaxCallID kept")
 	}
 }
 

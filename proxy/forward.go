@@ -354,11 +354,17 @@ func share(out, in interface {
 }
 
 // rewrite makes out, a copy of req or req itself, the request sent to t.
-// The loop key is taken before out changes; what it reads of req after
-// (method, To, From, Call-ID, Contact, source, transport) it never
-// changes.
+// The loop key and the branch are taken before out changes; what it
+// reads of req after (method, To, From, Call-ID, Contact, source,
+// transport) it never changes.
 func (p *Proxy) rewrite(req, out *sip.Request, t target) *sip.Request {
 	key := p.loopKey(req)
+	var branch string
+	if req.Method == sip.ACK {
+		branch = p.statelessBranch(req) // from req as it came
+	} else {
+		branch = strings.TrimPrefix(sip.GenerateBranchN(12), sip.RFC3261BranchMagicCookie+".")
+	}
 	out.Recipient = *t.uri.Clone()
 	for i := len(t.route) - 1; i >= 0; i-- {
 		out.PrependHeader(sip.NewHeader("Route", t.route[i]))
@@ -384,12 +390,6 @@ func (p *Proxy) rewrite(req, out *sip.Request, t target) *sip.Request {
 	}
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.tr,
 		Host: p.self.host, Port: p.self.port, Params: sip.NewParams()}
-	var branch string
-	if req.Method == sip.ACK {
-		branch = p.statelessBranch(req) // before out (maybe req) has our Via
-	} else {
-		branch = strings.TrimPrefix(sip.GenerateBranchN(12), sip.RFC3261BranchMagicCookie+".")
-	}
 	via.Params.Add("branch", sip.RFC3261BranchMagicCookie+key+"."+branch+p.branchMAC(branch))
 	out.PrependHeader(via)
 	out.SetTransport(t.tr)
@@ -627,6 +627,11 @@ func (f *forking) event(ev branchEvent) bool {
 	b.final = true
 	f.pending--
 	if res.StatusCode < 300 {
+		if req.Method == sip.INVITE {
+			// Before the caller can ACK it; the Call-ID of the request
+			// (a response is matched to it by the Via branch alone).
+			p.acks.expect(callID(req), time.Now())
+		}
 		// Every 2xx goes upstream; the first one ends the others.
 		p.relay(f.tx, res, &b.t)
 		if !f.got2xx {
@@ -872,9 +877,6 @@ func (p *Proxy) relay(tx sip.ServerTransaction, res *sip.Response, t *target) {
 	out.RemoveHeader("Via")
 	if res.StatusCode > 100 && res.StatusCode < 300 {
 		p.retoken(out, t)
-	}
-	if cs := res.CSeq(); res.IsSuccess() && cs != nil && cs.MethodName == sip.INVITE {
-		p.acks.expect(callID(res), time.Now()) // before the caller can ACK it
 	}
 	p.anchorAnswer(out)
 	// Parsed off the wire, the response's destination is our own socket:
