@@ -35,6 +35,10 @@ type sippGen struct {
 	// sipp UAS, which answers every call): run reports what it used and
 	// saw over the run.
 	peer func() (peerReading, error)
+	// ackWait: run waits uasAckWait after the calls for the peer's count
+	// of calls never ACKed (the rate search's runs, which ok judges; a
+	// run's CPU and run statistics would count the wait).
+	ackWait bool
 }
 
 // sippResult is what one run of a sippGen saw.
@@ -156,11 +160,13 @@ func (g sippGen) run(tb testing.TB, rate int, dur time.Duration) sippResult {
 	var r sippResult
 	if peer1, ok := g.readPeer(); ok && peerOK {
 		r.peer = peer1.since(peer0, secs)
-		// The UAS logs a call never ACKed uasAckWait after its BYE:
-		// this run's last ones are counted in this run.
-		time.Sleep(uasAckWait + 500*time.Millisecond)
-		if peer2, ok := g.readPeer(); ok {
-			r.peer.byeFirst, r.peer.noAck = peer2.byeFirst-peer0.byeFirst, peer2.noAck-peer0.noAck
+		if g.ackWait {
+			// The UAS logs a call never ACKed uasAckWait after its
+			// BYE: this run's last ones are counted in this run.
+			time.Sleep(uasAckWait + 500*time.Millisecond)
+			if peer2, ok := g.readPeer(); ok {
+				r.peer.byeFirst, r.peer.noAck = peer2.byeFirst-peer0.byeFirst, peer2.noAck-peer0.noAck
+			}
 		}
 	}
 	r.dropped = g.drops(k)
