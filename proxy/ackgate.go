@@ -100,11 +100,15 @@ func (g *ackGate) expect(callID string, now time.Time) {
 
 // acked lets the requests of callID held behind its ACK go: the ACK has
 // been sent on, or dropped.
-func (g *ackGate) acked(callID string) {
+func (g *ackGate) acked(callID string) { g.release(callID, nil) }
+
+// release forgets the 2xx of callID awaited on only (any, when nil) and
+// lets the requests held behind it go.
+func (g *ackGate) release(callID string, only chan struct{}) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, m := range []map[string]chan struct{}{g.cur, g.prev} {
-		if ch := m[callID]; ch != nil {
+		if ch := m[callID]; ch != nil && (only == nil || ch == only) {
 			delete(m, callID)
 			close(ch)
 		}
@@ -136,21 +140,8 @@ func (g *ackGate) wait(ctx context.Context, callID string) {
 	case <-ch:
 	case <-t.C:
 		g.late.Add(1)
-		g.giveUp(callID, ch)
+		g.release(callID, ch) // not a later 2xx of the Call-ID
 	case <-ctx.Done():
-	}
-}
-
-// giveUp forgets the 2xx of callID whose ACK ch awaited (not a later one
-// of the Call-ID) and lets the other requests held behind it go.
-func (g *ackGate) giveUp(callID string, ch chan struct{}) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, m := range []map[string]chan struct{}{g.cur, g.prev} {
-		if m[callID] == ch {
-			delete(m, callID)
-			close(ch)
-		}
 	}
 }
 

@@ -13,6 +13,17 @@ import (
 	"github.com/lsnode/lsnode/lsp"
 )
 
+// callSetup starts a proxy, a caller and a callee bound as
+// sip:bob@b.example.
+func callSetup(t *testing.T) (*testProxy, *ua, *ua) {
+	t.Helper()
+	tp := startProxy(t, Proxying, nil)
+	caller, callee := newUA(t), newUA(t)
+	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
+		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	return tp, caller, callee
+}
+
 // answered makes a call from caller to bob (bound at callee) through tp,
 // the callee answering 200 with To tag b, and returns the INVITE as the
 // callee got it.
@@ -64,10 +75,7 @@ func inDialog(caller, callee *ua, inv *sip.Request, method string, cseq int) str
 // another call does not let it go; without any ACK the BYE goes on after
 // ackHold. The callee sees the dialog's requests in their order.
 func TestByeWaitsForAck(t *testing.T) {
-	tp := startProxy(t, Proxying, nil)
-	caller, callee := newUA(t), newUA(t)
-	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
-		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	tp, caller, callee := callSetup(t)
 
 	tp.p.acks.hold.Store(int64(time.Minute)) // the order below is not up to the clock
 	inv := answered(t, tp, caller, callee)
@@ -193,10 +201,7 @@ func TestAckGateWindows(t *testing.T) {
 // our Via (RFC 3261 §16.11). Another ACK gets another branch, and each
 // is one this proxy recognises as its own.
 func TestAckCopiesKeepTheirBranch(t *testing.T) {
-	tp := startProxy(t, Proxying, nil)
-	caller, callee := newUA(t), newUA(t)
-	_ = tp.loc.Publish(context.Background(), "sip:bob@b.example",
-		lsp.Binding{Contact: "sip:bob@" + callee.addr(), Expires: time.Now().Add(time.Hour)})
+	tp, caller, callee := callSetup(t)
 	inv := answered(t, tp, caller, callee)
 	ack := inDialog(caller, callee, inv, "ACK", 1)
 	topBranch := func(r *sip.Request) string {
